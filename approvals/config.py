@@ -1,0 +1,125 @@
+"""One typed settings object for every kehoach process, read from `KEHOACH_*` variables."""
+
+from __future__ import annotations
+
+import secrets
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGED_PLAN = Path(__file__).resolve().parent.parent / "plans" / "lang-son.yaml"
+DEVELOPMENT_SECRET_FILE = "link-secret"
+
+
+class Environment(str, Enum):
+    development = "development"
+    production = "production"
+
+
+class SmtpTls(str, Enum):
+    none = "none"
+    starttls = "starttls"
+    tls = "tls"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEHOACH_", extra="ignore")
+
+    environment: Environment = Field(
+        Environment.development,
+        description="`development` enables the local mail catcher's inbox page and a generated link secret.",
+    )
+    data_dir: Path = Field(Path("./kehoach-data"), description="Folder for the SQLite file, caught mail and local secrets.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL. Default: a SQLite file in the data folder. PostgreSQL: postgresql://user@host/db."
+    )
+    plan_file: Path = Field(PACKAGED_PLAN, description="The plan file (agencies, officials, roles, stages).")
+    public_base_url: str = Field("http://127.0.0.1:8765", description="Base URL put in email links.")
+    web_host: str = Field("127.0.0.1", description="Address the web service listens on.")
+    web_port: int = Field(8765, description="Port the web service listens on.")
+
+    smtp_host: str = Field("127.0.0.1", description="SMTP server host.")
+    smtp_port: int = Field(8025, description="SMTP server port (the local mail catcher listens here by default).")
+    smtp_user: str | None = Field(None, description="SMTP user name, if the server requires authentication.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (environment only).")
+    smtp_tls: SmtpTls = Field(SmtpTls.none, description="`none`, `starttls` or `tls` (implicit TLS).")
+    smtp_timeout: float = Field(30.0, description="Seconds before an SMTP operation is abandoned and retried later.")
+    mail_from: str = Field("kehoach@lang-son.example", description="Sender address of every email.")
+    mail_from_name: str = Field("Kế hoạch truyền thông tỉnh Lạng Sơn", description="Sender display name.")
+    local_hostname: str = Field("kehoach.local", description="Name given in EHLO (avoids a DNS lookup per connection).")
+    dispatch_interval: float = Field(2.0, description="Seconds between outbox polls when idle.")
+
+    link_secret: SecretStr | None = Field(
+        None,
+        description="Key that derives link tokens. Generated and kept in the data folder in development; required in production.",
+    )
+    link_ttl_days: int = Field(60, description="Days an approval link stays valid.")
+    default_language: str = Field("vi", description="Language of pages and emails when the reader has no setting.")
+    timezone: str = Field("Asia/Ho_Chi_Minh", description="Time zone in which times are shown.")
+
+    prefect_deployment: str = Field("annual-cycle/annual-cycle", description="Deployment that runs the annual cycle.")
+    resume_retry_interval: float = Field(5.0, description="Seconds between retries of flow runs whose resume failed.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in ("vi", "en"):
+            raise ValueError("language must be 'vi' or 'en'")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_real_secret(self) -> Settings:
+        if self.environment is Environment.production:
+            secret = self.link_secret.get_secret_value() if self.link_secret else ""
+            if len(secret) < 32 or secret in {"changeme", "secret", "development"}:
+                raise ValueError(
+                    "KEHOACH_LINK_SECRET must be set to a random value of at least 32 characters in production"
+                )
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'kehoach.db').resolve()}"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    def link_secret_bytes(self) -> bytes:
+        """The link key; in development one is generated once and kept in the data folder."""
+        if self.link_secret is not None:
+            return self.link_secret.get_secret_value().encode()
+        path = self.data_dir / DEVELOPMENT_SECRET_FILE
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            try:
+                tmp.link(path)  # first writer wins; a racing process reads the winner's key
+            except FileExistsError:
+                pass
+            tmp.unlink()
+        return path.read_text().strip().encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,71 @@
+"""Rules that need the whole plan: references resolve, ids are unique, time zones exist."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from approvals.plan.schema import Plan
+
+Problem = tuple[tuple[Any, ...], str]
+
+
+def _duplicates(items: list, loc: tuple, what: str) -> Iterator[Problem]:
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.id in seen:
+            yield loc + (i, "id"), f"duplicate {what} id '{item.id}' (first used at {loc[-1]}[{seen[item.id]}])"
+        else:
+            seen[item.id] = i
+
+
+def cross_reference_problems(plan: Plan) -> list[Problem]:
+    problems: list[Problem] = []
+    problems += _duplicates(plan.agencies, ("agencies",), "agency")
+    problems += _duplicates(plan.roles, ("roles",), "role")
+    problems += _duplicates(plan.officials, ("officials",), "official")
+    problems += _duplicates(plan.cycles, ("cycles",), "cycle")
+    problems += _duplicates(plan.content_areas, ("content_areas",), "content area")
+
+    agencies = {a.id for a in plan.agencies}
+    roles = {r.id for r in plan.roles}
+
+    try:
+        ZoneInfo(plan.plan.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append((("plan", "timezone"), f"unknown time zone '{plan.plan.timezone}' (use an IANA name such as Asia/Ho_Chi_Minh)"))
+    if plan.plan.issuer not in agencies:
+        problems.append((("plan", "issuer"), f"unknown agency '{plan.plan.issuer}'"))
+
+    for i, agency in enumerate(plan.agencies):
+        for j, successor in enumerate(agency.successors):
+            if successor not in agencies:
+                problems.append((("agencies", i, "successors", j), f"unknown agency '{successor}'"))
+            elif successor == agency.id:
+                problems.append((("agencies", i, "successors", j), "an agency cannot succeed itself"))
+        if agency.successors and agency.valid_to is None:
+            problems.append((("agencies", i, "valid_to"), "an agency with successors needs the date it ended (valid_to)"))
+
+    for i, official in enumerate(plan.officials):
+        if official.agency not in agencies:
+            problems.append((("officials", i, "agency"), f"unknown agency '{official.agency}'"))
+        for j, role in enumerate(official.roles):
+            if role not in roles:
+                problems.append((("officials", i, "roles", j), f"unknown role '{role}'"))
+
+    for c, cycle in enumerate(plan.cycles):
+        problems += _duplicates(cycle.stages, ("cycles", c, "stages"), "stage")
+        for s, stage in enumerate(cycle.stages):
+            at = ("cycles", c, "stages", s)
+            for j, agency in enumerate(stage.acting_agencies):
+                if agency not in agencies:
+                    problems.append((at + ("acting_agencies", j), f"unknown agency '{agency}'"))
+            for j, role in enumerate(stage.approvers):
+                if role not in roles:
+                    problems.append((at + ("approvers", j), f"unknown role '{role}'"))
+            if stage.escalate_to is not None and stage.escalate_to not in roles:
+                problems.append((at + ("escalate_to",), f"unknown role '{stage.escalate_to}'"))
+            if stage.quorum is not None and stage.quorum > len(stage.approvers):
+                problems.append((at + ("quorum",), f"quorum {stage.quorum} is more than the {len(stage.approvers)} approver roles"))
+    return problems
