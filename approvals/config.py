@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from enum import Enum
 from functools import lru_cache
@@ -109,11 +110,11 @@ class Settings(BaseSettings):
         path = self.data_dir / DEVELOPMENT_SECRET_FILE
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(secrets.token_urlsafe(48))
             tmp.chmod(0o600)
             try:
-                tmp.link(path)  # first writer wins; a racing process reads the winner's key
+                os.link(tmp, path)  # first writer wins; a racing process reads the winner's key
             except FileExistsError:
                 pass
             tmp.unlink()

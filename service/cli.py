@@ -51,3 +51,146 @@ def plan_check(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+def _settings():
+    from approvals.config import get_settings
+
+    try:
+        return get_settings()
+    except ValueError as exc:
+        typer.echo(f"Configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Create or migrate the database schema (KEHOACH_DATABASE_URL)."""
+    from approvals.migrate import current, upgrade
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.effective_database_url, revision)
+    typer.echo(f"Database at revision {current(settings.effective_database_url)}")
+
+
+@app.command()
+def web() -> None:
+    """Serve the approval pages and overview (uvicorn) on KEHOACH_WEB_HOST:KEHOACH_WEB_PORT."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.web import install_log_redaction
+
+    settings = _settings()
+    install_log_redaction()
+    uvicorn.run(create_app(settings), host=settings.web_host, port=settings.web_port, proxy_headers=False)
+
+
+@app.command()
+def dispatch(
+    once: bool = typer.Option(False, "--once", help="Send what is due now and exit."),
+) -> None:
+    """Send queued emails over SMTP, retrying temporary failures; runs until stopped."""
+    import asyncio
+    import logging
+
+    from approvals.db import Database
+    from service.wiring import make_dispatcher
+
+    settings = _settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def main() -> None:
+        db = Database(settings.effective_database_url)
+        dispatcher = make_dispatcher(settings, db)
+        try:
+            if once:
+                typer.echo(f"sent or retried {await dispatcher.run_once()} message(s)")
+            else:
+                await dispatcher.run_forever(interval=settings.dispatch_interval)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def worker() -> None:
+    """Serve the Prefect deployments (annual-cycle) so runs can start, suspend and resume."""
+    from flows.serve import serve_all
+
+    serve_all()
+
+
+@app.command()
+def mailcatcher() -> None:
+    """Run the local mail catcher (SMTP on KEHOACH_SMTP_HOST:KEHOACH_SMTP_PORT) until Ctrl-C."""
+    import time
+
+    from notifications.catcher import MailCatcher
+
+    settings = _settings()
+    catcher = MailCatcher(settings.mail_dir, host=settings.smtp_host, port=settings.smtp_port)
+    catcher.start()
+    typer.echo(f"Catching mail on {settings.smtp_host}:{settings.smtp_port} into {settings.mail_dir}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        catcher.stop()
+
+
+@app.command()
+def start(year: int = typer.Option(None, help="The cycle's year; default: this year in Asia/Ho_Chi_Minh.")) -> None:
+    """Start the annual cycle of a year on the Prefect server (PREFECT_API_URL)."""
+    import asyncio
+
+    from service.cycles import start_annual_cycle
+    from service.demo import current_year
+
+    settings = _settings()
+    run = asyncio.run(start_annual_cycle(year or current_year(settings), settings.prefect_deployment))
+    typer.echo(f"annual cycle: flow run {run.id} ({run.state.name if run.state else 'created'})")
+
+
+@app.command()
+def demo(year: int = typer.Option(None, help="The cycle's year; default: this year.")) -> None:
+    """Run everything locally: SQLite, a Prefect server, the worker, the web service, the
+    dispatcher and a mail catcher; start this year's annual cycle; Ctrl-C stops it all."""
+    from service.demo import current_year, run_demo
+
+    settings = _settings()
+    run_demo(settings, year or current_year(settings))
+
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain; name the first broken row (exit 1)."""
+    import asyncio
+
+    from approvals import audit
+    from approvals.db import Database
+
+    settings = _settings()
+
+    async def main():
+        db = Database(settings.effective_database_url)
+        try:
+            async with db.sessions() as session:
+                return await audit.verify(session)
+        finally:
+            await db.dispose()
+
+    count, broken = asyncio.run(main())
+    if broken:
+        typer.echo(f"audit log BROKEN at row {broken.row_id}: {broken.reason} ({count} rows before it verified)", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"audit log OK: {count} rows verified")

@@ -11,11 +11,27 @@ from approvals.plan.schema import Plan
 Problem = tuple[tuple[Any, ...], str]
 
 
+def format_path(loc: tuple[Any, ...]) -> str:
+    """('cycles', 0, 'stages', 1, 'id') -> 'cycles[0].stages[1].id'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _duplicates(items: list, loc: tuple, what: str) -> Iterator[Problem]:
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
         if item.id in seen:
-            yield loc + (i, "id"), f"duplicate {what} id '{item.id}' (first used at {loc[-1]}[{seen[item.id]}])"
+            first = format_path(loc + (seen[item.id],))
+            yield loc + (i, "id"), f"duplicate {what} id '{item.id}' (first used at {first})"
         else:
             seen[item.id] = i
 
@@ -67,5 +83,6 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
             if stage.escalate_to is not None and stage.escalate_to not in roles:
                 problems.append((at + ("escalate_to",), f"unknown role '{stage.escalate_to}'"))
             if stage.quorum is not None and stage.quorum > len(stage.approvers):
-                problems.append((at + ("quorum",), f"quorum {stage.quorum} is more than the {len(stage.approvers)} approver roles"))
+                has = _plural(len(stage.approvers), "approver role")
+                problems.append((at + ("quorum",), f"quorum {stage.quorum} is more than the {has}"))
     return problems

@@ -8,13 +8,72 @@ reported with its path instead of stopping at the first.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-AsciiId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
-RoleId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$", max_length=96)]
+
+def _quoted(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, str) else repr(value)
+
+
+def _either(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+
+
+def _ascii_id(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+        raise ValueError(f"id {_quoted(value)} must use lowercase ASCII letters, digits and _, starting with a letter")
+    if len(value) > 64:
+        raise ValueError(f"id {_quoted(value)} is longer than 64 characters")
+    return value
+
+
+def _role_id(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*", value):
+        raise ValueError(
+            f"role id {_quoted(value)} must use lowercase ASCII letters, digits and _, with dots separating parts"
+            " (e.g. lead_agency.director), each part starting with a letter"
+        )
+    if len(value) > 96:
+        raise ValueError(f"role id {_quoted(value)} is longer than 96 characters")
+    return value
+
+
+AsciiId = Annotated[str, AfterValidator(_ascii_id)]
+RoleId = Annotated[str, AfterValidator(_role_id)]
+
+
+def _one_of(enum: type[Enum], noun: str) -> BeforeValidator:
+    """Name the bad value and the allowed ones, e.g. unknown policy 'majority' (use any, all, quorum or sequence)."""
+    allowed = [member.value for member in enum]
+
+    def check(value: Any) -> Any:
+        if isinstance(value, enum) or (isinstance(value, str) and value in allowed):
+            return value
+        raise ValueError(f"unknown {noun} {_quoted(value)} (use {_either(allowed)})")
+
+    return BeforeValidator(check)
+
+
+def _day_of_year(month: int, day: int) -> bool:
+    try:
+        dt.date(2024, month, day)  # a leap year, so 29/2 is a day of the year
+    except ValueError:
+        return False
+    return True
 
 
 class Strict(BaseModel):
@@ -35,11 +94,14 @@ class Validity(Strict):
     valid_from: dt.date | None = None
     valid_to: dt.date | None = None
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Validity:
-        if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
-            raise ValueError(f"valid_to {self.valid_to} is before valid_from {self.valid_from}")
-        return self
+    @field_validator("valid_to")
+    @classmethod
+    def _not_before_start(cls, valid_to: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        # A field validator, so the problem is reported at valid_to (valid_from is validated first).
+        valid_from = info.data.get("valid_from")
+        if valid_from and valid_to and valid_to < valid_from:
+            raise ValueError(f"valid_to {valid_to} is before valid_from {valid_from}")
+        return valid_to
 
     def valid_on(self, day: dt.date) -> bool:
         return (self.valid_from is None or self.valid_from <= day) and (self.valid_to is None or day <= self.valid_to)
@@ -58,9 +120,16 @@ class AgencyKind(str, Enum):
 class Agency(Validity):
     id: AsciiId
     name: Text
-    kind: AgencyKind
+    kind: Annotated[AgencyKind, _one_of(AgencyKind, "agency kind")]
     successors: list[AsciiId] = []
-    authority: str = Field("assigned", pattern=r"^(assigned|request_only)$")
+    authority: str = "assigned"
+
+    @field_validator("authority")
+    @classmethod
+    def _known_authority(cls, authority: str) -> str:
+        if authority not in ("assigned", "request_only"):
+            raise ValueError(f"unknown authority {_quoted(authority)} (use assigned or request_only)")
+        return authority
 
 
 class Role(Strict):
@@ -80,7 +149,7 @@ class Official(Validity):
     agency: AsciiId
     title: Text
     roles: list[RoleId] = Field(min_length=1)
-    language: Language = Language.vi
+    language: Annotated[Language, _one_of(Language, "language")] = Language.vi
 
 
 class Cadence(str, Enum):
@@ -119,6 +188,14 @@ class Due(Strict):
     day: int | None = Field(None, ge=1, le=31)
     inclusive: bool = Field(False, description="'before 30/11' is exclusive: due at the end of 29/11.")
 
+    @field_validator("day")
+    @classmethod
+    def _day_in_month(cls, day: int | None, info: ValidationInfo) -> int | None:
+        month = info.data.get("month")
+        if day is not None and month is not None and not _day_of_year(month, day):
+            raise ValueError(f"month {month} has no day {day}")
+        return day
+
     @model_validator(mode="after")
     def _one_form(self) -> Due:
         fixed = self.month is not None or self.day is not None
@@ -126,25 +203,30 @@ class Due(Strict):
             raise ValueError("give either offset_days, or month and day")
         if fixed and (self.month is None or self.day is None):
             raise ValueError("a fixed due date needs both month and day")
-        if fixed:
-            dt.date(2024, self.month, self.day)  # raises for 31/2 and the like (2024 allows 29/2)
         return self
 
 
 class Stage(Strict):
     id: AsciiId
-    number: str = Field(pattern=r"^([0-9]+|E)$")
+    number: str
     name: Text
-    kind: StageKind
+    kind: Annotated[StageKind, _one_of(StageKind, "stage kind")]
     acting_agencies: list[AsciiId] = Field(min_length=1)
     approvers: list[RoleId] = []
-    policy: Policy = Policy.any
+    policy: Annotated[Policy, _one_of(Policy, "policy")] = Policy.any
     quorum: int | None = Field(None, ge=1)
     due: Due
     reminders_before_days: list[int] = []
     escalate_to: RoleId | None = None
-    on_timeout: TimeoutPolicy = TimeoutPolicy.escalate
+    on_timeout: Annotated[TimeoutPolicy, _one_of(TimeoutPolicy, "timeout policy")] = TimeoutPolicy.escalate
     summary: Text | None = None
+
+    @field_validator("number")
+    @classmethod
+    def _number_form(cls, number: str) -> str:
+        if not re.fullmatch(r"[0-9]+|E", number):
+            raise ValueError(f"stage number {_quoted(number)} must be digits, or E")
+        return number
 
     @model_validator(mode="after")
     def _policy_fits(self) -> Stage:
@@ -160,15 +242,27 @@ class Stage(Strict):
 class ContentArea(Strict):
     id: AsciiId
     name: Text
-    cadences: list[Cadence] = Field(min_length=1)
+    cadences: list[Annotated[Cadence, _one_of(Cadence, "cadence")]] = Field(min_length=1)
 
 
 class CycleKind(Strict):
     id: AsciiId
     name: Text
-    cadence: Cadence
-    starts_on: str | None = Field(None, pattern=r"^[0-9]{2}-[0-9]{2}$", description="MM-DD the yearly cycle starts.")
+    cadence: Annotated[Cadence, _one_of(Cadence, "cadence")]
+    starts_on: str | None = Field(None, description="MM-DD the yearly cycle starts.")
     stages: list[Stage] = Field(min_length=1)
+
+    @field_validator("starts_on")
+    @classmethod
+    def _month_day(cls, starts_on: str | None) -> str | None:
+        if starts_on is None:
+            return None
+        if not re.fullmatch(r"[0-9]{2}-[0-9]{2}", starts_on):
+            raise ValueError(f"starts_on {_quoted(starts_on)} must be MM-DD, e.g. 01-15")
+        month, day = (int(part) for part in starts_on.split("-"))
+        if not _day_of_year(month, day):
+            raise ValueError(f"starts_on {_quoted(starts_on)} is not a day of the year (MM-DD)")
+        return starts_on
 
 
 class PlanInfo(Strict):
@@ -177,7 +271,7 @@ class PlanInfo(Strict):
     issuer: AsciiId
     legal_basis: str
     timezone: str = "Asia/Ho_Chi_Minh"
-    languages: list[Language] = [Language.vi, Language.en]
+    languages: list[Annotated[Language, _one_of(Language, "language")]] = [Language.vi, Language.en]
 
 
 class Plan(Strict):
@@ -190,6 +284,14 @@ class Plan(Strict):
 
     def agency(self, agency_id: str) -> Agency:
         return next(a for a in self.agencies if a.id == agency_id)
+
+    def agency_on(self, agency_id: str, on: dt.date) -> Agency:
+        """The agency that carries a duty on a day: itself, or the first valid successor after a merger."""
+        agency, seen = self.agency(agency_id), set()
+        while not agency.valid_on(on) and agency.successors and agency.id not in seen:
+            seen.add(agency.id)
+            agency = self.agency(agency.successors[0])
+        return agency
 
     def role(self, role_id: str) -> Role:
         return next(r for r in self.roles if r.id == role_id)

@@ -1,0 +1,26 @@
+"""Due times: plan deadlines are local calendar days; they are stored as UTC instants."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from approvals.plan.schema import Due
+
+
+def end_of_local_day(day: dt.date, tz: ZoneInfo) -> dt.datetime:
+    """The last microsecond of a local calendar day, as a UTC instant."""
+    return dt.datetime.combine(day, dt.time.max, tzinfo=tz).astimezone(dt.UTC)
+
+
+def due_at(due: Due, *, cycle_start: dt.date, tz: ZoneInfo) -> dt.datetime:
+    """Offsets count days from the cycle's start; a fixed day falls in the cycle's year.
+
+    "Before 30/11" (inclusive: false) is due at the end of 29/11 local time.
+    """
+    if due.offset_days is not None:
+        return end_of_local_day(cycle_start + dt.timedelta(days=due.offset_days), tz)
+    day = dt.date(cycle_start.year, due.month, due.day)
+    if not due.inclusive:
+        day -= dt.timedelta(days=1)
+    return end_of_local_day(day, tz)

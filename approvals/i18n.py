@@ -1,0 +1,60 @@
+"""One way to turn message keys into Vietnamese or English text.
+
+Each package keeps its own catalogue file (`locale/messages.yaml`: key -> vi, en);
+this module loads them and formats times and amounts the way each language does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+
+LANGUAGES = ("vi", "en")
+
+
+class Catalogue:
+    def __init__(self, path: Path):
+        self.path = path
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        self.messages: dict[str, dict[str, str]] = {}
+        for key, texts in raw.items():
+            missing = [lang for lang in LANGUAGES if lang not in texts]
+            if missing:
+                raise ValueError(f"{path}: message '{key}' has no {', '.join(missing)} text")
+            self.messages[key] = {lang: unicodedata.normalize("NFC", texts[lang]) for lang in LANGUAGES}
+
+    def text(self, key: str, language: str, **values: object) -> str:
+        texts = self.messages[key]  # a missing key is a bug: fail loudly
+        template = texts.get(language) or texts["vi"]
+        return template.format(**values) if values else template
+
+    def gettext_for(self, language: str):
+        return lambda key, **values: self.text(key, language, **values)
+
+
+@lru_cache
+def catalogue(path: Path) -> Catalogue:
+    return Catalogue(path)
+
+
+def local_time(moment: dt.datetime, tz: ZoneInfo, language: str) -> str:
+    """'17:00 ngày 29/11/2026 (giờ Việt Nam)' or '29 Nov 2026, 17:00 (Vietnam time)'."""
+    local = moment.astimezone(tz)
+    if language == "en":
+        return local.strftime("%d %b %Y, %H:%M") + " (Vietnam time)"
+    return local.strftime("%H:%M ngày %d/%m/%Y") + " (giờ Việt Nam)"
+
+
+def local_date(day: dt.date, language: str) -> str:
+    return day.strftime("%d %b %Y") if language == "en" else day.strftime("%d/%m/%Y")
+
+
+def vnd(amount: int, language: str) -> str:
+    """Vietnamese groups thousands with dots: 1.250.000.000 ₫; English with commas."""
+    grouped = f"{amount:,}"
+    return grouped + " VND" if language == "en" else grouped.replace(",", ".") + " ₫"

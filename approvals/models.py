@@ -1,0 +1,133 @@
+"""Tables of cycles, approval requests, assignments, decisions and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import Enum
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from approvals.db import Base, UtcDateTime, utcnow
+
+_big_id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER keys
+
+
+class StageStatus(str, Enum):
+    waiting = "waiting"
+    done = "done"
+    rejected = "rejected"
+    changes_requested = "changes_requested"
+
+
+class RequestStatus(str, Enum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    changes_requested = "changes_requested"
+
+
+class AssignmentStatus(str, Enum):
+    pending = "pending"
+    decided = "decided"
+    revoked = "revoked"
+    closed = "closed"  # the request reached its outcome through someone else
+
+
+class Outcome(str, Enum):
+    approve = "approve"
+    reject = "reject"
+    request_changes = "request_changes"
+
+
+OUTCOME_TO_STATUS = {
+    Outcome.approve: RequestStatus.approved,
+    Outcome.reject: RequestStatus.rejected,
+    Outcome.request_changes: RequestStatus.changes_requested,
+}
+
+
+class Cycle(Base):
+    __tablename__ = "cycle"
+    __table_args__ = (UniqueConstraint("kind", "period"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    kind: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(32), doc="'2026' for a yearly cycle, '2026-03' for a monthly one.")
+    starts_on: Mapped[dt.date]
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class CycleStage(Base):
+    __tablename__ = "cycle_stage"
+    __table_args__ = (UniqueConstraint("cycle_id", "stage"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    cycle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cycle.id"))
+    stage: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default=StageStatus.waiting.value)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ApprovalRequest(Base):
+    __tablename__ = "approval_request"
+    __table_args__ = (UniqueConstraint("cycle_id", "stage", "subject", "round"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    cycle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cycle.id"))
+    stage: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64), default="", doc="Which branch: '' or an outlet id.")
+    round: Mapped[int] = mapped_column(default=1)
+    policy: Mapped[str] = mapped_column(String(32))
+    acting_agency: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default=RequestStatus.pending.value, index=True)
+    due_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    waiter_ref: Mapped[str | None] = mapped_column(String(64), doc="The flow run waiting on this request.")
+    resumed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class Assignment(Base):
+    """One official asked to decide one request; their link token is bound to this row."""
+
+    __tablename__ = "assignment"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("approval_request.id"), index=True)
+    official_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(96))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_generation: Mapped[int] = mapped_column(default=1)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(32), default=AssignmentStatus.pending.value)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Decision(Base):
+    __tablename__ = "decision"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("approval_request.id"), index=True)
+    assignment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("assignment.id"), unique=True)
+    official_id: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only; each row carries the hash of the one before it."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(_big_id, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(96))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -1,0 +1,112 @@
+"""Prefect tasks shared by every cycle: open a stage's approval, wait for it, record it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from contextlib import asynccontextmanager
+
+from prefect import task
+from prefect.flow_runs import suspend_flow_run
+from prefect.input import RunInput
+from prefect.logging import get_run_logger
+
+from approvals import requests
+from approvals.config import Settings, get_settings
+from approvals.db import Database, utcnow
+from approvals.i18n import local_time
+from approvals.models import Outcome, RequestStatus
+from approvals.plan import Plan, load_plan
+from approvals.tokens import APPROVAL_LINK, approval_link_argument
+from notifications.dispatcher import placeholder
+from notifications.outbox import Recipient, enqueue
+from notifications.render import Renderer
+
+MAX_WAITS = 100
+
+
+class StageDecision(RunInput):
+    """What the service sends when it resumes a run: the database stays the authority."""
+
+    request_id: str
+    outcome: Outcome
+
+
+@asynccontextmanager
+async def database(settings: Settings):
+    db = Database(settings.effective_database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+def mail_domain(settings: Settings) -> str:
+    return settings.mail_from.rsplit("@", 1)[-1]
+
+
+@task(name="open-approval", retries=2, retry_delay_seconds=5)
+async def open_approval(*, cycle_kind: str, period: str, starts_on: dt.date, stage_id: str, waiter_ref: str) -> str:
+    """In one transaction: the request, its assignments and token hashes, one email per assignee, the audit row.
+
+    Idempotent by (cycle, stage, subject): a re-run after resume finds the open request.
+    """
+    settings = get_settings()
+    plan = load_plan(settings.plan_file)
+    renderer = Renderer()
+    async with database(settings) as db, db.transaction() as session:
+        cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
+        opened = await requests.open_request(
+            session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage_id,
+            waiter_ref=waiter_ref, link_ttl=dt.timedelta(days=settings.link_ttl_days), now=utcnow(),
+        )
+        for new in opened.new_assignments:
+            email = render_request_email(renderer, plan, settings, opened, new)
+            await enqueue(
+                session, idempotency_key=f"request:{new.assignment.id}:1", kind="approval_request",
+                to=[Recipient(new.official.name, str(new.official.email))], email=email, domain=mail_domain(settings),
+            )
+        request_id = str(opened.request.id)
+    get_run_logger().info("Stage %s of %s/%s waits on request %s", stage_id, cycle_kind, period, request_id)
+    return request_id
+
+
+def render_request_email(renderer: Renderer, plan: Plan, settings: Settings, opened, new):
+    language = new.official.language.value
+    stage = next(s for s in plan.cycle(opened.cycle.kind).stages if s.id == opened.request.stage)
+    cycle_kind = plan.cycle(opened.cycle.kind)
+    return renderer.render(
+        "approval_request", language,
+        name=new.official.name, title=new.official.title.get(language),
+        cycle=f"{cycle_kind.name.get(language)} {opened.cycle.period}",
+        stage=f"{stage.number}. {stage.name.get(language)}",
+        agency=plan.agency(opened.request.acting_agency).name.get(language),
+        due=local_time(opened.request.due_at, settings.tz, language),
+        summary=stage.summary.get(language) if stage.summary else "",
+        link=placeholder(APPROVAL_LINK, approval_link_argument(new.assignment.id, new.assignment.token_generation)),
+    )
+
+
+async def wait_for_decision(request_id: str) -> RequestStatus:
+    """Suspend (holding no process) until the request is settled in the database.
+
+    Each wait has its own key: after a resume the run starts again from the top and
+    the same key would hand back the old input at once, so a resume that did not
+    settle the request (someone pressed Resume by hand) simply waits again.
+    """
+    settings = get_settings()
+    for attempt in range(MAX_WAITS):
+        async with database(settings) as db, db.transaction() as session:
+            status = await requests.request_status(session, uuid.UUID(request_id))
+        if status is not RequestStatus.pending:
+            return status
+        await suspend_flow_run(wait_for_input=StageDecision, key=f"decision-{request_id}-{attempt}", timeout=None)
+    raise RuntimeError(f"request {request_id} still pending after {MAX_WAITS} resumes")
+
+
+@task(name="record-stage", retries=2, retry_delay_seconds=5)
+async def record_stage(request_id: str) -> str:
+    settings = get_settings()
+    async with database(settings) as db, db.transaction() as session:
+        status = await requests.record_stage_result(session, request_id=uuid.UUID(request_id), now=utcnow())
+    return status.value

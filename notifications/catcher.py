@@ -1,0 +1,66 @@
+"""The built-in mail catcher for local use: a real SMTP server (aiosmtpd) that files
+every message it receives into a Maildir, which the service's /mail page shows."""
+
+from __future__ import annotations
+
+import mailbox
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+
+class MaildirHandler:
+    def __init__(self, maildir: Path):
+        for sub in ("cur", "new", "tmp"):  # Maildir(create=True) skips these if the folder exists
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+        self.box = mailbox.Maildir(str(maildir), create=False)
+
+    async def handle_DATA(self, server, session, envelope):
+        self.box.add(envelope.original_content or envelope.content)
+        return "250 Message accepted for delivery"
+
+
+class MailCatcher:
+    def __init__(self, maildir: Path, host: str = "127.0.0.1", port: int = 8025):
+        self.maildir = maildir
+        self.controller = Controller(MaildirHandler(maildir), hostname=host, port=port,
+                                     server_hostname="kehoach-mail-catcher", ready_timeout=10)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+@dataclass(frozen=True)
+class CaughtMessage:
+    key: str
+    received: float
+    message: EmailMessage
+
+    @property
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        return part.get_content() if part else ""
+
+    @property
+    def html(self) -> str:
+        part = self.message.get_body(preferencelist=("html",))
+        return part.get_content() if part else ""
+
+
+def read_inbox(maildir: Path) -> list[CaughtMessage]:
+    """Messages in the catcher's Maildir, newest first."""
+    if not (maildir / "cur").exists():
+        return []
+    box = mailbox.Maildir(str(maildir), create=False)
+    caught = []
+    for key in box.iterkeys():
+        entry = box.get_message(key)
+        caught.append(CaughtMessage(key, entry.get_date(),
+                                    message_from_bytes(entry.as_bytes(), policy=policy.default)))
+    return sorted(caught, key=lambda m: m.received, reverse=True)

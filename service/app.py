@@ -1,0 +1,46 @@
+"""The web service: approval links, the local inbox, the overview; resumes waiting runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from approvals.config import Settings, get_settings
+from approvals.db import Database
+from approvals.plan import load_plan
+from notifications.render import Renderer
+from service import links, pages
+from service.deps import AppState
+from service.resume import Resumer
+from service.web import SecurityHeaders, install_log_redaction
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    plan = load_plan(settings.plan_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        install_log_redaction()
+        db = Database(settings.effective_database_url)
+        resumer = Resumer(db)
+        app.state.kehoach = AppState(settings=settings, plan=plan, db=db, renderer=Renderer(), resumer=resumer)
+        stop = asyncio.Event()
+        reconciler = asyncio.create_task(resumer.run_forever(settings.resume_retry_interval, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reconciler
+            await db.dispose()
+
+    app = FastAPI(title="kehoach", version="0.1.0", lifespan=lifespan,
+                  description="Approval links and the coordinators' views of Lạng Sơn's communication plan.")
+    app.add_middleware(SecurityHeaders)
+    app.include_router(links.router)
+    app.include_router(pages.router)
+    return app

@@ -1,0 +1,34 @@
+"""Starting cycles on the Prefect server (what ops and `kehoach demo` do)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments.flow_runs import arun_deployment
+from prefect.exceptions import ObjectNotFound
+
+
+async def wait_for_deployment(name: str, timeout: float = 120) -> None:
+    """The serve process registers deployments when it starts; wait for it."""
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            try:
+                await client.read_deployment_by_name(name)
+                return
+            except ObjectNotFound:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"deployment {name!r} did not appear within {timeout:.0f} s: is the worker running?")
+                await asyncio.sleep(0.5)
+
+
+async def start_annual_cycle(year: int, deployment: str, *, wait: float = 120) -> FlowRun:
+    """Create the year's run; starting the same year twice returns the existing run."""
+    await wait_for_deployment(deployment, wait)
+    return await arun_deployment(
+        deployment, parameters={"year": year}, timeout=0, idempotency_key=f"annual-cycle-{year}",
+        as_subflow=False,
+    )

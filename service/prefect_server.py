@@ -1,0 +1,97 @@
+"""A local Prefect server for the embedded mode and the tests: started as a
+subprocess, or reused when one is already configured and healthy."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
+    })
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+class LocalPrefectServer:
+    def __init__(self, home: Path, port: int | None = None, log_file: Path | None = None):
+        self.home = home
+        self.port = port or free_port()
+        self.log_file = log_file or home / "prefect-server.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 180, progress: Callable[[float], None] | None = None) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=prefect_env(self.home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited with {self.process.returncode}; see {self.log_file}")
+            if healthy(self.api_url):
+                return
+            if progress:
+                progress(time.monotonic() - started)
+            time.sleep(0.5)
+        self.stop()
+        raise TimeoutError(f"the Prefect server was not healthy after {timeout:.0f} s; see {self.log_file}")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        self.process = None
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 15) -> None:
+    """SIGTERM the process group, then SIGKILL what is left."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)

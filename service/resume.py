@@ -1,0 +1,91 @@
+"""Resume waiting flow runs once their request is settled; retry until Prefect answers.
+
+The database is the authority: a decision is committed first, then the run is
+resumed. If Prefect is down, or the run has not suspended yet, the request stays
+marked "not resumed" and the reconciler tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.exceptions import ObjectNotFound
+
+from approvals import requests
+from approvals.db import Database, utcnow
+from approvals.models import ApprovalRequest, RequestStatus
+
+log = logging.getLogger("kehoach.resume")
+
+OUTCOME_FOR_STATUS = {
+    RequestStatus.approved.value: "approve",
+    RequestStatus.rejected.value: "reject",
+    RequestStatus.changes_requested.value: "request_changes",
+}
+
+
+class Resumer:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def resume(self, request: ApprovalRequest) -> bool:
+        """Try once. True when nothing more is to be done for this request."""
+        if not request.waiter_ref:
+            return True
+        done = await self._try(request)
+        if done:
+            async with self.db.transaction() as session:
+                await requests.mark_resumed(session, request.id, now=utcnow())
+        return done
+
+    async def _try(self, request: ApprovalRequest) -> bool:
+        run_id = uuid.UUID(request.waiter_ref)
+        try:
+            async with get_client() as client:
+                run = await client.read_flow_run(run_id)
+                state = run.state
+                if state is None:
+                    return False
+                if state.is_final():
+                    log.info("run %s is already %s; nothing to resume", run_id, state.name)
+                    return True
+                key = state.state_details.pause_key or ""
+                if not state.is_paused() or not key.startswith(f"decision-{request.id}-"):
+                    return False  # still running towards its wait (or waiting on something else): later
+                result = await client.resume_flow_run(
+                    run_id, run_input={"request_id": str(request.id), "outcome": OUTCOME_FOR_STATUS[request.status]}
+                )
+                if result.status != SetStateStatus.ACCEPT:
+                    log.warning("Prefect refused to resume run %s: %s", run_id, result.details)
+                    return False
+                log.info("resumed run %s for request %s", run_id, request.id)
+                return True
+        except ObjectNotFound:
+            log.warning("run %s for request %s no longer exists", run_id, request.id)
+            return True
+        except Exception as exc:  # Prefect unreachable: keep the outcome and retry later
+            log.warning("could not reach Prefect to resume run %s: %s", run_id, exc)
+            return False
+
+    async def reconcile_once(self) -> int:
+        async with self.db.transaction() as session:
+            waiting = await requests.requests_awaiting_resume(session)
+        resumed = 0
+        for request in waiting:
+            resumed += await self.resume(request)
+        return resumed
+
+    async def run_forever(self, interval: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.reconcile_once()
+            except Exception:
+                log.exception("resume reconciliation failed")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except asyncio.TimeoutError:
+                pass

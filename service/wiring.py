@@ -1,0 +1,24 @@
+"""Building the long-running parts from settings, the same way for the CLI and the demo."""
+
+from __future__ import annotations
+
+from approvals.config import Settings
+from approvals.db import Database
+from approvals.tokens import APPROVAL_LINK, approval_link_resolver
+from notifications.dispatcher import Dispatcher, SmtpConfig
+
+
+def smtp_config(settings: Settings) -> SmtpConfig:
+    return SmtpConfig(
+        host=settings.smtp_host, port=settings.smtp_port, sender=settings.mail_from,
+        sender_name=settings.mail_from_name, local_hostname=settings.local_hostname,
+        username=settings.smtp_user,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        tls=settings.smtp_tls.value, timeout=settings.smtp_timeout,
+    )
+
+
+def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
+    """The dispatcher turns link placeholders into real links only as it sends."""
+    resolvers = {APPROVAL_LINK: approval_link_resolver(settings.link_secret_bytes(), settings.public_base_url)}
+    return Dispatcher(db, smtp_config(settings), resolvers=resolvers)

@@ -1,0 +1,163 @@
+"""`kehoach plan check`: the real command, run as a subprocess, on good and broken plan files.
+
+Each file in tests/plans/ other than minimal-valid.yaml is minimal-valid.yaml
+with one deliberate defect; BROKEN says what `plan check` must print for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import unicodedata
+from pathlib import Path
+
+import pytest
+import yaml
+
+from approvals.plan import load_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANS = Path("tests/plans")  # relative to ROOT, so stderr names the file the way a user typed it
+KEHOACH = Path(sys.executable).parent / "kehoach"
+
+# file -> (line, path inside the plan, distinctive fragment of the message)
+BROKEN: dict[str, tuple[int, str, str]] = {
+    "unknown-role-in-approvers.yaml": (40, "cycles[0].stages[0].approvers[0]", "unknown role 'lead_agency.directr'"),
+    "unknown-role-of-official.yaml": (27, "officials[0].roles[0]", "unknown role 'lead_agency.manager'"),
+    "unknown-agency-of-official.yaml": (26, "officials[0].agency", "unknown agency 'dots'"),
+    "unknown-acting-agency.yaml": (39, "cycles[0].stages[0].acting_agencies[0]", "unknown agency 'dic'"),
+    "unknown-successor-agency.yaml": (14, "agencies[0].successors[0]", "unknown agency 'ppc_new'"),
+    "duplicate-agency-id.yaml": (17, "agencies[2].id", "duplicate agency id 'dost' (first used at agencies[1])"),
+    "duplicate-stage-id.yaml": (
+        42, "cycles[0].stages[1].id", "duplicate stage id 'direction' (first used at cycles[0].stages[0])"
+    ),
+    "duplicate-key.yaml": (29, "officials[0].agency", "duplicate key 'agency' (first at line 26)"),
+    "validity-ends-before-start.yaml": (
+        17, "agencies[1].valid_to", "valid_to 2025-06-30 is before valid_from 2025-07-01"
+    ),
+    "official-without-email.yaml": (23, "officials[0].email", "required field is missing"),
+    "bad-timezone.yaml": (8, "plan.timezone", "unknown time zone 'Asia/Ha_Noi'"),
+    "yaml-syntax-error.yaml": (37, "(top level)", "YAML syntax error: mapping values are not allowed here"),
+    "unclosed-flow-sequence.yaml": (
+        40,
+        "(top level)",
+        "YAML syntax error: expected ',' or ']', but got ':' (while parsing a flow sequence started at line 39)",
+    ),
+    "unknown-field.yaml": (42, "cycles[0].stages[0].reminder_before_days", "unknown field (check the spelling)"),
+    "bad-email.yaml": (25, "officials[0].email", "not a valid email address"),
+    "due-day-not-in-month.yaml": (41, "cycles[0].stages[0].due.day", "month 2 has no day 31"),
+    "due-both-forms.yaml": (41, "cycles[0].stages[0].due", "give either offset_days, or month and day"),
+    "unknown-policy.yaml": (
+        41, "cycles[0].stages[0].policy", "unknown policy 'majority' (use any, all, quorum or sequence)"
+    ),
+    "quorum-exceeds-approvers.yaml": (42, "cycles[0].stages[0].quorum", "quorum 2 is more than the 1 approver role"),
+    "empty.yaml": (1, "(top level)", "the plan must be a YAML mapping"),
+    "non-ascii-agency-id.yaml": (
+        17,
+        "agencies[2].id",
+        "id 'sở_tài_chính' must use lowercase ASCII letters, digits and _, starting with a letter",
+    ),
+}
+
+# FILE:LINE: PATH: MESSAGE -- paths never contain ": ", messages may.
+PROBLEM = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<path>.+?): (?P<message>.+)$")
+
+
+def kehoach(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}}
+    env.update(NO_COLOR="1", COLUMNS="120", PYTHONIOENCODING="utf-8")
+    return subprocess.run(
+        [str(KEHOACH), *args], cwd=ROOT, env=env, capture_output=True, text=True, encoding="utf-8", timeout=120
+    )
+
+
+def test_kehoach_script_is_installed_next_to_python():
+    assert KEHOACH.is_file(), f"{KEHOACH} not found; is the package installed in this venv?"
+
+
+def test_help_lists_plan_command():
+    result = kehoach("--help")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^\W*plan\s+Check and inspect plan files", result.stdout, re.M), result.stdout
+
+
+def test_lang_son_plan_passes_with_summary():
+    agencies = yaml.safe_load((ROOT / "plans/lang-son.yaml").read_text(encoding="utf-8"))["agencies"]
+    result = kehoach("plan", "check", "plans/lang-son.yaml", "--on", "2025-07-01")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("plans/lang-son.yaml: OK: ")
+    assert re.search(rf"^\s+agencies: {len(agencies)} \(\d+ in force on 2025-07-01: ", result.stdout, re.M), result.stdout
+
+
+def test_minimal_valid_plan_passes():
+    result = kehoach("plan", "check", str(PLANS / "minimal-valid.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "OK: Minimal plan" in result.stdout
+    assert "agencies: 2 " in result.stdout
+    assert "roles: 1, officials: 1, time zone: Asia/Ho_Chi_Minh" in result.stdout
+
+
+def test_every_broken_file_is_listed():
+    on_disk = {p.name for p in (ROOT / PLANS).glob("*.yaml")} - {"minimal-valid.yaml"}
+    assert on_disk == set(BROKEN)
+
+
+def first_problem(name: str) -> tuple[subprocess.CompletedProcess[str], re.Match[str]]:
+    result = kehoach("plan", "check", str(PLANS / name))
+    lines = result.stderr.splitlines()
+    assert lines, f"nothing on stderr for {name}; stdout: {result.stdout}"
+    match = PROBLEM.match(lines[0])
+    assert match, f"first stderr line is not FILE:LINE: PATH: MESSAGE: {lines[0]!r}"
+    return result, match
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_plan_is_reported(name: str):
+    line, path, fragment = BROKEN[name]
+    result, problem = first_problem(name)
+    shown = str(PLANS / name)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert problem["file"] == shown
+    assert problem["path"] == path
+    assert fragment in problem["message"]
+    assert int(problem["line"]) == line, result.stderr
+    # One defect per file, so exactly one problem, then the closing count.
+    assert result.stderr.splitlines()[1:] == [f"{shown}: 1 problem(s); the plan was not loaded."]
+
+
+def test_broken_plans_each_give_their_own_message():
+    seen: dict[str, str] = {}
+    for name in sorted(BROKEN):
+        _, problem = first_problem(name)
+        what = f"{problem['path']}: {problem['message']}"
+        assert what not in seen, f"{name} and {seen[what]} both report {what!r}"
+        seen[what] = name
+
+
+def test_nfd_names_are_loaded_as_nfc(tmp_path: Path):
+    source = (ROOT / PLANS / "minimal-valid.yaml").read_text(encoding="utf-8")
+    nfd = unicodedata.normalize("NFD", source)
+    assert nfd != source and not unicodedata.is_normalized("NFC", nfd)
+    file = tmp_path / "nfd.yaml"
+    file.write_bytes(nfd.encode("utf-8"))
+
+    plan = load_plan(file)
+
+    texts = [
+        plan.plan.title.vi,
+        *(a.name.vi for a in plan.agencies),
+        *(r.name.vi for r in plan.roles),
+        *(o.name for o in plan.officials),
+        *(o.title.vi for o in plan.officials),
+        *(c.name.vi for c in plan.cycles),
+        *(s.name.vi for c in plan.cycles for s in c.stages),
+    ]
+    assert all(unicodedata.is_normalized("NFC", t) for t in texts), texts
+    assert plan.officials[0].name == "Nông Thị Hạnh" == unicodedata.normalize("NFC", "Nông Thị Hạnh")
+    assert plan.agencies[1].name.vi == "Sở Khoa học và Công nghệ"
+    assert plan.plan.title.vi == unicodedata.normalize("NFC", "Kế hoạch tối thiểu")
