@@ -1,0 +1,80 @@
+"""A real SMTP server (aiosmtpd) that records what it receives and can be told to fail."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+from service.prefect_server import free_port
+
+
+@dataclass(frozen=True)
+class Received:
+    envelope_to: list[str]
+    message: EmailMessage
+
+    @property
+    def text(self) -> str:
+        return self.message.get_body(preferencelist=("plain",)).get_content()
+
+    @property
+    def html(self) -> str:
+        return self.message.get_body(preferencelist=("html",)).get_content()
+
+
+class _Handler:
+    def __init__(self, server: RecordingSmtpServer):
+        self.server = server
+
+    async def handle_DATA(self, smtp, session, envelope):
+        reply = self.server.next_reply()
+        if reply:
+            return reply
+        message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        with self.server.lock:
+            self.server.received.append(Received(list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+class RecordingSmtpServer:
+    def __init__(self):
+        self.port = free_port()
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        self.replies: list[str] = []
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
+                                     server_hostname="test-smtp", ready_timeout=10)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def fail_next(self, *replies: str) -> None:
+        """Answer the next DATA commands with these replies (e.g. '451 try later')."""
+        with self.lock:
+            self.replies.extend(replies)
+
+    def next_reply(self) -> str | None:
+        with self.lock:
+            return self.replies.pop(0) if self.replies else None
+
+    def wait_for(self, predicate, timeout: float = 60.0) -> Received:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for item in self.received:
+                    if predicate(item):
+                        return item
+            time.sleep(0.2)
+        raise AssertionError(f"no matching email within {timeout:.0f} s; got {[r.message['Subject'] for r in self.received]}")
+
+    def count(self, predicate) -> int:
+        with self.lock:
+            return sum(1 for item in self.received if predicate(item))

@@ -1,0 +1,121 @@
+"""The kehoach processes as ops would run them: `kehoach worker`, `kehoach web`, `kehoach dispatch`."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from service.prefect_server import free_port, prefect_env, stop_process
+
+KEHOACH = str(Path(sys.executable).parent / "kehoach")
+
+
+class Stack:
+    def __init__(self, *, sandbox, prefect, smtp, link_secret: str, workdir: Path):
+        self.sandbox = sandbox
+        self.prefect = prefect
+        self.smtp = smtp
+        self.workdir = workdir
+        self.web_port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.web_port}"
+        self.env = prefect_env(prefect.home, prefect.api_url)
+        self.env.update({
+            "KEHOACH_DATABASE_URL": sandbox.url,
+            "KEHOACH_DATA_DIR": str(workdir),
+            "KEHOACH_SMTP_HOST": "127.0.0.1",
+            "KEHOACH_SMTP_PORT": str(smtp.port),
+            "KEHOACH_WEB_PORT": str(self.web_port),
+            "KEHOACH_PUBLIC_BASE_URL": self.base_url,
+            "KEHOACH_LINK_SECRET": link_secret,
+            "KEHOACH_DISPATCH_INTERVAL": "0.3",
+            "KEHOACH_RESUME_RETRY_INTERVAL": "1",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        })
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def _spawn(self, name: str, *args: str) -> None:
+        log = open(self.workdir / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen([KEHOACH, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True, cwd=self.workdir)
+
+    def start(self) -> None:
+        self._spawn("worker", "worker")
+        self._spawn("web", "web")
+        self._spawn("dispatch", "dispatch")
+        deadline = time.monotonic() + 60
+        while not self._web_ok() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert self._web_ok(), f"web service did not start; see {self.workdir / 'web.log'}"
+        with temporary_settings(updates={PREFECT_API_URL: self.prefect.api_url}):
+            from service.cycles import wait_for_deployment
+
+            asyncio.run(wait_for_deployment("annual-cycle/annual-cycle", timeout=90))
+
+    def _web_ok(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            stop_process(process)
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    # Prefect helpers -------------------------------------------------------
+    def _prefect(self, coro_factory):
+        async def run():
+            async with get_client() as client:
+                return await coro_factory(client)
+
+        with temporary_settings(updates={PREFECT_API_URL: self.prefect.api_url}):
+            return asyncio.run(run())
+
+    def year(self, n: int) -> int:
+        """Years are unique per backend: both share one Prefect server, and a year's run is idempotent."""
+        return 2030 + (0 if self.sandbox.backend == "sqlite" else 20) + n
+
+    def start_cycle(self, year: int) -> uuid.UUID:
+        from service.cycles import start_annual_cycle
+
+        with temporary_settings(updates={PREFECT_API_URL: self.prefect.api_url}):
+            run = asyncio.run(start_annual_cycle(year, "annual-cycle/annual-cycle", wait=30))
+        return run.id
+
+    def run_state(self, run_id: uuid.UUID):
+        return self._prefect(lambda client: client.read_flow_run(run_id)).state
+
+    def wait_for_state(self, run_id: uuid.UUID, names: set[str], timeout: float = 90):
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.run_state(run_id)
+            if state is not None and state.name in names:
+                return state
+            if state is not None and state.is_final() and state.name not in names:
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"run {run_id} is {state.name if state else None!r}, not in {names}; "
+                             f"worker log:\n{self.log('worker')[-3000:]}")
+
+    def worker_children(self, settle: float = 15) -> list[str]:
+        """Command lines of the worker's children (a flow run executes in a child process),
+        once the process of a run that just suspended has had time to exit."""
+        pid = self.processes["worker"].pid
+        deadline = time.monotonic() + settle
+        while True:
+            out = subprocess.run(["ps", "-o", "args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+            children = [line for line in out.splitlines() if line.strip()]
+            if not children or time.monotonic() > deadline:
+                return children
+            time.sleep(0.5)

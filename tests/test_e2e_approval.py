@@ -1,0 +1,164 @@
+"""One approval end to end on real parts: a Prefect server and `kehoach worker`, an
+SMTP server, `kehoach web` and `kehoach dispatch`, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+
+from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision
+
+pytestmark = pytest.mark.e2e
+
+DIRECTOR = "giamdoc.skhcn@lang-son.example"  # holds lead_agency.director after the 2025 merger
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
+
+
+def _snapshot(stack, year: int) -> dict:
+    """Everything a link could change, for one year's cycle."""
+    with stack.sandbox.engine.connect() as conn:
+        cycle_id = conn.execute(select(Cycle.id).where(Cycle.kind == "annual", Cycle.period == str(year))).scalar_one()
+        request = conn.execute(select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle_id)).one()
+        return {
+            "request_status": request.status,
+            "assignments": sorted((a.status, a.token_hash) for a in conn.execute(
+                select(Assignment).where(Assignment.request_id == request.id))),
+            "decisions": conn.execute(select(func.count()).select_from(Decision)
+                                      .where(Decision.request_id == request.id)).scalar_one(),
+            "audit_rows": conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one(),
+            "stage": conn.execute(select(CycleStage.status).where(CycleStage.cycle_id == cycle_id)).scalar_one(),
+        }
+
+
+def _open_cycle(stack, year: int):
+    """Start the year's cycle; return its run id and the link from the email the director received."""
+    run_id = stack.start_cycle(year)
+    state = stack.wait_for_state(run_id, {"Suspended"})
+    assert state.type.value == "PAUSED" and state.name == "Suspended"  # not an in-process pause
+    email = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"]
+                                and "Cần phê duyệt" in r.message["Subject"])
+    links = set(LINK.findall(email.text))
+    assert len(links) == 1, email.text
+    link = links.pop()
+    assert link in email.html
+    return run_id, link
+
+
+def _decision_row(stack, year: int):
+    with stack.sandbox.engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT d.outcome, d.comment, d.official_id FROM decision d JOIN approval_request r ON r.id = d.request_id "
+            "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p"), {"p": str(year)}).one()
+
+
+def test_approve_from_the_emailed_link(stack):
+    year = stack.year(1)
+    run_id, link = _open_cycle(stack, year)
+
+    # The waiting run holds no process: the worker runs no flow process while it waits.
+    assert stack.worker_children() == []
+
+    before = _snapshot(stack, year)
+    assert before["request_status"] == "pending" and before["decisions"] == 0 and before["stage"] == "waiting"
+    for _ in range(3):
+        page = httpx.get(link)
+        assert page.status_code == 200
+        assert "Định hướng truyền thông của năm" in page.text and "Đồng ý" in page.text
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert httpx.head(link).status_code == 200
+    assert _snapshot(stack, year) == before  # no decision, no audit row, token still valid
+
+    response = httpx.post(link, data={"outcome": "approve", "comment": "Nhất trí với định hướng."})
+    assert response.status_code == 200, response.text
+    assert "Đã ghi nhận ý kiến" in response.text
+
+    stack.wait_for_state(run_id, {"Completed"})
+    after = _snapshot(stack, year)
+    assert after["request_status"] == "approved"
+    assert after["stage"] == "done"
+    assert after["decisions"] == 1
+    assert [a[0] for a in after["assignments"]] == ["decided"]
+    assert _decision_row(stack, year) == ("approve", "Nhất trí với định hướng.", "dost_director")
+    receipt = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and "Đã ghi nhận" in r.message["Subject"]
+                                  and f"{year}" in r.text)
+    assert "Đồng ý" in receipt.text
+
+    # The used link now gets the same plain page as any bad link, and changes nothing.
+    used = httpx.post(link, data={"outcome": "reject", "comment": "lần hai"})
+    assert used.status_code == 404
+    assert _snapshot(stack, year) == after
+
+
+def test_reject_ends_the_stage_as_rejected_and_bad_tokens_change_nothing(stack):
+    year = stack.year(2)
+    run_id, link = _open_cycle(stack, year)
+    token = link.rsplit("/", 1)[1]
+    base = link.rsplit("/", 1)[0]
+    before = _snapshot(stack, year)
+
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    unknown = "x" * 43
+    bad = [tampered, token[:-5], unknown, "x" * 10_000]
+    answers = set()
+    for candidate in bad:
+        for method in ("get", "post"):
+            response = httpx.request(method.upper(), f"{base}/{candidate}",
+                                     data={"outcome": "approve"} if method == "post" else None)
+            answers.add((response.status_code, response.text))
+    assert len(answers) == 1, "every bad token must get the same status and page"
+    status, body = answers.pop()
+    assert status == 404 and "Liên kết không còn hiệu lực" in body
+    assert _snapshot(stack, year) == before
+
+    missing_comment = httpx.post(link, data={"outcome": "reject", "comment": "  "})
+    assert missing_comment.status_code == 422
+    assert "Vui lòng nhập ý kiến" in missing_comment.text
+    assert _snapshot(stack, year) == before
+
+    response = httpx.post(link, data={"outcome": "reject", "comment": "Chưa phù hợp với chủ đề năm."})
+    assert response.status_code == 200
+    stack.wait_for_state(run_id, {"Completed"})
+    after = _snapshot(stack, year)
+    assert after["request_status"] == "rejected"
+    assert after["stage"] == "rejected"
+    assert _decision_row(stack, year) == ("reject", "Chưa phù hợp với chủ đề năm.", "dost_director")
+
+
+def test_request_changes_is_recorded_with_its_comment(stack):
+    year = stack.year(3)
+    run_id, link = _open_cycle(stack, year)
+    before = _snapshot(stack, year)
+
+    forged = httpx.post(link, data={"outcome": "approve"}, headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403
+    cross = httpx.post(link, data={"outcome": "approve"}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    assert _snapshot(stack, year) == before
+
+    comment = "Đề nghị bổ sung kênh phát thanh cơ sở và lịch cụ thể theo quý."
+    response = httpx.post(link, data={"outcome": "request_changes", "comment": comment},
+                          headers={"Origin": stack.base_url})
+    assert response.status_code == 200
+    stack.wait_for_state(run_id, {"Completed"})
+    after = _snapshot(stack, year)
+    assert after["request_status"] == "changes_requested"
+    assert after["stage"] == "changes_requested"
+    assert _decision_row(stack, year) == ("request_changes", comment, "dost_director")
+
+
+def test_no_token_reaches_the_logs_or_the_database(stack):
+    """Link tokens are derived at send time: neither the outbox nor any log holds one."""
+    tokens = {m.group(1).rsplit("/", 1)[1] for r in stack.smtp.received for m in LINK.finditer(r.text)}
+    assert tokens, "the earlier tests of this backend sent links"
+    with stack.sandbox.engine.connect() as conn:
+        dumped = " ".join(str(row) for table in ("outbox_message", "assignment", "audit_event", "decision")
+                          for row in conn.execute(text(f"SELECT * FROM {table}")))
+    logs = " ".join(stack.log(name) for name in ("web", "worker", "dispatch"))
+    for token in tokens:
+        assert token not in dumped
+        assert token not in logs
+    assert "/a/[redacted]" in stack.log("web")
