@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from html import escape
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formataddr, format_datetime
 
@@ -81,12 +82,13 @@ class Dispatcher:
         self.retry = retry
         self.batch_size = batch_size
 
-    def _personalise(self, body: str) -> str:
+    def _personalise(self, body: str, *, html: bool = False) -> str:
         def replace(match: re.Match) -> str:
             resolver = self.resolvers.get(match.group(1))
             if resolver is None:
                 raise PermanentFailure(f"no resolver for placeholder '{match.group(1)}'")
-            return resolver(match.group(2))
+            value = resolver(match.group(2))
+            return escape(value, quote=True) if html else value
 
         return PLACEHOLDER.sub(replace, body)
 
@@ -99,7 +101,7 @@ class Dispatcher:
         email["Subject"] = message.subject
         email["Auto-Submitted"] = "auto-generated"
         email.set_content(self._personalise(message.text_body))
-        email.add_alternative(self._personalise(message.html_body), subtype="html")
+        email.add_alternative(self._personalise(message.html_body, html=True), subtype="html")
         return email
 
     async def _claim(self) -> list[OutboxMessage]:
@@ -158,14 +160,28 @@ class Dispatcher:
         if not messages:
             return 0
         client: aiosmtplib.SMTP | None = None
-        for message in messages:
+        for index, message in enumerate(messages):
             try:
                 email = self.build(message)
-                if client is None or not client.is_connected:
+            except Exception as exc:  # the message itself is broken: retrying cannot help
+                log.error("cannot build %s: %s", message.message_id, exc)
+                await self._finish(message, error=f"cannot build the message: {exc}", permanent=True)
+                continue
+            if client is None or not client.is_connected:
+                try:
                     client = await self._connect()
+                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                    # Not this message's fault (server down, bad login): every message left waits and retries.
+                    log.warning("cannot connect to SMTP %s:%s: %s", self.smtp.host, self.smtp.port, exc)
+                    for waiting in messages[index:]:
+                        await self._finish(waiting, error=f"connect: {type(exc).__name__}: {exc}")
+                    return len(messages)
+            try:
                 await client.send_message(email)
-            except PermanentFailure as exc:
-                await self._finish(message, error=str(exc), permanent=True)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                permanent = all(500 <= refusal.code < 600 for refusal in exc.recipients)
+                await self._finish(message, error="; ".join(f"{r.code} {r.message}" for r in exc.recipients),
+                                   permanent=permanent)
             except aiosmtplib.SMTPResponseException as exc:
                 permanent = 500 <= exc.code < 600
                 log.warning("SMTP answered %s for %s (%s)", exc.code, message.message_id,

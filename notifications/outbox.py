@@ -62,7 +62,8 @@ async def enqueue(
     )
     dialect = session.bind.dialect.name
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    stmt = insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    stmt = (insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .execution_options(preserve_rowcount=True))  # else psycopg (async) reports rowcount -1 for INSERT
     result = await session.execute(stmt)
     if result.rowcount == 0:
         return None

@@ -6,7 +6,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, UndefinedError, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from approvals.i18n import catalogue
 
@@ -38,7 +38,10 @@ class Renderer:
     def render(self, kind: str, language: str, **context: object) -> RenderedEmail:
         _ = self.catalogue.gettext_for(language)
         values = {k: unicodedata.normalize("NFC", v) if isinstance(v, str) else v for k, v in context.items()}
-        subject = _(f"{kind}.subject", **{k: v for k, v in values.items() if isinstance(v, str)})
+        try:
+            subject = _(f"{kind}.subject", **{k: v for k, v in values.items() if isinstance(v, str)})
+        except KeyError as exc:
+            raise UndefinedError(f"the subject of '{kind}' needs {exc.args[0]!r}") from None
         common = {"_": _, "language": language, "subject": subject, **values}
         text = self.env.get_template(f"{kind}.txt.j2").render(common)
         html = self.env.get_template(f"{kind}.html.j2").render(common)

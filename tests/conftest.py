@@ -100,10 +100,14 @@ def prefect_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stack(sandbox, prefect_server, smtp_server, link_secret, tmp_path_factory):
+    """The running processes, on a database of their own (their dispatcher must not
+    claim messages that other tests put in the shared sandbox's outbox)."""
     from tests.support.stack import Stack
 
-    running = Stack(sandbox=sandbox, prefect=prefect_server, smtp=smtp_server, link_secret=link_secret,
+    own = DatabaseSandbox(sandbox.backend, tmp_path_factory.mktemp(f"stack-db-{sandbox.backend}"))
+    running = Stack(sandbox=own, prefect=prefect_server, smtp=smtp_server, link_secret=link_secret,
                     workdir=tmp_path_factory.mktemp(f"stack-{sandbox.backend}"))
     running.start()
     yield running
     running.stop()
+    own.drop()
