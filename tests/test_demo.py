@@ -1,0 +1,79 @@
+"""`kehoach demo`, the README's first command, as a person runs it: start, read the
+inbox, follow the link, decide, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.prefect_server import free_port
+
+pytestmark = pytest.mark.e2e
+KEHOACH = str(Path(sys.executable).parent / "kehoach")
+
+
+def _wait_for_line(process: subprocess.Popen, pattern: str, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if re.search(pattern, log.read_text()):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.3)
+    raise AssertionError(f"{pattern!r} not seen in {timeout:.0f} s; output:\n{log.read_text()}")
+
+
+def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
+    web_port, smtp_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "KEHOACH_"))}
+    env.update({"KEHOACH_DATA_DIR": str(tmp_path / "data"), "KEHOACH_WEB_PORT": str(web_port),
+                "KEHOACH_SMTP_PORT": str(smtp_port), "KEHOACH_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+                "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
+    log = tmp_path / "demo.log"
+    demo = subprocess.Popen([KEHOACH, "demo"], env=env, cwd=tmp_path, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_line(demo, r"Open the email in the inbox", log, timeout=240)
+        output = log.read_text()
+        assert "==> Prefect: starting a local server" in output  # progress while starting
+        assert f"http://127.0.0.1:{web_port}/mail" in output
+        assert "/runs/flow-run/" in output
+
+        deadline = time.monotonic() + 90
+        link = None
+        while link is None and time.monotonic() < deadline:
+            inbox = httpx.get(f"http://127.0.0.1:{web_port}/mail")
+            assert inbox.status_code == 200
+            found = re.search(rf'href="(http://127\.0\.0\.1:{web_port}/a/[A-Za-z0-9_-]+)"', inbox.text)
+            link = found.group(1) if found else None
+            time.sleep(1)
+        assert link, "the approval email never reached the inbox page"
+        assert "Cần phê duyệt" in inbox.text
+
+        assert httpx.post(link, data={"outcome": "approve", "comment": ""}).status_code == 200
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            overview = httpx.get(f"http://127.0.0.1:{web_port}/").text
+            if "Đã phê duyệt" in overview:
+                break
+            time.sleep(1)
+        assert "Đã phê duyệt" in overview
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            raise
+    assert "Stopped cleanly" in log.read_text()
+    assert demo.returncode == 0, log.read_text()
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], "demo left processes behind"
