@@ -30,6 +30,7 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(500))
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
+    attachments: Mapped[list] = mapped_column(JSON, default=list, doc="[{filename, content_type, data (base64)}]")
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.queued.value, index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
