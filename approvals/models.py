@@ -19,6 +19,7 @@ class StageStatus(str, Enum):
     done = "done"
     rejected = "rejected"
     changes_requested = "changes_requested"
+    expired = "expired"
 
 
 class RequestStatus(str, Enum):
@@ -26,12 +27,15 @@ class RequestStatus(str, Enum):
     approved = "approved"
     rejected = "rejected"
     changes_requested = "changes_requested"
+    expired = "expired"  # the timeout policy ended it: never an approval
 
 
 class AssignmentStatus(str, Enum):
+    waiting = "waiting"  # in a sequence, not asked yet
     pending = "pending"
     decided = "decided"
-    revoked = "revoked"
+    revoked = "revoked"  # handed over on escalation
+    reassigned = "reassigned"  # a coordinator moved it to someone else
     closed = "closed"  # the request reached its outcome through someone else
 
 
@@ -80,6 +84,7 @@ class ApprovalRequest(Base):
     subject: Mapped[str] = mapped_column(String(64), default="", doc="Which branch: '' or an outlet id.")
     round: Mapped[int] = mapped_column(default=1)
     policy: Mapped[str] = mapped_column(String(32))
+    quorum: Mapped[int | None]
     acting_agency: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32), default=RequestStatus.pending.value, index=True)
     due_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -87,6 +92,13 @@ class ApprovalRequest(Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     waiter_ref: Mapped[str | None] = mapped_column(String(64), doc="The flow run waiting on this request.")
     resumed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    requested_by: Mapped[str | None] = mapped_column(String(64), doc="The official who submitted the step.")
+    previous_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("approval_request.id"),
+                                                          doc="The round this one re-opens after changes.")
+    data: Mapped[dict] = mapped_column(JSON, default=dict, doc="What was submitted (text, links, amount).")
+    reminders_sent: Mapped[int] = mapped_column(default=0)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="When the timeout policy ends it.")
 
 
 class Assignment(Base):
@@ -97,7 +109,10 @@ class Assignment(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("approval_request.id"), index=True)
     official_id: Mapped[str] = mapped_column(String(64))
+    on_behalf_of: Mapped[str | None] = mapped_column(String(64), doc="The role holder, when a delegate decides.")
     role: Mapped[str] = mapped_column(String(96))
+    position: Mapped[int] = mapped_column(default=0, doc="Order in a sequence policy.")
+    replaced_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("assignment.id"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     token_generation: Mapped[int] = mapped_column(default=1)
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -112,9 +127,27 @@ class Decision(Base):
     request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("approval_request.id"), index=True)
     assignment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("assignment.id"), unique=True)
     official_id: Mapped[str] = mapped_column(String(64))
+    on_behalf_of: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
     comment: Mapped[str] = mapped_column(Text, default="")
     decided_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Delegation(Base):
+    """A delegation made through the API (the plan file's own are read from the plan)."""
+
+    __tablename__ = "delegation"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    delegator: Mapped[str] = mapped_column(String(64), index=True)
+    delegate: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(96))
+    valid_from: Mapped[dt.date]
+    valid_to: Mapped[dt.date]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(96))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class AuditEvent(Base):

@@ -1,12 +1,13 @@
-"""Opening approval requests and recording decisions, exactly once.
+"""Opening approval requests, re-opening them after changes, and reassigning them.
 
-Every function works inside the caller's transaction and only flushes.
+Every function works inside the caller's transaction and only flushes; the caller
+queues the emails for the assignments returned, in that same transaction.
+Decisions are in `approvals.decisions`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import uuid
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -16,27 +17,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.deadlines import due_at
+from approvals.directory import Approver, delegations_in_force, resolvable, resolve_approvers
 from approvals.models import (
-    OUTCOME_TO_STATUS,
     ApprovalRequest,
     Assignment,
     AssignmentStatus,
     Cycle,
     CycleStage,
-    Decision,
-    Outcome,
     RequestStatus,
     StageStatus,
 )
-from approvals.plan.schema import Official, Plan, Policy
-from approvals.policy import settle
+from approvals.plan.schema import Official, Plan, Policy, Stage
 from approvals.tokens import derive_token, hash_token, well_formed
 
 MAX_COMMENT = 4000
 
 
 class NoApprover(Exception):
-    """Nobody holds an approver role on the day: the step cannot be routed (fail closed)."""
+    """Nobody can decide the step on the day: it cannot be routed (fail closed)."""
 
 
 class InvalidLink(Exception):
@@ -51,8 +49,14 @@ class CommentRequired(ValueError):
     pass
 
 
+class Refused(ValueError):
+    """The action breaks a rule (separation of duties, an unknown official)."""
+
+
 @dataclass(frozen=True)
 class NewAssignment:
+    """An official who must now be emailed a (new) link."""
+
     assignment: Assignment
     official: Official
 
@@ -64,6 +68,18 @@ class OpenedRequest:
     new_assignments: list[NewAssignment]
 
 
+def plan_tz(plan: Plan) -> ZoneInfo:
+    return ZoneInfo(plan.plan.timezone)
+
+
+def local_day(plan: Plan, now: dt.datetime) -> dt.date:
+    return now.astimezone(plan_tz(plan)).date()
+
+
+def stage_of(plan: Plan, cycle_kind: str, stage_id: str) -> Stage:
+    return next(s for s in plan.cycle(cycle_kind).stages if s.id == stage_id)
+
+
 async def get_or_create_cycle(session: AsyncSession, *, kind: str, period: str, starts_on: dt.date) -> Cycle:
     cycle = (await session.execute(select(Cycle).where(Cycle.kind == kind, Cycle.period == period))).scalar()
     if cycle is None:
@@ -71,6 +87,38 @@ async def get_or_create_cycle(session: AsyncSession, *, kind: str, period: str, 
         session.add(cycle)
         await session.flush()
     return cycle
+
+
+def issue_token(assignment: Assignment, secret: bytes, generation: int) -> None:
+    """Give an assignment a new link (the old one, if any, stops working)."""
+    assignment.token_generation = generation
+    assignment.token_hash = hash_token(derive_token(secret, assignment.id, generation))
+
+
+def new_assignment(request: ApprovalRequest, approver: Approver, *, secret: bytes, position: int, active: bool,
+                   link_ttl: dt.timedelta, now: dt.datetime) -> Assignment:
+    assignment = Assignment(
+        id=uuid.uuid4(), request_id=request.id, official_id=approver.official.id, on_behalf_of=approver.on_behalf_of,
+        role=approver.role, position=position, expires_at=now + link_ttl, created_at=now,
+        status=(AssignmentStatus.pending if active else AssignmentStatus.waiting).value,
+    )
+    # A waiting assignment (later in a sequence) gets generation 0, a link nobody is ever sent.
+    issue_token(assignment, secret, 1 if active else 0)
+    return assignment
+
+
+async def add_assignments(session, request: ApprovalRequest, approvers: list[Approver], *, policy: Policy,
+                           secret: bytes, link_ttl: dt.timedelta, now: dt.datetime, start: int = 0) -> list[NewAssignment]:
+    new = []
+    for offset, approver in enumerate(approvers):
+        active = policy is not Policy.sequence or (start + offset) == 0
+        assignment = new_assignment(request, approver, secret=secret, position=start + offset, active=active,
+                                    link_ttl=link_ttl, now=now)
+        session.add(assignment)
+        if active:
+            new.append(NewAssignment(assignment, approver.official))
+    await session.flush()
+    return new
 
 
 async def open_request(
@@ -84,68 +132,109 @@ async def open_request(
     waiter_ref: str | None,
     link_ttl: dt.timedelta,
     now: dt.datetime,
+    requested_by: str | None = None,
+    data: dict | None = None,
+    previous: ApprovalRequest | None = None,
 ) -> OpenedRequest:
     """Open the stage's request, or find the one already open (a re-run after resume opens nothing)."""
-    stage = next(s for s in plan.cycle(cycle.kind).stages if s.id == stage_id)
-    existing = (
-        await session.execute(
-            select(ApprovalRequest)
-            .where(ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.stage == stage_id, ApprovalRequest.subject == subject)
-            .order_by(ApprovalRequest.round.desc())
-            .limit(1)
-        )
-    ).scalar()
+    round_ = previous.round + 1 if previous else 1
+    existing = (await session.execute(
+        select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.stage == stage_id,
+                                      ApprovalRequest.subject == subject, ApprovalRequest.round == round_)
+    )).scalar()
     if existing is not None:
         if waiter_ref and existing.waiter_ref != waiter_ref:
             existing.waiter_ref = waiter_ref
             await session.flush()
         return OpenedRequest(existing, cycle, [])
 
-    today = now.astimezone(plan_tz(plan)).date()
-    officials: dict[str, tuple[Official, str]] = {}
-    for role in stage.approvers:
-        for official in plan.holders(role, today):
-            officials.setdefault(official.id, (official, role))
-    if not officials:
-        raise NoApprover(f"nobody holds {', '.join(stage.approvers)} on {today}: stage '{stage_id}' cannot be routed")
+    stage = stage_of(plan, cycle.kind, stage_id)
+    data = data or {}
+    roles, policy = stage.routed(data)
+    today = local_day(plan, now)
+    approvers = resolve_approvers(plan, roles, on=today, delegations=await delegations_in_force(session, plan),
+                                  requester=requested_by)
+    if not approvers:
+        raise NoApprover(f"nobody can decide stage '{stage_id}' on {today} (roles {', '.join(roles)})")
+    quorum = stage.quorum if policy is Policy.quorum else None
+    if quorum is not None and quorum > len(approvers):
+        raise NoApprover(f"stage '{stage_id}' needs {quorum} approvals but only {len(approvers)} officials can decide")
 
     request = ApprovalRequest(
-        cycle_id=cycle.id,
-        stage=stage_id,
-        subject=subject,
-        policy=stage.policy.value,
+        cycle_id=cycle.id, stage=stage_id, subject=subject, round=round_, policy=policy.value, quorum=quorum,
         acting_agency=plan.agency_on(stage.acting_agencies[0], today).id,
-        due_at=due_at(stage.due, cycle_start=cycle.starts_on, tz=plan_tz(plan)),
-        waiter_ref=waiter_ref,
-        created_at=now,
+        due_at=previous.due_at if previous else due_at(stage.due, cycle_start=cycle.starts_on, tz=plan_tz(plan)),
+        waiter_ref=waiter_ref, created_at=now, requested_by=requested_by, data=data,
+        previous_id=previous.id if previous else None,
     )
     session.add(request)
-    stage_row = (
-        await session.execute(select(CycleStage).where(CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id))
-    ).scalar()
+    stage_row = (await session.execute(
+        select(CycleStage).where(CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id))).scalar()
     if stage_row is None:
         session.add(CycleStage(cycle_id=cycle.id, stage=stage_id, status=StageStatus.waiting.value, updated_at=now))
+    elif stage_row.status != StageStatus.waiting.value:
+        stage_row.status, stage_row.updated_at = StageStatus.waiting.value, now
     await session.flush()
-
-    new = []
-    for official, role in officials.values():
-        assignment_id = uuid.uuid4()
-        assignment = Assignment(id=assignment_id, request_id=request.id, official_id=official.id, role=role,
-                                token_hash=hash_token(derive_token(secret, assignment_id, 1)), token_generation=1,
-                                expires_at=now + link_ttl, created_at=now)
-        session.add(assignment)
-        new.append(NewAssignment(assignment, official))
-    await session.flush()
+    new = await add_assignments(session, request, approvers, policy=policy, secret=secret, link_ttl=link_ttl, now=now)
     await audit.append(
-        session, actor="system", action="request.opened", entity="approval_request", entity_id=str(request.id),
-        data={"cycle": f"{cycle.kind}/{cycle.period}", "stage": stage_id, "subject": subject,
-              "assignees": sorted(officials), "due_at": request.due_at.isoformat()},
+        session, actor=f"official:{requested_by}" if requested_by else "system", action="request.opened",
+        entity="approval_request", entity_id=str(request.id),
+        data={"cycle": f"{cycle.kind}/{cycle.period}", "stage": stage_id, "subject": subject, "round": round_,
+              "policy": policy.value, "previous": str(previous.id) if previous else None,
+              "assignees": [{"official": a.official.id, "on_behalf_of": a.on_behalf_of} for a in approvers],
+              "due_at": request.due_at.isoformat()},
     )
     return OpenedRequest(request, cycle, new)
 
 
-def plan_tz(plan: Plan) -> ZoneInfo:
-    return ZoneInfo(plan.plan.timezone)
+async def reopen_after_changes(session: AsyncSession, *, plan: Plan, secret: bytes, previous_id: uuid.UUID,
+                               data: dict, requested_by: str | None, waiter_ref: str | None,
+                               link_ttl: dt.timedelta, now: dt.datetime) -> OpenedRequest:
+    """The acting agency resubmitted after a request for changes: a new round, linked to the previous one."""
+    previous = await session.get(ApprovalRequest, previous_id, populate_existing=True)
+    if previous is None or previous.status != RequestStatus.changes_requested.value:
+        raise Refused("only a request sent back for changes can be re-opened")
+    cycle = await session.get(Cycle, previous.cycle_id)
+    return await open_request(session, plan=plan, secret=secret, cycle=cycle, stage_id=previous.stage,
+                              subject=previous.subject, waiter_ref=waiter_ref, link_ttl=link_ttl, now=now,
+                              requested_by=requested_by, data=data, previous=previous)
+
+
+async def reassign(session: AsyncSession, *, plan: Plan, secret: bytes, assignment_id: uuid.UUID, to_official: str,
+                   by: str, now: dt.datetime, link_ttl: dt.timedelta) -> NewAssignment:
+    """A coordinator moves an assignment: the old link stops working, the new assignee gets a new one."""
+    old = await session.get(Assignment, assignment_id, populate_existing=True)
+    if old is None:
+        raise Refused("no such assignment")
+    request = await session.get(ApprovalRequest, old.request_id, populate_existing=True)
+    official = resolvable(plan, to_official, local_day(plan, now))
+    if official is None:
+        raise Refused(f"official '{to_official}' cannot be resolved in the directory today")
+    if to_official == request.requested_by:
+        raise Refused("the step cannot be reassigned to the official who submitted it")
+    taken = await session.execute(
+        select(Assignment.id).where(Assignment.request_id == request.id, Assignment.official_id == to_official,
+                                    Assignment.status.in_([AssignmentStatus.pending.value, AssignmentStatus.waiting.value])))
+    if taken.first() is not None:
+        raise Refused(f"official '{to_official}' is already asked to decide this step")
+    moved = await session.execute(
+        update(Assignment)
+        .where(Assignment.id == old.id, Assignment.status.in_([AssignmentStatus.pending.value,
+                                                               AssignmentStatus.waiting.value]))
+        .values(status=AssignmentStatus.reassigned.value)
+        .execution_options(synchronize_session=False))
+    if moved.rowcount != 1 or request.status != RequestStatus.pending.value:
+        raise AlreadyDecided()
+    replacement = new_assignment(request, Approver(official, old.role, None), secret=secret, position=old.position,
+                                 active=old.status == AssignmentStatus.pending.value, link_ttl=link_ttl, now=now)
+    session.add(replacement)
+    await session.flush()
+    await session.execute(update(Assignment).where(Assignment.id == old.id).values(replaced_by=replacement.id)
+                          .execution_options(synchronize_session=False))
+    await audit.append(session, actor=by, action="assignment.reassigned", entity="approval_request",
+                       entity_id=str(request.id),
+                       data={"from": old.official_id, "to": to_official, "assignment": str(replacement.id)})
+    return NewAssignment(replacement, official)
 
 
 @dataclass(frozen=True)
@@ -162,12 +251,7 @@ async def find_live_assignment(session: AsyncSession, token: str, *, now: dt.dat
         raise InvalidLink()
     digest = hash_token(token)
     assignment = (await session.execute(select(Assignment).where(Assignment.token_hash == digest))).scalar()
-    if (
-        assignment is None
-        or not hmac.compare_digest(assignment.token_hash, digest)
-        or assignment.status != AssignmentStatus.pending.value
-        or assignment.expires_at <= now
-    ):
+    if assignment is None or assignment.status != AssignmentStatus.pending.value or assignment.expires_at <= now:
         raise InvalidLink()
     return assignment
 
@@ -179,82 +263,11 @@ async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> L
     if request is None or request.status != RequestStatus.pending.value:
         raise InvalidLink()
     cycle = await session.get(Cycle, request.cycle_id)
-    others = list(
-        (await session.execute(select(Assignment).where(Assignment.request_id == request.id, Assignment.id != assignment.id)))
-        .scalars()
-    )
+    others = list((await session.execute(
+        select(Assignment).where(Assignment.request_id == request.id, Assignment.id != assignment.id,
+                                 Assignment.status.not_in([AssignmentStatus.reassigned.value]))
+        .order_by(Assignment.position))).scalars())
     return LinkView(assignment, request, cycle, others)
-
-
-@dataclass(frozen=True)
-class DecisionResult:
-    decision: Decision
-    request: ApprovalRequest
-    settled: Outcome | None
-
-
-async def decide(
-    session: AsyncSession, *, token: str, outcome: Outcome, comment: str, now: dt.datetime
-) -> DecisionResult:
-    """Record one official's decision with a compare-and-set, and settle the request if the policy says so."""
-    comment = comment.strip()
-    if outcome in (Outcome.reject, Outcome.request_changes) and not comment:
-        raise CommentRequired("a comment is required to reject or to request changes")
-    if len(comment) > MAX_COMMENT:
-        raise ValueError(f"comment longer than {MAX_COMMENT} characters")
-    assignment = await find_live_assignment(session, token, now=now)
-
-    claimed = await session.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment.id, Assignment.status == AssignmentStatus.pending.value)
-        .values(status=AssignmentStatus.decided.value)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:
-        raise AlreadyDecided()
-    request = await session.get(ApprovalRequest, assignment.request_id, populate_existing=True)
-    if request.status != RequestStatus.pending.value:
-        raise AlreadyDecided()
-
-    decision = Decision(request_id=request.id, assignment_id=assignment.id, official_id=assignment.official_id,
-                        outcome=outcome.value, comment=comment, decided_at=now)
-    session.add(decision)
-    await session.flush()
-
-    made = (await session.execute(
-        select(Decision.outcome).where(Decision.request_id == request.id).order_by(Decision.decided_at, Decision.id)
-    )).scalars()
-    assignees = (await session.execute(select(Assignment.id).where(
-        Assignment.request_id == request.id, Assignment.status != AssignmentStatus.revoked.value))).scalars().all()
-    settled = settle(Policy(request.policy), [Outcome(o) for o in made], len(assignees))
-    if settled is not None:
-        await settle_request(session, request=request, outcome=settled, now=now)
-    await audit.append(
-        session, actor=f"official:{assignment.official_id}", action="decision.recorded", entity="approval_request",
-        entity_id=str(request.id),
-        data={"outcome": outcome.value, "comment": comment, "assignment": str(assignment.id),
-              "settled": settled.value if settled else None},
-    )
-    return DecisionResult(decision, request, settled)
-
-
-async def settle_request(session: AsyncSession, *, request: ApprovalRequest, outcome: Outcome, now: dt.datetime) -> None:
-    """Move a pending request to its outcome (compare-and-set) and close its other links."""
-    moved = await session.execute(
-        update(ApprovalRequest)
-        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value)
-        .values(status=OUTCOME_TO_STATUS[outcome].value, decided_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if moved.rowcount != 1:
-        raise AlreadyDecided()
-    await session.execute(
-        update(Assignment)
-        .where(Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
-        .values(status=AssignmentStatus.closed.value)
-        .execution_options(synchronize_session=False)
-    )
-    await session.refresh(request)
 
 
 async def request_status(session: AsyncSession, request_id: uuid.UUID) -> RequestStatus:
@@ -266,6 +279,7 @@ STAGE_STATUS_FOR = {
     RequestStatus.approved: StageStatus.done,
     RequestStatus.rejected: StageStatus.rejected,
     RequestStatus.changes_requested: StageStatus.changes_requested,
+    RequestStatus.expired: StageStatus.expired,
 }
 
 
@@ -299,3 +313,12 @@ async def mark_resumed(session: AsyncSession, request_id: uuid.UUID, *, now: dt.
         update(ApprovalRequest).where(ApprovalRequest.id == request_id, ApprovalRequest.resumed_at.is_(None))
         .values(resumed_at=now).execution_options(synchronize_session=False)
     )
+
+
+def __getattr__(name: str):
+    """Decisions live in `approvals.decisions`; older callers reach them through this module."""
+    if name in ("decide", "settle_request", "DecisionResult"):
+        from approvals import decisions
+
+        return getattr(decisions, name)
+    raise AttributeError(name)

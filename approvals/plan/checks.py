@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from approvals.delegation import DelegationRefused, check_new
 from approvals.plan.schema import Plan
 
 Problem = tuple[tuple[Any, ...], str]
@@ -82,7 +83,41 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
                     problems.append((at + ("approvers", j), f"unknown role '{role}'"))
             if stage.escalate_to is not None and stage.escalate_to not in roles:
                 problems.append((at + ("escalate_to",), f"unknown role '{stage.escalate_to}'"))
-            if stage.quorum is not None and stage.quorum > len(stage.approvers):
-                has = _plural(len(stage.approvers), "approver role")
-                problems.append((at + ("quorum",), f"quorum {stage.quorum} is more than the {has}"))
+            if stage.requester is not None and stage.requester not in roles:
+                problems.append((at + ("requester",), f"unknown role '{stage.requester}'"))
+            for r, rule in enumerate(stage.routing):
+                for j, role in enumerate(rule.add_approvers):
+                    if role not in roles:
+                        problems.append((at + ("routing", r, "add_approvers", j), f"unknown role '{role}'"))
+            holders = {o.id for o in plan.officials if set(o.roles) & set(stage.approvers)}
+            if stage.quorum is not None and stage.quorum > len(holders):
+                has = _plural(len(holders), "official")
+                problems.append((at + ("quorum",), f"quorum {stage.quorum} is more than the {has} holding "
+                                                   f"the approver roles"))
+    problems += _delegation_problems(plan, roles)
+    return problems
+
+
+def _delegation_problems(plan: Plan, roles: set[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    officials = {o.id for o in plan.officials}
+    accepted = []
+    for i, spec in enumerate(plan.delegations):
+        at = ("delegations", i)
+        bad = False
+        for field in ("delegator", "delegate"):
+            if getattr(spec, field) not in officials:
+                problems.append((at + (field,), f"unknown official '{getattr(spec, field)}'"))
+                bad = True
+        if spec.role is not None and spec.role not in roles:
+            problems.append((at + ("role",), f"unknown role '{spec.role}'"))
+            bad = True
+        if bad:
+            continue
+        try:
+            check_new(spec, accepted)
+        except DelegationRefused as exc:
+            problems.append((at, str(exc)))
+            continue
+        accepted.append(spec)
     return problems

@@ -180,6 +180,24 @@ class TimeoutPolicy(str, Enum):
     keep_waiting = "keep_waiting"
 
 
+class EscalationMode(str, Enum):
+    add = "add"  # the superior joins the approvers; the original links keep working
+    handover = "handover"  # the step moves to the superior; the original links stop working
+
+
+class RoutingRule(Strict):
+    """Routing by data: e.g. a budget above a threshold also needs the PPC vice-chair."""
+
+    field: AsciiId
+    above: int = Field(ge=0)
+    add_approvers: list[RoleId] = []
+    policy: Annotated[Policy, _one_of(Policy, "policy")] | None = None
+
+    def applies(self, data: dict) -> bool:
+        value = data.get(self.field)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value > self.above
+
+
 class Due(Strict):
     """When a stage's request falls due: days after the cycle starts, or a fixed day of the year."""
 
@@ -218,7 +236,13 @@ class Stage(Strict):
     due: Due
     reminders_before_days: list[int] = []
     escalate_to: RoleId | None = None
-    on_timeout: Annotated[TimeoutPolicy, _one_of(TimeoutPolicy, "timeout policy")] = TimeoutPolicy.escalate
+    escalation: Annotated[EscalationMode, _one_of(EscalationMode, "escalation mode")] = EscalationMode.add
+    escalation_days: int | None = Field(
+        7, ge=1, le=366, description="Days after an escalation before the request expires; null keeps waiting.")
+    on_timeout: Annotated[TimeoutPolicy, _one_of(TimeoutPolicy, "timeout policy")] | None = Field(
+        None, description="At the due time: escalate, expire or keep_waiting; default escalate when escalate_to is set.")
+    requester: RoleId | None = Field(None, description="The role that submits the step (it may not approve it).")
+    routing: list[RoutingRule] = []
     summary: Text | None = None
 
     @field_validator("number")
@@ -236,7 +260,24 @@ class Stage(Strict):
             raise ValueError("'quorum' is only used with policy 'quorum'")
         if self.kind is not StageKind.implementation and not self.approvers:
             raise ValueError(f"a stage of kind '{self.kind.value}' needs at least one approver role")
+        if self.on_timeout is TimeoutPolicy.escalate and self.escalate_to is None:
+            raise ValueError("on_timeout 'escalate' needs an 'escalate_to' role")
         return self
+
+    @property
+    def timeout_policy(self) -> TimeoutPolicy:
+        if self.on_timeout is not None:
+            return self.on_timeout
+        return TimeoutPolicy.escalate if self.escalate_to else TimeoutPolicy.keep_waiting
+
+    def routed(self, data: dict) -> tuple[list[str], Policy]:
+        """Approver roles and policy after the routing rules that the request's data triggers."""
+        approvers, policy = list(self.approvers), self.policy
+        for rule in self.routing:
+            if rule.applies(data):
+                approvers += [role for role in rule.add_approvers if role not in approvers]
+                policy = rule.policy or policy
+        return approvers, policy
 
 
 class ContentArea(Strict):
@@ -274,6 +315,17 @@ class PlanInfo(Strict):
     languages: list[Annotated[Language, _one_of(Language, "language")]] = [Language.vi, Language.en]
 
 
+class DelegationSpec(Validity):
+    """An official hands a role (or all their roles) to another for a date range ("ủy quyền")."""
+
+    delegator: AsciiId
+    delegate: AsciiId
+    role: RoleId | None = None
+    valid_from: dt.date
+    valid_to: dt.date
+    reason: str = ""
+
+
 class Plan(Strict):
     plan: PlanInfo
     agencies: list[Agency] = Field(min_length=1)
@@ -281,6 +333,7 @@ class Plan(Strict):
     officials: list[Official] = []
     content_areas: list[ContentArea] = []
     cycles: list[CycleKind] = Field(min_length=1)
+    delegations: list[DelegationSpec] = []
 
     def agency(self, agency_id: str) -> Agency:
         return next(a for a in self.agencies if a.id == agency_id)

@@ -1,0 +1,151 @@
+"""Recording decisions exactly once, and settling requests by their policy.
+
+Every state change is a compare-and-set (`UPDATE ... WHERE status = 'pending'`) in
+the caller's transaction: a double click, two approvers at once, or a decision
+racing the sweep each end with one outcome; the loser gets AlreadyDecided.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from approvals import audit
+from approvals.directory import resolvable
+from approvals.models import (
+    OUTCOME_TO_STATUS,
+    ApprovalRequest,
+    Assignment,
+    AssignmentStatus,
+    Decision,
+    Outcome,
+    RequestStatus,
+)
+from approvals.plan.schema import Plan, Policy
+from approvals.policy import settle
+from approvals.requests import (
+    MAX_COMMENT,
+    AlreadyDecided,
+    CommentRequired,
+    InvalidLink,
+    NewAssignment,
+    Refused,
+    find_live_assignment,
+    issue_token,
+    local_day,
+)
+
+COUNTED = (AssignmentStatus.waiting.value, AssignmentStatus.pending.value, AssignmentStatus.decided.value,
+           AssignmentStatus.closed.value)
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    decision: Decision
+    request: ApprovalRequest
+    settled: Outcome | None
+    activated: list[NewAssignment] = field(default_factory=list)  # next in a sequence: email them
+
+
+async def decide(
+    session: AsyncSession, *, token: str, outcome: Outcome, comment: str, now: dt.datetime,
+    plan: Plan | None = None, secret: bytes | None = None,
+) -> DecisionResult:
+    """Record one official's decision and settle the request if its policy says so."""
+    comment = comment.strip()
+    if outcome in (Outcome.reject, Outcome.request_changes) and not comment:
+        raise CommentRequired("a comment is required to reject or to request changes")
+    if len(comment) > MAX_COMMENT:
+        raise ValueError(f"comment longer than {MAX_COMMENT} characters")
+    assignment = await find_live_assignment(session, token, now=now)
+    request = await session.get(ApprovalRequest, assignment.request_id, populate_existing=True)
+    if plan is not None:
+        # Fail closed: the decider must still be in the directory, and must not be the requester
+        # (directly, or as the holder they decide for).
+        if resolvable(plan, assignment.official_id, local_day(plan, now)) is None:
+            raise Refused(f"official '{assignment.official_id}' cannot be resolved in the directory")
+    if request.requested_by and request.requested_by in (assignment.official_id, assignment.on_behalf_of):
+        raise Refused("the official who submitted a step cannot approve it")
+
+    claimed = await session.execute(
+        update(Assignment)
+        .where(Assignment.id == assignment.id, Assignment.status == AssignmentStatus.pending.value,
+               Assignment.token_hash == assignment.token_hash)
+        .values(status=AssignmentStatus.decided.value)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        raise AlreadyDecided()
+    await session.refresh(request)
+    if request.status != RequestStatus.pending.value:
+        raise AlreadyDecided()
+
+    decision = Decision(request_id=request.id, assignment_id=assignment.id, official_id=assignment.official_id,
+                        on_behalf_of=assignment.on_behalf_of, outcome=outcome.value, comment=comment, decided_at=now)
+    session.add(decision)
+    await session.flush()
+
+    made = [Outcome(o) for o in (await session.execute(
+        select(Decision.outcome).where(Decision.request_id == request.id).order_by(Decision.decided_at, Decision.id)
+    )).scalars()]
+    assignees = len((await session.execute(select(Assignment.id).where(
+        Assignment.request_id == request.id, Assignment.status.in_(COUNTED)))).all())
+    settled = settle(Policy(request.policy), made, assignees, request.quorum)
+    activated: list[NewAssignment] = []
+    if settled is not None:
+        await settle_request(session, request=request, outcome=settled, now=now)
+    elif Policy(request.policy) is Policy.sequence and outcome is Outcome.approve:
+        activated = await _activate_next(session, request, plan=plan, secret=secret)
+    await audit.append(
+        session, actor=f"official:{assignment.official_id}", action="decision.recorded", entity="approval_request",
+        entity_id=str(request.id),
+        data={"outcome": outcome.value, "comment": comment, "assignment": str(assignment.id),
+              "official": assignment.official_id, "on_behalf_of": assignment.on_behalf_of,
+              "settled": settled.value if settled else None},
+    )
+    return DecisionResult(decision, request, settled, activated)
+
+
+async def _activate_next(session: AsyncSession, request: ApprovalRequest, *, plan: Plan | None,
+                         secret: bytes | None) -> list[NewAssignment]:
+    """In a sequence, the next assignee is asked only once the previous one approved."""
+    if plan is None or secret is None:
+        raise ValueError("a sequence needs the plan and the link key to ask the next approver")
+    following = (await session.execute(
+        select(Assignment).where(Assignment.request_id == request.id,
+                                 Assignment.status == AssignmentStatus.waiting.value)
+        .order_by(Assignment.position).limit(1))).scalar()
+    if following is None:
+        return []
+    issue_token(following, secret, following.token_generation + 1)
+    following.status = AssignmentStatus.pending.value
+    await session.flush()
+    return [NewAssignment(following, plan.official(following.official_id))]
+
+
+async def settle_request(session: AsyncSession, *, request: ApprovalRequest, outcome: Outcome | RequestStatus,
+                         now: dt.datetime) -> None:
+    """Move a pending request to its outcome (compare-and-set) and close its other links."""
+    status = outcome if isinstance(outcome, RequestStatus) else OUTCOME_TO_STATUS[outcome]
+    moved = await session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value)
+        .values(status=status.value, decided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        raise AlreadyDecided()
+    await session.execute(
+        update(Assignment)
+        .where(Assignment.request_id == request.id,
+               Assignment.status.in_([AssignmentStatus.pending.value, AssignmentStatus.waiting.value]))
+        .values(status=AssignmentStatus.closed.value)
+        .execution_options(synchronize_session=False)
+    )
+    await session.refresh(request)
+
+
+__all__ = ["DecisionResult", "InvalidLink", "decide", "settle_request"]

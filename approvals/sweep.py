@@ -1,0 +1,157 @@
+"""The sweep: reminders before the due time, escalation or expiry at it, expiry after
+an escalation's grace. It changes state with the same compare-and-set as a
+decision, so a decision and the sweep can never both win; nothing is ever
+approved because time passed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from approvals import audit
+from approvals.db import Database
+from approvals.decisions import settle_request
+from approvals.directory import delegations_in_force, resolve_approvers
+from approvals.models import ApprovalRequest, Assignment, AssignmentStatus, Cycle, RequestStatus
+from approvals.plan.schema import EscalationMode, Plan, Policy, Stage, TimeoutPolicy
+from approvals.requests import AlreadyDecided, NewAssignment, add_assignments, issue_token, local_day, stage_of
+
+
+class EventKind(str, Enum):
+    reminder = "reminder"
+    escalation = "escalation"
+    expired = "expired"
+    overdue = "overdue"  # keep_waiting: nothing changes hands, coordinators should know
+
+
+@dataclass(frozen=True)
+class SweepEvent:
+    kind: EventKind
+    request: ApprovalRequest
+    cycle: Cycle
+    stage: Stage
+    notify: list[NewAssignment] = field(default_factory=list)  # who gets a (new) link
+
+
+OnEvent = Callable[[AsyncSession, SweepEvent], Awaitable[None]]
+
+
+def reminder_times(stage: Stage, due: dt.datetime) -> list[dt.datetime]:
+    return sorted(due - dt.timedelta(days=d) for d in set(stage.reminders_before_days))
+
+
+async def _cas_request(session: AsyncSession, request: ApprovalRequest, condition, **values) -> None:
+    moved = await session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value, condition)
+        .values(**values).execution_options(synchronize_session=False))
+    if moved.rowcount != 1:
+        raise AlreadyDecided()
+    await session.refresh(request)
+
+
+async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID,
+                        now: dt.datetime, link_ttl: dt.timedelta) -> SweepEvent | None:
+    """At most one step for one request: expire, escalate (or time out), or remind."""
+    request = await session.get(ApprovalRequest, request_id, populate_existing=True)
+    if request is None or request.status != RequestStatus.pending.value:
+        return None
+    cycle = await session.get(Cycle, request.cycle_id)
+    stage = stage_of(plan, cycle.kind, request.stage)
+
+    if request.expires_at is not None and now >= request.expires_at:
+        return await _expire(session, request, cycle, stage, now, reason="escalation grace ended")
+    if now >= request.due_at and request.escalated_at is None:
+        policy = stage.timeout_policy
+        if policy is TimeoutPolicy.expire:
+            return await _expire(session, request, cycle, stage, now, reason="due time passed")
+        if policy is TimeoutPolicy.escalate:
+            return await _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
+        await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now)
+        await audit.append(session, actor="system", action="request.overdue", entity="approval_request",
+                           entity_id=str(request.id), data={"policy": policy.value})
+        return SweepEvent(EventKind.overdue, request, cycle, stage)
+    passed = sum(1 for moment in reminder_times(stage, request.due_at) if moment <= now)
+    if now < request.due_at and passed > request.reminders_sent:
+        return await _remind(session, secret, request, cycle, stage, now, passed, plan)
+    return None
+
+
+async def _expire(session, request, cycle, stage, now, *, reason: str) -> SweepEvent:
+    await settle_request(session, request=request, outcome=RequestStatus.expired, now=now)
+    await audit.append(session, actor="system", action="request.expired", entity="approval_request",
+                       entity_id=str(request.id), data={"reason": reason})
+    return SweepEvent(EventKind.expired, request, cycle, stage)
+
+
+async def _escalate(session, plan, secret, request, cycle, stage, now, link_ttl) -> SweepEvent:
+    grace = dt.timedelta(days=stage.escalation_days) if stage.escalation_days else None
+    await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now,
+                       expires_at=now + grace if grace else None)
+    assigned = set((await session.execute(select(Assignment.official_id).where(
+        Assignment.request_id == request.id,
+        Assignment.status.in_([AssignmentStatus.pending.value, AssignmentStatus.waiting.value])))).scalars())
+    superiors = [a for a in resolve_approvers(plan, [stage.escalate_to], on=local_day(plan, now),
+                                              delegations=await delegations_in_force(session, plan),
+                                              requester=request.requested_by)
+                 if a.official.id not in assigned]
+    if stage.escalation is EscalationMode.handover:
+        await session.execute(
+            update(Assignment).where(Assignment.request_id == request.id,
+                                     Assignment.status.in_([AssignmentStatus.pending.value,
+                                                            AssignmentStatus.waiting.value]))
+            .values(status=AssignmentStatus.revoked.value).execution_options(synchronize_session=False))
+        if request.policy != Policy.any.value:
+            request.policy = Policy.any.value  # the superior decides alone once the step is handed over
+    position = 1 + max([0, *(await session.execute(select(Assignment.position).where(
+        Assignment.request_id == request.id))).scalars()])
+    notify = await add_assignments(session, request, superiors, policy=Policy.any, secret=secret,
+                                    link_ttl=link_ttl, now=now, start=position)
+    await audit.append(session, actor="system", action="request.escalated", entity="approval_request",
+                       entity_id=str(request.id),
+                       data={"to": [n.official.id for n in notify], "mode": stage.escalation.value,
+                             "expires_at": request.expires_at.isoformat() if request.expires_at else None})
+    return SweepEvent(EventKind.escalation, request, cycle, stage, notify)
+
+
+async def _remind(session, secret, request, cycle, stage, now, passed: int, plan: Plan) -> SweepEvent:
+    await _cas_request(session, request, ApprovalRequest.reminders_sent == request.reminders_sent,
+                       reminders_sent=passed)
+    pending = list((await session.execute(select(Assignment).where(
+        Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value))).scalars())
+    notify = []
+    for assignment in pending:
+        issue_token(assignment, secret, assignment.token_generation + 1)  # a reminder's link replaces the old one
+        notify.append(NewAssignment(assignment, plan.official(assignment.official_id)))
+    await session.flush()
+    await audit.append(session, actor="system", action="request.reminded", entity="approval_request",
+                       entity_id=str(request.id), data={"reminder": passed, "to": [n.official.id for n in notify]})
+    return SweepEvent(EventKind.reminder, request, cycle, stage, notify)
+
+
+async def sweep(db: Database, *, plan: Plan, secret: bytes, now: dt.datetime, link_ttl: dt.timedelta,
+                on_event: OnEvent | None = None) -> list[SweepEvent]:
+    """One pass over open requests, each in its own transaction with its emails (`on_event`)."""
+    async with db.sessions() as session:
+        ids = list((await session.execute(select(ApprovalRequest.id).where(
+            ApprovalRequest.status == RequestStatus.pending.value).order_by(ApprovalRequest.due_at))).scalars())
+    events = []
+    for request_id in ids:
+        try:
+            async with db.transaction() as session:
+                event = await sweep_request(session, plan=plan, secret=secret, request_id=request_id, now=now,
+                                            link_ttl=link_ttl)
+                if event is not None and on_event is not None:
+                    await on_event(session, event)
+        except AlreadyDecided:
+            continue  # a decision won the race: nothing to do
+        if event is not None:
+            events.append(event)
+    return events
