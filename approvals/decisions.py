@@ -36,6 +36,7 @@ from approvals.requests import (
     find_live_assignment,
     issue_token,
     local_day,
+    lock_request,
 )
 
 COUNTED = (AssignmentStatus.waiting.value, AssignmentStatus.pending.value, AssignmentStatus.decided.value,
@@ -61,7 +62,9 @@ async def decide(
     if len(comment) > MAX_COMMENT:
         raise ValueError(f"comment longer than {MAX_COMMENT} characters")
     assignment = await find_live_assignment(session, token, now=now)
-    request = await session.get(ApprovalRequest, assignment.request_id, populate_existing=True)
+    request = await lock_request(session, assignment.request_id)
+    if request.status != RequestStatus.pending.value:
+        raise AlreadyDecided()
     if plan is not None:
         # Fail closed: the decider must still be in the directory, and must not be the requester
         # (directly, or as the holder they decide for).
@@ -78,9 +81,6 @@ async def decide(
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:
-        raise AlreadyDecided()
-    await session.refresh(request)
-    if request.status != RequestStatus.pending.value:
         raise AlreadyDecided()
 
     decision = Decision(request_id=request.id, assignment_id=assignment.id, official_id=assignment.official_id,

@@ -80,6 +80,14 @@ def stage_of(plan: Plan, cycle_kind: str, stage_id: str) -> Stage:
     return next(s for s in plan.cycle(cycle_kind).stages if s.id == stage_id)
 
 
+async def lock_request(session: AsyncSession, request_id: uuid.UUID) -> ApprovalRequest | None:
+    """Take the request's row lock first: every change to a request and its assignments
+    (decision, sweep, reassignment) locks in this order, so they queue instead of deadlocking."""
+    return (await session.execute(
+        select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()
+        .execution_options(populate_existing=True))).scalar()
+
+
 async def get_or_create_cycle(session: AsyncSession, *, kind: str, period: str, starts_on: dt.date) -> Cycle:
     cycle = (await session.execute(select(Cycle).where(Cycle.kind == kind, Cycle.period == period))).scalar()
     if cycle is None:
@@ -203,10 +211,11 @@ async def reopen_after_changes(session: AsyncSession, *, plan: Plan, secret: byt
 async def reassign(session: AsyncSession, *, plan: Plan, secret: bytes, assignment_id: uuid.UUID, to_official: str,
                    by: str, now: dt.datetime, link_ttl: dt.timedelta) -> NewAssignment:
     """A coordinator moves an assignment: the old link stops working, the new assignee gets a new one."""
-    old = await session.get(Assignment, assignment_id, populate_existing=True)
+    old = await session.get(Assignment, assignment_id)
     if old is None:
         raise Refused("no such assignment")
-    request = await session.get(ApprovalRequest, old.request_id, populate_existing=True)
+    request = await lock_request(session, old.request_id)
+    await session.refresh(old)
     official = resolvable(plan, to_official, local_day(plan, now))
     if official is None:
         raise Refused(f"official '{to_official}' cannot be resolved in the directory today")

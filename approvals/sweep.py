@@ -21,7 +21,15 @@ from approvals.decisions import settle_request
 from approvals.directory import delegations_in_force, resolve_approvers
 from approvals.models import ApprovalRequest, Assignment, AssignmentStatus, Cycle, RequestStatus
 from approvals.plan.schema import EscalationMode, Plan, Policy, Stage, TimeoutPolicy
-from approvals.requests import AlreadyDecided, NewAssignment, add_assignments, issue_token, local_day, stage_of
+from approvals.requests import (
+    AlreadyDecided,
+    NewAssignment,
+    add_assignments,
+    issue_token,
+    local_day,
+    lock_request,
+    stage_of,
+)
 
 
 class EventKind(str, Enum):
@@ -60,7 +68,7 @@ async def _cas_request(session: AsyncSession, request: ApprovalRequest, conditio
 async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID,
                         now: dt.datetime, link_ttl: dt.timedelta) -> SweepEvent | None:
     """At most one step for one request: expire, escalate (or time out), or remind."""
-    request = await session.get(ApprovalRequest, request_id, populate_existing=True)
+    request = await lock_request(session, request_id)
     if request is None or request.status != RequestStatus.pending.value:
         return None
     cycle = await session.get(Cycle, request.cycle_id)
