@@ -234,3 +234,26 @@ async def test_decisions_counted_once_per_assignment(database):
         count = len((await session.execute(select(Decision).where(Decision.request_id == opened.request.id))).all())
         request = await session.get(ApprovalRequest, opened.request.id)
     assert count == 1 and request.status == "pending"
+
+
+async def test_delegations_through_the_api_are_checked_and_audited(database):
+    from approvals.delegations import create_delegation, list_delegations, revoke_delegation
+
+    july = dict(valid_from=dt.date(2026, 9, 1), valid_to=dt.date(2026, 9, 10))
+    async with database.transaction() as session:
+        row = await create_delegation(session, plan=PLAN, delegator="deputy2", delegate="board1", role="deputy",
+                                      reason=unicodedata.normalize("NFD", "Đi công tác"), by="coordinator:lan",
+                                      now=NOW, **july)
+    assert row.reason == "Đi công tác"
+    with pytest.raises(DelegationRefused, match="cycle"):
+        async with database.transaction() as session:
+            await create_delegation(session, plan=PLAN, delegator="board1", delegate="deputy2", role=None,
+                                    reason="", by="coordinator:lan", now=NOW, **july)
+    with pytest.raises(DelegationRefused, match="does not hold"):
+        async with database.transaction() as session:
+            await create_delegation(session, plan=PLAN, delegator="board1", delegate="deputy1", role="chair",
+                                    reason="", by="coordinator:lan", now=NOW, **july)
+    async with database.transaction() as session:
+        assert await revoke_delegation(session, delegation_id=row.id, by="coordinator:lan", now=NOW)
+        assert not await revoke_delegation(session, delegation_id=row.id, by="coordinator:lan", now=NOW)
+        assert row.id not in {d.id for d in await list_delegations(session)}
