@@ -17,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.deadlines import due_at
-from approvals.directory import Approver, delegations_in_force, resolvable, resolve_approvers
+from approvals.directory import (
+    Approver,
+    delegations_in_force,
+    resolvable,
+    resolve_approvers,
+)
 from approvals.models import (
     ApprovalRequest,
     Assignment,

@@ -19,7 +19,13 @@ from approvals import audit
 from approvals.db import Database
 from approvals.decisions import settle_request
 from approvals.directory import delegations_in_force, resolve_approvers
-from approvals.models import ApprovalRequest, Assignment, AssignmentStatus, Cycle, RequestStatus
+from approvals.models import (
+    ApprovalRequest,
+    Assignment,
+    AssignmentStatus,
+    Cycle,
+    RequestStatus,
+)
 from approvals.plan.schema import EscalationMode, Plan, Policy, Stage, TimeoutPolicy
 from approvals.requests import (
     AlreadyDecided,

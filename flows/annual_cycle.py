@@ -22,9 +22,15 @@ def cycle_start(year: int) -> dt.date:
     return dt.date(year, month, day)
 
 
+def this_year() -> int:
+    return dt.datetime.now(get_settings().tz).year
+
+
 @flow(name="annual-cycle", log_prints=True, persist_result=True)
-async def annual_cycle(year: int) -> dict[str, str]:
-    """One year of the plan: direction by the lead agency, approved by its director."""
+async def annual_cycle(year: int | None = None) -> dict[str, str]:
+    """One year of the plan: direction by the lead agency, approved by its director.
+    Without a year (the yearly schedule), this year in Asia/Ho_Chi_Minh."""
+    year = year or this_year()
     stage_id = "dic_direction"
     request_id = await open_approval(
         cycle_kind=CYCLE_KIND, period=str(year), starts_on=cycle_start(year), stage_id=stage_id,

@@ -14,12 +14,9 @@ from prefect.logging import get_run_logger
 from approvals import requests
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
-from approvals.i18n import local_time
 from approvals.models import Outcome, RequestStatus
-from approvals.plan import Plan, load_plan
-from approvals.tokens import APPROVAL_LINK, approval_link_argument
-from notifications.dispatcher import placeholder
-from notifications.outbox import Recipient, enqueue
+from approvals.plan import load_plan
+from flows.emails import queue_link_emails
 from notifications.render import Renderer
 
 MAX_WAITS = 100
@@ -41,10 +38,6 @@ async def database(settings: Settings):
         await db.dispose()
 
 
-def mail_domain(settings: Settings) -> str:
-    return settings.mail_from.rsplit("@", 1)[-1]
-
-
 @task(name="open-approval", retries=2, retry_delay_seconds=5)
 async def open_approval(*, cycle_kind: str, period: str, starts_on: dt.date, stage_id: str, waiter_ref: str) -> str:
     """In one transaction: the request, its assignments and token hashes, one email per assignee, the audit row.
@@ -56,35 +49,19 @@ async def open_approval(*, cycle_kind: str, period: str, starts_on: dt.date, sta
     renderer = Renderer()
     async with database(settings) as db, db.transaction() as session:
         cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
+        now = utcnow()
+        stage = requests.stage_of(plan, cycle_kind, stage_id)
+        submitter = plan.holders(stage.requester, requests.local_day(plan, now)) if stage.requester else []
         opened = await requests.open_request(
             session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage_id,
-            waiter_ref=waiter_ref, link_ttl=dt.timedelta(days=settings.link_ttl_days), now=utcnow(),
+            waiter_ref=waiter_ref, link_ttl=dt.timedelta(days=settings.link_ttl_days), now=now,
+            requested_by=submitter[0].id if submitter else None,
         )
-        for new in opened.new_assignments:
-            email = render_request_email(renderer, plan, settings, opened, new)
-            await enqueue(
-                session, idempotency_key=f"request:{new.assignment.id}:1", kind="approval_request",
-                to=[Recipient(new.official.name, str(new.official.email))], email=email, domain=mail_domain(settings),
-            )
+        await queue_link_emails(session, kind="approval_request", plan=plan, settings=settings, renderer=renderer,
+                                request=opened.request, cycle=opened.cycle, notify=opened.new_assignments)
         request_id = str(opened.request.id)
     get_run_logger().info("Stage %s of %s/%s waits on request %s", stage_id, cycle_kind, period, request_id)
     return request_id
-
-
-def render_request_email(renderer: Renderer, plan: Plan, settings: Settings, opened, new):
-    language = new.official.language.value
-    stage = next(s for s in plan.cycle(opened.cycle.kind).stages if s.id == opened.request.stage)
-    cycle_kind = plan.cycle(opened.cycle.kind)
-    return renderer.render(
-        "approval_request", language,
-        name=new.official.name, title=new.official.title.get(language),
-        cycle=f"{cycle_kind.name.get(language)} {opened.cycle.period}",
-        stage=f"{stage.number}. {stage.name.get(language)}",
-        agency=plan.agency(opened.request.acting_agency).name.get(language),
-        due=local_time(opened.request.due_at, settings.tz, language),
-        summary=stage.summary.get(language) if stage.summary else "",
-        link=placeholder(APPROVAL_LINK, approval_link_argument(new.assignment.id, new.assignment.token_generation)),
-    )
 
 
 async def wait_for_decision(request_id: str) -> RequestStatus:

@@ -3,13 +3,12 @@
 from alembic import context
 from sqlalchemy import pool
 
-from approvals.db import Base, make_engine
-
 # The outbox table belongs to notifications but lives in the same database and
 # history; importing its models here (a script, not the approvals package) lets
 # autogenerate see it without approvals depending on notifications.
 import approvals.models  # noqa: F401
 import notifications.models  # noqa: F401
+from approvals.db import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

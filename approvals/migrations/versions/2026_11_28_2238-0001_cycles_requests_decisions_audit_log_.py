@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-28 22:38:24.926523+00:00
 """
-from alembic import op
 import sqlalchemy as sa
-import approvals.db
+from alembic import op
 
+import approvals.db
 
 revision = '0001'
 down_revision = None
