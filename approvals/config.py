@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     default_language: str = Field("vi", description="Language of pages and emails when the reader has no setting.")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="Time zone in which times are shown.")
 
+    link_failure_limit: int = Field(20, ge=0, description="Failed link requests per client and window before 429 (0: off).")
+    link_failure_window: float = Field(60.0, gt=0, description="Seconds of the failed-link window.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest request body accepted (413 above).")
+    max_field_bytes: int = Field(64 * 1024, description="Largest single form field (422 above).")
+
     prefect_deployment: str = Field("annual-cycle/annual-cycle", description="Deployment that runs the annual cycle.")
     resume_retry_interval: float = Field(5.0, description="Seconds between retries of flow runs whose resume failed.")
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from approvals.i18n import local_time
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan.schema import Official, Plan
-from approvals.requests import stage_of
+from approvals.requests import NewAssignment, stage_of
+from approvals.tokens import approval_link_argument
 
 
 def step_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str, tz: ZoneInfo) -> dict[str, str]:
@@ -24,3 +27,33 @@ def step_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language
 
 def person_context(official: Official, language: str) -> dict[str, str]:
     return {"name": official.name, "title": official.title.get(language)}
+
+
+@dataclass(frozen=True)
+class LinkMessage:
+    """One personal-link email to write: who, in which language, about what, which link."""
+
+    kind: str
+    key: str
+    language: str
+    name: str
+    email: str
+    context: dict[str, str]
+    link_argument: str
+
+
+def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Sequence[NewAssignment], *,
+                  kind: str, tz: ZoneInfo) -> list[LinkMessage]:
+    """A request, a reminder or an escalation for each assignee, keyed by assignment and link generation."""
+    messages = []
+    for new in notify:
+        language = new.official.language.value
+        generation = new.assignment.token_generation
+        messages.append(LinkMessage(
+            kind=kind, key=f"{kind}:{new.assignment.id}:{generation}", language=language, name=new.official.name,
+            email=str(new.official.email),
+            context={**person_context(new.official, language),
+                     **step_context(plan, request, cycle, language=language, tz=tz)},
+            link_argument=approval_link_argument(new.assignment.id, generation),
+        ))
+    return messages

@@ -15,7 +15,7 @@ from notifications.render import Renderer
 from service import links, pages
 from service.deps import AppState
 from service.resume import Resumer
-from service.web import SecurityHeaders, install_log_redaction
+from service.web import BodyLimit, LinkFailureLimit, SecurityHeaders, WebLimits, install_log_redaction
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,6 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="kehoach", version="0.1.0", lifespan=lifespan,
                   description="Approval links and the coordinators' views of Lạng Sơn's communication plan.")
+    limits = WebLimits.from_settings(settings)
+    app.state.web_limits = limits
+    # The last one added runs first: security headers on every answer, then the failed-link
+    # limit (429 before anything else), then the body limit (413 before the body is read).
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, default_language=settings.default_language)
+    app.add_middleware(LinkFailureLimit, limit=limits.failure_limit, window=limits.failure_window,
+                       default_language=settings.default_language)
     app.add_middleware(SecurityHeaders)
     app.include_router(links.router)
     app.include_router(pages.router)

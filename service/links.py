@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+import re
+import unicodedata
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
+from starlette.exceptions import HTTPException
 
 from approvals import requests
 from approvals.db import utcnow
+from approvals.decisions import DecisionResult
+from approvals.decisions import decide as record_decision
 from approvals.i18n import catalogue, local_time
 from approvals.models import Cycle, Outcome
 from approvals.plan import Plan
+from approvals.presentation import link_messages
+from approvals.tokens import APPROVAL_LINK
+from notifications.links import queue_link_messages
 from notifications.outbox import Recipient, enqueue
 from service.deps import App
-from service.web import MESSAGES, language_of, render
+from service.web import MESSAGES, WebLimits, known_language, render
 
 log = logging.getLogger("kehoach.links")
 router = APIRouter()
 
+MAX_FORM_FIELDS = 16
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
 
 def _invalid(request: Request, language: str):
+    """The one answer for every bad, expired, used, revoked or unknown link."""
     _ = catalogue(MESSAGES).gettext_for(language)
     return render(request, "message.html", language, status_code=404,
                   title=_("invalid.title"), body=_("invalid.body"), switch_url=None)
@@ -38,8 +49,15 @@ def _names(plan: Plan, view: requests.LinkView, language: str) -> dict[str, str]
     }
 
 
+def _role_name(plan: Plan, role_id: str, language: str) -> str:
+    role = next((r for r in plan.roles if r.id == role_id), None)
+    return role.name.get(language) if role else role_id
+
+
 async def _page(request: Request, app: App, token: str, *, language: str | None, status_code: int = 200,
-                error: str = "", chosen: str = "", comment: str = ""):
+                error: str = "", error_key: str = "", chosen: str = "", comment: str = ""):
+    """The approval page of a live link (the official's language unless one is asked for),
+    or the invalid-link page. Reads only."""
     async with app.db.sessions() as session:
         try:
             view = await requests.view_link(session, token, now=utcnow())
@@ -47,23 +65,26 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
             return _invalid(request, language or app.settings.default_language)
     official = app.plan.official(view.assignment.official_id)
     language = language or (official.language.value if official else app.settings.default_language)
+    _ = catalogue(MESSAGES).gettext_for(language)
     others = []
     for other in view.others:
         person = app.plan.official(other.official_id)
-        others.append({"name": person.name if person else other.official_id, "status": other.status})
+        others.append({"name": person.name if person else other.official_id,
+                       "role": _role_name(app.plan, other.role, language), "status": other.status})
     return render(
         request, "approval.html", language, status_code=status_code,
         official_name=official.name if official else view.assignment.official_id,
-        role_name=app.plan.role(view.assignment.role).name.get(language),
+        role_name=_role_name(app.plan, view.assignment.role, language),
         due=local_time(view.request.due_at, app.settings.tz, language),
-        policy=view.request.policy, others=others, error=error, chosen=chosen, comment=comment,
+        policy=view.request.policy, others=others, error=_(error_key) if error_key else error,
+        chosen=chosen, comment=comment, max_comment=requests.MAX_COMMENT,
         **_names(app.plan, view, language),
     )
 
 
 @router.api_route("/a/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 async def show(request: Request, token: str, app: App):
-    return await _page(request, app, token, language=request.query_params.get("lang") or None)
+    return await _page(request, app, token, language=known_language(request.query_params.get("lang")))
 
 
 def _cross_site(request: Request, base_url: str) -> bool:
@@ -82,48 +103,101 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _clean_comment(text: str) -> str:
+    """NFC (Vietnamese typed on phones is often decomposed), Unix newlines, no control characters."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub("", text)
+
+
+async def _skip_rest_of_stream(request: Request) -> None:
+    """Read and drop the rest of a body sent without a Content-Length, so that one larger than
+    the body limit is answered 413 like a body that declared its size (the limit stops the reading)."""
+    if "content-length" in request.headers:
+        return
+    while True:
+        message = await request.receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
+def _field(form, name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
 @router.post("/a/{token}", include_in_schema=False)
-async def decide(
-    request: Request,
-    token: str,
-    app: App,
-    outcome: Annotated[str, Form()] = "",
-    comment: Annotated[str, Form(max_length=20000)] = "",
-    lang: Annotated[str, Form()] = "",
-):
-    language = lang if lang in ("vi", "en") else app.settings.default_language
+async def decide(request: Request, token: str, app: App):
+    query_language = known_language(request.query_params.get("lang"))
+    language = query_language or app.settings.default_language
     _ = catalogue(MESSAGES).gettext_for(language)
     if _cross_site(request, app.settings.public_base_url):
         return render(request, "message.html", language, status_code=403,
                       title=_("forbidden.title"), body=_("forbidden.body"), switch_url=None)
+    limits: WebLimits = getattr(request.app.state, "web_limits", None) or WebLimits()
+    try:
+        form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=limits.max_field_bytes)
+    except HTTPException as exc:
+        if exc.status_code == 413:
+            raise  # the body limit answers this one
+        if "maximum size" in str(exc.detail):  # only the comment can be that long: say so, keep nothing
+            await _skip_rest_of_stream(request)  # a streamed body past the body limit gets 413 instead
+            return await _page(request, app, token, language=query_language, status_code=422,
+                               error_key="error.comment_too_long")
+        return render(request, "message.html", language, status_code=400,
+                      title=_("bad_request.title"), body=_("bad_request.body"), switch_url=None)
+
+    language = known_language(_field(form, "lang")) or language
+    _ = catalogue(MESSAGES).gettext_for(language)
+    outcome = _field(form, "outcome")
+    comment = _clean_comment(_field(form, "comment"))
     try:
         choice = Outcome(outcome)
     except ValueError:
         return await _page(request, app, token, language=language, status_code=422,
-                           error=_("error.choose_outcome"), comment=comment)
-    if len(comment) > requests.MAX_COMMENT:
+                           error_key="error.choose_outcome", comment=comment[:requests.MAX_COMMENT])
+    if len(comment.strip()) > requests.MAX_COMMENT:
         return await _page(request, app, token, language=language, status_code=422,
-                           error=_("error.comment_too_long"), chosen=outcome, comment="")
+                           error_key="error.comment_too_long", chosen=outcome)
     now = utcnow()
     try:
         async with app.db.transaction() as session:
-            result = await requests.decide(session, token=token, outcome=choice, comment=comment, now=now)
+            result = await record_decision(session, token=token, outcome=choice, comment=comment, now=now,
+                                  plan=app.plan, secret=app.settings.link_secret_bytes())
             await _queue_receipt(session, app, result, language, now)
+            if result.activated:  # a sequence: the next approver is asked now
+                cycle = await session.get(Cycle, result.request.cycle_id)
+                await queue_link_messages(
+                    session, renderer=app.renderer, link_name=APPROVAL_LINK, domain=app.mail_domain,
+                    messages=link_messages(app.plan, result.request, cycle, result.activated,
+                                           kind="approval_request", tz=app.settings.tz))
     except requests.CommentRequired:
         return await _page(request, app, token, language=language, status_code=422,
-                           error=_("error.comment_required"), chosen=outcome, comment=comment)
+                           error_key="error.comment_required", chosen=outcome, comment=comment)
     except requests.InvalidLink:
+        return _invalid(request, language)
+    except requests.Refused as exc:
+        # Separation of duties, or an official no longer in the directory: whoever holds the
+        # link sees a dead link like any other; ops see why in the log.
+        log.warning("decision refused: %s", exc)
         return _invalid(request, language)
     except requests.AlreadyDecided:
         return render(request, "message.html", language, status_code=409,
                       title=_("already.title"), body=_("already.body"), switch_url=None)
     if result.settled is not None:
         await app.resumer.resume(result.request)
+    at = local_time(now, app.settings.tz, language)
     return render(request, "message.html", language, switch_url=None, title=_("done.title"),
-                  body=_("done.body", outcome=_(f"outcome.{choice.value}"), at=local_time(now, app.settings.tz, language)))
+                  body=_("done.body", outcome=_(f"outcome.{choice.value}"), at=at))
 
 
-async def _queue_receipt(session, app: App, result: requests.DecisionResult, language: str, now) -> None:
+@router.api_route("/a/{rest:path}", methods=["GET", "HEAD", "POST"], include_in_schema=False)
+async def not_a_link(request: Request, rest: str, app: App):
+    """Anything else under /a/ (a token with more path after it, an empty token) gets the
+    same answer as a bad token: no route-shaped hints, and it counts as a failed attempt."""
+    return _invalid(request, known_language(request.query_params.get("lang")) or app.settings.default_language)
+
+
+async def _queue_receipt(session, app: App, result: DecisionResult, language: str, now) -> None:
     """A short confirmation to the approver, so a decision they did not make gets noticed."""
     official = app.plan.official(result.decision.official_id)
     if official is None:

@@ -1,22 +1,39 @@
-"""Shared pieces of the web layer: templates, language choice, security headers, log hygiene."""
+"""Shared pieces of the web layer: templates, language choice, security headers, request
+limits (body size, failed link attempts), log hygiene.
+
+The middlewares here are plain ASGI: they see every answer (also 413 and 429, which are
+sent before the application runs), and they never buffer a request body.
+"""
 
 from __future__ import annotations
 
+import collections
+import ipaddress
 import logging
+import math
+import os
 import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from jinja2 import StrictUndefined
 from markupsafe import Markup, escape
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from approvals.i18n import catalogue
+from approvals.i18n import LANGUAGES, catalogue
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MESSAGES = PACKAGE_DIR / "locale" / "messages.yaml"
 _URL = re.compile(r"https?://[^\s<>\"]+")
+LINK_PREFIX = "/a/"
+
+log = logging.getLogger("kehoach.web")
 
 
 def _linkify(text: str) -> Markup:
@@ -29,9 +46,12 @@ templates.env.filters["linkify"] = _linkify
 templates.env.undefined = StrictUndefined
 
 
+def known_language(value: object) -> str | None:
+    return value if isinstance(value, str) and value in LANGUAGES else None
+
+
 def language_of(request: Request, default: str) -> str:
-    chosen = request.query_params.get("lang")
-    return chosen if chosen in ("vi", "en") else default
+    return known_language(request.query_params.get("lang")) or default
 
 
 def render(request: Request, name: str, language: str, status_code: int = 200, **context) -> object:
@@ -43,6 +63,32 @@ def render(request: Request, name: str, language: str, status_code: int = 200, *
     )
 
 
+def message_page(language: str, title_key: str, body_key: str, **values: object) -> bytes:
+    """A plain message page (message.html) rendered without a request, for the middlewares."""
+    _ = catalogue(MESSAGES).gettext_for(language)
+    html = templates.get_template("message.html").render(
+        language=language, _=_, title=_(title_key), body=_(body_key, **values), switch_url=None)
+    return html.encode("utf-8")
+
+
+async def send_page(scope: Scope, send: Send, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    raw = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
+
+
+def _query_language(scope: Scope, default: str) -> str:
+    query = scope.get("query_string", b"").decode("latin-1")
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name == "lang" and known_language(value):
+            return value
+    return default
+
+
+# Security headers ---------------------------------------------------------------
+
 SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -52,27 +98,253 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeaders(BaseHTTPMiddleware):
-    async def dispatch(self, request, call_next):
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if request.url.path.startswith(("/a/", "/mail")):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+class SecurityHeaders:
+    """Every answer gets the security headers; token pages and the inbox are never cached."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        no_store = scope["path"].startswith((LINK_PREFIX, "/mail"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                if no_store:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
-_TOKEN_PATH = re.compile(r"/a/[^\s/?\"]+")
+# Limits -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WebLimits:
+    """Request limits of the web process.
+
+    max_body_bytes: a request body above this gets 413 (Content-Length checked before
+        anything is read; a streamed body is cut off when it passes the limit).
+    max_field_bytes: one form field above this (encoded) is refused by the form parser;
+        the approval form answers it as "comment too long" (422).
+    failure_limit, failure_window: this many invalid-link answers (404 under /a/) to one
+        client within this many seconds, and its next link requests get 429 until the
+        oldest failure leaves the window. 0 turns the limit off.
+    """
+
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_field_bytes: int = 64 * 1024
+    failure_limit: int = 20
+    failure_window: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: object) -> WebLimits:
+        """Read `link_failure_limit`, `link_failure_window`, `max_body_bytes` from the settings
+        when they have them, else from KEHOACH_* variables, else the defaults above."""
+        def pick(name: str, cast: Callable[[str], object], default: object):
+            value = getattr(settings, name, None)
+            if value is None:
+                value = os.environ.get(f"KEHOACH_{name.upper()}") or None
+            return default if value is None else cast(value)
+
+        return cls(
+            max_body_bytes=pick("max_body_bytes", int, cls.max_body_bytes),
+            max_field_bytes=pick("max_field_bytes", int, cls.max_field_bytes),
+            failure_limit=pick("link_failure_limit", int, cls.failure_limit),
+            failure_window=pick("link_failure_window", float, cls.failure_window),
+        )
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the limit (FastAPI re-raises HTTPExceptions)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+class BodyLimit:
+    """413 for bodies above the limit, without reading them."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, default_language: str = "vi"):
+        self.app = app
+        self.max_bytes = max_bytes
+        self.default_language = default_language
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        language = _query_language(scope, self.default_language)
+        await send_page(scope, send, 413, message_page(language, "too_large.title", "too_large.body"),
+                        {"Connection": "close"})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                await self._refuse(scope, send)
+                return
+
+        received = 0
+        too_large = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise BodyTooLarge()
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if too_large and not started:
+                return  # whatever the app answers to the cut-off body, the client gets the 413 below
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not (too_large and not started):
+                raise
+        if too_large and not started:
+            await self._refuse(scope, send)
+
+
+def client_key(host: str | None) -> str:
+    """The rate-limit key of a client: its IPv4 address, or the /64 of an IPv6 address."""
+    if not host:
+        return "?"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class FailureWindow:
+    """A sliding window of failure times per client, in memory, bounded in size."""
+
+    def __init__(self, limit: int, window: float, *, max_clients: int = 50_000,
+                 clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.window = window
+        self.max_clients = max_clients
+        self.clock = clock
+        self._failures: dict[str, collections.deque[float]] = {}
+
+    def _live(self, key: str, now: float) -> collections.deque[float] | None:
+        times = self._failures.get(key)
+        if times is None:
+            return None
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+            return None
+        return times
+
+    def retry_after(self, key: str) -> float | None:
+        """Seconds until this client may try again, or None when it is not blocked."""
+        if self.limit <= 0:
+            return None
+        now = self.clock()
+        times = self._live(key, now)
+        if times is None or len(times) < self.limit:
+            return None
+        return max(times[0] + self.window - now, 0.001)
+
+    def record(self, key: str) -> None:
+        if self.limit <= 0:
+            return
+        now = self.clock()
+        times = self._live(key, now)
+        if times is None:
+            if len(self._failures) >= self.max_clients:
+                self._prune(now)
+            times = self._failures[key] = collections.deque(maxlen=self.limit)
+        times.append(now)
+
+    def _prune(self, now: float) -> None:
+        for key in list(self._failures):
+            self._live(key, now)
+        while len(self._failures) >= self.max_clients:  # still full: forget the oldest clients
+            del self._failures[next(iter(self._failures))]
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+
+class LinkFailureLimit:
+    """Slows down guessing: repeated invalid-link answers to one client earn it 429s.
+
+    Only invalid-link answers (404 under /a/) count; a working link does not. While a
+    client is over the limit every link request of its gets 429 before the database is
+    touched, so a 429 says nothing about the token it carried.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, window: float, default_language: str = "vi"):
+        self.app = app
+        self.failures = FailureWindow(limit, window)
+        self.default_language = default_language
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(LINK_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        key = client_key(client[0] if client else None)
+        wait = self.failures.retry_after(key)
+        if wait is not None:
+            seconds = math.ceil(wait)
+            language = _query_language(scope, self.default_language)
+            page = message_page(language, "too_many.title", "too_many.body", seconds=seconds)
+            await send_page(scope, send, 429, page, {"Retry-After": str(seconds)})
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 404:
+                self.failures.record(key)
+                if self.failures.retry_after(key) is not None:
+                    log.warning("client %s reached %d invalid link requests in %gs: slowed down",
+                                key, self.failures.limit, self.failures.window)
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+# Log hygiene -------------------------------------------------------------------------
+
+_TOKEN_PATH = re.compile(r"/a/[^\s\"']*")
+
+
+def redact(text: str) -> str:
+    return _TOKEN_PATH.sub("/a/[redacted]", text)
 
 
 class RedactTokens(logging.Filter):
-    """Uvicorn's access log prints paths; a link token must never reach a log."""
+    """Uvicorn's access log prints paths; a link token must never reach a log.
+    Everything after `/a/` (further path segments and the query too) is removed."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args and isinstance(record.args, tuple):
-            record.args = tuple(_TOKEN_PATH.sub("/a/[redacted]", a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
-            record.msg = _TOKEN_PATH.sub("/a/[redacted]", record.msg)
+            record.msg = redact(record.msg)
         return True
 
 

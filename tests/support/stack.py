@@ -38,6 +38,7 @@ class Stack:
             "KEHOACH_DISPATCH_INTERVAL": "0.3",
             "KEHOACH_RESUME_RETRY_INTERVAL": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "KEHOACH_LINK_FAILURE_LIMIT": "200",  # tests send bad links on purpose; tests/service checks the limit
         })
         self.processes: dict[str, subprocess.Popen] = {}
 

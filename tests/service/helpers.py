@@ -1,0 +1,149 @@
+"""What the service tests share: the link from a real email, database snapshots, requests
+opened straight in the stack's database, clients with their own loopback address, a browser."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select, text, update
+
+from approvals import requests
+from approvals.config import PACKAGED_PLAN
+from approvals.db import Database, utcnow
+from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision
+from approvals.plan import load_plan
+from approvals.tokens import derive_token, hash_token
+
+DIRECTOR = "giamdoc.skhcn@lang-son.example"  # holds lead_agency.director after the 2025 merger
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+# Cycles run by the real flow ---------------------------------------------------------
+
+def open_cycle(stack, year: int) -> tuple[uuid.UUID, str]:
+    """Start the year's annual cycle; return its run id and the link from the email the director received."""
+    run_id = stack.start_cycle(year)
+    state = stack.wait_for_state(run_id, {"Suspended"})
+    assert state.type.value == "PAUSED" and state.name == "Suspended"
+    email = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"]
+                                and "Cần phê duyệt" in r.message["Subject"])
+    links = set(LINK.findall(email.text))
+    assert len(links) == 1, email.text
+    return run_id, links.pop()
+
+
+def cycle_snapshot(stack, year: int) -> dict:
+    """Everything a link could change, for one year's annual cycle."""
+    with stack.sandbox.engine.connect() as conn:
+        cycle_id = conn.execute(select(Cycle.id).where(Cycle.kind == "annual", Cycle.period == str(year))).scalar_one()
+        request_id = conn.execute(select(ApprovalRequest.id).where(ApprovalRequest.cycle_id == cycle_id)).scalar_one()
+    snap = request_snapshot(stack, request_id)
+    with stack.sandbox.engine.connect() as conn:
+        snap["stage"] = conn.execute(select(CycleStage.status).where(CycleStage.cycle_id == cycle_id)).scalar_one()
+    return snap
+
+
+def request_snapshot(stack, request_id) -> dict:
+    """A request's status, its assignments (status, token hash), its decisions, and the whole
+    audit log and outbox counts."""
+    with stack.sandbox.engine.connect() as conn:
+        request = conn.execute(select(ApprovalRequest).where(ApprovalRequest.id == request_id)).one()
+        return {
+            "request_status": request.status,
+            "decided_at": request.decided_at,
+            "assignments": sorted((str(a.id), a.status, a.token_hash, a.token_generation) for a in conn.execute(
+                select(Assignment).where(Assignment.request_id == request_id))),
+            "decisions": conn.execute(select(func.count()).select_from(Decision)
+                                      .where(Decision.request_id == request_id)).scalar_one(),
+            "audit_rows": conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one(),
+            "outbox_rows": conn.execute(text("SELECT count(*) FROM outbox_message")).scalar_one(),
+        }
+
+
+def decisions_of(stack, request_id) -> list[tuple[str, str, str]]:
+    with stack.sandbox.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(
+            select(Decision.official_id, Decision.outcome, Decision.comment).where(Decision.request_id == request_id))]
+
+
+# Requests opened straight in the database (no flow waits on them) --------------------
+
+@dataclass
+class DirectRequest:
+    request_id: uuid.UUID
+    period: str
+    tokens: dict[str, str]  # official id -> token
+    base_url: str
+
+    def link(self, official_id: str) -> str:
+        return f"{self.base_url}/a/{self.tokens[official_id]}"
+
+
+def open_direct_request(stack, period: str, *, extra: tuple[tuple[str, str], ...] = (), policy: str | None = None,
+                        cycle_kind: str = "problem_escalation", stage_id: str = "ppc_resolution") -> DirectRequest:
+    """Open a stage's request the way the flow's task does (assignments, token hashes, audit
+    row), without a flow run waiting on it; `extra` adds assignments (official id, role)."""
+    secret = stack.env["KEHOACH_LINK_SECRET"].encode()
+    plan = load_plan(PACKAGED_PLAN)
+
+    async def run() -> DirectRequest:
+        db = Database(stack.sandbox.url)
+        try:
+            async with db.transaction() as session:
+                now = utcnow()
+                cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period,
+                                                           starts_on=now.date())
+                opened = await requests.open_request(session, plan=plan, secret=secret, cycle=cycle,
+                                                     stage_id=stage_id, waiter_ref=None,
+                                                     link_ttl=dt.timedelta(days=30), now=now)
+                assert opened.new_assignments, f"period {period} was used before"
+                tokens = {new.official.id: derive_token(secret, new.assignment.id, 1) for new in opened.new_assignments}
+                for official_id, role in extra:
+                    assignment_id = uuid.uuid4()
+                    token = derive_token(secret, assignment_id, 1)
+                    session.add(Assignment(id=assignment_id, request_id=opened.request.id, official_id=official_id,
+                                           role=role, token_hash=hash_token(token), token_generation=1,
+                                           expires_at=now + dt.timedelta(days=30), created_at=now))
+                    tokens[official_id] = token
+                if policy:
+                    await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == opened.request.id)
+                                          .values(policy=policy))
+                return DirectRequest(opened.request.id, period, tokens, stack.base_url)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+# Clients ---------------------------------------------------------------------------------
+
+def client_from(address: str, **kwargs) -> httpx.Client:
+    """A client whose requests come from another loopback address (127.0.0.0/8), so the web
+    process sees another client: failed-link limits are per client address."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30, **kwargs)
+
+
+# Browser ------------------------------------------------------------------------------------
+
+@contextmanager
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
