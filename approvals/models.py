@@ -158,6 +158,49 @@ class Delegation(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
+class ApiAccount(Base):
+    """A coordinator's or viewer's API account; only the SHA-256 of its token is kept."""
+
+    __tablename__ = "api_account"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(96), unique=True)
+    role: Mapped[str] = mapped_column(String(16), doc="coordinator or viewer")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class EconomicEvent(Base):
+    """An event (a trade fair, a campaign) for which a per-event economy cycle is started."""
+
+    __tablename__ = "economic_event"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(300))
+    starts_on: Mapped[dt.date]
+    description: Mapped[str] = mapped_column(Text, default="")
+    recorded_by: Mapped[str] = mapped_column(String(96))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    cycle_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("cycle.id"))
+
+
+class SubmissionLink(Base):
+    """A link asking an official of the acting agency to (re)submit a step."""
+
+    __tablename__ = "submission_link"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("approval_request.id"), index=True)
+    official_id: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_generation: Mapped[int] = mapped_column(default=1)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
 class AuditEvent(Base):
     """Append-only; each row carries the hash of the one before it."""
 

@@ -194,3 +194,37 @@ def audit_verify() -> None:
         typer.echo(f"audit log BROKEN at row {broken.row_id}: {broken.reason} ({count} rows before it verified)", err=True)
         raise typer.Exit(1)
     typer.echo(f"audit log OK: {count} rows verified")
+
+
+account_app = typer.Typer(help="API accounts for coordinators and viewers.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+
+
+@account_app.command("add")
+def account_add(
+    name: str = typer.Argument(..., help="A unique name, e.g. lan.vt"),
+    role: str = typer.Option("coordinator", help="coordinator (can act) or viewer (reads only)"),
+) -> None:
+    """Create an API account and print its token once (keep it: only its hash is stored)."""
+    import asyncio
+
+    from approvals.accounts import AccountRole, create_account
+    from approvals.db import Database, utcnow
+
+    settings = _settings()
+    try:
+        chosen = AccountRole(role)
+    except ValueError:
+        typer.echo(f"unknown role '{role}' (use coordinator or viewer)", err=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> str:
+        db = Database(settings.effective_database_url)
+        try:
+            async with db.transaction() as session:
+                _, token = await create_account(session, name=name, role=chosen, by="cli", now=utcnow())
+            return token
+        finally:
+            await db.dispose()
+
+    typer.echo(asyncio.run(main()))
