@@ -57,3 +57,15 @@ def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Se
             link_argument=approval_link_argument(new.assignment.id, generation),
         ))
     return messages
+
+
+def resubmission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked, *, tz: ZoneInfo) -> LinkMessage:
+    """The request-for-changes email to the submitter, with the reviewers' comments."""
+    official, link = asked.official, asked.link
+    language = official.language.value
+    return LinkMessage(
+        kind="resubmission_request", key=f"resubmission_request:{link.id}:{link.token_generation}",
+        language=language, name=official.name, email=str(official.email),
+        context={**person_context(official, language), **step_context(plan, request, cycle, language=language, tz=tz)},
+        link_argument=approval_link_argument(link.id, link.token_generation),
+    )

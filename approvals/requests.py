@@ -29,6 +29,7 @@ from approvals.models import (
     AssignmentStatus,
     Cycle,
     CycleStage,
+    Decision,
     RequestStatus,
     StageStatus,
 )
@@ -257,6 +258,19 @@ class LinkView:
     request: ApprovalRequest
     cycle: Cycle
     others: list[Assignment]
+    earlier: list[tuple[ApprovalRequest, list[Decision]]] = ()  # previous rounds, newest first
+
+
+async def earlier_rounds(session: AsyncSession, request: ApprovalRequest) -> list[tuple[ApprovalRequest, list]]:
+    """The rounds this one re-opens (after requests for changes), with their decisions."""
+    rounds, previous_id = [], request.previous_id
+    while previous_id is not None and len(rounds) < 20:
+        previous = await session.get(ApprovalRequest, previous_id)
+        decisions = list((await session.execute(select(Decision).where(Decision.request_id == previous.id)
+                                                .order_by(Decision.decided_at))).scalars())
+        rounds.append((previous, decisions))
+        previous_id = previous.previous_id
+    return rounds
 
 
 async def find_live_assignment(session: AsyncSession, token: str, *, now: dt.datetime) -> Assignment:
@@ -281,7 +295,16 @@ async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> L
         select(Assignment).where(Assignment.request_id == request.id, Assignment.id != assignment.id,
                                  Assignment.status.not_in([AssignmentStatus.reassigned.value]))
         .order_by(Assignment.position))).scalars())
-    return LinkView(assignment, request, cycle, others)
+    return LinkView(assignment, request, cycle, others, await earlier_rounds(session, request))
+
+
+async def latest_round(session: AsyncSession, request_id: uuid.UUID) -> ApprovalRequest:
+    """The newest round of the same step (a resubmission after changes opens the next)."""
+    first = await session.get(ApprovalRequest, request_id, populate_existing=True)
+    return (await session.execute(
+        select(ApprovalRequest).where(ApprovalRequest.cycle_id == first.cycle_id, ApprovalRequest.stage == first.stage,
+                                      ApprovalRequest.subject == first.subject)
+        .order_by(ApprovalRequest.round.desc()).limit(1).execution_options(populate_existing=True))).scalar_one()
 
 
 async def request_status(session: AsyncSession, request_id: uuid.UUID) -> RequestStatus:

@@ -37,11 +37,12 @@ def approval_link_argument(assignment_id: uuid.UUID, generation: int) -> str:
     return f"{assignment_id}:{generation}"
 
 
-def approval_link_resolver(secret: bytes, base_url: str):
-    """Turns an `approval_link` placeholder argument into the real link, at send time."""
+def approval_link_resolver(secret: bytes, base_url: str, path: str = "a"):
+    """Turns a link placeholder argument ("id:generation") into the real link, at send time:
+    /a/ for an approval, /s/ for a (re)submission."""
 
     def resolve(argument: str) -> str:
-        assignment_id, generation = argument.rsplit(":", 1)
-        return f"{base_url.rstrip('/')}/a/{derive_token(secret, uuid.UUID(assignment_id), int(generation))}"
+        row_id, generation = argument.rsplit(":", 1)
+        return f"{base_url.rstrip('/')}/{path}/{derive_token(secret, uuid.UUID(row_id), int(generation))}"
 
     return resolve

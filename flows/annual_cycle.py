@@ -36,6 +36,6 @@ async def annual_cycle(year: int | None = None) -> dict[str, str]:
         cycle_kind=CYCLE_KIND, period=str(year), starts_on=cycle_start(year), stage_id=stage_id,
         waiter_ref=str(flow_run.id),
     )
-    await wait_for_decision(request_id)
-    status = await record_stage(request_id)
-    return {"year": str(year), "stage": stage_id, "status": status, "request_id": request_id}
+    settled_id = await wait_for_decision(request_id)
+    status = await record_stage(settled_id)
+    return {"year": str(year), "stage": stage_id, "status": status, "request_id": settled_id}

@@ -7,8 +7,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals.config import Settings
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan import Plan
-from approvals.presentation import link_messages
+from approvals.presentation import link_messages, resubmission_message
 from approvals.requests import NewAssignment
+from approvals.submissions import SUBMISSION_LINK, ResubmissionAsked
 from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_link_messages
 from notifications.render import Renderer
@@ -23,4 +24,12 @@ async def queue_link_emails(session: AsyncSession, *, kind: str, plan: Plan, set
     """One email with a personal link per assignee; a re-run queues nothing twice."""
     messages = link_messages(plan, request, cycle, notify, kind=kind, tz=settings.tz)
     await queue_link_messages(session, renderer=renderer, messages=messages, link_name=APPROVAL_LINK,
+                              domain=mail_domain(settings))
+
+
+async def queue_resubmission_email(session: AsyncSession, *, plan: Plan, settings: Settings, renderer: Renderer,
+                                   request: ApprovalRequest, cycle: Cycle, asked: ResubmissionAsked) -> None:
+    """The step came back with comments: the submitter gets a link to send it again."""
+    message = resubmission_message(plan, request, cycle, asked, tz=settings.tz)
+    await queue_link_messages(session, renderer=renderer, messages=[message], link_name=SUBMISSION_LINK,
                               domain=mail_domain(settings))

@@ -11,12 +11,12 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.logging import get_run_logger
 
-from approvals import requests
+from approvals import requests, submissions
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
-from approvals.models import Outcome, RequestStatus
+from approvals.models import ApprovalRequest, Cycle, Outcome, RequestStatus
 from approvals.plan import load_plan
-from flows.emails import queue_link_emails
+from flows.emails import queue_link_emails, queue_resubmission_email
 from notifications.render import Renderer
 
 MAX_WAITS = 100
@@ -64,21 +64,44 @@ async def open_approval(*, cycle_kind: str, period: str, starts_on: dt.date, sta
     return request_id
 
 
-async def wait_for_decision(request_id: str) -> RequestStatus:
-    """Suspend (holding no process) until the request is settled in the database.
+async def wait_for_decision(request_id: str) -> str:
+    """Suspend (holding no process) until the step is settled in the database; return the
+    settled round's request id.
 
-    Each wait has its own key: after a resume the run starts again from the top and
-    the same key would hand back the old input at once, so a resume that did not
-    settle the request (someone pressed Resume by hand) simply waits again.
+    A request for changes is not the end of the step: the submitter is asked to resubmit
+    and the run keeps waiting, now on the next round. Each wait has its own key: after a
+    resume the run starts again from the top and a used key hands back the old input at
+    once, so a resume that settled nothing (a Resume pressed by hand) simply waits again.
     """
     settings = get_settings()
     for attempt in range(MAX_WAITS):
         async with database(settings) as db, db.transaction() as session:
-            status = await requests.request_status(session, uuid.UUID(request_id))
-        if status is not RequestStatus.pending:
-            return status
-        await suspend_flow_run(wait_for_input=StageDecision, key=f"decision-{request_id}-{attempt}", timeout=None)
-    raise RuntimeError(f"request {request_id} still pending after {MAX_WAITS} resumes")
+            latest = await requests.latest_round(session, uuid.UUID(request_id))
+        status = RequestStatus(latest.status)
+        if status is RequestStatus.changes_requested:
+            await record_stage(str(latest.id))
+            await ask_for_resubmission(str(latest.id))
+        elif status is not RequestStatus.pending:
+            return str(latest.id)
+        await suspend_flow_run(wait_for_input=StageDecision, key=f"decision-{latest.id}-{attempt}", timeout=None)
+    raise RuntimeError(f"request {request_id} still unsettled after {MAX_WAITS} resumes")
+
+
+@task(name="ask-resubmission", retries=2, retry_delay_seconds=5)
+async def ask_for_resubmission(request_id: str) -> bool:
+    """Email the submitter a link to resubmit, once (the link and its email in one transaction)."""
+    settings = get_settings()
+    plan = load_plan(settings.plan_file)
+    async with database(settings) as db, db.transaction() as session:
+        asked = await submissions.ask_resubmission(
+            session, plan=plan, secret=settings.link_secret_bytes(), request_id=uuid.UUID(request_id), now=utcnow(),
+            link_ttl=dt.timedelta(days=settings.link_ttl_days))
+        if asked is not None:
+            request = await session.get(ApprovalRequest, asked.link.request_id)
+            cycle = await session.get(Cycle, request.cycle_id)
+            await queue_resubmission_email(session, plan=plan, settings=settings, renderer=Renderer(),
+                                           request=request, cycle=cycle, asked=asked)
+    return asked is not None
 
 
 @task(name="record-stage", retries=2, retry_delay_seconds=5)

@@ -12,7 +12,7 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database
 from approvals.plan import load_plan
 from notifications.render import Renderer
-from service import links, pages
+from service import api, dashboard, links, pages, submissions
 from service.deps import AppState
 from service.resume import Resumer
 from service.web import BodyLimit, LinkFailureLimit, SecurityHeaders, WebLimits, install_log_redaction
@@ -49,5 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        default_language=settings.default_language)
     app.add_middleware(SecurityHeaders)
     app.include_router(links.router)
+    app.include_router(submissions.router)
     app.include_router(pages.router)
+    app.include_router(api.router)  # the coordinators' API, /api/v1
+    app.include_router(dashboard.router)  # the coordinators' pages: /, /requests/..., /login
     return app

@@ -14,7 +14,7 @@ from approvals import requests
 from approvals.db import utcnow
 from approvals.decisions import DecisionResult
 from approvals.decisions import decide as record_decision
-from approvals.i18n import catalogue, local_time
+from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import Cycle, Outcome
 from approvals.plan import Plan
 from approvals.presentation import link_messages
@@ -49,6 +49,11 @@ def _names(plan: Plan, view: requests.LinkView, language: str) -> dict[str, str]
     }
 
 
+def _official_name(plan: Plan, official_id: str) -> str:
+    official = plan.official(official_id)
+    return official.name if official else official_id
+
+
 def _role_name(plan: Plan, role_id: str, language: str) -> str:
     role = next((r for r in plan.roles if r.id == role_id), None)
     return role.name.get(language) if role else role_id
@@ -71,8 +76,17 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
         person = app.plan.official(other.official_id)
         others.append({"name": person.name if person else other.official_id,
                        "role": _role_name(app.plan, other.role, language), "status": other.status})
+    data = view.request.data or {}
+    amount = data.get("amount")
+    earlier = [{"round": previous.round,
+                "decisions": [{"name": _official_name(app.plan, d.official_id), "outcome": d.outcome,
+                               "comment": d.comment, "at": local_time(d.decided_at, app.settings.tz, language)}
+                              for d in decisions]}
+               for previous, decisions in view.earlier]
     return render(
         request, "approval.html", language, status_code=status_code,
+        submitted_text=str(data.get("text", "")), submitted_links=[str(u) for u in data.get("links", [])][:20],
+        amount=vnd(amount, language) if isinstance(amount, int) else "", earlier=earlier, round=view.request.round,
         official_name=official.name if official else view.assignment.official_id,
         role_name=_role_name(app.plan, view.assignment.role, language),
         due=local_time(view.request.due_at, app.settings.tz, language),

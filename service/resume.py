@@ -54,8 +54,10 @@ class Resumer:
                     log.info("run %s is already %s; nothing to resume", run_id, state.name)
                     return True
                 key = state.state_details.pause_key or ""
-                if not state.is_paused() or not key.startswith(f"decision-{request.id}-"):
-                    return False  # still running towards its wait (or waiting on something else): later
+                if not state.is_paused() or not key.startswith("decision-"):
+                    return False  # still running towards its wait: later
+                # A run waits on the newest round of its step; resuming it makes it re-read the database,
+                # so a resume for an older round costs one check, never a wrong outcome.
                 result = await client.resume_flow_run(
                     run_id, run_input={"request_id": str(request.id), "outcome": OUTCOME_FOR_STATUS[request.status]}
                 )

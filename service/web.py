@@ -31,7 +31,7 @@ from approvals.i18n import LANGUAGES, catalogue
 PACKAGE_DIR = Path(__file__).resolve().parent
 MESSAGES = PACKAGE_DIR / "locale" / "messages.yaml"
 _URL = re.compile(r"https?://[^\s<>\"]+")
-LINK_PREFIX = "/a/"
+LINK_PREFIX = ("/a/", "/s/")  # approval and (re)submission links: tokens in the path
 
 log = logging.getLogger("kehoach.web")
 
@@ -108,7 +108,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        no_store = scope["path"].startswith((LINK_PREFIX, "/mail"))
+        no_store = scope["path"].startswith((*LINK_PREFIX, "/mail"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -329,11 +329,11 @@ class LinkFailureLimit:
 
 # Log hygiene -------------------------------------------------------------------------
 
-_TOKEN_PATH = re.compile(r"/a/[^\s\"']*")
+_TOKEN_PATH = re.compile(r"/([as])/[^\s\"']*")
 
 
 def redact(text: str) -> str:
-    return _TOKEN_PATH.sub("/a/[redacted]", text)
+    return _TOKEN_PATH.sub(r"/\1/[redacted]", text)
 
 
 class RedactTokens(logging.Filter):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from approvals.config import Settings
 from approvals.db import Database
+from approvals.submissions import SUBMISSION_LINK
 from approvals.tokens import APPROVAL_LINK, approval_link_resolver
 from notifications.dispatcher import Dispatcher, SmtpConfig
 
@@ -20,5 +21,7 @@ def smtp_config(settings: Settings) -> SmtpConfig:
 
 def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
     """The dispatcher turns link placeholders into real links only as it sends."""
-    resolvers = {APPROVAL_LINK: approval_link_resolver(settings.link_secret_bytes(), settings.public_base_url)}
+    secret = settings.link_secret_bytes()
+    resolvers = {APPROVAL_LINK: approval_link_resolver(secret, settings.public_base_url),
+                 SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s")}
     return Dispatcher(db, smtp_config(settings), resolvers=resolvers)

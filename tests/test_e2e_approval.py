@@ -3,6 +3,7 @@ SMTP server, `kehoach web` and `kehoach dispatch`, on SQLite and on PostgreSQL."
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -14,7 +15,9 @@ from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, Cyc
 pytestmark = pytest.mark.e2e
 
 DIRECTOR = "giamdoc.skhcn@lang-son.example"  # holds lead_agency.director after the 2025 merger
+PRESS_OFFICER = "baochi.skhcn@lang-son.example"  # submits stage 1 (its requester role)
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
+RESUBMIT = re.compile(r"(http://127\.0\.0\.1:\d+/s/[A-Za-z0-9_-]+)")
 
 
 def _snapshot(stack, year: int) -> dict:
@@ -130,7 +133,7 @@ def test_reject_ends_the_stage_as_rejected_and_bad_tokens_change_nothing(stack):
     assert _decision_row(stack, year) == ("reject", "Chưa phù hợp với chủ đề năm.", "dost_director")
 
 
-def test_request_changes_is_recorded_with_its_comment(stack):
+def test_request_changes_goes_back_to_the_submitter_and_the_next_round_completes(stack):
     year = stack.year(3)
     run_id, link = _open_cycle(stack, year)
     before = _snapshot(stack, year)
@@ -145,11 +148,42 @@ def test_request_changes_is_recorded_with_its_comment(stack):
     response = httpx.post(link, data={"outcome": "request_changes", "comment": comment},
                           headers={"Origin": stack.base_url})
     assert response.status_code == 200
-    stack.wait_for_state(run_id, {"Completed"})
-    after = _snapshot(stack, year)
-    assert after["request_status"] == "changes_requested"
-    assert after["stage"] == "changes_requested"
     assert _decision_row(stack, year) == ("request_changes", comment, "dost_director")
+
+    # The step goes back to its submitter, with the comment; the run keeps waiting, holding no process.
+    back = stack.smtp.wait_for(lambda r: PRESS_OFFICER in r.envelope_to and "Cần chỉnh sửa" in r.message["Subject"]
+                               and str(year) in r.message["Subject"])
+    (resubmit_link,) = set(RESUBMIT.findall(back.text))
+    stack.wait_for_state(run_id, {"Suspended"})
+    after = _snapshot(stack, year)
+    assert after["request_status"] == "changes_requested" and after["stage"] == "changes_requested"
+    page = httpx.get(resubmit_link)
+    assert page.status_code == 200 and comment in page.text
+    assert _snapshot(stack, year) == after  # reading the comments changes nothing
+
+    revised = "Định hướng năm: bổ sung kênh phát thanh cơ sở, lịch theo quý."
+    sent = httpx.post(resubmit_link, data={"text": revised})
+    assert sent.status_code == 200 and "Đã gửi lại" in sent.text
+    assert httpx.post(resubmit_link, data={"text": "lần hai"}).status_code == 404  # the link works once
+
+    # Round 2 reaches the director as a new request; approving it completes the run.
+    second = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and "Cần phê duyệt" in r.message["Subject"]
+                                 and str(year) in r.message["Subject"] and link not in r.text)
+    (link2,) = set(LINK.findall(second.text))
+    page2 = httpx.get(link2)
+    assert revised in page2.text and comment in page2.text  # the new text, and the earlier round's comment
+    assert httpx.post(link2, data={"outcome": "approve", "comment": ""}).status_code == 200
+    stack.wait_for_state(run_id, {"Completed"})
+    with stack.sandbox.engine.connect() as conn:
+        rounds = conn.execute(text(
+            "SELECT r.round, r.status, r.previous_id IS NOT NULL, r.data FROM approval_request r "
+            "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p ORDER BY r.round"), {"p": str(year)}).all()
+        stage = conn.execute(text("SELECT s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+                                  "WHERE c.period = :p"), {"p": str(year)}).scalar_one()
+    assert [(r[0], r[1], r[2]) for r in rounds] == [(1, "changes_requested", False), (2, "approved", True)]
+    data = rounds[1][3] if isinstance(rounds[1][3], dict) else json.loads(rounds[1][3])  # SQLite gives JSON text
+    assert data == {"text": revised}
+    assert stage == "done"
 
 
 def test_no_token_reaches_the_logs_or_the_database(stack):

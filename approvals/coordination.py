@@ -1,0 +1,427 @@
+"""What coordinators read and do: who holds what, a request's history, and the actions
+they take by hand (remind, escalate, reassign, cancel a cycle, record an event).
+
+Every function works inside the caller's transaction and only flushes; the caller
+queues the emails for the assignments returned, in that same transaction, and
+commits. Actions lock requests with `lock_request` (in id order when there are
+several), like decisions and the sweep, so they queue instead of racing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from approvals import audit, delegations
+from approvals.decisions import settle_request
+from approvals.directory import delegations_in_force, resolvable, resolve_approvers
+from approvals.models import (
+    ApprovalRequest,
+    Assignment,
+    AssignmentStatus,
+    AuditEvent,
+    Cycle,
+    CycleStage,
+    Decision,
+    Delegation,
+    EconomicEvent,
+    RequestStatus,
+    StageStatus,
+)
+from approvals.plan.schema import EscalationMode, Plan, Policy, Stage
+from approvals.requests import (
+    AlreadyDecided,
+    NewAssignment,
+    Refused,
+    add_assignments,
+    issue_token,
+    local_day,
+    lock_request,
+)
+from approvals.requests import reassign as reassign_assignment
+
+CYCLE_CANCELLED = "cycle.cancelled"
+LIVE = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
+
+
+class NotFound(LookupError):
+    """The id names nothing of that kind."""
+
+
+class Conflict(Exception):
+    """The thing is already in the state the action would put it in (escalated, cancelled, revoked)."""
+
+
+# Reads ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StageProgress:
+    """One stage of one cycle: its recorded status and its requests (latest round of each subject)."""
+
+    status: str | None
+    updated_at: dt.datetime | None
+    total: int = 0
+    settled: int = 0
+    overdue: int = 0
+
+
+@dataclass(frozen=True)
+class CycleView:
+    cycle: Cycle
+    stages: dict[str, StageProgress]
+    flow_runs: list[str]
+    cancelled_at: dt.datetime | None
+
+
+async def cycles(session: AsyncSession, *, now: dt.datetime, year: int | None = None, kind: str | None = None,
+                 cycle_id: uuid.UUID | None = None) -> list[CycleView]:
+    """Cycles newest first, each with its stages' progress, its flow runs and whether it was cancelled."""
+    query = select(Cycle).order_by(Cycle.period.desc(), Cycle.kind)
+    if year is not None:
+        query = query.where(Cycle.period.startswith(str(year)))
+    if kind is not None:
+        query = query.where(Cycle.kind == kind)
+    if cycle_id is not None:
+        query = query.where(Cycle.id == cycle_id)
+    found = list((await session.execute(query)).scalars())
+    if not found:
+        return []
+    ids = [c.id for c in found]
+    recorded = {(s.cycle_id, s.stage): s for s in (await session.execute(
+        select(CycleStage).where(CycleStage.cycle_id.in_(ids)))).scalars()}
+    latest: dict[tuple, ApprovalRequest] = {}
+    runs: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for request in (await session.execute(
+            select(ApprovalRequest).where(ApprovalRequest.cycle_id.in_(ids)).order_by(ApprovalRequest.created_at)
+    )).scalars():
+        key = (request.cycle_id, request.stage, request.subject)
+        if key not in latest or latest[key].round < request.round:
+            latest[key] = request
+        if request.waiter_ref and request.waiter_ref not in runs[request.cycle_id]:
+            runs[request.cycle_id].append(request.waiter_ref)
+    counts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for (cid, stage, _), request in latest.items():
+        total_settled_overdue = counts[(cid, stage)]
+        total_settled_overdue[0] += 1
+        pending = request.status == RequestStatus.pending.value
+        total_settled_overdue[1] += not pending
+        total_settled_overdue[2] += pending and request.due_at < now
+    cancelled = await cancelled_cycles(session, ids)
+    views = []
+    for cycle in found:
+        stage_ids = {stage for (cid, stage) in [*recorded, *counts] if cid == cycle.id}
+        stages = {}
+        for stage in stage_ids:
+            row = recorded.get((cycle.id, stage))
+            total, settled, overdue = counts.get((cycle.id, stage), (0, 0, 0))
+            stages[stage] = StageProgress(row.status if row else None, row.updated_at if row else None,
+                                          total, settled, overdue)
+        views.append(CycleView(cycle, stages, runs.get(cycle.id, []), cancelled.get(cycle.id)))
+    return views
+
+
+async def cancelled_cycles(session: AsyncSession, cycle_ids: list[uuid.UUID]) -> dict[uuid.UUID, dt.datetime]:
+    rows = await session.execute(select(AuditEvent.entity_id, AuditEvent.at).where(
+        AuditEvent.entity == "cycle", AuditEvent.action == CYCLE_CANCELLED,
+        AuditEvent.entity_id.in_([str(i) for i in cycle_ids])))
+    return {uuid.UUID(entity_id): at for entity_id, at in rows}
+
+
+@dataclass(frozen=True)
+class RequestView:
+    request: ApprovalRequest
+    cycle: Cycle
+    waiting_on: list[str]  # officials with a pending assignment
+
+    def overdue(self, now: dt.datetime) -> bool:
+        return self.request.status == RequestStatus.pending.value and self.request.due_at < now
+
+
+async def find_requests(session: AsyncSession, *, now: dt.datetime, status: RequestStatus = RequestStatus.pending,
+                        agency: str | None = None, stage: str | None = None, cycle_id: uuid.UUID | None = None,
+                        overdue: bool | None = None, limit: int = 100, offset: int = 0) -> list[RequestView]:
+    """Requests in a status (pending by default), the longest-due first."""
+    query = (select(ApprovalRequest, Cycle).join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+             .where(ApprovalRequest.status == status.value))
+    if agency is not None:
+        query = query.where(ApprovalRequest.acting_agency == agency)
+    if stage is not None:
+        query = query.where(ApprovalRequest.stage == stage)
+    if cycle_id is not None:
+        query = query.where(ApprovalRequest.cycle_id == cycle_id)
+    if overdue is True:
+        query = query.where(ApprovalRequest.due_at < now)
+    elif overdue is False:
+        query = query.where(ApprovalRequest.due_at >= now)
+    rows = (await session.execute(
+        query.order_by(ApprovalRequest.due_at, ApprovalRequest.id).limit(limit).offset(offset))).all()
+    waiting = await _pending_officials(session, [r.id for r, _ in rows])
+    return [RequestView(r, c, waiting.get(r.id, [])) for r, c in rows]
+
+
+async def _pending_officials(session: AsyncSession, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    if not request_ids:
+        return {}
+    found: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for request_id, official_id in await session.execute(
+            select(Assignment.request_id, Assignment.official_id)
+            .where(Assignment.request_id.in_(request_ids), Assignment.status == AssignmentStatus.pending.value)
+            .order_by(Assignment.position)):
+        found[request_id].append(official_id)
+    return found
+
+
+@dataclass(frozen=True)
+class Waiting:
+    official_id: str
+    pending: int
+    overdue: int
+    oldest_due_at: dt.datetime
+
+
+async def waiting_on(session: AsyncSession, *, now: dt.datetime) -> list[Waiting]:
+    """Officials who hold pending assignments of pending requests, the one waited on longest first."""
+    rows = await session.execute(
+        select(Assignment.official_id, func.count(Assignment.id), func.min(ApprovalRequest.due_at))
+        .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
+        .where(Assignment.status == AssignmentStatus.pending.value,
+               ApprovalRequest.status == RequestStatus.pending.value)
+        .group_by(Assignment.official_id))
+    overdue = dict((await session.execute(
+        select(Assignment.official_id, func.count(Assignment.id))
+        .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
+        .where(Assignment.status == AssignmentStatus.pending.value,
+               ApprovalRequest.status == RequestStatus.pending.value, ApprovalRequest.due_at < now)
+        .group_by(Assignment.official_id))).all())
+    found = [Waiting(official, count, overdue.get(official, 0), oldest) for official, count, oldest in rows]
+    return sorted(found, key=lambda w: (w.oldest_due_at, w.official_id))
+
+
+@dataclass(frozen=True)
+class History:
+    request: ApprovalRequest
+    cycle: Cycle
+    assignments: list[Assignment]
+    decisions: list[Decision]
+    audit: list[AuditEvent]
+    waiting_on: list[str] = field(default_factory=list)
+
+
+async def history(session: AsyncSession, request_id: uuid.UUID, *, audit_limit: int = 1000) -> History:
+    """Everything about one request: its assignments, its decisions, its audit rows, oldest first."""
+    request = await session.get(ApprovalRequest, request_id)
+    if request is None:
+        raise NotFound(f"no request {request_id}")
+    cycle = await session.get(Cycle, request.cycle_id)
+    assignments = list((await session.execute(
+        select(Assignment).where(Assignment.request_id == request_id)
+        .order_by(Assignment.created_at, Assignment.position))).scalars())
+    decisions = list((await session.execute(
+        select(Decision).where(Decision.request_id == request_id).order_by(Decision.decided_at))).scalars())
+    rows = list((await session.execute(
+        select(AuditEvent).where(AuditEvent.entity == "approval_request", AuditEvent.entity_id == str(request_id))
+        .order_by(AuditEvent.id).limit(audit_limit))).scalars())
+    pending = [a.official_id for a in assignments if a.status == AssignmentStatus.pending.value]
+    return History(request, cycle, assignments, decisions, rows, pending)
+
+
+# Actions -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Acted:
+    """An action on one request, and who must now be emailed a (new) link."""
+
+    request: ApprovalRequest
+    cycle: Cycle
+    notify: list[NewAssignment]
+
+
+def plan_stage(plan: Plan, cycle: Cycle, stage_id: str) -> Stage | None:
+    kind = next((c for c in plan.cycles if c.id == cycle.kind), None)
+    return next((s for s in kind.stages if s.id == stage_id), None) if kind else None
+
+
+async def _locked_pending(session: AsyncSession, request_id: uuid.UUID) -> tuple[ApprovalRequest, Cycle]:
+    request = await lock_request(session, request_id)
+    if request is None:
+        raise NotFound(f"no request {request_id}")
+    if request.status != RequestStatus.pending.value:
+        raise AlreadyDecided()
+    return request, await session.get(Cycle, request.cycle_id)
+
+
+async def rotate_links(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest,
+                       now: dt.datetime, link_ttl: dt.timedelta | None = None) -> list[NewAssignment]:
+    """Give every pending assignee of a locked request a new link (the old one stops working).
+
+    A link close to its expiry is extended, so a reminder never carries a dead link.
+    Assignees the directory no longer resolves are left out (fail closed).
+    """
+    pending = list((await session.execute(select(Assignment).where(
+        Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
+        .order_by(Assignment.position))).scalars())
+    today = local_day(plan, now)
+    notify = []
+    for assignment in pending:
+        official = resolvable(plan, assignment.official_id, today)
+        if official is None:
+            continue
+        issue_token(assignment, secret, assignment.token_generation + 1)
+        if link_ttl is not None and assignment.expires_at < now + link_ttl:
+            assignment.expires_at = now + link_ttl
+        notify.append(NewAssignment(assignment, official))
+    await session.flush()
+    return notify
+
+
+async def remind(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID, by: str,
+                 now: dt.datetime, link_ttl: dt.timedelta) -> Acted:
+    """A reminder now, outside the plan's schedule (which it does not shift)."""
+    request, cycle = await _locked_pending(session, request_id)
+    notify = await rotate_links(session, plan=plan, secret=secret, request=request, now=now, link_ttl=link_ttl)
+    if not notify:
+        raise Refused("nobody who can be reached is waited on for this request")
+    await audit.append(session, actor=by, action="request.reminded", entity="approval_request",
+                       entity_id=str(request.id), data={"manual": True, "to": [n.official.id for n in notify]})
+    return Acted(request, cycle, notify)
+
+
+async def remind_many(session: AsyncSession, *, plan: Plan, secret: bytes, request_ids: list[uuid.UUID], by: str,
+                      now: dt.datetime, link_ttl: dt.timedelta) -> list[Acted]:
+    """All or nothing: one unknown or settled request refuses the whole batch."""
+    return [await remind(session, plan=plan, secret=secret, request_id=request_id, by=by, now=now, link_ttl=link_ttl)
+            for request_id in sorted(set(request_ids))]
+
+
+async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID, by: str,
+                   now: dt.datetime, link_ttl: dt.timedelta) -> Acted:
+    """What the sweep does at the due time when the policy is to escalate, done now.
+
+    The stage's superior joins (mode add) or takes over (mode handover); the grace
+    before expiry starts now. Refused when the stage has no superior, or none can be
+    resolved today: a handover to nobody would leave the step with no approver.
+    """
+    request, cycle = await _locked_pending(session, request_id)
+    if request.escalated_at is not None:
+        raise Conflict("this request has already been escalated")
+    stage = plan_stage(plan, cycle, request.stage)
+    if stage is None or stage.escalate_to is None:
+        raise Refused(f"stage '{request.stage}' has no superior to escalate to")
+    assigned = set((await session.execute(select(Assignment.official_id).where(
+        Assignment.request_id == request.id, Assignment.status.in_(LIVE)))).scalars())
+    superiors = [a for a in resolve_approvers(plan, [stage.escalate_to], on=local_day(plan, now),
+                                              delegations=await delegations_in_force(session, plan),
+                                              requester=request.requested_by)
+                 if a.official.id not in assigned]
+    if not superiors:
+        raise Refused(f"nobody holding '{stage.escalate_to}' can be asked who is not already asked")
+    grace = dt.timedelta(days=stage.escalation_days) if stage.escalation_days else None
+    moved = await session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value,
+               ApprovalRequest.escalated_at.is_(None))
+        .values(escalated_at=now, expires_at=now + grace if grace else None)
+        .execution_options(synchronize_session=False))
+    if moved.rowcount != 1:
+        raise AlreadyDecided()
+    await session.refresh(request)
+    if stage.escalation is EscalationMode.handover:
+        await session.execute(
+            update(Assignment).where(Assignment.request_id == request.id, Assignment.status.in_(LIVE))
+            .values(status=AssignmentStatus.revoked.value).execution_options(synchronize_session=False))
+        if request.policy != Policy.any.value:
+            request.policy = Policy.any.value  # the superior decides alone once the step is handed over
+    position = 1 + max([0, *(await session.execute(select(Assignment.position).where(
+        Assignment.request_id == request.id))).scalars()])
+    notify = await add_assignments(session, request, superiors, policy=Policy.any, secret=secret,
+                                   link_ttl=link_ttl, now=now, start=position)
+    await audit.append(session, actor=by, action="request.escalated", entity="approval_request",
+                       entity_id=str(request.id),
+                       data={"manual": True, "to": [n.official.id for n in notify], "mode": stage.escalation.value,
+                             "expires_at": request.expires_at.isoformat() if request.expires_at else None})
+    return Acted(request, cycle, notify)
+
+
+async def reassign(session: AsyncSession, *, plan: Plan, secret: bytes, assignment_id: uuid.UUID, to_official: str,
+                   by: str, now: dt.datetime, link_ttl: dt.timedelta) -> Acted:
+    """Move one assignment to another official; `notify` is empty when the new one waits its turn."""
+    if await session.get(Assignment, assignment_id) is None:
+        raise NotFound(f"no assignment {assignment_id}")
+    new = await reassign_assignment(session, plan=plan, secret=secret, assignment_id=assignment_id,
+                                    to_official=to_official, by=by, now=now, link_ttl=link_ttl)
+    request = await session.get(ApprovalRequest, new.assignment.request_id)
+    cycle = await session.get(Cycle, request.cycle_id)
+    active = new.assignment.status == AssignmentStatus.pending.value
+    return Acted(request, cycle, [new] if active else [])
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    cycle: Cycle
+    expired: list[ApprovalRequest]
+    at: dt.datetime
+
+
+async def cancel_cycle(session: AsyncSession, *, cycle_id: uuid.UUID, reason: str, by: str,
+                       now: dt.datetime) -> Cancelled:
+    """End a cycle: each pending request expires (never an approval), its links close, and its
+    waiting stages are marked expired. The flow runs waiting on them learn it on resume."""
+    cycle = (await session.execute(select(Cycle).where(Cycle.id == cycle_id).with_for_update())).scalar()
+    if cycle is None:
+        raise NotFound(f"no cycle {cycle_id}")
+    if (await cancelled_cycles(session, [cycle.id])):
+        raise Conflict("this cycle has already been cancelled")
+    reason = unicodedata.normalize("NFC", reason)
+    pending_ids = sorted((await session.execute(select(ApprovalRequest.id).where(
+        ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.status == RequestStatus.pending.value))).scalars())
+    expired = []
+    for request_id in pending_ids:
+        request = await lock_request(session, request_id)
+        if request.status != RequestStatus.pending.value:
+            continue  # decided between the list and the lock
+        await settle_request(session, request=request, outcome=RequestStatus.expired, now=now)
+        await audit.append(session, actor=by, action="request.expired", entity="approval_request",
+                           entity_id=str(request.id), data={"reason": "cycle cancelled"})
+        expired.append(request)
+    await session.execute(
+        update(CycleStage).where(CycleStage.cycle_id == cycle.id, CycleStage.status == StageStatus.waiting.value)
+        .values(status=StageStatus.expired.value, updated_at=now).execution_options(synchronize_session=False))
+    event = await audit.append(session, actor=by, action=CYCLE_CANCELLED, entity="cycle", entity_id=str(cycle.id),
+                               data={"cycle": f"{cycle.kind}/{cycle.period}", "reason": reason,
+                                     "expired": [str(r.id) for r in expired]})
+    return Cancelled(cycle, expired, event.at)
+
+
+async def record_event(session: AsyncSession, *, name: str, starts_on: dt.date, description: str, by: str,
+                       now: dt.datetime) -> EconomicEvent:
+    """An economic event, for which the per-event economy cycle is to be started."""
+    event = EconomicEvent(name=unicodedata.normalize("NFC", name), starts_on=starts_on,
+                          description=unicodedata.normalize("NFC", description), recorded_by=by, created_at=now)
+    session.add(event)
+    await session.flush()
+    await audit.append(session, actor=by, action="event.recorded", entity="economic_event", entity_id=str(event.id),
+                       data={"name": event.name, "starts_on": starts_on.isoformat()})
+    return event
+
+
+async def list_events(session: AsyncSession, *, limit: int = 100, offset: int = 0) -> list[EconomicEvent]:
+    return list((await session.execute(
+        select(EconomicEvent).order_by(EconomicEvent.starts_on.desc(), EconomicEvent.created_at.desc())
+        .limit(limit).offset(offset))).scalars())
+
+
+async def revoke_delegation(session: AsyncSession, *, delegation_id: uuid.UUID, by: str,
+                            now: dt.datetime) -> Delegation:
+    row = await session.get(Delegation, delegation_id)
+    if row is None:
+        raise NotFound(f"no delegation {delegation_id}")
+    if not await delegations.revoke_delegation(session, delegation_id=delegation_id, by=by, now=now):
+        raise Conflict("this delegation has already been revoked")
+    await session.refresh(row)
+    return row

@@ -1,0 +1,16 @@
+"""The coordinators' API under /api/v1: bearer token required on every route; viewers read,
+coordinators act. Each action is one transaction with its audit rows and its emails."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from service.api import cycles, delegations, events, officials, requests
+from service.api.auth import require_caller
+from service.api.errors import READ
+
+PREFIX = "/api/v1"
+
+router = APIRouter(prefix=PREFIX, dependencies=[Depends(require_caller)], responses=READ)
+for module in (cycles, requests, officials, delegations, events):
+    router.include_router(module.router)

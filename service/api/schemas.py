@@ -1,0 +1,239 @@
+"""What the coordinators' API reads and accepts: `XRead` answers, `XCreate` inputs.
+
+Inputs are bounded (lengths, dates, list sizes) and cleaned (NFC; no control
+characters), so nothing a client sends can reach the database or an email header
+unchecked; a bad field is FastAPI's 422 with the field's path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+import uuid
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from approvals.requests import MAX_COMMENT
+
+ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+ROLE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+EARLIEST = dt.date(2000, 1, 1)
+LATEST = dt.date(2100, 12, 31)
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029]")
+_CONTROL_LINE = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def _text(value: str) -> str:
+    value = unicodedata.normalize("NFC", value).replace("\r\n", "\n")
+    if _CONTROL_MULTILINE.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _line(value: str) -> str:
+    value = unicodedata.normalize("NFC", value).strip()
+    if _CONTROL_LINE.search(value):
+        raise ValueError("must be one line without control characters")
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+OfficialId = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)]
+RoleId = Annotated[str, StringConstraints(pattern=ROLE_PATTERN, max_length=96)]
+Line = Annotated[str, StringConstraints(min_length=1, max_length=300), AfterValidator(_line)]
+Reason = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
+RequiredReason = Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_text),
+                           AfterValidator(_not_blank)]
+Description = Annotated[str, StringConstraints(max_length=MAX_COMMENT), AfterValidator(_text)]
+Day = Annotated[dt.date, Field(ge=EARLIEST, le=LATEST)]
+
+
+class Read(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Create(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorRead(BaseModel):
+    detail: str
+
+
+class AccountRead(Read):
+    name: str
+    role: str
+
+
+class CycleStageRead(Read):
+    stage: str = Field(description="The stage's id in the plan.")
+    number: str
+    name: str
+    status: str = Field(description="waiting, done, rejected, changes_requested, expired, or not_started.")
+    updated_at: dt.datetime | None
+    requests_total: int = Field(description="Requests of the stage (latest round of each subject).")
+    requests_settled: int
+    requests_overdue: int
+
+
+class CycleRead(Read):
+    id: uuid.UUID
+    kind: str
+    name: str
+    period: str
+    starts_on: dt.date
+    created_at: dt.datetime
+    cancelled_at: dt.datetime | None
+    flow_runs: list[str] = Field(description="Prefect flow runs that wait on this cycle's requests.")
+    stages: list[CycleStageRead]
+
+
+class RequestRead(Read):
+    id: uuid.UUID
+    cycle_id: uuid.UUID
+    cycle_kind: str
+    period: str
+    stage: str
+    subject: str
+    round: int
+    policy: str
+    quorum: int | None
+    acting_agency: str
+    status: str
+    due_at: dt.datetime
+    overdue: bool
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+    escalated_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    reminders_sent: int
+    requested_by: str | None
+    previous_id: uuid.UUID | None
+    waiter_ref: str | None
+    waiting_on: list[str] = Field(description="Officials with a pending assignment.")
+
+
+class AssignmentRead(Read):
+    id: uuid.UUID
+    official_id: str
+    official_name: str | None
+    on_behalf_of: str | None
+    role: str
+    position: int
+    status: str
+    token_generation: int
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    replaced_by: uuid.UUID | None
+
+
+class DecisionRead(Read):
+    id: uuid.UUID
+    assignment_id: uuid.UUID
+    official_id: str
+    on_behalf_of: str | None
+    outcome: str
+    comment: str
+    decided_at: dt.datetime
+
+
+class AuditEventRead(Read):
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    data: dict[str, Any]
+
+
+class RequestHistoryRead(Read):
+    request: RequestRead
+    assignments: list[AssignmentRead]
+    decisions: list[DecisionRead]
+    audit: list[AuditEventRead]
+
+
+class WaitingOnRead(Read):
+    official_id: str
+    name: str | None
+    agency: str | None
+    pending: int
+    overdue: int
+    oldest_due_at: dt.datetime
+
+
+class ActionRead(Read):
+    request_id: uuid.UUID
+    action: str
+    notified: list[str] = Field(description="Officials sent a new link.")
+    emails_queued: int
+
+
+class RemindManyCreate(Create):
+    request_ids: list[uuid.UUID] = Field(min_length=1, max_length=100)
+
+
+class RemindManyRead(Read):
+    reminded: list[ActionRead]
+
+
+class ReassignCreate(Create):
+    to_official: OfficialId
+
+
+class CycleCancelCreate(Create):
+    reason: RequiredReason
+
+
+class CycleCancelRead(Read):
+    cycle_id: uuid.UUID
+    cancelled_at: dt.datetime
+    expired_requests: list[uuid.UUID]
+
+
+class DelegationCreate(Create):
+    delegator: OfficialId
+    delegate: OfficialId
+    role: RoleId | None = None
+    valid_from: Day
+    valid_to: Day
+    reason: Reason = ""
+
+
+class DelegationRead(Read):
+    id: uuid.UUID
+    delegator: str
+    delegate: str
+    role: str | None
+    valid_from: dt.date
+    valid_to: dt.date
+    reason: str
+    created_by: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class EconomicEventCreate(Create):
+    name: Line
+    starts_on: Day
+    description: Description = ""
+
+
+class EconomicEventRead(Read):
+    id: uuid.UUID
+    name: str
+    starts_on: dt.date
+    description: str
+    recorded_by: str
+    created_at: dt.datetime
+    cycle_id: uuid.UUID | None

@@ -1,0 +1,324 @@
+"""The coordinators' dashboard: cycles by year with each stage's progress, the overdue list,
+the annual report of every unit against its deadline, and each request's timeline.
+
+Every page needs a login: an API token as a bearer header, or the session cookie set
+by the login form. Pages read only; actions go through the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy import select
+from starlette.exceptions import HTTPException
+
+from approvals import coordination
+from approvals.db import utcnow
+from approvals.deadlines import due_at
+from approvals.i18n import catalogue, local_time
+from approvals.models import ApprovalRequest, Cycle, RequestStatus
+from approvals.plan import Plan
+from approvals.requests import plan_tz
+from service.api.auth import (
+    Caller,
+    caller_from_token,
+    clear_session_cookie,
+    dashboard_caller,
+    set_session_cookie,
+)
+from service.api.present import NOT_STARTED, cycle_name, stages_read
+from service.deps import App, AppState
+from service.web import MESSAGES, language_of, render
+
+router = APIRouter(include_in_schema=False)
+
+ANNUAL_KIND = "annual"
+ANNUAL_REPORT = "annual_report"
+MAX_LOGIN_FIELD = 1024
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+# Login ---------------------------------------------------------------------------------
+
+def _lang_query(language: str, app: AppState) -> str:
+    return "" if language == app.settings.default_language else f"?lang={language}"
+
+
+def _to_login(language: str, app: AppState) -> RedirectResponse:
+    return RedirectResponse("/login" + _lang_query(language, app), status_code=303, headers=NO_STORE)
+
+
+def _page(request: Request, app: AppState, name: str, language: str, caller: Caller | None, status_code: int = 200,
+          **context):
+    response = render(request, name, language, status_code=status_code, caller=caller,
+                      lang_query=_lang_query(language, app), **context)
+    response.headers.update(NO_STORE)
+    return response
+
+
+async def _caller_or_login(request: Request, app: AppState, language: str) -> Caller | RedirectResponse:
+    caller = await dashboard_caller(request, app, utcnow())
+    return caller if caller is not None else _to_login(language, app)
+
+
+def _from_another_site(request: Request, base_url: str) -> bool:
+    """A form posted from another site (login CSRF, or a scanner) is refused."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return True
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return False
+    allowed = {f"{p.scheme}://{p.netloc}" for p in (urlsplit(base_url), urlsplit(str(request.base_url)))}
+    return origin.rstrip("/") not in allowed
+
+
+@router.get("/login")
+async def login_form(request: Request, app: App):
+    language = language_of(request, app.settings.default_language)
+    return _page(request, app, "login.html", language, None, error="")
+
+
+@router.post("/login")
+async def login(request: Request, app: App):
+    language = language_of(request, app.settings.default_language)
+    _ = catalogue(MESSAGES).gettext_for(language)
+    if _from_another_site(request, app.settings.public_base_url):
+        return _page(request, app, "login.html", language, None, status_code=403, error=_("dash.login.cross_site"))
+    try:
+        form = await request.form(max_files=0, max_fields=4, max_part_size=MAX_LOGIN_FIELD)
+    except HTTPException as exc:
+        if exc.status_code == 413:
+            raise
+        return _page(request, app, "login.html", language, None, status_code=400, error=_("dash.login.failed"))
+    token = form.get("token")
+    caller = await caller_from_token(app, token.strip()) if isinstance(token, str) else None
+    if caller is None:
+        return _page(request, app, "login.html", language, None, status_code=401, error=_("dash.login.failed"))
+    response = RedirectResponse("/" + _lang_query(language, app), status_code=303, headers=NO_STORE)
+    set_session_cookie(response, app, caller, utcnow())
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, app: App):
+    language = language_of(request, app.settings.default_language)
+    response = _to_login(language, app)
+    clear_session_cookie(response, app)
+    return response
+
+
+# The overview ----------------------------------------------------------------------------
+
+def prefect_ui_url() -> str | None:
+    """PREFECT_UI_URL, else the API's address without its /api suffix."""
+    ui = os.environ.get("PREFECT_UI_URL", "").strip()
+    if ui:
+        return ui.rstrip("/")
+    api = os.environ.get("PREFECT_API_URL", "").strip().rstrip("/")
+    return api.removesuffix("/api") or None
+
+
+def flow_run_links(refs: list[str]) -> list[dict[str, str]]:
+    base = prefect_ui_url()
+    links = []
+    for ref in refs:
+        try:
+            run_id = str(uuid.UUID(ref))
+        except ValueError:
+            continue
+        links.append({"id": run_id[:8], "url": f"{base}/runs/flow-run/{run_id}" if base else ""})
+    return links
+
+
+def _agency_name(plan: Plan, agency_id: str, language: str) -> str:
+    agency = next((a for a in plan.agencies if a.id == agency_id), None)
+    return agency.name.get(language) if agency else agency_id
+
+
+def _official_name(plan: Plan, official_id: str) -> str:
+    official = plan.official(official_id)
+    return official.name if official else official_id
+
+
+def _stage_name(plan: Plan, cycle: Cycle, stage_id: str, language: str) -> str:
+    stage = coordination.plan_stage(plan, cycle, stage_id)
+    return f"{stage.number}. {stage.name.get(language)}" if stage else stage_id
+
+
+def _cycles_by_year(plan: Plan, views: list[coordination.CycleView], language: str) -> list[tuple[str, list[dict]]]:
+    years: dict[str, list[dict]] = defaultdict(list)
+    for view in views:
+        stages = []
+        for stage in stages_read(plan, view, language):
+            percent = 100 if stage.status == "done" else (
+                round(100 * stage.requests_settled / stage.requests_total) if stage.requests_total else 0)
+            stages.append({"number": stage.number, "name": stage.name, "status": stage.status, "percent": percent,
+                           "settled": stage.requests_settled, "total": stage.requests_total,
+                           "overdue": stage.requests_overdue})
+        year = view.cycle.period[:4] if view.cycle.period[:4].isdigit() else view.cycle.period
+        years[year].append({"name": cycle_name(plan, view.cycle.kind, view.cycle.period, language),
+                            "stages": stages, "runs": flow_run_links(view.flow_runs),
+                            "cancelled": local_time(view.cancelled_at, plan_tz(plan), language)
+                            if view.cancelled_at else ""})
+    return sorted(years.items(), key=lambda item: item[0], reverse=True)
+
+
+def _days(delta: dt.timedelta) -> int:
+    return max(delta.days, 0)
+
+
+def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime, language: str) -> list[dict]:
+    tz = plan_tz(plan)
+    return [{
+        "id": str(v.request.id),
+        "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
+        "stage": _stage_name(plan, v.cycle, v.request.stage, language),
+        "subject": _agency_name(plan, v.request.subject, language) if v.request.subject else "",
+        "agency": _agency_name(plan, v.request.acting_agency, language),
+        "due": local_time(v.request.due_at, tz, language),
+        "days_late": _days(now - v.request.due_at),
+        "waiting_on": [_official_name(plan, o) for o in v.waiting_on],
+        "escalated": v.request.escalated_at is not None,
+    } for v in sorted(views, key=lambda v: v.request.due_at)]
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    agency: str
+    status: str  # not_started, waiting, overdue, done, rejected, changes_requested, expired
+    request_id: str
+    days: int  # days left, or days late
+
+
+def report_units(plan: Plan, on: dt.date) -> list[str]:
+    """Every unit taking part in the annual cycle on a day (after mergers: the successor), in plan order."""
+    kind = next((c for c in plan.cycles if c.id == ANNUAL_KIND), None)
+    units: list[str] = []
+    for stage in kind.stages if kind else []:
+        for agency_id in stage.acting_agencies:
+            unit = plan.agency_on(agency_id, on).id
+            if unit not in units:
+                units.append(unit)
+    return units
+
+
+async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, language: str) -> dict | None:
+    kind = next((c for c in plan.cycles if c.id == ANNUAL_KIND), None)
+    stage = next((s for s in kind.stages if s.id == ANNUAL_REPORT), None) if kind else None
+    if stage is None:
+        return None
+    tz = plan_tz(plan)
+    deadline = due_at(stage.due, cycle_start=dt.date(year, 1, 1), tz=tz)
+    on = min(now.astimezone(tz).date(), deadline.astimezone(tz).date())
+    latest: dict[str, ApprovalRequest] = {}
+    rows = await session.execute(
+        select(ApprovalRequest).join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+        .where(Cycle.kind == ANNUAL_KIND, Cycle.period == str(year), ApprovalRequest.stage == ANNUAL_REPORT))
+    known = {a.id for a in plan.agencies}
+    for request in rows.scalars():
+        unit = request.subject if request.subject in known else request.acting_agency
+        unit = plan.agency_on(unit, on).id if unit in known else unit
+        if unit not in latest or latest[unit].round < request.round:
+            latest[unit] = request
+    shown = []
+    for unit in report_units(plan, on) + sorted(set(latest) - set(report_units(plan, on))):
+        request = latest.get(unit)
+        if request is None:
+            status = NOT_STARTED
+        elif request.status == RequestStatus.pending.value:
+            status = "overdue" if request.due_at < now else "waiting"
+        elif request.status == RequestStatus.approved.value:
+            status = "done"
+        else:
+            status = request.status
+        due = request.due_at if request else deadline
+        days = _days(now - due) if now > due else _days(due - now)
+        shown.append(ReportRow(_agency_name(plan, unit, language), status, str(request.id) if request else "", days))
+    return {"year": year, "stage": f"{stage.number}. {stage.name.get(language)}",
+            "deadline": local_time(deadline, tz, language), "passed": now > deadline, "units": shown}
+
+
+@router.get("/")
+async def overview(request: Request, app: App):
+    language = language_of(request, app.settings.default_language)
+    caller = await _caller_or_login(request, app, language)
+    if not isinstance(caller, Caller):
+        return caller
+    now = utcnow()
+    try:
+        year = int(request.query_params.get("year", ""))
+    except ValueError:
+        year = now.astimezone(app.settings.tz).year
+    year = min(max(year, 2000), 2100)
+    async with app.db.sessions() as session:
+        views = await coordination.cycles(session, now=now)
+        overdue = await coordination.find_requests(session, now=now, overdue=True, limit=200)
+        report = await _annual_report(session, app.plan, year, now, language)
+    return _page(request, app, "dashboard.html", language, caller, years=_cycles_by_year(app.plan, views, language),
+                 overdue=_overdue(app.plan, overdue, now, language), report=report)
+
+
+# A request's timeline ----------------------------------------------------------------------
+
+def _details(data: dict) -> str:
+    """The audit row's data, shortly: scalars and lists of scalars."""
+    parts = []
+    for key, value in data.items():
+        if value in (None, "", []):
+            continue
+        if isinstance(value, list):
+            value = ", ".join(str(v.get("official", v)) if isinstance(v, dict) else str(v) for v in value)
+        elif isinstance(value, dict):
+            continue
+        parts.append(f"{key}: {value}")
+    return "; ".join(parts)
+
+
+@router.get("/requests/{request_id}")
+async def timeline(request: Request, request_id: str, app: App):
+    language = language_of(request, app.settings.default_language)
+    caller = await _caller_or_login(request, app, language)
+    if not isinstance(caller, Caller):
+        return caller
+    _ = catalogue(MESSAGES).gettext_for(language)
+    try:
+        async with app.db.sessions() as session:
+            found = await coordination.history(session, uuid.UUID(request_id))
+    except (ValueError, coordination.NotFound):
+        return _page(request, app, "message.html", language, caller, status_code=404,
+                     title=_("dash.not_found.title"), body=_("dash.not_found.body"))
+    plan, tz, r = app.plan, app.settings.tz, found.request
+    messages = catalogue(MESSAGES).messages
+    now = utcnow()
+    status = "overdue" if r.status == RequestStatus.pending.value and r.due_at < now else r.status
+    return _page(
+        request, app, "dashboard_request.html", language, caller,
+        cycle=cycle_name(plan, found.cycle.kind, found.cycle.period, language),
+        stage=_stage_name(plan, found.cycle, r.stage, language),
+        subject=_agency_name(plan, r.subject, language) if r.subject else "",
+        agency=_agency_name(plan, r.acting_agency, language),
+        status=status, round=r.round, policy=r.policy,
+        due=local_time(r.due_at, tz, language),
+        days_late=_days(now - r.due_at) if status == "overdue" else 0,
+        escalated=local_time(r.escalated_at, tz, language) if r.escalated_at else "",
+        decided=local_time(r.decided_at, tz, language) if r.decided_at else "",
+        runs=flow_run_links([r.waiter_ref] if r.waiter_ref else []),
+        assignments=[{"name": _official_name(plan, a.official_id),
+                      "on_behalf_of": _official_name(plan, a.on_behalf_of) if a.on_behalf_of else "",
+                      "role": a.role, "status": a.status, "since": local_time(a.created_at, tz, language)}
+                     for a in found.assignments],
+        decisions=[{"name": _official_name(plan, d.official_id),
+                    "on_behalf_of": _official_name(plan, d.on_behalf_of) if d.on_behalf_of else "",
+                    "outcome": d.outcome, "comment": d.comment, "at": local_time(d.decided_at, tz, language)}
+                   for d in found.decisions],
+        events=[{"at": local_time(e.at, tz, language), "actor": e.actor,
+                 "action": _(f"dash.audit.{e.action}") if f"dash.audit.{e.action}" in messages else e.action,
+                 "details": _details(e.data)} for e in found.audit],
+    )

@@ -1,0 +1,87 @@
+"""The resubmission link: after a request for changes, the submitter sends the step again.
+GET shows the reviewers' comments and changes nothing; the form's POST opens the next round."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from fastapi import APIRouter, Request
+from starlette.exceptions import HTTPException
+
+from approvals import requests, submissions
+from approvals.db import utcnow
+from approvals.i18n import catalogue, local_time
+from approvals.presentation import link_messages, step_context
+from approvals.tokens import APPROVAL_LINK
+from notifications.links import queue_link_messages
+from service.deps import App
+from service.links import MAX_FORM_FIELDS, _clean_comment, _cross_site, _field, _invalid
+from service.web import MESSAGES, WebLimits, known_language, render
+
+log = logging.getLogger("kehoach.submissions")
+router = APIRouter()
+
+
+async def _page(request: Request, app: App, token: str, language: str | None, *, status_code: int = 200,
+                error: str = "", text: str = ""):
+    async with app.db.sessions() as session:
+        try:
+            view = await submissions.view_submission(session, token, now=utcnow())
+        except requests.InvalidLink:
+            return _invalid(request, language or app.settings.default_language)
+    official = app.plan.official(view.link.official_id)
+    language = language or (official.language.value if official else app.settings.default_language)
+    comments = [{"name": (app.plan.official(d.official_id).name if app.plan.official(d.official_id) else d.official_id),
+                 "comment": d.comment, "at": local_time(d.decided_at, app.settings.tz, language)}
+                for d in view.comments if d.comment]
+    return render(request, "resubmit.html", language, status_code=status_code, comments=comments,
+                  official_name=official.name if official else view.link.official_id, error=error, text=text,
+                  previous_text=(view.request.data or {}).get("text", ""),
+                  **step_context(app.plan, view.request, view.cycle, language=language, tz=app.settings.tz))
+
+
+@router.api_route("/s/{token}", methods=["GET", "HEAD"], include_in_schema=False)
+async def show(request: Request, token: str, app: App):
+    return await _page(request, app, token, known_language(request.query_params.get("lang")))
+
+
+@router.post("/s/{token}", include_in_schema=False)
+async def resubmit(request: Request, token: str, app: App):
+    language = known_language(request.query_params.get("lang")) or app.settings.default_language
+    _ = catalogue(MESSAGES).gettext_for(language)
+    if _cross_site(request, app.settings.public_base_url):
+        return render(request, "message.html", language, status_code=403,
+                      title=_("forbidden.title"), body=_("forbidden.body"), switch_url=None)
+    limits: WebLimits = getattr(request.app.state, "web_limits", None) or WebLimits()
+    try:
+        form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=limits.max_field_bytes)
+    except HTTPException as exc:
+        if exc.status_code == 413:
+            raise
+        return await _page(request, app, token, language, status_code=422, error=_("error.text_too_long"))
+    language = known_language(_field(form, "lang")) or language
+    _ = catalogue(MESSAGES).gettext_for(language)
+    text = _clean_comment(_field(form, "text")).strip()
+    if not text:
+        return await _page(request, app, token, language, status_code=422, error=_("error.text_required"))
+    if len(text) > submissions.MAX_TEXT:
+        return await _page(request, app, token, language, status_code=422, error=_("error.text_too_long"))
+    now = utcnow()
+    try:
+        async with app.db.transaction() as session:
+            opened = await submissions.resubmit(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
+                                                token=token, text=text, now=now,
+                                                link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
+            await queue_link_messages(
+                session, renderer=app.renderer, link_name=APPROVAL_LINK, domain=app.mail_domain,
+                messages=link_messages(app.plan, opened.request, opened.cycle, opened.new_assignments,
+                                       kind="approval_request", tz=app.settings.tz))
+    except requests.InvalidLink:
+        return _invalid(request, language)
+    except (requests.NoApprover, requests.Refused) as exc:
+        log.warning("resubmission could not be routed: %s", exc)
+        return render(request, "message.html", language, status_code=409, switch_url=None,
+                      title=_("resubmit.unrouted.title"), body=_("resubmit.unrouted.body"))
+    return render(request, "message.html", language, switch_url=None, title=_("resubmit.done.title"),
+                  body=_("resubmit.done.body", at=local_time(now, app.settings.tz, language)))
