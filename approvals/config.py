@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     mail_from: str = Field("kehoach@lang-son.example", description="Sender address of every email.")
     mail_from_name: str = Field("Kế hoạch truyền thông tỉnh Lạng Sơn", description="Sender display name.")
     local_hostname: str = Field("kehoach.local", description="Name given in EHLO (avoids a DNS lookup per connection).")
+    smtp_pool_size: int = Field(4, ge=1, le=32, description="SMTP connections the dispatcher keeps open and uses at once.")
     dispatch_interval: float = Field(2.0, description="Seconds between outbox polls when idle.")
 
     link_secret: SecretStr | None = Field(

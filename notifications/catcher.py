@@ -45,12 +45,18 @@ class CaughtMessage:
     @property
     def text(self) -> str:
         part = self.message.get_body(preferencelist=("plain",))
-        return part.get_content() if part else ""
+        return part.get_content().replace("\r\n", "\n") if part else ""  # base64 text keeps its CRLF
 
     @property
     def html(self) -> str:
         part = self.message.get_body(preferencelist=("html",))
-        return part.get_content() if part else ""
+        return part.get_content().replace("\r\n", "\n") if part else ""
+
+    @property
+    def attachments(self) -> list[tuple[str | None, str, bytes]]:
+        """(file name, content type, data) of each attachment, e.g. a calendar invite."""
+        return [(part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+                for part in self.message.iter_attachments()]
 
 
 def read_inbox(maildir: Path) -> list[CaughtMessage]:

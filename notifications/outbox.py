@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,6 +19,18 @@ from notifications.render import RenderedEmail
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+_CONTENT_TYPE = re.compile(
+    r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*"
+    r"(\s*;\s*[a-z0-9!#$&^_.+-]+=(\"[^\"\\\\]*\"|[a-z0-9!#$&^_.+-]+))*$", re.IGNORECASE)
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # in all, per message
+
+
+# Built once: a Core INSERT with bound parameters skips the ORM's per-call statement building.
+_INSERT = {
+    name: (insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
+           .execution_options(preserve_rowcount=True))  # else psycopg (async) reports rowcount -1 for INSERT
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 
 
 class HeaderInjection(ValueError):
@@ -27,6 +41,34 @@ class HeaderInjection(ValueError):
 class Recipient:
     name: str
     email: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent with the message (e.g. a calendar invite from notifications.calendar).
+
+    It is stored in the outbox as it is: never put a secret (a link token) in one."""
+
+    filename: str
+    content_type: str  # e.g. 'text/calendar; method=REQUEST; charset=UTF-8'
+    data: bytes
+
+
+def _stored_attachments(attachments: Sequence[Attachment]) -> list[dict]:
+    stored, total = [], 0
+    for attachment in attachments:
+        filename = _clean_header(attachment.filename, "attachment filename")
+        content_type = _clean_header(attachment.content_type, "attachment content type")
+        if not filename.strip() or "/" in filename or "\\" in filename:
+            raise ValueError(f"not a file name: {filename!r}")
+        if not _CONTENT_TYPE.match(content_type):
+            raise ValueError(f"not a content type: {content_type!r}")
+        total += len(attachment.data)
+        if total > MAX_ATTACHMENT_BYTES:
+            raise ValueError(f"attachments larger than {MAX_ATTACHMENT_BYTES} bytes")
+        stored.append({"filename": filename, "content_type": content_type,
+                       "data": base64.b64encode(bytes(attachment.data)).decode("ascii")})
+    return stored
 
 
 def _clean_header(value: str, what: str) -> str:
@@ -44,6 +86,7 @@ async def enqueue(
     to: list[Recipient],
     email: RenderedEmail,
     domain: str,
+    attachments: Sequence[Attachment] = (),
 ) -> uuid.UUID | None:
     """Queue one message; a second call with the same key stores nothing and returns None."""
     recipients = []
@@ -58,13 +101,9 @@ async def enqueue(
     values = dict(
         id=message_uuid, idempotency_key=idempotency_key, message_id=f"<{message_uuid}@{domain}>", kind=kind,
         recipients=recipients, subject=subject, text_body=email.text, html_body=email.html,
-        status="queued", attempts=0, next_attempt_at=utcnow(), created_at=utcnow(),
+        attachments=_stored_attachments(attachments), status="queued", attempts=0, next_attempt_at=utcnow(), created_at=utcnow(),
     )
-    dialect = session.bind.dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    stmt = (insert(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .execution_options(preserve_rowcount=True))  # else psycopg (async) reports rowcount -1 for INSERT
-    result = await session.execute(stmt)
+    result = await session.execute(_INSERT[session.bind.dialect.name], values)
     if result.rowcount == 0:
         return None
     return message_uuid

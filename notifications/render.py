@@ -1,17 +1,48 @@
-"""Email rendering: one Jinja2 environment, HTML and plain text, Vietnamese or English."""
+"""Email rendering: one Jinja2 environment, HTML and plain text, Vietnamese or English.
+
+Every kind has `<kind>.txt.j2` and `<kind>.html.j2` templates and a subject in the
+catalogue (`locale/messages.yaml`); `KINDS` lists what each one needs. Texts come from
+the catalogue (`_("key", name=value)`); inputs and outputs are NFC; an undefined
+variable is an error (StrictUndefined), never an empty string.
+
+A deployment may override any template, and any catalogue text, with a folder of its
+own (`Renderer(override_dir=...)`): `<kind>.txt.j2`, `<kind>.html.j2`, `base.html.j2`
+... and a `messages.yaml` whose keys replace the package's (each with vi and en).
+"""
 
 from __future__ import annotations
 
+import copy
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, UndefinedError, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, UndefinedError, select_autoescape
 
-from approvals.i18n import catalogue
+from approvals.i18n import Catalogue, catalogue
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MESSAGES = PACKAGE_DIR / "locale" / "messages.yaml"
+
+_LINK_EMAIL = ("title", "name", "cycle", "stage", "agency", "due", "summary", "link")
+KINDS: dict[str, tuple[str, ...]] = {
+    # personal-link emails (approvals.presentation.link_messages gives exactly these)
+    "approval_request": _LINK_EMAIL,
+    "submission_request": _LINK_EMAIL,
+    "resubmission_request": _LINK_EMAIL,
+    "reminder": _LINK_EMAIL,
+    "escalation": _LINK_EMAIL,  # to whoever the overdue step was handed to
+    # to the requester; result: approved | rejected | changes_requested | expired; decided_by, comment may be ""
+    "outcome": ("title", "name", "cycle", "stage", "result", "decided_by", "at", "comment", "link"),
+    # to the approver after a decision; outcome: approve | reject | request_changes
+    "receipt": ("outcome", "at", "stage", "cycle", "comment"),
+    # to coordinators; event: started | finished; stages: [{stage, status (stage_status.*), due}]
+    "cycle_digest": ("title", "name", "cycle", "event", "at", "stages", "link"),
+    # to coordinators; failures: [{recipient, subject, error, at}]
+    "delivery_failure": ("title", "name", "count", "failures", "link"),
+}
+# Kinds whose subject depends on a value: the subject key is "<kind>.subject.<value>".
+SUBJECT_VARIANT = {"outcome": "result", "cycle_digest": "event"}
 
 
 @dataclass(frozen=True)
@@ -21,10 +52,31 @@ class RenderedEmail:
     html: str
 
 
+def _nfc(value: object) -> object:
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {key: _nfc(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_nfc(item) for item in value)
+    return value
+
+
+def _catalogue(override_dir: Path | None) -> Catalogue:
+    base = catalogue(MESSAGES)
+    own = override_dir / "messages.yaml" if override_dir else None
+    if own is None or not own.is_file():
+        return base
+    merged = copy.copy(base)  # the package's stays cached and untouched
+    merged.messages = {**base.messages, **Catalogue(own).messages}
+    return merged
+
+
 class Renderer:
     """Templates are looked up first in `override_dir` (a deployment's own), then in the package."""
 
     def __init__(self, override_dir: Path | None = None):
+        override_dir = Path(override_dir) if override_dir else None
         loaders = [FileSystemLoader(str(override_dir))] if override_dir else []
         loaders.append(FileSystemLoader(str(PACKAGE_DIR / "templates")))
         self.env = Environment(
@@ -33,13 +85,22 @@ class Renderer:
             undefined=StrictUndefined,
             keep_trailing_newline=True,
         )
-        self.catalogue = catalogue(MESSAGES)
+        self.catalogue = _catalogue(override_dir)
 
     def render(self, kind: str, language: str, **context: object) -> RenderedEmail:
         _ = self.catalogue.gettext_for(language)
-        values = {k: unicodedata.normalize("NFC", v) if isinstance(v, str) else v for k, v in context.items()}
+        values = {key: _nfc(value) for key, value in context.items()}
+        subject_key = f"{kind}.subject"
+        if kind in SUBJECT_VARIANT:
+            variant = SUBJECT_VARIANT[kind]
+            if variant not in values:
+                raise UndefinedError(f"the subject of '{kind}' needs {variant!r}")
+            subject_key = f"{subject_key}.{values[variant]}"
+        if subject_key not in self.catalogue.messages:
+            raise UndefinedError(f"no subject {subject_key!r} in the catalogue")
         try:
-            subject = _(f"{kind}.subject", **{k: v for k, v in values.items() if isinstance(v, str)})
+            subject = _(subject_key, **{k: v for k, v in values.items()
+                                        if isinstance(v, (str, int)) and not isinstance(v, bool)})
         except KeyError as exc:
             raise UndefinedError(f"the subject of '{kind}' needs {exc.args[0]!r}") from None
         common = {"_": _, "language": language, "subject": subject, **values}

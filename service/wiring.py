@@ -24,4 +24,4 @@ def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
     secret = settings.link_secret_bytes()
     resolvers = {APPROVAL_LINK: approval_link_resolver(secret, settings.public_base_url),
                  SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s")}
-    return Dispatcher(db, smtp_config(settings), resolvers=resolvers)
+    return Dispatcher(db, smtp_config(settings), resolvers=resolvers, pool_size=settings.smtp_pool_size)

@@ -16,95 +16,17 @@ import unicodedata
 import uuid
 
 import pytest
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import func, select
 
 from approvals.db import utcnow
-from notifications.dispatcher import Dispatcher, RetryPolicy, SmtpConfig, placeholder
+from notifications.dispatcher import Dispatcher, placeholder
 from notifications.models import MessageStatus, OutboxMessage
-from notifications.outbox import HeaderInjection, Recipient, enqueue, find
+from notifications.outbox import HeaderInjection, Recipient, enqueue
 from notifications.render import RenderedEmail, Renderer
 from service.prefect_server import free_port
-
-DOMAIN = "kehoach.test"
-NAME = "Nông Thị Hạnh"
-ADDRESS = "hanh.nt@lang-son.example"
-
-
-# ---------------------------------------------------------------- helpers and fixtures
-
-
-@pytest.fixture
-async def keys(database):
-    """Unique idempotency keys for one test; its outbox rows are deleted afterwards."""
-    prefix = f"test-{uuid.uuid4().hex}"
-    counter = iter(range(1_000))
-
-    def new_key() -> str:
-        return f"{prefix}:{next(counter)}"
-
-    yield new_key
-    async with database.transaction() as session:
-        await session.execute(delete(OutboxMessage).where(OutboxMessage.idempotency_key.like(f"{prefix}:%")))
-
-
-@pytest.fixture
-async def quiet_outbox(database, keys, smtp_server):
-    """Dispatcher tests need an outbox with nothing else due, and no scripted SMTP failures left over."""
-    now = utcnow()
-    async with database.transaction() as session:
-        due = (await session.execute(select(OutboxMessage.idempotency_key).where(or_(
-            (OutboxMessage.status == MessageStatus.queued.value) & (OutboxMessage.next_attempt_at <= now),
-            (OutboxMessage.status == MessageStatus.sending.value) & (OutboxMessage.lease_until < now),
-        )))).scalars().all()
-    assert not due, f"other messages are due in the shared outbox, a dispatcher here would send them: {due}"
-    with smtp_server.lock:
-        smtp_server.replies.clear()
-    yield
-    with smtp_server.lock:
-        smtp_server.replies.clear()
-
-
-def smtp_config(port: int) -> SmtpConfig:
-    return SmtpConfig(host="127.0.0.1", port=port, sender="kehoach@lang-son.example",
-                      sender_name="Hệ thống kehoach", local_hostname=DOMAIN, timeout=5)
-
-
-def link_for(argument: str) -> str:
-    return f"https://kehoach.example/a/{argument}-resolved"
-
-
-def dispatcher(database, port: int, **retry) -> Dispatcher:
-    return Dispatcher(database, smtp_config(port), resolvers={"approval_link": link_for},
-                      retry=RetryPolicy(**retry))
-
-
-def simple_email(subject: str | None = None, *, text: str = "Nội dung thư.\n", html: str = "<p>Nội dung thư.</p>") -> RenderedEmail:
-    return RenderedEmail(subject=subject or f"Thư thử {uuid.uuid4().hex}", text=text, html=html)
-
-
-async def queue(database, key: str, email: RenderedEmail | None = None,
-                to: list[Recipient] | None = None) -> OutboxMessage:
-    async with database.transaction() as session:
-        message_uuid = await enqueue(session, idempotency_key=key, kind="approval_request",
-                                     to=to or [Recipient(NAME, ADDRESS)], email=email or simple_email(), domain=DOMAIN)
-    assert message_uuid is not None
-    return await row(database, key)
-
-
-async def row(database, key: str) -> OutboxMessage | None:
-    async with database.transaction() as session:
-        return await find(session, key)
-
-
-async def set_row(database, key: str, **values) -> None:
-    async with database.transaction() as session:
-        await session.execute(update(OutboxMessage).where(OutboxMessage.idempotency_key == key).values(**values)
-                              .execution_options(synchronize_session=False))
-
-
-def by_message_id(message_id: str):
-    return lambda received: received.message["Message-ID"] == message_id
-
+from tests.notifications.helpers import (
+    ADDRESS, DOMAIN, NAME, by_message_id, dispatcher, link_for, queue, row, set_row, simple_email, smtp_config,
+)
 
 # ---------------------------------------------------------------- enqueue
 

@@ -1,0 +1,123 @@
+"""Calendar invites (.ics, RFC 5545 / iTIP) for a step's due time, in Vietnam's time zone.
+
+One event per request and assignee, with a UID that stays the same for that pair, so a
+calendar updates the event it already has:
+
+- `invite(...)` (METHOD:REQUEST) when a request opens, and again with a higher
+  `sequence` whenever its due time or text changes;
+- `invite(..., cancelled=True)` (METHOD:CANCEL, STATUS:CANCELLED) once it is decided,
+  withdrawn or reassigned, with a sequence higher than the last invite's.
+
+`sequence_at(moment)` gives a sequence that grows with time (minutes since 2020), for a
+caller that keeps no revision counter: an update or cancel made later always carries a
+higher one. The event ends at the due time (its start is `duration` before), with a
+reminder `reminder` before it. The .ics is stored in the outbox as it is, so it carries
+no personal link: the email's body has that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+import uuid
+from zoneinfo import ZoneInfo
+
+from icalendar import Alarm, Calendar, Event, vCalAddress
+
+from notifications.outbox import Attachment
+
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+PRODID = "-//kehoach//Lang Son communication plan//VI"
+_NAMESPACE = uuid.UUID("6f1c9a52-4b7e-5d0a-9c1e-3a8b2f4d7e10")
+_SEQUENCE_EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+
+def event_uid(request_id: uuid.UUID | str, assignee_id: uuid.UUID | str, domain: str) -> str:
+    """The same for the same request and assignee, and for nothing else."""
+    return f"{uuid.uuid5(_NAMESPACE, f'{request_id}/{assignee_id}')}@{domain}"
+
+
+def sequence_at(moment: dt.datetime) -> int:
+    """A SEQUENCE that grows with time: whole minutes since 2020 (fits a 32-bit integer until 6100)."""
+    if moment.tzinfo is None:
+        raise ValueError("an aware datetime is needed")
+    return int((moment - _SEQUENCE_EPOCH).total_seconds() // 60)
+
+
+def invite(
+    *,
+    request_id: uuid.UUID | str,
+    assignee_id: uuid.UUID | str,
+    domain: str,
+    due: dt.datetime,
+    summary: str,
+    organizer: tuple[str, str],
+    attendee: tuple[str, str],
+    sequence: int,
+    description: str = "",
+    cancelled: bool = False,
+    duration: dt.timedelta = dt.timedelta(minutes=30),
+    reminder: dt.timedelta | None = dt.timedelta(days=1),
+    now: dt.datetime | None = None,
+    language: str = "vi",
+) -> Attachment:
+    """An .ics attachment: the event ending at `due` (shown in Asia/Ho_Chi_Minh time).
+
+    `organizer` and `attendee` are (name, email); `sequence` must grow with every change
+    of the same event (see `sequence_at`)."""
+    if due.tzinfo is None:
+        raise ValueError("due must be an aware datetime")
+    if sequence < 0:
+        raise ValueError("sequence must not be negative")
+    stamp = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    end = due.astimezone(VIETNAM)
+    method = "CANCEL" if cancelled else "REQUEST"
+
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("method", method)
+
+    event = Event()
+    event.add("uid", event_uid(request_id, assignee_id, domain))
+    event.add("dtstamp", stamp)
+    event.add("sequence", sequence)
+    event.add("dtstart", end - duration)
+    event.add("dtend", end)
+    event.add("summary", _nfc(summary), parameters={"language": language})
+    if description:
+        event.add("description", _nfc(description), parameters={"language": language})
+    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    event.add("transp", "TRANSPARENT")  # a deadline, not a meeting: it does not make anyone busy
+    event.add("class", "PRIVATE")
+    event.add("organizer", _address(*organizer))
+    event.add("attendee", _address(*attendee, attendee=True))
+    if reminder is not None and not cancelled:
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("trigger", -reminder)
+        alarm.add("description", _nfc(summary))
+        event.add_component(alarm)
+    calendar.add_component(event)
+    calendar.add_missing_timezones()
+
+    return Attachment(
+        filename="cancel.ics" if cancelled else "invite.ics",
+        content_type=f"text/calendar; method={method}; charset=UTF-8",
+        data=calendar.to_ical(),
+    )
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _address(name: str, email: str, *, attendee: bool = False) -> vCalAddress:
+    address = vCalAddress(f"mailto:{email}")
+    address.params["cn"] = _nfc(name)
+    if attendee:
+        address.params["role"] = "REQ-PARTICIPANT"
+        address.params["partstat"] = "NEEDS-ACTION"
+        address.params["rsvp"] = "FALSE"  # no replies: the decision is made on the web page
+    return address

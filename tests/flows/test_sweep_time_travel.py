@@ -1,0 +1,100 @@
+"""A request from opening through two reminders, an escalation and its timeout, with
+the clock moved by time-machine; the emails queued at each point are checked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import time_machine
+from sqlalchemy import select
+
+from approvals import requests
+from approvals.config import Settings
+from approvals.db import utcnow
+from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision
+from approvals.tokens import derive_token
+from flows.emails import queue_link_emails
+from flows.sweep import sweep_with_emails
+from notifications.models import OutboxMessage
+from notifications.render import Renderer
+from tests.approvals.test_routing import PLAN
+
+SECRET = "s" * 48
+SETTINGS = Settings(link_secret=SECRET)
+TZ = SETTINGS.tz
+
+
+def at(day: int, hour: int) -> dt.datetime:
+    """A local time in July 2026 (Asia/Ho_Chi_Minh)."""
+    return dt.datetime(2026, 7, day, hour, 0, tzinfo=TZ)
+
+
+async def _queued(db, request_id) -> list[tuple[str, str]]:
+    """(kind, recipient) of every email about this request, in order."""
+    async with db.sessions() as session:
+        ids = {str(a) for a in (await session.execute(
+            select(Assignment.id).where(Assignment.request_id == request_id))).scalars()}
+        rows = (await session.execute(select(OutboxMessage).order_by(OutboxMessage.created_at))).scalars()
+        return [(m.kind, m.recipients[0]["email"]) for m in rows if m.idempotency_key.split(":")[1] in ids]
+
+
+async def _sweep(db):
+    return [e.kind.value for e in await sweep_with_emails(db, plan=PLAN, settings=SETTINGS, renderer=Renderer())]
+
+
+async def test_two_reminders_then_escalation_then_timeout(database):
+    renderer = Renderer()
+    with time_machine.travel(at(2, 9), tick=False):
+        async with database.transaction() as session:
+            cycle = await requests.get_or_create_cycle(session, kind="test", period=f"tt-{uuid.uuid4().hex[:10]}",
+                                                       starts_on=dt.date(2026, 7, 1))
+            opened = await requests.open_request(
+                session, plan=PLAN, secret=SETTINGS.link_secret_bytes(), cycle=cycle, stage_id="s_timeout",
+                waiter_ref=None, link_ttl=dt.timedelta(days=60), now=utcnow(), requested_by="clerk1")
+            await queue_link_emails(session, kind="approval_request", plan=PLAN, settings=SETTINGS, renderer=renderer,
+                                    request=opened.request, cycle=opened.cycle, notify=opened.new_assignments)
+        request_id = opened.request.id
+        first = opened.new_assignments[0].assignment
+        first_token = derive_token(SETTINGS.link_secret_bytes(), first.id, first.token_generation)
+        # head1 is on leave (delegation 1-14 July): her deputy is asked, on her behalf.
+        assert (first.official_id, first.on_behalf_of) == ("deputy1", "head1")
+        assert opened.request.due_at == dt.datetime(2026, 7, 15, 23, 59, 59, 999999, tzinfo=TZ)
+        assert await _queued(database, request_id) == [("approval_request", "deputy1@t.example")]
+        assert await _sweep(database) == []
+
+    with time_machine.travel(at(9, 1), tick=False):  # after due - 7 days (end of 8 July)
+        assert await _sweep(database) == ["reminder"]
+        assert await _sweep(database) == []  # once only
+        assert (await _queued(database, request_id))[-1] == ("reminder", "deputy1@t.example")
+        async with database.sessions() as session:  # the reminder's link replaces the first one
+            try:
+                await requests.view_link(session, first_token, now=utcnow())
+                raise AssertionError("the first link still works after a reminder")
+            except requests.InvalidLink:
+                pass
+
+    with time_machine.travel(at(14, 1), tick=False):  # after due - 2 days
+        assert await _sweep(database) == ["reminder"]
+        assert len(await _queued(database, request_id)) == 3
+
+    with time_machine.travel(at(16, 0) + dt.timedelta(minutes=5), tick=False):  # past the due time
+        assert await _sweep(database) == ["escalation"]
+        assert (await _queued(database, request_id))[-1] == ("escalation", "chair@t.example")
+        async with database.sessions() as session:
+            request = await session.get(ApprovalRequest, request_id)
+        assert request.status == "pending" and request.escalated_at is not None
+        assert await _sweep(database) == []
+
+    with time_machine.travel(at(19, 1), tick=False):  # escalation grace (3 days) over: expired, never approved
+        assert await _sweep(database) == ["expired"]
+        async with database.sessions() as session:
+            request = await session.get(ApprovalRequest, request_id)
+            decisions = (await session.execute(select(Decision).where(Decision.request_id == request_id))).all()
+            actions = list((await session.execute(select(AuditEvent.action).where(
+                AuditEvent.entity_id == str(request_id)).order_by(AuditEvent.id))).scalars())
+        assert request.status == "expired" and decisions == []
+        assert actions == ["request.opened", "request.reminded", "request.reminded", "request.escalated",
+                           "request.expired"]
+        assert [kind for kind, _ in await _queued(database, request_id)] == [
+            "approval_request", "reminder", "reminder", "escalation"]

@@ -1,0 +1,139 @@
+"""Calendar invites: built with notifications.calendar, read back with icalendar, and sent
+through the outbox and the dispatcher as an attachment."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import unicodedata
+import uuid
+
+import pytest
+from icalendar import Calendar
+
+from notifications.calendar import VIETNAM, event_uid, invite, sequence_at
+from notifications.models import MessageStatus
+from notifications.outbox import Attachment, HeaderInjection, Recipient, enqueue
+from tests.notifications.helpers import DOMAIN, NAME, ADDRESS, dispatcher, queue, row, simple_email
+
+REQUEST, ASSIGNEE, OTHER = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+DUE = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)  # 17:00 in Hà Nội
+SUMMARY = "Hạn phê duyệt: Kế hoạch truyền thông năm 2027"
+ORGANIZER = ("Hệ thống kehoach", "kehoach@lang-son.example")
+
+
+def make(**overrides):
+    values = dict(request_id=REQUEST, assignee_id=ASSIGNEE, domain=DOMAIN, due=DUE,
+                  summary=unicodedata.normalize("NFD", SUMMARY), organizer=ORGANIZER,
+                  attendee=(unicodedata.normalize("NFD", NAME), ADDRESS), sequence=1,
+                  description="Mở thư để xem liên kết phê duyệt.")
+    values.update(overrides)
+    return invite(**values)
+
+
+def event_of(attachment: Attachment):
+    calendar = Calendar.from_ical(attachment.data)
+    [event] = calendar.walk("VEVENT")
+    return calendar, event
+
+
+def test_an_invite_ends_at_the_due_time_in_vietnam():
+    attachment = make()
+    assert attachment.filename == "invite.ics"
+    assert attachment.content_type == "text/calendar; method=REQUEST; charset=UTF-8"
+    calendar, event = event_of(attachment)
+    assert calendar["method"] == "REQUEST" and calendar["version"] == "2.0"
+    end = event["dtend"].dt
+    assert end == DUE
+    assert getattr(end.tzinfo, "key", str(end.tzinfo)) == "Asia/Ho_Chi_Minh"
+    assert (end.hour, end.minute, end.utcoffset()) == (17, 0, dt.timedelta(hours=7))
+    assert event["dtstart"].dt == DUE - dt.timedelta(minutes=30)
+    assert b"DTEND;TZID=Asia/Ho_Chi_Minh:20261130T170000" in attachment.data
+    [timezone] = calendar.walk("VTIMEZONE")
+    assert timezone["tzid"] == "Asia/Ho_Chi_Minh"
+    assert str(event["summary"]) == SUMMARY  # NFC
+    assert str(event["status"]) == "CONFIRMED" and event["sequence"] == 1
+    assert str(event["attendee"]) == f"mailto:{ADDRESS}"
+    assert event["attendee"].params["CN"] == NAME and event["attendee"].params["RSVP"] == "FALSE"
+    assert str(event["organizer"]) == f"mailto:{ORGANIZER[1]}"
+    [alarm] = event.walk("VALARM")
+    assert alarm["trigger"].dt == -dt.timedelta(days=1)
+    assert str(event["uid"]) == event_uid(REQUEST, ASSIGNEE, DOMAIN)
+
+
+def test_a_due_time_given_in_any_zone_is_the_same_moment():
+    local = DUE.astimezone(VIETNAM)
+    other = DUE.astimezone(dt.timezone(dt.timedelta(hours=-5)))
+    assert event_of(make(due=local))[1]["dtend"].dt == event_of(make(due=other))[1]["dtend"].dt == DUE
+    with pytest.raises(ValueError):
+        make(due=DUE.replace(tzinfo=None))
+
+
+def test_an_update_keeps_the_uid_with_a_higher_sequence():
+    first = event_of(make(sequence=sequence_at(DUE - dt.timedelta(days=10))))[1]
+    moved = DUE + dt.timedelta(days=2)
+    second = event_of(make(due=moved, sequence=sequence_at(DUE - dt.timedelta(days=3))))[1]
+    assert second["uid"] == first["uid"]
+    assert second["sequence"] > first["sequence"]
+    assert second["dtend"].dt == moved
+    assert event_of(make(assignee_id=OTHER))[1]["uid"] != first["uid"]  # one event per assignee
+    assert event_of(make(request_id=uuid.uuid4()))[1]["uid"] != first["uid"]
+
+
+def test_a_decided_request_cancels_the_event():
+    opened = event_of(make(sequence=5))[1]
+    attachment = make(sequence=6, cancelled=True)
+    assert attachment.filename == "cancel.ics"
+    assert attachment.content_type == "text/calendar; method=CANCEL; charset=UTF-8"
+    calendar, event = event_of(attachment)
+    assert calendar["method"] == "CANCEL"
+    assert str(event["status"]) == "CANCELLED"
+    assert event["uid"] == opened["uid"] and event["sequence"] == 6
+    assert not event.walk("VALARM")
+
+
+def test_sequence_at_grows_with_time_and_fits_32_bits():
+    now = dt.datetime(2026, 11, 28, 8, 0, tzinfo=dt.UTC)
+    assert sequence_at(now + dt.timedelta(minutes=1)) == sequence_at(now) + 1
+    assert 0 < sequence_at(dt.datetime(2100, 1, 1, tzinfo=dt.UTC)) < 2**31
+    with pytest.raises(ValueError):
+        sequence_at(now.replace(tzinfo=None))
+
+
+async def test_the_invite_is_stored_and_sent_as_an_attachment(database, keys, faulty_smtp):
+    key = keys()
+    attachment = make()
+    queued = await queue(database, key, attachments=[attachment])
+    assert queued.attachments == [{"filename": "invite.ics", "content_type": attachment.content_type,
+                                   "data": base64.b64encode(attachment.data).decode()}]
+
+    assert await dispatcher(database, faulty_smtp.port).run_once() == 1
+    assert (await row(database, key)).status == MessageStatus.sent.value
+    [received] = faulty_smtp.received(queued.message_id)
+    message = received.message
+    assert message.get_content_type() == "multipart/mixed"
+    assert message.get_body(("plain",)).get_content() and message.get_body(("html",)).get_content()
+    [part] = list(message.iter_attachments())
+    assert part.get_content_type() == "text/calendar"
+    assert part.get_param("method") == "REQUEST"
+    assert part.get_filename() == "invite.ics"
+    assert part.get_payload(decode=True) == attachment.data
+    event = Calendar.from_ical(part.get_payload(decode=True)).walk("VEVENT")[0]
+    assert str(event["uid"]) == event_uid(REQUEST, ASSIGNEE, DOMAIN)
+
+
+@pytest.mark.parametrize("attachment, error", [
+    (Attachment("invite.ics\r\nBcc: x@evil.example", "text/calendar", b"x"), HeaderInjection),
+    (Attachment("invite.ics", "text/calendar;\r\n method=REQUEST", b"x"), HeaderInjection),
+    (Attachment("invite.ics", "text/calendar; method=REQUEST, x", b"x"), ValueError),
+    (Attachment("invite.ics", "calendar", b"x"), ValueError),
+    (Attachment("../etc/passwd", "text/plain", b"x"), ValueError),
+    (Attachment("big.bin", "application/octet-stream", b"\0" * (5 * 1024 * 1024 + 1)), ValueError),
+])
+async def test_a_bad_attachment_is_refused_and_nothing_is_queued(database, keys, attachment, error):
+    key = keys()
+    with pytest.raises(error):
+        async with database.transaction() as session:
+            await enqueue(session, idempotency_key=key, kind="approval_request", to=[Recipient(NAME, ADDRESS)],
+                          email=simple_email(), domain=DOMAIN, attachments=[attachment])
+    assert await row(database, key) is None

@@ -1,0 +1,41 @@
+"""The local mail catcher still shows what the dispatcher sends: Vietnamese subject, both
+parts, the resolved link, an invite."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from notifications.calendar import invite
+from notifications.catcher import MailCatcher, read_inbox
+from notifications.dispatcher import placeholder
+from notifications.render import Renderer
+from service.prefect_server import free_port
+from tests.notifications.helpers import ADDRESS, DOMAIN, NAME, dispatcher, link_for, queue
+
+
+async def test_the_catcher_files_what_the_dispatcher_sends(database, keys, nothing_due, tmp_path):
+    port = free_port()
+    catcher = MailCatcher(tmp_path / "mail", port=port)
+    catcher.start()
+    try:
+        email = Renderer().render(
+            "reminder", "vi", title="Giám đốc", name=NAME, cycle="Năm 2027", stage="2. Phê duyệt kế hoạch",
+            agency="Sở Khoa học và Công nghệ", due="17:00 ngày 29/11/2026 (giờ Việt Nam)", summary="",
+            link=placeholder("approval_link", "abc"))
+        attachment = invite(request_id=uuid.uuid4(), assignee_id=uuid.uuid4(), domain=DOMAIN,
+                            due=dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC), summary="Hạn phê duyệt",
+                            organizer=("Hệ thống kehoach", "kehoach@lang-son.example"), attendee=(NAME, ADDRESS),
+                            sequence=1)
+        queued = await queue(database, keys(), email, attachments=[attachment])
+        assert await dispatcher(database, port).run_once() == 1
+    finally:
+        catcher.stop()
+
+    [caught] = read_inbox(tmp_path / "mail")
+    assert caught.message["Message-ID"] == queued.message_id
+    assert caught.message["Subject"] == email.subject
+    assert link_for("abc") in caught.text and "\r" not in caught.text
+    assert link_for("abc") in caught.html
+    assert NAME in caught.text and NAME in caught.html
+    assert caught.attachments == [("invite.ics", "text/calendar", attachment.data)]

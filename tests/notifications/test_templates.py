@@ -1,0 +1,195 @@
+"""Every email kind, in Vietnamese and English, on the real templates and catalogue: decomposed
+(NFD) input, NFC output, no undefined variable, the link in both parts, a deployment's
+override folder."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from jinja2 import UndefinedError
+
+from notifications.dispatcher import Dispatcher
+from notifications.models import OutboxMessage
+from notifications.render import KINDS, PACKAGE_DIR, SUBJECT_VARIANT, Renderer
+from tests.notifications.helpers import smtp_config
+
+LANGUAGES = ("vi", "en")
+NAME = "Nông Thị Hạnh"
+STAGE = "2. Phê duyệt kế hoạch truyền thông năm"
+CYCLE = "Kế hoạch năm 2027"
+AGENCY = "Sở Khoa học và Công nghệ tỉnh Lạng Sơn"
+COMMENT = "Đề nghị bổ sung số liệu quý IV – ý kiến của Nguyễn Văn Đức"
+LINK = "https://kehoach.example/a/Tok_en-123?x=1&y=2"
+WORDS = {"name": NAME, "stage": STAGE, "cycle": CYCLE}  # shown in every kind that has them
+
+
+def nfd(text: str) -> str:
+    decomposed = unicodedata.normalize("NFD", text)
+    assert decomposed != text or text.isascii()
+    return decomposed
+
+
+def contexts() -> dict[str, dict]:
+    link_email = dict(title=nfd("Giám đốc"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
+                      agency=nfd(AGENCY), due=nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
+                      summary=nfd("Tóm tắt: kế hoạch truyền thông về phát triển bền vững."), link=LINK)
+    coordinator = dict(title=nfd("Chuyên viên điều phối"), name=nfd(NAME))
+    return {
+        "approval_request": link_email,
+        "submission_request": link_email,
+        "resubmission_request": link_email,
+        "reminder": link_email,
+        "escalation": link_email,
+        "outcome": dict(title=nfd("Trưởng phòng"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
+                        result="approved", decided_by=nfd("Giám đốc Hoàng Văn Lộc"),
+                        at=nfd("09:30 ngày 02/12/2026"), comment=nfd(COMMENT), link=LINK),
+        "receipt": dict(outcome="approve", at=nfd("17:00 ngày 29/11/2026"), stage=nfd(STAGE), cycle=nfd(CYCLE),
+                        comment=nfd(f"Đồng ý – {NAME}")),
+        "cycle_digest": dict(**coordinator, cycle=nfd(CYCLE), event="started", at=nfd("08:00 ngày 01/01/2027"),
+                             stages=[{"stage": nfd(STAGE), "status": "waiting", "due": nfd("15/01/2027")},
+                                     {"stage": nfd("3. Báo cáo kết quả"), "status": "not_started",
+                                      "due": nfd("30/11/2027")}],
+                             link=LINK),
+        "delivery_failure": dict(**coordinator, count=2, link=LINK, failures=[
+            {"recipient": nfd(f"{NAME} <hanh.nt@lang-son.example>"), "subject": nfd(f"[Cần phê duyệt] {STAGE}"),
+             "error": "550 5.1.1 mailbox unavailable", "at": nfd("10:00 ngày 29/11/2026")},
+            {"recipient": "a.nv@lang-son.example", "subject": nfd("[Nhắc việc] Bước 3"),
+             "error": "451 4.3.0 try again later (12 attempts)", "at": nfd("11:00 ngày 29/11/2026")},
+        ]),
+    }
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer()
+
+
+def test_every_kind_has_both_templates_and_nothing_else_is_there():
+    templates = PACKAGE_DIR / "templates"
+    kinds = {path.name.removesuffix(".txt.j2") for path in templates.glob("*.txt.j2") if not path.name.startswith("_")}
+    assert kinds == set(KINDS)
+    assert all((templates / f"{kind}.html.j2").is_file() for kind in KINDS)
+    assert set(contexts()) == set(KINDS)
+    for kind, needed in KINDS.items():
+        assert set(contexts()[kind]) == set(needed), kind
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_renders_nfc_in_both_languages(renderer, kind, language):
+    email = renderer.render(kind, language, **contexts()[kind])
+    assert email.subject.strip() and "\n" not in email.subject and "\r" not in email.subject
+    for part in (email.subject, email.text, email.html):
+        assert unicodedata.is_normalized("NFC", part)
+    for word in WORDS.values():
+        assert unicodedata.normalize("NFD", word) not in email.text + email.html + email.subject
+    for key, word in WORDS.items():
+        if key in KINDS[kind]:
+            assert word in email.text and word in email.html, (key, kind)
+    assert f'<html lang="{language}">' in email.html
+    assert email.text.rstrip().endswith(renderer.catalogue.text("footer", language))
+    if "link" in KINDS[kind]:
+        assert LINK in email.text
+        assert f'href="{LINK.replace("&", "&amp;")}"' in email.html
+    other = "en" if language == "vi" else "vi"  # the text really is in the language asked for
+    assert email.subject != renderer.render(kind, other, **contexts()[kind]).subject
+
+
+# Given to every link email, but this one's text does not show them.
+UNUSED = {"resubmission_request": {"agency", "summary"}}
+
+
+@pytest.mark.parametrize("kind, variable", [(kind, variable) for kind in KINDS for variable in KINDS[kind]
+                                            if variable not in UNUSED.get(kind, ())])
+def test_every_variable_is_needed(renderer, kind, variable):
+    context = contexts()[kind]
+    del context[variable]
+    with pytest.raises(UndefinedError):
+        renderer.render(kind, "vi", **context)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("result", ["approved", "rejected", "changes_requested", "expired"])
+def test_each_outcome_has_its_own_subject_and_words(renderer, language, result):
+    email = renderer.render("outcome", language, **{**contexts()["outcome"], "result": result,
+                                                    "decided_by": "", "comment": ""})
+    label = renderer.catalogue.text(f"result.{result}", language)
+    assert label in email.text and label in email.html
+    subjects = {renderer.render("outcome", language, **{**contexts()["outcome"], "result": other}).subject
+                for other in ("approved", "rejected", "changes_requested", "expired")}
+    assert len(subjects) == 4
+    decided_by = renderer.catalogue.text("label.decided_by", language)
+    assert decided_by not in email.text and decided_by not in email.html  # left out when empty
+    with pytest.raises(UndefinedError):
+        renderer.render("outcome", language, **{**contexts()["outcome"], "result": "pending"})
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_digest_for_a_finished_cycle_shows_every_status(renderer, language):
+    statuses = ["waiting", "done", "rejected", "changes_requested", "expired", "not_started"]
+    stages = [{"stage": f"{number}. Bước {number}", "status": status, "due": "01/01/2027"}
+              for number, status in enumerate(statuses, 1)]
+    email = renderer.render("cycle_digest", language, **{**contexts()["cycle_digest"], "event": "finished",
+                                                         "stages": stages})
+    started = renderer.render("cycle_digest", language, **contexts()["cycle_digest"])
+    assert email.subject != started.subject
+    for status in statuses:
+        label = renderer.catalogue.text(f"stage_status.{status}", language)
+        assert label in email.text and label in email.html
+    assert SUBJECT_VARIANT["cycle_digest"] == "event"
+
+
+def test_text_from_outside_is_escaped_in_html_only(renderer):
+    evil = '<script>alert("x")</script>'
+    context = contexts()["delivery_failure"]
+    context["failures"][0]["error"] = evil
+    context["failures"][1]["subject"] = evil
+    email = renderer.render("delivery_failure", "vi", **context)
+    assert "<script>" not in email.html and "&lt;script&gt;" in email.html
+    assert evil in email.text
+    email = renderer.render("outcome", "en", **{**contexts()["outcome"], "comment": evil, "decided_by": evil})
+    assert "<script>" not in email.html and evil in email.text
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_goes_out_as_a_multipart_email(renderer, kind):
+    email = renderer.render(kind, "vi", **contexts()[kind])
+    message = OutboxMessage(message_id=f"<{uuid.uuid4()}@kehoach.test>", subject=email.subject, text_body=email.text,
+                            html_body=email.html, recipients=[{"name": NAME, "email": "hanh@lang-son.example"}],
+                            attachments=[])
+    parsed = message_from_bytes(Dispatcher(None, smtp_config(25)).serialize(message), policy=policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed["Subject"] == email.subject
+    for kind, sent in (("plain", email.text), ("html", email.html)):  # base64 text carries canonical CRLF
+        assert parsed.get_body((kind,)).get_content().replace("\r\n", "\n") == sent
+
+
+def test_a_deployment_override_folder_replaces_templates_and_texts(tmp_path: Path, renderer):
+    (tmp_path / "reminder.txt.j2").write_text(
+        "{{ _('reminder.intro') }}\n{{ name }}: {{ link }}\n-- {{ _('local.signature') }}\n", encoding="utf-8")
+    (tmp_path / "base.html.j2").write_text(
+        '<html lang="{{ language }}"><body>{% block body %}{% endblock %}<p>{{ _("local.signature") }}</p>'
+        "</body></html>\n", encoding="utf-8")
+    (tmp_path / "messages.yaml").write_text(
+        'reminder.subject:\n  vi: "[Nhắc lần nữa] {stage}"\n  en: "[Reminder again] {stage}"\n'
+        'local.signature:\n  vi: "Văn phòng UBND tỉnh Lạng Sơn"\n  en: "Office of the Lạng Sơn People\'s Committee"\n',
+        encoding="utf-8")
+    own = Renderer(override_dir=tmp_path)
+
+    email = own.render("reminder", "vi", **contexts()["reminder"])
+    assert email.subject == f"[Nhắc lần nữa] {STAGE}"
+    assert email.text == (f"{renderer.catalogue.text('reminder.intro', 'vi')}\n{NAME}: {LINK}\n"
+                          "-- Văn phòng UBND tỉnh Lạng Sơn\n")
+    assert "Văn phòng UBND tỉnh Lạng Sơn" in email.html  # the package's reminder.html.j2 on the deployment's base
+    assert f'href="{LINK.replace("&", "&amp;")}"' in email.html
+    assert own.render("reminder", "en", **contexts()["reminder"]).subject == f"[Reminder again] {STAGE}"
+    assert unicodedata.is_normalized("NFC", email.text)
+
+    untouched = renderer.render("reminder", "vi", **contexts()["reminder"])  # the package's own are unchanged
+    assert untouched.subject.startswith("[Nhắc việc]") and "Văn phòng UBND" not in untouched.html
+    assert Renderer().render("approval_request", "vi", **contexts()["approval_request"]).subject == \
+        own.render("approval_request", "vi", **contexts()["approval_request"]).subject
