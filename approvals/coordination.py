@@ -304,7 +304,7 @@ async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request_
     """What the sweep does at the due time when the policy is to escalate, done now.
 
     The stage's superior joins (mode add) or takes over (mode handover); the grace
-    before expiry starts now. Refused when the stage has no superior, or none can be
+    before expiry runs from the due time, or from now if that has passed. Refused when the stage has no superior, or none can be
     resolved today: a handover to nobody would leave the step with no approver.
     """
     request, cycle = await _locked_pending(session, request_id)
@@ -322,11 +322,12 @@ async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request_
     if not superiors:
         raise Refused(f"nobody holding '{stage.escalate_to}' can be asked who is not already asked")
     grace = dt.timedelta(days=stage.escalation_days) if stage.escalation_days else None
+    expires_at = max(now, request.due_at) + grace if grace else None  # early escalation never shortens the wait
     moved = await session.execute(
         update(ApprovalRequest)
         .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value,
                ApprovalRequest.escalated_at.is_(None))
-        .values(escalated_at=now, expires_at=now + grace if grace else None)
+        .values(escalated_at=now, expires_at=expires_at)
         .execution_options(synchronize_session=False))
     if moved.rowcount != 1:
         raise AlreadyDecided()

@@ -10,6 +10,7 @@ import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+import logging
 from enum import Enum
 
 from sqlalchemy import select, update
@@ -36,6 +37,9 @@ from approvals.requests import (
     lock_request,
     stage_of,
 )
+
+
+log = logging.getLogger("kehoach.sweep")
 
 
 class EventKind(str, Enum):
@@ -116,7 +120,7 @@ async def _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
                                               delegations=await delegations_in_force(session, plan),
                                               requester=request.requested_by)
                  if a.official.id not in assigned]
-    if stage.escalation is EscalationMode.handover:
+    if stage.escalation is EscalationMode.handover and superiors:  # never leave a step with nobody to decide
         await session.execute(
             update(Assignment).where(Assignment.request_id == request.id,
                                      Assignment.status.in_([AssignmentStatus.pending.value,
@@ -166,6 +170,9 @@ async def sweep(db: Database, *, plan: Plan, secret: bytes, now: dt.datetime, li
                     await on_event(session, event)
         except AlreadyDecided:
             continue  # a decision won the race: nothing to do
+        except Exception:  # one broken request (a stage gone from the plan) must not stop the others
+            log.exception("sweep failed for request %s", request_id)
+            continue
         if event is not None:
             events.append(event)
     return events

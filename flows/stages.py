@@ -14,7 +14,7 @@ from prefect.logging import get_run_logger
 from approvals import requests, submissions
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
-from approvals.models import ApprovalRequest, Cycle, Outcome, RequestStatus
+from approvals.models import ApprovalRequest, Cycle, RequestStatus
 from approvals.plan import load_plan
 from flows.emails import queue_link_emails, queue_resubmission_email
 from notifications.render import Renderer
@@ -26,7 +26,7 @@ class StageDecision(RunInput):
     """What the service sends when it resumes a run: the database stays the authority."""
 
     request_id: str
-    outcome: Outcome
+    outcome: RequestStatus  # approved, rejected, changes_requested or expired
 
 
 @asynccontextmanager

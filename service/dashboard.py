@@ -147,6 +147,11 @@ def _official_name(plan: Plan, official_id: str) -> str:
     return official.name if official else official_id
 
 
+def _role_name(plan: Plan, role_id: str, language: str) -> str:
+    role = next((r for r in plan.roles if r.id == role_id), None)
+    return role.name.get(language) if role else role_id
+
+
 def _stage_name(plan: Plan, cycle: Cycle, stage_id: str, language: str) -> str:
     stage = coordination.plan_stage(plan, cycle, stage_id)
     return f"{stage.number}. {stage.name.get(language)}" if stage else stage_id
@@ -162,7 +167,7 @@ def _cycles_by_year(plan: Plan, views: list[coordination.CycleView], language: s
             stages.append({"number": stage.number, "name": stage.name, "status": stage.status, "percent": percent,
                            "settled": stage.requests_settled, "total": stage.requests_total,
                            "overdue": stage.requests_overdue})
-        year = view.cycle.period[:4] if view.cycle.period[:4].isdigit() else view.cycle.period
+        year = view.cycle.period[:4] if view.cycle.period[:4].isdigit() else ""  # "": other periods
         years[year].append({"name": cycle_name(plan, view.cycle.kind, view.cycle.period, language),
                             "stages": stages, "runs": flow_run_links(view.flow_runs),
                             "cancelled": local_time(view.cancelled_at, plan_tz(plan), language)
@@ -170,8 +175,14 @@ def _cycles_by_year(plan: Plan, views: list[coordination.CycleView], language: s
     return sorted(years.items(), key=lambda item: item[0], reverse=True)
 
 
-def _days(delta: dt.timedelta) -> int:
-    return max(delta.days, 0)
+def days_late(due: dt.datetime, now: dt.datetime, tz) -> int:
+    """Calendar days since the due day (due times are ends of local days): at least 1 once passed."""
+    return max((now.astimezone(tz).date() - due.astimezone(tz).date()).days, 1)
+
+
+def days_left(due: dt.datetime, now: dt.datetime, tz) -> int:
+    """Calendar days until the due day; 0 on the day itself."""
+    return max((due.astimezone(tz).date() - now.astimezone(tz).date()).days, 0)
 
 
 def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime, language: str) -> list[dict]:
@@ -183,7 +194,7 @@ def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime
         "subject": _agency_name(plan, v.request.subject, language) if v.request.subject else "",
         "agency": _agency_name(plan, v.request.acting_agency, language),
         "due": local_time(v.request.due_at, tz, language),
-        "days_late": _days(now - v.request.due_at),
+        "days_late": days_late(v.request.due_at, now, tz),
         "waiting_on": [_official_name(plan, o) for o in v.waiting_on],
         "escalated": v.request.escalated_at is not None,
     } for v in sorted(views, key=lambda v: v.request.due_at)]
@@ -239,7 +250,7 @@ async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, langu
         else:
             status = request.status
         due = request.due_at if request else deadline
-        days = _days(now - due) if now > due else _days(due - now)
+        days = days_late(due, now, tz) if now > due else days_left(due, now, tz)
         shown.append(ReportRow(_agency_name(plan, unit, language), status, str(request.id) if request else "", days))
     return {"year": year, "stage": f"{stage.number}. {stage.name.get(language)}",
             "deadline": local_time(deadline, tz, language), "passed": now > deadline, "units": shown}
@@ -281,6 +292,13 @@ def _details(data: dict) -> str:
     return "; ".join(parts)
 
 
+def _action_label(action: str, language: str) -> str:
+    """The audit action in words, when the catalogue has them; else as recorded."""
+    key = "dash.audit." + action
+    texts = catalogue(MESSAGES)
+    return texts.text(key, language) if key in texts.messages else action
+
+
 @router.get("/requests/{request_id}")
 async def timeline(request: Request, request_id: str, app: App):
     language = language_of(request, app.settings.default_language)
@@ -295,7 +313,6 @@ async def timeline(request: Request, request_id: str, app: App):
         return _page(request, app, "message.html", language, caller, status_code=404,
                      title=_("dash.not_found.title"), body=_("dash.not_found.body"))
     plan, tz, r = app.plan, app.settings.tz, found.request
-    messages = catalogue(MESSAGES).messages
     now = utcnow()
     status = "overdue" if r.status == RequestStatus.pending.value and r.due_at < now else r.status
     return _page(
@@ -306,19 +323,20 @@ async def timeline(request: Request, request_id: str, app: App):
         agency=_agency_name(plan, r.acting_agency, language),
         status=status, round=r.round, policy=r.policy,
         due=local_time(r.due_at, tz, language),
-        days_late=_days(now - r.due_at) if status == "overdue" else 0,
+        days_late=days_late(r.due_at, now, tz) if status == "overdue" else 0,
         escalated=local_time(r.escalated_at, tz, language) if r.escalated_at else "",
         decided=local_time(r.decided_at, tz, language) if r.decided_at else "",
         runs=flow_run_links([r.waiter_ref] if r.waiter_ref else []),
         assignments=[{"name": _official_name(plan, a.official_id),
                       "on_behalf_of": _official_name(plan, a.on_behalf_of) if a.on_behalf_of else "",
-                      "role": a.role, "status": a.status, "since": local_time(a.created_at, tz, language)}
+                      "role": _role_name(plan, a.role, language), "status": a.status,
+                      "since": local_time(a.created_at, tz, language)}
                      for a in found.assignments],
         decisions=[{"name": _official_name(plan, d.official_id),
                     "on_behalf_of": _official_name(plan, d.on_behalf_of) if d.on_behalf_of else "",
                     "outcome": d.outcome, "comment": d.comment, "at": local_time(d.decided_at, tz, language)}
                    for d in found.decisions],
         events=[{"at": local_time(e.at, tz, language), "actor": e.actor,
-                 "action": _(f"dash.audit.{e.action}") if f"dash.audit.{e.action}" in messages else e.action,
+                 "action": _action_label(e.action, language),
                  "details": _details(e.data)} for e in found.audit],
     )

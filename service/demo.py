@@ -15,7 +15,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 import uvicorn
 
 from approvals.config import Settings
-from approvals.db import Database
+from approvals.accounts import AccountRole, create_account
+from approvals.db import Database, utcnow
 from approvals.migrate import upgrade
 from notifications.catcher import MailCatcher
 from service.app import create_app
@@ -100,13 +101,16 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
     try:
         tasks = [asyncio.create_task(web.serve()),
                  asyncio.create_task(dispatcher.run_forever(interval=1.0, stop=stop))]
+        token = await _coordinator_token(db)
         step(f"Starting the annual cycle {year}")
         run = await start_annual_cycle(year, settings.prefect_deployment)
         base = settings.public_base_url
         typer.echo("")
         typer.secho("kehoach is running. Open:", bold=True)
         typer.echo(f"  Inbox (caught emails):  {base}/mail")
-        typer.echo(f"  Overview of cycles:     {base}/")
+        typer.echo(f"  Coordinators' dashboard: {base}/  (sign in at {base}/login with the token below)")
+        typer.echo(f"  Coordinator API token:  {token}")
+        typer.echo(f"  API documentation:      {base}/docs")
         typer.echo(f"  Prefect UI (the run):   {ui_url}/runs/flow-run/{run.id}")
         typer.echo("Open the email in the inbox, follow its link and decide. Press Ctrl-C to stop.")
         await stop.wait()
@@ -116,6 +120,14 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         catcher.stop()
         await db.dispose()
+
+
+async def _coordinator_token(db: Database) -> str:
+    """A coordinator account for this demo run (tokens are shown once, so each run makes one)."""
+    async with db.transaction() as session:
+        name = f"demo-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
+        _, token = await create_account(session, name=name, role=AccountRole.coordinator, by="demo", now=utcnow())
+    return token
 
 
 def current_year(settings: Settings) -> int:

@@ -17,15 +17,9 @@ from prefect.exceptions import ObjectNotFound
 
 from approvals import requests
 from approvals.db import Database, utcnow
-from approvals.models import ApprovalRequest, RequestStatus
+from approvals.models import ApprovalRequest
 
 log = logging.getLogger("kehoach.resume")
-
-OUTCOME_FOR_STATUS = {
-    RequestStatus.approved.value: "approve",
-    RequestStatus.rejected.value: "reject",
-    RequestStatus.changes_requested.value: "request_changes",
-}
 
 
 class Resumer:
@@ -59,7 +53,7 @@ class Resumer:
                 # A run waits on the newest round of its step; resuming it makes it re-read the database,
                 # so a resume for an older round costs one check, never a wrong outcome.
                 result = await client.resume_flow_run(
-                    run_id, run_input={"request_id": str(request.id), "outcome": OUTCOME_FOR_STATUS[request.status]}
+                    run_id, run_input={"request_id": str(request.id), "outcome": request.status}
                 )
                 if result.status != SetStateStatus.ACCEPT:
                     log.warning("Prefect refused to resume run %s: %s", run_id, result.details)

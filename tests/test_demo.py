@@ -59,9 +59,11 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert "Cần phê duyệt" in inbox.text
 
         assert httpx.post(link, data={"outcome": "approve", "comment": ""}).status_code == 200
+        token = re.search(r"Coordinator API token:\s+(\S+)", output).group(1)
+        assert httpx.get(f"http://127.0.0.1:{web_port}/").status_code == 303  # the dashboard needs a login
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            overview = httpx.get(f"http://127.0.0.1:{web_port}/").text
+            overview = httpx.get(f"http://127.0.0.1:{web_port}/", headers={"Authorization": f"Bearer {token}"}).text
             if "Đã phê duyệt" in overview:
                 break
             time.sleep(1)

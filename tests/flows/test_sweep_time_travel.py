@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
 import time_machine
 from sqlalchemy import select
 
 from approvals import requests
 from approvals.config import Settings
-from approvals.db import utcnow
+from approvals.db import Database, utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision
 from approvals.tokens import derive_token
 from flows.emails import queue_link_emails
@@ -19,6 +20,7 @@ from flows.sweep import sweep_with_emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from tests.approvals.test_routing import PLAN
+from tests.conftest import DatabaseSandbox
 
 SECRET = "s" * 48
 SETTINGS = Settings(link_secret=SECRET)
@@ -41,6 +43,16 @@ async def _queued(db, request_id) -> list[tuple[str, str]]:
 
 async def _sweep(db):
     return [e.kind.value for e in await sweep_with_emails(db, plan=PLAN, settings=SETTINGS, renderer=Renderer())]
+
+
+@pytest.fixture
+async def database(sandbox, tmp_path):
+    """A database of its own: the sweep looks at every open request."""
+    own = DatabaseSandbox(sandbox.backend, tmp_path)
+    db = Database(own.url)
+    yield db
+    await db.dispose()
+    own.drop()
 
 
 async def test_two_reminders_then_escalation_then_timeout(database):

@@ -5,8 +5,6 @@ Revises: 0004
 Create Date: 2026-11-28 23:53:19.847250+00:00
 """
 from alembic import op
-import sqlalchemy as sa
-import approvals.db
 
 
 revision = '0005'

@@ -1,0 +1,128 @@
+"""Fixtures of the API and dashboard tests: the app in process (its real lifespan) on the
+shared sandbox database, API accounts, and requests opened straight in the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy import delete, select, update
+
+from approvals import requests
+from approvals.accounts import AccountRole, create_account
+from approvals.config import Settings
+from approvals.db import utcnow
+from approvals.models import ApiAccount, ApprovalRequest, Assignment, Delegation
+from approvals.plan import load_plan
+from approvals.tokens import derive_token
+from notifications.models import OutboxMessage
+from service.app import create_app
+
+
+@pytest.fixture(autouse=True)
+async def leave_the_sandbox_as_found(database):
+    """The sandbox is shared by the whole session: the emails a test queued are deleted (a
+    dispatcher test must find nothing else due) and the delegations it made are revoked
+    (they would route other tests' requests)."""
+    async with database.sessions() as session:
+        before = set((await session.execute(select(OutboxMessage.id))).scalars())
+    started = utcnow()
+    yield
+    async with database.transaction() as session:
+        queued = set((await session.execute(select(OutboxMessage.id))).scalars()) - before
+        if queued:
+            await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(queued)))
+        await session.execute(update(Delegation).where(Delegation.created_at >= started,
+                                                       Delegation.revoked_at.is_(None)).values(revoked_at=utcnow()))
+
+
+@pytest.fixture
+def settings(sandbox, link_secret, tmp_path) -> Settings:
+    return Settings(database_url=sandbox.url, link_secret=link_secret, data_dir=tmp_path,
+                    public_base_url="http://kehoach.test")
+
+
+@pytest.fixture
+async def app(settings):
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):  # sets app.state.kehoach as `kehoach web` does
+        yield app
+
+
+@pytest.fixture
+async def client(app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kehoach.test") as c:
+        yield c
+
+
+@dataclass(frozen=True)
+class Accounts:
+    coordinator: str
+    coordinator_name: str
+    viewer: str
+    disabled: str
+
+    def auth(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    @property
+    def as_coordinator(self) -> dict[str, str]:
+        return self.auth(self.coordinator)
+
+    @property
+    def as_viewer(self) -> dict[str, str]:
+        return self.auth(self.viewer)
+
+
+async def make_accounts(database) -> Accounts:
+    suffix = uuid.uuid4().hex[:8]
+    async with database.transaction() as session:
+        _, coordinator = await create_account(session, name=f"lan.vt-{suffix}", role=AccountRole.coordinator,
+                                              by="test", now=utcnow())
+        _, viewer = await create_account(session, name=f"viewer-{suffix}", role=AccountRole.viewer, by="test",
+                                         now=utcnow())
+        gone, disabled = await create_account(session, name=f"gone-{suffix}", role=AccountRole.coordinator,
+                                              by="test", now=utcnow())
+        await session.execute(update(ApiAccount).where(ApiAccount.id == gone.id).values(disabled_at=utcnow()))
+    return Accounts(coordinator, f"lan.vt-{suffix}", viewer, disabled)
+
+
+@pytest.fixture
+async def accounts(database) -> Accounts:
+    return await make_accounts(database)
+
+
+@dataclass(frozen=True)
+class Opened:
+    request_id: uuid.UUID
+    cycle_id: uuid.UUID
+    assignments: dict[str, uuid.UUID]  # official id -> assignment id
+
+
+async def open_request(database, settings, *, cycle_kind: str = "problem_escalation",
+                       stage_id: str = "ppc_resolution", period: str | None = None, days_late: int = 0,
+                       starts_on: dt.date | None = None, subject: str = "", now: dt.datetime | None = None) -> Opened:
+    """A stage's request opened as the flow's task opens it (no flow waits on it); with
+    `days_late`, its due time has passed that many days ago."""
+    now = now or utcnow()
+    async with database.transaction() as session:
+        cycle = await requests.get_or_create_cycle(
+            session, kind=cycle_kind, period=period or f"t-{uuid.uuid4().hex[:12]}",
+            starts_on=starts_on or now.date())
+        opened = await requests.open_request(
+            session, plan=load_plan(settings.plan_file), secret=settings.link_secret_bytes(), cycle=cycle,
+            stage_id=stage_id, subject=subject, waiter_ref=None, link_ttl=dt.timedelta(days=30), now=now)
+        if days_late:
+            await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == opened.request.id)
+                                  .values(due_at=now - dt.timedelta(days=days_late)))
+    return Opened(opened.request.id, cycle.id, {n.official.id: n.assignment.id for n in opened.new_assignments})
+
+
+async def live_token(database, settings, assignment_id: uuid.UUID) -> str:
+    async with database.sessions() as session:
+        generation = (await session.execute(
+            select(Assignment.token_generation).where(Assignment.id == assignment_id))).scalar_one()
+    return derive_token(settings.link_secret_bytes(), assignment_id, generation)

@@ -1,0 +1,160 @@
+"""The dashboard: login (bearer token or the login form's signed cookie), the overview with
+the overdue list and the annual reports, a request's timeline; the link pages unchanged."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from approvals.db import utcnow
+from approvals.models import ApprovalRequest
+from service.api.auth import SESSION_COOKIE, sign_session
+from tests.api.conftest import open_request
+
+
+async def _login(client: httpx.AsyncClient, token: str, **kwargs) -> httpx.Response:
+    return await client.post("/login", data={"token": token}, **kwargs)
+
+
+@pytest.mark.parametrize("path", ["/", "/?year=2091", "/requests/00000000-0000-0000-0000-000000000000"])
+async def test_anonymous_visitors_are_sent_to_the_login_form(client, path):
+    response = await client.get(path)
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+    english = await client.get(path + ("&" if "?" in path else "?") + "lang=en")
+    assert english.headers["location"] == "/login?lang=en"
+    form = await client.get("/login")
+    assert form.status_code == 200 and 'name="token"' in form.text and "Đăng nhập" in form.text
+    assert form.headers["cache-control"] == "no-store"
+
+
+async def test_the_login_form_sets_a_signed_strict_httponly_cookie(client, accounts):
+    wrong = await _login(client, "kh_wrong")
+    assert wrong.status_code == 401 and SESSION_COOKIE not in wrong.headers.get("set-cookie", "")
+    assert "Mã truy cập không đúng" in wrong.text
+    response = await _login(client, accounts.viewer)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Path=/" in cookie
+    page = await client.get("/")
+    assert page.status_code == 200 and "Việc quá hạn" in page.text
+    assert page.headers["cache-control"] == "no-store"
+
+    out = await client.post("/logout")
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert (await client.get("/")).status_code == 303
+
+
+async def test_a_login_posted_from_another_site_is_refused(client, accounts):
+    response = await _login(client, accounts.coordinator, headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403 and "set-cookie" not in response.headers
+    response = await _login(client, accounts.coordinator, headers={"Sec-Fetch-Site": "cross-site"})
+    assert response.status_code == 403
+
+
+async def test_tampered_expired_or_disabled_sessions_are_not_accepted(app, client, accounts, settings, database):
+    await _login(client, accounts.coordinator)
+    good = client.cookies[SESSION_COOKIE]
+    version, account, expires, signature = good.split(".")
+    secret = settings.link_secret_bytes()
+    bad = [
+        f"{version}.{uuid.uuid4().hex}.{expires}.{signature}",  # another account, same signature
+        f"{version}.{account}.{int(expires) + 3600}.{signature}",  # a later expiry
+        f"{version}.{account}.{expires}.{signature[:-2]}",
+        sign_session(secret, uuid.UUID(hex=account), utcnow() - dt.timedelta(hours=9)),  # expired
+        sign_session(b"another key", uuid.UUID(hex=account), utcnow()),
+        "garbage", "",
+    ]
+    for value in bad:
+        client.cookies.set(SESSION_COOKIE, value, domain="kehoach.test")
+        assert (await client.get("/")).status_code == 303, value
+    client.cookies.set(SESSION_COOKIE, good, domain="kehoach.test")
+    assert (await client.get("/")).status_code == 200
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kehoach.test") as other:
+        await _login(other, accounts.disabled)
+        assert (await other.get("/")).status_code == 303
+
+
+async def test_a_bearer_token_opens_the_dashboard_too(client, accounts):
+    assert (await client.get("/", headers=accounts.as_viewer)).status_code == 200
+    assert (await client.get("/", headers=accounts.auth("kh_wrong"))).status_code == 401
+
+
+async def test_the_overview_shows_an_overdue_request_sorted_by_lateness(client, accounts, database, settings):
+    later = await open_request(database, settings, days_late=3)
+    earlier = await open_request(database, settings, days_late=120)
+    page = (await client.get("/", headers=accounts.as_viewer)).text
+    assert f'href="/requests/{later.request_id}"' in page and f'href="/requests/{earlier.request_id}"' in page
+    assert page.index(str(earlier.request_id)) < page.index(str(later.request_id))
+    assert "trễ 3 ngày" in page and "trễ 120 ngày" in page
+    assert "UBND tỉnh xử lý vướng mắc" in page and "Dương Xuân Huyên" in page
+    english = (await client.get("/?lang=en", headers=accounts.as_viewer)).text
+    assert "Overdue steps" in english and "3 days late" in english
+    assert f'href="/requests/{later.request_id}?lang=en"' in english
+
+
+async def test_the_annual_report_of_every_unit_against_30_november(client, accounts, database, settings):
+    empty = (await client.get("/?year=2096", headers=accounts.as_viewer)).text
+    report = empty[empty.index("Báo cáo năm 2096"):]
+    report = report[:report.index("</table>")]
+    units = re.findall(r"<tr><td>([^<]+)</td>", report)
+    assert len(units) >= 6 and "Sở Khoa học và Công nghệ" in html.unescape(report)
+    assert report.count("Chưa bắt đầu") == len(units)
+    assert "29/11/2096" in report or "29/11/2096" in empty  # due at the end of 29/11: "before 30 November"
+
+    opened = await open_request(database, settings, cycle_kind="annual", stage_id="annual_report", period="2095",
+                                starts_on=dt.date(2095, 1, 15))
+    page = (await client.get("/?year=2095", headers=accounts.as_viewer)).text
+    report = page[page.index("Báo cáo năm 2095"):]
+    report = report[:report.index("</table>")]
+    assert f'href="/requests/{opened.request_id}"' in report
+    assert "Đang chờ phê duyệt" in report
+    assert report.count("Chưa bắt đầu") == len(units) - 1
+
+
+async def test_a_cycles_stages_have_progress_bars_and_its_prefect_run_a_link(client, accounts, database, settings,
+                                                                              monkeypatch):
+    monkeypatch.setenv("PREFECT_UI_URL", "http://prefect.test:4200/")
+    opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction", period="2097",
+                                starts_on=dt.date(2097, 1, 15))
+    run_id = uuid.uuid4()
+    async with database.transaction() as session:
+        await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == opened.request_id)
+                              .values(waiter_ref=str(run_id)))
+    page = (await client.get("/", headers=accounts.as_viewer)).text
+    assert f'href="http://prefect.test:4200/runs/flow-run/{run_id}"' in page
+    assert 'role="progressbar"' in page and "Năm 2097" in page
+
+    monkeypatch.delenv("PREFECT_UI_URL")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4999/api")
+    page = (await client.get("/", headers=accounts.as_viewer)).text
+    assert f'href="http://127.0.0.1:4999/runs/flow-run/{run_id}"' in page
+
+
+async def test_a_requests_timeline(client, accounts, database, settings):
+    opened = await open_request(database, settings, days_late=2)
+    reminded = await client.post(f"/api/v1/requests/{opened.request_id}/remind", headers=accounts.as_coordinator)
+    assert reminded.status_code == 200
+    page = await client.get(f"/requests/{opened.request_id}", headers=accounts.as_viewer)
+    assert page.status_code == 200
+    text = page.text
+    assert text.index("Trình phê duyệt") < text.index("Gửi nhắc việc")
+    assert f"api:{accounts.coordinator_name}" in text and "Quá hạn" in text and "trễ 2 ngày" in text
+    english = (await client.get(f"/requests/{opened.request_id}?lang=en", headers=accounts.as_viewer)).text
+    assert "Reminder sent" in english and "Timeline" in english
+    missing = await client.get(f"/requests/{uuid.uuid4()}", headers=accounts.as_viewer)
+    assert missing.status_code == 404
+
+
+async def test_the_link_pages_and_the_inbox_need_no_login(client):
+    assert (await client.get("/mail")).status_code == 200
+    bad_link = await client.get("/a/" + "A" * 43)
+    assert bad_link.status_code == 404 and "Liên kết không còn hiệu lực" in bad_link.text
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
