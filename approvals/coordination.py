@@ -19,8 +19,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit, delegations
+from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
 from approvals.decisions import settle_request
-from approvals.directory import delegations_in_force, resolvable, resolve_approvers
 from approvals.models import (
     ApprovalRequest,
     Assignment,
@@ -34,20 +34,16 @@ from approvals.models import (
     RequestStatus,
     StageStatus,
 )
-from approvals.plan.schema import EscalationMode, Plan, Policy, Stage
+from approvals.plan.schema import Plan, Stage
 from approvals.requests import (
     AlreadyDecided,
     NewAssignment,
     Refused,
-    add_assignments,
-    issue_token,
-    local_day,
     lock_request,
 )
 from approvals.requests import reassign as reassign_assignment
 
 CYCLE_CANCELLED = "cycle.cancelled"
-LIVE = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
 
 
 class NotFound(LookupError):
@@ -256,30 +252,6 @@ async def _locked_pending(session: AsyncSession, request_id: uuid.UUID) -> tuple
     return request, await session.get(Cycle, request.cycle_id)
 
 
-async def rotate_links(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest,
-                       now: dt.datetime, link_ttl: dt.timedelta | None = None) -> list[NewAssignment]:
-    """Give every pending assignee of a locked request a new link (the old one stops working).
-
-    A link close to its expiry is extended, so a reminder never carries a dead link.
-    Assignees the directory no longer resolves are left out (fail closed).
-    """
-    pending = list((await session.execute(select(Assignment).where(
-        Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
-        .order_by(Assignment.position))).scalars())
-    today = local_day(plan, now)
-    notify = []
-    for assignment in pending:
-        official = resolvable(plan, assignment.official_id, today)
-        if official is None:
-            continue
-        issue_token(assignment, secret, assignment.token_generation + 1)
-        if link_ttl is not None and assignment.expires_at < now + link_ttl:
-            assignment.expires_at = now + link_ttl
-        notify.append(NewAssignment(assignment, official))
-    await session.flush()
-    return notify
-
-
 async def remind(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID, by: str,
                  now: dt.datetime, link_ttl: dt.timedelta) -> Acted:
     """A reminder now, outside the plan's schedule (which it does not shift)."""
@@ -313,12 +285,7 @@ async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request_
     stage = plan_stage(plan, cycle, request.stage)
     if stage is None or stage.escalate_to is None:
         raise Refused(f"stage '{request.stage}' has no superior to escalate to")
-    assigned = set((await session.execute(select(Assignment.official_id).where(
-        Assignment.request_id == request.id, Assignment.status.in_(LIVE)))).scalars())
-    superiors = [a for a in resolve_approvers(plan, [stage.escalate_to], on=local_day(plan, now),
-                                              delegations=await delegations_in_force(session, plan),
-                                              requester=request.requested_by)
-                 if a.official.id not in assigned]
+    superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
     if not superiors:
         raise Refused(f"nobody holding '{stage.escalate_to}' can be asked who is not already asked")
     grace = dt.timedelta(days=stage.escalation_days) if stage.escalation_days else None
@@ -332,16 +299,8 @@ async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request_
     if moved.rowcount != 1:
         raise AlreadyDecided()
     await session.refresh(request)
-    if stage.escalation is EscalationMode.handover:
-        await session.execute(
-            update(Assignment).where(Assignment.request_id == request.id, Assignment.status.in_(LIVE))
-            .values(status=AssignmentStatus.revoked.value).execution_options(synchronize_session=False))
-        if request.policy != Policy.any.value:
-            request.policy = Policy.any.value  # the superior decides alone once the step is handed over
-    position = 1 + max([0, *(await session.execute(select(Assignment.position).where(
-        Assignment.request_id == request.id))).scalars()])
-    notify = await add_assignments(session, request, superiors, policy=Policy.any, secret=secret,
-                                   link_ttl=link_ttl, now=now, start=position)
+    notify = await bring_in_superiors(session, request=request, stage=stage, superiors=superiors, secret=secret,
+                                      link_ttl=link_ttl, now=now)
     await audit.append(session, actor=by, action="request.escalated", entity="approval_request",
                        entity_id=str(request.id),
                        data={"manual": True, "to": [n.official.id for n in notify], "mode": stage.escalation.value,

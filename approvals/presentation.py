@@ -25,6 +25,21 @@ def step_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language
     }
 
 
+def official_name(plan: Plan, official_id: str) -> str:
+    official = plan.official(official_id)
+    return official.name if official else official_id
+
+
+def role_name(plan: Plan, role_id: str, language: str) -> str:
+    role = next((r for r in plan.roles if r.id == role_id), None)
+    return role.name.get(language) if role else role_id
+
+
+def agency_name(plan: Plan, agency_id: str, language: str) -> str:
+    agency = next((a for a in plan.agencies if a.id == agency_id), None)
+    return agency.name.get(language) if agency else agency_id
+
+
 def person_context(official: Official, language: str) -> dict[str, str]:
     return {"name": official.name, "title": official.title.get(language)}
 

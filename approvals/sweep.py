@@ -18,22 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.db import Database
+from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
 from approvals.decisions import settle_request
-from approvals.directory import delegations_in_force, resolve_approvers
 from approvals.models import (
     ApprovalRequest,
-    Assignment,
-    AssignmentStatus,
     Cycle,
     RequestStatus,
 )
-from approvals.plan.schema import EscalationMode, Plan, Policy, Stage, TimeoutPolicy
+from approvals.plan.schema import Plan, Stage, TimeoutPolicy
 from approvals.requests import (
     AlreadyDecided,
     NewAssignment,
-    add_assignments,
-    issue_token,
-    local_day,
     lock_request,
     stage_of,
 )
@@ -113,25 +108,9 @@ async def _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
     grace = dt.timedelta(days=stage.escalation_days) if stage.escalation_days else None
     await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now,
                        expires_at=now + grace if grace else None)
-    assigned = set((await session.execute(select(Assignment.official_id).where(
-        Assignment.request_id == request.id,
-        Assignment.status.in_([AssignmentStatus.pending.value, AssignmentStatus.waiting.value])))).scalars())
-    superiors = [a for a in resolve_approvers(plan, [stage.escalate_to], on=local_day(plan, now),
-                                              delegations=await delegations_in_force(session, plan),
-                                              requester=request.requested_by)
-                 if a.official.id not in assigned]
-    if stage.escalation is EscalationMode.handover and superiors:  # never leave a step with nobody to decide
-        await session.execute(
-            update(Assignment).where(Assignment.request_id == request.id,
-                                     Assignment.status.in_([AssignmentStatus.pending.value,
-                                                            AssignmentStatus.waiting.value]))
-            .values(status=AssignmentStatus.revoked.value).execution_options(synchronize_session=False))
-        if request.policy != Policy.any.value:
-            request.policy = Policy.any.value  # the superior decides alone once the step is handed over
-    position = 1 + max([0, *(await session.execute(select(Assignment.position).where(
-        Assignment.request_id == request.id))).scalars()])
-    notify = await add_assignments(session, request, superiors, policy=Policy.any, secret=secret,
-                                    link_ttl=link_ttl, now=now, start=position)
+    superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
+    notify = await bring_in_superiors(session, request=request, stage=stage, superiors=superiors, secret=secret,
+                                      link_ttl=link_ttl, now=now)
     await audit.append(session, actor="system", action="request.escalated", entity="approval_request",
                        entity_id=str(request.id),
                        data={"to": [n.official.id for n in notify], "mode": stage.escalation.value,
@@ -142,13 +121,7 @@ async def _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
 async def _remind(session, secret, request, cycle, stage, now, passed: int, plan: Plan) -> SweepEvent:
     await _cas_request(session, request, ApprovalRequest.reminders_sent == request.reminders_sent,
                        reminders_sent=passed)
-    pending = list((await session.execute(select(Assignment).where(
-        Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value))).scalars())
-    notify = []
-    for assignment in pending:
-        issue_token(assignment, secret, assignment.token_generation + 1)  # a reminder's link replaces the old one
-        notify.append(NewAssignment(assignment, plan.official(assignment.official_id)))
-    await session.flush()
+    notify = await rotate_links(session, plan=plan, secret=secret, request=request, now=now)  # old links stop working
     await audit.append(session, actor="system", action="request.reminded", entity="approval_request",
                        entity_id=str(request.id), data={"reminder": passed, "to": [n.official.id for n in notify]})
     return SweepEvent(EventKind.reminder, request, cycle, stage, notify)

@@ -12,7 +12,6 @@ import os
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
@@ -25,6 +24,7 @@ from approvals.deadlines import due_at
 from approvals.i18n import catalogue, local_time
 from approvals.models import ApprovalRequest, Cycle, RequestStatus
 from approvals.plan import Plan
+from approvals.presentation import agency_name, official_name, role_name
 from approvals.requests import plan_tz
 from service.api.auth import (
     Caller,
@@ -35,7 +35,7 @@ from service.api.auth import (
 )
 from service.api.present import NOT_STARTED, cycle_name, stages_read
 from service.deps import App, AppState
-from service.web import MESSAGES, language_of, render
+from service.web import MESSAGES, cross_site, language_of, render
 
 router = APIRouter(include_in_schema=False)
 
@@ -68,17 +68,6 @@ async def _caller_or_login(request: Request, app: AppState, language: str) -> Ca
     return caller if caller is not None else _to_login(language, app)
 
 
-def _from_another_site(request: Request, base_url: str) -> bool:
-    """A form posted from another site (login CSRF, or a scanner) is refused."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return True
-    origin = request.headers.get("origin")
-    if not origin or origin == "null":
-        return False
-    allowed = {f"{p.scheme}://{p.netloc}" for p in (urlsplit(base_url), urlsplit(str(request.base_url)))}
-    return origin.rstrip("/") not in allowed
-
-
 @router.get("/login")
 async def login_form(request: Request, app: App):
     language = language_of(request, app.settings.default_language)
@@ -89,7 +78,7 @@ async def login_form(request: Request, app: App):
 async def login(request: Request, app: App):
     language = language_of(request, app.settings.default_language)
     _ = catalogue(MESSAGES).gettext_for(language)
-    if _from_another_site(request, app.settings.public_base_url):
+    if cross_site(request, app.settings.public_base_url):
         return _page(request, app, "login.html", language, None, status_code=403, error=_("dash.login.cross_site"))
     try:
         form = await request.form(max_files=0, max_fields=4, max_part_size=MAX_LOGIN_FIELD)
@@ -137,21 +126,6 @@ def flow_run_links(refs: list[str]) -> list[dict[str, str]]:
     return links
 
 
-def _agency_name(plan: Plan, agency_id: str, language: str) -> str:
-    agency = next((a for a in plan.agencies if a.id == agency_id), None)
-    return agency.name.get(language) if agency else agency_id
-
-
-def _official_name(plan: Plan, official_id: str) -> str:
-    official = plan.official(official_id)
-    return official.name if official else official_id
-
-
-def _role_name(plan: Plan, role_id: str, language: str) -> str:
-    role = next((r for r in plan.roles if r.id == role_id), None)
-    return role.name.get(language) if role else role_id
-
-
 def _stage_name(plan: Plan, cycle: Cycle, stage_id: str, language: str) -> str:
     stage = coordination.plan_stage(plan, cycle, stage_id)
     return f"{stage.number}. {stage.name.get(language)}" if stage else stage_id
@@ -191,11 +165,11 @@ def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime
         "id": str(v.request.id),
         "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
         "stage": _stage_name(plan, v.cycle, v.request.stage, language),
-        "subject": _agency_name(plan, v.request.subject, language) if v.request.subject else "",
-        "agency": _agency_name(plan, v.request.acting_agency, language),
+        "subject": agency_name(plan, v.request.subject, language) if v.request.subject else "",
+        "agency": agency_name(plan, v.request.acting_agency, language),
         "due": local_time(v.request.due_at, tz, language),
         "days_late": days_late(v.request.due_at, now, tz),
-        "waiting_on": [_official_name(plan, o) for o in v.waiting_on],
+        "waiting_on": [official_name(plan, o) for o in v.waiting_on],
         "escalated": v.request.escalated_at is not None,
     } for v in sorted(views, key=lambda v: v.request.due_at)]
 
@@ -251,7 +225,7 @@ async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, langu
             status = request.status
         due = request.due_at if request else deadline
         days = days_late(due, now, tz) if now > due else days_left(due, now, tz)
-        shown.append(ReportRow(_agency_name(plan, unit, language), status, str(request.id) if request else "", days))
+        shown.append(ReportRow(agency_name(plan, unit, language), status, str(request.id) if request else "", days))
     return {"year": year, "stage": f"{stage.number}. {stage.name.get(language)}",
             "deadline": local_time(deadline, tz, language), "passed": now > deadline, "units": shown}
 
@@ -319,21 +293,21 @@ async def timeline(request: Request, request_id: str, app: App):
         request, app, "dashboard_request.html", language, caller,
         cycle=cycle_name(plan, found.cycle.kind, found.cycle.period, language),
         stage=_stage_name(plan, found.cycle, r.stage, language),
-        subject=_agency_name(plan, r.subject, language) if r.subject else "",
-        agency=_agency_name(plan, r.acting_agency, language),
+        subject=agency_name(plan, r.subject, language) if r.subject else "",
+        agency=agency_name(plan, r.acting_agency, language),
         status=status, round=r.round, policy=r.policy,
         due=local_time(r.due_at, tz, language),
         days_late=days_late(r.due_at, now, tz) if status == "overdue" else 0,
         escalated=local_time(r.escalated_at, tz, language) if r.escalated_at else "",
         decided=local_time(r.decided_at, tz, language) if r.decided_at else "",
         runs=flow_run_links([r.waiter_ref] if r.waiter_ref else []),
-        assignments=[{"name": _official_name(plan, a.official_id),
-                      "on_behalf_of": _official_name(plan, a.on_behalf_of) if a.on_behalf_of else "",
-                      "role": _role_name(plan, a.role, language), "status": a.status,
+        assignments=[{"name": official_name(plan, a.official_id),
+                      "on_behalf_of": official_name(plan, a.on_behalf_of) if a.on_behalf_of else "",
+                      "role": role_name(plan, a.role, language), "status": a.status,
                       "since": local_time(a.created_at, tz, language)}
                      for a in found.assignments],
-        decisions=[{"name": _official_name(plan, d.official_id),
-                    "on_behalf_of": _official_name(plan, d.on_behalf_of) if d.on_behalf_of else "",
+        decisions=[{"name": official_name(plan, d.official_id),
+                    "on_behalf_of": official_name(plan, d.on_behalf_of) if d.on_behalf_of else "",
                     "outcome": d.outcome, "comment": d.comment, "at": local_time(d.decided_at, tz, language)}
                    for d in found.decisions],
         events=[{"at": local_time(e.at, tz, language), "actor": e.actor,

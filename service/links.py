@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
@@ -17,12 +16,12 @@ from approvals.decisions import decide as record_decision
 from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import Cycle, Outcome
 from approvals.plan import Plan
-from approvals.presentation import link_messages
+from approvals.presentation import link_messages, official_name, role_name
 from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_link_messages
 from notifications.outbox import Recipient, enqueue
 from service.deps import App
-from service.web import MESSAGES, WebLimits, known_language, render
+from service.web import MESSAGES, WebLimits, cross_site, known_language, render
 
 log = logging.getLogger("kehoach.links")
 router = APIRouter()
@@ -49,16 +48,6 @@ def _names(plan: Plan, view: requests.LinkView, language: str) -> dict[str, str]
     }
 
 
-def _official_name(plan: Plan, official_id: str) -> str:
-    official = plan.official(official_id)
-    return official.name if official else official_id
-
-
-def _role_name(plan: Plan, role_id: str, language: str) -> str:
-    role = next((r for r in plan.roles if r.id == role_id), None)
-    return role.name.get(language) if role else role_id
-
-
 async def _page(request: Request, app: App, token: str, *, language: str | None, status_code: int = 200,
                 error: str = "", error_key: str = "", chosen: str = "", comment: str = ""):
     """The approval page of a live link (the official's language unless one is asked for),
@@ -75,11 +64,11 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
     for other in view.others:
         person = app.plan.official(other.official_id)
         others.append({"name": person.name if person else other.official_id,
-                       "role": _role_name(app.plan, other.role, language), "status": other.status})
+                       "role": role_name(app.plan, other.role, language), "status": other.status})
     data = view.request.data or {}
     amount = data.get("amount")
     earlier = [{"round": previous.round,
-                "decisions": [{"name": _official_name(app.plan, d.official_id), "outcome": d.outcome,
+                "decisions": [{"name": official_name(app.plan, d.official_id), "outcome": d.outcome,
                                "comment": d.comment, "at": local_time(d.decided_at, app.settings.tz, language)}
                               for d in decisions]}
                for previous, decisions in view.earlier]
@@ -88,7 +77,7 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
         submitted_text=str(data.get("text", "")), submitted_links=[str(u) for u in data.get("links", [])][:20],
         amount=vnd(amount, language) if isinstance(amount, int) else "", earlier=earlier, round=view.request.round,
         official_name=official.name if official else view.assignment.official_id,
-        role_name=_role_name(app.plan, view.assignment.role, language),
+        role_name=role_name(app.plan, view.assignment.role, language),
         due=local_time(view.request.due_at, app.settings.tz, language),
         policy=view.request.policy, others=others, error=_(error_key) if error_key else error,
         chosen=chosen, comment=comment, max_comment=requests.MAX_COMMENT,
@@ -99,22 +88,6 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
 @router.api_route("/a/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 async def show(request: Request, token: str, app: App):
     return await _page(request, app, token, language=known_language(request.query_params.get("lang")))
-
-
-def _cross_site(request: Request, base_url: str) -> bool:
-    """A POST that says it came from another site is refused (mail scanners and forged forms)."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return True
-    origin = request.headers.get("origin")
-    if origin and origin != "null":
-        allowed = {_origin(base_url), _origin(str(request.base_url))}
-        return origin.rstrip("/") not in allowed
-    return False
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _clean_comment(text: str) -> str:
@@ -144,7 +117,7 @@ async def decide(request: Request, token: str, app: App):
     query_language = known_language(request.query_params.get("lang"))
     language = query_language or app.settings.default_language
     _ = catalogue(MESSAGES).gettext_for(language)
-    if _cross_site(request, app.settings.public_base_url):
+    if cross_site(request, app.settings.public_base_url):
         return render(request, "message.html", language, status_code=403,
                       title=_("forbidden.title"), body=_("forbidden.body"), switch_url=None)
     limits: WebLimits = getattr(request.app.state, "web_limits", None) or WebLimits()

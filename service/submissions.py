@@ -16,8 +16,8 @@ from approvals.presentation import link_messages, step_context
 from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_link_messages
 from service.deps import App
-from service.links import MAX_FORM_FIELDS, _clean_comment, _cross_site, _field, _invalid
-from service.web import MESSAGES, WebLimits, known_language, render
+from service.links import MAX_FORM_FIELDS, _clean_comment, _field, _invalid
+from service.web import MESSAGES, WebLimits, cross_site, known_language, render
 
 log = logging.getLogger("kehoach.submissions")
 router = APIRouter()
@@ -50,7 +50,7 @@ async def show(request: Request, token: str, app: App):
 async def resubmit(request: Request, token: str, app: App):
     language = known_language(request.query_params.get("lang")) or app.settings.default_language
     _ = catalogue(MESSAGES).gettext_for(language)
-    if _cross_site(request, app.settings.public_base_url):
+    if cross_site(request, app.settings.public_base_url):
         return render(request, "message.html", language, status_code=403,
                       title=_("forbidden.title"), body=_("forbidden.body"), switch_url=None)
     limits: WebLimits = getattr(request.app.state, "web_limits", None) or WebLimits()

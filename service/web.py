@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
@@ -353,3 +354,14 @@ def install_log_redaction() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):
             logger.addFilter(RedactTokens())
+
+
+def cross_site(request, base_url: str) -> bool:
+    """A POST that says it came from another site is refused (mail scanners, forged forms, login CSRF)."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return True
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return False
+    allowed = {f"{p.scheme}://{p.netloc}" for p in (urlsplit(base_url), urlsplit(str(request.base_url)))}
+    return origin.rstrip("/") not in allowed

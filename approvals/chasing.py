@@ -1,0 +1,74 @@
+"""Chasing an open request: new links for its assignees, and its superiors brought in.
+Shared by the sweep (on schedule) and coordinators (on demand); the caller holds the
+request's row lock and writes the audit row."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from approvals.directory import (
+    Approver,
+    delegations_in_force,
+    resolvable,
+    resolve_approvers,
+)
+from approvals.models import ApprovalRequest, Assignment, AssignmentStatus
+from approvals.plan.schema import EscalationMode, Plan, Policy, Stage
+from approvals.requests import NewAssignment, add_assignments, issue_token, local_day
+
+LIVE = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
+
+
+async def rotate_links(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest,
+                       now: dt.datetime, link_ttl: dt.timedelta | None = None) -> list[NewAssignment]:
+    """Give every pending assignee of a locked request a new link (the old one stops working).
+
+    A link close to its expiry is extended, so a reminder never carries a dead link.
+    Assignees the directory no longer resolves are left out (fail closed).
+    """
+    pending = list((await session.execute(select(Assignment).where(
+        Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
+        .order_by(Assignment.position))).scalars())
+    today = local_day(plan, now)
+    notify = []
+    for assignment in pending:
+        official = resolvable(plan, assignment.official_id, today)
+        if official is None:
+            continue
+        issue_token(assignment, secret, assignment.token_generation + 1)
+        if link_ttl is not None and assignment.expires_at < now + link_ttl:
+            assignment.expires_at = now + link_ttl
+        notify.append(NewAssignment(assignment, official))
+    await session.flush()
+    return notify
+
+
+async def superiors_for(session: AsyncSession, *, plan: Plan, request: ApprovalRequest, stage: Stage,
+                        now: dt.datetime) -> list[Approver]:
+    """Holders of the stage's superior role today who are not already asked (never the requester)."""
+    assigned = set((await session.execute(select(Assignment.official_id).where(
+        Assignment.request_id == request.id, Assignment.status.in_(LIVE)))).scalars())
+    return [a for a in resolve_approvers(plan, [stage.escalate_to], on=local_day(plan, now),
+                                         delegations=await delegations_in_force(session, plan),
+                                         requester=request.requested_by)
+            if a.official.id not in assigned]
+
+
+async def bring_in_superiors(session: AsyncSession, *, request: ApprovalRequest, stage: Stage,
+                             superiors: list[Approver], secret: bytes, link_ttl: dt.timedelta,
+                             now: dt.datetime) -> list[NewAssignment]:
+    """Add the superiors as approvers; on handover, the others' links stop working first
+    (only when a superior exists: a step is never left with nobody to decide)."""
+    if stage.escalation is EscalationMode.handover and superiors:
+        await session.execute(
+            update(Assignment).where(Assignment.request_id == request.id, Assignment.status.in_(LIVE))
+            .values(status=AssignmentStatus.revoked.value).execution_options(synchronize_session=False))
+        if request.policy != Policy.any.value:
+            request.policy = Policy.any.value  # the superior decides alone once the step is handed over
+    position = 1 + max([0, *(await session.execute(select(Assignment.position).where(
+        Assignment.request_id == request.id))).scalars()])
+    return await add_assignments(session, request, superiors, policy=Policy.any, secret=secret,
+                                 link_ttl=link_ttl, now=now, start=position)
