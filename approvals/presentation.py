@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -55,6 +56,10 @@ class LinkMessage:
     email: str
     context: dict[str, str]
     link_argument: str
+    # For the calendar invite: one event per request and official, ending at the due time.
+    request_id: str = ""
+    official_id: str = ""
+    due: dt.datetime | None = None
 
 
 def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Sequence[NewAssignment], *,
@@ -70,6 +75,7 @@ def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Se
             context={**person_context(new.official, language),
                      **step_context(plan, request, cycle, language=language, tz=tz)},
             link_argument=approval_link_argument(new.assignment.id, generation),
+            request_id=str(request.id), official_id=new.official.id, due=request.due_at,
         ))
     return messages
 
@@ -83,4 +89,5 @@ def resubmission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, ask
         language=language, name=official.name, email=str(official.email),
         context={**person_context(official, language), **step_context(plan, request, cycle, language=language, tz=tz)},
         link_argument=approval_link_argument(link.id, link.token_generation),
+        request_id=str(request.id), official_id=official.id, due=request.due_at,
     )

@@ -23,7 +23,7 @@ async def queue_link_emails(session: AsyncSession, *, kind: str, plan: Plan, set
                             request: ApprovalRequest, cycle: Cycle, notify: list[NewAssignment]) -> None:
     """One email with a personal link per assignee; a re-run queues nothing twice."""
     messages = link_messages(plan, request, cycle, notify, kind=kind, tz=settings.tz)
-    await queue_link_messages(session, renderer=renderer, messages=messages, link_name=APPROVAL_LINK,
+    await queue_link_messages(session, renderer=renderer, messages=messages, link_name=APPROVAL_LINK, organizer=(settings.mail_from_name, settings.mail_from),
                               domain=mail_domain(settings))
 
 
@@ -31,5 +31,5 @@ async def queue_resubmission_email(session: AsyncSession, *, plan: Plan, setting
                                    request: ApprovalRequest, cycle: Cycle, asked: ResubmissionAsked) -> None:
     """The step came back with comments: the submitter gets a link to send it again."""
     message = resubmission_message(plan, request, cycle, asked, tz=settings.tz)
-    await queue_link_messages(session, renderer=renderer, messages=[message], link_name=SUBMISSION_LINK,
+    await queue_link_messages(session, renderer=renderer, messages=[message], link_name=SUBMISSION_LINK, organizer=(settings.mail_from_name, settings.mail_from),
                               domain=mail_domain(settings))

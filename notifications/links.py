@@ -6,11 +6,13 @@ secret token is ever written to the outbox.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from notifications.calendar import invite, sequence_at
 from notifications.dispatcher import placeholder
 from notifications.outbox import Recipient, enqueue
 from notifications.render import Renderer
@@ -24,15 +26,28 @@ class LinkMessageLike(Protocol):
     email: str
     context: dict[str, str]
     link_argument: str
+    request_id: str
+    official_id: str
+    due: dt.datetime | None
 
 
 async def queue_link_messages(session: AsyncSession, *, renderer: Renderer, messages: Iterable[LinkMessageLike],
-                              link_name: str, domain: str) -> int:
+                              link_name: str, domain: str, organizer: tuple[str, str] | None = None) -> int:
+    """Render and queue each message; with an organizer (name, address) and a due time, the
+    email carries a calendar invite for the deadline (a later email updates the same event)."""
     queued = 0
     for message in messages:
         email = renderer.render(message.kind, message.language, **message.context,
                                 link=placeholder(link_name, message.link_argument))
+        attachments = []
+        if organizer is not None and message.due is not None and message.request_id:
+            attachments.append(invite(
+                request_id=message.request_id, assignee_id=message.official_id,
+                domain=domain, due=message.due, summary=f"{message.context.get('stage', '')} – "
+                f"{message.context.get('cycle', '')}", organizer=organizer, attendee=(message.name, message.email),
+                sequence=sequence_at(dt.datetime.now(dt.UTC)), language=message.language))
         stored = await enqueue(session, idempotency_key=message.key, kind=message.kind,
-                               to=[Recipient(message.name, message.email)], email=email, domain=domain)
+                               to=[Recipient(message.name, message.email)], email=email, domain=domain,
+                               attachments=attachments)
         queued += stored is not None
     return queued

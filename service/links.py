@@ -154,7 +154,7 @@ async def decide(request: Request, token: str, app: App):
             if result.activated:  # a sequence: the next approver is asked now
                 cycle = await session.get(Cycle, result.request.cycle_id)
                 await queue_link_messages(
-                    session, renderer=app.renderer, link_name=APPROVAL_LINK, domain=app.mail_domain,
+                    session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=(app.settings.mail_from_name, app.settings.mail_from), domain=app.mail_domain,
                     messages=link_messages(app.plan, result.request, cycle, result.activated,
                                            kind="approval_request", tz=app.settings.tz))
     except requests.CommentRequired:

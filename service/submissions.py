@@ -74,7 +74,7 @@ async def resubmit(request: Request, token: str, app: App):
                                                 token=token, text=text, now=now,
                                                 link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
             await queue_link_messages(
-                session, renderer=app.renderer, link_name=APPROVAL_LINK, domain=app.mail_domain,
+                session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=(app.settings.mail_from_name, app.settings.mail_from), domain=app.mail_domain,
                 messages=link_messages(app.plan, opened.request, opened.cycle, opened.new_assignments,
                                        kind="approval_request", tz=app.settings.tz))
     except requests.InvalidLink:

@@ -15,5 +15,5 @@ async def queue_links(session: AsyncSession, app: AppState, acted: Acted, *, kin
     if not acted.notify:
         return 0
     messages = link_messages(app.plan, acted.request, acted.cycle, acted.notify, kind=kind, tz=app.settings.tz)
-    return await queue_link_messages(session, renderer=app.renderer, messages=messages, link_name=APPROVAL_LINK,
+    return await queue_link_messages(session, renderer=app.renderer, messages=messages, link_name=APPROVAL_LINK, organizer=(app.settings.mail_from_name, app.settings.mail_from),
                                      domain=app.mail_domain)

@@ -3,9 +3,11 @@ the clock moved by time-machine; the emails queued at each point are checked."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 
+import icalendar
 import pytest
 import time_machine
 from sqlalchemy import select
@@ -110,3 +112,29 @@ async def test_two_reminders_then_escalation_then_timeout(database):
                            "request.expired"]
         assert [kind for kind, _ in await _queued(database, request_id)] == [
             "approval_request", "reminder", "reminder", "escalation"]
+
+    # Each email carries the deadline as a calendar event: the reminders update the first
+    # one (same UID, higher SEQUENCE), in Asia/Ho_Chi_Minh time.
+    events = await _invites(database, request_id)
+    deputy = [e for e in events if "deputy1@t.example" in str(e.get("attendee"))]
+    assert len(deputy) == 3 and len({str(e["uid"]) for e in deputy}) == 1
+    assert [int(e["sequence"]) for e in deputy] == sorted(int(e["sequence"]) for e in deputy)
+    assert len({int(e["sequence"]) for e in deputy}) == 3
+    assert deputy[0].decoded("dtend").astimezone(TZ) == dt.datetime(2026, 7, 15, 23, 59, 59, tzinfo=TZ)
+    chair = [e for e in events if "chair@t.example" in str(e.get("attendee"))]
+    assert len(chair) == 1 and str(chair[0]["uid"]) != str(deputy[0]["uid"])
+
+
+async def _invites(db, request_id):
+    """The VEVENTs of the .ics attached to this request's emails, in order."""
+    async with db.sessions() as session:
+        ids = {str(a) for a in (await session.execute(
+            select(Assignment.id).where(Assignment.request_id == request_id))).scalars()}
+        rows = list((await session.execute(select(OutboxMessage).order_by(OutboxMessage.created_at))).scalars())
+    events = []
+    for row in rows:
+        if row.idempotency_key.split(":")[1] not in ids:
+            continue
+        for attachment in row.attachments or []:
+            events += icalendar.Calendar.from_ical(base64.b64decode(attachment["data"])).walk("VEVENT")
+    return events
