@@ -91,3 +91,32 @@ def resubmission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, ask
         link_argument=approval_link_argument(link.id, link.token_generation),
         request_id=str(request.id), official_id=official.id, due=request.due_at,
     )
+
+
+@dataclass(frozen=True)
+class PlainMessage:
+    """An email with no personal link (it may be forwarded)."""
+
+    kind: str
+    key: str
+    language: str
+    name: str
+    email: str
+    context: dict[str, str]
+
+
+def outcome_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, decided_by: str, comment: str,
+                    at: dt.datetime, tz: ZoneInfo, base_url: str) -> PlainMessage | None:
+    """Tell the official who submitted the step how it ended (approved, rejected, expired)."""
+    submitter = plan.official(request.requested_by) if request.requested_by else None
+    if submitter is None:
+        return None
+    language = submitter.language.value
+    step = step_context(plan, request, cycle, language=language, tz=tz)
+    return PlainMessage(
+        kind="outcome", key=f"outcome:{request.id}", language=language, name=submitter.name,
+        email=str(submitter.email),
+        context={**person_context(submitter, language), "cycle": step["cycle"], "stage": step["stage"],
+                 "result": request.status, "decided_by": decided_by, "comment": comment,
+                 "at": local_time(at, tz, language), "link": f"{base_url.rstrip('/')}/requests/{request.id}"},
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from prefect import flow
 from prefect.logging import get_run_logger
@@ -10,10 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
+from approvals.i18n import local_time
 from approvals.plan import Plan, load_plan
+from approvals.presentation import PlainMessage, outcome_message
 from approvals.sweep import EventKind, SweepEvent, sweep
-from flows.emails import queue_link_emails
+from flows.emails import mail_domain, queue_link_emails
 from flows.stages import database
+from notifications.links import queue_plain_messages
+from notifications.outbox import failed_messages
 from notifications.render import Renderer
 
 LINK_EMAIL_FOR = {EventKind.reminder: "reminder", EventKind.escalation: "escalation"}
@@ -28,9 +33,40 @@ async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, ren
         if kind and event.notify:
             await queue_link_emails(session, kind=kind, plan=plan, settings=settings, renderer=renderer,
                                     request=event.request, cycle=event.cycle, notify=event.notify)
+        if event.kind is EventKind.expired:
+            told = outcome_message(plan, event.request, event.cycle, decided_by="", comment="",
+                                   at=event.request.decided_at or utcnow(), tz=settings.tz,
+                                   base_url=settings.public_base_url)
+            await queue_plain_messages(session, renderer=renderer, messages=[told] if told else [],
+                                       domain=mail_domain(settings))
 
-    return await sweep(db, plan=plan, secret=settings.link_secret_bytes(), now=now or utcnow(),
-                       link_ttl=dt.timedelta(days=settings.link_ttl_days), on_event=on_event)
+    events = await sweep(db, plan=plan, secret=settings.link_secret_bytes(), now=now or utcnow(),
+                         link_ttl=dt.timedelta(days=settings.link_ttl_days), on_event=on_event)
+    async with db.transaction() as session:
+        await alert_delivery_failures(session, plan=plan, settings=settings, renderer=renderer, now=now or utcnow())
+    return events
+
+
+async def alert_delivery_failures(session: AsyncSession, *, plan: Plan, settings: Settings, renderer: Renderer,
+                                  now: dt.datetime) -> int:
+    """Coordinators hear of every email that could not be delivered, once per set of failures."""
+    failed = await failed_messages(session)
+    if not failed:
+        return 0
+    fingerprint = hashlib.sha256(",".join(sorted(str(m.id) for m in failed)).encode()).hexdigest()[:32]
+    coordinators = plan.holders("lead_agency.coordinator", now.astimezone(settings.tz).date())
+    messages = []
+    for person in coordinators:
+        language = person.language.value
+        messages.append(PlainMessage(
+            kind="delivery_failure", key=f"delivery_failure:{fingerprint}:{person.id}", language=language,
+            name=person.name, email=str(person.email),
+            context={"title": person.title.get(language), "name": person.name, "count": str(len(failed)),
+                     "failures": [{"recipient": ", ".join(r["email"] for r in m.recipients), "subject": m.subject,
+                                   "error": (m.last_error or "")[:300],
+                                   "at": local_time(m.created_at, settings.tz, language)} for m in failed],
+                     "link": f"{settings.public_base_url.rstrip('/')}/"}))
+    return await queue_plain_messages(session, renderer=renderer, messages=messages, domain=mail_domain(settings))
 
 
 @flow(name="sweep", log_prints=True)

@@ -51,3 +51,24 @@ async def queue_link_messages(session: AsyncSession, *, renderer: Renderer, mess
                                attachments=attachments)
         queued += stored is not None
     return queued
+
+
+class PlainMessageLike(Protocol):
+    kind: str
+    key: str
+    language: str
+    name: str
+    email: str
+    context: dict[str, str]
+
+
+async def queue_plain_messages(session: AsyncSession, *, renderer: Renderer, messages: Iterable[PlainMessageLike],
+                               domain: str) -> int:
+    """Render and queue emails that carry no personal link (outcomes, digests, alerts)."""
+    queued = 0
+    for message in messages:
+        email = renderer.render(message.kind, message.language, **message.context)
+        stored = await enqueue(session, idempotency_key=message.key, kind=message.kind,
+                               to=[Recipient(message.name, message.email)], email=email, domain=domain)
+        queued += stored is not None
+    return queued

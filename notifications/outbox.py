@@ -111,3 +111,10 @@ async def enqueue(
 
 async def find(session: AsyncSession, idempotency_key: str) -> OutboxMessage | None:
     return (await session.execute(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key))).scalar()
+
+
+async def failed_messages(session: AsyncSession, *, limit: int = 50) -> list[OutboxMessage]:
+    """Messages that failed for good (5xx, or out of retries), newest first; alerts themselves excluded."""
+    return list((await session.execute(
+        select(OutboxMessage).where(OutboxMessage.status == "failed", OutboxMessage.kind != "delivery_failure")
+        .order_by(OutboxMessage.created_at.desc()).limit(limit))).scalars())

@@ -16,9 +16,14 @@ from approvals.decisions import decide as record_decision
 from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import Cycle, Outcome
 from approvals.plan import Plan
-from approvals.presentation import link_messages, official_name, role_name
+from approvals.presentation import (
+    link_messages,
+    official_name,
+    outcome_message,
+    role_name,
+)
 from approvals.tokens import APPROVAL_LINK
-from notifications.links import queue_link_messages
+from notifications.links import queue_link_messages, queue_plain_messages
 from notifications.outbox import Recipient, enqueue
 from service.deps import App
 from service.web import MESSAGES, WebLimits, cross_site, known_language, render
@@ -151,6 +156,14 @@ async def decide(request: Request, token: str, app: App):
             result = await record_decision(session, token=token, outcome=choice, comment=comment, now=now,
                                   plan=app.plan, secret=app.settings.link_secret_bytes())
             await _queue_receipt(session, app, result, language, now)
+            if result.settled is not None and result.settled is not Outcome.request_changes:
+                # The submitter learns how it ended (a request for changes reaches them with its own link).
+                cycle = await session.get(Cycle, result.request.cycle_id)
+                told = outcome_message(app.plan, result.request, cycle, decided_by=official_name(
+                    app.plan, result.decision.official_id), comment=result.decision.comment, at=now,
+                    tz=app.settings.tz, base_url=app.settings.public_base_url)
+                await queue_plain_messages(session, renderer=app.renderer, messages=[told] if told else [],
+                                           domain=app.mail_domain)
             if result.activated:  # a sequence: the next approver is asked now
                 cycle = await session.get(Cycle, result.request.cycle_id)
                 await queue_link_messages(

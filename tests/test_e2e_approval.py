@@ -89,6 +89,9 @@ def test_approve_from_the_emailed_link(stack):
     receipt = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and "Đã ghi nhận" in r.message["Subject"]
                                   and f"{year}" in r.text)
     assert "Đồng ý" in receipt.text
+    told = stack.smtp.wait_for(lambda r: PRESS_OFFICER in r.envelope_to and "Đã phê duyệt" in r.message["Subject"]
+                               and f"{year}" in r.message["Subject"])  # the submitter learns the outcome
+    assert "Hoàng" not in told.text and "Nông Thị Hạnh" in told.text
 
     # The used link now gets the same plain page as any bad link, and changes nothing.
     used = httpx.post(link, data={"outcome": "reject", "comment": "lần hai"})

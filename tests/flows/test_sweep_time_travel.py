@@ -112,6 +112,10 @@ async def test_two_reminders_then_escalation_then_timeout(database):
                            "request.expired"]
         assert [kind for kind, _ in await _queued(database, request_id)] == [
             "approval_request", "reminder", "reminder", "escalation"]
+        async with database.sessions() as session:  # the submitter is told it expired
+            told = (await session.execute(select(OutboxMessage).where(
+                OutboxMessage.idempotency_key == f"outcome:{request_id}"))).scalar_one()
+        assert told.recipients[0]["email"] == "clerk1@t.example" and "Hết hạn" in told.subject
 
     # Each email carries the deadline as a calendar event: the reminders update the first
     # one (same UID, higher SEQUENCE), in Asia/Ho_Chi_Minh time.
