@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from approvals.deadlines import due_at
 from approvals.i18n import local_time
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan.schema import Official, Plan
@@ -120,3 +121,22 @@ def outcome_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, decid
                  "result": request.status, "decided_by": decided_by, "comment": comment,
                  "at": local_time(at, tz, language), "link": f"{base_url.rstrip('/')}/requests/{request.id}"},
     )
+
+
+def cycle_digest_messages(plan: Plan, cycle: Cycle, statuses: dict[str, str], *, event: str, at: dt.datetime,
+                          tz: ZoneInfo, base_url: str) -> list[PlainMessage]:
+    """Coordinators' digest when a cycle starts or finishes: every stage with its status."""
+    messages = []
+    for person in plan.holders("lead_agency.coordinator", at.astimezone(tz).date()):
+        language = person.language.value
+        kind = plan.cycle(cycle.kind)
+        stages = [{"stage": f"{s.number}. {s.name.get(language)}", "status": statuses.get(s.id, "not_started"),
+                   "due": local_time(due_at(s.due, cycle_start=cycle.starts_on, tz=tz), tz, language)}
+                  for s in kind.stages]
+        messages.append(PlainMessage(
+            kind="cycle_digest", key=f"cycle_digest:{cycle.id}:{event}:{person.id}", language=language,
+            name=person.name, email=str(person.email),
+            context={**person_context(person, language), "cycle": f"{kind.name.get(language)} {cycle.period}",
+                     "event": event, "at": local_time(at, tz, language), "stages": stages,
+                     "link": f"{base_url.rstrip('/')}/"}))
+    return messages

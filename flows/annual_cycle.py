@@ -10,7 +10,12 @@ from prefect.runtime import flow_run
 
 from approvals.config import get_settings
 from approvals.plan import load_plan
-from flows.stages import open_approval, record_stage, wait_for_decision
+from flows.stages import (
+    open_approval,
+    record_stage,
+    send_cycle_digest,
+    wait_for_decision,
+)
 
 CYCLE_KIND = "annual"
 
@@ -36,6 +41,8 @@ async def annual_cycle(year: int | None = None) -> dict[str, str]:
         cycle_kind=CYCLE_KIND, period=str(year), starts_on=cycle_start(year), stage_id=stage_id,
         waiter_ref=str(flow_run.id),
     )
+    await send_cycle_digest(cycle_kind=CYCLE_KIND, period=str(year), event="started")
     settled_id = await wait_for_decision(request_id)
     status = await record_stage(settled_id)
+    await send_cycle_digest(cycle_kind=CYCLE_KIND, period=str(year), event="finished")
     return {"year": str(year), "stage": stage_id, "status": status, "request_id": settled_id}

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from prefect import serve
-from prefect.types.entrypoint import EntrypointType
-
 from prefect.schedules import Cron
+from prefect.types.entrypoint import EntrypointType
 
 from flows.annual_cycle import annual_cycle
 from flows.sweep import sweep_flow

@@ -10,13 +10,16 @@ from prefect import task
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.logging import get_run_logger
+from sqlalchemy import select
 
 from approvals import requests, submissions
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
-from approvals.models import ApprovalRequest, Cycle, RequestStatus
+from approvals.models import ApprovalRequest, Cycle, CycleStage, RequestStatus
 from approvals.plan import load_plan
-from flows.emails import queue_link_emails, queue_resubmission_email
+from approvals.presentation import cycle_digest_messages
+from flows.emails import mail_domain, queue_link_emails, queue_resubmission_email
+from notifications.links import queue_plain_messages
 from notifications.render import Renderer
 
 MAX_WAITS = 100
@@ -110,3 +113,18 @@ async def record_stage(request_id: str) -> str:
     async with database(settings) as db, db.transaction() as session:
         status = await requests.record_stage_result(session, request_id=uuid.UUID(request_id), now=utcnow())
     return status.value
+
+
+@task(name="cycle-digest", retries=2, retry_delay_seconds=5)
+async def send_cycle_digest(*, cycle_kind: str, period: str, event: str) -> int:
+    """Tell the coordinators a cycle started or finished (once per cycle and event)."""
+    settings = get_settings()
+    plan = load_plan(settings.plan_file)
+    async with database(settings) as db, db.transaction() as session:
+        cycle = (await session.execute(select(Cycle).where(Cycle.kind == cycle_kind, Cycle.period == period))).scalar_one()
+        statuses = {row.stage: row.status for row in (await session.execute(
+            select(CycleStage).where(CycleStage.cycle_id == cycle.id))).scalars()}
+        messages = cycle_digest_messages(plan, cycle, statuses, event=event, at=utcnow(), tz=settings.tz,
+                                         base_url=settings.public_base_url)
+        return await queue_plain_messages(session, renderer=Renderer(), messages=messages,
+                                          domain=mail_domain(settings))

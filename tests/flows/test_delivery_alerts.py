@@ -50,3 +50,22 @@ async def test_a_failed_email_is_reported_to_the_coordinators_once(database):  #
     assert "giamdoc.stc@lang-son.example" in alert.text_body and "550" in alert.text_body
     await _fail(database, "Thư thứ hai")
     assert await _alert(database) == 1 and len(await _alerts(database)) == 2
+
+
+async def test_coordinators_get_a_digest_when_a_cycle_starts(database):  # noqa: F811
+    import datetime as dt
+
+    from approvals import requests
+    from approvals.presentation import cycle_digest_messages
+    from notifications.links import queue_plain_messages
+
+    async with database.transaction() as session:
+        cycle = await requests.get_or_create_cycle(session, kind="annual", period="2027", starts_on=dt.date(2027, 1, 15))
+        messages = cycle_digest_messages(PLAN, cycle, {"dic_direction": "waiting"}, event="started", at=utcnow(),
+                                         tz=SETTINGS.tz, base_url="http://127.0.0.1:8765")
+        assert await queue_plain_messages(session, renderer=Renderer(), messages=messages, domain="x.example") == 1
+        assert await queue_plain_messages(session, renderer=Renderer(), messages=messages, domain="x.example") == 0
+    async with database.sessions() as session:
+        (digest,) = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "cycle_digest"))).scalars()
+    assert digest.recipients[0]["email"] == "dieuphoi.skhcn@lang-son.example"
+    assert "2027" in digest.subject and "Annual implementation report" in digest.text_body  # the coordinator reads English
