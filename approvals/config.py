@@ -65,7 +65,8 @@ class Settings(BaseSettings):
 
     link_failure_limit: int = Field(20, ge=0, description="Failed link requests per client and window before 429 (0: off).")
     link_failure_window: float = Field(60.0, gt=0, description="Seconds of the failed-link window.")
-    max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest request body accepted (413 above).")
+    max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest request body accepted (413 above).")
+    max_attachment_bytes: int = Field(5 * 1024 * 1024, description="Largest file submitted with a step.")
     max_field_bytes: int = Field(64 * 1024, description="Largest single form field (422 above).")
 
     prefect_deployment: str = Field("annual-cycle/annual-cycle", description="Deployment that runs the annual cycle.")

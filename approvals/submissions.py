@@ -4,6 +4,7 @@ who submitted it gets a link to resubmit; the resubmission opens the next round.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -12,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.models import ApprovalRequest, Cycle, Decision, RequestStatus, SubmissionLink
-from approvals.plan.schema import Official, Plan
+from approvals.files import store_files
+from approvals.plan.schema import Official, Plan, StageKind
 from approvals.requests import (
     InvalidLink,
     OpenedRequest,
@@ -89,15 +91,55 @@ async def view_submission(session: AsyncSession, token: str, *, now: dt.datetime
     return SubmissionView(link, request, cycle, comments)
 
 
-async def resubmit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str, text: str, now: dt.datetime,
-                   link_ttl: dt.timedelta) -> OpenedRequest:
-    """Use the link once and open the next round, waited on by the same flow run."""
+class SubmissionInvalid(ValueError):
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+MAX_LINKS = 10
+
+
+def parse_submission(*, stage_kind: StageKind, text: str, links: str = "", amount: str = "") -> dict:
+    """What was submitted, typed by the stage's kind: text always, links, and an amount in
+    VND for a budget (digits, dots or commas as thousands separators)."""
+    text = text.strip()
+    if not text:
+        raise SubmissionInvalid("text", "the text is required")
+    if len(text) > MAX_TEXT:
+        raise SubmissionInvalid("text", f"the text is longer than {MAX_TEXT} characters")
+    data: dict = {"text": text}
+    urls = [line.strip() for line in links.splitlines() if line.strip()]
+    if len(urls) > MAX_LINKS:
+        raise SubmissionInvalid("links", f"at most {MAX_LINKS} links")
+    for url in urls:
+        if not re.fullmatch(r"https?://[^\s<>\"']{3,500}", url):
+            raise SubmissionInvalid("links", f"not a web address: {url[:80]}")
+    if urls:
+        data["links"] = urls
+    amount = amount.strip()
+    if stage_kind is StageKind.budget and not amount:
+        raise SubmissionInvalid("amount", "a budget needs its amount in VND")
+    if amount:
+        digits = re.sub(r"[.,\s]", "", amount.removesuffix("₫").removesuffix("VND").strip())
+        if not digits.isdigit() or len(digits) > 15:
+            raise SubmissionInvalid("amount", f"not an amount in VND: {amount[:40]}")
+        data["amount"] = int(digits)
+    return data
+
+
+async def resubmit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str, data: dict, now: dt.datetime,
+                   link_ttl: dt.timedelta, files: list[tuple[str, str, bytes]] = ()) -> OpenedRequest:
+    """Use the link once and open the next round (with its files), waited on by the same flow run."""
     view = await view_submission(session, token, now=now)
     used = await session.execute(
         update(SubmissionLink).where(SubmissionLink.id == view.link.id, SubmissionLink.status == "pending")
         .values(status="used", used_at=now).execution_options(synchronize_session=False))
     if used.rowcount != 1:
         raise InvalidLink()
-    return await reopen_after_changes(
-        session, plan=plan, secret=secret, previous_id=view.request.id, data={"text": text.strip()[:MAX_TEXT]},
+    opened = await reopen_after_changes(
+        session, plan=plan, secret=secret, previous_id=view.request.id, data=data,
         requested_by=view.link.official_id, waiter_ref=view.request.waiter_ref, link_ttl=link_ttl, now=now)
+    if files:
+        await store_files(session, request_id=opened.request.id, files=list(files), now=now)
+    return opened

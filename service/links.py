@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from urllib.parse import quote
 import re
 import unicodedata
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.exceptions import HTTPException
 
 from approvals import requests
@@ -14,7 +16,8 @@ from approvals.db import utcnow
 from approvals.decisions import DecisionResult
 from approvals.decisions import decide as record_decision
 from approvals.i18n import catalogue, local_time, vnd
-from approvals.models import Cycle, Outcome
+from approvals.files import files_of
+from approvals.models import Cycle, Outcome, SubmissionFile
 from approvals.plan import Plan
 from approvals.presentation import (
     link_messages,
@@ -62,6 +65,8 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
             view = await requests.view_link(session, token, now=utcnow())
         except requests.InvalidLink:
             return _invalid(request, language or app.settings.default_language)
+        attached = [{"name": f.filename, "size_kb": max(1, f.size // 1024), "url": f"{token}/files/{f.id}"}
+                    for f in await files_of(session, view.request.id)]
     official = app.plan.official(view.assignment.official_id)
     language = language or (official.language.value if official else app.settings.default_language)
     _ = catalogue(MESSAGES).gettext_for(language)
@@ -81,6 +86,7 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
         request, "approval.html", language, status_code=status_code,
         submitted_text=str(data.get("text", "")), submitted_links=[str(u) for u in data.get("links", [])][:20],
         amount=vnd(amount, language) if isinstance(amount, int) else "", earlier=earlier, round=view.request.round,
+        attached=attached,
         official_name=official.name if official else view.assignment.official_id,
         role_name=role_name(app.plan, view.assignment.role, language),
         due=local_time(view.request.due_at, app.settings.tz, language),
@@ -188,6 +194,24 @@ async def decide(request: Request, token: str, app: App):
     at = local_time(now, app.settings.tz, language)
     return render(request, "message.html", language, switch_url=None, title=_("done.title"),
                   body=_("done.body", outcome=_(f"outcome.{choice.value}"), at=at))
+
+
+@router.api_route("/a/{token}/files/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
+async def download(request: Request, token: str, file_id: str, app: App):
+    """A file submitted with the step, for whoever holds a live link to it. Changes nothing."""
+    language = known_language(request.query_params.get("lang")) or app.settings.default_language
+    async with app.db.sessions() as session:
+        try:
+            view = await requests.view_link(session, token, now=utcnow())
+            row = await session.get(SubmissionFile, uuid.UUID(file_id))
+        except (requests.InvalidLink, ValueError):
+            return _invalid(request, language)
+        if row is None or row.request_id != view.request.id:
+            return _invalid(request, language)
+    disposition = f"attachment; filename*=UTF-8''{quote(row.filename)}"
+    return Response(row.data, media_type=row.content_type, headers={
+        "Content-Disposition": disposition, "Content-Security-Policy": "sandbox; default-src 'none'",
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
 
 @router.api_route("/a/{rest:path}", methods=["GET", "HEAD", "POST"], include_in_schema=False)

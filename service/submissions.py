@@ -7,10 +7,12 @@ import datetime as dt
 import logging
 
 from fastapi import APIRouter, Request
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from approvals import requests, submissions
 from approvals.db import utcnow
+from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
 from approvals.presentation import link_messages, step_context
 from approvals.tokens import APPROVAL_LINK
@@ -35,10 +37,22 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
     comments = [{"name": (app.plan.official(d.official_id).name if app.plan.official(d.official_id) else d.official_id),
                  "comment": d.comment, "at": local_time(d.decided_at, app.settings.tz, language)}
                 for d in view.comments if d.comment]
+    stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
     return render(request, "resubmit.html", language, status_code=status_code, comments=comments,
+                  needs_amount=stage.kind.value == "budget", max_files=MAX_FILES,
+                  max_kb=(getattr(request.app.state, "web_limits", None) or WebLimits()).max_attachment_bytes // 1024,
                   official_name=official.name if official else view.link.official_id, error=error, text=text,
                   previous_text=(view.request.data or {}).get("text", ""),
                   **step_context(app.plan, view.request, view.cycle, language=language, tz=app.settings.tz))
+
+
+async def _stage_kind(app: App, token: str):
+    async with app.db.sessions() as session:
+        try:
+            view = await submissions.view_submission(session, token, now=utcnow())
+        except requests.InvalidLink:
+            return None
+    return requests.stage_of(app.plan, view.cycle.kind, view.request.stage).kind
 
 
 @router.api_route("/s/{token}", methods=["GET", "HEAD"], include_in_schema=False)
@@ -55,23 +69,35 @@ async def resubmit(request: Request, token: str, app: App):
                       title=_("forbidden.title"), body=_("forbidden.body"), switch_url=None)
     limits: WebLimits = getattr(request.app.state, "web_limits", None) or WebLimits()
     try:
-        form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=limits.max_field_bytes)
+        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FORM_FIELDS,
+                                  max_part_size=limits.max_field_bytes)
     except HTTPException as exc:
         if exc.status_code == 413:
             raise
         return await _page(request, app, token, language, status_code=422, error=_("error.text_too_long"))
     language = known_language(_field(form, "lang")) or language
     _ = catalogue(MESSAGES).gettext_for(language)
-    text = _clean_comment(_field(form, "text")).strip()
-    if not text:
-        return await _page(request, app, token, language, status_code=422, error=_("error.text_required"))
-    if len(text) > submissions.MAX_TEXT:
-        return await _page(request, app, token, language, status_code=422, error=_("error.text_too_long"))
+    kind = await _stage_kind(app, token)
+    if kind is None:
+        return _invalid(request, language)
+    text = _clean_comment(_field(form, "text"))
+    try:
+        data = submissions.parse_submission(stage_kind=kind, text=text, links=_field(form, "links"),
+                                            amount=_field(form, "amount"))
+        uploads = [UploadedFile(f.filename or "", await f.read(limits.max_attachment_bytes + 1))
+                   for f in form.getlist("files") if isinstance(f, UploadFile) and (f.filename or f.size)]
+        files = check_files(uploads, max_bytes=limits.max_attachment_bytes)
+    except submissions.SubmissionInvalid as exc:
+        return await _page(request, app, token, language, status_code=422, text=text,
+                           error=_(f"error.submission.{exc.field}"))
+    except FileRefused as exc:
+        return await _page(request, app, token, language, status_code=422, text=text,
+                           error=_("error.file_refused", detail=str(exc), kb=limits.max_attachment_bytes // 1024))
     now = utcnow()
     try:
         async with app.db.transaction() as session:
             opened = await submissions.resubmit(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
-                                                token=token, text=text, now=now,
+                                                token=token, data=data, files=files, now=now,
                                                 link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
             await queue_link_messages(
                 session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=(app.settings.mail_from_name, app.settings.mail_from), domain=app.mail_domain,

@@ -11,7 +11,6 @@ import collections
 import ipaddress
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Callable
@@ -139,27 +138,17 @@ class WebLimits:
         oldest failure leaves the window. 0 turns the limit off.
     """
 
-    max_body_bytes: int = 4 * 1024 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024
     max_field_bytes: int = 64 * 1024
+    max_attachment_bytes: int = 5 * 1024 * 1024
     failure_limit: int = 20
     failure_window: float = 60.0
 
     @classmethod
-    def from_settings(cls, settings: object) -> WebLimits:
-        """Read `link_failure_limit`, `link_failure_window`, `max_body_bytes` from the settings
-        when they have them, else from KEHOACH_* variables, else the defaults above."""
-        def pick(name: str, cast: Callable[[str], object], default: object):
-            value = getattr(settings, name, None)
-            if value is None:
-                value = os.environ.get(f"KEHOACH_{name.upper()}") or None
-            return default if value is None else cast(value)
-
-        return cls(
-            max_body_bytes=pick("max_body_bytes", int, cls.max_body_bytes),
-            max_field_bytes=pick("max_field_bytes", int, cls.max_field_bytes),
-            failure_limit=pick("link_failure_limit", int, cls.failure_limit),
-            failure_window=pick("link_failure_window", float, cls.failure_window),
-        )
+    def from_settings(cls, settings) -> WebLimits:
+        return cls(max_body_bytes=settings.max_body_bytes, max_field_bytes=settings.max_field_bytes,
+                   max_attachment_bytes=settings.max_attachment_bytes,
+                   failure_limit=settings.link_failure_limit, failure_window=settings.link_failure_window)
 
 
 class BodyTooLarge(HTTPException):

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
+from approvals.config import Settings
 from service.web import (
     BodyLimit,
     FailureWindow,
@@ -75,10 +76,10 @@ def test_limits_from_environment(monkeypatch):
     monkeypatch.setenv("KEHOACH_LINK_FAILURE_LIMIT", "7")
     monkeypatch.setenv("KEHOACH_LINK_FAILURE_WINDOW", "2.5")
     monkeypatch.setenv("KEHOACH_MAX_BODY_BYTES", "1000")
-    limits = WebLimits.from_settings(object())
+    limits = WebLimits.from_settings(Settings())
     assert (limits.failure_limit, limits.failure_window, limits.max_body_bytes) == (7, 2.5, 1000)
     monkeypatch.delenv("KEHOACH_LINK_FAILURE_LIMIT")
-    assert WebLimits.from_settings(object()).failure_limit == WebLimits.failure_limit
+    assert WebLimits.from_settings(Settings()).failure_limit == WebLimits.failure_limit
 
 
 def _app(seen: dict) -> Starlette:
