@@ -40,7 +40,6 @@ import datetime as dt
 import logging
 import random
 import re
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -56,6 +55,7 @@ from sqlalchemy import or_, select, update
 from approvals.db import Database, utcnow
 from notifications import mime
 from notifications.models import MessageStatus, OutboxMessage
+from notifications.smtp import _NETWORK_ERRORS, SmtpConfig, SmtpPool, SmtpUnavailable
 
 log = logging.getLogger("kehoach.dispatcher")
 _TABLE = OutboxMessage.__table__
@@ -67,29 +67,10 @@ Resolver = Callable[[str], str]
 # it, with or without 8BITMIME.
 MIME_POLICY = SMTP_POLICY.clone(cte_type="7bit")
 
-_NETWORK_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError,
-                   asyncio.TimeoutError, TimeoutError)
-
 
 def placeholder(name: str, argument: str) -> str:
     """Text the dispatcher replaces when it sends, so secrets (link tokens) never sit in the outbox."""
     return f"[[secret:{name}:{argument}]]"
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    host: str
-    port: int
-    sender: str
-    sender_name: str
-    local_hostname: str
-    username: str | None = None
-    password: str | None = None
-    tls: str = "none"  # none | starttls | tls
-    timeout: float = 30.0
-    ca_file: str | None = None  # a CA bundle to trust for tls/starttls (a private relay's CA)
-    validate_certs: bool = True
-
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -103,114 +84,8 @@ class RetryPolicy:
         """Exponential backoff with full jitter."""
         return random.uniform(0.5, 1.0) * min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
 
-
 class PermanentFailure(Exception):
     pass
-
-
-class SmtpUnavailable(Exception):
-    """Connecting to the SMTP server failed: nothing was sent."""
-
-
-# ---------------------------------------------------------------------------- connections
-
-
-@dataclass(eq=False)
-class _Connection:
-    client: aiosmtplib.SMTP
-    last_used: float
-    uses: int = 0
-
-
-class SmtpPool:
-    """At most `size` open SMTP connections, each reused for message after message.
-
-    A connection that went wrong is closed, not returned; an idle one older than
-    `max_idle_seconds`, or one that has carried `max_messages`, is replaced.
-    """
-
-    def __init__(self, config: SmtpConfig, size: int = 4, *, max_idle_seconds: float = 30.0,
-                 max_messages: int = 1000):
-        if size < 1:
-            raise ValueError("the SMTP pool needs at least one connection")
-        self.config = config
-        self.size = size
-        self.max_idle_seconds = max_idle_seconds
-        self.max_messages = max_messages
-        self._idle: list[_Connection] = []
-        self._slots = asyncio.Semaphore(size)
-        self.opened = 0  # connections opened so far (for tests and the bench)
-
-    async def acquire(self) -> _Connection:
-        await self._slots.acquire()
-        try:
-            while self._idle:
-                connection = self._idle.pop()
-                if (connection.client.is_connected and connection.uses < self.max_messages
-                        and time.monotonic() - connection.last_used < self.max_idle_seconds):
-                    return connection
-                await _quit(connection.client)
-            return _Connection(await self._open(), last_used=time.monotonic())
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def release(self, connection: _Connection) -> None:
-        """Give a healthy connection back for the next message."""
-        connection.last_used = time.monotonic()
-        if connection.client.is_connected:
-            self._idle.append(connection)
-        self._slots.release()
-
-    def discard(self, connection: _Connection) -> None:
-        """A connection in an unknown state: close it without a word."""
-        connection.client.close()
-        self._slots.release()
-
-    async def prune(self) -> None:
-        """Close connections left idle too long (servers drop them anyway)."""
-        now = time.monotonic()
-        keep = []
-        for connection in self._idle:
-            if now - connection.last_used < self.max_idle_seconds and connection.client.is_connected:
-                keep.append(connection)
-            else:
-                await _quit(connection.client)
-        self._idle = keep
-
-    async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await _quit(connection.client)
-
-    async def _open(self) -> aiosmtplib.SMTP:
-        config = self.config
-        client = aiosmtplib.SMTP(
-            hostname=config.host, port=config.port, local_hostname=config.local_hostname,
-            use_tls=config.tls == "tls", start_tls=config.tls == "starttls",
-            validate_certs=config.validate_certs, cert_bundle=config.ca_file, timeout=config.timeout,
-        )
-        try:
-            await client.connect()
-            if config.username:
-                await client.login(config.username, config.password or "")
-        except BaseException:
-            client.close()
-            raise
-        self.opened += 1
-        return client
-
-
-async def _quit(client: aiosmtplib.SMTP) -> None:
-    if client.is_connected:
-        try:
-            await client.quit()
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
-            client.close()
-
-
-# ---------------------------------------------------------------------------- a stream of batches
-
 
 @dataclass(frozen=True)
 class _Outcome:
@@ -218,16 +93,13 @@ class _Outcome:
     error: str | None = None
     outage: bool = False  # the server was unreachable: not the message's fault
 
-
 SENT = _Outcome("sent")
 RELEASE = _Outcome("release")
-
 
 @dataclass(frozen=True, eq=False)
 class _Batch:
     lease_until: dt.datetime  # as written by the claim: the fence of every later write
     deadline: float  # loop time after which none of its sends may still run
-
 
 @dataclass(eq=False)
 class _Job:
@@ -235,7 +107,6 @@ class _Job:
     recipients: list[str]
     batch: _Batch
     data: bytes = b""
-
 
 class _Stream:
     """Batch after batch: claims ahead of the senders, records behind them.
@@ -404,7 +275,6 @@ class _Stream:
                     raise
                 log.warning("recording outcomes failed, trying again", exc_info=True)
                 await asyncio.sleep(0.5 * (attempt + 1))
-
 
 class Dispatcher:
     def __init__(
@@ -654,10 +524,8 @@ class Dispatcher:
     async def __aexit__(self, *exc_info) -> None:
         await self.aclose()
 
-
 def _fence(lease: dt.datetime) -> tuple:
     return _TABLE.c.status == MessageStatus.sending.value, _TABLE.c.lease_until == lease
-
 
 def _split_content_type(content_type: str) -> tuple[str, str, dict[str, str]]:
     """'text/calendar; method=REQUEST; charset=UTF-8' -> ('text', 'calendar', {'method': 'REQUEST', ...})."""
