@@ -39,6 +39,7 @@ class Stack:
             "KEHOACH_RESUME_RETRY_INTERVAL": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             "KEHOACH_LINK_FAILURE_LIMIT": "200",  # tests send bad links on purpose; tests/service checks the limit
+            "KEHOACH_MAX_BODY_BYTES": str(4 * 1024 * 1024),  # tests/service/test_limits.py streams past 4 MiB
         })
         self.processes: dict[str, subprocess.Popen] = {}
 
