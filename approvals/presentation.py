@@ -47,8 +47,8 @@ def person_context(official: Official, language: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class LinkMessage:
-    """One personal-link email to write: who, in which language, about what, which link."""
+class PlainMessage:
+    """An email with no personal link (it may be forwarded)."""
 
     kind: str
     key: str
@@ -56,6 +56,12 @@ class LinkMessage:
     name: str
     email: str
     context: dict[str, str]
+
+
+@dataclass(frozen=True)
+class LinkMessage(PlainMessage):
+    """One personal-link email to write: who, in which language, about what, which link."""
+
     link_argument: str
     # For the calendar invite: one event per request and official, ending at the due time.
     request_id: str = ""
@@ -92,18 +98,6 @@ def resubmission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, ask
         link_argument=approval_link_argument(link.id, link.token_generation),
         request_id=str(request.id), official_id=official.id, due=request.due_at,
     )
-
-
-@dataclass(frozen=True)
-class PlainMessage:
-    """An email with no personal link (it may be forwarded)."""
-
-    kind: str
-    key: str
-    language: str
-    name: str
-    email: str
-    context: dict[str, str]
 
 
 def outcome_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, decided_by: str, comment: str,

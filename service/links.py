@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from urllib.parse import quote
 import re
 import unicodedata
+import uuid
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from starlette.exceptions import HTTPException
@@ -15,21 +15,27 @@ from approvals import requests
 from approvals.db import utcnow
 from approvals.decisions import DecisionResult
 from approvals.decisions import decide as record_decision
-from approvals.i18n import catalogue, local_time, vnd
 from approvals.files import files_of
+from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import Cycle, Outcome, SubmissionFile
-from approvals.plan import Plan
 from approvals.presentation import (
     link_messages,
     official_name,
     outcome_message,
     role_name,
+    step_context,
 )
 from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_link_messages, queue_plain_messages
 from notifications.outbox import Recipient, enqueue
 from service.deps import App
-from service.web import MESSAGES, WebLimits, cross_site, known_language, render
+from service.web import (
+    MESSAGES,
+    known_language,
+    refuse_cross_site,
+    render,
+    web_limits,
+)
 
 log = logging.getLogger("kehoach.links")
 router = APIRouter()
@@ -44,16 +50,6 @@ def _invalid(request: Request, language: str):
     return render(request, "message.html", language, status_code=404,
                   title=_("invalid.title"), body=_("invalid.body"), switch_url=None)
 
-
-def _names(plan: Plan, view: requests.LinkView, language: str) -> dict[str, str]:
-    cycle_kind = plan.cycle(view.cycle.kind)
-    stage = next(s for s in cycle_kind.stages if s.id == view.request.stage)
-    return {
-        "cycle_name": f"{cycle_kind.name.get(language)} {view.cycle.period}",
-        "stage_name": f"{stage.number}. {stage.name.get(language)}",
-        "summary": stage.summary.get(language) if stage.summary else "",
-        "agency_name": plan.agency(view.request.acting_agency).name.get(language),
-    }
 
 
 async def _page(request: Request, app: App, token: str, *, language: str | None, status_code: int = 200,
@@ -89,10 +85,9 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
         attached=attached,
         official_name=official.name if official else view.assignment.official_id,
         role_name=role_name(app.plan, view.assignment.role, language),
-        due=local_time(view.request.due_at, app.settings.tz, language),
         policy=view.request.policy, others=others, error=_(error_key) if error_key else error,
         chosen=chosen, comment=comment, max_comment=requests.MAX_COMMENT,
-        **_names(app.plan, view, language),
+        **step_context(app.plan, view.request, view.cycle, language=language, tz=app.settings.tz),
     )
 
 
@@ -128,10 +123,9 @@ async def decide(request: Request, token: str, app: App):
     query_language = known_language(request.query_params.get("lang"))
     language = query_language or app.settings.default_language
     _ = catalogue(MESSAGES).gettext_for(language)
-    if cross_site(request, app.settings.public_base_url):
-        return render(request, "message.html", language, status_code=403,
-                      title=_("forbidden.title"), body=_("forbidden.body"), switch_url=None)
-    limits: WebLimits = getattr(request.app.state, "web_limits", None) or WebLimits()
+    if refused := refuse_cross_site(request, app.settings.public_base_url, language):
+        return refused
+    limits = web_limits(request)
     try:
         form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=limits.max_field_bytes)
     except HTTPException as exc:

@@ -19,7 +19,13 @@ from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_link_messages
 from service.deps import App
 from service.links import MAX_FORM_FIELDS, _clean_comment, _field, _invalid
-from service.web import MESSAGES, WebLimits, cross_site, known_language, render
+from service.web import (
+    MESSAGES,
+    known_language,
+    refuse_cross_site,
+    render,
+    web_limits,
+)
 
 log = logging.getLogger("kehoach.submissions")
 router = APIRouter()
@@ -40,7 +46,7 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
     stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
     return render(request, "resubmit.html", language, status_code=status_code, comments=comments,
                   needs_amount=stage.kind.value == "budget", max_files=MAX_FILES,
-                  max_kb=(getattr(request.app.state, "web_limits", None) or WebLimits()).max_attachment_bytes // 1024,
+                  max_kb=web_limits(request).max_attachment_bytes // 1024,
                   official_name=official.name if official else view.link.official_id, error=error, text=text,
                   previous_text=(view.request.data or {}).get("text", ""),
                   **step_context(app.plan, view.request, view.cycle, language=language, tz=app.settings.tz))
@@ -64,10 +70,9 @@ async def show(request: Request, token: str, app: App):
 async def resubmit(request: Request, token: str, app: App):
     language = known_language(request.query_params.get("lang")) or app.settings.default_language
     _ = catalogue(MESSAGES).gettext_for(language)
-    if cross_site(request, app.settings.public_base_url):
-        return render(request, "message.html", language, status_code=403,
-                      title=_("forbidden.title"), body=_("forbidden.body"), switch_url=None)
-    limits: WebLimits = getattr(request.app.state, "web_limits", None) or WebLimits()
+    if refused := refuse_cross_site(request, app.settings.public_base_url, language):
+        return refused
+    limits = web_limits(request)
     try:
         form = await request.form(max_files=MAX_FILES, max_fields=MAX_FORM_FIELDS,
                                   max_part_size=limits.max_field_bytes)

@@ -354,3 +354,16 @@ def cross_site(request, base_url: str) -> bool:
         return False
     allowed = {f"{p.scheme}://{p.netloc}" for p in (urlsplit(base_url), urlsplit(str(request.base_url)))}
     return origin.rstrip("/") not in allowed
+
+
+def refuse_cross_site(request, base_url: str, language: str):
+    """The 403 page for a POST from another site, or None when the POST may go on."""
+    if not cross_site(request, base_url):
+        return None
+    _ = catalogue(MESSAGES).gettext_for(language)
+    return render(request, "message.html", language, status_code=403,
+                  title=_("forbidden.title"), body=_("forbidden.body"), switch_url=None)
+
+
+def web_limits(request) -> WebLimits:
+    return getattr(request.app.state, "web_limits", None) or WebLimits()
