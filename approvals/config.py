@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_field_bytes: int = Field(64 * 1024, description="Largest single form field (422 above).")
 
     prefect_deployment: str = Field("annual-cycle/annual-cycle", description="Deployment that runs the annual cycle.")
+    event_cycle_deployment: str = Field(
+        "economy-event-cycle/economy-event-cycle",
+        description="Deployment the service starts for each economic event recorded through the API (empty: none).")
     resume_retry_interval: float = Field(5.0, description="Seconds between retries of flow runs whose resume failed.")
 
     @field_validator("timezone")
@@ -109,6 +112,11 @@ class Settings(BaseSettings):
     @property
     def mail_dir(self) -> Path:
         return self.data_dir / "mail"
+
+    @property
+    def organizer(self) -> tuple[str, str]:
+        """The (name, address) calendar invites come from."""
+        return self.mail_from_name, self.mail_from
 
     def link_secret_bytes(self) -> bytes:
         """The link key; in development one is generated once and kept in the data folder."""

@@ -33,8 +33,10 @@ from approvals.models import (
     EconomicEvent,
     RequestStatus,
     StageStatus,
+    SubmissionLink,
 )
 from approvals.plan.schema import Plan, Stage
+from approvals.submissions import SubmissionAsked
 from approvals.requests import (
     AlreadyDecided,
     NewAssignment,
@@ -105,7 +107,7 @@ async def cycles(session: AsyncSession, *, now: dt.datetime, year: int | None = 
     for (cid, stage, _), request in latest.items():
         total_settled_overdue = counts[(cid, stage)]
         total_settled_overdue[0] += 1
-        pending = request.status == RequestStatus.pending.value
+        pending = RequestStatus(request.status).open
         total_settled_overdue[1] += not pending
         total_settled_overdue[2] += pending and request.due_at < now
     cancelled = await cancelled_cycles(session, ids)
@@ -136,7 +138,7 @@ class RequestView:
     waiting_on: list[str]  # officials with a pending assignment
 
     def overdue(self, now: dt.datetime) -> bool:
-        return self.request.status == RequestStatus.pending.value and self.request.due_at < now
+        return RequestStatus(self.request.status).open and self.request.due_at < now
 
 
 async def find_requests(session: AsyncSession, *, now: dt.datetime, status: RequestStatus = RequestStatus.pending,
@@ -169,6 +171,11 @@ async def _pending_officials(session: AsyncSession, request_ids: list[uuid.UUID]
             select(Assignment.request_id, Assignment.official_id)
             .where(Assignment.request_id.in_(request_ids), Assignment.status == AssignmentStatus.pending.value)
             .order_by(Assignment.position)):
+        found[request_id].append(official_id)
+    # A step waiting for a (re)submission waits on the unit's officer who holds the form link.
+    for request_id, official_id in await session.execute(
+            select(SubmissionLink.request_id, SubmissionLink.official_id)
+            .where(SubmissionLink.request_id.in_(request_ids), SubmissionLink.status == "pending")):
         found[request_id].append(official_id)
     return found
 
@@ -236,6 +243,7 @@ class Acted:
     request: ApprovalRequest
     cycle: Cycle
     notify: list[NewAssignment]
+    submission: SubmissionAsked | None = None  # a unit that has not submitted: its form link again
 
 
 def plan_stage(plan: Plan, cycle: Cycle, stage_id: str) -> Stage | None:
@@ -254,7 +262,11 @@ async def _locked_pending(session: AsyncSession, request_id: uuid.UUID) -> tuple
 
 async def remind(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID, by: str,
                  now: dt.datetime, link_ttl: dt.timedelta) -> Acted:
-    """A reminder now, outside the plan's schedule (which it does not shift)."""
+    """A reminder now, outside the plan's schedule (which it does not shift). A step still
+    waiting for its unit's submission reminds the unit's officer, with the same form link."""
+    request = await lock_request(session, request_id)
+    if request is not None and request.status == RequestStatus.awaiting_submission.value:
+        return await _remind_submitter(session, plan, request, by=by, now=now)
     request, cycle = await _locked_pending(session, request_id)
     notify = await rotate_links(session, plan=plan, secret=secret, request=request, now=now, link_ttl=link_ttl)
     if not notify:
@@ -262,6 +274,19 @@ async def remind(session: AsyncSession, *, plan: Plan, secret: bytes, request_id
     await audit.append(session, actor=by, action="request.reminded", entity="approval_request",
                        entity_id=str(request.id), data={"manual": True, "to": [n.official.id for n in notify]})
     return Acted(request, cycle, notify)
+
+
+async def _remind_submitter(session: AsyncSession, plan: Plan, request: ApprovalRequest, *, by: str,
+                            now: dt.datetime) -> Acted:
+    link = (await session.execute(select(SubmissionLink).where(
+        SubmissionLink.request_id == request.id, SubmissionLink.status == "pending",
+        SubmissionLink.expires_at > now))).scalar()
+    official = plan.official(link.official_id) if link else None
+    if official is None:
+        raise Refused("nobody who can be reached is asked to submit this step")
+    await audit.append(session, actor=by, action="submission.reminded", entity="approval_request",
+                       entity_id=str(request.id), data={"manual": True, "to": official.id})
+    return Acted(request, await session.get(Cycle, request.cycle_id), [], SubmissionAsked(link, official))
 
 
 async def remind_many(session: AsyncSession, *, plan: Plan, secret: bytes, request_ids: list[uuid.UUID], by: str,
@@ -326,6 +351,7 @@ class Cancelled:
     cycle: Cycle
     expired: list[ApprovalRequest]
     at: dt.datetime
+    closed: dict[uuid.UUID, list[str]] = field(default_factory=dict)  # request -> officials whose link closed
 
 
 async def cancel_cycle(session: AsyncSession, *, cycle_id: uuid.UUID, reason: str, by: str,
@@ -338,24 +364,30 @@ async def cancel_cycle(session: AsyncSession, *, cycle_id: uuid.UUID, reason: st
     if (await cancelled_cycles(session, [cycle.id])):
         raise Conflict("this cycle has already been cancelled")
     reason = unicodedata.normalize("NFC", reason)
+    open_statuses = [s.value for s in RequestStatus if s.open]
     pending_ids = sorted((await session.execute(select(ApprovalRequest.id).where(
-        ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.status == RequestStatus.pending.value))).scalars())
-    expired = []
+        ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.status.in_(open_statuses)))).scalars())
+    expired, closed = [], {}
     for request_id in pending_ids:
         request = await lock_request(session, request_id)
-        if request.status != RequestStatus.pending.value:
+        if request.status not in open_statuses:
             continue  # decided between the list and the lock
-        await settle_request(session, request=request, outcome=RequestStatus.expired, now=now)
+        closed[request.id] = await settle_request(session, request=request, outcome=RequestStatus.expired, now=now)
         await audit.append(session, actor=by, action="request.expired", entity="approval_request",
                            entity_id=str(request.id), data={"reason": "cycle cancelled"})
         expired.append(request)
+    # A step sent back for changes waits on its resubmission link: that closes too.
+    await session.execute(
+        update(SubmissionLink).where(SubmissionLink.status == "pending", SubmissionLink.request_id.in_(
+            select(ApprovalRequest.id).where(ApprovalRequest.cycle_id == cycle.id)))
+        .values(status="closed").execution_options(synchronize_session=False))
     await session.execute(
         update(CycleStage).where(CycleStage.cycle_id == cycle.id, CycleStage.status == StageStatus.waiting.value)
         .values(status=StageStatus.expired.value, updated_at=now).execution_options(synchronize_session=False))
     event = await audit.append(session, actor=by, action=CYCLE_CANCELLED, entity="cycle", entity_id=str(cycle.id),
                                data={"cycle": f"{cycle.kind}/{cycle.period}", "reason": reason,
                                      "expired": [str(r.id) for r in expired]})
-    return Cancelled(cycle, expired, event.at)
+    return Cancelled(cycle, expired, event.at, closed)
 
 
 async def record_event(session: AsyncSession, *, name: str, starts_on: dt.date, description: str, by: str,
@@ -368,6 +400,13 @@ async def record_event(session: AsyncSession, *, name: str, starts_on: dt.date, 
     await audit.append(session, actor=by, action="event.recorded", entity="economic_event", entity_id=str(event.id),
                        data={"name": event.name, "starts_on": starts_on.isoformat()})
     return event
+
+
+async def events_without_cycle(session: AsyncSession, *, since: dt.datetime) -> list[EconomicEvent]:
+    """Events recorded since a time whose economy cycle has not been created yet."""
+    return list((await session.execute(
+        select(EconomicEvent).where(EconomicEvent.cycle_id.is_(None), EconomicEvent.created_at >= since)
+        .order_by(EconomicEvent.created_at))).scalars())
 
 
 async def list_events(session: AsyncSession, *, limit: int = 100, offset: int = 0) -> list[EconomicEvent]:

@@ -23,6 +23,7 @@ from approvals.models import (
     Decision,
     Outcome,
     RequestStatus,
+    SubmissionLink,
 )
 from approvals.plan.schema import Plan, Policy
 from approvals.policy import settle
@@ -49,6 +50,7 @@ class DecisionResult:
     request: ApprovalRequest
     settled: Outcome | None
     activated: list[NewAssignment] = field(default_factory=list)  # next in a sequence: email them
+    closed: list[str] = field(default_factory=list)  # officials whose pending link the outcome closed
 
 
 async def decide(
@@ -95,8 +97,9 @@ async def decide(
         Assignment.request_id == request.id, Assignment.status.in_(COUNTED)))).all())
     settled = settle(Policy(request.policy), made, assignees, request.quorum)
     activated: list[NewAssignment] = []
+    closed: list[str] = []
     if settled is not None:
-        await settle_request(session, request=request, outcome=settled, now=now)
+        closed = await settle_request(session, request=request, outcome=settled, now=now)
     elif Policy(request.policy) is Policy.sequence and outcome is Outcome.approve:
         activated = await _activate_next(session, request, plan=plan, secret=secret)
     await audit.append(
@@ -106,7 +109,7 @@ async def decide(
               "official": assignment.official_id, "on_behalf_of": assignment.on_behalf_of,
               "settled": settled.value if settled else None},
     )
-    return DecisionResult(decision, request, settled, activated)
+    return DecisionResult(decision, request, settled, activated, closed)
 
 
 async def _activate_next(session: AsyncSession, request: ApprovalRequest, *, plan: Plan | None,
@@ -127,17 +130,25 @@ async def _activate_next(session: AsyncSession, request: ApprovalRequest, *, pla
 
 
 async def settle_request(session: AsyncSession, *, request: ApprovalRequest, outcome: Outcome | RequestStatus,
-                         now: dt.datetime) -> None:
-    """Move a pending request to its outcome (compare-and-set) and close its other links."""
+                         now: dt.datetime) -> list[str]:
+    """Move an open request (pending, or still awaiting its submission when it expires) to its
+    outcome (compare-and-set) and close its other links, submission links included. Returns
+    the officials whose pending links it closed (they were asked and had not answered)."""
     status = outcome if isinstance(outcome, RequestStatus) else OUTCOME_TO_STATUS[outcome]
     moved = await session.execute(
         update(ApprovalRequest)
-        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value)
+        .where(ApprovalRequest.id == request.id,
+               ApprovalRequest.status.in_([s.value for s in RequestStatus if s.open]))
         .values(status=status.value, decided_at=now)
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:
         raise AlreadyDecided()
+    # Who was asked and had not answered: their deadline is off their calendar now.
+    closed = list((await session.execute(
+        select(Assignment.official_id).where(Assignment.request_id == request.id,
+                                             Assignment.status == AssignmentStatus.pending.value)
+        .order_by(Assignment.position))).scalars())
     await session.execute(
         update(Assignment)
         .where(Assignment.request_id == request.id,
@@ -145,7 +156,14 @@ async def settle_request(session: AsyncSession, *, request: ApprovalRequest, out
         .values(status=AssignmentStatus.closed.value)
         .execution_options(synchronize_session=False)
     )
+    await session.execute(
+        update(SubmissionLink)
+        .where(SubmissionLink.request_id == request.id, SubmissionLink.status == "pending")
+        .values(status="closed")
+        .execution_options(synchronize_session=False)
+    )
     await session.refresh(request)
+    return closed
 
 
 __all__ = ["DecisionResult", "InvalidLink", "decide", "settle_request"]

@@ -43,6 +43,7 @@ def resolve_approvers(
     on: dt.date,
     delegations: Sequence[DelegationLike],
     requester: str | None,
+    unit: str | None = None,
 ) -> list[Approver]:
     """One approver per distinct official, in role order.
 
@@ -52,7 +53,7 @@ def resolve_approvers(
     """
     chosen: dict[str, Approver] = {}
     for role in roles:
-        for holder in plan.holders(role, on):
+        for holder in plan.holders(role, on, unit=unit or None):
             if holder.id == requester:
                 continue
             path = chain(holder.id, delegations, role=role, on=on)

@@ -32,11 +32,16 @@ class StageStatus(str, Enum):
 
 
 class RequestStatus(str, Enum):
+    awaiting_submission = "awaiting_submission"  # the acting agency has not submitted yet: nobody decides
     pending = "pending"
     approved = "approved"
     rejected = "rejected"
     changes_requested = "changes_requested"
     expired = "expired"  # the timeout policy ended it: never an approval
+
+    @property
+    def open(self) -> bool:
+        return self in (RequestStatus.awaiting_submission, RequestStatus.pending)
 
 
 class AssignmentStatus(str, Enum):
@@ -197,7 +202,9 @@ class SubmissionLink(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     token_generation: Mapped[int] = mapped_column(default=1)
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending", doc="pending, used or closed")
+    kind: Mapped[str] = mapped_column(String(16), default="resubmission", server_default="resubmission",
+                                      doc="first (the step's submission) or resubmission (after changes)")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 

@@ -69,6 +69,51 @@ class LinkMessage(PlainMessage):
     due: dt.datetime | None = None
 
 
+@dataclass(frozen=True)
+class ClosingMessage(PlainMessage):
+    """An email that ends a step for someone who had its deadline in their calendar: it
+    carries the cancellation of that event (the same UID as the request's invite)."""
+
+    request_id: str = ""
+    official_id: str = ""
+    due: dt.datetime | None = None
+
+
+def receipt_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, decision, *, at: dt.datetime,
+                    tz: ZoneInfo) -> ClosingMessage | None:
+    """The decider's confirmation (so a decision they did not make gets noticed)."""
+    official = plan.official(decision.official_id)
+    if official is None:
+        return None
+    language = official.language.value
+    step = step_context(plan, request, cycle, language=language, tz=tz)
+    return ClosingMessage(
+        kind="receipt", key=f"receipt:{decision.id}", language=language, name=official.name,
+        email=str(official.email),
+        context={"stage": step["stage"], "cycle": step["cycle"], "outcome": decision.outcome,
+                 "at": local_time(at, tz, language), "comment": decision.comment},
+        request_id=str(request.id), official_id=official.id, due=request.due_at)
+
+
+def closed_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, officials: Sequence[str], *, decided_by: str,
+                    at: dt.datetime, tz: ZoneInfo) -> list[ClosingMessage]:
+    """To each official whose link the outcome closed: no action is needed any more."""
+    messages = []
+    for official_id in officials:
+        official = plan.official(official_id)
+        if official is None:
+            continue
+        language = official.language.value
+        step = step_context(plan, request, cycle, language=language, tz=tz)
+        messages.append(ClosingMessage(
+            kind="step_closed", key=f"step_closed:{request.id}:{official.id}", language=language,
+            name=official.name, email=str(official.email),
+            context={**person_context(official, language), "stage": step["stage"], "cycle": step["cycle"],
+                     "result": request.status, "decided_by": decided_by, "at": local_time(at, tz, language)},
+            request_id=str(request.id), official_id=official.id, due=request.due_at))
+    return messages
+
+
 def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Sequence[NewAssignment], *,
                   kind: str, tz: ZoneInfo) -> list[LinkMessage]:
     """A request, a reminder or an escalation for each assignee, keyed by assignment and link generation."""
@@ -87,12 +132,16 @@ def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Se
     return messages
 
 
-def resubmission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked, *, tz: ZoneInfo) -> LinkMessage:
-    """The request-for-changes email to the submitter, with the reviewers' comments."""
+def submission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked, *, tz: ZoneInfo,
+                       reminder: int | str = 0) -> LinkMessage:
+    """The email with a submission link: the step's first submission, or a resubmission after
+    a request for changes (its page shows the reviewers' comments); `reminder` > 0 sends the
+    same link again as the sweep's n-th reminder."""
     official, link = asked.official, asked.link
     language = official.language.value
+    kind = "submission_request" if link.kind == "first" else "resubmission_request"
     return LinkMessage(
-        kind="resubmission_request", key=f"resubmission_request:{link.id}:{link.token_generation}",
+        kind=kind, key=f"{kind}:{link.id}:{link.token_generation}" + (f":reminder-{reminder}" if reminder else ""),
         language=language, name=official.name, email=str(official.email),
         context={**person_context(official, language), **step_context(plan, request, cycle, language=language, tz=tz)},
         link_argument=approval_link_argument(link.id, link.token_generation),

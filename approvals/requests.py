@@ -149,8 +149,13 @@ async def open_request(
     requested_by: str | None = None,
     data: dict | None = None,
     previous: ApprovalRequest | None = None,
+    awaiting_submission: bool = False,
 ) -> OpenedRequest:
-    """Open the stage's request, or find the one already open (a re-run after resume opens nothing)."""
+    """Open the stage's request, or find the one already open (a re-run after resume opens nothing).
+
+    `subject` names the branch (a unit, for a fan-out stage). With `awaiting_submission` the
+    request waits for its submitter first and nobody is asked to decide yet (`route` does that
+    once the submission arrives)."""
     round_ = previous.round + 1 if previous else 1
     existing = (await session.execute(
         select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.stage == stage_id,
@@ -163,42 +168,56 @@ async def open_request(
         return OpenedRequest(existing, cycle, [])
 
     stage = stage_of(plan, cycle.kind, stage_id)
-    data = data or {}
-    roles, policy = stage.routed(data)
     today = local_day(plan, now)
-    approvers = resolve_approvers(plan, roles, on=today, delegations=await delegations_in_force(session, plan),
-                                  requester=requested_by)
-    if not approvers:
-        raise NoApprover(f"nobody can decide stage '{stage_id}' on {today} (roles {', '.join(roles)})")
-    quorum = stage.quorum if policy is Policy.quorum else None
-    if quorum is not None and quorum > len(approvers):
-        raise NoApprover(f"stage '{stage_id}' needs {quorum} approvals but only {len(approvers)} officials can decide")
-
     request = ApprovalRequest(
-        cycle_id=cycle.id, stage=stage_id, subject=subject, round=round_, policy=policy.value, quorum=quorum,
-        acting_agency=plan.agency_on(stage.acting_agencies[0], today).id,
+        cycle_id=cycle.id, stage=stage_id, subject=subject, round=round_, policy=stage.policy.value,
+        acting_agency=plan.agency_on(subject or stage.acting_agencies[0], today).id,
         due_at=previous.due_at if previous else due_at(stage.due, cycle_start=cycle.starts_on, tz=plan_tz(plan)),
-        waiter_ref=waiter_ref, created_at=now, requested_by=requested_by, data=data,
+        waiter_ref=waiter_ref, created_at=now, requested_by=requested_by, data=data or {},
         previous_id=previous.id if previous else None,
+        status=(RequestStatus.awaiting_submission if awaiting_submission else RequestStatus.pending).value,
     )
     session.add(request)
-    stage_row = (await session.execute(
-        select(CycleStage).where(CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id))).scalar()
-    if stage_row is None:
-        session.add(CycleStage(cycle_id=cycle.id, stage=stage_id, status=StageStatus.waiting.value, updated_at=now))
-    elif stage_row.status != StageStatus.waiting.value:
-        stage_row.status, stage_row.updated_at = StageStatus.waiting.value, now
+    await set_stage_status(session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.waiting, now=now,
+                           audited=False)
     await session.flush()
-    new = await add_assignments(session, request, approvers, policy=policy, secret=secret, link_ttl=link_ttl, now=now)
+    new = [] if awaiting_submission else await route(session, plan=plan, request=request, secret=secret,
+                                                       link_ttl=link_ttl, now=now)
     await audit.append(
         session, actor=f"official:{requested_by}" if requested_by else "system", action="request.opened",
         entity="approval_request", entity_id=str(request.id),
         data={"cycle": f"{cycle.kind}/{cycle.period}", "stage": stage_id, "subject": subject, "round": round_,
-              "policy": policy.value, "previous": str(previous.id) if previous else None,
-              "assignees": [{"official": a.official.id, "on_behalf_of": a.on_behalf_of} for a in approvers],
+              "policy": request.policy, "previous": str(previous.id) if previous else None,
+              "status": request.status,
+              "assignees": [{"official": a.official_id, "on_behalf_of": a.on_behalf_of} for a in (await session.execute(
+                  select(Assignment).where(Assignment.request_id == request.id).order_by(Assignment.position)
+              )).scalars()],
               "due_at": request.due_at.isoformat()},
     )
     return OpenedRequest(request, cycle, new)
+
+
+async def route(session: AsyncSession, *, plan: Plan, request: ApprovalRequest, secret: bytes,
+                link_ttl: dt.timedelta, now: dt.datetime) -> list[NewAssignment]:
+    """Ask the officials who decide the step: its roles after the routing rules its data
+    triggers (an amount above a threshold), resolved on the day with the delegations in force,
+    never the submitter, and for a branch only that unit's holders of a per-unit role.
+    Fails closed: NoApprover when nobody can decide."""
+    cycle = await session.get(Cycle, request.cycle_id)
+    stage = stage_of(plan, cycle.kind, request.stage)
+    roles, policy = stage.routed(request.data or {})
+    today = local_day(plan, now)
+    approvers = resolve_approvers(plan, roles, on=today, delegations=await delegations_in_force(session, plan),
+                                  requester=request.requested_by, unit=request.subject or None)
+    if not approvers:
+        raise NoApprover(f"nobody can decide stage '{request.stage}' on {today} (roles {', '.join(roles)})")
+    quorum = stage.quorum if policy is Policy.quorum else None
+    if quorum is not None and quorum > len(approvers):
+        raise NoApprover(f"stage '{request.stage}' needs {quorum} approvals but only {len(approvers)} officials "
+                         f"can decide")
+    request.policy, request.quorum = policy.value, quorum
+    return await add_assignments(session, request, approvers, policy=policy, secret=secret, link_ttl=link_ttl,
+                                 now=now)
 
 
 async def reopen_after_changes(session: AsyncSession, *, plan: Plan, secret: bytes, previous_id: uuid.UUID,
@@ -312,34 +331,61 @@ async def request_status(session: AsyncSession, request_id: uuid.UUID) -> Reques
     return RequestStatus(request.status)
 
 
-STAGE_STATUS_FOR = {
-    RequestStatus.approved: StageStatus.done,
-    RequestStatus.rejected: StageStatus.rejected,
-    RequestStatus.changes_requested: StageStatus.changes_requested,
-    RequestStatus.expired: StageStatus.expired,
-}
+def stage_status_of(statuses: list[RequestStatus]) -> StageStatus:
+    """A stage's status from the latest round of each of its branches: done when every branch
+    is approved; sent back or still waiting while any is; else rejected, else expired."""
+    if statuses and all(s is RequestStatus.approved for s in statuses):
+        return StageStatus.done
+    if any(s is RequestStatus.changes_requested for s in statuses):
+        return StageStatus.changes_requested
+    if not statuses or any(s.open for s in statuses):
+        return StageStatus.waiting
+    return StageStatus.rejected if RequestStatus.rejected in statuses else StageStatus.expired
+
+
+async def latest_rounds(session: AsyncSession, cycle_id: uuid.UUID, stage: str) -> list[ApprovalRequest]:
+    """The newest round of each branch of a stage, in branch order."""
+    latest: dict[str, ApprovalRequest] = {}
+    for request in (await session.execute(
+            select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == stage)
+            .order_by(ApprovalRequest.subject, ApprovalRequest.round)
+            .execution_options(populate_existing=True))).scalars():
+        latest[request.subject] = request
+    return list(latest.values())
+
+
+async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str, status: StageStatus,
+                           now: dt.datetime, audited: bool = True) -> None:
+    row = (await session.execute(
+        select(CycleStage).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage))).scalar()
+    if row is None:
+        row = CycleStage(cycle_id=cycle_id, stage=stage, status=status.value, updated_at=now)
+        session.add(row)
+        await session.flush()
+    elif row.status != status.value:
+        row.status, row.updated_at = status.value, now
+    else:
+        return
+    if audited:
+        await audit.append(session, actor="system", action="stage.recorded", entity="cycle_stage",
+                           entity_id=str(row.id), data={"stage": stage, "status": status.value})
+    await session.flush()
 
 
 async def record_stage_result(session: AsyncSession, *, request_id: uuid.UUID, now: dt.datetime) -> StageStatus:
-    """Write the stage's status from its settled request (idempotent: a re-run writes the same)."""
+    """Write the stage's status from its requests' latest rounds (idempotent: a re-run writes the same)."""
     request = await session.get(ApprovalRequest, request_id, populate_existing=True)
-    status = STAGE_STATUS_FOR[RequestStatus(request.status)]
-    stage = (await session.execute(
-        select(CycleStage).where(CycleStage.cycle_id == request.cycle_id, CycleStage.stage == request.stage)
-    )).scalar_one()
-    if stage.status != status.value:
-        stage.status = status.value
-        stage.updated_at = now
-        await audit.append(session, actor="system", action="stage.recorded", entity="cycle_stage",
-                           entity_id=str(stage.id), data={"stage": request.stage, "status": status.value})
-    await session.flush()
+    latest = await latest_rounds(session, request.cycle_id, request.stage)
+    status = stage_status_of([RequestStatus(r.status) for r in latest])
+    await set_stage_status(session, cycle_id=request.cycle_id, stage=request.stage, status=status, now=now)
     return status
 
 
 async def requests_awaiting_resume(session: AsyncSession, limit: int = 100) -> list[ApprovalRequest]:
     return list((await session.execute(
         select(ApprovalRequest)
-        .where(ApprovalRequest.status != RequestStatus.pending.value, ApprovalRequest.waiter_ref.is_not(None),
+        .where(ApprovalRequest.status.not_in([s.value for s in RequestStatus if s.open]),
+               ApprovalRequest.waiter_ref.is_not(None),
                ApprovalRequest.resumed_at.is_(None))
         .limit(limit)
     )).scalars())

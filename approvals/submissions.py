@@ -18,9 +18,11 @@ from approvals.plan.schema import Official, Plan, StageKind
 from approvals.requests import (
     InvalidLink,
     OpenedRequest,
-    lock_request,
     local_day,
+    lock_request,
+    open_request,
     reopen_after_changes,
+    route,
     stage_of,
 )
 from approvals.tokens import derive_token, hash_token, well_formed
@@ -30,43 +32,84 @@ MAX_TEXT = 20_000
 
 
 @dataclass(frozen=True)
-class ResubmissionAsked:
+class SubmissionAsked:
+    """A submission link was created for an official (first submission or resubmission)."""
+
     link: SubmissionLink
     official: Official
 
+    @property
+    def first(self) -> bool:
+        return self.link.kind == "first"
+
+
+ResubmissionAsked = SubmissionAsked
+
 
 def submitter_for(plan: Plan, request: ApprovalRequest, cycle: Cycle, now: dt.datetime) -> Official | None:
-    """Whoever submitted the step; else the first holder of the stage's requester role."""
+    """Whoever submitted the step; else the first holder of the stage's requester role (in the
+    branch's own unit for a per-unit role)."""
     if request.requested_by and plan.official(request.requested_by):
         return plan.official(request.requested_by)
     stage = stage_of(plan, cycle.kind, request.stage)
-    holders = plan.holders(stage.requester, local_day(plan, now)) if stage.requester else []
+    holders = plan.holders(stage.requester, local_day(plan, now), unit=request.subject or None) \
+        if stage.requester else []
     return holders[0] if holders else None
 
 
-async def ask_resubmission(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID,
-                           now: dt.datetime, link_ttl: dt.timedelta) -> ResubmissionAsked | None:
-    """Create the resubmission link once (a re-run finds it and asks nothing new)."""
-    request = await lock_request(session, request_id)
-    if request is None or request.status != RequestStatus.changes_requested.value:
-        return None
+async def _ask(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest, now: dt.datetime,
+               expires_at: dt.datetime, kind: str) -> SubmissionAsked | None:
+    """One link per request and kind: a re-run finds it and asks nothing new."""
     existing = (await session.execute(select(SubmissionLink).where(SubmissionLink.request_id == request.id))).scalar()
     if existing is not None:
         return None
     cycle = await session.get(Cycle, request.cycle_id)
     official = submitter_for(plan, request, cycle, now)
+    action = "submission" if kind == "first" else "resubmission"
     if official is None:
-        await audit.append(session, actor="system", action="resubmission.unrouted", entity="approval_request",
+        await audit.append(session, actor="system", action=f"{action}.unrouted", entity="approval_request",
                            entity_id=str(request.id), data={"reason": "no submitter and no requester role holder"})
         return None
     link = SubmissionLink(id=uuid.uuid4(), request_id=request.id, official_id=official.id, token_generation=1,
-                          expires_at=now + link_ttl, created_at=now)
+                          expires_at=expires_at, created_at=now, kind=kind)
     link.token_hash = hash_token(derive_token(secret, link.id, 1))
     session.add(link)
     await session.flush()
-    await audit.append(session, actor="system", action="resubmission.asked", entity="approval_request",
+    await audit.append(session, actor="system", action=f"{action}.asked", entity="approval_request",
                        entity_id=str(request.id), data={"official": official.id})
-    return ResubmissionAsked(link, official)
+    return SubmissionAsked(link, official)
+
+
+async def ask_resubmission(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID,
+                           now: dt.datetime, link_ttl: dt.timedelta) -> SubmissionAsked | None:
+    """Create the resubmission link once (a re-run finds it and asks nothing new)."""
+    request = await lock_request(session, request_id)
+    if request is None or request.status != RequestStatus.changes_requested.value:
+        return None
+    return await _ask(session, plan=plan, secret=secret, request=request, now=now, expires_at=now + link_ttl,
+                      kind="resubmission")
+
+
+@dataclass(frozen=True)
+class SubmissionOpened:
+    opened: OpenedRequest
+    asked: SubmissionAsked | None  # None when already asked (a re-run) or nobody can submit
+
+
+async def open_submission(session: AsyncSession, *, plan: Plan, secret: bytes, cycle: Cycle, stage_id: str,
+                          subject: str, waiter_ref: str | None, now: dt.datetime,
+                          link_ttl: dt.timedelta) -> SubmissionOpened:
+    """Open a step that starts with a submission: the request waits for it, and the holder of
+    the stage's requester role (the branch's own, for a per-unit role) gets a link to the form.
+    The link stays valid until the due time plus the usual link lifetime."""
+    opened = await open_request(session, plan=plan, secret=secret, cycle=cycle, stage_id=stage_id, subject=subject,
+                                waiter_ref=waiter_ref, link_ttl=link_ttl, now=now, awaiting_submission=True)
+    request = opened.request
+    if request.status != RequestStatus.awaiting_submission.value:
+        return SubmissionOpened(opened, None)
+    asked = await _ask(session, plan=plan, secret=secret, request=request, now=now,
+                       expires_at=max(now, request.due_at) + link_ttl, kind="first")
+    return SubmissionOpened(opened, asked)
 
 
 @dataclass(frozen=True)
@@ -84,7 +127,10 @@ async def view_submission(session: AsyncSession, token: str, *, now: dt.datetime
     link = (await session.execute(select(SubmissionLink).where(SubmissionLink.token_hash == hash_token(token)))).scalar()
     if link is None or link.status != "pending" or link.expires_at <= now:
         raise InvalidLink()
-    request = await session.get(ApprovalRequest, link.request_id)
+    request = await session.get(ApprovalRequest, link.request_id, populate_existing=True)
+    expected = RequestStatus.awaiting_submission if link.kind == "first" else RequestStatus.changes_requested
+    if request.status != expected.value:
+        raise InvalidLink()  # the step expired or its cycle was cancelled
     cycle = await session.get(Cycle, request.cycle_id)
     comments = list((await session.execute(select(Decision).where(Decision.request_id == request.id)
                                            .order_by(Decision.decided_at))).scalars())
@@ -128,18 +174,37 @@ def parse_submission(*, stage_kind: StageKind, text: str, links: str = "", amoun
     return data
 
 
-async def resubmit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str, data: dict, now: dt.datetime,
-                   link_ttl: dt.timedelta, files: list[tuple[str, str, bytes]] = ()) -> OpenedRequest:
-    """Use the link once and open the next round (with its files), waited on by the same flow run."""
+async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str, data: dict, now: dt.datetime,
+                 link_ttl: dt.timedelta, files: list[tuple[str, str, bytes]] = ()) -> OpenedRequest:
+    """Use the link once. A first submission fills the waiting request and asks its approvers
+    (routed by what was submitted, e.g. the amount); a resubmission opens the next round. Either
+    way the same flow run waits on it, and the files are kept with the round they belong to."""
     view = await view_submission(session, token, now=now)
+    request = await lock_request(session, view.request.id)
     used = await session.execute(
         update(SubmissionLink).where(SubmissionLink.id == view.link.id, SubmissionLink.status == "pending")
         .values(status="used", used_at=now).execution_options(synchronize_session=False))
     if used.rowcount != 1:
         raise InvalidLink()
-    opened = await reopen_after_changes(
-        session, plan=plan, secret=secret, previous_id=view.request.id, data=data,
-        requested_by=view.link.official_id, waiter_ref=view.request.waiter_ref, link_ttl=link_ttl, now=now)
+    if view.link.kind == "first":
+        if request.status != RequestStatus.awaiting_submission.value:
+            raise InvalidLink()
+        request.data, request.requested_by = data, view.link.official_id
+        request.status = RequestStatus.pending.value
+        await session.flush()
+        new = await route(session, plan=plan, request=request, secret=secret, link_ttl=link_ttl, now=now)
+        await audit.append(session, actor=f"official:{view.link.official_id}", action="request.submitted",
+                           entity="approval_request", entity_id=str(request.id),
+                           data={"policy": request.policy, "assignees": [n.official.id for n in new],
+                                 "fields": sorted(data)})
+        opened = OpenedRequest(request, view.cycle, new)
+    else:
+        opened = await reopen_after_changes(
+            session, plan=plan, secret=secret, previous_id=view.request.id, data=data,
+            requested_by=view.link.official_id, waiter_ref=view.request.waiter_ref, link_ttl=link_ttl, now=now)
     if files:
         await store_files(session, request_id=opened.request.id, files=list(files), now=now)
     return opened
+
+
+resubmit = submit

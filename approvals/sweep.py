@@ -24,6 +24,7 @@ from approvals.models import (
     ApprovalRequest,
     Cycle,
     RequestStatus,
+    SubmissionLink,
 )
 from approvals.plan.schema import Plan, Stage, TimeoutPolicy
 from approvals.requests import (
@@ -32,9 +33,10 @@ from approvals.requests import (
     lock_request,
     stage_of,
 )
-
+from approvals.submissions import SubmissionAsked
 
 log = logging.getLogger("kehoach.sweep")
+OPEN = [s.value for s in RequestStatus if s.open]
 
 
 class EventKind(str, Enum):
@@ -51,6 +53,8 @@ class SweepEvent:
     cycle: Cycle
     stage: Stage
     notify: list[NewAssignment] = field(default_factory=list)  # who gets a (new) link
+    closed: list[str] = field(default_factory=list)  # officials whose pending link an expiry closed
+    submission: SubmissionAsked | None = None  # a reminder to submit: the unit's link, sent again
 
 
 OnEvent = Callable[[AsyncSession, SweepEvent], Awaitable[None]]
@@ -63,7 +67,7 @@ def reminder_times(stage: Stage, due: dt.datetime) -> list[dt.datetime]:
 async def _cas_request(session: AsyncSession, request: ApprovalRequest, condition, **values) -> None:
     moved = await session.execute(
         update(ApprovalRequest)
-        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value, condition)
+        .where(ApprovalRequest.id == request.id, ApprovalRequest.status.in_(OPEN), condition)
         .values(**values).execution_options(synchronize_session=False))
     if moved.rowcount != 1:
         raise AlreadyDecided()
@@ -74,10 +78,12 @@ async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, req
                         now: dt.datetime, link_ttl: dt.timedelta) -> SweepEvent | None:
     """At most one step for one request: expire, escalate (or time out), or remind."""
     request = await lock_request(session, request_id)
-    if request is None or request.status != RequestStatus.pending.value:
+    if request is None or request.status not in OPEN:
         return None
     cycle = await session.get(Cycle, request.cycle_id)
     stage = stage_of(plan, cycle.kind, request.stage)
+    if request.status == RequestStatus.awaiting_submission.value:
+        return await _sweep_submission(session, plan, request, cycle, stage, now)
 
     if request.expires_at is not None and now >= request.expires_at:
         return await _expire(session, request, cycle, stage, now, reason="escalation grace ended")
@@ -87,21 +93,49 @@ async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, req
             return await _expire(session, request, cycle, stage, now, reason="due time passed")
         if policy is TimeoutPolicy.escalate:
             return await _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
-        await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now)
-        await audit.append(session, actor="system", action="request.overdue", entity="approval_request",
-                           entity_id=str(request.id), data={"policy": policy.value})
-        return SweepEvent(EventKind.overdue, request, cycle, stage)
+        return await _overdue(session, request, cycle, stage, now, policy)
     passed = sum(1 for moment in reminder_times(stage, request.due_at) if moment <= now)
     if now < request.due_at and passed > request.reminders_sent:
         return await _remind(session, secret, request, cycle, stage, now, passed, plan)
     return None
 
 
+async def _overdue(session, request, cycle, stage, now, policy: TimeoutPolicy) -> SweepEvent:
+    await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now)
+    await audit.append(session, actor="system", action="request.overdue", entity="approval_request",
+                       entity_id=str(request.id), data={"policy": policy.value, "status": request.status})
+    return SweepEvent(EventKind.overdue, request, cycle, stage)
+
+
+async def _sweep_submission(session, plan: Plan, request, cycle, stage, now) -> SweepEvent | None:
+    """A step still waiting for its unit's submission: the unit's officer is reminded with the
+    same link; at the due time it expires if the stage says so, else it is overdue (there is
+    no one to escalate a missing submission to: coordinators see it and chase)."""
+    if now >= request.due_at and request.escalated_at is None:
+        if stage.timeout_policy is TimeoutPolicy.expire:
+            return await _expire(session, request, cycle, stage, now, reason="nothing submitted by the due time")
+        return await _overdue(session, request, cycle, stage, now, stage.timeout_policy)
+    passed = sum(1 for moment in reminder_times(stage, request.due_at) if moment <= now)
+    if now >= request.due_at or passed <= request.reminders_sent:
+        return None
+    link = (await session.execute(select(SubmissionLink).where(
+        SubmissionLink.request_id == request.id, SubmissionLink.status == "pending",
+        SubmissionLink.expires_at > now))).scalar()
+    official = plan.official(link.official_id) if link else None
+    await _cas_request(session, request, ApprovalRequest.reminders_sent == request.reminders_sent,
+                       reminders_sent=passed)
+    await audit.append(session, actor="system", action="submission.reminded", entity="approval_request",
+                       entity_id=str(request.id), data={"reminder": passed, "to": official.id if official else None})
+    if official is None:
+        return None
+    return SweepEvent(EventKind.reminder, request, cycle, stage, submission=SubmissionAsked(link, official))
+
+
 async def _expire(session, request, cycle, stage, now, *, reason: str) -> SweepEvent:
-    await settle_request(session, request=request, outcome=RequestStatus.expired, now=now)
+    closed = await settle_request(session, request=request, outcome=RequestStatus.expired, now=now)
     await audit.append(session, actor="system", action="request.expired", entity="approval_request",
                        entity_id=str(request.id), data={"reason": reason})
-    return SweepEvent(EventKind.expired, request, cycle, stage)
+    return SweepEvent(EventKind.expired, request, cycle, stage, closed=closed)
 
 
 async def _escalate(session, plan, secret, request, cycle, stage, now, link_ttl) -> SweepEvent:
@@ -132,7 +166,7 @@ async def sweep(db: Database, *, plan: Plan, secret: bytes, now: dt.datetime, li
     """One pass over open requests, each in its own transaction with its emails (`on_event`)."""
     async with db.sessions() as session:
         ids = list((await session.execute(select(ApprovalRequest.id).where(
-            ApprovalRequest.status == RequestStatus.pending.value).order_by(ApprovalRequest.due_at))).scalars())
+            ApprovalRequest.status.in_(OPEN)).order_by(ApprovalRequest.due_at))).scalars())
     events = []
     for request_id in ids:
         try:

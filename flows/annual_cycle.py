@@ -1,5 +1,12 @@
-"""The annual cycle of the plan. Stage 1 (the lead agency's orientation, approved by
-its director) runs today; the later stages of the plan file follow in later issues."""
+"""The annual cycle of the plan: the chain of stages in the plan file, in order.
+
+Default chain (plans/lang-son.yaml): 1 the lead agency's orientation, approved by its
+director; 2 the Propaganda Board's guidance (it may send the orientation back); 3 the
+materials, submitted and approved; 4 each outlet's production plan, one branch per outlet
+in parallel, approved by the outlet's head then the lead agency; 5 the finance allocation,
+routed by its amount; 6 the implementation period (the monthly and per-event cycles run as
+their own flows); 7 the annual report before 30 November.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,16 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from approvals.config import get_settings
+from approvals.models import StageStatus
 from approvals.plan import load_plan
+from approvals.plan.schema import StageKind
 from flows.stages import (
-    open_approval,
+    any_approved,
+    mark_stage,
+    open_stage,
     record_stage,
     send_cycle_digest,
-    wait_for_decision,
+    wait_for_all,
 )
 
 CYCLE_KIND = "annual"
@@ -31,18 +42,48 @@ def this_year() -> int:
     return dt.datetime.now(get_settings().tz).year
 
 
+async def run_chain(*, cycle_kind: str, period: str, starts_on: dt.date) -> dict[str, str]:
+    """Run a cycle's stages in order and return each stage's status.
+
+    A stage goes on to the next when it is done; a fan-out stage goes on when at least one
+    branch was approved (a rejected outlet plan does not hold up the others). A stage that
+    ends rejected or expired, or a cancelled cycle, ends the chain there. A stage of kind
+    implementation has no request of its own: it is open from the moment the chain reaches it
+    until the stage after it settles.
+    """
+    plan = load_plan(get_settings().plan_file)
+    waiter = str(flow_run.id)
+    statuses: dict[str, str] = {}
+    open_period: str | None = None
+    started = False
+    for stage in plan.cycle(cycle_kind).stages:
+        if stage.kind is StageKind.implementation:
+            open_period = stage.id
+            statuses[stage.id] = await mark_stage(cycle_kind=cycle_kind, period=period, stage_id=stage.id,
+                                                  status=StageStatus.waiting.value)
+            continue
+        request_ids = await open_stage(cycle_kind=cycle_kind, period=period, starts_on=starts_on, stage_id=stage.id,
+                                       waiter_ref=waiter)
+        if not started:
+            await send_cycle_digest(cycle_kind=cycle_kind, period=period, event="started")
+            started = True
+        settled = await wait_for_all(request_ids)
+        statuses[stage.id] = await record_stage(settled[0])
+        if open_period is not None:
+            statuses[open_period] = await mark_stage(cycle_kind=cycle_kind, period=period, stage_id=open_period,
+                                                     status=StageStatus.done.value)
+            open_period = None
+        if statuses[stage.id] != StageStatus.done.value and not await any_approved(settled):
+            break
+    await send_cycle_digest(cycle_kind=cycle_kind, period=period, event="finished")
+    return statuses
+
+
 @flow(name="annual-cycle", log_prints=True, persist_result=True)
-async def annual_cycle(year: int | None = None) -> dict[str, str]:
-    """One year of the plan: direction by the lead agency, approved by its director.
+async def annual_cycle(year: int | None = None) -> dict:
+    """One year of the plan, stage by stage, pausing (with no process) at every human step.
     Without a year (the yearly schedule), this year in Asia/Ho_Chi_Minh."""
     year = year or this_year()
-    stage_id = "dic_direction"
-    request_id = await open_approval(
-        cycle_kind=CYCLE_KIND, period=str(year), starts_on=cycle_start(year), stage_id=stage_id,
-        waiter_ref=str(flow_run.id),
-    )
-    await send_cycle_digest(cycle_kind=CYCLE_KIND, period=str(year), event="started")
-    settled_id = await wait_for_decision(request_id)
-    status = await record_stage(settled_id)
-    await send_cycle_digest(cycle_kind=CYCLE_KIND, period=str(year), event="finished")
-    return {"year": str(year), "stage": stage_id, "status": status, "request_id": settled_id}
+    statuses = await run_chain(cycle_kind=CYCLE_KIND, period=str(year), starts_on=cycle_start(year))
+    last = next(reversed(statuses))
+    return {"year": str(year), "stages": statuses, "stage": last, "status": statuses[last]}

@@ -13,11 +13,11 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
 from approvals.i18n import local_time
 from approvals.plan import Plan, load_plan
-from approvals.presentation import PlainMessage, outcome_message
+from approvals.presentation import PlainMessage, closed_messages, outcome_message
 from approvals.sweep import EventKind, SweepEvent, sweep
-from flows.emails import mail_domain, queue_link_emails
+from flows.emails import mail_domain, queue_link_emails, queue_submission_email
 from flows.stages import database
-from notifications.links import queue_plain_messages
+from notifications.links import queue_closing_messages, queue_plain_messages
 from notifications.outbox import failed_messages
 from notifications.render import Renderer
 
@@ -30,6 +30,10 @@ async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, ren
 
     async def on_event(session: AsyncSession, event: SweepEvent) -> None:
         kind = LINK_EMAIL_FOR.get(event.kind)
+        if event.submission is not None:
+            await queue_submission_email(session, plan=plan, settings=settings, renderer=renderer,
+                                         request=event.request, cycle=event.cycle, asked=event.submission,
+                                         reminder=event.request.reminders_sent)
         if kind and event.notify:
             await queue_link_emails(session, kind=kind, plan=plan, settings=settings, renderer=renderer,
                                     request=event.request, cycle=event.cycle, notify=event.notify)
@@ -39,6 +43,10 @@ async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, ren
                                    base_url=settings.public_base_url)
             await queue_plain_messages(session, renderer=renderer, messages=[told] if told else [],
                                        domain=mail_domain(settings))
+            await queue_closing_messages(
+                session, renderer=renderer, domain=mail_domain(settings), organizer=settings.organizer,
+                messages=closed_messages(plan, event.request, event.cycle, event.closed, decided_by="",
+                                         at=event.request.decided_at or utcnow(), tz=settings.tz))
 
     events = await sweep(db, plan=plan, secret=settings.link_secret_bytes(), now=now or utcnow(),
                          link_ttl=dt.timedelta(days=settings.link_ttl_days), on_event=on_event)

@@ -27,11 +27,26 @@ class PlainMessageLike(Protocol):
     context: dict[str, str]
 
 
-class LinkMessageLike(PlainMessageLike, Protocol):
-    link_argument: str
-    request_id: str
+class CalendarMessageLike(PlainMessageLike, Protocol):
+    request_id: str  # the event is one per request and official
     official_id: str
     due: dt.datetime | None
+
+
+class LinkMessageLike(CalendarMessageLike, Protocol):
+    link_argument: str
+
+
+def _deadline(message: CalendarMessageLike, *, domain: str, organizer: tuple[str, str] | None,
+              cancelled: bool = False) -> list:
+    """The .ics for the message's deadline event, when it has one (a cancel carries a later SEQUENCE)."""
+    if organizer is None or message.due is None or not message.request_id:
+        return []
+    sequence = sequence_at(dt.datetime.now(dt.UTC)) + (1 if cancelled else 0)
+    return [invite(
+        request_id=message.request_id, assignee_id=message.official_id, domain=domain, due=message.due,
+        summary=f"{message.context.get('stage', '')} – {message.context.get('cycle', '')}", organizer=organizer,
+        attendee=(message.name, message.email), sequence=sequence, language=message.language, cancelled=cancelled)]
 
 
 async def _queue(session: AsyncSession, renderer: Renderer, message: PlainMessageLike, *, domain: str,
@@ -49,15 +64,21 @@ async def queue_link_messages(session: AsyncSession, *, renderer: Renderer, mess
     email carries a calendar invite for the deadline (a later email updates the same event)."""
     queued = 0
     for message in messages:
-        attachments = []
-        if organizer is not None and message.due is not None and message.request_id:
-            attachments.append(invite(
-                request_id=message.request_id, assignee_id=message.official_id,
-                domain=domain, due=message.due, summary=f"{message.context.get('stage', '')} – "
-                f"{message.context.get('cycle', '')}", organizer=organizer, attendee=(message.name, message.email),
-                sequence=sequence_at(dt.datetime.now(dt.UTC)), language=message.language))
-        queued += await _queue(session, renderer, message, domain=domain, attachments=attachments,
+        queued += await _queue(session, renderer, message, domain=domain,
+                               attachments=_deadline(message, domain=domain, organizer=organizer),
                                link=placeholder(link_name, message.link_argument))
+    return queued
+
+
+async def queue_closing_messages(session: AsyncSession, *, renderer: Renderer,
+                                 messages: Iterable[CalendarMessageLike], domain: str,
+                                 organizer: tuple[str, str] | None) -> int:
+    """Render and queue emails that end a step for their recipient (a receipt, a step decided
+    by someone else): each cancels the deadline event its request email put in their calendar."""
+    queued = 0
+    for message in messages:
+        queued += await _queue(session, renderer, message, domain=domain,
+                               attachments=_deadline(message, domain=domain, organizer=organizer, cancelled=True))
     return queued
 
 

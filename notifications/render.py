@@ -13,6 +13,7 @@ own (`Renderer(override_dir=...)`): `<kind>.txt.j2`, `<kind>.html.j2`, `base.htm
 from __future__ import annotations
 
 import copy
+import functools
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "outcome": ("title", "name", "cycle", "stage", "result", "decided_by", "at", "comment", "link"),
     # to the approver after a decision; outcome: approve | reject | request_changes
     "receipt": ("outcome", "at", "stage", "cycle", "comment"),
+    # to an approver whose link closed because the step was settled by others; result as for outcome
+    "step_closed": ("title", "name", "cycle", "stage", "result", "decided_by", "at"),
     # to coordinators; event: started | finished; stages: [{stage, status (stage_status.*), due}]
     "cycle_digest": ("title", "name", "cycle", "event", "at", "stages", "link"),
     # to coordinators; failures: [{recipient, subject, error, at}]
@@ -84,8 +87,13 @@ class Renderer:
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            auto_reload=False,  # templates are read once per process: no stat() per email
         )
         self.catalogue = _catalogue(override_dir)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one renderer per process, templates never change under it
+    def _template(self, name: str):
+        return self.env.get_template(name)
 
     def render(self, kind: str, language: str, **context: object) -> RenderedEmail:
         _ = self.catalogue.gettext_for(language)
@@ -104,8 +112,8 @@ class Renderer:
         except KeyError as exc:
             raise UndefinedError(f"the subject of '{kind}' needs {exc.args[0]!r}") from None
         common = {"_": _, "language": language, "subject": subject, **values}
-        text = self.env.get_template(f"{kind}.txt.j2").render(common)
-        html = self.env.get_template(f"{kind}.html.j2").render(common)
+        text = self._template(f"{kind}.txt.j2").render(common)
+        html = self._template(f"{kind}.html.j2").render(common)
         return RenderedEmail(
             subject=unicodedata.normalize("NFC", subject),
             text=unicodedata.normalize("NFC", text),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
@@ -23,6 +24,14 @@ async def wait_for_deployment(name: str, timeout: float = 120) -> None:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"deployment {name!r} did not appear within {timeout:.0f} s: is the worker running?")
                 await asyncio.sleep(0.5)
+
+
+async def start_event_cycle(event_id: uuid.UUID, deployment: str) -> FlowRun:
+    """Create the economy cycle run of one recorded event; the same event twice returns the existing run."""
+    return await arun_deployment(
+        deployment, parameters={"event_id": str(event_id)}, timeout=0, idempotency_key=f"economy-event-{event_id}",
+        as_subflow=False,
+    )
 
 
 async def start_annual_cycle(year: int, deployment: str, *, wait: float = 120) -> FlowRun:

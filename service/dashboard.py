@@ -217,8 +217,9 @@ async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, langu
         request = latest.get(unit)
         if request is None:
             status = NOT_STARTED
-        elif request.status == RequestStatus.pending.value:
-            status = "overdue" if request.due_at < now else "waiting"
+        elif RequestStatus(request.status).open:
+            status = "overdue" if request.due_at < now else (
+                "waiting" if request.status == RequestStatus.pending.value else request.status)
         elif request.status == RequestStatus.approved.value:
             status = "done"
         else:

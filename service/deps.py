@@ -26,6 +26,11 @@ class AppState:
     def mail_domain(self) -> str:
         return self.settings.mail_from.rsplit("@", 1)[-1]
 
+    @property
+    def organizer(self) -> tuple[str, str]:
+        """The (name, address) calendar invites come from."""
+        return self.settings.organizer
+
 
 def get_app_state(request: Request) -> AppState:
     return request.app.state.kehoach

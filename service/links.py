@@ -13,21 +13,21 @@ from starlette.exceptions import HTTPException
 
 from approvals import requests
 from approvals.db import utcnow
-from approvals.decisions import DecisionResult
 from approvals.decisions import decide as record_decision
 from approvals.files import files_of
 from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import Cycle, Outcome, SubmissionFile
 from approvals.presentation import (
+    closed_messages,
     link_messages,
     official_name,
     outcome_message,
+    receipt_message,
     role_name,
     step_context,
 )
 from approvals.tokens import APPROVAL_LINK
-from notifications.links import queue_link_messages, queue_plain_messages
-from notifications.outbox import Recipient, enqueue
+from notifications.links import queue_closing_messages, queue_link_messages, queue_plain_messages
 from service.deps import App
 from service.web import (
     MESSAGES,
@@ -155,19 +155,26 @@ async def decide(request: Request, token: str, app: App):
         async with app.db.transaction() as session:
             result = await record_decision(session, token=token, outcome=choice, comment=comment, now=now,
                                   plan=app.plan, secret=app.settings.link_secret_bytes())
-            await _queue_receipt(session, app, result, language, now)
+            cycle = await session.get(Cycle, result.request.cycle_id)
+            decided_by = official_name(app.plan, result.decision.official_id)
+            # The decider's receipt, and a note to whoever the outcome spared: both take the
+            # deadline off their calendar (a cancel of the request's invite).
+            closing = [receipt_message(app.plan, result.request, cycle, result.decision, at=now, tz=app.settings.tz),
+                       *closed_messages(app.plan, result.request, cycle, result.closed, decided_by=decided_by, at=now,
+                                        tz=app.settings.tz)]
+            await queue_closing_messages(session, renderer=app.renderer, messages=[m for m in closing if m],
+                                         domain=app.mail_domain, organizer=app.organizer)
             if result.settled is not None and result.settled is not Outcome.request_changes:
                 # The submitter learns how it ended (a request for changes reaches them with its own link).
-                cycle = await session.get(Cycle, result.request.cycle_id)
-                told = outcome_message(app.plan, result.request, cycle, decided_by=official_name(
-                    app.plan, result.decision.official_id), comment=result.decision.comment, at=now,
-                    tz=app.settings.tz, base_url=app.settings.public_base_url)
+                told = outcome_message(app.plan, result.request, cycle, decided_by=decided_by,
+                                       comment=result.decision.comment, at=now,
+                                       tz=app.settings.tz, base_url=app.settings.public_base_url)
                 await queue_plain_messages(session, renderer=app.renderer, messages=[told] if told else [],
                                            domain=app.mail_domain)
             if result.activated:  # a sequence: the next approver is asked now
-                cycle = await session.get(Cycle, result.request.cycle_id)
                 await queue_link_messages(
-                    session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=(app.settings.mail_from_name, app.settings.mail_from), domain=app.mail_domain,
+                    session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=app.organizer,
+                    domain=app.mail_domain,
                     messages=link_messages(app.plan, result.request, cycle, result.activated,
                                            kind="approval_request", tz=app.settings.tz))
     except requests.CommentRequired:
@@ -213,21 +220,3 @@ async def not_a_link(request: Request, rest: str, app: App):
     """Anything else under /a/ (a token with more path after it, an empty token) gets the
     same answer as a bad token: no route-shaped hints, and it counts as a failed attempt."""
     return _invalid(request, known_language(request.query_params.get("lang")) or app.settings.default_language)
-
-
-async def _queue_receipt(session, app: App, result: DecisionResult, language: str, now) -> None:
-    """A short confirmation to the approver, so a decision they did not make gets noticed."""
-    official = app.plan.official(result.decision.official_id)
-    if official is None:
-        return
-    language = official.language.value
-    cycle = await session.get(Cycle, result.request.cycle_id)
-    cycle_kind = app.plan.cycle(cycle.kind)
-    stage = next(s for s in cycle_kind.stages if s.id == result.request.stage)
-    email = app.renderer.render(
-        "receipt", language, stage=f"{stage.number}. {stage.name.get(language)}",
-        cycle=f"{cycle_kind.name.get(language)} {cycle.period}", outcome=result.decision.outcome,
-        at=local_time(now, app.settings.tz, language), comment=result.decision.comment,
-    )
-    await enqueue(session, idempotency_key=f"receipt:{result.decision.id}", kind="receipt",
-                  to=[Recipient(official.name, str(official.email))], email=email, domain=app.mail_domain)

@@ -8,6 +8,7 @@ marked "not resumed" and the reconciler tries again.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import uuid
 
@@ -15,16 +16,20 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
 
-from approvals import requests
+from approvals import coordination, requests
 from approvals.db import Database, utcnow
 from approvals.models import ApprovalRequest
+from service.cycles import start_event_cycle
 
 log = logging.getLogger("kehoach.resume")
+EVENT_START_WINDOW = dt.timedelta(days=30)  # an event recorded while Prefect was down still gets its cycle
 
 
 class Resumer:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, *, event_deployment: str = ""):
         self.db = db
+        self.event_deployment = event_deployment
+        self.started_events: set[uuid.UUID] = set()
 
     async def resume(self, request: ApprovalRequest) -> bool:
         """Try once. True when nothing more is to be done for this request."""
@@ -73,7 +78,29 @@ class Resumer:
         resumed = 0
         for request in waiting:
             resumed += await self.resume(request)
+        await self.start_event_cycles()
         return resumed
+
+    async def start_event_cycles(self) -> int:
+        """Start the economy cycle of each recorded event that has none yet (its run links the
+        cycle). Idempotent by event: Prefect returns the existing run for the same key."""
+        if not self.event_deployment:
+            return 0
+        async with self.db.transaction() as session:
+            events = await coordination.events_without_cycle(session, since=utcnow() - EVENT_START_WINDOW)
+        started = 0
+        for event in events:
+            if event.id in self.started_events:
+                continue
+            try:
+                run = await start_event_cycle(event.id, self.event_deployment)
+            except Exception as exc:  # Prefect unreachable or the worker not up yet: next round
+                log.warning("could not start the economy cycle of event %s: %s", event.id, exc)
+                continue
+            self.started_events.add(event.id)
+            started += 1
+            log.info("started run %s for economic event %s", run.id, event.id)
+        return started
 
     async def run_forever(self, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -1,5 +1,6 @@
-"""The resubmission link: after a request for changes, the submitter sends the step again.
-GET shows the reviewers' comments and changes nothing; the form's POST opens the next round."""
+"""The submission link: the acting agency submits a step (a first submission), or sends it again
+after a request for changes. GET shows the step (and the reviewers' comments) and changes
+nothing; the form's POST fills the step and asks its approvers, or opens the next round."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
                 for d in view.comments if d.comment]
     stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
     return render(request, "resubmit.html", language, status_code=status_code, comments=comments,
+                  first=view.link.kind == "first",
                   needs_amount=stage.kind.value == "budget", max_files=MAX_FILES,
                   max_kb=web_limits(request).max_attachment_bytes // 1024,
                   official_name=official.name if official else view.link.official_id, error=error, text=text,
@@ -101,11 +103,12 @@ async def resubmit(request: Request, token: str, app: App):
     now = utcnow()
     try:
         async with app.db.transaction() as session:
-            opened = await submissions.resubmit(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
+            first = (await submissions.view_submission(session, token, now=now)).link.kind == "first"
+            opened = await submissions.submit(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                                 token=token, data=data, files=files, now=now,
                                                 link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
             await queue_link_messages(
-                session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=(app.settings.mail_from_name, app.settings.mail_from), domain=app.mail_domain,
+                session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=app.organizer, domain=app.mail_domain,
                 messages=link_messages(app.plan, opened.request, opened.cycle, opened.new_assignments,
                                        kind="approval_request", tz=app.settings.tz))
     except requests.InvalidLink:
@@ -114,5 +117,6 @@ async def resubmit(request: Request, token: str, app: App):
         log.warning("resubmission could not be routed: %s", exc)
         return render(request, "message.html", language, status_code=409, switch_url=None,
                       title=_("resubmit.unrouted.title"), body=_("resubmit.unrouted.body"))
-    return render(request, "message.html", language, switch_url=None, title=_("resubmit.done.title"),
-                  body=_("resubmit.done.body", at=local_time(now, app.settings.tz, language)))
+    done = "submit.done" if first else "resubmit.done"
+    return render(request, "message.html", language, switch_url=None, title=_(f"{done}.title"),
+                  body=_(f"{done}.body", at=local_time(now, app.settings.tz, language)))

@@ -1,4 +1,4 @@
-"""One approval end to end on real parts: a Prefect server and `kehoach worker`, an
+"""Stage 1's approval end to end on real parts: a Prefect server and `kehoach worker`, an
 SMTP server, `kehoach web` and `kehoach dispatch`, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
@@ -20,11 +20,15 @@ LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
 RESUBMIT = re.compile(r"(http://127\.0\.0\.1:\d+/s/[A-Za-z0-9_-]+)")
 
 
+STAGE_1 = "dic_direction"
+
+
 def _snapshot(stack, year: int) -> dict:
-    """Everything a link could change, for one year's cycle."""
+    """Everything a link could change, for one year's stage 1."""
     with stack.sandbox.engine.connect() as conn:
         cycle_id = conn.execute(select(Cycle.id).where(Cycle.kind == "annual", Cycle.period == str(year))).scalar_one()
-        request = conn.execute(select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle_id)).one()
+        request = conn.execute(select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle_id,
+                                                             ApprovalRequest.stage == STAGE_1)).one()
         return {
             "request_status": request.status,
             "assignments": sorted((a.status, a.token_hash) for a in conn.execute(
@@ -32,7 +36,8 @@ def _snapshot(stack, year: int) -> dict:
             "decisions": conn.execute(select(func.count()).select_from(Decision)
                                       .where(Decision.request_id == request.id)).scalar_one(),
             "audit_rows": conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one(),
-            "stage": conn.execute(select(CycleStage.status).where(CycleStage.cycle_id == cycle_id)).scalar_one(),
+            "stage": conn.execute(select(CycleStage.status).where(CycleStage.cycle_id == cycle_id,
+                                                                  CycleStage.stage == STAGE_1)).scalar_one(),
         }
 
 
@@ -79,7 +84,7 @@ def test_approve_from_the_emailed_link(stack):
     assert response.status_code == 200, response.text
     assert "Đã ghi nhận ý kiến" in response.text
 
-    stack.wait_for_state(run_id, {"Completed"})
+    stack.wait_for_stage_2(run_id, year)
     after = _snapshot(stack, year)
     assert after["request_status"] == "approved"
     assert after["stage"] == "done"
@@ -136,7 +141,7 @@ def test_reject_ends_the_stage_as_rejected_and_bad_tokens_change_nothing(stack):
     assert _decision_row(stack, year) == ("reject", "Chưa phù hợp với chủ đề năm.", "dost_director")
 
 
-def test_request_changes_goes_back_to_the_submitter_and_the_next_round_completes(stack):
+def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(stack):
     year = stack.year(3)
     run_id, link = _open_cycle(stack, year)
     before = _snapshot(stack, year)
@@ -169,20 +174,21 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_completes
     assert sent.status_code == 200 and "Đã gửi lại" in sent.text
     assert httpx.post(resubmit_link, data={"text": "lần hai"}).status_code == 404  # the link works once
 
-    # Round 2 reaches the director as a new request; approving it completes the run.
+    # Round 2 reaches the director as a new request; approving it moves the chain to stage 2.
     second = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and "Cần phê duyệt" in r.message["Subject"]
                                  and str(year) in r.message["Subject"] and link not in r.text)
     (link2,) = set(LINK.findall(second.text))
     page2 = httpx.get(link2)
     assert revised in page2.text and comment in page2.text  # the new text, and the earlier round's comment
     assert httpx.post(link2, data={"outcome": "approve", "comment": ""}).status_code == 200
-    stack.wait_for_state(run_id, {"Completed"})
+    stack.wait_for_stage_2(run_id, year)
     with stack.sandbox.engine.connect() as conn:
         rounds = conn.execute(text(
             "SELECT r.round, r.status, r.previous_id IS NOT NULL, r.data FROM approval_request r "
-            "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p ORDER BY r.round"), {"p": str(year)}).all()
+            "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p AND r.stage = :s ORDER BY r.round"),
+            {"p": str(year), "s": STAGE_1}).all()
         stage = conn.execute(text("SELECT s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
-                                  "WHERE c.period = :p"), {"p": str(year)}).scalar_one()
+                                  "WHERE c.period = :p AND s.stage = :s"), {"p": str(year), "s": STAGE_1}).scalar_one()
     assert [(r[0], r[1], r[2]) for r in rounds] == [(1, "changes_requested", False), (2, "approved", True)]
     data = rounds[1][3] if isinstance(rounds[1][3], dict) else json.loads(rounds[1][3])  # SQLite gives JSON text
     assert data == {"text": revised}

@@ -53,6 +53,9 @@ BROKEN: dict[str, tuple[int, str, str]] = {
         41, "cycles[0].stages[0].policy", "unknown policy 'majority' (use any, all, quorum or sequence)"
     ),
     "quorum-exceeds-approvers.yaml": (42, "cycles[0].stages[0].quorum", "quorum 2 is more than the 1 official holding the approver roles"),
+    "submission-without-requester.yaml": (
+        35, "cycles[0].stages[0]", "a stage of kind 'budget' needs a 'requester' role (who submits it)"
+    ),
     "empty.yaml": (1, "(top level)", "the plan must be a YAML mapping"),
     "non-ascii-agency-id.yaml": (
         17,

@@ -135,6 +135,8 @@ class Agency(Validity):
 class Role(Strict):
     id: RoleId
     name: Text
+    per_unit: bool = Field(
+        False, description="Held in each unit (an outlet's head): in a branch for one unit, only that unit's holder acts.")
 
 
 class Language(str, Enum):
@@ -165,6 +167,11 @@ class StageKind(str, Enum):
     budget = "budget"
     implementation = "implementation"
     report = "report"
+
+    @property
+    def submitted(self) -> bool:
+        """Someone must submit something (a form behind a link) before the approvers decide."""
+        return self in (StageKind.submission, StageKind.fan_out, StageKind.budget, StageKind.report)
 
 
 class Policy(str, Enum):
@@ -262,6 +269,8 @@ class Stage(Strict):
             raise ValueError(f"a stage of kind '{self.kind.value}' needs at least one approver role")
         if self.on_timeout is TimeoutPolicy.escalate and self.escalate_to is None:
             raise ValueError("on_timeout 'escalate' needs an 'escalate_to' role")
+        if self.kind.submitted and self.requester is None:
+            raise ValueError(f"a stage of kind '{self.kind.value}' needs a 'requester' role (who submits it)")
         return self
 
     @property
@@ -355,10 +364,23 @@ class Plan(Strict):
     def cycle(self, cycle_id: str) -> CycleKind:
         return next(c for c in self.cycles if c.id == cycle_id)
 
-    def holders(self, role_id: str, on: dt.date) -> list[Official]:
-        """Officials holding a role on a day: both the official and their agency must be valid then."""
+    def holders(self, role_id: str, on: dt.date, *, unit: str | None = None) -> list[Official]:
+        """Officials holding a role on a day: both the official and their agency must be valid then.
+        For a per-unit role and a unit (a fan-out branch), only holders in the agency carrying
+        that unit's duty on the day (itself, or its successor after a merger)."""
+        scoped = unit is not None and any(r.id == role_id and r.per_unit for r in self.roles)
+        carrier = self.agency_on(unit, on).id if scoped else None
         return [
             o
             for o in self.officials
             if role_id in o.roles and o.valid_on(on) and self.agency(o.agency).valid_on(on)
+            and (carrier is None or o.agency == carrier)
         ]
+
+    def branches(self, stage: Stage, on: dt.date) -> list[str]:
+        """The units a stage runs for: one branch per acting agency carrying the duty on the day
+        for a fan-out or a report (each unit reports; merged agencies make one branch), else the
+        single branch ''."""
+        if stage.kind not in (StageKind.fan_out, StageKind.report):
+            return [""]
+        return list(dict.fromkeys(self.agency_on(a, on).id for a in stage.acting_agencies))

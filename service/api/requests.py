@@ -34,7 +34,8 @@ def _ttl(app: AppState) -> dt.timedelta:
 
 
 def _action(acted: coordination.Acted, action: str, queued: int) -> ActionRead:
-    return ActionRead(request_id=acted.request.id, action=action, notified=[n.official.id for n in acted.notify],
+    notified = [n.official.id for n in acted.notify] + ([acted.submission.official.id] if acted.submission else [])
+    return ActionRead(request_id=acted.request.id, action=action, notified=notified,
                       emails_queued=queued)
 
 

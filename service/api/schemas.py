@@ -119,7 +119,7 @@ class RequestRead(Read):
     requested_by: str | None
     previous_id: uuid.UUID | None
     waiter_ref: str | None
-    waiting_on: list[str] = Field(description="Officials with a pending assignment.")
+    waiting_on: list[str] = Field(description="Officials waited on: a pending assignment, or the (re)submission link.")
 
 
 class AssignmentRead(Read):

@@ -142,3 +142,62 @@ async def _invites(db, request_id):
         for attachment in row.attachments or []:
             events += icalendar.Calendar.from_ical(base64.b64decode(attachment["data"])).walk("VEVENT")
     return events
+
+
+async def test_a_unit_that_has_not_submitted_is_reminded_with_its_link_then_shown_overdue(database):
+    """The budget step waits for the DoF's submission: reminders 14 and 3 days before the due
+    time carry the same form link again; at the due time the step is overdue (nobody to
+    escalate a missing submission to), still open, and the link still works."""
+    from approvals.plan import load_plan
+    from approvals.submissions import SUBMISSION_LINK, open_submission, view_submission
+    from flows.emails import queue_submission_email
+    from notifications.dispatcher import placeholder
+
+    plan = load_plan(SETTINGS.plan_file)
+
+    async def sweep_lang_son():
+        return [e.kind.value for e in await sweep_with_emails(database, plan=plan, settings=SETTINGS,
+                                                                renderer=Renderer())]
+
+    async def emails() -> list[OutboxMessage]:
+        async with database.sessions() as session:
+            return list((await session.execute(select(OutboxMessage).where(
+                OutboxMessage.idempotency_key.startswith(f"submission_request:{link.id}"))
+                .order_by(OutboxMessage.created_at))).scalars())
+
+    with time_machine.travel(at(2, 9), tick=False):
+        async with database.transaction() as session:
+            cycle = await requests.get_or_create_cycle(session, kind="annual", period=f"tt-{uuid.uuid4().hex[:10]}",
+                                                       starts_on=dt.date(2026, 7, 1))
+            opened = await open_submission(session, plan=plan, secret=SETTINGS.link_secret_bytes(), cycle=cycle,
+                                           stage_id="finance_allocation", subject="", waiter_ref=None, now=utcnow(),
+                                           link_ttl=dt.timedelta(days=30))
+            await queue_submission_email(session, plan=plan, settings=SETTINGS, renderer=Renderer(),
+                                         request=opened.opened.request, cycle=cycle, asked=opened.asked)
+        request_id, link = opened.opened.request.id, opened.asked.link
+        token = derive_token(SETTINGS.link_secret_bytes(), link.id, 1)
+        # Due 90 days after 1 July, at the end of 29 September; reminders 14 and 3 days before.
+        assert opened.opened.request.due_at == dt.datetime(2026, 9, 29, 23, 59, 59, 999999, tzinfo=TZ)
+        assert await sweep_lang_son() == []
+
+    with time_machine.travel(dt.datetime(2026, 9, 16, 9, 0, tzinfo=TZ), tick=False):
+        assert await sweep_lang_son() == ["reminder"]
+        assert await sweep_lang_son() == []  # once only
+    with time_machine.travel(dt.datetime(2026, 9, 27, 9, 0, tzinfo=TZ), tick=False):
+        assert await sweep_lang_son() == ["reminder"]
+    sent = await emails()
+    assert [m.recipients[0]["email"] for m in sent] == ["ngansach.stc@lang-son.example"] * 3
+    assert all(placeholder(SUBMISSION_LINK, f"{link.id}:1") in m.text_body for m in sent)  # the same link
+
+    with time_machine.travel(dt.datetime(2026, 9, 30, 9, 0, tzinfo=TZ), tick=False):
+        assert await sweep_lang_son() == ["overdue"]
+        assert await sweep_lang_son() == []
+        async with database.sessions() as session:
+            request = await session.get(ApprovalRequest, request_id)
+            assert request.status == "awaiting_submission" and request.escalated_at is not None
+            view = await view_submission(session, token, now=utcnow())  # the unit can still submit
+            assert view.request.id == request_id
+            actions = list((await session.execute(select(AuditEvent.action).where(
+                AuditEvent.entity_id == str(request_id)).order_by(AuditEvent.id))).scalars())
+    assert actions == ["request.opened", "submission.asked", "submission.reminded", "submission.reminded",
+                       "request.overdue"]

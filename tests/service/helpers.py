@@ -45,13 +45,15 @@ def open_cycle(stack, year: int) -> tuple[uuid.UUID, str]:
 
 
 def cycle_snapshot(stack, year: int) -> dict:
-    """Everything a link could change, for one year's annual cycle."""
+    """Everything a link could change, for one year's annual cycle at its stage 1."""
     with stack.sandbox.engine.connect() as conn:
         cycle_id = conn.execute(select(Cycle.id).where(Cycle.kind == "annual", Cycle.period == str(year))).scalar_one()
-        request_id = conn.execute(select(ApprovalRequest.id).where(ApprovalRequest.cycle_id == cycle_id)).scalar_one()
+        request_id = conn.execute(select(ApprovalRequest.id).where(
+            ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "dic_direction")).scalar_one()
     snap = request_snapshot(stack, request_id)
     with stack.sandbox.engine.connect() as conn:
-        snap["stage"] = conn.execute(select(CycleStage.status).where(CycleStage.cycle_id == cycle_id)).scalar_one()
+        snap["stage"] = conn.execute(select(CycleStage.status).where(
+            CycleStage.cycle_id == cycle_id, CycleStage.stage == "dic_direction")).scalar_one()
     return snap
 
 

@@ -69,5 +69,5 @@ def test_scanners_change_nothing(stack):
     # The link still works for the official.
     response = httpx.post(link, data={"outcome": "approve", "comment": ""}, headers={"Origin": stack.base_url})
     assert response.status_code == 200 and "Đã ghi nhận" in response.text
-    stack.wait_for_state(run_id, {"Completed"})
+    stack.wait_for_stage_2(run_id, year)
     assert cycle_snapshot(stack, year)["request_status"] == "approved"

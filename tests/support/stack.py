@@ -94,6 +94,42 @@ class Stack:
             run = asyncio.run(start_annual_cycle(year, "annual-cycle/annual-cycle", wait=30))
         return run.id
 
+    def start_run(self, deployment: str, parameters: dict) -> uuid.UUID:
+        from prefect.deployments.flow_runs import arun_deployment
+
+        from service.cycles import wait_for_deployment
+
+        async def start():
+            await wait_for_deployment(deployment, 60)
+            return await arun_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False)
+
+        with temporary_settings(updates={PREFECT_API_URL: self.prefect.api_url}):
+            return asyncio.run(start()).id
+
+    def api_token(self, role: str = "coordinator") -> str:
+        """A new API account on the stack's database; its bearer token."""
+        from approvals.accounts import AccountRole, create_account
+        from approvals.db import Database, utcnow
+
+        async def create() -> str:
+            db = Database(self.sandbox.url)
+            try:
+                async with db.transaction() as session:
+                    _, token = await create_account(session, name=f"e2e-{uuid.uuid4().hex[:8]}",
+                                                    role=AccountRole(role), by="test", now=utcnow())
+                return token
+            finally:
+                await db.dispose()
+
+        return asyncio.run(create())
+
+    def wait_for_stage_2(self, run_id: uuid.UUID, year: int) -> None:
+        """The annual chain went on after stage 1: the Propaganda Board's head is asked, and the
+        run waits again (suspended, holding no process)."""
+        self.smtp.wait_for(lambda r: "truongban.tgdv@lang-son.example" in r.envelope_to
+                           and "Cần phê duyệt" in r.message["Subject"] and f"{year}" in r.message["Subject"])
+        self.wait_for_state(run_id, {"Suspended"})
+
     def run_state(self, run_id: uuid.UUID):
         return self._prefect(lambda client: client.read_flow_run(run_id)).state
 

@@ -1,0 +1,71 @@
+"""The implementation period's own cycles (stage 6 of the annual cycle): the monthly
+culture-society cycle, and an economy cycle per recorded event (a trade fair, a campaign).
+Each runs its plan stages with the same chain as the annual cycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+
+from prefect import flow, task
+from sqlalchemy import update
+
+from approvals import requests
+from approvals.config import get_settings
+from approvals.models import EconomicEvent
+from flows.annual_cycle import run_chain
+from flows.stages import database
+
+MONTHLY_KIND = "culture_society_monthly"
+EVENT_KIND = "economy_event"
+
+
+def month_period(month: str | None) -> tuple[str, dt.date]:
+    """'2027-03' and its first day; without a month, this month in Asia/Ho_Chi_Minh."""
+    if month is None:
+        today = dt.datetime.now(get_settings().tz).date()
+        return f"{today:%Y-%m}", today.replace(day=1)
+    if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month):
+        raise ValueError(f"month {month!r} must be YYYY-MM, e.g. 2027-03")
+    year, number = (int(part) for part in month.split("-"))
+    return month, dt.date(year, number, 1)
+
+
+@flow(name="culture-society-cycle", log_prints=True, persist_result=True)
+async def culture_society_cycle(month: str | None = None) -> dict:
+    """One month's culture-society content: each outlet submits, its head approves.
+    Without a month (the monthly schedule), this month."""
+    period, starts_on = month_period(month)
+    statuses = await run_chain(cycle_kind=MONTHLY_KIND, period=period, starts_on=starts_on)
+    return {"month": period, "stages": statuses}
+
+
+def event_period(event: EconomicEvent) -> str:
+    """A cycle period per event: its start date and the start of its id (fits 32 characters)."""
+    return f"{event.starts_on:%Y-%m-%d}-{event.id.hex[:8]}"
+
+
+@task(name="open-event-cycle", retries=2, retry_delay_seconds=5)
+async def open_event_cycle(event_id: str) -> tuple[str, dt.date]:
+    """The event's cycle, created once and linked to the event (a re-run finds it)."""
+    settings = get_settings()
+    async with database(settings) as db, db.transaction() as session:
+        event = await session.get(EconomicEvent, uuid.UUID(event_id), with_for_update=True)
+        if event is None:
+            raise ValueError(f"no economic event {event_id}")
+        period = event_period(event)
+        cycle = await requests.get_or_create_cycle(session, kind=EVENT_KIND, period=period, starts_on=event.starts_on)
+        if event.cycle_id != cycle.id:
+            await session.execute(update(EconomicEvent).where(EconomicEvent.id == event.id)
+                                  .values(cycle_id=cycle.id).execution_options(synchronize_session=False))
+        return period, event.starts_on
+
+
+@flow(name="economy-event-cycle", log_prints=True, persist_result=True)
+async def economy_event_cycle(event_id: str) -> dict:
+    """The coverage of one economic event recorded by a coordinator: each outlet submits its
+    coverage plan, its head approves. Started by the service when the event is recorded."""
+    period, starts_on = await open_event_cycle(event_id)
+    statuses = await run_chain(cycle_kind=EVENT_KIND, period=period, starts_on=starts_on)
+    return {"event": event_id, "period": period, "stages": statuses}
