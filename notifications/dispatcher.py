@@ -284,10 +284,10 @@ class Dispatcher:
         *,
         resolvers: dict[str, Resolver] | None = None,
         retry: RetryPolicy = RetryPolicy(),
-        batch_size: int = 50,
+        batch_size: int = 200,
         pool_size: int = 4,
         pool: SmtpPool | None = None,
-        flush_size: int = 50,
+        flush_size: int = 200,
         flush_interval: float = 1.0,
     ):
         self.db = db
@@ -365,19 +365,21 @@ class Dispatcher:
             query = select(_TABLE.c.id).where(due).order_by(_TABLE.c.next_attempt_at)
             query = query.limit(limit or self.batch_size)
             if session.bind.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            ids = list((await session.execute(query)).scalars())
-            if not ids:
-                return [], lease
+                # Picked once (a materialised CTE: an IN (subquery) may be run again per row and
+                # lease more than the limit), skipping the rows another dispatcher holds.
+                picked = query.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+                chosen = _TABLE.c.id == picked.c.id
+            else:  # SQLite's writers take turns (BEGIN IMMEDIATE): nothing to skip
+                chosen = _TABLE.c.id.in_(query.scalar_subquery())
+            # One statement, one round trip: the due rows are picked and leased at once.
             # Core, not ORM: rows with the same attribute names, without the ORM's per-object cost.
             claimed = (await session.execute(
                 update(_TABLE)
-                .where(_TABLE.c.id.in_(ids), due)
+                .where(chosen, due)
                 .values(status=MessageStatus.sending.value, lease_until=lease, attempts=_TABLE.c.attempts + 1)
                 .returning(*_TABLE.c)
             )).all()
-        order = {message_id: index for index, message_id in enumerate(ids)}
-        return sorted(claimed, key=lambda message: order[message.id]), lease
+        return sorted(claimed, key=lambda message: message.next_attempt_at), lease
 
     def _values(self, message: OutboxMessage, outcome: _Outcome, now: dt.datetime) -> dict:
         if outcome.status == "sent":

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifications.calendar import invite, sequence_at
 from notifications.dispatcher import placeholder
-from notifications.outbox import Recipient, enqueue
+from notifications.outbox import Outgoing, Recipient, enqueue_many
 from notifications.render import Renderer
 
 
@@ -49,25 +49,21 @@ def _deadline(message: CalendarMessageLike, *, domain: str, organizer: tuple[str
         attendee=(message.name, message.email), sequence=sequence, language=message.language, cancelled=cancelled)]
 
 
-async def _queue(session: AsyncSession, renderer: Renderer, message: PlainMessageLike, *, domain: str,
-                 attachments: list | None = None, **extra: str) -> bool:
+def _outgoing(renderer: Renderer, message: PlainMessageLike, *, attachments: list | None = None,
+              **extra: str) -> Outgoing:
     email = renderer.render(message.kind, message.language, **message.context, **extra)
-    stored = await enqueue(session, idempotency_key=message.key, kind=message.kind,
-                           to=[Recipient(message.name, message.email)], email=email, domain=domain,
-                           attachments=attachments or [])
-    return stored is not None
+    return Outgoing(message.key, message.kind, [Recipient(message.name, message.email)], email, attachments or [])
 
 
 async def queue_link_messages(session: AsyncSession, *, renderer: Renderer, messages: Iterable[LinkMessageLike],
                               link_name: str, domain: str, organizer: tuple[str, str] | None = None) -> int:
-    """Render and queue each message; with an organizer (name, address) and a due time, the
-    email carries a calendar invite for the deadline (a later email updates the same event)."""
-    queued = 0
-    for message in messages:
-        queued += await _queue(session, renderer, message, domain=domain,
-                               attachments=_deadline(message, domain=domain, organizer=organizer),
-                               link=placeholder(link_name, message.link_argument))
-    return queued
+    """Render and queue each message (one statement for all); with an organizer (name,
+    address) and a due time, the email carries a calendar invite for the deadline (a later
+    email updates the same event)."""
+    return len(await enqueue_many(session, [
+        _outgoing(renderer, message, attachments=_deadline(message, domain=domain, organizer=organizer),
+                  link=placeholder(link_name, message.link_argument))
+        for message in messages], domain=domain))
 
 
 async def queue_closing_messages(session: AsyncSession, *, renderer: Renderer,
@@ -75,17 +71,13 @@ async def queue_closing_messages(session: AsyncSession, *, renderer: Renderer,
                                  organizer: tuple[str, str] | None) -> int:
     """Render and queue emails that end a step for their recipient (a receipt, a step decided
     by someone else): each cancels the deadline event its request email put in their calendar."""
-    queued = 0
-    for message in messages:
-        queued += await _queue(session, renderer, message, domain=domain,
-                               attachments=_deadline(message, domain=domain, organizer=organizer, cancelled=True))
-    return queued
+    return len(await enqueue_many(session, [
+        _outgoing(renderer, message, attachments=_deadline(message, domain=domain, organizer=organizer,
+                                                           cancelled=True))
+        for message in messages], domain=domain))
 
 
 async def queue_plain_messages(session: AsyncSession, *, renderer: Renderer, messages: Iterable[PlainMessageLike],
                                domain: str) -> int:
     """Render and queue emails that carry no personal link (outcomes, digests, alerts)."""
-    queued = 0
-    for message in messages:
-        queued += await _queue(session, renderer, message, domain=domain)
-    return queued
+    return len(await enqueue_many(session, [_outgoing(renderer, message) for message in messages], domain=domain))

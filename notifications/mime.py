@@ -77,23 +77,30 @@ def addresses(field: str, people: Iterable[tuple[str, str]]) -> str:
     return f"{field}: " + f",{CRLF} ".join(address(name, email) for name, email in people)
 
 
+def _base64_lines(data: bytes) -> str:
+    """Base64 in lines of 76 characters, each ending in CRLF (one C call, then slicing)."""
+    encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
+    if not encoded:
+        return ""
+    return CRLF.join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + CRLF
+
+
 def _text_part(subtype: str, body: str) -> str:
     body = body.replace("\r\n", "\n").replace("\r", "\n")
     if not body.endswith("\n"):
         body += "\n"
+    head = f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}Content-Transfer-Encoding: '
     if body.isascii() and max(map(len, body.split("\n"))) <= 900:
-        encoding, payload = "7bit", body
-    else:
-        data = body.encode("utf-8")
-        # The shorter of the two, estimated without writing both: quoted-printable spends 3
-        # characters per byte outside ASCII, base64 4 per 3 bytes of everything.
-        high = len(data) - len(data.decode("ascii", "ignore"))
-        if len(data) + 2 * high <= len(data) * 4 // 3:
-            encoding, payload = "quoted-printable", binascii.b2a_qp(data, istext=True).decode("ascii")
-        else:  # canonical CRLF line ends inside the encoding
-            encoding, payload = "base64", base64.encodebytes(body.replace("\n", CRLF).encode("utf-8")).decode("ascii")
-    return (f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
-            f"Content-Transfer-Encoding: {encoding}{CRLF}{CRLF}" + payload.replace("\n", CRLF))
+        return head + f"7bit{CRLF}{CRLF}" + body.replace("\n", CRLF)
+    data = body.encode("utf-8")
+    # The shorter of the two, estimated without writing both: quoted-printable spends 3
+    # characters per byte outside ASCII, base64 4 per 3 bytes of everything.
+    high = len(data) - len(data.decode("ascii", "ignore"))
+    if len(data) + 2 * high <= len(data) * 4 // 3:
+        qp = binascii.b2a_qp(data, istext=True).decode("ascii")
+        return head + f"quoted-printable{CRLF}{CRLF}" + qp.replace("\n", CRLF)
+    # Base64 of the canonical form: CRLF line ends inside the encoding.
+    return head + f"base64{CRLF}{CRLF}" + _base64_lines(body.replace("\n", CRLF).encode("utf-8"))
 
 
 def _parameter(name: str, value: str) -> str:
@@ -108,7 +115,7 @@ def _attachment_part(filename: str, maintype: str, subtype: str, params: dict[st
     return (f"Content-Type: {content_type}{CRLF}"
             f"Content-Transfer-Encoding: base64{CRLF}"
             f"Content-Disposition: attachment; {_parameter('filename', filename)}{CRLF}{CRLF}"
-            + base64.encodebytes(data).decode("ascii").replace("\n", CRLF))
+            + _base64_lines(data))
 
 
 def _multipart(subtype: str, parts: Sequence[str]) -> tuple[str, str]:

@@ -33,6 +33,9 @@ _INSERT = {
 }
 
 
+_INSERT_RETURNING = {name: statement.returning(OutboxMessage.__table__.c.id) for name, statement in _INSERT.items()}
+
+
 class HeaderInjection(ValueError):
     """A subject, name or address carries a control character (CR, LF, ...)."""
 
@@ -78,6 +81,36 @@ def _clean_header(value: str, what: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to queue (see `enqueue`)."""
+
+    idempotency_key: str
+    kind: str
+    to: list[Recipient]
+    email: RenderedEmail
+    attachments: Sequence[Attachment] = ()
+
+
+def _row(message: Outgoing, domain: str, now) -> dict:
+    """The outbox row, after every header check (a bad one raises before anything is written)."""
+    recipients = []
+    for person in message.to:
+        name = _clean_header(person.name, "recipient name")
+        address = _clean_header(person.email, "recipient address")
+        if not _ADDRESS.match(address):
+            raise HeaderInjection(f"not a valid email address: {address!r}")
+        recipients.append({"name": name, "email": address})
+    message_uuid = uuid.uuid4()
+    return dict(
+        id=message_uuid, idempotency_key=message.idempotency_key, message_id=f"<{message_uuid}@{domain}>",
+        kind=message.kind, recipients=recipients, subject=_clean_header(message.email.subject, "subject"),
+        text_body=message.email.text, html_body=message.email.html,
+        attachments=_stored_attachments(message.attachments), status="queued", attempts=0, next_attempt_at=now,
+        created_at=now,
+    )
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -89,24 +122,28 @@ async def enqueue(
     attachments: Sequence[Attachment] = (),
 ) -> uuid.UUID | None:
     """Queue one message; a second call with the same key stores nothing and returns None."""
-    recipients = []
-    for person in to:
-        name = _clean_header(person.name, "recipient name")
-        address = _clean_header(person.email, "recipient address")
-        if not _ADDRESS.match(address):
-            raise HeaderInjection(f"not a valid email address: {address!r}")
-        recipients.append({"name": name, "email": address})
-    subject = _clean_header(email.subject, "subject")
-    message_uuid = uuid.uuid4()
-    values = dict(
-        id=message_uuid, idempotency_key=idempotency_key, message_id=f"<{message_uuid}@{domain}>", kind=kind,
-        recipients=recipients, subject=subject, text_body=email.text, html_body=email.html,
-        attachments=_stored_attachments(attachments), status="queued", attempts=0, next_attempt_at=utcnow(), created_at=utcnow(),
-    )
+    values = _row(Outgoing(idempotency_key, kind, to, email, attachments), domain, utcnow())
     result = await session.execute(_INSERT[session.bind.dialect.name], values)
     if result.rowcount == 0:
         return None
-    return message_uuid
+    return values["id"]
+
+
+async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing], *, domain: str) -> list[uuid.UUID]:
+    """Queue several messages with one statement (a fan-out's emails); returns the ids stored.
+    A key already queued, or repeated in the batch, stores nothing more. Every message is
+    checked first: one bad header refuses them all, before anything is written."""
+    now = utcnow()
+    rows = [_row(message, domain, now) for message in messages]
+    if not rows:
+        return []
+    if len(rows) == 1:
+        stored = await enqueue(session, idempotency_key=messages[0].idempotency_key, kind=messages[0].kind,
+                               to=messages[0].to, email=messages[0].email, domain=domain,
+                               attachments=messages[0].attachments)
+        return [stored] if stored else []
+    result = await session.execute(_INSERT_RETURNING[session.bind.dialect.name], rows)
+    return list(result.scalars())
 
 
 async def find(session: AsyncSession, idempotency_key: str) -> OutboxMessage | None:
