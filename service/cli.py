@@ -145,14 +145,28 @@ def mailcatcher() -> None:
 
 
 @app.command()
-def start(year: int = typer.Option(None, help="The cycle's year; default: this year in Asia/Ho_Chi_Minh.")) -> None:
-    """Start the annual cycle of a year on the Prefect server (PREFECT_API_URL)."""
+def start(
+    year: int = typer.Option(None, help="The annual cycle's year; default: this year in Asia/Ho_Chi_Minh."),
+    month: str = typer.Option(None, help="Start the culture-society cycle of a month instead (YYYY-MM)."),
+) -> None:
+    """Start a cycle on the Prefect server (PREFECT_API_URL): a year's annual cycle, or with
+    --month a month's culture-society cycle. Starting the same one twice returns the same run."""
     import asyncio
 
-    from service.cycles import start_annual_cycle
+    from service.cycles import start_annual_cycle, start_monthly_cycle
     from service.demo import current_year
 
     settings = _settings()
+    if month is not None:
+        from flows.cadences import month_period
+
+        try:
+            period, _ = month_period(month)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--month") from None
+        run = asyncio.run(start_monthly_cycle(period, "culture-society-cycle/culture-society-cycle"))
+        typer.echo(f"culture-society cycle {period}: flow run {run.id} ({run.state.name if run.state else 'created'})")
+        return
     run = asyncio.run(start_annual_cycle(year or current_year(settings), settings.prefect_deployment))
     typer.echo(f"annual cycle: flow run {run.id} ({run.state.name if run.state else 'created'})")
 

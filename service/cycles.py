@@ -26,6 +26,15 @@ async def wait_for_deployment(name: str, timeout: float = 120) -> None:
                 await asyncio.sleep(0.5)
 
 
+async def start_monthly_cycle(month: str, deployment: str, *, wait: float = 120) -> FlowRun:
+    """Create a month's culture-society run (what the monthly schedule does); idempotent per month."""
+    await wait_for_deployment(deployment, wait)
+    return await arun_deployment(
+        deployment, parameters={"month": month}, timeout=0, idempotency_key=f"culture-society-{month}",
+        as_subflow=False,
+    )
+
+
 async def start_event_cycle(event_id: uuid.UUID, deployment: str) -> FlowRun:
     """Create the economy cycle run of one recorded event; the same event twice returns the existing run."""
     return await arun_deployment(

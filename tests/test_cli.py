@@ -81,3 +81,12 @@ def test_production_refuses_a_missing_link_secret(tmp_path):
     result = subprocess.run([KEHOACH, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "KEHOACH_LINK_SECRET" in result.stderr
+
+
+def test_start_refuses_a_month_that_is_not_one_before_asking_prefect(tmp_path):
+    env = {**os.environ, "KEHOACH_DATA_DIR": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "120",
+           "PREFECT_API_URL": "http://127.0.0.1:9/api"}  # nothing listens there: it must not be asked
+    result = subprocess.run([KEHOACH, "start", "--month", "2027-13"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "month '2027-13' must be YYYY-MM" in result.stderr

@@ -158,3 +158,30 @@ async def test_the_link_pages_and_the_inbox_need_no_login(client):
     bad_link = await client.get("/a/" + "A" * 43)
     assert bad_link.status_code == 404 and "Liên kết không còn hiệu lực" in bad_link.text
     assert (await client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_the_annual_report_shows_who_has_not_submitted_yet(client, accounts, database, settings):
+    from approvals import requests
+    from approvals.db import utcnow
+    from approvals.plan import load_plan
+    from approvals.submissions import open_submission
+    from approvals.tokens import derive_token
+
+    plan = load_plan(settings.plan_file)
+    tokens = {}
+    async with database.transaction() as session:
+        cycle = await requests.get_or_create_cycle(session, kind="annual", period="2094", starts_on=dt.date(2094, 1, 15))
+        for unit in ("dof", "provincial_web_portal"):
+            opened = await open_submission(session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle,
+                                           stage_id="annual_report", subject=unit, waiter_ref=None, now=utcnow(),
+                                           link_ttl=dt.timedelta(days=30))
+            tokens[unit] = derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
+    sent = await client.post(f"/s/{tokens['provincial_web_portal']}", data={"text": "Báo cáo năm của Cổng"})
+    assert sent.status_code == 200
+
+    page = (await client.get("/?year=2094", headers=accounts.as_viewer)).text
+    report = html.unescape(page[page.index("Báo cáo năm 2094"):])
+    report = report[:report.index("</table>")]
+    rows = dict(re.findall(r"<tr><td>([^<]+)</td>.*?<span[^>]*>([^<]+)</span>", report, re.S))
+    assert rows["Sở Tài chính"] == "Chưa nộp"
+    assert rows["Cổng thông tin điện tử tỉnh"] == "Đang chờ phê duyệt"
