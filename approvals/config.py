@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     event_cycle_deployment: str = Field(
         "economy-event-cycle/economy-event-cycle",
         description="Deployment the service starts for each economic event recorded through the API (empty: none).")
+    problem_cycle_deployment: str = Field(
+        "problem-escalation/problem-escalation",
+        description="Deployment the service starts for each problem recorded through the API (empty: none).")
     resume_retry_interval: float = Field(5.0, description="Seconds between retries of flow runs whose resume failed.")
 
     @field_validator("timezone")

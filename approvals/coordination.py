@@ -31,6 +31,7 @@ from approvals.models import (
     Decision,
     Delegation,
     EconomicEvent,
+    ProblemReport,
     RequestStatus,
     StageStatus,
     SubmissionLink,
@@ -400,6 +401,33 @@ async def record_event(session: AsyncSession, *, name: str, starts_on: dt.date, 
     await audit.append(session, actor=by, action="event.recorded", entity="economic_event", entity_id=str(event.id),
                        data={"name": event.name, "starts_on": starts_on.isoformat()})
     return event
+
+
+async def record_problem(session: AsyncSession, *, plan: Plan, title: str, description: str, unit: str, by: str,
+                         now: dt.datetime) -> ProblemReport:
+    """A problem a unit raises with the PPC; its escalation cycle is started from it."""
+    if not any(a.id == unit for a in plan.agencies):
+        raise Refused(f"unknown unit '{unit}' (use an agency id of the plan)")
+    problem = ProblemReport(title=unicodedata.normalize("NFC", title),
+                            description=unicodedata.normalize("NFC", description), unit=unit, recorded_by=by,
+                            created_at=now)
+    session.add(problem)
+    await session.flush()
+    await audit.append(session, actor=by, action="problem.recorded", entity="problem_report",
+                       entity_id=str(problem.id), data={"title": problem.title, "unit": unit})
+    return problem
+
+
+async def list_problems(session: AsyncSession, *, limit: int = 100, offset: int = 0) -> list[ProblemReport]:
+    return list((await session.execute(
+        select(ProblemReport).order_by(ProblemReport.created_at.desc()).limit(limit).offset(offset))).scalars())
+
+
+async def problems_without_cycle(session: AsyncSession, *, since: dt.datetime) -> list[ProblemReport]:
+    """Problems recorded since a time whose escalation cycle has not been created yet."""
+    return list((await session.execute(
+        select(ProblemReport).where(ProblemReport.cycle_id.is_(None), ProblemReport.created_at >= since)
+        .order_by(ProblemReport.created_at))).scalars())
 
 
 async def events_without_cycle(session: AsyncSession, *, since: dt.datetime) -> list[EconomicEvent]:

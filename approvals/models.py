@@ -191,6 +191,20 @@ class EconomicEvent(Base):
     cycle_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("cycle.id"))
 
 
+class ProblemReport(Base):
+    """A problem a unit raises with the PPC (stage E of the plan), for which an escalation cycle is started."""
+
+    __tablename__ = "problem_report"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text)
+    unit: Mapped[str] = mapped_column(String(64), doc="The agency that raises it.")
+    recorded_by: Mapped[str] = mapped_column(String(96))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    cycle_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("cycle.id"))
+
+
 class SubmissionLink(Base):
     """A link asking an official of the acting agency to (re)submit a step."""
 

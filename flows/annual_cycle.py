@@ -42,14 +42,15 @@ def this_year() -> int:
     return dt.datetime.now(get_settings().tz).year
 
 
-async def run_chain(*, cycle_kind: str, period: str, starts_on: dt.date) -> dict[str, str]:
+async def run_chain(*, cycle_kind: str, period: str, starts_on: dt.date,
+                    data: dict[str, dict] | None = None) -> dict[str, str]:
     """Run a cycle's stages in order and return each stage's status.
 
     A stage goes on to the next when it is done; a fan-out stage goes on when at least one
     branch was approved (a rejected outlet plan does not hold up the others). A stage that
     ends rejected or expired, or a cancelled cycle, ends the chain there. A stage of kind
     implementation has no request of its own: it is open from the moment the chain reaches it
-    until the stage after it settles.
+    until the stage after it settles. `data` gives an approval stage what its approvers see.
     """
     plan = load_plan(get_settings().plan_file)
     waiter = str(flow_run.id)
@@ -63,7 +64,7 @@ async def run_chain(*, cycle_kind: str, period: str, starts_on: dt.date) -> dict
                                                   status=StageStatus.waiting.value)
             continue
         request_ids = await open_stage(cycle_kind=cycle_kind, period=period, starts_on=starts_on, stage_id=stage.id,
-                                       waiter_ref=waiter)
+                                       waiter_ref=waiter, data=(data or {}).get(stage.id))
         if not started:
             await send_cycle_digest(cycle_kind=cycle_kind, period=period, event="started")
             started = True

@@ -1,6 +1,7 @@
-"""The implementation period's own cycles (stage 6 of the annual cycle): the monthly
-culture-society cycle, and an economy cycle per recorded event (a trade fair, a campaign).
-Each runs its plan stages with the same chain as the annual cycle."""
+"""The cycles besides the annual one: the implementation period's (stage 6) monthly
+culture-society cycle and economy cycle per recorded event (a trade fair, a campaign), and
+the escalation of a problem to the PPC (stage E, at any time). Each runs its plan stages with
+the same chain as the annual cycle."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from sqlalchemy import update
 
 from approvals import requests
 from approvals.config import get_settings
-from approvals.models import EconomicEvent
+from approvals.models import EconomicEvent, ProblemReport
+from approvals.plan import load_plan
 from flows.annual_cycle import run_chain
 from flows.stages import database
 
 MONTHLY_KIND = "culture_society_monthly"
 EVENT_KIND = "economy_event"
+PROBLEM_KIND = "problem_escalation"
 
 
 def month_period(month: str | None) -> tuple[str, dt.date]:
@@ -69,3 +72,34 @@ async def economy_event_cycle(event_id: str) -> dict:
     period, starts_on = await open_event_cycle(event_id)
     statuses = await run_chain(cycle_kind=EVENT_KIND, period=period, starts_on=starts_on)
     return {"event": event_id, "period": period, "stages": statuses}
+
+
+@task(name="open-problem-cycle", retries=2, retry_delay_seconds=5)
+async def open_problem_cycle(problem_id: str) -> tuple[str, dt.date, dict]:
+    """The problem's cycle, created once and linked to the problem; what the PPC is shown."""
+    settings = get_settings()
+    async with database(settings) as db, db.transaction() as session:
+        problem = await session.get(ProblemReport, uuid.UUID(problem_id), with_for_update=True)
+        if problem is None:
+            raise ValueError(f"no problem report {problem_id}")
+        day = problem.created_at.astimezone(settings.tz).date()
+        period = f"{day:%Y-%m-%d}-{problem.id.hex[:8]}"
+        cycle = await requests.get_or_create_cycle(session, kind=PROBLEM_KIND, period=period, starts_on=day)
+        if problem.cycle_id != cycle.id:
+            await session.execute(update(ProblemReport).where(ProblemReport.id == problem.id)
+                                  .values(cycle_id=cycle.id).execution_options(synchronize_session=False))
+        return period, day, {"text": f"{problem.title}\n\n{problem.description}", "unit": problem.unit}
+
+
+@flow(name="problem-escalation", log_prints=True, persist_result=True)
+async def problem_escalation(problem_id: str) -> dict:
+    """A problem a unit raised, put before the PPC's leadership (stage E): started by the
+    service when a coordinator records it."""
+    period, starts_on, shown = await open_problem_cycle(problem_id)
+    first = plan_stage_ids(PROBLEM_KIND)[0]
+    statuses = await run_chain(cycle_kind=PROBLEM_KIND, period=period, starts_on=starts_on, data={first: shown})
+    return {"problem": problem_id, "period": period, "stages": statuses}
+
+
+def plan_stage_ids(cycle_kind: str) -> list[str]:
+    return [stage.id for stage in load_plan(get_settings().plan_file).cycle(cycle_kind).stages]

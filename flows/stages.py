@@ -42,7 +42,8 @@ async def database(settings: Settings):
 
 
 @task(name="open-stage", retries=2, retry_delay_seconds=5)
-async def open_stage(*, cycle_kind: str, period: str, starts_on: dt.date, stage_id: str, waiter_ref: str) -> list[str]:
+async def open_stage(*, cycle_kind: str, period: str, starts_on: dt.date, stage_id: str, waiter_ref: str,
+                     data: dict | None = None) -> list[str]:
     """Open every branch of a stage (one per unit for a fan-out, else one), each in one
     transaction with its emails and audit rows; return the request ids.
 
@@ -50,6 +51,7 @@ async def open_stage(*, cycle_kind: str, period: str, starts_on: dt.date, stage_
     (materials, an outlet's plan, a budget, the annual report) waits for it: the holder of the
     stage's requester role gets a link to the form, and the approvers are asked once it arrives.
     Idempotent by (cycle, stage, branch): a re-run after resume finds the open requests.
+    `data` is what an approval stage shows its approvers (a problem raised with the PPC).
     """
     settings = get_settings()
     plan = load_plan(settings.plan_file)
@@ -76,7 +78,7 @@ async def open_stage(*, cycle_kind: str, period: str, starts_on: dt.date, stage_
                     approval = await requests.open_request(
                         session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage_id,
                         subject=subject, waiter_ref=waiter_ref, link_ttl=link_ttl, now=now,
-                        requested_by=submitter[0].id if submitter else None)
+                        requested_by=submitter[0].id if submitter else None, data=data)
                     request = approval.request
                     await queue_link_emails(session, kind="approval_request", plan=plan, settings=settings,
                                             renderer=renderer, request=request, cycle=cycle,

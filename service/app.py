@@ -26,7 +26,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         install_log_redaction()
         db = Database(settings.effective_database_url)
-        resumer = Resumer(db, event_deployment=settings.event_cycle_deployment)
+        resumer = Resumer(db, event_deployment=settings.event_cycle_deployment,
+                          problem_deployment=settings.problem_cycle_deployment)
         app.state.kehoach = AppState(settings=settings, plan=plan, db=db, renderer=Renderer(), resumer=resumer)
         stop = asyncio.Event()
         reconciler = asyncio.create_task(resumer.run_forever(settings.resume_retry_interval, stop))

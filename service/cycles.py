@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
@@ -35,12 +34,10 @@ async def start_monthly_cycle(month: str, deployment: str, *, wait: float = 120)
     )
 
 
-async def start_event_cycle(event_id: uuid.UUID, deployment: str) -> FlowRun:
-    """Create the economy cycle run of one recorded event; the same event twice returns the existing run."""
-    return await arun_deployment(
-        deployment, parameters={"event_id": str(event_id)}, timeout=0, idempotency_key=f"economy-event-{event_id}",
-        as_subflow=False,
-    )
+async def start_recorded_cycle(deployment: str, parameters: dict, key: str) -> FlowRun:
+    """Create the run of a recorded event's or problem's cycle; the same key twice returns the existing run."""
+    return await arun_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key,
+                                 as_subflow=False)
 
 
 async def start_annual_cycle(year: int, deployment: str, *, wait: float = 120) -> FlowRun:

@@ -19,17 +19,18 @@ from prefect.exceptions import ObjectNotFound
 from approvals import coordination, requests
 from approvals.db import Database, utcnow
 from approvals.models import ApprovalRequest
-from service.cycles import start_event_cycle
+from service.cycles import start_recorded_cycle
 
 log = logging.getLogger("kehoach.resume")
 EVENT_START_WINDOW = dt.timedelta(days=30)  # an event recorded while Prefect was down still gets its cycle
 
 
 class Resumer:
-    def __init__(self, db: Database, *, event_deployment: str = ""):
+    def __init__(self, db: Database, *, event_deployment: str = "", problem_deployment: str = ""):
         self.db = db
         self.event_deployment = event_deployment
-        self.started_events: set[uuid.UUID] = set()
+        self.problem_deployment = problem_deployment
+        self.started: set[uuid.UUID] = set()
 
     async def resume(self, request: ApprovalRequest) -> bool:
         """Try once. True when nothing more is to be done for this request."""
@@ -78,28 +79,34 @@ class Resumer:
         resumed = 0
         for request in waiting:
             resumed += await self.resume(request)
-        await self.start_event_cycles()
+        await self.start_recorded_cycles()
         return resumed
 
-    async def start_event_cycles(self) -> int:
-        """Start the economy cycle of each recorded event that has none yet (its run links the
-        cycle). Idempotent by event: Prefect returns the existing run for the same key."""
-        if not self.event_deployment:
-            return 0
+    async def start_recorded_cycles(self) -> int:
+        """Start the cycle of each recorded economic event and problem that has none yet (its
+        run links the cycle). Idempotent by record: Prefect returns the existing run for the
+        same key, so a restart or a retry never starts a second."""
+        since = utcnow() - EVENT_START_WINDOW
         async with self.db.transaction() as session:
-            events = await coordination.events_without_cycle(session, since=utcnow() - EVENT_START_WINDOW)
+            waiting = []
+            if self.event_deployment:
+                waiting += [(e.id, "economic event", self.event_deployment, "event_id", "economy-event")
+                            for e in await coordination.events_without_cycle(session, since=since)]
+            if self.problem_deployment:
+                waiting += [(p.id, "problem", self.problem_deployment, "problem_id", "problem")
+                            for p in await coordination.problems_without_cycle(session, since=since)]
         started = 0
-        for event in events:
-            if event.id in self.started_events:
+        for record_id, what, deployment, parameter, key in waiting:
+            if record_id in self.started:
                 continue
             try:
-                run = await start_event_cycle(event.id, self.event_deployment)
+                run = await start_recorded_cycle(deployment, {parameter: str(record_id)}, f"{key}-{record_id}")
             except Exception as exc:  # Prefect unreachable or the worker not up yet: next round
-                log.warning("could not start the economy cycle of event %s: %s", event.id, exc)
+                log.warning("could not start the cycle of %s %s: %s", what, record_id, exc)
                 continue
-            self.started_events.add(event.id)
+            self.started.add(record_id)
             started += 1
-            log.info("started run %s for economic event %s", run.id, event.id)
+            log.info("started run %s for %s %s", run.id, what, record_id)
         return started
 
     async def run_forever(self, interval: float, stop: asyncio.Event) -> None:

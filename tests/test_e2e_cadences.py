@@ -4,6 +4,7 @@ cycle; in both, each outlet submits from its emailed link and its own head appro
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import httpx
@@ -76,3 +77,34 @@ def test_a_month_of_culture_society_content(stack):
         stages = conn.execute(text("SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
                                    "WHERE c.kind = 'culture_society_monthly' AND c.period = :p"), {"p": month}).all()
     assert stages == [("monthly_production", "done")]
+
+
+def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
+    token = stack.api_token()
+    title = f"Vướng mắc kinh phí in ấn {uuid.uuid4().hex[:6]}"
+    created = httpx.post(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"},
+                         json={"title": title, "description": "Chưa được phân bổ kinh phí quý IV.", "unit": "dost"})
+    assert created.status_code == 201, created.text
+    problem_id = created.json()["id"]
+
+    # The PPC's vice-chair and chair are asked (either may decide); the page shows the problem.
+    ask = stack.smtp.wait_for(lambda r: "phochutich@lang-son.example" in r.envelope_to
+                              and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
+                              and uuid.UUID(problem_id).hex[:8] in r.message["Subject"], timeout=120)
+    (link,) = set(re.findall(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)", ask.text))
+    page = httpx.get(link)
+    assert title in page.text and "Chưa được phân bổ kinh phí quý IV." in page.text
+    assert httpx.post(link, data={"outcome": "approve", "comment": "Giao Sở Tài chính bổ sung."}).status_code == 200
+
+    closed = stack.smtp.wait_for(lambda r: "chutich@lang-son.example" in r.envelope_to
+                                 and "[Đã xong]" in r.message["Subject"]
+                                 and uuid.UUID(problem_id).hex[:8] in r.message["Subject"])
+    assert "không cần thao tác thêm" in closed.text
+    listed = httpx.get(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"}).json()
+    (problem,) = [p for p in listed if p["id"] == problem_id]
+    assert problem["cycle_id"] is not None
+    with stack.sandbox.engine.connect() as conn:
+        run_id = conn.execute(text("SELECT r.waiter_ref FROM approval_request r WHERE r.cycle_id = :c"),
+                              {"c": uuid.UUID(problem["cycle_id"]).hex if stack.sandbox.backend == "sqlite"
+                               else problem["cycle_id"]}).scalar_one()
+    stack.wait_for_state(uuid.UUID(run_id), {"Completed"}, timeout=120)

@@ -237,3 +237,20 @@ class EconomicEventRead(Read):
     recorded_by: str
     created_at: dt.datetime
     cycle_id: uuid.UUID | None
+
+
+class ProblemCreate(Create):
+    title: Line
+    description: Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMENT), AfterValidator(_text)]
+    unit: Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)] = Field(
+        description="The agency that raises it (an agency id of the plan).")
+
+
+class ProblemRead(Read):
+    id: uuid.UUID
+    title: str
+    description: str
+    unit: str
+    recorded_by: str
+    created_at: dt.datetime
+    cycle_id: uuid.UUID | None = Field(description="The escalation cycle, once its run has started.")

@@ -43,7 +43,8 @@ async def leave_the_sandbox_as_found(database):
 def settings(sandbox, link_secret, tmp_path) -> Settings:
     # No Prefect server here: the service starts no event cycle (the end-to-end tests do).
     return Settings(database_url=sandbox.url, link_secret=link_secret, data_dir=tmp_path,
-                    public_base_url="http://kehoach.test", event_cycle_deployment="")
+                    public_base_url="http://kehoach.test", event_cycle_deployment="",
+                    problem_cycle_deployment="")
 
 
 @pytest.fixture

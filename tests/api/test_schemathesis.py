@@ -66,7 +66,8 @@ def _healthy(base: str) -> bool:
 
 def _seed(sandbox, link_secret) -> tuple[Accounts, dict[str, list[str]]]:
     """A coordinator's token, and ids that exist, so the actions get past 404."""
-    settings = Settings(database_url=sandbox.url, link_secret=link_secret, event_cycle_deployment="")  # no Prefect here
+    settings = Settings(database_url=sandbox.url, link_secret=link_secret, event_cycle_deployment="",
+                        problem_cycle_deployment="")  # no Prefect here
 
     async def run():
         db = Database(sandbox.url)
