@@ -25,6 +25,7 @@ from flows.stages import (
     open_stage,
     record_stage,
     send_cycle_digest,
+    stopped_before,
     wait_for_all,
 )
 
@@ -58,6 +59,8 @@ async def run_chain(*, cycle_kind: str, period: str, starts_on: dt.date,
     open_period: str | None = None
     started = False
     for stage in plan.cycle(cycle_kind).stages:
+        if await stopped_before(cycle_kind=cycle_kind, period=period, stage_id=stage.id):
+            break  # a coordinator ended the cycle: nothing more is opened
         if stage.kind is StageKind.implementation:
             open_period = stage.id
             statuses[stage.id] = await mark_stage(cycle_kind=cycle_kind, period=period, stage_id=stage.id,
@@ -86,5 +89,5 @@ async def annual_cycle(year: int | None = None) -> dict:
     Without a year (the yearly schedule), this year in Asia/Ho_Chi_Minh."""
     year = year or this_year()
     statuses = await run_chain(cycle_kind=CYCLE_KIND, period=str(year), starts_on=cycle_start(year))
-    last = next(reversed(statuses))
-    return {"year": str(year), "stages": statuses, "stage": last, "status": statuses[last]}
+    last = next(reversed(statuses), None)  # none when the cycle was cancelled before it began
+    return {"year": str(year), "stages": statuses, "stage": last, "status": statuses.get(last, "cancelled")}

@@ -92,6 +92,19 @@ async def cycle_cancelled(session, cycle_id: uuid.UUID) -> bool:
     return bool(await coordination.cancelled_cycles(session, [cycle_id]))
 
 
+async def stopped_before(*, cycle_kind: str, period: str, stage_id: str) -> bool:
+    """Whether a coordinator cancelled the cycle before this stage began. A run replays its
+    stages from the top after every resume: the stages it had begun replay as they were."""
+    settings = get_settings()
+    async with database(settings) as db, db.transaction() as session:
+        cycle = (await session.execute(select(Cycle).where(Cycle.kind == cycle_kind, Cycle.period == period))).scalar()
+        if cycle is None or not await cycle_cancelled(session, cycle.id):
+            return False
+        begun = (await session.execute(select(CycleStage.id).where(
+            CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id))).first()
+        return begun is None
+
+
 async def wait_for_decision(request_id: str) -> str:
     """Wait for one step; return its settled round's request id."""
     return (await wait_for_all([request_id]))[0]

@@ -146,3 +146,26 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
     digest = stack.smtp.wait_for(lambda r: "dieuphoi.skhcn@lang-son.example" in r.envelope_to
                                  and str(year) in r.message["Subject"] and "finished" in r.message["Subject"].lower())
     assert "Annual implementation report" in digest.text
+
+
+def test_a_cancelled_cycle_stops_where_it_is(stack):
+    year = stack.year(7)
+    run_id = stack.start_cycle(year)
+    inbox = Inbox(stack, year)
+    _approve(inbox.link("dost_director", ASK, "1. "))
+    guidance = inbox.link("propaganda_head", ASK, "2. ")
+    stack.wait_for_state(run_id, {"Suspended"})
+
+    token = stack.api_token()
+    (cycle_id,) = [c["id"] for c in httpx.get(f"{stack.base_url}/api/v1/cycles", params={"year": year},
+                                              headers={"Authorization": f"Bearer {token}"}).json()
+                   if c["kind"] == "annual" and c["period"] == str(year)]
+    cancelled = httpx.post(f"{stack.base_url}/api/v1/cycles/{cycle_id}/cancel",
+                           headers={"Authorization": f"Bearer {token}"}, json={"reason": "Điều chỉnh kế hoạch"})
+    assert cancelled.status_code == 200, cancelled.text
+
+    stack.wait_for_state(run_id, {"Completed"})  # the run learns it on resume and opens nothing more
+    assert httpx.get(guidance).status_code == 404  # the open link closed with the cycle
+    stages = dict(_rows(stack, year, "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+                                     "WHERE c.period = :p"))
+    assert stages == {"dic_direction": "done", "propaganda_guidance": "expired"}
