@@ -377,11 +377,17 @@ async def cancel_cycle(session: AsyncSession, *, cycle_id: uuid.UUID, reason: st
         await audit.append(session, actor=by, action="request.expired", entity="approval_request",
                            entity_id=str(request.id), data={"reason": "cycle cancelled"})
         expired.append(request)
-    # A step sent back for changes waits on its resubmission link: that closes too.
+    # A step sent back for changes waits on its resubmission link: that closes too, and the run
+    # waiting on it is resumed once more (the reconciler picks it up) to learn of the cancellation.
     await session.execute(
         update(SubmissionLink).where(SubmissionLink.status == "pending", SubmissionLink.request_id.in_(
             select(ApprovalRequest.id).where(ApprovalRequest.cycle_id == cycle.id)))
         .values(status="closed").execution_options(synchronize_session=False))
+    await session.execute(
+        update(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle.id,
+                                      ApprovalRequest.status == RequestStatus.changes_requested.value,
+                                      ApprovalRequest.waiter_ref.is_not(None))
+        .values(resumed_at=None).execution_options(synchronize_session=False))
     await session.execute(
         update(CycleStage).where(CycleStage.cycle_id == cycle.id, CycleStage.status == StageStatus.waiting.value)
         .values(status=StageStatus.expired.value, updated_at=now).execution_options(synchronize_session=False))

@@ -198,3 +198,22 @@ async def test_a_coordinator_sees_who_must_submit_and_reminds_them(client, datab
             OutboxMessage.recipients.is_not(None)).order_by(OutboxMessage.created_at.desc()).limit(1))).scalars()
     assert email.kind == "submission_request" and email.recipients[0]["email"] == "ngansach.stc@lang-son.example"
     assert (await client.get(f"/s/{token}")).status_code == 200  # the same link still works
+
+
+async def test_cancelling_wakes_a_run_that_waits_on_a_resubmission(client, database, settings, accounts):
+    from approvals import requests
+    from tests.api.conftest import open_request
+
+    opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction")
+    token = await live_token(database, settings, opened.assignments["dost_director"])
+    sent_back = await client.post(f"/a/{token}", data={"outcome": "request_changes", "comment": "Bổ sung lịch"})
+    assert sent_back.status_code == 200
+    async with database.transaction() as session:  # as if a run waited on it and had been resumed for it
+        request = await session.get(ApprovalRequest, opened.request_id)
+        request.waiter_ref, request.resumed_at = str(uuid.uuid4()), utcnow()
+    cancelled = await client.post(f"/api/v1/cycles/{opened.cycle_id}/cancel", json={"reason": "Dừng"},
+                                  headers=accounts.as_coordinator)
+    assert cancelled.status_code == 200
+    async with database.sessions() as session:
+        waiting = {r.id for r in await requests.requests_awaiting_resume(session, limit=1000)}
+    assert opened.request_id in waiting  # the reconciler resumes its run, which sees the cancellation
