@@ -1,5 +1,6 @@
-"""Sending a step back and getting it again: after a request for changes, the official
-who submitted it gets a link to resubmit; the resubmission opens the next round."""
+"""Submissions through a form link: a unit submits a step that starts with a submission
+(materials, an outlet's plan, a budget, a report) and its approvers are asked; after a request
+for changes, the official who submitted it gets a link to resubmit, which opens the next round."""
 
 from __future__ import annotations
 
@@ -42,8 +43,6 @@ class SubmissionAsked:
     def first(self) -> bool:
         return self.link.kind == "first"
 
-
-ResubmissionAsked = SubmissionAsked
 
 
 def submitter_for(plan: Plan, request: ApprovalRequest, cycle: Cycle, now: dt.datetime) -> Official | None:
@@ -206,5 +205,3 @@ async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str
         await store_files(session, request_id=opened.request.id, files=list(files), now=now)
     return opened
 
-
-resubmit = submit

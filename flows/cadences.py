@@ -16,7 +16,7 @@ from approvals import requests
 from approvals.config import get_settings
 from approvals.models import EconomicEvent, ProblemReport
 from approvals.plan import load_plan
-from flows.annual_cycle import run_chain
+from flows.chain import run_chain
 from flows.stages import database
 
 MONTHLY_KIND = "culture_society_monthly"

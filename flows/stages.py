@@ -105,11 +105,6 @@ async def stopped_before(*, cycle_kind: str, period: str, stage_id: str) -> bool
         return begun is None
 
 
-async def wait_for_decision(request_id: str) -> str:
-    """Wait for one step; return its settled round's request id."""
-    return (await wait_for_all([request_id]))[0]
-
-
 async def wait_for_all(request_ids: list[str]) -> list[str]:
     """Suspend (holding no process) until every branch of a step is settled in the database;
     return the settled rounds' request ids, in the same order.
