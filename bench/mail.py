@@ -11,7 +11,9 @@ on 127.0.0.1 and counts what it accepts by Message-ID. Then, one after the other
   dispatcher  the real thing, end to end: render each email (Jinja2, vi), enqueue it in its
               own transaction (or `--per-transaction` per transaction), and a Dispatcher
               (`run_forever`, default settings, pool `--pool`) sending and recording
-              each result, until every message is recorded as sent
+              each result, until every message is recorded as sent; once in one process,
+              once with the producer in a process of its own (50 per transaction), as in
+              production where flows and the web service queue and `kehoach dispatch` sends
   + dispatch only: the same Dispatcher on an outbox filled beforehand (not timed: render and
               enqueue), to show where the time goes
 
@@ -193,6 +195,43 @@ async def produce(db, count: int, per_transaction: int, offset: int = 0) -> None
             await asyncio.sleep(0)  # let the dispatcher in
 
 
+def _produce_main(url: str, count: int, per_transaction: int, offset: int, ready, go) -> None:
+    """The producer in a process of its own, as in production (the flow worker, the web service)."""
+    from approvals.db import Database as Db
+    from notifications.outbox import enqueue_many  # noqa: F401 - imported before the clock starts
+    from notifications.render import Renderer  # noqa: F401
+
+    async def main() -> None:
+        db = Db(url)
+        try:
+            ready.set()
+            go.wait()
+            await produce(db, count, per_transaction, offset=offset)
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+class ProducerProcess:
+    """Started (and its imports done) before the clock starts; `go()` lets it produce."""
+
+    def __init__(self, url: str, count: int, per_transaction: int, offset: int):
+        context = multiprocessing.get_context("spawn")
+        self.ready, self.go_event = context.Event(), context.Event()
+        self.process = context.Process(target=_produce_main,
+                                       args=(url, count, per_transaction, offset, self.ready, self.go_event))
+        self.process.start()
+        if not self.ready.wait(60):
+            raise SystemExit("the producer process did not start")
+
+    async def go(self) -> None:
+        self.go_event.set()
+        await asyncio.to_thread(self.process.join)
+        if self.process.exitcode != 0:
+            raise SystemExit(f"the producer process failed (exit code {self.process.exitcode})")
+
+
 async def unsent(db) -> int:
     from sqlalchemy import func, select
 
@@ -304,6 +343,16 @@ async def run(args) -> None:
                          count / (time.perf_counter() - started)))
             check(sink, count, f"dispatcher ({per_transaction} per transaction)")
             offset += count
+
+        async with db.transaction() as session:
+            await session.execute(delete(OutboxMessage))
+        elsewhere = ProducerProcess(database.url, count, 50, offset)
+        started = time.perf_counter()
+        producer = asyncio.ensure_future(elsewhere.go())
+        await dispatch(db, sink.port, pool, until=all_sent, producer=producer)
+        rows.append(("dispatcher, end to end, producer in its own process", count / (time.perf_counter() - started)))
+        check(sink, count, "dispatcher (producer in its own process)")
+        offset += count
 
         async with db.transaction() as session:
             await session.execute(delete(OutboxMessage))
