@@ -49,6 +49,15 @@ def event_period(event: EconomicEvent) -> str:
     return f"{event.starts_on:%Y-%m-%d}-{event.id.hex[:8]}"
 
 
+async def _link_cycle(session, record: EconomicEvent | ProblemReport, *, kind: str, period: str,
+                      starts_on: dt.date) -> None:
+    """The record's cycle, created once; the record points at it (a re-run finds both)."""
+    cycle = await requests.get_or_create_cycle(session, kind=kind, period=period, starts_on=starts_on)
+    if record.cycle_id != cycle.id:
+        await session.execute(update(type(record)).where(type(record).id == record.id)
+                              .values(cycle_id=cycle.id).execution_options(synchronize_session=False))
+
+
 @task(name="open-event-cycle", retries=2, retry_delay_seconds=5)
 async def open_event_cycle(event_id: str) -> tuple[str, dt.date]:
     """The event's cycle, created once and linked to the event (a re-run finds it)."""
@@ -58,10 +67,7 @@ async def open_event_cycle(event_id: str) -> tuple[str, dt.date]:
         if event is None:
             raise ValueError(f"no economic event {event_id}")
         period = event_period(event)
-        cycle = await requests.get_or_create_cycle(session, kind=EVENT_KIND, period=period, starts_on=event.starts_on)
-        if event.cycle_id != cycle.id:
-            await session.execute(update(EconomicEvent).where(EconomicEvent.id == event.id)
-                                  .values(cycle_id=cycle.id).execution_options(synchronize_session=False))
+        await _link_cycle(session, event, kind=EVENT_KIND, period=period, starts_on=event.starts_on)
         return period, event.starts_on
 
 
@@ -84,10 +90,7 @@ async def open_problem_cycle(problem_id: str) -> tuple[str, dt.date, dict]:
             raise ValueError(f"no problem report {problem_id}")
         day = problem.created_at.astimezone(settings.tz).date()
         period = f"{day:%Y-%m-%d}-{problem.id.hex[:8]}"
-        cycle = await requests.get_or_create_cycle(session, kind=PROBLEM_KIND, period=period, starts_on=day)
-        if problem.cycle_id != cycle.id:
-            await session.execute(update(ProblemReport).where(ProblemReport.id == problem.id)
-                                  .values(cycle_id=cycle.id).execution_options(synchronize_session=False))
+        await _link_cycle(session, problem, kind=PROBLEM_KIND, period=period, starts_on=day)
         return period, day, {"text": f"{problem.title}\n\n{problem.description}", "unit": problem.unit}
 
 
