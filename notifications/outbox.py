@@ -122,11 +122,8 @@ async def enqueue(
     attachments: Sequence[Attachment] = (),
 ) -> uuid.UUID | None:
     """Queue one message; a second call with the same key stores nothing and returns None."""
-    values = _row(Outgoing(idempotency_key, kind, to, email, attachments), domain, utcnow())
-    result = await session.execute(_INSERT[session.bind.dialect.name], values)
-    if result.rowcount == 0:
-        return None
-    return values["id"]
+    stored = await enqueue_many(session, [Outgoing(idempotency_key, kind, to, email, attachments)], domain=domain)
+    return stored[0] if stored else None
 
 
 async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing], *, domain: str) -> list[uuid.UUID]:
@@ -137,11 +134,9 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing], *, d
     rows = [_row(message, domain, now) for message in messages]
     if not rows:
         return []
-    if len(rows) == 1:
-        stored = await enqueue(session, idempotency_key=messages[0].idempotency_key, kind=messages[0].kind,
-                               to=messages[0].to, email=messages[0].email, domain=domain,
-                               attachments=messages[0].attachments)
-        return [stored] if stored else []
+    if len(rows) == 1:  # a plain INSERT: one row needs no many-rows machinery
+        result = await session.execute(_INSERT[session.bind.dialect.name], rows[0])
+        return [rows[0]["id"]] if result.rowcount else []
     result = await session.execute(_INSERT_RETURNING[session.bind.dialect.name], rows)
     return list(result.scalars())
 

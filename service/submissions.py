@@ -103,10 +103,9 @@ async def resubmit(request: Request, token: str, app: App):
     now = utcnow()
     try:
         async with app.db.transaction() as session:
-            first = (await submissions.view_submission(session, token, now=now)).link.kind == "first"
             opened = await submissions.submit(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
-                                                token=token, data=data, files=files, now=now,
-                                                link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
+                                              token=token, data=data, files=files, now=now,
+                                              link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
             await queue_link_messages(
                 session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=app.organizer, domain=app.mail_domain,
                 messages=link_messages(app.plan, opened.request, opened.cycle, opened.new_assignments,
@@ -114,9 +113,10 @@ async def resubmit(request: Request, token: str, app: App):
     except requests.InvalidLink:
         return _invalid(request, language)
     except (requests.NoApprover, requests.Refused) as exc:
-        log.warning("resubmission could not be routed: %s", exc)
+        log.warning("submission could not be routed: %s", exc)
         return render(request, "message.html", language, status_code=409, switch_url=None,
                       title=_("resubmit.unrouted.title"), body=_("resubmit.unrouted.body"))
+    first = opened.request.previous_id is None  # a resubmission opens a round linked to the one sent back
     done = "submit.done" if first else "resubmit.done"
     return render(request, "message.html", language, switch_url=None, title=_(f"{done}.title"),
                   body=_(f"{done}.body", at=local_time(now, app.settings.tz, language)))
