@@ -104,9 +104,7 @@ class _Batch:
 @dataclass(eq=False)
 class _Job:
     message: OutboxMessage
-    recipients: list[str]
     batch: _Batch
-    data: bytes = b""
 
 class _Stream:
     """Batch after batch: claims ahead of the senders, records behind them.
@@ -176,14 +174,7 @@ class _Stream:
         self.handled += len(messages)
         loop = asyncio.get_running_loop()
         batch = _Batch(lease, loop.time() + dispatcher.retry.lease_seconds - dispatcher.retry.lease_margin)
-        for message in messages:
-            try:
-                data = dispatcher.serialize(message)
-            except Exception as exc:  # the message itself is broken: retrying cannot help
-                log.error("cannot build %s: %s", message.message_id, exc)
-                self.pending.append((message, _Outcome("failed", f"cannot build the message: {exc}"), lease))
-                continue
-            self.jobs.append(_Job(message, [r["email"] for r in message.recipients], batch, data))
+        self.jobs.extend(_Job(message, batch) for message in messages)
         self.wake.set()
 
     async def _claim_ahead(self) -> None:
@@ -218,9 +209,17 @@ class _Stream:
             if remaining < min(dispatcher.smtp.timeout, dispatcher.retry.lease_seconds / 4):
                 self._note(job, RELEASE)  # too close to the end of its lease to start
                 continue
+            # Written here, just before it goes out, not a whole batch at once after the claim:
+            # the other connections' replies are not kept waiting behind a batch's worth of work.
+            try:
+                data = dispatcher.serialize(job.message)
+            except Exception as exc:  # the message itself is broken: retrying cannot help
+                log.error("cannot build %s: %s", job.message.message_id, exc)
+                self._note(job, _Outcome("failed", f"cannot build the message: {exc}"))
+                continue
             try:
                 async with asyncio.timeout(remaining):
-                    outcome = await dispatcher._send(job)
+                    outcome = await dispatcher._send(job, data)
             except SmtpUnavailable as exc:
                 log.warning("cannot connect to SMTP %s:%s: %s", dispatcher.smtp.host, dispatcher.smtp.port, exc)
                 if self.outage is None:
@@ -421,7 +420,7 @@ class Dispatcher:
 
     # -------------------------------------------------------------- the SMTP side
 
-    async def _send(self, job: _Job) -> _Outcome:
+    async def _send(self, job: _Job, data: bytes) -> _Outcome:
         """Send one message on a pooled connection; a stale reused connection is replaced once."""
         for attempt in (1, 2):
             try:
@@ -435,18 +434,19 @@ class Dispatcher:
             try:
                 await client.mail(self.smtp.sender)
                 refused = []
-                for address in job.recipients:
+                recipients = [recipient["email"] for recipient in job.message.recipients]
+                for address in recipients:
                     try:
                         await client.rcpt(address)
                     except aiosmtplib.SMTPRecipientRefused as exc:
                         refused.append(exc)
-                if len(refused) == len(job.recipients):
+                if len(refused) == len(recipients):
                     await client.rset()
                     self.pool.release(connection)
                     return _Outcome("failed" if all(500 <= r.code < 600 for r in refused) else "retry",
                                     "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refused))
                 data_started = True
-                await client.data(job.data)
+                await client.data(data)
             except aiosmtplib.SMTPResponseException as exc:
                 permanent = 500 <= exc.code < 600
                 if exc.code == 421:  # the server is closing this connection
