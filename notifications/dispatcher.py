@@ -50,7 +50,8 @@ from email.utils import format_datetime, formataddr
 from html import escape
 
 import aiosmtplib
-from sqlalchemy import or_, select, update
+from sqlalchemy import any_, bindparam, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from approvals.db import Database, utcnow
 from notifications import mime
@@ -59,6 +60,9 @@ from notifications.smtp import _NETWORK_ERRORS, SmtpConfig, SmtpPool, SmtpUnavai
 
 log = logging.getLogger("kehoach.dispatcher")
 _TABLE = OutboxMessage.__table__
+# What sending needs of a claimed row (not the idempotency key, the kind, the last error...).
+_CLAIMED = [_TABLE.c[name] for name in ("id", "message_id", "recipients", "subject", "text_body", "html_body",
+                                       "attachments", "attempts", "next_attempt_at", "lease_until")]
 
 PLACEHOLDER = re.compile(r"\[\[secret:([a-z_]+):([A-Za-z0-9:_-]+)\]\]")
 Resolver = Callable[[str], str]
@@ -376,7 +380,7 @@ class Dispatcher:
                 update(_TABLE)
                 .where(chosen, due)
                 .values(status=MessageStatus.sending.value, lease_until=lease, attempts=_TABLE.c.attempts + 1)
-                .returning(*_TABLE.c)
+                .returning(*_CLAIMED)
             )).all()
         return sorted(claimed, key=lambda message: message.next_attempt_at), lease
 
@@ -402,9 +406,13 @@ class Dispatcher:
             if outcome is SENT:
                 sent.setdefault(lease, []).append(message.id)
         async with self.db.transaction() as session:
+            postgres = session.bind.dialect.name == "postgresql"
             for lease, ids in sent.items():
+                # On PostgreSQL one array parameter: the same SQL whatever the count, so it is
+                # prepared once (an IN list is new SQL for every length).
+                chosen = _TABLE.c.id == any_(bindparam("ids", ids, type_=_ID_ARRAY)) if postgres else _TABLE.c.id.in_(ids)
                 await session.execute(
-                    update(_TABLE).where(_TABLE.c.id.in_(ids), *_fence(lease)).values(**self._values(None, SENT, now)))
+                    update(_TABLE).where(chosen, *_fence(lease)).values(**self._values(None, SENT, now)))
             for message, outcome, lease in results:
                 if outcome is not SENT:
                     await session.execute(
@@ -525,6 +533,8 @@ class Dispatcher:
 
     async def __aexit__(self, *exc_info) -> None:
         await self.aclose()
+
+_ID_ARRAY = ARRAY(_TABLE.c.id.type)
 
 def _fence(lease: dt.datetime) -> tuple:
     return _TABLE.c.status == MessageStatus.sending.value, _TABLE.c.lease_until == lease
