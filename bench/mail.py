@@ -1,27 +1,29 @@
-"""How fast the dispatcher sends, next to two raw aiosmtplib senders, in one run.
+"""How fast the dispatcher sends, next to two raw aiosmtplib senders, in the same run.
 
-    python bench/mail.py [--messages 2000] [--postgres URL] [--pool 4] [--per-transaction 1]
+    python bench/mail.py [--messages 2000] [--rounds 3] [--postgres URL] [--pool 4] [--per-transaction 50]
 
 An aiosmtpd sink runs in a child process (so it does not share the GIL with the senders)
-on 127.0.0.1 and counts what it accepts by Message-ID. Then, one after the other:
+on 127.0.0.1 and counts what it accepts by Message-ID. Each round runs every row, one
+after the other:
 
   naive       aiosmtplib, one connection per message (connect, EHLO, MAIL, RCPT, DATA, QUIT),
               messages one at a time
   pooled      aiosmtplib, `--pool` connections opened once and reused, all sending at once
-  dispatcher  the real thing, end to end: render each email (Jinja2, vi), enqueue it in its
-              own transaction (or `--per-transaction` per transaction), and a Dispatcher
-              (`run_forever`, default settings, pool `--pool`) sending and recording
-              each result, until every message is recorded as sent; once in one process,
-              once with the producer in a process of its own (50 per transaction), as in
-              production where flows and the web service queue and `kehoach dispatch` sends
-  + dispatch only: the same Dispatcher on an outbox filled beforehand (not timed: render and
-              enqueue), to show where the time goes
+  dispatcher, sending only: the real Dispatcher (`run_forever`, default settings, pool `--pool`)
+              on an outbox filled before the clock starts: claim, write the MIME bytes, send,
+              record each result, until every message is recorded as sent
+  dispatcher, end to end: the same, while the emails are rendered (Jinja2, Vietnamese) and
+              queued 50 per transaction by a process of its own (as flows and the web
+              service do in production), or by the dispatcher's own process and event loop
+              (`--per-transaction`, one row per value)
 
 The raw senders send the same bytes the dispatcher would (one rendered approval email,
 its Message-ID changed per message), built before their clock starts. The database is a
 SQLite file in a temporary folder, or a fresh schema in `--postgres URL` (dropped after).
-Each sender is checked: every message accepted once. The rates are printed; nothing is
-asserted about time (the numbers depend on the machine and on what else runs on it).
+Each sender is checked: every message accepted once. Ratios are taken against the
+baselines of the same round and their median over the rounds is printed, with the CPU
+each process used (the sink near 100 % of a core is the limit). Nothing is asserted about
+time: on a small shared machine one run differs from the next by up to +-30 %.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import re
+import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -261,7 +266,7 @@ async def dispatch(db, port: int, pool: int, *, until, producer=None):
     return dispatcher
 
 
-# ------------------------------------------------------------------------ the run
+# ------------------------------------------------------------------------ the database
 
 
 class Database:
@@ -301,90 +306,204 @@ def check(sink: Sink, expected: int, what: str) -> None:
     sink.reset()
 
 
-async def run(args) -> None:
+# ------------------------------------------------------------------------ where the CPU went
+
+
+def _cpu_seconds(pid: int | str) -> float:
+    """User + system CPU of one process (Linux /proc); 0 where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _postgres_seconds() -> float:
+    """CPU of every PostgreSQL process on this machine (a remote server reads as 0)."""
+    total = 0.0
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/comm") as comm:
+                    if comm.read().strip() != "postgres":
+                        continue
+            except OSError:
+                continue
+            total += _cpu_seconds(entry.name)
+    return total
+
+
+class CpuMeter:
+    """Share of one core used by the sink, this process (the sender), finished child
+    processes (the producer) and PostgreSQL, between `start()` and `stop()`."""
+
+    def __init__(self, sink: Sink):
+        self.sink = sink
+
+    def _read(self) -> tuple[float, ...]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (time.perf_counter(), _cpu_seconds(self.sink.process.pid), time.process_time(),
+                children.ru_utime + children.ru_stime, _postgres_seconds())
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def stop(self) -> dict[str, float]:
+        after = self._read()
+        wall = after[0] - self.before[0]
+        return {name: 100 * (after[i] - self.before[i]) / wall
+                for i, name in enumerate(("sink", "sender", "producer", "postgres"), start=1)}
+
+
+# ------------------------------------------------------------------------ the run
+
+ROWS = {
+    "naive": "naive: a new connection per message, one at a time",
+    "pooled": "pooled: {pool} reused connections, all at once",
+    "sending": "dispatcher, sending only: claim + write + send + record",
+    "elsewhere": "dispatcher, end to end, producer in its own process",
+    "inline": "dispatcher, end to end, one process, {n} per transaction",
+}
+
+
+async def one_round(args, sink: Sink, db, database: Database, offset: int) -> list[tuple[str, float, dict]]:
+    """Every row once, one after the other; returns (row, messages/s, CPU shares)."""
     from sqlalchemy import delete
 
-    from approvals.db import Database as Db
     from notifications.models import OutboxMessage
 
     count, pool = args.messages, args.pool
+    meter = CpuMeter(sink)
+    results = []
+
+    def timed(key: str, started: float) -> None:
+        results.append((key, count / (time.perf_counter() - started), meter.stop()))
+
+    messages = raw_messages(2 * count, sink.port)
+    meter.start()
+    started = time.perf_counter()
+    await naive(messages[:count], sink.port)
+    timed("naive", started)
+    check(sink, count, "naive")
+
+    meter.start()
+    started = time.perf_counter()
+    await pooled(messages[count:], sink.port, pool)
+    timed("pooled", started)
+    check(sink, count, "pooled")
+
+    async def all_sent() -> bool:  # asks the sink first: a database poll would compete for its lock
+        return (await asyncio.to_thread(sink.stats))[1] >= count and await unsent(db) == 0
+
+    async def empty() -> None:
+        async with db.transaction() as session:
+            await session.execute(delete(OutboxMessage))
+
+    await empty()
+    await produce(db, count, 500, offset=offset)
+    offset += count
+    meter.start()
+    started = time.perf_counter()
+    await dispatch(db, sink.port, pool, until=all_sent)
+    timed("sending", started)
+    check(sink, count, "dispatcher (sending only)")
+
+    await empty()
+    elsewhere = ProducerProcess(database.url, count, 50, offset)
+    offset += count
+    meter.start()
+    started = time.perf_counter()
+    await dispatch(db, sink.port, pool, until=all_sent, producer=asyncio.ensure_future(elsewhere.go()))
+    timed("elsewhere", started)
+    check(sink, count, "dispatcher (producer in its own process)")
+
+    for per_transaction in args.per_transaction:
+        await empty()
+        meter.start()
+        started = time.perf_counter()
+        producer = asyncio.ensure_future(produce(db, count, per_transaction, offset=offset))
+        offset += count
+        await dispatch(db, sink.port, pool, until=all_sent, producer=producer)
+        timed(f"inline:{per_transaction}", started)
+        check(sink, count, f"dispatcher ({per_transaction} per transaction)")
+    return results
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(rounds: list[list[tuple[str, float, dict]]], pool: int) -> None:
+    keys = [key for key, _rate, _cpu in rounds[0]]
+    table = {key: {"rate": [], "pooled": [], "naive": [], "cpu": []} for key in keys}
+    for results in rounds:
+        rates = {key: rate for key, rate, _cpu in results}
+        for key, rate, cpu in results:
+            row = table[key]
+            row["rate"].append(rate)
+            row["pooled"].append(rate / rates["pooled"])  # against the baselines of the same round
+            row["naive"].append(rate / rates["naive"])
+            row["cpu"].append(cpu)
+
+    def spread(values: list[float]) -> str:
+        return f"{_median(values):5.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    print()
+    print(f"  median of {len(rounds)} round(s); ratios against the baselines of the same round (min-max)")
+    print(f"  {'':57} {'msg/s':>6} {'x pooled':>17} {'x naive':>17}   CPU % of a core: sink sender producer postgres")
+    for key in keys:
+        row = table[key]
+        name = ROWS[key.split(":")[0]].format(pool=pool, n=key.partition(":")[2])
+        cpu = {part: _median([c[part] for c in row["cpu"]]) for part in row["cpu"][0]}
+        print(f"  {name:57} {_median(row['rate']):6.0f} {spread(row['pooled']):>17} {spread(row['naive']):>17}"
+              f"   {cpu['sink']:4.0f} {cpu['sender']:6.0f} {cpu['producer']:8.0f} {cpu['postgres']:8.0f}")
+    print()
+    print("  targets (issue 5): dispatcher >= 0.8 x pooled and >= 3.5 x naive.")
+    print("  'sending only': the outbox was filled before the clock started (the emails rendered and queued);")
+    print("  'end to end' adds rendering (Jinja2) and queueing, by another process (as flows and the web service")
+    print("  do in production) or by the dispatcher's own. Every sender's messages were each accepted exactly")
+    print("  once by the sink. A sink near 100 % of a core is the limit of the row.")
+
+
+async def run(args) -> None:
+    from approvals.db import Database as Db
+
     sink = Sink()
     sink.start()
     folder = Path(tempfile.mkdtemp(prefix="kehoach-bench-"))
     database = Database(args.postgres, folder)
     db = Db(database.url)
-    rows: list[tuple[str, float]] = []
+    rounds = []
     try:
-        messages = raw_messages(2 * count, sink.port)
-        print(f"{count} messages of {len(messages[0])} bytes to an aiosmtpd sink on {HOST}:{sink.port} "
-              f"(own process); database: {'PostgreSQL' if args.postgres else 'SQLite file'}")
-
-        started = time.perf_counter()
-        await naive(messages[:count], sink.port)
-        rows.append(("naive: a new connection per message, one at a time", count / (time.perf_counter() - started)))
-        check(sink, count, "naive")
-
-        started = time.perf_counter()
-        await pooled(messages[count:], sink.port, pool)
-        rows.append((f"pooled: {pool} reused connections, all at once", count / (time.perf_counter() - started)))
-        check(sink, count, "pooled")
-
-        async def all_sent() -> bool:  # asks the sink first: a database poll would compete for its lock
-            return (await asyncio.to_thread(sink.stats))[1] >= count and await unsent(db) == 0
-
-        offset = 0
-        for per_transaction in args.per_transaction:
-            async with db.transaction() as session:
-                await session.execute(delete(OutboxMessage))
-            started = time.perf_counter()
-            producer = asyncio.ensure_future(produce(db, count, per_transaction, offset=offset))
-            await dispatch(db, sink.port, pool, until=all_sent, producer=producer)
-            rows.append((f"dispatcher, end to end, {per_transaction} per transaction",
-                         count / (time.perf_counter() - started)))
-            check(sink, count, f"dispatcher ({per_transaction} per transaction)")
-            offset += count
-
-        async with db.transaction() as session:
-            await session.execute(delete(OutboxMessage))
-        elsewhere = ProducerProcess(database.url, count, 50, offset)
-        started = time.perf_counter()
-        producer = asyncio.ensure_future(elsewhere.go())
-        await dispatch(db, sink.port, pool, until=all_sent, producer=producer)
-        rows.append(("dispatcher, end to end, producer in its own process", count / (time.perf_counter() - started)))
-        check(sink, count, "dispatcher (producer in its own process)")
-        offset += count
-
-        async with db.transaction() as session:
-            await session.execute(delete(OutboxMessage))
-        await produce(db, count, 500, offset=offset)
-        started = time.perf_counter()
-        await dispatch(db, sink.port, pool, until=all_sent)
-        rows.append(("dispatcher, sending only (outbox filled before)", count / (time.perf_counter() - started)))
-        check(sink, count, "dispatcher (sending only)")
+        size = len(raw_messages(1, sink.port)[0])
+        print(f"{args.messages} messages of {size} bytes per row to an aiosmtpd sink on {HOST}:{sink.port} "
+              f"(own process); database: {'PostgreSQL' if args.postgres else 'SQLite file'}; "
+              f"{args.rounds} round(s) of every row", flush=True)
+        for number in range(args.rounds):
+            results = await one_round(args, sink, db, database, offset=number * 10 * args.messages)
+            rates = {key: rate for key, rate, _cpu in results}
+            print(f"  round {number + 1}: " + ", ".join(f"{key} {rate:.0f}" for key, rate in rates.items())
+                  + f" msg/s; sending only {rates['sending'] / rates['pooled']:.2f} x pooled", flush=True)
+            rounds.append(results)
     finally:
         await db.dispose()
         database.drop()
         shutil.rmtree(folder, ignore_errors=True)
         sink.stop()
-
-    naive_rate, pooled_rate = rows[0][1], rows[1][1]
-    print()
-    print(f"  {'':52} {'messages/s':>10} {'x pooled':>9} {'x naive':>8}")
-    for name, rate in rows:
-        print(f"  {name:52} {rate:10.0f} {rate / pooled_rate:9.2f} {rate / naive_rate:8.2f}")
-    print()
-    print("  targets: dispatcher >= 0.8 x pooled and >= 3.5 x naive. 'end to end' = render + enqueue")
-    print("  (N emails per transaction) + claim + send + record, in one process; 'sending only' = claim +")
-    print("  send + record. Every sender's messages were each accepted exactly once by the sink.")
+    report(rounds, args.pool)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=2000, help="messages per row and round (default 2000)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every row; the medians are printed (default 3)")
     parser.add_argument("--postgres", metavar="URL", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--pool", type=int, default=4, help="SMTP connections (pooled sender and dispatcher)")
-    parser.add_argument("--per-transaction", type=lambda v: [int(x) for x in v.split(",")], default=[1, 50],
-                        help="emails enqueued per transaction, one end-to-end run each (default 1,50)")
+    parser.add_argument("--per-transaction", type=lambda v: [int(x) for x in v.split(",") if x], default=[50],
+                        help="emails enqueued per transaction by the in-process producer, one row each "
+                             "(default 50; e.g. 1,50)")
     args = parser.parse_args(argv)
     asyncio.run(run(args))
 
