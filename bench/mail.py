@@ -31,11 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import os
 import re
-import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -46,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.common import CpuMeter, Database, median  # noqa: E402
 
 HOST = "127.0.0.1"
 SENDER = "kehoach@lang-son.example"
@@ -200,7 +199,7 @@ async def produce(db, count: int, per_transaction: int, offset: int = 0) -> None
             await asyncio.sleep(0)  # let the dispatcher in
 
 
-def _produce_main(url: str, count: int, per_transaction: int, offset: int, ready, go) -> None:
+def _produce_main(url: str, count: int, per_transaction: int, offset: int, ready, go, cpu) -> None:
     """The producer in a process of its own, as in production (the flow worker, the web service)."""
     from approvals.db import Database as Db
     from notifications.outbox import enqueue_many  # noqa: F401 - imported before the clock starts
@@ -211,7 +210,9 @@ def _produce_main(url: str, count: int, per_transaction: int, offset: int, ready
         try:
             ready.set()
             go.wait()
+            started = time.process_time()
             await produce(db, count, per_transaction, offset=offset)
+            cpu.value = time.process_time() - started  # its CPU while producing (not its imports)
         finally:
             await db.dispose()
 
@@ -223,9 +224,9 @@ class ProducerProcess:
 
     def __init__(self, url: str, count: int, per_transaction: int, offset: int):
         context = multiprocessing.get_context("spawn")
-        self.ready, self.go_event = context.Event(), context.Event()
-        self.process = context.Process(target=_produce_main,
-                                       args=(url, count, per_transaction, offset, self.ready, self.go_event))
+        self.ready, self.go_event, self.cpu = context.Event(), context.Event(), context.Value("d", 0.0)
+        self.process = context.Process(target=_produce_main, args=(url, count, per_transaction, offset, self.ready,
+                                                                   self.go_event, self.cpu))
         self.process.start()
         if not self.ready.wait(60):
             raise SystemExit("the producer process did not start")
@@ -266,94 +267,12 @@ async def dispatch(db, port: int, pool: int, *, until, producer=None):
     return dispatcher
 
 
-# ------------------------------------------------------------------------ the database
-
-
-class Database:
-    """A migrated, empty database for one run: a SQLite file or a PostgreSQL schema."""
-
-    def __init__(self, postgres: str | None, folder: Path):
-        from approvals.migrate import upgrade
-
-        self.postgres, self.schema = postgres, None
-        if postgres:
-            import psycopg
-            from sqlalchemy.engine import make_url
-
-            self.schema = f"kh_bench_{uuid.uuid4().hex[:10]}"
-            self.conninfo = make_url(postgres).set(drivername="postgresql").render_as_string(hide_password=False)
-            with psycopg.connect(self.conninfo, autocommit=True) as connection:
-                connection.execute(f'CREATE SCHEMA "{self.schema}"')
-            self.url = make_url(postgres).update_query_dict(
-                {"options": f"-csearch_path={self.schema}"}).render_as_string(hide_password=False)
-        else:
-            self.url = f"sqlite:///{folder / 'bench.db'}"
-        upgrade(self.url)
-
-    def drop(self) -> None:
-        if self.schema:
-            import psycopg
-
-            with psycopg.connect(self.conninfo, autocommit=True) as connection:
-                connection.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
-
-
 def check(sink: Sink, expected: int, what: str) -> None:
     total, distinct, doubled = sink.stats()
     if (total, distinct, doubled) != (expected, expected, 0):
         raise SystemExit(f"{what}: the sink accepted {total} messages, {distinct} distinct, {doubled} twice; "
                          f"expected {expected} once each")
     sink.reset()
-
-
-# ------------------------------------------------------------------------ where the CPU went
-
-
-def _cpu_seconds(pid: int | str) -> float:
-    """User + system CPU of one process (Linux /proc); 0 where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def _postgres_seconds() -> float:
-    """CPU of every PostgreSQL process on this machine (a remote server reads as 0)."""
-    total = 0.0
-    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/comm") as comm:
-                    if comm.read().strip() != "postgres":
-                        continue
-            except OSError:
-                continue
-            total += _cpu_seconds(entry.name)
-    return total
-
-
-class CpuMeter:
-    """Share of one core used by the sink, this process (the sender), finished child
-    processes (the producer) and PostgreSQL, between `start()` and `stop()`."""
-
-    def __init__(self, sink: Sink):
-        self.sink = sink
-
-    def _read(self) -> tuple[float, ...]:
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return (time.perf_counter(), _cpu_seconds(self.sink.process.pid), time.process_time(),
-                children.ru_utime + children.ru_stime, _postgres_seconds())
-
-    def start(self) -> None:
-        self.before = self._read()
-
-    def stop(self) -> dict[str, float]:
-        after = self._read()
-        wall = after[0] - self.before[0]
-        return {name: 100 * (after[i] - self.before[i]) / wall
-                for i, name in enumerate(("sink", "sender", "producer", "postgres"), start=1)}
 
 
 # ------------------------------------------------------------------------ the run
@@ -374,11 +293,11 @@ async def one_round(args, sink: Sink, db, database: Database, offset: int) -> li
     from notifications.models import OutboxMessage
 
     count, pool = args.messages, args.pool
-    meter = CpuMeter(sink)
+    meter = CpuMeter(sink=sink.process.pid)
     results = []
 
-    def timed(key: str, started: float) -> None:
-        results.append((key, count / (time.perf_counter() - started), meter.stop()))
+    def timed(key: str, started: float, **other_cpu_seconds: float) -> None:
+        results.append((key, count / (time.perf_counter() - started), meter.stop(**other_cpu_seconds)))
 
     messages = raw_messages(2 * count, sink.port)
     meter.start()
@@ -415,7 +334,7 @@ async def one_round(args, sink: Sink, db, database: Database, offset: int) -> li
     meter.start()
     started = time.perf_counter()
     await dispatch(db, sink.port, pool, until=all_sent, producer=asyncio.ensure_future(elsewhere.go()))
-    timed("elsewhere", started)
+    timed("elsewhere", started, producer=elsewhere.cpu.value)
     check(sink, count, "dispatcher (producer in its own process)")
 
     for per_transaction in args.per_transaction:
@@ -428,10 +347,6 @@ async def one_round(args, sink: Sink, db, database: Database, offset: int) -> li
         timed(f"inline:{per_transaction}", started)
         check(sink, count, f"dispatcher ({per_transaction} per transaction)")
     return results
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def report(rounds: list[list[tuple[str, float, dict]]], pool: int) -> None:
@@ -447,7 +362,7 @@ def report(rounds: list[list[tuple[str, float, dict]]], pool: int) -> None:
             row["cpu"].append(cpu)
 
     def spread(values: list[float]) -> str:
-        return f"{_median(values):5.2f} ({min(values):.2f}-{max(values):.2f})"
+        return f"{median(values):5.2f} ({min(values):.2f}-{max(values):.2f})"
 
     print()
     print(f"  median of {len(rounds)} round(s); ratios against the baselines of the same round (min-max)")
@@ -455,8 +370,8 @@ def report(rounds: list[list[tuple[str, float, dict]]], pool: int) -> None:
     for key in keys:
         row = table[key]
         name = ROWS[key.split(":")[0]].format(pool=pool, n=key.partition(":")[2])
-        cpu = {part: _median([c[part] for c in row["cpu"]]) for part in row["cpu"][0]}
-        print(f"  {name:57} {_median(row['rate']):6.0f} {spread(row['pooled']):>17} {spread(row['naive']):>17}"
+        cpu = {part: median([c.get(part, 0.0) for c in row["cpu"]]) for part in ("sink", "sender", "producer", "postgres")}
+        print(f"  {name:57} {median(row['rate']):6.0f} {spread(row['pooled']):>17} {spread(row['naive']):>17}"
               f"   {cpu['sink']:4.0f} {cpu['sender']:6.0f} {cpu['producer']:8.0f} {cpu['postgres']:8.0f}")
     print()
     print("  targets (issue 5): dispatcher >= 0.8 x pooled and >= 3.5 x naive.")

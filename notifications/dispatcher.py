@@ -116,9 +116,11 @@ class _Stream:
     `pool.size` workers each hold one connection and take message after message; when
     the queue runs low the next batch is claimed in the background; outcomes are
     written in the background, `flush_size` at a time or every `flush_interval`.
-    Ends after a claim that found less than a full batch (the outbox is drained for
-    now: `exhausted`), after one batch (`once`), on `stop`, or when the server cannot
-    be reached."""
+    Ends after a claim that found nothing (the outbox is drained for now: `exhausted`),
+    after one batch (`once`), on `stop`, or when the server cannot be reached. A claim
+    that found less than a full batch does not end it: while emails are being queued
+    (a fan-out, a busy web service) the next claim picks up what arrived meanwhile,
+    instead of the dispatcher sleeping its poll interval with work waiting."""
 
     def __init__(self, dispatcher: Dispatcher, *, stop: asyncio.Event | None, once: bool):
         self.dispatcher = dispatcher
@@ -171,7 +173,7 @@ class _Stream:
             messages, lease = await dispatcher._claim()
         finally:
             self.wake.set()
-        if len(messages) < dispatcher.batch_size or self.once:
+        if not messages or self.once:
             self.exhausted = True  # drained for now (or one batch asked): no claim ahead
         if not messages:
             return
