@@ -31,3 +31,21 @@ def test_mail_bench_runs_every_row_on_a_small_outbox(backend):
     table = done.stdout.split("median of 2 round(s)")[1]
     for row in ROWS:
         assert row in table, done.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_web_bench_runs_every_row(backend):
+    """bench/web.py exits non-zero on any answer other than 200 with the expected page, or
+    unless every link's decision was recorded exactly once."""
+    command = [sys.executable, str(ROOT / "bench" / "web.py"), "--requests", "40", "--decisions", "10",
+               "--rounds", "1", "--concurrency", "4"]
+    if backend == "postgresql":
+        url = postgres_base_url()
+        if url is None:
+            pytest.skip("KEHOACH_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped (CI sets it)")
+        command += ["--postgres", url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for row in ("minimal FastAPI endpoint, GET", "kehoach approval page", "kehoach decision"):
+        assert row in done.stdout, done.stdout
+    assert "recorded exactly once" in done.stdout

@@ -1,0 +1,323 @@
+"""How fast the approval pages answer, next to a minimal FastAPI endpoint, in the same run.
+
+    python bench/web.py [--requests 2000] [--decisions 500] [--concurrency 8] [--rounds 3] [--postgres URL]
+
+Two servers run side by side, each in a child process, with the same uvicorn settings (one
+worker, no access log): `kehoach web`'s app (create_app: its middlewares, the link checks,
+the database, the Jinja2 pages) on a freshly migrated database holding open requests, and
+a minimal FastAPI app with the same two routes doing no work. A load process (raw HTTP/1.1
+on keep-alive connections, so that the client costs little) sends, one row after the other:
+
+  GET  /a/{token}   the approval page an official opens from the email (kehoach: verify the
+                    link, read the request, render the page; changes nothing)
+  POST /a/{token}   a decision, each on a link of its own (kehoach: one transaction that
+                    records it, settles the step and queues the receipt and the closing
+                    emails; minimal: parse the form, answer a page)
+
+Each answer is checked (status 200, the page kehoach should give) and, after the POST row,
+the database must hold exactly one decision per link. Ratios are taken against the minimal
+endpoint of the same round; the medians over the rounds are printed, with the latency
+percentiles and the server's CPU. Nothing is asserted about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter, deque
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from fastapi import FastAPI, Request  # noqa: E402 - module level: the minimal app's annotations name them
+from fastapi.responses import HTMLResponse  # noqa: E402
+
+from bench.common import CpuMeter, Database, median  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+# ------------------------------------------------------------------------ the servers (child processes)
+
+
+def _minimal_app():
+    app = FastAPI()
+
+    @app.get("/a/{token}")
+    async def show(token: str):
+        return HTMLResponse(f"<!doctype html><html lang=vi><title>Phê duyệt</title><p>{token[:8]}</p></html>")
+
+    @app.post("/a/{token}")
+    async def decide(token: str, request: Request):
+        form = await request.form()
+        return HTMLResponse(f"<!doctype html><html lang=vi><title>Đã ghi nhận</title><p>{form.get('outcome')}</p>")
+
+    return app
+
+
+def _serve(kind: str, port: int, url: str, secret: str, folder: str) -> None:
+    import uvicorn
+
+    if kind == "minimal":
+        app = _minimal_app()
+    else:
+        from approvals.config import Settings
+        from service.app import create_app
+
+        app = create_app(Settings(database_url=url, link_secret=secret, data_dir=Path(folder),
+                                  public_base_url=f"http://{HOST}:{port}", event_cycle_deployment="",
+                                  problem_cycle_deployment=""))
+    uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False)).run()
+
+
+class Server:
+    def __init__(self, kind: str, url: str, secret: str, folder: Path):
+        from service.prefect_server import free_port
+
+        self.kind, self.port = kind, free_port()
+        context = multiprocessing.get_context("spawn")
+        self.process = context.Process(target=_serve, args=(kind, self.port, url, secret, str(folder)), daemon=True)
+
+    @property
+    def origin(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> None:
+        self.process.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((HOST, self.port), timeout=1).close()
+                return
+            except OSError:
+                if not self.process.is_alive():
+                    break
+                time.sleep(0.1)
+        raise SystemExit(f"the {self.kind} server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join(10)
+
+
+# ------------------------------------------------------------------------ the load (a child process)
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status = int((await reader.readline()).split(b" ", 2)[1])
+    length, chunked = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        return status, await reader.readexactly(length)
+    body = b""
+    while size := int((await reader.readline()).strip(), 16):
+        body += await reader.readexactly(size)
+        await reader.readline()
+    await reader.readline()
+    return status, body
+
+
+async def _load(port: int, work: list[tuple[str, str, bytes, str]], concurrency: int, expect: bytes):
+    queue = deque(work)
+    statuses: Counter[int] = Counter()
+    latencies: list[float] = []
+    unexpected = 0
+
+    async def connection() -> None:
+        nonlocal unexpected
+        reader, writer = await asyncio.open_connection(HOST, port)
+        while queue:
+            method, path, body, origin = queue.popleft()
+            head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            if body:
+                head += (f"Origin: {origin}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                         f"Content-Length: {len(body)}\r\n")
+            started = time.perf_counter()
+            writer.write(head.encode() + b"\r\n" + body)
+            status, answer = await _read_answer(reader)
+            latencies.append(time.perf_counter() - started)
+            statuses[status] += 1
+            unexpected += expect not in answer
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return time.perf_counter() - started, dict(statuses), sorted(latencies), unexpected
+
+
+def _load_main(port, work, concurrency, expect, answer) -> None:
+    answer.send(asyncio.run(_load(port, work, concurrency, expect)))
+
+
+def load(port: int, work: list, concurrency: int, expect: bytes):
+    """Runs in a process of its own (spawned before its clock starts); returns (seconds, statuses, latencies, unexpected)."""
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_load_main, args=(port, work, concurrency, expect, child))
+    process.start()
+    result = parent.recv()
+    process.join()
+    return result
+
+
+# ------------------------------------------------------------------------ the data
+
+
+async def open_links(url: str, secret: str, count: int, tag: str) -> list[str]:
+    """`count` open requests of stage E (the PPC resolves a problem), one cycle each; the
+    first approver's link of each."""
+    import datetime as dt
+
+    from approvals import requests
+    from approvals.config import Settings
+    from approvals.db import Database as Db
+    from approvals.db import utcnow
+    from approvals.plan import load_plan
+    from approvals.tokens import derive_token
+
+    settings = Settings(database_url=url, link_secret=secret)
+    plan, key = load_plan(settings.plan_file), settings.link_secret_bytes()
+    db = Db(url)
+    tokens = []
+    try:
+        now = utcnow()
+        for start in range(0, count, 100):
+            async with db.transaction() as session:
+                for index in range(start, min(count, start + 100)):
+                    cycle = await requests.get_or_create_cycle(session, kind="problem_escalation",
+                                                               period=f"bench-{tag}-{index}", starts_on=now.date())
+                    opened = await requests.open_request(
+                        session, plan=plan, secret=key, cycle=cycle, stage_id="ppc_resolution", subject="",
+                        waiter_ref=None, link_ttl=dt.timedelta(days=30), now=now)
+                    first = opened.new_assignments[0].assignment
+                    tokens.append(derive_token(key, first.id, first.token_generation))
+    finally:
+        await db.dispose()
+    return tokens
+
+
+async def decisions(url: str) -> Counter:
+    from sqlalchemy import func, select
+
+    from approvals.db import Database as Db
+    from approvals.models import Decision
+
+    db = Db(url)
+    try:
+        async with db.sessions() as session:
+            rows = (await session.execute(select(Decision.assignment_id, func.count()).group_by(Decision.assignment_id))).all()
+    finally:
+        await db.dispose()
+    return Counter(dict(rows))
+
+
+# ------------------------------------------------------------------------ the run
+
+STAGE = "UBND tỉnh xử lý vướng mắc".encode()  # stage E's name, on its approval page
+DONE = "Đã ghi nhận".encode()  # on both servers' answer to a decision
+
+
+def one_round(args, servers: dict[str, Server], database: Database, secret: str, number: int) -> list:
+    kehoach, minimal = servers["kehoach"], servers["minimal"]
+    meter = CpuMeter(kehoach=kehoach.process.pid, minimal=minimal.process.pid)
+    pages = asyncio.run(open_links(database.url, secret, 50, f"{number}-pages"))
+    to_decide = asyncio.run(open_links(database.url, secret, args.decisions, f"{number}-decisions"))
+    already = sum(asyncio.run(decisions(database.url)).values())
+    rows = []
+    for key, server, method, tokens, expect in (
+        ("get:minimal", minimal, "GET", pages, "Phê duyệt".encode()),
+        ("get:kehoach", kehoach, "GET", pages, STAGE),
+        ("post:minimal", minimal, "POST", to_decide, DONE),
+        ("post:kehoach", kehoach, "POST", to_decide, DONE),
+    ):
+        count = args.requests if method == "GET" else len(tokens)
+        body = b"outcome=approve&comment=" if method == "POST" else b""
+        work = [(method, f"/a/{tokens[i % len(tokens)]}", body, server.origin) for i in range(count)]
+        meter.start()
+        seconds, statuses, latencies, unexpected = load(server.port, work, args.concurrency, expect)
+        cpu = meter.stop()
+        if statuses != {200: count} or unexpected:
+            raise SystemExit(f"{key}: answers {statuses}, {unexpected} without the expected page")
+        rows.append((key, count / seconds, latencies, cpu[server.kind]))
+    recorded = asyncio.run(decisions(database.url))
+    if sum(recorded.values()) - already != len(to_decide) or any(n != 1 for n in recorded.values()):
+        raise SystemExit(f"decisions recorded: {sum(recorded.values()) - already} for {len(to_decide)} links")
+    return rows
+
+
+NAMES = {
+    "get:minimal": "minimal FastAPI endpoint, GET",
+    "get:kehoach": "kehoach approval page, GET /a/{token}",
+    "post:minimal": "minimal FastAPI endpoint, POST a form",
+    "post:kehoach": "kehoach decision, POST /a/{token}",
+}
+
+
+def report(rounds: list[list]) -> None:
+    print()
+    print(f"  median of {len(rounds)} round(s); ratio against the minimal endpoint of the same round (min-max)")
+    print(f"  {'':40} {'req/s':>7} {'x minimal':>18} {'p50 ms':>7} {'p99 ms':>7} {'server CPU %':>13}")
+    for index, key in enumerate(NAMES):
+        baseline = index - index % 2
+        rates = [r[index][1] for r in rounds]
+        ratios = [r[index][1] / r[baseline][1] for r in rounds]
+        p50 = median([r[index][2][len(r[index][2]) // 2] for r in rounds]) * 1000
+        p99 = median([r[index][2][int(len(r[index][2]) * 0.99)] for r in rounds]) * 1000
+        cpu = median([r[index][3] for r in rounds])
+        spread = f"{median(ratios):5.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        print(f"  {NAMES[key]:40} {median(rates):7.0f} {spread:>18} {p50:7.1f} {p99:7.1f} {cpu:13.0f}")
+    print()
+    print("  every answer was 200 with the expected page; every link's decision was recorded exactly once.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import secrets
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="GET requests per row and round (default 2000)")
+    parser.add_argument("--decisions", type=int, default=500, help="POSTed decisions per row and round (default 500)")
+    parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections of the load (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every row; medians printed (default 3)")
+    parser.add_argument("--postgres", metavar="URL", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args(argv)
+
+    folder = Path(tempfile.mkdtemp(prefix="kehoach-bench-web-"))
+    database = Database(args.postgres, folder)
+    secret = secrets.token_urlsafe(48)
+    servers = {"kehoach": Server("kehoach", database.url, secret, folder),
+               "minimal": Server("minimal", database.url, secret, folder)}
+    rounds = []
+    try:
+        for server in servers.values():
+            server.start()
+        print(f"uvicorn, one worker each; {args.concurrency} connections; database: "
+              f"{'PostgreSQL' if args.postgres else 'SQLite file'}; {args.rounds} round(s)", flush=True)
+        for number in range(args.rounds):
+            rows = one_round(args, servers, database, secret, number)
+            print(f"  round {number + 1}: " + ", ".join(f"{key} {rate:.0f}" for key, rate, _l, _c in rows) + " req/s",
+                  flush=True)
+            rounds.append(rows)
+    finally:
+        for server in servers.values():
+            server.stop()
+        database.drop()
+        shutil.rmtree(folder, ignore_errors=True)
+    report(rounds)
+
+
+if __name__ == "__main__":
+    main()
