@@ -37,7 +37,7 @@ from approvals.models import (
     SubmissionLink,
 )
 from approvals.plan.schema import Plan, Stage
-from approvals.submissions import SubmissionAsked
+from approvals.submissions import SubmissionAsked, remind_submitter
 from approvals.requests import (
     AlreadyDecided,
     NewAssignment,
@@ -264,10 +264,11 @@ async def _locked_pending(session: AsyncSession, request_id: uuid.UUID) -> tuple
 async def remind(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID, by: str,
                  now: dt.datetime, link_ttl: dt.timedelta) -> Acted:
     """A reminder now, outside the plan's schedule (which it does not shift). A step still
-    waiting for its unit's submission reminds the unit's officer, with the same form link."""
+    waiting for its unit's submission reminds the unit's officer with a fresh form link (the
+    last one stops working), as the approvers' reminders carry fresh approval links."""
     request = await lock_request(session, request_id)
     if request is not None and request.status == RequestStatus.awaiting_submission.value:
-        return await _remind_submitter(session, plan, request, by=by, now=now)
+        return await _remind_submitter(session, plan, secret, request, by=by, now=now)
     request, cycle = await _locked_pending(session, request_id)
     notify = await rotate_links(session, plan=plan, secret=secret, request=request, now=now, link_ttl=link_ttl)
     if not notify:
@@ -277,17 +278,14 @@ async def remind(session: AsyncSession, *, plan: Plan, secret: bytes, request_id
     return Acted(request, cycle, notify)
 
 
-async def _remind_submitter(session: AsyncSession, plan: Plan, request: ApprovalRequest, *, by: str,
+async def _remind_submitter(session: AsyncSession, plan: Plan, secret: bytes, request: ApprovalRequest, *, by: str,
                             now: dt.datetime) -> Acted:
-    link = (await session.execute(select(SubmissionLink).where(
-        SubmissionLink.request_id == request.id, SubmissionLink.status == "pending",
-        SubmissionLink.expires_at > now))).scalar()
-    official = plan.official(link.official_id) if link else None
-    if official is None:
+    asked = await remind_submitter(session, plan=plan, secret=secret, request=request, now=now)
+    if asked is None:
         raise Refused("nobody who can be reached is asked to submit this step")
     await audit.append(session, actor=by, action="submission.reminded", entity="approval_request",
-                       entity_id=str(request.id), data={"manual": True, "to": official.id})
-    return Acted(request, await session.get(Cycle, request.cycle_id), [], SubmissionAsked(link, official))
+                       entity_id=str(request.id), data={"manual": True, "to": asked.official.id})
+    return Acted(request, await session.get(Cycle, request.cycle_id), [], asked)
 
 
 async def remind_many(session: AsyncSession, *, plan: Plan, secret: bytes, request_ids: list[uuid.UUID], by: str,

@@ -135,8 +135,8 @@ def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Se
 def submission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked, *, tz: ZoneInfo,
                        reminder: int | str = 0) -> LinkMessage:
     """The email with a submission link: the step's first submission, or a resubmission after
-    a request for changes (its page shows the reviewers' comments); `reminder` > 0 sends the
-    same link again as the sweep's n-th reminder."""
+    a request for changes (its page shows the reviewers' comments); `reminder` marks the
+    sweep's n-th (or a coordinator's) reminder, whose link is the fresh one the reminder issued."""
     official, link = asked.official, asked.link
     language = official.language.value
     kind = "submission_request" if link.kind == "first" else "resubmission_request"

@@ -89,6 +89,35 @@ async def ask_resubmission(session: AsyncSession, *, plan: Plan, secret: bytes, 
                       kind="resubmission")
 
 
+async def pending_link(session: AsyncSession, request_id: uuid.UUID, now: dt.datetime) -> SubmissionLink | None:
+    """The request's form link that can still be used, if any."""
+    return (await session.execute(select(SubmissionLink).where(
+        SubmissionLink.request_id == request_id, SubmissionLink.status == "pending",
+        SubmissionLink.expires_at > now))).scalar()
+
+
+async def remind_submitter(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest,
+                           now: dt.datetime) -> SubmissionAsked | None:
+    """A reminder carries a fresh link: the form link's next generation replaces the last one,
+    which stops working (a forwarded or leaked old email opens nothing). None when nobody can be
+    reminded: no pending link, its official gone from the directory, or the link used meanwhile."""
+    link = await pending_link(session, request.id, now)
+    official = plan.official(link.official_id) if link else None
+    if official is None:
+        return None
+    generation = link.token_generation + 1
+    moved = await session.execute(
+        update(SubmissionLink)
+        .where(SubmissionLink.id == link.id, SubmissionLink.status == "pending",
+               SubmissionLink.token_generation == link.token_generation)  # compare-and-set: a submit may race
+        .values(token_generation=generation, token_hash=hash_token(derive_token(secret, link.id, generation)))
+        .execution_options(synchronize_session=False))
+    if moved.rowcount != 1:
+        return None
+    await session.refresh(link)
+    return SubmissionAsked(link, official)
+
+
 @dataclass(frozen=True)
 class SubmissionOpened:
     opened: OpenedRequest

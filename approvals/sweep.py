@@ -24,7 +24,6 @@ from approvals.models import (
     ApprovalRequest,
     Cycle,
     RequestStatus,
-    SubmissionLink,
 )
 from approvals.plan.schema import Plan, Stage, TimeoutPolicy
 from approvals.requests import (
@@ -33,7 +32,7 @@ from approvals.requests import (
     lock_request,
     stage_of,
 )
-from approvals.submissions import SubmissionAsked
+from approvals.submissions import SubmissionAsked, remind_submitter
 
 log = logging.getLogger("kehoach.sweep")
 OPEN = [s.value for s in RequestStatus if s.open]
@@ -54,7 +53,7 @@ class SweepEvent:
     stage: Stage
     notify: list[NewAssignment] = field(default_factory=list)  # who gets a (new) link
     closed: list[str] = field(default_factory=list)  # officials whose pending link an expiry closed
-    submission: SubmissionAsked | None = None  # a reminder to submit: the unit's link, sent again
+    submission: SubmissionAsked | None = None  # a reminder to submit: the unit's fresh link
 
 
 OnEvent = Callable[[AsyncSession, SweepEvent], Awaitable[None]]
@@ -83,7 +82,7 @@ async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, req
     cycle = await session.get(Cycle, request.cycle_id)
     stage = stage_of(plan, cycle.kind, request.stage)
     if request.status == RequestStatus.awaiting_submission.value:
-        return await _sweep_submission(session, plan, request, cycle, stage, now)
+        return await _sweep_submission(session, plan, secret, request, cycle, stage, now)
 
     if request.expires_at is not None and now >= request.expires_at:
         return await _expire(session, request, cycle, stage, now, reason="escalation grace ended")
@@ -107,10 +106,11 @@ async def _overdue(session, request, cycle, stage, now, policy: TimeoutPolicy) -
     return SweepEvent(EventKind.overdue, request, cycle, stage)
 
 
-async def _sweep_submission(session, plan: Plan, request, cycle, stage, now) -> SweepEvent | None:
-    """A step still waiting for its unit's submission: the unit's officer is reminded with the
-    same link; at the due time it expires if the stage says so, else it is overdue (there is
-    no one to escalate a missing submission to: coordinators see it and chase)."""
+async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, stage, now) -> SweepEvent | None:
+    """A step still waiting for its unit's submission: the unit's officer is reminded with a
+    fresh form link (the last one stops working); at the due time it expires if the stage says
+    so, else it is overdue (there is no one to escalate a missing submission to: coordinators
+    see it and chase)."""
     if now >= request.due_at and request.escalated_at is None:
         if stage.timeout_policy is TimeoutPolicy.expire:
             return await _expire(session, request, cycle, stage, now, reason="nothing submitted by the due time")
@@ -118,17 +118,14 @@ async def _sweep_submission(session, plan: Plan, request, cycle, stage, now) -> 
     passed = sum(1 for moment in reminder_times(stage, request.due_at) if moment <= now)
     if now >= request.due_at or passed <= request.reminders_sent:
         return None
-    link = (await session.execute(select(SubmissionLink).where(
-        SubmissionLink.request_id == request.id, SubmissionLink.status == "pending",
-        SubmissionLink.expires_at > now))).scalar()
-    official = plan.official(link.official_id) if link else None
     await _cas_request(session, request, ApprovalRequest.reminders_sent == request.reminders_sent,
                        reminders_sent=passed)
+    asked = await remind_submitter(session, plan=plan, secret=secret, request=request, now=now)
     await audit.append(session, actor="system", action="submission.reminded", entity="approval_request",
-                       entity_id=str(request.id), data={"reminder": passed, "to": official.id if official else None})
-    if official is None:
+                       entity_id=str(request.id), data={"reminder": passed, "to": asked.official.id if asked else None})
+    if asked is None:
         return None
-    return SweepEvent(EventKind.reminder, request, cycle, stage, submission=SubmissionAsked(link, official))
+    return SweepEvent(EventKind.reminder, request, cycle, stage, submission=asked)
 
 
 async def _expire(session, request, cycle, stage, now, *, reason: str) -> SweepEvent:

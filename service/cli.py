@@ -153,10 +153,11 @@ def start(
     --month a month's culture-society cycle. Starting the same one twice returns the same run."""
     import asyncio
 
-    from service.cycles import start_annual_cycle, start_monthly_cycle
+    from service.cycles import PrefectNotConfigured, require_prefect_api, start_annual_cycle, start_monthly_cycle
     from service.demo import current_year
 
     settings = _settings()
+    period = None
     if month is not None:
         from flows.cadences import month_period
 
@@ -164,6 +165,12 @@ def start(
             period, _ = month_period(month)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--month") from None
+    try:
+        require_prefect_api()
+    except PrefectNotConfigured as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if period is not None:
         run = asyncio.run(start_monthly_cycle(period, "culture-society-cycle/culture-society-cycle"))
         typer.echo(f"culture-society cycle {period}: flow run {run.id} ({run.state.name if run.state else 'created'})")
         return

@@ -9,10 +9,28 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
+
+
+class PrefectNotConfigured(RuntimeError):
+    """No PREFECT_API_URL: kehoach never lets Prefect start a temporary server of its own."""
+
+
+def require_prefect_api() -> str:
+    """The configured Prefect API, or PrefectNotConfigured. Without this check the Prefect client
+    quietly starts a temporary server in the calling process (its "ephemeral mode"): a web
+    service would then resume runs on a server no worker listens to, and a start would wait
+    for deployments that cannot appear."""
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise PrefectNotConfigured("PREFECT_API_URL is not set: point it at the Prefect server "
+                                   "(e.g. http://127.0.0.1:4200/api); `kehoach demo` starts one and sets it")
+    return url
 
 
 async def wait_for_deployment(name: str, timeout: float = 120) -> None:
     """The serve process registers deployments when it starts; wait for it."""
+    require_prefect_api()
     deadline = time.monotonic() + timeout
     async with get_client() as client:
         while True:
@@ -36,6 +54,7 @@ async def start_monthly_cycle(month: str, deployment: str, *, wait: float = 120)
 
 async def start_recorded_cycle(deployment: str, parameters: dict, key: str) -> FlowRun:
     """Create the run of a recorded event's or problem's cycle; the same key twice returns the existing run."""
+    require_prefect_api()
     return await arun_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key,
                                  as_subflow=False)
 

@@ -19,7 +19,7 @@ from prefect.exceptions import ObjectNotFound
 from approvals import coordination, requests
 from approvals.db import Database, utcnow
 from approvals.models import ApprovalRequest
-from service.cycles import start_recorded_cycle
+from service.cycles import PrefectNotConfigured, require_prefect_api, start_recorded_cycle
 
 log = logging.getLogger("kehoach.resume")
 EVENT_START_WINDOW = dt.timedelta(days=30)  # an event recorded while Prefect was down still gets its cycle
@@ -45,6 +45,7 @@ class Resumer:
     async def _try(self, request: ApprovalRequest) -> bool:
         run_id = uuid.UUID(request.waiter_ref)
         try:
+            require_prefect_api()
             async with get_client() as client:
                 run = await client.read_flow_run(run_id)
                 state = run.state
@@ -69,6 +70,9 @@ class Resumer:
         except ObjectNotFound:
             log.warning("run %s for request %s no longer exists", run_id, request.id)
             return True
+        except PrefectNotConfigured as exc:  # the outcome is kept: the reconciler resumes once it is set
+            log.warning("cannot resume run %s: %s", run_id, exc)
+            return False
         except Exception as exc:  # Prefect unreachable: keep the outcome and retry later
             log.warning("could not reach Prefect to resume run %s: %s", run_id, exc)
             return False

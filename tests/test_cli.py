@@ -90,3 +90,14 @@ def test_start_refuses_a_month_that_is_not_one_before_asking_prefect(tmp_path):
                             timeout=60)
     assert result.returncode == 2
     assert "month '2027-13' must be YYYY-MM" in result.stderr
+
+
+def test_start_without_a_prefect_api_says_so_and_starts_no_server_of_its_own(tmp_path):
+    """Without PREFECT_API_URL the Prefect client would start a temporary server in the
+    process and wait there for deployments that cannot appear: `kehoach start` refuses at once."""
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}
+    env.update(KEHOACH_DATA_DIR=str(tmp_path), NO_COLOR="1", PREFECT_HOME=str(tmp_path / "prefect"))
+    result = subprocess.run([KEHOACH, "start", "--year", "2031"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "PREFECT_API_URL is not set" in result.stderr
+    assert "temporary server" not in result.stdout + result.stderr

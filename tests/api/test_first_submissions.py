@@ -197,7 +197,15 @@ async def test_a_coordinator_sees_who_must_submit_and_reminds_them(client, datab
             OutboxMessage.idempotency_key.contains(":reminder-manual-"),
             OutboxMessage.recipients.is_not(None)).order_by(OutboxMessage.created_at.desc()).limit(1))).scalars()
     assert email.kind == "submission_request" and email.recipients[0]["email"] == "ngansach.stc@lang-son.example"
-    assert (await client.get(f"/s/{token}")).status_code == 200  # the same link still works
+    # The reminder carries a fresh link; the one before stops working (a plain page, nothing changed).
+    async with database.sessions() as session:
+        link = (await session.execute(select(SubmissionLink).where(SubmissionLink.request_id == request_id))).scalar_one()
+    assert link.token_generation == 2 and f"{link.id}:2" in email.text_body
+    old = await client.get(f"/s/{token}")
+    assert old.status_code == 404 and "không còn hiệu lực" in old.text
+    fresh = derive_token(settings.link_secret_bytes(), link.id, 2)
+    assert (await client.get(f"/s/{fresh}")).status_code == 200
+    assert (await _state(database, request_id))["status"] == "awaiting_submission"
 
 
 async def test_cancelling_wakes_a_run_that_waits_on_a_resubmission(client, database, settings, accounts):

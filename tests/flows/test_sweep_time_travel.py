@@ -144,10 +144,11 @@ async def _invites(db, request_id):
     return events
 
 
-async def test_a_unit_that_has_not_submitted_is_reminded_with_its_link_then_shown_overdue(database):
+async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_shown_overdue(database):
     """The budget step waits for the DoF's submission: reminders 14 and 3 days before the due
-    time carry the same form link again; at the due time the step is overdue (nobody to
-    escalate a missing submission to), still open, and the link still works."""
+    time each carry a fresh form link, and the one before stops working (security.md: a
+    reminder issues a fresh token and revokes the old one); at the due time the step is
+    overdue (nobody to escalate a missing submission to), still open, and the last link works."""
     from approvals.plan import load_plan
     from approvals.submissions import SUBMISSION_LINK, open_submission, view_submission
     from flows.emails import queue_submission_email
@@ -187,7 +188,14 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_its_link_then_show
         assert await sweep_lang_son() == ["reminder"]
     sent = await emails()
     assert [m.recipients[0]["email"] for m in sent] == ["ngansach.stc@lang-son.example"] * 3
-    assert all(placeholder(SUBMISSION_LINK, f"{link.id}:1") in m.text_body for m in sent)  # the same link
+    for generation, message in enumerate(sent, start=1):  # the first email, then each reminder's fresh link
+        assert placeholder(SUBMISSION_LINK, f"{link.id}:{generation}") in message.text_body
+        assert placeholder(SUBMISSION_LINK, f"{link.id}:{generation}") in message.html_body
+    async with database.sessions() as session:
+        for old in (1, 2):
+            with pytest.raises(requests.InvalidLink):
+                await view_submission(session, derive_token(SETTINGS.link_secret_bytes(), link.id, old), now=utcnow())
+    token = derive_token(SETTINGS.link_secret_bytes(), link.id, 3)
 
     with time_machine.travel(dt.datetime(2026, 9, 30, 9, 0, tzinfo=TZ), tick=False):
         assert await sweep_lang_son() == ["overdue"]
@@ -195,7 +203,7 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_its_link_then_show
         async with database.sessions() as session:
             request = await session.get(ApprovalRequest, request_id)
             assert request.status == "awaiting_submission" and request.escalated_at is not None
-            view = await view_submission(session, token, now=utcnow())  # the unit can still submit
+            view = await view_submission(session, token, now=utcnow())  # the unit can still submit, with the last link
             assert view.request.id == request_id
             actions = list((await session.execute(select(AuditEvent.action).where(
                 AuditEvent.entity_id == str(request_id)).order_by(AuditEvent.id))).scalars())
