@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -80,10 +80,34 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+READ_ONLY = "kehoach_read_only"  # a session execution option: see Database.reads()
+
+
+class ReadOnlySession(Session):
+    """The sessions of Database.reads(): any write is refused before it reaches the database."""
+
+
+class WriteInReadSession(RuntimeError):
+    pass
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(session, _context, _instances):
+    if session.new or session.dirty or session.deleted:
+        raise WriteInReadSession("a read session (Database.reads) may not write: use Database.transaction()")
+
+
+@event.listens_for(ReadOnlySession, "do_orm_execute")
+def _refuse_writes(state):
+    if state.is_insert or state.is_update or state.is_delete:
+        raise WriteInReadSession("a read session (Database.reads) may not write: use Database.transaction()")
+
+
 def _sqlite_pragmas(engine: Engine) -> None:
     """Several processes share the embedded SQLite file: WAL, a busy timeout, and
     write transactions that take the lock when they begin (BEGIN IMMEDIATE), so a
-    read-then-write never fails halfway with 'database is locked'."""
+    read-then-write never fails halfway with 'database is locked'. A session that only
+    reads (Database.reads) begins deferred: in WAL mode readers never wait for the lock."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -96,7 +120,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -125,6 +149,17 @@ class Database:
         self.url = url
         self.engine = make_async_engine(url)
         self.sessions = make_sessionmaker(self.engine)
+        self._readers = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False,
+                                           sync_session_class=ReadOnlySession, execution_options={READ_ONLY: True})
+
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[AsyncSession]:
+        """A session for pages and reports that only read. On SQLite its transaction begins
+        deferred, so concurrent pages read side by side (WAL) instead of queueing for the
+        write lock that `sessions()` and `transaction()` take when they begin. A write in it
+        (a flush, an INSERT/UPDATE/DELETE statement) raises before it reaches the database."""
+        async with self._readers() as session:
+            yield session
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -243,7 +243,7 @@ async def overview(request: Request, app: App):
     except ValueError:
         year = now.astimezone(app.settings.tz).year
     year = min(max(year, 2000), 2100)
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         views = await coordination.cycles(session, now=now)
         overdue = await coordination.find_requests(session, now=now, overdue=True, limit=200)
         report = await _annual_report(session, app.plan, year, now, language)
@@ -282,7 +282,7 @@ async def timeline(request: Request, request_id: str, app: App):
         return caller
     _ = catalogue(MESSAGES).gettext_for(language)
     try:
-        async with app.db.sessions() as session:
+        async with app.db.reads() as session:
             found = await coordination.history(session, uuid.UUID(request_id))
     except (ValueError, coordination.NotFound):
         return _page(request, app, "message.html", language, caller, status_code=404,

@@ -56,7 +56,7 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
                 error: str = "", error_key: str = "", chosen: str = "", comment: str = ""):
     """The approval page of a live link (the official's language unless one is asked for),
     or the invalid-link page. Reads only."""
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         try:
             view = await requests.view_link(session, token, now=utcnow())
         except requests.InvalidLink:
@@ -201,7 +201,7 @@ async def decide(request: Request, token: str, app: App):
 async def download(request: Request, token: str, file_id: str, app: App):
     """A file submitted with the step, for whoever holds a live link to it. Changes nothing."""
     language = known_language(request.query_params.get("lang")) or app.settings.default_language
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         try:
             view = await requests.view_link(session, token, now=utcnow())
             row = await session.get(SubmissionFile, uuid.UUID(file_id))

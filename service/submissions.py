@@ -34,7 +34,7 @@ router = APIRouter()
 
 async def _page(request: Request, app: App, token: str, language: str | None, *, status_code: int = 200,
                 error: str = "", text: str = ""):
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         try:
             view = await submissions.view_submission(session, token, now=utcnow())
         except requests.InvalidLink:
@@ -55,7 +55,7 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
 
 
 async def _stage_kind(app: App, token: str):
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         try:
             view = await submissions.view_submission(session, token, now=utcnow())
         except requests.InvalidLink:

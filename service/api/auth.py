@@ -58,12 +58,12 @@ def _caller(account: ApiAccount | None) -> Caller | None:
 
 
 async def caller_from_token(app: AppState, token: str) -> Caller | None:
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         return _caller(await authenticate(session, token))
 
 
 async def caller_from_id(app: AppState, account_id: uuid.UUID) -> Caller | None:
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         return _caller(await session.get(ApiAccount, account_id))
 
 

@@ -27,13 +27,13 @@ async def list_cycles(
     kind: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=64, description="A cycle kind of the plan.")] = None,
 ) -> list[CycleRead]:
     """Cycles, newest period first, each with the plan's stages and their progress."""
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         views = await coordination.cycles(session, now=utcnow(), year=year, kind=kind)
     return [cycle_read(app.plan, v, app.settings.default_language) for v in views]
 
 
 async def _one(app: App, cycle_id: uuid.UUID) -> CycleRead:
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         views = await coordination.cycles(session, now=utcnow(), cycle_id=cycle_id)
     if not views:
         raise HTTPException(404, f"no cycle {cycle_id}")

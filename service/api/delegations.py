@@ -20,7 +20,7 @@ router = APIRouter(tags=["delegations"])
 @router.get("/delegations", response_model=list[DelegationRead])
 async def list_delegations(app: App, include_revoked: Annotated[bool, Query()] = False) -> list[DelegationRead]:
     """Delegations made through the API (the plan file's own are in the plan)."""
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         rows = await delegations.list_delegations(session, include_revoked=include_revoked)
     return [DelegationRead.model_validate(r) for r in rows]
 

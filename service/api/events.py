@@ -19,7 +19,7 @@ router = APIRouter(tags=["events"])
 @router.get("/events", response_model=list[EconomicEventRead])
 async def list_events(app: App, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                       offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[EconomicEventRead]:
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         rows = await coordination.list_events(session, limit=limit, offset=offset)
     return [EconomicEventRead.model_validate(r) for r in rows]
 

@@ -16,7 +16,7 @@ router = APIRouter(tags=["officials"])
 @router.get("/waiting-on", response_model=list[WaitingOnRead])
 async def waiting_on(app: App) -> list[WaitingOnRead]:
     """Officials with pending assignments: how many, how many overdue, the oldest due time; longest waited on first."""
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         found = await coordination.waiting_on(session, now=utcnow())
     shown = []
     for w in found:

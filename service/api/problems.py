@@ -20,7 +20,7 @@ router = APIRouter(tags=["problems"])
 @router.get("/problems", response_model=list[ProblemRead])
 async def list_problems(app: App, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                         offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> list[ProblemRead]:
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         rows = await coordination.list_problems(session, limit=limit, offset=offset)
     return [ProblemRead.model_validate(r) for r in rows]
 

@@ -52,7 +52,7 @@ async def list_requests(
 ) -> list[RequestRead]:
     """Requests (pending by default), the one due longest ago first."""
     now = utcnow()
-    async with app.db.sessions() as session:
+    async with app.db.reads() as session:
         views = await coordination.find_requests(session, now=now, status=status, agency=agency, stage=stage,
                                                  cycle_id=cycle_id, overdue=overdue, limit=limit, offset=offset)
     return [request_read(v, now) for v in views]
@@ -62,7 +62,7 @@ async def list_requests(
 async def get_request(app: App, request_id: uuid.UUID) -> RequestHistoryRead:
     """The request with its assignments, decisions (comments, on whose behalf) and audit rows."""
     with domain_errors("path", "request_id"):
-        async with app.db.sessions() as session:
+        async with app.db.reads() as session:
             found = await coordination.history(session, request_id)
     return history_read(app.plan, found, utcnow())
 
