@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
+import weakref
 from contextlib import asynccontextmanager
 
 from prefect import task
@@ -20,7 +22,7 @@ from approvals.plan import load_plan
 from approvals.presentation import cycle_digest_messages
 from flows.emails import mail_domain, queue_link_emails, queue_submission_email
 from notifications.links import queue_plain_messages
-from notifications.render import Renderer
+from notifications.render import shared_renderer
 
 MAX_WAITS = 100
 
@@ -32,13 +34,20 @@ class StageDecision(RunInput):
     outcome: RequestStatus  # approved, rejected, changes_requested or expired
 
 
+# One Database (engine and connection pool) per event loop and URL, kept for the tasks that
+# follow in the same flow run: a new engine per task reconnected and compiled every statement
+# again (about 10 ms a task). Keyed by the loop because pooled async connections belong to the
+# loop that opened them; a loop that ends takes its entry with it.
+_DATABASES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Database]] = weakref.WeakKeyDictionary()
+
+
 @asynccontextmanager
 async def database(settings: Settings):
-    db = Database(settings.effective_database_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
+    url = settings.effective_database_url
+    per_loop = _DATABASES.setdefault(asyncio.get_running_loop(), {})
+    if url not in per_loop:
+        per_loop[url] = Database(url)
+    yield per_loop[url]
 
 
 @task(name="open-stage", retries=2, retry_delay_seconds=5)
@@ -55,7 +64,7 @@ async def open_stage(*, cycle_kind: str, period: str, starts_on: dt.date, stage_
     """
     settings = get_settings()
     plan = load_plan(settings.plan_file)
-    renderer = Renderer()
+    renderer = shared_renderer()
     stage = requests.stage_of(plan, cycle_kind, stage_id)
     link_ttl = dt.timedelta(days=settings.link_ttl_days)
     ids = []
@@ -150,7 +159,7 @@ async def ask_for_resubmission(request_id: str) -> bool:
         if asked is not None:
             request = await session.get(ApprovalRequest, asked.link.request_id)
             cycle = await session.get(Cycle, request.cycle_id)
-            await queue_submission_email(session, plan=plan, settings=settings, renderer=Renderer(),
+            await queue_submission_email(session, plan=plan, settings=settings, renderer=shared_renderer(),
                                          request=request, cycle=cycle, asked=asked)
     return asked is not None
 
@@ -186,5 +195,5 @@ async def send_cycle_digest(*, cycle_kind: str, period: str, event: str) -> int:
             select(CycleStage).where(CycleStage.cycle_id == cycle.id))).scalars()}
         messages = cycle_digest_messages(plan, cycle, statuses, event=event, at=utcnow(), tz=settings.tz,
                                          base_url=settings.public_base_url)
-        return await queue_plain_messages(session, renderer=Renderer(), messages=messages,
+        return await queue_plain_messages(session, renderer=shared_renderer(), messages=messages,
                                           domain=mail_domain(settings))

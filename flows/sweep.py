@@ -19,7 +19,7 @@ from flows.emails import mail_domain, queue_link_emails, queue_submission_email
 from flows.stages import database
 from notifications.links import queue_closing_messages, queue_plain_messages
 from notifications.outbox import failed_messages
-from notifications.render import Renderer
+from notifications.render import Renderer, shared_renderer
 
 LINK_EMAIL_FOR = {EventKind.reminder: "reminder", EventKind.escalation: "escalation"}
 
@@ -83,7 +83,7 @@ async def sweep_flow() -> dict[str, int]:
     settings = get_settings()
     async with database(settings) as db:
         events = await sweep_with_emails(db, plan=load_plan(settings.plan_file), settings=settings,
-                                         renderer=Renderer())
+                                         renderer=shared_renderer())
     counts = {kind.value: sum(1 for e in events if e.kind is kind) for kind in EventKind}
     get_run_logger().info("sweep: %s", counts)
     return counts

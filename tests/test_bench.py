@@ -49,3 +49,19 @@ def test_web_bench_runs_every_row(backend):
     for row in ("minimal FastAPI endpoint, GET", "kehoach approval page", "kehoach decision"):
         assert row in done.stdout, done.stdout
     assert "recorded exactly once" in done.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_flows_bench_runs_on_a_real_prefect_server(backend):
+    """bench/flows.py exits non-zero unless every kehoach step opened one request with two
+    approvers, on a Prefect server of its own."""
+    command = [sys.executable, str(ROOT / "bench" / "flows.py"), "--steps", "3", "--rounds", "1"]
+    if backend == "postgresql":
+        url = postgres_base_url()
+        if url is None:
+            pytest.skip("KEHOACH_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped (CI sets it)")
+        command += ["--postgres", url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bare Prefect: a task that does nothing" in done.stdout
+    assert "every kehoach step opened one request with two approvers" in done.stdout

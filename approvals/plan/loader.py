@@ -221,7 +221,14 @@ def parse_plan(text: str, file: str) -> Plan:
     return plan
 
 
+# The last plan parsed from each file, with the text it came from. Parsing (YAML with line
+# numbers, then validation) takes ~150 ms, and every flow task and sweep loads the plan.
+_PARSED: dict[str, tuple[str, Plan]] = {}
+
+
 def load_plan(path: Path | str) -> Plan:
+    """The plan in `path`. The file is read every time; it is parsed again only when its text
+    changed (a Plan is immutable, so the same one can be handed out again)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -229,4 +236,10 @@ def load_plan(path: Path | str) -> Plan:
         raise PlanError([PlanProblem(str(path), "", "file not found")]) from None
     except UnicodeDecodeError as exc:
         raise PlanError([PlanProblem(str(path), "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
-    return parse_plan(text, str(path))
+    key = str(path.resolve())
+    cached = _PARSED.get(key)
+    if cached is not None and cached[0] == text:
+        return cached[1]
+    plan = parse_plan(text, str(path))
+    _PARSED[key] = (text, plan)
+    return plan
