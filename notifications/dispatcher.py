@@ -37,9 +37,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import logging
 import random
 import re
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -304,6 +306,7 @@ class Dispatcher:
         self.flush_size = flush_size
         self.flush_interval = flush_interval
         self.stats: dict[str, int] = {"sent": 0, "retry": 0, "failed": 0, "release": 0}
+        self._date: tuple[int, str] = (0, "")
 
     # -------------------------------------------------------------- building
 
@@ -333,6 +336,18 @@ class Dispatcher:
                                  subtype=subtype, filename=attachment["filename"], params=params)
         return email
 
+    @functools.cached_property
+    def _from_header(self) -> str:
+        return mime.addresses("From", [(self.smtp.sender_name, self.smtp.sender)])
+
+    def _date_header(self) -> str:
+        """'Date: ...' for this second, written once per second (a batch goes out within a few)."""
+        second = int(time.time())
+        if self._date[0] != second:
+            self._date = (second, mime.header("Date", format_datetime(
+                dt.datetime.fromtimestamp(second, dt.UTC))))
+        return self._date[1]
+
     def serialize(self, message: OutboxMessage) -> bytes:
         """The bytes `build()` stands for, written directly (notifications.mime): what is sent."""
         for recipient in message.recipients:
@@ -346,8 +361,8 @@ class Dispatcher:
         return mime.compose(
             headers=[
                 mime.header("Message-ID", message.message_id),
-                mime.header("Date", format_datetime(utcnow())),
-                mime.addresses("From", [(self.smtp.sender_name, self.smtp.sender)]),
+                self._date_header(),
+                self._from_header,
                 mime.addresses("To", [(r["name"], r["email"]) for r in message.recipients]),
                 mime.header("Subject", message.subject),
                 "Auto-Submitted: auto-generated",
