@@ -149,6 +149,23 @@ def submission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked
     )
 
 
+def submission_overdue_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, told: Sequence[Official],
+                                asked: Official | None, *, tz: ZoneInfo) -> list[PlainMessage]:
+    """Tell a stage's superiors that its unit has not submitted by the due time (no link: the
+    step is the unit's to submit, and the email may be forwarded to it)."""
+    messages = []
+    for official in told:
+        language = official.language.value
+        step = step_context(plan, request, cycle, language=language, tz=tz)
+        messages.append(PlainMessage(
+            kind="submission_overdue", key=f"submission_overdue:{request.id}:{official.id}", language=language,
+            name=official.name, email=str(official.email),
+            context={**person_context(official, language), "cycle": step["cycle"], "stage": step["stage"],
+                     "agency": step["agency"], "due": step["due"],
+                     "officer": asked.name if asked else "—"}))
+    return messages
+
+
 def outcome_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, decided_by: str, comment: str,
                     at: dt.datetime, tz: ZoneInfo, base_url: str) -> PlainMessage | None:
     """Tell the official who submitted the step how it ended (approved, rejected, expired)."""

@@ -6,6 +6,7 @@ approved because time passed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,14 +26,15 @@ from approvals.models import (
     Cycle,
     RequestStatus,
 )
-from approvals.plan.schema import Plan, Stage, TimeoutPolicy
+from approvals.plan.schema import Official, Plan, Stage, TimeoutPolicy
 from approvals.requests import (
     AlreadyDecided,
     NewAssignment,
+    local_day,
     lock_request,
     stage_of,
 )
-from approvals.submissions import SubmissionAsked, remind_submitter
+from approvals.submissions import SubmissionAsked, pending_link, remind_submitter
 
 log = logging.getLogger("kehoach.sweep")
 OPEN = [s.value for s in RequestStatus if s.open]
@@ -54,6 +56,8 @@ class SweepEvent:
     notify: list[NewAssignment] = field(default_factory=list)  # who gets a (new) link
     closed: list[str] = field(default_factory=list)  # officials whose pending link an expiry closed
     submission: SubmissionAsked | None = None  # a reminder to submit: the unit's fresh link
+    told: list[Official] = field(default_factory=list)  # superiors told that a submission is missing
+    asked: Official | None = None  # the officer asked to submit (for a missing submission)
 
 
 OnEvent = Callable[[AsyncSession, SweepEvent], Awaitable[None]]
@@ -109,12 +113,21 @@ async def _overdue(session, request, cycle, stage, now, policy: TimeoutPolicy) -
 async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, stage, now) -> SweepEvent | None:
     """A step still waiting for its unit's submission: the unit's officer is reminded with a
     fresh form link (the last one stops working); at the due time it expires if the stage says
-    so, else it is overdue (there is no one to escalate a missing submission to: coordinators
-    see it and chase)."""
+    so, else it is overdue: coordinators see it, and the stage's superior (escalate_to) is told
+    which unit has not submitted."""
     if now >= request.due_at and request.escalated_at is None:
         if stage.timeout_policy is TimeoutPolicy.expire:
             return await _expire(session, request, cycle, stage, now, reason="nothing submitted by the due time")
-        return await _overdue(session, request, cycle, stage, now, stage.timeout_policy)
+        event = await _overdue(session, request, cycle, stage, now, stage.timeout_policy)
+        if not stage.escalate_to:
+            return event
+        # The stage's superior (escalate_to) hears that the unit has not submitted, once: the
+        # step stays open and the unit can still submit; nobody can decide for it.
+        link = await pending_link(session, request.id, now)
+        told = plan.holders(stage.escalate_to, local_day(plan, now), unit=request.subject or None)
+        await audit.append(session, actor="system", action="submission.missing", entity="approval_request",
+                           entity_id=str(request.id), data={"told": [o.id for o in told]})
+        return dataclasses.replace(event, told=told, asked=plan.official(link.official_id) if link else None)
     passed = sum(1 for moment in reminder_times(stage, request.due_at) if moment <= now)
     if now >= request.due_at or passed <= request.reminders_sent:
         return None

@@ -13,7 +13,7 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
 from approvals.i18n import local_time
 from approvals.plan import Plan, load_plan
-from approvals.presentation import PlainMessage, closed_messages, outcome_message
+from approvals.presentation import PlainMessage, closed_messages, outcome_message, submission_overdue_messages
 from approvals.sweep import EventKind, SweepEvent, sweep
 from flows.emails import mail_domain, queue_link_emails, queue_submission_email
 from flows.stages import database
@@ -37,6 +37,11 @@ async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, ren
         if kind and event.notify:
             await queue_link_emails(session, kind=kind, plan=plan, settings=settings, renderer=renderer,
                                     request=event.request, cycle=event.cycle, notify=event.notify)
+        if event.told:  # a unit has not submitted by the due time: the stage's superior hears of it
+            await queue_plain_messages(
+                session, renderer=renderer, domain=mail_domain(settings),
+                messages=submission_overdue_messages(plan, event.request, event.cycle, event.told, event.asked,
+                                                     tz=settings.tz))
         if event.kind is EventKind.expired:
             told = outcome_message(plan, event.request, event.cycle, decided_by="", comment="",
                                    at=event.request.decided_at or utcnow(), tz=settings.tz,

@@ -37,6 +37,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "outcome": ("title", "name", "cycle", "stage", "result", "decided_by", "at", "comment", "link"),
     # to the approver after a decision; outcome: approve | reject | request_changes
     "receipt": ("outcome", "at", "stage", "cycle", "comment"),
+    # to a stage's superior (escalate_to) when a unit has not submitted by the due time
+    "submission_overdue": ("title", "name", "cycle", "stage", "agency", "due", "officer"),
     # to an approver whose link closed because the step was settled by others; result as for outcome
     "step_closed": ("title", "name", "cycle", "stage", "result", "decided_by", "at"),
     # to coordinators; event: started | finished; stages: [{stage, status (stage_status.*), due}]

@@ -144,11 +144,12 @@ async def _invites(db, request_id):
     return events
 
 
-async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_shown_overdue(database):
+async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_escalated(database):
     """The budget step waits for the DoF's submission: reminders 14 and 3 days before the due
     time each carry a fresh form link, and the one before stops working (security.md: a
     reminder issues a fresh token and revokes the old one); at the due time the step is
-    overdue (nobody to escalate a missing submission to), still open, and the last link works."""
+    overdue, the stage's superior is told which unit has not submitted, the step stays open
+    and the last link works."""
     from approvals.plan import load_plan
     from approvals.submissions import SUBMISSION_LINK, open_submission, view_submission
     from flows.emails import queue_submission_email
@@ -208,4 +209,14 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_s
             actions = list((await session.execute(select(AuditEvent.action).where(
                 AuditEvent.entity_id == str(request_id)).order_by(AuditEvent.id))).scalars())
     assert actions == ["request.opened", "submission.asked", "submission.reminded", "submission.reminded",
-                       "request.overdue"]
+                       "request.overdue", "submission.missing"]
+    # The stage's superior (finance_allocation escalates to the PPC vice-chair) is told, once,
+    # which unit has not submitted and who was asked; nobody gets a link to decide for it.
+    async with database.sessions() as session:
+        told = list((await session.execute(select(OutboxMessage).where(
+            OutboxMessage.idempotency_key.startswith(f"submission_overdue:{request_id}:")))).scalars())
+    assert [(m.kind, m.recipients[0]["email"]) for m in told] == [("submission_overdue", "phochutich@lang-son.example")]
+    (email,) = told
+    assert email.subject.startswith("[Chưa nộp] ") and "Sở Tài chính" in email.text_body
+    assert "Lý Văn Khánh" in email.text_body and "Lý Văn Khánh" in email.html_body
+    assert "[[secret:" not in email.text_body and "[[secret:" not in email.html_body
