@@ -298,7 +298,14 @@ async def find_live_assignment(session: AsyncSession, token: str, *, now: dt.dat
         raise InvalidLink()
     digest = hash_token(token)
     assignment = (await session.execute(select(Assignment).where(Assignment.token_hash == digest))).scalar()
-    if assignment is None or assignment.status != AssignmentStatus.pending.value or assignment.expires_at <= now:
+    if assignment is None:
+        raise InvalidLink()
+    return _live(assignment, now)
+
+
+def _live(assignment: Assignment, now: dt.datetime) -> Assignment:
+    """The assignment if its link may still be used (pending, unexpired), else InvalidLink."""
+    if assignment.status != AssignmentStatus.pending.value or assignment.expires_at <= now:
         raise InvalidLink()
     return assignment
 
@@ -316,8 +323,7 @@ async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> L
     if found is None:
         raise InvalidLink()
     assignment, request, cycle = found
-    if assignment.status != AssignmentStatus.pending.value or assignment.expires_at <= now:
-        raise InvalidLink()
+    _live(assignment, now)
     if request.status != RequestStatus.pending.value:
         raise InvalidLink()
     others = list((await session.execute(

@@ -6,11 +6,10 @@ approved because time passed.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import logging
 from enum import Enum
 
@@ -127,7 +126,7 @@ async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, 
         told = plan.holders(stage.escalate_to, local_day(plan, now), unit=request.subject or None)
         await audit.append(session, actor="system", action="submission.missing", entity="approval_request",
                            entity_id=str(request.id), data={"told": [o.id for o in told]})
-        return dataclasses.replace(event, told=told, asked=plan.official(link.official_id) if link else None)
+        return replace(event, told=told, asked=plan.official(link.official_id) if link else None)
     passed = sum(1 for moment in reminder_times(stage, request.due_at) if moment <= now)
     if now >= request.due_at or passed <= request.reminders_sent:
         return None
