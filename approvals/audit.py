@@ -1,4 +1,11 @@
-"""The append-only audit log: each row's hash covers its content and the previous row's hash."""
+"""The append-only audit log: each row's hash covers its content and the previous row's hash.
+
+A transaction's audit rows are chained and written as its very last statements, just before
+it commits: the chain's one global lock (on PostgreSQL) is taken there and held only for
+the append, never while the transaction renders its emails and calendar files, which it did
+before. So decisions, sweeps and stage openings queue behind each other for a few
+milliseconds, not for the whole of their work.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +13,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from approvals.db import utcnow
 from approvals.models import AuditEvent
 
 GENESIS = "0" * 64
 _APPEND_LOCK = 0x6B65686F  # 'keho': serialises appends on PostgreSQL
+_PENDING = "kehoach_audit_pending"
 
 
 def _row_hash(prev_hash: str, at: str, actor: str, action: str, entity: str, entity_id: str, data: dict) -> str:
@@ -24,19 +33,36 @@ def _row_hash(prev_hash: str, at: str, actor: str, action: str, entity: str, ent
 
 
 async def append(session: AsyncSession, *, actor: str, action: str, entity: str, entity_id: str, data: dict) -> AuditEvent:
-    """Append one row in the caller's transaction; concurrent appenders queue behind one lock."""
+    """Add one row to the caller's transaction; it is chained and written when the transaction
+    commits (rolled back with it). The row's time is now; its hashes are set at the commit."""
+    row = AuditEvent(at=utcnow(), actor=actor, action=action, entity=entity, entity_id=entity_id, data=data)
+    session.sync_session.info.setdefault(_PENDING, []).append(row)
+    return row
+
+
+def _chain(session: Session, rows: list[AuditEvent]) -> None:
     if session.bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
-    prev = (await session.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))).scalar()
-    at = utcnow()
-    prev_hash = prev or GENESIS
-    event = AuditEvent(
-        at=at, actor=actor, action=action, entity=entity, entity_id=entity_id, data=data, prev_hash=prev_hash,
-        hash=_row_hash(prev_hash, at.isoformat(), actor, action, entity, entity_id, data),
-    )
-    session.add(event)
-    await session.flush()
-    return event
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
+    prev_hash = session.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar() or GENESIS
+    for row in rows:
+        row.prev_hash = prev_hash
+        row.hash = prev_hash = _row_hash(prev_hash, row.at.isoformat(), row.actor, row.action, row.entity,
+                                         row.entity_id, row.data)
+        session.add(row)
+    session.flush()
+
+
+@event.listens_for(Session, "before_commit")
+def _append_before_commit(session: Session) -> None:
+    """Write the transaction's audit rows last (see the module's docstring)."""
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        _chain(session, rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_on_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)

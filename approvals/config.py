@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     local_hostname: str = Field("kehoach.local", description="Name given in EHLO (avoids a DNS lookup per connection).")
     smtp_pool_size: int = Field(4, ge=1, le=32, description="SMTP connections the dispatcher keeps open and uses at once.")
     dispatch_interval: float = Field(2.0, description="Seconds between outbox polls when idle.")
+    dispatch_lease_seconds: float = Field(
+        120.0, ge=10, description="How long a dispatcher holds the emails it claimed; one that dies leaves them to "
+                                  "another after this (sent again with the same Message-ID).")
 
     link_secret: SecretStr | None = Field(
         None,
@@ -65,6 +68,9 @@ class Settings(BaseSettings):
 
     link_failure_limit: int = Field(20, ge=0, description="Failed link requests per client and window before 429 (0: off).")
     link_failure_window: float = Field(60.0, gt=0, description="Seconds of the failed-link window.")
+    trusted_proxies: str = Field(
+        "", description="Comma-separated addresses or networks of the reverse proxies in front of `kehoach web` "
+                        "(e.g. 10.0.0.0/8): behind them the client is read from X-Forwarded-For.")
     max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest request body accepted (413 above).")
     max_attachment_bytes: int = Field(5 * 1024 * 1024, description="Largest file submitted with a step.")
     max_field_bytes: int = Field(64 * 1024, description="Largest single form field (422 above).")
@@ -76,7 +82,14 @@ class Settings(BaseSettings):
     problem_cycle_deployment: str = Field(
         "problem-escalation/problem-escalation",
         description="Deployment the service starts for each problem recorded through the API (empty: none).")
-    resume_retry_interval: float = Field(5.0, description="Seconds between retries of flow runs whose resume failed.")
+    resume_retry_interval: float = Field(
+        2.0, gt=0, description="Seconds between looks at the wake queue (runs to resume) when it was empty.")
+    resume_timeout: float = Field(10.0, gt=0, description="Seconds a call to Prefect may take before it is retried later.")
+    sweep_cron: str = Field("*/15 * * * *", description="When the sweep (reminders, escalations, expiries, "
+                                                          "scheduled stages) runs; empty: never by itself.")
+    run_heartbeat_seconds: float = Field(10.0, gt=0, description="How often a working cycle run writes its heartbeat.")
+    run_silence_seconds: float = Field(
+        90.0, gt=0, description="A working cycle run silent this long is asked after in Prefect (it may have died).")
 
     @field_validator("timezone")
     @classmethod

@@ -15,8 +15,9 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from approvals import audit, delegations
 from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
@@ -37,7 +38,8 @@ from approvals.models import (
     SubmissionLink,
 )
 from approvals.plan.schema import Plan, Stage
-from approvals.submissions import SubmissionAsked, remind_submitter
+from approvals.stages import ANY_STAGE, WakeReason, enqueue_wake
+from approvals.submissions import SubmissionAsked, ask_unasked, pending_link, remind_submitter
 from approvals.requests import (
     AlreadyDecided,
     NewAssignment,
@@ -80,7 +82,9 @@ class CycleView:
 
 async def cycles(session: AsyncSession, *, now: dt.datetime, year: int | None = None, kind: str | None = None,
                  cycle_id: uuid.UUID | None = None) -> list[CycleView]:
-    """Cycles newest first, each with its stages' progress, its flow runs and whether it was cancelled."""
+    """Cycles newest first, each with its stages' progress, its flow runs and whether it was
+    cancelled. The database counts each stage's latest rounds (one aggregate), so a page of a
+    year's cycles costs the same however many years came before it."""
     query = select(Cycle).order_by(Cycle.period.desc(), Cycle.kind)
     if year is not None:
         query = query.where(Cycle.period.startswith(str(year)))
@@ -94,23 +98,24 @@ async def cycles(session: AsyncSession, *, now: dt.datetime, year: int | None = 
     ids = [c.id for c in found]
     recorded = {(s.cycle_id, s.stage): s for s in (await session.execute(
         select(CycleStage).where(CycleStage.cycle_id.in_(ids)))).scalars()}
-    latest: dict[tuple, ApprovalRequest] = {}
+    newer = aliased(ApprovalRequest)
+    still_open = ApprovalRequest.status.in_([s.value for s in RequestStatus if s.open])
+    counts = {(cid, stage): (total, settled, overdue) for cid, stage, total, settled, overdue in await session.execute(
+        select(ApprovalRequest.cycle_id, ApprovalRequest.stage, func.count(),
+               func.sum(case((still_open, 0), else_=1)),
+               func.sum(case((still_open & (ApprovalRequest.due_at < now), 1), else_=0)))
+        .where(ApprovalRequest.cycle_id.in_(ids),
+               ~select(newer.id).where(newer.previous_id == ApprovalRequest.id).exists())
+        .group_by(ApprovalRequest.cycle_id, ApprovalRequest.stage))}
     runs: dict[uuid.UUID, list[str]] = defaultdict(list)
-    for request in (await session.execute(
-            select(ApprovalRequest).where(ApprovalRequest.cycle_id.in_(ids)).order_by(ApprovalRequest.created_at)
-    )).scalars():
-        key = (request.cycle_id, request.stage, request.subject)
-        if key not in latest or latest[key].round < request.round:
-            latest[key] = request
-        if request.waiter_ref and request.waiter_ref not in runs[request.cycle_id]:
-            runs[request.cycle_id].append(request.waiter_ref)
-    counts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for (cid, stage, _), request in latest.items():
-        total_settled_overdue = counts[(cid, stage)]
-        total_settled_overdue[0] += 1
-        pending = RequestStatus(request.status).open
-        total_settled_overdue[1] += not pending
-        total_settled_overdue[2] += pending and request.due_at < now
+    for cycle in found:
+        if cycle.run_id:
+            runs[cycle.id].append(cycle.run_id)
+    for cid, ref in await session.execute(
+            select(ApprovalRequest.cycle_id, ApprovalRequest.waiter_ref).distinct()
+            .where(ApprovalRequest.cycle_id.in_(ids), ApprovalRequest.waiter_ref.is_not(None))):
+        if ref not in runs[cid]:
+            runs[cid].append(ref)
     cancelled = await cancelled_cycles(session, ids)
     views = []
     for cycle in found:
@@ -120,7 +125,7 @@ async def cycles(session: AsyncSession, *, now: dt.datetime, year: int | None = 
             row = recorded.get((cycle.id, stage))
             total, settled, overdue = counts.get((cycle.id, stage), (0, 0, 0))
             stages[stage] = StageProgress(row.status if row else None, row.updated_at if row else None,
-                                          total, settled, overdue)
+                                          int(total or 0), int(settled or 0), int(overdue or 0))
         views.append(CycleView(cycle, stages, runs.get(cycle.id, []), cancelled.get(cycle.id)))
     return views
 
@@ -130,6 +135,10 @@ async def cancelled_cycles(session: AsyncSession, cycle_ids: list[uuid.UUID]) ->
         AuditEvent.entity == "cycle", AuditEvent.action == CYCLE_CANCELLED,
         AuditEvent.entity_id.in_([str(i) for i in cycle_ids])))
     return {uuid.UUID(entity_id): at for entity_id, at in rows}
+
+
+async def cycle_cancelled(session: AsyncSession, cycle_id: uuid.UUID) -> bool:
+    return bool(await cancelled_cycles(session, [cycle_id]))
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,33 @@ async def _pending_officials(session: AsyncSession, request_ids: list[uuid.UUID]
             .where(SubmissionLink.request_id.in_(request_ids), SubmissionLink.status == "pending")):
         found[request_id].append(official_id)
     return found
+
+
+UNROUTED_ACTIONS = ("submission.unrouted", "resubmission.unrouted")
+
+
+async def unrouted_steps(session: AsyncSession) -> list[RequestView]:
+    """Steps nobody could be asked to (re)submit, still stuck: waiting for a first submission
+    with no live form link, or sent back for changes with neither a next round nor a live
+    resubmission link, and recorded as unrouted. Cancelled cycles are over and not shown.
+    Reads only what is stuck now, never the whole history."""
+    live_link = select(SubmissionLink.id).where(SubmissionLink.request_id == ApprovalRequest.id,
+                                                SubmissionLink.status == "pending").exists()
+    newer = aliased(ApprovalRequest)
+    next_round = select(newer.id).where(newer.previous_id == ApprovalRequest.id).exists()
+    rows = (await session.execute(
+        select(ApprovalRequest, Cycle).join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+        .where(ApprovalRequest.status.in_([RequestStatus.awaiting_submission.value,
+                                           RequestStatus.changes_requested.value]),
+               ~live_link, ~next_round)
+        .order_by(ApprovalRequest.due_at))).all()
+    if not rows:
+        return []
+    flagged = set((await session.execute(select(AuditEvent.entity_id).where(
+        AuditEvent.entity == "approval_request", AuditEvent.action.in_(UNROUTED_ACTIONS),
+        AuditEvent.entity_id.in_([str(r.id) for r, _ in rows])))).scalars())
+    cancelled = await cancelled_cycles(session, list({c.id for _, c in rows}))
+    return [RequestView(r, c, []) for r, c in rows if str(r.id) in flagged and c.id not in cancelled]
 
 
 @dataclass(frozen=True)
@@ -267,8 +303,9 @@ async def remind(session: AsyncSession, *, plan: Plan, secret: bytes, request_id
     waiting for its unit's submission reminds the unit's officer with a fresh form link (the
     last one stops working), as the approvers' reminders carry fresh approval links."""
     request = await lock_request(session, request_id)
-    if request is not None and request.status == RequestStatus.awaiting_submission.value:
-        return await _remind_submitter(session, plan, secret, request, by=by, now=now)
+    if request is not None and request.status in (RequestStatus.awaiting_submission.value,
+                                                  RequestStatus.changes_requested.value):
+        return await _remind_submitter(session, plan, secret, request, by=by, now=now, link_ttl=link_ttl)
     request, cycle = await _locked_pending(session, request_id)
     notify = await rotate_links(session, plan=plan, secret=secret, request=request, now=now, link_ttl=link_ttl)
     if not notify:
@@ -279,8 +316,16 @@ async def remind(session: AsyncSession, *, plan: Plan, secret: bytes, request_id
 
 
 async def _remind_submitter(session: AsyncSession, plan: Plan, secret: bytes, request: ApprovalRequest, *, by: str,
-                            now: dt.datetime) -> Acted:
+                            now: dt.datetime, link_ttl: dt.timedelta) -> Acted:
+    """The unit's officer gets a fresh form link; a step nobody could be asked to (re)submit is
+    asked now, if someone holds the role today."""
+    newer = (await session.execute(select(ApprovalRequest.id).where(
+        ApprovalRequest.previous_id == request.id).limit(1))).first()
+    if newer is not None:
+        raise AlreadyDecided()  # resubmitted: the next round is the one waiting
     asked = await remind_submitter(session, plan=plan, secret=secret, request=request, now=now)
+    if asked is None and await pending_link(session, request.id, now) is None:
+        asked = await ask_unasked(session, plan=plan, secret=secret, request=request, now=now, link_ttl=link_ttl)
     if asked is None:
         raise Refused("nobody who can be reached is asked to submit this step")
     await audit.append(session, actor=by, action="submission.reminded", entity="approval_request",
@@ -375,17 +420,13 @@ async def cancel_cycle(session: AsyncSession, *, cycle_id: uuid.UUID, reason: st
         await audit.append(session, actor=by, action="request.expired", entity="approval_request",
                            entity_id=str(request.id), data={"reason": "cycle cancelled"})
         expired.append(request)
-    # A step sent back for changes waits on its resubmission link: that closes too, and the run
-    # waiting on it is resumed once more (the reconciler picks it up) to learn of the cancellation.
+    # A step sent back for changes waits on its resubmission link: that closes too. The run,
+    # wherever it waits (a stage, or a scheduled stage's date), is woken to learn of it.
     await session.execute(
         update(SubmissionLink).where(SubmissionLink.status == "pending", SubmissionLink.request_id.in_(
             select(ApprovalRequest.id).where(ApprovalRequest.cycle_id == cycle.id)))
         .values(status="closed").execution_options(synchronize_session=False))
-    await session.execute(
-        update(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle.id,
-                                      ApprovalRequest.status == RequestStatus.changes_requested.value,
-                                      ApprovalRequest.waiter_ref.is_not(None))
-        .values(resumed_at=None).execution_options(synchronize_session=False))
+    await enqueue_wake(session, cycle_id=cycle.id, stage=ANY_STAGE, reason=WakeReason.cycle_cancelled, now=now)
     await session.execute(
         update(CycleStage).where(CycleStage.cycle_id == cycle.id, CycleStage.status == StageStatus.waiting.value)
         .values(status=StageStatus.expired.value, updated_at=now).execution_options(synchronize_session=False))

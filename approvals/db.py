@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, MetaData, create_engine, event, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -169,3 +169,18 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def claim(session: AsyncSession, table, *, due, order_by, limit: int, values: dict, returning: list):
+    """Take up to `limit` due rows of a queue table in one statement, setting `values` (a lease)
+    on them, and return `returning` of each. On PostgreSQL the rows are picked once (a
+    materialised CTE: an IN (subquery) may be run again per row and take more than the limit),
+    skipping those another process holds (FOR UPDATE SKIP LOCKED); SQLite's writers take turns
+    (BEGIN IMMEDIATE), so there is nothing to skip. The outbox and the wake queue use it."""
+    query = select(table.c.id).where(due).order_by(order_by).limit(limit)
+    if session.bind.dialect.name == "postgresql":
+        picked = query.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        chosen = table.c.id == picked.c.id
+    else:
+        chosen = table.c.id.in_(query.scalar_subquery())
+    return (await session.execute(update(table).where(chosen, due).values(**values).returning(*returning))).all()

@@ -27,6 +27,8 @@ from approvals.models import (
 )
 from approvals.plan.schema import Plan, Policy
 from approvals.policy import settle
+from approvals.stages import after_settled
+from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
 from approvals.requests import (
     MAX_COMMENT,
     AlreadyDecided,
@@ -51,11 +53,13 @@ class DecisionResult:
     settled: Outcome | None
     activated: list[NewAssignment] = field(default_factory=list)  # next in a sequence: email them
     closed: list[str] = field(default_factory=list)  # officials whose pending link the outcome closed
+    # Sent back for changes: the submitter's resubmission link (or nobody to ask), to email now.
+    asked: SubmissionAsked | SubmissionUnrouted | None = None
 
 
 async def decide(
     session: AsyncSession, *, token: str, outcome: Outcome, comment: str, now: dt.datetime,
-    plan: Plan | None = None, secret: bytes | None = None,
+    plan: Plan | None = None, secret: bytes | None = None, link_ttl: dt.timedelta = dt.timedelta(days=60),
 ) -> DecisionResult:
     """Record one official's decision and settle the request if its policy says so."""
     comment = comment.strip()
@@ -98,8 +102,14 @@ async def decide(
     settled = settle(Policy(request.policy), made, assignees, request.quorum)
     activated: list[NewAssignment] = []
     closed: list[str] = []
+    asked = None
     if settled is not None:
         closed = await settle_request(session, request=request, outcome=settled, now=now)
+        if settled is Outcome.request_changes and plan is not None and secret is not None:
+            # The unit is asked to resubmit in this same transaction: the step never waits on
+            # a run to be woken for it, and a decision is never recorded without its email.
+            asked = await ask_resubmission(session, plan=plan, secret=secret, request_id=request.id, now=now,
+                                           link_ttl=link_ttl)
     elif Policy(request.policy) is Policy.sequence and outcome is Outcome.approve:
         activated = await _activate_next(session, request, plan=plan, secret=secret)
     await audit.append(
@@ -109,7 +119,7 @@ async def decide(
               "official": assignment.official_id, "on_behalf_of": assignment.on_behalf_of,
               "settled": settled.value if settled else None},
     )
-    return DecisionResult(decision, request, settled, activated, closed)
+    return DecisionResult(decision, request, settled, activated, closed, asked)
 
 
 async def _activate_next(session: AsyncSession, request: ApprovalRequest, *, plan: Plan | None,
@@ -163,6 +173,7 @@ async def settle_request(session: AsyncSession, *, request: ApprovalRequest, out
         .execution_options(synchronize_session=False)
     )
     await session.refresh(request)
+    await after_settled(session, request, now=now)
     return closed
 
 

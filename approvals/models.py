@@ -10,11 +10,13 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,6 +31,14 @@ class StageStatus(str, Enum):
     rejected = "rejected"
     changes_requested = "changes_requested"
     expired = "expired"
+    scheduled = "scheduled"  # reached, but opens on its own date (the annual report: 1 October)
+    skipped = "skipped"  # a stage it depends on ended without an approval: never opened
+    lapsed = "lapsed"  # nothing came by the due time and the plan says the chain goes on without it
+
+    @property
+    def passes(self) -> bool:
+        """Whether what depends on this stage may go on."""
+        return self in (StageStatus.done, StageStatus.lapsed)
 
 
 class RequestStatus(str, Enum):
@@ -68,13 +78,25 @@ OUTCOME_TO_STATUS = {
 
 class Cycle(Base):
     __tablename__ = "cycle"
-    __table_args__ = (UniqueConstraint("kind", "period"),)
+    __table_args__ = (UniqueConstraint("kind", "period"),
+                      Index("ix_cycle_open", "run_state", postgresql_where=text("finished_at IS NULL"),
+                            sqlite_where=text("finished_at IS NULL")))
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     kind: Mapped[str] = mapped_column(String(64))
     period: Mapped[str] = mapped_column(String(32), doc="'2026' for a yearly cycle, '2026-03' for a monthly one.")
     starts_on: Mapped[dt.date]
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    run_id: Mapped[str | None] = mapped_column(String(64), doc="The flow run carrying the cycle (one at a time).")
+    run_state: Mapped[str | None] = mapped_column(String(16), doc="running, waiting or finished, as its run wrote.")
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="Written by the run while it works.")
+    attention: Mapped[str | None] = mapped_column(String(64), doc="Why a coordinator must act (run_failed, ...).")
+    attention_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    attention_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    shift_days: Mapped[int] = mapped_column(default=0, server_default="0",
+                                            doc="Days every deadline was moved by, for a cycle started late.")
+    restarts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class CycleStage(Base):
@@ -86,6 +108,9 @@ class CycleStage(Base):
     stage: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32), default=StageStatus.waiting.value)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    opened_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="When every branch had been opened.")
+    branches: Mapped[int | None]
+    opens_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="A scheduled stage opens then.")
 
 
 class ApprovalRequest(Base):
@@ -107,7 +132,7 @@ class ApprovalRequest(Base):
     waiter_ref: Mapped[str | None] = mapped_column(String(64), doc="The flow run waiting on this request.")
     resumed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     requested_by: Mapped[str | None] = mapped_column(String(64), doc="The official who submitted the step.")
-    previous_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("approval_request.id"),
+    previous_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("approval_request.id"), index=True,
                                                           doc="The round this one re-opens after changes.")
     data: Mapped[dict] = mapped_column(JSON, default=dict, doc="What was submitted (text, links, amount).")
     reminders_sent: Mapped[int] = mapped_column(default=0)
@@ -242,6 +267,7 @@ class AuditEvent(Base):
     """Append-only; each row carries the hash of the one before it."""
 
     __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_entity", "entity", "entity_id", "action"),)
 
     id: Mapped[int] = mapped_column(_big_id, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -252,3 +278,62 @@ class AuditEvent(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class WakeStatus(str, Enum):
+    queued = "queued"
+    delivering = "delivering"
+    done = "done"
+    parked = "parked"  # can never be delivered: shown to coordinators, not retried
+
+
+class Wake(Base):
+    """Resume the run carrying a cycle at one of its stages: written in the transaction that
+    settles the stage (or cancels the cycle, or opens a scheduled stage), delivered by the
+    service. One queued wake per stage (a partial unique index)."""
+
+    __tablename__ = "wake"
+    __table_args__ = (
+        Index("uq_wake_queued", "cycle_id", "stage", unique=True, postgresql_where=text("status = 'queued'"),
+              sqlite_where=text("status = 'queued'")),
+        Index("ix_wake_due", "next_attempt_at", postgresql_where=text("status = 'queued'"),
+              sqlite_where=text("status = 'queued'")),
+        Index("ix_wake_parked", "created_at", postgresql_where=text("status = 'parked'"),
+              sqlite_where=text("status = 'parked'")),
+    )
+
+    id: Mapped[int] = mapped_column(_big_id, primary_key=True, autoincrement=True)
+    cycle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cycle.id"))
+    stage: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32), doc="stage_settled, cycle_cancelled or stage_opens")
+    status: Mapped[str] = mapped_column(String(16), default=WakeStatus.queued.value)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    run_id: Mapped[str | None] = mapped_column(String(64), doc="The run it was delivered to (or found).")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class RelayCursor(Base):
+    """How far the audit log has been relayed (as Prefect events), with a lease for the relayer."""
+
+    __tablename__ = "relay_cursor"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LinkFailure(Base):
+    """One failed link request (an invalid-link answer) from one client: the limit on guessing
+    links counts a client's rows in its window, across every web process."""
+
+    __tablename__ = "link_failure"
+    __table_args__ = (Index("ix_link_failure_client", "client_key", "at"), Index("ix_link_failure_at", "at"))
+
+    id: Mapped[int] = mapped_column(_big_id, primary_key=True, autoincrement=True)
+    client_key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

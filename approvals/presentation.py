@@ -149,20 +149,63 @@ def submission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked
     )
 
 
-def submission_overdue_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, told: Sequence[Official],
-                                asked: Official | None, *, tz: ZoneInfo) -> list[PlainMessage]:
-    """Tell a stage's superiors that its unit has not submitted by the due time (no link: the
-    step is the unit's to submit, and the email may be forwarded to it)."""
+def overdue_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, told: Sequence[Official],
+                     waiting_on: Sequence[str], *, submission: bool, tz: ZoneInfo) -> list[PlainMessage]:
+    """Tell a stage's superiors that a step is past its due time and stays open: its unit has
+    not submitted (`submission`), or its approvers have not decided. No link: nobody decides in
+    their place, and the email may be forwarded to them."""
+    kind = "submission_overdue" if submission else "step_overdue"
     messages = []
     for official in told:
         language = official.language.value
         step = step_context(plan, request, cycle, language=language, tz=tz)
         messages.append(PlainMessage(
-            kind="submission_overdue", key=f"submission_overdue:{request.id}:{official.id}", language=language,
+            kind=kind, key=f"{kind}:{request.id}:{official.id}", language=language,
             name=official.name, email=str(official.email),
             context={**person_context(official, language), "cycle": step["cycle"], "stage": step["stage"],
                      "agency": step["agency"], "due": step["due"],
-                     "officer": asked.name if asked else "—"}))
+                     "officer": ", ".join(official_name(plan, o) for o in waiting_on) or "—"}))
+    return messages
+
+
+def coordinators(plan: Plan, at: dt.datetime, tz: ZoneInfo) -> list[Official]:
+    """Who hears when something needs a person: the lead agency's coordinators on the day."""
+    return plan.holders("lead_agency.coordinator", at.astimezone(tz).date())
+
+
+def unrouted_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, action: str, at: dt.datetime,
+                      tz: ZoneInfo, base_url: str) -> list[PlainMessage]:
+    """Tell the coordinators that nobody could be asked to submit (or resubmit) a step: without
+    them it would wait on an email that was never sent."""
+    messages = []
+    reason = f"{action}_unrouted"
+    for person in coordinators(plan, at, tz):
+        language = person.language.value
+        step = step_context(plan, request, cycle, language=language, tz=tz)
+        messages.append(PlainMessage(
+            kind="attention", key=f"attention:{reason}:{request.id}:{person.id}", language=language,
+            name=person.name, email=str(person.email),
+            context={**person_context(person, language), "cycle": step["cycle"], "stage": step["stage"],
+                     "agency": step["agency"], "due": step["due"], "reason": reason, "note": "unrouted",
+                     "detail": "", "link": f"{base_url.rstrip('/')}/requests/{request.id}"}))
+    return messages
+
+
+def cycle_attention_messages(plan: Plan, cycle: Cycle, *, reason: str, detail: str, at: dt.datetime, tz: ZoneInfo,
+                             base_url: str) -> list[PlainMessage]:
+    """Tell the coordinators that a cycle stopped and needs them (once per incident: the key
+    carries the cycle's restart count)."""
+    messages = []
+    kind = next((c for c in plan.cycles if c.id == cycle.kind), None)  # a kind the plan no longer has: its id
+    for person in coordinators(plan, at, tz):
+        language = person.language.value
+        name = kind.name.get(language) if kind else cycle.kind
+        messages.append(PlainMessage(
+            kind="attention", key=f"attention:{reason}:{cycle.id}:{cycle.restarts}:{person.id}", language=language,
+            name=person.name, email=str(person.email),
+            context={**person_context(person, language), "cycle": f"{name} {cycle.period}",
+                     "stage": "", "agency": "", "due": "", "reason": reason, "note": "restart", "detail": detail,
+                     "link": f"{base_url.rstrip('/')}/"}))
     return messages
 
 
@@ -187,11 +230,12 @@ def cycle_digest_messages(plan: Plan, cycle: Cycle, statuses: dict[str, str], *,
                           tz: ZoneInfo, base_url: str) -> list[PlainMessage]:
     """Coordinators' digest when a cycle starts or finishes: every stage with its status."""
     messages = []
-    for person in plan.holders("lead_agency.coordinator", at.astimezone(tz).date()):
+    for person in coordinators(plan, at, tz):
         language = person.language.value
         kind = plan.cycle(cycle.kind)
+        moved = dt.timedelta(days=cycle.shift_days or 0)
         stages = [{"stage": f"{s.number}. {s.name.get(language)}", "status": statuses.get(s.id, "not_started"),
-                   "due": local_time(due_at(s.due, cycle_start=cycle.starts_on, tz=tz), tz, language)}
+                   "due": local_time(due_at(s.due, cycle_start=cycle.starts_on, tz=tz) + moved, tz, language)}
                   for s in kind.stages]
         messages.append(PlainMessage(
             kind="cycle_digest", key=f"cycle_digest:{cycle.id}:{event}:{person.id}", language=language,

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.deadlines import due_at
+from approvals.deadlines import due_at, end_of_local_day
 from approvals.directory import (
     Approver,
     delegations_in_force,
@@ -135,6 +135,19 @@ async def add_assignments(session, request: ApprovalRequest, approvers: list[App
     return new
 
 
+def planned_due(plan: Plan, stage: Stage, cycle: Cycle) -> dt.datetime:
+    """The stage's due time in the cycle's calendar, moved as the cycle's deadlines were (a late start)."""
+    return due_at(stage.due, cycle_start=cycle.starts_on, tz=plan_tz(plan)) + dt.timedelta(days=cycle.shift_days)
+
+
+def step_due(plan: Plan, stage: Stage, cycle: Cycle, now: dt.datetime) -> dt.datetime:
+    """When a step opened now falls due: as planned, but never sooner than the plan's minimum
+    notice after it opens (a cycle started late, or a stage reached late, is not escalated or
+    expired by the sweep just because its planned date has passed)."""
+    earliest = end_of_local_day(local_day(plan, now) + dt.timedelta(days=plan.plan.min_notice_days), plan_tz(plan))
+    return max(planned_due(plan, stage, cycle), earliest)
+
+
 async def open_request(
     session: AsyncSession,
     *,
@@ -172,7 +185,7 @@ async def open_request(
     request = ApprovalRequest(
         cycle_id=cycle.id, stage=stage_id, subject=subject, round=round_, policy=stage.policy.value,
         acting_agency=plan.agency_on(subject or stage.acting_agencies[0], today).id,
-        due_at=previous.due_at if previous else due_at(stage.due, cycle_start=cycle.starts_on, tz=plan_tz(plan)),
+        due_at=previous.due_at if previous else step_due(plan, stage, cycle, now),
         waiter_ref=waiter_ref, created_at=now, requested_by=requested_by, data=data or {},
         previous_id=previous.id if previous else None,
         status=(RequestStatus.awaiting_submission if awaiting_submission else RequestStatus.pending).value,
@@ -192,7 +205,9 @@ async def open_request(
               "assignees": [{"official": a.official_id, "on_behalf_of": a.on_behalf_of} for a in (await session.execute(
                   select(Assignment).where(Assignment.request_id == request.id).order_by(Assignment.position)
               )).scalars()],
-              "due_at": request.due_at.isoformat()},
+              "due_at": request.due_at.isoformat(),
+              **({"planned_due_at": planned.isoformat()} if (planned := planned_due(plan, stage, cycle)) != request.due_at
+                 and previous is None else {})},
     )
     return OpenedRequest(request, cycle, new)
 
@@ -333,43 +348,6 @@ async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> L
     return LinkView(assignment, request, cycle, others, await earlier_rounds(session, request))
 
 
-async def latest_round(session: AsyncSession, request_id: uuid.UUID) -> ApprovalRequest:
-    """The newest round of the same step (a resubmission after changes opens the next)."""
-    first = await session.get(ApprovalRequest, request_id, populate_existing=True)
-    return (await session.execute(
-        select(ApprovalRequest).where(ApprovalRequest.cycle_id == first.cycle_id, ApprovalRequest.stage == first.stage,
-                                      ApprovalRequest.subject == first.subject)
-        .order_by(ApprovalRequest.round.desc()).limit(1).execution_options(populate_existing=True))).scalar_one()
-
-
-async def request_status(session: AsyncSession, request_id: uuid.UUID) -> RequestStatus:
-    request = await session.get(ApprovalRequest, request_id, populate_existing=True)
-    return RequestStatus(request.status)
-
-
-def stage_status_of(statuses: list[RequestStatus]) -> StageStatus:
-    """A stage's status from the latest round of each of its branches: done when every branch
-    is approved; sent back or still waiting while any is; else rejected, else expired."""
-    if statuses and all(s is RequestStatus.approved for s in statuses):
-        return StageStatus.done
-    if any(s is RequestStatus.changes_requested for s in statuses):
-        return StageStatus.changes_requested
-    if not statuses or any(s.open for s in statuses):
-        return StageStatus.waiting
-    return StageStatus.rejected if RequestStatus.rejected in statuses else StageStatus.expired
-
-
-async def latest_rounds(session: AsyncSession, cycle_id: uuid.UUID, stage: str) -> list[ApprovalRequest]:
-    """The newest round of each branch of a stage, in branch order."""
-    latest: dict[str, ApprovalRequest] = {}
-    for request in (await session.execute(
-            select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == stage)
-            .order_by(ApprovalRequest.subject, ApprovalRequest.round)
-            .execution_options(populate_existing=True))).scalars():
-        latest[request.subject] = request
-    return list(latest.values())
-
-
 async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str, status: StageStatus,
                            now: dt.datetime, audited: bool = True) -> None:
     row = (await session.execute(
@@ -386,32 +364,6 @@ async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage:
         await audit.append(session, actor="system", action="stage.recorded", entity="cycle_stage",
                            entity_id=str(row.id), data={"stage": stage, "status": status.value})
     await session.flush()
-
-
-async def record_stage_result(session: AsyncSession, *, request_id: uuid.UUID, now: dt.datetime) -> StageStatus:
-    """Write the stage's status from its requests' latest rounds (idempotent: a re-run writes the same)."""
-    request = await session.get(ApprovalRequest, request_id, populate_existing=True)
-    latest = await latest_rounds(session, request.cycle_id, request.stage)
-    status = stage_status_of([RequestStatus(r.status) for r in latest])
-    await set_stage_status(session, cycle_id=request.cycle_id, stage=request.stage, status=status, now=now)
-    return status
-
-
-async def requests_awaiting_resume(session: AsyncSession, limit: int = 100) -> list[ApprovalRequest]:
-    return list((await session.execute(
-        select(ApprovalRequest)
-        .where(ApprovalRequest.status.not_in([s.value for s in RequestStatus if s.open]),
-               ApprovalRequest.waiter_ref.is_not(None),
-               ApprovalRequest.resumed_at.is_(None))
-        .limit(limit)
-    )).scalars())
-
-
-async def mark_resumed(session: AsyncSession, request_id: uuid.UUID, *, now: dt.datetime) -> None:
-    await session.execute(
-        update(ApprovalRequest).where(ApprovalRequest.id == request_id, ApprovalRequest.resumed_at.is_(None))
-        .values(resumed_at=now).execution_options(synchronize_session=False)
-    )
 
 
 def __getattr__(name: str):

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.models import ApprovalRequest, Cycle, Decision, RequestStatus, SubmissionLink
+from approvals.models import AuditEvent, ApprovalRequest, Cycle, Decision, RequestStatus, SubmissionLink
 from approvals.files import store_files
 from approvals.plan.schema import Official, Plan, StageKind
 from approvals.requests import (
@@ -44,6 +44,16 @@ class SubmissionAsked:
         return self.link.kind == "first"
 
 
+@dataclass(frozen=True)
+class SubmissionUnrouted:
+    """Nobody could be asked to (re)submit the step: no submitter, and nobody holds the stage's
+    requester role on the day. Recorded once (`submission.unrouted` or `resubmission.unrouted`);
+    the caller tells the coordinators, who must act: the step would otherwise wait on an email
+    that was never sent."""
+
+    request: ApprovalRequest
+    action: str  # submission or resubmission
+
 
 def submitter_for(plan: Plan, request: ApprovalRequest, cycle: Cycle, now: dt.datetime) -> Official | None:
     """Whoever submitted the step; else the first holder of the stage's requester role (in the
@@ -57,18 +67,26 @@ def submitter_for(plan: Plan, request: ApprovalRequest, cycle: Cycle, now: dt.da
 
 
 async def _ask(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest, now: dt.datetime,
-               expires_at: dt.datetime, kind: str) -> SubmissionAsked | None:
-    """One link per request and kind: a re-run finds it and asks nothing new."""
-    existing = (await session.execute(select(SubmissionLink).where(SubmissionLink.request_id == request.id))).scalar()
+               expires_at: dt.datetime, kind: str) -> SubmissionAsked | SubmissionUnrouted | None:
+    """One link per request and kind: a re-run finds it and asks nothing new (None). A step
+    that began with a first submission keeps its used `first` link; it never stands in for the
+    resubmission link a request for changes needs."""
+    existing = (await session.execute(select(SubmissionLink.id).where(
+        SubmissionLink.request_id == request.id, SubmissionLink.kind == kind).limit(1))).first()
     if existing is not None:
         return None
     cycle = await session.get(Cycle, request.cycle_id)
     official = submitter_for(plan, request, cycle, now)
     action = "submission" if kind == "first" else "resubmission"
     if official is None:
+        recorded = (await session.execute(select(AuditEvent.id).where(
+            AuditEvent.entity == "approval_request", AuditEvent.entity_id == str(request.id),
+            AuditEvent.action == f"{action}.unrouted").limit(1))).first()
+        if recorded is not None:
+            return None  # a re-run: recorded and told once
         await audit.append(session, actor="system", action=f"{action}.unrouted", entity="approval_request",
                            entity_id=str(request.id), data={"reason": "no submitter and no requester role holder"})
-        return None
+        return SubmissionUnrouted(request, action)
     link = SubmissionLink(id=uuid.uuid4(), request_id=request.id, official_id=official.id, token_generation=1,
                           expires_at=expires_at, created_at=now, kind=kind)
     link.token_hash = hash_token(derive_token(secret, link.id, 1))
@@ -80,13 +98,25 @@ async def _ask(session: AsyncSession, *, plan: Plan, secret: bytes, request: App
 
 
 async def ask_resubmission(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID,
-                           now: dt.datetime, link_ttl: dt.timedelta) -> SubmissionAsked | None:
-    """Create the resubmission link once (a re-run finds it and asks nothing new)."""
+                           now: dt.datetime, link_ttl: dt.timedelta) -> SubmissionAsked | SubmissionUnrouted | None:
+    """Create the resubmission link once (a re-run finds it and asks nothing new: None);
+    SubmissionUnrouted, once, when nobody can be asked."""
     request = await lock_request(session, request_id)
     if request is None or request.status != RequestStatus.changes_requested.value:
         return None
     return await _ask(session, plan=plan, secret=secret, request=request, now=now, expires_at=now + link_ttl,
                       kind="resubmission")
+
+
+async def ask_unasked(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest,
+                      now: dt.datetime, link_ttl: dt.timedelta) -> SubmissionAsked | None:
+    """A step nobody could be asked to (re)submit (`*.unrouted`): ask now, once someone holds the
+    role (a coordinator's "remind"). None when still nobody can be asked, or it was asked."""
+    first = request.status == RequestStatus.awaiting_submission.value
+    asked = await _ask(session, plan=plan, secret=secret, request=request, now=now,
+                       expires_at=(max(now, request.due_at) if first else now) + link_ttl,
+                       kind="first" if first else "resubmission")
+    return asked if isinstance(asked, SubmissionAsked) else None
 
 
 async def pending_link(session: AsyncSession, request_id: uuid.UUID, now: dt.datetime) -> SubmissionLink | None:
@@ -121,7 +151,7 @@ async def remind_submitter(session: AsyncSession, *, plan: Plan, secret: bytes, 
 @dataclass(frozen=True)
 class SubmissionOpened:
     opened: OpenedRequest
-    asked: SubmissionAsked | None  # None when already asked (a re-run) or nobody can submit
+    asked: SubmissionAsked | SubmissionUnrouted | None  # None when already asked (a re-run)
 
 
 async def open_submission(session: AsyncSession, *, plan: Plan, secret: bytes, cycle: Cycle, stage_id: str,

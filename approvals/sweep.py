@@ -22,8 +22,11 @@ from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
 from approvals.decisions import settle_request
 from approvals.models import (
     ApprovalRequest,
+    Assignment,
+    AssignmentStatus,
     Cycle,
     RequestStatus,
+    StageStatus,
 )
 from approvals.plan.schema import Official, Plan, Stage, TimeoutPolicy
 from approvals.requests import (
@@ -31,6 +34,7 @@ from approvals.requests import (
     NewAssignment,
     local_day,
     lock_request,
+    set_stage_status,
     stage_of,
 )
 from approvals.submissions import SubmissionAsked, pending_link, remind_submitter
@@ -55,15 +59,19 @@ class SweepEvent:
     notify: list[NewAssignment] = field(default_factory=list)  # who gets a (new) link
     closed: list[str] = field(default_factory=list)  # officials whose pending link an expiry closed
     submission: SubmissionAsked | None = None  # a reminder to submit: the unit's fresh link
-    told: list[Official] = field(default_factory=list)  # superiors told that a submission is missing
-    asked: Official | None = None  # the officer asked to submit (for a missing submission)
+    told: list[Official] = field(default_factory=list)  # superiors told that an open step is overdue
+    waiting_on: list[str] = field(default_factory=list)  # whom it waits on: the officer asked to submit, or approvers
 
 
 OnEvent = Callable[[AsyncSession, SweepEvent], Awaitable[None]]
 
 
-def reminder_times(stage: Stage, due: dt.datetime) -> list[dt.datetime]:
-    return sorted(due - dt.timedelta(days=d) for d in set(stage.reminders_before_days))
+def reminder_times(stage: Stage, request: ApprovalRequest) -> list[dt.datetime]:
+    """When the step's reminders fall: the stage's days before its due time, those after the step
+    opened only (a step opened late, with its minimum notice, is not reminded at once for
+    reminders that belonged to days before it existed)."""
+    return sorted(moment for d in set(stage.reminders_before_days)
+                  if (moment := request.due_at - dt.timedelta(days=d)) > request.created_at)
 
 
 async def _cas_request(session: AsyncSession, request: ApprovalRequest, condition, **values) -> None:
@@ -93,10 +101,13 @@ async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, req
         policy = stage.timeout_policy
         if policy is TimeoutPolicy.expire:
             return await _expire(session, request, cycle, stage, now, reason="due time passed")
+        if policy is TimeoutPolicy.proceed:
+            return await _lapse(session, request, cycle, stage, now)
         if policy is TimeoutPolicy.escalate:
             return await _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
-        return await _overdue(session, request, cycle, stage, now, policy)
-    passed = sum(1 for moment in reminder_times(stage, request.due_at) if moment <= now)
+        event = await _overdue(session, request, cycle, stage, now, policy)
+        return await _tell_superiors(session, plan, event, request, stage, now)
+    passed = sum(1 for moment in reminder_times(stage, request) if moment <= now)
     if now < request.due_at and passed > request.reminders_sent:
         return await _remind(session, secret, request, cycle, stage, now, passed, plan)
     return None
@@ -109,6 +120,35 @@ async def _overdue(session, request, cycle, stage, now, policy: TimeoutPolicy) -
     return SweepEvent(EventKind.overdue, request, cycle, stage)
 
 
+async def _tell_superiors(session, plan: Plan, event: SweepEvent, request, stage, now) -> SweepEvent:
+    """A step past its due time that stays open (nobody decides for it): the stage's superior
+    (escalate_to) hears of it, once, with who is waited on: the unit that has not submitted, or
+    the approvers who have not decided."""
+    if not stage.escalate_to:
+        return event
+    told = plan.holders(stage.escalate_to, local_day(plan, now), unit=request.subject or None)
+    if request.status == RequestStatus.awaiting_submission.value:
+        link = await pending_link(session, request.id, now)
+        action, waiting = "submission.missing", [link.official_id] if link else []
+    else:
+        action = "request.overdue_told"
+        waiting = list((await session.execute(select(Assignment.official_id).where(
+            Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
+            .order_by(Assignment.position))).scalars())
+    await audit.append(session, actor="system", action=action, entity="approval_request",
+                       entity_id=str(request.id), data={"told": [o.id for o in told]})
+    return replace(event, told=told, waiting_on=waiting)
+
+
+async def _lapse(session, request, cycle, stage, now) -> SweepEvent:
+    """Nothing came by the due time, and the plan says the chain goes on without the stage (the
+    Propaganda Board is requested, never ordered): the step expires, and the stage is recorded
+    as gone on without, with why."""
+    event = await _expire(session, request, cycle, stage, now, reason="nothing by the due time: the chain goes on")
+    await set_stage_status(session, cycle_id=cycle.id, stage=stage.id, status=StageStatus.lapsed, now=now)
+    return event
+
+
 async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, stage, now) -> SweepEvent | None:
     """A step still waiting for its unit's submission: the unit's officer is reminded with a
     fresh form link (the last one stops working); at the due time it expires if the stage says
@@ -117,17 +157,11 @@ async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, 
     if now >= request.due_at and request.escalated_at is None:
         if stage.timeout_policy is TimeoutPolicy.expire:
             return await _expire(session, request, cycle, stage, now, reason="nothing submitted by the due time")
+        if stage.timeout_policy is TimeoutPolicy.proceed:
+            return await _lapse(session, request, cycle, stage, now)
         event = await _overdue(session, request, cycle, stage, now, stage.timeout_policy)
-        if not stage.escalate_to:
-            return event
-        # The stage's superior (escalate_to) hears that the unit has not submitted, once: the
-        # step stays open and the unit can still submit; nobody can decide for it.
-        link = await pending_link(session, request.id, now)
-        told = plan.holders(stage.escalate_to, local_day(plan, now), unit=request.subject or None)
-        await audit.append(session, actor="system", action="submission.missing", entity="approval_request",
-                           entity_id=str(request.id), data={"told": [o.id for o in told]})
-        return replace(event, told=told, asked=plan.official(link.official_id) if link else None)
-    passed = sum(1 for moment in reminder_times(stage, request.due_at) if moment <= now)
+        return await _tell_superiors(session, plan, event, request, stage, now)
+    passed = sum(1 for moment in reminder_times(stage, request) if moment <= now)
     if now >= request.due_at or passed <= request.reminders_sent:
         return None
     await _cas_request(session, request, ApprovalRequest.reminders_sent == request.reminders_sent,

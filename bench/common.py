@@ -42,12 +42,13 @@ class Database:
                 connection.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
 
 
-def cpu_seconds(pid: int | str) -> float:
-    """User + system CPU of one process (Linux /proc); 0 where it cannot be read."""
+def cpu_seconds(pid: int | str, *, children: bool = False) -> float:
+    """User + system CPU of one process (Linux /proc); with `children`, also that of the children
+    it has waited for (a worker's finished flow-run processes); 0 where it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(int(f) for f in fields[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
 

@@ -5,14 +5,16 @@
 Two servers run side by side, each in a child process, with the same uvicorn settings (one
 worker, no access log): `kehoach web`'s app (create_app: its middlewares, the link checks,
 the database, the Jinja2 pages) on a freshly migrated database holding open requests, and
-a minimal FastAPI app with the same two routes doing no work. A load process (raw HTTP/1.1
+a minimal FastAPI app with the same two routes doing no work, and a bare FastAPI +
+SQLAlchemy endpoint that does a decision's database work only (the compare-and-set of the
+link and its request, the decision and one audit row, in one transaction). A load process (raw HTTP/1.1
 on keep-alive connections, so that the client costs little) sends, one row after the other:
 
   GET  /a/{token}   the approval page an official opens from the email (kehoach: verify the
                     link, read the request, render the page; changes nothing)
   POST /a/{token}   a decision, each on a link of its own (kehoach: one transaction that
                     records it, settles the step and queues the receipt and the closing
-                    emails; minimal: parse the form, answer a page)
+                    emails; minimal: parse the form, answer a page; bare: its database work)
 
 Each answer is checked (status 200, the page kehoach should give) and, after the POST row,
 the database must hold exactly one decision per link. Ratios are taken against the minimal
@@ -63,11 +65,55 @@ def _minimal_app():
     return app
 
 
+def _bare_app(url: str):
+    """A bare FastAPI + SQLAlchemy endpoint doing a decision's database work and nothing else: in
+    one transaction, find the link's assignment by its token's hash, compare-and-set it and its
+    request, insert the decision and one audit row. No plan, no policy, no page, no email."""
+    from sqlalchemy import select, update
+
+    from approvals import audit
+    from approvals.db import Database as Db
+    from approvals.db import utcnow
+    from approvals.models import ApprovalRequest, Assignment, Decision
+    from approvals.tokens import hash_token
+
+    app = FastAPI()
+    state = {}
+
+    @app.on_event("startup")
+    async def start() -> None:
+        state["db"] = Db(url)
+
+    @app.post("/a/{token}")
+    async def decide(token: str, request: Request):
+        form = await request.form()
+        now = utcnow()
+        async with state["db"].transaction() as session:
+            found = (await session.execute(select(Assignment.id, Assignment.request_id, Assignment.official_id).where(
+                Assignment.token_hash == hash_token(token), Assignment.status == "pending"))).first()
+            if found is None:
+                return HTMLResponse("<p>Liên kết không còn hiệu lực</p>", status_code=404)
+            await session.execute(update(Assignment).where(Assignment.id == found.id, Assignment.status == "pending")
+                                  .values(status="decided").execution_options(synchronize_session=False))
+            await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == found.request_id,
+                                                                 ApprovalRequest.status == "pending")
+                                  .values(status="approved", decided_at=now).execution_options(synchronize_session=False))
+            session.add(Decision(request_id=found.request_id, assignment_id=found.id, official_id=found.official_id,
+                                 outcome=str(form.get("outcome")), comment="", decided_at=now))
+            await audit.append(session, actor=f"official:{found.official_id}", action="decision.recorded",
+                               entity="approval_request", entity_id=str(found.request_id), data={"outcome": "approve"})
+        return HTMLResponse("<!doctype html><html lang=vi><title>Đã ghi nhận</title></html>")
+
+    return app
+
+
 def _serve(kind: str, port: int, url: str, secret: str, folder: str) -> None:
     import uvicorn
 
     if kind == "minimal":
         app = _minimal_app()
+    elif kind == "bare":
+        app = _bare_app(url)
     else:
         from approvals.config import Settings
         from service.app import create_app
@@ -232,16 +278,18 @@ DONE = "Đã ghi nhận".encode()  # on both servers' answer to a decision
 
 
 def one_round(args, servers: dict[str, Server], database: Database, secret: str, number: int) -> list:
-    kehoach, minimal = servers["kehoach"], servers["minimal"]
-    meter = CpuMeter(kehoach=kehoach.process.pid, minimal=minimal.process.pid)
+    kehoach, minimal, bare = servers["kehoach"], servers["minimal"], servers["bare"]
+    meter = CpuMeter(kehoach=kehoach.process.pid, minimal=minimal.process.pid, bare=bare.process.pid)
     pages = asyncio.run(open_links(database.url, secret, 50, f"{number}-pages"))
     to_decide = asyncio.run(open_links(database.url, secret, args.decisions, f"{number}-decisions"))
+    for_bare = asyncio.run(open_links(database.url, secret, args.decisions, f"{number}-bare"))
     already = sum(asyncio.run(decisions(database.url)).values())
     rows = []
     for key, server, method, tokens, expect in (
         ("get:minimal", minimal, "GET", pages, "Phê duyệt".encode()),
         ("get:kehoach", kehoach, "GET", pages, STAGE),
         ("post:minimal", minimal, "POST", to_decide, DONE),
+        ("post:bare", bare, "POST", for_bare, DONE),
         ("post:kehoach", kehoach, "POST", to_decide, DONE),
     ):
         count = args.requests if method == "GET" else len(tokens)
@@ -254,8 +302,9 @@ def one_round(args, servers: dict[str, Server], database: Database, secret: str,
             raise SystemExit(f"{key}: answers {statuses}, {unexpected} without the expected page")
         rows.append((key, count / seconds, latencies, cpu[server.kind]))
     recorded = asyncio.run(decisions(database.url))
-    if sum(recorded.values()) - already != len(to_decide) or any(n != 1 for n in recorded.values()):
-        raise SystemExit(f"decisions recorded: {sum(recorded.values()) - already} for {len(to_decide)} links")
+    expected = len(to_decide) + len(for_bare)
+    if sum(recorded.values()) - already != expected or any(n != 1 for n in recorded.values()):
+        raise SystemExit(f"decisions recorded: {sum(recorded.values()) - already} for {expected} links")
     return rows
 
 
@@ -263,23 +312,28 @@ NAMES = {
     "get:minimal": "minimal FastAPI endpoint, GET",
     "get:kehoach": "kehoach approval page, GET /a/{token}",
     "post:minimal": "minimal FastAPI endpoint, POST a form",
+    "post:bare": "bare FastAPI + SQLAlchemy decision (CAS + audit)",
     "post:kehoach": "kehoach decision, POST /a/{token}",
 }
+BASELINE = {"get:minimal": "get:minimal", "get:kehoach": "get:minimal", "post:minimal": "post:minimal",
+            "post:bare": "post:minimal", "post:kehoach": "post:bare"}
 
 
 def report(rounds: list[list]) -> None:
     print()
-    print(f"  median of {len(rounds)} round(s); ratio against the minimal endpoint of the same round (min-max)")
-    print(f"  {'':40} {'req/s':>7} {'x minimal':>18} {'p50 ms':>7} {'p99 ms':>7} {'server CPU %':>13}")
-    for index, key in enumerate(NAMES):
-        baseline = index - index % 2
+    print(f"  median of {len(rounds)} round(s); ratio against its baseline of the same round (min-max): a page "
+          "and the bare decision against the minimal endpoint, the kehoach decision against the bare one")
+    print(f"  {'':48} {'req/s':>7} {'x baseline':>18} {'p50 ms':>7} {'p99 ms':>7} {'server CPU %':>13}")
+    keys = list(NAMES)
+    for index, key in enumerate(keys):
+        baseline = keys.index(BASELINE[key])
         rates = [r[index][1] for r in rounds]
         ratios = [r[index][1] / r[baseline][1] for r in rounds]
         p50 = median([r[index][2][len(r[index][2]) // 2] for r in rounds]) * 1000
         p99 = median([r[index][2][int(len(r[index][2]) * 0.99)] for r in rounds]) * 1000
         cpu = median([r[index][3] for r in rounds])
         spread = f"{median(ratios):5.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
-        print(f"  {NAMES[key]:40} {median(rates):7.0f} {spread:>18} {p50:7.1f} {p99:7.1f} {cpu:13.0f}")
+        print(f"  {NAMES[key]:48} {median(rates):7.0f} {spread:>18} {p50:7.1f} {p99:7.1f} {cpu:13.0f}")
     print()
     print("  every answer was 200 with the expected page; every link's decision was recorded exactly once.")
 
@@ -298,8 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="kehoach-bench-web-"))
     database = Database(args.postgres, folder)
     secret = secrets.token_urlsafe(48)
-    servers = {"kehoach": Server("kehoach", database.url, secret, folder),
-               "minimal": Server("minimal", database.url, secret, folder)}
+    servers = {kind: Server(kind, database.url, secret, folder) for kind in ("kehoach", "minimal", "bare")}
     rounds = []
     try:
         for server in servers.values():

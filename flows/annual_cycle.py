@@ -32,11 +32,13 @@ def this_year() -> int:
     return dt.datetime.now(get_settings().tz).year
 
 
-@flow(name="annual-cycle", log_prints=True, persist_result=True)
+@flow(name="annual-cycle", log_prints=True, persist_result=False)
 async def annual_cycle(year: int | None = None) -> dict:
     """One year of the plan, stage by stage, pausing (with no process) at every human step.
     Without a year (the yearly schedule), this year in Asia/Ho_Chi_Minh."""
     year = year or this_year()
     statuses = await run_chain(cycle_kind=CYCLE_KIND, period=str(year), starts_on=cycle_start(year))
+    if "joined" in statuses:  # another run carries this year (the schedule's and one started by hand)
+        return {"year": str(year), **statuses}
     last = next(reversed(statuses), None)  # none when the cycle was cancelled before it began
     return {"year": str(year), "stages": statuses, "stage": last, "status": statuses.get(last, "cancelled")}

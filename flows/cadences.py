@@ -17,7 +17,7 @@ from approvals.config import get_settings
 from approvals.models import EconomicEvent, ProblemReport
 from approvals.plan import load_plan
 from flows.chain import run_chain
-from flows.stages import database
+from flows.stages import STEP, database
 
 MONTHLY_KIND = "culture_society_monthly"
 EVENT_KIND = "economy_event"
@@ -35,7 +35,7 @@ def month_period(month: str | None) -> tuple[str, dt.date]:
     return month, dt.date(year, number, 1)
 
 
-@flow(name="culture-society-cycle", log_prints=True, persist_result=True)
+@flow(name="culture-society-cycle", log_prints=True, persist_result=False)
 async def culture_society_cycle(month: str | None = None) -> dict:
     """One month's culture-society content: each outlet submits, its head approves.
     Without a month (the monthly schedule), this month."""
@@ -58,7 +58,7 @@ async def _link_cycle(session, record: EconomicEvent | ProblemReport, *, kind: s
                               .values(cycle_id=cycle.id).execution_options(synchronize_session=False))
 
 
-@task(name="open-event-cycle", retries=2, retry_delay_seconds=5)
+@task(name="open-event-cycle", **STEP)
 async def open_event_cycle(event_id: str) -> tuple[str, dt.date]:
     """The event's cycle, created once and linked to the event (a re-run finds it)."""
     settings = get_settings()
@@ -71,7 +71,7 @@ async def open_event_cycle(event_id: str) -> tuple[str, dt.date]:
         return period, event.starts_on
 
 
-@flow(name="economy-event-cycle", log_prints=True, persist_result=True)
+@flow(name="economy-event-cycle", log_prints=True, persist_result=False)
 async def economy_event_cycle(event_id: str) -> dict:
     """The coverage of one economic event recorded by a coordinator: each outlet submits its
     coverage plan, its head approves. Started by the service when the event is recorded."""
@@ -80,7 +80,7 @@ async def economy_event_cycle(event_id: str) -> dict:
     return {"event": event_id, "period": period, "stages": statuses}
 
 
-@task(name="open-problem-cycle", retries=2, retry_delay_seconds=5)
+@task(name="open-problem-cycle", **STEP)
 async def open_problem_cycle(problem_id: str) -> tuple[str, dt.date, dict]:
     """The problem's cycle, created once and linked to the problem; what the PPC is shown."""
     settings = get_settings()
@@ -94,7 +94,7 @@ async def open_problem_cycle(problem_id: str) -> tuple[str, dt.date, dict]:
         return period, day, {"text": f"{problem.title}\n\n{problem.description}", "unit": problem.unit}
 
 
-@flow(name="problem-escalation", log_prints=True, persist_result=True)
+@flow(name="problem-escalation", log_prints=True, persist_result=False)
 async def problem_escalation(problem_id: str) -> dict:
     """A problem a unit raised, put before the PPC's leadership (stage E): started by the
     service when a coordinator records it."""

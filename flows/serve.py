@@ -6,29 +6,57 @@ from prefect import serve
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from approvals.config import get_settings
+from approvals.plan import Plan, load_plan
+from approvals.plan.schema import Cadence
+from flows.annual_cycle import CYCLE_KIND as ANNUAL_KIND
 from flows.annual_cycle import annual_cycle
-from flows.cadences import culture_society_cycle, economy_event_cycle, problem_escalation
+from flows.cadences import (
+    EVENT_KIND,
+    MONTHLY_KIND,
+    PROBLEM_KIND,
+    culture_society_cycle,
+    economy_event_cycle,
+    problem_escalation,
+)
 from flows.sweep import sweep_flow
 
-TZ = "Asia/Ho_Chi_Minh"
-# name -> (flow, schedules). The annual cycle starts on the plan's date each year (15 January, 08:00),
-# the culture-society cycle on the first of each month (08:00); an economy cycle is started by the
-# service for each event a coordinator records, a problem escalation for each problem; the sweep
-# runs every 15 minutes.
+START_HOUR = 8  # a scheduled cycle starts at 08:00 local time
+# deployment name -> (flow, the plan's cycle kind it runs, or None)
 DEPLOYMENTS = {
-    "annual-cycle": (annual_cycle, [Cron("0 8 15 1 *", timezone=TZ)]),
-    "culture-society-cycle": (culture_society_cycle, [Cron("0 8 1 * *", timezone=TZ)]),
-    "economy-event-cycle": (economy_event_cycle, []),
-    "problem-escalation": (problem_escalation, []),
-    "sweep": (sweep_flow, [Cron("*/15 * * * *", timezone=TZ)]),
+    "annual-cycle": (annual_cycle, ANNUAL_KIND),
+    "culture-society-cycle": (culture_society_cycle, MONTHLY_KIND),
+    "economy-event-cycle": (economy_event_cycle, EVENT_KIND),
+    "problem-escalation": (problem_escalation, PROBLEM_KIND),
+    "sweep": (sweep_flow, None),
 }
+SWEEP_CRON = "*/15 * * * *"
+
+
+def schedules(plan: Plan, cycle_kind: str | None, timezone: str, sweep: str = SWEEP_CRON) -> list[Cron]:
+    """A deployment's schedules from the plan, in the configured time zone: a yearly cycle on its
+    starts_on day, a monthly one on the 1st; a per-event cycle is started by the service for each
+    record; the sweep as configured (every 15 minutes; empty: never by itself)."""
+    if cycle_kind is None:
+        return [Cron(sweep, timezone=timezone)] if sweep.strip() else []
+    kind = next((c for c in plan.cycles if c.id == cycle_kind), None)
+    if kind is None or kind.cadence is Cadence.per_event:
+        return []
+    if kind.cadence is Cadence.monthly:
+        return [Cron(f"0 {START_HOUR} 1 * *", timezone=timezone)]
+    month, day = (int(part) for part in (kind.starts_on or "01-01").split("-"))
+    return [Cron(f"0 {START_HOUR} {day} {month} *", timezone=timezone)]
 
 
 def serve_all(limit: int | None = None) -> None:
+    settings = get_settings()
+    plan = load_plan(settings.plan_file)
     deployments = [
-        flow.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH, schedules=schedules,
-                           description=flow.__doc__, tags=["kehoach"])
-        for name, (flow, schedules) in DEPLOYMENTS.items()
+        flow.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH,
+                           schedules=schedules(plan, kind, settings.timezone, settings.sweep_cron),
+                           description=flow.__doc__,
+                           tags=["kehoach"])
+        for name, (flow, kind) in DEPLOYMENTS.items()
     ]
     # Keep schedules running when this process stops: a restart must not pause the plan.
     serve(*deployments, pause_on_shutdown=False, limit=limit)

@@ -1,38 +1,42 @@
-"""Prefect tasks shared by every cycle: open a stage's approval, wait for it, record it."""
+"""Prefect tasks shared by every cycle: carry the cycle, open a stage, wait for it, record it.
+
+The database is the authority. Every task here is idempotent and cheap to run again: a run
+replays from the top after each resume, and a restarted run (on any worker machine) picks up
+where the cycle is from the database alone; no task result is kept between runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import logging
 import uuid
 import weakref
 from contextlib import asynccontextmanager
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.flow_runs import suspend_flow_run
-from prefect.input import RunInput
 from prefect.logging import get_run_logger
 from sqlalchemy import select
 
-from approvals import coordination, requests, submissions
+from approvals import coordination, cycles, requests, stages, submissions
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
-from approvals.models import ApprovalRequest, Cycle, CycleStage, RequestStatus, StageStatus
+from approvals.models import Cycle, CycleStage, StageStatus
 from approvals.plan import load_plan
+from approvals.plan.schema import Stage
 from approvals.presentation import cycle_digest_messages
-from flows.emails import mail_domain, queue_link_emails, queue_submission_email
+from flows.emails import mail_domain, queue_asked, queue_link_emails
 from notifications.links import queue_plain_messages
 from notifications.render import shared_renderer
 
-MAX_WAITS = 100
-
-
-class StageDecision(RunInput):
-    """What the service sends when it resumes a run: the database stays the authority."""
-
-    request_id: str
-    outcome: RequestStatus  # approved, rejected, changes_requested or expired
-
+log = logging.getLogger("kehoach.flows")
+WAIT_KEY = "stage:{stage}:{nonce}"  # the service resumes a run paused at a key of this form
+BRANCHES_PER_TRANSACTION = 20
+# Nothing is kept between runs: the database is read again (see the module's docstring).
+STEP = dict(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
 
 # One Database (engine and connection pool) per event loop and URL, kept for the tasks that
 # follow in the same flow run: a new engine per task reconnected and compiled every statement
@@ -50,150 +54,241 @@ async def database(settings: Settings):
     yield per_loop[url]
 
 
-@task(name="open-stage", retries=2, retry_delay_seconds=5)
+async def _cycle(session, cycle_kind: str, period: str) -> Cycle:
+    return (await session.execute(select(Cycle).where(Cycle.kind == cycle_kind, Cycle.period == period))).scalar_one()
+
+
+# Carrying the cycle ---------------------------------------------------------------------------
+
+@task(name="take-cycle", **STEP)
+async def take_cycle(*, cycle_kind: str, period: str, starts_on: dt.date, run_id: str) -> dict:
+    """Carry the cycle, or join the run that does. A run that carried it and is over (failed,
+    crashed, cancelled) is replaced; a live one (running, waiting, scheduled) is joined."""
+    settings = get_settings()
+    async with database(settings) as db, db.transaction() as session:
+        cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
+        taken = await cycles.claim(session, cycle, run_id=run_id, now=utcnow())
+    if taken.taken or not taken.owner:
+        return {"cycle_id": str(cycle.id), "owner": run_id, "taken": True}
+    if await _run_is_over(taken.owner):
+        async with database(settings) as db, db.transaction() as session:
+            cycle = await session.get(Cycle, cycle.id)
+            taken = await cycles.claim(session, cycle, run_id=run_id, now=utcnow(), replacing=taken.owner)
+    return {"cycle_id": str(cycle.id), "owner": taken.owner, "taken": taken.taken}
+
+
+async def _run_is_over(run_id: str) -> bool:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            run = await client.read_flow_run(uuid.UUID(run_id))
+        except ObjectNotFound:
+            return True
+    return run.state is not None and run.state.is_final()
+
+
+class Heartbeat:
+    """While the run works it says so every few seconds; the service marks a cycle whose run
+    went silent while working (its process died) as needing attention."""
+
+    def __init__(self, cycle_id: uuid.UUID, run_id: str, every: float):
+        self.cycle_id, self.run_id, self.every = cycle_id, run_id, every
+        self._task: asyncio.Task | None = None
+
+    async def _beat(self) -> None:
+        settings = get_settings()
+        while True:
+            try:
+                async with database(settings) as db, db.transaction() as session:
+                    await cycles.beat(session, self.cycle_id, run_id=self.run_id, state=cycles.RunState.running,
+                                      now=utcnow())
+            except Exception:  # a missed beat is only late: the next one tries again
+                log.warning("heartbeat of cycle %s failed", self.cycle_id, exc_info=True)
+            await asyncio.sleep(self.every)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._beat())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def wait(self, stage_id: str) -> None:
+        """Suspend, holding no process, until the service wakes the run at this stage. The beat
+        stops first and the cycle says it waits, so a silent heartbeat never reads as a crash."""
+        await self.stop()
+        settings = get_settings()
+        async with database(settings) as db, db.transaction() as session:
+            await cycles.beat(session, self.cycle_id, run_id=self.run_id, state=cycles.RunState.waiting, now=utcnow())
+        # A fresh key each time: a used key hands back its old answer at once (Prefect).
+        await suspend_flow_run(key=WAIT_KEY.format(stage=stage_id, nonce=uuid.uuid4().hex[:12]), timeout=None)
+
+
+async def report_failure(cycle_id: uuid.UUID, run_id: str, error: BaseException) -> None:
+    """The run is failing: the cycle needs a coordinator, who is told once."""
+    from flows.emails import queue_cycle_attention
+
+    settings = get_settings()
+    async with database(settings) as db, db.transaction() as session:
+        marked = await cycles.needs_attention(session, cycle_id, reason=cycles.Attention.run_failed,
+                                              detail=f"{type(error).__name__}: {error}", run_id=run_id, now=utcnow())
+        if marked is not None:
+            await queue_cycle_attention(session, plan=load_plan(settings.plan_file), settings=settings,
+                                        renderer=shared_renderer(), cycle=marked)
+
+
+@task(name="finish-cycle", **STEP)
+async def finish_cycle(*, cycle_kind: str, period: str, run_id: str) -> bool:
+    settings = get_settings()
+    async with database(settings) as db, db.transaction() as session:
+        cycle = await _cycle(session, cycle_kind, period)
+        return await cycles.finish(session, cycle.id, run_id=run_id, now=utcnow())
+
+
+# Stages ---------------------------------------------------------------------------------------
+
+def opens_at(stage: Stage, cycle: Cycle, tz) -> dt.datetime | None:
+    """When a stage that opens on its own date may open: the start of that local day in the
+    cycle's year, moved as the cycle's deadlines were for a late start."""
+    if stage.opens_on is None:
+        return None
+    day = dt.date(cycle.starts_on.year, stage.opens_on.month, stage.opens_on.day)
+    return (dt.datetime.combine(day, dt.time.min, tzinfo=tz) + dt.timedelta(days=cycle.shift_days)).astimezone(dt.UTC)
+
+
+@task(name="schedule-stage", **STEP)
+async def schedule_stage(*, cycle_kind: str, period: str, stage_id: str) -> bool:
+    """A stage that opens on its own date: True when the date has come (it opens now), else it
+    is recorded as scheduled and the sweep wakes the run on the day."""
+    settings = get_settings()
+    plan = load_plan(settings.plan_file)
+    stage = requests.stage_of(plan, cycle_kind, stage_id)
+    async with database(settings) as db, db.transaction() as session:
+        cycle = await _cycle(session, cycle_kind, period)
+        at = opens_at(stage, cycle, settings.tz)
+        if at is None or utcnow() >= at:
+            return True
+        await requests.set_stage_status(session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.scheduled,
+                                        now=utcnow())
+        row = await stages.lock_stage(session, cycle.id, stage_id)
+        row.opens_at = at
+    get_run_logger().info("Stage %s of %s/%s opens on %s", stage_id, cycle_kind, period, at.astimezone(settings.tz))
+    return False
+
+
+@task(name="open-stage", **STEP)
 async def open_stage(*, cycle_kind: str, period: str, starts_on: dt.date, stage_id: str, waiter_ref: str,
-                     data: dict | None = None) -> list[str]:
-    """Open every branch of a stage (one per unit for a fan-out, else one), each in one
-    transaction with its emails and audit rows; return the request ids.
+                     data: dict | None = None) -> int:
+    """Open every branch of a stage (one per unit for a fan-out or a report, else one), a few
+    branches per transaction, each with its emails and audit rows; return how many branches.
 
     An approval stage asks its approvers at once. A stage that starts with a submission
     (materials, an outlet's plan, a budget, the annual report) waits for it: the holder of the
     stage's requester role gets a link to the form, and the approvers are asked once it arrives.
-    Idempotent by (cycle, stage, branch): a re-run after resume finds the open requests.
-    `data` is what an approval stage shows its approvers (a problem raised with the PPC).
+    Idempotent by (cycle, stage, branch): a run that died halfway opens the rest, and once every
+    branch is open a replay costs one read. `data` is what an approval stage shows its approvers.
     """
     settings = get_settings()
     plan = load_plan(settings.plan_file)
     renderer = shared_renderer()
     stage = requests.stage_of(plan, cycle_kind, stage_id)
     link_ttl = dt.timedelta(days=settings.link_ttl_days)
-    ids = []
     async with database(settings) as db:
-        for subject in plan.branches(stage, requests.local_day(plan, utcnow())):
+        async with db.transaction() as session:
+            cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
+            done = (await session.execute(select(CycleStage.branches).where(
+                CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id,
+                CycleStage.opened_at.is_not(None)))).scalar()
+        if done is not None:
+            return done
+        subjects = plan.branches(stage, requests.local_day(plan, utcnow()))
+        for start in range(0, len(subjects), BRANCHES_PER_TRANSACTION):
             async with db.transaction() as session:
-                cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
-                now = utcnow()
-                if stage.kind.submitted:
-                    opened = await submissions.open_submission(
-                        session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage_id,
-                        subject=subject, waiter_ref=waiter_ref, now=now, link_ttl=link_ttl)
-                    request = opened.opened.request
-                    if opened.asked is not None:
-                        await queue_submission_email(session, plan=plan, settings=settings, renderer=renderer,
-                                                     request=request, cycle=cycle, asked=opened.asked)
-                else:
-                    day = requests.local_day(plan, now)
-                    submitter = plan.holders(stage.requester, day, unit=subject or None) if stage.requester else []
-                    approval = await requests.open_request(
-                        session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage_id,
-                        subject=subject, waiter_ref=waiter_ref, link_ttl=link_ttl, now=now,
-                        requested_by=submitter[0].id if submitter else None, data=data)
-                    request = approval.request
-                    await queue_link_emails(session, kind="approval_request", plan=plan, settings=settings,
-                                            renderer=renderer, request=request, cycle=cycle,
-                                            notify=approval.new_assignments)
-                ids.append(str(request.id))
-    get_run_logger().info("Stage %s of %s/%s waits on %d request(s)", stage_id, cycle_kind, period, len(ids))
-    return ids
+                cycle = await session.get(Cycle, cycle.id)
+                for subject in subjects[start:start + BRANCHES_PER_TRANSACTION]:
+                    await _open_branch(session, plan=plan, settings=settings, renderer=renderer, cycle=cycle,
+                                       stage=stage, subject=subject, waiter_ref=waiter_ref, link_ttl=link_ttl,
+                                       data=data)
+        async with db.transaction() as session:
+            row = await stages.lock_stage(session, cycle.id, stage_id)
+            row.opened_at, row.branches = utcnow(), len(subjects)
+    get_run_logger().info("Stage %s of %s/%s waits on %d branch(es)", stage_id, cycle_kind, period, len(subjects))
+    return len(subjects)
 
 
-async def cycle_cancelled(session, cycle_id: uuid.UUID) -> bool:
-    return bool(await coordination.cancelled_cycles(session, [cycle_id]))
+async def _open_branch(session, *, plan, settings, renderer, cycle, stage, subject, waiter_ref, link_ttl, data):
+    now = utcnow()
+    if stage.kind.submitted:
+        opened = await submissions.open_submission(
+            session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage.id,
+            subject=subject, waiter_ref=waiter_ref, now=now, link_ttl=link_ttl)
+        await queue_asked(session, plan=plan, settings=settings, renderer=renderer, request=opened.opened.request,
+                          cycle=cycle, asked=opened.asked)
+        return
+    day = requests.local_day(plan, now)
+    submitter = plan.holders(stage.requester, day, unit=subject or None) if stage.requester else []
+    approval = await requests.open_request(
+        session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage.id, subject=subject,
+        waiter_ref=waiter_ref, link_ttl=link_ttl, now=now, requested_by=submitter[0].id if submitter else None,
+        data=data)
+    await queue_link_emails(session, kind="approval_request", plan=plan, settings=settings, renderer=renderer,
+                            request=approval.request, cycle=cycle, notify=approval.new_assignments)
 
 
-async def stopped_before(*, cycle_kind: str, period: str, stage_id: str) -> bool:
-    """Whether a coordinator cancelled the cycle before this stage began. A run replays its
-    stages from the top after every resume: the stages it had begun replay as they were."""
+async def stage_now(*, cycle_kind: str, period: str, stage_id: str) -> tuple[stages.StageState, bool]:
+    """The stage's state from its branches, and whether the cycle was cancelled (one read)."""
+    settings = get_settings()
+    async with database(settings) as db, db.reads() as session:
+        cycle = await _cycle(session, cycle_kind, period)
+        state = await stages.stage_state(session, cycle.id, stage_id)
+        cancelled = await coordination.cycle_cancelled(session, cycle.id)
+    return state, cancelled
+
+
+async def cycle_cancelled(*, cycle_kind: str, period: str) -> bool:
+    settings = get_settings()
+    async with database(settings) as db, db.reads() as session:
+        cycle = await _cycle(session, cycle_kind, period)
+        return await coordination.cycle_cancelled(session, cycle.id)
+
+
+@task(name="record-stage", **STEP)
+async def record_stage(*, cycle_kind: str, period: str, stage_id: str, status: str) -> str:
+    """Record a stage's status as the chain sees it (a stage with no request of its own, one
+    skipped because what it depends on failed, or one the chain went on without)."""
     settings = get_settings()
     async with database(settings) as db, db.transaction() as session:
-        cycle = (await session.execute(select(Cycle).where(Cycle.kind == cycle_kind, Cycle.period == period))).scalar()
-        if cycle is None or not await cycle_cancelled(session, cycle.id):
-            return False
-        begun = (await session.execute(select(CycleStage.id).where(
-            CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id))).first()
-        return begun is None
-
-
-async def wait_for_all(request_ids: list[str]) -> list[str]:
-    """Suspend (holding no process) until every branch of a step is settled in the database;
-    return the settled rounds' request ids, in the same order.
-
-    A request for changes is not the end of a branch: its submitter is asked to resubmit and
-    the run keeps waiting, now on the next round. Each wait has its own key: after a resume
-    the run starts again from the top and a used key hands back the old input at once, so a
-    resume that settled nothing (another branch, a Resume pressed by hand) simply waits again.
-    A cancelled cycle ends the wait with whatever was settled.
-    """
-    settings = get_settings()
-    for attempt in range(MAX_WAITS):
-        async with database(settings) as db, db.transaction() as session:
-            latest = [await requests.latest_round(session, uuid.UUID(i)) for i in request_ids]
-            cancelled = await cycle_cancelled(session, latest[0].cycle_id)
-        statuses = [RequestStatus(r.status) for r in latest]
-        if cancelled or not any(s.open or s is RequestStatus.changes_requested for s in statuses):
-            return [str(r.id) for r in latest]
-        for request, status in zip(latest, statuses):
-            if status is RequestStatus.changes_requested:
-                await record_stage(str(request.id))
-                await ask_for_resubmission(str(request.id))
-        await suspend_flow_run(wait_for_input=StageDecision, key=f"decision-{request_ids[0]}-{attempt}", timeout=None)
-    raise RuntimeError(f"requests {', '.join(request_ids)} still unsettled after {MAX_WAITS} resumes")
-
-
-async def any_approved(request_ids: list[str]) -> bool:
-    settings = get_settings()
-    async with database(settings) as db, db.transaction() as session:
-        return any([(await session.get(ApprovalRequest, uuid.UUID(i))).status == RequestStatus.approved.value
-                    for i in request_ids])
-
-
-@task(name="ask-resubmission", retries=2, retry_delay_seconds=5)
-async def ask_for_resubmission(request_id: str) -> bool:
-    """Email the submitter a link to resubmit, once (the link and its email in one transaction)."""
-    settings = get_settings()
-    plan = load_plan(settings.plan_file)
-    async with database(settings) as db, db.transaction() as session:
-        asked = await submissions.ask_resubmission(
-            session, plan=plan, secret=settings.link_secret_bytes(), request_id=uuid.UUID(request_id), now=utcnow(),
-            link_ttl=dt.timedelta(days=settings.link_ttl_days))
-        if asked is not None:
-            request = await session.get(ApprovalRequest, asked.link.request_id)
-            cycle = await session.get(Cycle, request.cycle_id)
-            await queue_submission_email(session, plan=plan, settings=settings, renderer=shared_renderer(),
-                                         request=request, cycle=cycle, asked=asked)
-    return asked is not None
-
-
-@task(name="record-stage", retries=2, retry_delay_seconds=5)
-async def record_stage(request_id: str) -> str:
-    """The stage's status from the latest rounds of all its branches."""
-    settings = get_settings()
-    async with database(settings) as db, db.transaction() as session:
-        status = await requests.record_stage_result(session, request_id=uuid.UUID(request_id), now=utcnow())
-    return status.value
-
-
-@task(name="mark-stage", retries=2, retry_delay_seconds=5)
-async def mark_stage(*, cycle_kind: str, period: str, stage_id: str, status: str) -> str:
-    """Record a stage that has no request of its own (the implementation period)."""
-    settings = get_settings()
-    async with database(settings) as db, db.transaction() as session:
-        cycle = (await session.execute(select(Cycle).where(Cycle.kind == cycle_kind, Cycle.period == period))).scalar_one()
+        cycle = await _cycle(session, cycle_kind, period)
         await requests.set_stage_status(session, cycle_id=cycle.id, stage=stage_id, status=StageStatus(status),
                                         now=utcnow())
     return status
 
 
-@task(name="cycle-digest", retries=2, retry_delay_seconds=5)
+@task(name="cycle-digest", **STEP)
 async def send_cycle_digest(*, cycle_kind: str, period: str, event: str) -> int:
     """Tell the coordinators a cycle started or finished (once per cycle and event)."""
     settings = get_settings()
     plan = load_plan(settings.plan_file)
     async with database(settings) as db, db.transaction() as session:
-        cycle = (await session.execute(select(Cycle).where(Cycle.kind == cycle_kind, Cycle.period == period))).scalar_one()
+        cycle = await _cycle(session, cycle_kind, period)
         statuses = {row.stage: row.status for row in (await session.execute(
             select(CycleStage).where(CycleStage.cycle_id == cycle.id))).scalars()}
         messages = cycle_digest_messages(plan, cycle, statuses, event=event, at=utcnow(), tz=settings.tz,
                                          base_url=settings.public_base_url)
         return await queue_plain_messages(session, renderer=shared_renderer(), messages=messages,
                                           domain=mail_domain(settings))
+
+
+async def lapsed(*, cycle_kind: str, period: str, stage_id: str) -> bool:
+    """Whether the sweep recorded that the chain goes on without this stage."""
+    settings = get_settings()
+    async with database(settings) as db, db.reads() as session:
+        cycle = await _cycle(session, cycle_kind, period)
+        status = (await session.execute(select(CycleStage.status).where(
+            CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id))).scalar()
+    return status == StageStatus.lapsed.value

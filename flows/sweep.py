@@ -13,7 +13,9 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
 from approvals.i18n import local_time
 from approvals.plan import Plan, load_plan
-from approvals.presentation import PlainMessage, closed_messages, outcome_message, submission_overdue_messages
+from approvals.models import RequestStatus
+from approvals.presentation import PlainMessage, closed_messages, coordinators, outcome_message, overdue_messages
+from approvals.stages import due_openings
 from approvals.sweep import EventKind, SweepEvent, sweep
 from flows.emails import mail_domain, queue_link_emails, queue_submission_email
 from flows.stages import database
@@ -37,11 +39,11 @@ async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, ren
         if kind and event.notify:
             await queue_link_emails(session, kind=kind, plan=plan, settings=settings, renderer=renderer,
                                     request=event.request, cycle=event.cycle, notify=event.notify)
-        if event.told:  # a unit has not submitted by the due time: the stage's superior hears of it
+        if event.told:  # an open step past its due time: the stage's superior hears of it
             await queue_plain_messages(
                 session, renderer=renderer, domain=mail_domain(settings),
-                messages=submission_overdue_messages(plan, event.request, event.cycle, event.told, event.asked,
-                                                     tz=settings.tz))
+                messages=overdue_messages(plan, event.request, event.cycle, event.told, event.waiting_on, tz=settings.tz,
+                                          submission=event.request.status == RequestStatus.awaiting_submission.value))
         if event.kind is EventKind.expired:
             told = outcome_message(plan, event.request, event.cycle, decided_by="", comment="",
                                    at=event.request.decided_at or utcnow(), tz=settings.tz,
@@ -56,6 +58,7 @@ async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, ren
     events = await sweep(db, plan=plan, secret=settings.link_secret_bytes(), now=now or utcnow(),
                          link_ttl=dt.timedelta(days=settings.link_ttl_days), on_event=on_event)
     async with db.transaction() as session:
+        await due_openings(session, now=now or utcnow())  # stages whose own date has come: wake their runs
         await alert_delivery_failures(session, plan=plan, settings=settings, renderer=renderer, now=now or utcnow())
     return events
 
@@ -67,9 +70,8 @@ async def alert_delivery_failures(session: AsyncSession, *, plan: Plan, settings
     if not failed:
         return 0
     fingerprint = hashlib.sha256(",".join(sorted(str(m.id) for m in failed)).encode()).hexdigest()[:32]
-    coordinators = plan.holders("lead_agency.coordinator", now.astimezone(settings.tz).date())
     messages = []
-    for person in coordinators:
+    for person in coordinators(plan, now, settings.tz):
         language = person.language.value
         messages.append(PlainMessage(
             kind="delivery_failure", key=f"delivery_failure:{fingerprint}:{person.id}", language=language,

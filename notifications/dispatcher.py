@@ -52,10 +52,10 @@ from email.utils import format_datetime, formataddr
 from html import escape
 
 import aiosmtplib
-from sqlalchemy import any_, bindparam, or_, select, update
+from sqlalchemy import any_, bindparam, or_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from approvals.db import Database, utcnow
+from approvals.db import Database, claim, utcnow
 from notifications import mime
 from notifications.models import MessageStatus, OutboxMessage
 from notifications.smtp import _NETWORK_ERRORS, SmtpConfig, SmtpPool, SmtpUnavailable
@@ -382,23 +382,12 @@ class Dispatcher:
             (_TABLE.c.status == MessageStatus.sending.value) & (_TABLE.c.lease_until < now),
         )
         async with self.db.transaction() as session:
-            query = select(_TABLE.c.id).where(due).order_by(_TABLE.c.next_attempt_at)
-            query = query.limit(limit or self.batch_size)
-            if session.bind.dialect.name == "postgresql":
-                # Picked once (a materialised CTE: an IN (subquery) may be run again per row and
-                # lease more than the limit), skipping the rows another dispatcher holds.
-                picked = query.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
-                chosen = _TABLE.c.id == picked.c.id
-            else:  # SQLite's writers take turns (BEGIN IMMEDIATE): nothing to skip
-                chosen = _TABLE.c.id.in_(query.scalar_subquery())
             # One statement, one round trip: the due rows are picked and leased at once.
             # Core, not ORM: rows with the same attribute names, without the ORM's per-object cost.
-            claimed = (await session.execute(
-                update(_TABLE)
-                .where(chosen, due)
-                .values(status=MessageStatus.sending.value, lease_until=lease, attempts=_TABLE.c.attempts + 1)
-                .returning(*_CLAIMED)
-            )).all()
+            claimed = await claim(
+                session, _TABLE, due=due, order_by=_TABLE.c.next_attempt_at, limit=limit or self.batch_size,
+                values=dict(status=MessageStatus.sending.value, lease_until=lease, attempts=_TABLE.c.attempts + 1),
+                returning=list(_CLAIMED))
         return sorted(claimed, key=lambda message: message.next_attempt_at), lease
 
     def _values(self, message: OutboxMessage, outcome: _Outcome, now: dt.datetime) -> dict:

@@ -39,15 +39,20 @@ KINDS: dict[str, tuple[str, ...]] = {
     "receipt": ("outcome", "at", "stage", "cycle", "comment"),
     # to a stage's superior (escalate_to) when a unit has not submitted by the due time
     "submission_overdue": ("title", "name", "cycle", "stage", "agency", "due", "officer"),
+    # to a stage's superior when an approval step is past its due time and keeps waiting (keep_waiting)
+    "step_overdue": ("title", "name", "cycle", "stage", "agency", "due", "officer"),
     # to an approver whose link closed because the step was settled by others; result as for outcome
     "step_closed": ("title", "name", "cycle", "stage", "result", "decided_by", "at"),
     # to coordinators; event: started | finished; stages: [{stage, status (stage_status.*), due}]
     "cycle_digest": ("title", "name", "cycle", "event", "at", "stages", "link"),
+    # to coordinators when a person must act; reason: submission_unrouted | resubmission_unrouted | ...;
+    # note: the advice key (attention.note.<note>); detail may be ""
+    "attention": ("title", "name", "cycle", "stage", "agency", "due", "reason", "note", "detail", "link"),
     # to coordinators; failures: [{recipient, subject, error, at}]
     "delivery_failure": ("title", "name", "count", "failures", "link"),
 }
 # Kinds whose subject depends on a value: the subject key is "<kind>.subject.<value>".
-SUBJECT_VARIANT = {"outcome": "result", "cycle_digest": "event"}
+SUBJECT_VARIANT = {"outcome": "result", "cycle_digest": "event", "attention": "reason"}
 
 
 @dataclass(frozen=True)

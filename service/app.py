@@ -12,7 +12,7 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database
 from approvals.plan import load_plan
 from notifications.render import Renderer
-from service import api, dashboard, links, pages, submissions
+from service import api, dashboard, health, links, pages, submissions
 from service.deps import AppState
 from service.resume import Resumer
 from service.web import BodyLimit, LinkFailureLimit, SecurityHeaders, WebLimits, install_log_redaction
@@ -26,9 +26,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         install_log_redaction()
         db = Database(settings.effective_database_url)
-        resumer = Resumer(db, event_deployment=settings.event_cycle_deployment,
+        renderer = Renderer()
+        resumer = Resumer(db, plan=plan, settings=settings, renderer=renderer,
+                          event_deployment=settings.event_cycle_deployment,
                           problem_deployment=settings.problem_cycle_deployment)
-        app.state.kehoach = AppState(settings=settings, plan=plan, db=db, renderer=Renderer(), resumer=resumer)
+        app.state.kehoach = AppState(settings=settings, plan=plan, db=db, renderer=renderer, resumer=resumer)
         stop = asyncio.Event()
         reconciler = asyncio.create_task(resumer.run_forever(settings.resume_retry_interval, stop))
         try:
@@ -47,11 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # limit (429 before anything else), then the body limit (413 before the body is read).
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, default_language=settings.default_language)
     app.add_middleware(LinkFailureLimit, limit=limits.failure_limit, window=limits.failure_window,
-                       default_language=settings.default_language)
+                       default_language=settings.default_language, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(SecurityHeaders)
     app.include_router(links.router)
     app.include_router(submissions.router)
     app.include_router(pages.router)
+    app.include_router(health.router)  # /healthz, /readyz, /metrics
     app.include_router(api.router)  # the coordinators' API, /api/v1
     app.include_router(dashboard.router)  # the coordinators' pages: /, /requests/..., /login
     return app

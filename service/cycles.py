@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from prefect.client.orchestration import get_client
@@ -66,3 +67,87 @@ async def start_annual_cycle(year: int, deployment: str, *, wait: float = 120) -
         deployment, parameters={"year": year}, timeout=0, idempotency_key=f"annual-cycle-{year}",
         as_subflow=False,
     )
+
+
+class PrefectUnavailable(RuntimeError):
+    """Prefect could not be reached (or refused) while restarting a cycle: try again."""
+
+
+class CycleNotRestartable(RuntimeError):
+    """The cycle cannot be restarted now (finished, or its run is alive); the message says why."""
+
+
+ALIVE = ("RUNNING", "PENDING", "SCHEDULED", "PAUSED")
+
+
+def deployment_of(settings, cycle, record_id: str | None) -> tuple[str, dict, str]:
+    """The deployment that runs a cycle of this kind, its parameters, and its idempotency key stem."""
+    if cycle.kind == "annual" and cycle.period.isdigit():
+        return settings.prefect_deployment, {"year": int(cycle.period)}, f"annual-cycle-{cycle.period}"
+    if cycle.kind == "culture_society_monthly" and re.fullmatch(r"[0-9]{4}-[0-9]{2}", cycle.period):
+        return ("culture-society-cycle/culture-society-cycle", {"month": cycle.period},
+                f"culture-society-{cycle.period}")
+    if cycle.kind == "economy_event" and record_id:
+        return settings.event_cycle_deployment, {"event_id": record_id}, f"economy-event-{record_id}"
+    if cycle.kind == "problem_escalation" and record_id:
+        return settings.problem_cycle_deployment, {"problem_id": record_id}, f"problem-{record_id}"
+    raise CycleNotRestartable(f"no deployment runs the cycle {cycle.kind}/{cycle.period}")
+
+
+async def restart_cycle(db, settings, cycle_id, *, by: str, force: bool = False) -> tuple[FlowRun, str | None, int]:
+    """Start a new run for a cycle whose run died, failed or ended early (the cycle needs
+    attention). The new run takes the cycle's place from the old one and goes on from the
+    database: it opens what was not opened and asks nobody again. A run that is alive is not
+    replaced unless `force` (it is then cancelled first, so it never waits forever)."""
+    from sqlalchemy import select
+
+    from approvals.models import Cycle, EconomicEvent, ProblemReport
+
+    async with db.reads() as session:
+        cycle = await session.get(Cycle, cycle_id)
+        if cycle is None:
+            raise LookupError(f"no cycle {cycle_id}")
+        model = {"economy_event": EconomicEvent, "problem_escalation": ProblemReport}.get(cycle.kind)
+        record = (await session.execute(select(model.id).where(model.cycle_id == cycle.id))).scalar() \
+            if model else None
+    if cycle.finished_at is not None:
+        raise CycleNotRestartable("this cycle has finished")
+    require_prefect_api()
+    deployment, parameters, key = deployment_of(settings, cycle, str(record) if record else None)
+    previous = cycle.run_id
+    try:
+        return await _restart(db, settings, cycle, previous, deployment, parameters, key, by=by, force=force)
+    except (CycleNotRestartable, LookupError):
+        raise
+    except Exception as exc:  # Prefect unreachable, slow or refusing: nothing was changed in Prefect's stead
+        raise PrefectUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def _restart(db, settings, cycle, previous, deployment, parameters, key, *, by, force):
+    import uuid as _uuid
+
+    from prefect.states import Cancelled
+
+    from approvals import cycles
+    from approvals.db import utcnow
+
+    async with get_client() as client:
+        if previous:
+            try:
+                run = await client.read_flow_run(_uuid.UUID(previous))
+                state = run.state
+            except ObjectNotFound:
+                state = None
+            if state is not None and state.type.value in ALIVE:
+                if not force and cycle.attention is None:
+                    raise CycleNotRestartable(f"its run {previous} is {state.name}: it is alive (use force to "
+                                              "replace it)")
+                # Never two runs for one cycle: the old one ends before the new one starts.
+                await client.set_flow_run_state(_uuid.UUID(previous), Cancelled(message=f"replaced: {by}"),
+                                                force=True)
+    async with db.transaction() as session:
+        released = await cycles.release(session, cycle.id, by=by, now=utcnow())
+    await wait_for_deployment(deployment, 30)
+    run = await arun_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False,
+                                idempotency_key=f"{key}-restart-{released.restarts}")
+    return run, previous, released.restarts

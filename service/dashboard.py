@@ -7,6 +7,7 @@ by the login form. Pages read only; actions go through the API.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import uuid
@@ -18,7 +19,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from starlette.exceptions import HTTPException
 
-from approvals import coordination
+from approvals import coordination, cycles
 from approvals.db import utcnow
 from approvals.deadlines import due_at
 from approvals.i18n import catalogue, local_time
@@ -174,6 +175,19 @@ def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime
     } for v in sorted(views, key=lambda v: v.request.due_at)]
 
 
+def _unrouted(plan: Plan, views: list[coordination.RequestView], language: str) -> list[dict]:
+    tz = plan_tz(plan)
+    return [{
+        "id": str(v.request.id),
+        "reason": "submission_unrouted" if v.request.status == RequestStatus.awaiting_submission.value
+        else "resubmission_unrouted",
+        "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
+        "stage": _stage_name(plan, v.cycle, v.request.stage, language),
+        "subject": agency_name(plan, v.request.subject or v.request.acting_agency, language),
+        "due": local_time(v.request.due_at, tz, language),
+    } for v in views]
+
+
 @dataclass(frozen=True)
 class ReportRow:
     agency: str
@@ -183,15 +197,10 @@ class ReportRow:
 
 
 def report_units(plan: Plan, on: dt.date) -> list[str]:
-    """Every unit taking part in the annual cycle on a day (after mergers: the successor), in plan order."""
+    """Every unit that owes the annual report on a day (after mergers: the successor), in plan order."""
     kind = next((c for c in plan.cycles if c.id == ANNUAL_KIND), None)
-    units: list[str] = []
-    for stage in kind.stages if kind else []:
-        for agency_id in stage.acting_agencies:
-            unit = plan.agency_on(agency_id, on).id
-            if unit not in units:
-                units.append(unit)
-    return units
+    stage = next((s for s in kind.stages if s.id == ANNUAL_REPORT), None) if kind else None
+    return plan.branches(stage, on) if stage else []
 
 
 async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, language: str) -> dict | None:
@@ -244,11 +253,51 @@ async def overview(request: Request, app: App):
         year = now.astimezone(app.settings.tz).year
     year = min(max(year, 2000), 2100)
     async with app.db.reads() as session:
-        views = await coordination.cycles(session, now=now)
+        views = await coordination.cycles(session, now=now, year=year)  # the year shown, not every year
         overdue = await coordination.find_requests(session, now=now, overdue=True, limit=200)
+        unrouted = await coordination.unrouted_steps(session)
+        stopped = await cycles.needing_attention(session)
         report = await _annual_report(session, app.plan, year, now, language)
+    notice = request.query_params.get("notice", "")
     return _page(request, app, "dashboard.html", language, caller, years=_cycles_by_year(app.plan, views, language),
-                 overdue=_overdue(app.plan, overdue, now, language), report=report)
+                 overdue=_overdue(app.plan, overdue, now, language), attention=_unrouted(app.plan, unrouted, language),
+                 stopped=[{"id": str(c.id), "name": cycle_name(app.plan, c.kind, c.period, language),
+                           "reason": c.attention, "detail": c.attention_detail,
+                           "since": local_time(c.attention_at, plan_tz(app.plan), language) if c.attention_at else ""}
+                          for c in stopped],
+                 notice=notice if notice in NOTICES else "", report=report, year=year)
+
+
+NOTICES = ("resumed", "resume_refused", "resume_unavailable")
+
+
+@router.post("/cycles/{cycle_id}/resume")
+async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
+    """The dashboard's "Resume the cycle" button: what `POST /api/v1/cycles/{id}/resume` does,
+    for a coordinator signed in (a viewer is refused)."""
+    from service.cycles import CycleNotRestartable, PrefectNotConfigured, PrefectUnavailable, restart_cycle
+
+    language = language_of(request, app.settings.default_language)
+    caller = await _caller_or_login(request, app, language)
+    if not isinstance(caller, Caller):
+        return caller
+    _ = catalogue(MESSAGES).gettext_for(language)
+    if cross_site(request, app.settings.public_base_url) or not caller.can_act:
+        return _page(request, app, "message.html", language, caller, status_code=403,
+                     title=_("dash.forbidden.title"), body=_("dash.forbidden.body"))
+    try:
+        await asyncio.wait_for(restart_cycle(app.db, app.settings, uuid.UUID(cycle_id), by=caller.actor), 60)
+        notice = "resumed"
+    except (ValueError, LookupError):
+        return _page(request, app, "message.html", language, caller, status_code=404,
+                     title=_("dash.not_found.title"), body=_("dash.not_found.body"))
+    except CycleNotRestartable:
+        notice = "resume_refused"
+    except (PrefectNotConfigured, PrefectUnavailable, asyncio.TimeoutError, TimeoutError):
+        notice = "resume_unavailable"
+    query = _lang_query(language, app)
+    return RedirectResponse("/" + (query + "&" if query else "?") + f"notice={notice}", status_code=303,
+                            headers=NO_STORE)
 
 
 # A request's timeline ----------------------------------------------------------------------

@@ -103,6 +103,10 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
                  asyncio.create_task(dispatcher.run_forever(interval=1.0, stop=stop))]
         token = await _coordinator_token(db)
         step(f"Starting the annual cycle {year}")
+        shifted = await _dates_ahead(db, settings, year)
+        if shifted:
+            step(f"Its dates had passed: every deadline moved {shifted} days, so that all lie ahead "
+                 "(`kehoach start` asks; the demo shifts)")
         run = await start_annual_cycle(year, settings.prefect_deployment)
         base = settings.public_base_url
         typer.echo("")
@@ -120,6 +124,24 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         catcher.stop()
         await db.dispose()
+
+
+async def _dates_ahead(db: Database, settings: Settings, year: int) -> int:
+    """A newcomer's cycle has every deadline ahead of today, whatever the day: a year whose dates
+    have passed is shifted (recorded in the audit log). The days shifted (0: none passed)."""
+    from approvals.cycles import Schedule, calendar, schedule
+    from approvals.plan import load_plan
+    from flows.annual_cycle import CYCLE_KIND, cycle_start
+
+    plan = load_plan(settings.plan_file)
+    now = utcnow()
+    starts_on = cycle_start(year)
+    if not any(d.at <= now for d in calendar(plan, CYCLE_KIND, starts_on)):
+        return 0
+    async with db.transaction() as session:
+        cycle, _ = await schedule(session, plan, kind=CYCLE_KIND, period=str(year), starts_on=starts_on,
+                                  choice=Schedule.shift, by="demo", now=now)
+    return cycle.shift_days
 
 
 async def _coordinator_token(db: Database) -> str:

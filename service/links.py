@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import unicodedata
@@ -29,6 +30,7 @@ from approvals.presentation import (
 from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_closing_messages, queue_link_messages, queue_plain_messages
 from service.deps import App
+from service.emails import queue_asked
 from service.web import (
     MESSAGES,
     known_language,
@@ -154,7 +156,8 @@ async def decide(request: Request, token: str, app: App):
     try:
         async with app.db.transaction() as session:
             result = await record_decision(session, token=token, outcome=choice, comment=comment, now=now,
-                                  plan=app.plan, secret=app.settings.link_secret_bytes())
+                                           plan=app.plan, secret=app.settings.link_secret_bytes(),
+                                           link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
             cycle = await session.get(Cycle, result.request.cycle_id)
             decided_by = official_name(app.plan, result.decision.official_id)
             # The decider's receipt, and a note to whoever the outcome spared: both take the
@@ -171,6 +174,8 @@ async def decide(request: Request, token: str, app: App):
                                        tz=app.settings.tz, base_url=app.settings.public_base_url)
                 await queue_plain_messages(session, renderer=app.renderer, messages=[told] if told else [],
                                            domain=app.mail_domain)
+            if result.asked is not None:  # sent back: its submitter is asked to resubmit, now
+                await queue_asked(app, session, request=result.request, cycle=cycle, asked=result.asked)
             if result.activated:  # a sequence: the next approver is asked now
                 await queue_link_messages(
                     session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=app.organizer,
@@ -190,8 +195,7 @@ async def decide(request: Request, token: str, app: App):
     except requests.AlreadyDecided:
         return render(request, "message.html", language, status_code=409,
                       title=_("already.title"), body=_("already.body"), switch_url=None)
-    if result.settled is not None:
-        await app.resumer.resume(result.request)
+    # No call to Prefect here: a settled stage queued its run's wake in the same transaction.
     at = local_time(now, app.settings.tz, language)
     return render(request, "message.html", language, switch_url=None, title=_("done.title"),
                   body=_("done.body", outcome=_(f"outcome.{choice.value}"), at=at))

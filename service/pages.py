@@ -1,4 +1,4 @@
-"""Read-only pages: the local inbox (development only) and the health check.
+"""Read-only pages: the local inbox (development only); health and metrics are in `service.health`.
 
 The cycles overview moved to `service.dashboard`, behind a login."""
 
@@ -29,7 +29,3 @@ async def inbox(request: Request, app: App):
     ]
     return render(request, "inbox.html", language, messages=messages)
 
-
-@router.get("/healthz")
-async def health():
-    return {"status": "ok"}

@@ -44,8 +44,10 @@ def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
 
 
 class LocalPrefectServer:
-    def __init__(self, home: Path, port: int | None = None, log_file: Path | None = None):
+    def __init__(self, home: Path, port: int | None = None, log_file: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.home = home
+        self.extra_env = env or {}  # e.g. PREFECT_API_DATABASE_CONNECTION_URL for a PostgreSQL-backed server
         self.port = port or free_port()
         self.log_file = log_file or home / "prefect-server.log"
         self.process: subprocess.Popen | None = None
@@ -63,7 +65,8 @@ class LocalPrefectServer:
         log = open(self.log_file, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=prefect_env(self.home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**prefect_env(self.home), **self.extra_env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         started = time.monotonic()
         while time.monotonic() - started < timeout:

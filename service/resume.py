@@ -1,8 +1,17 @@
-"""Resume waiting flow runs once their request is settled; retry until Prefect answers.
+"""Deliver wakes to the runs that carry cycles; watch those runs; start recorded cycles.
 
-The database is the authority: a decision is committed first, then the run is
-resumed. If Prefect is down, or the run has not suspended yet, the request stays
-marked "not resumed" and the reconciler tries again.
+A decision (or a sweep's expiry, or a cancellation) never calls Prefect: it writes a wake in
+its own transaction and answers. This loop, in every `kehoach web` process, delivers them:
+
+- a claim takes due wakes in order, with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
+  SQLite's writers take turns), so any number of processes share the queue, each wake
+  delivered by one of them;
+- a wake resumes the cycle's current run if it waits at that stage; a run still on its way
+  to the wait is tried again shortly, Prefect down or slow (every call has a timeout) is
+  tried again with back-off, and a wake that can never succeed (the run is over or gone
+  while the cycle is not) is parked, and the cycle shown to the coordinators;
+- a run that said it was working and went silent (its process died) is asked after in
+  Prefect, marked crashed there, and its cycle shown to the coordinators, who are told once.
 """
 
 from __future__ import annotations
@@ -11,87 +20,222 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
+from dataclasses import dataclass
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
+from prefect.states import Crashed
+from sqlalchemy import or_, update
 
-from approvals import coordination, requests
-from approvals.db import Database, utcnow
-from approvals.models import ApprovalRequest
+from approvals import coordination, cycles
+from approvals.config import Settings
+from approvals.db import Database, claim, utcnow
+from approvals.models import Cycle, Wake, WakeStatus
+from approvals.plan import Plan
+from approvals.presentation import cycle_attention_messages
+from approvals.stages import ANY_STAGE
+from notifications.links import queue_plain_messages
+from notifications.render import Renderer
 from service.cycles import PrefectNotConfigured, require_prefect_api, start_recorded_cycle
 
 log = logging.getLogger("kehoach.resume")
 EVENT_START_WINDOW = dt.timedelta(days=30)  # an event recorded while Prefect was down still gets its cycle
+WAIT_PREFIX = "stage:"  # flows.stages.WAIT_KEY
+BATCH = 50
+LEASE = dt.timedelta(seconds=60)
+MAX_BACKOFF = 60.0
+NO_RUN_PATIENCE = dt.timedelta(hours=1)  # a wake of a cycle no run has taken, this long: parked
+
+
+def backoff(attempts: int, *, base: float) -> float:
+    return min(MAX_BACKOFF, base * 2 ** max(attempts - 1, 0))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    cycle_id: uuid.UUID
+    stage: str
+    attempts: int
+    created_at: dt.datetime
+    lease_until: dt.datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status: str  # done, retry, parked
+    detail: str = ""
+    soon: bool = False  # the run is on its way to its wait: look again shortly
+    run_id: str | None = None
 
 
 class Resumer:
-    def __init__(self, db: Database, *, event_deployment: str = "", problem_deployment: str = ""):
+    def __init__(self, db: Database, *, plan: Plan | None = None, settings: Settings | None = None,
+                 renderer: Renderer | None = None, event_deployment: str = "", problem_deployment: str = ""):
         self.db = db
+        self.plan = plan
+        self.settings = settings
+        self.renderer = renderer
         self.event_deployment = event_deployment
         self.problem_deployment = problem_deployment
+        self.timeout = settings.resume_timeout if settings else 10.0
         self.started: set[uuid.UUID] = set()
+        self.stats = {"done": 0, "retry": 0, "parked": 0}
 
-    async def resume(self, request: ApprovalRequest) -> bool:
-        """Try once. True when nothing more is to be done for this request."""
-        if not request.waiter_ref:
-            return True
-        done = await self._try(request)
-        if done:
-            async with self.db.transaction() as session:
-                await requests.mark_resumed(session, request.id, now=utcnow())
-        return done
+    # The wake queue --------------------------------------------------------------------------
 
-    async def _try(self, request: ApprovalRequest) -> bool:
-        run_id = uuid.UUID(request.waiter_ref)
+    async def _claim(self, now: dt.datetime) -> list[Claimed]:
+        table = Wake.__table__
+        due = (table.c.status == WakeStatus.queued.value) & (table.c.next_attempt_at <= now) & or_(
+            table.c.lease_until.is_(None), table.c.lease_until < now)
+        lease = now + LEASE
+        async with self.db.transaction() as session:
+            rows = await claim(session, table, due=due, order_by=table.c.id, limit=BATCH,
+                               values={"lease_until": lease, "attempts": table.c.attempts + 1},
+                               returning=[table.c.id, table.c.cycle_id, table.c.stage, table.c.attempts,
+                                          table.c.created_at])
+        return sorted((Claimed(r.id, r.cycle_id, r.stage, r.attempts, r.created_at, lease) for r in rows),
+                      key=lambda c: c.id)
+
+    async def deliver_once(self) -> int:
+        """Deliver what is due now; the number of wakes that reached an end (done or parked)."""
+        claimed = await self._claim(utcnow())
+        ended = 0
+        for wake in claimed:
+            try:
+                outcome = await self._deliver(wake)
+            except Exception as exc:  # one wake that cannot be handled now must not stop the others
+                log.exception("delivering wake %s of cycle %s failed", wake.id, wake.cycle_id)
+                outcome = Delivery("retry", f"{type(exc).__name__}: {exc}")
+            await self._record(wake, outcome)
+            self.stats[outcome.status] += 1
+            ended += outcome.status != "retry"
+        return ended
+
+    async def _record(self, wake: Claimed, outcome: Delivery) -> None:
+        now = utcnow()
+        fence = (Wake.id == wake.id, Wake.lease_until == wake.lease_until)  # still ours
+        if outcome.status == "retry":
+            delay = backoff(wake.attempts, base=0.5 if outcome.soon else 2.0)
+            values = dict(lease_until=None, next_attempt_at=now + dt.timedelta(seconds=delay),
+                          last_error=outcome.detail[:1000])
+        else:
+            status = WakeStatus.done if outcome.status == "done" else WakeStatus.parked
+            values = dict(status=status.value, lease_until=None, done_at=now, last_error=outcome.detail[:1000],
+                          run_id=outcome.run_id)
+        async with self.db.transaction() as session:
+            await session.execute(update(Wake).where(*fence).values(**values)
+                                  .execution_options(synchronize_session=False))
+
+    async def _deliver(self, wake: Claimed) -> Delivery:
+        async with self.db.reads() as session:
+            cycle = await session.get(Cycle, wake.cycle_id)
+        if cycle is None or cycle.finished_at is not None:
+            return Delivery("done", "the cycle has finished")
+        if not cycle.run_id:
+            if utcnow() - wake.created_at > NO_RUN_PATIENCE:  # not a start or restart under way: nobody will
+                detail = f"no run has taken the cycle in {NO_RUN_PATIENCE.total_seconds() / 60:.0f} minutes"
+                await self._attention(cycle.id, None, cycles.Attention.run_missing, detail)
+                return Delivery("parked", detail)
+            return Delivery("retry", "no run carries the cycle yet (starting or restarting)")
         try:
             require_prefect_api()
-            async with get_client() as client:
-                run = await client.read_flow_run(run_id)
-                state = run.state
-                if state is None:
-                    return False
-                if state.is_final():
-                    log.info("run %s is already %s; nothing to resume", run_id, state.name)
-                    return True
-                key = state.state_details.pause_key or ""
-                if not state.is_paused() or not key.startswith("decision-"):
-                    return False  # still running towards its wait: later
-                # A run waits on the newest round of its step; resuming it makes it re-read the database,
-                # so a resume for an older round costs one check, never a wrong outcome.
-                result = await client.resume_flow_run(
-                    run_id, run_input={"request_id": str(request.id), "outcome": request.status}
-                )
-                if result.status != SetStateStatus.ACCEPT:
-                    log.warning("Prefect refused to resume run %s: %s", run_id, result.details)
-                    return False
-                log.info("resumed run %s for request %s", run_id, request.id)
-                return True
-        except ObjectNotFound:
-            log.warning("run %s for request %s no longer exists", run_id, request.id)
-            return True
-        except PrefectNotConfigured as exc:  # the outcome is kept: the reconciler resumes once it is set
-            log.warning("cannot resume run %s: %s", run_id, exc)
-            return False
-        except Exception as exc:  # Prefect unreachable: keep the outcome and retry later
-            log.warning("could not reach Prefect to resume run %s: %s", run_id, exc)
-            return False
+            return await asyncio.wait_for(self._resume(wake, cycle), timeout=self.timeout)
+        except PrefectNotConfigured as exc:
+            return Delivery("retry", str(exc))
+        except (asyncio.TimeoutError, TimeoutError):
+            return Delivery("retry", f"Prefect did not answer within {self.timeout:.0f} s")
+        except Exception as exc:  # Prefect unreachable: the wake waits in the queue
+            return Delivery("retry", f"could not reach Prefect: {type(exc).__name__}: {exc}")
 
-    async def reconcile_once(self) -> int:
+    async def _resume(self, wake: Claimed, cycle: Cycle) -> Delivery:
+        run_id = cycle.run_id
+        async with get_client() as client:
+            try:
+                run = await client.read_flow_run(uuid.UUID(run_id))
+            except ObjectNotFound:
+                await self._attention(cycle.id, run_id, cycles.Attention.run_missing, f"flow run {run_id} not found")
+                return Delivery("parked", f"flow run {run_id} not found", run_id=run_id)
+            state = run.state
+            if state is None:
+                return Delivery("retry", "the run has no state yet", soon=True, run_id=run_id)
+            if state.is_final():
+                detail = f"flow run {run_id} is {state.name}"
+                await self._attention(cycle.id, run_id, cycles.Attention.run_finished_open, detail)
+                return Delivery("parked", detail, run_id=run_id)
+            key = state.state_details.pause_key or ""
+            if not state.is_paused():
+                return Delivery("retry", f"the run is {state.name}, not waiting yet", soon=True, run_id=run_id)
+            wanted = WAIT_PREFIX if wake.stage == ANY_STAGE else f"{WAIT_PREFIX}{wake.stage}:"
+            if not key.startswith(wanted):
+                return Delivery("done", f"the run waits elsewhere ({key})", run_id=run_id)
+            result = await client.resume_flow_run(uuid.UUID(run_id))
+            if result.status != SetStateStatus.ACCEPT:
+                return Delivery("retry", f"Prefect refused to resume: {result.details}", soon=True, run_id=run_id)
+        log.info("resumed run %s of cycle %s at %s", run_id, cycle.id, wake.stage or "its wait")
+        return Delivery("done", run_id=run_id)
+
+    async def _attention(self, cycle_id: uuid.UUID, run_id: str | None, reason: str, detail: str) -> None:
         async with self.db.transaction() as session:
-            waiting = await requests.requests_awaiting_resume(session)
-        resumed = 0
-        for request in waiting:
-            resumed += await self.resume(request)
-        await self.start_recorded_cycles()
-        return resumed
+            marked = await cycles.needs_attention(session, cycle_id, reason=reason, detail=detail, run_id=run_id,
+                                                  now=utcnow())
+            if marked is not None and self.plan is not None and self.settings is not None:
+                await queue_plain_messages(
+                    session, renderer=self.renderer or Renderer(), domain=self.settings.mail_from.rsplit("@", 1)[-1],
+                    messages=cycle_attention_messages(self.plan, marked, reason=reason, detail=detail, at=utcnow(),
+                                                      tz=self.settings.tz, base_url=self.settings.public_base_url))
+        if marked is not None:
+            log.warning("cycle %s needs attention: %s (%s)", cycle_id, reason, detail)
+
+    # Runs that went silent -------------------------------------------------------------------
+
+    async def watch_runs(self) -> int:
+        """Ask Prefect after each run that said it was working and went silent; mark the dead
+        ones crashed there and their cycles as needing attention. The number marked."""
+        silence = dt.timedelta(seconds=self.settings.run_silence_seconds if self.settings else 90)
+        async with self.db.reads() as session:
+            silent = await cycles.silent_runs(session, now=utcnow(), grace=silence)
+        marked = 0
+        for cycle in silent:
+            try:
+                require_prefect_api()
+                reason = await asyncio.wait_for(self._judge(cycle), timeout=self.timeout)
+            except Exception as exc:  # Prefect unreachable: ask again next time
+                log.warning("could not ask Prefect about run %s: %s", cycle.run_id, exc)
+                continue
+            if reason is not None:
+                await self._attention(cycle.id, cycle.run_id, reason[0], reason[1])
+                marked += 1
+        return marked
+
+    async def _judge(self, cycle: Cycle) -> tuple[str, str] | None:
+        async with get_client() as client:
+            try:
+                run = await client.read_flow_run(uuid.UUID(cycle.run_id))
+            except ObjectNotFound:
+                return cycles.Attention.run_missing, f"flow run {cycle.run_id} not found"
+            state = run.state
+            if state is not None and (state.is_paused() or state.is_scheduled()):
+                return None  # waiting, or about to start again: not dead
+            if state is not None and state.is_final():
+                reason = cycles.Attention.run_failed if state.is_failed() else (
+                    cycles.Attention.run_crashed if state.is_crashed() else cycles.Attention.run_finished_open)
+                return reason, f"flow run {cycle.run_id} is {state.name}"
+            # Prefect still thinks it runs, but it has been silent: its process is gone.
+            silent_for = (utcnow() - cycle.heartbeat_at).total_seconds() if cycle.heartbeat_at else 0
+            await client.set_flow_run_state(
+                uuid.UUID(cycle.run_id), Crashed(message=f"kehoach: no heartbeat for {silent_for:.0f} s"), force=True)
+            return cycles.Attention.run_crashed, f"flow run {cycle.run_id}: no heartbeat for {silent_for:.0f} s"
+
+    # Cycles of recorded events and problems --------------------------------------------------
 
     async def start_recorded_cycles(self) -> int:
         """Start the cycle of each recorded economic event and problem that has none yet (its
         run links the cycle). Idempotent by record: Prefect returns the existing run for the
         same key, so a restart or a retry never starts a second."""
         since = utcnow() - EVENT_START_WINDOW
-        async with self.db.transaction() as session:
+        async with self.db.reads() as session:
             waiting = []
             if self.event_deployment:
                 waiting += [(e.id, "economic event", self.event_deployment, "event_id", "economy-event")
@@ -104,7 +248,9 @@ class Resumer:
             if record_id in self.started:
                 continue
             try:
-                run = await start_recorded_cycle(deployment, {parameter: str(record_id)}, f"{key}-{record_id}")
+                run = await asyncio.wait_for(
+                    start_recorded_cycle(deployment, {parameter: str(record_id)}, f"{key}-{record_id}"),
+                    timeout=self.timeout)
             except Exception as exc:  # Prefect unreachable or the worker not up yet: next round
                 log.warning("could not start the cycle of %s %s: %s", what, record_id, exc)
                 continue
@@ -113,12 +259,43 @@ class Resumer:
             log.info("started run %s for %s %s", run.id, what, record_id)
         return started
 
+    # The loop ----------------------------------------------------------------------------------
+
+    # Events for ops --------------------------------------------------------------------------
+
+    async def relay_events(self) -> int:
+        """Send new audit rows to Prefect as events (`service.events`); 0 when Prefect is not set
+        up or cannot be reached (the rows wait: the cursor did not move)."""
+        from service.events import relay_once, send_to_prefect
+
+        try:
+            require_prefect_api()
+            return await asyncio.wait_for(relay_once(self.db, send_to_prefect), timeout=self.timeout)
+        except PrefectNotConfigured:
+            return 0
+        except Exception as exc:  # Prefect slow or down: next round
+            log.warning("could not send events to Prefect: %s", exc)
+            return 0
+
+    async def reconcile_once(self) -> int:
+        delivered = await self.deliver_once()
+        await self.watch_runs()
+        await self.start_recorded_cycles()
+        await self.relay_events()
+        return delivered
+
     async def run_forever(self, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            busy = False
             try:
-                await self.reconcile_once()
+                busy = await self.deliver_once() > 0
+                await self.watch_runs()
+                await self.start_recorded_cycles()
+                busy = await self.relay_events() > 0 or busy
             except Exception:
                 log.exception("resume reconciliation failed")
+            if busy:
+                continue  # more may be due: look again at once
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             except asyncio.TimeoutError:

@@ -8,6 +8,7 @@ sent before the application runs), and they never buffer a request body.
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import ipaddress
 import logging
 import math
@@ -279,26 +280,114 @@ class FailureWindow:
         return len(self._failures)
 
 
+class SharedFailures:
+    """The failure window in the database: every web process counts the same failures (several
+    processes behind a proxy give a guesser no more tries than one). The same sliding window as
+    `FailureWindow`: a client over `limit` failures in the last `window` seconds waits until the
+    oldest of them leaves it."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit = limit
+        self.window = window
+
+    async def retry_after(self, db, key: str) -> float | None:
+        if self.limit <= 0:
+            return None
+        from sqlalchemy import func, select
+
+        from approvals.db import utcnow
+        from approvals.models import LinkFailure
+
+        now = utcnow()
+        since = now - dt.timedelta(seconds=self.window)
+        async with db.reads() as session:
+            count, oldest = (await session.execute(
+                select(func.count(), func.min(LinkFailure.at))
+                .where(LinkFailure.client_key == key, LinkFailure.at > since))).one()
+        if count < self.limit:
+            return None
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        return max((oldest - since).total_seconds(), 0.001)
+
+    async def record(self, db, key: str) -> None:
+        if self.limit <= 0:
+            return
+        from sqlalchemy import delete
+
+        from approvals.db import utcnow
+        from approvals.models import LinkFailure
+
+        now = utcnow()
+        async with db.transaction() as session:
+            session.add(LinkFailure(client_key=key[:64], at=now))
+            # Keep the table small: what has left every window goes (cheap, by the time index).
+            await session.execute(delete(LinkFailure).where(
+                LinkFailure.at < now - dt.timedelta(seconds=max(self.window, 60) * 10)))
+
+
+def trusted_networks(spec: str) -> list:
+    """KEHOACH_TRUSTED_PROXIES: comma-separated addresses or networks (e.g. 10.0.0.0/8, ::1)."""
+    networks = []
+    for part in (p.strip() for p in spec.split(",")):
+        if part:
+            networks.append(ipaddress.ip_network(part, strict=False))
+    return networks
+
+
+def real_client(scope: Scope, trusted: list) -> str | None:
+    """The client's address: the peer, or, when the peer is a trusted proxy, the last address in
+    X-Forwarded-For that is not a trusted proxy (the one the first trusted hop saw). A forged
+    header from an untrusted peer is ignored."""
+    client = scope.get("client")
+    peer = client[0] if client else None
+
+    def is_trusted(host: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(host) if host else None
+        except ValueError:
+            return False
+        return address is not None and any(address in network for network in trusted)
+
+    if not trusted or not is_trusted(peer):
+        return peer
+    forwarded = [value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"x-forwarded-for"]
+    hops = [hop.strip() for header in forwarded for hop in header.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
 class LinkFailureLimit:
     """Slows down guessing: repeated invalid-link answers to one client earn it 429s.
 
-    Only invalid-link answers (404 under /a/) count; a working link does not. While a
-    client is over the limit every link request of its gets 429 before the database is
-    touched, so a 429 says nothing about the token it carried.
+    Only invalid-link answers (404 under /a/ and /s/) count; a working link does not. While a
+    client is over the limit every link request of its gets 429 before its link is looked at,
+    so a 429 says nothing about the token it carried. The client is the real one behind the
+    trusted proxies (`KEHOACH_TRUSTED_PROXIES`), and its failures are counted in the database,
+    across every web process (in memory when the app has no database yet).
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, window: float, default_language: str = "vi"):
+    def __init__(self, app: ASGIApp, *, limit: int, window: float, default_language: str = "vi",
+                 trusted_proxies: str = ""):
         self.app = app
         self.failures = FailureWindow(limit, window)
+        self.shared = SharedFailures(limit, window)
+        self.trusted = trusted_networks(trusted_proxies)
         self.default_language = default_language
+
+    def _db(self, scope: Scope):
+        state = getattr(getattr(scope.get("app"), "state", None), "kehoach", None)
+        return getattr(state, "db", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(LINK_PREFIX):
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        key = client_key(client[0] if client else None)
-        wait = self.failures.retry_after(key)
+        key = client_key(real_client(scope, self.trusted))
+        db = self._db(scope)
+        wait = await self.shared.retry_after(db, key) if db is not None else self.failures.retry_after(key)
         if wait is not None:
             seconds = math.ceil(wait)
             language = _query_language(scope, self.default_language)
@@ -308,8 +397,13 @@ class LinkFailureLimit:
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 404:
-                self.failures.record(key)
-                if self.failures.retry_after(key) is not None:
+                if db is not None:
+                    await self.shared.record(db, key)
+                    blocked = await self.shared.retry_after(db, key) is not None
+                else:
+                    self.failures.record(key)
+                    blocked = self.failures.retry_after(key) is not None
+                if blocked:
                     log.warning("client %s reached %d invalid link requests in %gs: slowed down",
                                 key, self.failures.limit, self.failures.window)
             await send(message)

@@ -6,7 +6,7 @@ from approvals.config import Settings
 from approvals.db import Database
 from approvals.submissions import SUBMISSION_LINK
 from approvals.tokens import APPROVAL_LINK, approval_link_resolver
-from notifications.dispatcher import Dispatcher, SmtpConfig
+from notifications.dispatcher import Dispatcher, RetryPolicy, SmtpConfig
 
 
 def smtp_config(settings: Settings) -> SmtpConfig:
@@ -24,4 +24,7 @@ def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
     secret = settings.link_secret_bytes()
     resolvers = {APPROVAL_LINK: approval_link_resolver(secret, settings.public_base_url),
                  SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s")}
-    return Dispatcher(db, smtp_config(settings), resolvers=resolvers, pool_size=settings.smtp_pool_size)
+    return Dispatcher(db, smtp_config(settings), resolvers=resolvers, pool_size=settings.smtp_pool_size,
+                      retry=RetryPolicy(lease_seconds=settings.dispatch_lease_seconds,
+                                        # a short lease keeps most of itself for sending
+                                        lease_margin=min(10.0, settings.dispatch_lease_seconds / 4)))

@@ -43,7 +43,8 @@ def test_mail_bench_runs_every_row_on_a_small_outbox(backend):
 def test_web_bench_runs_every_row(backend):
     output = run_bench("web.py", backend, "--requests", "40", "--decisions", "10", "--rounds", "1",
                        "--concurrency", "4")
-    for row in ("minimal FastAPI endpoint, GET", "kehoach approval page", "kehoach decision"):
+    for row in ("minimal FastAPI endpoint, GET", "kehoach approval page", "bare FastAPI + SQLAlchemy decision",
+                "kehoach decision"):
         assert row in output, output
     assert "recorded exactly once" in output
 
@@ -53,3 +54,14 @@ def test_flows_bench_runs_on_a_real_prefect_server(backend):
     output = run_bench("flows.py", backend, "--steps", "3", "--rounds", "1")
     assert "bare Prefect: a task that does nothing" in output
     assert "every kehoach step opened one request with two approvers" in output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scale_bench_carries_a_synthetic_stage_and_the_baseline(backend):
+    """A small run of bench/scale.py: the annual report with 12 branches, some sent back, next to
+    3 bare-Prefect branches; it exits non-zero unless each unit was asked once, the stage done,
+    the chain finished and no Message-ID repeated."""
+    output = run_bench("scale.py", backend, "--sizes", "12", "--baseline", "3", "--changes", "0.25",
+                       "--concurrency", "4")
+    assert "bare Prefect, 3" in output and "12 (12 branches)" in output
+    assert "3 reports sent back and resubmitted" in output

@@ -3,8 +3,10 @@ inbox, follow the link, decide, Ctrl-C."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
+import sqlite3
 import signal
 import subprocess
 import sys
@@ -58,6 +60,15 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert link, "the approval email never reached the inbox page"
         assert "Cần phê duyệt" in inbox.text
 
+        # Whatever the day, a newcomer's cycle has every deadline ahead (a year already under way
+        # is shifted, and that is said).
+        with sqlite3.connect(tmp_path / "data" / "kehoach.db") as db:
+            (shift,) = db.execute("SELECT shift_days FROM cycle WHERE kind = 'annual'").fetchone()
+            dues = [dt.datetime.fromisoformat(d) for (d,) in db.execute("SELECT due_at FROM approval_request")]
+        now = dt.datetime.now(dt.UTC)
+        assert dues and all((d if d.tzinfo else d.replace(tzinfo=dt.UTC)) > now for d in dues)
+        if shift:
+            assert f"every deadline moved {shift} days" in output
         assert httpx.post(link, data={"outcome": "approve", "comment": ""}).status_code == 200
         token = re.search(r"Coordinator API token:\s+(\S+)", output).group(1)
         assert httpx.get(f"http://127.0.0.1:{web_port}/").status_code == 303  # the dashboard needs a login

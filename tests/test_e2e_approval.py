@@ -10,7 +10,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision
+from approvals.models import (
+    ApprovalRequest,
+    Assignment,
+    AuditEvent,
+    Cycle,
+    CycleStage,
+    Decision,
+)
+from tests.support.officials import after_a_rejected_orientation
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +33,7 @@ STAGE_1 = "dic_direction"
 
 def _snapshot(stack, year: int) -> dict:
     """Everything a link could change, for one year's stage 1."""
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         cycle_id = conn.execute(select(Cycle.id).where(Cycle.kind == "annual", Cycle.period == str(year))).scalar_one()
         request = conn.execute(select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle_id,
                                                              ApprovalRequest.stage == STAGE_1)).one()
@@ -56,7 +64,7 @@ def _open_cycle(stack, year: int):
 
 
 def _decision_row(stack, year: int):
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         return conn.execute(text(
             "SELECT d.outcome, d.comment, d.official_id FROM decision d JOIN approval_request r ON r.id = d.request_id "
             "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p"), {"p": str(year)}).one()
@@ -134,7 +142,7 @@ def test_reject_ends_the_stage_as_rejected_and_bad_tokens_change_nothing(stack):
 
     response = httpx.post(link, data={"outcome": "reject", "comment": "Chưa phù hợp với chủ đề năm."})
     assert response.status_code == 200
-    stack.wait_for_state(run_id, {"Completed"})
+    after_a_rejected_orientation(stack, year, run_id)
     after = _snapshot(stack, year)
     assert after["request_status"] == "rejected"
     assert after["stage"] == "rejected"
@@ -182,7 +190,7 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
     assert revised in page2.text and comment in page2.text  # the new text, and the earlier round's comment
     assert httpx.post(link2, data={"outcome": "approve", "comment": ""}).status_code == 200
     stack.wait_for_stage_2(run_id, year)
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         rounds = conn.execute(text(
             "SELECT r.round, r.status, r.previous_id IS NOT NULL, r.data FROM approval_request r "
             "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p AND r.stage = :s ORDER BY r.round"),
@@ -199,7 +207,7 @@ def test_no_token_reaches_the_logs_or_the_database(stack):
     """Link tokens are derived at send time: neither the outbox nor any log holds one."""
     tokens = {m.group(1).rsplit("/", 1)[1] for r in stack.smtp.received for m in LINK.finditer(r.text)}
     assert tokens, "the earlier tests of this backend sent links"
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         dumped = " ".join(str(row) for table in ("outbox_message", "assignment", "audit_event", "decision")
                           for row in conn.execute(text(f"SELECT * FROM {table}")))
     logs = " ".join(stack.log(name) for name in ("web", "worker", "dispatch"))

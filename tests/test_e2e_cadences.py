@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.test_e2e_chain import ASK, SUBMIT, Inbox, _approve, _submit
+from tests.support.officials import ASK, SUBMIT, Inbox, approve, submit
 
 pytestmark = pytest.mark.e2e
 
@@ -20,9 +20,9 @@ OUTLETS = [("newspaper_radio_tv_editor", "newspaper_radio_tv_head"), ("portal_ed
 
 def _each_outlet_submits_and_its_head_approves(inbox: Inbox, stage: str, what: str) -> None:
     for editor, _ in OUTLETS:
-        _submit(inbox.link(editor, SUBMIT, stage), text=f"{what} của {editor}")
+        submit(inbox.link(editor, SUBMIT, stage), text=f"{what} của {editor}")
     for _, head in OUTLETS:
-        _approve(inbox.link(head, ASK, stage))
+        approve(inbox.link(head, ASK, stage))
 
 
 def _wait_for_run(stack, sql: str, params: dict, timeout: float = 60) -> str:
@@ -31,7 +31,7 @@ def _wait_for_run(stack, sql: str, params: dict, timeout: float = 60) -> str:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with stack.sandbox.engine.connect() as conn:
+        with stack.reading() as conn:
             found = conn.execute(text(sql), params).scalar()
         if found:
             return found
@@ -59,7 +59,7 @@ def test_an_event_recorded_through_the_api_gets_its_economy_cycle(stack):
     listed = httpx.get(f"{stack.base_url}/api/v1/events", headers={"Authorization": f"Bearer {token}"}).json()
     (event,) = [e for e in listed if e["id"] == event_id]
     assert event["cycle_id"] is not None
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         rows = conn.execute(text("SELECT r.subject, r.status FROM approval_request r JOIN cycle c "
                                  "ON c.id = r.cycle_id WHERE c.kind = 'economy_event' AND c.period = :p "
                                  "ORDER BY r.subject"), {"p": f"{year}-10-20-{uuid.UUID(event_id).hex[:8]}"}).all()
@@ -73,7 +73,7 @@ def test_a_month_of_culture_society_content(stack):
     _each_outlet_submits_and_its_head_approves(inbox, "1. Sản phẩm truyền thông", "Chuyên mục văn hóa tháng 3")
     state = stack.wait_for_state(run_id, {"Completed"}, timeout=120)
     assert state.name == "Completed"
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         stages = conn.execute(text("SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
                                    "WHERE c.kind = 'culture_society_monthly' AND c.period = :p"), {"p": month}).all()
     assert stages == [("monthly_production", "done")]
@@ -103,7 +103,7 @@ def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
     listed = httpx.get(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"}).json()
     (problem,) = [p for p in listed if p["id"] == problem_id]
     assert problem["cycle_id"] is not None
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         run_id = conn.execute(text("SELECT r.waiter_ref FROM approval_request r WHERE r.cycle_id = :c"),
                               {"c": uuid.UUID(problem["cycle_id"]).hex if stack.sandbox.backend == "sqlite"
                                else problem["cycle_id"]}).scalar_one()

@@ -31,7 +31,7 @@ BROKEN: dict[str, tuple[int, str, str]] = {
     "unknown-successor-agency.yaml": (14, "agencies[0].successors[0]", "unknown agency 'ppc_new'"),
     "duplicate-agency-id.yaml": (17, "agencies[2].id", "duplicate agency id 'dost' (first used at agencies[1])"),
     "duplicate-stage-id.yaml": (
-        42, "cycles[0].stages[1].id", "duplicate stage id 'direction' (first used at cycles[0].stages[0])"
+        43, "cycles[0].stages[1].id", "duplicate stage id 'direction' (first used at cycles[0].stages[0])"
     ),
     "duplicate-key.yaml": (29, "officials[0].agency", "duplicate key 'agency' (first at line 26)"),
     "validity-ends-before-start.yaml": (
@@ -57,6 +57,14 @@ BROKEN: dict[str, tuple[int, str, str]] = {
         35, "cycles[0].stages[0]", "a stage of kind 'budget' needs a 'requester' role (who submits it)"
     ),
     "empty.yaml": (1, "(top level)", "the plan must be a YAML mapping"),
+    "fan-out-unit-without-officer.yaml": (
+        51, "cycles[0].stages[0].acting_kinds",
+        "nobody holds 'unit.reporter' for unit 'dof' (Department of Finance): stage 'direction' could not ask it"),
+    "official-name-with-line-break.yaml": (
+        24, "officials[0].name", "contains a control character (U+000D), such as a line break"),
+    "address-with-a-quote.yaml": (25, "officials[0].email", "has a character email headers refuse"),
+    "keep-waiting-with-nobody-to-tell.yaml": (
+        42, "cycles[0].stages[0].on_timeout", "keep_waiting with nobody to tell: the step could wait forever"),
     "non-ascii-agency-id.yaml": (
         17,
         "agencies[2].id",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from approvals.delegation import DelegationRefused, check_new
-from approvals.plan.schema import Plan
+from approvals.plan.schema import Cadence, Plan, StageKind, TimeoutPolicy
+
+COORDINATOR = "lead_agency.coordinator"  # told of what needs a person when nobody else is
 
 Problem = tuple[tuple[Any, ...], str]
 
@@ -71,6 +74,14 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
             if role not in roles:
                 problems.append((("officials", i, "roles", j), f"unknown role '{role}'"))
 
+    for i, entry in enumerate(plan.unit_officials):
+        for j, role in enumerate(entry.roles):
+            if role not in roles:
+                problems.append((("unit_officials", i, "roles", j), f"unknown role '{role}'"))
+        for j, agency in enumerate(entry.agencies):
+            if agency not in agencies:
+                problems.append((("unit_officials", i, "agencies", j), f"unknown agency '{agency}'"))
+
     for c, cycle in enumerate(plan.cycles):
         problems += _duplicates(cycle.stages, ("cycles", c, "stages"), "stage")
         for s, stage in enumerate(cycle.stages):
@@ -89,6 +100,17 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
                 for j, role in enumerate(rule.add_approvers):
                     if role not in roles:
                         problems.append((at + ("routing", r, "add_approvers", j), f"unknown role '{role}'"))
+            earlier = {st.id for st in cycle.stages[:s]}
+            for j, needed in enumerate(stage.depends_on or []):
+                if needed not in earlier:
+                    what = "a later stage" if any(st.id == needed for st in cycle.stages) else "no stage"
+                    problems.append((at + ("depends_on", j), f"'{needed}' is {what} of this cycle: a stage can "
+                                                             "only depend on stages before it"))
+            if (stage.kind is not StageKind.implementation and stage.timeout_policy is TimeoutPolicy.keep_waiting
+                    and stage.escalate_to is None and not any(COORDINATOR in o.roles for o in plan.officials)):
+                problems.append((at + ("on_timeout",), "keep_waiting with nobody to tell: the step could wait "
+                                                       f"forever unnoticed; give escalate_to, or an official holding "
+                                                       f"'{COORDINATOR}', or on_timeout expire or proceed"))
             holders = {o.id for o in plan.officials if set(o.roles) & set(stage.approvers)}
             if stage.quorum is not None and stage.quorum > len(holders):
                 has = _plural(len(holders), "official")
@@ -120,4 +142,51 @@ def _delegation_problems(plan: Plan, roles: set[str]) -> list[Problem]:
             problems.append((at, str(exc)))
             continue
         accepted.append(spec)
+    return problems
+
+
+def stage_days(plan: Plan, cycle_index: int, stage_index: int, year: int) -> list[dt.date]:
+    """The days a stage of a cycle of `year` takes its branches from: a yearly cycle's stage on
+    the day it opens (its own date, else the cycle's start), a monthly or per-event one on the
+    first of each month."""
+    cycle = plan.cycles[cycle_index]
+    stage = cycle.stages[stage_index]
+    if cycle.cadence is not Cadence.yearly:
+        return [dt.date(year, month, 1) for month in range(1, 13)]
+    if stage.opens_on is not None:
+        return [dt.date(year, stage.opens_on.month, stage.opens_on.day)]
+    month, day = (int(part) for part in (cycle.starts_on or "01-01").split("-"))
+    return [dt.date(year, month, day)]
+
+
+def branch_counts(plan: Plan, year: int) -> dict[tuple[str, str], int]:
+    """How many branches each stage has in a year (the most on any of its days)."""
+    return {(cycle.id, stage.id): max(len(plan.branches(stage, day)) for day in stage_days(plan, c, s, year))
+            for c, cycle in enumerate(plan.cycles) for s, stage in enumerate(cycle.stages)}
+
+
+def branch_problems(plan: Plan, year: int) -> list[Problem]:
+    """Branches of a year that could not be routed: a unit whose branch nobody could be asked
+    to submit (nobody holds the stage's requester role for it on the day), or nobody could decide."""
+    problems: list[Problem] = []
+    for c, cycle in enumerate(plan.cycles):
+        for s, stage in enumerate(cycle.stages):
+            if stage.kind not in (StageKind.fan_out, StageKind.report):
+                continue
+            at = ("cycles", c, "stages", s, "acting_kinds" if stage.acting_kinds else "acting_agencies")
+            seen: set[str] = set()
+            for day in stage_days(plan, c, s, year):
+                for unit in plan.branches(stage, day):
+                    if unit in seen:
+                        continue
+                    name = plan.agency(unit).name.en
+                    if stage.requester and not plan.holders(stage.requester, day, unit=unit):
+                        seen.add(unit)
+                        problems.append((at, f"in {year} (on {day}) nobody holds '{stage.requester}' for unit "
+                                             f"'{unit}' ({name}): stage '{stage.id}' could not ask it to submit"))
+                    elif not any(plan.holders(role, day, unit=unit) for role in stage.approvers):
+                        seen.add(unit)
+                        problems.append((at, f"in {year} (on {day}) nobody holds any of {', '.join(stage.approvers)} "
+                                             f"for unit '{unit}' ({name}): nobody could decide its branch of "
+                                             f"stage '{stage.id}'"))
     return problems

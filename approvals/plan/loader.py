@@ -11,10 +11,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from approvals.plan.checks import cross_reference_problems, format_path
+from approvals.plan.checks import branch_problems, cross_reference_problems, format_path
 from approvals.plan.schema import Plan
 
-__all__ = ["PlanError", "PlanProblem", "format_path", "load_plan", "parse_plan"]
+__all__ = ["PlanError", "PlanProblem", "check_plan", "format_path", "load_plan", "parse_plan"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -194,7 +194,7 @@ def _compose(text: str, file: str) -> tuple[yaml.Node | None, Any, list[PlanProb
     return node, data, duplicates
 
 
-def parse_plan(text: str, file: str) -> Plan:
+def parse_plan(text: str, file: str, *, years: tuple[int, ...] = ()) -> Plan:
     try:
         node, data, problems = _compose(text, file)
     except yaml.YAMLError as exc:
@@ -210,10 +210,10 @@ def parse_plan(text: str, file: str) -> Plan:
             problems.append(PlanProblem(file, format_path(loc), _pydantic_message(error), _line_for(lines, loc)))
         plan = None
     if plan is not None:
-        problems += [
-            PlanProblem(file, format_path(loc), message, _line_for(lines, loc))
-            for loc, message in cross_reference_problems(plan)
-        ]
+        found = cross_reference_problems(plan)
+        if not found:  # a plan whose references do not resolve cannot be routed at all
+            found = [problem for year in years for problem in branch_problems(plan, year)]
+        problems += [PlanProblem(file, format_path(loc), message, _line_for(lines, loc)) for loc, message in found]
     if problems:
         # Stable: problems on one line keep the order they were found in.
         problems.sort(key=lambda p: p.line if p.line is not None else 0)
@@ -226,16 +226,28 @@ def parse_plan(text: str, file: str) -> Plan:
 _PARSED: dict[str, tuple[str, Plan]] = {}
 
 
-def load_plan(path: Path | str) -> Plan:
-    """The plan in `path`. The file is read every time; it is parsed again only when its text
-    changed (a Plan is immutable, so the same one can be handed out again)."""
+def check_plan(path: Path | str, *, years: tuple[int, ...]) -> Plan:
+    """The plan in `path`, checked as `kehoach plan check` does: everything `load_plan` checks,
+    and that every branch of every stage can be routed in each of `years`."""
     path = Path(path)
+    text = _read(path)
+    return parse_plan(text, str(path), years=years)
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PlanError([PlanProblem(str(path), "", "file not found")]) from None
     except UnicodeDecodeError as exc:
         raise PlanError([PlanProblem(str(path), "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+
+
+def load_plan(path: Path | str) -> Plan:
+    """The plan in `path`. The file is read every time; it is parsed again only when its text
+    changed (a Plan is immutable, so the same one can be handed out again)."""
+    path = Path(path)
+    text = _read(path)
     key = str(path.resolve())
     cached = _PARSED.get(key)
     if cached is not None and cached[0] == text:

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -80,11 +81,50 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Text(Strict):
-    """A user-facing text in both languages."""
+# What an email header refuses (notifications.outbox): a name, title or address with one would
+# fail every email it reaches, in the middle of a cycle. The plan check refuses it first.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x80-\x9f\u2028\u2029]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x80-\x9f\u2028\u2029]")  # line breaks allowed
+# The addresses the outbox accepts: no quotes, commas, semicolons, brackets or spaces.
+_ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 
-    vi: str = Field(min_length=1)
-    en: str = Field(min_length=1)
+
+def _one_line(value: str) -> str:
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"contains a control character (U+{ord(found.group()):04X}), such as a line break: a name "
+                         "or title reaches email headers, which refuse it")
+    if value != value.strip():
+        raise ValueError("starts or ends with a space")
+    return value
+
+
+def _paragraphs(value: str) -> str:
+    found = _CONTROL_IN_TEXT.search(value)
+    if found:
+        raise ValueError(f"contains a control character (U+{ord(found.group()):04X})")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
+
+
+class Text(Strict):
+    """A user-facing text in both languages: one line (it reaches email subjects and pages)."""
+
+    vi: OneLine = Field(min_length=1, max_length=300)
+    en: OneLine = Field(min_length=1, max_length=300)
+
+    def get(self, language: str) -> str:
+        return self.en if language == "en" else self.vi
+
+
+class Paragraphs(Strict):
+    """A longer text in both languages (a stage's summary): line breaks allowed, other control
+    characters not."""
+
+    vi: Annotated[str, AfterValidator(_paragraphs)] = Field(min_length=1, max_length=4000)
+    en: Annotated[str, AfterValidator(_paragraphs)] = Field(min_length=1, max_length=4000)
 
     def get(self, language: str) -> str:
         return self.en if language == "en" else self.vi
@@ -113,7 +153,9 @@ class AgencyKind(str, Enum):
     party_body = "party_body"
     press = "press"
     association = "association"
+    mass_organisation = "mass_organisation"
     public_service_unit = "public_service_unit"
+    culture_centre = "culture_centre"
     local_government = "local_government"
 
 
@@ -144,14 +186,50 @@ class Language(str, Enum):
     en = "en"
 
 
+def _outbox_address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"the address {value!r} has a character email headers refuse (a quote, comma, "
+                         "semicolon, bracket or space)")
+    return value
+
+
 class Official(Validity):
     id: AsciiId
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    name: OneLine = Field(min_length=1, max_length=200)
+    email: Annotated[EmailStr, AfterValidator(_outbox_address)]
     agency: AsciiId
     title: Text
     roles: list[RoleId] = Field(min_length=1)
     language: Annotated[Language, _one_of(Language, "language")] = Language.vi
+
+
+class UnitOfficials(Strict):
+    """Officials made for every unit of some kinds (or named units) that has nobody holding the
+    roles: a unit's mailbox rather than a person, e.g. the reporting officer of each of the 65
+    communes. `id`, `email` and `name` are templates: {agency} is the unit's id, {agency_vi} and
+    {agency_en} its names. They hold office while their unit exists."""
+
+    roles: list[RoleId] = Field(min_length=1)
+    kinds: list[Annotated[AgencyKind, _one_of(AgencyKind, "agency kind")]] = []
+    agencies: list[AsciiId] = []
+    id: str = Field(pattern=r"^[a-z0-9_]*\{agency\}[a-z0-9_]*$")
+    email: str = Field(pattern=r"^[^@\s]*\{agency\}[^@\s]*@[^@\s]+$")
+    name: str = Field(min_length=1, max_length=120)
+    title: Text
+    language: Annotated[Language, _one_of(Language, "language")] = Language.vi
+
+    @model_validator(mode="after")
+    def _some_units(self) -> UnitOfficials:
+        if not self.kinds and not self.agencies:
+            raise ValueError("give the kinds of units, or the units (agencies), to make officials for")
+        return self
+
+    def made_for(self, agency: Agency) -> Official:
+        fill = {"agency": agency.id, "agency_vi": agency.name.vi, "agency_en": agency.name.en}
+        return Official(id=self.id.format(**fill), name=self.name.format(**fill),
+                        email=self.email.format(**fill).replace("_", "-"), agency=agency.id,
+                        title=self.title, roles=list(self.roles), language=self.language,
+                        valid_from=agency.valid_from, valid_to=agency.valid_to)
 
 
 class Cadence(str, Enum):
@@ -185,6 +263,7 @@ class TimeoutPolicy(str, Enum):
     escalate = "escalate"
     expire = "expire"
     keep_waiting = "keep_waiting"
+    proceed = "proceed"  # nothing came by the due time: the chain goes on without the stage (recorded)
 
 
 class EscalationMode(str, Enum):
@@ -231,12 +310,30 @@ class Due(Strict):
         return self
 
 
+class DayOfYear(Strict):
+    month: int = Field(ge=1, le=12)
+    day: int = Field(ge=1, le=31)
+
+    @field_validator("day")
+    @classmethod
+    def _day_in_month(cls, day: int, info: ValidationInfo) -> int:
+        month = info.data.get("month")
+        if month is not None and not _day_of_year(month, day):
+            raise ValueError(f"month {month} has no day {day}")
+        return day
+
+
 class Stage(Strict):
     id: AsciiId
     number: str
     name: Text
     kind: Annotated[StageKind, _one_of(StageKind, "stage kind")]
-    acting_agencies: list[AsciiId] = Field(min_length=1)
+    acting_agencies: list[AsciiId] = []
+    acting_kinds: list[Annotated[AgencyKind, _one_of(AgencyKind, "agency kind")]] = Field(
+        [], description="Also every agency of these kinds in force on the day (one branch each).")
+    depends_on: list[AsciiId] | None = Field(
+        None, description="Stages whose outcome this one needs; default the one before it; [] for none.")
+    opens_on: DayOfYear | None = Field(None, description="Opens on this day of the cycle's year, not before.")
     approvers: list[RoleId] = []
     policy: Annotated[Policy, _one_of(Policy, "policy")] = Policy.any
     quorum: int | None = Field(None, ge=1)
@@ -250,7 +347,7 @@ class Stage(Strict):
         None, description="At the due time: escalate, expire or keep_waiting; default escalate when escalate_to is set.")
     requester: RoleId | None = Field(None, description="The role that submits the step (it may not approve it).")
     routing: list[RoutingRule] = []
-    summary: Text | None = None
+    summary: Paragraphs | None = None
 
     @field_validator("number")
     @classmethod
@@ -271,6 +368,10 @@ class Stage(Strict):
             raise ValueError("on_timeout 'escalate' needs an 'escalate_to' role")
         if self.kind.submitted and self.requester is None:
             raise ValueError(f"a stage of kind '{self.kind.value}' needs a 'requester' role (who submits it)")
+        if not self.acting_agencies and not self.acting_kinds:
+            raise ValueError("a stage needs acting_agencies or acting_kinds (who acts)")
+        if self.acting_kinds and self.kind not in (StageKind.fan_out, StageKind.report):
+            raise ValueError("acting_kinds gives one branch per agency: only a fan_out or report stage has branches")
         return self
 
     @property
@@ -322,6 +423,8 @@ class PlanInfo(Strict):
     legal_basis: str
     timezone: str = "Asia/Ho_Chi_Minh"
     languages: list[Annotated[Language, _one_of(Language, "language")]] = [Language.vi, Language.en]
+    min_notice_days: int = Field(
+        7, ge=0, le=60, description="A step is never due sooner than this many days after it opens (a late start).")
 
 
 class DelegationSpec(Validity):
@@ -340,12 +443,51 @@ class Plan(Strict):
     agencies: list[Agency] = Field(min_length=1)
     roles: list[Role] = Field(min_length=1)
     officials: list[Official] = []
+    unit_officials: list[UnitOfficials] = Field(
+        [], description="Officials made for each unit of some kinds that names nobody in the roles.")
     content_areas: list[ContentArea] = []
     cycles: list[CycleKind] = Field(min_length=1)
     delegations: list[DelegationSpec] = []
 
+    @model_validator(mode="after")
+    def _make_unit_officials(self) -> Plan:
+        """Add the officials `unit_officials` makes, after the ones the file names (which come
+        first wherever both hold a role). A unit that already has a holder of every role of an
+        entry gets nobody from it; an unknown agency is reported by the cross-reference checks."""
+        made: list[Official] = []
+        known = {o.id for o in self.officials}
+        for entry in self.unit_officials:
+            kinds = set(entry.kinds)
+            for agency in self.agencies:
+                if agency.kind not in kinds and agency.id not in entry.agencies:
+                    continue
+                held = {role for o in [*self.officials, *made] if o.agency == agency.id for role in o.roles}
+                missing = [role for role in entry.roles if role not in held]
+                if not missing:
+                    continue
+                official = entry.made_for(agency).model_copy(update={"roles": missing})
+                if official.id in known:
+                    continue  # reported as a duplicate id would be confusing: the file's own wins
+                known.add(official.id)
+                made.append(official)
+        if made:
+            object.__setattr__(self, "officials", [*self.officials, *made])
+        return self
+
+    _by_id_cache: dict = PrivateAttr(default_factory=dict)
+
+    def _by_id(self, items: list) -> dict:
+        """An index of a list of the plan by id (the first of a duplicated id, as a scan finds).
+        Kept with the very list it indexes: a copy of the plan with other officials
+        (`model_copy(update=...)`) builds its own."""
+        cached = self._by_id_cache.get(id(items))
+        if cached is None or cached[0] is not items:
+            cached = (items, {item.id: item for item in reversed(items)})
+            self._by_id_cache[id(items)] = cached
+        return cached[1]
+
     def agency(self, agency_id: str) -> Agency:
-        return next(a for a in self.agencies if a.id == agency_id)
+        return self._by_id(self.agencies)[agency_id]
 
     def agency_on(self, agency_id: str, on: dt.date) -> Agency:
         """The agency that carries a duty on a day: itself, or the first valid successor after a merger."""
@@ -359,7 +501,7 @@ class Plan(Strict):
         return next(r for r in self.roles if r.id == role_id)
 
     def official(self, official_id: str) -> Official | None:
-        return next((o for o in self.officials if o.id == official_id), None)
+        return self._by_id(self.officials).get(official_id)
 
     def cycle(self, cycle_id: str) -> CycleKind:
         return next(c for c in self.cycles if c.id == cycle_id)
@@ -379,8 +521,10 @@ class Plan(Strict):
 
     def branches(self, stage: Stage, on: dt.date) -> list[str]:
         """The units a stage runs for: one branch per acting agency carrying the duty on the day
-        for a fan-out or a report (each unit reports; merged agencies make one branch), else the
-        single branch ''."""
+        for a fan-out or a report (each unit reports; merged agencies make one branch), then one
+        per agency of its acting kinds in force that day; else the single branch ''."""
         if stage.kind not in (StageKind.fan_out, StageKind.report):
             return [""]
-        return list(dict.fromkeys(self.agency_on(a, on).id for a in stage.acting_agencies))
+        named = [self.agency_on(a, on).id for a in stage.acting_agencies]
+        kinds = set(stage.acting_kinds)
+        return list(dict.fromkeys(named + [a.id for a in self.agencies if a.kind in kinds and a.valid_on(on)]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated
 
@@ -14,7 +15,17 @@ from notifications.links import queue_closing_messages
 from service.api.auth import Coordinator
 from service.api.errors import ACTION, ONE, domain_errors
 from service.api.present import cycle_read
-from service.api.schemas import ID_PATTERN, CycleCancelCreate, CycleCancelRead, CycleRead, CycleStageRead
+from service.api.schemas import (
+    ID_PATTERN,
+    CycleCancelCreate,
+    ErrorRead,
+    CycleCancelRead,
+    CycleRead,
+    CycleResumeCreate,
+    CycleResumeRead,
+    CycleStageRead,
+)
+from service.cycles import CycleNotRestartable, PrefectNotConfigured, PrefectUnavailable, restart_cycle
 from service.deps import App
 
 router = APIRouter(tags=["cycles"])
@@ -66,3 +77,24 @@ async def cancel_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID, body:
                                              decided_by="", at=cancelled.at, tz=app.settings.tz))
     return CycleCancelRead(cycle_id=cancelled.cycle.id, cancelled_at=cancelled.at,
                            expired_requests=[r.id for r in cancelled.expired])
+
+
+@router.post("/cycles/{cycle_id}/resume", response_model=CycleResumeRead, responses={
+    **ACTION, 503: {"model": ErrorRead, "description": "Prefect cannot be reached: nothing changed, try again."}})
+async def resume_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID,
+                       body: CycleResumeCreate | None = None) -> CycleResumeRead:
+    """Restart a cycle whose run died, failed or ended before the cycle did (its `attention`):
+    a new run takes its place and goes on from where the cycle is, asking nobody again and
+    sending no email twice. Refused (409) for a finished cycle, or one whose run is alive
+    unless `force` (the old run is then cancelled first)."""
+    try:
+        run, previous, restart = await asyncio.wait_for(
+            restart_cycle(app.db, app.settings, cycle_id, by=caller.actor, force=bool(body and body.force)),
+            timeout=60)
+    except LookupError:
+        raise HTTPException(404, f"no cycle {cycle_id}") from None
+    except CycleNotRestartable as exc:
+        raise HTTPException(409, str(exc)) from None
+    except (PrefectNotConfigured, PrefectUnavailable, asyncio.TimeoutError, TimeoutError) as exc:
+        raise HTTPException(503, f"Prefect cannot be reached now, try again: {exc}") from None
+    return CycleResumeRead(cycle_id=cycle_id, previous_run=previous, run_id=run.id, restart=restart)

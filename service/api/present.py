@@ -48,8 +48,10 @@ def cycle_read(plan: Plan, view: CycleView, language: str) -> CycleRead:
     cycle = view.cycle
     return CycleRead(id=cycle.id, kind=cycle.kind, name=cycle_name(plan, cycle.kind, cycle.period, language),
                      period=cycle.period, starts_on=cycle.starts_on, created_at=cycle.created_at,
-                     cancelled_at=view.cancelled_at, flow_runs=view.flow_runs,
-                     stages=stages_read(plan, view, language))
+                     cancelled_at=view.cancelled_at, flow_runs=view.flow_runs, run_id=cycle.run_id,
+                     run_state=cycle.run_state, attention=cycle.attention, attention_at=cycle.attention_at,
+                     attention_detail=cycle.attention_detail, finished_at=cycle.finished_at,
+                     shift_days=cycle.shift_days, stages=stages_read(plan, view, language))
 
 
 def request_read(view: RequestView, now: dt.datetime) -> RequestRead:

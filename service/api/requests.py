@@ -18,6 +18,7 @@ from service.api.present import history_read, request_read
 from service.api.schemas import (
     ID_PATTERN,
     ActionRead,
+    AttentionRead,
     ReassignCreate,
     RemindManyCreate,
     RemindManyRead,
@@ -37,6 +38,19 @@ def _action(acted: coordination.Acted, action: str, queued: int) -> ActionRead:
     notified = [n.official.id for n in acted.notify] + ([acted.submission.official.id] if acted.submission else [])
     return ActionRead(request_id=acted.request.id, action=action, notified=notified,
                       emails_queued=queued)
+
+
+@router.get("/attention", response_model=list[AttentionRead], tags=["attention"])
+async def list_attention(app: App) -> list[AttentionRead]:
+    """What only a person can move on: steps nobody could be asked to (re)submit (the plan has
+    nobody in the role that day). The same list heads the dashboard."""
+    async with app.db.reads() as session:
+        unrouted = await coordination.unrouted_steps(session)
+    return [AttentionRead(kind="submission_unrouted" if v.request.status == RequestStatus.awaiting_submission.value
+                          else "resubmission_unrouted", cycle_id=v.cycle.id,
+                          cycle=f"{v.cycle.kind}/{v.cycle.period}", request_id=v.request.id, stage=v.request.stage,
+                          subject=v.request.subject, since=v.request.decided_at or v.request.created_at)
+            for v in unrouted]
 
 
 @router.get("/requests", response_model=list[RequestRead])

@@ -94,7 +94,26 @@ class CycleRead(Read):
     created_at: dt.datetime
     cancelled_at: dt.datetime | None
     flow_runs: list[str] = Field(description="Prefect flow runs that wait on this cycle's requests.")
+    run_id: str | None = Field(None, description="The flow run carrying the cycle now.")
+    run_state: str | None = Field(None, description="running, waiting or finished, as the run last wrote.")
+    attention: str | None = Field(None, description="Why a coordinator must act (run_failed, run_crashed, "
+                                                    "run_finished_open, run_missing); restart it with .../resume.")
+    attention_at: dt.datetime | None = None
+    attention_detail: str = ""
+    finished_at: dt.datetime | None = None
+    shift_days: int = Field(0, description="Days every deadline was moved for a late start.")
     stages: list[CycleStageRead]
+
+
+class CycleResumeCreate(Create):
+    force: bool = Field(False, description="Restart even though its run looks alive (it is cancelled first).")
+
+
+class CycleResumeRead(Read):
+    cycle_id: uuid.UUID
+    previous_run: str | None
+    run_id: uuid.UUID
+    restart: int
 
 
 class RequestRead(Read):
@@ -120,6 +139,19 @@ class RequestRead(Read):
     previous_id: uuid.UUID | None
     waiter_ref: str | None
     waiting_on: list[str] = Field(description="Officials waited on: a pending assignment, or the (re)submission link.")
+
+
+class AttentionRead(Read):
+    """Something only a person can move on, for the coordinators."""
+
+    kind: str = Field(description="submission_unrouted or resubmission_unrouted: nobody could be asked to "
+                                  "(re)submit the step.")
+    cycle_id: uuid.UUID
+    cycle: str
+    request_id: uuid.UUID | None = None
+    stage: str | None = None
+    subject: str | None = None
+    since: dt.datetime | None = None
 
 
 class AssignmentRead(Read):

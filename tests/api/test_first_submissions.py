@@ -92,11 +92,14 @@ async def test_a_budget_above_the_threshold_also_needs_the_ppc_vice_chair(client
 async def test_each_outlet_branch_reaches_its_own_editor_and_head(client, database, settings):
     plan = load_plan(settings.plan_file)
     stage = next(s for s in plan.cycle("annual").stages if s.id == "outlet_plans")
-    # After the 1 July 2025 merger the newspaper and the radio-TV station are one branch.
+    # After the 1 July 2025 merger the newspaper and the radio-TV station are one branch, and the
+    # district culture centres (until 30 June 2025) are gone.
     assert plan.branches(stage, dt.date(2026, 3, 1)) == [
         "lang_son_newspaper_radio_tv", "literature_arts_association", "provincial_web_portal"]
-    assert plan.branches(stage, dt.date(2025, 3, 1)) == [
-        "lang_son_newspaper", "provincial_radio_tv", "literature_arts_association", "provincial_web_portal"]
+    before = plan.branches(stage, dt.date(2025, 3, 1))
+    assert before[:4] == ["lang_son_newspaper", "provincial_radio_tv", "literature_arts_association",
+                          "provincial_web_portal"]
+    assert len(before) == 15 and all(unit.startswith("ccsc_") for unit in before[4:])  # the city and 10 districts
 
     request_id, token, official = await _open(database, settings, "outlet_plans", "provincial_web_portal")
     assert official == "portal_editor"  # not the other outlets' editors
@@ -119,11 +122,17 @@ async def test_each_outlet_branch_reaches_its_own_editor_and_head(client, databa
 async def test_each_unit_reports_through_the_lead_agency(database, settings):
     plan = load_plan(settings.plan_file)
     stage = next(s for s in plan.cycle("annual").stages if s.id == "annual_report")
-    # After the 2025 mergers: the DIC's duty is the DOST's, the DPI's the DoF's.
-    assert plan.branches(stage, dt.date(2026, 3, 1)) == [
-        "dost", "dof", "lang_son_newspaper_radio_tv", "literature_arts_association", "provincial_web_portal"]
+    # Every unit in force reports: after the 2025 mergers, the DOST (not the DIC), the DoF (not the
+    # DPI), the merged newspaper and radio-TV, and the 65 communes and wards (not the districts).
+    units = plan.branches(stage, dt.date(2026, 3, 1))
+    assert {"dost", "dof", "lang_son_newspaper_radio_tv", "literature_arts_association",
+            "provincial_web_portal", "fatherland_front", "pc_ward_tam_thanh"} <= set(units)
+    assert not {"dic", "dpi", "lang_son_newspaper", "pc_trang_dinh", "ccsc_trang_dinh"} & set(units)
+    assert sum(unit.startswith(("pc_ward_", "pc_commune_")) for unit in units) == 65
+    assert sum(unit.startswith(("pc_", "ccsc_")) for unit in plan.branches(stage, dt.date(2024, 10, 1))) == 22
     for unit, reporter in [("dost", "dost_press_officer"), ("dof", "dof_budget_officer"),
-                           ("provincial_web_portal", "portal_editor")]:
+                           ("provincial_web_portal", "portal_editor"), ("pc_ward_tam_thanh", "pc_ward_tam_thanh_reporter"),
+                           ("womens_union", "womens_union_reporter")]:
         _, _, official = await _open(database, settings, "annual_report", unit)
         assert official == reporter
 
@@ -209,19 +218,19 @@ async def test_a_coordinator_sees_who_must_submit_and_reminds_them(client, datab
 
 
 async def test_cancelling_wakes_a_run_that_waits_on_a_resubmission(client, database, settings, accounts):
-    from approvals import requests
+    from approvals.models import Wake
     from tests.api.conftest import open_request
 
     opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction")
     token = await live_token(database, settings, opened.assignments["dost_director"])
     sent_back = await client.post(f"/a/{token}", data={"outcome": "request_changes", "comment": "Bổ sung lịch"})
     assert sent_back.status_code == 200
-    async with database.transaction() as session:  # as if a run waited on it and had been resumed for it
-        request = await session.get(ApprovalRequest, opened.request_id)
-        request.waiter_ref, request.resumed_at = str(uuid.uuid4()), utcnow()
+    async with database.sessions() as session:  # sent back: nothing for the run yet (its unit is asked)
+        assert (await session.execute(select(Wake).where(Wake.cycle_id == opened.cycle_id))).first() is None
     cancelled = await client.post(f"/api/v1/cycles/{opened.cycle_id}/cancel", json={"reason": "Dừng"},
                                   headers=accounts.as_coordinator)
     assert cancelled.status_code == 200
     async with database.sessions() as session:
-        waiting = {r.id for r in await requests.requests_awaiting_resume(session, limit=1000)}
-    assert opened.request_id in waiting  # the reconciler resumes its run, which sees the cancellation
+        wakes = [(w.stage, w.reason, w.status) for w in (await session.execute(
+            select(Wake).where(Wake.cycle_id == opened.cycle_id))).scalars()]
+    assert wakes == [("", "cycle_cancelled", "queued")]  # the run, wherever it waits, learns of it

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from approvals.models import ApprovalRequest, Assignment, SubmissionFile
+from approvals.models import ApprovalRequest, Assignment, SubmissionFile, SubmissionLink
 from approvals.plan.schema import StageKind
-from approvals.submissions import SubmissionInvalid, ask_resubmission, parse_submission
+from approvals.submissions import SubmissionInvalid, parse_submission
 from approvals.tokens import derive_token
 from tests.api.conftest import live_token, open_request
 
@@ -24,12 +24,11 @@ async def _sent_back(client, database, settings):
     token = await live_token(database, settings, opened.assignments["dost_director"])
     answer = await client.post(f"/a/{token}", data={"outcome": "request_changes", "comment": "Thiếu lịch theo quý"})
     assert answer.status_code == 200
-    async with database.transaction() as session:
-        asked = await ask_resubmission(session, plan=load(settings), secret=settings.link_secret_bytes(),
-                                       request_id=opened.request_id, now=dt.datetime.now(dt.UTC),
-                                       link_ttl=dt.timedelta(days=30))
-    assert asked.official.id == "dost_press_officer"  # the stage's requester role
-    return opened.request_id, derive_token(settings.link_secret_bytes(), asked.link.id, 1)
+    async with database.sessions() as session:  # the decision asked for the resubmission
+        link = (await session.execute(select(SubmissionLink).where(
+            SubmissionLink.request_id == opened.request_id))).scalar_one()
+    assert (link.kind, link.official_id) == ("resubmission", "dost_press_officer")  # the stage's requester role
+    return opened.request_id, derive_token(settings.link_secret_bytes(), link.id, 1)
 
 
 def load(settings):

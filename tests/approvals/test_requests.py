@@ -29,13 +29,15 @@ def _without(role: str):
     return PLAN.model_copy(update={"officials": officials})
 
 
-async def _open(db, period: str | None = None, now: dt.datetime = NOW, stage: str = "dic_direction", plan=PLAN):
+async def _open(db, period: str | None = None, now: dt.datetime = NOW, stage: str = "dic_direction", plan=PLAN,
+                subject: str = ""):
     period = period or f"t-{uuid.uuid4().hex[:10]}"
     async with db.transaction() as session:
         cycle = await requests.get_or_create_cycle(session, kind="annual", period=period,
                                                    starts_on=dt.date(2026, 1, 15))
         opened = await requests.open_request(session, plan=plan, secret=SECRET, cycle=cycle, stage_id=stage,
-                                             waiter_ref=None, link_ttl=dt.timedelta(days=30), now=now)
+                                             subject=subject, waiter_ref=None, link_ttl=dt.timedelta(days=30),
+                                             now=now)
     return opened
 
 
@@ -68,7 +70,7 @@ async def test_before_the_2025_merger_the_dic_director_decides(database):
 
 
 async def test_annual_report_due_at_the_end_of_29_november_local_time(database):
-    opened = await _open(database, stage="annual_report")
+    opened = await _open(database, stage="annual_report", subject="dof")  # a unit's branch
     assert opened.request.due_at.astimezone(TZ).date() == dt.date(2026, 11, 29)
     assert opened.request.due_at.astimezone(TZ).time() == dt.time.max
     assert opened.request.due_at.tzinfo is not None

@@ -358,3 +358,21 @@ async def test_three_dispatchers_send_10000_messages_each_exactly_once(sandbox, 
     stored = await rows(database, keys.prefix)
     assert len(stored) == total
     assert all(m.status == MessageStatus.sent.value and m.attempts == 1 for m in stored)
+
+
+async def test_the_shortest_lease_ops_may_configure_still_sends(database, keys, faulty_smtp):
+    """`KEHOACH_DISPATCH_LEASE_SECONDS` accepts 10 s: the margin kept at a lease's end must not
+    eat it (a 10 s margin once left no time to start a send, and nothing ever went out)."""
+    from approvals.config import Settings
+    from service.wiring import make_dispatcher
+
+    settings = Settings(link_secret="s" * 48, smtp_host="127.0.0.1", smtp_port=faulty_smtp.port,
+                        dispatch_lease_seconds=10)
+    message = await queue(database, keys())
+    sender = make_dispatcher(settings, database)
+    try:
+        assert await sender.run_once() == 1
+    finally:
+        await sender.aclose()
+    faulty_smtp.wait_for_count({message.message_id}, timeout=10)
+    assert (await row(database, message.idempotency_key)).status == MessageStatus.sent.value

@@ -50,6 +50,12 @@ def contexts() -> dict[str, dict]:
         "submission_overdue": dict(title=nfd("Phó Chủ tịch"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
                                    agency=nfd(AGENCY), due=nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
                                    officer=nfd("Lương Thị Mai")),
+        "step_overdue": dict(title=nfd("Giám đốc"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
+                             agency=nfd(AGENCY), due=nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
+                             officer=nfd("Chu Văn Hải, Triệu Thị Mai")),
+        "attention": dict(**coordinator, cycle=nfd(CYCLE), stage=nfd(STAGE), agency=nfd(AGENCY),
+                          due=nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"), reason="resubmission_unrouted",
+                          note="unrouted", detail=nfd("Không có cán bộ giữ vai trò nộp hồ sơ"), link=LINK),
         "step_closed": dict(title=nfd("Phó Chủ tịch"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
                             result="approved", decided_by=nfd("Chủ tịch Nguyễn Cảnh Toàn"),
                             at=nfd("09:30 ngày 02/12/2026")),
@@ -199,3 +205,24 @@ def test_a_deployment_override_folder_replaces_templates_and_texts(tmp_path: Pat
     assert untouched.subject.startswith("[Nhắc việc]") and "Văn phòng UBND" not in untouched.html
     assert Renderer().render("approval_request", "vi", **contexts()["approval_request"]).subject == \
         own.render("approval_request", "vi", **contexts()["approval_request"]).subject
+
+
+ATTENTION = {"submission_unrouted": "unrouted", "resubmission_unrouted": "unrouted", "run_failed": "restart",
+             "run_crashed": "restart", "run_finished_open": "restart", "run_missing": "restart"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_reason_for_attention_has_its_own_subject_and_words(renderer, language):
+    subjects = set()
+    for reason, note in ATTENTION.items():
+        cycle_level = note == "restart"  # a cycle's alert names no step, unit or due time
+        context = {**contexts()["attention"], "reason": reason, "note": note,
+                   **({"stage": "", "agency": "", "due": ""} if cycle_level else {})}
+        email = renderer.render("attention", language, **context)
+        subjects.add(email.subject)
+        body = renderer.catalogue.text(f"attention.body.{reason}", language).split("{")[0]
+        assert body in email.text
+        assert renderer.catalogue.text(f"attention.note.{note}", language)[:40] in email.text
+        due = renderer.catalogue.text("label.due", language)
+        assert (f"{due}:" in email.text) is not cycle_level  # facts only when there are some
+    assert len(subjects) == len(ATTENTION)

@@ -46,12 +46,12 @@ def open_cycle(stack, year: int) -> tuple[uuid.UUID, str]:
 
 def cycle_snapshot(stack, year: int) -> dict:
     """Everything a link could change, for one year's annual cycle at its stage 1."""
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         cycle_id = conn.execute(select(Cycle.id).where(Cycle.kind == "annual", Cycle.period == str(year))).scalar_one()
         request_id = conn.execute(select(ApprovalRequest.id).where(
             ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "dic_direction")).scalar_one()
     snap = request_snapshot(stack, request_id)
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         snap["stage"] = conn.execute(select(CycleStage.status).where(
             CycleStage.cycle_id == cycle_id, CycleStage.stage == "dic_direction")).scalar_one()
     return snap
@@ -60,7 +60,7 @@ def cycle_snapshot(stack, year: int) -> dict:
 def request_snapshot(stack, request_id) -> dict:
     """A request's status, its assignments (status, token hash), its decisions, and the whole
     audit log and outbox counts."""
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         request = conn.execute(select(ApprovalRequest).where(ApprovalRequest.id == request_id)).one()
         return {
             "request_status": request.status,
@@ -75,7 +75,7 @@ def request_snapshot(stack, request_id) -> dict:
 
 
 def decisions_of(stack, request_id) -> list[tuple[str, str, str]]:
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         return [tuple(row) for row in conn.execute(
             select(Decision.official_id, Decision.outcome, Decision.comment).where(Decision.request_id == request_id))]
 

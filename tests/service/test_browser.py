@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.service.helpers import ARTIFACTS, chromium, cycle_snapshot, open_cycle
+from tests.support.officials import after_a_rejected_orientation
 
 pytestmark = pytest.mark.e2e
 
@@ -64,11 +65,11 @@ def test_official_decides_on_a_phone(stack):
     assert [(method, url) for method, url, _ in seen] == [("GET", link), ("POST", link)]
     assert all("referer" not in headers for _, _, headers in seen)
 
-    stack.wait_for_state(run_id, {"Completed"})
+    after_a_rejected_orientation(stack, year, run_id)
     after = cycle_snapshot(stack, year)
     assert after["request_status"] == "rejected" and after["stage"] == "rejected"
     assert after["decisions"] == 1
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         row = conn.execute(text(
             "SELECT d.outcome, d.comment, d.official_id FROM decision d JOIN approval_request r ON r.id = d.request_id "
             "JOIN cycle c ON c.id = r.cycle_id WHERE c.kind = 'annual' AND c.period = :p"), {"p": str(year)}).one()

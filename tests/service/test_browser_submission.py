@@ -79,7 +79,7 @@ def test_a_budget_is_submitted_on_a_phone(stack, tmp_path):
         page.screenshot(path=str(ARTIFACTS / "submission-360-done.png"), full_page=True)
         context.close()
 
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         status, = conn.execute(text("SELECT r.status FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
                                     "WHERE c.period = :p"), {"p": period}).one()
         files = conn.execute(text("SELECT f.filename, f.size FROM submission_file f JOIN approval_request r "

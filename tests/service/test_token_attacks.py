@@ -96,7 +96,7 @@ def test_no_token_reaches_the_web_log(stack):
         client.post(f"/a/{token}x", data={"outcome": "approve"})
     log = stack.log("web")
     assert "/a/[redacted]" in log
-    with stack.sandbox.engine.connect() as conn:
+    with stack.reading() as conn:
         issued = [derive_token(secret, a.id, a.token_generation) for a in conn.execute(select(Assignment))]
     assert token in issued and len(issued) > 2
     found = [t for t in issued if t in log]

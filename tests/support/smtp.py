@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -18,11 +20,11 @@ class Received:
     envelope_to: list[str]
     message: EmailMessage
 
-    @property
-    def text(self) -> str:
+    @functools.cached_property
+    def text(self) -> str:  # decoded once: tests look through hundreds of emails, many times
         return self.message.get_body(preferencelist=("plain",)).get_content()
 
-    @property
+    @functools.cached_property
     def html(self) -> str:
         return self.message.get_body(preferencelist=("html",)).get_content()
 
@@ -35,6 +37,8 @@ class _Handler:
         reply = self.server.next_reply()
         if reply:
             return reply
+        if self.server.delay:  # a slow server: each message takes this long to accept
+            await asyncio.sleep(self.server.delay)
         message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         with self.server.lock:
             self.server.received.append(Received(list(envelope.rcpt_tos), message))
@@ -47,6 +51,7 @@ class RecordingSmtpServer:
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.replies: list[str] = []
+        self.delay = 0.0
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
                                      server_hostname="test-smtp", ready_timeout=10)
 

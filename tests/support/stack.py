@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +41,9 @@ class Stack:
             "KEHOACH_DISPATCH_INTERVAL": "0.3",
             "KEHOACH_RESUME_RETRY_INTERVAL": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "KEHOACH_RUN_HEARTBEAT_SECONDS": "2",  # a run that dies is noticed within seconds
+            "KEHOACH_SWEEP_CRON": "",  # the tests run the sweep when they mean to (its links rotate)
+            "KEHOACH_RUN_SILENCE_SECONDS": "12",
             "KEHOACH_LINK_FAILURE_LIMIT": "200",  # tests send bad links on purpose; tests/service checks the limit
             "KEHOACH_MAX_BODY_BYTES": str(4 * 1024 * 1024),  # tests/service/test_limits.py streams past 4 MiB
         })
@@ -60,6 +66,72 @@ class Stack:
             from service.cycles import wait_for_deployment
 
             asyncio.run(wait_for_deployment("annual-cycle/annual-cycle", timeout=90))
+
+    def kill(self, name: str) -> list[int]:
+        """SIGKILL a process and everything it started (a machine dying): the worker's flow-run
+        processes too, which Prefect may start in sessions of their own. Returns the pids killed."""
+        pids, queue = [], [self.processes[name].pid]
+        while queue:
+            pid = queue.pop()
+            pids.append(pid)
+            out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+            queue += [int(child) for child in out.split()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.processes[name].wait(timeout=30)
+        return pids
+
+    def reading(self):
+        """A connection for the test's own reads. On SQLite it begins deferred (as the service's
+        pages do): it never queues for the write lock, nor starves behind a run that takes it
+        transaction after transaction."""
+        from approvals.db import READ_ONLY
+
+        return self.sandbox.engine.connect().execution_options(**{READ_ONLY: True})
+
+    @contextlib.contextmanager
+    def hold_writes(self):
+        """Hold the database's write lock (SQLite) or the requests table (PostgreSQL) while the body
+        runs: whoever writes next waits, as a process does when its database is slow."""
+        if self.sandbox.backend == "sqlite":
+            import sqlite3
+
+            path = self.sandbox.url.removeprefix("sqlite:///")
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            conn.execute("BEGIN IMMEDIATE")
+        else:
+            import psycopg
+
+            from tests.conftest import _pg_conninfo
+
+            conn = psycopg.connect(_pg_conninfo(self.sandbox.url))
+            conn.execute("LOCK TABLE approval_request, cycle_stage IN SHARE ROW EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.close()
+
+    def flow_run_process(self, name: str = "worker") -> int | None:
+        """The pid of the flow-run process a worker runs now (`python -m prefect.engine`), if any."""
+        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.processes[name].pid)], capture_output=True,
+                             text=True).stdout
+        return next((int(line.split()[0]) for line in out.splitlines() if "prefect.engine" in line), None)
+
+    def respawn(self, name: str) -> None:
+        """Start a killed process again, as its supervisor would."""
+        self._spawn(name, name)
+        if name == "worker":
+            with temporary_settings(updates={PREFECT_API_URL: self.prefect.api_url}):
+                from service.cycles import wait_for_deployment
+
+                asyncio.run(wait_for_deployment("annual-cycle/annual-cycle", timeout=90))
+
+    def kehoach(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a `kehoach` command as ops would, with the stack's settings."""
+        return subprocess.run([KEHOACH, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                              cwd=self.workdir)
 
     def _web_ok(self) -> bool:
         try:
@@ -86,6 +158,13 @@ class Stack:
     def year(self, n: int) -> int:
         """Years are unique per backend: both share one Prefect server, and a year's run is idempotent."""
         return 2030 + (0 if self.sandbox.backend == "sqlite" else 20) + n
+
+    def past_year(self, n: int) -> int:
+        """A year whose dates have all passed (1 <= n <= 12), unique per backend: its annual report
+        opens at once (it opens on 1 October of its year), its steps are due after the plan's
+        minimum notice, and it is routed to today's officials."""
+        assert 1 <= n <= 12
+        return 2000 + (0 if self.sandbox.backend == "sqlite" else 12) + n
 
     def start_cycle(self, year: int) -> uuid.UUID:
         from service.cycles import start_annual_cycle
@@ -145,6 +224,25 @@ class Stack:
             time.sleep(0.5)
         raise AssertionError(f"run {run_id} is {state.name if state else None!r}, not in {names}; "
                              f"worker log:\n{self.log('worker')[-3000:]}")
+
+    def stage_statuses(self, year: int, kind: str = "annual") -> dict[str, str]:
+        from sqlalchemy import text
+
+        with self.reading() as conn:
+            return dict(conn.execute(text(
+                "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+                "WHERE c.kind = :k AND c.period = :p"), {"k": kind, "p": str(year)}).all())
+
+    def wait_for_stages(self, year: int, expected: dict[str, str], timeout: float = 90) -> dict[str, str]:
+        """Until the year's stages have these statuses (others may have any); all of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.stage_statuses(year)
+            if all(found.get(stage) == status for stage, status in expected.items()):
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stages {found}, expected {expected}; worker log:\n{self.log('worker')[-3000:]}")
+            time.sleep(0.3)
 
     def worker_children(self, settle: float = 15) -> list[str]:
         """Command lines of the worker's children (a flow run executes in a child process),

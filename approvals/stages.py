@@ -1,0 +1,134 @@
+"""A stage as a whole: the state of all its branches, and waking the run that carries the cycle.
+
+A cycle's run waits once per stage, not once per branch: it is woken when the whole stage
+has settled (every branch's latest round approved, rejected or expired), or when its cycle
+is cancelled, or when a scheduled stage's date comes. Rounds of changes happen here, in the
+transactions of the decisions and submissions, and never wake it. So the run is resumed a
+bounded number of times a year, whatever the number of branches (a Prefect run replays from
+the top on every resume, so a wake per branch costs the square of their number).
+
+The wake is a row written in the same transaction as the change that causes it; the service
+delivers it (`service.resume`). Every function works in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from approvals.models import ApprovalRequest, CycleStage, RequestStatus, StageStatus, Wake, WakeStatus
+from approvals.requests import set_stage_status
+
+OPEN = frozenset(s for s in RequestStatus if s.open)
+# Recorded by the chain itself, not by its branches' outcomes.
+KEPT = frozenset(s.value for s in (StageStatus.lapsed, StageStatus.skipped))
+UNSETTLED = OPEN | {RequestStatus.changes_requested}  # sent back: its unit is asked to resubmit
+
+
+ANY_STAGE = ""  # a wake for the run wherever it waits (a cancelled cycle)
+
+
+class WakeReason:
+    stage_settled = "stage_settled"
+    cycle_cancelled = "cycle_cancelled"
+    stage_opens = "stage_opens"
+
+
+@dataclass(frozen=True)
+class StageState:
+    counts: Counter  # RequestStatus -> branches whose latest round is in it
+    status: StageStatus
+
+    @property
+    def branches(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def settled(self) -> bool:
+        return self.branches > 0 and not any(self.counts[s] for s in UNSETTLED)
+
+    @property
+    def any_approved(self) -> bool:
+        return self.counts[RequestStatus.approved] > 0
+
+
+def status_of(counts: Counter) -> StageStatus:
+    """A stage's status from its branches' latest rounds: done when every branch is approved;
+    sent back or still waiting while any is; else rejected, else expired."""
+    total = sum(counts.values())
+    if total and counts[RequestStatus.approved] == total:
+        return StageStatus.done
+    if counts[RequestStatus.changes_requested]:
+        return StageStatus.changes_requested
+    if not total or any(counts[s] for s in OPEN):
+        return StageStatus.waiting
+    return StageStatus.rejected if counts[RequestStatus.rejected] else StageStatus.expired
+
+
+async def stage_state(session: AsyncSession, cycle_id: uuid.UUID, stage: str) -> StageState:
+    """One aggregate over the stage's latest rounds (a round is latest when none re-opens it):
+    the database counts, so the cost per decision does not grow with the number of branches
+    as a list of rows would."""
+    newer = aliased(ApprovalRequest)
+    rows = await session.execute(
+        select(ApprovalRequest.status, func.count())
+        .where(ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == stage,
+               ~select(newer.id).where(newer.previous_id == ApprovalRequest.id).exists())
+        .group_by(ApprovalRequest.status))
+    counts = Counter({RequestStatus(status): n for status, n in rows})
+    return StageState(counts, status_of(counts))
+
+
+async def lock_stage(session: AsyncSession, cycle_id: uuid.UUID, stage: str) -> CycleStage | None:
+    """The stage's row, locked: settlements of one stage take turns here, so the last branch to
+    settle sees every other one settled (two at once would each see the other still open)."""
+    return (await session.execute(
+        select(CycleStage).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage).with_for_update()
+        .execution_options(populate_existing=True))).scalar()
+
+
+async def enqueue_wake(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str, reason: str,
+                       now: dt.datetime) -> None:
+    """Queue a wake of the cycle's run at a stage; one queued wake per stage (a second adds nothing)."""
+    values = dict(cycle_id=cycle_id, stage=stage, reason=reason, status=WakeStatus.queued.value, attempts=0,
+                  next_attempt_at=now, last_error="", created_at=now)
+    dialect = session.bind.dialect.name
+    where = Wake.status == WakeStatus.queued.value
+    if dialect == "postgresql":
+        statement = postgresql.insert(Wake).values(**values).on_conflict_do_nothing(
+            index_elements=["cycle_id", "stage"], index_where=where)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(Wake).values(**values).on_conflict_do_nothing(
+            index_elements=["cycle_id", "stage"], index_where=where)
+    else:  # pragma: no cover - only the two backends are supported
+        statement = insert(Wake).values(**values)
+    await session.execute(statement)
+
+
+async def after_settled(session: AsyncSession, request: ApprovalRequest, *, now: dt.datetime) -> StageState:
+    """Called in the transaction that moved a request out of the open states: records the
+    stage's status, and wakes the cycle's run once the whole stage has settled."""
+    row = await lock_stage(session, request.cycle_id, request.stage)
+    state = await stage_state(session, request.cycle_id, request.stage)
+    if row is not None and row.status not in KEPT:
+        await set_stage_status(session, cycle_id=request.cycle_id, stage=request.stage, status=state.status, now=now)
+    if state.settled:
+        await enqueue_wake(session, cycle_id=request.cycle_id, stage=request.stage,
+                           reason=WakeReason.stage_settled, now=now)
+    return state
+
+
+async def due_openings(session: AsyncSession, *, now: dt.datetime) -> int:
+    """Wake the runs whose scheduled stage's date has come (the sweep calls this)."""
+    due = list((await session.execute(select(CycleStage.cycle_id, CycleStage.stage).where(
+        CycleStage.status == StageStatus.scheduled.value, CycleStage.opens_at <= now))).all())
+    for cycle_id, stage in due:
+        await enqueue_wake(session, cycle_id=cycle_id, stage=stage, reason=WakeReason.stage_opens, now=now)
+    return len(due)

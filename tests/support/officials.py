@@ -1,0 +1,170 @@
+"""Officials' side of the end-to-end tests: the links in the emails they received, used
+over HTTP as a person would (open the page, then send the form)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from sqlalchemy import text
+
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/[as]/[A-Za-z0-9_-]+)")
+
+
+@functools.lru_cache(maxsize=1)
+def _plan():
+    from approvals.config import PACKAGED_PLAN
+    from approvals.plan import load_plan
+
+    return load_plan(PACKAGED_PLAN)
+
+
+def address(official_id: str) -> str:
+    """The official's email address in the shipped plan (plans/lang-son.yaml)."""
+    return str(_plan().official(official_id).email)
+
+
+ASK = "Cần phê duyệt"
+SUBMIT = "Cần gửi nội dung"
+RESUBMIT = "Cần chỉnh sửa"
+OFFICIALS_AT_ONCE = 4  # officials acting at the same moment, each from their own email
+
+
+def reporters() -> dict[str, str]:
+    """Each unit that owes the annual report today (every unit in force), with the officer it
+    is asked through: the plan's `unit.reporter` of that unit."""
+    from approvals.requests import local_day, stage_of
+
+    plan = _plan()
+    today = local_day(plan, dt.datetime.now(dt.UTC))
+    stage = stage_of(plan, "annual", "annual_report")
+    return {unit: plan.holders(stage.requester, today, unit=unit)[0].id for unit in plan.branches(stage, today)}
+
+
+class Inbox:
+    """The links officials received, each taken once."""
+
+    def __init__(self, stack, year: int):
+        self.stack, self.year, self.used = stack, year, set()
+        self.lock = threading.Lock()  # officials act at once (report_every_unit)
+
+    def link(self, official: str, subject: str, stage: str) -> str:
+        def fresh(r) -> bool:
+            return (address(official) in r.envelope_to and subject in r.message["Subject"]
+                    and stage in r.message["Subject"] and str(self.year) in r.message["Subject"]
+                    and any(link not in self.used for link in LINK.findall(r.text)))
+
+        while True:
+            email = self.stack.smtp.wait_for(fresh, timeout=120)
+            with self.lock:
+                links = {link for link in LINK.findall(email.text) if link not in self.used}
+                if links:  # another thread may have taken it meanwhile: look again
+                    (link,) = links
+                    self.used.add(link)
+                    return link
+
+
+def approve(link: str, comment: str = "") -> None:
+    page = httpx.get(link)
+    assert page.status_code == 200 and "Đồng ý" in page.text, (page.status_code, page.text[:300])
+    answer = httpx.post(link, data={"outcome": "approve", "comment": comment})
+    assert answer.status_code == 200, answer.text
+
+
+def submit(link: str, **fields: str) -> None:
+    page = httpx.get(link)
+    assert page.status_code == 200 and "Nộp hồ sơ" in page.text, (page.status_code, page.text[:300])
+    answer = httpx.post(link, data=fields)
+    assert answer.status_code == 200 and "Đã nộp" in answer.text, answer.text
+
+
+def rows(stack, year: int, sql: str) -> list:
+    with stack.reading() as conn:
+        return conn.execute(text(sql), {"p": str(year)}).all()
+
+
+def resubmit(link: str, **fields: str) -> str:
+    """Send a step again after a request for changes; the page shows the reviewers' comments
+    (returned, to be checked)."""
+    page = httpx.get(link)
+    assert page.status_code == 200 and "Gửi lại sau khi chỉnh sửa" in page.text, page.text[:500]
+    answer = httpx.post(link, data=fields)
+    assert answer.status_code == 200 and "Đã gửi lại" in answer.text, answer.text
+    return page.text
+
+
+def send_back(link: str, comment: str) -> None:
+    page = httpx.get(link)
+    assert page.status_code == 200 and "Yêu cầu chỉnh sửa" in page.text
+    answer = httpx.post(link, data={"outcome": "request_changes", "comment": comment})
+    assert answer.status_code == 200, answer.text
+
+
+def report_every_unit(inbox: Inbox, *, returned: dict[str, str] | None = None) -> dict[str, str]:
+    """Stage 7 through the emailed links: every unit's officer submits its report, the lead
+    agency's director decides each one (sending back those in `returned`, unit -> comment), the
+    units sent back resubmit (their page shows the comment) and their next round is approved.
+    Returns the units and their officers."""
+    returned = returned or {}
+    units = reporters()
+
+    def report(unit: str) -> None:
+        submit(inbox.link(units[unit], SUBMIT, "7. "), text=f"Báo cáo kết quả năm {inbox.year} ({unit})")
+
+    def decide(_) -> str:
+        link = inbox.link("dost_director", ASK, "7. ")
+        page = httpx.get(link).text
+        (unit,) = [u for u in units if f"({u})" in page]
+        if unit in returned:
+            send_back(link, returned[unit])
+        else:
+            approve(link)
+        return unit
+
+    def report_again(unit: str) -> None:
+        page = resubmit(inbox.link(units[unit], RESUBMIT, "7. "), text=f"Báo cáo đã bổ sung ({unit})")
+        assert returned[unit] in page
+
+    with ThreadPoolExecutor(OFFICIALS_AT_ONCE) as officials:
+        list(officials.map(report, units))
+        decided = list(officials.map(decide, units))
+        assert sorted(decided) == sorted(units)  # each unit's report reached the director once
+        list(officials.map(report_again, returned))
+        list(officials.map(lambda _: approve(inbox.link("dost_director", ASK, "7. ")), returned))
+    return units
+
+
+def through_the_budget(inbox: Inbox) -> None:
+    """Stages 1 to 5 of the annual chain through the emailed links, everything approved: the
+    orientation, the Board's guidance, the materials, each outlet's plan, a budget under the
+    threshold."""
+    year = inbox.year
+    approve(inbox.link("dost_director", ASK, "1. "))
+    approve(inbox.link("propaganda_head", ASK, "2. "))
+    submit(inbox.link("dof_planning_officer", SUBMIT, "3. "), text=f"Tài liệu {year}")
+    approve(inbox.link("dof_director", ASK, "3. "))
+    outlets = {"newspaper_radio_tv_editor": "newspaper_radio_tv_head", "literature_arts_editor": "literature_arts_chair",
+               "portal_editor": "portal_head"}
+    for editor in outlets:
+        submit(inbox.link(editor, SUBMIT, "4. "), text=f"Kế hoạch sản xuất {year} của {editor}")
+    for head in outlets.values():
+        approve(inbox.link(head, ASK, "4. "))
+    for _ in outlets:
+        approve(inbox.link("dost_director", ASK, "4. "))
+    submit(inbox.link("dof_budget_officer", SUBMIT, "5. "), text="Phân bổ kinh phí", amount="900.000.000")
+    approve(inbox.link("dof_director", ASK, "5. "))
+
+
+def after_a_rejected_orientation(stack, year: int, run_id) -> None:
+    """Stage 1 rejected: what needs it is skipped, and the annual report, which stands on its own
+    date (1 October of that year), is scheduled; the run waits for it, suspended."""
+    stages = stack.wait_for_stages(year, {"dic_direction": "rejected", "propaganda_guidance": "skipped",
+                                          "finance_allocation": "skipped", "implementation": "skipped",
+                                          "annual_report": "scheduled"})
+    assert set(stages) == {"dic_direction", "propaganda_guidance", "materials", "outlet_plans", "finance_allocation",
+                           "implementation", "annual_report"}
+    assert stack.wait_for_state(run_id, {"Suspended"}).name == "Suspended"

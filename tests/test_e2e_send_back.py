@@ -1,0 +1,91 @@
+"""Sending back, on every stage kind of the annual cycle, end to end on real parts (Prefect
+server and worker, SMTP server, `kehoach web` and `kehoach dispatch`): the Board's guidance
+(an approval), the materials (a submission), one outlet's plan (a fan-out branch), the budget
+and two units' annual reports. Each submitter gets the resubmission email with the reviewer's
+comment, resubmits from its link, the next round is approved, and the chain finishes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.officials import (
+    ASK,
+    RESUBMIT,
+    SUBMIT,
+    Inbox,
+    approve,
+    report_every_unit,
+    reporters,
+    resubmit,
+    rows,
+    send_back,
+    submit,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def _back_and_again(inbox: Inbox, *, decider: str, submitter: str, stage: str, comment: str, **fields: str) -> None:
+    """The decider sends the step back; its submitter gets the resubmission link (the page shows
+    the comment) and sends it again; the decider is asked again and approves the next round."""
+    send_back(inbox.link(decider, ASK, stage), comment)
+    page = resubmit(inbox.link(submitter, RESUBMIT, stage), **fields)
+    assert comment in page
+    approve(inbox.link(decider, ASK, stage), "Đã đạt yêu cầu.")
+
+
+def test_a_step_of_every_kind_sent_back_is_resubmitted_and_the_chain_finishes(stack):
+    year = stack.past_year(2)
+    run_id = stack.start_cycle(year)
+    inbox = Inbox(stack, year)
+
+    approve(inbox.link("dost_director", ASK, "1. "))
+    # 2. An approval: the Board sends the orientation back to the lead agency's press officer.
+    _back_and_again(inbox, decider="propaganda_head", submitter="dost_press_officer", stage="2. ",
+                    comment="Bổ sung chủ đề kinh tế xanh.", text="Định hướng đã bổ sung chủ đề kinh tế xanh")
+    # 3. A submission.
+    submit(inbox.link("dof_planning_officer", SUBMIT, "3. "), text="Tài liệu bản 1")
+    _back_and_again(inbox, decider="dof_director", submitter="dof_planning_officer", stage="3. ",
+                    comment="Thiếu số liệu PCI 2025.", text="Tài liệu bản 2, có số liệu PCI 2025")
+    # 4. A fan-out: one outlet's plan goes back to its editor, the others go through.
+    for editor in ("newspaper_radio_tv_editor", "literature_arts_editor", "portal_editor"):
+        submit(inbox.link(editor, SUBMIT, "4. "), text=f"Kế hoạch sản xuất {year} của {editor}")
+    _back_and_again(inbox, decider="portal_head", submitter="portal_editor", stage="4. ",
+                    comment="Cần lịch đăng tải theo tháng.", text="Kế hoạch của Cổng, có lịch theo tháng")
+    approve(inbox.link("newspaper_radio_tv_head", ASK, "4. "))
+    approve(inbox.link("literature_arts_chair", ASK, "4. "))
+    for _ in range(3):
+        approve(inbox.link("dost_director", ASK, "4. "))
+    # 5. A budget: the amount comes again with the resubmission.
+    submit(inbox.link("dof_budget_officer", SUBMIT, "5. "), text="Phân bổ kinh phí", amount="1.200.000.000")
+    _back_and_again(inbox, decider="dof_director", submitter="dof_budget_officer", stage="5. ",
+                    comment="Tách kinh phí cho các xã.", text="Phân bổ kinh phí, có phần cho các xã",
+                    amount="1.300.000.000")
+    # 7. Reports: two units' reports go back, each to its own reporting officer.
+    report_every_unit(inbox, returned={"literature_arts_association": "Bổ sung số tác phẩm.",
+                                       "provincial_web_portal": "Bổ sung lượt truy cập."})
+
+    stack.wait_for_state(run_id, {"Completed"}, timeout=180)
+    stages = dict(rows(stack, year, "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+                                    "WHERE c.period = :p AND c.kind = 'annual'"))
+    assert stages == {"dic_direction": "done", "propaganda_guidance": "done", "materials": "done",
+                      "outlet_plans": "done", "finance_allocation": "done", "implementation": "done",
+                      "annual_report": "done"}
+    rounds = rows(stack, year, "SELECT r.stage, r.subject, r.round, r.status FROM approval_request r JOIN cycle c "
+                               "ON c.id = r.cycle_id WHERE c.period = :p AND c.kind = 'annual' AND r.round > 1 "
+                               "ORDER BY r.stage, r.subject")
+    assert rounds == [
+        ("annual_report", "literature_arts_association", 2, "approved"),
+        ("annual_report", "provincial_web_portal", 2, "approved"),
+        ("finance_allocation", "", 2, "approved"),
+        ("materials", "", 2, "approved"),
+        ("outlet_plans", "provincial_web_portal", 2, "approved"),
+        ("propaganda_guidance", "", 2, "approved"),
+    ]
+    links = rows(stack, year, "SELECT l.kind, l.status, COUNT(*) FROM submission_link l JOIN approval_request r "
+                              "ON r.id = l.request_id JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p "
+                              "AND c.kind = 'annual' GROUP BY l.kind, l.status ORDER BY l.kind")
+    # First links: materials, three outlets, the budget and every unit's report; six resubmissions; all used.
+    assert links == [("first", "used", 5 + len(reporters())), ("resubmission", "used", 6)]
+    ids = [r.message["Message-ID"] for r in stack.smtp.received if str(year) in (r.message["Subject"] or "")]
+    assert len(ids) == len(set(ids))
