@@ -96,5 +96,6 @@ async def resume_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID,
     except CycleNotRestartable as exc:
         raise HTTPException(409, str(exc)) from None
     except (PrefectNotConfigured, PrefectUnavailable, asyncio.TimeoutError, TimeoutError) as exc:
-        raise HTTPException(503, f"Prefect cannot be reached now, try again: {exc}") from None
+        raise HTTPException(503, f"Prefect cannot be reached now, try again: {exc}",
+                            headers={"Retry-After": "30"}) from None
     return CycleResumeRead(cycle_id=cycle_id, previous_run=previous, run_id=run.id, restart=restart)
