@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from approvals import audit
 from approvals.directory import resolvable
@@ -94,11 +95,14 @@ async def decide(
     session.add(decision)
     await session.flush()
 
-    made = [Outcome(o) for o in (await session.execute(
-        select(Decision.outcome).where(Decision.request_id == request.id).order_by(Decision.decided_at, Decision.id)
-    )).scalars()]
-    assignees = len((await session.execute(select(Assignment.id).where(
-        Assignment.request_id == request.id, Assignment.status.in_(COUNTED)))).all())
+    # The decisions so far and the assignees who count, in one round trip.
+    counted = (select(func.count(Assignment.id)).where(Assignment.request_id == request.id,
+                                                        Assignment.status.in_(COUNTED)).scalar_subquery())
+    rows = (await session.execute(
+        select(Decision.outcome, counted).where(Decision.request_id == request.id)
+        .order_by(Decision.decided_at, Decision.id))).all()
+    made = [Outcome(o) for o, _ in rows]
+    assignees = rows[0][1]
     settled = settle(Policy(request.policy), made, assignees, request.quorum)
     activated: list[NewAssignment] = []
     closed: list[str] = []
@@ -172,7 +176,9 @@ async def settle_request(session: AsyncSession, *, request: ApprovalRequest, out
         .values(status="closed")
         .execution_options(synchronize_session=False)
     )
-    await session.refresh(request)
+    # The row now holds what the update wrote: no need to read it back.
+    set_committed_value(request, "status", status.value)
+    set_committed_value(request, "decided_at", now)
     await after_settled(session, request, now=now)
     return closed
 

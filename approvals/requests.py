@@ -349,9 +349,12 @@ async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> L
 
 
 async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str, status: StageStatus,
-                           now: dt.datetime, audited: bool = True) -> None:
-    row = (await session.execute(
-        select(CycleStage).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage))).scalar()
+                           now: dt.datetime, audited: bool = True, row: CycleStage | None = None) -> None:
+    """Record a stage's status (audited when it changes); `row` is the stage's row when the
+    caller already holds it."""
+    if row is None:
+        row = (await session.execute(
+            select(CycleStage).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage))).scalar()
     if row is None:
         row = CycleStage(cycle_id=cycle_id, stage=stage, status=status.value, updated_at=now)
         session.add(row)

@@ -18,7 +18,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -72,16 +72,20 @@ def status_of(counts: Counter) -> StageStatus:
     return StageStatus.rejected if counts[RequestStatus.rejected] else StageStatus.expired
 
 
+_NEWER = aliased(ApprovalRequest)
+# Built once: every settlement runs it, and building an aliased select costs more than running it.
+_LATEST_COUNTS = (
+    select(ApprovalRequest.status, func.count())
+    .where(ApprovalRequest.cycle_id == bindparam("cycle_id"), ApprovalRequest.stage == bindparam("stage"),
+           ~select(_NEWER.id).where(_NEWER.previous_id == ApprovalRequest.id).exists())
+    .group_by(ApprovalRequest.status))
+
+
 async def stage_state(session: AsyncSession, cycle_id: uuid.UUID, stage: str) -> StageState:
     """One aggregate over the stage's latest rounds (a round is latest when none re-opens it):
     the database counts, so the cost per decision does not grow with the number of branches
     as a list of rows would."""
-    newer = aliased(ApprovalRequest)
-    rows = await session.execute(
-        select(ApprovalRequest.status, func.count())
-        .where(ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == stage,
-               ~select(newer.id).where(newer.previous_id == ApprovalRequest.id).exists())
-        .group_by(ApprovalRequest.status))
+    rows = await session.execute(_LATEST_COUNTS, {"cycle_id": cycle_id, "stage": stage})
     counts = Counter({RequestStatus(status): n for status, n in rows})
     return StageState(counts, status_of(counts))
 
@@ -100,7 +104,10 @@ async def enqueue_wake(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str
     values = dict(cycle_id=cycle_id, stage=stage, reason=reason, status=WakeStatus.queued.value, attempts=0,
                   next_attempt_at=now, last_error="", created_at=now)
     dialect = session.bind.dialect.name
-    where = Wake.status == WakeStatus.queued.value
+    # The partial index's predicate as a literal: bound as a parameter, PostgreSQL cannot match it
+    # to the index once a connection's prepared statement runs with a generic plan (after a few
+    # executions), and every wake then fails with "no unique or exclusion constraint matching".
+    where = text(f"status = '{WakeStatus.queued.value}'")
     if dialect == "postgresql":
         statement = postgresql.insert(Wake).values(**values).on_conflict_do_nothing(
             index_elements=["cycle_id", "stage"], index_where=where)
@@ -118,7 +125,8 @@ async def after_settled(session: AsyncSession, request: ApprovalRequest, *, now:
     row = await lock_stage(session, request.cycle_id, request.stage)
     state = await stage_state(session, request.cycle_id, request.stage)
     if row is not None and row.status not in KEPT:
-        await set_stage_status(session, cycle_id=request.cycle_id, stage=request.stage, status=state.status, now=now)
+        await set_stage_status(session, cycle_id=request.cycle_id, stage=request.stage, status=state.status, now=now,
+                               row=row)
     if state.settled:
         await enqueue_wake(session, cycle_id=request.cycle_id, stage=request.stage,
                            reason=WakeReason.stage_settled, now=now)
