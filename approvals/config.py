@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     problem_cycle_deployment: str = Field(
         "problem-escalation/problem-escalation",
         description="Deployment the service starts for each problem recorded through the API (empty: none).")
+    reconcile: bool = Field(
+        True, description="Whether `kehoach web` also delivers the wake queue (runs to resume), watches cycle runs, "
+                          "starts recorded event and problem cycles and relays events. Any number of processes may "
+                          "(the queue is claimed); off where other processes do it.")
     resume_retry_interval: float = Field(
         2.0, gt=0, description="Seconds between looks at the wake queue (runs to resume) when it was empty.")
     resume_timeout: float = Field(10.0, gt=0, description="Seconds a call to Prefect may take before it is retried later.")

@@ -363,7 +363,7 @@ async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request_
         update(ApprovalRequest)
         .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value,
                ApprovalRequest.escalated_at.is_(None))
-        .values(escalated_at=now, expires_at=expires_at)
+        .values(escalated_at=now, told_at=now, expires_at=expires_at)
         .execution_options(synchronize_session=False))
     if moved.rowcount != 1:
         raise AlreadyDecided()

@@ -115,7 +115,12 @@ class CycleStage(Base):
 
 class ApprovalRequest(Base):
     __tablename__ = "approval_request"
-    __table_args__ = (UniqueConstraint("cycle_id", "stage", "subject", "round"),)
+    __table_args__ = (
+        UniqueConstraint("cycle_id", "stage", "subject", "round"),
+        Index("ix_approval_request_to_tell", "escalated_at",
+              postgresql_where=text("told_at IS NULL AND escalated_at IS NOT NULL"),
+              sqlite_where=text("told_at IS NULL AND escalated_at IS NOT NULL")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     cycle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cycle.id"))
@@ -138,6 +143,9 @@ class ApprovalRequest(Base):
     reminders_sent: Mapped[int] = mapped_column(default=0)
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="When the timeout policy ends it.")
+    told_at: Mapped[dt.datetime | None] = mapped_column(
+        UtcDateTime, doc="When whoever must hear that the step is overdue heard it (its superior, in one email "
+                         "per stage), or it was escalated to them.")
 
 
 class Assignment(Base):

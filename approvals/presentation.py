@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from approvals.deadlines import due_at
@@ -13,6 +15,9 @@ from approvals.models import ApprovalRequest, Cycle
 from approvals.plan.schema import Official, Plan
 from approvals.requests import NewAssignment, stage_of
 from approvals.tokens import approval_link_argument
+
+if TYPE_CHECKING:
+    from approvals.sweep import OverdueNotice
 
 
 def step_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str, tz: ZoneInfo) -> dict[str, str]:
@@ -149,23 +154,25 @@ def submission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked
     )
 
 
-def overdue_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, told: Sequence[Official],
-                     waiting_on: Sequence[str], *, submission: bool, tz: ZoneInfo) -> list[PlainMessage]:
-    """Tell a stage's superiors that a step is past its due time and stays open: its unit has
-    not submitted (`submission`), or its approvers have not decided. No link: nobody decides in
-    their place, and the email may be forwarded to them."""
-    kind = "submission_overdue" if submission else "step_overdue"
-    messages = []
-    for official in told:
-        language = official.language.value
-        step = step_context(plan, request, cycle, language=language, tz=tz)
-        messages.append(PlainMessage(
-            kind=kind, key=f"{kind}:{request.id}:{official.id}", language=language,
-            name=official.name, email=str(official.email),
-            context={**person_context(official, language), "cycle": step["cycle"], "stage": step["stage"],
-                     "agency": step["agency"], "due": step["due"],
-                     "officer": ", ".join(official_name(plan, o) for o in waiting_on) or "—"}))
-    return messages
+def overdue_messages(plan: Plan, notice: OverdueNotice, *, tz: ZoneInfo) -> list[PlainMessage]:
+    """Tell a stage's superior which of its steps are past their due time and stay open: units
+    that have not submitted, or approvers who have not decided, all in one email. No link:
+    nobody decides in their place, and the email may be forwarded to them. The key names the
+    branches told, so a digest is queued once."""
+    kind = "submission_overdue" if notice.submission else "step_overdue"
+    official = notice.official
+    language = official.language.value
+    first = step_context(plan, notice.branches[0].request, notice.cycle, language=language, tz=tz)
+    ids = sorted(str(b.request.id) for b in notice.branches)
+    told = hashlib.sha256(",".join([official.id, *ids]).encode()).hexdigest()[:24]
+    units = [{"unit": plan.agency(b.request.acting_agency).name.get(language),
+              "officer": ", ".join(official_name(plan, o) for o in b.waiting_on) or "—",
+              "due": local_time(b.request.due_at, tz, language)} for b in notice.branches]
+    return [PlainMessage(
+        kind=kind, key=f"{kind}:{notice.cycle.id}:{notice.stage.id[:40]}:{told}", language=language,
+        name=official.name, email=str(official.email),
+        context={**person_context(official, language), "cycle": first["cycle"], "stage": first["stage"],
+                 "count": str(len(units)), "units": units})]
 
 
 def coordinators(plan: Plan, at: dt.datetime, tz: ZoneInfo) -> list[Official]:

@@ -25,6 +25,7 @@ from approvals.requests import (
     reopen_after_changes,
     route,
     stage_of,
+    step_due,
 )
 from approvals.tokens import derive_token, hash_token, well_formed
 
@@ -232,6 +233,18 @@ def parse_submission(*, stage_kind: StageKind, text: str, links: str = "", amoun
     return data
 
 
+def _give_notice(plan: Plan, cycle: Cycle, request: ApprovalRequest, now: dt.datetime) -> None:
+    """A unit submits after its step was reported overdue: its approvers get the plan's minimum
+    notice from now, and the step goes through the sweep again (reminders still ahead, then
+    escalation or expiry) instead of waiting forever with its overdue mark."""
+    from approvals.sweep import reminder_times
+
+    stage = stage_of(plan, cycle.kind, request.stage)
+    request.due_at = max(request.due_at, step_due(plan, stage, cycle, now))
+    request.escalated_at = request.told_at = None
+    request.reminders_sent = sum(1 for moment in reminder_times(stage, request) if moment <= now)
+
+
 async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str, data: dict, now: dt.datetime,
                  link_ttl: dt.timedelta, files: list[tuple[str, str, bytes]] = ()) -> OpenedRequest:
     """Use the link once. A first submission fills the waiting request and asks its approvers
@@ -249,12 +262,16 @@ async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str
             raise InvalidLink()
         request.data, request.requested_by = data, view.link.official_id
         request.status = RequestStatus.pending.value
+        late = request.escalated_at is not None
+        if late:
+            _give_notice(plan, view.cycle, request, now)
         await session.flush()
         new = await route(session, plan=plan, request=request, secret=secret, link_ttl=link_ttl, now=now)
         await audit.append(session, actor=f"official:{view.link.official_id}", action="request.submitted",
                            entity="approval_request", entity_id=str(request.id),
                            data={"policy": request.policy, "assignees": [n.official.id for n in new],
-                                 "fields": sorted(data)})
+                                 "fields": sorted(data),
+                                 **({"late": True, "due_at": request.due_at.isoformat()} if late else {})})
         opened = OpenedRequest(request, view.cycle, new)
     else:
         opened = await reopen_after_changes(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 import logging
 from enum import Enum
 
@@ -59,8 +59,6 @@ class SweepEvent:
     notify: list[NewAssignment] = field(default_factory=list)  # who gets a (new) link
     closed: list[str] = field(default_factory=list)  # officials whose pending link an expiry closed
     submission: SubmissionAsked | None = None  # a reminder to submit: the unit's fresh link
-    told: list[Official] = field(default_factory=list)  # superiors told that an open step is overdue
-    waiting_on: list[str] = field(default_factory=list)  # whom it waits on: the officer asked to submit, or approvers
 
 
 OnEvent = Callable[[AsyncSession, SweepEvent], Awaitable[None]]
@@ -105,8 +103,7 @@ async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, req
             return await _lapse(session, request, cycle, stage, now)
         if policy is TimeoutPolicy.escalate:
             return await _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
-        event = await _overdue(session, request, cycle, stage, now, policy)
-        return await _tell_superiors(session, plan, event, request, stage, now)
+        return await _overdue(session, request, cycle, stage, now, policy)
     passed = sum(1 for moment in reminder_times(stage, request) if moment <= now)
     if now < request.due_at and passed > request.reminders_sent:
         return await _remind(session, secret, request, cycle, stage, now, passed, plan)
@@ -114,30 +111,74 @@ async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, req
 
 
 async def _overdue(session, request, cycle, stage, now, policy: TimeoutPolicy) -> SweepEvent:
-    await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now)
+    """Past its due time, the step stays open (nobody decides in its place). The stage's superior
+    (escalate_to) hears of it in the digest after the pass (`overdue_notices`); with no superior
+    it is told at once: the coordinators see it on the dashboard."""
+    await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now,
+                       told_at=None if stage.escalate_to else now)
     await audit.append(session, actor="system", action="request.overdue", entity="approval_request",
                        entity_id=str(request.id), data={"policy": policy.value, "status": request.status})
     return SweepEvent(EventKind.overdue, request, cycle, stage)
 
 
-async def _tell_superiors(session, plan: Plan, event: SweepEvent, request, stage, now) -> SweepEvent:
-    """A step past its due time that stays open (nobody decides for it): the stage's superior
-    (escalate_to) hears of it, once, with who is waited on: the unit that has not submitted, or
-    the approvers who have not decided."""
-    if not stage.escalate_to:
-        return event
-    told = plan.holders(stage.escalate_to, local_day(plan, now), unit=request.subject or None)
-    if request.status == RequestStatus.awaiting_submission.value:
-        link = await pending_link(session, request.id, now)
-        action, waiting = "submission.missing", [link.official_id] if link else []
-    else:
-        action = "request.overdue_told"
-        waiting = list((await session.execute(select(Assignment.official_id).where(
-            Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
-            .order_by(Assignment.position))).scalars())
-    await audit.append(session, actor="system", action=action, entity="approval_request",
-                       entity_id=str(request.id), data={"told": [o.id for o in told]})
-    return replace(event, told=told, waiting_on=waiting)
+@dataclass(frozen=True)
+class OverdueBranch:
+    request: ApprovalRequest
+    waiting_on: list[str]  # the officer asked to submit, or the approvers who have not decided
+
+
+@dataclass(frozen=True)
+class OverdueNotice:
+    """One email to one superior: every branch of one stage past its due time that they have not
+    heard of (a report's deadline tells the PPC once, not once per unit)."""
+
+    submission: bool  # the branches wait for their units' submissions, else for decisions
+    cycle: Cycle
+    stage: Stage
+    official: Official
+    branches: list[OverdueBranch]
+
+
+async def overdue_notices(session: AsyncSession, *, plan: Plan, now: dt.datetime) -> list[OverdueNotice]:
+    """The overdue open steps whose stage's superior has not heard of them, grouped by stage and
+    superior, each marked as told and audited (`submission.missing`, `request.overdue_told`) in
+    the caller's transaction, which queues the emails: told exactly once. Rows another sweep is
+    telling are skipped (SKIP LOCKED on PostgreSQL; SQLite runs one writer at a time)."""
+    rows = list((await session.execute(
+        select(ApprovalRequest).where(ApprovalRequest.escalated_at.is_not(None), ApprovalRequest.told_at.is_(None),
+                                      ApprovalRequest.status.in_(OPEN))
+        .order_by(ApprovalRequest.cycle_id, ApprovalRequest.stage, ApprovalRequest.subject)
+        .with_for_update(skip_locked=True))).scalars())
+    day = local_day(plan, now)
+    cycles: dict[uuid.UUID, Cycle] = {}
+    notices: dict[tuple, OverdueNotice] = {}
+    for request in rows:
+        cycle = cycles.get(request.cycle_id) or await session.get(Cycle, request.cycle_id)
+        cycles[cycle.id] = cycle
+        try:
+            stage = stage_of(plan, cycle.kind, request.stage)
+        except StopIteration:  # a stage gone from the plan: left for a coordinator, never blocks the others
+            log.warning("overdue request %s is of a stage the plan no longer has", request.id)
+            continue
+        told = plan.holders(stage.escalate_to, day, unit=request.subject or None) if stage.escalate_to else []
+        submission = request.status == RequestStatus.awaiting_submission.value
+        if submission:
+            link = await pending_link(session, request.id, now)
+            action, waiting = "submission.missing", [link.official_id] if link else []
+        else:
+            action = "request.overdue_told"
+            waiting = list((await session.execute(select(Assignment.official_id).where(
+                Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
+                .order_by(Assignment.position))).scalars())
+        request.told_at = now
+        await audit.append(session, actor="system", action=action, entity="approval_request",
+                           entity_id=str(request.id), data={"told": [o.id for o in told]})
+        for official in told:
+            key = (submission, cycle.id, stage.id, official.id)
+            notice = notices.setdefault(key, OverdueNotice(submission, cycle, stage, official, []))
+            notice.branches.append(OverdueBranch(request, waiting))
+    await session.flush()
+    return list(notices.values())
 
 
 async def _lapse(session, request, cycle, stage, now) -> SweepEvent:
@@ -159,8 +200,7 @@ async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, 
             return await _expire(session, request, cycle, stage, now, reason="nothing submitted by the due time")
         if stage.timeout_policy is TimeoutPolicy.proceed:
             return await _lapse(session, request, cycle, stage, now)
-        event = await _overdue(session, request, cycle, stage, now, stage.timeout_policy)
-        return await _tell_superiors(session, plan, event, request, stage, now)
+        return await _overdue(session, request, cycle, stage, now, stage.timeout_policy)
     passed = sum(1 for moment in reminder_times(stage, request) if moment <= now)
     if now >= request.due_at or passed <= request.reminders_sent:
         return None
@@ -183,7 +223,7 @@ async def _expire(session, request, cycle, stage, now, *, reason: str) -> SweepE
 
 async def _escalate(session, plan, secret, request, cycle, stage, now, link_ttl) -> SweepEvent:
     grace = dt.timedelta(days=stage.escalation_days) if stage.escalation_days else None
-    await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now,
+    await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now, told_at=now,
                        expires_at=now + grace if grace else None)
     superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
     notify = await bring_in_superiors(session, request=request, stage=stage, superiors=superiors, secret=secret,

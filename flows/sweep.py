@@ -13,10 +13,9 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
 from approvals.i18n import local_time
 from approvals.plan import Plan, load_plan
-from approvals.models import RequestStatus
 from approvals.presentation import PlainMessage, closed_messages, coordinators, outcome_message, overdue_messages
 from approvals.stages import due_openings
-from approvals.sweep import EventKind, SweepEvent, sweep
+from approvals.sweep import EventKind, SweepEvent, overdue_notices, sweep
 from flows.emails import mail_domain, queue_link_emails, queue_submission_email
 from flows.stages import database
 from notifications.links import queue_closing_messages, queue_plain_messages
@@ -39,11 +38,6 @@ async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, ren
         if kind and event.notify:
             await queue_link_emails(session, kind=kind, plan=plan, settings=settings, renderer=renderer,
                                     request=event.request, cycle=event.cycle, notify=event.notify)
-        if event.told:  # an open step past its due time: the stage's superior hears of it
-            await queue_plain_messages(
-                session, renderer=renderer, domain=mail_domain(settings),
-                messages=overdue_messages(plan, event.request, event.cycle, event.told, event.waiting_on, tz=settings.tz,
-                                          submission=event.request.status == RequestStatus.awaiting_submission.value))
         if event.kind is EventKind.expired:
             told = outcome_message(plan, event.request, event.cycle, decided_by="", comment="",
                                    at=event.request.decided_at or utcnow(), tz=settings.tz,
@@ -57,6 +51,10 @@ async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, ren
 
     events = await sweep(db, plan=plan, secret=settings.link_secret_bytes(), now=now or utcnow(),
                          link_ttl=dt.timedelta(days=settings.link_ttl_days), on_event=on_event)
+    async with db.transaction() as session:  # open steps past their due time: each stage's superior hears once
+        notices = await overdue_notices(session, plan=plan, now=now or utcnow())
+        await queue_plain_messages(session, renderer=renderer, domain=mail_domain(settings), messages=[
+            message for notice in notices for message in overdue_messages(plan, notice, tz=settings.tz)])
     async with db.transaction() as session:
         await due_openings(session, now=now or utcnow())  # stages whose own date has come: wake their runs
         await alert_delivery_failures(session, plan=plan, settings=settings, renderer=renderer, now=now or utcnow())

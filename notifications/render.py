@@ -37,10 +37,12 @@ KINDS: dict[str, tuple[str, ...]] = {
     "outcome": ("title", "name", "cycle", "stage", "result", "decided_by", "at", "comment", "link"),
     # to the approver after a decision; outcome: approve | reject | request_changes
     "receipt": ("outcome", "at", "stage", "cycle", "comment"),
-    # to a stage's superior (escalate_to) when a unit has not submitted by the due time
-    "submission_overdue": ("title", "name", "cycle", "stage", "agency", "due", "officer"),
-    # to a stage's superior when an approval step is past its due time and keeps waiting (keep_waiting)
-    "step_overdue": ("title", "name", "cycle", "stage", "agency", "due", "officer"),
+    # to a stage's superior (escalate_to), one per stage: the units that have not submitted by the due
+    # time; units: [{unit, officer (asked to submit), due}]
+    "submission_overdue": ("title", "name", "cycle", "stage", "count", "units"),
+    # to a stage's superior when steps are past their due time and keep waiting (keep_waiting);
+    # units: [{unit, officer (the approvers waited on), due}]
+    "step_overdue": ("title", "name", "cycle", "stage", "count", "units"),
     # to an approver whose link closed because the step was settled by others; result as for outcome
     "step_closed": ("title", "name", "cycle", "stage", "result", "decided_by", "at"),
     # to coordinators; event: started | finished; stages: [{stage, status (stage_status.*), due}]

@@ -32,13 +32,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                           problem_deployment=settings.problem_cycle_deployment)
         app.state.kehoach = AppState(settings=settings, plan=plan, db=db, renderer=renderer, resumer=resumer)
         stop = asyncio.Event()
-        reconciler = asyncio.create_task(resumer.run_forever(settings.resume_retry_interval, stop))
+        reconciler = asyncio.create_task(resumer.run_forever(settings.resume_retry_interval, stop)) \
+            if settings.reconcile else None
         try:
             yield
         finally:
             stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
+            if reconciler is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reconciler
             await db.dispose()
 
     app = FastAPI(title="kehoach", version="0.1.0", lifespan=lifespan,

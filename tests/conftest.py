@@ -75,6 +75,18 @@ async def database(sandbox) -> Database:
     await db.dispose()
 
 
+@pytest.fixture
+async def private_database(sandbox, tmp_path) -> Database:
+    """A database of the sandbox's backend for one test alone: for code that works on every row
+    of a table (the sweep on every open request, the wake queue), which other tests' rows in
+    the shared sandbox would change."""
+    own = DatabaseSandbox(sandbox.backend, tmp_path)
+    db = Database(own.url)
+    yield db
+    await db.dispose()
+    own.drop()
+
+
 @pytest.fixture(scope="session")
 def smtp_server() -> RecordingSmtpServer:
     server = RecordingSmtpServer()

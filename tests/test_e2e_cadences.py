@@ -87,22 +87,35 @@ def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
     assert created.status_code == 201, created.text
     problem_id = created.json()["id"]
 
-    # The PPC's vice-chair and chair are asked (either may decide); the page shows the problem.
+    # The PPC's vice-chair in charge is asked; the page shows the problem.
     ask = stack.smtp.wait_for(lambda r: "phochutich@lang-son.example" in r.envelope_to
                               and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
                               and uuid.UUID(problem_id).hex[:8] in r.message["Subject"], timeout=120)
     (link,) = set(re.findall(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)", ask.text))
     page = httpx.get(link)
     assert title in page.text and "Chưa được phân bổ kinh phí quý IV." in page.text
-    assert httpx.post(link, data={"outcome": "approve", "comment": "Giao Sở Tài chính bổ sung."}).status_code == 200
+    listed = httpx.get(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"}).json()
+    (problem,) = [p for p in listed if p["id"] == problem_id]
+    assert problem["cycle_id"] is not None
+    (step,) = httpx.get(f"{stack.base_url}/api/v1/requests?cycle_id={problem['cycle_id']}",
+                        headers={"Authorization": f"Bearer {token}"}).json()
+    assert step["stage"] == "ppc_resolution" and step["waiting_on"] == ["ppc_vice_chair"]  # the chair is not asked
 
+    # A coordinator escalates it: the chair, the stage's superior, is asked too (either may decide).
+    escalated = httpx.post(f"{stack.base_url}/api/v1/requests/{step['id']}/escalate",
+                           headers={"Authorization": f"Bearer {token}"})
+    assert escalated.status_code == 200 and escalated.json()["notified"] == ["ppc_chair"], escalated.text
+    stack.smtp.wait_for(lambda r: "chutich@lang-son.example" in r.envelope_to
+                        and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
+                        and "[Chuyển đến đồng chí" in r.message["Subject"]
+                        and uuid.UUID(problem_id).hex[:8] in r.message["Subject"])
+
+    # The vice-chair's decision settles it: the chair is told the step is closed.
+    assert httpx.post(link, data={"outcome": "approve", "comment": "Giao Sở Tài chính bổ sung."}).status_code == 200
     closed = stack.smtp.wait_for(lambda r: "chutich@lang-son.example" in r.envelope_to
                                  and "[Đã xong]" in r.message["Subject"]
                                  and uuid.UUID(problem_id).hex[:8] in r.message["Subject"])
     assert "không cần thao tác thêm" in closed.text
-    listed = httpx.get(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"}).json()
-    (problem,) = [p for p in listed if p["id"] == problem_id]
-    assert problem["cycle_id"] is not None
     with stack.reading() as conn:
         run_id = conn.execute(text("SELECT r.waiter_ref FROM approval_request r WHERE r.cycle_id = :c"),
                               {"c": uuid.UUID(problem["cycle_id"]).hex if stack.sandbox.backend == "sqlite"

@@ -111,6 +111,11 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
                 problems.append((at + ("on_timeout",), "keep_waiting with nobody to tell: the step could wait "
                                                        f"forever unnoticed; give escalate_to, or an official holding "
                                                        f"'{COORDINATOR}', or on_timeout expire or proceed"))
+            deciding = set(stage.approvers) | {role for rule in stage.routing for role in rule.add_approvers}
+            if stage.escalate_to is not None and stage.escalate_to in deciding:
+                problems.append((at + ("escalate_to",), f"'{stage.escalate_to}' already decides this step: an "
+                                                        "escalation would bring in nobody new; name a superior "
+                                                        "who is not among the approvers"))
             holders = {o.id for o in plan.officials if set(o.roles) & set(stage.approvers)}
             if stage.quorum is not None and stage.quorum > len(holders):
                 has = _plural(len(holders), "official")

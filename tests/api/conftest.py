@@ -41,10 +41,12 @@ async def leave_the_sandbox_as_found(database):
 
 @pytest.fixture
 def settings(sandbox, link_secret, tmp_path) -> Settings:
-    # No Prefect server here: the service starts no event cycle (the end-to-end tests do).
+    # No Prefect server here: the service starts no event cycle (the end-to-end tests do), and
+    # no reconciler works the shared sandbox behind a test's back (the wakes other tests left
+    # would be parked and alert the coordinators while a test compares the outbox before and after).
     return Settings(database_url=sandbox.url, link_secret=link_secret, data_dir=tmp_path,
                     public_base_url="http://kehoach.test", event_cycle_deployment="",
-                    problem_cycle_deployment="")
+                    problem_cycle_deployment="", reconcile=False)
 
 
 @pytest.fixture
@@ -121,6 +123,20 @@ async def open_request(database, settings, *, cycle_kind: str = "problem_escalat
             await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == opened.request.id)
                                   .values(due_at=now - dt.timedelta(days=days_late)))
     return Opened(opened.request.id, cycle.id, {n.official.id: n.assignment.id for n in opened.new_assignments})
+
+
+async def escalate(client, accounts, database, opened: Opened) -> Opened:
+    """The coordinator's escalate action on an open step (what the sweep does at the due time):
+    the stage's superior joins its approvers. A PPC resolution step (`open_request`'s default)
+    is decided by the PPC vice-chair alone; escalated, the PPC chair is asked too and either of
+    them decides it (policy any). Returns the request with every assignment it now has."""
+    response = await client.post(f"/api/v1/requests/{opened.request_id}/escalate", headers=accounts.as_coordinator)
+    assert response.status_code == 200, response.text
+    async with database.sessions() as session:
+        assignments = dict((await session.execute(select(Assignment.official_id, Assignment.id).where(
+            Assignment.request_id == opened.request_id))).all())
+    assert set(assignments) == set(opened.assignments) | set(response.json()["notified"]), assignments
+    return Opened(opened.request_id, opened.cycle_id, assignments)
 
 
 async def live_token(database, settings, assignment_id: uuid.UUID) -> str:

@@ -21,7 +21,7 @@ from approvals.models import (
     Outcome,
 )
 from notifications.models import OutboxMessage
-from tests.api.conftest import live_token, open_request
+from tests.api.conftest import escalate, live_token, open_request
 
 
 async def _one(database, query):
@@ -66,9 +66,12 @@ async def _snapshot(database) -> tuple[int, int, list]:
 # Remind --------------------------------------------------------------------------------
 
 async def test_remind_rotates_the_links_and_queues_reminders(client, accounts, database, settings):
-    opened = await open_request(database, settings)
+    # Escalated, the PPC resolution step waits on two approvers: the vice-chair and the chair.
+    opened = await escalate(client, accounts, database, await open_request(database, settings))
     before = await _assignments(database, opened.request_id)
+    assert set(before) == {"ppc_chair", "ppc_vice_chair"}
     old_tokens = {o: await live_token(database, settings, a.id) for o, a in before.items()}
+    queued_before = {m.id for m in await _emails(database, [a.id for a in before.values()])}  # the escalation's
 
     response = await client.post(f"/api/v1/requests/{opened.request_id}/remind", headers=accounts.as_coordinator)
     assert response.status_code == 200, response.text
@@ -80,7 +83,7 @@ async def test_remind_rotates_the_links_and_queues_reminders(client, accounts, d
         assert assignment.token_generation == before[official].token_generation + 1
         assert assignment.token_hash != before[official].token_hash  # the old link stops working
     kind = "reminder"
-    emails = await _emails(database, [a.id for a in after.values()])
+    emails = [m for m in await _emails(database, [a.id for a in after.values()]) if m.id not in queued_before]
     assert sorted((m.kind, m.recipients[0]["email"]) for m in emails) == [
         (kind, "chutich@lang-son.example"), (kind, "phochutich@lang-son.example")]
     assert all(m.idempotency_key.endswith(":2") for m in emails)
@@ -119,6 +122,7 @@ async def test_unknown_ids_are_404(client, accounts):
 
 async def test_bulk_remind_is_all_or_nothing(client, accounts, database, settings):
     first, second, decided = [await open_request(database, settings) for _ in range(3)]
+    first = await escalate(client, accounts, database, first)  # two approvers (vice-chair, chair); second has one
     await _settle(database, settings, decided)
     before = await _snapshot(database)
     response = await client.post("/api/v1/requests/remind", headers=accounts.as_coordinator,
@@ -131,10 +135,11 @@ async def test_bulk_remind_is_all_or_nothing(client, accounts, database, setting
                                  json={"request_ids": [str(first.request_id), str(second.request_id)]})
     assert response.status_code == 200, response.text
     reminded = response.json()["reminded"]
-    assert {r["request_id"] for r in reminded} == {str(first.request_id), str(second.request_id)}
-    assert sum(r["emails_queued"] for r in reminded) == 4
+    assert {r["request_id"]: sorted(r["notified"]) for r in reminded} == {
+        str(first.request_id): ["ppc_chair", "ppc_vice_chair"], str(second.request_id): ["ppc_vice_chair"]}
+    assert sum(r["emails_queued"] for r in reminded) == 3
     audit, outbox, _ = await _snapshot(database)
-    assert (audit, outbox) == (before[0] + 2, before[1] + 4)
+    assert (audit, outbox) == (before[0] + 2, before[1] + 3)  # an audit row per request, an email per approver
 
 
 # Escalate --------------------------------------------------------------------------------
@@ -161,7 +166,10 @@ async def test_escalate_now_adds_the_superior_and_emails_them(client, accounts, 
 
 
 async def test_escalate_is_refused_when_the_superior_is_already_asked(client, accounts, database, settings):
-    opened = await open_request(database, settings)  # the PPC chair, its superior, already decides it
+    opened = await open_request(database, settings)  # PPC resolution: the vice-chair decides, the chair is its superior
+    moved = await client.post(f"/api/v1/assignments/{opened.assignments['ppc_vice_chair']}/reassign",
+                              headers=accounts.as_coordinator, json={"to_official": "ppc_chair"})
+    assert moved.status_code == 200, moved.text  # the step is now the chair's: escalating would bring in nobody new
     before = await _snapshot(database)
     response = await client.post(f"/api/v1/requests/{opened.request_id}/escalate", headers=accounts.as_coordinator)
     assert response.status_code == 422
@@ -191,7 +199,7 @@ async def test_reassign_moves_the_link_and_emails_the_new_official(client, accou
 
 
 async def test_reassign_refusals_are_422_with_the_field(client, accounts, database, settings):
-    opened = await open_request(database, settings)
+    opened = await escalate(client, accounts, database, await open_request(database, settings))  # the chair is asked too
     assignment = opened.assignments["ppc_vice_chair"]
     for to, words in [("nobody_here", "cannot be resolved"), ("ppc_chair", "already asked")]:
         response = await client.post(f"/api/v1/assignments/{assignment}/reassign",
@@ -202,8 +210,8 @@ async def test_reassign_refusals_are_422_with_the_field(client, accounts, databa
 
 
 async def test_reassign_after_the_decision_is_409(client, accounts, database, settings):
-    opened = await open_request(database, settings)
-    await _settle(database, settings, opened, official="ppc_chair")
+    opened = await escalate(client, accounts, database, await open_request(database, settings))  # the chair is asked too
+    await _settle(database, settings, opened, official="ppc_chair")  # the chair decides: the vice-chair's link closes
     response = await client.post(f"/api/v1/assignments/{opened.assignments['ppc_vice_chair']}/reassign",
                                  headers=accounts.as_coordinator, json={"to_official": "dost_director"})
     assert response.status_code == 409

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from approvals.models import Assignment
 from notifications.calendar import event_uid
 from notifications.models import OutboxMessage
-from tests.api.conftest import live_token, open_request
+from tests.api.conftest import escalate, live_token, open_request
 
 
 def _ics(message: OutboxMessage):
@@ -24,8 +24,9 @@ def _ics(message: OutboxMessage):
 
 
 
-async def test_a_decision_cancels_the_deadline_for_the_decider_and_the_others(client, database, settings):
-    opened = await open_request(database, settings)  # PPC resolution: the vice-chair or the chair decides
+async def test_a_decision_cancels_the_deadline_for_the_decider_and_the_others(client, database, settings, accounts):
+    # PPC resolution, escalated: the vice-chair, and now her superior the chair, are asked; either decides.
+    opened = await escalate(client, accounts, database, await open_request(database, settings))
     assert set(opened.assignments) == {"ppc_vice_chair", "ppc_chair"}
     token = await live_token(database, settings, opened.assignments["ppc_vice_chair"])
     answer = await client.post(f"/a/{token}", data={"outcome": "approve", "comment": "Đồng ý xử lý."})
@@ -54,7 +55,7 @@ async def test_a_decision_cancels_the_deadline_for_the_decider_and_the_others(cl
 
 
 async def test_cancelling_a_cycle_takes_the_deadline_off_every_waiting_approver(client, database, settings, accounts):
-    opened = await open_request(database, settings)
+    opened = await escalate(client, accounts, database, await open_request(database, settings))  # two approvers wait
     answer = await client.post(f"/api/v1/cycles/{opened.cycle_id}/cancel", json={"reason": "Trùng kế hoạch"},
                                headers=accounts.as_coordinator)
     assert answer.status_code == 200, answer.text

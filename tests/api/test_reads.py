@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from approvals import coordination
 from approvals.db import utcnow
 from approvals.decisions import decide
 from approvals.models import Outcome
+from approvals.plan import load_plan
 from tests.api.conftest import live_token, open_request
 
 
@@ -42,7 +44,7 @@ async def test_pending_requests_filter_by_agency_stage_and_lateness(client, acco
     assert str(late.request_id) not in await ids("agency=dof")
     assert not await ids(f"cycle_id={late.cycle_id}&stage=dic_direction")
     [found] = (await client.get(f"/api/v1/requests?cycle_id={late.cycle_id}", headers=accounts.as_viewer)).json()
-    assert found["overdue"] is True and sorted(found["waiting_on"]) == ["ppc_chair", "ppc_vice_chair"]
+    assert found["overdue"] is True and found["waiting_on"] == ["ppc_vice_chair"]  # the one approver of PPC resolution
 
 
 async def test_waiting_on_counts_each_officials_pending_and_overdue_steps(client, accounts, database, settings):
@@ -66,8 +68,16 @@ async def test_a_requests_history_has_assignments_decisions_and_audit(client, ac
         "valid_from": "2093-05-01", "valid_to": "2093-05-10", "reason": "Nghỉ phép"})
     assert delegation.status_code == 201, delegation.text
     opened = await open_request(database, settings, now=day, starts_on=day.date())
-    assert set(opened.assignments) == {"ppc_vice_chair", "dost_press_officer"}
-    token = await live_token(database, settings, opened.assignments["dost_press_officer"])
+    assert set(opened.assignments) == {"ppc_vice_chair"}  # the vice-chair decides; the chair is the superior
+    # Escalated that day (the coordinator's action, as the sweep does at the due time), the step
+    # goes to the chair's role too: her delegate is asked, on her behalf.
+    async with database.transaction() as session:
+        acted = await coordination.escalate(session, plan=load_plan(settings.plan_file),
+                                            secret=settings.link_secret_bytes(), request_id=opened.request_id,
+                                            by=f"api:{accounts.coordinator_name}", now=day,
+                                            link_ttl=dt.timedelta(days=30))
+    assert [(n.official.id, n.assignment.on_behalf_of) for n in acted.notify] == [("dost_press_officer", "ppc_chair")]
+    token = await live_token(database, settings, acted.notify[0].assignment.id)
     async with database.transaction() as session:
         await decide(session, token=token, outcome=Outcome.reject, comment="Đề nghị bổ sung số liệu", now=day,
                      plan=None)
@@ -84,8 +94,9 @@ async def test_a_requests_history_has_assignments_decisions_and_audit(client, ac
     [decision] = history["decisions"]
     assert (decision["official_id"], decision["on_behalf_of"], decision["outcome"], decision["comment"]) == (
         "dost_press_officer", "ppc_chair", "reject", "Đề nghị bổ sung số liệu")
-    assert [e["action"] for e in history["audit"]] == ["request.opened", "decision.recorded"]
-    assert history["audit"][1]["data"]["on_behalf_of"] == "ppc_chair"
+    assert [e["action"] for e in history["audit"]] == ["request.opened", "request.escalated", "decision.recorded"]
+    assert history["audit"][1]["data"]["to"] == ["dost_press_officer"]
+    assert history["audit"][2]["data"]["on_behalf_of"] == "ppc_chair"
     revoked = await client.post(f"/api/v1/delegations/{delegation.json()['id']}/revoke",
                                 headers=accounts.as_coordinator)
     assert revoked.status_code == 200

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from approvals import requests
 from approvals.config import Settings
-from approvals.db import Database, utcnow
+from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision
 from approvals.tokens import derive_token
 from flows.emails import queue_link_emails
@@ -22,7 +22,6 @@ from flows.sweep import sweep_with_emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from tests.approvals.test_routing import PLAN
-from tests.conftest import DatabaseSandbox
 
 SECRET = "s" * 48
 SETTINGS = Settings(link_secret=SECRET)
@@ -48,13 +47,9 @@ async def _sweep(db):
 
 
 @pytest.fixture
-async def database(sandbox, tmp_path):
+def database(private_database):
     """A database of its own: the sweep looks at every open request."""
-    own = DatabaseSandbox(sandbox.backend, tmp_path)
-    db = Database(own.url)
-    yield db
-    await db.dispose()
-    own.drop()
+    return private_database
 
 
 async def test_two_reminders_then_escalation_then_timeout(database):
@@ -210,12 +205,12 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_e
                 AuditEvent.entity_id == str(request_id)).order_by(AuditEvent.id))).scalars())
     assert actions == ["request.opened", "submission.asked", "submission.reminded", "submission.reminded",
                        "request.overdue", "submission.missing"]
-    # The stage's superior (finance_allocation escalates to the PPC vice-chair) is told, once,
+    # The stage's superior (finance_allocation escalates to the PPC chair) is told, once,
     # which unit has not submitted and who was asked; nobody gets a link to decide for it.
     async with database.sessions() as session:
         told = list((await session.execute(select(OutboxMessage).where(
-            OutboxMessage.idempotency_key.startswith(f"submission_overdue:{request_id}:")))).scalars())
-    assert [(m.kind, m.recipients[0]["email"]) for m in told] == [("submission_overdue", "phochutich@lang-son.example")]
+            OutboxMessage.idempotency_key.startswith(f"submission_overdue:{cycle.id}:finance_allocation:")))).scalars())
+    assert [(m.kind, m.recipients[0]["email"]) for m in told] == [("submission_overdue", "chutich@lang-son.example")]
     (email,) = told
     assert email.subject.startswith("[Chưa nộp] ") and "Sở Tài chính" in email.text_body
     assert "Lý Văn Khánh" in email.text_body and "Lý Văn Khánh" in email.html_body

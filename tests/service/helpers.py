@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select, text, update
 
-from approvals import requests
+from approvals import coordination, requests
 from approvals.config import PACKAGED_PLAN
 from approvals.db import Database, utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision
@@ -94,9 +94,13 @@ class DirectRequest:
 
 
 def open_direct_request(stack, period: str, *, extra: tuple[tuple[str, str], ...] = (), policy: str | None = None,
-                        cycle_kind: str = "problem_escalation", stage_id: str = "ppc_resolution") -> DirectRequest:
+                        cycle_kind: str = "problem_escalation", stage_id: str = "ppc_resolution",
+                        escalated: bool = False) -> DirectRequest:
     """Open a stage's request the way the flow's task does (assignments, token hashes, audit
-    row), without a flow run waiting on it; `extra` adds assignments (official id, role)."""
+    row), without a flow run waiting on it; `extra` adds assignments (official id, role).
+    With `escalated`, a coordinator escalates it at once (as the sweep does at the due time):
+    the stage's superior joins its approvers. A PPC resolution step (the default) is decided by
+    the PPC vice-chair alone; escalated, the PPC chair is asked too and either decides."""
     secret = stack.env["KEHOACH_LINK_SECRET"].encode()
     plan = load_plan(PACKAGED_PLAN)
 
@@ -112,6 +116,13 @@ def open_direct_request(stack, period: str, *, extra: tuple[tuple[str, str], ...
                                                      link_ttl=dt.timedelta(days=30), now=now)
                 assert opened.new_assignments, f"period {period} was used before"
                 tokens = {new.official.id: derive_token(secret, new.assignment.id, 1) for new in opened.new_assignments}
+                if escalated:
+                    acted = await coordination.escalate(session, plan=plan, secret=secret,
+                                                        request_id=opened.request.id, by="api:test", now=now,
+                                                        link_ttl=dt.timedelta(days=30))
+                    assert acted.notify, "nobody to escalate to"
+                    tokens |= {new.official.id: derive_token(secret, new.assignment.id, new.assignment.token_generation)
+                               for new in acted.notify}
                 for official_id, role in extra:
                     assignment_id = uuid.uuid4()
                     token = derive_token(secret, assignment_id, 1)

@@ -27,7 +27,7 @@ def _limit(stack) -> int:
 
 def test_failed_links_from_one_client_get_429(stack):
     opened = open_direct_request(stack, f"{stack.year(12)}-ratelimit")
-    good = opened.link("ppc_chair")
+    good = opened.link("ppc_vice_chair")
     before = request_snapshot(stack, opened.request_id)
     limit = _limit(stack)
 
@@ -86,7 +86,7 @@ def test_the_limit_is_configurable_and_slides(stack):
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
-        good = f"{base}/a/{opened.tokens['ppc_chair']}"
+        good = f"{base}/a/{opened.tokens['ppc_vice_chair']}"
         with httpx.Client(base_url=base, timeout=10) as client:
             for _ in range(3):
                 assert client.get(f"/a/{BAD}").status_code == 404
@@ -124,7 +124,7 @@ def _raw(port: int, head: bytes, body_parts: list[bytes], timeout: float = 10) -
 
 def test_oversized_comment_and_bodies(stack):
     opened = open_direct_request(stack, f"{stack.year(13)}-sizes")
-    link = opened.link("ppc_chair")
+    link = opened.link("ppc_vice_chair")
     path = link.removeprefix(stack.base_url)
     before = request_snapshot(stack, opened.request_id)
 
@@ -176,4 +176,4 @@ def test_oversized_comment_and_bodies(stack):
     assert done.status_code == 200 and "Đã ghi nhận" in done.text
     after = request_snapshot(stack, opened.request_id)
     assert after["decisions"] == 1 and after["request_status"] == "rejected"
-    assert decisions_of(stack, opened.request_id) == [("ppc_chair", "reject", comment.strip())]
+    assert decisions_of(stack, opened.request_id) == [("ppc_vice_chair", "reject", comment.strip())]

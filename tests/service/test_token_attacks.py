@@ -41,7 +41,7 @@ def _own(snapshot: dict) -> dict:
 def test_tokens_are_bound_to_their_assignment(stack):
     secret = stack.env["KEHOACH_LINK_SECRET"].encode()
     first = open_direct_request(stack, f"{stack.year(15)}-first")
-    second = open_direct_request(stack, f"{stack.year(15)}-second")
+    second = open_direct_request(stack, f"{stack.year(15)}-second", escalated=True)  # the PPC chair is asked too
     mine = first.tokens["ppc_vice_chair"]  # the attacker's own live token, on the first request
     theirs = second.tokens["ppc_chair"]  # another approver's token, on a different request
     before = {r: request_snapshot(stack, r) for r in (first.request_id, second.request_id)}
@@ -88,7 +88,7 @@ def test_no_token_reaches_the_web_log(stack):
     or was sent, good or bad, is absent from the web process's log."""
     secret = stack.env["KEHOACH_LINK_SECRET"].encode()
     probe = open_direct_request(stack, f"{stack.year(15)}-log")
-    token = probe.tokens["ppc_chair"]
+    token = probe.tokens["ppc_vice_chair"]
     with client_from("127.0.2.1", base_url=stack.base_url) as client:
         client.get(f"/a/{token}?lang=en")
         client.get(f"/a/{token}/{token}")
