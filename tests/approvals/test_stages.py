@@ -15,7 +15,7 @@ from sqlalchemy import select
 from approvals import requests
 from approvals.decisions import decide, settle_request
 from approvals.models import ApprovalRequest, CycleStage, Outcome, RequestStatus, Wake
-from approvals.stages import stage_state
+from approvals.stages import enqueue_wake, stage_state
 from tests.approvals.test_routing import PLAN, SECRET, TTL, token_of
 from tests.conftest import _pg_conninfo, postgres_base_url
 
@@ -133,3 +133,20 @@ async def test_the_last_two_branches_settling_at_once_wake_the_run_exactly_once(
             statuses = sorted((await session.execute(select(ApprovalRequest.status).where(
                 ApprovalRequest.cycle_id == cycle.id))).scalars())
         assert statuses == [RequestStatus.approved.value] * 2
+
+
+async def test_one_connection_queues_wake_after_wake(database):
+    """A web process settles stage after stage on the same pooled connection. PostgreSQL plans a
+    statement generically after a few runs of it: the wake's insert must still name the queue's
+    partial unique index (a bound predicate could not, and every later settlement failed)."""
+    cycles = []
+    for _ in range(3):
+        cycle, _ = await _open_branches(database, n=1)
+        cycles.append(cycle)
+    async with database.transaction() as session:
+        for round_ in range(12):  # past psycopg's prepare threshold and PostgreSQL's five custom plans
+            for cycle in cycles:
+                await enqueue_wake(session, cycle_id=cycle.id, stage=f"s{round_ % 4}", reason="stage_settled",
+                                   now=NOW)
+    for cycle in cycles:  # one queued wake per stage, however often it was asked for
+        assert sorted(await _wakes(database, cycle.id)) == [(f"s{i}", "stage_settled", "queued") for i in range(4)]
