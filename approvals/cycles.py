@@ -113,11 +113,13 @@ class NotRestartable(Exception):
     pass
 
 
-async def release(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, now: dt.datetime) -> Cycle:
-    """A coordinator restarts the cycle: the attention is cleared, the restart is counted (it
-    names the new run's idempotency key), and the wakes its old run could not take are closed
-    (the new run reads where the cycle is from the database). The old run still holds the cycle
-    until the new one, finding it over, takes its place (`claim(replacing=...)`)."""
+async def release(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, now: dt.datetime,
+                  restart: int | None = None) -> Cycle:
+    """A coordinator restarted the cycle: the attention is cleared, the restart is counted (it
+    named the new run's idempotency key: `restart`, when given, is that number), and the wakes
+    its old run could not take are closed (the new run reads where the cycle is from the
+    database). The old run still holds the cycle until the new one, finding it over, takes its
+    place (`claim(replacing=...)`)."""
     cycle = (await session.execute(select(Cycle).where(Cycle.id == cycle_id).with_for_update())).scalar()
     if cycle is None:
         raise LookupError(f"no cycle {cycle_id}")
@@ -126,7 +128,7 @@ async def release(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, now: d
     reason = cycle.attention
     cycle.attention, cycle.attention_detail, cycle.attention_at = None, "", None
     cycle.run_state = None  # the old run is over: not "running" any more, nobody watches its heartbeat
-    cycle.restarts += 1
+    cycle.restarts = max(cycle.restarts + 1, restart or 0)
     await session.flush()
     await session.execute(update(Wake).where(Wake.cycle_id == cycle.id, Wake.status == WakeStatus.parked.value)
                           .values(status=WakeStatus.done.value, done_at=now, last_error="closed by a restart")

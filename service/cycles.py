@@ -94,7 +94,8 @@ def deployment_of(settings, cycle, record_id: str | None) -> tuple[str, dict, st
     raise CycleNotRestartable(f"no deployment runs the cycle {cycle.kind}/{cycle.period}")
 
 
-async def restart_cycle(db, settings, cycle_id, *, by: str, force: bool = False) -> tuple[FlowRun, str | None, int]:
+async def restart_cycle(db, settings, cycle_id, *, by: str, force: bool = False,
+                        deployment_wait: float = 30) -> tuple[FlowRun, str | None, int]:
     """Start a new run for a cycle whose run died, failed or ended early (the cycle needs
     attention). The new run takes the cycle's place from the old one and goes on from the
     database: it opens what was not opened and asks nobody again. A run that is alive is not
@@ -116,14 +117,19 @@ async def restart_cycle(db, settings, cycle_id, *, by: str, force: bool = False)
     deployment, parameters, key = deployment_of(settings, cycle, str(record) if record else None)
     previous = cycle.run_id
     try:
-        return await _restart(db, settings, cycle, previous, deployment, parameters, key, by=by, force=force)
+        return await _restart(db, cycle, previous, deployment, parameters, key, by=by, force=force,
+                              deployment_wait=deployment_wait)
     except (CycleNotRestartable, LookupError):
         raise
     except Exception as exc:  # Prefect unreachable, slow or refusing: nothing was changed in Prefect's stead
         raise PrefectUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
-async def _restart(db, settings, cycle, previous, deployment, parameters, key, *, by, force):
+async def _restart(db, cycle, previous, deployment, parameters, key, *, by, force, deployment_wait):
+    """The new run is created first, the cycle released after: a restart Prefect refuses halfway
+    leaves the cycle as it was (still needing attention, on the dashboard and in the API), never
+    released with no run to carry it. Its idempotency key names the restart it is, so trying
+    again after a failure between the two steps finds the same run."""
     import uuid as _uuid
 
     from prefect.states import Cancelled
@@ -145,9 +151,10 @@ async def _restart(db, settings, cycle, previous, deployment, parameters, key, *
                 # Never two runs for one cycle: the old one ends before the new one starts.
                 await client.set_flow_run_state(_uuid.UUID(previous), Cancelled(message=f"replaced: {by}"),
                                                 force=True)
-    async with db.transaction() as session:
-        released = await cycles.release(session, cycle.id, by=by, now=utcnow())
-    await wait_for_deployment(deployment, 30)
+    restart = cycle.restarts + 1
+    await wait_for_deployment(deployment, deployment_wait)
     run = await arun_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False,
-                                idempotency_key=f"{key}-restart-{released.restarts}")
+                                idempotency_key=f"{key}-restart-{restart}")
+    async with db.transaction() as session:
+        released = await cycles.release(session, cycle.id, by=by, now=utcnow(), restart=restart)
     return run, previous, released.restarts
