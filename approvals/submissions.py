@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -208,7 +209,7 @@ MAX_LINKS = 10
 def parse_submission(*, stage_kind: StageKind, text: str, links: str = "", amount: str = "") -> dict:
     """What was submitted, typed by the stage's kind: text always, links, and an amount in
     VND for a budget (digits, dots or commas as thousands separators)."""
-    text = text.strip()
+    text = unicodedata.normalize("NFC", text).strip()  # typed on phones, Vietnamese often comes decomposed
     if not text:
         raise SubmissionInvalid("text", "the text is required")
     if len(text) > MAX_TEXT:

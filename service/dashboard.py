@@ -14,16 +14,15 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
 from starlette.exceptions import HTTPException
 
-from approvals import coordination, cycles
+from approvals import consolidated, coordination, cycles
 from approvals.db import utcnow
 from approvals.deadlines import due_at
 from approvals.i18n import catalogue, local_time
-from approvals.models import ApprovalRequest, Cycle, RequestStatus
+from approvals.models import Cycle, RequestStatus
 from approvals.plan import Plan
 from approvals.presentation import agency_name, official_name, role_name
 from approvals.requests import plan_tz
@@ -35,13 +34,12 @@ from service.api.auth import (
     set_session_cookie,
 )
 from service.api.present import NOT_STARTED, cycle_name, stages_read
+from service import reports
 from service.deps import App, AppState
 from service.web import MESSAGES, cross_site, language_of, render
 
 router = APIRouter(include_in_schema=False)
 
-ANNUAL_KIND = "annual"
-ANNUAL_REPORT = "annual_report"
 MAX_LOGIN_FIELD = 1024
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -196,33 +194,17 @@ class ReportRow:
     days: int  # days left, or days late
 
 
-def report_units(plan: Plan, on: dt.date) -> list[str]:
-    """Every unit that owes the annual report on a day (after mergers: the successor), in plan order."""
-    kind = next((c for c in plan.cycles if c.id == ANNUAL_KIND), None)
-    stage = next((s for s in kind.stages if s.id == ANNUAL_REPORT), None) if kind else None
-    return plan.branches(stage, on) if stage else []
-
-
 async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, language: str) -> dict | None:
-    kind = next((c for c in plan.cycles if c.id == ANNUAL_KIND), None)
-    stage = next((s for s in kind.stages if s.id == ANNUAL_REPORT), None) if kind else None
+    stage = consolidated.report_stage(plan)
     if stage is None:
         return None
     tz = plan_tz(plan)
     deadline = due_at(stage.due, cycle_start=dt.date(year, 1, 1), tz=tz)
     on = min(now.astimezone(tz).date(), deadline.astimezone(tz).date())
-    latest: dict[str, ApprovalRequest] = {}
-    rows = await session.execute(
-        select(ApprovalRequest).join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
-        .where(Cycle.kind == ANNUAL_KIND, Cycle.period == str(year), ApprovalRequest.stage == ANNUAL_REPORT))
-    known = {a.id for a in plan.agencies}
-    for request in rows.scalars():
-        unit = request.subject if request.subject in known else request.acting_agency
-        unit = plan.agency_on(unit, on).id if unit in known else unit
-        if unit not in latest or latest[unit].round < request.round:
-            latest[unit] = request
+    latest = await consolidated.latest_by_unit(session, plan, year, on)
     shown = []
-    for unit in report_units(plan, on) + sorted(set(latest) - set(report_units(plan, on))):
+    owed = consolidated.report_units(plan, on)
+    for unit in owed + sorted(set(latest) - set(owed)):
         request = latest.get(unit)
         if request is None:
             status = NOT_STARTED
@@ -237,7 +219,8 @@ async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, langu
         days = days_late(due, now, tz) if now > due else days_left(due, now, tz)
         shown.append(ReportRow(agency_name(plan, unit, language), status, str(request.id) if request else "", days))
     return {"year": year, "stage": f"{stage.number}. {stage.name.get(language)}",
-            "deadline": local_time(deadline, tz, language), "passed": now > deadline, "units": shown}
+            "deadline": local_time(deadline, tz, language), "passed": now > deadline, "units": shown,
+            "document": plan.report is not None}
 
 
 @router.get("/")
@@ -321,6 +304,22 @@ def _action_label(action: str, language: str) -> str:
     key = "dash.audit." + action
     texts = catalogue(MESSAGES)
     return texts.text(key, language) if key in texts.messages else action
+
+
+@router.get("/reports/annual/{year}")
+async def annual_report_file(request: Request, year: str, app: App):
+    """The year's consolidated report as it stands (a draft), DOCX or PDF, for a signed-in coordinator."""
+    language = language_of(request, app.settings.default_language)
+    caller = await _caller_or_login(request, app, language)
+    if not isinstance(caller, Caller):
+        return caller
+    fmt = request.query_params.get("format", "pdf")
+    if not year.isdigit() or not 2000 <= int(year) <= 2100 or fmt not in reports.FORMATS:
+        _ = catalogue(MESSAGES).gettext_for(language)
+        return _page(request, app, "message.html", language, caller, status_code=404,
+                     title=_("dash.not_found.title"), body=_("dash.not_found.body"))
+    file = await reports.annual_report_file(app, int(year), fmt)
+    return Response(file.data, media_type=file.media_type, headers={"Content-Disposition": file.disposition})
 
 
 @router.get("/requests/{request_id}")

@@ -121,8 +121,31 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
                 has = _plural(len(holders), "official")
                 problems.append((at + ("quorum",), f"quorum {stage.quorum} is more than the {has} holding "
                                                    f"the approver roles"))
+    if plan.report is not None:
+        for j, recipient in enumerate(plan.report.recipients):
+            if recipient not in agencies:
+                problems.append((("report", "recipients", j), f"unknown agency '{recipient}'"))
+            elif not all(a.email for a in _every_successor(plan, recipient)):
+                problems.append((("report", "recipients", j), f"'{recipient}' (or an agency that succeeded it) "
+                                                               "has no email: the report could not be sent to it"))
+        if plan.report.signer not in roles:
+            problems.append((("report", "signer"), f"unknown role '{plan.report.signer}'"))
     problems += _delegation_problems(plan, roles)
     return problems
+
+
+def _every_successor(plan: Plan, agency_id: str) -> list:
+    """The agency and every agency that succeeded it, at any date (each may be a recipient some day)."""
+    by_id = {a.id: a for a in plan.agencies}
+    found, todo, seen = [], [agency_id], set()
+    while todo:
+        current = todo.pop(0)
+        if current in seen or current not in by_id:
+            continue
+        seen.add(current)
+        found.append(by_id[current])
+        todo += by_id[current].successors
+    return found
 
 
 def _delegation_problems(plan: Plan, roles: set[str]) -> list[Problem]:

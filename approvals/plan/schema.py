@@ -157,6 +157,7 @@ class AgencyKind(str, Enum):
     public_service_unit = "public_service_unit"
     culture_centre = "culture_centre"
     local_government = "local_government"
+    ministry = "ministry"  # a national ministry: a recipient of the province's reports
 
 
 class Agency(Validity):
@@ -165,6 +166,11 @@ class Agency(Validity):
     kind: Annotated[AgencyKind, _one_of(AgencyKind, "agency kind")]
     successors: list[AsciiId] = []
     authority: str = "assigned"
+    abbreviation: str | None = Field(
+        None, pattern=r"^[A-ZĐ0-9]{2,16}$",
+        description="Its short form in a document's symbol, upper case (Số: 12/BC-SKHCN).")
+    email: Annotated[EmailStr, AfterValidator(_outbox_address)] | None = Field(
+        None, description="Its official mailbox, for documents addressed to it (the consolidated report).")
 
     @field_validator("authority")
     @classmethod
@@ -427,6 +433,19 @@ class PlanInfo(Strict):
         7, ge=0, le=60, description="A step is never due sooner than this many days after it opens (a late start).")
 
 
+class ReportSpec(Strict):
+    """The lead agency's consolidated annual report (Decree 30/2020/NĐ-CP layout)."""
+
+    recipients: list[AsciiId] = Field(
+        min_length=1, description="Agencies it goes to: listed under Nơi nhận and emailed (an agency merged "
+                                  "away sends it to every successor in force).")
+    governing_body: str = Field("UBND TỈNH LẠNG SƠN", min_length=1, max_length=60,
+                                description="The issuing body's governing body, top left (upper case).")
+    signer: RoleId = Field("lead_agency.director", description="The role that approves and signs it.")
+    signer_title: Text = Field(Text(vi="Giám đốc", en="Director"), description="Its capacity above the signature.")
+    place: str = Field("Lạng Sơn", min_length=1, max_length=60, description="The place before its date.")
+
+
 class DelegationSpec(Validity):
     """An official hands a role (or all their roles) to another for a date range ("ủy quyền")."""
 
@@ -448,6 +467,7 @@ class Plan(Strict):
     content_areas: list[ContentArea] = []
     cycles: list[CycleKind] = Field(min_length=1)
     delegations: list[DelegationSpec] = []
+    report: ReportSpec | None = Field(None, description="The consolidated annual report to the PPC.")
 
     @model_validator(mode="after")
     def _make_unit_officials(self) -> Plan:
@@ -496,6 +516,21 @@ class Plan(Strict):
             seen.add(agency.id)
             agency = self.agency(agency.successors[0])
         return agency
+
+    def in_force(self, agency_id: str, on: dt.date) -> list[Agency]:
+        """Every agency carrying an agency's duties on a day: itself, or all its successors in
+        force (a split sends a document to each part)."""
+        found, todo, seen = [], [agency_id], set()
+        while todo:
+            agency = self.agency(todo.pop(0))
+            if agency.id in seen:
+                continue
+            seen.add(agency.id)
+            if agency.valid_on(on):
+                found.append(agency)
+            else:
+                todo += agency.successors
+        return found
 
     def role(self, role_id: str) -> Role:
         return next(r for r in self.roles if r.id == role_id)

@@ -186,3 +186,17 @@ async def test_the_annual_report_shows_who_has_not_submitted_yet(client, account
     rows = dict(re.findall(r"<tr><td>([^<]+)</td>.*?<span[^>]*>([^<]+)</span>", report, re.S))
     assert rows["Sở Tài chính"] == "Chưa nộp"
     assert rows["Cổng thông tin điện tử tỉnh"] == "Đang chờ phê duyệt"
+
+
+async def test_the_annual_report_card_links_the_draft_consolidated_report(client, accounts):
+    page = (await client.get("/?year=2094", headers=accounts.as_viewer)).text
+    assert 'href="/reports/annual/2094?format=docx"' in page and 'href="/reports/annual/2094?format=pdf"' in page
+    anonymous = await client.get("/reports/annual/2094?format=pdf")
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login"
+    await _login(client, accounts.coordinator)
+    pdf = await client.get("/reports/annual/2094?format=pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    assert 'filename="bao-cao-tong-hop-du-thao-2094.pdf"' in pdf.headers["content-disposition"]
+    docx = await client.get("/reports/annual/2094?format=docx")
+    assert docx.status_code == 200 and docx.content.startswith(b"PK")  # a DOCX is a zip
+    assert (await client.get("/reports/annual/2094?format=odt")).status_code == 404

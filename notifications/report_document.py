@@ -1,0 +1,244 @@
+"""The consolidated report written as DOCX (python-docx) and PDF (fpdf2), laid out as Decree
+30/2020/NĐ-CP asks (`../shared/docs/report-format.md`): A4 portrait, margins 20/20/30/15 mm,
+the issuing body and the national motto side by side at the top, number and symbol, place and
+date, the type and summary centred, a justified body, recipients and signature side by side
+at the end, page numbers centred at the top from page 2.
+
+The DOCX names Times New Roman (what Word and LibreOffice show; Liberation Serif stands in for
+it); the PDF embeds DejaVu Serif (shipped in `fonts/`, free to redistribute), which has every
+Vietnamese glyph."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from approvals.consolidated import ReportDocument
+
+FONTS = Path(__file__).resolve().parent / "fonts"
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+PDF_TYPE = "application/pdf"
+
+
+# DOCX -----------------------------------------------------------------------------------------
+
+def to_docx(doc: ReportDocument) -> bytes:
+    from docx import Document
+    from docx.enum.table import WD_TABLE_ALIGNMENT
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+    from docx.shared import Cm, Mm, Pt
+
+    out = Document()
+    section = out.sections[0]
+    section.page_width, section.page_height = Mm(210), Mm(297)
+    section.top_margin, section.bottom_margin = Mm(20), Mm(20)
+    section.left_margin, section.right_margin = Mm(30), Mm(15)
+    section.different_first_page_header_footer = True  # the first page is not numbered
+    number = section.header.paragraphs[0]
+    number.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    _page_field(number, OxmlElement, qn, Pt(13))
+
+    normal = out.styles["Normal"]
+    normal.font.name = "Times New Roman"
+    normal.font.size = Pt(14)
+    normal.element.rPr.rFonts.set(qn("w:eastAsia"), "Times New Roman")
+    normal.paragraph_format.space_after = Pt(0)
+
+    def line(container, text: str, *, size=14, bold=False, italic=False, align=WD_ALIGN_PARAGRAPH.CENTER,
+             indent=False, after=0):
+        paragraph = container.add_paragraph()
+        paragraph.alignment = align
+        paragraph.paragraph_format.space_after = Pt(after)
+        if indent:
+            paragraph.paragraph_format.first_line_indent = Cm(1.27)
+            paragraph.paragraph_format.line_spacing = 1.15
+        run = paragraph.add_run(text)
+        run.font.size, run.bold, run.italic = Pt(size), bold, italic
+        return paragraph
+
+    # The heading: issuing body on the left, national title and motto on the right.
+    top = out.add_table(rows=1, cols=2)
+    top.alignment = WD_TABLE_ALIGNMENT.CENTER
+    left, right = top.cell(0, 0), top.cell(0, 1)
+    left.width, right.width = Mm(70), Mm(95)
+    left.paragraphs[0].text = ""
+    _fill(left, [(doc.governing_body, 12, False, False), (doc.issuing_body, 12, True, False), ("———", 12, False, False),
+                 (doc.number, 13, False, False)], Pt, WD_ALIGN_PARAGRAPH)
+    _fill(right, [("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", 12, True, False), ("Độc lập - Tự do - Hạnh phúc", 13, True, False),
+                  ("———————", 12, False, False), (doc.place_date, 13, False, True)], Pt, WD_ALIGN_PARAGRAPH)
+
+    line(out, "", after=6)
+    if doc.draft:
+        line(out, "DỰ THẢO", size=13, bold=True)
+    line(out, doc.kind, bold=True)
+    line(out, doc.subject, bold=True, after=12)
+    for text in doc.intro:
+        line(out, text, align=WD_ALIGN_PARAGRAPH.JUSTIFY, indent=True, after=6)
+
+    line(out, doc.table_heading, bold=True, align=WD_ALIGN_PARAGRAPH.LEFT, after=6)
+    line(out, doc.missing, align=WD_ALIGN_PARAGRAPH.JUSTIFY, indent=True, after=6)
+    table = out.add_table(rows=1 + len(doc.table), cols=len(doc.table_header))
+    table.style = "Table Grid"
+    for row, values in zip(table.rows, [doc.table_header, *doc.table]):
+        for cell, value in zip(row.cells, values):
+            cell.paragraphs[0].text = ""
+            run = cell.paragraphs[0].add_run(value)
+            run.font.size = Pt(12)
+            run.bold = values is doc.table_header
+    for row in table.rows:
+        for cell, width in zip(row.cells, (Mm(12), Mm(73), Mm(52), Mm(28))):
+            cell.width = width
+
+    line(out, "", after=6)
+    line(out, doc.sections_heading, bold=True, align=WD_ALIGN_PARAGRAPH.LEFT, after=6)
+    for part in doc.sections:
+        line(out, part.heading, bold=True, align=WD_ALIGN_PARAGRAPH.LEFT, after=3)
+        for text in part.paragraphs:
+            line(out, text, align=WD_ALIGN_PARAGRAPH.JUSTIFY, indent=True, after=3)
+        if part.links:
+            line(out, "Liên kết: " + "; ".join(part.links), size=13, align=WD_ALIGN_PARAGRAPH.LEFT, indent=True)
+        if part.files:
+            line(out, "Tệp đính kèm: " + "; ".join(part.files), size=13, align=WD_ALIGN_PARAGRAPH.LEFT,
+                 indent=True)
+        line(out, "", after=3)
+
+    line(out, doc.summary_heading, bold=True, align=WD_ALIGN_PARAGRAPH.LEFT, after=6)
+    for text in doc.summary:
+        line(out, text, align=WD_ALIGN_PARAGRAPH.JUSTIFY, indent=True, after=6)
+
+    # The end: recipients on the left, the signature on the right.
+    line(out, "", after=6)
+    end = out.add_table(rows=1, cols=2)
+    left, right = end.cell(0, 0), end.cell(0, 1)
+    left.width, right.width = Mm(85), Mm(80)
+    _fill(left, [("Nơi nhận:", 12, True, True), *((r, 11, False, False) for r in doc.recipients)], Pt,
+          WD_ALIGN_PARAGRAPH, align=WD_ALIGN_PARAGRAPH.LEFT)
+    _fill(right, [(doc.signer_title, 14, True, False), ("", 14, False, False), ("", 14, False, False),
+                  ("", 14, False, False), (doc.signer_name, 14, True, False)], Pt, WD_ALIGN_PARAGRAPH)
+    data = io.BytesIO()
+    out.save(data)
+    return data.getvalue()
+
+
+def _fill(cell, lines, Pt, WD_ALIGN_PARAGRAPH, align=None) -> None:
+    first = True
+    for text, size, bold, italic in lines:
+        paragraph = cell.paragraphs[0] if first else cell.add_paragraph()
+        first = False
+        paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER if align is None else align
+        run = paragraph.add_run(text)
+        run.font.size, run.bold, run.italic = Pt(size), bold, italic
+
+
+def _page_field(paragraph, OxmlElement, qn, size) -> None:
+    """A PAGE field: Word fills in each page's number."""
+    run = paragraph.add_run()
+    run.font.size = size
+    for kind, text in (("begin", None), (None, "PAGE"), ("end", None)):
+        if kind:
+            element = OxmlElement("w:fldChar")
+            element.set(qn("w:fldCharType"), kind)
+        else:
+            element = OxmlElement("w:instrText")
+            element.set(qn("xml:space"), "preserve")
+            element.text = text
+        run._r.append(element)
+
+
+# PDF ------------------------------------------------------------------------------------------
+
+def to_pdf(doc: ReportDocument) -> bytes:
+    from fpdf import FPDF
+    from fpdf.enums import XPos, YPos
+
+    class Report(FPDF):
+        def header(self) -> None:
+            if self.page_no() > 1:  # numbered from page 2, centred in the top margin
+                self.set_font("serif", "", 13)
+                self.set_y(8)
+                self.cell(0, 8, str(self.page_no()), align="C")
+                self.set_y(20)
+
+    pdf = Report(format="A4", unit="mm")
+    pdf.set_margins(30, 20, 15)
+    pdf.set_auto_page_break(True, margin=20)
+    for style, name in (("", "DejaVuSerif.ttf"), ("B", "DejaVuSerif-Bold.ttf"), ("I", "DejaVuSerif-Italic.ttf"),
+                        ("BI", "DejaVuSerif-BoldItalic.ttf")):
+        pdf.add_font("serif", style, str(FONTS / name))
+    pdf.set_title(f"{doc.kind} {doc.subject}")
+    pdf.set_lang("vi")
+    pdf.add_page()
+    width = pdf.w - pdf.l_margin - pdf.r_margin
+    below = dict(new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+
+    def column(x: float, w: float, lines) -> float:
+        pdf.set_xy(x, 20)
+        for text, size, style, rule in lines:
+            pdf.set_font("serif", style, size)
+            pdf.set_x(x)
+            pdf.multi_cell(w, size * 0.45, text, align="C", **below)
+            if rule:
+                y = pdf.get_y() + 0.5
+                pdf.line(x + w / 2 - rule / 2, y, x + w / 2 + rule / 2, y)
+                pdf.set_y(y + 1.5)
+        return pdf.get_y()
+
+    left_w, right_w = 68, width - 68
+    end_left = column(pdf.l_margin - 8, left_w + 8, [(doc.governing_body, 11, "", 0), (doc.issuing_body, 11, "B", 25),
+                                                     (doc.number, 12, "", 0)])
+    end_right = column(pdf.l_margin + left_w, right_w, [
+        ("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", 11, "B", 0), ("Độc lập - Tự do - Hạnh phúc", 12, "B", 50),
+        (doc.place_date, 12, "I", 0)])
+    pdf.set_y(max(end_left, end_right) + 6)
+
+    def para(text: str, *, size=13, style="", align="J", indent=True, after=2.0, height=6.2) -> None:
+        pdf.set_font("serif", style, size)
+        pdf.multi_cell(0, height, ("\u00a0" * 8 + text) if indent else text, align=align, **below)
+        pdf.ln(after)
+
+    if doc.draft:
+        para("DỰ THẢO", size=12, style="B", align="C", indent=False, after=1)
+    para(doc.kind, size=13, style="B", align="C", indent=False, after=0)
+    para(doc.subject, size=13, style="B", align="C", indent=False, after=5)
+    for text in doc.intro:
+        para(text)
+    para(doc.table_heading, style="B", align="L", indent=False)
+    para(doc.missing)
+    pdf.set_font("serif", "", 10.5)
+    with pdf.table(col_widths=(10, 70, 55, 25), text_align=("C", "L", "L", "C"), line_height=5.2,
+                   first_row_as_headings=True) as table:
+        for values in [doc.table_header, *doc.table]:
+            row = table.row()
+            for value in values:
+                row.cell(value)
+    pdf.ln(4)
+    para(doc.sections_heading, style="B", align="L", indent=False)
+    for part in doc.sections:
+        para(part.heading, style="B", align="L", indent=False, after=1)
+        for text in part.paragraphs:
+            para(text)
+        if part.links:
+            para("Liên kết: " + "; ".join(part.links), size=12, align="L")
+        if part.files:
+            para("Tệp đính kèm: " + "; ".join(part.files), size=12, align="L")
+    para(doc.summary_heading, style="B", align="L", indent=False)
+    for text in doc.summary:
+        para(text)
+
+    pdf.ln(4)
+    if pdf.get_y() > pdf.h - 70:  # recipients and signature stay together
+        pdf.add_page()
+    top = pdf.get_y()
+    pdf.set_font("serif", "BI", 12)
+    pdf.cell(80, 6, "Nơi nhận:", **below)
+    pdf.set_font("serif", "", 11)
+    for recipient in doc.recipients:
+        pdf.multi_cell(80, 5.2, recipient, **below)
+    pdf.set_xy(pdf.l_margin + 80, top)
+    pdf.set_font("serif", "B", 13)
+    pdf.multi_cell(width - 80, 6.5, doc.signer_title, align="C", **below)
+    pdf.set_xy(pdf.l_margin + 80, pdf.get_y() + 24)
+    pdf.multi_cell(width - 80, 6.5, doc.signer_name, align="C", **below)
+    return bytes(pdf.output())

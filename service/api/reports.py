@@ -1,0 +1,34 @@
+"""The lead agency's consolidated annual report, as it stands: a draft DOCX or PDF to download."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+
+from notifications.report_document import DOCX_TYPE, PDF_TYPE
+from service.api.errors import ONE
+from service.deps import App
+from service.reports import annual_report_file
+
+router = APIRouter(tags=["reports"])
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get("/reports/annual/{year}", response_class=Response, responses={
+    **ONE, 200: {"content": {DOCX_TYPE: BINARY, PDF_TYPE: BINARY},
+                 "description": "The report laid out under Decree 30/2020/NĐ-CP, marked as a draft."}})
+async def annual_report(
+    app: App,
+    year: Annotated[int, Path(ge=2000, le=2100, description="The plan year.")],
+    format: Annotated[Literal["docx", "pdf"], Query(description="docx or pdf.")] = "pdf",
+) -> Response:
+    """The year's consolidated report as it stands: every unit asked at the annual-report stage,
+    whether and when it reported, what it sent (text, links, names of its files), the units that
+    did not report, and the summary; a draft without a number until the director approves it."""
+    try:
+        file = await annual_report_file(app, year, format)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return Response(file.data, media_type=file.media_type, headers={"Content-Disposition": file.disposition})

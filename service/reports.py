@@ -1,0 +1,35 @@
+"""The consolidated annual report as a file, for the API and the dashboard alike."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from approvals import consolidated
+from approvals.db import utcnow
+from notifications.report_document import DOCX_TYPE, PDF_TYPE, to_docx, to_pdf
+
+FORMATS = {"docx": (DOCX_TYPE, to_docx), "pdf": (PDF_TYPE, to_pdf)}
+
+
+@dataclass(frozen=True)
+class ReportFile:
+    data: bytes
+    media_type: str
+    filename: str
+
+    @property
+    def disposition(self) -> str:
+        return f'attachment; filename="{self.filename}"'
+
+
+async def annual_report_file(app, year: int, fmt: str) -> ReportFile:
+    """The year's report as it stands, a draft without a number (LookupError: the plan has none)."""
+    now = utcnow()
+    async with app.db.reads() as session:
+        report = await consolidated.gather(session, app.plan, year, now=now)
+    document = consolidated.document(app.plan, report, summary=consolidated.default_summary(report),
+                                     issued_on=now.astimezone(app.settings.tz).date(), number=None)
+    media_type, write = FORMATS[fmt]
+    data = await asyncio.to_thread(write, document)  # a few hundred ms of CPU: not on the event loop
+    return ReportFile(data, media_type, f"{document.filename_stem}-{year}.{fmt}")
