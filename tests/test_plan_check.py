@@ -63,6 +63,8 @@ BROKEN: dict[str, tuple[int, str, str]] = {
     "official-name-with-line-break.yaml": (
         24, "officials[0].name", "contains a control character (U+000D), such as a line break"),
     "address-with-a-quote.yaml": (25, "officials[0].email", "has a character email headers refuse"),
+    "report-recipient-without-email.yaml": (
+        31, "report.recipients[0]", "'ppc' (or an agency that succeeded it) has no email"),
     "escalate-to-an-approver.yaml": (
         42, "cycles[0].stages[0].escalate_to", "'lead_agency.director' already decides this step"),
     "keep-waiting-with-nobody-to-tell.yaml": (
