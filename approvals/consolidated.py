@@ -30,10 +30,11 @@ class UnitStatus:
     not_submitted = "not_submitted"  # asked, nothing sent (or never asked: the stage did not reach it)
     changes_requested = "changes_requested"  # sent back: its unit is asked to resubmit
     rejected = "rejected"
-    expired = "expired"
+    expired = "expired"  # nothing sent by the end
+    undecided = "undecided"  # sent, but the step expired before anyone decided on it
     cancelled = "cancelled"
 
-    REPORTED = frozenset({approved, submitted, changes_requested, rejected})
+    REPORTED = frozenset({approved, submitted, changes_requested, rejected, undecided})
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ async def latest_by_unit(session: AsyncSession, plan: Plan, year: int, on: dt.da
 def status_of(request: ApprovalRequest | None) -> str:
     if request is None or request.status == RequestStatus.awaiting_submission.value:
         return UnitStatus.not_submitted
+    if request.status == RequestStatus.expired.value:  # escalated, then expired: was anything sent?
+        return UnitStatus.undecided if request.requested_by and (request.data or {}).get("text") \
+            else UnitStatus.expired
     return {RequestStatus.pending.value: UnitStatus.submitted}.get(request.status, request.status)
 
 
@@ -131,7 +135,7 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
         status = status_of(request)
         data = (request.data or {}) if request is not None else {}
         submitted_at = None
-        if request is not None and status != UnitStatus.not_submitted:
+        if request is not None and status not in (UnitStatus.not_submitted, UnitStatus.expired):
             submitted_at = sent.get(request.id) or request.created_at  # a later round opens when it is resubmitted
         units.append(UnitEntry(
             unit=unit, name=_agency_name(plan, unit), status=status, request_id=request.id if request else None,
@@ -161,6 +165,7 @@ STATUS_VI = {
     UnitStatus.rejected: "Đã báo cáo, không được chấp thuận",
     UnitStatus.not_submitted: "Chưa báo cáo",
     UnitStatus.expired: "Chưa báo cáo (quá hạn)",
+    UnitStatus.undecided: "Đã báo cáo, chưa được xem xét trong hạn",
     UnitStatus.cancelled: "Đã hủy",
 }
 

@@ -19,8 +19,8 @@ from approvals import consolidated, requests
 from approvals.config import PACKAGED_PLAN, Settings
 from approvals.consolidated import UnitStatus
 from approvals.db import utcnow
-from approvals.decisions import decide
-from approvals.models import Assignment, Cycle, Outcome, SubmissionLink
+from approvals.decisions import decide, settle_request
+from approvals.models import Assignment, Cycle, Outcome, RequestStatus, SubmissionLink
 from approvals.plan import load_plan
 from approvals.submissions import parse_submission, submit
 from approvals.tokens import derive_token
@@ -82,6 +82,14 @@ async def _year_2026(db) -> dict:
     await send("dcst", at(11, 20), "Phát sóng 40 chương trình về văn hóa, du lịch bền vững.")
     await send("dof", at(11, 21), "Bố trí 1,2 tỷ đồng cho công tác truyền thông.")
     await decides("dof", at(11, 23), Outcome.request_changes, "Đề nghị bổ sung số liệu giải ngân.")
+    # Escalated at the deadline and never decided: the sweep expires it, after it was sent...
+    await send("literature_arts_association", at(11, 22), "Xuất bản 2 số tạp chí chuyên đề.")
+    # ... and one that never sent anything (an expiry policy, or a coordinator's cancel).
+    for unit in ("literature_arts_association", "provincial_web_portal"):
+        with time_machine.travel(at(12, 7), tick=False):
+            async with db.transaction() as session:
+                request = await requests.lock_request(session, ids[unit])
+                await settle_request(session, request=request, outcome=RequestStatus.expired, now=utcnow())
     return ids
 
 
@@ -93,10 +101,15 @@ async def test_the_consolidated_report_names_every_unit_and_what_it_sent(private
     owed = PLAN.branches(requests.stage_of(PLAN, "annual", "annual_report"), dt.date(2026, 11, 29))
     assert [u.unit for u in report.units] == owed and len(owed) == 89
     by_unit = {u.unit: u for u in report.units}
-    assert {u: by_unit[u].status for u in ("dost", "dcst", "dof")} == {
-        "dost": UnitStatus.approved, "dcst": UnitStatus.submitted, "dof": UnitStatus.changes_requested}
-    assert {u.status for u in report.units if u.unit not in ("dost", "dcst", "dof")} == {UnitStatus.not_submitted}
-    assert [u.unit for u in report.reported] == ["dost", "dcst", "dof"] and len(report.missing) == 86
+    acted = ("dost", "dcst", "dof", "literature_arts_association", "provincial_web_portal")
+    assert {u: by_unit[u].status for u in acted} == {
+        "dost": UnitStatus.approved, "dcst": UnitStatus.submitted, "dof": UnitStatus.changes_requested,
+        "literature_arts_association": UnitStatus.undecided, "provincial_web_portal": UnitStatus.expired}
+    assert {u.status for u in report.units if u.unit not in acted} == {UnitStatus.not_submitted}
+    assert [u.unit for u in report.reported] == ["dost", "dcst", "dof", "literature_arts_association"]
+    assert len(report.missing) == 85 and "provincial_web_portal" in [u.unit for u in report.missing]
+    assert by_unit["literature_arts_association"].text == "Xuất bản 2 số tạp chí chuyên đề."
+    assert by_unit["provincial_web_portal"].submitted_at is None
     dost = by_unit["dost"]
     assert dost.submitted_at.astimezone(TZ).date() == dt.date(2026, 11, 12)
     assert dost.text == "Đã đăng 124 tin, bài về phát triển bền vững.\nTổ chức 3 hội nghị đối thoại doanh nghiệp."
@@ -115,7 +128,7 @@ async def test_the_consolidated_report_names_every_unit_and_what_it_sent(private
     assert document.recipients == ["- Ủy ban nhân dân tỉnh Lạng Sơn;", "- Bộ Khoa học và Công nghệ;",
                                    "- Bộ Văn hóa, Thể thao và Du lịch;", "- Lưu: VT."]
     missing_names = [u.name for u in report.missing]
-    assert all(name in document.missing for name in missing_names) and "3/89" in document.missing
+    assert all(name in document.missing for name in missing_names) and "4/89" in document.missing
     numbered = consolidated.document(PLAN, report, summary="Đánh giá chung.", issued_on=dt.date(2026, 12, 5),
                                      number=117)
     assert not numbered.draft and numbered.number == "Số: 117/BC-SKHCN" and numbered.summary == ["Đánh giá chung."]
@@ -141,7 +154,10 @@ def _check_docx(data: bytes, missing_names: list[str]) -> None:
     rows = [[c.text for c in row.cells] for row in units.rows]
     assert rows[0] == ["STT", "Cơ quan, đơn vị", "Tình trạng", "Ngày gửi"] and len(rows) == 90
     assert rows[1] == ["1", "Sở Khoa học và Công nghệ", "Đã báo cáo, đã được chấp thuận", "12/11/2026"]
-    assert sum(1 for row in rows if row[2] == "Chưa báo cáo" and row[3] == "—") == 86
+    assert sum(1 for row in rows if row[2] == "Chưa báo cáo" and row[3] == "—") == 84
+    assert ["Hội Văn học và Nghệ thuật tỉnh", "Đã báo cáo, chưa được xem xét trong hạn", "22/11/2026"] in [
+        row[1:] for row in rows]
+    assert ["Cổng thông tin điện tử tỉnh", "Chưa báo cáo (quá hạn)", "—"] in [row[1:] for row in rows]
     texts = [p.text for p in docx.paragraphs]
     for expected in ("DỰ THẢO", "BÁO CÁO", "I. TÌNH HÌNH BÁO CÁO CỦA CÁC CƠ QUAN, ĐƠN VỊ", "1. Sở Khoa học và Công nghệ",
                      "Tổ chức 3 hội nghị đối thoại doanh nghiệp.",
