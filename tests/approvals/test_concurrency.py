@@ -28,13 +28,6 @@ CROWDED = PLAN.model_copy(update={"officials": [*PLAN.officials, *DEPUTIES]})
 NOW = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def postgres(sandbox):
-    if sandbox.backend != "postgresql":
-        pytest.skip("race tests run on PostgreSQL only: SQLite ignores row locks")
-    return sandbox
-
-
 async def _open(db, stage: str, plan=CROWDED, now=NOW):
     async with db.transaction() as session:
         cycle = await requests.get_or_create_cycle(session, kind="test", period=f"c-{uuid.uuid4().hex[:12]}",
@@ -64,7 +57,8 @@ async def _counts(db, request_id) -> tuple[int, int, str]:
     return decisions, audited, status
 
 
-async def test_fifty_parallel_decisions_on_one_request_give_one_outcome(database, postgres):
+@pytest.mark.postgres_only
+async def test_fifty_parallel_decisions_on_one_request_give_one_outcome(database):
     for trial in range(TRIALS):
         opened = await _open(database, "s_any")
         tokens = [token_of(n.assignment) for n in opened.new_assignments][:PARALLEL // 2]
@@ -77,7 +71,8 @@ async def test_fifty_parallel_decisions_on_one_request_give_one_outcome(database
         assert status in ("approved", "rejected")
 
 
-async def test_a_decision_racing_the_sweep_never_gives_two_outcomes(database, postgres):
+@pytest.mark.postgres_only
+async def test_a_decision_racing_the_sweep_never_gives_two_outcomes(database):
     due_passed = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)  # s_expire is due 14 days after 1 July
     results = {"decision": 0, "expired": 0}
     for trial in range(TRIALS):

@@ -100,20 +100,14 @@ async def test_a_second_settlement_reason_while_one_wake_waits_adds_nothing(data
     assert await _wakes(database, cycle.id) == [("s_any", "stage_settled", "queued")]
 
 
-@pytest.fixture
-def postgres(sandbox):
-    if sandbox.backend != "postgresql":
-        pytest.skip("a race of two transactions needs row locks: PostgreSQL only (SQLite's writers take turns)")
-    return sandbox
-
-
 async def _waiting_for_a_lock(schema_hint: str) -> bool:
     with psycopg.connect(_pg_conninfo(postgres_base_url()), autocommit=True) as conn:
         return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                             "AND query LIKE %s", (f"%{schema_hint}%",)).fetchone()[0] > 0
 
 
-async def test_the_last_two_branches_settling_at_once_wake_the_run_exactly_once(database, postgres):
+@pytest.mark.postgres_only
+async def test_the_last_two_branches_settling_at_once_wake_the_run_exactly_once(database):
     """Each settlement locks the stage's row before it counts: the second waits for the first
     to commit, then sees every branch settled. Without the lock each would see the other still
     open, and the run would never be woken."""

@@ -330,10 +330,8 @@ async def test_smtp_down_for_a_while_then_back_loses_and_duplicates_nothing(data
     assert any(message.attempts > 1 for message in stored)  # the outage really hit some
 
 
+@pytest.mark.postgres_only  # SQLite ignores FOR UPDATE: its writers simply take turns
 async def test_three_dispatchers_send_10000_messages_each_exactly_once(sandbox, database, keys, faulty_smtp):
-    if sandbox.backend != "postgresql":
-        pytest.skip("SQLite ignores FOR UPDATE (its writers simply take turns): this concurrency test "
-                    "proves nothing there and runs on PostgreSQL")
     total = 10_000
     message_ids = await queue_many(database, [keys() for _ in range(total)])
     assert len(message_ids) == total
