@@ -131,8 +131,9 @@ class Walk:
             self.cycle.shift_days = self.scenario.shift
         await self.emails()
 
-    async def open(self, kind: Kind) -> None:
-        """Open every branch of the stage as the run does, and submit the first branch at once."""
+    async def open(self, kind: Kind, *, submit_first: bool = True) -> None:
+        """Open every branch of the stage as the run does, and submit the first branch at once
+        (unless `submit_first` is False, or the scenario leaves single-branch stages unsubmitted)."""
         stage = requests.stage_of(PLAN, "annual", kind.stage)
         day = requests.local_day(PLAN, utcnow())
         subjects = PLAN.branches(stage, day)
@@ -153,7 +154,7 @@ class Walk:
         opened = await self.emails()
         if stage.kind.submitted:
             assert opened == sorted(("submission_request", email(b.officer)) for b in self.of(kind))
-            if len(subjects) > 1 or self.scenario.submit_single:
+            if submit_first and (len(subjects) > 1 or self.scenario.submit_single):
                 await self.submit(self.of(kind)[0])
         else:
             assert opened == [("approval_request", email(self.of(kind)[0].approver))]
@@ -349,37 +350,50 @@ async def check_digests(walk: Walk, queued: list[OutboxMessage], happening) -> N
             assert PLAN.official(branch.officer).name in digest.text_body
 
 
-async def test_a_unit_that_submits_after_being_reported_overdue_gives_its_approvers_the_plans_notice(private_database):
-    """Materials never came by the due time (8 December, kept late): the superior was told. The
-    unit submits two days later: the approver is asked with 7 days' notice, reminded on the
-    reminder still ahead, and the step then escalates and expires like any other; it does not
-    wait forever with its old overdue mark."""
+@pytest.mark.parametrize("kind", STAGES[2:], ids=[k.kind for k in STAGES[2:]])
+async def test_a_unit_that_submits_after_being_reported_overdue_gives_its_approvers_the_plans_notice(
+        private_database, kind):
+    """Every stage that starts with a submission, at its real size: nothing came by the due time
+    (8 December, kept late) and the superior was told of every branch. One unit submits two days
+    later: its approver is asked with 7 days' notice (due 17 December), reminded on the reminders
+    still ahead, and the step then escalates and expires like any other; it does not wait
+    forever with its old overdue mark. The other branches stay as they were."""
     walk = Walk(private_database, SCENARIOS[1])
-    materials = STAGES[2]
     with time_machine.travel(at(LATE, 9), tick=False):
         await walk.start()
-        await walk.open(materials)
-    (branch,) = walk.of(materials)
+        await walk.open(kind, submit_first=False)
+    branches = walk.of(kind)
+    branch = branches[0]
     with time_machine.travel(at(dt.date(2026, 12, 9), 8), tick=False):
-        assert await walk.sweep() == Counter({("materials", "overdue"): 1})
-        assert await walk.emails() == [("submission_overdue", email("dost_director"))]
-    with time_machine.travel(at(dt.date(2026, 12, 10), 10), tick=False):
+        assert await walk.sweep() == Counter({(kind.stage, "overdue"): len(branches)})
+        assert await walk.emails() == [("submission_overdue", email(kind.superior))]
+    submitted_at = at(dt.date(2026, 12, 10), 10)
+    new_due = dt.date(2026, 12, 17)
+    ahead = sorted(new_due - dt.timedelta(days=d) for d in kind.reminders
+                   if at(new_due - dt.timedelta(days=d), 0) + dt.timedelta(days=1) > submitted_at)
+    with time_machine.travel(submitted_at, tick=False):
         await walk.submit(branch)
         request = await walk.request(branch)
-        assert request.due_at == at(dt.date(2026, 12, 18), 0) - dt.timedelta(microseconds=1)
-        assert (request.escalated_at, request.told_at, request.reminders_sent) == (None, None, 1)
+        assert request.due_at == at(new_due, 0) + dt.timedelta(days=1, microseconds=-1)
+        assert (request.escalated_at, request.told_at) == (None, None)
+        assert request.reminders_sent == len(kind.reminders) - len(ahead)  # those already past are not sent
         assert await walk.sweep() == Counter() and await walk.emails() == []
-    with time_machine.travel(at(dt.date(2026, 12, 15), 8), tick=False):  # 3 days before the new due time
-        assert await walk.sweep() == Counter({("materials", "reminder"): 1})
-        assert await walk.emails() == [("reminder", email("dof_director"))]
+    assert ahead  # every kind has a reminder still ahead
+    for day in ahead:
+        with time_machine.travel(at(day + dt.timedelta(days=1), 8), tick=False):
+            assert await walk.sweep() == Counter({(kind.stage, "reminder"): 1})
+            assert await walk.emails() == [("reminder", email(branch.approver))]
     with time_machine.travel(at(dt.date(2026, 12, 18), 8), tick=False):
-        assert await walk.sweep() == Counter({("materials", "escalation"): 1})
-        assert await walk.emails() == [("escalation", email("dost_director"))]
+        assert await walk.sweep() == Counter({(kind.stage, "escalation"): 1})
+        assert await walk.emails() == [("escalation", email(kind.superior))]
     with time_machine.travel(at(dt.date(2026, 12, 25), 8), tick=False):
-        assert await walk.sweep() == Counter({("materials", "expired"): 1})
-        assert await walk.emails() == sorted([("outcome", email("dof_planning_officer")),
-                                              ("step_closed", email("dof_director")),
-                                              ("step_closed", email("dost_director"))])
+        assert await walk.sweep() == Counter({(kind.stage, "expired"): 1})
+        assert await walk.emails() == sorted([("outcome", email(branch.officer)),
+                                              ("step_closed", email(branch.approver)),
+                                              ("step_closed", email(kind.superior))])
+        for other in branches[1:]:  # still waiting for their units, told once, nothing more
+            request = await walk.request(other)
+            assert request.status == "awaiting_submission" and request.told_at is not None
     async with private_database.sessions() as session:
         submitted = (await session.execute(select(AuditEvent.data).where(
             AuditEvent.entity_id == str(branch.request_id), AuditEvent.action == "request.submitted"))).scalar_one()
