@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals.deadlines import due_at
 from approvals.models import ApprovalRequest, Cycle, RequestStatus, SubmissionFile, SubmissionLink
 from approvals.plan.schema import Agency, Official, Plan, Stage
+from approvals.presentation import agency_name
 from approvals.requests import plan_tz
 
 ANNUAL = "annual"
@@ -138,7 +139,7 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
         if request is not None and status not in (UnitStatus.not_submitted, UnitStatus.expired):
             submitted_at = sent.get(request.id) or request.created_at  # a later round opens when it is resubmitted
         units.append(UnitEntry(
-            unit=unit, name=_agency_name(plan, unit), status=status, request_id=request.id if request else None,
+            unit=unit, name=agency_name(plan, unit, "vi"), status=status, request_id=request.id if request else None,
             submitted_at=submitted_at, text=str(data.get("text", "")) if submitted_at else "",
             links=[str(u) for u in data.get("links", [])] if submitted_at else [],
             files=files.get(request.id, []) if request is not None and submitted_at else []))
@@ -147,13 +148,6 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
         if stage.acting_agencies else plan.agency(plan.plan.issuer)
     recipients = [a for r in plan.report.recipients for a in plan.in_force(r, on)]
     return AnnualReport(year, on, deadline, issuer, signers[0] if signers else None, recipients, units)
-
-
-def _agency_name(plan: Plan, agency_id: str) -> str:
-    try:
-        return plan.agency(agency_id).name.vi
-    except KeyError:
-        return agency_id
 
 
 # The document -----------------------------------------------------------------------------

@@ -24,3 +24,16 @@ def due_at(due: Due, *, cycle_start: dt.date, tz: ZoneInfo) -> dt.datetime:
     if not due.inclusive:
         day -= dt.timedelta(days=1)
     return end_of_local_day(day, tz)
+
+
+def reminder_times(stage, request) -> list[dt.datetime]:
+    """When a step's reminders fall: the stage's days before its due time, those after the step
+    opened only (a step opened late, with its minimum notice, is not reminded at once for
+    reminders that belonged to days before it existed)."""
+    return sorted(moment for d in set(stage.reminders_before_days)
+                  if (moment := request.due_at - dt.timedelta(days=d)) > request.created_at)
+
+
+def reminders_passed(stage, request, now: dt.datetime) -> int:
+    """How many of the step's reminders have fallen by `now`."""
+    return sum(1 for moment in reminder_times(stage, request) if moment <= now)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.models import AuditEvent, ApprovalRequest, Cycle, Decision, RequestStatus, SubmissionLink
+from approvals.deadlines import reminders_passed
 from approvals.files import store_files
 from approvals.plan.schema import Official, Plan, StageKind
 from approvals.requests import (
@@ -238,12 +239,10 @@ def _give_notice(plan: Plan, cycle: Cycle, request: ApprovalRequest, now: dt.dat
     """A unit submits after its step was reported overdue: its approvers get the plan's minimum
     notice from now, and the step goes through the sweep again (reminders still ahead, then
     escalation or expiry) instead of waiting forever with its overdue mark."""
-    from approvals.sweep import reminder_times
-
     stage = stage_of(plan, cycle.kind, request.stage)
     request.due_at = max(request.due_at, step_due(plan, stage, cycle, now))
     request.escalated_at = request.told_at = None
-    request.reminders_sent = sum(1 for moment in reminder_times(stage, request) if moment <= now)
+    request.reminders_sent = reminders_passed(stage, request, now)
 
 
 async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str, data: dict, now: dt.datetime,

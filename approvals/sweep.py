@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.db import Database
+from approvals.deadlines import reminders_passed
 from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
 from approvals.decisions import settle_request
 from approvals.models import (
@@ -64,14 +65,6 @@ class SweepEvent:
 OnEvent = Callable[[AsyncSession, SweepEvent], Awaitable[None]]
 
 
-def reminder_times(stage: Stage, request: ApprovalRequest) -> list[dt.datetime]:
-    """When the step's reminders fall: the stage's days before its due time, those after the step
-    opened only (a step opened late, with its minimum notice, is not reminded at once for
-    reminders that belonged to days before it existed)."""
-    return sorted(moment for d in set(stage.reminders_before_days)
-                  if (moment := request.due_at - dt.timedelta(days=d)) > request.created_at)
-
-
 async def _cas_request(session: AsyncSession, request: ApprovalRequest, condition, **values) -> None:
     moved = await session.execute(
         update(ApprovalRequest)
@@ -104,7 +97,7 @@ async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, req
         if policy is TimeoutPolicy.escalate:
             return await _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
         return await _overdue(session, request, cycle, stage, now, policy)
-    passed = sum(1 for moment in reminder_times(stage, request) if moment <= now)
+    passed = reminders_passed(stage, request, now)
     if now < request.due_at and passed > request.reminders_sent:
         return await _remind(session, secret, request, cycle, stage, now, passed, plan)
     return None
@@ -201,7 +194,7 @@ async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, 
         if stage.timeout_policy is TimeoutPolicy.proceed:
             return await _lapse(session, request, cycle, stage, now)
         return await _overdue(session, request, cycle, stage, now, stage.timeout_policy)
-    passed = sum(1 for moment in reminder_times(stage, request) if moment <= now)
+    passed = reminders_passed(stage, request, now)
     if now >= request.due_at or passed <= request.reminders_sent:
         return None
     await _cas_request(session, request, ApprovalRequest.reminders_sent == request.reminders_sent,

@@ -272,8 +272,7 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
         await asyncio.wait_for(restart_cycle(app.db, app.settings, uuid.UUID(cycle_id), by=caller.actor), 60)
         notice = "resumed"
     except (ValueError, LookupError):
-        return _page(request, app, "message.html", language, caller, status_code=404,
-                     title=_("dash.not_found.title"), body=_("dash.not_found.body"))
+        return _not_found(request, app, language, caller)
     except CycleNotRestartable:
         notice = "resume_refused"
     except (PrefectNotConfigured, PrefectUnavailable, asyncio.TimeoutError, TimeoutError):
@@ -306,6 +305,12 @@ def _action_label(action: str, language: str) -> str:
     return texts.text(key, language) if key in texts.messages else action
 
 
+def _not_found(request: Request, app: AppState, language: str, caller: Caller):
+    _ = catalogue(MESSAGES).gettext_for(language)
+    return _page(request, app, "message.html", language, caller, status_code=404,
+                 title=_("dash.not_found.title"), body=_("dash.not_found.body"))
+
+
 @router.get("/reports/annual/{year}")
 async def annual_report_file(request: Request, year: str, app: App):
     """The year's consolidated report as it stands (a draft), DOCX or PDF, for a signed-in coordinator."""
@@ -315,9 +320,7 @@ async def annual_report_file(request: Request, year: str, app: App):
         return caller
     fmt = request.query_params.get("format", "pdf")
     if not year.isdigit() or not 2000 <= int(year) <= 2100 or fmt not in reports.FORMATS:
-        _ = catalogue(MESSAGES).gettext_for(language)
-        return _page(request, app, "message.html", language, caller, status_code=404,
-                     title=_("dash.not_found.title"), body=_("dash.not_found.body"))
+        return _not_found(request, app, language, caller)
     file = await reports.annual_report_file(app, int(year), fmt)
     return Response(file.data, media_type=file.media_type, headers={"Content-Disposition": file.disposition})
 
@@ -333,8 +336,7 @@ async def timeline(request: Request, request_id: str, app: App):
         async with app.db.reads() as session:
             found = await coordination.history(session, uuid.UUID(request_id))
     except (ValueError, coordination.NotFound):
-        return _page(request, app, "message.html", language, caller, status_code=404,
-                     title=_("dash.not_found.title"), body=_("dash.not_found.body"))
+        return _not_found(request, app, language, caller)
     plan, tz, r = app.plan, app.settings.tz, found.request
     now = utcnow()
     status = "overdue" if r.status == RequestStatus.pending.value and r.due_at < now else r.status
