@@ -12,11 +12,11 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.deadlines import due_at
-from approvals.models import ApprovalRequest, Cycle, RequestStatus, SubmissionFile, SubmissionLink
+from approvals.models import ApprovalRequest, Cycle, IssuedReport, RequestStatus, SubmissionFile, SubmissionLink
 from approvals.plan.schema import Agency, Official, Plan, Stage
 from approvals.presentation import agency_name
 from approvals.requests import plan_tz
@@ -58,6 +58,7 @@ class UnitEntry:
 class AnnualReport:
     year: int
     on: dt.date  # the day whose units owe the report (today, or the deadline once it has passed)
+    # issuer, signer and recipients: those in force on the day the report is written or issued
     deadline: dt.datetime
     issuer: Agency  # the lead agency on that day
     signer: Official | None
@@ -131,7 +132,10 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
             files.setdefault(request_id, []).append(name)
     units = []
     owed = report_units(plan, on)
-    for unit in owed + sorted(set(latest) - set(owed)):
+    if latest:  # the stage opened: the units it asked, on the day it opened, are the ones owed
+        order = {unit: i for i, unit in enumerate(owed + [a.id for a in plan.agencies])}
+        owed = sorted(latest, key=lambda unit: order.get(unit, len(order)))
+    for unit in owed:
         request = latest.get(unit)
         status = status_of(request)
         data = (request.data or {}) if request is not None else {}
@@ -143,11 +147,64 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
             submitted_at=submitted_at, text=str(data.get("text", "")) if submitted_at else "",
             links=[str(u) for u in data.get("links", [])] if submitted_at else [],
             files=files.get(request.id, []) if request is not None and submitted_at else []))
+    issuer, signer, recipients = _parties(plan, now.astimezone(tz).date())
+    return AnnualReport(year, on, deadline, issuer, signer, recipients, units)
+
+
+def snapshot(report: AnnualReport) -> dict:
+    """The report as JSON, kept with the consolidation step when its draft is submitted: the
+    director approves, and the numbered report issues, exactly what the draft showed (a unit
+    that reports late reaches next year's figures, not a document already approved)."""
+    return {"year": report.year, "on": report.on.isoformat(), "deadline": report.deadline.isoformat(),
+            "units": [{"unit": u.unit, "name": u.name, "status": u.status,
+                       "request_id": str(u.request_id) if u.request_id else None,
+                       "submitted_at": u.submitted_at.isoformat() if u.submitted_at else None,
+                       "text": u.text, "links": list(u.links), "files": list(u.files)} for u in report.units]}
+
+
+def from_snapshot(plan: Plan, data: dict, *, issued_on: dt.date, signer: str | None = None) -> AnnualReport:
+    """The report a snapshot kept, issued on a day: the signer (the official who approved it, else
+    the holder of the signer's role that day) and their agency issue it, to the recipients in
+    force that day."""
+    on = dt.date.fromisoformat(data["on"])
+    units = [UnitEntry(unit=u["unit"], name=u["name"], status=u["status"],
+                       request_id=uuid.UUID(u["request_id"]) if u.get("request_id") else None,
+                       submitted_at=dt.datetime.fromisoformat(u["submitted_at"]) if u.get("submitted_at") else None,
+                       text=u.get("text", ""), links=list(u.get("links", [])), files=list(u.get("files", [])))
+             for u in data["units"]]
+    issuer, holder, recipients = _parties(plan, issued_on)
+    official = plan.official(signer) if signer else None
+    if official is not None:
+        issuer, holder = plan.agency(official.agency), official
+    return AnnualReport(int(data["year"]), on, dt.datetime.fromisoformat(data["deadline"]), issuer, holder,
+                        recipients, units)
+
+
+def _parties(plan: Plan, on: dt.date) -> tuple[Agency, Official | None, list[Agency]]:
+    """Who issues the report on a day (the signer's agency), who signs it, and who it goes to."""
+    stage = report_stage(plan)
     signers = plan.holders(plan.report.signer, on)
-    issuer = plan.agency(signers[0].agency) if signers else plan.agency_on(stage.acting_agencies[0], on) \
-        if stage.acting_agencies else plan.agency(plan.plan.issuer)
+    if signers:
+        issuer = plan.agency(signers[0].agency)
+    elif stage is not None and stage.acting_agencies:
+        issuer = plan.agency_on(stage.acting_agencies[0], on)
+    else:
+        issuer = plan.agency(plan.plan.issuer)
     recipients = [a for r in plan.report.recipients for a in plan.in_force(r, on)]
-    return AnnualReport(year, on, deadline, issuer, signers[0] if signers else None, recipients, units)
+    return issuer, signers[0] if signers else None, recipients
+
+
+def symbol_of(issuer: Agency) -> str:
+    """The report's symbol in the issuer's register: BC-SKHCN (BC alone without an abbreviation)."""
+    return f"BC-{issuer.abbreviation}" if issuer.abbreviation else "BC"
+
+
+async def next_number(session: AsyncSession, *, symbol: str, year: int) -> int:
+    """The next number of the issuer's register of reports for a year (a unique constraint keeps
+    two issues from taking the same one)."""
+    last = (await session.execute(select(func.max(IssuedReport.number)).where(
+        IssuedReport.symbol == symbol, IssuedReport.year == year))).scalar()
+    return (last or 0) + 1
 
 
 # The document -----------------------------------------------------------------------------
@@ -224,7 +281,7 @@ def document(plan: Plan, report: AnnualReport, *, summary: str, issued_on: dt.da
     tz = tz or plan_tz(plan)
     spec = plan.report
     issuer = report.issuer
-    symbol = f"BC-{issuer.abbreviation}" if issuer.abbreviation else "BC"
+    symbol = symbol_of(issuer)
     table = [[str(i), u.name, STATUS_VI.get(u.status, u.status),
               u.submitted_at.astimezone(tz).strftime("%d/%m/%Y") if u.submitted_at else "—"]
              for i, u in enumerate(report.units, start=1)]

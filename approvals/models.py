@@ -111,6 +111,8 @@ class CycleStage(Base):
     opened_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="When every branch had been opened.")
     branches: Mapped[int | None]
     opens_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="A scheduled stage opens then.")
+    goes_on_at: Mapped[dt.datetime | None] = mapped_column(
+        UtcDateTime, doc="A stage the chain leaves at its due time (go_on_at_due): the sweep wakes the run then, once.")
 
 
 class ApprovalRequest(Base):
@@ -345,3 +347,24 @@ class LinkFailure(Base):
     id: Mapped[int] = mapped_column(_big_id, primary_key=True, autoincrement=True)
     client_key: Mapped[str] = mapped_column(String(64))
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class IssuedReport(Base):
+    """The lead agency's consolidated report of a year as issued: numbered when its director
+    approved it, written as DOCX and PDF, and emailed to its recipients. One per cycle; a number
+    once per symbol and year (the agency's register of reports)."""
+
+    __tablename__ = "issued_report"
+    __table_args__ = (UniqueConstraint("symbol", "year", "number"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    cycle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cycle.id"), unique=True)
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("approval_request.id"))
+    year: Mapped[int]
+    symbol: Mapped[str] = mapped_column(String(40), doc="BC-SKHCN: the part of 'Số: 12/BC-SKHCN' after the number.")
+    number: Mapped[int]
+    issued_on: Mapped[dt.date]
+    issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    recipients: Mapped[list] = mapped_column(JSON, doc="[{agency, email}] it was emailed to.")
+    docx: Mapped[bytes] = mapped_column(LargeBinary)
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)

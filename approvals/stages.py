@@ -2,7 +2,8 @@
 
 A cycle's run waits once per stage, not once per branch: it is woken when the whole stage
 has settled (every branch's latest round approved, rejected or expired), or when its cycle
-is cancelled, or when a scheduled stage's date comes. Rounds of changes happen here, in the
+is cancelled, or when a scheduled stage's date comes, or when a stage the chain leaves at its
+due time (the annual reports) reaches it. Rounds of changes happen here, in the
 transactions of the decisions and submissions, and never wake it. So the run is resumed a
 bounded number of times a year, whatever the number of branches (a Prefect run replays from
 the top on every resume, so a wake per branch costs the square of their number).
@@ -39,6 +40,7 @@ class WakeReason:
     stage_settled = "stage_settled"
     cycle_cancelled = "cycle_cancelled"
     stage_opens = "stage_opens"
+    stage_due = "stage_due"  # a stage the chain leaves at its due time (go_on_at_due) has reached it
 
 
 @dataclass(frozen=True)
@@ -139,4 +141,18 @@ async def due_openings(session: AsyncSession, *, now: dt.datetime) -> int:
         CycleStage.status == StageStatus.scheduled.value, CycleStage.opens_at <= now))).all())
     for cycle_id, stage in due:
         await enqueue_wake(session, cycle_id=cycle_id, stage=stage, reason=WakeReason.stage_opens, now=now)
+    return len(due)
+
+
+async def due_goings_on(session: AsyncSession, *, now: dt.datetime) -> int:
+    """Wake the runs waiting at a stage they leave at its due time, settled or not (the sweep
+    calls this): once per stage, however many passes of the sweep come after."""
+    woken = select(Wake.id).where(Wake.cycle_id == CycleStage.cycle_id, Wake.stage == CycleStage.stage,
+                                  Wake.reason == WakeReason.stage_due).exists()
+    due = list((await session.execute(select(CycleStage.cycle_id, CycleStage.stage).where(
+        CycleStage.goes_on_at <= now, CycleStage.status.in_([StageStatus.waiting.value,
+                                                             StageStatus.changes_requested.value]),
+        ~woken))).all())
+    for cycle_id, stage in due:
+        await enqueue_wake(session, cycle_id=cycle_id, stage=stage, reason=WakeReason.stage_due, now=now)
     return len(due)

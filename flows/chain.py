@@ -18,6 +18,7 @@ from approvals.config import get_settings
 from approvals.models import StageStatus
 from approvals.plan import load_plan
 from approvals.plan.schema import Stage, StageKind
+from flows.reports import issue_report
 from flows.stages import (
     Heartbeat,
     cycle_cancelled,
@@ -103,9 +104,14 @@ async def _stages(heartbeat: Heartbeat, *, cycle_kind: str, period: str, starts_
         if not started:
             await send_cycle_digest(**key, event="started")
             started = True
-        state, cancelled = await stage_now(**key, stage_id=stage.id)
-        if not state.settled and not cancelled:
-            await heartbeat.wait(stage.id)  # the service wakes the run once the whole stage has settled
+        now = await stage_now(**key, stage_id=stage.id)
+        state = now.state
+        if not now.over:
+            # The service wakes the run once the whole stage has settled (or, for a stage the
+            # chain leaves at its due time, then).
+            await heartbeat.wait(stage.id)
+        if stage.kind is StageKind.consolidation and state.status is StageStatus.done:
+            await issue_report(**key, stage_id=stage.id)  # numbered, sent to the PPC and recorded, once
         if await lapsed(**key, stage_id=stage.id):
             statuses[stage.id], passed[stage.id] = StageStatus.lapsed.value, True
         else:

@@ -14,6 +14,7 @@ import logging
 import uuid
 import weakref
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -194,30 +195,39 @@ async def open_stage(*, cycle_kind: str, period: str, starts_on: dt.date, stage_
     branch is open a replay costs one read. `data` is what an approval stage shows its approvers.
     """
     settings = get_settings()
-    plan = load_plan(settings.plan_file)
-    renderer = shared_renderer()
+    async with database(settings) as db:
+        opened = await open_branches(db, plan=load_plan(settings.plan_file), settings=settings,
+                                     renderer=shared_renderer(), cycle_kind=cycle_kind, period=period,
+                                     starts_on=starts_on, stage_id=stage_id, waiter_ref=waiter_ref, data=data)
+    get_run_logger().info("Stage %s of %s/%s waits on %d branch(es)", stage_id, cycle_kind, period, opened)
+    return opened
+
+
+async def open_branches(db: Database, *, plan, settings: Settings, renderer, cycle_kind: str, period: str,
+                        starts_on: dt.date, stage_id: str, waiter_ref: str | None, data: dict | None = None) -> int:
+    """What `open-stage` does, outside a flow run (see it)."""
     stage = requests.stage_of(plan, cycle_kind, stage_id)
     link_ttl = dt.timedelta(days=settings.link_ttl_days)
-    async with database(settings) as db:
+    async with db.transaction() as session:
+        cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
+        done = (await session.execute(select(CycleStage.branches).where(
+            CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id,
+            CycleStage.opened_at.is_not(None)))).scalar()
+    if done is not None:
+        return done
+    subjects = plan.branches(stage, requests.local_day(plan, utcnow()))
+    for start in range(0, len(subjects), BRANCHES_PER_TRANSACTION):
         async with db.transaction() as session:
-            cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
-            done = (await session.execute(select(CycleStage.branches).where(
-                CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id,
-                CycleStage.opened_at.is_not(None)))).scalar()
-        if done is not None:
-            return done
-        subjects = plan.branches(stage, requests.local_day(plan, utcnow()))
-        for start in range(0, len(subjects), BRANCHES_PER_TRANSACTION):
-            async with db.transaction() as session:
-                cycle = await session.get(Cycle, cycle.id)
-                for subject in subjects[start:start + BRANCHES_PER_TRANSACTION]:
-                    await _open_branch(session, plan=plan, settings=settings, renderer=renderer, cycle=cycle,
-                                       stage=stage, subject=subject, waiter_ref=waiter_ref, link_ttl=link_ttl,
-                                       data=data)
-        async with db.transaction() as session:
-            row = await stages.lock_stage(session, cycle.id, stage_id)
-            row.opened_at, row.branches = utcnow(), len(subjects)
-    get_run_logger().info("Stage %s of %s/%s waits on %d branch(es)", stage_id, cycle_kind, period, len(subjects))
+            cycle = await session.get(Cycle, cycle.id)
+            for subject in subjects[start:start + BRANCHES_PER_TRANSACTION]:
+                await _open_branch(session, plan=plan, settings=settings, renderer=renderer, cycle=cycle,
+                                   stage=stage, subject=subject, waiter_ref=waiter_ref, link_ttl=link_ttl,
+                                   data=data)
+    async with db.transaction() as session:
+        row = await stages.lock_stage(session, cycle.id, stage_id)
+        row.opened_at, row.branches = utcnow(), len(subjects)
+        if stage.go_on_at_due:  # the sweep wakes the run then, settled or not
+            row.goes_on_at = requests.step_due(plan, stage, await session.get(Cycle, cycle.id), row.opened_at)
     return len(subjects)
 
 
@@ -240,14 +250,29 @@ async def _open_branch(session, *, plan, settings, renderer, cycle, stage, subje
                             request=approval.request, cycle=cycle, notify=approval.new_assignments)
 
 
-async def stage_now(*, cycle_kind: str, period: str, stage_id: str) -> tuple[stages.StageState, bool]:
-    """The stage's state from its branches, and whether the cycle was cancelled (one read)."""
+@dataclass(frozen=True)
+class StageNow:
+    state: stages.StageState
+    cancelled: bool  # the cycle was cancelled
+    gone_on: bool  # a stage the chain leaves at its due time has reached it (go_on_at_due)
+
+    @property
+    def over(self) -> bool:
+        """The chain need not wait here."""
+        return self.state.settled or self.cancelled or self.gone_on
+
+
+async def stage_now(*, cycle_kind: str, period: str, stage_id: str) -> StageNow:
+    """The stage's state from its branches, whether the cycle was cancelled, and whether the
+    stage's due time has come for a stage the chain leaves then (one read)."""
     settings = get_settings()
     async with database(settings) as db, db.reads() as session:
         cycle = await _cycle(session, cycle_kind, period)
         state = await stages.stage_state(session, cycle.id, stage_id)
         cancelled = await coordination.cycle_cancelled(session, cycle.id)
-    return state, cancelled
+        goes_on_at = (await session.execute(select(CycleStage.goes_on_at).where(
+            CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id))).scalar()
+    return StageNow(state, cancelled, goes_on_at is not None and utcnow() >= goes_on_at)
 
 
 async def cycle_cancelled(*, cycle_kind: str, period: str) -> bool:

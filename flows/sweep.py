@@ -14,7 +14,7 @@ from approvals.db import Database, utcnow
 from approvals.i18n import local_time
 from approvals.plan import Plan, load_plan
 from approvals.presentation import PlainMessage, closed_messages, coordinators, outcome_message, overdue_messages
-from approvals.stages import due_openings
+from approvals.stages import due_goings_on, due_openings
 from approvals.sweep import EventKind, SweepEvent, overdue_notices, sweep
 from flows.emails import mail_domain, queue_link_emails, queue_submission_email
 from flows.stages import database
@@ -57,6 +57,7 @@ async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, ren
             message for notice in notices for message in overdue_messages(plan, notice, tz=settings.tz)])
     async with db.transaction() as session:
         await due_openings(session, now=now or utcnow())  # stages whose own date has come: wake their runs
+        await due_goings_on(session, now=now or utcnow())  # stages the chain leaves at their due time
         await alert_delivery_failures(session, plan=plan, settings=settings, renderer=renderer, now=now or utcnow())
     return events
 

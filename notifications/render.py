@@ -52,6 +52,9 @@ KINDS: dict[str, tuple[str, ...]] = {
     "attention": ("title", "name", "cycle", "stage", "agency", "due", "reason", "note", "detail", "link"),
     # to coordinators; failures: [{recipient, subject, error, at}]
     "delivery_failure": ("title", "name", "count", "failures", "link"),
+    # to each recipient of the lead agency's consolidated report (an agency's mailbox), with the DOCX
+    # and PDF attached: name is the agency, number "Số: 12/BC-SKHCN", report its summary of contents
+    "report_issued": ("name", "issuer", "number", "report", "year", "signer", "at"),
 }
 # Kinds whose subject depends on a value: the subject key is "<kind>.subject.<value>".
 SUBJECT_VARIANT = {"outcome": "result", "cycle_digest": "event", "attention": "reason"}

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from approvals import consolidated
 from approvals.db import utcnow
+from approvals.models import Cycle, IssuedReport
 from notifications.report_document import DOCX_TYPE, PDF_TYPE, to_docx, to_pdf
 
 FORMATS = {"docx": (DOCX_TYPE, to_docx), "pdf": (PDF_TYPE, to_pdf)}
@@ -23,10 +26,19 @@ class ReportFile:
         return f'attachment; filename="{self.filename}"'
 
 
-async def annual_report_file(app, year: int, fmt: str) -> ReportFile:
-    """The year's report as it stands, a draft without a number (LookupError: the plan has none)."""
+async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -> ReportFile:
+    """The year's report: as issued (numbered, as it was sent) once its director approved it;
+    before that, or asked for a draft, as it stands, without a number (LookupError: the plan
+    has none)."""
     now = utcnow()
     async with app.db.reads() as session:
+        issued = None if draft else (await session.execute(
+            select(IssuedReport).join(Cycle, Cycle.id == IssuedReport.cycle_id)
+            .where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year)))).scalar()
+        if issued is not None:
+            media_type = FORMATS[fmt][0]
+            return ReportFile(issued.docx if fmt == "docx" else issued.pdf, media_type,
+                              f"bao-cao-tong-hop-{year}-so-{issued.number}.{fmt}")
         report = await consolidated.gather(session, app.plan, year, now=now)
     document = consolidated.document(app.plan, report, summary=consolidated.default_summary(report),
                                      issued_on=now.astimezone(app.settings.tz).date(), number=None)

@@ -4,22 +4,26 @@ nothing; the form's POST fills the step and asks its approvers, or opens the nex
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from approvals import requests, submissions
+from approvals import consolidated, requests, submissions
 from approvals.db import utcnow
 from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
+from approvals.plan.schema import StageKind
 from approvals.presentation import link_messages, step_context
 from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_link_messages
+from notifications.report_document import report_files
 from service.deps import App
 from service.links import MAX_FORM_FIELDS, _clean_comment, _field, _invalid
+from service.reports import FORMATS, annual_report_file
 from service.web import (
     MESSAGES,
     known_language,
@@ -45,13 +49,44 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
                  "comment": d.comment, "at": local_time(d.decided_at, app.settings.tz, language)}
                 for d in view.comments if d.comment]
     stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
+    compiled = None
+    if stage.kind is StageKind.consolidation:
+        async with app.db.reads() as session:
+            report = await consolidated.gather(session, app.plan, int(view.cycle.period), now=utcnow())
+        compiled = _compiled(report, language, app.settings.tz)
+        if not (text or (view.request.data or {}).get("text")):
+            text = consolidated.default_summary(report)
     return render(request, "resubmit.html", language, status_code=status_code, comments=comments,
-                  first=view.link.kind == "first",
+                  first=view.link.kind == "first", compiled=compiled,
                   needs_amount=stage.kind.value == "budget", max_files=MAX_FILES,
                   max_kb=web_limits(request).max_attachment_bytes // 1024,
                   official_name=official.name if official else view.link.official_id, error=error, text=text,
                   previous_text=(view.request.data or {}).get("text", ""),
                   **step_context(app.plan, view.request, view.cycle, language=language, tz=app.settings.tz))
+
+
+def _compiled(report: consolidated.AnnualReport, language: str, tz) -> dict:
+    """What the consolidation form shows of the draft: every unit asked, its status and date."""
+    return {"reported": len(report.reported), "total": len(report.units),
+            "missing": [u.name for u in report.missing],
+            "units": [{"name": u.name, "status": u.status, "reported": u.reported,
+                       "at": u.submitted_at.astimezone(tz).strftime("%d/%m/%Y") if u.submitted_at else ""}
+                      for u in report.units]}
+
+
+async def _draft(app: App, token: str, summary: str) -> tuple[dict, list[tuple[str, str, bytes]]]:
+    """The consolidated report as the coordinator submits it: the units' reports as they stand
+    now (kept with the step, so the director approves and the PPC receives exactly this) and the
+    draft DOCX and PDF, without a number until it is approved."""
+    now = utcnow()
+    async with app.db.reads() as session:
+        view = await submissions.view_submission(session, token, now=now)
+        year = int(view.cycle.period)
+        report = await consolidated.gather(session, app.plan, year, now=now)
+    document = consolidated.document(app.plan, report, summary=summary,
+                                     issued_on=now.astimezone(app.settings.tz).date(), number=None)
+    files = await asyncio.to_thread(report_files, document, year=year)
+    return consolidated.snapshot(report), files
 
 
 async def _stage_kind(app: App, token: str):
@@ -66,6 +101,24 @@ async def _stage_kind(app: App, token: str):
 @router.api_route("/s/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 async def show(request: Request, token: str, app: App):
     return await _page(request, app, token, known_language(request.query_params.get("lang")))
+
+
+@router.api_route("/s/{token}/draft.{fmt}", methods=["GET", "HEAD"], include_in_schema=False)
+async def draft(request: Request, token: str, fmt: str, app: App):
+    """The consolidated report's draft as it stands, for the coordinator holding the form's live
+    link (DOCX or PDF, without a number). Changes nothing."""
+    language = known_language(request.query_params.get("lang")) or app.settings.default_language
+    async with app.db.reads() as session:
+        try:
+            view = await submissions.view_submission(session, token, now=utcnow())
+        except requests.InvalidLink:
+            return _invalid(request, language)
+    stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
+    if stage.kind is not StageKind.consolidation or fmt not in FORMATS:
+        return _invalid(request, language)
+    file = await annual_report_file(app, int(view.cycle.period), fmt, draft=True)
+    return Response(file.data, media_type=file.media_type, headers={
+        "Content-Disposition": file.disposition, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
 
 @router.post("/s/{token}", include_in_schema=False)
@@ -100,6 +153,12 @@ async def resubmit(request: Request, token: str, app: App):
     except FileRefused as exc:
         return await _page(request, app, token, language, status_code=422, text=text,
                            error=_("error.file_refused", detail=str(exc), kb=limits.max_attachment_bytes // 1024))
+    if kind is StageKind.consolidation:  # written before the transaction: no lock held while it renders
+        try:
+            data["report"], drafted = await _draft(app, token, data["text"])
+        except requests.InvalidLink:
+            return _invalid(request, language)
+        files = drafted + list(files)
     now = utcnow()
     try:
         async with app.db.transaction() as session:

@@ -22,6 +22,7 @@ from tests.support.officials import (
     Inbox,
     address,
     approve,
+    consolidate,
     report_every_unit,
     reporters,
     rows,
@@ -86,8 +87,10 @@ def test_a_run_killed_mid_stage_is_shown_alerted_and_resumed_with_nothing_asked_
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
     assert f"replaces {run_id}" in resumed.stdout
 
-    # The new run opens the rest; every unit is asked once, then reports, and the chain ends.
+    # The new run opens the rest; every unit is asked once, then reports; the consolidated report
+    # is approved, and the chain ends.
     report_every_unit(inbox)
+    consolidate(inbox)
     deadline = time.monotonic() + 180
     while True:
         (status,) = rows(stack, year, "SELECT status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "

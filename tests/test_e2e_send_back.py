@@ -1,17 +1,23 @@
 """Sending back, on every stage kind of the annual cycle, end to end on real parts (Prefect
 server and worker, SMTP server, `kehoach web` and `kehoach dispatch`): the Board's guidance
 (an approval), the materials (a submission), one outlet's plan (a fan-out branch), the budget
-and two units' annual reports. Each submitter gets the resubmission email with the reviewer's
+two units' annual reports and the consolidated report. Each submitter gets the resubmission email with the reviewer's
 comment, resubmits from its link, the next round is approved, and the chain finishes."""
 
 from __future__ import annotations
 
+import html
+import io
+
+import docx
+import httpx
 import pytest
 
 from tests.support.officials import (
     ASK,
     RESUBMIT,
     SUBMIT,
+    SUBMIT_EN,
     Inbox,
     approve,
     report_every_unit,
@@ -64,19 +70,38 @@ def test_a_step_of_every_kind_sent_back_is_resubmitted_and_the_chain_finishes(st
     # 7. Reports: two units' reports go back, each to its own reporting officer.
     report_every_unit(inbox, returned={"literature_arts_association": "Bổ sung số tác phẩm.",
                                        "provincial_web_portal": "Bổ sung lượt truy cập."})
+    # 8. The consolidated report: the director sends the draft back; the coordinator's form shows
+    # the comment, the draft and the summary sent; the next round is written again and approved.
+    first = inbox.link("dost_coordinator", SUBMIT_EN, "8. ")
+    assert httpx.post(first, data={"text": "Đánh giá lần đầu.", "lang": "en"}).status_code == 200
+    comment = "Bổ sung đề xuất về kinh phí năm sau."
+    send_back(inbox.link("dost_director", ASK, "8. "), comment)
+    again = inbox.link("dost_coordinator", "[Changes requested]", "8. ")
+    page = html.unescape(httpx.get(again).text)
+    assert comment in page and "The consolidated report's draft" in page and "Đánh giá lần đầu." in page
+    answer = httpx.post(again, data={"text": "Đánh giá đã bổ sung đề xuất về kinh phí.", "lang": "en"})
+    assert answer.status_code == 200 and "Sent again" in answer.text
+    approve(inbox.link("dost_director", ASK, "8. "))
 
     stack.wait_for_state(run_id, {"Completed"}, timeout=180)
     stages = dict(rows(stack, year, "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
                                     "WHERE c.period = :p AND c.kind = 'annual'"))
     assert stages == {"dic_direction": "done", "propaganda_guidance": "done", "materials": "done",
                       "outlet_plans": "done", "finance_allocation": "done", "implementation": "done",
-                      "annual_report": "done"}
+                      "annual_report": "done", "consolidated_report": "done"}
+    issued = stack.smtp.wait_for(lambda r: "[Báo cáo]" in (r.message["Subject"] or "")
+                                 and str(year) in r.message["Subject"])
+    (docx_file,) = [part.get_payload(decode=True) for part in issued.message.iter_attachments()
+                    if part.get_filename().endswith(".docx")]
+    text = "\n".join(p.text for p in docx.Document(io.BytesIO(docx_file)).paragraphs)
+    assert "Đánh giá đã bổ sung đề xuất về kinh phí." in text and "Đánh giá lần đầu." not in text
     rounds = rows(stack, year, "SELECT r.stage, r.subject, r.round, r.status FROM approval_request r JOIN cycle c "
                                "ON c.id = r.cycle_id WHERE c.period = :p AND c.kind = 'annual' AND r.round > 1 "
                                "ORDER BY r.stage, r.subject")
     assert rounds == [
         ("annual_report", "literature_arts_association", 2, "approved"),
         ("annual_report", "provincial_web_portal", 2, "approved"),
+        ("consolidated_report", "", 2, "approved"),
         ("finance_allocation", "", 2, "approved"),
         ("materials", "", 2, "approved"),
         ("outlet_plans", "provincial_web_portal", 2, "approved"),
@@ -85,7 +110,8 @@ def test_a_step_of_every_kind_sent_back_is_resubmitted_and_the_chain_finishes(st
     links = rows(stack, year, "SELECT l.kind, l.status, COUNT(*) FROM submission_link l JOIN approval_request r "
                               "ON r.id = l.request_id JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p "
                               "AND c.kind = 'annual' GROUP BY l.kind, l.status ORDER BY l.kind")
-    # First links: materials, three outlets, the budget and every unit's report; six resubmissions; all used.
-    assert links == [("first", "used", 5 + len(reporters())), ("resubmission", "used", 6)]
+    # First links: materials, three outlets, the budget, every unit's report and the consolidated
+    # report; seven resubmissions; all used.
+    assert links == [("first", "used", 6 + len(reporters())), ("resubmission", "used", 7)]
     ids = [r.message["Message-ID"] for r in stack.smtp.received if str(year) in (r.message["Subject"] or "")]
     assert len(ids) == len(set(ids))

@@ -65,6 +65,8 @@ BROKEN: dict[str, tuple[int, str, str]] = {
     "address-with-a-quote.yaml": (25, "officials[0].email", "has a character email headers refuse"),
     "report-recipient-without-email.yaml": (
         31, "report.recipients[0]", "'ppc' (or an agency that succeeded it) has no email"),
+    "consolidation-without-report-stage.yaml": (
+        49, "cycles[0].stages[1].kind", "a consolidation stage compiles the units' reports: it needs a stage of kind"),
     "escalate-to-an-approver.yaml": (
         42, "cycles[0].stages[0].escalate_to", "'lead_agency.director' already decides this step"),
     "keep-waiting-with-nobody-to-tell.yaml": (

@@ -116,6 +116,13 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
                 problems.append((at + ("escalate_to",), f"'{stage.escalate_to}' already decides this step: an "
                                                         "escalation would bring in nobody new; name a superior "
                                                         "who is not among the approvers"))
+            if stage.kind is StageKind.consolidation:
+                if plan.report is None:
+                    problems.append((at + ("kind",), "a consolidation stage needs the plan's 'report' section "
+                                                     "(its recipients, signer and place)"))
+                if not any(st.kind is StageKind.report for st in cycle.stages[:s]):
+                    problems.append((at + ("kind",), "a consolidation stage compiles the units' reports: it needs a "
+                                                     "stage of kind 'report' before it in the same cycle"))
             holders = {o.id for o in plan.officials if set(o.roles) & set(stage.approvers)}
             if stage.quorum is not None and stage.quorum > len(holders):
                 has = _plural(len(holders), "official")

@@ -251,11 +251,16 @@ class StageKind(str, Enum):
     budget = "budget"
     implementation = "implementation"
     report = "report"
+    # The lead agency compiles the units' reports into one document to the PPC: its coordinator
+    # submits the generated draft (with a summary of their own), its director approves, and the
+    # numbered report is emailed to the plan's report recipients.
+    consolidation = "consolidation"
 
     @property
     def submitted(self) -> bool:
         """Someone must submit something (a form behind a link) before the approvers decide."""
-        return self in (StageKind.submission, StageKind.fan_out, StageKind.budget, StageKind.report)
+        return self in (StageKind.submission, StageKind.fan_out, StageKind.budget, StageKind.report,
+                        StageKind.consolidation)
 
 
 class Policy(str, Enum):
@@ -354,6 +359,10 @@ class Stage(Strict):
     requester: RoleId | None = Field(None, description="The role that submits the step (it may not approve it).")
     routing: list[RoutingRule] = []
     summary: Paragraphs | None = None
+    go_on_at_due: bool = Field(
+        False, description="At its due time the chain goes on to the next stage without waiting for every "
+                           "branch to settle (the open ones stay open): the annual reports, which the "
+                           "consolidated report then compiles as they stand.")
 
     @field_validator("number")
     @classmethod

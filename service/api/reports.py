@@ -1,4 +1,4 @@
-"""The lead agency's consolidated annual report, as it stands: a draft DOCX or PDF to download."""
+"""The lead agency's consolidated annual report: as issued, or a draft as it stands, DOCX or PDF."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 @router.get("/reports/annual/{year}", response_class=Response, responses={
     **ONE, 200: {"content": {DOCX_TYPE: BINARY, PDF_TYPE: BINARY},
-                 "description": "The report laid out under Decree 30/2020/NĐ-CP, marked as a draft."}})
+                 "description": "The report laid out under Decree 30/2020/NĐ-CP: as issued "
+                                                                     "(numbered), else marked as a draft."}})
 async def annual_report(
     app: App,
     year: Annotated[int, Path(ge=2000, le=2100, description="The plan year.")],
@@ -26,7 +27,9 @@ async def annual_report(
 ) -> Response:
     """The year's consolidated report as it stands: every unit asked at the annual-report stage,
     whether and when it reported, what it sent (text, links, names of its files), the units that
-    did not report, and the summary; a draft without a number until the director approves it."""
+    did not report, and the summary. Once the lead agency's director approved it (stage 8), the
+    report as issued: numbered, the very file sent to the PPC; before that a draft without a
+    number."""
     try:
         file = await annual_report_file(app, year, format)
     except LookupError as exc:

@@ -31,7 +31,7 @@ from sqlalchemy import text
 
 from tests.conftest import postgres_base_url
 from tests.faults.cluster import Cluster
-from tests.support.officials import ASK, SUBMIT, Inbox, address, approve, reporters, submit
+from tests.support.officials import ASK, SUBMIT, Inbox, address, approve, consolidate, reporters, submit
 from tests.support.smtp import RecordingSmtpServer
 
 pytestmark = pytest.mark.e2e
@@ -184,6 +184,7 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
         assert max(took) < 1.0, took
     finally:
         cluster.unhang_prefect()
+    consolidate(inbox)  # stage 8 opens once the run resumed: the coordinator submits, the director approves
     _until(lambda: _rows(cluster, "SELECT finished_at FROM cycle WHERE kind = 'annual' AND period = :p "
                                   "AND finished_at IS NOT NULL"), "the chain finished", timeout=180)
     CHECKED.append(("stage 7 decisions", "the Prefect server hung (SIGSTOP) for the last 20 decisions",

@@ -75,6 +75,10 @@ def contexts() -> dict[str, dict]:
             {"recipient": "a.nv@lang-son.example", "subject": nfd("[Nhắc việc] Bước 3"),
              "error": "451 4.3.0 try again later (12 attempts)", "at": nfd("11:00 ngày 29/11/2026")},
         ]),
+        "report_issued": dict(name=nfd("Ủy ban nhân dân tỉnh Lạng Sơn"), issuer=nfd(AGENCY),
+                              number=nfd("Số: 3/BC-SKHCN"), year="2026",
+                              report=nfd("kết quả thực hiện kế hoạch truyền thông năm 2026"), signer=nfd(NAME),
+                              at=nfd("ngày 05 tháng 12 năm 2026")),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import html
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ def address(official_id: str) -> str:
 
 ASK = "Cần phê duyệt"
 SUBMIT = "Cần gửi nội dung"
+SUBMIT_EN = "Submission needed"  # the lead agency's coordinator reads English (plans/lang-son.yaml)
 RESUBMIT = "Cần chỉnh sửa"
 OFFICIALS_AT_ONCE = 4  # officials acting at the same moment, each from their own email
 
@@ -104,13 +106,14 @@ def send_back(link: str, comment: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def report_every_unit(inbox: Inbox, *, returned: dict[str, str] | None = None) -> dict[str, str]:
-    """Stage 7 through the emailed links: every unit's officer submits its report, the lead
-    agency's director decides each one (sending back those in `returned`, unit -> comment), the
-    units sent back resubmit (their page shows the comment) and their next round is approved.
-    Returns the units and their officers."""
+def report_every_unit(inbox: Inbox, *, returned: dict[str, str] | None = None,
+                      silent: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Stage 7 through the emailed links: every unit's officer submits its report (but the units
+    in `silent`, which send nothing), the lead agency's director decides each one (sending back
+    those in `returned`, unit -> comment), the units sent back resubmit (their page shows the
+    comment) and their next round is approved. Returns the units that reported and their officers."""
     returned = returned or {}
-    units = reporters()
+    units = {unit: officer for unit, officer in reporters().items() if unit not in silent}
 
     def report(unit: str) -> None:
         submit(inbox.link(units[unit], SUBMIT, "7. "), text=f"Báo cáo kết quả năm {inbox.year} ({unit})")
@@ -136,6 +139,21 @@ def report_every_unit(inbox: Inbox, *, returned: dict[str, str] | None = None) -
         list(officials.map(report_again, returned))
         list(officials.map(lambda _: approve(inbox.link("dost_director", ASK, "7. ")), returned))
     return units
+
+
+def consolidate(inbox: Inbox, summary: str = "") -> str:
+    """Stage 8 through the emailed links: the lead agency's coordinator (who reads English)
+    opens the consolidation form, submits the draft with a summary (or the one the form
+    suggests), and the director approves it. Returns the form page the coordinator saw."""
+    link = inbox.link("dost_coordinator", SUBMIT_EN, "8. ")
+    page = httpx.get(link)
+    shown = html.unescape(page.text)
+    assert page.status_code == 200 and "The consolidated report's draft" in shown, shown[:300]
+    suggested = re.search(r'<textarea id="text"[^>]*>([^<]*)</textarea>', page.text).group(1)
+    answer = httpx.post(link, data={"text": summary or html.unescape(suggested), "lang": "en"})  # as the form sends it
+    assert answer.status_code == 200 and "Submitted" in answer.text, answer.text
+    approve(inbox.link("dost_director", ASK, "8. "))
+    return shown
 
 
 def through_the_budget(inbox: Inbox) -> None:
