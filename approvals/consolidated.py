@@ -48,6 +48,7 @@ class UnitEntry:
     text: str = ""
     links: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    parts: list[tuple[str, str]] = field(default_factory=list)  # (named field, e.g. a content area; its text)
 
     @property
     def reported(self) -> bool:
@@ -131,6 +132,7 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
                 SubmissionFile.request_id.in_(ids)).order_by(SubmissionFile.created_at, SubmissionFile.filename))).all():
             files.setdefault(request_id, []).append(name)
     units = []
+    named = plan.fields_of(ANNUAL, stage)  # what each unit says for each content area
     owed = report_units(plan, on)
     if latest:  # the stage opened: the units it asked, on the day it opened, are the ones owed
         order = {unit: i for i, unit in enumerate(owed + [a.id for a in plan.agencies])}
@@ -142,11 +144,13 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
         submitted_at = None
         if request is not None and status not in (UnitStatus.not_submitted, UnitStatus.expired):
             submitted_at = sent.get(request.id) or request.created_at  # a later round opens when it is resubmitted
+        given = data.get("fields", {}) if submitted_at else {}
         units.append(UnitEntry(
             unit=unit, name=agency_name(plan, unit, "vi"), status=status, request_id=request.id if request else None,
             submitted_at=submitted_at, text=str(data.get("text", "")) if submitted_at else "",
             links=[str(u) for u in data.get("links", [])] if submitted_at else [],
-            files=files.get(request.id, []) if request is not None and submitted_at else []))
+            files=files.get(request.id, []) if request is not None and submitted_at else [],
+            parts=[(spec.name.vi, str(given[spec.id])) for spec in named if given.get(spec.id)]))
     issuer, signer, recipients = _parties(plan, now.astimezone(tz).date())
     return AnnualReport(year, on, deadline, issuer, signer, recipients, units)
 
@@ -159,7 +163,8 @@ def snapshot(report: AnnualReport) -> dict:
             "units": [{"unit": u.unit, "name": u.name, "status": u.status,
                        "request_id": str(u.request_id) if u.request_id else None,
                        "submitted_at": u.submitted_at.isoformat() if u.submitted_at else None,
-                       "text": u.text, "links": list(u.links), "files": list(u.files)} for u in report.units]}
+                       "text": u.text, "links": list(u.links), "files": list(u.files),
+                       "parts": [list(p) for p in u.parts]} for u in report.units]}
 
 
 def from_snapshot(plan: Plan, data: dict, *, issued_on: dt.date, signer: str | None = None) -> AnnualReport:
@@ -170,7 +175,8 @@ def from_snapshot(plan: Plan, data: dict, *, issued_on: dt.date, signer: str | N
     units = [UnitEntry(unit=u["unit"], name=u["name"], status=u["status"],
                        request_id=uuid.UUID(u["request_id"]) if u.get("request_id") else None,
                        submitted_at=dt.datetime.fromisoformat(u["submitted_at"]) if u.get("submitted_at") else None,
-                       text=u.get("text", ""), links=list(u.get("links", [])), files=list(u.get("files", [])))
+                       text=u.get("text", ""), links=list(u.get("links", [])), files=list(u.get("files", [])),
+                       parts=[(name, text) for name, text in u.get("parts", [])])
              for u in data["units"]]
     issuer, holder, recipients = _parties(plan, issued_on)
     official = plan.official(signer) if signer else None
@@ -289,6 +295,7 @@ def document(plan: Plan, report: AnnualReport, *, summary: str, issued_on: dt.da
     sections = []
     for i, unit in enumerate(report.reported, start=1):
         paragraphs = [p.strip() for p in unit.text.split("\n") if p.strip()] or ["(Không có nội dung.)"]
+        paragraphs += [f"{name}: {' '.join(text.split())}" for name, text in unit.parts]
         sections.append(Section(f"{i}. {unit.name}", paragraphs, unit.links, unit.files))
     recipients = [f"- {a.name.vi};" for a in report.recipients] + ["- Lưu: VT."]
     title = plan.plan.title.vi

@@ -44,6 +44,7 @@ from approvals.requests import (
     AlreadyDecided,
     NewAssignment,
     Refused,
+    local_day,
     lock_request,
 )
 from approvals.requests import reassign as reassign_assignment
@@ -450,9 +451,15 @@ async def record_event(session: AsyncSession, *, name: str, starts_on: dt.date, 
 
 async def record_problem(session: AsyncSession, *, plan: Plan, title: str, description: str, unit: str, by: str,
                          now: dt.datetime) -> ProblemReport:
-    """A problem a unit raises with the PPC; its escalation cycle is started from it."""
+    """A problem a unit raises with the PPC; its escalation cycle is started from it. Only a unit
+    in force on the day may raise one (a district abolished in 2025 may not: its successor does)."""
     if not any(a.id == unit for a in plan.agencies):
         raise Refused(f"unknown unit '{unit}' (use an agency id of the plan)")
+    agency = plan.agency(unit)
+    if not agency.valid_on(local_day(plan, now)):
+        successors = ", ".join(a.id for a in plan.in_force(unit, local_day(plan, now)))
+        raise Refused(f"unit '{unit}' is not in force on {local_day(plan, now)}"
+                      + (f" (its duties went to {successors})" if successors else ""))
     problem = ProblemReport(title=unicodedata.normalize("NFC", title),
                             description=unicodedata.normalize("NFC", description), unit=unit, recorded_by=by,
                             created_at=now)

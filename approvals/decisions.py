@@ -21,6 +21,7 @@ from approvals.models import (
     ApprovalRequest,
     Assignment,
     AssignmentStatus,
+    Cycle,
     Decision,
     Outcome,
     RequestStatus,
@@ -32,6 +33,7 @@ from approvals.stages import after_settled
 from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
 from approvals.requests import (
     MAX_COMMENT,
+    AcknowledgeOnly,
     AlreadyDecided,
     CommentRequired,
     InvalidLink,
@@ -41,6 +43,7 @@ from approvals.requests import (
     issue_token,
     local_day,
     lock_request,
+    stage_of,
 )
 
 COUNTED = (AssignmentStatus.waiting.value, AssignmentStatus.pending.value, AssignmentStatus.decided.value,
@@ -79,6 +82,10 @@ async def decide(
             raise Refused(f"official '{assignment.official_id}' cannot be resolved in the directory")
     if request.requested_by and request.requested_by in (assignment.official_id, assignment.on_behalf_of):
         raise Refused("the official who submitted a step cannot approve it")
+    if outcome is Outcome.reject and plan is not None:
+        cycle_kind = (await session.execute(select(Cycle.kind).where(Cycle.id == request.cycle_id))).scalar_one()
+        if stage_of(plan, cycle_kind, request.stage).acknowledge:
+            raise AcknowledgeOnly(f"stage '{request.stage}' is acknowledged, not rejected")
 
     claimed = await session.execute(
         update(Assignment)

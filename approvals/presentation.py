@@ -32,6 +32,58 @@ def step_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language
     }
 
 
+SHOWN_NOTE = {
+    "absent": {"vi": "Không nhận được trong hạn; Kế hoạch tiếp tục mà không có nội dung này.",
+               "en": "Nothing came by its due time; the plan went on without it."},
+    "pending": {"vi": "Đã gửi, chưa được tiếp nhận.", "en": "Sent, not yet acknowledged."},
+}
+
+
+def shown_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str,
+                  base: str = "") -> list[dict]:
+    """What earlier stages sent that travels with this step (`Stage.shows`), for its pages:
+    each stage's name, its text, named fields, links, and its files with a download address
+    under `base` (the page's own live link), or a note that nothing came."""
+    shown = []
+    for entry in (request.data or {}).get("shown", []):
+        try:
+            stage = stage_of(plan, cycle.kind, entry["stage"])
+        except (KeyError, StopIteration):
+            continue
+        names = {spec.id: spec.name.get(language) for spec in plan.fields_of(cycle.kind, stage)}
+        shown.append({
+            "stage": f"{stage.number}. {stage.name.get(language)}", "status": entry.get("status", "absent"),
+            "note": SHOWN_NOTE.get(entry.get("status", "absent"), {}).get(language, ""),
+            "text": entry.get("text", ""), "links": entry.get("links", []),
+            "fields": [{"name": names.get(key, key), "value": value} for key, value in entry.get("fields", {}).items()],
+            "files": [{"name": f["name"], "url": f"{base}/{f['id']}" if base else ""} for f in entry.get("files", [])]})
+    return shown
+
+
+def shown_summary(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str) -> str:
+    """The same as plain text, for an email's summary (files by name: their page has the links)."""
+    parts = []
+    for entry in shown_context(plan, request, cycle, language=language):
+        lines = [f"{entry['stage']}:"]
+        if entry["text"]:
+            lines.append(entry["text"])
+        lines += [f"{f['name']}: {f['value']}" for f in entry["fields"]]
+        lines += entry["links"] + [f["name"] for f in entry["files"]]
+        if entry["note"]:
+            lines.append(entry["note"])
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def _email_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str, tz: ZoneInfo) -> dict:
+    """A step's words for an email: its context, with what earlier stages sent after the summary."""
+    step = step_context(plan, request, cycle, language=language, tz=tz)
+    carried = shown_summary(plan, request, cycle, language=language)
+    if carried:
+        step["summary"] = f"{step['summary']}\n\n{carried}" if step["summary"] else carried
+    return step
+
+
 def official_name(plan: Plan, official_id: str) -> str:
     official = plan.official(official_id)
     return official.name if official else official_id
@@ -68,6 +120,8 @@ class LinkMessage(PlainMessage):
     """One personal-link email to write: who, in which language, about what, which link."""
 
     link_argument: str
+    # The official's "Báo cáo vướng mắc" link (official:YYYYMMDD, signed when it is sent).
+    problem_argument: str = ""
     # For the calendar invite: one event per request and official, ending at the due time.
     request_id: str = ""
     official_id: str = ""
@@ -119,6 +173,11 @@ def closed_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, official
     return messages
 
 
+def problem_argument(official: Official, tz: ZoneInfo) -> str:
+    """The official's problem link for an email queued today (see approvals.tokens.problem_token)."""
+    return f"{official.id}:{dt.datetime.now(tz):%Y%m%d}"
+
+
 def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Sequence[NewAssignment], *,
                   kind: str, tz: ZoneInfo) -> list[LinkMessage]:
     """A request, a reminder or an escalation for each assignee, keyed by assignment and link generation."""
@@ -130,8 +189,9 @@ def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Se
             kind=kind, key=f"{kind}:{new.assignment.id}:{generation}", language=language, name=new.official.name,
             email=str(new.official.email),
             context={**person_context(new.official, language),
-                     **step_context(plan, request, cycle, language=language, tz=tz)},
+                     **_email_context(plan, request, cycle, language=language, tz=tz)},
             link_argument=approval_link_argument(new.assignment.id, generation),
+            problem_argument=problem_argument(new.official, tz),
             request_id=str(request.id), official_id=new.official.id, due=request.due_at,
         ))
     return messages
@@ -148,8 +208,10 @@ def submission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked
     return LinkMessage(
         kind=kind, key=f"{kind}:{link.id}:{link.token_generation}" + (f":reminder-{reminder}" if reminder else ""),
         language=language, name=official.name, email=str(official.email),
-        context={**person_context(official, language), **step_context(plan, request, cycle, language=language, tz=tz)},
+        context={**person_context(official, language), **_email_context(plan, request, cycle, language=language,
+                                                                         tz=tz)},
         link_argument=approval_link_argument(link.id, link.token_generation),
+        problem_argument=problem_argument(official, tz),
         request_id=str(request.id), official_id=official.id, due=request.due_at,
     )
 

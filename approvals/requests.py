@@ -59,6 +59,11 @@ class Refused(ValueError):
     """The action breaks a rule (separation of duties, an unknown official)."""
 
 
+class AcknowledgeOnly(ValueError):
+    """A step that is acknowledged (what was requested, not ordered: the Board's guidance) is not
+    rejected: it is acknowledged, or sent back to be made clearer."""
+
+
 @dataclass(frozen=True)
 class NewAssignment:
     """An official who must now be emailed a (new) link."""

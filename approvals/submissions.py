@@ -8,16 +8,25 @@ import datetime as dt
 import re
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.models import AuditEvent, ApprovalRequest, Cycle, Decision, RequestStatus, SubmissionLink
+from approvals.models import (
+    ApprovalRequest,
+    AuditEvent,
+    Cycle,
+    Decision,
+    RequestStatus,
+    SubmissionFile,
+    SubmissionLink,
+)
 from approvals.deadlines import reminders_passed
 from approvals.files import store_files
-from approvals.plan.schema import Official, Plan, StageKind
+from approvals.plan.schema import FieldSpec, Official, Plan, StageKind
 from approvals.requests import (
     InvalidLink,
     OpenedRequest,
@@ -159,12 +168,13 @@ class SubmissionOpened:
 
 async def open_submission(session: AsyncSession, *, plan: Plan, secret: bytes, cycle: Cycle, stage_id: str,
                           subject: str, waiter_ref: str | None, now: dt.datetime,
-                          link_ttl: dt.timedelta) -> SubmissionOpened:
+                          link_ttl: dt.timedelta, data: dict | None = None) -> SubmissionOpened:
     """Open a step that starts with a submission: the request waits for it, and the holder of
     the stage's requester role (the branch's own, for a per-unit role) gets a link to the form.
     The link stays valid until the due time plus the usual link lifetime."""
     opened = await open_request(session, plan=plan, secret=secret, cycle=cycle, stage_id=stage_id, subject=subject,
-                                waiter_ref=waiter_ref, link_ttl=link_ttl, now=now, awaiting_submission=True)
+                                waiter_ref=waiter_ref, link_ttl=link_ttl, now=now, awaiting_submission=True,
+                                data=data)
     request = opened.request
     if request.status != RequestStatus.awaiting_submission.value:
         return SubmissionOpened(opened, None)
@@ -199,23 +209,38 @@ async def view_submission(session: AsyncSession, token: str, *, now: dt.datetime
 
 
 class SubmissionInvalid(ValueError):
-    def __init__(self, field: str, message: str):
-        self.field = field
+    def __init__(self, field: str, message: str, name: str = ""):
+        self.field, self.name = field, name  # name: the form box's label, for a named field
         super().__init__(message)
 
 
 MAX_LINKS = 10
 
 
-def parse_submission(*, stage_kind: StageKind, text: str, links: str = "", amount: str = "") -> dict:
-    """What was submitted, typed by the stage's kind: text always, links, and an amount in
-    VND for a budget (digits, dots or commas as thousands separators)."""
+def parse_submission(*, stage_kind: StageKind, text: str, links: str = "", amount: str = "",
+                     fields: dict[str, str] | None = None, specs: Sequence[FieldSpec] = (),
+                     language: str = "vi") -> dict:
+    """What was submitted, typed by the stage's kind: text always, the stage's named fields
+    (`specs`, their values in `fields`; a required one must be filled), links, and an amount
+    in VND for a budget (digits, dots or commas as thousands separators)."""
     text = unicodedata.normalize("NFC", text).strip()  # typed on phones, Vietnamese often comes decomposed
     if not text:
         raise SubmissionInvalid("text", "the text is required")
     if len(text) > MAX_TEXT:
         raise SubmissionInvalid("text", f"the text is longer than {MAX_TEXT} characters")
     data: dict = {"text": text}
+    named = {}
+    for spec in specs:
+        value = unicodedata.normalize("NFC", (fields or {}).get(spec.id, "")).strip()
+        if spec.required and not value:
+            raise SubmissionInvalid("field", f"'{spec.id}' is required", name=spec.name.get(language))
+        if len(value) > MAX_TEXT:
+            raise SubmissionInvalid("field", f"'{spec.id}' is longer than {MAX_TEXT} characters",
+                                    name=spec.name.get(language))
+        if value:
+            named[spec.id] = value
+    if named:
+        data["fields"] = named
     urls = [line.strip() for line in links.splitlines() if line.strip()]
     if len(urls) > MAX_LINKS:
         raise SubmissionInvalid("links", f"at most {MAX_LINKS} links")
@@ -252,6 +277,8 @@ async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str
     way the same flow run waits on it, and the files are kept with the round they belong to."""
     view = await view_submission(session, token, now=now)
     request = await lock_request(session, view.request.id)
+    if "shown" in (request.data or {}):  # what earlier stages sent travels with every round
+        data = {**data, "shown": request.data["shown"]}
     used = await session.execute(
         update(SubmissionLink).where(SubmissionLink.id == view.link.id, SubmissionLink.status == "pending")
         .values(status="used", used_at=now).execution_options(synchronize_session=False))
@@ -281,3 +308,37 @@ async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str
         await store_files(session, request_id=opened.request.id, files=list(files), now=now)
     return opened
 
+
+
+# What earlier stages sent, carried to a later one ------------------------------------------
+
+class Carried:
+    given = "given"  # approved or acknowledged
+    pending = "pending"  # sent, not yet decided (or the step expired before anyone did)
+    absent = "absent"  # nothing came: the chain went on without it
+
+
+async def carried(session: AsyncSession, *, plan: Plan, cycle: Cycle, stage_ids: Sequence[str]) -> list[dict]:
+    """What each of the earlier single-branch stages received, as a later stage opens (the
+    orientation and the Board's guidance, for the outlets): its latest round with something
+    submitted that was not turned down, its text, named fields, links and the names and ids of
+    its files; or that nothing came. Kept with the later stage's requests: its emails and
+    pages show it as it was when the stage opened."""
+    shown = []
+    for stage_id in stage_ids:
+        rows = (await session.execute(select(ApprovalRequest).where(
+            ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.stage == stage_id)
+            .order_by(ApprovalRequest.round.desc()))).scalars().all()
+        latest = next((r for r in rows if (r.data or {}).get("text") and r.status in (
+            RequestStatus.approved.value, RequestStatus.pending.value, RequestStatus.expired.value)), None)
+        entry = {"stage": stage_id, "status": Carried.absent}
+        if latest is not None:
+            data = latest.data or {}
+            files = (await session.execute(select(SubmissionFile.id, SubmissionFile.filename).where(
+                SubmissionFile.request_id == latest.id).order_by(SubmissionFile.created_at))).all()
+            entry = {"stage": stage_id,
+                     "status": Carried.given if latest.status == RequestStatus.approved.value else Carried.pending,
+                     "text": data["text"], "fields": dict(data.get("fields", {})), "links": list(data.get("links", [])),
+                     "files": [{"id": str(file_id), "name": name} for file_id, name in files]}
+        shown.append(entry)
+    return shown

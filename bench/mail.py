@@ -129,7 +129,7 @@ def email_context(index: int) -> dict:
         title="Giám đốc", name="Nông Thị Hạnh", cycle="Năm 2027",
         stage=f"{index % 9 + 1}. Phê duyệt kế hoạch truyền thông năm", agency="Sở Khoa học và Công nghệ tỉnh Lạng Sơn",
         due="17:00 ngày 29/11/2026 (giờ Việt Nam)", summary="Kế hoạch truyền thông về phát triển bền vững.",
-        link=placeholder("approval_link", f"{uuid.uuid4()}:1"),
+        link=placeholder("approval_link", f"{uuid.uuid4()}:1"), problem="",
     )
 
 

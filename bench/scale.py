@@ -14,7 +14,7 @@ officials at a time. For each size:
 
 stages 1-5 are walked through, then the annual report: every unit submits, the lead agency's
 director decides each report, `--changes` of them are sent back and come again. What is
-measured is stage 7, from the first submission to the chain finished:
+measured is stage 7, from the first submission to the chain going on to stage 8:
 
   wall                 seconds
   Prefect CPU/branch   the Prefect server's CPU seconds per branch
@@ -246,8 +246,11 @@ def run_size(size: Size, year: int, *, env: dict, server_pid: int, database_url:
         director = "giamdoc.skhcn@lang-son.example"
 
         # Stages 1-5, everything approved (not measured).
+        _submit(client, mailbox.link("baochi.skhcn@lang-son.example", SUBMIT, "1. ", year), text="Định hướng",
+                field_themes="Kinh tế xanh", field_channels="Báo, đài", field_calendar="Quý I–IV")
         _approve(client, mailbox.link(director, ASK, "1. ", year))
-        _approve(client, mailbox.link("truongban.tgdv@lang-son.example", ASK, "2. ", year))
+        _submit(client, mailbox.link("truongban.tgdv@lang-son.example", SUBMIT, "2. ", year), text="Định hướng của Ban")
+        _approve(client, mailbox.link(director, ASK, "2. ", year))  # acknowledged
         _submit(client, mailbox.link("tonghop.stc@lang-son.example", SUBMIT, "3. ", year), text="Tài liệu")
         _approve(client, mailbox.link("giamdoc.stc@lang-son.example", ASK, "3. ", year))
         outlets = {"bientap.baodai@lang-son.example": "tonggiamdoc.baodai@lang-son.example",
@@ -309,12 +312,20 @@ def run_size(size: Size, year: int, *, env: dict, server_pid: int, database_url:
             list(pool.map(resubmit, returned))
             links = [mailbox.link(director, ASK, "7. ", year) for _ in returned]
             list(pool.map(lambda link: decide(link, False), links))
-        # The last decision settled the stage: its effect is the chain finishing (the coordinators' digest).
-        digest = mailbox.find(lambda m: "dieuphoi.skhcn@lang-son.example" in m.to and str(year) in m.subject
-                              and ("finished" in m.subject.lower() or "Kết thúc" in m.subject), timeout=300)
-        settle_effect = digest.at - max(decided_at)
-        wall = digest.at - started
+        # The last decision settled the stage: its effect is the chain going on, the lead agency's
+        # coordinator asked for the consolidated report (stage 8).
+        coordinator = "dieuphoi.skhcn@lang-son.example"
+        consolidate = mailbox.link(coordinator, "Submission needed", "8. ", year)
+        asked_at = next(m.at for m in mailbox.mails if coordinator in m.to and "8. " in m.subject
+                        and str(year) in m.subject)
+        settle_effect = asked_at - max(decided_at)
+        wall = asked_at - started
         after = {name: tree_seconds(pid) for name, pid in meter.items()}
+        # Stage 8 (not measured): the coordinator submits the draft, the director approves, the chain ends.
+        _submit(client, consolidate, text="Đánh giá chung.")
+        _approve(client, mailbox.link(director, ASK, "8. ", year))
+        mailbox.find(lambda m: coordinator in m.to and str(year) in m.subject
+                     and ("finished" in m.subject.lower() or "Kết thúc" in m.subject), timeout=300)
 
         # Checks: each unit asked once, the stage done, the chain finished, no Message-ID twice.
         asked = sorted(a for m in mailbox.mails if SUBMIT in m.subject and "7. " in m.subject
@@ -523,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
         if "roles" in r:
             print(f"  {r['size']}: own CPU per branch by role: "
                   + ", ".join(f"{role} {seconds * 1000:.0f} ms" for role, seconds in r["roles"].items())
-                  + f"; the stage settled -> chain finished in {r['settle']:.1f} s; {r['returned']} reports "
+                  + f"; the stage settled -> stage 8 asked in {r['settle']:.1f} s; {r['returned']} reports "
                     "sent back and resubmitted")
     print(json.dumps({"results": results}))
 

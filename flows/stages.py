@@ -215,6 +215,10 @@ async def open_branches(db: Database, *, plan, settings: Settings, renderer, cyc
             CycleStage.opened_at.is_not(None)))).scalar()
     if done is not None:
         return done
+    if stage.shows:  # what the earlier stages received travels with every branch (the outlets see it)
+        async with db.reads() as session:
+            shown = await submissions.carried(session, plan=plan, cycle=cycle, stage_ids=stage.shows)
+        data = {**(data or {}), "shown": shown}
     subjects = plan.branches(stage, requests.local_day(plan, utcnow()))
     for start in range(0, len(subjects), BRANCHES_PER_TRANSACTION):
         async with db.transaction() as session:
@@ -236,7 +240,7 @@ async def _open_branch(session, *, plan, settings, renderer, cycle, stage, subje
     if stage.kind.submitted:
         opened = await submissions.open_submission(
             session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage.id,
-            subject=subject, waiter_ref=waiter_ref, now=now, link_ttl=link_ttl)
+            subject=subject, waiter_ref=waiter_ref, now=now, link_ttl=link_ttl, data=data)
         await queue_asked(session, plan=plan, settings=settings, renderer=renderer, request=opened.opened.request,
                           cycle=cycle, asked=opened.asked)
         return

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from approvals.tokens import PROBLEM_LINK
 from notifications.calendar import invite, sequence_at
 from notifications.dispatcher import placeholder
 from notifications.outbox import Outgoing, Recipient, enqueue_many
@@ -35,6 +36,7 @@ class CalendarMessageLike(PlainMessageLike, Protocol):
 
 class LinkMessageLike(CalendarMessageLike, Protocol):
     link_argument: str
+    problem_argument: str  # "" for none
 
 
 def _deadline(message: CalendarMessageLike, *, domain: str, organizer: tuple[str, str] | None,
@@ -62,7 +64,8 @@ async def queue_link_messages(session: AsyncSession, *, renderer: Renderer, mess
     email updates the same event)."""
     return len(await enqueue_many(session, [
         _outgoing(renderer, message, attachments=_deadline(message, domain=domain, organizer=organizer),
-                  link=placeholder(link_name, message.link_argument))
+                  link=placeholder(link_name, message.link_argument),
+                  problem=placeholder(PROBLEM_LINK, message.problem_argument) if message.problem_argument else "")
         for message in messages], domain=domain))
 
 

@@ -25,7 +25,8 @@ from approvals.i18n import Catalogue, catalogue
 PACKAGE_DIR = Path(__file__).resolve().parent
 MESSAGES = PACKAGE_DIR / "locale" / "messages.yaml"
 
-_LINK_EMAIL = ("title", "name", "cycle", "stage", "agency", "due", "summary", "link")
+# problem: the official's "Báo cáo vướng mắc" link, or "" for none
+_LINK_EMAIL = ("title", "name", "cycle", "stage", "agency", "due", "summary", "link", "problem")
 KINDS: dict[str, tuple[str, ...]] = {
     # personal-link emails (approvals.presentation.link_messages gives exactly these)
     "approval_request": _LINK_EMAIL,

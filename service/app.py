@@ -12,7 +12,7 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database
 from approvals.plan import load_plan
 from notifications.render import Renderer
-from service import api, dashboard, health, links, pages, submissions
+from service import api, dashboard, health, links, pages, problems, submissions
 from service.deps import AppState
 from service.resume import Resumer
 from service.web import BodyLimit, LinkFailureLimit, SecurityHeaders, WebLimits, install_log_redaction
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.include_router(links.router)
     app.include_router(submissions.router)
+    app.include_router(problems.router)  # /p/: the "Báo cáo vướng mắc" form
     app.include_router(pages.router)
     app.include_router(health.router)  # /healthz, /readyz, /metrics
     app.include_router(api.router)  # the coordinators' API, /api/v1

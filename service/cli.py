@@ -54,7 +54,8 @@ def plan_check(
                + (f" ({made} made by unit_officials)" if made else "") + f", time zone: {plan.plan.timezone}")
     counts = {y: branch_counts(plan, y) for y in years}
     for cycle in plan.cycles:
-        typer.echo(f"  cycle {cycle.id} ({cycle.cadence.value}): {len(cycle.stages)} stage(s)")
+        areas = f", content areas: {', '.join(cycle.content_areas)}" if cycle.content_areas else ""
+        typer.echo(f"  cycle {cycle.id} ({cycle.cadence.value}): {len(cycle.stages)} stage(s){areas}")
         for stage in cycle.stages:
             holders = sorted({o.name for role in stage.approvers for o in plan.holders(role, day)})
             if len(holders) > 4:

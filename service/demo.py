@@ -116,7 +116,8 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
         typer.echo(f"  Coordinator API token:  {token}")
         typer.echo(f"  API documentation:      {base}/docs")
         typer.echo(f"  Prefect UI (the run):   {ui_url}/runs/flow-run/{run.id}")
-        typer.echo("Open the email in the inbox, follow its link and decide. Press Ctrl-C to stop.")
+        typer.echo("Open the email in the inbox: the press officer's link opens the orientation form (stage 1);")
+        typer.echo("once submitted, the director's email links to the page where they decide. Press Ctrl-C to stop.")
         await stop.wait()
     finally:
         web.should_exit = True

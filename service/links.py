@@ -20,6 +20,7 @@ from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import Cycle, Outcome, SubmissionFile
 from approvals.presentation import (
     closed_messages,
+    shown_context,
     link_messages,
     official_name,
     outcome_message,
@@ -27,7 +28,7 @@ from approvals.presentation import (
     role_name,
     step_context,
 )
-from approvals.tokens import APPROVAL_LINK
+from approvals.tokens import APPROVAL_LINK, problem_token
 from notifications.links import queue_closing_messages, queue_link_messages, queue_plain_messages
 from service.deps import App
 from service.emails import queue_asked
@@ -44,6 +45,15 @@ router = APIRouter()
 
 MAX_FORM_FIELDS = 16
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def problem_url(app, official_id: str | None, *, relative: bool = True) -> str:
+    """The official's problem link issued now (for a page: relative to the site)."""
+    if not official_id:
+        return ""
+    issued = f"{dt.datetime.now(app.settings.tz):%Y%m%d}"
+    path = f"/p/{problem_token(app.settings.link_secret_bytes(), official_id, issued)}"
+    return path if relative else f"{app.settings.public_base_url.rstrip('/')}{path}"
 
 
 def _invalid(request: Request, language: str):
@@ -75,6 +85,9 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
                        "role": role_name(app.plan, other.role, language), "status": other.status})
     data = view.request.data or {}
     amount = data.get("amount")
+    stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
+    named = [{"name": spec.name.get(language), "value": data.get("fields", {}).get(spec.id, "")}
+             for spec in app.plan.fields_of(view.cycle.kind, stage)]
     earlier = [{"round": previous.round,
                 "decisions": [{"name": official_name(app.plan, d.official_id), "outcome": d.outcome,
                                "comment": d.comment, "at": local_time(d.decided_at, app.settings.tz, language)}
@@ -84,7 +97,9 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
         request, "approval.html", language, status_code=status_code,
         submitted_text=str(data.get("text", "")), submitted_links=[str(u) for u in data.get("links", [])][:20],
         amount=vnd(amount, language) if isinstance(amount, int) else "", earlier=earlier, round=view.request.round,
-        attached=attached,
+        attached=attached, named=[f for f in named if f["value"]], acknowledge=stage.acknowledge,
+        problem_url=problem_url(app, view.assignment.official_id),
+        shown=shown_context(app.plan, view.request, view.cycle, language=language, base=f"{token}/shown"),
         official_name=official.name if official else view.assignment.official_id,
         role_name=role_name(app.plan, view.assignment.role, language),
         policy=view.request.policy, others=others, error=_(error_key) if error_key else error,
@@ -185,6 +200,9 @@ async def decide(request: Request, token: str, app: App):
     except requests.CommentRequired:
         return await _page(request, app, token, language=language, status_code=422,
                            error_key="error.comment_required", chosen=outcome, comment=comment)
+    except requests.AcknowledgeOnly:
+        return await _page(request, app, token, language=language, status_code=422,
+                           error_key="error.acknowledge_only", comment=comment)
     except requests.InvalidLink:
         return _invalid(request, language)
     except requests.Refused as exc:
@@ -198,7 +216,8 @@ async def decide(request: Request, token: str, app: App):
     # No call to Prefect here: a settled stage queued its run's wake in the same transaction.
     at = local_time(now, app.settings.tz, language)
     return render(request, "message.html", language, switch_url=None, title=_("done.title"),
-                  body=_("done.body", outcome=_(f"outcome.{choice.value}"), at=at))
+                  body=_("done.body", outcome=_(f"outcome.{choice.value}"), at=at),
+                  problem_url=problem_url(app, result.decision.official_id))
 
 
 @router.api_route("/a/{token}/files/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
@@ -213,10 +232,35 @@ async def download(request: Request, token: str, file_id: str, app: App):
             return _invalid(request, language)
         if row is None or row.request_id != view.request.id:
             return _invalid(request, language)
+    return file_response(row)
+
+
+def file_response(row: SubmissionFile) -> Response:
+    """A file for download from a link page: never rendered in the page's origin."""
     disposition = f"attachment; filename*=UTF-8''{quote(row.filename)}"
     return Response(row.data, media_type=row.content_type, headers={
         "Content-Disposition": disposition, "Content-Security-Policy": "sandbox; default-src 'none'",
         "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+
+
+def carries_file(request_data: dict | None, file_id: str) -> bool:
+    """Whether a file is among those of the earlier stages this step shows."""
+    return any(f.get("id") == file_id for entry in (request_data or {}).get("shown", []) for f in entry.get("files", []))
+
+
+@router.api_route("/a/{token}/shown/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
+async def download_shown(request: Request, token: str, file_id: str, app: App):
+    """A file an earlier stage received that travels with this step (the orientation's, the
+    Board's guidance's), for whoever holds a live link to it. Changes nothing."""
+    language = known_language(request.query_params.get("lang")) or app.settings.default_language
+    async with app.db.reads() as session:
+        try:
+            view = await requests.view_link(session, token, now=utcnow())
+            row = await session.get(SubmissionFile, uuid.UUID(file_id)) if carries_file(view.request.data, file_id) \
+                else None
+        except (requests.InvalidLink, ValueError):
+            return _invalid(request, language)
+    return _invalid(request, language) if row is None else file_response(row)
 
 
 @router.api_route("/a/{rest:path}", methods=["GET", "HEAD", "POST"], include_in_schema=False)

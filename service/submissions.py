@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import uuid
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
@@ -17,12 +18,21 @@ from approvals.db import utcnow
 from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
 from approvals.plan.schema import StageKind
-from approvals.presentation import link_messages, step_context
+from approvals.models import SubmissionFile
+from approvals.presentation import link_messages, shown_context, step_context
 from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_link_messages
 from notifications.report_document import report_files
 from service.deps import App
-from service.links import MAX_FORM_FIELDS, _clean_comment, _field, _invalid
+from service.links import (
+    MAX_FORM_FIELDS,
+    _clean_comment,
+    _field,
+    _invalid,
+    carries_file,
+    file_response,
+    problem_url,
+)
 from service.reports import FORMATS, annual_report_file
 from service.web import (
     MESSAGES,
@@ -37,7 +47,7 @@ router = APIRouter()
 
 
 async def _page(request: Request, app: App, token: str, language: str | None, *, status_code: int = 200,
-                error: str = "", text: str = ""):
+                error: str = "", text: str = "", typed: dict[str, str] | None = None):
     async with app.db.reads() as session:
         try:
             view = await submissions.view_submission(session, token, now=utcnow())
@@ -56,8 +66,14 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
         compiled = _compiled(report, language, app.settings.tz)
         if not (text or (view.request.data or {}).get("text")):
             text = consolidated.default_summary(report)
+    previous = (view.request.data or {}).get("fields", {})
+    named = [{"id": spec.id, "name": spec.name.get(language), "required": spec.required,
+              "value": (typed or {}).get(spec.id, previous.get(spec.id, ""))}
+             for spec in app.plan.fields_of(view.cycle.kind, stage)]
     return render(request, "resubmit.html", language, status_code=status_code, comments=comments,
-                  first=view.link.kind == "first", compiled=compiled,
+                  first=view.link.kind == "first", compiled=compiled, named=named,
+                  problem_url=problem_url(app, view.link.official_id),
+                  shown=shown_context(app.plan, view.request, view.cycle, language=language, base=f"{token}/shown"),
                   needs_amount=stage.kind.value == "budget", max_files=MAX_FILES,
                   max_kb=web_limits(request).max_attachment_bytes // 1024,
                   official_name=official.name if official else view.link.official_id, error=error, text=text,
@@ -89,13 +105,15 @@ async def _draft(app: App, token: str, summary: str) -> tuple[dict, list[tuple[s
     return consolidated.snapshot(report), files
 
 
-async def _stage_kind(app: App, token: str):
+async def _stage(app: App, token: str):
+    """The kind and named fields of the stage a live form link submits (None for a dead link)."""
     async with app.db.reads() as session:
         try:
             view = await submissions.view_submission(session, token, now=utcnow())
         except requests.InvalidLink:
             return None
-    return requests.stage_of(app.plan, view.cycle.kind, view.request.stage).kind
+    stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
+    return stage.kind, app.plan.fields_of(view.cycle.kind, stage)
 
 
 @router.api_route("/s/{token}", methods=["GET", "HEAD"], include_in_schema=False)
@@ -121,6 +139,21 @@ async def draft(request: Request, token: str, fmt: str, app: App):
         "Content-Disposition": file.disposition, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
 
+@router.api_route("/s/{token}/shown/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
+async def download_shown(request: Request, token: str, file_id: str, app: App):
+    """A file an earlier stage received that travels with this step, for the holder of the live
+    form link (an outlet's editor opens the orientation's files). Changes nothing."""
+    language = known_language(request.query_params.get("lang")) or app.settings.default_language
+    async with app.db.reads() as session:
+        try:
+            view = await submissions.view_submission(session, token, now=utcnow())
+            row = await session.get(SubmissionFile, uuid.UUID(file_id)) if carries_file(view.request.data, file_id) \
+                else None
+        except (requests.InvalidLink, ValueError):
+            return _invalid(request, language)
+    return _invalid(request, language) if row is None else file_response(row)
+
+
 @router.post("/s/{token}", include_in_schema=False)
 async def resubmit(request: Request, token: str, app: App):
     language = known_language(request.query_params.get("lang")) or app.settings.default_language
@@ -137,21 +170,24 @@ async def resubmit(request: Request, token: str, app: App):
         return await _page(request, app, token, language, status_code=422, error=_("error.text_too_long"))
     language = known_language(_field(form, "lang")) or language
     _ = catalogue(MESSAGES).gettext_for(language)
-    kind = await _stage_kind(app, token)
-    if kind is None:
+    stage = await _stage(app, token)
+    if stage is None:
         return _invalid(request, language)
+    kind, stage_fields = stage
     text = _clean_comment(_field(form, "text"))
+    typed = {spec.id: _clean_comment(_field(form, f"field_{spec.id}")) for spec in stage_fields}
     try:
         data = submissions.parse_submission(stage_kind=kind, text=text, links=_field(form, "links"),
-                                            amount=_field(form, "amount"))
+                                            amount=_field(form, "amount"), fields=typed, specs=stage_fields,
+                                            language=language)
         uploads = [UploadedFile(f.filename or "", await f.read(limits.max_attachment_bytes + 1))
                    for f in form.getlist("files") if isinstance(f, UploadFile) and (f.filename or f.size)]
         files = check_files(uploads, max_bytes=limits.max_attachment_bytes)
     except submissions.SubmissionInvalid as exc:
-        return await _page(request, app, token, language, status_code=422, text=text,
-                           error=_(f"error.submission.{exc.field}"))
+        return await _page(request, app, token, language, status_code=422, text=text, typed=typed,
+                           error=_(f"error.submission.{exc.field}", name=exc.name))
     except FileRefused as exc:
-        return await _page(request, app, token, language, status_code=422, text=text,
+        return await _page(request, app, token, language, status_code=422, text=text, typed=typed,
                            error=_("error.file_refused", detail=str(exc), kb=limits.max_attachment_bytes // 1024))
     if kind is StageKind.consolidation:  # written before the transaction: no lock held while it renders
         try:
@@ -178,4 +214,5 @@ async def resubmit(request: Request, token: str, app: App):
     first = opened.request.previous_id is None  # a resubmission opens a round linked to the one sent back
     done = "submit.done" if first else "resubmit.done"
     return render(request, "message.html", language, switch_url=None, title=_(f"{done}.title"),
-                  body=_(f"{done}.body", at=local_time(now, app.settings.tz, language)))
+                  body=_(f"{done}.body", at=local_time(now, app.settings.tz, language)),
+                  problem_url=problem_url(app, opened.request.requested_by))

@@ -32,7 +32,7 @@ from approvals.i18n import LANGUAGES, catalogue
 PACKAGE_DIR = Path(__file__).resolve().parent
 MESSAGES = PACKAGE_DIR / "locale" / "messages.yaml"
 _URL = re.compile(r"https?://[^\s<>\"]+")
-LINK_PREFIX = ("/a/", "/s/")  # approval and (re)submission links: tokens in the path
+LINK_PREFIX = ("/a/", "/s/", "/p/")  # approval, (re)submission and problem links: tokens in the path
 
 log = logging.getLogger("kehoach.web")
 
@@ -413,7 +413,7 @@ class LinkFailureLimit:
 
 # Log hygiene -------------------------------------------------------------------------
 
-_TOKEN_PATH = re.compile(r"/([as])/[^\s\"']*")
+_TOKEN_PATH = re.compile(r"/([asp])/[^\s\"']*")
 
 
 def redact(text: str) -> str:

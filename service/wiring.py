@@ -5,7 +5,7 @@ from __future__ import annotations
 from approvals.config import Settings
 from approvals.db import Database
 from approvals.submissions import SUBMISSION_LINK
-from approvals.tokens import APPROVAL_LINK, approval_link_resolver
+from approvals.tokens import APPROVAL_LINK, PROBLEM_LINK, approval_link_resolver, problem_link_resolver
 from notifications.dispatcher import Dispatcher, RetryPolicy, SmtpConfig
 
 
@@ -23,7 +23,8 @@ def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
     """The dispatcher turns link placeholders into real links only as it sends."""
     secret = settings.link_secret_bytes()
     resolvers = {APPROVAL_LINK: approval_link_resolver(secret, settings.public_base_url),
-                 SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s")}
+                 SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s"),
+                 PROBLEM_LINK: problem_link_resolver(secret, settings.public_base_url)}
     return Dispatcher(db, smtp_config(settings), resolvers=resolvers, pool_size=settings.smtp_pool_size,
                       retry=RetryPolicy(lease_seconds=settings.dispatch_lease_seconds,
                                         # a short lease keeps most of itself for sending

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import sqlite3
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +20,19 @@ from service.prefect_server import free_port
 
 pytestmark = pytest.mark.e2e
 KEHOACH = str(Path(sys.executable).parent / "kehoach")
+
+
+def _link_in_inbox(base: str, port: int, kind: str) -> str:
+    """The first /a/ (approval) or /s/ (submission) link the inbox page shows."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        inbox = httpx.get(f"{base}/mail")
+        assert inbox.status_code == 200
+        found = re.search(rf'href="(http://127\.0\.0\.1:{port}/{kind}/[A-Za-z0-9_-]+)"', inbox.text)
+        if found:
+            return found.group(1)
+        time.sleep(1)
+    raise AssertionError(f"no /{kind}/ link reached the inbox page")
 
 
 def _wait_for_line(process: subprocess.Popen, pattern: str, log: Path, timeout: float) -> None:
@@ -44,21 +57,20 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_line(demo, r"Open the email in the inbox", log, timeout=240)
+        base = f"http://127.0.0.1:{web_port}"
         output = log.read_text()
         assert "==> Prefect: starting a local server" in output  # progress while starting
         assert f"http://127.0.0.1:{web_port}/mail" in output
         assert "/runs/flow-run/" in output
 
-        deadline = time.monotonic() + 90
-        link = None
-        while link is None and time.monotonic() < deadline:
-            inbox = httpx.get(f"http://127.0.0.1:{web_port}/mail")
-            assert inbox.status_code == 200
-            found = re.search(rf'href="(http://127\.0\.0\.1:{web_port}/a/[A-Za-z0-9_-]+)"', inbox.text)
-            link = found.group(1) if found else None
-            time.sleep(1)
-        assert link, "the approval email never reached the inbox page"
-        assert "Cần phê duyệt" in inbox.text
+        # Stage 1: the press officer's form link, then the director's approval link.
+        form = _link_in_inbox(base, web_port, "s")
+        assert "Cần gửi nội dung" in httpx.get(f"{base}/mail").text
+        sent = httpx.post(form, data={"text": "Định hướng năm", "field_themes": "Kinh tế xanh",
+                                      "field_channels": "Báo, đài", "field_calendar": "Quý I–IV"})
+        assert sent.status_code == 200 and "Đã nộp" in sent.text
+        link = _link_in_inbox(base, web_port, "a")
+        assert "Cần phê duyệt" in httpx.get(f"{base}/mail").text
 
         # Whatever the day, a newcomer's cycle has every deadline ahead (a year already under way
         # is shifted, and that is said).

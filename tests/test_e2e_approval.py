@@ -18,7 +18,12 @@ from approvals.models import (
     CycleStage,
     Decision,
 )
-from tests.support.officials import after_a_rejected_orientation
+from tests.support.officials import (
+    ORIENTATION,
+    Inbox,
+    after_a_rejected_orientation,
+    submit_orientation,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -54,6 +59,7 @@ def _open_cycle(stack, year: int):
     run_id = stack.start_cycle(year)
     state = stack.wait_for_state(run_id, {"Suspended"})
     assert state.type.value == "PAUSED" and state.name == "Suspended"  # not an in-process pause
+    submit_orientation(Inbox(stack, year))  # the press officer submits it: the director is asked
     email = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"]
                                 and "Cần phê duyệt" in r.message["Subject"])
     links = set(LINK.findall(email.text))
@@ -178,7 +184,9 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
     assert _snapshot(stack, year) == after  # reading the comments changes nothing
 
     revised = "Định hướng năm: bổ sung kênh phát thanh cơ sở, lịch theo quý."
-    sent = httpx.post(resubmit_link, data={"text": revised})
+    assert ORIENTATION["field_themes"] in page.text  # the form offers what was sent before
+    sent = httpx.post(resubmit_link, data={**ORIENTATION, "text": revised,
+                                           "field_channels": "Thêm truyền thanh cơ sở"})
     assert sent.status_code == 200 and "Đã gửi lại" in sent.text
     assert httpx.post(resubmit_link, data={"text": "lần hai"}).status_code == 404  # the link works once
 
@@ -199,7 +207,9 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
                                   "WHERE c.period = :p AND s.stage = :s"), {"p": str(year), "s": STAGE_1}).scalar_one()
     assert [(r[0], r[1], r[2]) for r in rounds] == [(1, "changes_requested", False), (2, "approved", True)]
     data = rounds[1][3] if isinstance(rounds[1][3], dict) else json.loads(rounds[1][3])  # SQLite gives JSON text
-    assert data == {"text": revised}
+    assert data == {"text": revised, "fields": {"themes": ORIENTATION["field_themes"],
+                                                "channels": "Thêm truyền thanh cơ sở",
+                                                "calendar": ORIENTATION["field_calendar"]}}
     assert stage == "done"
 
 

@@ -8,6 +8,7 @@ today's."""
 
 from __future__ import annotations
 
+import html
 import io
 import unicodedata
 from pathlib import Path
@@ -23,11 +24,14 @@ from approvals.config import PACKAGED_PLAN
 from approvals.plan import load_plan
 from tests.support.officials import (
     ASK,
+    ORIENTATION,
     SUBMIT,
     Inbox,
     address,
     approve,
     consolidate,
+    guide,
+    orient,
     report_every_unit,
     reporters,
     rows,
@@ -40,6 +44,7 @@ SILENT = frozenset({"pc_commune_that_khe", "veterans_association"})  # send noth
 SUMMARY = ("Năm nay các cơ quan báo chí đã tuyên truyền đầy đủ về phát triển bền vững.\n"
            "Đề nghị UBND tỉnh đôn đốc UBND xã Thất Khê và Hội Cựu chiến binh tỉnh báo cáo bổ sung.")
 NAMES = {a.id: a.name.vi for a in load_plan(PACKAGED_PLAN).agencies}
+GUIDANCE = "Đề nghị nhấn mạnh nông nghiệp xanh và kinh tế cửa khẩu."
 
 
 def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
@@ -47,10 +52,10 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
     run_id = stack.start_cycle(year)
     inbox = Inbox(stack, year)
 
-    # 1. The lead agency's orientation, approved by its director.
-    approve(inbox.link("dost_director", ASK, "1. "), "Nhất trí.")
-    # 2. The Propaganda Board's guidance on content.
-    approve(inbox.link("propaganda_head", ASK, "2. "), "Đề nghị nhấn mạnh nông nghiệp xanh.")
+    # 1. The lead agency's press officer submits the orientation, its director approves it.
+    orient(inbox, "Nhất trí.")
+    # 2. The Propaganda Board is requested to give guidance; the lead agency acknowledges it.
+    guide(inbox, GUIDANCE)
 
     # 3. Materials: nobody decides before the compiling department submits them.
     materials = inbox.link("dof_planning_officer", SUBMIT, "3. ")
@@ -66,8 +71,16 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
 
     # 4. One branch per outlet (the newspaper and the radio-TV station merged in 2025): each
     # editor submits, the outlet's head then the lead agency's director approve in sequence.
+    # The orientation and the Board's guidance reach every outlet: in the email and on the form.
     for editor in ("newspaper_radio_tv_editor", "literature_arts_editor", "portal_editor"):
-        submit(inbox.link(editor, SUBMIT, "4. "), text=f"Kế hoạch sản xuất {year} của {editor}")
+        link = inbox.link(editor, SUBMIT, "4. ")
+        asked = next(r for r in stack.smtp.received if link in r.text)
+        form = html.unescape(httpx.get(link).text)
+        for shown in (GUIDANCE, ORIENTATION["field_themes"], ORIENTATION["field_calendar"]):
+            assert shown in asked.text and shown in form, (editor, shown)
+        assert "Chủ trương, chính sách" in form and "Môi trường" in form  # a box per yearly content area
+        submit(link, text=f"Kế hoạch sản xuất {year} của {editor}",
+               field_area_environment=f"Chuyên mục môi trường của {editor}")
     approve(inbox.link("newspaper_radio_tv_head", ASK, "4. "))
     approve(inbox.link("portal_head", ASK, "4. "))
     rejected = httpx.post(inbox.link("literature_arts_chair", ASK, "4. "),
@@ -205,8 +218,8 @@ def test_a_cancelled_cycle_stops_where_it_is(stack):
     year = stack.year(7)
     run_id = stack.start_cycle(year)
     inbox = Inbox(stack, year)
-    approve(inbox.link("dost_director", ASK, "1. "))
-    guidance = inbox.link("propaganda_head", ASK, "2. ")
+    orient(inbox)
+    guidance = inbox.link("propaganda_head", SUBMIT, "2. ")
     stack.wait_for_state(run_id, {"Suspended"})
 
     token = stack.api_token()

@@ -18,14 +18,17 @@ from sqlalchemy import select, text
 from approvals.models import ApprovalRequest, AuditEvent, Cycle
 from tests.support.officials import (
     ASK,
+    ORIENTATION,
     SUBMIT,
     Inbox,
     address,
     approve,
     consolidate,
+    orient,
     report_every_unit,
     reporters,
     rows,
+    submit,
     through_the_budget,
 )
 
@@ -111,13 +114,13 @@ def test_a_run_killed_mid_stage_is_shown_alerted_and_resumed_with_nothing_asked_
 
 def test_a_board_that_gives_nothing_by_its_due_time_does_not_hold_the_year(stack):
     """Stage 2 (the Propaganda Board is requested, never ordered) has nobody to escalate to:
-    at its due time the sweep records that the chain goes on without it, and the run opens the
-    materials at once."""
+    at its due time the sweep records that the chain goes on without it, the run opens the
+    materials at once, and the outlets are shown that the Board gave nothing in time."""
     year = stack.past_year(7)
     run_id = stack.start_cycle(year)
     inbox = Inbox(stack, year)
-    approve(inbox.link("dost_director", ASK, "1. "))
-    inbox.link("propaganda_head", ASK, "2. ")  # asked; the Board says nothing
+    orient(inbox)
+    inbox.link("propaganda_head", SUBMIT, "2. ")  # requested; the Board says nothing
     stack.wait_for_state(run_id, {"Suspended"})
     with stack.sandbox.engine.begin() as conn:  # its due time passes
         conn.execute(text("UPDATE approval_request SET due_at = :past WHERE stage = 'propaganda_guidance' AND "
@@ -126,7 +129,7 @@ def test_a_board_that_gives_nothing_by_its_due_time_does_not_hold_the_year(stack
     sweep = stack.start_run("sweep/sweep", {})
     stack.wait_for_state(sweep, {"Completed"})
 
-    inbox.link("dof_planning_officer", SUBMIT, "3. ")  # the chain went on: the materials are asked for
+    materials = inbox.link("dof_planning_officer", SUBMIT, "3. ")  # the chain went on: materials are asked for
     stages = dict(rows(stack, year, "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
                                     "WHERE c.period = :p AND c.kind = 'annual'"))
     assert stages["propaganda_guidance"] == "lapsed" and stages["dic_direction"] == "done"
@@ -136,3 +139,14 @@ def test_a_board_that_gives_nothing_by_its_due_time_does_not_hold_the_year(stack
         why = conn.execute(select(AuditEvent.data).where(AuditEvent.entity_id == str(request_id),
                                                          AuditEvent.action == "request.expired")).scalars().all()
     assert len(why) == 1 and "the chain goes on" in why[0]["reason"]
+
+    # The outlets get the orientation alone, and are told the Board gave nothing in time.
+    submit(materials, text="Tài liệu năm")
+    approve(inbox.link("dof_director", ASK, "3. "))
+    link = inbox.link("portal_editor", SUBMIT, "4. ")
+    email = next(r for r in stack.smtp.received if link in r.text)
+    form = httpx.get(link).text
+    for shown in (email.text, form):
+        assert ORIENTATION["field_themes"] in shown
+        assert "2. Ban Tuyên giáo cho ý kiến định hướng nội dung" in shown
+        assert "Không nhận được trong hạn; Kế hoạch tiếp tục mà không có nội dung này." in shown

@@ -1,8 +1,10 @@
 """Sending back, on every stage kind of the annual cycle, end to end on real parts (Prefect
-server and worker, SMTP server, `kehoach web` and `kehoach dispatch`): the Board's guidance
-(an approval), the materials (a submission), one outlet's plan (a fan-out branch), the budget
-two units' annual reports and the consolidated report. Each submitter gets the resubmission email with the reviewer's
-comment, resubmits from its link, the next round is approved, and the chain finishes."""
+server and worker, SMTP server, `kehoach web` and `kehoach dispatch`): the orientation and the
+materials (submissions), the Board's guidance (acknowledged: sent back for clarification, never
+rejected), one outlet's plan (a fan-out branch), the budget, two units' annual reports and the
+consolidated report. Each submitter gets the resubmission email with the reviewer's comment,
+resubmits from its link (the form keeps what was sent), the next round is approved, and the
+chain finishes."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ import pytest
 
 from tests.support.officials import (
     ASK,
+    ORIENTATION,
     RESUBMIT,
     SUBMIT,
     SUBMIT_EN,
     Inbox,
+    acknowledge,
     approve,
     report_every_unit,
     reporters,
@@ -26,6 +30,7 @@ from tests.support.officials import (
     rows,
     send_back,
     submit,
+    submit_orientation,
 )
 
 pytestmark = pytest.mark.e2e
@@ -45,10 +50,20 @@ def test_a_step_of_every_kind_sent_back_is_resubmitted_and_the_chain_finishes(st
     run_id = stack.start_cycle(year)
     inbox = Inbox(stack, year)
 
-    approve(inbox.link("dost_director", ASK, "1. "))
-    # 2. An approval: the Board sends the orientation back to the lead agency's press officer.
-    _back_and_again(inbox, decider="propaganda_head", submitter="dost_press_officer", stage="2. ",
-                    comment="Bổ sung chủ đề kinh tế xanh.", text="Định hướng đã bổ sung chủ đề kinh tế xanh")
+    # 1. The orientation goes back to the lead agency's press officer, whose form keeps what they wrote.
+    submit_orientation(inbox)
+    send_back(inbox.link("dost_director", ASK, "1. "), "Bổ sung chủ đề kinh tế xanh.")
+    page = resubmit(inbox.link("dost_press_officer", RESUBMIT, "1. "), **ORIENTATION,
+                    text="Định hướng đã bổ sung chủ đề kinh tế xanh")
+    assert "Bổ sung chủ đề kinh tế xanh." in page and ORIENTATION["field_channels"] in page
+    approve(inbox.link("dost_director", ASK, "1. "), "Đã đạt yêu cầu.")
+    # 2. An acknowledged submission: the lead agency asks the Board to make its guidance clearer
+    # (it cannot reject it); the Board's head sends it again and it is acknowledged.
+    submit(inbox.link("propaganda_head", SUBMIT, "2. "), text="Định hướng của Ban, bản 1")
+    send_back(inbox.link("dost_director", ASK, "2. "), "Đề nghị Ban nêu rõ chủ đề ưu tiên.")
+    assert "Đề nghị Ban nêu rõ chủ đề ưu tiên." in resubmit(inbox.link("propaganda_head", RESUBMIT, "2. "),
+                                                             text="Định hướng của Ban: ưu tiên kinh tế xanh")
+    acknowledge(inbox.link("dost_director", ASK, "2. "))
     # 3. A submission.
     submit(inbox.link("dof_planning_officer", SUBMIT, "3. "), text="Tài liệu bản 1")
     _back_and_again(inbox, decider="dof_director", submitter="dof_planning_officer", stage="3. ",
@@ -102,6 +117,7 @@ def test_a_step_of_every_kind_sent_back_is_resubmitted_and_the_chain_finishes(st
         ("annual_report", "literature_arts_association", 2, "approved"),
         ("annual_report", "provincial_web_portal", 2, "approved"),
         ("consolidated_report", "", 2, "approved"),
+        ("dic_direction", "", 2, "approved"),
         ("finance_allocation", "", 2, "approved"),
         ("materials", "", 2, "approved"),
         ("outlet_plans", "provincial_web_portal", 2, "approved"),
@@ -110,8 +126,8 @@ def test_a_step_of_every_kind_sent_back_is_resubmitted_and_the_chain_finishes(st
     links = rows(stack, year, "SELECT l.kind, l.status, COUNT(*) FROM submission_link l JOIN approval_request r "
                               "ON r.id = l.request_id JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p "
                               "AND c.kind = 'annual' GROUP BY l.kind, l.status ORDER BY l.kind")
-    # First links: materials, three outlets, the budget, every unit's report and the consolidated
-    # report; seven resubmissions; all used.
-    assert links == [("first", "used", 6 + len(reporters())), ("resubmission", "used", 7)]
+    # First links: the orientation, the guidance, the materials, three outlets, the budget, every
+    # unit's report and the consolidated report; eight resubmissions; all used.
+    assert links == [("first", "used", 8 + len(reporters())), ("resubmission", "used", 8)]
     ids = [r.message["Message-ID"] for r in stack.smtp.received if str(year) in (r.message["Subject"] or "")]
     assert len(ids) == len(set(ids))

@@ -67,6 +67,14 @@ BROKEN: dict[str, tuple[int, str, str]] = {
         31, "report.recipients[0]", "'ppc' (or an agency that succeeded it) has no email"),
     "consolidation-without-report-stage.yaml": (
         49, "cycles[0].stages[1].kind", "a consolidation stage compiles the units' reports: it needs a stage of kind"),
+    "content-area-no-cycle-carries.yaml": (
+        31, "content_areas[0].cadences", "no cycle carries content area 'environment' at its yearly cadence"),
+    "shows-a-later-stage.yaml": (
+        43, "cycles[0].stages[0].shows[0]", "'guidance' is a later stage of this cycle: a stage can only show"),
+    "acknowledged-approval.yaml": (
+        43, "cycles[0].stages[0].acknowledge", "only a stage that receives a submission is acknowledged"),
+    "content-area-at-a-cadence-it-lacks.yaml": (
+        36, "cycles[0].content_areas[0]", "content area 'culture_society' runs monthly, not yearly"),
     "escalate-to-an-approver.yaml": (
         42, "cycles[0].stages[0].escalate_to", "'lead_agency.director' already decides this step"),
     "keep-waiting-with-nobody-to-tell.yaml": (

@@ -17,9 +17,9 @@ import pytest
 import time_machine
 from sqlalchemy import select, text
 
+from approvals.config import PACKAGED_PLAN
 from approvals.cycles import calendar, late_by
 from approvals.plan import load_plan
-from approvals.config import PACKAGED_PLAN
 from tests.support.stack import KEHOACH
 
 pytestmark = pytest.mark.e2e

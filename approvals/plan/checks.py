@@ -116,6 +116,22 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
                 problems.append((at + ("escalate_to",), f"'{stage.escalate_to}' already decides this step: an "
                                                         "escalation would bring in nobody new; name a superior "
                                                         "who is not among the approvers"))
+            problems += _duplicates(stage.fields, at + ("fields",), "field")
+            for j, shown in enumerate(stage.shows):
+                earlier_stage = next((st for st in cycle.stages[:s] if st.id == shown), None)
+                if earlier_stage is None:
+                    what = "a later stage" if any(st.id == shown for st in cycle.stages) else "no stage"
+                    problems.append((at + ("shows", j), f"'{shown}' is {what} of this cycle: a stage can only "
+                                                        "show what earlier stages received"))
+                elif not earlier_stage.kind.submitted or earlier_stage.kind in SEVERAL:
+                    problems.append((at + ("shows", j), f"'{shown}' is a stage of kind '{earlier_stage.kind.value}': "
+                                                        "only a single-branch stage that receives a submission can "
+                                                        "be shown"))
+            if stage.acknowledge and not stage.kind.submitted:
+                problems.append((at + ("acknowledge",), "only a stage that receives a submission is acknowledged"))
+            if stage.per_content_area and not cycle.content_areas:
+                problems.append((at + ("per_content_area",), f"cycle '{cycle.id}' carries no content areas: "
+                                                              "give its content_areas"))
             if stage.kind is StageKind.consolidation:
                 if plan.report is None:
                     problems.append((at + ("kind",), "a consolidation stage needs the plan's 'report' section "
@@ -128,6 +144,7 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
                 has = _plural(len(holders), "official")
                 problems.append((at + ("quorum",), f"quorum {stage.quorum} is more than the {has} holding "
                                                    f"the approver roles"))
+    problems += _content_area_problems(plan)
     if plan.report is not None:
         for j, recipient in enumerate(plan.report.recipients):
             if recipient not in agencies:
@@ -138,6 +155,35 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
         if plan.report.signer not in roles:
             problems.append((("report", "signer"), f"unknown role '{plan.report.signer}'"))
     problems += _delegation_problems(plan, roles)
+    return problems
+
+
+SEVERAL = frozenset({StageKind.fan_out, StageKind.report})  # one branch per unit
+
+
+def _content_area_problems(plan: Plan) -> list[Problem]:
+    """Every content area the plan declares runs at each cadence it declares, in a cycle of
+    that cadence that carries it; a cycle carries only declared areas, at a cadence they have."""
+    problems: list[Problem] = []
+    areas = {a.id: a for a in plan.content_areas}
+    carried: set[tuple[str, str]] = set()
+    for c, cycle in enumerate(plan.cycles):
+        for j, area in enumerate(cycle.content_areas):
+            if area not in areas:
+                problems.append((("cycles", c, "content_areas", j), f"unknown content area '{area}'"))
+            elif cycle.cadence not in areas[area].cadences:
+                allowed = ", ".join(c.value for c in areas[area].cadences)
+                problems.append((("cycles", c, "content_areas", j),
+                                 f"content area '{area}' runs {allowed}, not {cycle.cadence.value}"))
+            else:
+                carried.add((area, cycle.cadence.value))
+    for i, area in enumerate(plan.content_areas):
+        missing = [c.value for c in area.cadences if (area.id, c.value) not in carried]
+        if missing:
+            problems.append((("content_areas", i, "cadences"),
+                             f"no cycle carries content area '{area.id}' at its {' and '.join(missing)} "
+                             f"cadence{'s' if len(missing) > 1 else ''}: "
+                             "name it in the content_areas of a cycle with that cadence"))
     return problems
 
 

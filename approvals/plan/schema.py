@@ -334,6 +334,15 @@ class DayOfYear(Strict):
         return day
 
 
+class FieldSpec(Strict):
+    """A named part of what a unit submits, with its own box on the form (the orientation's
+    themes, channels and calendar)."""
+
+    id: AsciiId
+    name: Text
+    required: bool = True
+
+
 class Stage(Strict):
     id: AsciiId
     number: str
@@ -359,6 +368,17 @@ class Stage(Strict):
     requester: RoleId | None = Field(None, description="The role that submits the step (it may not approve it).")
     routing: list[RoutingRule] = []
     summary: Paragraphs | None = None
+    fields: list[FieldSpec] = Field(
+        [], description="Named parts of the submission, each with its own box on the form, besides the text.")
+    per_content_area: bool = Field(
+        False, description="One box per content area the cycle carries (what the unit plans, or did, for each).")
+    shows: list[AsciiId] = Field(
+        [], description="Earlier single-branch stages of the cycle whose submissions travel with this one: "
+                        "shown on its form, its approval page and in its emails (the orientation and the "
+                        "Board's guidance, to the outlets).")
+    acknowledge: bool = Field(
+        False, description="The approvers acknowledge what was submitted (or ask for it to be made clearer); "
+                           "they do not reject it: the Propaganda Board's guidance is requested, not ordered.")
     go_on_at_due: bool = Field(
         False, description="At its due time the chain goes on to the next stage without waiting for every "
                            "branch to settle (the open ones stay open): the annual reports, which the "
@@ -415,6 +435,8 @@ class CycleKind(Strict):
     id: AsciiId
     name: Text
     cadence: Annotated[Cadence, _one_of(Cadence, "cadence")]
+    content_areas: list[AsciiId] = Field(
+        [], description="The content areas this cycle carries (each at a cadence the area has).")
     starts_on: str | None = Field(None, description="MM-DD the yearly cycle starts.")
     stages: list[Stage] = Field(min_length=1)
 
@@ -540,6 +562,16 @@ class Plan(Strict):
             else:
                 todo += agency.successors
         return found
+
+    def fields_of(self, cycle_id: str, stage: Stage) -> list[FieldSpec]:
+        """The named boxes of a stage's form: its own fields, then one per content area its cycle
+        carries when the stage asks for them (optional: a unit may have nothing for an area)."""
+        fields = list(stage.fields)
+        if stage.per_content_area:
+            areas = {a.id: a for a in self.content_areas}
+            fields += [FieldSpec(id=f"area_{area}", name=areas[area].name, required=False)
+                       for area in self.cycle(cycle_id).content_areas if area in areas]
+        return fields
 
     def role(self, role_id: str) -> Role:
         return next(r for r in self.roles if r.id == role_id)

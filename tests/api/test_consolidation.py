@@ -50,7 +50,8 @@ async def _year_with_reports(database, settings, client, year: int) -> tuple[int
                                            stage_id="annual_report", subject=unit, waiter_ref=None, now=utcnow(),
                                            link_ttl=dt.timedelta(days=30))
             tokens[unit] = derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
-    sent = await client.post(f"/s/{tokens['dof']}", data={"text": "Báo cáo của Sở Tài chính năm nay."},
+    sent = await client.post(f"/s/{tokens['dof']}", data={"text": "Báo cáo của Sở Tài chính năm nay.",
+                                                          "field_area_policy": "Phổ biến Luật Ngân sách."},
                              files={"files": ("so-lieu.txt", "Số liệu".encode(), "text/plain")})
     assert sent.status_code == 200, sent.text
     return year, cycle.id
@@ -116,6 +117,7 @@ async def test_the_coordinator_sees_the_draft_and_submits_it_with_both_files(cli
                                            f"bao-cao-tong-hop-du-thao-{year}.pdf"]
     written = "\n".join(p.text for p in docx.Document(io.BytesIO(files[0][1])).paragraphs)
     assert "Đề nghị UBND tỉnh đôn đốc Hội Liên hiệp Phụ nữ tỉnh." in written and "so-lieu.txt" in written
+    assert "Chủ trương, chính sách: Phổ biến Luật Ngân sách." in written  # what the unit did for each area
 
     director = await _director(database, settings, request_id)
     page = await client.get(f"/a/{director}")

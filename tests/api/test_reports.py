@@ -10,7 +10,6 @@ import io
 from docx import Document
 from pypdf import PdfReader
 
-
 from approvals import requests
 from approvals.plan import load_plan
 

@@ -14,7 +14,12 @@ from approvals import requests
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, SubmissionLink
 from approvals.plan import load_plan
-from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission, open_submission
+from approvals.submissions import (
+    SubmissionAsked,
+    SubmissionUnrouted,
+    ask_resubmission,
+    open_submission,
+)
 from approvals.tokens import derive_token
 from flows.emails import queue_asked
 from notifications.models import OutboxMessage

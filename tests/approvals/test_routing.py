@@ -16,7 +16,14 @@ from approvals import requests
 from approvals.decisions import decide
 from approvals.delegation import DelegationRefused, Grant, check_new
 from approvals.directory import resolve_approvers, same_name
-from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision, Delegation, Outcome
+from approvals.models import (
+    ApprovalRequest,
+    Assignment,
+    AuditEvent,
+    Decision,
+    Delegation,
+    Outcome,
+)
 from approvals.plan import load_plan
 from approvals.tokens import derive_token
 
@@ -237,7 +244,11 @@ async def test_decisions_counted_once_per_assignment(database):
 
 
 async def test_delegations_through_the_api_are_checked_and_audited(database):
-    from approvals.delegations import create_delegation, list_delegations, revoke_delegation
+    from approvals.delegations import (
+        create_delegation,
+        list_delegations,
+        revoke_delegation,
+    )
 
     july = dict(valid_from=dt.date(2026, 9, 1), valid_to=dt.date(2026, 9, 10))
     async with database.transaction() as session:

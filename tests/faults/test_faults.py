@@ -31,7 +31,18 @@ from sqlalchemy import text
 
 from tests.conftest import postgres_base_url
 from tests.faults.cluster import Cluster
-from tests.support.officials import ASK, SUBMIT, Inbox, address, approve, consolidate, reporters, submit
+from tests.support.officials import (
+    ASK,
+    SUBMIT,
+    Inbox,
+    address,
+    approve,
+    consolidate,
+    guide,
+    reporters,
+    submit,
+    submit_orientation,
+)
 from tests.support.smtp import RecordingSmtpServer
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +99,7 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     inbox = Inbox(cluster, YEAR)
 
     # Stage 1: Prefect stopped for 60 s around the stage's decision.
+    submit_orientation(inbox)
     link = inbox.link("dost_director", ASK, "1. ")
     cluster.wait_for_state(run_id, {"Suspended"})
     cluster.stop_prefect()
@@ -99,7 +111,7 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     time.sleep(max(0.0, 60 - (time.monotonic() - down_since)))  # the fault's length, not a synchronisation
     assert _stage(cluster, "propaganda_guidance") is None  # nothing moved while Prefect was down
     cluster.start_prefect()
-    approve(inbox.link("propaganda_head", ASK, "2. "))  # stage 2 opened: the run resumed
+    guide(inbox)  # stage 2 opened: the run resumed
     CHECKED.append(("stage 1", "Prefect server stopped 60 s",
                     "decision answered without Prefect; its wake retried, delivered once Prefect was back"))
 

@@ -15,7 +15,13 @@ from sqlalchemy import select, update
 from approvals import consolidated
 from approvals.config import PACKAGED_PLAN, Settings
 from approvals.db import Database, utcnow
-from approvals.models import ApprovalRequest, CycleStage, SubmissionLink, Wake, WakeStatus
+from approvals.models import (
+    ApprovalRequest,
+    CycleStage,
+    SubmissionLink,
+    Wake,
+    WakeStatus,
+)
 from approvals.plan import load_plan
 from approvals.requests import stage_of
 from approvals.submissions import parse_submission, submit

@@ -14,7 +14,15 @@ from icalendar import Calendar, Event
 from notifications.calendar import VIETNAM, event_uid, invite, sequence_at
 from notifications.models import MessageStatus
 from notifications.outbox import Attachment, HeaderInjection, Recipient, enqueue
-from tests.notifications.helpers import DOMAIN, NAME, ADDRESS, dispatcher, queue, row, simple_email
+from tests.notifications.helpers import (
+    ADDRESS,
+    DOMAIN,
+    NAME,
+    dispatcher,
+    queue,
+    row,
+    simple_email,
+)
 
 REQUEST, ASSIGNEE, OTHER = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 DUE = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)  # 17:00 in Hà Nội

@@ -11,7 +11,14 @@ from notifications.catcher import MailCatcher, read_inbox
 from notifications.dispatcher import placeholder
 from notifications.render import Renderer
 from service.prefect_server import free_port
-from tests.notifications.helpers import ADDRESS, DOMAIN, NAME, dispatcher, link_for, queue
+from tests.notifications.helpers import (
+    ADDRESS,
+    DOMAIN,
+    NAME,
+    dispatcher,
+    link_for,
+    queue,
+)
 
 
 async def test_the_catcher_files_what_the_dispatcher_sends(database, keys, nothing_due, tmp_path):
@@ -22,7 +29,7 @@ async def test_the_catcher_files_what_the_dispatcher_sends(database, keys, nothi
         email = Renderer().render(
             "reminder", "vi", title="Giám đốc", name=NAME, cycle="Năm 2027", stage="2. Phê duyệt kế hoạch",
             agency="Sở Khoa học và Công nghệ", due="17:00 ngày 29/11/2026 (giờ Việt Nam)", summary="",
-            link=placeholder("approval_link", "abc"))
+            link=placeholder("approval_link", "abc"), problem="")
         attachment = invite(request_id=uuid.uuid4(), assignee_id=uuid.uuid4(), domain=DOMAIN,
                             due=dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC), summary="Hạn phê duyệt",
                             organizer=("Hệ thống kehoach", "kehoach@lang-son.example"), attendee=(NAME, ADDRESS),

@@ -14,7 +14,15 @@ from approvals.db import Database
 from notifications.dispatcher import SENT, Dispatcher, RetryPolicy, _Outcome
 from notifications.models import MessageStatus, OutboxMessage
 from tests.notifications.helpers import (
-    DOMAIN, dispatcher, link_for, queue, queue_many, row, rows, set_row, smtp_config,
+    DOMAIN,
+    dispatcher,
+    link_for,
+    queue,
+    queue_many,
+    row,
+    rows,
+    set_row,
+    smtp_config,
 )
 from tests.notifications.smtp_faults import DROP, HANG, FaultySmtpServer
 from tests.notifications.tls import make_certificates, server_context

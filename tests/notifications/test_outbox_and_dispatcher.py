@@ -25,7 +25,17 @@ from notifications.outbox import HeaderInjection, Recipient, enqueue
 from notifications.render import RenderedEmail, Renderer
 from service.prefect_server import free_port
 from tests.notifications.helpers import (
-    ADDRESS, DOMAIN, NAME, by_message_id, dispatcher, link_for, queue, row, set_row, simple_email, smtp_config,
+    ADDRESS,
+    DOMAIN,
+    NAME,
+    by_message_id,
+    dispatcher,
+    link_for,
+    queue,
+    row,
+    set_row,
+    simple_email,
+    smtp_config,
 )
 
 # ---------------------------------------------------------------- enqueue
@@ -141,7 +151,7 @@ async def test_the_dispatcher_sends_a_queued_message(database, keys, quiet_outbo
     rendered = Renderer().render(
         "approval_request", "vi", title="Giám đốc", name=unicodedata.normalize("NFD", NAME),
         cycle=f"Năm 2027 {key}", stage="Phê duyệt kế hoạch", agency="Sở Khoa học và Công nghệ", due="29/11/2026",
-        summary="", link=placeholder("approval_link", "abc"),
+        summary="", link=placeholder("approval_link", "abc"), problem="",
     )
     assert not rendered.subject.isascii()
     queued = await queue(database, key, rendered)

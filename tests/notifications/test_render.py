@@ -24,7 +24,7 @@ def approval_context(**overrides) -> dict:
         title="Giám đốc", name=NAME_NFD, cycle=unicodedata.normalize("NFD", CYCLE),
         stage=unicodedata.normalize("NFD", STAGE), agency=unicodedata.normalize("NFD", AGENCY),
         due="17:00 ngày 29/11/2026 (giờ Việt Nam)", summary=unicodedata.normalize("NFD", "Tóm tắt nội dung"),
-        link=LINK,
+        link=LINK, problem="",
     )
     context.update(overrides)
     return context

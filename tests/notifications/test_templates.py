@@ -36,7 +36,8 @@ def nfd(text: str) -> str:
 def contexts() -> dict[str, dict]:
     link_email = dict(title=nfd("Giám đốc"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
                       agency=nfd(AGENCY), due=nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
-                      summary=nfd("Tóm tắt: kế hoạch truyền thông về phát triển bền vững."), link=LINK)
+                      summary=nfd("Tóm tắt: kế hoạch truyền thông về phát triển bền vững."), link=LINK,
+                      problem="https://kehoach.example/p/bmd1eWVu.20261202.Tok")
     coordinator = dict(title=nfd("Chuyên viên điều phối"), name=nfd(NAME))
     return {
         "approval_request": link_email,
@@ -233,3 +234,16 @@ def test_every_reason_for_attention_has_its_own_subject_and_words(renderer, lang
         due = renderer.catalogue.text("label.due", language)
         assert (f"{due}:" in email.text) is not cycle_level  # facts only when there are some
     assert len(subjects) == len(ATTENTION)
+
+
+@pytest.mark.parametrize("kind", ["approval_request", "submission_request", "resubmission_request", "reminder",
+                                  "escalation"])
+def test_every_link_email_offers_its_official_the_problem_link(renderer, kind):
+    """A unit's officials can raise a problem with the PPC from any email that asks them to act;
+    an email given no problem link says nothing of it."""
+    context = contexts()[kind]
+    email = renderer.render(kind, "vi", **context)
+    assert "Báo cáo vướng mắc lên UBND tỉnh" in email.text and context["problem"] in email.text
+    assert f'href="{context["problem"]}"' in email.html and ">Báo cáo vướng mắc<" in email.html
+    bare = renderer.render(kind, "vi", **{**context, "problem": ""})
+    assert "vướng mắc" not in bare.text and "vướng mắc" not in bare.html

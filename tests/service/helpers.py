@@ -17,7 +17,14 @@ from sqlalchemy import func, select, text, update
 from approvals import coordination, requests
 from approvals.config import PACKAGED_PLAN
 from approvals.db import Database, utcnow
-from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision
+from approvals.models import (
+    ApprovalRequest,
+    Assignment,
+    AuditEvent,
+    Cycle,
+    CycleStage,
+    Decision,
+)
 from approvals.plan import load_plan
 from approvals.tokens import derive_token, hash_token
 
@@ -33,10 +40,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 # Cycles run by the real flow ---------------------------------------------------------
 
 def open_cycle(stack, year: int) -> tuple[uuid.UUID, str]:
-    """Start the year's annual cycle; return its run id and the link from the email the director received."""
+    """Start the year's annual cycle, the press officer submits the orientation (stage 1); return
+    the run id and the link from the email the director then received."""
+    from tests.support.officials import Inbox, submit_orientation
+
     run_id = stack.start_cycle(year)
     state = stack.wait_for_state(run_id, {"Suspended"})
     assert state.type.value == "PAUSED" and state.name == "Suspended"
+    submit_orientation(Inbox(stack, year))
     email = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"]
                                 and "Cần phê duyệt" in r.message["Subject"])
     links = set(LINK.findall(email.text))

@@ -13,7 +13,12 @@ import pytest
 
 from service.prefect_server import free_port, stop_process
 from service.web import WebLimits
-from tests.service.helpers import client_from, decisions_of, open_direct_request, request_snapshot
+from tests.service.helpers import (
+    client_from,
+    decisions_of,
+    open_direct_request,
+    request_snapshot,
+)
 from tests.support.stack import KEHOACH
 
 pytestmark = pytest.mark.e2e

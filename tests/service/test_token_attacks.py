@@ -13,7 +13,12 @@ from sqlalchemy import select
 
 from approvals.models import Assignment
 from approvals.tokens import derive_token
-from tests.service.helpers import client_from, decisions_of, open_direct_request, request_snapshot
+from tests.service.helpers import (
+    client_from,
+    decisions_of,
+    open_direct_request,
+    request_snapshot,
+)
 
 pytestmark = pytest.mark.e2e
 

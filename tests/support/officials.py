@@ -84,6 +84,40 @@ def submit(link: str, **fields: str) -> None:
     assert answer.status_code == 200 and "Đã nộp" in answer.text, answer.text
 
 
+ORIENTATION = {"text": "Định hướng tuyên truyền năm về phát triển bền vững và năng lực cạnh tranh.",
+               "field_themes": "Kinh tế xanh; chuyển đổi số; cải thiện môi trường đầu tư",
+               "field_channels": "Báo và Đài Lạng Sơn, Cổng thông tin điện tử, truyền thanh cơ sở",
+               "field_calendar": "Quý I: ra mắt chuyên mục; quý II–IV: mỗi tháng hai tin bài"}
+
+
+def submit_orientation(inbox: Inbox, **fields: str) -> None:
+    """Stage 1: the lead agency's press officer submits the year's orientation (themes,
+    channels, calendar) from the form link in their email."""
+    submit(inbox.link("dost_press_officer", SUBMIT, "1. "), **{**ORIENTATION, **fields})
+
+
+def orient(inbox: Inbox, comment: str = "") -> None:
+    """Stage 1 through the emailed links: submitted, then approved by the director."""
+    submit_orientation(inbox)
+    approve(inbox.link("dost_director", ASK, "1. "), comment)
+
+
+def acknowledge(link: str, comment: str = "") -> None:
+    """A step the lead agency acknowledges (the Board's guidance): its page offers Tiếp nhận,
+    never Từ chối."""
+    page = httpx.get(link)
+    assert page.status_code == 200 and "Tiếp nhận" in page.text and "Từ chối" not in page.text, page.text[:300]
+    answer = httpx.post(link, data={"outcome": "approve", "comment": comment})
+    assert answer.status_code == 200, answer.text
+
+
+def guide(inbox: Inbox, text: str = "Đề nghị nhấn mạnh nông nghiệp xanh và du lịch cửa khẩu.") -> None:
+    """Stage 2 through the emailed links: the Board's head gives guidance, the lead agency's
+    director acknowledges it."""
+    submit(inbox.link("propaganda_head", SUBMIT, "2. "), text=text)
+    acknowledge(inbox.link("dost_director", ASK, "2. "))
+
+
 def rows(stack, year: int, sql: str) -> list:
     with stack.reading() as conn:
         return conn.execute(text(sql), {"p": str(year)}).all()
@@ -158,11 +192,11 @@ def consolidate(inbox: Inbox, summary: str = "") -> str:
 
 def through_the_budget(inbox: Inbox) -> None:
     """Stages 1 to 5 of the annual chain through the emailed links, everything approved: the
-    orientation, the Board's guidance, the materials, each outlet's plan, a budget under the
+    orientation, the Board's guidance (acknowledged), the materials, each outlet's plan, a budget under the
     threshold."""
     year = inbox.year
-    approve(inbox.link("dost_director", ASK, "1. "))
-    approve(inbox.link("propaganda_head", ASK, "2. "))
+    orient(inbox)
+    guide(inbox)
     submit(inbox.link("dof_planning_officer", SUBMIT, "3. "), text=f"Tài liệu {year}")
     approve(inbox.link("dof_director", ASK, "3. "))
     outlets = {"newspaper_radio_tv_editor": "newspaper_radio_tv_head", "literature_arts_editor": "literature_arts_chair",

@@ -203,10 +203,10 @@ class Stack:
         return asyncio.run(create())
 
     def wait_for_stage_2(self, run_id: uuid.UUID, year: int) -> None:
-        """The annual chain went on after stage 1: the Propaganda Board's head is asked, and the
-        run waits again (suspended, holding no process)."""
+        """The annual chain went on after stage 1: the Propaganda Board's head is requested to give
+        guidance, and the run waits again (suspended, holding no process)."""
         self.smtp.wait_for(lambda r: "truongban.tgdv@lang-son.example" in r.envelope_to
-                           and "Cần phê duyệt" in r.message["Subject"] and f"{year}" in r.message["Subject"])
+                           and "Cần gửi nội dung" in r.message["Subject"] and f"{year}" in r.message["Subject"])
         self.wait_for_state(run_id, {"Suspended"})
 
     def run_state(self, run_id: uuid.UUID):
