@@ -193,7 +193,7 @@ def _parties(plan: Plan, on: dt.date) -> tuple[Agency, Official | None, list[Age
     if signers:
         issuer = plan.agency(signers[0].agency)
     elif stage is not None and stage.acting_agencies:
-        issuer = plan.agency_on(stage.acting_agencies[0], on)
+        issuer = plan.agency_on(stage.acting_agencies[0], on, stage.duty)
     else:
         issuer = plan.agency(plan.plan.issuer)
     recipients = [a for r in plan.report.recipients for a in plan.in_force(r, on)]

@@ -189,7 +189,7 @@ async def open_request(
     today = local_day(plan, now)
     request = ApprovalRequest(
         cycle_id=cycle.id, stage=stage_id, subject=subject, round=round_, policy=stage.policy.value,
-        acting_agency=plan.agency_on(subject or stage.acting_agencies[0], today).id,
+        acting_agency=plan.agency_on(subject or stage.acting_agencies[0], today, None if subject else stage.duty).id,
         due_at=previous.due_at if previous else step_due(plan, stage, cycle, now),
         waiter_ref=waiter_ref, created_at=now, requested_by=requested_by, data=data or {},
         previous_id=previous.id if previous else None,

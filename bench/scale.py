@@ -246,9 +246,9 @@ def run_size(size: Size, year: int, *, env: dict, server_pid: int, database_url:
         director = "giamdoc.skhcn@lang-son.example"
 
         # Stages 1-5, everything approved (not measured).
-        _submit(client, mailbox.link("baochi.skhcn@lang-son.example", SUBMIT, "1. ", year), text="Định hướng",
+        _submit(client, mailbox.link("baochi.svhttdl@lang-son.example", SUBMIT, "1. ", year), text="Định hướng",
                 field_themes="Kinh tế xanh", field_channels="Báo, đài", field_calendar="Quý I–IV")
-        _approve(client, mailbox.link(director, ASK, "1. ", year))
+        _approve(client, mailbox.link("giamdoc.svhttdl@lang-son.example", ASK, "1. ", year))
         _submit(client, mailbox.link("truongban.tgdv@lang-son.example", SUBMIT, "2. ", year), text="Định hướng của Ban")
         _approve(client, mailbox.link(director, ASK, "2. ", year))  # acknowledged
         _submit(client, mailbox.link("tonghop.stc@lang-son.example", SUBMIT, "3. ", year), text="Tài liệu")

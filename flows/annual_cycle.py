@@ -1,11 +1,14 @@
 """The annual cycle of the plan: the chain of stages in the plan file, in order.
 
-Default chain (plans/lang-son.yaml): 1 the lead agency's orientation, approved by its
-director; 2 the Propaganda Board's guidance (it may send the orientation back); 3 the
-materials, submitted and approved; 4 each outlet's production plan, one branch per outlet
-in parallel, approved by the outlet's head then the lead agency; 5 the finance allocation,
-routed by its amount; 6 the implementation period (the monthly and per-event cycles run as
-their own flows); 7 the annual report before 30 November.
+Default chain (plans/lang-son.yaml): 1 the year's orientation, submitted by the press officer
+of the agency that orients the press and approved by its director; 2 the Propaganda Board's
+guidance, requested (never ordered) and acknowledged by the lead agency, or gone on without at
+its due time; 3 the materials, submitted and approved; 4 each outlet's production plan, one
+branch per outlet in parallel, with the orientation and the guidance, approved by the outlet's
+head then the lead agency; 5 the finance allocation, routed by its amount; 6 the
+implementation period (the monthly and per-event cycles run as their own flows); 7 the annual
+report of every unit before 30 November, left at its due time; 8 the lead agency's consolidated
+report, numbered and sent to the PPC once its director approves it.
 """
 
 from __future__ import annotations

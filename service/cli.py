@@ -52,6 +52,10 @@ def plan_check(
     made = len(plan.officials) - len({o.id for o in plan.officials} & named_officials(file))
     typer.echo(f"  roles: {len(plan.roles)}, officials: {len(plan.officials)}"
                + (f" ({made} made by unit_officials)" if made else "") + f", time zone: {plan.plan.timezone}")
+    for agency in plan.agencies:
+        for entry in agency.succession:
+            word = "verified" if entry.verified else "ASSUMED (not verified)"
+            typer.echo(f"  succession: {agency.id} -> {entry.to} for its {entry.duty} duty: {word}")
     counts = {y: branch_counts(plan, y) for y in years}
     for cycle in plan.cycles:
         areas = f", content areas: {', '.join(cycle.content_areas)}" if cycle.content_areas else ""

@@ -27,8 +27,8 @@ from tests.support.officials import (
 
 pytestmark = pytest.mark.e2e
 
-DIRECTOR = "giamdoc.skhcn@lang-son.example"  # holds lead_agency.director after the 2025 merger
-PRESS_OFFICER = "baochi.skhcn@lang-son.example"  # submits stage 1 (its requester role)
+DIRECTOR = "giamdoc.svhttdl@lang-son.example"  # stage 1 is the press orientation: the DCST's since 2025
+PRESS_OFFICER = "baochi.svhttdl@lang-son.example"  # submits stage 1 (its requester role)
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
 RESUBMIT = re.compile(r"(http://127\.0\.0\.1:\d+/s/[A-Za-z0-9_-]+)")
 
@@ -104,13 +104,13 @@ def test_approve_from_the_emailed_link(stack):
     assert after["stage"] == "done"
     assert after["decisions"] == 1
     assert [a[0] for a in after["assignments"]] == ["decided"]
-    assert _decision_row(stack, year) == ("approve", "Nhất trí với định hướng.", "dost_director")
+    assert _decision_row(stack, year) == ("approve", "Nhất trí với định hướng.", "dcst_director")
     receipt = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and "Đã ghi nhận" in r.message["Subject"]
                                   and f"{year}" in r.text)
     assert "Đồng ý" in receipt.text
     told = stack.smtp.wait_for(lambda r: PRESS_OFFICER in r.envelope_to and "Đã phê duyệt" in r.message["Subject"]
                                and f"{year}" in r.message["Subject"])  # the submitter learns the outcome
-    assert "Hoàng" not in told.text and "Nông Thị Hạnh" in told.text
+    assert "Hoàng Văn Minh" not in told.text and "Đoàn Thị Bích" in told.text  # today's director
 
     # The used link now gets the same plain page as any bad link, and changes nothing.
     used = httpx.post(link, data={"outcome": "reject", "comment": "lần hai"})
@@ -152,7 +152,7 @@ def test_reject_ends_the_stage_as_rejected_and_bad_tokens_change_nothing(stack):
     after = _snapshot(stack, year)
     assert after["request_status"] == "rejected"
     assert after["stage"] == "rejected"
-    assert _decision_row(stack, year) == ("reject", "Chưa phù hợp với chủ đề năm.", "dost_director")
+    assert _decision_row(stack, year) == ("reject", "Chưa phù hợp với chủ đề năm.", "dcst_director")
 
 
 def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(stack):
@@ -170,7 +170,7 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
     response = httpx.post(link, data={"outcome": "request_changes", "comment": comment},
                           headers={"Origin": stack.base_url})
     assert response.status_code == 200
-    assert _decision_row(stack, year) == ("request_changes", comment, "dost_director")
+    assert _decision_row(stack, year) == ("request_changes", comment, "dcst_director")
 
     # The step goes back to its submitter, with the comment; the run keeps waiting, holding no process.
     back = stack.smtp.wait_for(lambda r: PRESS_OFFICER in r.envelope_to and "Cần chỉnh sửa" in r.message["Subject"]

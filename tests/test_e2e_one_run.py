@@ -56,7 +56,7 @@ def test_a_scheduled_run_and_a_started_one_for_the_same_year_carry_it_once(stack
 
     inbox = Inbox(stack, year)
     submit_orientation(inbox)  # one request, one form link: the stage opened once
-    approve(inbox.link("dost_director", ASK, "1. "))
+    approve(inbox.link("dcst_director", ASK, "1. "))
     with stack.reading() as conn:
         opened = conn.execute(text("SELECT r.stage, r.waiter_ref FROM approval_request r JOIN cycle c "
                                    "ON c.id = r.cycle_id WHERE c.kind = 'annual' AND c.period = :p"),

@@ -50,13 +50,13 @@ def test_a_step_of_every_kind_sent_back_is_resubmitted_and_the_chain_finishes(st
     run_id = stack.start_cycle(year)
     inbox = Inbox(stack, year)
 
-    # 1. The orientation goes back to the lead agency's press officer, whose form keeps what they wrote.
+    # 1. The orientation goes back to the DCST's press officer, whose form keeps what they wrote.
     submit_orientation(inbox)
-    send_back(inbox.link("dost_director", ASK, "1. "), "Bổ sung chủ đề kinh tế xanh.")
-    page = resubmit(inbox.link("dost_press_officer", RESUBMIT, "1. "), **ORIENTATION,
-                    text="Định hướng đã bổ sung chủ đề kinh tế xanh")
+    send_back(inbox.link("dcst_director", ASK, "1. "), "Bổ sung chủ đề kinh tế xanh.")
+    page = resubmit(inbox.link("dcst_press_officer", RESUBMIT, "1. "),
+                    **{**ORIENTATION, "text": "Định hướng đã bổ sung chủ đề kinh tế xanh"})
     assert "Bổ sung chủ đề kinh tế xanh." in page and ORIENTATION["field_channels"] in page
-    approve(inbox.link("dost_director", ASK, "1. "), "Đã đạt yêu cầu.")
+    approve(inbox.link("dcst_director", ASK, "1. "), "Đã đạt yêu cầu.")
     # 2. An acknowledged submission: the lead agency asks the Board to make its guidance clearer
     # (it cannot reject it); the Board's head sends it again and it is acknowledged.
     submit(inbox.link("propaganda_head", SUBMIT, "2. "), text="Định hướng của Ban, bản 1")

@@ -75,6 +75,9 @@ BROKEN: dict[str, tuple[int, str, str]] = {
         43, "cycles[0].stages[0].acknowledge", "only a stage that receives a submission is acknowledged"),
     "content-area-at-a-cadence-it-lacks.yaml": (
         36, "cycles[0].content_areas[0]", "content area 'culture_society' runs monthly, not yearly"),
+    "split-agency-without-a-duty.yaml": (
+        47, "cycles[0].stages[0].acting_agencies[0]",
+        "'dic' split: its duties went to dost and dcst, and the plan does not say which takes this one"),
     "escalate-to-an-approver.yaml": (
         42, "cycles[0].stages[0].escalate_to", "'lead_agency.director' already decides this step"),
     "keep-waiting-with-nobody-to-tell.yaml": (
@@ -186,3 +189,21 @@ def test_nfd_names_are_loaded_as_nfc(tmp_path: Path):
     assert plan.officials[0].name == "Nông Thị Hạnh" == unicodedata.normalize("NFC", "Nông Thị Hạnh")
     assert plan.agencies[1].name.vi == "Sở Khoa học và Công nghệ"
     assert plan.plan.title.vi == unicodedata.normalize("NFC", "Kế hoạch tối thiểu")
+
+
+def test_the_shipped_plan_carries_every_content_area_at_each_of_its_cadences():
+    """Policy, the economy and the environment yearly (the annual cycle), culture and society
+    monthly, the economy also per event: as the plan gives them (its section II)."""
+    plan = load_plan(ROOT / "plans/lang-son.yaml")
+    carried = {(area, cycle.cadence.value) for cycle in plan.cycles for area in cycle.content_areas}
+    assert carried == {("policy", "yearly"), ("economy", "yearly"), ("environment", "yearly"),
+                       ("culture_society", "monthly"), ("economy", "per_event")}
+    assert {a.id: sorted(c.value for c in a.cadences) for a in plan.content_areas} == {
+        "policy": ["yearly"], "economy": ["per_event", "yearly"], "culture_society": ["monthly"],
+        "environment": ["yearly"]}
+
+
+def test_plan_check_says_which_successions_are_assumed():
+    result = kehoach("plan", "check", "plans/lang-son.yaml")
+    assert "succession: dic -> dcst for its press duty: ASSUMED (not verified)" in result.stdout
+    assert "succession: dic -> dost for its lead duty: verified" in result.stdout

@@ -67,6 +67,20 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
         if agency.successors and agency.valid_to is None:
             problems.append((("agencies", i, "valid_to"), "an agency with successors needs the date it ended (valid_to)"))
 
+    for i, agency in enumerate(plan.agencies):
+        problems += _duplicates_by(agency.succession, "duty", ("agencies", i, "succession"), "duty")
+        for j, entry in enumerate(agency.succession):
+            if entry.to not in agency.successors:
+                problems.append((("agencies", i, "succession", j, "to"),
+                                 f"'{entry.to}' is not among the successors of '{agency.id}'"))
+    for i, role in enumerate(plan.roles):
+        if role.carried_by is None:
+            continue
+        if role.carried_by.agency not in agencies:
+            problems.append((("roles", i, "carried_by", "agency"), f"unknown agency '{role.carried_by.agency}'"))
+        elif (split := _unsaid_split(plan, role.carried_by.agency, role.carried_by.duty)) is not None:
+            problems.append((("roles", i, "carried_by", "duty"), split))
+
     for i, official in enumerate(plan.officials):
         if official.agency not in agencies:
             problems.append((("officials", i, "agency"), f"unknown agency '{official.agency}'"))
@@ -89,6 +103,8 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
             for j, agency in enumerate(stage.acting_agencies):
                 if agency not in agencies:
                     problems.append((at + ("acting_agencies", j), f"unknown agency '{agency}'"))
+                elif (split := _unsaid_split(plan, agency, stage.duty)) is not None:
+                    problems.append((at + ("duty",) if stage.duty else at + ("acting_agencies", j), split))
             for j, role in enumerate(stage.approvers):
                 if role not in roles:
                     problems.append((at + ("approvers", j), f"unknown role '{role}'"))
@@ -159,6 +175,40 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
 
 
 SEVERAL = frozenset({StageKind.fan_out, StageKind.report})  # one branch per unit
+
+
+def _duplicates_by(items: list, key: str, loc: tuple, what: str) -> list[Problem]:
+    seen: dict[str, int] = {}
+    problems: list[Problem] = []
+    for i, item in enumerate(items):
+        value = getattr(item, key)
+        if value in seen:
+            problems.append((loc + (i, key), f"duplicate {what} '{value}' (first at {format_path(loc + (seen[value],))})"))
+        else:
+            seen[value] = i
+    return problems
+
+
+def _unsaid_split(plan: Plan, agency_id: str, duty: str | None) -> str | None:
+    """Why a duty of an agency could fall to a successor the plan did not choose: somewhere on
+    its line of successors an agency split in two or more, and its succession does not say who
+    took this duty. None when every step is clear (one successor, or the duty named)."""
+    by_id = {a.id: a for a in plan.agencies}
+    current, seen = by_id.get(agency_id), set()
+    while current is not None and current.successors and current.id not in seen:
+        seen.add(current.id)
+        if len(current.successors) == 1:
+            current = by_id.get(current.successors[0])
+            continue
+        named = next((e.to for e in current.succession if e.duty == duty), None) if duty else None
+        if named is None:
+            went = " and ".join(current.successors)
+            duties = ", ".join(e.duty for e in current.succession) or "none yet"
+            return (f"'{current.id}' split: its duties went to {went}, and the plan does not say which takes this "
+                    f"one; name a duty from its succession ({duties})"
+                    + ("" if current.succession else ", or add a succession to it"))
+        current = by_id.get(named)
+    return None
 
 
 def _content_area_problems(plan: Plan) -> list[Problem]:

@@ -160,11 +160,24 @@ class AgencyKind(str, Enum):
     ministry = "ministry"  # a national ministry: a recipient of the province's reports
 
 
+class Succession(Strict):
+    """Which successor took one of an ended agency's duties (the DIC's plan leadership went to
+    the DOST, its press management to the Department of Culture, Sports and Tourism), and
+    whether that is verified for the province or assumed from the national pattern."""
+
+    duty: AsciiId
+    to: AsciiId
+    verified: bool = Field(False, description="Confirmed for the province (else assumed from the national pattern).")
+    basis: str = Field("", max_length=300, description="Where it is written, or why it is assumed.")
+
+
 class Agency(Validity):
     id: AsciiId
     name: Text
     kind: Annotated[AgencyKind, _one_of(AgencyKind, "agency kind")]
     successors: list[AsciiId] = []
+    succession: list[Succession] = Field(
+        [], description="For an agency whose duties were split: which successor took each duty.")
     authority: str = "assigned"
     abbreviation: str | None = Field(
         None, pattern=r"^[A-ZĐ0-9]{2,16}$",
@@ -180,11 +193,21 @@ class Agency(Validity):
         return authority
 
 
+class Duty(Strict):
+    """One of an agency's duties, followed through mergers and splits to whoever carries it."""
+
+    agency: AsciiId
+    duty: AsciiId
+
+
 class Role(Strict):
     id: RoleId
     name: Text
     per_unit: bool = Field(
         False, description="Held in each unit (an outlet's head): in a branch for one unit, only that unit's holder acts.")
+    carried_by: Duty | None = Field(
+        None, description="Held only in the agency that carries this duty on the day (the plan's lead, the press "
+                          "orientation, the collection of reports each follow their own successor).")
 
 
 class Language(str, Enum):
@@ -379,6 +402,9 @@ class Stage(Strict):
     acknowledge: bool = Field(
         False, description="The approvers acknowledge what was submitted (or ask for it to be made clearer); "
                            "they do not reject it: the Propaganda Board's guidance is requested, not ordered.")
+    duty: AsciiId | None = Field(
+        None, description="Which duty of its acting agencies the stage is: after a split, the successor that took "
+                          "that duty acts (the agency's succession).")
     go_on_at_due: bool = Field(
         False, description="At its due time the chain goes on to the next stage without waiting for every "
                            "branch to settle (the open ones stay open): the annual reports, which the "
@@ -540,12 +566,16 @@ class Plan(Strict):
     def agency(self, agency_id: str) -> Agency:
         return self._by_id(self.agencies)[agency_id]
 
-    def agency_on(self, agency_id: str, on: dt.date) -> Agency:
-        """The agency that carries a duty on a day: itself, or the first valid successor after a merger."""
+    def agency_on(self, agency_id: str, on: dt.date, duty: str | None = None) -> Agency:
+        """The agency that carries an agency's duty on a day: itself while in force; after it
+        ended, the successor its succession names for the duty, else its only successor (a
+        merger), followed on. A split with nothing said of the duty falls to the first successor:
+        `plan check` refuses a plan where that could happen."""
         agency, seen = self.agency(agency_id), set()
         while not agency.valid_on(on) and agency.successors and agency.id not in seen:
             seen.add(agency.id)
-            agency = self.agency(agency.successors[0])
+            named = next((s.to for s in agency.succession if s.duty == duty), None) if duty else None
+            agency = self.agency(named or agency.successors[0])
         return agency
 
     def in_force(self, agency_id: str, on: dt.date) -> list[Agency]:
@@ -586,8 +616,11 @@ class Plan(Strict):
         """Officials holding a role on a day: both the official and their agency must be valid then.
         For a per-unit role and a unit (a fan-out branch), only holders in the agency carrying
         that unit's duty on the day (itself, or its successor after a merger)."""
-        scoped = unit is not None and any(r.id == role_id and r.per_unit for r in self.roles)
+        role = next((r for r in self.roles if r.id == role_id), None)
+        scoped = unit is not None and role is not None and role.per_unit
         carrier = self.agency_on(unit, on).id if scoped else None
+        if carrier is None and role is not None and role.carried_by is not None:
+            carrier = self.agency_on(role.carried_by.agency, on, role.carried_by.duty).id
         return [
             o
             for o in self.officials
@@ -601,6 +634,6 @@ class Plan(Strict):
         per agency of its acting kinds in force that day; else the single branch ''."""
         if stage.kind not in (StageKind.fan_out, StageKind.report):
             return [""]
-        named = [self.agency_on(a, on).id for a in stage.acting_agencies]
+        named = [self.agency_on(a, on, stage.duty).id for a in stage.acting_agencies]
         kinds = set(stage.acting_kinds)
         return list(dict.fromkeys(named + [a.id for a in self.agencies if a.kind in kinds and a.valid_on(on)]))

@@ -151,7 +151,7 @@ async def test_escalate_now_adds_the_superior_and_emails_them(client, accounts, 
     assert response.json()["notified"] == ["ppc_vice_chair"]
 
     assignments = await _assignments(database, opened.request_id)
-    assert {o: a.status for o, a in assignments.items()} == {"dost_director": "pending", "ppc_vice_chair": "pending"}
+    assert {o: a.status for o, a in assignments.items()} == {"dcst_director": "pending", "ppc_vice_chair": "pending"}
     request = await _one(database, select(ApprovalRequest).where(ApprovalRequest.id == opened.request_id))
     assert request.escalated_at is not None
     assert request.expires_at == request.due_at + dt.timedelta(days=7)  # escalated early: the grace runs from the due time
@@ -182,15 +182,15 @@ async def test_escalate_is_refused_when_the_superior_is_already_asked(client, ac
 
 async def test_reassign_moves_the_link_and_emails_the_new_official(client, accounts, database, settings):
     opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction")
-    old = opened.assignments["dost_director"]
+    old = opened.assignments["dcst_director"]  # stage 1: the press orientation, the DCST's since 2025
     response = await client.post(f"/api/v1/assignments/{old}/reassign", headers=accounts.as_coordinator,
                                  json={"to_official": "ppc_vice_chair"})
     assert response.status_code == 200, response.text
     assert response.json()["notified"] == ["ppc_vice_chair"] and response.json()["emails_queued"] == 1
 
     assignments = await _assignments(database, opened.request_id)
-    assert assignments["dost_director"].status == "reassigned"
-    assert assignments["dost_director"].replaced_by == assignments["ppc_vice_chair"].id
+    assert assignments["dcst_director"].status == "reassigned"
+    assert assignments["dcst_director"].replaced_by == assignments["ppc_vice_chair"].id
     emails = await _emails(database, [assignments["ppc_vice_chair"].id])
     assert [(m.kind, m.recipients[0]["email"]) for m in emails] == [
         ("approval_request", "phochutich@lang-son.example")]

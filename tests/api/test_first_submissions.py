@@ -222,7 +222,7 @@ async def test_cancelling_wakes_a_run_that_waits_on_a_resubmission(client, datab
     from tests.api.conftest import open_request
 
     opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction")
-    token = await live_token(database, settings, opened.assignments["dost_director"])
+    token = await live_token(database, settings, opened.assignments["dcst_director"])
     sent_back = await client.post(f"/a/{token}", data={"outcome": "request_changes", "comment": "Bổ sung lịch"})
     assert sent_back.status_code == 200
     async with database.sessions() as session:  # sent back: nothing for the run yet (its unit is asked)

@@ -23,13 +23,13 @@ async def _sent_back(client, database, settings):
     """A stage 1 request that the director sent back; returns (request id, resubmission token)."""
     opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction",
                                 starts_on=dt.date(2026, 1, 15))
-    token = await live_token(database, settings, opened.assignments["dost_director"])
+    token = await live_token(database, settings, opened.assignments["dcst_director"])
     answer = await client.post(f"/a/{token}", data={"outcome": "request_changes", "comment": "Thiếu lịch theo quý"})
     assert answer.status_code == 200
     async with database.sessions() as session:  # the decision asked for the resubmission
         link = (await session.execute(select(SubmissionLink).where(
             SubmissionLink.request_id == opened.request_id))).scalar_one()
-    assert (link.kind, link.official_id) == ("resubmission", "dost_press_officer")  # the stage's requester role
+    assert (link.kind, link.official_id) == ("resubmission", "dcst_press_officer")  # the stage's requester role
     return opened.request_id, derive_token(settings.link_secret_bytes(), link.id, 1)
 
 

@@ -58,8 +58,9 @@ async def test_open_is_idempotent_and_routes_to_the_successor_agency(database):
     opened = await _open(database, period="idem")
     again = await _open(database, period="idem")
     assert again.request.id == opened.request.id and again.new_assignments == []
-    assert [n.official.id for n in opened.new_assignments] == ["dost_director"]  # the DIC merged into the DOST
-    assert opened.request.acting_agency == "dost"
+    # The DIC split in 2025: the press orientation (stage 1) went to the DCST, not the DOST.
+    assert [n.official.id for n in opened.new_assignments] == ["dcst_director"]
+    assert opened.request.acting_agency == "dcst"
     assert await _count(database, ApprovalRequest, cycle_id=opened.cycle.id) == 1
 
 
@@ -67,6 +68,30 @@ async def test_before_the_2025_merger_the_dic_director_decides(database):
     opened = await _open(database, now=dt.datetime(2024, 1, 20, tzinfo=dt.UTC))
     assert [n.official.id for n in opened.new_assignments] == ["dic_director"]
     assert opened.request.acting_agency == "dic"
+
+
+async def test_each_of_the_dics_duties_follows_its_own_successor(database):
+    """The DIC's duties split on 1 March 2025: the plan's lead and the reports went to the DOST,
+    the press orientation to the DCST (the plan's succession). Each stage and role follows the
+    successor of its own duty; before the split the DIC carried all three."""
+    lead = await _open(database, stage="consolidated_report")  # the plan's lead (a coordinator submits)
+    assert lead.request.acting_agency == "dost"
+    press = await _open(database, stage="dic_direction")
+    assert press.request.acting_agency == "dcst"
+    on = dt.date(2026, 6, 1)
+    assert [o.id for o in PLAN.holders("lead_agency.director", on)] == ["dost_director"]
+    assert [o.id for o in PLAN.holders("press_agency.director", on)] == ["dcst_director"]
+    assert [o.id for o in PLAN.holders("press_agency.press_officer", on)] == ["dcst_press_officer"]
+    assert [o.id for o in PLAN.holders("report_collector.director", on)] == ["dost_director"]
+    before = dt.date(2024, 6, 1)
+    assert {role: [o.id for o in PLAN.holders(role, before)] for role in (
+        "lead_agency.director", "press_agency.director", "report_collector.director")} == {
+        "lead_agency.director": ["dic_director"], "press_agency.director": ["dic_director"],
+        "report_collector.director": ["dic_director"]}
+    assert [o.id for o in PLAN.holders("press_agency.press_officer", before)] == ["dic_press_officer"]
+    assert PLAN.agency_on("dic", on, "press").id == "dcst" and PLAN.agency_on("dic", on, "reports").id == "dost"
+    assert {e.duty: e.verified for e in PLAN.agency("dic").succession} == {
+        "lead": True, "reports": True, "press": False}  # the press orientation's successor is assumed
 
 
 async def test_annual_report_due_at_the_end_of_29_november_local_time(database):

@@ -100,7 +100,7 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
 
     # Stage 1: Prefect stopped for 60 s around the stage's decision.
     submit_orientation(inbox)
-    link = inbox.link("dost_director", ASK, "1. ")
+    link = inbox.link("dcst_director", ASK, "1. ")
     cluster.wait_for_state(run_id, {"Suspended"})
     cluster.stop_prefect()
     down_since = time.monotonic()
@@ -202,7 +202,10 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     CHECKED.append(("stage 7 decisions", "the Prefect server hung (SIGSTOP) for the last 20 decisions",
                     f"each answered in under 1 s (slowest {max(took):.2f} s); the run resumed after SIGCONT"))
 
-    # Nothing lost, nothing done twice.
+    # Nothing lost, nothing done twice (once the dispatchers have sent the last emails: the issued
+    # report to the PPC and the ministries, the digest).
+    _until(lambda: _rows(cluster, "SELECT COUNT(*) FROM outbox_message WHERE status IN ('queued', 'sending')")[0][0]
+           == 0, "the outbox drained")
     twice = _rows(cluster, "SELECT d.assignment_id, COUNT(*) FROM decision d GROUP BY d.assignment_id "
                            "HAVING COUNT(*) > 1")
     assert twice == []

@@ -28,7 +28,7 @@ from approvals.models import (
 from approvals.plan import load_plan
 from approvals.tokens import derive_token, hash_token
 
-DIRECTOR = "giamdoc.skhcn@lang-son.example"  # holds lead_agency.director after the 2025 merger
+DIRECTOR = "giamdoc.svhttdl@lang-son.example"  # stage 1 (the press orientation): the DCST's since 2025
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

@@ -37,7 +37,7 @@ def test_official_decides_on_a_phone(stack):
 
         assert page.goto(link).status == 200
         assert "Định hướng truyền thông của năm" in page.locator("h1").inner_text()
-        assert "Nông Thị Hạnh" in page.locator("main").inner_text()  # the page says whom it is for
+        assert "Đoàn Thị Bích" in page.locator("main").inner_text()  # the page says whom it is for
         assert page.locator("html").get_attribute("lang") == "vi"
         _no_horizontal_overflow(page)
         confirm = page.locator("button[type=submit]")
@@ -73,4 +73,4 @@ def test_official_decides_on_a_phone(stack):
         row = conn.execute(text(
             "SELECT d.outcome, d.comment, d.official_id FROM decision d JOIN approval_request r ON r.id = d.request_id "
             "JOIN cycle c ON c.id = r.cycle_id WHERE c.kind = 'annual' AND c.period = :p"), {"p": str(year)}).one()
-    assert tuple(row) == ("reject", COMMENT, "dost_director")
+    assert tuple(row) == ("reject", COMMENT, "dcst_director")

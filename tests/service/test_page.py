@@ -28,7 +28,9 @@ PAGE_KEYS = ["app.name", "approval.heading", "label.summary", "label.agency", "l
 def _no_external_references(page: str) -> None:
     for value in ATTRIBUTE_URL.findall(page):
         assert not re.match(r"^(?:[a-z][a-z0-9+.-]*:|//)", value, re.IGNORECASE), f"external reference {value!r}"
-        assert value == "" or value.startswith(("?", "#")), f"reference away from the page: {value!r}"
+        # The one link away is the official's own problem form on this site ("Báo cáo vướng mắc").
+        assert value == "" or value.startswith(("?", "#")) or re.fullmatch(r"/p/[A-Za-z0-9_.-]+", value), \
+            f"reference away from the page: {value!r}"
     assert not re.search(r"https?:|//[a-z0-9]", re.sub(r"<style>.*?</style>", "", page, flags=re.DOTALL), re.IGNORECASE)
     style = re.search(r"<style>(.*?)</style>", page, re.DOTALL).group(1)
     assert "url(" not in style and "@import" not in style and "@font-face" not in style
@@ -54,7 +56,7 @@ def test_page_weight_others_summary_and_english(stack):
     opened = open_direct_request(
         stack, f"{stack.year(14)}-page", cycle_kind="annual", stage_id="dic_direction", policy="all",
         extra=(("ppc_vice_chair", "ppc.vice_chair"), ("dost_coordinator", "lead_agency.coordinator")))
-    director = opened.link("dost_director")
+    director = opened.link("dcst_director")
     coordinator = opened.link("dost_coordinator")
 
     page = httpx.get(director)
@@ -63,12 +65,12 @@ def test_page_weight_others_summary_and_english(stack):
     text = _texts(body)
     # The stage, its summary, the rule, and the other approvers with their status.
     assert "1. Định hướng truyền thông của năm (chủ đề, kênh, lịch)" in text
-    assert "Cơ quan chủ trì trình định hướng tuyên truyền năm" in text
+    assert "Cơ quan định hướng báo chí trình định hướng tuyên truyền năm" in text
     assert "Tất cả phải đồng ý" in text
     others = re.search(r'<ul class="people">(.*?)</ul>', body, re.DOTALL).group(1)
     assert re.search(r"Dương Xuân Huyên<small>Phó Chủ tịch UBND tỉnh[^<]*</small></span><span class=\"pill pending\">"
                      r"Chưa có ý kiến", others)
-    assert "Vi Thị Lan" in others and "Nông Thị Hạnh" not in others  # the reader is not among the others
+    assert "Vi Thị Lan" in others and "Đoàn Thị Bích" not in others  # the reader is not among the others
 
     # Page weight: the whole page, inline CSS included, and no reference to anywhere else.
     assert len(page.content) <= MAX_PAGE_BYTES, len(page.content)
@@ -82,7 +84,7 @@ def test_page_weight_others_summary_and_english(stack):
     _check_language(page.text, "en")
     text = _texts(page.text)
     assert "1. The year's communication orientation (themes, channels, calendar)" in text
-    assert "The lead agency submits the year's orientation" in text
+    assert "The agency that orients the press submits the year's orientation" in text
     assert "For Vi Thị Lan (" in text and 'href="?lang=vi"' in page.text
     _no_external_references(page.text)
     # ... and she can switch to Vietnamese; the director can switch to English.

@@ -91,15 +91,16 @@ ORIENTATION = {"text": "Định hướng tuyên truyền năm về phát triển
 
 
 def submit_orientation(inbox: Inbox, **fields: str) -> None:
-    """Stage 1: the lead agency's press officer submits the year's orientation (themes,
-    channels, calendar) from the form link in their email."""
-    submit(inbox.link("dost_press_officer", SUBMIT, "1. "), **{**ORIENTATION, **fields})
+    """Stage 1: the press officer of the agency that orients the press (the DCST since the 2025
+    split) submits the year's orientation (themes, channels, calendar) from the form link in
+    their email."""
+    submit(inbox.link("dcst_press_officer", SUBMIT, "1. "), **{**ORIENTATION, **fields})
 
 
 def orient(inbox: Inbox, comment: str = "") -> None:
-    """Stage 1 through the emailed links: submitted, then approved by the director."""
+    """Stage 1 through the emailed links: submitted, then approved by the DCST's director."""
     submit_orientation(inbox)
-    approve(inbox.link("dost_director", ASK, "1. "), comment)
+    approve(inbox.link("dcst_director", ASK, "1. "), comment)
 
 
 def acknowledge(link: str, comment: str = "") -> None:
