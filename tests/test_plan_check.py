@@ -78,6 +78,16 @@ BROKEN: dict[str, tuple[int, str, str]] = {
     "split-agency-without-a-duty.yaml": (
         47, "cycles[0].stages[0].acting_agencies[0]",
         "'dic' split: its duties went to dost and dcst, and the plan does not say which takes this one"),
+    "per-content-area-without-areas.yaml": (
+        43, "cycles[0].stages[0].per_content_area", "cycle 'annual' carries no content areas"),
+    "succession-to-a-non-successor.yaml": (
+        22, "agencies[2].succession[0].to", "'ppc' is not among the successors of 'dic'"),
+    "role-follows-a-split-without-its-duty.yaml": (
+        30, "roles[0].carried_by.duty", "'dic' split: its duties went to dost and dcst, and the plan does not say"),
+    "consolidation-without-report-section.yaml": (
+        46, "cycles[0].stages[1].kind", "a consolidation stage needs the plan's 'report' section"),
+    "duplicate-field-id.yaml": (
+        45, "cycles[0].stages[0].fields[1].id", "duplicate field id 'themes' (first used at cycles[0].stages[0].fields[0])"),
     "escalate-to-an-approver.yaml": (
         42, "cycles[0].stages[0].escalate_to", "'lead_agency.director' already decides this step"),
     "keep-waiting-with-nobody-to-tell.yaml": (
