@@ -24,6 +24,7 @@ from tests.support.officials import (
     Inbox,
     acknowledge,
     approve,
+    ask_clarification,
     report_every_unit,
     reporters,
     resubmit,
@@ -60,7 +61,7 @@ def test_a_step_of_every_kind_sent_back_is_resubmitted_and_the_chain_finishes(st
     # 2. An acknowledged submission: the lead agency asks the Board to make its guidance clearer
     # (it cannot reject it); the Board's head sends it again and it is acknowledged.
     submit(inbox.link("propaganda_head", SUBMIT, "2. "), text="Định hướng của Ban, bản 1")
-    send_back(inbox.link("dost_director", ASK, "2. "), "Đề nghị Ban nêu rõ chủ đề ưu tiên.")
+    ask_clarification(inbox.link("dost_director", ASK, "2. "), "Đề nghị Ban nêu rõ chủ đề ưu tiên.")
     assert "Đề nghị Ban nêu rõ chủ đề ưu tiên." in resubmit(inbox.link("propaganda_head", RESUBMIT, "2. "),
                                                              text="Định hướng của Ban: ưu tiên kinh tế xanh")
     acknowledge(inbox.link("dost_director", ASK, "2. "))

@@ -112,6 +112,14 @@ def acknowledge(link: str, comment: str = "") -> None:
     assert answer.status_code == 200, answer.text
 
 
+def ask_clarification(link: str, comment: str) -> None:
+    """An acknowledged step sent back: its page offers Đề nghị làm rõ (a request for changes)."""
+    page = httpx.get(link)
+    assert page.status_code == 200 and "Đề nghị làm rõ" in page.text and "Từ chối" not in page.text
+    answer = httpx.post(link, data={"outcome": "request_changes", "comment": comment})
+    assert answer.status_code == 200, answer.text
+
+
 def guide(inbox: Inbox, text: str = "Đề nghị nhấn mạnh nông nghiệp xanh và du lịch cửa khẩu.") -> None:
     """Stage 2 through the emailed links: the Board's head gives guidance, the lead agency's
     director acknowledges it."""
