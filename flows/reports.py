@@ -22,7 +22,8 @@ from approvals.plan import Plan, load_plan
 from approvals.presentation import PlainMessage
 from flows.emails import mail_domain
 from flows.stages import STEP, _cycle, database
-from notifications.outbox import Attachment, Outgoing, Recipient, enqueue_many
+from notifications.links import queue_plain_messages
+from notifications.outbox import Attachment
 from notifications.render import Renderer, shared_renderer
 from notifications.report_document import report_files
 
@@ -113,19 +114,11 @@ async def _send(session: AsyncSession, *, settings: Settings, renderer: Renderer
                 files: list[tuple[str, str, bytes]]) -> int:
     """One email to each recipient agency's mailbox, in Vietnamese (the province's official
     language), with the DOCX and PDF attached; keyed by cycle and agency, so queued once."""
-    attachments = [Attachment(name, content_type, data) for name, content_type, data in files]
-    outgoing = []
-    for agency in report.recipients:
-        if not agency.email:
-            continue  # refused by `plan check`; a recipient without a mailbox is not emailed
-        message = PlainMessage(
-            kind="report_issued", key=f"report_issued:{cycle_id}:{agency.id}", language="vi",
-            name=agency.name.vi, email=str(agency.email),
-            context={"name": agency.name.vi, "issuer": report.issuer.name.vi,
-                     "number": document.number.removeprefix("Số: "), "report": document.subject[0].lower()
-                     + document.subject[1:], "year": str(report.year),
-                     "signer": document.signer_name or document.signer_title, "at": document.place_date})
-        email = renderer.render(message.kind, message.language, **message.context)
-        outgoing.append(Outgoing(message.key, message.kind, [Recipient(message.name, message.email)], email,
-                                 attachments))
-    return len(await enqueue_many(session, outgoing, domain=mail_domain(settings)))
+    context = {"issuer": report.issuer.name.vi, "number": document.number.removeprefix("Số: "),
+               "report": document.subject[0].lower() + document.subject[1:], "year": str(report.year),
+               "signer": document.signer_name or document.signer_title, "at": document.place_date}
+    messages = [PlainMessage(kind="report_issued", key=f"report_issued:{cycle_id}:{agency.id}", language="vi",
+                             name=agency.name.vi, email=str(agency.email), context={**context, "name": agency.name.vi})
+                for agency in report.recipients if agency.email]  # `plan check` refuses one without a mailbox
+    return await queue_plain_messages(session, renderer=renderer, messages=messages, domain=mail_domain(settings),
+                                      attachments=[Attachment(*file) for file in files])

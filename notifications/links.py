@@ -7,7 +7,7 @@ secret token is ever written to the outbox.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals.tokens import PROBLEM_LINK
 from notifications.calendar import invite, sequence_at
 from notifications.dispatcher import placeholder
-from notifications.outbox import Outgoing, Recipient, enqueue_many
+from notifications.outbox import Attachment, Outgoing, Recipient, enqueue_many
 from notifications.render import Renderer
 
 
@@ -81,6 +81,8 @@ async def queue_closing_messages(session: AsyncSession, *, renderer: Renderer,
 
 
 async def queue_plain_messages(session: AsyncSession, *, renderer: Renderer, messages: Iterable[PlainMessageLike],
-                               domain: str) -> int:
-    """Render and queue emails that carry no personal link (outcomes, digests, alerts)."""
-    return len(await enqueue_many(session, [_outgoing(renderer, message) for message in messages], domain=domain))
+                               domain: str, attachments: Sequence[Attachment] = ()) -> int:
+    """Render and queue emails that carry no personal link (outcomes, digests, alerts, the
+    issued report), each with `attachments`."""
+    return len(await enqueue_many(session, [_outgoing(renderer, message, attachments=list(attachments))
+                                            for message in messages], domain=domain))

@@ -248,19 +248,25 @@ def carries_file(request_data: dict | None, file_id: str) -> bool:
     return any(f.get("id") == file_id for entry in (request_data or {}).get("shown", []) for f in entry.get("files", []))
 
 
-@router.api_route("/a/{token}/shown/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
-async def download_shown(request: Request, token: str, file_id: str, app: App):
-    """A file an earlier stage received that travels with this step (the orientation's, the
-    Board's guidance's), for whoever holds a live link to it. Changes nothing."""
+async def shown_file(request: Request, app, file_id: str, live_view):
+    """A file an earlier stage received that travels with a step (the orientation's, the Board's
+    guidance's), for whoever holds a live link to the step: `live_view(session)` reads the
+    link's view (or raises InvalidLink). Any other file, or a dead link, gets the invalid page."""
     language = known_language(request.query_params.get("lang")) or app.settings.default_language
     async with app.db.reads() as session:
         try:
-            view = await requests.view_link(session, token, now=utcnow())
+            view = await live_view(session)
             row = await session.get(SubmissionFile, uuid.UUID(file_id)) if carries_file(view.request.data, file_id) \
                 else None
         except (requests.InvalidLink, ValueError):
             return _invalid(request, language)
     return _invalid(request, language) if row is None else file_response(row)
+
+
+@router.api_route("/a/{token}/shown/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
+async def download_shown(request: Request, token: str, file_id: str, app: App):
+    """A file an earlier stage received, from an approval link. Changes nothing."""
+    return await shown_file(request, app, file_id, lambda session: requests.view_link(session, token, now=utcnow()))
 
 
 @router.api_route("/a/{rest:path}", methods=["GET", "HEAD", "POST"], include_in_schema=False)

@@ -26,6 +26,12 @@ class ReportFile:
         return f'attachment; filename="{self.filename}"'
 
 
+def draft_document(app, report: consolidated.AnnualReport, *, now, summary: str = "") -> consolidated.ReportDocument:
+    """The report as a draft dated today, without a number; the summary suggested unless given."""
+    return consolidated.document(app.plan, report, summary=summary or consolidated.default_summary(report),
+                                 issued_on=now.astimezone(app.settings.tz).date(), number=None)
+
+
 async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -> ReportFile:
     """The year's report: as issued (numbered, as it was sent) once its director approved it;
     before that, or asked for a draft, as it stands, without a number (LookupError: the plan
@@ -40,8 +46,7 @@ async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -
             return ReportFile(issued.docx if fmt == "docx" else issued.pdf, media_type,
                               f"bao-cao-tong-hop-{year}-so-{issued.number}.{fmt}")
         report = await consolidated.gather(session, app.plan, year, now=now)
-    document = consolidated.document(app.plan, report, summary=consolidated.default_summary(report),
-                                     issued_on=now.astimezone(app.settings.tz).date(), number=None)
+    document = draft_document(app, report, now=now)
     media_type, write = FORMATS[fmt]
     data = await asyncio.to_thread(write, document)  # a few hundred ms of CPU: not on the event loop
     return ReportFile(data, media_type, f"{document.filename_stem}-{year}.{fmt}")

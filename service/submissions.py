@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import uuid
 
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
@@ -18,7 +17,6 @@ from approvals.db import utcnow
 from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
 from approvals.plan.schema import StageKind
-from approvals.models import SubmissionFile
 from approvals.presentation import link_messages, shown_context, step_context
 from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_link_messages
@@ -29,11 +27,10 @@ from service.links import (
     _clean_comment,
     _field,
     _invalid,
-    carries_file,
-    file_response,
     problem_url,
+    shown_file,
 )
-from service.reports import FORMATS, annual_report_file
+from service.reports import FORMATS, annual_report_file, draft_document
 from service.web import (
     MESSAGES,
     known_language,
@@ -99,9 +96,7 @@ async def _draft(app: App, token: str, summary: str) -> tuple[dict, list[tuple[s
         view = await submissions.view_submission(session, token, now=now)
         year = int(view.cycle.period)
         report = await consolidated.gather(session, app.plan, year, now=now)
-    document = consolidated.document(app.plan, report, summary=summary,
-                                     issued_on=now.astimezone(app.settings.tz).date(), number=None)
-    files = await asyncio.to_thread(report_files, document, year=year)
+    files = await asyncio.to_thread(report_files, draft_document(app, report, now=now, summary=summary), year=year)
     return consolidated.snapshot(report), files
 
 
@@ -141,17 +136,10 @@ async def draft(request: Request, token: str, fmt: str, app: App):
 
 @router.api_route("/s/{token}/shown/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
 async def download_shown(request: Request, token: str, file_id: str, app: App):
-    """A file an earlier stage received that travels with this step, for the holder of the live
-    form link (an outlet's editor opens the orientation's files). Changes nothing."""
-    language = known_language(request.query_params.get("lang")) or app.settings.default_language
-    async with app.db.reads() as session:
-        try:
-            view = await submissions.view_submission(session, token, now=utcnow())
-            row = await session.get(SubmissionFile, uuid.UUID(file_id)) if carries_file(view.request.data, file_id) \
-                else None
-        except (requests.InvalidLink, ValueError):
-            return _invalid(request, language)
-    return _invalid(request, language) if row is None else file_response(row)
+    """A file an earlier stage received, from the form link (an outlet's editor opens the
+    orientation's files). Changes nothing."""
+    return await shown_file(request, app, file_id,
+                            lambda session: submissions.view_submission(session, token, now=utcnow()))
 
 
 @router.post("/s/{token}", include_in_schema=False)

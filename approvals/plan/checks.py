@@ -30,14 +30,15 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _duplicates(items: list, loc: tuple, what: str) -> Iterator[Problem]:
+def _duplicates(items: list, loc: tuple, what: str, key: str = "id") -> Iterator[Problem]:
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
-        if item.id in seen:
-            first = format_path(loc + (seen[item.id],))
-            yield loc + (i, "id"), f"duplicate {what} id '{item.id}' (first used at {first})"
+        value = getattr(item, key)
+        if value in seen:
+            first = format_path(loc + (seen[value],))
+            yield loc + (i, key), f"duplicate {what} {key} '{value}' (first used at {first})"
         else:
-            seen[item.id] = i
+            seen[value] = i
 
 
 def cross_reference_problems(plan: Plan) -> list[Problem]:
@@ -68,7 +69,7 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
             problems.append((("agencies", i, "valid_to"), "an agency with successors needs the date it ended (valid_to)"))
 
     for i, agency in enumerate(plan.agencies):
-        problems += _duplicates_by(agency.succession, "duty", ("agencies", i, "succession"), "duty")
+        problems += _duplicates(agency.succession, ("agencies", i, "succession"), "succession", key="duty")
         for j, entry in enumerate(agency.succession):
             if entry.to not in agency.successors:
                 problems.append((("agencies", i, "succession", j, "to"),
@@ -175,18 +176,6 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
 
 
 SEVERAL = frozenset({StageKind.fan_out, StageKind.report})  # one branch per unit
-
-
-def _duplicates_by(items: list, key: str, loc: tuple, what: str) -> list[Problem]:
-    seen: dict[str, int] = {}
-    problems: list[Problem] = []
-    for i, item in enumerate(items):
-        value = getattr(item, key)
-        if value in seen:
-            problems.append((loc + (i, key), f"duplicate {what} '{value}' (first at {format_path(loc + (seen[value],))})"))
-        else:
-            seen[value] = i
-    return problems
 
 
 def _unsaid_split(plan: Plan, agency_id: str, duty: str | None) -> str | None:
