@@ -173,6 +173,8 @@ def _the_issued_report(stack, year: int, units: dict[str, str]) -> None:
     assert set(files) == {f"bao-cao-tong-hop-{year}.docx", f"bao-cao-tong-hop-{year}.pdf"}
     assert "1/BC-SKHCN" in email.message["Subject"]
     for ministry in ("most", "mcst"):  # the MIC merged away: both successors get it, each once
+        stack.smtp.wait_for(lambda r: address_of(plan, ministry) in r.envelope_to and "[Báo cáo]" in
+                            (r.message["Subject"] or "") and str(year) in r.message["Subject"])
         assert len([r for r in stack.smtp.received if address_of(plan, ministry) in r.envelope_to
                     and "[Báo cáo]" in (r.message["Subject"] or "") and str(year) in r.message["Subject"]]) == 1
 
