@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import DateTime, MetaData, create_engine, event, select, update
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -151,6 +152,10 @@ class Database:
         self.sessions = make_sessionmaker(self.engine)
         self._readers = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False,
                                            sync_session_class=ReadOnlySession, execution_options={READ_ONLY: True})
+        # For read_once: on PostgreSQL a few connections of their own, in autocommit and taken
+        # without the pool's ping (a round trip each); SQLite's file needs neither.
+        self._single_reads = self.engine.execution_options(**{READ_ONLY: True}) if is_sqlite(url) else \
+            create_async_engine(async_url(url), pool_size=2, max_overflow=8, isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def reads(self) -> AsyncIterator[AsyncSession]:
@@ -167,8 +172,23 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    async def read_once(self, statement, parameters: dict | None = None) -> list:
+        """The rows of one read statement, outside any transaction: one round trip, for what a
+        request reads before its own work (the failed-link limit's count). A connection the
+        database dropped meanwhile (a restart) is replaced and the statement sent once more."""
+        for attempt in (1, 2):
+            try:
+                async with self._single_reads.connect() as connection:
+                    return list((await connection.execute(statement, parameters)).all())
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._single_reads is not self.engine:
+            await self._single_reads.dispose()
 
 
 async def claim(session: AsyncSession, table, *, due, order_by, limit: int, values: dict, returning: list):

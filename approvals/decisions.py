@@ -8,9 +8,10 @@ racing the sweep each end with one outcome; the loser gets AlreadyDecided.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -29,8 +30,6 @@ from approvals.models import (
 )
 from approvals.plan.schema import Plan, Policy
 from approvals.policy import settle
-from approvals.stages import after_settled
-from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
 from approvals.requests import (
     MAX_COMMENT,
     AcknowledgeOnly,
@@ -39,15 +38,57 @@ from approvals.requests import (
     InvalidLink,
     NewAssignment,
     Refused,
-    find_live_assignment,
     issue_token,
+    live,
     local_day,
-    lock_request,
     stage_of,
 )
+from approvals.stages import after_settled
+from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
+from approvals.tokens import hash_token, well_formed
 
 COUNTED = (AssignmentStatus.waiting.value, AssignmentStatus.pending.value, AssignmentStatus.decided.value,
            AssignmentStatus.closed.value)
+
+
+_STILL_ASKED = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
+
+# Built once (every decision runs them): the link's assignment with its request, locked, and its
+# cycle; and the request's assignees, each with the decision they made.
+_LINK = (select(Assignment, ApprovalRequest, Cycle)
+         .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
+         .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+         .where(Assignment.token_hash == bindparam("digest"))
+         .with_for_update(of=ApprovalRequest)
+         .execution_options(populate_existing=True))
+_CLAIM = (update(Assignment)
+          .where(Assignment.id == bindparam("assignment_id"), Assignment.status == AssignmentStatus.pending.value,
+                 Assignment.token_hash == bindparam("digest"))
+          .values(status=AssignmentStatus.decided.value)
+          .execution_options(synchronize_session=False, preserve_rowcount=True))
+_SETTLE = (update(ApprovalRequest)
+           .where(ApprovalRequest.id == bindparam("request_id"),
+                  ApprovalRequest.status.in_([s.value for s in RequestStatus if s.open]))
+           .values(status=bindparam("new_status"), decided_at=bindparam("at"))
+           .execution_options(synchronize_session=False, preserve_rowcount=True))
+_INSERT_DECISION = insert(Decision.__table__)
+_DECISION_COLUMNS = tuple(c.key for c in Decision.__table__.columns)
+_ASSIGNEES = (select(Assignment.official_id, Assignment.status, Assignment.position, Decision.outcome,
+                     Decision.decided_at, Decision.id.label("decision_id"))
+              .outerjoin(Decision, Decision.assignment_id == Assignment.id)
+              .where(Assignment.request_id == bindparam("request_id")))
+
+
+async def _lock_link(session: AsyncSession, token: str, *, now: dt.datetime):
+    """The live assignment a token opens, its request (locked: every change to a request and its
+    assignments takes this lock first) and its cycle, in one round trip; else InvalidLink."""
+    if not well_formed(token):
+        raise InvalidLink()
+    found = (await session.execute(_LINK, {"digest": hash_token(token)})).first()
+    if found is None:
+        raise InvalidLink()
+    assignment, request, cycle = found
+    return live(assignment, now), request, cycle
 
 
 @dataclass(frozen=True)
@@ -55,6 +96,7 @@ class DecisionResult:
     decision: Decision
     request: ApprovalRequest
     settled: Outcome | None
+    cycle: Cycle | None = None
     activated: list[NewAssignment] = field(default_factory=list)  # next in a sequence: email them
     closed: list[str] = field(default_factory=list)  # officials whose pending link the outcome closed
     # Sent back for changes: the submitter's resubmission link (or nobody to ask), to email now.
@@ -71,8 +113,7 @@ async def decide(
         raise CommentRequired("a comment is required to reject or to request changes")
     if len(comment) > MAX_COMMENT:
         raise ValueError(f"comment longer than {MAX_COMMENT} characters")
-    assignment = await find_live_assignment(session, token, now=now)
-    request = await lock_request(session, assignment.request_id)
+    assignment, request, cycle = await _lock_link(session, token, now=now)
     if request.status != RequestStatus.pending.value:
         raise AlreadyDecided()
     if plan is not None:
@@ -82,40 +123,34 @@ async def decide(
             raise Refused(f"official '{assignment.official_id}' cannot be resolved in the directory")
     if request.requested_by and request.requested_by in (assignment.official_id, assignment.on_behalf_of):
         raise Refused("the official who submitted a step cannot approve it")
-    if outcome is Outcome.reject and plan is not None:
-        cycle_kind = (await session.execute(select(Cycle.kind).where(Cycle.id == request.cycle_id))).scalar_one()
-        if stage_of(plan, cycle_kind, request.stage).acknowledge:
-            raise AcknowledgeOnly(f"stage '{request.stage}' is acknowledged, not rejected")
+    if outcome is Outcome.reject and plan is not None and stage_of(plan, cycle.kind, request.stage).acknowledge:
+        raise AcknowledgeOnly(f"stage '{request.stage}' is acknowledged, not rejected")
 
-    claimed = await session.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment.id, Assignment.status == AssignmentStatus.pending.value,
-               Assignment.token_hash == assignment.token_hash)
-        .values(status=AssignmentStatus.decided.value)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = await session.execute(_CLAIM, {"assignment_id": assignment.id, "digest": assignment.token_hash})
     if claimed.rowcount != 1:
         raise AlreadyDecided()
 
-    decision = Decision(request_id=request.id, assignment_id=assignment.id, official_id=assignment.official_id,
-                        on_behalf_of=assignment.on_behalf_of, outcome=outcome.value, comment=comment, decided_at=now)
-    session.add(decision)
-    await session.flush()
+    decision = Decision(id=uuid.uuid4(), request_id=request.id, assignment_id=assignment.id,
+                        official_id=assignment.official_id, on_behalf_of=assignment.on_behalf_of,
+                        outcome=outcome.value, comment=comment, decided_at=now)
+    # A Core insert of the row (the object is what the caller reads, not added to the session).
+    await session.execute(_INSERT_DECISION, {column: getattr(decision, column) for column in _DECISION_COLUMNS})
 
-    # The decisions so far and the assignees who count, in one round trip.
-    counted = (select(func.count(Assignment.id)).where(Assignment.request_id == request.id,
-                                                        Assignment.status.in_(COUNTED)).scalar_subquery())
-    rows = (await session.execute(
-        select(Decision.outcome, counted).where(Decision.request_id == request.id)
-        .order_by(Decision.decided_at, Decision.id))).all()
-    made = [Outcome(o) for o, _ in rows]
-    assignees = rows[0][1]
+    # Every assignee with the decision they made, in one round trip: the decisions so far (in
+    # the order made), who counts, and who was asked and has not answered. The request's lock
+    # keeps them as they are until the commit.
+    rows = (await session.execute(_ASSIGNEES, {"request_id": request.id})).all()
+    made = [Outcome(row.outcome) for row in sorted((r for r in rows if r.outcome is not None),
+                                                   key=lambda r: (r.decided_at, r.decision_id))]
+    assignees = sum(row.status in COUNTED for row in rows)
     settled = settle(Policy(request.policy), made, assignees, request.quorum)
     activated: list[NewAssignment] = []
     closed: list[str] = []
     asked = None
     if settled is not None:
-        closed = await settle_request(session, request=request, outcome=settled, now=now)
+        closed = await settle_request(
+            session, request=request, outcome=settled, now=now,
+            left=[(row.official_id, row.status) for row in sorted(rows, key=lambda r: r.position)])
         if settled is Outcome.request_changes and plan is not None and secret is not None:
             # The unit is asked to resubmit in this same transaction: the step never waits on
             # a run to be woken for it, and a decision is never recorded without its email.
@@ -130,7 +165,7 @@ async def decide(
               "official": assignment.official_id, "on_behalf_of": assignment.on_behalf_of,
               "settled": settled.value if settled else None},
     )
-    return DecisionResult(decision, request, settled, activated, closed, asked)
+    return DecisionResult(decision, request, settled, cycle, activated, closed, asked)
 
 
 async def _activate_next(session: AsyncSession, request: ApprovalRequest, *, plan: Plan | None,
@@ -151,38 +186,39 @@ async def _activate_next(session: AsyncSession, request: ApprovalRequest, *, pla
 
 
 async def settle_request(session: AsyncSession, *, request: ApprovalRequest, outcome: Outcome | RequestStatus,
-                         now: dt.datetime) -> list[str]:
+                         now: dt.datetime, left: list[tuple[str, str]] | None = None) -> list[str]:
     """Move an open request (pending, or still awaiting its submission when it expires) to its
     outcome (compare-and-set) and close its other links, submission links included. Returns
-    the officials whose pending links it closed (they were asked and had not answered)."""
+    the officials whose pending links it closed (they were asked and had not answered).
+
+    `left` is every assignee's (official, status) in position order when the caller has just
+    read them under the request's lock (a decision): nothing then needs reading again, and
+    a pending request has no submission link left open (its unit's was used to submit it)."""
+    was_pending = request.status == RequestStatus.pending.value
     status = outcome if isinstance(outcome, RequestStatus) else OUTCOME_TO_STATUS[outcome]
-    moved = await session.execute(
-        update(ApprovalRequest)
-        .where(ApprovalRequest.id == request.id,
-               ApprovalRequest.status.in_([s.value for s in RequestStatus if s.open]))
-        .values(status=status.value, decided_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    moved = await session.execute(_SETTLE, {"request_id": request.id, "new_status": status.value, "at": now})
     if moved.rowcount != 1:
         raise AlreadyDecided()
     # Who was asked and had not answered: their deadline is off their calendar now.
-    closed = list((await session.execute(
-        select(Assignment.official_id).where(Assignment.request_id == request.id,
-                                             Assignment.status == AssignmentStatus.pending.value)
-        .order_by(Assignment.position))).scalars())
-    await session.execute(
-        update(Assignment)
-        .where(Assignment.request_id == request.id,
-               Assignment.status.in_([AssignmentStatus.pending.value, AssignmentStatus.waiting.value]))
-        .values(status=AssignmentStatus.closed.value)
-        .execution_options(synchronize_session=False)
-    )
-    await session.execute(
-        update(SubmissionLink)
-        .where(SubmissionLink.request_id == request.id, SubmissionLink.status == "pending")
-        .values(status="closed")
-        .execution_options(synchronize_session=False)
-    )
+    if left is None:
+        left = list((await session.execute(
+            select(Assignment.official_id, Assignment.status).where(Assignment.request_id == request.id)
+            .order_by(Assignment.position))).all())
+    closed = [official for official, status in left if status == AssignmentStatus.pending.value]
+    if any(status in _STILL_ASKED for _official, status in left):
+        await session.execute(
+            update(Assignment)
+            .where(Assignment.request_id == request.id, Assignment.status.in_(_STILL_ASKED))
+            .values(status=AssignmentStatus.closed.value)
+            .execution_options(synchronize_session=False)
+        )
+    if not (was_pending and left):
+        await session.execute(
+            update(SubmissionLink)
+            .where(SubmissionLink.request_id == request.id, SubmissionLink.status == "pending")
+            .values(status="closed")
+            .execution_options(synchronize_session=False)
+        )
     # The row now holds what the update wrote: no need to read it back.
     set_committed_value(request, "status", status.value)
     set_committed_value(request, "decided_at", now)

@@ -12,8 +12,9 @@ import uuid
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from approvals import audit
 from approvals.deadlines import due_at, end_of_local_day
@@ -312,18 +313,7 @@ async def earlier_rounds(session: AsyncSession, request: ApprovalRequest) -> lis
     return rounds
 
 
-async def find_live_assignment(session: AsyncSession, token: str, *, now: dt.datetime) -> Assignment:
-    """The pending, unexpired assignment a token opens, or InvalidLink. Reads only."""
-    if not well_formed(token):
-        raise InvalidLink()
-    digest = hash_token(token)
-    assignment = (await session.execute(select(Assignment).where(Assignment.token_hash == digest))).scalar()
-    if assignment is None:
-        raise InvalidLink()
-    return _live(assignment, now)
-
-
-def _live(assignment: Assignment, now: dt.datetime) -> Assignment:
+def live(assignment: Assignment, now: dt.datetime) -> Assignment:
     """The assignment if its link may still be used (pending, unexpired), else InvalidLink."""
     if assignment.status != AssignmentStatus.pending.value or assignment.expires_at <= now:
         raise InvalidLink()
@@ -343,7 +333,7 @@ async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> L
     if found is None:
         raise InvalidLink()
     assignment, request, cycle = found
-    _live(assignment, now)
+    live(assignment, now)
     if request.status != RequestStatus.pending.value:
         raise InvalidLink()
     others = list((await session.execute(
@@ -351,6 +341,11 @@ async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> L
                                  Assignment.status.not_in([AssignmentStatus.reassigned.value]))
         .order_by(Assignment.position))).scalars())
     return LinkView(assignment, request, cycle, others, await earlier_rounds(session, request))
+
+
+_STAGE_STATUS = (update(CycleStage).where(CycleStage.id == bindparam("row_id"))
+                 .values(status=bindparam("new_status"), updated_at=bindparam("at"))
+                 .execution_options(synchronize_session=False))
 
 
 async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str, status: StageStatus,
@@ -365,7 +360,9 @@ async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage:
         session.add(row)
         await session.flush()
     elif row.status != status.value:
-        row.status, row.updated_at = status.value, now
+        await session.execute(_STAGE_STATUS, {"row_id": row.id, "new_status": status.value, "at": now})
+        set_committed_value(row, "status", status.value)
+        set_committed_value(row, "updated_at", now)
     else:
         return
     if audited:

@@ -19,11 +19,12 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from approvals import audit
 from approvals.models import ApprovalRequest, CycleStage, RequestStatus, StageStatus, Wake, WakeStatus
 from approvals.requests import set_stage_status
 
@@ -83,6 +84,15 @@ _LATEST_COUNTS = (
     .group_by(ApprovalRequest.status))
 
 
+_RECORD_SINGLE = (
+    update(CycleStage)
+    .where(CycleStage.cycle_id == bindparam("of_cycle"), CycleStage.stage == bindparam("of_stage"),
+           CycleStage.status.not_in(sorted(KEPT)), CycleStage.status != bindparam("new_status"))
+    .values(status=bindparam("new_status"), updated_at=bindparam("at"))
+    .returning(CycleStage.id)
+    .execution_options(synchronize_session=False))
+
+
 async def stage_state(session: AsyncSession, cycle_id: uuid.UUID, stage: str) -> StageState:
     """One aggregate over the stage's latest rounds (a round is latest when none re-opens it):
     the database counts, so the cost per decision does not grow with the number of branches
@@ -105,30 +115,43 @@ async def enqueue_wake(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str
     """Queue a wake of the cycle's run at a stage; one queued wake per stage (a second adds nothing)."""
     values = dict(cycle_id=cycle_id, stage=stage, reason=reason, status=WakeStatus.queued.value, attempts=0,
                   next_attempt_at=now, last_error="", created_at=now)
-    dialect = session.bind.dialect.name
+    await session.execute(_ENQUEUE_WAKE[session.bind.dialect.name], values)
+
+
+def _enqueue_wake_statements() -> dict:
+    """Built once per dialect (a settling decision runs it): insert the wake unless one is queued."""
     # The partial index's predicate as a literal: bound as a parameter, PostgreSQL cannot match it
     # to the index once a connection's prepared statement runs with a generic plan (after a few
     # executions), and every wake then fails with "no unique or exclusion constraint matching".
     where = text(f"status = '{WakeStatus.queued.value}'")
-    if dialect == "postgresql":
-        statement = postgresql.insert(Wake).values(**values).on_conflict_do_nothing(
-            index_elements=["cycle_id", "stage"], index_where=where)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(Wake).values(**values).on_conflict_do_nothing(
-            index_elements=["cycle_id", "stage"], index_where=where)
-    else:  # pragma: no cover - only the two backends are supported
-        statement = insert(Wake).values(**values)
-    await session.execute(statement)
+    return {name: insert_(Wake.__table__).on_conflict_do_nothing(index_elements=["cycle_id", "stage"],
+                                                                index_where=where)
+            for name, insert_ in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+
+
+_ENQUEUE_WAKE = _enqueue_wake_statements()
 
 
 async def after_settled(session: AsyncSession, request: ApprovalRequest, *, now: dt.datetime) -> StageState:
     """Called in the transaction that moved a request out of the open states: records the
     stage's status, and wakes the cycle's run once the whole stage has settled."""
-    row = await lock_stage(session, request.cycle_id, request.stage)
-    state = await stage_state(session, request.cycle_id, request.stage)
-    if row is not None and row.status not in KEPT:
-        await set_stage_status(session, cycle_id=request.cycle_id, stage=request.stage, status=state.status, now=now,
-                               row=row)
+    if request.subject == "":
+        # A stage of one branch (not a fan-out or a report): this request is its latest round,
+        # and the request's own lock already orders everything that settles it. One statement
+        # records the stage's status, instead of locking the stage and counting its rounds.
+        counts = Counter({RequestStatus(request.status): 1})
+        state = StageState(counts, status_of(counts))
+        recorded = (await session.execute(_RECORD_SINGLE, {"of_cycle": request.cycle_id, "of_stage": request.stage,
+                                                           "new_status": state.status.value, "at": now})).scalar()
+        if recorded is not None:
+            await audit.append(session, actor="system", action="stage.recorded", entity="cycle_stage",
+                               entity_id=str(recorded), data={"stage": request.stage, "status": state.status.value})
+    else:
+        row = await lock_stage(session, request.cycle_id, request.stage)
+        state = await stage_state(session, request.cycle_id, request.stage)
+        if row is not None and row.status not in KEPT:
+            await set_stage_status(session, cycle_id=request.cycle_id, stage=request.stage, status=state.status,
+                                   now=now, row=row)
     if state.settled:
         await enqueue_wake(session, cycle_id=request.cycle_id, stage=request.stage,
                            reason=WakeReason.stage_settled, now=now)

@@ -177,25 +177,34 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
-async def _load(port: int, work: list[tuple[str, str, bytes, str]], concurrency: int, expect: bytes):
-    queue = deque(work)
+async def _load(port: int, work: list[tuple[str, str, bytes, str]], concurrency: int, expect: bytes,
+                rate: float | None = None):
+    """Send `work` on `concurrency` keep-alive connections, each sending its next request when its
+    answer came (closed loop); with `rate`, request i is sent no sooner than i/rate seconds after
+    the start (open loop: the load a server gets from people, not from a loop waiting on it), and
+    its latency counts from that planned moment, so a backlog shows in the percentiles."""
+    queue = deque(enumerate(work))
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
     unexpected = 0
+    started = time.perf_counter()
 
     async def connection() -> None:
         nonlocal unexpected
         reader, writer = await asyncio.open_connection(HOST, port)
         while queue:
-            method, path, body, origin = queue.popleft()
+            index, (method, path, body, origin) = queue.popleft()
+            planned = started + index / rate if rate else None
+            if planned is not None and (wait := planned - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
             head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
             if body:
                 head += (f"Origin: {origin}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                          f"Content-Length: {len(body)}\r\n")
-            started = time.perf_counter()
+            sent = time.perf_counter()
             writer.write(head.encode() + b"\r\n" + body)
             status, answer = await _read_answer(reader)
-            latencies.append(time.perf_counter() - started)
+            latencies.append(time.perf_counter() - (planned if planned is not None else sent))
             statuses[status] += 1
             unexpected += expect not in answer
         writer.close()
@@ -205,15 +214,15 @@ async def _load(port: int, work: list[tuple[str, str, bytes, str]], concurrency:
     return time.perf_counter() - started, dict(statuses), sorted(latencies), unexpected
 
 
-def _load_main(port, work, concurrency, expect, answer) -> None:
-    answer.send(asyncio.run(_load(port, work, concurrency, expect)))
+def _load_main(port, work, concurrency, expect, rate, answer) -> None:
+    answer.send(asyncio.run(_load(port, work, concurrency, expect, rate)))
 
 
-def load(port: int, work: list, concurrency: int, expect: bytes):
+def load(port: int, work: list, concurrency: int, expect: bytes, rate: float | None = None):
     """Runs in a process of its own (spawned before its clock starts); returns (seconds, statuses, latencies, unexpected)."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    process = context.Process(target=_load_main, args=(port, work, concurrency, expect, child))
+    process = context.Process(target=_load_main, args=(port, work, concurrency, expect, rate, child))
     process.start()
     result = parent.recv()
     process.join()
@@ -283,26 +292,29 @@ def one_round(args, servers: dict[str, Server], database: Database, secret: str,
     pages = asyncio.run(open_links(database.url, secret, 50, f"{number}-pages"))
     to_decide = asyncio.run(open_links(database.url, secret, args.decisions, f"{number}-decisions"))
     for_bare = asyncio.run(open_links(database.url, secret, args.decisions, f"{number}-bare"))
+    paced = {kind: asyncio.run(open_links(database.url, secret, args.paced, f"{number}-paced-{kind}"))
+             for kind in ("bare", "kehoach")} if args.paced else {}
     already = sum(asyncio.run(decisions(database.url)).values())
     rows = []
-    for key, server, method, tokens, expect in (
-        ("get:minimal", minimal, "GET", pages, "Phê duyệt".encode()),
-        ("get:kehoach", kehoach, "GET", pages, STAGE),
-        ("post:minimal", minimal, "POST", to_decide, DONE),
-        ("post:bare", bare, "POST", for_bare, DONE),
-        ("post:kehoach", kehoach, "POST", to_decide, DONE),
+    for key, server, method, tokens, expect, rate in (
+        ("get:minimal", minimal, "GET", pages, "Phê duyệt".encode(), None),
+        ("get:kehoach", kehoach, "GET", pages, STAGE, None),
+        ("post:minimal", minimal, "POST", to_decide, DONE, None),
+        ("post:bare", bare, "POST", for_bare, DONE, None),
+        ("post:kehoach", kehoach, "POST", to_decide, DONE, None),
+        *((f"paced:{kind}", servers[kind], "POST", tokens, DONE, args.rate) for kind, tokens in paced.items()),
     ):
         count = args.requests if method == "GET" else len(tokens)
         body = b"outcome=approve&comment=" if method == "POST" else b""
         work = [(method, f"/a/{tokens[i % len(tokens)]}", body, server.origin) for i in range(count)]
         meter.start()
-        seconds, statuses, latencies, unexpected = load(server.port, work, args.concurrency, expect)
+        seconds, statuses, latencies, unexpected = load(server.port, work, args.concurrency, expect, rate)
         cpu = meter.stop()
         if statuses != {200: count} or unexpected:
             raise SystemExit(f"{key}: answers {statuses}, {unexpected} without the expected page")
         rows.append((key, count / seconds, latencies, cpu[server.kind]))
     recorded = asyncio.run(decisions(database.url))
-    expected = len(to_decide) + len(for_bare)
+    expected = len(to_decide) + len(for_bare) + sum(len(tokens) for tokens in paced.values())
     if sum(recorded.values()) - already != expected or any(n != 1 for n in recorded.values()):
         raise SystemExit(f"decisions recorded: {sum(recorded.values()) - already} for {expected} links")
     return rows
@@ -315,27 +327,42 @@ NAMES = {
     "post:bare": "bare FastAPI + SQLAlchemy decision (CAS + audit)",
     "post:kehoach": "kehoach decision, POST /a/{token}",
 }
+PACED = {
+    "paced:bare": "bare decision, {rate:g}/s offered",
+    "paced:kehoach": "kehoach decision, {rate:g}/s offered",
+}
 BASELINE = {"get:minimal": "get:minimal", "get:kehoach": "get:minimal", "post:minimal": "post:minimal",
             "post:bare": "post:minimal", "post:kehoach": "post:bare"}
 
 
-def report(rounds: list[list]) -> None:
+def _percentile(latencies: list[float], share: float) -> float:
+    return latencies[min(len(latencies) - 1, int(len(latencies) * share))]
+
+
+def report(rounds: list[list], rate: float) -> None:
     print()
     print(f"  median of {len(rounds)} round(s); ratio against its baseline of the same round (min-max): a page "
           "and the bare decision against the minimal endpoint, the kehoach decision against the bare one")
     print(f"  {'':48} {'req/s':>7} {'x baseline':>18} {'p50 ms':>7} {'p99 ms':>7} {'server CPU %':>13}")
-    keys = list(NAMES)
+    keys = [row[0] for row in rounds[0]]
     for index, key in enumerate(keys):
-        baseline = keys.index(BASELINE[key])
         rates = [r[index][1] for r in rounds]
-        ratios = [r[index][1] / r[baseline][1] for r in rounds]
-        p50 = median([r[index][2][len(r[index][2]) // 2] for r in rounds]) * 1000
-        p99 = median([r[index][2][int(len(r[index][2]) * 0.99)] for r in rounds]) * 1000
+        p50 = median([_percentile(r[index][2], 0.5) for r in rounds]) * 1000
+        p99 = median([_percentile(r[index][2], 0.99) for r in rounds]) * 1000
         cpu = median([r[index][3] for r in rounds])
-        spread = f"{median(ratios):5.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
-        print(f"  {NAMES[key]:48} {median(rates):7.0f} {spread:>18} {p50:7.1f} {p99:7.1f} {cpu:13.0f}")
+        if key in BASELINE:
+            baseline = keys.index(BASELINE[key])
+            ratios = [r[index][1] / r[baseline][1] for r in rounds]
+            spread = f"{median(ratios):5.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+            name = NAMES[key]
+        else:  # paced: the rate is the one offered, the latency is what counts
+            spread, name = "offered", PACED[key].format(rate=rate)
+        print(f"  {name:48} {median(rates):7.0f} {spread:>18} {p50:7.1f} {p99:7.1f} {cpu:13.0f}")
     print()
     print("  every answer was 200 with the expected page; every link's decision was recorded exactly once.")
+    if any(key in PACED for key in keys):
+        print("  paced rows: open loop, one decision every 1/rate s whatever the answers; latency from the planned")
+        print("  moment of sending, so waiting behind earlier requests counts.")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -346,6 +373,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decisions", type=int, default=500, help="POSTed decisions per row and round (default 500)")
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections of the load (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every row; medians printed (default 3)")
+    parser.add_argument("--paced", type=int, default=0, metavar="N",
+                        help="also send N decisions at --rate a second (open loop) to the bare and the kehoach "
+                             "endpoints: the latency at a given load, not at saturation (default 0: not run)")
+    parser.add_argument("--rate", type=float, default=25.0, help="decisions a second for --paced (default 25)")
     parser.add_argument("--postgres", metavar="URL", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args(argv)
 
@@ -369,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
             server.stop()
         database.drop()
         shutil.rmtree(folder, ignore_errors=True)
-    report(rounds)
+    report(rounds, args.rate)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from approvals.db import utcnow
 from approvals.decisions import decide as record_decision
 from approvals.files import files_of
 from approvals.i18n import catalogue, local_time, vnd
-from approvals.models import Cycle, Outcome, SubmissionFile
+from approvals.models import Outcome, SubmissionFile
 from approvals.presentation import (
     closed_messages,
     shown_context,
@@ -173,7 +173,7 @@ async def decide(request: Request, token: str, app: App):
             result = await record_decision(session, token=token, outcome=choice, comment=comment, now=now,
                                            plan=app.plan, secret=app.settings.link_secret_bytes(),
                                            link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
-            cycle = await session.get(Cycle, result.request.cycle_id)
+            cycle = result.cycle
             decided_by = official_name(app.plan, result.decision.official_id)
             # The decider's receipt, and a note to whoever the outcome spared: both take the
             # deadline off their calendar (a cancel of the request's invite).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import ipaddress
 import logging
 import math
@@ -280,6 +281,17 @@ class FailureWindow:
         return len(self._failures)
 
 
+@functools.cache
+def _failures_since():
+    """A client's failures in the window and the oldest of them (built once: every link request asks)."""
+    from sqlalchemy import bindparam, func, select
+
+    from approvals.models import LinkFailure
+
+    return select(func.count(), func.min(LinkFailure.at)).where(
+        LinkFailure.client_key == bindparam("key"), LinkFailure.at > bindparam("since"))
+
+
 class SharedFailures:
     """The failure window in the database: every web process counts the same failures (several
     processes behind a proxy give a guesser no more tries than one). The same sliding window as
@@ -293,17 +305,11 @@ class SharedFailures:
     async def retry_after(self, db, key: str) -> float | None:
         if self.limit <= 0:
             return None
-        from sqlalchemy import func, select
-
         from approvals.db import utcnow
-        from approvals.models import LinkFailure
 
         now = utcnow()
         since = now - dt.timedelta(seconds=self.window)
-        async with db.reads() as session:
-            count, oldest = (await session.execute(
-                select(func.count(), func.min(LinkFailure.at))
-                .where(LinkFailure.client_key == key, LinkFailure.at > since))).one()
+        [(count, oldest)] = await db.read_once(_failures_since(), {"key": key, "since": since})
         if count < self.limit:
             return None
         if oldest.tzinfo is None:

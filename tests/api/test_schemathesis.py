@@ -41,7 +41,10 @@ def live_api(sandbox, link_secret, tmp_path_factory):
     env.update({"KEHOACH_DATABASE_URL": sandbox.url, "KEHOACH_LINK_SECRET": link_secret,
                 "KEHOACH_DATA_DIR": str(workdir), "KEHOACH_WEB_PORT": str(port),
                 "KEHOACH_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-                "PREFECT_HOME": str(workdir / "prefect"), "PREFECT_API_URL": "http://127.0.0.1:9/api"})
+                "PREFECT_HOME": str(workdir / "prefect"), "PREFECT_API_URL": "http://127.0.0.1:9/api",
+                # No reconciler on the shared sandbox: it would park the wakes other tests left there
+                # (and tell coordinators by email), whatever order the tests run in.
+                "KEHOACH_RECONCILE": "false"})
     log = open(workdir / "web.log", "ab")  # noqa: SIM115 (the server writes to it until it stops)
     process = subprocess.Popen([str(BIN / "kehoach"), "web"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True, cwd=workdir)

@@ -124,3 +124,20 @@ def test_kehoach_status_prints_what_runs_waits_and_fails(private_postgres, link_
     for line in ("database", "migrations", "prefect", "outbox", "runs to resume", "cycles", "open steps"):
         assert line in shown.stdout, shown.stdout
     assert "Prefect cannot be reached" in shown.stdout
+
+
+async def test_a_single_read_survives_a_database_restart(private_postgres):
+    """`Database.read_once` (the failed-link limit's count, before every link request) takes its
+    connection without the pool's ping: one the restart dropped is replaced, and the read
+    answers, instead of every web process failing its next link request."""
+    from sqlalchemy import literal, select
+
+    db = Database(private_postgres.url)
+    try:
+        assert await db.read_once(select(literal(1))) == [(1,)]
+        private_postgres.stop()  # the pooled connection is dropped with the server
+        private_postgres.start()
+        private_postgres.wait_until_accepting()
+        assert await db.read_once(select(literal(2))) == [(2,)]
+    finally:
+        await db.dispose()
