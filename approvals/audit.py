@@ -51,9 +51,9 @@ _INSERT = insert(AuditEvent.__table__)
 
 def _chain(session: Session, rows: list[AuditEvent]) -> None:
     if session.bind.dialect.name == "postgresql":
-        prev_hash = session.execute(_LOCKED_HEAD, {"key": _APPEND_LOCK}).scalar() or GENESIS
+        prev_hash = session.connection().execute(_LOCKED_HEAD, {"key": _APPEND_LOCK}).scalar() or GENESIS
     else:
-        prev_hash = session.execute(_HEAD).scalar() or GENESIS
+        prev_hash = session.connection().execute(_HEAD).scalar() or GENESIS
     values = []
     for row in rows:
         row.prev_hash = prev_hash
@@ -62,7 +62,7 @@ def _chain(session: Session, rows: list[AuditEvent]) -> None:
         values.append({"at": row.at, "actor": row.actor, "action": row.action, "entity": row.entity,
                        "entity_id": row.entity_id, "data": row.data, "prev_hash": row.prev_hash, "hash": row.hash})
     # A Core insert of plain rows: the ORM's unit of work would cost more than the append itself.
-    session.execute(_INSERT, values)
+    session.connection().execute(_INSERT, values)
 
 
 @event.listens_for(Session, "before_commit")

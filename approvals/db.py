@@ -191,6 +191,14 @@ class Database:
             await self._single_reads.dispose()
 
 
+async def core(session: AsyncSession, statement, parameters=None):
+    """Run a Core statement built once (an insert, an update, a select of columns) on the session's
+    connection, in its transaction: it skips the ORM session's execution machinery, about a
+    third of what such a statement costs on the client. Nothing in the session is flushed
+    first or synchronised after: for rows the caller does not hold as objects."""
+    return await (await session.connection()).execute(statement, parameters)
+
+
 async def claim(session: AsyncSession, table, *, due, order_by, limit: int, values: dict, returning: list):
     """Take up to `limit` due rows of a queue table in one statement, setting `values` (a lease)
     on them, and return `returning` of each. On PostgreSQL the rows are picked once (a

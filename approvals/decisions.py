@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from approvals import audit
+from approvals.db import core
 from approvals.directory import resolvable
 from approvals.models import (
     OUTCOME_TO_STATUS,
@@ -126,7 +127,7 @@ async def decide(
     if outcome is Outcome.reject and plan is not None and stage_of(plan, cycle.kind, request.stage).acknowledge:
         raise AcknowledgeOnly(f"stage '{request.stage}' is acknowledged, not rejected")
 
-    claimed = await session.execute(_CLAIM, {"assignment_id": assignment.id, "digest": assignment.token_hash})
+    claimed = await core(session, _CLAIM, {"assignment_id": assignment.id, "digest": assignment.token_hash})
     if claimed.rowcount != 1:
         raise AlreadyDecided()
 
@@ -134,12 +135,12 @@ async def decide(
                         official_id=assignment.official_id, on_behalf_of=assignment.on_behalf_of,
                         outcome=outcome.value, comment=comment, decided_at=now)
     # A Core insert of the row (the object is what the caller reads, not added to the session).
-    await session.execute(_INSERT_DECISION, {column: getattr(decision, column) for column in _DECISION_COLUMNS})
+    await core(session, _INSERT_DECISION, {column: getattr(decision, column) for column in _DECISION_COLUMNS})
 
     # Every assignee with the decision they made, in one round trip: the decisions so far (in
     # the order made), who counts, and who was asked and has not answered. The request's lock
     # keeps them as they are until the commit.
-    rows = (await session.execute(_ASSIGNEES, {"request_id": request.id})).all()
+    rows = (await core(session, _ASSIGNEES, {"request_id": request.id})).all()
     made = [Outcome(row.outcome) for row in sorted((r for r in rows if r.outcome is not None),
                                                    key=lambda r: (r.decided_at, r.decision_id))]
     assignees = sum(row.status in COUNTED for row in rows)
@@ -196,7 +197,7 @@ async def settle_request(session: AsyncSession, *, request: ApprovalRequest, out
     a pending request has no submission link left open (its unit's was used to submit it)."""
     was_pending = request.status == RequestStatus.pending.value
     status = outcome if isinstance(outcome, RequestStatus) else OUTCOME_TO_STATUS[outcome]
-    moved = await session.execute(_SETTLE, {"request_id": request.id, "new_status": status.value, "at": now})
+    moved = await core(session, _SETTLE, {"request_id": request.id, "new_status": status.value, "at": now})
     if moved.rowcount != 1:
         raise AlreadyDecided()
     # Who was asked and had not answered: their deadline is off their calendar now.

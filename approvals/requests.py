@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from approvals import audit
+from approvals.db import core
 from approvals.deadlines import due_at, end_of_local_day
 from approvals.directory import (
     Approver,
@@ -360,7 +361,7 @@ async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage:
         session.add(row)
         await session.flush()
     elif row.status != status.value:
-        await session.execute(_STAGE_STATUS, {"row_id": row.id, "new_status": status.value, "at": now})
+        await core(session, _STAGE_STATUS, {"row_id": row.id, "new_status": status.value, "at": now})
         set_committed_value(row, "status", status.value)
         set_committed_value(row, "updated_at", now)
     else:

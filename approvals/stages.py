@@ -25,7 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from approvals import audit
-from approvals.models import ApprovalRequest, CycleStage, RequestStatus, StageStatus, Wake, WakeStatus
+from approvals.db import core
+from approvals.models import (
+    ApprovalRequest,
+    CycleStage,
+    RequestStatus,
+    StageStatus,
+    Wake,
+    WakeStatus,
+)
 from approvals.requests import set_stage_status
 
 OPEN = frozenset(s for s in RequestStatus if s.open)
@@ -97,7 +105,7 @@ async def stage_state(session: AsyncSession, cycle_id: uuid.UUID, stage: str) ->
     """One aggregate over the stage's latest rounds (a round is latest when none re-opens it):
     the database counts, so the cost per decision does not grow with the number of branches
     as a list of rows would."""
-    rows = await session.execute(_LATEST_COUNTS, {"cycle_id": cycle_id, "stage": stage})
+    rows = await core(session, _LATEST_COUNTS, {"cycle_id": cycle_id, "stage": stage})
     counts = Counter({RequestStatus(status): n for status, n in rows})
     return StageState(counts, status_of(counts))
 
@@ -115,7 +123,7 @@ async def enqueue_wake(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str
     """Queue a wake of the cycle's run at a stage; one queued wake per stage (a second adds nothing)."""
     values = dict(cycle_id=cycle_id, stage=stage, reason=reason, status=WakeStatus.queued.value, attempts=0,
                   next_attempt_at=now, last_error="", created_at=now)
-    await session.execute(_ENQUEUE_WAKE[session.bind.dialect.name], values)
+    await core(session, _ENQUEUE_WAKE[session.bind.dialect.name], values)
 
 
 def _enqueue_wake_statements() -> dict:
@@ -141,7 +149,7 @@ async def after_settled(session: AsyncSession, request: ApprovalRequest, *, now:
         # records the stage's status, instead of locking the stage and counting its rounds.
         counts = Counter({RequestStatus(request.status): 1})
         state = StageState(counts, status_of(counts))
-        recorded = (await session.execute(_RECORD_SINGLE, {"of_cycle": request.cycle_id, "of_stage": request.stage,
+        recorded = (await core(session, _RECORD_SINGLE, {"of_cycle": request.cycle_id, "of_stage": request.stage,
                                                            "new_status": state.status.value, "at": now})).scalar()
         if recorded is not None:
             await audit.append(session, actor="system", action="stage.recorded", entity="cycle_stage",

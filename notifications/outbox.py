@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.db import utcnow
+from approvals.db import core, utcnow
 from notifications.models import OutboxMessage
 from notifications.render import RenderedEmail
 
@@ -135,9 +135,9 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing], *, d
     if not rows:
         return []
     if len(rows) == 1:  # a plain INSERT: one row needs no many-rows machinery
-        result = await session.execute(_INSERT[session.bind.dialect.name], rows[0])
+        result = await core(session, _INSERT[session.bind.dialect.name], rows[0])
         return [rows[0]["id"]] if result.rowcount else []
-    result = await session.execute(_INSERT_RETURNING[session.bind.dialect.name], rows)
+    result = await core(session, _INSERT_RETURNING[session.bind.dialect.name], rows)
     return list(result.scalars())
 
 

@@ -46,6 +46,7 @@ def _linkify(text: str) -> Markup:
 templates = Jinja2Templates(directory=str(PACKAGE_DIR / "templates"))
 templates.env.filters["linkify"] = _linkify
 templates.env.undefined = StrictUndefined
+templates.env.auto_reload = False  # the pages are read once per process: no stat() per page
 
 
 def known_language(value: object) -> str | None:
