@@ -21,6 +21,7 @@ from sqlalchemy.orm import aliased
 
 from approvals import audit, delegations
 from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
+from approvals.cycles import latest_restarts
 from approvals.decisions import settle_request
 from approvals.models import (
     ApprovalRequest,
@@ -36,6 +37,7 @@ from approvals.models import (
     RequestStatus,
     StageStatus,
     SubmissionLink,
+    Wake,
 )
 from approvals.plan.schema import Plan, Stage
 from approvals.stages import ANY_STAGE, WakeReason, enqueue_wake
@@ -79,6 +81,7 @@ class CycleView:
     stages: dict[str, StageProgress]
     flow_runs: list[str]
     cancelled_at: dt.datetime | None
+    restart: Wake | None = None  # the latest restart asked
 
 
 async def cycles(session: AsyncSession, *, now: dt.datetime, year: int | None = None, kind: str | None = None,
@@ -118,6 +121,7 @@ async def cycles(session: AsyncSession, *, now: dt.datetime, year: int | None = 
         if ref not in runs[cid]:
             runs[cid].append(ref)
     cancelled = await cancelled_cycles(session, ids)
+    restarts = await latest_restarts(session, ids)
     views = []
     for cycle in found:
         stage_ids = {stage for (cid, stage) in [*recorded, *counts] if cid == cycle.id}
@@ -127,7 +131,7 @@ async def cycles(session: AsyncSession, *, now: dt.datetime, year: int | None = 
             total, settled, overdue = counts.get((cycle.id, stage), (0, 0, 0))
             stages[stage] = StageProgress(row.status if row else None, row.updated_at if row else None,
                                           int(total or 0), int(settled or 0), int(overdue or 0))
-        views.append(CycleView(cycle, stages, runs.get(cycle.id, []), cancelled.get(cycle.id)))
+        views.append(CycleView(cycle, stages, runs.get(cycle.id, []), cancelled.get(cycle.id), restarts.get(cycle.id)))
     return views
 
 

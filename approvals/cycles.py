@@ -138,6 +138,59 @@ async def release(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, now: d
     return cycle
 
 
+@dataclass(frozen=True)
+class RestartAsked:
+    cycle: Cycle
+    wake_id: int
+    requested_at: dt.datetime
+    force: bool
+
+
+async def ask_restart(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, force: bool,
+                      now: dt.datetime) -> RestartAsked:
+    """A coordinator asks for a new run to carry the cycle: queued as a wake (delivered by the
+    service, which starts the run on Prefect), so asking never waits on Prefect. One restart
+    is queued per cycle at a time: asking again finds it (forced, if either ask was). A
+    finished cycle is refused (NotRestartable), an unknown one is a LookupError."""
+    from approvals.stages import RESTART, WakeReason, enqueue_wake
+
+    cycle = await session.get(Cycle, cycle_id)
+    if cycle is None:
+        raise LookupError(f"no cycle {cycle_id}")
+    if cycle.finished_at is not None:
+        raise NotRestartable("this cycle has finished")
+    await enqueue_wake(session, cycle_id=cycle.id, stage=RESTART, now=now, requested_by=by,
+                       reason=WakeReason.restart_forced if force else WakeReason.restart)
+    queued = (await session.execute(select(Wake).where(
+        Wake.cycle_id == cycle.id, Wake.stage == RESTART, Wake.status == WakeStatus.queued.value))).scalar_one()
+    if force and queued.reason != WakeReason.restart_forced:
+        queued.reason = WakeReason.restart_forced
+        await session.flush()
+    await audit.append(session, actor=by, action="cycle.restart_asked", entity="cycle", entity_id=str(cycle.id),
+                       data={"force": force, "wake": queued.id, "run": cycle.run_id, "attention": cycle.attention})
+    return RestartAsked(cycle, queued.id, queued.created_at, queued.reason == WakeReason.restart_forced)
+
+
+async def latest_restarts(session: AsyncSession, cycle_ids: list[uuid.UUID]) -> dict[uuid.UUID, Wake]:
+    """Each cycle's latest restart asked (queued, done or parked), for the coordinators' views."""
+    from approvals.stages import RESTART
+
+    latest: dict[uuid.UUID, Wake] = {}
+    for wake in (await session.execute(select(Wake).where(Wake.cycle_id.in_(cycle_ids), Wake.stage == RESTART)
+                                       .order_by(Wake.id))).scalars():
+        latest[wake.cycle_id] = wake
+    return latest
+
+
+async def restarted_since(session: AsyncSession, cycle_id: uuid.UUID, moment: dt.datetime) -> bool:
+    """Whether the cycle was restarted at or after `moment` (a restart asked then is carried out)."""
+    from approvals.models import AuditEvent
+
+    return (await session.execute(select(AuditEvent.id).where(
+        AuditEvent.entity == "cycle", AuditEvent.entity_id == str(cycle_id), AuditEvent.action == "cycle.restarted",
+        AuditEvent.at >= moment).limit(1))).first() is not None
+
+
 async def silent_runs(session: AsyncSession, *, now: dt.datetime, grace: dt.timedelta) -> list[Cycle]:
     """Cycles whose run said it was working and has not written a heartbeat within the grace:
     its process may have died (the service asks Prefect before it decides)."""

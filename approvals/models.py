@@ -300,7 +300,8 @@ class WakeStatus(str, Enum):
 class Wake(Base):
     """Resume the run carrying a cycle at one of its stages: written in the transaction that
     settles the stage (or cancels the cycle, or opens a scheduled stage), delivered by the
-    service. One queued wake per stage (a partial unique index)."""
+    service. One queued wake per stage (a partial unique index). A coordinator's restart of
+    the cycle is one too (stage `~restart`): the service starts the new run."""
 
     __tablename__ = "wake"
     __table_args__ = (
@@ -315,7 +316,8 @@ class Wake(Base):
     id: Mapped[int] = mapped_column(_big_id, primary_key=True, autoincrement=True)
     cycle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cycle.id"))
     stage: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str] = mapped_column(String(32), doc="stage_settled, cycle_cancelled or stage_opens")
+    reason: Mapped[str] = mapped_column(String(32), doc="stage_settled, cycle_cancelled, stage_opens, stage_due, "
+                                                        "restart or restart_forced")
     status: Mapped[str] = mapped_column(String(16), default=WakeStatus.queued.value)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
@@ -324,6 +326,7 @@ class Wake(Base):
     run_id: Mapped[str | None] = mapped_column(String(64), doc="The run it was delivered to (or found).")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     done_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    requested_by: Mapped[str | None] = mapped_column(String(96), doc="Who asked (a restart).")
 
 
 class RelayCursor(Base):

@@ -43,6 +43,7 @@ UNSETTLED = OPEN | {RequestStatus.changes_requested}  # sent back: its unit is a
 
 
 ANY_STAGE = ""  # a wake for the run wherever it waits (a cancelled cycle)
+RESTART = "~restart"  # not a stage: a coordinator asked for a new run to carry the cycle
 
 
 class WakeReason:
@@ -50,6 +51,8 @@ class WakeReason:
     cycle_cancelled = "cycle_cancelled"
     stage_opens = "stage_opens"
     stage_due = "stage_due"  # a stage the chain leaves at its due time (go_on_at_due) has reached it
+    restart = "restart"  # start a new run for the cycle (stage RESTART)
+    restart_forced = "restart_forced"  # the same, even though its run looks alive (cancelled first)
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,10 @@ async def lock_stage(session: AsyncSession, cycle_id: uuid.UUID, stage: str) -> 
 
 
 async def enqueue_wake(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str, reason: str,
-                       now: dt.datetime) -> None:
+                       now: dt.datetime, requested_by: str | None = None) -> None:
     """Queue a wake of the cycle's run at a stage; one queued wake per stage (a second adds nothing)."""
     values = dict(cycle_id=cycle_id, stage=stage, reason=reason, status=WakeStatus.queued.value, attempts=0,
-                  next_attempt_at=now, last_error="", created_at=now)
+                  next_attempt_at=now, last_error="", created_at=now, requested_by=requested_by)
     await core(session, _ENQUEUE_WAKE[session.bind.dialect.name], values)
 
 

@@ -7,7 +7,6 @@ by the login form. Pages read only; actions go through the API.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import uuid
@@ -240,26 +239,36 @@ async def overview(request: Request, app: App):
         overdue = await coordination.find_requests(session, now=now, overdue=True, limit=200)
         unrouted = await coordination.unrouted_steps(session)
         stopped = await cycles.needing_attention(session)
+        restarts = await cycles.latest_restarts(session, [c.id for c in stopped])
         report = await _annual_report(session, app.plan, year, now, language)
     notice = request.query_params.get("notice", "")
     return _page(request, app, "dashboard.html", language, caller, years=_cycles_by_year(app.plan, views, language),
                  overdue=_overdue(app.plan, overdue, now, language), attention=_unrouted(app.plan, unrouted, language),
                  stopped=[{"id": str(c.id), "name": cycle_name(app.plan, c.kind, c.period, language),
                            "reason": c.attention, "detail": c.attention_detail,
-                           "since": local_time(c.attention_at, plan_tz(app.plan), language) if c.attention_at else ""}
+                           "since": local_time(c.attention_at, plan_tz(app.plan), language) if c.attention_at else "",
+                           "restart": _restart_line(restarts.get(c.id), c, app, language)}
                           for c in stopped],
                  notice=notice if notice in NOTICES else "", report=report, year=year)
 
 
-NOTICES = ("resumed", "resume_refused", "resume_unavailable")
+NOTICES = ("resume_asked", "resume_refused")
+
+
+def _restart_line(wake, cycle, app, language: str) -> dict | None:
+    """The latest restart asked since the cycle stopped: waiting (with Prefect's last answer), or
+    refused and why; None when none was asked since."""
+    if wake is None or (cycle.attention_at and wake.created_at < cycle.attention_at) or wake.status == "done":
+        return None
+    return {"status": "parked" if wake.status == "parked" else "queued",
+            "at": local_time(wake.created_at, plan_tz(app.plan), language), "detail": wake.last_error}
 
 
 @router.post("/cycles/{cycle_id}/resume")
 async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
     """The dashboard's "Resume the cycle" button: what `POST /api/v1/cycles/{id}/resume` does,
-    for a coordinator signed in (a viewer is refused)."""
-    from service.cycles import CycleNotRestartable, PrefectNotConfigured, PrefectUnavailable, restart_cycle
-
+    for a coordinator signed in (a viewer is refused): the restart is queued and the page comes
+    back at once, whether Prefect answers or not; the list says how it went."""
     language = language_of(request, app.settings.default_language)
     caller = await _caller_or_login(request, app, language)
     if not isinstance(caller, Caller):
@@ -269,14 +278,13 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
         return _page(request, app, "message.html", language, caller, status_code=403,
                      title=_("dash.forbidden.title"), body=_("dash.forbidden.body"))
     try:
-        await asyncio.wait_for(restart_cycle(app.db, app.settings, uuid.UUID(cycle_id), by=caller.actor), 60)
-        notice = "resumed"
+        async with app.db.transaction() as session:
+            await cycles.ask_restart(session, uuid.UUID(cycle_id), by=caller.actor, force=False, now=utcnow())
+        notice = "resume_asked"
     except (ValueError, LookupError):
         return _not_found(request, app, language, caller)
-    except CycleNotRestartable:
+    except cycles.NotRestartable:
         notice = "resume_refused"
-    except (PrefectNotConfigured, PrefectUnavailable, asyncio.TimeoutError, TimeoutError):
-        notice = "resume_unavailable"
     query = _lang_query(language, app)
     return RedirectResponse("/" + (query + "&" if query else "?") + f"notice={notice}", status_code=303,
                             headers=NO_STORE)

@@ -34,10 +34,17 @@ from approvals.db import Database, claim, utcnow
 from approvals.models import Cycle, Wake, WakeStatus
 from approvals.plan import Plan
 from approvals.presentation import cycle_attention_messages
-from approvals.stages import ANY_STAGE
+from approvals.stages import ANY_STAGE, RESTART, WakeReason
 from notifications.links import queue_plain_messages
 from notifications.render import Renderer
-from service.cycles import PrefectNotConfigured, require_prefect_api, start_recorded_cycle
+from service.cycles import (
+    CycleNotRestartable,
+    PrefectNotConfigured,
+    PrefectUnavailable,
+    require_prefect_api,
+    restart_cycle,
+    start_recorded_cycle,
+)
 
 log = logging.getLogger("kehoach.resume")
 EVENT_START_WINDOW = dt.timedelta(days=30)  # an event recorded while Prefect was down still gets its cycle
@@ -60,6 +67,8 @@ class Claimed:
     attempts: int
     created_at: dt.datetime
     lease_until: dt.datetime
+    reason: str = ""
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,9 +103,9 @@ class Resumer:
             rows = await claim(session, table, due=due, order_by=table.c.id, limit=BATCH,
                                values={"lease_until": lease, "attempts": table.c.attempts + 1},
                                returning=[table.c.id, table.c.cycle_id, table.c.stage, table.c.attempts,
-                                          table.c.created_at])
-        return sorted((Claimed(r.id, r.cycle_id, r.stage, r.attempts, r.created_at, lease) for r in rows),
-                      key=lambda c: c.id)
+                                          table.c.created_at, table.c.reason, table.c.requested_by])
+        return sorted((Claimed(r.id, r.cycle_id, r.stage, r.attempts, r.created_at, lease, r.reason, r.requested_by)
+                       for r in rows), key=lambda c: c.id)
 
     async def deliver_once(self) -> int:
         """Deliver what is due now; the number of wakes that reached an end (done or parked)."""
@@ -122,13 +131,16 @@ class Resumer:
                           last_error=outcome.detail[:1000])
         else:
             status = WakeStatus.done if outcome.status == "done" else WakeStatus.parked
-            values = dict(status=status.value, lease_until=None, done_at=now, last_error=outcome.detail[:1000],
-                          run_id=outcome.run_id)
+            values = dict(status=status.value, lease_until=None, done_at=now, last_error=outcome.detail[:1000])
+            if outcome.run_id is not None:  # else the run it found before, if any, stays
+                values["run_id"] = outcome.run_id
         async with self.db.transaction() as session:
             await session.execute(update(Wake).where(*fence).values(**values)
                                   .execution_options(synchronize_session=False))
 
     async def _deliver(self, wake: Claimed) -> Delivery:
+        if wake.stage == RESTART:
+            return await self._restart(wake)
         async with self.db.reads() as session:
             cycle = await session.get(Cycle, wake.cycle_id)
         if cycle is None or cycle.finished_at is not None:
@@ -148,6 +160,29 @@ class Resumer:
             return Delivery("retry", f"Prefect did not answer within {self.timeout:.0f} s")
         except Exception as exc:  # Prefect unreachable: the wake waits in the queue
             return Delivery("retry", f"could not reach Prefect: {type(exc).__name__}: {exc}")
+
+    async def _restart(self, wake: Claimed) -> Delivery:
+        """A coordinator's restart: a new run takes the cycle (service.cycles.restart_cycle, every
+        Prefect call bounded). Prefect down, slow or without the deployment yet: tried again with
+        back-off. Refused (the cycle finished, or its run is alive and the restart not forced):
+        parked, with why, for the coordinators to see. Done already (a delivery that died after
+        the run started): nothing more."""
+        async with self.db.reads() as session:
+            if await cycles.restarted_since(session, wake.cycle_id, wake.created_at):
+                return Delivery("done", "the cycle was restarted")
+        if self.settings is None:
+            return Delivery("retry", "this process cannot start runs (no settings)")
+        try:
+            run, _previous, restart = await asyncio.wait_for(restart_cycle(
+                self.db, self.settings, wake.cycle_id, by=wake.requested_by or "system",
+                force=wake.reason == WakeReason.restart_forced, deployment_wait=self.timeout), self.timeout * 3)
+        except LookupError:
+            return Delivery("done", "the cycle is gone")
+        except CycleNotRestartable as exc:
+            return Delivery("parked", f"not restarted: {exc}")
+        except (PrefectNotConfigured, PrefectUnavailable, asyncio.TimeoutError, TimeoutError) as exc:
+            return Delivery("retry", f"not restarted yet: {exc}")
+        return Delivery("done", f"restart {restart}: run {run.id}", run_id=str(run.id))
 
     async def _resume(self, wake: Claimed, cycle: Cycle) -> Delivery:
         run_id = cycle.run_id

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from approvals import coordination
+from approvals import coordination, cycles
 from approvals.db import utcnow
+from approvals.models import Wake
 from approvals.presentation import closed_messages
 from notifications.links import queue_closing_messages
 from service.api.auth import Coordinator
 from service.api.errors import ACTION, ONE, domain_errors
-from service.api.present import cycle_read
+from service.api.present import cycle_read, restart_read
 from service.api.schemas import (
     ID_PATTERN,
     CycleCancelCreate,
-    ErrorRead,
     CycleCancelRead,
     CycleRead,
     CycleResumeCreate,
     CycleResumeRead,
     CycleStageRead,
 )
-from service.cycles import CycleNotRestartable, PrefectNotConfigured, PrefectUnavailable, restart_cycle
 from service.deps import App
 
 router = APIRouter(tags=["cycles"])
@@ -79,23 +77,23 @@ async def cancel_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID, body:
                            expired_requests=[r.id for r in cancelled.expired])
 
 
-@router.post("/cycles/{cycle_id}/resume", response_model=CycleResumeRead, responses={
-    **ACTION, 503: {"model": ErrorRead, "description": "Prefect cannot be reached: nothing changed, try again."}})
+@router.post("/cycles/{cycle_id}/resume", response_model=CycleResumeRead, status_code=202, responses=ACTION)
 async def resume_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID,
                        body: CycleResumeCreate | None = None) -> CycleResumeRead:
     """Restart a cycle whose run died, failed or ended before the cycle did (its `attention`):
     a new run takes its place and goes on from where the cycle is, asking nobody again and
-    sending no email twice. Refused (409) for a finished cycle, or one whose run is alive
-    unless `force` (the old run is then cancelled first)."""
+    sending no email twice. The restart is queued and this answers at once (202), whether
+    Prefect is up or not; the service starts the run as soon as Prefect lets it, and the
+    cycle's `restart` says how it went (`GET /cycles/{id}`). Asking again while one is queued
+    finds it. Refused (409) for a finished cycle. A run that is alive is not replaced unless
+    `force` (the old run is then cancelled first): the restart is then parked, with why."""
     try:
-        run, previous, restart = await asyncio.wait_for(
-            restart_cycle(app.db, app.settings, cycle_id, by=caller.actor, force=bool(body and body.force)),
-            timeout=60)
+        async with app.db.transaction() as session:
+            asked = await cycles.ask_restart(session, cycle_id, by=caller.actor, force=bool(body and body.force),
+                                             now=utcnow())
+            wake = await session.get(Wake, asked.wake_id)
     except LookupError:
         raise HTTPException(404, f"no cycle {cycle_id}") from None
-    except CycleNotRestartable as exc:
+    except cycles.NotRestartable as exc:
         raise HTTPException(409, str(exc)) from None
-    except (PrefectNotConfigured, PrefectUnavailable, asyncio.TimeoutError, TimeoutError) as exc:
-        raise HTTPException(503, f"Prefect cannot be reached now, try again: {exc}",
-                            headers={"Retry-After": "30"}) from None
-    return CycleResumeRead(cycle_id=cycle_id, previous_run=previous, run_id=run.id, restart=restart)
+    return CycleResumeRead(cycle_id=cycle_id, previous_run=asked.cycle.run_id, restart=restart_read(wake))

@@ -6,10 +6,12 @@ import datetime as dt
 
 from approvals.coordination import CycleView, History, RequestView, plan_stage
 from approvals.plan import Plan
+from approvals.stages import WakeReason
 from service.api.schemas import (
     AssignmentRead,
     AuditEventRead,
     CycleRead,
+    CycleRestartRead,
     CycleStageRead,
     DecisionRead,
     RequestHistoryRead,
@@ -50,8 +52,18 @@ def cycle_read(plan: Plan, view: CycleView, language: str) -> CycleRead:
                      period=cycle.period, starts_on=cycle.starts_on, created_at=cycle.created_at,
                      cancelled_at=view.cancelled_at, flow_runs=view.flow_runs, run_id=cycle.run_id,
                      run_state=cycle.run_state, attention=cycle.attention, attention_at=cycle.attention_at,
-                     attention_detail=cycle.attention_detail, finished_at=cycle.finished_at,
-                     shift_days=cycle.shift_days, stages=stages_read(plan, view, language))
+                     attention_detail=cycle.attention_detail, restart=restart_read(view.restart),
+                     finished_at=cycle.finished_at, shift_days=cycle.shift_days,
+                     stages=stages_read(plan, view, language))
+
+
+def restart_read(wake) -> CycleRestartRead | None:
+    """A restart asked (a wake of stage ~restart), as the API shows it."""
+    if wake is None:
+        return None
+    return CycleRestartRead(status=wake.status, asked_at=wake.created_at, asked_by=wake.requested_by,
+                            forced=wake.reason == WakeReason.restart_forced, attempts=wake.attempts,
+                            detail=wake.last_error or "", run_id=wake.run_id, done_at=wake.done_at)
 
 
 def request_read(view: RequestView, now: dt.datetime) -> RequestRead:

@@ -85,6 +85,19 @@ class CycleStageRead(Read):
     requests_overdue: int
 
 
+class CycleRestartRead(Read):
+    status: str = Field(description="queued (the service starts the new run as soon as Prefect lets it), done, or "
+                                    "parked (not restarted: `detail` says why, e.g. its run is alive and the "
+                                    "restart was not forced).")
+    asked_at: dt.datetime
+    asked_by: str | None
+    forced: bool
+    attempts: int = Field(description="How many times the service has tried to start the run.")
+    detail: str = Field(description="Prefect's last answer, or why it was not restarted.")
+    run_id: str | None = Field(None, description="The new run, once started.")
+    done_at: dt.datetime | None = None
+
+
 class CycleRead(Read):
     id: uuid.UUID
     kind: str
@@ -100,6 +113,7 @@ class CycleRead(Read):
                                                     "run_finished_open, run_missing); restart it with .../resume.")
     attention_at: dt.datetime | None = None
     attention_detail: str = ""
+    restart: CycleRestartRead | None = Field(None, description="The latest restart asked for the cycle, if any.")
     finished_at: dt.datetime | None = None
     shift_days: int = Field(0, description="Days every deadline was moved for a late start.")
     stages: list[CycleStageRead]
@@ -111,9 +125,8 @@ class CycleResumeCreate(Create):
 
 class CycleResumeRead(Read):
     cycle_id: uuid.UUID
-    previous_run: str | None
-    run_id: uuid.UUID
-    restart: int
+    previous_run: str | None = Field(description="The run carrying the cycle when the restart was asked.")
+    restart: CycleRestartRead
 
 
 class RequestRead(Read):
