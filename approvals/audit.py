@@ -62,7 +62,7 @@ def _chain(session: Session, rows: list[AuditEvent]) -> None:
         values.append({"at": row.at, "actor": row.actor, "action": row.action, "entity": row.entity,
                        "entity_id": row.entity_id, "data": row.data, "prev_hash": row.prev_hash, "hash": row.hash})
     # A Core insert of plain rows: the ORM's unit of work would cost more than the append itself.
-    session.connection().execute(_INSERT, values)
+    session.connection().execute(_INSERT, values[0] if len(values) == 1 else values)
 
 
 @event.listens_for(Session, "before_commit")

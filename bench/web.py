@@ -1,6 +1,7 @@
 """How fast the approval pages answer, next to a minimal FastAPI endpoint, in the same run.
 
     python bench/web.py [--requests 2000] [--decisions 500] [--concurrency 8] [--rounds 3] [--postgres URL]
+                        [--paced N --rate R]
 
 Two servers run side by side, each in a child process, with the same uvicorn settings (one
 worker, no access log): `kehoach web`'s app (create_app: its middlewares, the link checks,
@@ -15,6 +16,10 @@ on keep-alive connections, so that the client costs little) sends, one row after
   POST /a/{token}   a decision, each on a link of its own (kehoach: one transaction that
                     records it, settles the step and queues the receipt and the closing
                     emails; minimal: parse the form, answer a page; bare: its database work)
+
+With `--paced N`, two more rows send N decisions each to the bare and the kehoach endpoints at
+`--rate` a second (open loop: each at its planned moment, its latency counted from then), for
+the latency under a given load rather than at saturation.
 
 Each answer is checked (status 200, the page kehoach should give) and, after the POST row,
 the database must hold exactly one decision per link. Ratios are taken against the minimal

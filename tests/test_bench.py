@@ -42,9 +42,9 @@ def test_mail_bench_runs_every_row_on_a_small_outbox(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_web_bench_runs_every_row(backend):
     output = run_bench("web.py", backend, "--requests", "40", "--decisions", "10", "--rounds", "1",
-                       "--concurrency", "4")
+                       "--concurrency", "4", "--paced", "6", "--rate", "30")
     for row in ("minimal FastAPI endpoint, GET", "kehoach approval page", "bare FastAPI + SQLAlchemy decision",
-                "kehoach decision"):
+                "kehoach decision, POST", "bare decision, 30/s offered", "kehoach decision, 30/s offered"):
         assert row in output, output
     assert "recorded exactly once" in output
 
