@@ -23,13 +23,13 @@ NOW = dt.datetime(2026, 8, 1, 3, tzinfo=dt.UTC)
 BRANCHES = ["dept", "ppc", "old_dept"]  # any agency ids: a stage's branches are units
 
 
-async def _open_branches(db, n: int = 3, stage: str = "s_any"):
+async def _open_branches(db, n: int = 3, stage: str = "s_any", subjects: list[str] = BRANCHES):
     async with db.transaction() as session:
         cycle = await requests.get_or_create_cycle(session, kind="test", period=f"w-{uuid.uuid4().hex[:12]}",
                                                    starts_on=dt.date(2026, 7, 1))
         opened = [await requests.open_request(session, plan=PLAN, secret=SECRET, cycle=cycle, stage_id=stage,
                                               subject=subject, waiter_ref=None, link_ttl=TTL, now=NOW)
-                  for subject in BRANCHES[:n]]
+                  for subject in subjects[:n]]
     return cycle, opened
 
 
@@ -144,3 +144,40 @@ async def test_one_connection_queues_wake_after_wake(database):
                                    now=NOW)
     for cycle in cycles:  # one queued wake per stage, however often it was asked for
         assert sorted(await _wakes(database, cycle.id)) == [(f"s{i}", "stage_settled", "queued") for i in range(4)]
+
+
+@pytest.mark.parametrize("outcome, status, woken", [
+    (Outcome.approve, "done", True), (Outcome.reject, "rejected", True), (RequestStatus.expired, "expired", True),
+    (Outcome.request_changes, "changes_requested", False)])
+async def test_a_stage_of_one_branch_records_its_status_in_the_settlement(database, outcome, status, woken):
+    """A stage with one branch (not a fan-out, not a report: subject '') records its status with
+    one statement, without locking the stage and counting its rounds: the same status, the same
+    audit row and the same wake as the counting path gives a stage of several branches."""
+    from approvals.models import AuditEvent
+
+    cycle, (opened,) = await _open_branches(database, n=1, subjects=[""])
+    await _settle(database, opened.request.id, outcome)
+    async with database.sessions() as session:
+        recorded = (await session.execute(select(CycleStage).where(
+            CycleStage.cycle_id == cycle.id, CycleStage.stage == "s_any"))).scalar_one()
+        audited = list((await session.execute(select(AuditEvent.data).where(
+            AuditEvent.action == "stage.recorded", AuditEvent.entity_id == str(recorded.id)))).scalars())
+        state = await stage_state(session, cycle.id, "s_any")
+    assert recorded.status == status == state.status.value  # what counting the rounds gives too
+    assert audited == [{"stage": "s_any", "status": status}]
+    assert await _wakes(database, cycle.id) == ([("s_any", "stage_settled", "queued")] if woken else [])
+
+
+async def test_a_stage_of_one_branch_kept_by_the_chain_is_not_overwritten(database):
+    """A stage the chain recorded itself (lapsed: it went on without it) keeps that status when
+    its late branch settles."""
+    from sqlalchemy import update
+
+    cycle, (opened,) = await _open_branches(database, n=1, subjects=[""])
+    async with database.transaction() as session:
+        await session.execute(update(CycleStage).where(CycleStage.cycle_id == cycle.id)
+                              .values(status="lapsed"))
+    await _settle(database, opened.request.id, Outcome.approve)
+    async with database.sessions() as session:
+        assert (await session.execute(select(CycleStage.status).where(
+            CycleStage.cycle_id == cycle.id))).scalar_one() == "lapsed"
