@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -92,7 +92,10 @@ async def store_files(session: AsyncSession, *, request_id: uuid.UUID, files: li
 
 async def files_of(session: AsyncSession, request_id: uuid.UUID) -> list[SubmissionFile]:
     """The files of a request, without loading their contents."""
-    return list((await session.execute(
-        select(SubmissionFile).where(SubmissionFile.request_id == request_id)
-        .options(defer(SubmissionFile.data, raiseload=True))
-        .order_by(SubmissionFile.created_at))).scalars())
+    return list((await session.execute(_FILES_OF, {"request_id": request_id})).scalars())
+
+
+# Built once: every approval page lists its files.
+_FILES_OF = (select(SubmissionFile).where(SubmissionFile.request_id == bindparam("request_id"))
+             .options(defer(SubmissionFile.data, raiseload=True))
+             .order_by(SubmissionFile.created_at))

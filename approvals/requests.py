@@ -321,27 +321,33 @@ def live(assignment: Assignment, now: dt.datetime) -> Assignment:
     return assignment
 
 
+# Built once: every page an official opens from an email runs them.
+_VIEW = (select(Assignment, ApprovalRequest, Cycle)
+         .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
+         .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+         .where(Assignment.token_hash == bindparam("digest")))
+_OTHERS = (select(Assignment)
+           .where(Assignment.request_id == bindparam("request_id"), Assignment.id != bindparam("assignment_id"),
+                  Assignment.status.not_in([AssignmentStatus.reassigned.value]))
+           .order_by(Assignment.position))
+
+
 async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> LinkView:
     """What the link page shows. Changes nothing. The assignment, its request and its cycle
     come in one query: the page is what an official opens from every email."""
     if not well_formed(token):
         raise InvalidLink()
-    found = (await session.execute(
-        select(Assignment, ApprovalRequest, Cycle)
-        .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
-        .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
-        .where(Assignment.token_hash == hash_token(token)))).first()
+    found = (await session.execute(_VIEW, {"digest": hash_token(token)})).first()
     if found is None:
         raise InvalidLink()
     assignment, request, cycle = found
     live(assignment, now)
     if request.status != RequestStatus.pending.value:
         raise InvalidLink()
-    others = list((await session.execute(
-        select(Assignment).where(Assignment.request_id == request.id, Assignment.id != assignment.id,
-                                 Assignment.status.not_in([AssignmentStatus.reassigned.value]))
-        .order_by(Assignment.position))).scalars())
-    return LinkView(assignment, request, cycle, others, await earlier_rounds(session, request))
+    others = list((await session.execute(_OTHERS, {"request_id": request.id,
+                                                   "assignment_id": assignment.id})).scalars())
+    earlier = await earlier_rounds(session, request) if request.previous_id is not None else []
+    return LinkView(assignment, request, cycle, others, earlier)
 
 
 _STAGE_STATUS = (update(CycleStage).where(CycleStage.id == bindparam("row_id"))
