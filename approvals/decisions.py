@@ -39,14 +39,14 @@ from approvals.requests import (
     InvalidLink,
     NewAssignment,
     Refused,
+    LINK_VIEW,
     issue_token,
-    live,
     local_day,
+    open_link,
     stage_of,
 )
 from approvals.stages import after_settled
 from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
-from approvals.tokens import hash_token, well_formed
 
 COUNTED = (AssignmentStatus.waiting.value, AssignmentStatus.pending.value, AssignmentStatus.decided.value,
            AssignmentStatus.closed.value)
@@ -56,12 +56,7 @@ _STILL_ASKED = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
 
 # Built once (every decision runs them): the link's assignment with its request, locked, and its
 # cycle; and the request's assignees, each with the decision they made.
-_LINK = (select(Assignment, ApprovalRequest, Cycle)
-         .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
-         .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
-         .where(Assignment.token_hash == bindparam("digest"))
-         .with_for_update(of=ApprovalRequest)
-         .execution_options(populate_existing=True))
+_LINK = LINK_VIEW.with_for_update(of=ApprovalRequest).execution_options(populate_existing=True)
 _CLAIM = (update(Assignment)
           .where(Assignment.id == bindparam("assignment_id"), Assignment.status == AssignmentStatus.pending.value,
                  Assignment.token_hash == bindparam("digest"))
@@ -78,18 +73,6 @@ _ASSIGNEES = (select(Assignment.official_id, Assignment.status, Assignment.posit
                      Decision.decided_at, Decision.id.label("decision_id"))
               .outerjoin(Decision, Decision.assignment_id == Assignment.id)
               .where(Assignment.request_id == bindparam("request_id")))
-
-
-async def _lock_link(session: AsyncSession, token: str, *, now: dt.datetime):
-    """The live assignment a token opens, its request (locked: every change to a request and its
-    assignments takes this lock first) and its cycle, in one round trip; else InvalidLink."""
-    if not well_formed(token):
-        raise InvalidLink()
-    found = (await session.execute(_LINK, {"digest": hash_token(token)})).first()
-    if found is None:
-        raise InvalidLink()
-    assignment, request, cycle = found
-    return live(assignment, now), request, cycle
 
 
 @dataclass(frozen=True)
@@ -114,7 +97,8 @@ async def decide(
         raise CommentRequired("a comment is required to reject or to request changes")
     if len(comment) > MAX_COMMENT:
         raise ValueError(f"comment longer than {MAX_COMMENT} characters")
-    assignment, request, cycle = await _lock_link(session, token, now=now)
+    # The request is locked: every change to a request and its assignments takes this lock first.
+    assignment, request, cycle = await open_link(session, token, now=now, statement=_LINK)
     if request.status != RequestStatus.pending.value:
         raise AlreadyDecided()
     if plan is not None:

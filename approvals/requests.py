@@ -322,7 +322,7 @@ def live(assignment: Assignment, now: dt.datetime) -> Assignment:
 
 
 # Built once: every page an official opens from an email runs them.
-_VIEW = (select(Assignment, ApprovalRequest, Cycle)
+LINK_VIEW = (select(Assignment, ApprovalRequest, Cycle)
          .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
          .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
          .where(Assignment.token_hash == bindparam("digest")))
@@ -332,22 +332,27 @@ _OTHERS = (select(Assignment)
            .order_by(Assignment.position))
 
 
-async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> LinkView:
-    """What the link page shows. Changes nothing. The assignment, its request and its cycle
-    come in one query: the page is what an official opens from every email."""
+async def open_link(session: AsyncSession, token: str, *, now: dt.datetime, statement=LINK_VIEW):
+    """The live assignment a token opens, with its request and its cycle, in one query
+    (`statement`: LINK_VIEW, or a variant of it that locks the request); else InvalidLink."""
     if not well_formed(token):
         raise InvalidLink()
-    found = (await session.execute(_VIEW, {"digest": hash_token(token)})).first()
+    found = (await session.execute(statement, {"digest": hash_token(token)})).first()
     if found is None:
         raise InvalidLink()
     assignment, request, cycle = found
-    live(assignment, now)
+    return live(assignment, now), request, cycle
+
+
+async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> LinkView:
+    """What the link page shows. Changes nothing. The assignment, its request and its cycle
+    come in one query: the page is what an official opens from every email."""
+    assignment, request, cycle = await open_link(session, token, now=now)
     if request.status != RequestStatus.pending.value:
         raise InvalidLink()
     others = list((await session.execute(_OTHERS, {"request_id": request.id,
                                                    "assignment_id": assignment.id})).scalars())
-    earlier = await earlier_rounds(session, request) if request.previous_id is not None else []
-    return LinkView(assignment, request, cycle, others, earlier)
+    return LinkView(assignment, request, cycle, others, await earlier_rounds(session, request))
 
 
 _STAGE_STATUS = (update(CycleStage).where(CycleStage.id == bindparam("row_id"))
