@@ -50,10 +50,6 @@ def local_time(moment: dt.datetime, tz: ZoneInfo, language: str) -> str:
     return local.strftime("%H:%M ngày %d/%m/%Y") + " (giờ Việt Nam)"
 
 
-def local_date(day: dt.date, language: str) -> str:
-    return day.strftime("%d %b %Y") if language == "en" else day.strftime("%d/%m/%Y")
-
-
 def vnd(amount: int, language: str) -> str:
     """Vietnamese groups thousands with dots: 1.250.000.000 ₫; English with commas."""
     grouped = f"{amount:,}"

@@ -49,6 +49,12 @@ class InvalidLink(Exception):
     """Unknown, tampered, expired, revoked or used token; callers answer all of these alike."""
 
 
+class StageNotInPlan(InvalidLink):
+    """The plan was changed and no longer has the request's stage: a link to it is dead, and
+    answers as any invalid link does (a plain `next()` raised StopIteration here, which a
+    coroutine turns into RuntimeError: a 500)."""
+
+
 class AlreadyDecided(Exception):
     """The compare-and-set lost: someone (or something) settled this first."""
 
@@ -90,7 +96,13 @@ def local_day(plan: Plan, now: dt.datetime) -> dt.date:
 
 
 def stage_of(plan: Plan, cycle_kind: str, stage_id: str) -> Stage:
-    return next(s for s in plan.cycle(cycle_kind).stages if s.id == stage_id)
+    """The plan's stage; `StageNotInPlan` where the plan no longer has it (nor its cycle)."""
+    for kind in plan.cycles:
+        if kind.id == cycle_kind:
+            for stage in kind.stages:
+                if stage.id == stage_id:
+                    return stage
+    raise StageNotInPlan(f"the plan has no stage {stage_id!r} in cycle {cycle_kind!r}")
 
 
 async def lock_request(session: AsyncSession, request_id: uuid.UUID) -> ApprovalRequest | None:
@@ -381,12 +393,3 @@ async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage:
         await audit.append(session, actor="system", action="stage.recorded", entity="cycle_stage",
                            entity_id=str(row.id), data={"stage": stage, "status": status.value})
     await session.flush()
-
-
-def __getattr__(name: str):
-    """Decisions live in `approvals.decisions`; older callers reach them through this module."""
-    if name in ("decide", "settle_request", "DecisionResult"):
-        from approvals import decisions
-
-        return getattr(decisions, name)
-    raise AttributeError(name)

@@ -33,9 +33,6 @@ from flows.stages import (
     take_cycle,
 )
 
-HEARTBEAT_SECONDS = 10.0
-
-
 def depends_on(stages: list[Stage], index: int) -> list[str]:
     """The stages whose outcome this one needs: as the plan says, else the one before it."""
     stage = stages[index]

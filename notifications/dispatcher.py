@@ -427,11 +427,6 @@ class Dispatcher:
         for _message, outcome, _lease in results:
             self.stats[outcome.status] += 1
 
-    async def _finish(self, message: OutboxMessage, *, error: str | None, permanent: bool = False) -> None:
-        """Record one outcome now (kept for callers of the earlier, one-at-a-time dispatcher)."""
-        outcome = SENT if error is None else _Outcome("failed" if permanent else "retry", error)
-        await self._record([(message, outcome)], message.lease_until)
-
     # -------------------------------------------------------------- the SMTP side
 
     async def _send(self, job: _Job, data: bytes) -> _Outcome:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from approvals.config import Settings, get_settings
 from approvals.db import Database
 from approvals.plan import load_plan
+from approvals.requests import StageNotInPlan
 from notifications.render import Renderer
 from service import api, dashboard, health, links, pages, problems, submissions
 from service.deps import AppState
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(LinkFailureLimit, limit=limits.failure_limit, window=limits.failure_window,
                        default_language=settings.default_language, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(SecurityHeaders)
+    app.add_exception_handler(StageNotInPlan, links.stage_not_in_plan)
     app.include_router(links.router)
     app.include_router(submissions.router)
     app.include_router(problems.router)  # /p/: the "Báo cáo vướng mắc" form

@@ -63,6 +63,14 @@ def _invalid(request: Request, language: str):
                   title=_("invalid.title"), body=_("invalid.body"), switch_url=None)
 
 
+async def stage_not_in_plan(request: Request, exc: requests.StageNotInPlan):
+    """A link whose stage the plan no longer has is dead, wherever that is found (the page, the
+    answer, a draft): the invalid-link page. Registered on the app once, for every route."""
+    app_state = request.app.state.kehoach
+    language = known_language(request.query_params.get("lang")) or app_state.settings.default_language
+    return _invalid(request, language)
+
+
 
 async def _page(request: Request, app: App, token: str, *, language: str | None, status_code: int = 200,
                 error: str = "", error_key: str = "", chosen: str = "", comment: str = ""):

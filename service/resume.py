@@ -312,13 +312,6 @@ class Resumer:
             log.warning("could not send events to Prefect: %s", exc)
             return 0
 
-    async def reconcile_once(self) -> int:
-        delivered = await self.deliver_once()
-        await self.watch_runs()
-        await self.start_recorded_cycles()
-        await self.relay_events()
-        return delivered
-
     async def run_forever(self, interval: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
             busy = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import uuid
 from pathlib import Path
 
@@ -61,21 +62,121 @@ class DatabaseSandbox:
                 conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
 
 
+# The fixtures that start processes: a test that asks for one is outside the fast tier.
+PROCESS_FIXTURES = frozenset({"prefect_server", "stack", "stacks", "cluster", "live_api", "private_postgres"})
+# What starting a process raises as an audit event (asyncio's subprocesses and Playwright's
+# driver go through subprocess.Popen).
+PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.exec", "os.spawn",
+                            "os.system", "pty.spawn"})
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fast", action="store_true",
+                     help="the fast tier: only the tests that start no process (no Prefect server, no kehoach "
+                          "process, no browser, no initdb), on SQLite and PostgreSQL; a test that starts one "
+                          "anyway fails")
+
+
+def _refuse_processes(event: str, args) -> None:
+    if event in PROCESS_EVENTS:
+        raise RuntimeError(f"the fast tier starts no process, but this test did ({event} {args[:2]!r}): "
+                           "mark it `processes` or ask for one of the process fixtures")
+
+
+# The modules that take longest (tests/README.md), collected first: pytest-xdist hands out its
+# groups in the order it first sees them, and a long one must not be left for the end, when one
+# worker would run it alone.
+LONGEST_FIRST = ("tests/test_e2e_restart.py", "tests/test_bench.py", "tests/test_e2e_send_back.py",
+                 "tests/test_e2e_chain.py", "tests/faults/test_faults.py", "tests/api/test_schemathesis.py",
+                 "tests/test_e2e_approval.py", "tests/test_e2e_cadences.py", "tests/service/test_scanners.py",
+                 "tests/approvals/test_concurrency.py")
+
+
+def _module(item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+def worker_group(item) -> str:
+    """Where pytest-xdist (`--dist loadgroup`) runs a test: every test on one backend's sandbox
+    on the same worker, so that a worker starts one stack and one Prefect server, not one per
+    backend; any other test with the rest of its module (its module's fixtures set up once)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "sandbox" in callspec.params:
+        return f"backend-{callspec.params['sandbox']}"
+    return _module(item)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """A `postgres_only` test is not collected for SQLite at all (it is neither run nor skipped
-    there); for PostgreSQL it runs, or fails, like any other."""
+    there); for PostgreSQL it runs, or fails, like any other.
+
+    A test that starts processes is marked `processes`: one of the process fixtures, an `e2e`
+    module, or its module's own mark. `--fast` leaves those out."""
     dropped = [item for item in items if item.get_closest_marker("postgres_only")
                and getattr(item, "callspec", None) and item.callspec.params.get("sandbox") == "sqlite"]
+    for item in items:
+        if PROCESS_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.processes)
+        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
+    if config.getoption("--fast"):
+        dropped += [item for item in items if item.get_closest_marker("processes") and item not in dropped]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item not in dropped]
+        gone = {id(item) for item in dropped}
+        items[:] = [item for item in items if id(item) not in gone]
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def sandbox(request, tmp_path_factory) -> DatabaseSandbox:
-    box = DatabaseSandbox(request.param, tmp_path_factory.mktemp(f"db-{request.param}"))
-    yield box
-    box.drop()
+class LongestFirst:
+    """Runs after pytest's own ordering (which keeps a module's tests of one backend together)."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items):
+        rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: the rest keep their order
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(LongestFirst(), "kehoach-longest-first")
+
+
+def pytest_collection_finish(session):
+    """In the fast tier, starting a process fails the test that does it (after collection, so
+    that pytest-xdist's controller, which spawns its workers, is not concerned)."""
+    if session.config.getoption("--fast"):
+        sys.addaudithook(_refuse_processes)
+
+
+class Sandboxes:
+    """The session's sandbox of each backend, made when a test first asks for it. Both live until
+    the session ends, so a worker of pytest-xdist can run either backend's tests in any order
+    without tearing one down to set the other up."""
+
+    def __init__(self, tmp_path_factory):
+        self.tmp_path_factory = tmp_path_factory
+        self.made: dict[str, DatabaseSandbox] = {}
+
+    def __getitem__(self, backend: str) -> DatabaseSandbox:
+        if backend not in self.made:
+            self.made[backend] = DatabaseSandbox(backend, self.tmp_path_factory.mktemp(f"db-{backend}"))
+        return self.made[backend]
+
+    def drop(self) -> None:
+        for box in self.made.values():
+            box.drop()
+
+
+@pytest.fixture(scope="session")
+def sandboxes(tmp_path_factory) -> Sandboxes:
+    made = Sandboxes(tmp_path_factory)
+    yield made
+    made.drop()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def sandbox(request, sandboxes) -> DatabaseSandbox:
+    """The backend's shared sandbox: each test that asks for it runs on SQLite and on PostgreSQL."""
+    return sandboxes[request.param]
 
 
 @pytest.fixture
@@ -120,16 +221,60 @@ def prefect_server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def stack(sandbox, prefect_server, smtp_server, link_secret, tmp_path_factory):
-    """The running processes, on a database of their own (their dispatcher must not
-    claim messages that other tests put in the shared sandbox's outbox)."""
-    from tests.support.stack import Stack
+class Stacks:
+    """The session's running processes of each backend, started when a test first asks for them.
+    The first backend's stack uses the session's Prefect server; a second one, where both run in
+    one process (`-n 0`), gets a server of its own: each `kehoach worker` serves the same
+    deployment names, and on one server they would take each other's runs."""
 
-    own = DatabaseSandbox(sandbox.backend, tmp_path_factory.mktemp(f"stack-db-{sandbox.backend}"))
-    running = Stack(sandbox=own, prefect=prefect_server, smtp=smtp_server, link_secret=link_secret,
-                    workdir=tmp_path_factory.mktemp(f"stack-{sandbox.backend}"))
-    running.start()
-    yield running
-    running.stop()
-    own.drop()
+    def __init__(self, *, sandboxes, prefect, smtp, link_secret, tmp_path_factory):
+        self.sandboxes, self.prefect, self.smtp, self.link_secret = sandboxes, prefect, smtp, link_secret
+        self.tmp_path_factory = tmp_path_factory
+        self.running: dict = {}
+        self.own_servers: list = []
+
+    def _server(self):
+        if not self.running:
+            return self.prefect
+        from service.prefect_server import LocalPrefectServer
+
+        server = LocalPrefectServer(self.tmp_path_factory.mktemp("prefect-home-stack"))
+        self.own_servers.append(server)
+        server.start(timeout=240)
+        return server
+
+    def __getitem__(self, backend: str):
+        from tests.support.stack import Stack
+
+        if backend not in self.running:
+            self.sandboxes[backend]  # skips here, as the sandbox does, where PostgreSQL is not configured
+            prefect = self._server()
+            # A database of their own: their dispatcher must not claim messages that other tests
+            # put in the shared sandbox's outbox.
+            own = DatabaseSandbox(backend, self.tmp_path_factory.mktemp(f"stack-db-{backend}"))
+            running = Stack(sandbox=own, prefect=prefect, smtp=self.smtp, link_secret=self.link_secret,
+                            workdir=self.tmp_path_factory.mktemp(f"stack-{backend}"))
+            self.running[backend] = running
+            running.start()
+        return self.running[backend]
+
+    def stop(self) -> None:
+        for running in self.running.values():
+            running.stop()
+            running.sandbox.drop()
+        for server in self.own_servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def stacks(sandboxes, prefect_server, smtp_server, link_secret, tmp_path_factory) -> Stacks:
+    made = Stacks(sandboxes=sandboxes, prefect=prefect_server, smtp=smtp_server, link_secret=link_secret,
+                  tmp_path_factory=tmp_path_factory)
+    yield made
+    made.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(sandbox, stacks):
+    """`kehoach worker`, `web` and `dispatch` as ops run them, on the sandbox's backend."""
+    return stacks[sandbox.backend]

@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import postgres_base_url
 
+pytestmark = pytest.mark.processes  # each bench runs as its own process
+
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -18,6 +18,8 @@ from approvals.db import Database
 from approvals.plan import load_plan
 from tests.conftest import BACKENDS, DatabaseSandbox
 
+pytestmark = pytest.mark.processes  # the installed `kehoach` script
+
 KEHOACH = str(Path(sys.executable).parent / "kehoach")
 
 

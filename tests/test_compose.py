@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import prefect
+import pytest
 import yaml
 
 from approvals.config import Settings
@@ -30,6 +31,7 @@ def _words(command) -> list[str]:
     return command if isinstance(command, list) else command.split()
 
 
+@pytest.mark.processes  # the installed `kehoach` script
 def test_every_kehoach_command_exists():
     assert set(OURS) == {"migrate", *ROLES}
     commands = [_words(service["command"]) for service in OURS.values()]
@@ -86,6 +88,7 @@ def test_the_image_is_the_tested_prefect_and_runs_without_privileges():
     assert {".git", ".venv", ".env", "kehoach-data"} <= set(ignored)
 
 
+@pytest.mark.processes  # docker compose, where it is installed
 def test_docker_compose_accepts_the_file_where_it_is_installed():
     try:
         plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=30)

@@ -1,4 +1,5 @@
-"""`kehoach plan check`: the real command, run as a subprocess, on good and broken plan files.
+"""`kehoach plan check`: the real command on good and broken plan files, in process through
+Click's runner (its own stdout, stderr and exit code), and once as the installed script.
 
 Each file in tests/plans/ other than minimal-valid.yaml is minimal-valid.yaml
 with one deliberate defect; BROKEN says what `plan check` must print for it.
@@ -6,17 +7,21 @@ with one deliberate defect; BROKEN says what `plan check` must print for it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from approvals.plan import load_plan
+from service.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = Path("tests/plans")  # relative to ROOT, so stderr names the file the way a user typed it
@@ -103,16 +108,41 @@ BROKEN: dict[str, tuple[int, str, str]] = {
 PROBLEM = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<path>.+?): (?P<message>.+)$")
 
 
-def kehoach(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}}
-    env.update(NO_COLOR="1", COLUMNS="120", PYTHONIOENCODING="utf-8")
-    return subprocess.run(
-        [str(KEHOACH), *args], cwd=ROOT, env=env, capture_output=True, text=True, encoding="utf-8", timeout=120
-    )
+OUTPUT_ENV = {"NO_COLOR": "1", "COLUMNS": "120", "PYTHONIOENCODING": "utf-8"}
+
+
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def kehoach(*args: str) -> Ran:
+    """The command in this process, from the repository's root (so files are named as typed)."""
+    with contextlib.chdir(ROOT):
+        result = CliRunner().invoke(app, list(args), env=OUTPUT_ENV, catch_exceptions=False)
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def test_kehoach_script_is_installed_next_to_python():
     assert KEHOACH.is_file(), f"{KEHOACH} not found; is the package installed in this venv?"
+
+
+@pytest.mark.processes
+def test_the_installed_script_lists_the_plan_command_and_fails_a_broken_plan():
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}} | OUTPUT_ENV
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(KEHOACH), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                              encoding="utf-8", timeout=120)
+
+    shown = run("--help")
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^\W*plan\s+Check and inspect plan files", shown.stdout, re.M), shown.stdout
+    broken = run("plan", "check", str(PLANS / "bad-timezone.yaml"))
+    assert broken.returncode == 1 and broken.stdout == ""
+    assert broken.stderr.startswith(f"{PLANS / 'bad-timezone.yaml'}:8: plan.timezone: unknown time zone"), broken.stderr
 
 
 def test_help_lists_plan_command():
@@ -144,7 +174,7 @@ def test_every_broken_file_is_listed():
     assert on_disk == set(BROKEN)
 
 
-def first_problem(name: str) -> tuple[subprocess.CompletedProcess[str], re.Match[str]]:
+def first_problem(name: str) -> tuple[Ran, re.Match[str]]:
     result = kehoach("plan", "check", str(PLANS / name))
     lines = result.stderr.splitlines()
     assert lines, f"nothing on stderr for {name}; stdout: {result.stdout}"

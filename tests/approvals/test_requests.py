@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from approvals import audit, requests
+from approvals.decisions import decide
 from approvals.config import PACKAGED_PLAN
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision, Outcome
 from approvals.plan import load_plan
@@ -116,11 +117,11 @@ async def test_a_decision_is_recorded_once_and_the_token_dies(database):
     opened = await _open(database)
     token = _token(opened)
     async with database.transaction() as session:
-        result = await requests.decide(session, token=token, outcome=Outcome.approve, comment="", now=NOW)
+        result = await decide(session, token=token, outcome=Outcome.approve, comment="", now=NOW)
     assert result.settled is Outcome.approve
     with pytest.raises(requests.InvalidLink):
         async with database.transaction() as session:
-            await requests.decide(session, token=token, outcome=Outcome.reject, comment="again", now=NOW)
+            await decide(session, token=token, outcome=Outcome.reject, comment="again", now=NOW)
     assert await _count(database, Decision, request_id=opened.request.id) == 1
 
 
@@ -132,7 +133,7 @@ async def test_concurrent_decisions_on_one_link_end_with_one_outcome(database):
     async def attempt(outcome):
         try:
             async with database.transaction() as session:
-                await requests.decide(session, token=token, outcome=outcome, comment="x", now=NOW)
+                await decide(session, token=token, outcome=outcome, comment="x", now=NOW)
             return "won"
         except (requests.InvalidLink, requests.AlreadyDecided):
             return "lost"
@@ -149,7 +150,7 @@ async def test_reject_and_request_changes_need_a_comment(database, outcome):
     opened = await _open(database)
     with pytest.raises(requests.CommentRequired):
         async with database.transaction() as session:
-            await requests.decide(session, token=_token(opened), outcome=outcome, comment="   ", now=NOW)
+            await decide(session, token=_token(opened), outcome=outcome, comment="   ", now=NOW)
     assert await _count(database, Decision, request_id=opened.request.id) == 0
 
 
@@ -168,7 +169,7 @@ async def test_expired_tampered_and_revoked_links_are_refused_alike(database):
                               .values(status="revoked"))
     with pytest.raises(requests.InvalidLink):
         async with database.transaction() as session:
-            await requests.decide(session, token=token, outcome=Outcome.approve, comment="", now=NOW)
+            await decide(session, token=token, outcome=Outcome.approve, comment="", now=NOW)
 
 
 async def test_nobody_holding_the_role_fails_closed(database):

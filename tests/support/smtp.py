@@ -40,8 +40,9 @@ class _Handler:
         if self.server.delay:  # a slow server: each message takes this long to accept
             await asyncio.sleep(self.server.delay)
         message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
-        with self.server.lock:
+        with self.server.arrived:
             self.server.received.append(Received(list(envelope.rcpt_tos), message))
+            self.server.arrived.notify_all()
         return "250 OK"
 
 
@@ -50,6 +51,7 @@ class RecordingSmtpServer:
         self.port = free_port()
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)  # waiters wake as a message arrives, not on a poll
         self.replies: list[str] = []
         self.delay = 0.0
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
@@ -71,14 +73,22 @@ class RecordingSmtpServer:
             return self.replies.pop(0) if self.replies else None
 
     def wait_for(self, predicate, timeout: float = 60.0) -> Received:
+        """The first message received (before or after the call) that satisfies the predicate.
+        Each message is looked at once: a predicate must not turn true later for a message it
+        refused (those of the tests depend on the message, or on links that are only ever used up)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        seen = 0
+        while True:
             with self.lock:
-                for item in self.received:
-                    if predicate(item):
-                        return item
-            time.sleep(0.2)
-        raise AssertionError(f"no matching email within {timeout:.0f} s; got {[r.message['Subject'] for r in self.received]}")
+                new = self.received[seen:]
+            for item in new:
+                if predicate(item):
+                    return item
+            seen += len(new)
+            with self.arrived:
+                if not self.arrived.wait_for(lambda: len(self.received) > seen, deadline - time.monotonic()):
+                    raise AssertionError(f"no matching email within {timeout:.0f} s; "
+                                         f"got {[r.message['Subject'] for r in self.received]}")
 
     def count(self, predicate) -> int:
         with self.lock:
