@@ -13,7 +13,7 @@ from approvals.deadlines import due_at
 from approvals.i18n import local_time
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan.schema import Official, Plan
-from approvals.requests import NewAssignment, stage_of
+from approvals.requests import NewAssignment, StageNotInPlan, stage_of
 from approvals.tokens import approval_link_argument
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def shown_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, languag
     for entry in (request.data or {}).get("shown", []):
         try:
             stage = stage_of(plan, cycle.kind, entry["stage"])
-        except (KeyError, StopIteration):
+        except (KeyError, StageNotInPlan):  # a stage gone from the plan: nothing to show of it
             continue
         names = {spec.id: spec.name.get(language) for spec in plan.fields_of(cycle.kind, stage)}
         shown.append({

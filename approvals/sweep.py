@@ -33,6 +33,7 @@ from approvals.plan.schema import Official, Plan, Stage, TimeoutPolicy
 from approvals.requests import (
     AlreadyDecided,
     NewAssignment,
+    StageNotInPlan,
     local_day,
     lock_request,
     set_stage_status,
@@ -150,7 +151,7 @@ async def overdue_notices(session: AsyncSession, *, plan: Plan, now: dt.datetime
         cycles[cycle.id] = cycle
         try:
             stage = stage_of(plan, cycle.kind, request.stage)
-        except StopIteration:  # a stage gone from the plan: left for a coordinator, never blocks the others
+        except StageNotInPlan:  # a stage gone from the plan: left for a coordinator, never blocks the others
             log.warning("overdue request %s is of a stage the plan no longer has", request.id)
             continue
         told = plan.holders(stage.escalate_to, day, unit=request.subject or None) if stage.escalate_to else []

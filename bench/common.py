@@ -90,3 +90,10 @@ class CpuMeter:
         shares = {name: 100 * (after[name] - self.before[name]) / wall for name in after if name != "wall"}
         shares.update({name: 100 * seconds / wall for name, seconds in reported_seconds.items()})
         return shares
+
+
+def add_prefect_template(parser) -> None:
+    """The option of the benches that start a Prefect server on SQLite."""
+    parser.add_argument("--prefect-template", metavar="FILE", type=Path,
+                        help="a migrated Prefect SQLite database to start the server from (as `prefect server "
+                             "database upgrade` leaves it): saves its migrations; the tests pass one")

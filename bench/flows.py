@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import Database, median  # noqa: E402
+from bench.common import Database, add_prefect_template, median  # noqa: E402
 
 
 # ------------------------------------------------------------------------ the flows (child process)
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50, help="task runs per flow and round (default 50)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians printed (default 3)")
+    add_prefect_template(parser)
     parser.add_argument("--postgres", metavar="URL", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="kehoach-bench-flows-"))
     database = Database(args.postgres, folder)
-    server = LocalPrefectServer(folder / "prefect")
+    server = LocalPrefectServer(folder / "prefect", template=args.prefect_template)
     results = []
     try:
         print("starting a Prefect server ...", flush=True)

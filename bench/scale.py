@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import Database, cpu_seconds  # noqa: E402
+from bench.common import Database, add_prefect_template, cpu_seconds  # noqa: E402
 
 KEHOACH = str(Path(sys.executable).parent / "kehoach")
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/[as]/[A-Za-z0-9_-]+)")
@@ -447,6 +447,7 @@ def run_baseline(count: int, *, env: dict, server_pid: int, concurrency: int, wo
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_prefect_template(parser)
     parser.add_argument("--postgres", metavar="URL", help="e.g. postgresql://postgres@127.0.0.1:5432/test: "
                                                            "kehoach and the Prefect server on PostgreSQL")
     parser.add_argument("--sizes", default="real,200,500", help="comma-separated: real, or a number of branches")
@@ -479,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
             server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = make_url(args.postgres).set(
                 drivername="postgresql+asyncpg", database=prefect_db).render_as_string(hide_password=False)
         print("starting a Prefect server ...", flush=True)
-        server = LocalPrefectServer(folder / "prefect", env=server_env)
+        server = LocalPrefectServer(folder / "prefect", env=server_env, template=args.prefect_template)
         server.start()
         mailbox.start()
         env = prefect_env(server.home, server.api_url)

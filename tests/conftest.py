@@ -3,6 +3,7 @@ an aiosmtpd server, one Prefect server per test run, and the kehoach processes."
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import sys
@@ -63,7 +64,8 @@ class DatabaseSandbox:
 
 
 # The fixtures that start processes: a test that asks for one is outside the fast tier.
-PROCESS_FIXTURES = frozenset({"prefect_server", "stack", "stacks", "cluster", "live_api", "private_postgres"})
+PROCESS_FIXTURES = frozenset({"prefect_template", "prefect_server", "stack", "stacks", "cluster", "live_api",
+                               "private_postgres"})
 # What starting a process raises as an audit event (asyncio's subprocesses and Playwright's
 # driver go through subprocess.Popen).
 PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.exec", "os.spawn",
@@ -83,9 +85,8 @@ def _refuse_processes(event: str, args) -> None:
                            "mark it `processes` or ask for one of the process fixtures")
 
 
-# The modules that take longest (tests/README.md), collected first: pytest-xdist hands out its
-# groups in the order it first sees them, and a long one must not be left for the end, when one
-# worker would run it alone.
+# The modules that take longest (tests/README.md): run first, while the other worker has work
+# to run beside them, and never left for the end, when one worker would run them alone.
 LONGEST_FIRST = ("tests/test_e2e_restart.py", "tests/test_bench.py", "tests/test_e2e_send_back.py",
                  "tests/test_e2e_chain.py", "tests/faults/test_faults.py", "tests/api/test_schemathesis.py",
                  "tests/test_e2e_approval.py", "tests/test_e2e_cadences.py", "tests/service/test_scanners.py",
@@ -96,17 +97,7 @@ def _module(item) -> str:
     return item.nodeid.split("::")[0]
 
 
-def worker_group(item) -> str:
-    """Where pytest-xdist (`--dist loadgroup`) runs a test: every test on one backend's sandbox
-    on the same worker, so that a worker starts one stack and one Prefect server, not one per
-    backend; any other test with the rest of its module (its module's fixtures set up once)."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and "sandbox" in callspec.params:
-        return f"backend-{callspec.params['sandbox']}"
-    return _module(item)
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """A `postgres_only` test is not collected for SQLite at all (it is neither run nor skipped
     there); for PostgreSQL it runs, or fails, like any other.
@@ -118,7 +109,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if PROCESS_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.processes)
-        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
     if config.getoption("--fast"):
         dropped += [item for item in items if item.get_closest_marker("processes") and item not in dropped]
     if dropped:
@@ -127,17 +117,58 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if id(item) not in gone]
 
 
-class LongestFirst:
-    """Runs after pytest's own ordering (which keeps a module's tests of one backend together)."""
+def _stack_backend(item) -> str | None:
+    """The backend whose stack (and the session's Prefect server) the test runs on, if any."""
+    if "stack" not in item.fixturenames:
+        return None
+    return getattr(item, "callspec", None) and item.callspec.params.get("sandbox")
 
-    @pytest.hookimpl(trylast=True)
+
+class Order:
+    """The run's order, and what it lets go. Every test that starts processes runs first, the
+    longest modules first of all; the tests that start none follow (pytest-xdist's `load` hands
+    tests out in this order, each worker's in increasing order).
+
+    A worker's stacks and the session's Prefect server idle at about 40 % of a core between them
+    once no test needs them: when the next test a worker runs comes after the last one that
+    needs a backend's stack (or the Prefect server), that worker stops it: by this order, no
+    later test of the worker asks for it (a stack would be started again if one did)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.last_use: dict[str, int] = {}
+        self.index: dict[str, int] = {}
+
+    @pytest.hookimpl(trylast=True)  # after pytest's own ordering, which keeps a module's tests of one backend together
     def pytest_collection_modifyitems(self, items):
         rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
-        items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: the rest keep their order
+        items.sort(key=lambda item: (item.get_closest_marker("processes") is None,
+                                     rank.get(_module(item), len(rank))))  # stable: the rest keep their order
+        self.index = {item.nodeid: n for n, item in enumerate(items)}
+        for n, item in enumerate(items):
+            backend = _stack_backend(item)
+            if backend:
+                self.last_use[f"stack-{backend}"] = n
+            if "prefect_server" in item.fixturenames:
+                self.last_use["prefect"] = n
+
+    def pytest_runtest_teardown(self, item, nextitem):
+        following = self.index[nextitem.nodeid] if nextitem is not None else len(self.index)
+        stacks = self.config.stash.get(RUNNING_STACKS, None)
+        for backend in ("sqlite", "postgresql"):
+            if stacks is not None and following > self.last_use.get(f"stack-{backend}", -1):
+                stacks.retire(backend)
+        prefect = self.config.stash.get(SESSION_PREFECT, None)
+        if prefect is not None and following > self.last_use.get("prefect", -1):
+            prefect.stop()
+
+
+RUNNING_STACKS = pytest.StashKey["Stacks"]()
+SESSION_PREFECT = pytest.StashKey["LocalPrefectServer"]()
 
 
 def pytest_configure(config):
-    config.pluginmanager.register(LongestFirst(), "kehoach-longest-first")
+    config.pluginmanager.register(Order(config), "kehoach-order")
 
 
 def pytest_collection_finish(session):
@@ -212,34 +243,51 @@ def link_secret() -> str:
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory):
+def prefect_template(tmp_path_factory) -> Path:
+    """Prefect's SQLite database migrated once per run (the xdist workers share it: the first
+    makes it, the other waits on the lock); every Prefect server the tests start copies it."""
+    from service.prefect_server import DATABASE_FILE, migrate_database
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    home = shared / "prefect-template"
+    with open(shared / "prefect-template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (home / "migrated").exists():
+            migrate_database(home)
+            (home / "migrated").touch()
+    return home / DATABASE_FILE
+
+
+@pytest.fixture(scope="session")
+def prefect_server(request, tmp_path_factory, prefect_template):
     from service.prefect_server import LocalPrefectServer
 
-    server = LocalPrefectServer(tmp_path_factory.mktemp("prefect-home"))
+    server = LocalPrefectServer(tmp_path_factory.mktemp("prefect-home"), template=prefect_template)
     server.start(timeout=240)
+    request.config.stash[SESSION_PREFECT] = server
     yield server
     server.stop()
 
 
 class Stacks:
     """The session's running processes of each backend, started when a test first asks for them.
-    The first backend's stack uses the session's Prefect server; a second one, where both run in
-    one process (`-n 0`), gets a server of its own: each `kehoach worker` serves the same
-    deployment names, and on one server they would take each other's runs."""
+    One stack uses the session's Prefect server; another, where both backends' run in one process
+    at once, gets a server of its own: each `kehoach worker` serves the same deployment names,
+    and on one server they would take each other's runs. `retire` stops one (`Order`)."""
 
     def __init__(self, *, sandboxes, prefect, smtp, link_secret, tmp_path_factory):
         self.sandboxes, self.prefect, self.smtp, self.link_secret = sandboxes, prefect, smtp, link_secret
         self.tmp_path_factory = tmp_path_factory
-        self.running: dict = {}
-        self.own_servers: list = []
+        self.running: dict = {}  # backend -> (Stack, its own Prefect server or None)
 
-    def _server(self):
-        if not self.running:
-            return self.prefect
+    def _own_server(self):
+        """None where the session's server is free, else a server of its own, started."""
+        if all(own is not None for _, own in self.running.values()):
+            return None
         from service.prefect_server import LocalPrefectServer
 
-        server = LocalPrefectServer(self.tmp_path_factory.mktemp("prefect-home-stack"))
-        self.own_servers.append(server)
+        server = LocalPrefectServer(self.tmp_path_factory.mktemp("prefect-home-stack"), template=self.prefect.template)
         server.start(timeout=240)
         return server
 
@@ -248,28 +296,34 @@ class Stacks:
 
         if backend not in self.running:
             self.sandboxes[backend]  # skips here, as the sandbox does, where PostgreSQL is not configured
-            prefect = self._server()
+            own_server = self._own_server()
             # A database of their own: their dispatcher must not claim messages that other tests
             # put in the shared sandbox's outbox.
             own = DatabaseSandbox(backend, self.tmp_path_factory.mktemp(f"stack-db-{backend}"))
-            running = Stack(sandbox=own, prefect=prefect, smtp=self.smtp, link_secret=self.link_secret,
-                            workdir=self.tmp_path_factory.mktemp(f"stack-{backend}"))
-            self.running[backend] = running
+            running = Stack(sandbox=own, prefect=own_server or self.prefect, smtp=self.smtp,
+                            link_secret=self.link_secret, workdir=self.tmp_path_factory.mktemp(f"stack-{backend}"))
+            self.running[backend] = (running, own_server)
             running.start()
-        return self.running[backend]
+        return self.running[backend][0]
 
-    def stop(self) -> None:
-        for running in self.running.values():
+    def retire(self, backend: str) -> None:
+        running, own_server = self.running.pop(backend, (None, None))
+        if running is not None:
             running.stop()
             running.sandbox.drop()
-        for server in self.own_servers:
-            server.stop()
+        if own_server is not None:
+            own_server.stop()
+
+    def stop(self) -> None:
+        for backend in list(self.running):
+            self.retire(backend)
 
 
 @pytest.fixture(scope="session")
-def stacks(sandboxes, prefect_server, smtp_server, link_secret, tmp_path_factory) -> Stacks:
+def stacks(request, sandboxes, prefect_server, smtp_server, link_secret, tmp_path_factory) -> Stacks:
     made = Stacks(sandboxes=sandboxes, prefect=prefect_server, smtp=smtp_server, link_secret=link_secret,
                   tmp_path_factory=tmp_path_factory)
+    request.config.stash[RUNNING_STACKS] = made
     yield made
     made.stop()
 

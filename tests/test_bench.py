@@ -18,6 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ["sqlite", "postgresql"]
 
 
+@pytest.fixture(scope="module")
+def template(prefect_template) -> tuple[str, str]:
+    """Where a bench starts a Prefect server, it copies the run's migrated database."""
+    return ("--prefect-template", str(prefect_template))
+
+
 def run_bench(script: str, backend: str, *args: str) -> str:
     """The bench's output, after checking it exited 0."""
     command = [sys.executable, str(ROOT / "bench" / script), *args]
@@ -52,18 +58,18 @@ def test_web_bench_runs_every_row(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_flows_bench_runs_on_a_real_prefect_server(backend):
-    output = run_bench("flows.py", backend, "--steps", "3", "--rounds", "1")
+def test_flows_bench_runs_on_a_real_prefect_server(backend, template):
+    output = run_bench("flows.py", backend, "--steps", "3", "--rounds", "1", *template)
     assert "bare Prefect: a task that does nothing" in output
     assert "every kehoach step opened one request with two approvers" in output
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_scale_bench_carries_a_synthetic_stage_and_the_baseline(backend):
+def test_scale_bench_carries_a_synthetic_stage_and_the_baseline(backend, template):
     """A small run of bench/scale.py: the annual report with 12 branches, some sent back, next to
     3 bare-Prefect branches; it exits non-zero unless each unit was asked once, the stage done,
     the chain finished and no Message-ID repeated."""
     output = run_bench("scale.py", backend, "--sizes", "12", "--baseline", "3", "--changes", "0.25",
-                       "--concurrency", "4")
+                       "--concurrency", "4", *template)
     assert "bare Prefect, 3" in output and "12 (12 branches)" in output
     assert "3 reports sent back and resubmitted" in output

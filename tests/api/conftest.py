@@ -15,7 +15,7 @@ from approvals import requests
 from approvals.accounts import AccountRole, create_account
 from approvals.config import Settings
 from approvals.db import utcnow
-from approvals.models import ApiAccount, ApprovalRequest, Assignment, Delegation
+from approvals.models import ApiAccount, ApprovalRequest, Assignment, Delegation, LinkFailure
 from approvals.plan import load_plan
 from approvals.tokens import derive_token
 from notifications.models import OutboxMessage
@@ -25,8 +25,9 @@ from service.app import create_app
 @pytest.fixture(autouse=True)
 async def leave_the_sandbox_as_found(database):
     """The sandbox is shared by the whole session: the emails a test queued are deleted (a
-    dispatcher test must find nothing else due) and the delegations it made are revoked
-    (they would route other tests' requests)."""
+    dispatcher test must find nothing else due), the delegations it made are revoked (they
+    would route other tests' requests) and the invalid links it followed are forgotten (they
+    would count towards the next test's failed-link limit: every test here is one client)."""
     async with database.sessions() as session:
         before = set((await session.execute(select(OutboxMessage.id))).scalars())
     started = utcnow()
@@ -37,6 +38,7 @@ async def leave_the_sandbox_as_found(database):
             await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(queued)))
         await session.execute(update(Delegation).where(Delegation.created_at >= started,
                                                        Delegation.revoked_at.is_(None)).values(revoked_at=utcnow()))
+        await session.execute(delete(LinkFailure).where(LinkFailure.at >= started))
 
 
 @pytest.fixture

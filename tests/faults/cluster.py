@@ -37,11 +37,11 @@ class Cluster(Stack):
     """`web-a`, `web-b`, `worker-a`, `worker-b`, `dispatch-a`, `dispatch-b`. Links in emails point
     at web-a; `via(link, "b")` sends an official to web-b instead, as a proxy would."""
 
-    def __init__(self, *, folder: Path, smtp, link_secret: str):
+    def __init__(self, *, folder: Path, smtp, link_secret: str, prefect_template: Path | None = None):
         self.postgres = PrivatePostgres()
         self.postgres.create()
         upgrade(self.postgres.url)
-        self.own_prefect = LocalPrefectServer(folder / "prefect")
+        self.own_prefect = LocalPrefectServer(folder / "prefect", template=prefect_template)
         self.own_prefect.start(timeout=240)
         super().__init__(sandbox=Sandbox(self.postgres.url, make_engine(self.postgres.url)), prefect=self.own_prefect,
                          smtp=smtp, link_secret=link_secret, workdir=folder)

@@ -51,12 +51,13 @@ CHECKED: list[tuple[str, str, str]] = []
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, link_secret):
+def cluster(tmp_path_factory, link_secret, prefect_template):
     if postgres_base_url() is None:
         pytest.skip("KEHOACH_TEST_POSTGRES_URL is not set: the fault tests run with PostgreSQL (CI sets it)")
     smtp = RecordingSmtpServer()
     smtp.start()
-    running = Cluster(folder=tmp_path_factory.mktemp("faults"), smtp=smtp, link_secret=link_secret)
+    running = Cluster(folder=tmp_path_factory.mktemp("faults"), smtp=smtp, link_secret=link_secret,
+                      prefect_template=prefect_template)
     try:
         running.start()
         yield running
