@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.deadlines import due_at
+from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Cycle, IssuedReport, RequestStatus, SubmissionFile, SubmissionLink
 from approvals.plan.schema import Agency, Official, Plan, Stage
 from approvals.presentation import agency_name
@@ -116,7 +117,7 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
     tz = plan_tz(plan)
     stage = report_stage(plan)
     if stage is None or plan.report is None:
-        raise LookupError("the plan has no annual report stage or no report section")
+        raise NotFound("the plan has no annual report stage or no report section")
     deadline = due_at(stage.due, cycle_start=dt.date(year, 1, 1), tz=tz)
     on = min(now.astimezone(tz).date(), deadline.astimezone(tz).date())
     latest = await latest_by_unit(session, plan, year, on)

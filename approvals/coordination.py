@@ -23,6 +23,7 @@ from approvals import audit, delegations
 from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
 from approvals.cycles import latest_restarts
 from approvals.decisions import settle_request
+from approvals.errors import Conflict, NotFound
 from approvals.models import (
     ApprovalRequest,
     Assignment,
@@ -40,8 +41,6 @@ from approvals.models import (
     Wake,
 )
 from approvals.plan.schema import Plan, Stage
-from approvals.stages import ANY_STAGE, WakeReason, enqueue_wake
-from approvals.submissions import SubmissionAsked, ask_unasked, pending_link, remind_submitter
 from approvals.requests import (
     AlreadyDecided,
     NewAssignment,
@@ -50,16 +49,10 @@ from approvals.requests import (
     lock_request,
 )
 from approvals.requests import reassign as reassign_assignment
+from approvals.stages import ANY_STAGE, WakeReason, enqueue_wake
+from approvals.submissions import SubmissionAsked, ask_unasked, pending_link, remind_submitter
 
 CYCLE_CANCELLED = "cycle.cancelled"
-
-
-class NotFound(LookupError):
-    """The id names nothing of that kind."""
-
-
-class Conflict(Exception):
-    """The thing is already in the state the action would put it in (escalated, cancelled, revoked)."""
 
 
 # Reads ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.deadlines import due_at
+from approvals.errors import Conflict, NotFound
 from approvals.models import Cycle, Wake, WakeStatus
 from approvals.plan.schema import Plan
 
@@ -109,8 +110,8 @@ async def needs_attention(session: AsyncSession, cycle_id: uuid.UUID, *, reason:
     return cycle
 
 
-class NotRestartable(Exception):
-    pass
+class NotRestartable(Conflict):
+    """The cycle cannot be restarted now (finished, or its run is alive); the message says why."""
 
 
 async def release(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, now: dt.datetime,
@@ -122,7 +123,7 @@ async def release(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, now: d
     place (`claim(replacing=...)`)."""
     cycle = (await session.execute(select(Cycle).where(Cycle.id == cycle_id).with_for_update())).scalar()
     if cycle is None:
-        raise LookupError(f"no cycle {cycle_id}")
+        raise NotFound(f"no cycle {cycle_id}")
     if cycle.finished_at is not None:
         raise NotRestartable("this cycle has finished")
     reason = cycle.attention
@@ -151,12 +152,12 @@ async def ask_restart(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, fo
     """A coordinator asks for a new run to carry the cycle: queued as a wake (delivered by the
     service, which starts the run on Prefect), so asking never waits on Prefect. One restart
     is queued per cycle at a time: asking again finds it (forced, if either ask was). A
-    finished cycle is refused (NotRestartable), an unknown one is a LookupError."""
+    finished cycle is refused (NotRestartable), an unknown one is NotFound."""
     from approvals.stages import RESTART, WakeReason, enqueue_wake
 
     cycle = await session.get(Cycle, cycle_id)
     if cycle is None:
-        raise LookupError(f"no cycle {cycle_id}")
+        raise NotFound(f"no cycle {cycle_id}")
     if cycle.finished_at is not None:
         raise NotRestartable("this cycle has finished")
     await enqueue_wake(session, cycle_id=cycle.id, stage=RESTART, now=now, requested_by=by,

@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
+from approvals.errors import KehoachError
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -88,7 +90,7 @@ class ReadOnlySession(Session):
     """The sessions of Database.reads(): any write is refused before it reaches the database."""
 
 
-class WriteInReadSession(RuntimeError):
+class WriteInReadSession(KehoachError):
     pass
 
 

@@ -32,14 +32,15 @@ from approvals.models import (
 from approvals.plan.schema import Plan, Policy
 from approvals.policy import settle
 from approvals.requests import (
+    LINK_VIEW,
     MAX_COMMENT,
     AcknowledgeOnly,
     AlreadyDecided,
     CommentRequired,
+    CommentTooLong,
     InvalidLink,
     NewAssignment,
     Refused,
-    LINK_VIEW,
     issue_token,
     local_day,
     open_link,
@@ -96,7 +97,7 @@ async def decide(
     if outcome in (Outcome.reject, Outcome.request_changes) and not comment:
         raise CommentRequired("a comment is required to reject or to request changes")
     if len(comment) > MAX_COMMENT:
-        raise ValueError(f"comment longer than {MAX_COMMENT} characters")
+        raise CommentTooLong(f"comment longer than {MAX_COMMENT} characters")
     # The request is locked: every change to a request and its assignments takes this lock first.
     assignment, request, cycle = await open_link(session, token, now=now, statement=_LINK)
     if request.status != RequestStatus.pending.value:

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from approvals.errors import Refused
+
 
 class DelegationLike(Protocol):
     delegator: str
@@ -29,7 +31,7 @@ class Grant:
     valid_to: dt.date
 
 
-class DelegationRefused(ValueError):
+class DelegationRefused(Refused):
     """The delegation would break a rule (cycle, self, dates, unknown official)."""
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from approvals.errors import InvalidInput
 from approvals.models import SubmissionFile
 
 MAX_FILES = 5
@@ -35,7 +36,7 @@ ALLOWED = {
 _SAFE_NAME = re.compile(r"[^\w.\- ()]+", re.UNICODE)
 
 
-class FileRefused(ValueError):
+class FileRefused(InvalidInput):
     """A file of a type we do not take, too large, or not what its name says."""
 
 

@@ -25,6 +25,7 @@ from approvals.directory import (
     resolvable,
     resolve_approvers,
 )
+from approvals.errors import Conflict, InvalidInput, InvalidLink, Refused
 from approvals.models import (
     ApprovalRequest,
     Assignment,
@@ -41,12 +42,8 @@ from approvals.tokens import derive_token, hash_token, well_formed
 MAX_COMMENT = 4000
 
 
-class NoApprover(Exception):
+class NoApprover(Refused):
     """Nobody can decide the step on the day: it cannot be routed (fail closed)."""
-
-
-class InvalidLink(Exception):
-    """Unknown, tampered, expired, revoked or used token; callers answer all of these alike."""
 
 
 class StageNotInPlan(InvalidLink):
@@ -55,19 +52,22 @@ class StageNotInPlan(InvalidLink):
     coroutine turns into RuntimeError: a 500)."""
 
 
-class AlreadyDecided(Exception):
+class AlreadyDecided(Conflict):
     """The compare-and-set lost: someone (or something) settled this first."""
 
-
-class CommentRequired(ValueError):
-    pass
-
-
-class Refused(ValueError):
-    """The action breaks a rule (separation of duties, an unknown official)."""
+    def __init__(self, message: str = "this request is already settled") -> None:
+        super().__init__(message)
 
 
-class AcknowledgeOnly(ValueError):
+class CommentRequired(InvalidInput):
+    """Rejecting or sending back needs a comment."""
+
+
+class CommentTooLong(InvalidInput):
+    """A comment past MAX_COMMENT characters."""
+
+
+class AcknowledgeOnly(InvalidInput):
     """A step that is acknowledged (what was requested, not ordered: the Board's guidance) is not
     rejected: it is acknowledged, or sent back to be made clearer."""
 

@@ -15,6 +15,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.deadlines import reminders_passed
+from approvals.errors import InvalidInput
+from approvals.files import store_files
 from approvals.models import (
     ApprovalRequest,
     AuditEvent,
@@ -24,8 +27,6 @@ from approvals.models import (
     SubmissionFile,
     SubmissionLink,
 )
-from approvals.deadlines import reminders_passed
-from approvals.files import store_files
 from approvals.plan.schema import FieldSpec, Official, Plan, StageKind
 from approvals.requests import (
     InvalidLink,
@@ -208,7 +209,7 @@ async def view_submission(session: AsyncSession, token: str, *, now: dt.datetime
     return SubmissionView(link, request, cycle, comments)
 
 
-class SubmissionInvalid(ValueError):
+class SubmissionInvalid(InvalidInput):
     def __init__(self, field: str, message: str, name: str = ""):
         self.field, self.name = field, name  # name: the form box's label, for a named field
         super().__init__(message)

@@ -7,19 +7,19 @@ approved because time passed.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-import logging
 from enum import Enum
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
 from approvals.db import Database
 from approvals.deadlines import reminders_passed
-from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
 from approvals.decisions import settle_request
 from approvals.models import (
     ApprovalRequest,

@@ -38,7 +38,6 @@ if str(ROOT) not in sys.path:
 
 from bench.common import Database, add_prefect_template, median  # noqa: E402
 
-
 # ------------------------------------------------------------------------ the flows (child process)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from approvals import requests
 from approvals.config import get_settings
+from approvals.errors import InvalidInput, NotFound
 from approvals.models import EconomicEvent, ProblemReport
 from approvals.plan import load_plan
 from flows.chain import run_chain
@@ -30,7 +31,7 @@ def month_period(month: str | None) -> tuple[str, dt.date]:
         today = dt.datetime.now(get_settings().tz).date()
         return f"{today:%Y-%m}", today.replace(day=1)
     if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month):
-        raise ValueError(f"month {month!r} must be YYYY-MM, e.g. 2027-03")
+        raise InvalidInput(f"month {month!r} must be YYYY-MM, e.g. 2027-03")
     year, number = (int(part) for part in month.split("-"))
     return month, dt.date(year, number, 1)
 
@@ -65,7 +66,7 @@ async def open_event_cycle(event_id: str) -> tuple[str, dt.date]:
     async with database(settings) as db, db.transaction() as session:
         event = await session.get(EconomicEvent, uuid.UUID(event_id), with_for_update=True)
         if event is None:
-            raise ValueError(f"no economic event {event_id}")
+            raise NotFound(f"no economic event {event_id}")
         period = event_period(event)
         await _link_cycle(session, event, kind=EVENT_KIND, period=period, starts_on=event.starts_on)
         return period, event.starts_on
@@ -87,7 +88,7 @@ async def open_problem_cycle(problem_id: str) -> tuple[str, dt.date, dict]:
     async with database(settings) as db, db.transaction() as session:
         problem = await session.get(ProblemReport, uuid.UUID(problem_id), with_for_update=True)
         if problem is None:
-            raise ValueError(f"no problem report {problem_id}")
+            raise NotFound(f"no problem report {problem_id}")
         day = problem.created_at.astimezone(settings.tz).date()
         period = f"{day:%Y-%m-%d}-{problem.id.hex[:8]}"
         await _link_cycle(session, problem, kind=PROBLEM_KIND, period=period, starts_on=day)

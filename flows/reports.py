@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals import audit, consolidated
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
+from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Decision, IssuedReport, Outcome, RequestStatus
 from approvals.plan import Plan, load_plan
 from approvals.presentation import PlainMessage
@@ -62,7 +63,7 @@ async def issue(db: Database, *, plan: Plan, settings: Settings, renderer: Rende
     if issued is not None:
         return Issued(issued.number, issued.symbol, issued.recipients, new=False)
     if request is None:
-        raise LookupError(f"no approved consolidated report in cycle {cycle_id}")
+        raise NotFound(f"no approved consolidated report in cycle {cycle_id}")
     issued_on = (request.decided_at or utcnow()).astimezone(settings.tz).date()
     report = consolidated.from_snapshot(plan, request.data["report"], issued_on=issued_on, signer=signer)
     symbol = consolidated.symbol_of(report.issuer)

@@ -56,6 +56,7 @@ from sqlalchemy import any_, bindparam, or_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from approvals.db import Database, claim, utcnow
+from approvals.errors import Refused
 from notifications import mime
 from notifications.models import MessageStatus, OutboxMessage
 from notifications.smtp import _NETWORK_ERRORS, SmtpConfig, SmtpPool, SmtpUnavailable
@@ -90,7 +91,7 @@ class RetryPolicy:
         """Exponential backoff with full jitter."""
         return random.uniform(0.5, 1.0) * min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
 
-class PermanentFailure(Exception):
+class PermanentFailure(Refused):
     pass
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.db import core, utcnow
+from approvals.errors import InvalidInput
 from notifications.models import OutboxMessage
 from notifications.render import RenderedEmail
 
@@ -36,7 +37,12 @@ _INSERT = {
 _INSERT_RETURNING = {name: statement.returning(OutboxMessage.__table__.c.id) for name, statement in _INSERT.items()}
 
 
-class HeaderInjection(ValueError):
+class MessageRefused(InvalidInput):
+    """The outbox refuses a message before writing anything: an address that is not one, an
+    attachment without a file name, of no content type or too large."""
+
+
+class HeaderInjection(MessageRefused):
     """A subject, name or address carries a control character (CR, LF, ...)."""
 
 
@@ -63,12 +69,12 @@ def _stored_attachments(attachments: Sequence[Attachment]) -> list[dict]:
         filename = _clean_header(attachment.filename, "attachment filename")
         content_type = _clean_header(attachment.content_type, "attachment content type")
         if not filename.strip() or "/" in filename or "\\" in filename:
-            raise ValueError(f"not a file name: {filename!r}")
+            raise MessageRefused(f"not a file name: {filename!r}")
         if not _CONTENT_TYPE.match(content_type):
-            raise ValueError(f"not a content type: {content_type!r}")
+            raise MessageRefused(f"not a content type: {content_type!r}")
         total += len(attachment.data)
         if total > MAX_ATTACHMENT_BYTES:
-            raise ValueError(f"attachments larger than {MAX_ATTACHMENT_BYTES} bytes")
+            raise MessageRefused(f"attachments larger than {MAX_ATTACHMENT_BYTES} bytes")
         stored.append({"filename": filename, "content_type": content_type,
                        "data": base64.b64encode(bytes(attachment.data)).decode("ascii")})
     return stored
@@ -99,7 +105,7 @@ def _row(message: Outgoing, domain: str, now) -> dict:
         name = _clean_header(person.name, "recipient name")
         address = _clean_header(person.email, "recipient address")
         if not _ADDRESS.match(address):
-            raise HeaderInjection(f"not a valid email address: {address!r}")
+            raise MessageRefused(f"not a valid email address: {address!r}")
         recipients.append({"name": name, "email": address})
     message_uuid = uuid.uuid4()
     return dict(

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from approvals.errors import Unavailable
+
 log = logging.getLogger("kehoach.dispatcher")
 
 _NETWORK_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError,
@@ -31,7 +33,7 @@ class SmtpConfig:
     validate_certs: bool = True
 
 
-class SmtpUnavailable(Exception):
+class SmtpUnavailable(Unavailable):
     """Connecting to the SMTP server failed: nothing was sent."""
 
 

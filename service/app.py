@@ -11,9 +11,8 @@ from fastapi import FastAPI
 from approvals.config import Settings, get_settings
 from approvals.db import Database
 from approvals.plan import load_plan
-from approvals.requests import StageNotInPlan
 from notifications.render import Renderer
-from service import api, dashboard, health, links, pages, problems, submissions
+from service import api, dashboard, errors, health, links, pages, problems, submissions
 from service.deps import AppState
 from service.resume import Resumer
 from service.web import BodyLimit, LinkFailureLimit, SecurityHeaders, WebLimits, install_log_redaction
@@ -54,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(LinkFailureLimit, limit=limits.failure_limit, window=limits.failure_window,
                        default_language=settings.default_language, trusted_proxies=settings.trusted_proxies)
     app.add_middleware(SecurityHeaders)
-    app.add_exception_handler(StageNotInPlan, links.stage_not_in_plan)
+    errors.install(app)  # every error's answer, API and pages
     app.include_router(links.router)
     app.include_router(submissions.router)
     app.include_router(problems.router)  # /p/: the "Báo cáo vướng mắc" form

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from approvals.errors import InvalidInput
 from approvals.plan import PlanError
 from approvals.plan.checks import branch_counts
 from approvals.plan.loader import check_plan
@@ -203,7 +204,7 @@ def start(
 
         try:
             period, starts_on = month_period(month)
-        except ValueError as exc:
+        except InvalidInput as exc:
             raise typer.BadParameter(str(exc), param_hint="--month") from None
         kind = MONTHLY_KIND
     else:
@@ -414,8 +415,9 @@ def cycle_resume(
     from where the cycle is in the database: it asks nobody again and sends no email twice."""
     import asyncio
 
+    from approvals.cycles import NotRestartable
     from approvals.db import Database
-    from service.cycles import CycleNotRestartable, PrefectNotConfigured, PrefectUnavailable, restart_cycle
+    from service.cycles import PrefectNotConfigured, PrefectUnavailable, restart_cycle
 
     settings = _settings()
 
@@ -434,7 +436,7 @@ def cycle_resume(
 
     try:
         found, (run, previous, restart) = asyncio.run(main())
-    except CycleNotRestartable as exc:
+    except NotRestartable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except (PrefectNotConfigured, PrefectUnavailable) as exc:

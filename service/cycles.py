@@ -12,8 +12,11 @@ from prefect.deployments.flow_runs import arun_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
+from approvals.cycles import NotRestartable
+from approvals.errors import NotFound, Unavailable
 
-class PrefectNotConfigured(RuntimeError):
+
+class PrefectNotConfigured(Unavailable):
     """No PREFECT_API_URL: kehoach never lets Prefect start a temporary server of its own."""
 
 
@@ -69,12 +72,8 @@ async def start_annual_cycle(year: int, deployment: str, *, wait: float = 120) -
     )
 
 
-class PrefectUnavailable(RuntimeError):
+class PrefectUnavailable(Unavailable):
     """Prefect could not be reached (or refused) while restarting a cycle: try again."""
-
-
-class CycleNotRestartable(RuntimeError):
-    """The cycle cannot be restarted now (finished, or its run is alive); the message says why."""
 
 
 ALIVE = ("RUNNING", "PENDING", "SCHEDULED", "PAUSED")
@@ -91,7 +90,7 @@ def deployment_of(settings, cycle, record_id: str | None) -> tuple[str, dict, st
         return settings.event_cycle_deployment, {"event_id": record_id}, f"economy-event-{record_id}"
     if cycle.kind == "problem_escalation" and record_id:
         return settings.problem_cycle_deployment, {"problem_id": record_id}, f"problem-{record_id}"
-    raise CycleNotRestartable(f"no deployment runs the cycle {cycle.kind}/{cycle.period}")
+    raise NotRestartable(f"no deployment runs the cycle {cycle.kind}/{cycle.period}")
 
 
 async def restart_cycle(db, settings, cycle_id, *, by: str, force: bool = False,
@@ -107,19 +106,19 @@ async def restart_cycle(db, settings, cycle_id, *, by: str, force: bool = False,
     async with db.reads() as session:
         cycle = await session.get(Cycle, cycle_id)
         if cycle is None:
-            raise LookupError(f"no cycle {cycle_id}")
+            raise NotFound(f"no cycle {cycle_id}")
         model = {"economy_event": EconomicEvent, "problem_escalation": ProblemReport}.get(cycle.kind)
         record = (await session.execute(select(model.id).where(model.cycle_id == cycle.id))).scalar() \
             if model else None
     if cycle.finished_at is not None:
-        raise CycleNotRestartable("this cycle has finished")
+        raise NotRestartable("this cycle has finished")
     require_prefect_api()
     deployment, parameters, key = deployment_of(settings, cycle, str(record) if record else None)
     previous = cycle.run_id
     try:
         return await _restart(db, cycle, previous, deployment, parameters, key, by=by, force=force,
                               deployment_wait=deployment_wait)
-    except (CycleNotRestartable, LookupError):
+    except (NotRestartable, NotFound):
         raise
     except Exception as exc:  # Prefect unreachable, slow or refusing: nothing was changed in Prefect's stead
         raise PrefectUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -146,7 +145,7 @@ async def _restart(db, cycle, previous, deployment, parameters, key, *, by, forc
                 state = None
             if state is not None and state.type.value in ALIVE:
                 if not force and cycle.attention is None:
-                    raise CycleNotRestartable(f"its run {previous} is {state.name}: it is alive (use force to "
+                    raise NotRestartable(f"its run {previous} is {state.name}: it is alive (use force to "
                                               "replace it)")
                 # Never two runs for one cycle: the old one ends before the new one starts.
                 await client.set_flow_run_state(_uuid.UUID(previous), Cancelled(message=f"replaced: {by}"),

@@ -25,6 +25,7 @@ from approvals.models import Cycle, RequestStatus
 from approvals.plan import Plan
 from approvals.presentation import agency_name, official_name, role_name
 from approvals.requests import plan_tz
+from service import reports
 from service.api.auth import (
     Caller,
     caller_from_token,
@@ -33,7 +34,6 @@ from service.api.auth import (
     set_session_cookie,
 )
 from service.api.present import NOT_STARTED, cycle_name, stages_read
-from service import reports
 from service.deps import App, AppState
 from service.web import MESSAGES, cross_site, language_of, render
 
@@ -281,7 +281,7 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
         async with app.db.transaction() as session:
             await cycles.ask_restart(session, uuid.UUID(cycle_id), by=caller.actor, force=False, now=utcnow())
         notice = "resume_asked"
-    except (ValueError, LookupError):
+    except (ValueError, cycles.NotFound):  # not a UUID, or no such cycle
         return _not_found(request, app, language, caller)
     except cycles.NotRestartable:
         notice = "resume_refused"

@@ -20,18 +20,19 @@ from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import Outcome, SubmissionFile
 from approvals.presentation import (
     closed_messages,
-    shown_context,
     link_messages,
     official_name,
     outcome_message,
     receipt_message,
     role_name,
+    shown_context,
     step_context,
 )
 from approvals.tokens import APPROVAL_LINK, problem_token
 from notifications.links import queue_closing_messages, queue_link_messages, queue_plain_messages
 from service.deps import App
 from service.emails import queue_asked
+from service.errors import invalid_link_page
 from service.web import (
     MESSAGES,
     known_language,
@@ -56,22 +57,6 @@ def problem_url(app, official_id: str | None, *, relative: bool = True) -> str:
     return path if relative else f"{app.settings.public_base_url.rstrip('/')}{path}"
 
 
-def _invalid(request: Request, language: str):
-    """The one answer for every bad, expired, used, revoked or unknown link."""
-    _ = catalogue(MESSAGES).gettext_for(language)
-    return render(request, "message.html", language, status_code=404,
-                  title=_("invalid.title"), body=_("invalid.body"), switch_url=None)
-
-
-async def stage_not_in_plan(request: Request, exc: requests.StageNotInPlan):
-    """A link whose stage the plan no longer has is dead, wherever that is found (the page, the
-    answer, a draft): the invalid-link page. Registered on the app once, for every route."""
-    app_state = request.app.state.kehoach
-    language = known_language(request.query_params.get("lang")) or app_state.settings.default_language
-    return _invalid(request, language)
-
-
-
 async def _page(request: Request, app: App, token: str, *, language: str | None, status_code: int = 200,
                 error: str = "", error_key: str = "", chosen: str = "", comment: str = ""):
     """The approval page of a live link (the official's language unless one is asked for),
@@ -80,7 +65,7 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
         try:
             view = await requests.view_link(session, token, now=utcnow())
         except requests.InvalidLink:
-            return _invalid(request, language or app.settings.default_language)
+            return invalid_link_page(request, language or app.settings.default_language)
         attached = [{"name": f.filename, "size_kb": max(1, f.size // 1024), "url": f"{token}/files/{f.id}"}
                     for f in await files_of(session, view.request.id)]
     official = app.plan.official(view.assignment.official_id)
@@ -211,13 +196,8 @@ async def decide(request: Request, token: str, app: App):
     except requests.AcknowledgeOnly:
         return await _page(request, app, token, language=language, status_code=422,
                            error_key="error.acknowledge_only", comment=comment)
-    except requests.InvalidLink:
-        return _invalid(request, language)
-    except requests.Refused as exc:
-        # Separation of duties, or an official no longer in the directory: whoever holds the
-        # link sees a dead link like any other; ops see why in the log.
-        log.warning("decision refused: %s", exc)
-        return _invalid(request, language)
+    # A dead link, or a refused decision (separation of duties, an official no longer in the
+    # directory), answers the invalid-link page: service/errors.py, the link rule.
     except requests.AlreadyDecided:
         return render(request, "message.html", language, status_code=409,
                       title=_("already.title"), body=_("already.body"), switch_url=None)
@@ -237,9 +217,9 @@ async def download(request: Request, token: str, file_id: str, app: App):
             view = await requests.view_link(session, token, now=utcnow())
             row = await session.get(SubmissionFile, uuid.UUID(file_id))
         except (requests.InvalidLink, ValueError):
-            return _invalid(request, language)
+            return invalid_link_page(request, language)
         if row is None or row.request_id != view.request.id:
-            return _invalid(request, language)
+            return invalid_link_page(request, language)
     return file_response(row)
 
 
@@ -267,8 +247,8 @@ async def shown_file(request: Request, app, file_id: str, live_view):
             row = await session.get(SubmissionFile, uuid.UUID(file_id)) if carries_file(view.request.data, file_id) \
                 else None
         except (requests.InvalidLink, ValueError):
-            return _invalid(request, language)
-    return _invalid(request, language) if row is None else file_response(row)
+            return invalid_link_page(request, language)
+    return invalid_link_page(request, language) if row is None else file_response(row)
 
 
 @router.api_route("/a/{token}/shown/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
@@ -281,4 +261,4 @@ async def download_shown(request: Request, token: str, file_id: str, app: App):
 async def not_a_link(request: Request, rest: str, app: App):
     """Anything else under /a/ (a token with more path after it, an empty token) gets the
     same answer as a bad token: no route-shaped hints, and it counts as a failed attempt."""
-    return _invalid(request, known_language(request.query_params.get("lang")) or app.settings.default_language)
+    return invalid_link_page(request, known_language(request.query_params.get("lang")) or app.settings.default_language)

@@ -18,7 +18,8 @@ from approvals.plan.schema import Official, Plan
 from approvals.requests import Refused, local_day
 from approvals.tokens import read_problem_token
 from service.deps import App
-from service.links import MAX_FORM_FIELDS, _clean_comment, _field, _invalid
+from service.errors import invalid_link_page
+from service.links import MAX_FORM_FIELDS, _clean_comment, _field
 from service.web import MESSAGES, known_language, refuse_cross_site, render, web_limits
 
 log = logging.getLogger("kehoach.problems")
@@ -78,7 +79,7 @@ async def show(request: Request, token: str, app: App):
     language = known_language(request.query_params.get("lang")) or (
         official.language.value if official else app.settings.default_language)
     if official is None:
-        return _invalid(request, language)
+        return invalid_link_page(request, language)
     return _page(request, app, official, language)
 
 
@@ -90,7 +91,7 @@ async def raise_problem(request: Request, token: str, app: App):
         return refused
     official = _official(app, token)
     if official is None:
-        return _invalid(request, language)
+        return invalid_link_page(request, language)
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS,
                               max_part_size=web_limits(request).max_field_bytes)
     language = known_language(_field(form, "lang")) or language

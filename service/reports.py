@@ -34,7 +34,7 @@ def draft_document(app, report: consolidated.AnnualReport, *, now, summary: str 
 
 async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -> ReportFile:
     """The year's report: as issued (numbered, as it was sent) once its director approved it;
-    before that, or asked for a draft, as it stands, without a number (LookupError: the plan
+    before that, or asked for a draft, as it stands, without a number (NotFound: the plan
     has none)."""
     now = utcnow()
     async with app.db.reads() as session:

@@ -31,6 +31,7 @@ from sqlalchemy import or_, update
 from approvals import coordination, cycles
 from approvals.config import Settings
 from approvals.db import Database, claim, utcnow
+from approvals.errors import NotFound
 from approvals.models import Cycle, Wake, WakeStatus
 from approvals.plan import Plan
 from approvals.presentation import cycle_attention_messages
@@ -38,7 +39,6 @@ from approvals.stages import ANY_STAGE, RESTART, WakeReason
 from notifications.links import queue_plain_messages
 from notifications.render import Renderer
 from service.cycles import (
-    CycleNotRestartable,
     PrefectNotConfigured,
     PrefectUnavailable,
     require_prefect_api,
@@ -176,9 +176,9 @@ class Resumer:
             run, _previous, restart = await asyncio.wait_for(restart_cycle(
                 self.db, self.settings, wake.cycle_id, by=wake.requested_by or "system",
                 force=wake.reason == WakeReason.restart_forced, deployment_wait=self.timeout), self.timeout * 3)
-        except LookupError:
+        except NotFound:
             return Delivery("done", "the cycle is gone")
-        except CycleNotRestartable as exc:
+        except cycles.NotRestartable as exc:
             return Delivery("parked", f"not restarted: {exc}")
         except (PrefectNotConfigured, PrefectUnavailable, asyncio.TimeoutError, TimeoutError) as exc:
             return Delivery("retry", f"not restarted yet: {exc}")

@@ -22,11 +22,11 @@ from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_link_messages
 from notifications.report_document import report_files
 from service.deps import App
+from service.errors import invalid_link_page
 from service.links import (
     MAX_FORM_FIELDS,
     _clean_comment,
     _field,
-    _invalid,
     problem_url,
     shown_file,
 )
@@ -49,7 +49,7 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
         try:
             view = await submissions.view_submission(session, token, now=utcnow())
         except requests.InvalidLink:
-            return _invalid(request, language or app.settings.default_language)
+            return invalid_link_page(request, language or app.settings.default_language)
     official = app.plan.official(view.link.official_id)
     language = language or (official.language.value if official else app.settings.default_language)
     comments = [{"name": (app.plan.official(d.official_id).name if app.plan.official(d.official_id) else d.official_id),
@@ -125,10 +125,10 @@ async def draft(request: Request, token: str, fmt: str, app: App):
         try:
             view = await submissions.view_submission(session, token, now=utcnow())
         except requests.InvalidLink:
-            return _invalid(request, language)
+            return invalid_link_page(request, language)
     stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
     if stage.kind is not StageKind.consolidation or fmt not in FORMATS:
-        return _invalid(request, language)
+        return invalid_link_page(request, language)
     file = await annual_report_file(app, int(view.cycle.period), fmt, draft=True)
     return Response(file.data, media_type=file.media_type, headers={
         "Content-Disposition": file.disposition, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
@@ -160,7 +160,7 @@ async def resubmit(request: Request, token: str, app: App):
     _ = catalogue(MESSAGES).gettext_for(language)
     stage = await _stage(app, token)
     if stage is None:
-        return _invalid(request, language)
+        return invalid_link_page(request, language)
     kind, stage_fields = stage
     text = _clean_comment(_field(form, "text"))
     typed = {spec.id: _clean_comment(_field(form, f"field_{spec.id}")) for spec in stage_fields}
@@ -181,7 +181,7 @@ async def resubmit(request: Request, token: str, app: App):
         try:
             data["report"], drafted = await _draft(app, token, data["text"])
         except requests.InvalidLink:
-            return _invalid(request, language)
+            return invalid_link_page(request, language)
         files = drafted + list(files)
     now = utcnow()
     try:
@@ -194,7 +194,7 @@ async def resubmit(request: Request, token: str, app: App):
                 messages=link_messages(app.plan, opened.request, opened.cycle, opened.new_assignments,
                                        kind="approval_request", tz=app.settings.tz))
     except requests.InvalidLink:
-        return _invalid(request, language)
+        return invalid_link_page(request, language)
     except (requests.NoApprover, requests.Refused) as exc:
         log.warning("submission could not be routed: %s", exc)
         return render(request, "message.html", language, status_code=409, switch_url=None,

@@ -28,6 +28,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from approvals.errors import InvalidInput
 from approvals.i18n import LANGUAGES, catalogue
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -154,11 +155,15 @@ class WebLimits:
                    failure_limit=settings.link_failure_limit, failure_window=settings.link_failure_window)
 
 
-class BodyTooLarge(HTTPException):
-    """Raised from `receive` when a streamed body passes the limit (FastAPI re-raises HTTPExceptions)."""
+class BodyTooLarge(InvalidInput, HTTPException):
+    """Raised from `receive` when a streamed body passes the limit (FastAPI re-raises HTTPExceptions
+    as they are); whatever the app answers then, `BodyLimit` sends the 413 page."""
+
+    status = 413
+    key = "too_large.title"
 
     def __init__(self) -> None:
-        super().__init__(status_code=413)
+        HTTPException.__init__(self, status_code=413)
 
 
 class BodyLimit:

@@ -125,14 +125,16 @@ def _stack_backend(item) -> str | None:
 
 
 class Order:
-    """The run's order, and what it lets go. Every test that starts processes runs first, the
-    longest modules first of all; the tests that start none follow (pytest-xdist's `load` hands
-    tests out in this order, each worker's in increasing order).
+    """The run's order, and what it lets go. Every test that starts processes comes first, the
+    longest modules first of all; the tests that start none follow. pytest-xdist's `worksteal`
+    gives each worker half of this order; a worker that runs out takes the far end of the
+    other's queue, so the long tests at the front are shared out as the run goes.
 
     A worker's stacks and the session's Prefect server idle at about 40 % of a core between them
-    once no test needs them: when the next test a worker runs comes after the last one that
-    needs a backend's stack (or the Prefect server), that worker stops it: by this order, no
-    later test of the worker asks for it (a stack would be started again if one did)."""
+    once no test needs them: when the next test a worker runs comes after the last one in the
+    order that needs a backend's stack (or the Prefect server), the worker stops it. A test
+    taken from the other worker may need it again: a stack is then started again when asked
+    for (`Stacks`), and the Prefect server before the test is set up (warm: its database kept)."""
 
     def __init__(self, config):
         self.config = config
@@ -152,6 +154,12 @@ class Order:
             if "prefect_server" in item.fixturenames:
                 self.last_use["prefect"] = n
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        prefect = self.config.stash.get(SESSION_PREFECT, None)
+        if prefect is not None and prefect.process is None and "prefect_server" in item.fixturenames:
+            prefect.start(timeout=240)
+
     def pytest_runtest_teardown(self, item, nextitem):
         following = self.index[nextitem.nodeid] if nextitem is not None else len(self.index)
         stacks = self.config.stash.get(RUNNING_STACKS, None)
@@ -159,7 +167,7 @@ class Order:
             if stacks is not None and following > self.last_use.get(f"stack-{backend}", -1):
                 stacks.retire(backend)
         prefect = self.config.stash.get(SESSION_PREFECT, None)
-        if prefect is not None and following > self.last_use.get("prefect", -1):
+        if prefect is not None and following > self.last_use.get("prefect", -1) and not (stacks and stacks.running):
             prefect.stop()
 
 

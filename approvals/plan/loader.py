@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from approvals.errors import InvalidInput
 from approvals.plan.checks import branch_problems, cross_reference_problems, format_path
 from approvals.plan.schema import Plan
 
@@ -31,7 +32,7 @@ class PlanProblem:
         return f"{where}: {self.path or '(top level)'}: {self.message}"
 
 
-class PlanError(Exception):
+class PlanError(InvalidInput):
     def __init__(self, problems: list[PlanProblem]):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))

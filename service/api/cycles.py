@@ -13,7 +13,7 @@ from approvals.models import Wake
 from approvals.presentation import closed_messages
 from notifications.links import queue_closing_messages
 from service.api.auth import Coordinator
-from service.api.errors import ACTION, ONE, domain_errors
+from service.api.errors import ACTION, ONE, at
 from service.api.present import cycle_read, restart_read
 from service.api.schemas import (
     ID_PATTERN,
@@ -64,7 +64,7 @@ async def get_cycle_stages(app: App, cycle_id: uuid.UUID) -> list[CycleStageRead
 async def cancel_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID, body: CycleCancelCreate) -> CycleCancelRead:
     """Every pending request of the cycle expires (never an approval) and its links stop working;
     the flow runs waiting on them are resumed by the service's reconciler."""
-    with domain_errors("body", "reason"):
+    with at("body", "reason"):
         async with app.db.transaction() as session:
             cancelled = await coordination.cancel_cycle(session, cycle_id=cycle_id, reason=body.reason,
                                                         by=caller.actor, now=utcnow())
@@ -92,8 +92,6 @@ async def resume_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID,
             asked = await cycles.ask_restart(session, cycle_id, by=caller.actor, force=bool(body and body.force),
                                              now=utcnow())
             wake = await session.get(Wake, asked.wake_id)
-    except LookupError:
-        raise HTTPException(404, f"no cycle {cycle_id}") from None
-    except cycles.NotRestartable as exc:
+    except cycles.NotRestartable as exc:  # the message says why
         raise HTTPException(409, str(exc)) from None
     return CycleResumeRead(cycle_id=cycle_id, previous_run=asked.cycle.run_id, restart=restart_read(wake))

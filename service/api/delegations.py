@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from approvals import coordination, delegations
 from approvals.db import utcnow
 from service.api.auth import Coordinator
-from service.api.errors import ACTION, CREATE, domain_errors
+from service.api.errors import ACTION, CREATE, at
 from service.api.schemas import DelegationCreate, DelegationRead
 from service.deps import App
 
@@ -29,7 +29,7 @@ async def list_delegations(app: App, include_revoked: Annotated[bool, Query()] =
 async def create_delegation(app: App, caller: Coordinator, body: DelegationCreate) -> DelegationRead:
     """Refused (422) for an unknown official or role, a role the delegator does not hold,
     dates backwards, a delegation to oneself, or one that would close a cycle."""
-    with domain_errors("body"):
+    with at("body"):
         async with app.db.transaction() as session:
             row = await delegations.create_delegation(
                 session, plan=app.plan, delegator=body.delegator, delegate=body.delegate, role=body.role,
@@ -40,7 +40,7 @@ async def create_delegation(app: App, caller: Coordinator, body: DelegationCreat
 
 @router.post("/delegations/{delegation_id}/revoke", response_model=DelegationRead, responses=ACTION)
 async def revoke_delegation(app: App, caller: Coordinator, delegation_id: uuid.UUID) -> DelegationRead:
-    with domain_errors("path", "delegation_id"):
+    with at("path", "delegation_id"):
         async with app.db.transaction() as session:
             row = await coordination.revoke_delegation(session, delegation_id=delegation_id, by=caller.actor,
                                                        now=utcnow())

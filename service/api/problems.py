@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from approvals import coordination
 from approvals.db import utcnow
 from service.api.auth import Coordinator
-from service.api.errors import CREATE, domain_errors
+from service.api.errors import CREATE, at
 from service.api.schemas import ProblemCreate, ProblemRead
 from service.deps import App
 
@@ -28,7 +28,7 @@ async def list_problems(app: App, limit: Annotated[int, Query(ge=1, le=500)] = 1
 @router.post("/problems", response_model=ProblemRead, status_code=201, responses=CREATE)
 async def record_problem(app: App, caller: Coordinator, body: ProblemCreate) -> ProblemRead:
     """Record the problem; its escalation cycle starts within seconds (or once Prefect can be reached)."""
-    with domain_errors("body", "unit"):
+    with at("body", "unit"):
         async with app.db.transaction() as session:
             problem = await coordination.record_problem(session, plan=app.plan, title=body.title,
                                                         description=body.description, unit=body.unit,

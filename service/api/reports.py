@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from notifications.report_document import DOCX_TYPE, PDF_TYPE
 from service.api.errors import ONE
@@ -30,8 +30,5 @@ async def annual_report(
     did not report, and the summary. Once the lead agency's director approved it (stage 8), the
     report as issued: numbered, the very file sent to the PPC; before that a draft without a
     number."""
-    try:
-        file = await annual_report_file(app, year, format)
-    except LookupError as exc:
-        raise HTTPException(404, str(exc)) from None
+    file = await annual_report_file(app, year, format)  # NotFound: 404
     return Response(file.data, media_type=file.media_type, headers={"Content-Disposition": file.disposition})

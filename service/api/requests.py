@@ -13,7 +13,7 @@ from approvals.db import utcnow
 from approvals.models import RequestStatus
 from service.api.auth import Coordinator
 from service.api.emails import queue_links
-from service.api.errors import ACTION, ONE, domain_errors
+from service.api.errors import ACTION, ONE, at
 from service.api.present import history_read, request_read
 from service.api.schemas import (
     ID_PATTERN,
@@ -75,7 +75,7 @@ async def list_requests(
 @router.get("/requests/{request_id}", response_model=RequestHistoryRead, responses=ONE)
 async def get_request(app: App, request_id: uuid.UUID) -> RequestHistoryRead:
     """The request with its assignments, decisions (comments, on whose behalf) and audit rows."""
-    with domain_errors("path", "request_id"):
+    with at("path", "request_id"):
         async with app.db.reads() as session:
             found = await coordination.history(session, request_id)
     return history_read(app.plan, found, utcnow())
@@ -85,7 +85,7 @@ async def get_request(app: App, request_id: uuid.UUID) -> RequestHistoryRead:
 async def remind_many(app: App, caller: Coordinator, body: RemindManyCreate) -> RemindManyRead:
     """Remind every listed request now, all or nothing: one unknown (404) or settled (409)
     request and nobody is reminded."""
-    with domain_errors("body", "request_ids"):
+    with at("body", "request_ids"):
         async with app.db.transaction() as session:
             done = await coordination.remind_many(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                                   request_ids=body.request_ids, by=caller.actor, now=utcnow(),
@@ -98,7 +98,7 @@ async def remind_many(app: App, caller: Coordinator, body: RemindManyCreate) -> 
 @router.post("/requests/{request_id}/remind", response_model=ActionRead, responses=ACTION)
 async def remind(app: App, caller: Coordinator, request_id: uuid.UUID) -> ActionRead:
     """Send the officials still waited on a reminder now, each with a new link (the old one stops working)."""
-    with domain_errors("path", "request_id"):
+    with at("path", "request_id"):
         async with app.db.transaction() as session:
             acted = await coordination.remind(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                               request_id=request_id, by=caller.actor, now=utcnow(),
@@ -110,7 +110,7 @@ async def remind(app: App, caller: Coordinator, request_id: uuid.UUID) -> Action
 @router.post("/requests/{request_id}/escalate", response_model=ActionRead, responses=ACTION)
 async def escalate(app: App, caller: Coordinator, request_id: uuid.UUID) -> ActionRead:
     """Escalate now to the stage's superior, as the sweep does at the due time."""
-    with domain_errors("path", "request_id"):
+    with at("path", "request_id"):
         async with app.db.transaction() as session:
             acted = await coordination.escalate(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                                 request_id=request_id, by=caller.actor, now=utcnow(),
@@ -123,7 +123,7 @@ async def escalate(app: App, caller: Coordinator, request_id: uuid.UUID) -> Acti
 async def reassign(app: App, caller: Coordinator, assignment_id: uuid.UUID, body: ReassignCreate) -> ActionRead:
     """Move one official's assignment to another: the old link stops working, the new official
     is emailed a link (at once, or when their turn in a sequence comes)."""
-    with domain_errors("body", "to_official"):
+    with at("body", "to_official"):
         async with app.db.transaction() as session:
             acted = await coordination.reassign(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                                 assignment_id=assignment_id, to_official=body.to_official,

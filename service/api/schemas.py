@@ -65,8 +65,20 @@ class Create(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ErrorRead(BaseModel):
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="Where: the part of the request and the field, e.g. [\"body\", \"unit\"].")
+    msg: str
+    type: str = Field(description="Why: `refused` (a rule), or the kind of validation error.")
+
+
+class ProblemDetails(BaseModel):
+    """An error, as RFC 9457 problem details (`application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
     detail: str
+    errors: list[ErrorItem] | None = Field(None, description="For a 422: each fault, where and why.")
 
 
 class AccountRead(Read):

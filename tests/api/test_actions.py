@@ -173,8 +173,8 @@ async def test_escalate_is_refused_when_the_superior_is_already_asked(client, ac
     before = await _snapshot(database)
     response = await client.post(f"/api/v1/requests/{opened.request_id}/escalate", headers=accounts.as_coordinator)
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["path", "request_id"]
-    assert "ppc.chair" in response.json()["detail"][0]["msg"]
+    assert response.json()["errors"][0]["loc"] == ["path", "request_id"]
+    assert "ppc.chair" in response.json()["errors"][0]["msg"]
     assert await _snapshot(database) == before
 
 
@@ -205,7 +205,7 @@ async def test_reassign_refusals_are_422_with_the_field(client, accounts, databa
         response = await client.post(f"/api/v1/assignments/{assignment}/reassign",
                                      headers=accounts.as_coordinator, json={"to_official": to})
         assert response.status_code == 422, response.text
-        error = response.json()["detail"][0]
+        error = response.json()["errors"][0]
         assert error["loc"] == ["body", "to_official"] and words in error["msg"]
 
 
@@ -265,7 +265,7 @@ async def test_delegations_are_created_listed_and_revoked(client, accounts, data
 
     cycle = {**body, "delegator": "ppc_vice_chair", "delegate": "ppc_chair", "role": None}
     refused = await client.post("/api/v1/delegations", headers=accounts.as_coordinator, json=cycle)
-    assert refused.status_code == 422 and "cycle" in refused.json()["detail"][0]["msg"]
+    assert refused.status_code == 422 and "cycle" in refused.json()["errors"][0]["msg"]
 
     revoked = await client.post(f"/api/v1/delegations/{delegation['id']}/revoke", headers=accounts.as_coordinator)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
@@ -286,7 +286,7 @@ async def test_delegation_refusals_say_why(client, accounts):
         response = await client.post("/api/v1/delegations", headers=accounts.as_coordinator,
                                      json={**base, **change})
         assert response.status_code == 422, (change, response.text)
-        assert words in response.json()["detail"][0]["msg"]
+        assert words in response.json()["errors"][0]["msg"]
 
 
 # Events --------------------------------------------------------------------------------------
@@ -331,7 +331,7 @@ async def test_bad_input_is_422_with_the_field_path(client, accounts, database):
     for method, path, body, loc in cases:
         response = await client.request(method.upper(), path, headers=accounts.as_coordinator, json=body)
         assert response.status_code == 422, (path, body, response.text)
-        assert [e["loc"] for e in response.json()["detail"]] == [loc], (path, body, response.json())
+        assert [e["loc"] for e in response.json()["errors"]] == [loc], (path, body, response.json())
     assert await _snapshot(database) == before
 
 

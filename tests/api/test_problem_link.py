@@ -116,7 +116,7 @@ async def test_an_abolished_unit_is_refused_and_pointed_to_its_successors(client
 async def test_the_api_refuses_a_unit_not_in_force(client, accounts):
     refused = await client.post("/api/v1/problems", headers=accounts.as_coordinator,
                                 json={"title": "Vướng mắc", "description": "Mô tả", "unit": "pc_trang_dinh"})
-    assert refused.status_code == 422 and "not in force" in refused.json()["detail"][0]["msg"]
+    assert refused.status_code == 422 and "not in force" in refused.json()["errors"][0]["msg"]
 
 
 async def test_a_bad_tampered_or_expired_problem_link_gets_the_invalid_page(client, database, settings):

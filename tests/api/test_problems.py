@@ -29,10 +29,10 @@ async def test_a_problem_from_an_unknown_unit_or_without_a_description_changes_n
     before = len((await client.get("/api/v1/problems", params={"limit": 500}, headers=accounts.as_viewer)).json())
     unknown = await client.post("/api/v1/problems", headers=accounts.as_coordinator,
                                 json={"title": "Vướng mắc", "description": "Mô tả", "unit": "so_khong_co"})
-    assert unknown.status_code == 422 and unknown.json()["detail"][0]["loc"] == ["body", "unit"]
-    assert "unknown unit 'so_khong_co'" in unknown.json()["detail"][0]["msg"]
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["loc"] == ["body", "unit"]
+    assert "unknown unit 'so_khong_co'" in unknown.json()["errors"][0]["msg"]
     empty = await client.post("/api/v1/problems", headers=accounts.as_coordinator,
                               json={"title": "Vướng mắc", "description": "", "unit": "dost"})
-    assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "description"]
+    assert empty.status_code == 422 and empty.json()["errors"][0]["loc"] == ["body", "description"]
     after = len((await client.get("/api/v1/problems", params={"limit": 500}, headers=accounts.as_viewer)).json())
     assert after == before

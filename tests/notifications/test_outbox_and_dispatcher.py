@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from approvals.db import utcnow
 from notifications.dispatcher import Dispatcher, placeholder
 from notifications.models import MessageStatus, OutboxMessage
-from notifications.outbox import HeaderInjection, Recipient, enqueue
+from notifications.outbox import HeaderInjection, MessageRefused, Recipient, enqueue
 from notifications.render import RenderedEmail, Renderer
 from service.prefect_server import free_port
 from tests.notifications.helpers import (
@@ -140,7 +140,7 @@ async def test_a_control_character_in_an_address_is_rejected(database, keys, bad
     "hanh@lang-son.example;evil@evil.example", '"hanh"@lang-son.example', "",
 ])
 async def test_an_invalid_address_is_rejected(database, keys, address):
-    await _assert_rejected(database, keys(), to=[Recipient(NAME, address)], email=simple_email(), error=ValueError)
+    await _assert_rejected(database, keys(), to=[Recipient(NAME, address)], email=simple_email(), error=MessageRefused)
 
 
 # ---------------------------------------------------------------- dispatcher
