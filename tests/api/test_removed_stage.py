@@ -20,20 +20,27 @@ from notifications.render import Renderer
 from tests.api.conftest import live_token, open_request
 
 
-async def test_a_link_to_a_stage_the_plan_no_longer_has_gets_the_invalid_link_page(client, database, settings):
-    opened = await open_request(database, settings)
-    token = await live_token(database, settings, next(iter(opened.assignments.values())))
-    assert (await client.get(f"/a/{token}")).status_code == 200  # live while its stage is in the plan
-    invalid = (await client.get(f"/a/{'x' * 43}")).text
+async def _answers_of_a_removed_stage(client, database, request_id, path: str, form: dict) -> None:
+    """The link's page and its POST once the request's stage is gone from the plan: both are the
+    invalid-link page, 404 (the link is live before)."""
+    assert (await client.get(path)).status_code == 200  # live while its stage is in the plan
+    invalid = (await client.get(f"{path[:3]}{'x' * 43}")).text
     async with database.transaction() as session:
-        await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == opened.request_id)
+        await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == request_id)
                               .values(stage="a_stage_since_removed"))
 
-    page = await client.get(f"/a/{token}")
-    answer = await client.post(f"/a/{token}", data={"outcome": "approve", "comment": ""})
+    page = await client.get(path)
+    answer = await client.post(path, data=form)
 
     assert (page.status_code, page.text) == (404, invalid)
     assert (answer.status_code, answer.text) == (404, invalid)
+
+
+async def test_a_link_to_a_stage_the_plan_no_longer_has_gets_the_invalid_link_page(client, database, settings):
+    opened = await open_request(database, settings)
+    token = await live_token(database, settings, next(iter(opened.assignments.values())))
+    await _answers_of_a_removed_stage(client, database, opened.request_id, f"/a/{token}",
+                                      {"outcome": "approve", "comment": ""})
     async with database.sessions() as session:
         status = (await session.execute(select(ApprovalRequest.status)
                                         .where(ApprovalRequest.id == opened.request_id))).scalar_one()
@@ -99,17 +106,8 @@ async def test_a_form_link_of_a_removed_stage_of_each_kind_gets_the_invalid_link
             .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
             .where(Cycle.period == period, ApprovalRequest.stage == stage_id).limit(1))).one()
     token = derive_token(settings.link_secret_bytes(), link_id, 1)
-    assert (await client.get(f"/s/{token}")).status_code == 200  # live while its stage is in the plan
-    invalid = (await client.get(f"/s/{'x' * 43}")).text
-    async with database.transaction() as session:
-        await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == request_id)
-                              .values(stage="a_stage_since_removed"))
-
-    page = await client.get(f"/s/{token}")
-    answer = await client.post(f"/s/{token}", data={"text": "Đã hoàn thành.", "amount": "900.000.000"})
-
-    assert (page.status_code, page.text) == (404, invalid)
-    assert (answer.status_code, answer.text) == (404, invalid)
+    await _answers_of_a_removed_stage(client, database, request_id, f"/s/{token}",
+                                      {"text": "Đã hoàn thành.", "amount": "900.000.000"})
     async with database.sessions() as session:
         status = (await session.execute(select(ApprovalRequest.status)
                                         .where(ApprovalRequest.id == request_id))).scalar_one()
