@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from service.prefect_server import free_port
+from tests.support import local_http
 
 pytestmark = pytest.mark.e2e
 KEHOACH = str(Path(sys.executable).parent / "kehoach")
@@ -26,7 +26,7 @@ def _link_in_inbox(base: str, port: int, kind: str) -> str:
     """The first /a/ (approval) or /s/ (submission) link the inbox page shows."""
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        inbox = httpx.get(f"{base}/mail")
+        inbox = local_http.get(f"{base}/mail")
         assert inbox.status_code == 200
         found = re.search(rf'href="(http://127\.0\.0\.1:{port}/{kind}/[A-Za-z0-9_-]+)"', inbox.text)
         if found:
@@ -65,12 +65,12 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
 
         # Stage 1: the press officer's form link, then the director's approval link.
         form = _link_in_inbox(base, web_port, "s")
-        assert "Cần gửi nội dung" in httpx.get(f"{base}/mail").text
-        sent = httpx.post(form, data={"text": "Định hướng năm", "field_themes": "Kinh tế xanh",
+        assert "Cần gửi nội dung" in local_http.get(f"{base}/mail").text
+        sent = local_http.post(form, data={"text": "Định hướng năm", "field_themes": "Kinh tế xanh",
                                       "field_channels": "Báo, đài", "field_calendar": "Quý I–IV"})
         assert sent.status_code == 200 and "Đã nộp" in sent.text
         link = _link_in_inbox(base, web_port, "a")
-        assert "Cần phê duyệt" in httpx.get(f"{base}/mail").text
+        assert "Cần phê duyệt" in local_http.get(f"{base}/mail").text
 
         # Whatever the day, a newcomer's cycle has every deadline ahead (a year already under way
         # is shifted, and that is said).
@@ -81,12 +81,12 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert dues and all((d if d.tzinfo else d.replace(tzinfo=dt.UTC)) > now for d in dues)
         if shift:
             assert f"every deadline moved {shift} days" in output
-        assert httpx.post(link, data={"outcome": "approve", "comment": ""}).status_code == 200
+        assert local_http.post(link, data={"outcome": "approve", "comment": ""}).status_code == 200
         token = re.search(r"Coordinator API token:\s+(\S+)", output).group(1)
-        assert httpx.get(f"http://127.0.0.1:{web_port}/").status_code == 303  # the dashboard needs a login
+        assert local_http.get(f"http://127.0.0.1:{web_port}/").status_code == 303  # the dashboard needs a login
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            overview = httpx.get(f"http://127.0.0.1:{web_port}/", headers={"Authorization": f"Bearer {token}"}).text
+            overview = local_http.get(f"http://127.0.0.1:{web_port}/", headers={"Authorization": f"Bearer {token}"}).text
             if "Đã phê duyệt" in overview:
                 break
             time.sleep(1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 
-import httpx
 import pytest
 from sqlalchemy import func, select, text
 
@@ -18,6 +17,7 @@ from approvals.models import (
     CycleStage,
     Decision,
 )
+from tests.support import local_http
 from tests.support.officials import (
     ORIENTATION,
     Inbox,
@@ -86,15 +86,15 @@ def test_approve_from_the_emailed_link(stack):
     before = _snapshot(stack, year)
     assert before["request_status"] == "pending" and before["decisions"] == 0 and before["stage"] == "waiting"
     for _ in range(3):
-        page = httpx.get(link)
+        page = local_http.get(link)
         assert page.status_code == 200
         assert "Định hướng truyền thông của năm" in page.text and "Đồng ý" in page.text
         assert page.headers["cache-control"] == "no-store"
         assert page.headers["referrer-policy"] == "no-referrer"
-        assert httpx.head(link).status_code == 200
+        assert local_http.head(link).status_code == 200
     assert _snapshot(stack, year) == before  # no decision, no audit row, token still valid
 
-    response = httpx.post(link, data={"outcome": "approve", "comment": "Nhất trí với định hướng."})
+    response = local_http.post(link, data={"outcome": "approve", "comment": "Nhất trí với định hướng."})
     assert response.status_code == 200, response.text
     assert "Đã ghi nhận ý kiến" in response.text
 
@@ -113,9 +113,9 @@ def test_approve_from_the_emailed_link(stack):
     assert "Hoàng Văn Minh" not in told.text and "Đoàn Thị Bích" in told.text  # today's director
 
     # The used link now gets the same plain page as any bad link, and changes nothing.
-    used = httpx.post(link, data={"outcome": "reject", "comment": "lần hai"})
-    unknown = httpx.get(link.rsplit("/", 1)[0] + "/" + "x" * 43)
-    assert used.status_code == unknown.status_code == httpx.get(link).status_code == 404
+    used = local_http.post(link, data={"outcome": "reject", "comment": "lần hai"})
+    unknown = local_http.get(link.rsplit("/", 1)[0] + "/" + "x" * 43)
+    assert used.status_code == unknown.status_code == local_http.get(link).status_code == 404
     assert used.text == unknown.text
     assert _snapshot(stack, year) == after
 
@@ -133,7 +133,7 @@ def test_reject_ends_the_stage_as_rejected_and_bad_tokens_change_nothing(stack):
     answers = set()
     for candidate in bad:
         for method in ("get", "post"):
-            response = httpx.request(method.upper(), f"{base}/{candidate}",
+            response = local_http.request(method.upper(), f"{base}/{candidate}",
                                      data={"outcome": "approve"} if method == "post" else None)
             answers.add((response.status_code, response.text))
     assert len(answers) == 1, "every bad token must get the same status and page"
@@ -141,12 +141,12 @@ def test_reject_ends_the_stage_as_rejected_and_bad_tokens_change_nothing(stack):
     assert status == 404 and "Liên kết không còn hiệu lực" in body
     assert _snapshot(stack, year) == before
 
-    missing_comment = httpx.post(link, data={"outcome": "reject", "comment": "  "})
+    missing_comment = local_http.post(link, data={"outcome": "reject", "comment": "  "})
     assert missing_comment.status_code == 422
     assert "Vui lòng nhập ý kiến" in missing_comment.text
     assert _snapshot(stack, year) == before
 
-    response = httpx.post(link, data={"outcome": "reject", "comment": "Chưa phù hợp với chủ đề năm."})
+    response = local_http.post(link, data={"outcome": "reject", "comment": "Chưa phù hợp với chủ đề năm."})
     assert response.status_code == 200
     after_a_rejected_orientation(stack, year, run_id)
     after = _snapshot(stack, year)
@@ -160,14 +160,14 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
     run_id, link = _open_cycle(stack, year)
     before = _snapshot(stack, year)
 
-    forged = httpx.post(link, data={"outcome": "approve"}, headers={"Origin": "https://evil.example"})
+    forged = local_http.post(link, data={"outcome": "approve"}, headers={"Origin": "https://evil.example"})
     assert forged.status_code == 403
-    cross = httpx.post(link, data={"outcome": "approve"}, headers={"Sec-Fetch-Site": "cross-site"})
+    cross = local_http.post(link, data={"outcome": "approve"}, headers={"Sec-Fetch-Site": "cross-site"})
     assert cross.status_code == 403
     assert _snapshot(stack, year) == before
 
     comment = "Đề nghị bổ sung kênh phát thanh cơ sở và lịch cụ thể theo quý."
-    response = httpx.post(link, data={"outcome": "request_changes", "comment": comment},
+    response = local_http.post(link, data={"outcome": "request_changes", "comment": comment},
                           headers={"Origin": stack.base_url})
     assert response.status_code == 200
     assert _decision_row(stack, year) == ("request_changes", comment, "dcst_director")
@@ -179,24 +179,24 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
     stack.wait_for_state(run_id, {"Suspended"})
     after = _snapshot(stack, year)
     assert after["request_status"] == "changes_requested" and after["stage"] == "changes_requested"
-    page = httpx.get(resubmit_link)
+    page = local_http.get(resubmit_link)
     assert page.status_code == 200 and comment in page.text
     assert _snapshot(stack, year) == after  # reading the comments changes nothing
 
     revised = "Định hướng năm: bổ sung kênh phát thanh cơ sở, lịch theo quý."
     assert ORIENTATION["field_themes"] in page.text  # the form offers what was sent before
-    sent = httpx.post(resubmit_link, data={**ORIENTATION, "text": revised,
+    sent = local_http.post(resubmit_link, data={**ORIENTATION, "text": revised,
                                            "field_channels": "Thêm truyền thanh cơ sở"})
     assert sent.status_code == 200 and "Đã gửi lại" in sent.text
-    assert httpx.post(resubmit_link, data={"text": "lần hai"}).status_code == 404  # the link works once
+    assert local_http.post(resubmit_link, data={"text": "lần hai"}).status_code == 404  # the link works once
 
     # Round 2 reaches the director as a new request; approving it moves the chain to stage 2.
     second = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and "Cần phê duyệt" in r.message["Subject"]
                                  and str(year) in r.message["Subject"] and link not in r.text)
     (link2,) = set(LINK.findall(second.text))
-    page2 = httpx.get(link2)
+    page2 = local_http.get(link2)
     assert revised in page2.text and comment in page2.text  # the new text, and the earlier round's comment
-    assert httpx.post(link2, data={"outcome": "approve", "comment": ""}).status_code == 200
+    assert local_http.post(link2, data={"outcome": "approve", "comment": ""}).status_code == 200
     stack.wait_for_stage_2(run_id, year)
     with stack.reading() as conn:
         rounds = conn.execute(text(

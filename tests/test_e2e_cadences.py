@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 import uuid
 
-import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.support import local_http
 from tests.support.officials import ASK, SUBMIT, Inbox, approve, submit
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +43,7 @@ def test_an_event_recorded_through_the_api_gets_its_economy_cycle(stack):
     year = stack.year(5)
     token = stack.api_token()
     name = f"Hội chợ thương mại quốc tế Việt – Trung {year} ({uuid.uuid4().hex[:6]})"
-    created = httpx.post(f"{stack.base_url}/api/v1/events", headers={"Authorization": f"Bearer {token}"},
+    created = local_http.post(f"{stack.base_url}/api/v1/events", headers={"Authorization": f"Bearer {token}"},
                          json={"name": name, "starts_on": f"{year}-10-20", "description": "Đồng Đăng, Lạng Sơn"})
     assert created.status_code == 201, created.text
     event_id = created.json()["id"]
@@ -56,7 +56,7 @@ def test_an_event_recorded_through_the_api_gets_its_economy_cycle(stack):
     _each_outlet_submits_and_its_head_approves(inbox, "1. Kế hoạch đưa tin", "Kế hoạch đưa tin hội chợ")
     stack.wait_for_state(uuid.UUID(run_id), {"Completed"}, timeout=120)
 
-    listed = httpx.get(f"{stack.base_url}/api/v1/events", headers={"Authorization": f"Bearer {token}"}).json()
+    listed = local_http.get(f"{stack.base_url}/api/v1/events", headers={"Authorization": f"Bearer {token}"}).json()
     (event,) = [e for e in listed if e["id"] == event_id]
     assert event["cycle_id"] is not None
     with stack.reading() as conn:
@@ -82,7 +82,7 @@ def test_a_month_of_culture_society_content(stack):
 def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
     token = stack.api_token()
     title = f"Vướng mắc kinh phí in ấn {uuid.uuid4().hex[:6]}"
-    created = httpx.post(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"},
+    created = local_http.post(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"},
                          json={"title": title, "description": "Chưa được phân bổ kinh phí quý IV.", "unit": "dost"})
     assert created.status_code == 201, created.text
     problem_id = created.json()["id"]
@@ -92,17 +92,17 @@ def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
                               and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
                               and uuid.UUID(problem_id).hex[:8] in r.message["Subject"], timeout=120)
     (link,) = set(re.findall(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)", ask.text))
-    page = httpx.get(link)
+    page = local_http.get(link)
     assert title in page.text and "Chưa được phân bổ kinh phí quý IV." in page.text
-    listed = httpx.get(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"}).json()
+    listed = local_http.get(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"}).json()
     (problem,) = [p for p in listed if p["id"] == problem_id]
     assert problem["cycle_id"] is not None
-    (step,) = httpx.get(f"{stack.base_url}/api/v1/requests?cycle_id={problem['cycle_id']}",
+    (step,) = local_http.get(f"{stack.base_url}/api/v1/requests?cycle_id={problem['cycle_id']}",
                         headers={"Authorization": f"Bearer {token}"}).json()
     assert step["stage"] == "ppc_resolution" and step["waiting_on"] == ["ppc_vice_chair"]  # the chair is not asked
 
     # A coordinator escalates it: the chair, the stage's superior, is asked too (either may decide).
-    escalated = httpx.post(f"{stack.base_url}/api/v1/requests/{step['id']}/escalate",
+    escalated = local_http.post(f"{stack.base_url}/api/v1/requests/{step['id']}/escalate",
                            headers={"Authorization": f"Bearer {token}"})
     assert escalated.status_code == 200 and escalated.json()["notified"] == ["ppc_chair"], escalated.text
     stack.smtp.wait_for(lambda r: "chutich@lang-son.example" in r.envelope_to
@@ -111,7 +111,7 @@ def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
                         and uuid.UUID(problem_id).hex[:8] in r.message["Subject"])
 
     # The vice-chair's decision settles it: the chair is told the step is closed.
-    assert httpx.post(link, data={"outcome": "approve", "comment": "Giao Sở Tài chính bổ sung."}).status_code == 200
+    assert local_http.post(link, data={"outcome": "approve", "comment": "Giao Sở Tài chính bổ sung."}).status_code == 200
     closed = stack.smtp.wait_for(lambda r: "chutich@lang-son.example" in r.envelope_to
                                  and "[Đã xong]" in r.message["Subject"]
                                  and uuid.UUID(problem_id).hex[:8] in r.message["Subject"])

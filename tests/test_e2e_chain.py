@@ -14,7 +14,6 @@ import unicodedata
 from pathlib import Path
 
 import docx
-import httpx
 import pypdf
 import pypdfium2
 import pytest
@@ -22,6 +21,7 @@ from sqlalchemy import text
 
 from approvals.config import PACKAGED_PLAN
 from approvals.plan import load_plan
+from tests.support import local_http
 from tests.support.officials import (
     ASK,
     ORIENTATION,
@@ -66,7 +66,7 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
     submit(materials, text="Bộ tài liệu về phát triển bền vững và năng lực cạnh tranh",
             links="https://langson.gov.vn/tai-lieu-ptbv")
     decide = inbox.link("dof_director", ASK, "3. ")
-    assert "Bộ tài liệu về phát triển bền vững" in httpx.get(decide).text
+    assert "Bộ tài liệu về phát triển bền vững" in local_http.get(decide).text
     approve(decide)
 
     # 4. One branch per outlet (the newspaper and the radio-TV station merged in 2025): each
@@ -75,7 +75,7 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
     for editor in ("newspaper_radio_tv_editor", "literature_arts_editor", "portal_editor"):
         link = inbox.link(editor, SUBMIT, "4. ")
         asked = next(r for r in stack.smtp.received if link in r.text)
-        form = html.unescape(httpx.get(link).text)
+        form = html.unescape(local_http.get(link).text)
         for shown in (GUIDANCE, ORIENTATION["field_themes"], ORIENTATION["field_calendar"]):
             assert shown in asked.text and shown in form, (editor, shown)
         assert "Chủ trương, chính sách" in form and "Môi trường" in form  # a box per yearly content area
@@ -83,7 +83,7 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
                field_area_environment=f"Chuyên mục môi trường của {editor}")
     approve(inbox.link("newspaper_radio_tv_head", ASK, "4. "))
     approve(inbox.link("portal_head", ASK, "4. "))
-    rejected = httpx.post(inbox.link("literature_arts_chair", ASK, "4. "),
+    rejected = local_http.post(inbox.link("literature_arts_chair", ASK, "4. "),
                           data={"outcome": "reject", "comment": "Hội không đủ kinh phí năm nay."})
     assert rejected.status_code == 200
     for _ in range(2):  # only the two branches their heads approved reach the director
@@ -207,7 +207,7 @@ def _the_issued_report(stack, year: int, units: dict[str, str]) -> None:
         issued = conn.execute(text("SELECT i.number, i.symbol, i.recipients FROM issued_report i JOIN cycle c "
                                    "ON c.id = i.cycle_id WHERE c.period = :p"), {"p": str(year)}).all()
     assert len(issued) == 1 and (issued[0][0], issued[0][1]) == (1, "BC-SKHCN")
-    dashboard = httpx.get(f"{stack.base_url}/api/v1/reports/annual/{year}", params={"format": "pdf"},
+    dashboard = local_http.get(f"{stack.base_url}/api/v1/reports/annual/{year}", params={"format": "pdf"},
                           headers={"Authorization": f"Bearer {stack.api_token()}"})
     assert dashboard.status_code == 200 and dashboard.content == pdf  # the API serves the report as issued
 
@@ -225,15 +225,15 @@ def test_a_cancelled_cycle_stops_where_it_is(stack):
     stack.wait_for_state(run_id, {"Suspended"})
 
     token = stack.api_token()
-    (cycle_id,) = [c["id"] for c in httpx.get(f"{stack.base_url}/api/v1/cycles", params={"year": year},
+    (cycle_id,) = [c["id"] for c in local_http.get(f"{stack.base_url}/api/v1/cycles", params={"year": year},
                                               headers={"Authorization": f"Bearer {token}"}).json()
                    if c["kind"] == "annual" and c["period"] == str(year)]
-    cancelled = httpx.post(f"{stack.base_url}/api/v1/cycles/{cycle_id}/cancel",
+    cancelled = local_http.post(f"{stack.base_url}/api/v1/cycles/{cycle_id}/cancel",
                            headers={"Authorization": f"Bearer {token}"}, json={"reason": "Điều chỉnh kế hoạch"})
     assert cancelled.status_code == 200, cancelled.text
 
     stack.wait_for_state(run_id, {"Completed"})  # the run learns it on resume and opens nothing more
-    assert httpx.get(guidance).status_code == 404  # the open link closed with the cycle
+    assert local_http.get(guidance).status_code == 404  # the open link closed with the cycle
     stages = dict(rows(stack, year, "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
                                      "WHERE c.period = :p"))
     assert stages == {"dic_direction": "done", "propaganda_guidance": "expired"}

@@ -11,11 +11,11 @@ import os
 import signal
 import time
 
-import httpx
 import pytest
 from sqlalchemy import select, text
 
 from approvals.models import ApprovalRequest, AuditEvent, Cycle
+from tests.support import local_http
 from tests.support.officials import (
     ASK,
     ORIENTATION,
@@ -76,12 +76,12 @@ def test_a_run_killed_mid_stage_is_shown_alerted_and_resumed_with_nothing_asked_
             assert time.monotonic() < deadline, "no alert for the dead run"
             time.sleep(0.5)
         token = stack.api_token()
-        (cycle,) = [c for c in httpx.get(f"{stack.base_url}/api/v1/cycles", params={"year": year},
+        (cycle,) = [c for c in local_http.get(f"{stack.base_url}/api/v1/cycles", params={"year": year},
                                          headers={"Authorization": f"Bearer {token}"}).json()
                     if c["kind"] == "annual"]
         assert (cycle["attention"], cycle["run_id"]) == ("run_crashed", str(run_id))
         assert stack.run_state(run_id).name == "Crashed"  # Prefect agrees
-        dashboard = httpx.get(f"{stack.base_url}/?lang=en", headers={"Authorization": f"Bearer {token}"}).text
+        dashboard = local_http.get(f"{stack.base_url}/?lang=en", headers={"Authorization": f"Bearer {token}"}).text
         assert "Cycles that stopped and need a restart" in dashboard and "Resume the cycle" in dashboard
     finally:
         stack.respawn("worker")
@@ -145,7 +145,7 @@ def test_a_board_that_gives_nothing_by_its_due_time_does_not_hold_the_year(stack
     approve(inbox.link("dof_director", ASK, "3. "))
     link = inbox.link("portal_editor", SUBMIT, "4. ")
     email = next(r for r in stack.smtp.received if link in r.text)
-    form = httpx.get(link).text
+    form = local_http.get(link).text
     for shown in (email.text, form):
         assert ORIENTATION["field_themes"] in shown
         assert "2. Ban Tuyên giáo cho ý kiến định hướng nội dung" in shown

@@ -25,6 +25,7 @@ from approvals.models import AuditEvent
 from approvals.plan import load_plan
 from service.prefect_server import free_port, stop_process
 from tests.api.conftest import Accounts, make_accounts, open_request
+from tests.support import local_http
 
 BIN = Path(sys.executable).parent
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -62,7 +63,7 @@ def live_api(sandbox, link_secret, tmp_path_factory):
 
 def _healthy(base: str) -> bool:
     try:
-        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        return local_http.get(f"{base}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from approvals.db import make_engine
 from approvals.migrate import upgrade
 from service.prefect_server import LocalPrefectServer, free_port, stop_process
+from tests.support import local_http
 from tests.support.pg import PrivatePostgres
 from tests.support.stack import KEHOACH, Stack
 
@@ -78,7 +79,7 @@ class Cluster(Stack):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.ports[copy]}/healthz", timeout=2).status_code == 200:
+                if local_http.get(f"http://127.0.0.1:{self.ports[copy]}/healthz", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

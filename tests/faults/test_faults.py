@@ -31,6 +31,7 @@ from sqlalchemy import text
 
 from tests.conftest import postgres_base_url
 from tests.faults.cluster import Cluster
+from tests.support import local_http
 from tests.support.officials import (
     ASK,
     SUBMIT,
@@ -86,7 +87,7 @@ def _until(condition, what: str, timeout: float = 120):
 
 
 def _decide(link: str, outcome: str = "approve") -> httpx.Response:
-    return httpx.post(link, data={"outcome": outcome, "comment": "" if outcome == "approve" else "Bổ sung"},
+    return local_http.post(link, data={"outcome": outcome, "comment": "" if outcome == "approve" else "Bổ sung"},
                       timeout=30)
 
 
@@ -137,7 +138,7 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     racing.start()
     cluster.kill("web-a")
     racing.join(30)
-    retried = httpx.post(cluster.via(killed_link, "b"), data={"outcome": "approve", "comment": ""}, timeout=30)
+    retried = local_http.post(cluster.via(killed_link, "b"), data={"outcome": "approve", "comment": ""}, timeout=30)
     assert retried.status_code in (200, 404, 409)  # recorded now, or the killed POST had committed it
     cluster.respawn("web-a")
     (portal,) = _rows(cluster, "SELECT COUNT(d.id) FROM decision d JOIN approval_request r ON r.id = d.request_id "

@@ -8,12 +8,12 @@ import asyncio
 import datetime as dt
 import re
 
-import httpx
 import pytest
 from sqlalchemy import text
 
 from tests.service.helpers import ARTIFACTS, chromium
 from tests.service.test_browser import PHONE, _no_horizontal_overflow
+from tests.support import local_http
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +90,6 @@ def test_a_budget_is_submitted_on_a_phone(stack, tmp_path):
     asked = stack.smtp.wait_for(lambda r: "giamdoc.stc@lang-son.example" in r.envelope_to
                                 and "Cần phê duyệt" in r.message["Subject"] and period in r.message["Subject"])
     (link,) = set(LINK.findall(asked.text))
-    page = httpx.get(link).text
+    page = local_http.get(link).text
     assert "1.500.000.000" in page and "Dự toán 2026.pdf" in page
-    assert httpx.get(form).status_code == 404  # the form link works once
+    assert local_http.get(form).status_code == 404  # the form link works once

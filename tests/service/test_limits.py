@@ -19,6 +19,7 @@ from tests.service.helpers import (
     open_direct_request,
     request_snapshot,
 )
+from tests.support import local_http
 from tests.support.stack import KEHOACH
 
 pytestmark = pytest.mark.e2e
@@ -87,7 +88,7 @@ def test_the_limit_is_configurable_and_slides(stack):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                if local_http.get(f"{base}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
@@ -136,18 +137,18 @@ def test_oversized_comment_and_bodies(stack):
     # A 1 MB comment: 422 with a plain Vietnamese message, the form shown again, nothing stored.
     for comment in ("Nhất trí. " * 100_000, "x" * 1_000_000, "Đề nghị bổ sung kênh phát thanh cơ sở. " * 26_000):
         assert len(comment) >= 1_000_000
-        response = httpx.post(link, data={"outcome": "reject", "comment": comment}, timeout=60)
+        response = local_http.post(link, data={"outcome": "reject", "comment": comment}, timeout=60)
         assert response.status_code == 422, response.text[:500]
         assert "Ý kiến quá dài: tối đa 4.000 ký tự" in response.text
         assert 'name="outcome"' in response.text and len(response.content) < 30_000  # the comment is not echoed
-    english = httpx.post(link + "?lang=en", data={"outcome": "reject", "comment": "x" * 1_000_000}, timeout=60)
+    english = local_http.post(link + "?lang=en", data={"outcome": "reject", "comment": "x" * 1_000_000}, timeout=60)
     assert english.status_code == 422 and "The comment is too long" in english.text
-    just_over = httpx.post(link, data={"outcome": "reject", "comment": "ý" * 4001})
+    just_over = local_http.post(link, data={"outcome": "reject", "comment": "ý" * 4001})
     assert just_over.status_code == 422 and "Ý kiến quá dài" in just_over.text
     assert request_snapshot(stack, opened.request_id) == before
 
     # A 10 MB body with its Content-Length: 413, a Vietnamese page.
-    big = httpx.post(link, content=b"outcome=approve&comment=" + b"x" * 10_000_000,
+    big = local_http.post(link, content=b"outcome=approve&comment=" + b"x" * 10_000_000,
                      headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=60)
     assert big.status_code == 413 and "Nội dung gửi quá lớn" in big.text
     assert big.headers["cache-control"] == "no-store"
@@ -170,14 +171,14 @@ def test_oversized_comment_and_bodies(stack):
         for _ in range(160):  # 10 MB
             yield b"x" * 65536
 
-    streamed = httpx.post(link, content=endless(), headers={"Content-Type": "application/x-www-form-urlencoded"},
+    streamed = local_http.post(link, content=endless(), headers={"Content-Type": "application/x-www-form-urlencoded"},
                           timeout=60)
     assert streamed.status_code == 413 and "Nội dung gửi quá lớn" in streamed.text
     assert request_snapshot(stack, opened.request_id) == before
 
     # The link still works, and a comment of exactly 4,000 characters is kept whole.
     comment = ("Ý kiến " * 600)[:4000]
-    done = httpx.post(link, data={"outcome": "reject", "comment": comment})
+    done = local_http.post(link, data={"outcome": "reject", "comment": comment})
     assert done.status_code == 200 and "Đã ghi nhận" in done.text
     after = request_snapshot(stack, opened.request_id)
     assert after["decisions"] == 1 and after["request_status"] == "rejected"

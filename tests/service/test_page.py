@@ -7,12 +7,12 @@ from __future__ import annotations
 import html
 import re
 
-import httpx
 import pytest
 
 from approvals.i18n import catalogue
 from service.web import MESSAGES
 from tests.service.helpers import decisions_of, open_direct_request, request_snapshot
+from tests.support import local_http
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +59,7 @@ def test_page_weight_others_summary_and_english(stack):
     director = opened.link("dcst_director")
     coordinator = opened.link("dost_coordinator")
 
-    page = httpx.get(director)
+    page = local_http.get(director)
     assert page.status_code == 200
     body = page.text
     text = _texts(body)
@@ -79,7 +79,7 @@ def test_page_weight_others_summary_and_english(stack):
     _check_language(body, "vi")
 
     # The coordinator's language is English: her page is in English without asking.
-    page = httpx.get(coordinator)
+    page = local_http.get(coordinator)
     assert page.status_code == 200 and len(page.content) <= MAX_PAGE_BYTES
     _check_language(page.text, "en")
     text = _texts(page.text)
@@ -88,27 +88,27 @@ def test_page_weight_others_summary_and_english(stack):
     assert "For Vi Thị Lan (" in text and 'href="?lang=vi"' in page.text
     _no_external_references(page.text)
     # ... and she can switch to Vietnamese; the director can switch to English.
-    _check_language(httpx.get(coordinator + "?lang=vi").text, "vi")
-    _check_language(httpx.get(director + "?lang=en").text, "en")
-    assert '<html lang="vi">' in httpx.get(director + "?lang=fr").text  # unknown languages: the default
+    _check_language(local_http.get(coordinator + "?lang=vi").text, "vi")
+    _check_language(local_http.get(director + "?lang=en").text, "en")
+    assert '<html lang="vi">' in local_http.get(director + "?lang=fr").text  # unknown languages: the default
 
     # Errors speak her language too, and a re-rendered long comment keeps the page light.
-    missing = httpx.post(coordinator, data={"comment": "ý" * 4000, "lang": "en"})
+    missing = local_http.post(coordinator, data={"comment": "ý" * 4000, "lang": "en"})
     assert missing.status_code == 422 and "Please choose Approve, Reject or Request changes." in missing.text
     assert len(missing.content) <= MAX_PAGE_BYTES, len(missing.content)
-    no_comment = httpx.post(coordinator, data={"outcome": "reject", "comment": " ", "lang": "en"})
+    no_comment = local_http.post(coordinator, data={"outcome": "reject", "comment": " ", "lang": "en"})
     assert no_comment.status_code == 422 and "Please write a comment" in no_comment.text
 
-    done = httpx.post(coordinator, data={"outcome": "approve", "comment": "Agreed.", "lang": "en"})
+    done = local_http.post(coordinator, data={"outcome": "approve", "comment": "Agreed.", "lang": "en"})
     assert done.status_code == 200 and "Decision recorded" in done.text and "“Approve”" in done.text
     _no_external_references(done.text)
 
     # The director now sees the coordinator's status; the request waits for everyone (policy all).
-    page = httpx.get(director)
+    page = local_http.get(director)
     others = re.search(r'<ul class="people">(.*?)</ul>', page.text, re.DOTALL).group(1)
     assert re.search(r"Vi Thị Lan<small>[^<]+</small></span><span class=\"pill decided\">Đã cho ý kiến", others)
     assert re.search(r"Dương Xuân Huyên<small>[^<]+</small></span><span class=\"pill pending\">Chưa có ý kiến", others)
-    english = _texts(httpx.get(director + "?lang=en").text)
+    english = _texts(local_http.get(director + "?lang=en").text)
     assert "Decided" in english and "No decision yet" in english and "Every approver must agree" in english
     assert request_snapshot(stack, opened.request_id)["request_status"] == "pending"
     assert decisions_of(stack, opened.request_id) == [("dost_coordinator", "approve", "Agreed.")]

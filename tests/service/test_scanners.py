@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.service.helpers import chromium, cycle_snapshot, open_cycle
+from tests.support import local_http
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +68,7 @@ def test_scanners_change_nothing(stack):
     assert cycle_snapshot(stack, year) == before
 
     # The link still works for the official.
-    response = httpx.post(link, data={"outcome": "approve", "comment": ""}, headers={"Origin": stack.base_url})
+    response = local_http.post(link, data={"outcome": "approve", "comment": ""}, headers={"Origin": stack.base_url})
     assert response.status_code == 200 and "Đã ghi nhận" in response.text
     stack.wait_for_stage_2(run_id, year)
     assert cycle_snapshot(stack, year)["request_status"] == "approved"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -19,6 +18,7 @@ from tests.service.helpers import (
     open_direct_request,
     request_snapshot,
 )
+from tests.support import local_http
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def test_tokens_are_bound_to_their_assignment(stack):
     before = {r: request_snapshot(stack, r) for r in (first.request_id, second.request_id)}
 
     # The other approver's token opens only their own assignment: their name, their request.
-    own_page = httpx.get(second.link("ppc_chair")).text
+    own_page = local_http.get(second.link("ppc_chair")).text
     assert "Nguyễn Cảnh Toàn" in own_page and second.period in own_page and first.period not in own_page
 
     ten_kb = (theirs * 240)[:10_240]
@@ -72,7 +72,7 @@ def test_tokens_are_bound_to_their_assignment(stack):
 
     # Identifiers of the first request in the query or the form do not steer a token: the second
     # request's token decides the second request, as its own official, and nothing else.
-    response = httpx.post(
+    response = local_http.post(
         f"{second.link('ppc_chair')}?request_id={first.request_id}",
         data={"outcome": "approve", "comment": "", "request_id": str(first.request_id), "token": mine,
               "official_id": "ppc_vice_chair", "assignment_id": str(uuid.uuid4())})
@@ -85,7 +85,7 @@ def test_tokens_are_bound_to_their_assignment(stack):
     settled = request_snapshot(stack, second.request_id)
     assert _answers(stack, [f"/a/{second.tokens['ppc_vice_chair']}", f"/a/{theirs}"]) == {(404, page)}
     assert request_snapshot(stack, second.request_id) == settled
-    assert httpx.get(first.link("ppc_vice_chair")).status_code == 200
+    assert local_http.get(first.link("ppc_vice_chair")).status_code == 200
 
 
 def test_no_token_reaches_the_web_log(stack):

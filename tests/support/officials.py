@@ -10,8 +10,9 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 from sqlalchemy import text
+
+from tests.support import local_http
 
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/[as]/[A-Za-z0-9_-]+)")
 
@@ -71,16 +72,16 @@ class Inbox:
 
 
 def approve(link: str, comment: str = "") -> None:
-    page = httpx.get(link)
+    page = local_http.get(link)
     assert page.status_code == 200 and "Đồng ý" in page.text, (page.status_code, page.text[:300])
-    answer = httpx.post(link, data={"outcome": "approve", "comment": comment})
+    answer = local_http.post(link, data={"outcome": "approve", "comment": comment})
     assert answer.status_code == 200, answer.text
 
 
 def submit(link: str, **fields: str) -> None:
-    page = httpx.get(link)
+    page = local_http.get(link)
     assert page.status_code == 200 and "Nộp hồ sơ" in page.text, (page.status_code, page.text[:300])
-    answer = httpx.post(link, data=fields)
+    answer = local_http.post(link, data=fields)
     assert answer.status_code == 200 and "Đã nộp" in answer.text, answer.text
 
 
@@ -106,17 +107,17 @@ def orient(inbox: Inbox, comment: str = "") -> None:
 def acknowledge(link: str, comment: str = "") -> None:
     """A step the lead agency acknowledges (the Board's guidance): its page offers Tiếp nhận,
     never Từ chối."""
-    page = httpx.get(link)
+    page = local_http.get(link)
     assert page.status_code == 200 and "Tiếp nhận" in page.text and "Từ chối" not in page.text, page.text[:300]
-    answer = httpx.post(link, data={"outcome": "approve", "comment": comment})
+    answer = local_http.post(link, data={"outcome": "approve", "comment": comment})
     assert answer.status_code == 200, answer.text
 
 
 def ask_clarification(link: str, comment: str) -> None:
     """An acknowledged step sent back: its page offers Đề nghị làm rõ (a request for changes)."""
-    page = httpx.get(link)
+    page = local_http.get(link)
     assert page.status_code == 200 and "Đề nghị làm rõ" in page.text and "Từ chối" not in page.text
-    answer = httpx.post(link, data={"outcome": "request_changes", "comment": comment})
+    answer = local_http.post(link, data={"outcome": "request_changes", "comment": comment})
     assert answer.status_code == 200, answer.text
 
 
@@ -135,17 +136,17 @@ def rows(stack, year: int, sql: str) -> list:
 def resubmit(link: str, **fields: str) -> str:
     """Send a step again after a request for changes; the page shows the reviewers' comments
     (returned, to be checked)."""
-    page = httpx.get(link)
+    page = local_http.get(link)
     assert page.status_code == 200 and "Gửi lại sau khi chỉnh sửa" in page.text, page.text[:500]
-    answer = httpx.post(link, data=fields)
+    answer = local_http.post(link, data=fields)
     assert answer.status_code == 200 and "Đã gửi lại" in answer.text, answer.text
     return page.text
 
 
 def send_back(link: str, comment: str) -> None:
-    page = httpx.get(link)
+    page = local_http.get(link)
     assert page.status_code == 200 and "Yêu cầu chỉnh sửa" in page.text
-    answer = httpx.post(link, data={"outcome": "request_changes", "comment": comment})
+    answer = local_http.post(link, data={"outcome": "request_changes", "comment": comment})
     assert answer.status_code == 200, answer.text
 
 
@@ -163,7 +164,7 @@ def report_every_unit(inbox: Inbox, *, returned: dict[str, str] | None = None,
 
     def decide(_) -> str:
         link = inbox.link("dost_director", ASK, "7. ")
-        page = httpx.get(link).text
+        page = local_http.get(link).text
         (unit,) = [u for u in units if f"({u})" in page]
         if unit in returned:
             send_back(link, returned[unit])
@@ -189,11 +190,11 @@ def consolidate(inbox: Inbox, summary: str = "") -> str:
     opens the consolidation form, submits the draft with a summary (or the one the form
     suggests), and the director approves it. Returns the form page the coordinator saw."""
     link = inbox.link("dost_coordinator", SUBMIT_EN, "8. ")
-    page = httpx.get(link)
+    page = local_http.get(link)
     shown = html.unescape(page.text)
     assert page.status_code == 200 and "The consolidated report's draft" in shown, shown[:300]
     suggested = re.search(r'<textarea id="text"[^>]*>([^<]*)</textarea>', page.text).group(1)
-    answer = httpx.post(link, data={"text": summary or html.unescape(suggested), "lang": "en"})  # as the form sends it
+    answer = local_http.post(link, data={"text": summary or html.unescape(suggested), "lang": "en"})  # as the form sends it
     assert answer.status_code == 200 and "Submitted" in answer.text, answer.text
     approve(inbox.link("dost_director", ASK, "8. "))
     return shown

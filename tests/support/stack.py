@@ -17,6 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from service.prefect_server import free_port, prefect_env, stop_process
+from tests.support import local_http
 
 KEHOACH = str(Path(sys.executable).parent / "kehoach")
 
@@ -135,7 +136,7 @@ class Stack:
 
     def _web_ok(self) -> bool:
         try:
-            return httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
+            return local_http.get(f"{self.base_url}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
