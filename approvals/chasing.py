@@ -1,6 +1,6 @@
-"""Chasing an open request: new links for its assignees, and its superiors brought in.
-Shared by the sweep (on schedule) and coordinators (on demand); the caller holds the
-request's row lock and writes the audit row."""
+"""Chasing an open request: new links for its assignees, its superiors brought in, and the one
+escalation. Shared by the sweep (on schedule) and coordinators (on demand); the caller holds the
+request's row lock."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from approvals import audit
 from approvals.directory import (
     Approver,
     delegations_in_force,
     resolvable,
     resolve_approvers,
 )
-from approvals.models import ApprovalRequest, Assignment, AssignmentStatus
+from approvals.models import ApprovalRequest, Assignment, AssignmentStatus, RequestStatus
 from approvals.plan.schema import EscalationMode, Plan, Policy, Stage
-from approvals.requests import NewAssignment, add_assignments, issue_token, local_day
+from approvals.requests import AlreadyDecided, NewAssignment, add_assignments, issue_token, local_day
 
 LIVE = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
 
@@ -72,3 +73,41 @@ async def bring_in_superiors(session: AsyncSession, *, request: ApprovalRequest,
         Assignment.request_id == request.id))).scalars()])
     return await add_assignments(session, request, superiors, policy=Policy.any, secret=secret,
                                  link_ttl=link_ttl, now=now, start=position)
+
+
+def escalation_expiry(stage: Stage, *, due_at: dt.datetime, now: dt.datetime) -> dt.datetime | None:
+    """When an escalated step expires: the stage's grace (`escalation_days`) after its due time, or
+    after the escalation itself when that comes later (a sweep that ran late, a coordinator after
+    the due time). A coordinator's early escalation never shortens the wait. None: no expiry."""
+    if not stage.escalation_days:
+        return None
+    return max(now, due_at) + dt.timedelta(days=stage.escalation_days)
+
+
+async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest, stage: Stage,
+                   actor: str, now: dt.datetime, link_ttl: dt.timedelta,
+                   superiors: list[Approver] | None = None) -> list[NewAssignment]:
+    """Escalate a pending, locked request once: mark it, set its expiry, bring in its superiors
+    (mode add or handover) and write the audit row. The sweep calls it at the due time
+    (`actor="system"`), a coordinator at any time. Raises AlreadyDecided when the request was
+    settled or escalated meanwhile; returns who gets a link."""
+    if superiors is None:
+        superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
+    moved = await session.execute(
+        update(ApprovalRequest)
+        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value,
+               ApprovalRequest.escalated_at.is_(None))
+        .values(escalated_at=now, told_at=now, expires_at=escalation_expiry(stage, due_at=request.due_at, now=now))
+        .execution_options(synchronize_session=False))
+    if moved.rowcount != 1:
+        raise AlreadyDecided()
+    await session.refresh(request)
+    notify = await bring_in_superiors(session, request=request, stage=stage, superiors=superiors, secret=secret,
+                                      link_ttl=link_ttl, now=now)
+    data = {"to": [n.official.id for n in notify], "mode": stage.escalation.value,
+            "expires_at": request.expires_at.isoformat() if request.expires_at else None}
+    if actor != "system":
+        data["manual"] = True
+    await audit.append(session, actor=actor, action="request.escalated", entity="approval_request",
+                       entity_id=str(request.id), data=data)
+    return notify

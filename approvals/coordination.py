@@ -19,8 +19,8 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from approvals import audit, delegations
-from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
+from approvals import audit, chasing, delegations
+from approvals.chasing import rotate_links, superiors_for
 from approvals.cycles import latest_restarts
 from approvals.decisions import settle_request
 from approvals.errors import Conflict, NotFound
@@ -342,9 +342,9 @@ async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request_
                    now: dt.datetime, link_ttl: dt.timedelta) -> Acted:
     """What the sweep does at the due time when the policy is to escalate, done now.
 
-    The stage's superior joins (mode add) or takes over (mode handover); the grace
-    before expiry runs from the due time, or from now if that has passed. Refused when the stage has no superior, or none can be
-    resolved today: a handover to nobody would leave the step with no approver.
+    The stage's superior joins (mode add) or takes over (mode handover), with the expiry rule of
+    `chasing.escalation_expiry`. Refused when the stage has no superior, or none can be resolved
+    today: a handover to nobody would leave the step with no approver.
     """
     request, cycle = await _locked_pending(session, request_id)
     if request.escalated_at is not None:
@@ -355,23 +355,8 @@ async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request_
     superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
     if not superiors:
         raise Refused(f"nobody holding '{stage.escalate_to}' can be asked who is not already asked")
-    grace = dt.timedelta(days=stage.escalation_days) if stage.escalation_days else None
-    expires_at = max(now, request.due_at) + grace if grace else None  # early escalation never shortens the wait
-    moved = await session.execute(
-        update(ApprovalRequest)
-        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value,
-               ApprovalRequest.escalated_at.is_(None))
-        .values(escalated_at=now, told_at=now, expires_at=expires_at)
-        .execution_options(synchronize_session=False))
-    if moved.rowcount != 1:
-        raise AlreadyDecided()
-    await session.refresh(request)
-    notify = await bring_in_superiors(session, request=request, stage=stage, superiors=superiors, secret=secret,
-                                      link_ttl=link_ttl, now=now)
-    await audit.append(session, actor=by, action="request.escalated", entity="approval_request",
-                       entity_id=str(request.id),
-                       data={"manual": True, "to": [n.official.id for n in notify], "mode": stage.escalation.value,
-                             "expires_at": request.expires_at.isoformat() if request.expires_at else None})
+    notify = await chasing.escalate(session, plan=plan, secret=secret, request=request, stage=stage, actor=by,
+                                    now=now, link_ttl=link_ttl, superiors=superiors)
     return Acted(request, cycle, notify)
 
 

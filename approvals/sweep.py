@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.chasing import bring_in_superiors, rotate_links, superiors_for
+from approvals.chasing import escalate, rotate_links
 from approvals.db import Database
 from approvals.deadlines import reminders_passed
 from approvals.decisions import settle_request
@@ -216,16 +216,8 @@ async def _expire(session, request, cycle, stage, now, *, reason: str) -> SweepE
 
 
 async def _escalate(session, plan, secret, request, cycle, stage, now, link_ttl) -> SweepEvent:
-    grace = dt.timedelta(days=stage.escalation_days) if stage.escalation_days else None
-    await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now, told_at=now,
-                       expires_at=now + grace if grace else None)
-    superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
-    notify = await bring_in_superiors(session, request=request, stage=stage, superiors=superiors, secret=secret,
-                                      link_ttl=link_ttl, now=now)
-    await audit.append(session, actor="system", action="request.escalated", entity="approval_request",
-                       entity_id=str(request.id),
-                       data={"to": [n.official.id for n in notify], "mode": stage.escalation.value,
-                             "expires_at": request.expires_at.isoformat() if request.expires_at else None})
+    notify = await escalate(session, plan=plan, secret=secret, request=request, stage=stage, actor="system",
+                            now=now, link_ttl=link_ttl)
     return SweepEvent(EventKind.escalation, request, cycle, stage, notify)
 
 
