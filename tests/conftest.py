@@ -270,8 +270,10 @@ def prefect_template(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prefect_server(request, tmp_path_factory, prefect_template):
     from service.prefect_server import LocalPrefectServer
+    from tests.support.stack import UNUSED_PREFECT_SERVICES_OFF
 
-    server = LocalPrefectServer(tmp_path_factory.mktemp("prefect-home"), template=prefect_template)
+    server = LocalPrefectServer(tmp_path_factory.mktemp("prefect-home"), template=prefect_template,
+                                env=UNUSED_PREFECT_SERVICES_OFF)
     server.start(timeout=240)
     request.config.stash[SESSION_PREFECT] = server
     yield server
@@ -294,8 +296,10 @@ class Stacks:
         if all(own is not None for _, own in self.running.values()):
             return None
         from service.prefect_server import LocalPrefectServer
+        from tests.support.stack import UNUSED_PREFECT_SERVICES_OFF
 
-        server = LocalPrefectServer(self.tmp_path_factory.mktemp("prefect-home-stack"), template=self.prefect.template)
+        server = LocalPrefectServer(self.tmp_path_factory.mktemp("prefect-home-stack"), template=self.prefect.template,
+                                    env=UNUSED_PREFECT_SERVICES_OFF)
         server.start(timeout=240)
         return server
 

@@ -20,7 +20,7 @@ from approvals.migrate import upgrade
 from service.prefect_server import LocalPrefectServer, free_port, stop_process
 from tests.support import local_http
 from tests.support.pg import PrivatePostgres
-from tests.support.stack import KEHOACH, Stack
+from tests.support.stack import KEHOACH, UNUSED_PREFECT_SERVICES_OFF, Stack
 
 ROLES = ("web", "worker", "dispatch")
 
@@ -42,7 +42,8 @@ class Cluster(Stack):
         self.postgres = PrivatePostgres()
         self.postgres.create()
         upgrade(self.postgres.url)
-        self.own_prefect = LocalPrefectServer(folder / "prefect", template=prefect_template)
+        self.own_prefect = LocalPrefectServer(folder / "prefect", template=prefect_template,
+                                              env=UNUSED_PREFECT_SERVICES_OFF)
         self.own_prefect.start(timeout=240)
         super().__init__(sandbox=Sandbox(self.postgres.url, make_engine(self.postgres.url)), prefect=self.own_prefect,
                          smtp=smtp, link_secret=link_secret, workdir=folder)
