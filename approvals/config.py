@@ -7,7 +7,6 @@ import secrets
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,7 +63,6 @@ class Settings(BaseSettings):
     )
     link_ttl_days: int = Field(60, description="Days an approval link stays valid.")
     default_language: str = Field("vi", description="Language of pages and emails when the reader has no setting.")
-    timezone: str = Field("Asia/Ho_Chi_Minh", description="Time zone in which times are shown.")
 
     link_failure_limit: int = Field(20, ge=0, description="Failed link requests per client and window before 429 (0: off).")
     link_failure_window: float = Field(60.0, gt=0, description="Seconds of the failed-link window.")
@@ -95,15 +93,6 @@ class Settings(BaseSettings):
     run_silence_seconds: float = Field(
         90.0, gt=0, description="A working cycle run silent this long is asked after in Prefect (it may have died).")
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
-
     @field_validator("default_language")
     @classmethod
     def _known_language(cls, value: str) -> str:
@@ -122,16 +111,17 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'kehoach.db').resolve()}"
 
     @property
     def mail_dir(self) -> Path:
         return self.data_dir / "mail"
+
+    @property
+    def mail_domain(self) -> str:
+        """The domain of the sender's address: Message-IDs and calendar UIDs are made in it."""
+        return self.mail_from.rsplit("@", 1)[-1]
 
     @property
     def organizer(self) -> tuple[str, str]:

@@ -20,7 +20,6 @@ from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Cycle, IssuedReport, RequestStatus, SubmissionFile, SubmissionLink
 from approvals.plan.schema import Agency, Official, Plan, Stage
 from approvals.presentation import agency_name
-from approvals.requests import plan_tz
 
 ANNUAL = "annual"
 REPORT_STAGE = "annual_report"
@@ -114,7 +113,7 @@ def status_of(request: ApprovalRequest | None) -> str:
 async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.datetime) -> AnnualReport:
     """Every unit that owes the year's report, with what it sent: its text, links and the names of
     its files, and when it sent them; the units that sent nothing are named too."""
-    tz = plan_tz(plan)
+    tz = plan.tz
     stage = report_stage(plan)
     if stage is None or plan.report is None:
         raise NotFound("the plan has no annual report stage or no report section")
@@ -282,10 +281,10 @@ def default_summary(report: AnnualReport) -> str:
             f"này báo cáo bổ sung.")
 
 
-def document(plan: Plan, report: AnnualReport, *, summary: str, issued_on: dt.date, number: int | None,
-             tz=None) -> ReportDocument:
+def document(plan: Plan, report: AnnualReport, *, summary: str, issued_on: dt.date,
+             number: int | None) -> ReportDocument:
     """The report's layout and words (Vietnamese, the language of the province's documents)."""
-    tz = tz or plan_tz(plan)
+    tz = plan.tz
     spec = plan.report
     issuer = report.issuer
     symbol = symbol_of(issuer)

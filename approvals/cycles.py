@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -223,7 +222,7 @@ class Deadline:
 
 def calendar(plan: Plan, cycle_kind: str, starts_on: dt.date, *, shift_days: int = 0) -> list[Deadline]:
     """A cycle's dates as planned (moved by `shift_days`), in stage order."""
-    tz = ZoneInfo(plan.plan.timezone)
+    tz = plan.tz
     moved = dt.timedelta(days=shift_days)
     dates = []
     for stage in plan.cycle(cycle_kind).stages:

@@ -42,12 +42,22 @@ def catalogue(path: Path) -> Catalogue:
     return Catalogue(path)
 
 
+# What a zone is called after a time; a zone not named here is called by its IANA name.
+ZONE_NAMES = {"Asia/Ho_Chi_Minh": {"vi": "giờ Việt Nam", "en": "Vietnam time"},
+              "Asia/Saigon": {"vi": "giờ Việt Nam", "en": "Vietnam time"}}
+
+
+def zone_name(tz: ZoneInfo, language: str) -> str:
+    return ZONE_NAMES.get(tz.key, {}).get(language, tz.key)
+
+
 def local_time(moment: dt.datetime, tz: ZoneInfo, language: str) -> str:
-    """'17:00 ngày 29/11/2026 (giờ Việt Nam)' or '29 Nov 2026, 17:00 (Vietnam time)'."""
+    """'17:00 ngày 29/11/2026 (giờ Việt Nam)' or '29 Nov 2026, 17:00 (Vietnam time)': the
+    moment in `tz` (the plan's time zone), which it names."""
     local = moment.astimezone(tz)
     if language == "en":
-        return local.strftime("%d %b %Y, %H:%M") + " (Vietnam time)"
-    return local.strftime("%H:%M ngày %d/%m/%Y") + " (giờ Việt Nam)"
+        return local.strftime("%d %b %Y, %H:%M") + f" ({zone_name(tz, language)})"
+    return local.strftime("%H:%M ngày %d/%m/%Y") + f" ({zone_name(tz, language)})"
 
 
 def vnd(amount: int, language: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -87,12 +86,8 @@ class OpenedRequest:
     new_assignments: list[NewAssignment]
 
 
-def plan_tz(plan: Plan) -> ZoneInfo:
-    return ZoneInfo(plan.plan.timezone)
-
-
 def local_day(plan: Plan, now: dt.datetime) -> dt.date:
-    return now.astimezone(plan_tz(plan)).date()
+    return now.astimezone(plan.tz).date()
 
 
 def stage_of(plan: Plan, cycle_kind: str, stage_id: str) -> Stage:
@@ -156,14 +151,14 @@ async def add_assignments(session, request: ApprovalRequest, approvers: list[App
 
 def planned_due(plan: Plan, stage: Stage, cycle: Cycle) -> dt.datetime:
     """The stage's due time in the cycle's calendar, moved as the cycle's deadlines were (a late start)."""
-    return due_at(stage.due, cycle_start=cycle.starts_on, tz=plan_tz(plan)) + dt.timedelta(days=cycle.shift_days)
+    return due_at(stage.due, cycle_start=cycle.starts_on, tz=plan.tz) + dt.timedelta(days=cycle.shift_days)
 
 
 def step_due(plan: Plan, stage: Stage, cycle: Cycle, now: dt.datetime) -> dt.datetime:
     """When a step opened now falls due: as planned, but never sooner than the plan's minimum
     notice after it opens (a cycle started late, or a stage reached late, is not escalated or
     expired by the sweep just because its planned date has passed)."""
-    earliest = end_of_local_day(local_day(plan, now) + dt.timedelta(days=plan.plan.min_notice_days), plan_tz(plan))
+    earliest = end_of_local_day(local_day(plan, now) + dt.timedelta(days=plan.plan.min_notice_days), plan.tz)
     return max(planned_due(plan, stage, cycle), earliest)
 
 

@@ -32,13 +32,13 @@ def cycle_start(year: int) -> dt.date:
 
 
 def this_year() -> int:
-    return dt.datetime.now(get_settings().tz).year
+    return dt.datetime.now(load_plan(get_settings().plan_file).tz).year
 
 
 @flow(name="annual-cycle", log_prints=True, persist_result=False)
 async def annual_cycle(year: int | None = None) -> dict:
     """One year of the plan, stage by stage, pausing (with no process) at every human step.
-    Without a year (the yearly schedule), this year in Asia/Ho_Chi_Minh."""
+    Without a year (the yearly schedule), this year in the plan's time zone."""
     year = year or this_year()
     statuses = await run_chain(cycle_kind=CYCLE_KIND, period=str(year), starts_on=cycle_start(year))
     if "joined" in statuses:  # another run carries this year (the schedule's and one started by hand)

@@ -26,9 +26,9 @@ PROBLEM_KIND = "problem_escalation"
 
 
 def month_period(month: str | None) -> tuple[str, dt.date]:
-    """'2027-03' and its first day; without a month, this month in Asia/Ho_Chi_Minh."""
+    """'2027-03' and its first day; without a month, this month in the plan's time zone."""
     if month is None:
-        today = dt.datetime.now(get_settings().tz).date()
+        today = dt.datetime.now(load_plan(get_settings().plan_file).tz).date()
         return f"{today:%Y-%m}", today.replace(day=1)
     if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", month):
         raise InvalidInput(f"month {month!r} must be YYYY-MM, e.g. 2027-03")
@@ -89,7 +89,7 @@ async def open_problem_cycle(problem_id: str) -> tuple[str, dt.date, dict]:
         problem = await session.get(ProblemReport, uuid.UUID(problem_id), with_for_update=True)
         if problem is None:
             raise NotFound(f"no problem report {problem_id}")
-        day = problem.created_at.astimezone(settings.tz).date()
+        day = problem.created_at.astimezone(load_plan(settings.plan_file).tz).date()
         period = f"{day:%Y-%m-%d}-{problem.id.hex[:8]}"
         await _link_cycle(session, problem, kind=PROBLEM_KIND, period=period, starts_on=day)
         return period, day, {"text": f"{problem.title}\n\n{problem.description}", "unit": problem.unit}

@@ -33,6 +33,7 @@ from flows.stages import (
     take_cycle,
 )
 
+
 def depends_on(stages: list[Stage], index: int) -> list[str]:
     """The stages whose outcome this one needs: as the plan says, else the one before it."""
     stage = stages[index]

@@ -20,11 +20,8 @@ from approvals.db import Database, utcnow
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Decision, IssuedReport, Outcome, RequestStatus
 from approvals.plan import Plan, load_plan
-from approvals.presentation import PlainMessage
-from flows.emails import mail_domain
 from flows.stages import STEP, _cycle, database
-from notifications.links import queue_plain_messages
-from notifications.outbox import Attachment
+from notifications.emails import Emails
 from notifications.render import Renderer, shared_renderer
 from notifications.report_document import report_files
 
@@ -64,7 +61,7 @@ async def issue(db: Database, *, plan: Plan, settings: Settings, renderer: Rende
         return Issued(issued.number, issued.symbol, issued.recipients, new=False)
     if request is None:
         raise NotFound(f"no approved consolidated report in cycle {cycle_id}")
-    issued_on = (request.decided_at or utcnow()).astimezone(settings.tz).date()
+    issued_on = (request.decided_at or utcnow()).astimezone(plan.tz).date()
     report = consolidated.from_snapshot(plan, request.data["report"], issued_on=issued_on, signer=signer)
     symbol = consolidated.symbol_of(report.issuer)
     async with db.transaction() as session:
@@ -73,7 +70,7 @@ async def issue(db: Database, *, plan: Plan, settings: Settings, renderer: Rende
             return Issued(issued.number, issued.symbol, issued.recipients, new=False)
         number = await consolidated.next_number(session, symbol=symbol, year=report.year)
         document = consolidated.document(plan, report, summary=str(request.data.get("text", "")),
-                                         issued_on=issued_on, number=number, tz=settings.tz)
+                                         issued_on=issued_on, number=number)
         files = await asyncio.to_thread(report_files, document, year=report.year)
         (docx_name, _, docx), (pdf_name, _, pdf) = files
         to = [{"agency": a.id, "email": str(a.email)} for a in report.recipients if a.email]
@@ -81,8 +78,8 @@ async def issue(db: Database, *, plan: Plan, settings: Settings, renderer: Rende
                                  number=number, issued_on=issued_on, issued_at=utcnow(), recipients=to,
                                  docx=docx, pdf=pdf))
         await session.flush()
-        await _send(session, settings=settings, renderer=renderer, cycle_id=str(cycle_id), report=report,
-                    document=document, files=files)
+        await Emails.of(plan, settings, renderer).report_issued(session, cycle_id=cycle_id, report=report,
+                                                                document=document, files=files)
         await audit.append(session, actor="system", action="report.issued", entity="approval_request",
                            entity_id=str(request.id),
                            data={"number": f"{number}/{symbol}", "year": report.year, "recipients": to,
@@ -108,18 +105,3 @@ async def _approved(session: AsyncSession, cycle_id, stage_id: str) -> tuple[App
         Decision.request_id == request.id, Decision.outcome == Outcome.approve.value)
         .order_by(Decision.decided_at.desc()).limit(1))).scalar()
     return request, signer
-
-
-async def _send(session: AsyncSession, *, settings: Settings, renderer: Renderer, cycle_id: str,
-                report: consolidated.AnnualReport, document: consolidated.ReportDocument,
-                files: list[tuple[str, str, bytes]]) -> int:
-    """One email to each recipient agency's mailbox, in Vietnamese (the province's official
-    language), with the DOCX and PDF attached; keyed by cycle and agency, so queued once."""
-    context = {"issuer": report.issuer.name.vi, "number": document.number.removeprefix("Số: "),
-               "report": document.subject[0].lower() + document.subject[1:], "year": str(report.year),
-               "signer": document.signer_name or document.signer_title, "at": document.place_date}
-    messages = [PlainMessage(kind="report_issued", key=f"report_issued:{cycle_id}:{agency.id}", language="vi",
-                             name=agency.name.vi, email=str(agency.email), context={**context, "name": agency.name.vi})
-                for agency in report.recipients if agency.email]  # `plan check` refuses one without a mailbox
-    return await queue_plain_messages(session, renderer=renderer, messages=messages, domain=mail_domain(settings),
-                                      attachments=[Attachment(*file) for file in files])

@@ -33,10 +33,11 @@ DEPLOYMENTS = {
 SWEEP_CRON = "*/15 * * * *"
 
 
-def schedules(plan: Plan, cycle_kind: str | None, timezone: str, sweep: str = SWEEP_CRON) -> list[Cron]:
-    """A deployment's schedules from the plan, in the configured time zone: a yearly cycle on its
+def schedules(plan: Plan, cycle_kind: str | None, sweep: str = SWEEP_CRON) -> list[Cron]:
+    """A deployment's schedules from the plan, in the plan's time zone: a yearly cycle on its
     starts_on day, a monthly one on the 1st; a per-event cycle is started by the service for each
     record; the sweep as configured (every 15 minutes; empty: never by itself)."""
+    timezone = plan.plan.timezone
     if cycle_kind is None:
         return [Cron(sweep, timezone=timezone)] if sweep.strip() else []
     kind = next((c for c in plan.cycles if c.id == cycle_kind), None)
@@ -53,7 +54,7 @@ def serve_all(limit: int | None = None) -> None:
     plan = load_plan(settings.plan_file)
     deployments = [
         flow.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH,
-                           schedules=schedules(plan, kind, settings.timezone, settings.sweep_cron),
+                           schedules=schedules(plan, kind, settings.sweep_cron),
                            description=flow.__doc__,
                            tags=["kehoach"])
         for name, (flow, kind) in DEPLOYMENTS.items()

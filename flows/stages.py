@@ -28,9 +28,7 @@ from approvals.db import Database, utcnow
 from approvals.models import Cycle, CycleStage, StageStatus
 from approvals.plan import load_plan
 from approvals.plan.schema import Stage
-from approvals.presentation import cycle_digest_messages
-from flows.emails import mail_domain, queue_asked, queue_link_emails
-from notifications.links import queue_plain_messages
+from notifications.emails import Emails
 from notifications.render import shared_renderer
 
 log = logging.getLogger("kehoach.flows")
@@ -132,15 +130,12 @@ class Heartbeat:
 
 async def report_failure(cycle_id: uuid.UUID, run_id: str, error: BaseException) -> None:
     """The run is failing: the cycle needs a coordinator, who is told once."""
-    from flows.emails import queue_cycle_attention
-
     settings = get_settings()
     async with database(settings) as db, db.transaction() as session:
         marked = await cycles.needs_attention(session, cycle_id, reason=cycles.Attention.run_failed,
                                               detail=f"{type(error).__name__}: {error}", run_id=run_id, now=utcnow())
         if marked is not None:
-            await queue_cycle_attention(session, plan=load_plan(settings.plan_file), settings=settings,
-                                        renderer=shared_renderer(), cycle=marked)
+            await Emails.of(load_plan(settings.plan_file), settings, shared_renderer()).cycle_attention(session, marked)
 
 
 @task(name="finish-cycle", **STEP)
@@ -171,14 +166,14 @@ async def schedule_stage(*, cycle_kind: str, period: str, stage_id: str) -> bool
     stage = requests.stage_of(plan, cycle_kind, stage_id)
     async with database(settings) as db, db.transaction() as session:
         cycle = await _cycle(session, cycle_kind, period)
-        at = opens_at(stage, cycle, settings.tz)
+        at = opens_at(stage, cycle, plan.tz)
         if at is None or utcnow() >= at:
             return True
         await requests.set_stage_status(session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.scheduled,
                                         now=utcnow())
         row = await stages.lock_stage(session, cycle.id, stage_id)
         row.opens_at = at
-    get_run_logger().info("Stage %s of %s/%s opens on %s", stage_id, cycle_kind, period, at.astimezone(settings.tz))
+    get_run_logger().info("Stage %s of %s/%s opens on %s", stage_id, cycle_kind, period, at.astimezone(plan.tz))
     return False
 
 
@@ -241,8 +236,7 @@ async def _open_branch(session, *, plan, settings, renderer, cycle, stage, subje
         opened = await submissions.open_submission(
             session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage.id,
             subject=subject, waiter_ref=waiter_ref, now=now, link_ttl=link_ttl, data=data)
-        await queue_asked(session, plan=plan, settings=settings, renderer=renderer, request=opened.opened.request,
-                          cycle=cycle, asked=opened.asked)
+        await Emails.of(plan, settings, renderer).asked(session, opened.opened.request, cycle, opened.asked)
         return
     day = requests.local_day(plan, now)
     submitter = plan.holders(stage.requester, day, unit=subject or None) if stage.requester else []
@@ -250,8 +244,8 @@ async def _open_branch(session, *, plan, settings, renderer, cycle, stage, subje
         session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage.id, subject=subject,
         waiter_ref=waiter_ref, link_ttl=link_ttl, now=now, requested_by=submitter[0].id if submitter else None,
         data=data)
-    await queue_link_emails(session, kind="approval_request", plan=plan, settings=settings, renderer=renderer,
-                            request=approval.request, cycle=cycle, notify=approval.new_assignments)
+    await Emails.of(plan, settings, renderer).approval_links(session, approval.request, cycle,
+                                                             approval.new_assignments)
 
 
 @dataclass(frozen=True)
@@ -307,10 +301,7 @@ async def send_cycle_digest(*, cycle_kind: str, period: str, event: str) -> int:
         cycle = await _cycle(session, cycle_kind, period)
         statuses = {row.stage: row.status for row in (await session.execute(
             select(CycleStage).where(CycleStage.cycle_id == cycle.id))).scalars()}
-        messages = cycle_digest_messages(plan, cycle, statuses, event=event, at=utcnow(), tz=settings.tz,
-                                         base_url=settings.public_base_url)
-        return await queue_plain_messages(session, renderer=shared_renderer(), messages=messages,
-                                          domain=mail_domain(settings))
+        return await Emails.of(plan, settings, shared_renderer()).cycle_digest(session, cycle, statuses, event=event)
 
 
 async def lapsed(*, cycle_kind: str, period: str, stage_id: str) -> bool:

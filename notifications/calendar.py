@@ -1,4 +1,4 @@
-"""Calendar invites (.ics, RFC 5545 / iTIP) for a step's due time, in Vietnam's time zone.
+"""Calendar invites (.ics, RFC 5545 / iTIP) for a step's due time, in the time zone it carries.
 
 One event per request and assignee, with a UID that stays the same for that pair, so a
 calendar updates the event it already has:
@@ -19,34 +19,27 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import unicodedata
 import uuid
 from zoneinfo import ZoneInfo
-
-import re
 
 from icalendar import Calendar, Timezone, vDuration
 
 from notifications.outbox import Attachment
 
-VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 PRODID = "-//kehoach//Lang Son communication plan//VI"
 _NAMESPACE = uuid.UUID("6f1c9a52-4b7e-5d0a-9c1e-3a8b2f4d7e10")
 _SEQUENCE_EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 
 @functools.cache
-def vietnam_timezone() -> Timezone:
-    """The VTIMEZONE of Asia/Ho_Chi_Minh, built once per process and shared (never changed).
+def _timezone_ical(key: str) -> bytes:
+    """The VTIMEZONE of a zone (the plan's: Asia/Ho_Chi_Minh), serialised once per process.
 
     icalendar derives it from the zoneinfo data by walking 1970-2038, about 25 ms of CPU;
     done for every invite, that was most of what a decision cost the web service."""
-    return Timezone.from_tzid(VIETNAM.key)
-
-
-@functools.cache
-def _vietnam_timezone_ical() -> bytes:
-    return vietnam_timezone().to_ical()
+    return Timezone.from_tzid(key).to_ical()
 
 
 @functools.cache
@@ -91,22 +84,24 @@ def invite(
     now: dt.datetime | None = None,
     language: str = "vi",
 ) -> Attachment:
-    """An .ics attachment: the event ending at `due` (shown in Asia/Ho_Chi_Minh time).
+    """An .ics attachment: the event ending at `due`, shown in the time zone `due` carries (a
+    zoneinfo zone: the plan's, which the step's messages give their due time in).
 
     `organizer` and `attendee` are (name, email); `sequence` must grow with every change
     of the same event (see `sequence_at`)."""
-    if due.tzinfo is None:
-        raise ValueError("due must be an aware datetime")
+    if not isinstance(due.tzinfo, ZoneInfo):
+        raise ValueError("due must carry a zoneinfo time zone (the plan's), to be shown in")
     if sequence < 0:
         raise ValueError("sequence must not be negative")
     stamp = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    end = due.astimezone(VIETNAM)
+    zone = due.tzinfo.key
+    end = due
     method = "CANCEL" if cancelled else "REQUEST"
 
     lines = [
         _line("SUMMARY", _text(summary), LANGUAGE=language),
-        _line("DTSTART", _local(end - duration), TZID=VIETNAM.key),
-        _line("DTEND", _local(end), TZID=VIETNAM.key),
+        _line("DTSTART", _local(end - duration), TZID=zone),
+        _line("DTEND", _local(end), TZID=zone),
         _line("DTSTAMP", f"{stamp:%Y%m%dT%H%M%S}Z"),
         _line("UID", _text(event_uid(request_id, assignee_id, domain))),
         _line("SEQUENCE", str(sequence)),
@@ -125,7 +120,7 @@ def invite(
     # The calendar's own lines and its VTIMEZONE (before the event that refers to it) are the same
     # for every invite: serialised once per process, only the event is serialised here.
     opening, closing = _calendar_around(method)
-    data = opening + _vietnam_timezone_ical() + event + closing
+    data = opening + _timezone_ical(zone) + event + closing
 
     return Attachment(
         filename="cancel.ics" if cancelled else "invite.ics",

@@ -522,7 +522,7 @@ class Dispatcher:
                     await self.pool.prune()
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=interval)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         finally:
             await self.pool.close()

@@ -130,7 +130,7 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
     if client.is_connected:
         try:
             await client.quit()
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
             client.close()
 
 

@@ -179,7 +179,7 @@ def mailcatcher() -> None:
 
 @app.command()
 def start(
-    year: int = typer.Option(None, help="The annual cycle's year; default: this year in Asia/Ho_Chi_Minh."),
+    year: int = typer.Option(None, help="The annual cycle's year; default: this year in the plan's time zone."),
     month: str = typer.Option(None, help="Start the culture-society cycle of a month instead (YYYY-MM)."),
     late: str = typer.Option(
         None, "--late", metavar="shift|keep",
@@ -242,13 +242,13 @@ def _choose_schedule(settings, *, kind: str, period: str, starts_on: dt.date, ch
     passed = [d for d in calendar(plan, kind, starts_on) if d.at <= now]
     if not passed:
         return
-    today = now.astimezone(settings.tz).date()
+    today = now.astimezone(plan.tz).date()
     days = late_by(starts_on, today)
     if choice is None:
         typer.echo(f"{kind}/{period} should have started on {starts_on:%d/%m/%Y}; "
                    f"{len(passed)} of its dates have passed:")
         for d in passed:
-            typer.echo(f"  {d.label}: {'opens' if d.what == 'opens' else 'due'} {d.at.astimezone(settings.tz):%d/%m/%Y}")
+            typer.echo(f"  {d.label}: {'opens' if d.what == 'opens' else 'due'} {d.at.astimezone(plan.tz):%d/%m/%Y}")
         if not sys.stdin.isatty():
             typer.echo(f"error: choose --late shift (move every date {days} days, so all lie ahead) or --late keep "
                        "(keep the plan's dates; each step still gets the plan's minimum notice)", err=True)
@@ -485,8 +485,10 @@ def status(
         mark = "ok " if answer == "ok" else "!! "
         typer.echo(f"{mark}{name:<{width}}  {answer}")
     if facts is not None:
-        now = dt.datetime.now(dt.UTC)
-        oldest = f", the oldest due since {facts.outbox_oldest.astimezone(settings.tz):%d/%m %H:%M}" \
+        from approvals.plan import load_plan
+
+        now, tz = dt.datetime.now(dt.UTC), load_plan(settings.plan_file).tz
+        oldest = f", the oldest due since {facts.outbox_oldest.astimezone(tz):%d/%m %H:%M}" \
             if facts.outbox_queued and facts.outbox_oldest else ""
         typer.echo(f"\noutbox           {facts.outbox_queued} queued{oldest}; {facts.outbox_failed} undeliverable")
         typer.echo(f"runs to resume   {facts.wakes_queued} queued; {facts.wakes_parked} parked (their cycle needs "
@@ -507,7 +509,7 @@ def status(
             typer.echo(f"  {kind}/{stage:<24} {count:>4} open" + (f", {late} overdue" if late else ""))
         typer.echo(f"decisions        {sum(facts.decisions.values())} recorded"
                    + (" (" + ", ".join(f"{n} {o}" for o, n in sorted(facts.decisions.items())) + ")"
-                      if facts.decisions else "") + f"; as of {now.astimezone(settings.tz):%d/%m/%Y %H:%M}")
+                      if facts.decisions else "") + f"; as of {now.astimezone(tz):%d/%m/%Y %H:%M}")
     if any(answer != "ok" for answer in found.values()):
         raise typer.Exit(1)
 

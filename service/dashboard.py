@@ -24,7 +24,6 @@ from approvals.i18n import catalogue, local_time
 from approvals.models import Cycle, RequestStatus
 from approvals.plan import Plan
 from approvals.presentation import agency_name, official_name, role_name
-from approvals.requests import plan_tz
 from service import reports
 from service.api.auth import (
     Caller,
@@ -142,7 +141,7 @@ def _cycles_by_year(plan: Plan, views: list[coordination.CycleView], language: s
         year = view.cycle.period[:4] if view.cycle.period[:4].isdigit() else ""  # "": other periods
         years[year].append({"name": cycle_name(plan, view.cycle.kind, view.cycle.period, language),
                             "stages": stages, "runs": flow_run_links(view.flow_runs),
-                            "cancelled": local_time(view.cancelled_at, plan_tz(plan), language)
+                            "cancelled": local_time(view.cancelled_at, plan.tz, language)
                             if view.cancelled_at else ""})
     return sorted(years.items(), key=lambda item: item[0], reverse=True)
 
@@ -158,7 +157,7 @@ def days_left(due: dt.datetime, now: dt.datetime, tz) -> int:
 
 
 def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime, language: str) -> list[dict]:
-    tz = plan_tz(plan)
+    tz = plan.tz
     return [{
         "id": str(v.request.id),
         "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
@@ -173,7 +172,7 @@ def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime
 
 
 def _unrouted(plan: Plan, views: list[coordination.RequestView], language: str) -> list[dict]:
-    tz = plan_tz(plan)
+    tz = plan.tz
     return [{
         "id": str(v.request.id),
         "reason": "submission_unrouted" if v.request.status == RequestStatus.awaiting_submission.value
@@ -197,7 +196,7 @@ async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, langu
     stage = consolidated.report_stage(plan)
     if stage is None:
         return None
-    tz = plan_tz(plan)
+    tz = plan.tz
     deadline = due_at(stage.due, cycle_start=dt.date(year, 1, 1), tz=tz)
     on = min(now.astimezone(tz).date(), deadline.astimezone(tz).date())
     latest = await consolidated.latest_by_unit(session, plan, year, on)
@@ -232,7 +231,7 @@ async def overview(request: Request, app: App):
     try:
         year = int(request.query_params.get("year", ""))
     except ValueError:
-        year = now.astimezone(app.settings.tz).year
+        year = now.astimezone(app.plan.tz).year
     year = min(max(year, 2000), 2100)
     async with app.db.reads() as session:
         views = await coordination.cycles(session, now=now, year=year)  # the year shown, not every year
@@ -246,7 +245,7 @@ async def overview(request: Request, app: App):
                  overdue=_overdue(app.plan, overdue, now, language), attention=_unrouted(app.plan, unrouted, language),
                  stopped=[{"id": str(c.id), "name": cycle_name(app.plan, c.kind, c.period, language),
                            "reason": c.attention, "detail": c.attention_detail,
-                           "since": local_time(c.attention_at, plan_tz(app.plan), language) if c.attention_at else "",
+                           "since": local_time(c.attention_at, app.plan.tz, language) if c.attention_at else "",
                            "restart": _restart_line(restarts.get(c.id), c, app, language)}
                           for c in stopped],
                  notice=notice if notice in NOTICES else "", report=report, year=year)
@@ -261,7 +260,7 @@ def _restart_line(wake, cycle, app, language: str) -> dict | None:
     if wake is None or (cycle.attention_at and wake.created_at < cycle.attention_at) or wake.status == "done":
         return None
     return {"status": "parked" if wake.status == "parked" else "queued",
-            "at": local_time(wake.created_at, plan_tz(app.plan), language), "detail": wake.last_error}
+            "at": local_time(wake.created_at, app.plan.tz, language), "detail": wake.last_error}
 
 
 @router.post("/cycles/{cycle_id}/resume")
@@ -345,7 +344,7 @@ async def timeline(request: Request, request_id: str, app: App):
             found = await coordination.history(session, uuid.UUID(request_id))
     except (ValueError, coordination.NotFound):
         return _not_found(request, app, language, caller)
-    plan, tz, r = app.plan, app.settings.tz, found.request
+    plan, tz, r = app.plan, app.plan.tz, found.request
     now = utcnow()
     status = "overdue" if r.status == RequestStatus.pending.value and r.due_at < now else r.status
     return _page(

@@ -11,11 +11,11 @@ import subprocess
 import sys
 
 import typer
-from prefect.settings import PREFECT_API_URL, temporary_settings
 import uvicorn
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from approvals.config import Settings
 from approvals.accounts import AccountRole, create_account
+from approvals.config import Settings
 from approvals.db import Database, utcnow
 from approvals.migrate import upgrade
 from notifications.catcher import MailCatcher
@@ -154,4 +154,6 @@ async def _coordinator_token(db: Database) -> str:
 
 
 def current_year(settings: Settings) -> int:
-    return dt.datetime.now(settings.tz).year
+    from approvals.plan import load_plan
+
+    return dt.datetime.now(load_plan(settings.plan_file).tz).year

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from approvals.config import Settings
 from approvals.db import Database
 from approvals.plan import Plan
+from notifications.emails import Emails
 from notifications.render import Renderer
 from service.resume import Resumer
 
@@ -23,13 +24,9 @@ class AppState:
     resumer: Resumer
 
     @property
-    def mail_domain(self) -> str:
-        return self.settings.mail_from.rsplit("@", 1)[-1]
-
-    @property
-    def organizer(self) -> tuple[str, str]:
-        """The (name, address) calendar invites come from."""
-        return self.settings.organizer
+    def emails(self) -> Emails:
+        """What a request's handling sends, queued in its transaction."""
+        return Emails.of(self.plan, self.settings, self.renderer)
 
 
 def get_app_state(request: Request) -> AppState:

@@ -19,19 +19,13 @@ from approvals.files import files_of
 from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import Outcome, SubmissionFile
 from approvals.presentation import (
-    closed_messages,
-    link_messages,
     official_name,
-    outcome_message,
-    receipt_message,
     role_name,
     shown_context,
     step_context,
 )
-from approvals.tokens import APPROVAL_LINK, problem_token
-from notifications.links import queue_closing_messages, queue_link_messages, queue_plain_messages
+from approvals.tokens import problem_token
 from service.deps import App
-from service.emails import queue_asked
 from service.errors import invalid_link_page
 from service.web import (
     MESSAGES,
@@ -52,7 +46,7 @@ def problem_url(app, official_id: str | None, *, relative: bool = True) -> str:
     """The official's problem link issued now (for a page: relative to the site)."""
     if not official_id:
         return ""
-    issued = f"{dt.datetime.now(app.settings.tz):%Y%m%d}"
+    issued = f"{dt.datetime.now(app.plan.tz):%Y%m%d}"
     path = f"/p/{problem_token(app.settings.link_secret_bytes(), official_id, issued)}"
     return path if relative else f"{app.settings.public_base_url.rstrip('/')}{path}"
 
@@ -83,7 +77,7 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
              for spec in app.plan.fields_of(view.cycle.kind, stage)]
     earlier = [{"round": previous.round,
                 "decisions": [{"name": official_name(app.plan, d.official_id), "outcome": d.outcome,
-                               "comment": d.comment, "at": local_time(d.decided_at, app.settings.tz, language)}
+                               "comment": d.comment, "at": local_time(d.decided_at, app.plan.tz, language)}
                               for d in decisions]}
                for previous, decisions in view.earlier]
     return render(
@@ -97,7 +91,7 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
         role_name=role_name(app.plan, view.assignment.role, language),
         policy=view.request.policy, others=others, error=_(error_key) if error_key else error,
         chosen=chosen, comment=comment, max_comment=requests.MAX_COMMENT,
-        **step_context(app.plan, view.request, view.cycle, language=language, tz=app.settings.tz),
+        **step_context(app.plan, view.request, view.cycle, language=language),
     )
 
 
@@ -166,30 +160,7 @@ async def decide(request: Request, token: str, app: App):
             result = await record_decision(session, token=token, outcome=choice, comment=comment, now=now,
                                            plan=app.plan, secret=app.settings.link_secret_bytes(),
                                            link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
-            cycle = result.cycle
-            decided_by = official_name(app.plan, result.decision.official_id)
-            # The decider's receipt, and a note to whoever the outcome spared: both take the
-            # deadline off their calendar (a cancel of the request's invite).
-            closing = [receipt_message(app.plan, result.request, cycle, result.decision, at=now, tz=app.settings.tz),
-                       *closed_messages(app.plan, result.request, cycle, result.closed, decided_by=decided_by, at=now,
-                                        tz=app.settings.tz)]
-            await queue_closing_messages(session, renderer=app.renderer, messages=[m for m in closing if m],
-                                         domain=app.mail_domain, organizer=app.organizer)
-            if result.settled is not None and result.settled is not Outcome.request_changes:
-                # The submitter learns how it ended (a request for changes reaches them with its own link).
-                told = outcome_message(app.plan, result.request, cycle, decided_by=decided_by,
-                                       comment=result.decision.comment, at=now,
-                                       tz=app.settings.tz, base_url=app.settings.public_base_url)
-                await queue_plain_messages(session, renderer=app.renderer, messages=[told] if told else [],
-                                           domain=app.mail_domain)
-            if result.asked is not None:  # sent back: its submitter is asked to resubmit, now
-                await queue_asked(app, session, request=result.request, cycle=cycle, asked=result.asked)
-            if result.activated:  # a sequence: the next approver is asked now
-                await queue_link_messages(
-                    session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=app.organizer,
-                    domain=app.mail_domain,
-                    messages=link_messages(app.plan, result.request, cycle, result.activated,
-                                           kind="approval_request", tz=app.settings.tz))
+            await app.emails.decided(session, result, at=now)
     except requests.CommentRequired:
         return await _page(request, app, token, language=language, status_code=422,
                            error_key="error.comment_required", chosen=outcome, comment=comment)
@@ -202,7 +173,7 @@ async def decide(request: Request, token: str, app: App):
         return render(request, "message.html", language, status_code=409,
                       title=_("already.title"), body=_("already.body"), switch_url=None)
     # No call to Prefect here: a settled stage queued its run's wake in the same transaction.
-    at = local_time(now, app.settings.tz, language)
+    at = local_time(now, app.plan.tz, language)
     return render(request, "message.html", language, switch_url=None, title=_("done.title"),
                   body=_("done.body", outcome=_(f"outcome.{choice.value}"), at=at),
                   problem_url=problem_url(app, result.decision.official_id))

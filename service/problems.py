@@ -112,5 +112,5 @@ async def raise_problem(request: Request, token: str, app: App):
         return _page(request, app, official, language)
     unit = app.plan.agency(official.agency).name.get(language)
     return render(request, "message.html", language, switch_url=None, title=_("problem.done.title"),
-                  body=_("problem.done.body", title=problem.title, unit=unit, at=local_time(now, app.settings.tz,
+                  body=_("problem.done.body", title=problem.title, unit=unit, at=local_time(now, app.plan.tz,
                                                                                             language)))

@@ -29,7 +29,7 @@ class ReportFile:
 def draft_document(app, report: consolidated.AnnualReport, *, now, summary: str = "") -> consolidated.ReportDocument:
     """The report as a draft dated today, without a number; the summary suggested unless given."""
     return consolidated.document(app.plan, report, summary=summary or consolidated.default_summary(report),
-                                 issued_on=now.astimezone(app.settings.tz).date(), number=None)
+                                 issued_on=now.astimezone(app.plan.tz).date(), number=None)
 
 
 async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -> ReportFile:

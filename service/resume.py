@@ -34,9 +34,8 @@ from approvals.db import Database, claim, utcnow
 from approvals.errors import NotFound
 from approvals.models import Cycle, Wake, WakeStatus
 from approvals.plan import Plan
-from approvals.presentation import cycle_attention_messages
 from approvals.stages import ANY_STAGE, RESTART, WakeReason
-from notifications.links import queue_plain_messages
+from notifications.emails import Emails
 from notifications.render import Renderer
 from service.cycles import (
     PrefectNotConfigured,
@@ -156,7 +155,7 @@ class Resumer:
             return await asyncio.wait_for(self._resume(wake, cycle), timeout=self.timeout)
         except PrefectNotConfigured as exc:
             return Delivery("retry", str(exc))
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             return Delivery("retry", f"Prefect did not answer within {self.timeout:.0f} s")
         except Exception as exc:  # Prefect unreachable: the wake waits in the queue
             return Delivery("retry", f"could not reach Prefect: {type(exc).__name__}: {exc}")
@@ -180,7 +179,7 @@ class Resumer:
             return Delivery("done", "the cycle is gone")
         except cycles.NotRestartable as exc:
             return Delivery("parked", f"not restarted: {exc}")
-        except (PrefectNotConfigured, PrefectUnavailable, asyncio.TimeoutError, TimeoutError) as exc:
+        except (PrefectNotConfigured, PrefectUnavailable, TimeoutError) as exc:
             return Delivery("retry", f"not restarted yet: {exc}")
         return Delivery("done", f"restart {restart}: run {run.id}", run_id=str(run.id))
 
@@ -216,10 +215,8 @@ class Resumer:
             marked = await cycles.needs_attention(session, cycle_id, reason=reason, detail=detail, run_id=run_id,
                                                   now=utcnow())
             if marked is not None and self.plan is not None and self.settings is not None:
-                await queue_plain_messages(
-                    session, renderer=self.renderer or Renderer(), domain=self.settings.mail_from.rsplit("@", 1)[-1],
-                    messages=cycle_attention_messages(self.plan, marked, reason=reason, detail=detail, at=utcnow(),
-                                                      tz=self.settings.tz, base_url=self.settings.public_base_url))
+                await Emails.of(self.plan, self.settings, self.renderer or Renderer()).cycle_attention(
+                    session, marked, reason=reason, detail=detail)
         if marked is not None:
             log.warning("cycle %s needs attention: %s (%s)", cycle_id, reason, detail)
 
@@ -326,5 +323,5 @@ class Resumer:
                 continue  # more may be due: look again at once
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

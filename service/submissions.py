@@ -17,9 +17,7 @@ from approvals.db import utcnow
 from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
 from approvals.plan.schema import StageKind
-from approvals.presentation import link_messages, shown_context, step_context
-from approvals.tokens import APPROVAL_LINK
-from notifications.links import queue_link_messages
+from approvals.presentation import shown_context, step_context
 from notifications.report_document import report_files
 from service.deps import App
 from service.errors import invalid_link_page
@@ -53,14 +51,14 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
     official = app.plan.official(view.link.official_id)
     language = language or (official.language.value if official else app.settings.default_language)
     comments = [{"name": (app.plan.official(d.official_id).name if app.plan.official(d.official_id) else d.official_id),
-                 "comment": d.comment, "at": local_time(d.decided_at, app.settings.tz, language)}
+                 "comment": d.comment, "at": local_time(d.decided_at, app.plan.tz, language)}
                 for d in view.comments if d.comment]
     stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
     compiled = None
     if stage.kind is StageKind.consolidation:
         async with app.db.reads() as session:
             report = await consolidated.gather(session, app.plan, int(view.cycle.period), now=utcnow())
-        compiled = _compiled(report, language, app.settings.tz)
+        compiled = _compiled(report, language, app.plan.tz)
         if not (text or (view.request.data or {}).get("text")):
             text = consolidated.default_summary(report)
     previous = (view.request.data or {}).get("fields", {})
@@ -75,7 +73,7 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
                   max_kb=web_limits(request).max_attachment_bytes // 1024,
                   official_name=official.name if official else view.link.official_id, error=error, text=text,
                   previous_text=(view.request.data or {}).get("text", ""),
-                  **step_context(app.plan, view.request, view.cycle, language=language, tz=app.settings.tz))
+                  **step_context(app.plan, view.request, view.cycle, language=language))
 
 
 def _compiled(report: consolidated.AnnualReport, language: str, tz) -> dict:
@@ -189,10 +187,7 @@ async def resubmit(request: Request, token: str, app: App):
             opened = await submissions.submit(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                               token=token, data=data, files=files, now=now,
                                               link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
-            await queue_link_messages(
-                session, renderer=app.renderer, link_name=APPROVAL_LINK, organizer=app.organizer, domain=app.mail_domain,
-                messages=link_messages(app.plan, opened.request, opened.cycle, opened.new_assignments,
-                                       kind="approval_request", tz=app.settings.tz))
+            await app.emails.approval_links(session, opened.request, opened.cycle, opened.new_assignments)
     except requests.InvalidLink:
         return invalid_link_page(request, language)
     except (requests.NoApprover, requests.Refused) as exc:
@@ -202,5 +197,5 @@ async def resubmit(request: Request, token: str, app: App):
     first = opened.request.previous_id is None  # a resubmission opens a round linked to the one sent back
     done = "submit.done" if first else "resubmit.done"
     return render(request, "message.html", language, switch_url=None, title=_(f"{done}.title"),
-                  body=_(f"{done}.body", at=local_time(now, app.settings.tz, language)),
+                  body=_(f"{done}.body", at=local_time(now, app.plan.tz, language)),
                   problem_url=problem_url(app, opened.request.requested_by))

@@ -46,7 +46,7 @@ def test_a_scheduled_run_and_a_started_one_for_the_same_year_carry_it_once(stack
             owner = conn.execute(text("SELECT run_id FROM cycle WHERE kind = 'annual' AND period = :p"),
                                  {"p": str(year)}).scalar()
         states = {run: stack.run_state(uuid.UUID(run)).name for run in (str(scheduled), by_hand)}
-        if owner and "Completed" in states.values() or time.monotonic() > deadline:
+        if (owner and "Completed" in states.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert owner in states

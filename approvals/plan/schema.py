@@ -11,6 +11,7 @@ import datetime as dt
 import re
 from enum import Enum
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -525,6 +526,12 @@ class Plan(Strict):
     cycles: list[CycleKind] = Field(min_length=1)
     delegations: list[DelegationSpec] = []
     report: ReportSpec | None = Field(None, description="The consolidated annual report to the PPC.")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The plan's time zone (`plan.timezone`): the one source of local days, due times, the
+        schedules and every time shown (`plan check` refuses an unknown one)."""
+        return ZoneInfo(self.plan.timezone)
 
     @model_validator(mode="after")
     def _make_unit_officials(self) -> Plan:

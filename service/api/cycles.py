@@ -10,8 +10,6 @@ from fastapi import APIRouter, HTTPException, Query
 from approvals import coordination, cycles
 from approvals.db import utcnow
 from approvals.models import Wake
-from approvals.presentation import closed_messages
-from notifications.links import queue_closing_messages
 from service.api.auth import Coordinator
 from service.api.errors import ACTION, ONE, at
 from service.api.present import cycle_read, restart_read
@@ -68,11 +66,7 @@ async def cancel_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID, body:
         async with app.db.transaction() as session:
             cancelled = await coordination.cancel_cycle(session, cycle_id=cycle_id, reason=body.reason,
                                                         by=caller.actor, now=utcnow())
-            for request in cancelled.expired:  # the officials who were asked: their deadline is off
-                await queue_closing_messages(
-                    session, renderer=app.renderer, domain=app.mail_domain, organizer=app.organizer,
-                    messages=closed_messages(app.plan, request, cancelled.cycle, cancelled.closed.get(request.id, []),
-                                             decided_by="", at=cancelled.at, tz=app.settings.tz))
+            await app.emails.cancelled(session, cancelled.cycle, cancelled.expired, cancelled.closed, at=cancelled.at)
     return CycleCancelRead(cycle_id=cancelled.cycle.id, cancelled_at=cancelled.at,
                            expired_requests=[r.id for r in cancelled.expired])
 

@@ -12,7 +12,6 @@ from approvals import coordination
 from approvals.db import utcnow
 from approvals.models import RequestStatus
 from service.api.auth import Coordinator
-from service.api.emails import queue_links
 from service.api.errors import ACTION, ONE, at
 from service.api.present import history_read, request_read
 from service.api.schemas import (
@@ -90,7 +89,7 @@ async def remind_many(app: App, caller: Coordinator, body: RemindManyCreate) -> 
             done = await coordination.remind_many(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                                   request_ids=body.request_ids, by=caller.actor, now=utcnow(),
                                                   link_ttl=_ttl(app))
-            reminded = [_action(acted, "remind", await queue_links(session, app, acted, kind="reminder"))
+            reminded = [_action(acted, "remind", await app.emails.coordinated(session, acted, kind="reminder"))
                         for acted in done]
     return RemindManyRead(reminded=reminded)
 
@@ -103,7 +102,7 @@ async def remind(app: App, caller: Coordinator, request_id: uuid.UUID) -> Action
             acted = await coordination.remind(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                               request_id=request_id, by=caller.actor, now=utcnow(),
                                               link_ttl=_ttl(app))
-            queued = await queue_links(session, app, acted, kind="reminder")
+            queued = await app.emails.coordinated(session, acted, kind="reminder")
     return _action(acted, "remind", queued)
 
 
@@ -115,7 +114,7 @@ async def escalate(app: App, caller: Coordinator, request_id: uuid.UUID) -> Acti
             acted = await coordination.escalate(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                                 request_id=request_id, by=caller.actor, now=utcnow(),
                                                 link_ttl=_ttl(app))
-            queued = await queue_links(session, app, acted, kind="escalation")
+            queued = await app.emails.coordinated(session, acted, kind="escalation")
     return _action(acted, "escalate", queued)
 
 
@@ -128,5 +127,5 @@ async def reassign(app: App, caller: Coordinator, assignment_id: uuid.UUID, body
             acted = await coordination.reassign(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
                                                 assignment_id=assignment_id, to_official=body.to_official,
                                                 by=caller.actor, now=utcnow(), link_ttl=_ttl(app))
-            queued = await queue_links(session, app, acted, kind="approval_request")
+            queued = await app.emails.coordinated(session, acted, kind="approval_request")
     return _action(acted, "reassign", queued)

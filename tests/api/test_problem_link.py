@@ -24,7 +24,7 @@ from approvals.tokens import (
     problem_link_resolver,
     problem_token,
 )
-from flows.emails import queue_submission_email
+from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from tests.api.conftest import live_token
@@ -40,7 +40,7 @@ def settings(settings):
 
 
 def _today(settings) -> str:
-    return f"{dt.datetime.now(settings.tz):%Y%m%d}"
+    return f"{dt.datetime.now(load_plan(settings.plan_file).tz):%Y%m%d}"
 
 
 async def _problems(database, unit: str) -> int:
@@ -56,8 +56,7 @@ async def test_a_unit_raises_a_problem_from_the_link_in_its_email(client, databa
         opened = await open_submission(session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle,
                                        stage_id="annual_report", subject="pc_ward_ky_lua", waiter_ref=None,
                                        now=utcnow(), link_ttl=dt.timedelta(days=30))
-        await queue_submission_email(session, plan=plan, settings=settings, renderer=Renderer(),
-                                     request=opened.opened.request, cycle=cycle, asked=opened.asked)
+        await Emails.of(plan, settings, Renderer()).submission_link(session, opened.opened.request, cycle, opened.asked)
     officer = opened.asked.official
     assert officer.agency == "pc_ward_ky_lua"
     async with database.sessions() as session:
@@ -122,8 +121,8 @@ async def test_the_api_refuses_a_unit_not_in_force(client, accounts):
 async def test_a_bad_tampered_or_expired_problem_link_gets_the_invalid_page(client, database, settings):
     secret = settings.link_secret_bytes()
     good = problem_token(secret, "dost_press_officer", _today(settings))
-    old = f"{dt.datetime.now(settings.tz) - dt.timedelta(days=settings.link_ttl_days + 1):%Y%m%d}"
-    future = f"{dt.datetime.now(settings.tz) + dt.timedelta(days=2):%Y%m%d}"
+    old = f"{dt.datetime.now(load_plan(settings.plan_file).tz) - dt.timedelta(days=settings.link_ttl_days + 1):%Y%m%d}"
+    future = f"{dt.datetime.now(load_plan(settings.plan_file).tz) + dt.timedelta(days=2):%Y%m%d}"
     name, issued, mac = good.split(".")
     bad = [f"{name}.{issued}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",  # tampered
            f"{name}.{old}.{problem_token(secret, 'dost_press_officer', old).split('.')[2]}",  # expired

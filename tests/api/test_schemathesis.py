@@ -46,7 +46,7 @@ def live_api(sandbox, link_secret, tmp_path_factory):
                 # No reconciler on the shared sandbox: it would park the wakes other tests left there
                 # (and tell coordinators by email), whatever order the tests run in.
                 "KEHOACH_RECONCILE": "false"})
-    log = open(workdir / "web.log", "ab")  # noqa: SIM115 (the server writes to it until it stops)
+    log = open(workdir / "web.log", "ab")
     process = subprocess.Popen([str(BIN / "kehoach"), "web"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True, cwd=workdir)
     base = f"http://127.0.0.1:{port}"

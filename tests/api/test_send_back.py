@@ -21,7 +21,7 @@ from approvals.submissions import (
     open_submission,
 )
 from approvals.tokens import derive_token
-from flows.emails import queue_asked
+from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from tests.api.conftest import live_token
@@ -44,8 +44,7 @@ async def _open(database, settings, plan, stage_id: str, subject: str):
         opened = await open_submission(session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle,
                                        stage_id=stage_id, subject=subject, waiter_ref=None, now=utcnow(),
                                        link_ttl=TTL)
-        await queue_asked(session, plan=plan, settings=settings, renderer=Renderer(), request=opened.opened.request,
-                          cycle=cycle, asked=opened.asked)
+        await Emails.of(plan, settings, Renderer()).asked(session, opened.opened.request, cycle, opened.asked)
     return opened
 
 
@@ -62,8 +61,7 @@ async def _ask_again(database, settings, plan, request_id):
                                        request_id=request_id, now=utcnow(), link_ttl=TTL)
         request = await session.get(ApprovalRequest, request_id)
         cycle = await session.get(requests.Cycle, request.cycle_id)
-        await queue_asked(session, plan=plan, settings=settings, renderer=Renderer(), request=request, cycle=cycle,
-                          asked=asked)
+        await Emails.of(plan, settings, Renderer()).asked(session, request, cycle, asked)
     return asked
 
 

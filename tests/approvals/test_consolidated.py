@@ -30,7 +30,7 @@ from notifications.report_document import to_docx, to_pdf
 
 SETTINGS = Settings(link_secret="c" * 48)
 PLAN = load_plan(PACKAGED_PLAN)
-TZ = SETTINGS.tz
+TZ = PLAN.tz
 TTL = dt.timedelta(days=60)
 KEY = SETTINGS.link_secret_bytes()
 

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from approvals import audit, requests
-from approvals.decisions import decide
 from approvals.config import PACKAGED_PLAN
+from approvals.decisions import decide
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision, Outcome
 from approvals.plan import load_plan
 from approvals.tokens import derive_token

@@ -26,9 +26,9 @@ from approvals.plan import load_plan
 from approvals.requests import stage_of
 from approvals.submissions import parse_submission, submit
 from approvals.tokens import derive_token
-from flows.emails import queue_link_emails
 from flows.stages import open_branches
 from flows.sweep import sweep_with_emails
+from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 
@@ -143,9 +143,7 @@ async def test_the_consolidated_report_is_reminded_escalated_and_expired_on_its_
                 opened = await submit(session, plan=PLAN, secret=SETTINGS.link_secret_bytes(), now=utcnow(),
                                       token=derive_token(SETTINGS.link_secret_bytes(), link.id, 1), data=data,
                                       link_ttl=TTL)
-                await queue_link_emails(session, kind="approval_request", plan=PLAN, settings=SETTINGS,
-                                        renderer=Renderer(), request=opened.request, cycle=opened.cycle,
-                                        notify=opened.new_assignments)
+                await Emails.of(PLAN, SETTINGS, Renderer()).approval_links(session, opened.request, opened.cycle, opened.new_assignments)
             assert await outbox.new() == [("approval_request", email("dost_director"))]
         assert await _sweep(db) == []
 

@@ -9,9 +9,9 @@ from sqlalchemy import select, update
 from approvals.config import PACKAGED_PLAN, Settings
 from approvals.db import utcnow
 from approvals.plan import load_plan
-from flows.sweep import alert_delivery_failures
+from notifications.emails import Emails
 from notifications.models import OutboxMessage
-from notifications.outbox import Recipient, enqueue
+from notifications.outbox import Recipient, enqueue, failed_messages
 from notifications.render import RenderedEmail, Renderer
 from tests.flows.test_sweep_time_travel import database  # noqa: F401  (a database of its own)
 
@@ -37,7 +37,8 @@ async def _alerts(db) -> list[OutboxMessage]:
 
 async def _alert(db) -> int:
     async with db.transaction() as session:
-        return await alert_delivery_failures(session, plan=PLAN, settings=SETTINGS, renderer=Renderer(), now=utcnow())
+        return await Emails.of(PLAN, SETTINGS, Renderer()).delivery_failures(session, await failed_messages(session),
+                                                                             at=utcnow())
 
 
 async def test_a_failed_email_is_reported_to_the_coordinators_once(database):  # noqa: F811
@@ -62,7 +63,7 @@ async def test_coordinators_get_a_digest_when_a_cycle_starts(database):  # noqa:
     async with database.transaction() as session:
         cycle = await requests.get_or_create_cycle(session, kind="annual", period="2027", starts_on=dt.date(2027, 1, 15))
         messages = cycle_digest_messages(PLAN, cycle, {"dic_direction": "waiting"}, event="started", at=utcnow(),
-                                         tz=SETTINGS.tz, base_url="http://127.0.0.1:8765")
+                                         base_url="http://127.0.0.1:8765")
         assert await queue_plain_messages(session, renderer=Renderer(), messages=messages, domain="x.example") == 1
         assert await queue_plain_messages(session, renderer=Renderer(), messages=messages, domain="x.example") == 0
     async with database.sessions() as session:

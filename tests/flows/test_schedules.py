@@ -1,5 +1,5 @@
 """The deployments' schedules come from the plan (a yearly cycle on its starts_on day, a monthly
-one on the 1st, none for per-event cycles) in the configured time zone, not from constants."""
+one on the 1st, none for per-event cycles) in the plan's time zone, not from constants."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from flows.serve import DEPLOYMENTS, schedules
 PLAN = load_plan(PACKAGED_PLAN)
 
 
-def _crons(plan, kind, tz="Asia/Ho_Chi_Minh"):
-    return [(s.cron, s.timezone) for s in schedules(plan, kind, tz)]
+def _crons(plan, kind):
+    return [(s.cron, s.timezone) for s in schedules(plan, kind)]
 
 
 def test_each_deployment_is_scheduled_as_the_plan_says():
@@ -19,11 +19,13 @@ def test_each_deployment_is_scheduled_as_the_plan_says():
     assert _crons(PLAN, "culture_society_monthly") == [("0 8 1 * *", "Asia/Ho_Chi_Minh")]
     assert _crons(PLAN, "economy_event") == [] and _crons(PLAN, "problem_escalation") == []
     assert _crons(PLAN, None) == [("*/15 * * * *", "Asia/Ho_Chi_Minh")]  # the sweep
-    assert schedules(PLAN, None, "Asia/Ho_Chi_Minh", sweep="") == []  # configured off
+    assert schedules(PLAN, None, sweep="") == []  # configured off
     assert {kind for _, kind in DEPLOYMENTS.values()} == {c.id for c in PLAN.cycles} | {None}
 
 
 def test_a_plan_that_starts_its_year_elsewhere_moves_the_schedule():
     annual = PLAN.cycle("annual").model_copy(update={"starts_on": "03-01"})
-    moved = PLAN.model_copy(update={"cycles": [annual, *[c for c in PLAN.cycles if c.id != "annual"]]})
-    assert _crons(moved, "annual", "Asia/Bangkok") == [("0 8 1 3 *", "Asia/Bangkok")]
+    moved = PLAN.model_copy(update={"cycles": [annual, *[c for c in PLAN.cycles if c.id != "annual"]],
+                                    "plan": PLAN.plan.model_copy(update={"timezone": "Asia/Bangkok"})})
+    assert _crons(moved, "annual") == [("0 8 1 3 *", "Asia/Bangkok")]
+    assert _crons(moved, None) == [("*/15 * * * *", "Asia/Bangkok")]

@@ -38,9 +38,9 @@ from approvals.models import (
 from approvals.plan import load_plan
 from approvals.submissions import parse_submission, submit
 from approvals.tokens import derive_token
-from flows.emails import queue_link_emails
 from flows.stages import _open_branch, opens_at
 from flows.sweep import sweep_with_emails
+from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 
@@ -179,9 +179,7 @@ class Walk:
             opened = await submit(session, plan=PLAN, secret=SETTINGS.link_secret_bytes(),
                                   token=derive_token(SETTINGS.link_secret_bytes(), link.id, 1), data=data,
                                   now=utcnow(), link_ttl=TTL)
-            await queue_link_emails(session, kind="approval_request", plan=PLAN, settings=SETTINGS,
-                                    renderer=self.renderer, request=opened.request, cycle=opened.cycle,
-                                    notify=opened.new_assignments)
+            await Emails.of(PLAN, SETTINGS, self.renderer).approval_links(session, opened.request, opened.cycle, opened.new_assignments)
         branch.submitted = True
         assert await self.emails() == [("approval_request", email(branch.approver))]
 

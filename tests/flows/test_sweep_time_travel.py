@@ -17,15 +17,15 @@ from approvals.config import Settings
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision
 from approvals.tokens import derive_token
-from flows.emails import queue_link_emails
 from flows.sweep import sweep_with_emails
+from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from tests.approvals.test_routing import PLAN
 
 SECRET = "s" * 48
 SETTINGS = Settings(link_secret=SECRET)
-TZ = SETTINGS.tz
+TZ = PLAN.tz
 
 
 def at(day: int, hour: int) -> dt.datetime:
@@ -61,8 +61,7 @@ async def test_two_reminders_then_escalation_then_timeout(database):
             opened = await requests.open_request(
                 session, plan=PLAN, secret=SETTINGS.link_secret_bytes(), cycle=cycle, stage_id="s_timeout",
                 waiter_ref=None, link_ttl=dt.timedelta(days=60), now=utcnow(), requested_by="clerk1")
-            await queue_link_emails(session, kind="approval_request", plan=PLAN, settings=SETTINGS, renderer=renderer,
-                                    request=opened.request, cycle=opened.cycle, notify=opened.new_assignments)
+            await Emails.of(PLAN, SETTINGS, renderer).approval_links(session, opened.request, opened.cycle, opened.new_assignments)
         request_id = opened.request.id
         first = opened.new_assignments[0].assignment
         first_token = derive_token(SETTINGS.link_secret_bytes(), first.id, first.token_generation)
@@ -147,7 +146,6 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_e
     and the last link works."""
     from approvals.plan import load_plan
     from approvals.submissions import SUBMISSION_LINK, open_submission, view_submission
-    from flows.emails import queue_submission_email
     from notifications.dispatcher import placeholder
 
     plan = load_plan(SETTINGS.plan_file)
@@ -169,8 +167,7 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_e
             opened = await open_submission(session, plan=plan, secret=SETTINGS.link_secret_bytes(), cycle=cycle,
                                            stage_id="finance_allocation", subject="", waiter_ref=None, now=utcnow(),
                                            link_ttl=dt.timedelta(days=30))
-            await queue_submission_email(session, plan=plan, settings=SETTINGS, renderer=Renderer(),
-                                         request=opened.opened.request, cycle=cycle, asked=opened.asked)
+            await Emails.of(plan, SETTINGS, Renderer()).submission_link(session, opened.opened.request, cycle, opened.asked)
         request_id, link = opened.opened.request.id, opened.asked.link
         token = derive_token(SETTINGS.link_secret_bytes(), link.id, 1)
         # Due 90 days after 1 July, at the end of 29 September; reminders 14 and 3 days before.

@@ -7,13 +7,14 @@ import base64
 import datetime as dt
 import unicodedata
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress
 
-from notifications.calendar import PRODID, VIETNAM, event_uid, invite, sequence_at
+from notifications.calendar import PRODID, event_uid, invite, sequence_at
 from notifications.models import MessageStatus
 from notifications.outbox import Attachment, HeaderInjection, MessageRefused, Recipient, enqueue
 from tests.notifications.helpers import (
@@ -27,7 +28,8 @@ from tests.notifications.helpers import (
 )
 
 REQUEST, ASSIGNEE, OTHER = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-DUE = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)  # 17:00 in Hà Nội
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")  # the packaged plan's time zone
+DUE = dt.datetime(2026, 11, 30, 17, 0, tzinfo=VIETNAM)  # 10:00 UTC
 SUMMARY = "Hạn phê duyệt: Kế hoạch truyền thông năm 2027"
 ORGANIZER = ("Hệ thống kehoach", "kehoach@lang-son.example")
 
@@ -87,12 +89,16 @@ def test_the_shared_time_zone_is_the_one_icalendar_would_add_and_appears_once():
         assert calendar.subcomponents.index(timezone) < calendar.subcomponents.index(_event)
 
 
-def test_a_due_time_given_in_any_zone_is_the_same_moment():
-    local = DUE.astimezone(VIETNAM)
-    other = DUE.astimezone(dt.timezone(dt.timedelta(hours=-5)))
-    assert event_of(make(due=local))[1]["dtend"].dt == event_of(make(due=other))[1]["dtend"].dt == DUE
-    with pytest.raises(ValueError):
-        make(due=DUE.replace(tzinfo=None))
+def test_the_event_is_shown_in_the_zone_its_due_time_carries():
+    """The zone comes with the due time (the plan's): the same moment, shown and described in
+    that zone; a due time without a zoneinfo zone (naive, UTC, a bare offset) is refused."""
+    calendar, event = event_of(make(due=DUE.astimezone(ZoneInfo("Asia/Bangkok"))))
+    end = event["dtend"].dt
+    assert end == DUE and end.tzinfo.key == "Asia/Bangkok" and end.hour == 17
+    assert [str(z["tzid"]) for z in calendar.walk("VTIMEZONE")] == ["Asia/Bangkok"]
+    for unzoned in (DUE.replace(tzinfo=None), DUE.astimezone(dt.UTC), DUE.astimezone(dt.timezone(dt.timedelta(hours=7)))):
+        with pytest.raises(ValueError):
+            make(due=unzoned)
 
 
 def test_an_update_keeps_the_uid_with_a_higher_sequence():
@@ -120,7 +126,7 @@ def test_a_decided_request_cancels_the_event():
 
 import functools
 
-_tz = functools.cache(lambda: Timezone.from_tzid(VIETNAM.key))
+_tz = functools.cache(lambda key: Timezone.from_tzid(key))
 
 
 def _icalendar_invite(*, request_id, assignee_id, domain, due, summary, organizer, attendee, sequence,
@@ -138,7 +144,7 @@ def _icalendar_invite(*, request_id, assignee_id, domain, due, summary, organize
                 "REQ-PARTICIPANT", "NEEDS-ACTION", "FALSE"
         return value
 
-    end = due.astimezone(VIETNAM)
+    end = due
     calendar = Calendar()
     for name, value in (("prodid", PRODID), ("version", "2.0"), ("calscale", "GREGORIAN"),
                         ("method", "CANCEL" if cancelled else "REQUEST")):
@@ -163,7 +169,7 @@ def _icalendar_invite(*, request_id, assignee_id, domain, due, summary, organize
         alarm.add("trigger", -reminder)
         alarm.add("description", nfc(summary))
         event.add_component(alarm)
-    calendar.add_component(_tz())
+    calendar.add_component(_tz(due.tzinfo.key))
     calendar.add_component(event)
     return calendar.to_ical()
 

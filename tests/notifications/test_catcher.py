@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from zoneinfo import ZoneInfo
 
 from notifications.calendar import invite
 from notifications.catcher import MailCatcher, read_inbox
@@ -31,7 +32,7 @@ async def test_the_catcher_files_what_the_dispatcher_sends(database, keys, nothi
             agency="Sở Khoa học và Công nghệ", due="17:00 ngày 29/11/2026 (giờ Việt Nam)", summary="",
             link=placeholder("approval_link", "abc"), problem="")
         attachment = invite(request_id=uuid.uuid4(), assignee_id=uuid.uuid4(), domain=DOMAIN,
-                            due=dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC), summary="Hạn phê duyệt",
+                            due=dt.datetime(2026, 11, 29, 17, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")), summary="Hạn phê duyệt",
                             organizer=("Hệ thống kehoach", "kehoach@lang-son.example"), attendee=(NAME, ADDRESS),
                             sequence=1)
         queued = await queue(database, keys(), email, attachments=[attachment])

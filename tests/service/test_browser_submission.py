@@ -29,7 +29,7 @@ def _ask_for_the_budget(stack, period: str) -> None:
     from approvals.db import Database, utcnow
     from approvals.plan import load_plan
     from approvals.submissions import open_submission
-    from flows.emails import queue_submission_email
+    from notifications.emails import Emails
     from notifications.render import Renderer
 
     settings = Settings(database_url=stack.sandbox.url, link_secret=stack.env["KEHOACH_LINK_SECRET"],
@@ -45,8 +45,7 @@ def _ask_for_the_budget(stack, period: str) -> None:
                 opened = await open_submission(session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle,
                                                stage_id="finance_allocation", subject="", waiter_ref=None,
                                                now=utcnow(), link_ttl=dt.timedelta(days=30))
-                await queue_submission_email(session, plan=plan, settings=settings, renderer=Renderer(),
-                                             request=opened.opened.request, cycle=cycle, asked=opened.asked)
+                await Emails.of(plan, settings, Renderer()).submission_link(session, opened.opened.request, cycle, opened.asked)
         finally:
             await db.dispose()
 

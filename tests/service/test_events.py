@@ -92,9 +92,8 @@ async def test_nothing_is_lost_while_prefect_is_out_of_reach(database, prefect_a
     await relay_once(database, send_to_prefect)  # caught up
     cycle_id = str(uuid.uuid4())
     await _audit(database, ("cycle.attention", "cycle", cycle_id, {"reason": "run_crashed"}))
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
-        with pytest.raises(Exception):
-            await relay_once(database, send_to_prefect)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}), pytest.raises(Exception):
+        await relay_once(database, send_to_prefect)
     assert await _events_about(f"kehoach.cycle.{cycle_id}") == []
     assert await _relay_all(database, send_to_prefect) == 1  # Prefect is back: the event goes out
     (event,) = await _events_about(f"kehoach.cycle.{cycle_id}", expect=1)

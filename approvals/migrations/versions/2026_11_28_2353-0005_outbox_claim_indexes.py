@@ -6,7 +6,6 @@ Create Date: 2026-11-28 23:53:19.847250+00:00
 """
 from alembic import op
 
-
 revision = '0005'
 down_revision = '0004'
 branch_labels = None

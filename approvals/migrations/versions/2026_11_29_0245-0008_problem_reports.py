@@ -9,7 +9,6 @@ from alembic import op
 
 import approvals.db
 
-
 revision = '0008'
 down_revision = '0007'
 branch_labels = None

@@ -10,7 +10,6 @@ Create Date: 2026-12-01 09:00:00+00:00
 """
 from alembic import op
 
-
 revision = '0010'
 down_revision = '0009'
 branch_labels = None
