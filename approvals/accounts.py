@@ -26,15 +26,22 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_account(session: AsyncSession, *, name: str, role: AccountRole, by: str,
-                         now: dt.datetime) -> tuple[ApiAccount, str]:
+async def create_account(
+    session: AsyncSession, *, name: str, role: AccountRole, by: str, now: dt.datetime
+) -> tuple[ApiAccount, str]:
     """Returns the account and its token; the token is not stored and cannot be shown again."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     account = ApiAccount(name=name, role=role.value, token_hash=_digest(token), created_at=now)
     session.add(account)
     await session.flush()
-    await audit.append(session, actor=by, action="account.created", entity="api_account", entity_id=str(account.id),
-                       data={"name": name, "role": role.value})
+    await audit.append(
+        session,
+        actor=by,
+        action="account.created",
+        entity="api_account",
+        entity_id=str(account.id),
+        data={"name": name, "role": role.value},
+    )
     return account, token
 
 

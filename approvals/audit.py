@@ -29,12 +29,17 @@ _PENDING = "kehoach_audit_pending"
 
 def _row_hash(prev_hash: str, at: str, actor: str, action: str, entity: str, entity_id: str, data: dict) -> str:
     body = json.dumps(
-        [prev_hash, at, actor, action, entity, entity_id, data], ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        [prev_hash, at, actor, action, entity, entity_id, data],
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-async def append(session: AsyncSession, *, actor: str, action: str, entity: str, entity_id: str, data: dict) -> AuditEvent:
+async def append(
+    session: AsyncSession, *, actor: str, action: str, entity: str, entity_id: str, data: dict
+) -> AuditEvent:
     """Add one row to the caller's transaction; it is chained and written when the transaction
     commits (rolled back with it). The row's time is now; its hashes are set at the commit."""
     row = AuditEvent(at=utcnow(), actor=actor, action=action, entity=entity, entity_id=entity_id, data=data)
@@ -57,10 +62,21 @@ def _chain(session: Session, rows: list[AuditEvent]) -> None:
     values = []
     for row in rows:
         row.prev_hash = prev_hash
-        row.hash = prev_hash = _row_hash(prev_hash, row.at.isoformat(), row.actor, row.action, row.entity,
-                                         row.entity_id, row.data)
-        values.append({"at": row.at, "actor": row.actor, "action": row.action, "entity": row.entity,
-                       "entity_id": row.entity_id, "data": row.data, "prev_hash": row.prev_hash, "hash": row.hash})
+        row.hash = prev_hash = _row_hash(
+            prev_hash, row.at.isoformat(), row.actor, row.action, row.entity, row.entity_id, row.data
+        )
+        values.append(
+            {
+                "at": row.at,
+                "actor": row.actor,
+                "action": row.action,
+                "entity": row.entity,
+                "entity_id": row.entity_id,
+                "data": row.data,
+                "prev_hash": row.prev_hash,
+                "hash": row.hash,
+            }
+        )
     # A Core insert of plain rows: the ORM's unit of work would cost more than the append itself.
     session.connection().execute(_INSERT, values[0] if len(values) == 1 else values)
 
@@ -91,7 +107,9 @@ async def verify(session: AsyncSession) -> tuple[int, ChainBreak | None]:
     rows = await session.stream_scalars(select(AuditEvent).order_by(AuditEvent.id))
     async for row in rows:
         if row.prev_hash != prev_hash:
-            return count, ChainBreak(row.id, "previous-hash link does not match (a row before it was deleted or edited)")
+            return count, ChainBreak(
+                row.id, "previous-hash link does not match (a row before it was deleted or edited)"
+            )
         expected = _row_hash(prev_hash, row.at.isoformat(), row.actor, row.action, row.entity, row.entity_id, row.data)
         if expected != row.hash:
             return count, ChainBreak(row.id, "content does not match its hash (the row was edited)")

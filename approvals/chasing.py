@@ -23,16 +23,29 @@ from approvals.requests import AlreadyDecided, NewAssignment, add_assignments, i
 LIVE = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
 
 
-async def rotate_links(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest,
-                       now: dt.datetime, link_ttl: dt.timedelta | None = None) -> list[NewAssignment]:
+async def rotate_links(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    secret: bytes,
+    request: ApprovalRequest,
+    now: dt.datetime,
+    link_ttl: dt.timedelta | None = None,
+) -> list[NewAssignment]:
     """Give every pending assignee of a locked request a new link (the old one stops working).
 
     A link close to its expiry is extended, so a reminder never carries a dead link.
     Assignees the directory no longer resolves are left out (fail closed).
     """
-    pending = list((await session.execute(select(Assignment).where(
-        Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
-        .order_by(Assignment.position))).scalars())
+    pending = list(
+        (
+            await session.execute(
+                select(Assignment)
+                .where(Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
+                .order_by(Assignment.position)
+            )
+        ).scalars()
+    )
     today = local_day(plan, now)
     notify = []
     for assignment in pending:
@@ -47,32 +60,57 @@ async def rotate_links(session: AsyncSession, *, plan: Plan, secret: bytes, requ
     return notify
 
 
-async def superiors_for(session: AsyncSession, *, plan: Plan, request: ApprovalRequest, stage: Stage,
-                        now: dt.datetime) -> list[Approver]:
+async def superiors_for(
+    session: AsyncSession, *, plan: Plan, request: ApprovalRequest, stage: Stage, now: dt.datetime
+) -> list[Approver]:
     """Holders of the stage's superior role today who are not already asked (never the requester)."""
-    assigned = set((await session.execute(select(Assignment.official_id).where(
-        Assignment.request_id == request.id, Assignment.status.in_(LIVE)))).scalars())
-    return [a for a in resolve_approvers(plan, [stage.escalate_to], on=local_day(plan, now),
-                                         delegations=await delegations_in_force(session, plan),
-                                         requester=request.requested_by)
-            if a.official.id not in assigned]
+    assigned = set(
+        (
+            await session.execute(
+                select(Assignment.official_id).where(Assignment.request_id == request.id, Assignment.status.in_(LIVE))
+            )
+        ).scalars()
+    )
+    return [
+        a
+        for a in resolve_approvers(
+            plan,
+            [stage.escalate_to],
+            on=local_day(plan, now),
+            delegations=await delegations_in_force(session, plan),
+            requester=request.requested_by,
+        )
+        if a.official.id not in assigned
+    ]
 
 
-async def bring_in_superiors(session: AsyncSession, *, request: ApprovalRequest, stage: Stage,
-                             superiors: list[Approver], secret: bytes, link_ttl: dt.timedelta,
-                             now: dt.datetime) -> list[NewAssignment]:
+async def bring_in_superiors(
+    session: AsyncSession,
+    *,
+    request: ApprovalRequest,
+    stage: Stage,
+    superiors: list[Approver],
+    secret: bytes,
+    link_ttl: dt.timedelta,
+    now: dt.datetime,
+) -> list[NewAssignment]:
     """Add the superiors as approvers; on handover, the others' links stop working first
     (only when a superior exists: a step is never left with nobody to decide)."""
     if stage.escalation is EscalationMode.handover and superiors:
         await session.execute(
-            update(Assignment).where(Assignment.request_id == request.id, Assignment.status.in_(LIVE))
-            .values(status=AssignmentStatus.revoked.value).execution_options(synchronize_session=False))
+            update(Assignment)
+            .where(Assignment.request_id == request.id, Assignment.status.in_(LIVE))
+            .values(status=AssignmentStatus.revoked.value)
+            .execution_options(synchronize_session=False)
+        )
         if request.policy != Policy.any.value:
             request.policy = Policy.any.value  # the superior decides alone once the step is handed over
-    position = 1 + max([0, *(await session.execute(select(Assignment.position).where(
-        Assignment.request_id == request.id))).scalars()])
-    return await add_assignments(session, request, superiors, policy=Policy.any, secret=secret,
-                                 link_ttl=link_ttl, now=now, start=position)
+    position = 1 + max(
+        [0, *(await session.execute(select(Assignment.position).where(Assignment.request_id == request.id))).scalars()]
+    )
+    return await add_assignments(
+        session, request, superiors, policy=Policy.any, secret=secret, link_ttl=link_ttl, now=now, start=position
+    )
 
 
 def escalation_expiry(stage: Stage, *, due_at: dt.datetime, now: dt.datetime) -> dt.datetime | None:
@@ -84,9 +122,18 @@ def escalation_expiry(stage: Stage, *, due_at: dt.datetime, now: dt.datetime) ->
     return max(now, due_at) + dt.timedelta(days=stage.escalation_days)
 
 
-async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest, stage: Stage,
-                   actor: str, now: dt.datetime, link_ttl: dt.timedelta,
-                   superiors: list[Approver] | None = None) -> list[NewAssignment]:
+async def escalate(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    secret: bytes,
+    request: ApprovalRequest,
+    stage: Stage,
+    actor: str,
+    now: dt.datetime,
+    link_ttl: dt.timedelta,
+    superiors: list[Approver] | None = None,
+) -> list[NewAssignment]:
     """Escalate a pending, locked request once: mark it, set its expiry, bring in its superiors
     (mode add or handover) and write the audit row. The sweep calls it at the due time
     (`actor="system"`), a coordinator at any time. Raises AlreadyDecided when the request was
@@ -95,19 +142,33 @@ async def escalate(session: AsyncSession, *, plan: Plan, secret: bytes, request:
         superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
     moved = await session.execute(
         update(ApprovalRequest)
-        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == RequestStatus.pending.value,
-               ApprovalRequest.escalated_at.is_(None))
+        .where(
+            ApprovalRequest.id == request.id,
+            ApprovalRequest.status == RequestStatus.pending.value,
+            ApprovalRequest.escalated_at.is_(None),
+        )
         .values(escalated_at=now, told_at=now, expires_at=escalation_expiry(stage, due_at=request.due_at, now=now))
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     if moved.rowcount != 1:
         raise AlreadyDecided()
     await session.refresh(request)
-    notify = await bring_in_superiors(session, request=request, stage=stage, superiors=superiors, secret=secret,
-                                      link_ttl=link_ttl, now=now)
-    data = {"to": [n.official.id for n in notify], "mode": stage.escalation.value,
-            "expires_at": request.expires_at.isoformat() if request.expires_at else None}
+    notify = await bring_in_superiors(
+        session, request=request, stage=stage, superiors=superiors, secret=secret, link_ttl=link_ttl, now=now
+    )
+    data = {
+        "to": [n.official.id for n in notify],
+        "mode": stage.escalation.value,
+        "expires_at": request.expires_at.isoformat() if request.expires_at else None,
+    }
     if actor != "system":
         data["manual"] = True
-    await audit.append(session, actor=actor, action="request.escalated", entity="approval_request",
-                       entity_id=str(request.id), data=data)
+    await audit.append(
+        session,
+        actor=actor,
+        action="request.escalated",
+        entity="approval_request",
+        entity_id=str(request.id),
+        data=data,
+    )
     return notify

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from enum import Enum
@@ -33,9 +34,12 @@ class Settings(BaseSettings):
         Environment.development,
         description="`development` enables the local mail catcher's inbox page and a generated link secret.",
     )
-    data_dir: Path = Field(Path("./kehoach-data"), description="Folder for the SQLite file, caught mail and local secrets.")
+    data_dir: Path = Field(
+        Path("./kehoach-data"), description="Folder for the SQLite file, caught mail and local secrets."
+    )
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL. Default: a SQLite file in the data folder. PostgreSQL: postgresql://user@host/db."
+        None,
+        description="SQLAlchemy URL. Default: a SQLite file in the data folder. PostgreSQL: postgresql://user@host/db.",
     )
     plan_file: Path = Field(PACKAGED_PLAN, description="The plan file (agencies, officials, roles, stages).")
     public_base_url: str = Field("http://127.0.0.1:8765", description="Base URL put in email links.")
@@ -51,24 +55,34 @@ class Settings(BaseSettings):
     mail_from: str = Field("kehoach@lang-son.example", description="Sender address of every email.")
     mail_from_name: str = Field("Kế hoạch truyền thông tỉnh Lạng Sơn", description="Sender display name.")
     local_hostname: str = Field("kehoach.local", description="Name given in EHLO (avoids a DNS lookup per connection).")
-    smtp_pool_size: int = Field(4, ge=1, le=32, description="SMTP connections the dispatcher keeps open and uses at once.")
+    smtp_pool_size: int = Field(
+        4, ge=1, le=32, description="SMTP connections the dispatcher keeps open and uses at once."
+    )
     dispatch_interval: float = Field(2.0, description="Seconds between outbox polls when idle.")
     dispatch_lease_seconds: float = Field(
-        120.0, ge=10, description="How long a dispatcher holds the emails it claimed; one that dies leaves them to "
-                                  "another after this (sent again with the same Message-ID).")
+        120.0,
+        ge=10,
+        description="How long a dispatcher holds the emails it claimed; one that dies leaves them to "
+        "another after this (sent again with the same Message-ID).",
+    )
 
     link_secret: SecretStr | None = Field(
         None,
-        description="Key that derives link tokens. Generated and kept in the data folder in development; required in production.",
+        description="Key that derives link tokens. Generated and kept in the data folder in development; "
+        "required in production.",
     )
     link_ttl_days: int = Field(60, description="Days an approval link stays valid.")
     default_language: str = Field("vi", description="Language of pages and emails when the reader has no setting.")
 
-    link_failure_limit: int = Field(20, ge=0, description="Failed link requests per client and window before 429 (0: off).")
+    link_failure_limit: int = Field(
+        20, ge=0, description="Failed link requests per client and window before 429 (0: off)."
+    )
     link_failure_window: float = Field(60.0, gt=0, description="Seconds of the failed-link window.")
     trusted_proxies: str = Field(
-        "", description="Comma-separated addresses or networks of the reverse proxies in front of `kehoach web` "
-                        "(e.g. 10.0.0.0/8): behind them the client is read from X-Forwarded-For.")
+        "",
+        description="Comma-separated addresses or networks of the reverse proxies in front of `kehoach web` "
+        "(e.g. 10.0.0.0/8): behind them the client is read from X-Forwarded-For.",
+    )
     max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest request body accepted (413 above).")
     max_attachment_bytes: int = Field(5 * 1024 * 1024, description="Largest file submitted with a step.")
     max_field_bytes: int = Field(64 * 1024, description="Largest single form field (422 above).")
@@ -76,22 +90,32 @@ class Settings(BaseSettings):
     prefect_deployment: str = Field("annual-cycle/annual-cycle", description="Deployment that runs the annual cycle.")
     event_cycle_deployment: str = Field(
         "economy-event-cycle/economy-event-cycle",
-        description="Deployment the service starts for each economic event recorded through the API (empty: none).")
+        description="Deployment the service starts for each economic event recorded through the API (empty: none).",
+    )
     problem_cycle_deployment: str = Field(
         "problem-escalation/problem-escalation",
-        description="Deployment the service starts for each problem recorded through the API (empty: none).")
+        description="Deployment the service starts for each problem recorded through the API (empty: none).",
+    )
     reconcile: bool = Field(
-        True, description="Whether `kehoach web` also delivers the wake queue (runs to resume), watches cycle runs, "
-                          "starts recorded event and problem cycles and relays events. Any number of processes may "
-                          "(the queue is claimed); off where other processes do it.")
+        True,
+        description="Whether `kehoach web` also delivers the wake queue (runs to resume), watches cycle runs, "
+        "starts recorded event and problem cycles and relays events. Any number of processes may "
+        "(the queue is claimed); off where other processes do it.",
+    )
     resume_retry_interval: float = Field(
-        2.0, gt=0, description="Seconds between looks at the wake queue (runs to resume) when it was empty.")
-    resume_timeout: float = Field(10.0, gt=0, description="Seconds a call to Prefect may take before it is retried later.")
-    sweep_cron: str = Field("*/15 * * * *", description="When the sweep (reminders, escalations, expiries, "
-                                                          "scheduled stages) runs; empty: never by itself.")
+        2.0, gt=0, description="Seconds between looks at the wake queue (runs to resume) when it was empty."
+    )
+    resume_timeout: float = Field(
+        10.0, gt=0, description="Seconds a call to Prefect may take before it is retried later."
+    )
+    sweep_cron: str = Field(
+        "*/15 * * * *",
+        description="When the sweep (reminders, escalations, expiries, scheduled stages) runs; empty: never by itself.",
+    )
     run_heartbeat_seconds: float = Field(10.0, gt=0, description="How often a working cycle run writes its heartbeat.")
     run_silence_seconds: float = Field(
-        90.0, gt=0, description="A working cycle run silent this long is asked after in Prefect (it may have died).")
+        90.0, gt=0, description="A working cycle run silent this long is asked after in Prefect (it may have died)."
+    )
 
     @field_validator("default_language")
     @classmethod
@@ -138,10 +162,8 @@ class Settings(BaseSettings):
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(secrets.token_urlsafe(48))
             tmp.chmod(0o600)
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)  # first writer wins; a racing process reads the winner's key
-            except FileExistsError:
-                pass
             tmp.unlink()
         return path.read_text().strip().encode()
 

@@ -91,8 +91,10 @@ async def latest_by_unit(session: AsyncSession, plan: Plan, year: int, on: dt.da
     latest: dict[str, ApprovalRequest] = {}
     known = {a.id for a in plan.agencies}
     rows = await session.execute(
-        select(ApprovalRequest).join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
-        .where(Cycle.kind == ANNUAL, Cycle.period == str(year), ApprovalRequest.stage == REPORT_STAGE))
+        select(ApprovalRequest)
+        .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+        .where(Cycle.kind == ANNUAL, Cycle.period == str(year), ApprovalRequest.stage == REPORT_STAGE)
+    )
     for request in rows.scalars():
         unit = request.subject if request.subject in known else request.acting_agency
         unit = plan.agency_on(unit, on).id if unit in known else unit
@@ -105,8 +107,7 @@ def status_of(request: ApprovalRequest | None) -> str:
     if request is None or request.status == RequestStatus.awaiting_submission.value:
         return UnitStatus.not_submitted
     if request.status == RequestStatus.expired.value:  # escalated, then expired: was anything sent?
-        return UnitStatus.undecided if request.requested_by and (request.data or {}).get("text") \
-            else UnitStatus.expired
+        return UnitStatus.undecided if request.requested_by and (request.data or {}).get("text") else UnitStatus.expired
     return {RequestStatus.pending.value: UnitStatus.submitted}.get(request.status, request.status)
 
 
@@ -124,12 +125,21 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
     sent: dict[uuid.UUID, dt.datetime] = {}
     files: dict[uuid.UUID, list[str]] = {}
     if ids:
-        for request_id, used_at in (await session.execute(select(SubmissionLink.request_id, SubmissionLink.used_at).where(
-                SubmissionLink.request_id.in_(ids), SubmissionLink.kind == "first",
-                SubmissionLink.status == "used"))).all():
+        for request_id, used_at in (
+            await session.execute(
+                select(SubmissionLink.request_id, SubmissionLink.used_at).where(
+                    SubmissionLink.request_id.in_(ids), SubmissionLink.kind == "first", SubmissionLink.status == "used"
+                )
+            )
+        ).all():
             sent[request_id] = used_at
-        for request_id, name in (await session.execute(select(SubmissionFile.request_id, SubmissionFile.filename).where(
-                SubmissionFile.request_id.in_(ids)).order_by(SubmissionFile.created_at, SubmissionFile.filename))).all():
+        for request_id, name in (
+            await session.execute(
+                select(SubmissionFile.request_id, SubmissionFile.filename)
+                .where(SubmissionFile.request_id.in_(ids))
+                .order_by(SubmissionFile.created_at, SubmissionFile.filename)
+            )
+        ).all():
             files.setdefault(request_id, []).append(name)
     units = []
     named = plan.fields_of(ANNUAL, stage)  # what each unit says for each content area
@@ -145,12 +155,19 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
         if request is not None and status not in (UnitStatus.not_submitted, UnitStatus.expired):
             submitted_at = sent.get(request.id) or request.created_at  # a later round opens when it is resubmitted
         given = data.get("fields", {}) if submitted_at else {}
-        units.append(UnitEntry(
-            unit=unit, name=agency_name(plan, unit, "vi"), status=status, request_id=request.id if request else None,
-            submitted_at=submitted_at, text=str(data.get("text", "")) if submitted_at else "",
-            links=[str(u) for u in data.get("links", [])] if submitted_at else [],
-            files=files.get(request.id, []) if request is not None and submitted_at else [],
-            parts=[(spec.name.vi, str(given[spec.id])) for spec in named if given.get(spec.id)]))
+        units.append(
+            UnitEntry(
+                unit=unit,
+                name=agency_name(plan, unit, "vi"),
+                status=status,
+                request_id=request.id if request else None,
+                submitted_at=submitted_at,
+                text=str(data.get("text", "")) if submitted_at else "",
+                links=[str(u) for u in data.get("links", [])] if submitted_at else [],
+                files=files.get(request.id, []) if request is not None and submitted_at else [],
+                parts=[(spec.name.vi, str(given[spec.id])) for spec in named if given.get(spec.id)],
+            )
+        )
     issuer, signer, recipients = _parties(plan, now.astimezone(tz).date())
     return AnnualReport(year, on, deadline, issuer, signer, recipients, units)
 
@@ -159,12 +176,25 @@ def snapshot(report: AnnualReport) -> dict:
     """The report as JSON, kept with the consolidation step when its draft is submitted: the
     director approves, and the numbered report issues, exactly what the draft showed (a unit
     that reports late reaches next year's figures, not a document already approved)."""
-    return {"year": report.year, "on": report.on.isoformat(), "deadline": report.deadline.isoformat(),
-            "units": [{"unit": u.unit, "name": u.name, "status": u.status,
-                       "request_id": str(u.request_id) if u.request_id else None,
-                       "submitted_at": u.submitted_at.isoformat() if u.submitted_at else None,
-                       "text": u.text, "links": list(u.links), "files": list(u.files),
-                       "parts": [list(p) for p in u.parts]} for u in report.units]}
+    return {
+        "year": report.year,
+        "on": report.on.isoformat(),
+        "deadline": report.deadline.isoformat(),
+        "units": [
+            {
+                "unit": u.unit,
+                "name": u.name,
+                "status": u.status,
+                "request_id": str(u.request_id) if u.request_id else None,
+                "submitted_at": u.submitted_at.isoformat() if u.submitted_at else None,
+                "text": u.text,
+                "links": list(u.links),
+                "files": list(u.files),
+                "parts": [list(p) for p in u.parts],
+            }
+            for u in report.units
+        ],
+    }
 
 
 def from_snapshot(plan: Plan, data: dict, *, issued_on: dt.date, signer: str | None = None) -> AnnualReport:
@@ -172,18 +202,27 @@ def from_snapshot(plan: Plan, data: dict, *, issued_on: dt.date, signer: str | N
     the holder of the signer's role that day) and their agency issue it, to the recipients in
     force that day."""
     on = dt.date.fromisoformat(data["on"])
-    units = [UnitEntry(unit=u["unit"], name=u["name"], status=u["status"],
-                       request_id=uuid.UUID(u["request_id"]) if u.get("request_id") else None,
-                       submitted_at=dt.datetime.fromisoformat(u["submitted_at"]) if u.get("submitted_at") else None,
-                       text=u.get("text", ""), links=list(u.get("links", [])), files=list(u.get("files", [])),
-                       parts=[(name, text) for name, text in u.get("parts", [])])
-             for u in data["units"]]
+    units = [
+        UnitEntry(
+            unit=u["unit"],
+            name=u["name"],
+            status=u["status"],
+            request_id=uuid.UUID(u["request_id"]) if u.get("request_id") else None,
+            submitted_at=dt.datetime.fromisoformat(u["submitted_at"]) if u.get("submitted_at") else None,
+            text=u.get("text", ""),
+            links=list(u.get("links", [])),
+            files=list(u.get("files", [])),
+            parts=[(name, text) for name, text in u.get("parts", [])],
+        )
+        for u in data["units"]
+    ]
     issuer, holder, recipients = _parties(plan, issued_on)
     official = plan.official(signer) if signer else None
     if official is not None:
         issuer, holder = plan.agency(official.agency), official
-    return AnnualReport(int(data["year"]), on, dt.datetime.fromisoformat(data["deadline"]), issuer, holder,
-                        recipients, units)
+    return AnnualReport(
+        int(data["year"]), on, dt.datetime.fromisoformat(data["deadline"]), issuer, holder, recipients, units
+    )
 
 
 def _parties(plan: Plan, on: dt.date) -> tuple[Agency, Official | None, list[Agency]]:
@@ -208,8 +247,11 @@ def symbol_of(issuer: Agency) -> str:
 async def next_number(session: AsyncSession, *, symbol: str, year: int) -> int:
     """The next number of the issuer's register of reports for a year (a unique constraint keeps
     two issues from taking the same one)."""
-    last = (await session.execute(select(func.max(IssuedReport.number)).where(
-        IssuedReport.symbol == symbol, IssuedReport.year == year))).scalar()
+    last = (
+        await session.execute(
+            select(func.max(IssuedReport.number)).where(IssuedReport.symbol == symbol, IssuedReport.year == year)
+        )
+    ).scalar()
     return (last or 0) + 1
 
 
@@ -269,28 +311,37 @@ def _nfc(text: str) -> str:
 
 
 def vietnamese_date(day: dt.date) -> str:
-    """"ngày 05 tháng 12 năm 2026": day and month below 10 take a leading zero (Decree 30)."""
+    """ "ngày 05 tháng 12 năm 2026": day and month below 10 take a leading zero (Decree 30)."""
     return f"ngày {day.day:02d} tháng {day.month:02d} năm {day.year}"
 
 
 def default_summary(report: AnnualReport) -> str:
     """What the summary says until the coordinator writes their own."""
     reported, total = len(report.reported), len(report.units)
-    return (f"Năm {report.year}, {reported}/{total} cơ quan, đơn vị đã gửi báo cáo kết quả thực hiện Kế hoạch. "
-            f"Các cơ quan, đơn vị chưa gửi báo cáo được nêu tại Mục I; đề nghị UBND tỉnh chỉ đạo các đơn vị "
-            f"này báo cáo bổ sung.")
+    return (
+        f"Năm {report.year}, {reported}/{total} cơ quan, đơn vị đã gửi báo cáo kết quả thực hiện Kế hoạch. "
+        f"Các cơ quan, đơn vị chưa gửi báo cáo được nêu tại Mục I; đề nghị UBND tỉnh chỉ đạo các đơn vị "
+        f"này báo cáo bổ sung."
+    )
 
 
-def document(plan: Plan, report: AnnualReport, *, summary: str, issued_on: dt.date,
-             number: int | None) -> ReportDocument:
+def document(
+    plan: Plan, report: AnnualReport, *, summary: str, issued_on: dt.date, number: int | None
+) -> ReportDocument:
     """The report's layout and words (Vietnamese, the language of the province's documents)."""
     tz = plan.tz
     spec = plan.report
     issuer = report.issuer
     symbol = symbol_of(issuer)
-    table = [[str(i), u.name, STATUS_VI.get(u.status, u.status),
-              u.submitted_at.astimezone(tz).strftime("%d/%m/%Y") if u.submitted_at else "—"]
-             for i, u in enumerate(report.units, start=1)]
+    table = [
+        [
+            str(i),
+            u.name,
+            STATUS_VI.get(u.status, u.status),
+            u.submitted_at.astimezone(tz).strftime("%d/%m/%Y") if u.submitted_at else "—",
+        ]
+        for i, u in enumerate(report.units, start=1)
+    ]
     missing = [u.name for u in report.missing]
     sections = []
     for i, unit in enumerate(report.reported, start=1):
@@ -307,15 +358,22 @@ def document(plan: Plan, report: AnnualReport, *, summary: str, issued_on: dt.da
         kind="BÁO CÁO",
         subject=f"Kết quả thực hiện {title[0].lower() + title[1:]} năm {report.year}",
         draft=number is None,
-        intro=[f"Thực hiện {title} ({plan.plan.legal_basis}), {issuer.name.vi} tổng hợp báo cáo kết quả thực hiện "
-               f"năm {report.year} của các cơ quan, đơn vị gửi qua {issuer.name.vi} đến ngày "
-               f"{report.deadline.astimezone(tz).strftime('%d/%m/%Y')} như sau:"],
+        intro=[
+            f"Thực hiện {title} ({plan.plan.legal_basis}), {issuer.name.vi} tổng hợp báo cáo kết quả thực hiện "
+            f"năm {report.year} của các cơ quan, đơn vị gửi qua {issuer.name.vi} đến ngày "
+            f"{report.deadline.astimezone(tz).strftime('%d/%m/%Y')} như sau:"
+        ],
         table_heading="I. TÌNH HÌNH BÁO CÁO CỦA CÁC CƠ QUAN, ĐƠN VỊ",
         table_header=["STT", "Cơ quan, đơn vị", "Tình trạng", "Ngày gửi"],
         table=table,
-        missing=(f"Có {len(report.reported)}/{len(report.units)} cơ quan, đơn vị đã gửi báo cáo. "
-                 + (f"Các cơ quan, đơn vị chưa gửi báo cáo: {'; '.join(missing)}." if missing
-                    else "Tất cả các cơ quan, đơn vị đã gửi báo cáo.")),
+        missing=(
+            f"Có {len(report.reported)}/{len(report.units)} cơ quan, đơn vị đã gửi báo cáo. "
+            + (
+                f"Các cơ quan, đơn vị chưa gửi báo cáo: {'; '.join(missing)}."
+                if missing
+                else "Tất cả các cơ quan, đơn vị đã gửi báo cáo."
+            )
+        ),
         sections_heading="II. KẾT QUẢ THỰC HIỆN CỦA CÁC CƠ QUAN, ĐƠN VỊ",
         sections=sections,
         summary_heading="III. ĐÁNH GIÁ CHUNG VÀ ĐỀ XUẤT",
@@ -333,6 +391,5 @@ def _deep_nfc(value):
     if isinstance(value, list):
         return [_deep_nfc(v) for v in value]
     if isinstance(value, Section):
-        return Section(_nfc(value.heading), _deep_nfc(value.paragraphs), _deep_nfc(value.links),
-                       _deep_nfc(value.files))
+        return Section(_nfc(value.heading), _deep_nfc(value.paragraphs), _deep_nfc(value.links), _deep_nfc(value.files))
     return value

@@ -51,8 +51,9 @@ class Claim:
     taken: bool  # this run carries it
 
 
-async def claim(session: AsyncSession, cycle: Cycle, *, run_id: str, now: dt.datetime,
-                replacing: str | None = None) -> Claim:
+async def claim(
+    session: AsyncSession, cycle: Cycle, *, run_id: str, now: dt.datetime, replacing: str | None = None
+) -> Claim:
     """Carry the cycle, unless another run does. `replacing` names a run known to be over: its
     successor (a restart's new run, or a later start) takes its place."""
     before = cycle.run_id
@@ -60,38 +61,58 @@ async def claim(session: AsyncSession, cycle: Cycle, *, run_id: str, now: dt.dat
     if replacing:
         allowed.append(Cycle.run_id == replacing)
     moved = await session.execute(
-        update(Cycle).where(Cycle.id == cycle.id, or_(*allowed))
+        update(Cycle)
+        .where(Cycle.id == cycle.id, or_(*allowed))
         .values(run_id=run_id, run_state=RunState.running, heartbeat_at=now)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     await session.refresh(cycle)
     taken = moved.rowcount == 1
     if taken and before not in (None, run_id):  # a run took another's place (a restart)
-        await audit.append(session, actor="system", action="cycle.run_claimed", entity="cycle",
-                           entity_id=str(cycle.id), data={"run": run_id, "replacing": before})
+        await audit.append(
+            session,
+            actor="system",
+            action="cycle.run_claimed",
+            entity="cycle",
+            entity_id=str(cycle.id),
+            data={"run": run_id, "replacing": before},
+        )
     return Claim(cycle, cycle.run_id or "", taken)
 
 
 async def beat(session: AsyncSession, cycle_id: uuid.UUID, *, run_id: str, state: str, now: dt.datetime) -> bool:
     """The run's heartbeat (and whether it works or waits); False when it no longer carries the cycle."""
     moved = await session.execute(
-        update(Cycle).where(Cycle.id == cycle_id, Cycle.run_id == run_id)
-        .values(run_state=state, heartbeat_at=now).execution_options(synchronize_session=False))
+        update(Cycle)
+        .where(Cycle.id == cycle_id, Cycle.run_id == run_id)
+        .values(run_state=state, heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
     return moved.rowcount == 1
 
 
 async def finish(session: AsyncSession, cycle_id: uuid.UUID, *, run_id: str, now: dt.datetime) -> bool:
     moved = await session.execute(
-        update(Cycle).where(Cycle.id == cycle_id, Cycle.run_id == run_id, Cycle.finished_at.is_(None))
+        update(Cycle)
+        .where(Cycle.id == cycle_id, Cycle.run_id == run_id, Cycle.finished_at.is_(None))
         .values(run_state=RunState.finished, heartbeat_at=now, finished_at=now, attention=None)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     if moved.rowcount == 1:
-        await audit.append(session, actor="system", action="cycle.finished", entity="cycle",
-                           entity_id=str(cycle_id), data={"run": run_id})
+        await audit.append(
+            session,
+            actor="system",
+            action="cycle.finished",
+            entity="cycle",
+            entity_id=str(cycle_id),
+            data={"run": run_id},
+        )
     return moved.rowcount == 1
 
 
-async def needs_attention(session: AsyncSession, cycle_id: uuid.UUID, *, reason: str, detail: str, run_id: str | None,
-                          now: dt.datetime) -> Cycle | None:
+async def needs_attention(
+    session: AsyncSession, cycle_id: uuid.UUID, *, reason: str, detail: str, run_id: str | None, now: dt.datetime
+) -> Cycle | None:
     """Mark the cycle as needing a coordinator, once per incident (compare-and-set): the cycle
     when this call marked it (the caller tells the coordinators), None when it already was,
     has finished, or is carried by another run now."""
@@ -99,13 +120,22 @@ async def needs_attention(session: AsyncSession, cycle_id: uuid.UUID, *, reason:
     if run_id is not None:
         conditions.append(Cycle.run_id == run_id)
     moved = await session.execute(
-        update(Cycle).where(*conditions).values(attention=reason, attention_at=now, attention_detail=detail[:2000])
-        .execution_options(synchronize_session=False))
+        update(Cycle)
+        .where(*conditions)
+        .values(attention=reason, attention_at=now, attention_detail=detail[:2000])
+        .execution_options(synchronize_session=False)
+    )
     if moved.rowcount != 1:
         return None
     cycle = await session.get(Cycle, cycle_id, populate_existing=True)
-    await audit.append(session, actor="system", action="cycle.attention", entity="cycle", entity_id=str(cycle_id),
-                       data={"reason": reason, "detail": detail[:500], "run": run_id})
+    await audit.append(
+        session,
+        actor="system",
+        action="cycle.attention",
+        entity="cycle",
+        entity_id=str(cycle_id),
+        data={"reason": reason, "detail": detail[:500], "run": run_id},
+    )
     return cycle
 
 
@@ -113,8 +143,9 @@ class NotRestartable(Conflict):
     """The cycle cannot be restarted now (finished, or its run is alive); the message says why."""
 
 
-async def release(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, now: dt.datetime,
-                  restart: int | None = None) -> Cycle:
+async def release(
+    session: AsyncSession, cycle_id: uuid.UUID, *, by: str, now: dt.datetime, restart: int | None = None
+) -> Cycle:
     """A coordinator restarted the cycle: the attention is cleared, the restart is counted (it
     named the new run's idempotency key: `restart`, when given, is that number), and the wakes
     its old run could not take are closed (the new run reads where the cycle is from the
@@ -130,11 +161,20 @@ async def release(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, now: d
     cycle.run_state = None  # the old run is over: not "running" any more, nobody watches its heartbeat
     cycle.restarts = max(cycle.restarts + 1, restart or 0)
     await session.flush()
-    await session.execute(update(Wake).where(Wake.cycle_id == cycle.id, Wake.status == WakeStatus.parked.value)
-                          .values(status=WakeStatus.done.value, done_at=now, last_error="closed by a restart")
-                          .execution_options(synchronize_session=False))
-    await audit.append(session, actor=by, action="cycle.restarted", entity="cycle", entity_id=str(cycle.id),
-                       data={"previous_run": cycle.run_id, "attention": reason, "restart": cycle.restarts})
+    await session.execute(
+        update(Wake)
+        .where(Wake.cycle_id == cycle.id, Wake.status == WakeStatus.parked.value)
+        .values(status=WakeStatus.done.value, done_at=now, last_error="closed by a restart")
+        .execution_options(synchronize_session=False)
+    )
+    await audit.append(
+        session,
+        actor=by,
+        action="cycle.restarted",
+        entity="cycle",
+        entity_id=str(cycle.id),
+        data={"previous_run": cycle.run_id, "attention": reason, "restart": cycle.restarts},
+    )
     return cycle
 
 
@@ -146,8 +186,9 @@ class RestartAsked:
     force: bool
 
 
-async def ask_restart(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, force: bool,
-                      now: dt.datetime) -> RestartAsked:
+async def ask_restart(
+    session: AsyncSession, cycle_id: uuid.UUID, *, by: str, force: bool, now: dt.datetime
+) -> RestartAsked:
     """A coordinator asks for a new run to carry the cycle: queued as a wake (delivered by the
     service, which starts the run on Prefect), so asking never waits on Prefect. One restart
     is queued per cycle at a time: asking again finds it (forced, if either ask was). A
@@ -159,15 +200,30 @@ async def ask_restart(session: AsyncSession, cycle_id: uuid.UUID, *, by: str, fo
         raise NotFound(f"no cycle {cycle_id}")
     if cycle.finished_at is not None:
         raise NotRestartable("this cycle has finished")
-    await enqueue_wake(session, cycle_id=cycle.id, stage=RESTART, now=now, requested_by=by,
-                       reason=WakeReason.restart_forced if force else WakeReason.restart)
-    queued = (await session.execute(select(Wake).where(
-        Wake.cycle_id == cycle.id, Wake.stage == RESTART, Wake.status == WakeStatus.queued.value))).scalar_one()
+    await enqueue_wake(
+        session,
+        cycle_id=cycle.id,
+        stage=RESTART,
+        now=now,
+        requested_by=by,
+        reason=WakeReason.restart_forced if force else WakeReason.restart,
+    )
+    queued = (
+        await session.execute(
+            select(Wake).where(Wake.cycle_id == cycle.id, Wake.stage == RESTART, Wake.status == WakeStatus.queued.value)
+        )
+    ).scalar_one()
     if force and queued.reason != WakeReason.restart_forced:
         queued.reason = WakeReason.restart_forced
         await session.flush()
-    await audit.append(session, actor=by, action="cycle.restart_asked", entity="cycle", entity_id=str(cycle.id),
-                       data={"force": force, "wake": queued.id, "run": cycle.run_id, "attention": cycle.attention})
+    await audit.append(
+        session,
+        actor=by,
+        action="cycle.restart_asked",
+        entity="cycle",
+        entity_id=str(cycle.id),
+        data={"force": force, "wake": queued.id, "run": cycle.run_id, "attention": cycle.attention},
+    )
     return RestartAsked(cycle, queued.id, queued.created_at, queued.reason == WakeReason.restart_forced)
 
 
@@ -176,8 +232,9 @@ async def latest_restarts(session: AsyncSession, cycle_ids: list[uuid.UUID]) -> 
     from approvals.stages import RESTART
 
     latest: dict[uuid.UUID, Wake] = {}
-    for wake in (await session.execute(select(Wake).where(Wake.cycle_id.in_(cycle_ids), Wake.stage == RESTART)
-                                       .order_by(Wake.id))).scalars():
+    for wake in (
+        await session.execute(select(Wake).where(Wake.cycle_id.in_(cycle_ids), Wake.stage == RESTART).order_by(Wake.id))
+    ).scalars():
         latest[wake.cycle_id] = wake
     return latest
 
@@ -186,26 +243,51 @@ async def restarted_since(session: AsyncSession, cycle_id: uuid.UUID, moment: dt
     """Whether the cycle was restarted at or after `moment` (a restart asked then is carried out)."""
     from approvals.models import AuditEvent
 
-    return (await session.execute(select(AuditEvent.id).where(
-        AuditEvent.entity == "cycle", AuditEvent.entity_id == str(cycle_id), AuditEvent.action == "cycle.restarted",
-        AuditEvent.at >= moment).limit(1))).first() is not None
+    return (
+        await session.execute(
+            select(AuditEvent.id)
+            .where(
+                AuditEvent.entity == "cycle",
+                AuditEvent.entity_id == str(cycle_id),
+                AuditEvent.action == "cycle.restarted",
+                AuditEvent.at >= moment,
+            )
+            .limit(1)
+        )
+    ).first() is not None
 
 
 async def silent_runs(session: AsyncSession, *, now: dt.datetime, grace: dt.timedelta) -> list[Cycle]:
     """Cycles whose run said it was working and has not written a heartbeat within the grace:
     its process may have died (the service asks Prefect before it decides)."""
-    return list((await session.execute(
-        select(Cycle).where(Cycle.finished_at.is_(None), Cycle.run_state == RunState.running,
-                            Cycle.attention.is_(None), Cycle.heartbeat_at < now - grace))).scalars())
+    return list(
+        (
+            await session.execute(
+                select(Cycle).where(
+                    Cycle.finished_at.is_(None),
+                    Cycle.run_state == RunState.running,
+                    Cycle.attention.is_(None),
+                    Cycle.heartbeat_at < now - grace,
+                )
+            )
+        ).scalars()
+    )
 
 
 async def needing_attention(session: AsyncSession) -> list[Cycle]:
-    return list((await session.execute(
-        select(Cycle).where(Cycle.attention.is_not(None), Cycle.finished_at.is_(None))
-        .order_by(Cycle.attention_at))).scalars())
+    return list(
+        (
+            await session.execute(
+                select(Cycle)
+                .where(Cycle.attention.is_not(None), Cycle.finished_at.is_(None))
+                .order_by(Cycle.attention_at)
+            )
+        ).scalars()
+    )
 
 
 # Starting late --------------------------------------------------------------------------------
+
 
 class Schedule:
     shift = "shift"  # every deadline moves by the days the start is late: all lie ahead
@@ -229,8 +311,14 @@ def calendar(plan: Plan, cycle_kind: str, starts_on: dt.date, *, shift_days: int
         label = f"{stage.number}. {stage.name.vi}"
         if stage.opens_on is not None:
             day = dt.date(starts_on.year, stage.opens_on.month, stage.opens_on.day)
-            dates.append(Deadline(stage.id, label, "opens",
-                                  dt.datetime.combine(day, dt.time.min, tzinfo=tz).astimezone(dt.UTC) + moved))
+            dates.append(
+                Deadline(
+                    stage.id,
+                    label,
+                    "opens",
+                    dt.datetime.combine(day, dt.time.min, tzinfo=tz).astimezone(dt.UTC) + moved,
+                )
+            )
         dates.append(Deadline(stage.id, label, "due", due_at(stage.due, cycle_start=starts_on, tz=tz) + moved))
     return dates
 
@@ -240,22 +328,43 @@ def late_by(starts_on: dt.date, today: dt.date) -> int:
     return max((today - starts_on).days, 0)
 
 
-async def schedule(session: AsyncSession, plan: Plan, *, kind: str, period: str, starts_on: dt.date, choice: str,
-                   by: str, now: dt.datetime) -> tuple[Cycle, bool]:
+async def schedule(
+    session: AsyncSession,
+    plan: Plan,
+    *,
+    kind: str,
+    period: str,
+    starts_on: dt.date,
+    choice: str,
+    by: str,
+    now: dt.datetime,
+) -> tuple[Cycle, bool]:
     """Record how a cycle whose dates have passed is run: its dates shifted from today, or kept.
     Once a run has taken the cycle the choice stands: (cycle, False) then, nothing changed."""
     from approvals.requests import get_or_create_cycle, local_day
 
     cycle = await get_or_create_cycle(session, kind=kind, period=period, starts_on=starts_on)
-    cycle = (await session.execute(select(Cycle).where(Cycle.id == cycle.id).with_for_update()
-                                   .execution_options(populate_existing=True))).scalar_one()
+    cycle = (
+        await session.execute(
+            select(Cycle).where(Cycle.id == cycle.id).with_for_update().execution_options(populate_existing=True)
+        )
+    ).scalar_one()
     if cycle.run_id is not None:
         return cycle, False
     today = local_day(plan, now)
     cycle.shift_days = late_by(starts_on, today) if choice == Schedule.shift else 0
     passed = [d for d in calendar(plan, kind, starts_on) if d.at <= now]
     await session.flush()
-    await audit.append(session, actor=by, action="cycle.scheduled", entity="cycle", entity_id=str(cycle.id),
-                       data={"choice": choice, "shift_days": cycle.shift_days,
-                             "passed": [f"{d.stage_id} {d.what} {d.at.isoformat()}" for d in passed]})
+    await audit.append(
+        session,
+        actor=by,
+        action="cycle.scheduled",
+        entity="cycle",
+        entity_id=str(cycle.id),
+        data={
+            "choice": choice,
+            "shift_days": cycle.shift_days,
+            "passed": [f"{d.stage_id} {d.what} {d.at.isoformat()}" for d in passed],
+        },
+    )
     return cycle, True

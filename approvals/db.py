@@ -152,12 +152,20 @@ class Database:
         self.url = url
         self.engine = make_async_engine(url)
         self.sessions = make_sessionmaker(self.engine)
-        self._readers = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False,
-                                           sync_session_class=ReadOnlySession, execution_options={READ_ONLY: True})
+        self._readers = async_sessionmaker(
+            self.engine,
+            expire_on_commit=False,
+            autoflush=False,
+            sync_session_class=ReadOnlySession,
+            execution_options={READ_ONLY: True},
+        )
         # For read_once: on PostgreSQL a few connections of their own, in autocommit and taken
         # without the pool's ping (a round trip each); SQLite's file needs neither.
-        self._single_reads = self.engine.execution_options(**{READ_ONLY: True}) if is_sqlite(url) else \
-            create_async_engine(async_url(url), pool_size=2, max_overflow=8, isolation_level="AUTOCOMMIT")
+        self._single_reads = (
+            self.engine.execution_options(**{READ_ONLY: True})
+            if is_sqlite(url)
+            else create_async_engine(async_url(url), pool_size=2, max_overflow=8, isolation_level="AUTOCOMMIT")
+        )
 
     @asynccontextmanager
     async def reads(self) -> AsyncIterator[AsyncSession]:

@@ -30,8 +30,11 @@ def reminder_times(stage, request) -> list[dt.datetime]:
     """When a step's reminders fall: the stage's days before its due time, those after the step
     opened only (a step opened late, with its minimum notice, is not reminded at once for
     reminders that belonged to days before it existed)."""
-    return sorted(moment for d in set(stage.reminders_before_days)
-                  if (moment := request.due_at - dt.timedelta(days=d)) > request.created_at)
+    return sorted(
+        moment
+        for d in set(stage.reminders_before_days)
+        if (moment := request.due_at - dt.timedelta(days=d)) > request.created_at
+    )
 
 
 def reminders_passed(stage, request, now: dt.datetime) -> int:

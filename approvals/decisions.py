@@ -49,8 +49,12 @@ from approvals.requests import (
 from approvals.stages import after_settled
 from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
 
-COUNTED = (AssignmentStatus.waiting.value, AssignmentStatus.pending.value, AssignmentStatus.decided.value,
-           AssignmentStatus.closed.value)
+COUNTED = (
+    AssignmentStatus.waiting.value,
+    AssignmentStatus.pending.value,
+    AssignmentStatus.decided.value,
+    AssignmentStatus.closed.value,
+)
 
 
 _STILL_ASKED = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
@@ -58,22 +62,39 @@ _STILL_ASKED = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
 # Built once (every decision runs them): the link's assignment with its request, locked, and its
 # cycle; and the request's assignees, each with the decision they made.
 _LINK = LINK_VIEW.with_for_update(of=ApprovalRequest).execution_options(populate_existing=True)
-_CLAIM = (update(Assignment)
-          .where(Assignment.id == bindparam("assignment_id"), Assignment.status == AssignmentStatus.pending.value,
-                 Assignment.token_hash == bindparam("digest"))
-          .values(status=AssignmentStatus.decided.value)
-          .execution_options(synchronize_session=False, preserve_rowcount=True))
-_SETTLE = (update(ApprovalRequest)
-           .where(ApprovalRequest.id == bindparam("request_id"),
-                  ApprovalRequest.status.in_([s.value for s in RequestStatus if s.open]))
-           .values(status=bindparam("new_status"), decided_at=bindparam("at"))
-           .execution_options(synchronize_session=False, preserve_rowcount=True))
+_CLAIM = (
+    update(Assignment)
+    .where(
+        Assignment.id == bindparam("assignment_id"),
+        Assignment.status == AssignmentStatus.pending.value,
+        Assignment.token_hash == bindparam("digest"),
+    )
+    .values(status=AssignmentStatus.decided.value)
+    .execution_options(synchronize_session=False, preserve_rowcount=True)
+)
+_SETTLE = (
+    update(ApprovalRequest)
+    .where(
+        ApprovalRequest.id == bindparam("request_id"),
+        ApprovalRequest.status.in_([s.value for s in RequestStatus if s.open]),
+    )
+    .values(status=bindparam("new_status"), decided_at=bindparam("at"))
+    .execution_options(synchronize_session=False, preserve_rowcount=True)
+)
 _INSERT_DECISION = insert(Decision.__table__)
 _DECISION_COLUMNS = tuple(c.key for c in Decision.__table__.columns)
-_ASSIGNEES = (select(Assignment.official_id, Assignment.status, Assignment.position, Decision.outcome,
-                     Decision.decided_at, Decision.id.label("decision_id"))
-              .outerjoin(Decision, Decision.assignment_id == Assignment.id)
-              .where(Assignment.request_id == bindparam("request_id")))
+_ASSIGNEES = (
+    select(
+        Assignment.official_id,
+        Assignment.status,
+        Assignment.position,
+        Decision.outcome,
+        Decision.decided_at,
+        Decision.id.label("decision_id"),
+    )
+    .outerjoin(Decision, Decision.assignment_id == Assignment.id)
+    .where(Assignment.request_id == bindparam("request_id"))
+)
 
 
 @dataclass(frozen=True)
@@ -89,8 +110,15 @@ class DecisionResult:
 
 
 async def decide(
-    session: AsyncSession, *, token: str, outcome: Outcome, comment: str, now: dt.datetime,
-    plan: Plan | None = None, secret: bytes | None = None, link_ttl: dt.timedelta = dt.timedelta(days=60),
+    session: AsyncSession,
+    *,
+    token: str,
+    outcome: Outcome,
+    comment: str,
+    now: dt.datetime,
+    plan: Plan | None = None,
+    secret: bytes | None = None,
+    link_ttl: dt.timedelta = dt.timedelta(days=60),
 ) -> DecisionResult:
     """Record one official's decision and settle the request if its policy says so."""
     comment = comment.strip()
@@ -102,11 +130,10 @@ async def decide(
     assignment, request, cycle = await open_link(session, token, now=now, statement=_LINK)
     if request.status != RequestStatus.pending.value:
         raise AlreadyDecided()
-    if plan is not None:
-        # Fail closed: the decider must still be in the directory, and must not be the requester
-        # (directly, or as the holder they decide for).
-        if resolvable(plan, assignment.official_id, local_day(plan, now)) is None:
-            raise Refused(f"official '{assignment.official_id}' cannot be resolved in the directory")
+    # Fail closed: the decider must still be in the directory, and must not be the requester
+    # (directly, or as the holder they decide for).
+    if plan is not None and resolvable(plan, assignment.official_id, local_day(plan, now)) is None:
+        raise Refused(f"official '{assignment.official_id}' cannot be resolved in the directory")
     if request.requested_by and request.requested_by in (assignment.official_id, assignment.on_behalf_of):
         raise Refused("the official who submitted a step cannot approve it")
     if outcome is Outcome.reject and plan is not None and stage_of(plan, cycle.kind, request.stage).acknowledge:
@@ -116,9 +143,16 @@ async def decide(
     if claimed.rowcount != 1:
         raise AlreadyDecided()
 
-    decision = Decision(id=uuid.uuid4(), request_id=request.id, assignment_id=assignment.id,
-                        official_id=assignment.official_id, on_behalf_of=assignment.on_behalf_of,
-                        outcome=outcome.value, comment=comment, decided_at=now)
+    decision = Decision(
+        id=uuid.uuid4(),
+        request_id=request.id,
+        assignment_id=assignment.id,
+        official_id=assignment.official_id,
+        on_behalf_of=assignment.on_behalf_of,
+        outcome=outcome.value,
+        comment=comment,
+        decided_at=now,
+    )
     # A Core insert of the row (the object is what the caller reads, not added to the session).
     await core(session, _INSERT_DECISION, {column: getattr(decision, column) for column in _DECISION_COLUMNS})
 
@@ -126,8 +160,10 @@ async def decide(
     # the order made), who counts, and who was asked and has not answered. The request's lock
     # keeps them as they are until the commit.
     rows = (await core(session, _ASSIGNEES, {"request_id": request.id})).all()
-    made = [Outcome(row.outcome) for row in sorted((r for r in rows if r.outcome is not None),
-                                                   key=lambda r: (r.decided_at, r.decision_id))]
+    made = [
+        Outcome(row.outcome)
+        for row in sorted((r for r in rows if r.outcome is not None), key=lambda r: (r.decided_at, r.decision_id))
+    ]
     assignees = sum(row.status in COUNTED for row in rows)
     settled = settle(Policy(request.policy), made, assignees, request.quorum)
     activated: list[NewAssignment] = []
@@ -135,34 +171,52 @@ async def decide(
     asked = None
     if settled is not None:
         closed = await settle_request(
-            session, request=request, outcome=settled, now=now,
-            left=[(row.official_id, row.status) for row in sorted(rows, key=lambda r: r.position)])
+            session,
+            request=request,
+            outcome=settled,
+            now=now,
+            left=[(row.official_id, row.status) for row in sorted(rows, key=lambda r: r.position)],
+        )
         if settled is Outcome.request_changes and plan is not None and secret is not None:
             # The unit is asked to resubmit in this same transaction: the step never waits on
             # a run to be woken for it, and a decision is never recorded without its email.
-            asked = await ask_resubmission(session, plan=plan, secret=secret, request_id=request.id, now=now,
-                                           link_ttl=link_ttl)
+            asked = await ask_resubmission(
+                session, plan=plan, secret=secret, request_id=request.id, now=now, link_ttl=link_ttl
+            )
     elif Policy(request.policy) is Policy.sequence and outcome is Outcome.approve:
         activated = await _activate_next(session, request, plan=plan, secret=secret)
     await audit.append(
-        session, actor=f"official:{assignment.official_id}", action="decision.recorded", entity="approval_request",
+        session,
+        actor=f"official:{assignment.official_id}",
+        action="decision.recorded",
+        entity="approval_request",
         entity_id=str(request.id),
-        data={"outcome": outcome.value, "comment": comment, "assignment": str(assignment.id),
-              "official": assignment.official_id, "on_behalf_of": assignment.on_behalf_of,
-              "settled": settled.value if settled else None},
+        data={
+            "outcome": outcome.value,
+            "comment": comment,
+            "assignment": str(assignment.id),
+            "official": assignment.official_id,
+            "on_behalf_of": assignment.on_behalf_of,
+            "settled": settled.value if settled else None,
+        },
     )
     return DecisionResult(decision, request, settled, cycle, activated, closed, asked)
 
 
-async def _activate_next(session: AsyncSession, request: ApprovalRequest, *, plan: Plan | None,
-                         secret: bytes | None) -> list[NewAssignment]:
+async def _activate_next(
+    session: AsyncSession, request: ApprovalRequest, *, plan: Plan | None, secret: bytes | None
+) -> list[NewAssignment]:
     """In a sequence, the next assignee is asked only once the previous one approved."""
     if plan is None or secret is None:
         raise ValueError("a sequence needs the plan and the link key to ask the next approver")
-    following = (await session.execute(
-        select(Assignment).where(Assignment.request_id == request.id,
-                                 Assignment.status == AssignmentStatus.waiting.value)
-        .order_by(Assignment.position).limit(1))).scalar()
+    following = (
+        await session.execute(
+            select(Assignment)
+            .where(Assignment.request_id == request.id, Assignment.status == AssignmentStatus.waiting.value)
+            .order_by(Assignment.position)
+            .limit(1)
+        )
+    ).scalar()
     if following is None:
         return []
     issue_token(following, secret, following.token_generation + 1)
@@ -171,8 +225,14 @@ async def _activate_next(session: AsyncSession, request: ApprovalRequest, *, pla
     return [NewAssignment(following, plan.official(following.official_id))]
 
 
-async def settle_request(session: AsyncSession, *, request: ApprovalRequest, outcome: Outcome | RequestStatus,
-                         now: dt.datetime, left: list[tuple[str, str]] | None = None) -> list[str]:
+async def settle_request(
+    session: AsyncSession,
+    *,
+    request: ApprovalRequest,
+    outcome: Outcome | RequestStatus,
+    now: dt.datetime,
+    left: list[tuple[str, str]] | None = None,
+) -> list[str]:
     """Move an open request (pending, or still awaiting its submission when it expires) to its
     outcome (compare-and-set) and close its other links, submission links included. Returns
     the officials whose pending links it closed (they were asked and had not answered).
@@ -187,9 +247,15 @@ async def settle_request(session: AsyncSession, *, request: ApprovalRequest, out
         raise AlreadyDecided()
     # Who was asked and had not answered: their deadline is off their calendar now.
     if left is None:
-        left = list((await session.execute(
-            select(Assignment.official_id, Assignment.status).where(Assignment.request_id == request.id)
-            .order_by(Assignment.position))).all())
+        left = list(
+            (
+                await session.execute(
+                    select(Assignment.official_id, Assignment.status)
+                    .where(Assignment.request_id == request.id)
+                    .order_by(Assignment.position)
+                )
+            ).all()
+        )
     closed = [official for official, status in left if status == AssignmentStatus.pending.value]
     if any(status in _STILL_ASKED for _official, status in left):
         await session.execute(

@@ -83,7 +83,8 @@ def check_new(new: DelegationLike, existing: Sequence[DelegationLike]) -> None:
         node = stack.pop()
         if node == new.delegator:
             raise DelegationRefused(
-                f"delegating from {new.delegator} to {new.delegate} would form a cycle of delegations")
+                f"delegating from {new.delegator} to {new.delegate} would form a cycle of delegations"
+            )
         if node not in seen:
             seen.add(node)
             stack.extend(edges.get(node, ()))

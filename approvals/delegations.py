@@ -18,9 +18,19 @@ from approvals.plan.schema import Plan
 _DELEGATION_LOCK = 0x64656C65  # 'dele'
 
 
-async def create_delegation(session: AsyncSession, *, plan: Plan, delegator: str, delegate: str, role: str | None,
-                            valid_from: dt.date, valid_to: dt.date, reason: str, by: str,
-                            now: dt.datetime) -> Delegation:
+async def create_delegation(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    delegator: str,
+    delegate: str,
+    role: str | None,
+    valid_from: dt.date,
+    valid_to: dt.date,
+    reason: str,
+    by: str,
+    now: dt.datetime,
+) -> Delegation:
     for official_id in (delegator, delegate):
         if plan.official(official_id) is None:
             raise DelegationRefused(f"unknown official '{official_id}'")
@@ -32,23 +42,46 @@ async def create_delegation(session: AsyncSession, *, plan: Plan, delegator: str
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DELEGATION_LOCK})
     grant = Grant(delegator, delegate, role, valid_from, valid_to)
     check_new(grant, await delegations_in_force(session, plan))
-    row = Delegation(delegator=delegator, delegate=delegate, role=role, valid_from=valid_from, valid_to=valid_to,
-                     reason=unicodedata.normalize("NFC", reason), created_by=by, created_at=now)
+    row = Delegation(
+        delegator=delegator,
+        delegate=delegate,
+        role=role,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        reason=unicodedata.normalize("NFC", reason),
+        created_by=by,
+        created_at=now,
+    )
     session.add(row)
     await session.flush()
-    await audit.append(session, actor=by, action="delegation.created", entity="delegation", entity_id=str(row.id),
-                       data={"delegator": delegator, "delegate": delegate, "role": role,
-                             "valid_from": valid_from.isoformat(), "valid_to": valid_to.isoformat()})
+    await audit.append(
+        session,
+        actor=by,
+        action="delegation.created",
+        entity="delegation",
+        entity_id=str(row.id),
+        data={
+            "delegator": delegator,
+            "delegate": delegate,
+            "role": role,
+            "valid_from": valid_from.isoformat(),
+            "valid_to": valid_to.isoformat(),
+        },
+    )
     return row
 
 
 async def revoke_delegation(session: AsyncSession, *, delegation_id: uuid.UUID, by: str, now: dt.datetime) -> bool:
     revoked = await session.execute(
-        update(Delegation).where(Delegation.id == delegation_id, Delegation.revoked_at.is_(None))
-        .values(revoked_at=now).execution_options(synchronize_session=False))
+        update(Delegation)
+        .where(Delegation.id == delegation_id, Delegation.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
     if revoked.rowcount == 1:
-        await audit.append(session, actor=by, action="delegation.revoked", entity="delegation",
-                           entity_id=str(delegation_id), data={})
+        await audit.append(
+            session, actor=by, action="delegation.revoked", entity="delegation", entity_id=str(delegation_id), data={}
+        )
         return True
     return False
 

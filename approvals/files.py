@@ -81,11 +81,21 @@ def check_files(uploads: list[UploadedFile], *, max_bytes: int) -> list[tuple[st
     return [(*check_file(u, max_bytes=max_bytes), u.data) for u in uploads]
 
 
-async def store_files(session: AsyncSession, *, request_id: uuid.UUID, files: list[tuple[str, str, bytes]],
-                      now: dt.datetime) -> list[SubmissionFile]:
-    rows = [SubmissionFile(request_id=request_id, filename=name, content_type=content_type, size=len(data),
-                           sha256=hashlib.sha256(data).hexdigest(), data=data, created_at=now)
-            for name, content_type, data in files]
+async def store_files(
+    session: AsyncSession, *, request_id: uuid.UUID, files: list[tuple[str, str, bytes]], now: dt.datetime
+) -> list[SubmissionFile]:
+    rows = [
+        SubmissionFile(
+            request_id=request_id,
+            filename=name,
+            content_type=content_type,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            data=data,
+            created_at=now,
+        )
+        for name, content_type, data in files
+    ]
     session.add_all(rows)
     await session.flush()
     return rows
@@ -97,6 +107,9 @@ async def files_of(session: AsyncSession, request_id: uuid.UUID) -> list[Submiss
 
 
 # Built once: every approval page lists its files.
-_FILES_OF = (select(SubmissionFile).where(SubmissionFile.request_id == bindparam("request_id"))
-             .options(defer(SubmissionFile.data, raiseload=True))
-             .order_by(SubmissionFile.created_at))
+_FILES_OF = (
+    select(SubmissionFile)
+    .where(SubmissionFile.request_id == bindparam("request_id"))
+    .options(defer(SubmissionFile.data, raiseload=True))
+    .order_by(SubmissionFile.created_at)
+)

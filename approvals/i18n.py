@@ -43,8 +43,10 @@ def catalogue(path: Path) -> Catalogue:
 
 
 # What a zone is called after a time; a zone not named here is called by its IANA name.
-ZONE_NAMES = {"Asia/Ho_Chi_Minh": {"vi": "giờ Việt Nam", "en": "Vietnam time"},
-              "Asia/Saigon": {"vi": "giờ Việt Nam", "en": "Vietnam time"}}
+ZONE_NAMES = {
+    "Asia/Ho_Chi_Minh": {"vi": "giờ Việt Nam", "en": "Vietnam time"},
+    "Asia/Saigon": {"vi": "giờ Việt Nam", "en": "Vietnam time"},
+}
 
 
 def zone_name(tz: ZoneInfo, language: str) -> str:

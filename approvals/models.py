@@ -78,9 +78,15 @@ OUTCOME_TO_STATUS = {
 
 class Cycle(Base):
     __tablename__ = "cycle"
-    __table_args__ = (UniqueConstraint("kind", "period"),
-                      Index("ix_cycle_open", "run_state", postgresql_where=text("finished_at IS NULL"),
-                            sqlite_where=text("finished_at IS NULL")))
+    __table_args__ = (
+        UniqueConstraint("kind", "period"),
+        Index(
+            "ix_cycle_open",
+            "run_state",
+            postgresql_where=text("finished_at IS NULL"),
+            sqlite_where=text("finished_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     kind: Mapped[str] = mapped_column(String(64))
@@ -94,8 +100,9 @@ class Cycle(Base):
     attention_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     attention_detail: Mapped[str] = mapped_column(Text, default="", server_default="")
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
-    shift_days: Mapped[int] = mapped_column(default=0, server_default="0",
-                                            doc="Days every deadline was moved by, for a cycle started late.")
+    shift_days: Mapped[int] = mapped_column(
+        default=0, server_default="0", doc="Days every deadline was moved by, for a cycle started late."
+    )
     restarts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
@@ -112,16 +119,20 @@ class CycleStage(Base):
     branches: Mapped[int | None]
     opens_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="A scheduled stage opens then.")
     goes_on_at: Mapped[dt.datetime | None] = mapped_column(
-        UtcDateTime, doc="A stage the chain leaves at its due time (go_on_at_due): the sweep wakes the run then, once.")
+        UtcDateTime, doc="A stage the chain leaves at its due time (go_on_at_due): the sweep wakes the run then, once."
+    )
 
 
 class ApprovalRequest(Base):
     __tablename__ = "approval_request"
     __table_args__ = (
         UniqueConstraint("cycle_id", "stage", "subject", "round"),
-        Index("ix_approval_request_to_tell", "escalated_at",
-              postgresql_where=text("told_at IS NULL AND escalated_at IS NOT NULL"),
-              sqlite_where=text("told_at IS NULL AND escalated_at IS NOT NULL")),
+        Index(
+            "ix_approval_request_to_tell",
+            "escalated_at",
+            postgresql_where=text("told_at IS NULL AND escalated_at IS NOT NULL"),
+            sqlite_where=text("told_at IS NULL AND escalated_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -139,15 +150,18 @@ class ApprovalRequest(Base):
     waiter_ref: Mapped[str | None] = mapped_column(String(64), doc="The flow run waiting on this request.")
     resumed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     requested_by: Mapped[str | None] = mapped_column(String(64), doc="The official who submitted the step.")
-    previous_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("approval_request.id"), index=True,
-                                                          doc="The round this one re-opens after changes.")
+    previous_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("approval_request.id"), index=True, doc="The round this one re-opens after changes."
+    )
     data: Mapped[dict] = mapped_column(JSON, default=dict, doc="What was submitted (text, links, amount).")
     reminders_sent: Mapped[int] = mapped_column(default=0)
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="When the timeout policy ends it.")
     told_at: Mapped[dt.datetime | None] = mapped_column(
-        UtcDateTime, doc="When whoever must hear that the step is overdue heard it (its superior, in one email "
-                         "per stage), or it was escalated to them.")
+        UtcDateTime,
+        doc="When whoever must hear that the step is overdue heard it (its superior, in one email "
+        "per stage), or it was escalated to them.",
+    )
 
 
 class Assignment(Base):
@@ -252,8 +266,12 @@ class SubmissionLink(Base):
     token_generation: Mapped[int] = mapped_column(default=1)
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(16), default="pending", doc="pending, used or closed")
-    kind: Mapped[str] = mapped_column(String(16), default="resubmission", server_default="resubmission",
-                                      doc="first (the step's submission) or resubmission (after changes)")
+    kind: Mapped[str] = mapped_column(
+        String(16),
+        default="resubmission",
+        server_default="resubmission",
+        doc="first (the step's submission) or resubmission (after changes)",
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
@@ -305,19 +323,34 @@ class Wake(Base):
 
     __tablename__ = "wake"
     __table_args__ = (
-        Index("uq_wake_queued", "cycle_id", "stage", unique=True, postgresql_where=text("status = 'queued'"),
-              sqlite_where=text("status = 'queued'")),
-        Index("ix_wake_due", "next_attempt_at", postgresql_where=text("status = 'queued'"),
-              sqlite_where=text("status = 'queued'")),
-        Index("ix_wake_parked", "created_at", postgresql_where=text("status = 'parked'"),
-              sqlite_where=text("status = 'parked'")),
+        Index(
+            "uq_wake_queued",
+            "cycle_id",
+            "stage",
+            unique=True,
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        Index(
+            "ix_wake_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        Index(
+            "ix_wake_parked",
+            "created_at",
+            postgresql_where=text("status = 'parked'"),
+            sqlite_where=text("status = 'parked'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(_big_id, primary_key=True, autoincrement=True)
     cycle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cycle.id"))
     stage: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str] = mapped_column(String(32), doc="stage_settled, cycle_cancelled, stage_opens, stage_due, "
-                                                        "restart or restart_forced")
+    reason: Mapped[str] = mapped_column(
+        String(32), doc="stage_settled, cycle_cancelled, stage_opens, stage_due, restart or restart_forced"
+    )
     status: Mapped[str] = mapped_column(String(16), default=WakeStatus.queued.value)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -33,14 +33,15 @@ def step_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language
 
 
 SHOWN_NOTE = {
-    "absent": {"vi": "Không nhận được trong hạn; Kế hoạch tiếp tục mà không có nội dung này.",
-               "en": "Nothing came by its due time; the plan went on without it."},
+    "absent": {
+        "vi": "Không nhận được trong hạn; Kế hoạch tiếp tục mà không có nội dung này.",
+        "en": "Nothing came by its due time; the plan went on without it.",
+    },
     "pending": {"vi": "Đã gửi, chưa được tiếp nhận.", "en": "Sent, not yet acknowledged."},
 }
 
 
-def shown_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str,
-                  base: str = "") -> list[dict]:
+def shown_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str, base: str = "") -> list[dict]:
     """What earlier stages sent that travels with this step (`Stage.shows`), for its pages:
     each stage's name, its text, named fields, links, and its files with a download address
     under `base` (the page's own live link), or a note that nothing came."""
@@ -51,12 +52,21 @@ def shown_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, languag
         except (KeyError, StageNotInPlan):  # a stage gone from the plan: nothing to show of it
             continue
         names = {spec.id: spec.name.get(language) for spec in plan.fields_of(cycle.kind, stage)}
-        shown.append({
-            "stage": f"{stage.number}. {stage.name.get(language)}", "status": entry.get("status", "absent"),
-            "note": SHOWN_NOTE.get(entry.get("status", "absent"), {}).get(language, ""),
-            "text": entry.get("text", ""), "links": entry.get("links", []),
-            "fields": [{"name": names.get(key, key), "value": value} for key, value in entry.get("fields", {}).items()],
-            "files": [{"name": f["name"], "url": f"{base}/{f['id']}" if base else ""} for f in entry.get("files", [])]})
+        shown.append(
+            {
+                "stage": f"{stage.number}. {stage.name.get(language)}",
+                "status": entry.get("status", "absent"),
+                "note": SHOWN_NOTE.get(entry.get("status", "absent"), {}).get(language, ""),
+                "text": entry.get("text", ""),
+                "links": entry.get("links", []),
+                "fields": [
+                    {"name": names.get(key, key), "value": value} for key, value in entry.get("fields", {}).items()
+                ],
+                "files": [
+                    {"name": f["name"], "url": f"{base}/{f['id']}" if base else ""} for f in entry.get("files", [])
+                ],
+            }
+        )
     return shown
 
 
@@ -138,8 +148,9 @@ class ClosingMessage(PlainMessage):
     due: dt.datetime | None = None  # in the plan's time zone, as the invite it cancels
 
 
-def receipt_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, decision, *,
-                    at: dt.datetime) -> ClosingMessage | None:
+def receipt_message(
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, decision, *, at: dt.datetime
+) -> ClosingMessage | None:
     """The decider's confirmation (so a decision they did not make gets noticed)."""
     official = plan.official(decision.official_id)
     if official is None:
@@ -147,15 +158,27 @@ def receipt_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, decision
     language = official.language.value
     step = step_context(plan, request, cycle, language=language)
     return ClosingMessage(
-        kind="receipt", key=f"receipt:{decision.id}", language=language, name=official.name,
+        kind="receipt",
+        key=f"receipt:{decision.id}",
+        language=language,
+        name=official.name,
         email=str(official.email),
-        context={"stage": step["stage"], "cycle": step["cycle"], "outcome": decision.outcome,
-                 "at": local_time(at, plan.tz, language), "comment": decision.comment},
-        request_id=str(request.id), official_id=official.id, due=request.due_at.astimezone(plan.tz))
+        context={
+            "stage": step["stage"],
+            "cycle": step["cycle"],
+            "outcome": decision.outcome,
+            "at": local_time(at, plan.tz, language),
+            "comment": decision.comment,
+        },
+        request_id=str(request.id),
+        official_id=official.id,
+        due=request.due_at.astimezone(plan.tz),
+    )
 
 
-def closed_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, officials: Sequence[str], *, decided_by: str,
-                    at: dt.datetime) -> list[ClosingMessage]:
+def closed_messages(
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, officials: Sequence[str], *, decided_by: str, at: dt.datetime
+) -> list[ClosingMessage]:
     """To each official whose link the outcome closed: no action is needed any more."""
     messages = []
     for official_id in officials:
@@ -164,12 +187,26 @@ def closed_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, official
             continue
         language = official.language.value
         step = step_context(plan, request, cycle, language=language)
-        messages.append(ClosingMessage(
-            kind="step_closed", key=f"step_closed:{request.id}:{official.id}", language=language,
-            name=official.name, email=str(official.email),
-            context={**person_context(official, language), "stage": step["stage"], "cycle": step["cycle"],
-                     "result": request.status, "decided_by": decided_by, "at": local_time(at, plan.tz, language)},
-            request_id=str(request.id), official_id=official.id, due=request.due_at.astimezone(plan.tz)))
+        messages.append(
+            ClosingMessage(
+                kind="step_closed",
+                key=f"step_closed:{request.id}:{official.id}",
+                language=language,
+                name=official.name,
+                email=str(official.email),
+                context={
+                    **person_context(official, language),
+                    "stage": step["stage"],
+                    "cycle": step["cycle"],
+                    "result": request.status,
+                    "decided_by": decided_by,
+                    "at": local_time(at, plan.tz, language),
+                },
+                request_id=str(request.id),
+                official_id=official.id,
+                due=request.due_at.astimezone(plan.tz),
+            )
+        )
     return messages
 
 
@@ -178,27 +215,38 @@ def problem_argument(official: Official, tz: ZoneInfo) -> str:
     return f"{official.id}:{dt.datetime.now(tz):%Y%m%d}"
 
 
-def link_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Sequence[NewAssignment], *,
-                  kind: str) -> list[LinkMessage]:
+def link_messages(
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, notify: Sequence[NewAssignment], *, kind: str
+) -> list[LinkMessage]:
     """A request, a reminder or an escalation for each assignee, keyed by assignment and link generation."""
     messages = []
     for new in notify:
         language = new.official.language.value
         generation = new.assignment.token_generation
-        messages.append(LinkMessage(
-            kind=kind, key=f"{kind}:{new.assignment.id}:{generation}", language=language, name=new.official.name,
-            email=str(new.official.email),
-            context={**person_context(new.official, language),
-                     **_email_context(plan, request, cycle, language=language)},
-            link_argument=approval_link_argument(new.assignment.id, generation),
-            problem_argument=problem_argument(new.official, plan.tz),
-            request_id=str(request.id), official_id=new.official.id, due=request.due_at.astimezone(plan.tz),
-        ))
+        messages.append(
+            LinkMessage(
+                kind=kind,
+                key=f"{kind}:{new.assignment.id}:{generation}",
+                language=language,
+                name=new.official.name,
+                email=str(new.official.email),
+                context={
+                    **person_context(new.official, language),
+                    **_email_context(plan, request, cycle, language=language),
+                },
+                link_argument=approval_link_argument(new.assignment.id, generation),
+                problem_argument=problem_argument(new.official, plan.tz),
+                request_id=str(request.id),
+                official_id=new.official.id,
+                due=request.due_at.astimezone(plan.tz),
+            )
+        )
     return messages
 
 
-def submission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked, *,
-                       reminder: int | str = 0) -> LinkMessage:
+def submission_message(
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, asked, *, reminder: int | str = 0
+) -> LinkMessage:
     """The email with a submission link: the step's first submission, or a resubmission after
     a request for changes (its page shows the reviewers' comments); `reminder` marks the
     sweep's n-th (or a coordinator's) reminder, whose link is the fresh one the reminder issued."""
@@ -206,12 +254,17 @@ def submission_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, asked
     language = official.language.value
     kind = "submission_request" if link.kind == "first" else "resubmission_request"
     return LinkMessage(
-        kind=kind, key=f"{kind}:{link.id}:{link.token_generation}" + (f":reminder-{reminder}" if reminder else ""),
-        language=language, name=official.name, email=str(official.email),
+        kind=kind,
+        key=f"{kind}:{link.id}:{link.token_generation}" + (f":reminder-{reminder}" if reminder else ""),
+        language=language,
+        name=official.name,
+        email=str(official.email),
         context={**person_context(official, language), **_email_context(plan, request, cycle, language=language)},
         link_argument=approval_link_argument(link.id, link.token_generation),
         problem_argument=problem_argument(official, plan.tz),
-        request_id=str(request.id), official_id=official.id, due=request.due_at.astimezone(plan.tz),
+        request_id=str(request.id),
+        official_id=official.id,
+        due=request.due_at.astimezone(plan.tz),
     )
 
 
@@ -226,14 +279,30 @@ def overdue_messages(plan: Plan, notice: OverdueNotice) -> list[PlainMessage]:
     first = step_context(plan, notice.branches[0].request, notice.cycle, language=language)
     ids = sorted(str(b.request.id) for b in notice.branches)
     told = hashlib.sha256(",".join([official.id, *ids]).encode()).hexdigest()[:24]
-    units = [{"unit": plan.agency(b.request.acting_agency).name.get(language),
-              "officer": ", ".join(official_name(plan, o) for o in b.waiting_on) or "—",
-              "due": local_time(b.request.due_at, plan.tz, language)} for b in notice.branches]
-    return [PlainMessage(
-        kind=kind, key=f"{kind}:{notice.cycle.id}:{notice.stage.id[:40]}:{told}", language=language,
-        name=official.name, email=str(official.email),
-        context={**person_context(official, language), "cycle": first["cycle"], "stage": first["stage"],
-                 "count": str(len(units)), "units": units})]
+    units = [
+        {
+            "unit": plan.agency(b.request.acting_agency).name.get(language),
+            "officer": ", ".join(official_name(plan, o) for o in b.waiting_on) or "—",
+            "due": local_time(b.request.due_at, plan.tz, language),
+        }
+        for b in notice.branches
+    ]
+    return [
+        PlainMessage(
+            kind=kind,
+            key=f"{kind}:{notice.cycle.id}:{notice.stage.id[:40]}:{told}",
+            language=language,
+            name=official.name,
+            email=str(official.email),
+            context={
+                **person_context(official, language),
+                "cycle": first["cycle"],
+                "stage": first["stage"],
+                "count": str(len(units)),
+                "units": units,
+            },
+        )
+    ]
 
 
 def coordinators(plan: Plan, at: dt.datetime) -> list[Official]:
@@ -241,8 +310,9 @@ def coordinators(plan: Plan, at: dt.datetime) -> list[Official]:
     return plan.holders("lead_agency.coordinator", at.astimezone(plan.tz).date())
 
 
-def unrouted_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, action: str, at: dt.datetime,
-                      base_url: str) -> list[PlainMessage]:
+def unrouted_messages(
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, *, action: str, at: dt.datetime, base_url: str
+) -> list[PlainMessage]:
     """Tell the coordinators that nobody could be asked to submit (or resubmit) a step: without
     them it would wait on an email that was never sent."""
     messages = []
@@ -250,17 +320,32 @@ def unrouted_messages(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, act
     for person in coordinators(plan, at):
         language = person.language.value
         step = step_context(plan, request, cycle, language=language)
-        messages.append(PlainMessage(
-            kind="attention", key=f"attention:{reason}:{request.id}:{person.id}", language=language,
-            name=person.name, email=str(person.email),
-            context={**person_context(person, language), "cycle": step["cycle"], "stage": step["stage"],
-                     "agency": step["agency"], "due": step["due"], "reason": reason, "note": "unrouted",
-                     "detail": "", "link": f"{base_url.rstrip('/')}/requests/{request.id}"}))
+        messages.append(
+            PlainMessage(
+                kind="attention",
+                key=f"attention:{reason}:{request.id}:{person.id}",
+                language=language,
+                name=person.name,
+                email=str(person.email),
+                context={
+                    **person_context(person, language),
+                    "cycle": step["cycle"],
+                    "stage": step["stage"],
+                    "agency": step["agency"],
+                    "due": step["due"],
+                    "reason": reason,
+                    "note": "unrouted",
+                    "detail": "",
+                    "link": f"{base_url.rstrip('/')}/requests/{request.id}",
+                },
+            )
+        )
     return messages
 
 
-def cycle_attention_messages(plan: Plan, cycle: Cycle, *, reason: str, detail: str, at: dt.datetime,
-                             base_url: str) -> list[PlainMessage]:
+def cycle_attention_messages(
+    plan: Plan, cycle: Cycle, *, reason: str, detail: str, at: dt.datetime, base_url: str
+) -> list[PlainMessage]:
     """Tell the coordinators that a cycle stopped and needs them (once per incident: the key
     carries the cycle's restart count)."""
     messages = []
@@ -268,17 +353,32 @@ def cycle_attention_messages(plan: Plan, cycle: Cycle, *, reason: str, detail: s
     for person in coordinators(plan, at):
         language = person.language.value
         name = kind.name.get(language) if kind else cycle.kind
-        messages.append(PlainMessage(
-            kind="attention", key=f"attention:{reason}:{cycle.id}:{cycle.restarts}:{person.id}", language=language,
-            name=person.name, email=str(person.email),
-            context={**person_context(person, language), "cycle": f"{name} {cycle.period}",
-                     "stage": "", "agency": "", "due": "", "reason": reason, "note": "restart", "detail": detail,
-                     "link": f"{base_url.rstrip('/')}/"}))
+        messages.append(
+            PlainMessage(
+                kind="attention",
+                key=f"attention:{reason}:{cycle.id}:{cycle.restarts}:{person.id}",
+                language=language,
+                name=person.name,
+                email=str(person.email),
+                context={
+                    **person_context(person, language),
+                    "cycle": f"{name} {cycle.period}",
+                    "stage": "",
+                    "agency": "",
+                    "due": "",
+                    "reason": reason,
+                    "note": "restart",
+                    "detail": detail,
+                    "link": f"{base_url.rstrip('/')}/",
+                },
+            )
+        )
     return messages
 
 
-def outcome_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, decided_by: str, comment: str,
-                    at: dt.datetime, base_url: str) -> PlainMessage | None:
+def outcome_message(
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, *, decided_by: str, comment: str, at: dt.datetime, base_url: str
+) -> PlainMessage | None:
     """Tell the official who submitted the step how it ended (approved, rejected, expired)."""
     submitter = plan.official(request.requested_by) if request.requested_by else None
     if submitter is None:
@@ -286,11 +386,21 @@ def outcome_message(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, decid
     language = submitter.language.value
     step = step_context(plan, request, cycle, language=language)
     return PlainMessage(
-        kind="outcome", key=f"outcome:{request.id}", language=language, name=submitter.name,
+        kind="outcome",
+        key=f"outcome:{request.id}",
+        language=language,
+        name=submitter.name,
         email=str(submitter.email),
-        context={**person_context(submitter, language), "cycle": step["cycle"], "stage": step["stage"],
-                 "result": request.status, "decided_by": decided_by, "comment": comment,
-                 "at": local_time(at, plan.tz, language), "link": f"{base_url.rstrip('/')}/requests/{request.id}"},
+        context={
+            **person_context(submitter, language),
+            "cycle": step["cycle"],
+            "stage": step["stage"],
+            "result": request.status,
+            "decided_by": decided_by,
+            "comment": comment,
+            "at": local_time(at, plan.tz, language),
+            "link": f"{base_url.rstrip('/')}/requests/{request.id}",
+        },
     )
 
 
@@ -303,32 +413,65 @@ def delivery_failure_messages(plan: Plan, failed: Sequence, *, at: dt.datetime, 
     messages = []
     for person in coordinators(plan, at):
         language = person.language.value
-        messages.append(PlainMessage(
-            kind="delivery_failure", key=f"delivery_failure:{fingerprint}:{person.id}", language=language,
-            name=person.name, email=str(person.email),
-            context={"title": person.title.get(language), "name": person.name, "count": str(len(failed)),
-                     "failures": [{"recipient": ", ".join(r["email"] for r in m.recipients), "subject": m.subject,
-                                   "error": (m.last_error or "")[:300],
-                                   "at": local_time(m.created_at, plan.tz, language)} for m in failed],
-                     "link": f"{base_url.rstrip('/')}/"}))
+        messages.append(
+            PlainMessage(
+                kind="delivery_failure",
+                key=f"delivery_failure:{fingerprint}:{person.id}",
+                language=language,
+                name=person.name,
+                email=str(person.email),
+                context={
+                    "title": person.title.get(language),
+                    "name": person.name,
+                    "count": str(len(failed)),
+                    "failures": [
+                        {
+                            "recipient": ", ".join(r["email"] for r in m.recipients),
+                            "subject": m.subject,
+                            "error": (m.last_error or "")[:300],
+                            "at": local_time(m.created_at, plan.tz, language),
+                        }
+                        for m in failed
+                    ],
+                    "link": f"{base_url.rstrip('/')}/",
+                },
+            )
+        )
     return messages
 
 
-def cycle_digest_messages(plan: Plan, cycle: Cycle, statuses: dict[str, str], *, event: str, at: dt.datetime,
-                          base_url: str) -> list[PlainMessage]:
+def cycle_digest_messages(
+    plan: Plan, cycle: Cycle, statuses: dict[str, str], *, event: str, at: dt.datetime, base_url: str
+) -> list[PlainMessage]:
     """Coordinators' digest when a cycle starts or finishes: every stage with its status."""
     messages = []
     for person in coordinators(plan, at):
         language = person.language.value
         kind = plan.cycle(cycle.kind)
         moved = dt.timedelta(days=cycle.shift_days or 0)
-        stages = [{"stage": f"{s.number}. {s.name.get(language)}", "status": statuses.get(s.id, "not_started"),
-                   "due": local_time(due_at(s.due, cycle_start=cycle.starts_on, tz=plan.tz) + moved, plan.tz, language)}
-                  for s in kind.stages]
-        messages.append(PlainMessage(
-            kind="cycle_digest", key=f"cycle_digest:{cycle.id}:{event}:{person.id}", language=language,
-            name=person.name, email=str(person.email),
-            context={**person_context(person, language), "cycle": f"{kind.name.get(language)} {cycle.period}",
-                     "event": event, "at": local_time(at, plan.tz, language), "stages": stages,
-                     "link": f"{base_url.rstrip('/')}/"}))
+        stages = [
+            {
+                "stage": f"{s.number}. {s.name.get(language)}",
+                "status": statuses.get(s.id, "not_started"),
+                "due": local_time(due_at(s.due, cycle_start=cycle.starts_on, tz=plan.tz) + moved, plan.tz, language),
+            }
+            for s in kind.stages
+        ]
+        messages.append(
+            PlainMessage(
+                kind="cycle_digest",
+                key=f"cycle_digest:{cycle.id}:{event}:{person.id}",
+                language=language,
+                name=person.name,
+                email=str(person.email),
+                context={
+                    **person_context(person, language),
+                    "cycle": f"{kind.name.get(language)} {cycle.period}",
+                    "event": event,
+                    "at": local_time(at, plan.tz, language),
+                    "stages": stages,
+                    "link": f"{base_url.rstrip('/')}/",
+                },
+            )
+        )
     return messages

@@ -103,9 +103,14 @@ def stage_of(plan: Plan, cycle_kind: str, stage_id: str) -> Stage:
 async def lock_request(session: AsyncSession, request_id: uuid.UUID) -> ApprovalRequest | None:
     """Take the request's row lock first: every change to a request and its assignments
     (decision, sweep, reassignment) locks in this order, so they queue instead of deadlocking."""
-    return (await session.execute(
-        select(ApprovalRequest).where(ApprovalRequest.id == request_id).with_for_update()
-        .execution_options(populate_existing=True))).scalar()
+    return (
+        await session.execute(
+            select(ApprovalRequest)
+            .where(ApprovalRequest.id == request_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar()
 
 
 async def get_or_create_cycle(session: AsyncSession, *, kind: str, period: str, starts_on: dt.date) -> Cycle:
@@ -123,11 +128,25 @@ def issue_token(assignment: Assignment, secret: bytes, generation: int) -> None:
     assignment.token_hash = hash_token(derive_token(secret, assignment.id, generation))
 
 
-def new_assignment(request: ApprovalRequest, approver: Approver, *, secret: bytes, position: int, active: bool,
-                   link_ttl: dt.timedelta, now: dt.datetime) -> Assignment:
+def new_assignment(
+    request: ApprovalRequest,
+    approver: Approver,
+    *,
+    secret: bytes,
+    position: int,
+    active: bool,
+    link_ttl: dt.timedelta,
+    now: dt.datetime,
+) -> Assignment:
     assignment = Assignment(
-        id=uuid.uuid4(), request_id=request.id, official_id=approver.official.id, on_behalf_of=approver.on_behalf_of,
-        role=approver.role, position=position, expires_at=now + link_ttl, created_at=now,
+        id=uuid.uuid4(),
+        request_id=request.id,
+        official_id=approver.official.id,
+        on_behalf_of=approver.on_behalf_of,
+        role=approver.role,
+        position=position,
+        expires_at=now + link_ttl,
+        created_at=now,
         status=(AssignmentStatus.pending if active else AssignmentStatus.waiting).value,
     )
     # A waiting assignment (later in a sequence) gets generation 0, a link nobody is ever sent.
@@ -135,13 +154,23 @@ def new_assignment(request: ApprovalRequest, approver: Approver, *, secret: byte
     return assignment
 
 
-async def add_assignments(session, request: ApprovalRequest, approvers: list[Approver], *, policy: Policy,
-                           secret: bytes, link_ttl: dt.timedelta, now: dt.datetime, start: int = 0) -> list[NewAssignment]:
+async def add_assignments(
+    session,
+    request: ApprovalRequest,
+    approvers: list[Approver],
+    *,
+    policy: Policy,
+    secret: bytes,
+    link_ttl: dt.timedelta,
+    now: dt.datetime,
+    start: int = 0,
+) -> list[NewAssignment]:
     new = []
     for offset, approver in enumerate(approvers):
         active = policy is not Policy.sequence or (start + offset) == 0
-        assignment = new_assignment(request, approver, secret=secret, position=start + offset, active=active,
-                                    link_ttl=link_ttl, now=now)
+        assignment = new_assignment(
+            request, approver, secret=secret, position=start + offset, active=active, link_ttl=link_ttl, now=now
+        )
         session.add(assignment)
         if active:
             new.append(NewAssignment(assignment, approver.official))
@@ -184,10 +213,16 @@ async def open_request(
     request waits for its submitter first and nobody is asked to decide yet (`route` does that
     once the submission arrives)."""
     round_ = previous.round + 1 if previous else 1
-    existing = (await session.execute(
-        select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.stage == stage_id,
-                                      ApprovalRequest.subject == subject, ApprovalRequest.round == round_)
-    )).scalar()
+    existing = (
+        await session.execute(
+            select(ApprovalRequest).where(
+                ApprovalRequest.cycle_id == cycle.id,
+                ApprovalRequest.stage == stage_id,
+                ApprovalRequest.subject == subject,
+                ApprovalRequest.round == round_,
+            )
+        )
+    ).scalar()
     if existing is not None:
         if waiter_ref and existing.waiter_ref != waiter_ref:
             existing.waiter_ref = waiter_ref
@@ -197,37 +232,72 @@ async def open_request(
     stage = stage_of(plan, cycle.kind, stage_id)
     today = local_day(plan, now)
     request = ApprovalRequest(
-        cycle_id=cycle.id, stage=stage_id, subject=subject, round=round_, policy=stage.policy.value,
+        cycle_id=cycle.id,
+        stage=stage_id,
+        subject=subject,
+        round=round_,
+        policy=stage.policy.value,
         acting_agency=plan.agency_on(subject or stage.acting_agencies[0], today, None if subject else stage.duty).id,
         due_at=previous.due_at if previous else step_due(plan, stage, cycle, now),
-        waiter_ref=waiter_ref, created_at=now, requested_by=requested_by, data=data or {},
+        waiter_ref=waiter_ref,
+        created_at=now,
+        requested_by=requested_by,
+        data=data or {},
         previous_id=previous.id if previous else None,
         status=(RequestStatus.awaiting_submission if awaiting_submission else RequestStatus.pending).value,
     )
     session.add(request)
-    await set_stage_status(session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.waiting, now=now,
-                           audited=False)
+    await set_stage_status(
+        session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.waiting, now=now, audited=False
+    )
     await session.flush()
-    new = [] if awaiting_submission else await route(session, plan=plan, request=request, secret=secret,
-                                                       link_ttl=link_ttl, now=now)
+    new = (
+        []
+        if awaiting_submission
+        else await route(session, plan=plan, request=request, secret=secret, link_ttl=link_ttl, now=now)
+    )
     await audit.append(
-        session, actor=f"official:{requested_by}" if requested_by else "system", action="request.opened",
-        entity="approval_request", entity_id=str(request.id),
-        data={"cycle": f"{cycle.kind}/{cycle.period}", "stage": stage_id, "subject": subject, "round": round_,
-              "policy": request.policy, "previous": str(previous.id) if previous else None,
-              "status": request.status,
-              "assignees": [{"official": a.official_id, "on_behalf_of": a.on_behalf_of} for a in (await session.execute(
-                  select(Assignment).where(Assignment.request_id == request.id).order_by(Assignment.position)
-              )).scalars()],
-              "due_at": request.due_at.isoformat(),
-              **({"planned_due_at": planned.isoformat()} if (planned := planned_due(plan, stage, cycle)) != request.due_at
-                 and previous is None else {})},
+        session,
+        actor=f"official:{requested_by}" if requested_by else "system",
+        action="request.opened",
+        entity="approval_request",
+        entity_id=str(request.id),
+        data={
+            "cycle": f"{cycle.kind}/{cycle.period}",
+            "stage": stage_id,
+            "subject": subject,
+            "round": round_,
+            "policy": request.policy,
+            "previous": str(previous.id) if previous else None,
+            "status": request.status,
+            "assignees": [
+                {"official": a.official_id, "on_behalf_of": a.on_behalf_of}
+                for a in (
+                    await session.execute(
+                        select(Assignment).where(Assignment.request_id == request.id).order_by(Assignment.position)
+                    )
+                ).scalars()
+            ],
+            "due_at": request.due_at.isoformat(),
+            **(
+                {"planned_due_at": planned.isoformat()}
+                if (planned := planned_due(plan, stage, cycle)) != request.due_at and previous is None
+                else {}
+            ),
+        },
     )
     return OpenedRequest(request, cycle, new)
 
 
-async def route(session: AsyncSession, *, plan: Plan, request: ApprovalRequest, secret: bytes,
-                link_ttl: dt.timedelta, now: dt.datetime) -> list[NewAssignment]:
+async def route(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    request: ApprovalRequest,
+    secret: bytes,
+    link_ttl: dt.timedelta,
+    now: dt.datetime,
+) -> list[NewAssignment]:
     """Ask the officials who decide the step: its roles after the routing rules its data
     triggers (an amount above a threshold), resolved on the day with the delegations in force,
     never the submitter, and for a branch only that unit's holders of a per-unit role.
@@ -236,34 +306,69 @@ async def route(session: AsyncSession, *, plan: Plan, request: ApprovalRequest, 
     stage = stage_of(plan, cycle.kind, request.stage)
     roles, policy = stage.routed(request.data or {})
     today = local_day(plan, now)
-    approvers = resolve_approvers(plan, roles, on=today, delegations=await delegations_in_force(session, plan),
-                                  requester=request.requested_by, unit=request.subject or None)
+    approvers = resolve_approvers(
+        plan,
+        roles,
+        on=today,
+        delegations=await delegations_in_force(session, plan),
+        requester=request.requested_by,
+        unit=request.subject or None,
+    )
     if not approvers:
         raise NoApprover(f"nobody can decide stage '{request.stage}' on {today} (roles {', '.join(roles)})")
     quorum = stage.quorum if policy is Policy.quorum else None
     if quorum is not None and quorum > len(approvers):
-        raise NoApprover(f"stage '{request.stage}' needs {quorum} approvals but only {len(approvers)} officials "
-                         f"can decide")
+        raise NoApprover(
+            f"stage '{request.stage}' needs {quorum} approvals but only {len(approvers)} officials can decide"
+        )
     request.policy, request.quorum = policy.value, quorum
-    return await add_assignments(session, request, approvers, policy=policy, secret=secret, link_ttl=link_ttl,
-                                 now=now)
+    return await add_assignments(session, request, approvers, policy=policy, secret=secret, link_ttl=link_ttl, now=now)
 
 
-async def reopen_after_changes(session: AsyncSession, *, plan: Plan, secret: bytes, previous_id: uuid.UUID,
-                               data: dict, requested_by: str | None, waiter_ref: str | None,
-                               link_ttl: dt.timedelta, now: dt.datetime) -> OpenedRequest:
+async def reopen_after_changes(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    secret: bytes,
+    previous_id: uuid.UUID,
+    data: dict,
+    requested_by: str | None,
+    waiter_ref: str | None,
+    link_ttl: dt.timedelta,
+    now: dt.datetime,
+) -> OpenedRequest:
     """The acting agency resubmitted after a request for changes: a new round, linked to the previous one."""
     previous = await session.get(ApprovalRequest, previous_id, populate_existing=True)
     if previous is None or previous.status != RequestStatus.changes_requested.value:
         raise Refused("only a request sent back for changes can be re-opened")
     cycle = await session.get(Cycle, previous.cycle_id)
-    return await open_request(session, plan=plan, secret=secret, cycle=cycle, stage_id=previous.stage,
-                              subject=previous.subject, waiter_ref=waiter_ref, link_ttl=link_ttl, now=now,
-                              requested_by=requested_by, data=data, previous=previous)
+    return await open_request(
+        session,
+        plan=plan,
+        secret=secret,
+        cycle=cycle,
+        stage_id=previous.stage,
+        subject=previous.subject,
+        waiter_ref=waiter_ref,
+        link_ttl=link_ttl,
+        now=now,
+        requested_by=requested_by,
+        data=data,
+        previous=previous,
+    )
 
 
-async def reassign(session: AsyncSession, *, plan: Plan, secret: bytes, assignment_id: uuid.UUID, to_official: str,
-                   by: str, now: dt.datetime, link_ttl: dt.timedelta) -> NewAssignment:
+async def reassign(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    secret: bytes,
+    assignment_id: uuid.UUID,
+    to_official: str,
+    by: str,
+    now: dt.datetime,
+    link_ttl: dt.timedelta,
+) -> NewAssignment:
     """A coordinator moves an assignment: the old link stops working, the new assignee gets a new one."""
     old = await session.get(Assignment, assignment_id)
     if old is None:
@@ -276,27 +381,50 @@ async def reassign(session: AsyncSession, *, plan: Plan, secret: bytes, assignme
     if to_official == request.requested_by:
         raise Refused("the step cannot be reassigned to the official who submitted it")
     taken = await session.execute(
-        select(Assignment.id).where(Assignment.request_id == request.id, Assignment.official_id == to_official,
-                                    Assignment.status.in_([AssignmentStatus.pending.value, AssignmentStatus.waiting.value])))
+        select(Assignment.id).where(
+            Assignment.request_id == request.id,
+            Assignment.official_id == to_official,
+            Assignment.status.in_([AssignmentStatus.pending.value, AssignmentStatus.waiting.value]),
+        )
+    )
     if taken.first() is not None:
         raise Refused(f"official '{to_official}' is already asked to decide this step")
     moved = await session.execute(
         update(Assignment)
-        .where(Assignment.id == old.id, Assignment.status.in_([AssignmentStatus.pending.value,
-                                                               AssignmentStatus.waiting.value]))
+        .where(
+            Assignment.id == old.id,
+            Assignment.status.in_([AssignmentStatus.pending.value, AssignmentStatus.waiting.value]),
+        )
         .values(status=AssignmentStatus.reassigned.value)
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     if moved.rowcount != 1 or request.status != RequestStatus.pending.value:
         raise AlreadyDecided()
-    replacement = new_assignment(request, Approver(official, old.role, None), secret=secret, position=old.position,
-                                 active=old.status == AssignmentStatus.pending.value, link_ttl=link_ttl, now=now)
+    replacement = new_assignment(
+        request,
+        Approver(official, old.role, None),
+        secret=secret,
+        position=old.position,
+        active=old.status == AssignmentStatus.pending.value,
+        link_ttl=link_ttl,
+        now=now,
+    )
     session.add(replacement)
     await session.flush()
-    await session.execute(update(Assignment).where(Assignment.id == old.id).values(replaced_by=replacement.id)
-                          .execution_options(synchronize_session=False))
-    await audit.append(session, actor=by, action="assignment.reassigned", entity="approval_request",
-                       entity_id=str(request.id),
-                       data={"from": old.official_id, "to": to_official, "assignment": str(replacement.id)})
+    await session.execute(
+        update(Assignment)
+        .where(Assignment.id == old.id)
+        .values(replaced_by=replacement.id)
+        .execution_options(synchronize_session=False)
+    )
+    await audit.append(
+        session,
+        actor=by,
+        action="assignment.reassigned",
+        entity="approval_request",
+        entity_id=str(request.id),
+        data={"from": old.official_id, "to": to_official, "assignment": str(replacement.id)},
+    )
     return NewAssignment(replacement, official)
 
 
@@ -314,8 +442,13 @@ async def earlier_rounds(session: AsyncSession, request: ApprovalRequest) -> lis
     rounds, previous_id = [], request.previous_id
     while previous_id is not None and len(rounds) < 20:
         previous = await session.get(ApprovalRequest, previous_id)
-        decisions = list((await session.execute(select(Decision).where(Decision.request_id == previous.id)
-                                                .order_by(Decision.decided_at))).scalars())
+        decisions = list(
+            (
+                await session.execute(
+                    select(Decision).where(Decision.request_id == previous.id).order_by(Decision.decided_at)
+                )
+            ).scalars()
+        )
         rounds.append((previous, decisions))
         previous_id = previous.previous_id
     return rounds
@@ -329,14 +462,21 @@ def live(assignment: Assignment, now: dt.datetime) -> Assignment:
 
 
 # Built once: every page an official opens from an email runs them.
-LINK_VIEW = (select(Assignment, ApprovalRequest, Cycle)
-         .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
-         .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
-         .where(Assignment.token_hash == bindparam("digest")))
-_OTHERS = (select(Assignment)
-           .where(Assignment.request_id == bindparam("request_id"), Assignment.id != bindparam("assignment_id"),
-                  Assignment.status.not_in([AssignmentStatus.reassigned.value]))
-           .order_by(Assignment.position))
+LINK_VIEW = (
+    select(Assignment, ApprovalRequest, Cycle)
+    .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
+    .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+    .where(Assignment.token_hash == bindparam("digest"))
+)
+_OTHERS = (
+    select(Assignment)
+    .where(
+        Assignment.request_id == bindparam("request_id"),
+        Assignment.id != bindparam("assignment_id"),
+        Assignment.status.not_in([AssignmentStatus.reassigned.value]),
+    )
+    .order_by(Assignment.position)
+)
 
 
 async def open_link(session: AsyncSession, token: str, *, now: dt.datetime, statement=LINK_VIEW):
@@ -357,23 +497,36 @@ async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> L
     assignment, request, cycle = await open_link(session, token, now=now)
     if request.status != RequestStatus.pending.value:
         raise InvalidLink()
-    others = list((await session.execute(_OTHERS, {"request_id": request.id,
-                                                   "assignment_id": assignment.id})).scalars())
+    others = list(
+        (await session.execute(_OTHERS, {"request_id": request.id, "assignment_id": assignment.id})).scalars()
+    )
     return LinkView(assignment, request, cycle, others, await earlier_rounds(session, request))
 
 
-_STAGE_STATUS = (update(CycleStage).where(CycleStage.id == bindparam("row_id"))
-                 .values(status=bindparam("new_status"), updated_at=bindparam("at"))
-                 .execution_options(synchronize_session=False))
+_STAGE_STATUS = (
+    update(CycleStage)
+    .where(CycleStage.id == bindparam("row_id"))
+    .values(status=bindparam("new_status"), updated_at=bindparam("at"))
+    .execution_options(synchronize_session=False)
+)
 
 
-async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str, status: StageStatus,
-                           now: dt.datetime, audited: bool = True, row: CycleStage | None = None) -> None:
+async def set_stage_status(
+    session: AsyncSession,
+    *,
+    cycle_id: uuid.UUID,
+    stage: str,
+    status: StageStatus,
+    now: dt.datetime,
+    audited: bool = True,
+    row: CycleStage | None = None,
+) -> None:
     """Record a stage's status (audited when it changes); `row` is the stage's row when the
     caller already holds it."""
     if row is None:
-        row = (await session.execute(
-            select(CycleStage).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage))).scalar()
+        row = (
+            await session.execute(select(CycleStage).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage))
+        ).scalar()
     if row is None:
         row = CycleStage(cycle_id=cycle_id, stage=stage, status=status.value, updated_at=now)
         session.add(row)
@@ -385,6 +538,12 @@ async def set_stage_status(session: AsyncSession, *, cycle_id: uuid.UUID, stage:
     else:
         return
     if audited:
-        await audit.append(session, actor="system", action="stage.recorded", entity="cycle_stage",
-                           entity_id=str(row.id), data={"stage": stage, "status": status.value})
+        await audit.append(
+            session,
+            actor="system",
+            action="stage.recorded",
+            entity="cycle_stage",
+            entity_id=str(row.id),
+            data={"stage": stage, "status": status.value},
+        )
     await session.flush()

@@ -90,18 +90,27 @@ _NEWER = aliased(ApprovalRequest)
 # Built once: every settlement runs it, and building an aliased select costs more than running it.
 _LATEST_COUNTS = (
     select(ApprovalRequest.status, func.count())
-    .where(ApprovalRequest.cycle_id == bindparam("cycle_id"), ApprovalRequest.stage == bindparam("stage"),
-           ~select(_NEWER.id).where(_NEWER.previous_id == ApprovalRequest.id).exists())
-    .group_by(ApprovalRequest.status))
+    .where(
+        ApprovalRequest.cycle_id == bindparam("cycle_id"),
+        ApprovalRequest.stage == bindparam("stage"),
+        ~select(_NEWER.id).where(_NEWER.previous_id == ApprovalRequest.id).exists(),
+    )
+    .group_by(ApprovalRequest.status)
+)
 
 
 _RECORD_SINGLE = (
     update(CycleStage)
-    .where(CycleStage.cycle_id == bindparam("of_cycle"), CycleStage.stage == bindparam("of_stage"),
-           CycleStage.status.not_in(sorted(KEPT)), CycleStage.status != bindparam("new_status"))
+    .where(
+        CycleStage.cycle_id == bindparam("of_cycle"),
+        CycleStage.stage == bindparam("of_stage"),
+        CycleStage.status.not_in(sorted(KEPT)),
+        CycleStage.status != bindparam("new_status"),
+    )
     .values(status=bindparam("new_status"), updated_at=bindparam("at"))
     .returning(CycleStage.id)
-    .execution_options(synchronize_session=False))
+    .execution_options(synchronize_session=False)
+)
 
 
 async def stage_state(session: AsyncSession, cycle_id: uuid.UUID, stage: str) -> StageState:
@@ -116,16 +125,37 @@ async def stage_state(session: AsyncSession, cycle_id: uuid.UUID, stage: str) ->
 async def lock_stage(session: AsyncSession, cycle_id: uuid.UUID, stage: str) -> CycleStage | None:
     """The stage's row, locked: settlements of one stage take turns here, so the last branch to
     settle sees every other one settled (two at once would each see the other still open)."""
-    return (await session.execute(
-        select(CycleStage).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage).with_for_update()
-        .execution_options(populate_existing=True))).scalar()
+    return (
+        await session.execute(
+            select(CycleStage)
+            .where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar()
 
 
-async def enqueue_wake(session: AsyncSession, *, cycle_id: uuid.UUID, stage: str, reason: str,
-                       now: dt.datetime, requested_by: str | None = None) -> None:
+async def enqueue_wake(
+    session: AsyncSession,
+    *,
+    cycle_id: uuid.UUID,
+    stage: str,
+    reason: str,
+    now: dt.datetime,
+    requested_by: str | None = None,
+) -> None:
     """Queue a wake of the cycle's run at a stage; one queued wake per stage (a second adds nothing)."""
-    values = dict(cycle_id=cycle_id, stage=stage, reason=reason, status=WakeStatus.queued.value, attempts=0,
-                  next_attempt_at=now, last_error="", created_at=now, requested_by=requested_by)
+    values = dict(
+        cycle_id=cycle_id,
+        stage=stage,
+        reason=reason,
+        status=WakeStatus.queued.value,
+        attempts=0,
+        next_attempt_at=now,
+        last_error="",
+        created_at=now,
+        requested_by=requested_by,
+    )
     await core(session, _ENQUEUE_WAKE[session.bind.dialect.name], values)
 
 
@@ -135,9 +165,10 @@ def _enqueue_wake_statements() -> dict:
     # to the index once a connection's prepared statement runs with a generic plan (after a few
     # executions), and every wake then fails with "no unique or exclusion constraint matching".
     where = text(f"status = '{WakeStatus.queued.value}'")
-    return {name: insert_(Wake.__table__).on_conflict_do_nothing(index_elements=["cycle_id", "stage"],
-                                                                index_where=where)
-            for name, insert_ in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+    return {
+        name: insert_(Wake.__table__).on_conflict_do_nothing(index_elements=["cycle_id", "stage"], index_where=where)
+        for name, insert_ in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+    }
 
 
 _ENQUEUE_WAKE = _enqueue_wake_statements()
@@ -152,27 +183,47 @@ async def after_settled(session: AsyncSession, request: ApprovalRequest, *, now:
         # records the stage's status, instead of locking the stage and counting its rounds.
         counts = Counter({RequestStatus(request.status): 1})
         state = StageState(counts, status_of(counts))
-        recorded = (await core(session, _RECORD_SINGLE, {"of_cycle": request.cycle_id, "of_stage": request.stage,
-                                                           "new_status": state.status.value, "at": now})).scalar()
+        recorded = (
+            await core(
+                session,
+                _RECORD_SINGLE,
+                {"of_cycle": request.cycle_id, "of_stage": request.stage, "new_status": state.status.value, "at": now},
+            )
+        ).scalar()
         if recorded is not None:
-            await audit.append(session, actor="system", action="stage.recorded", entity="cycle_stage",
-                               entity_id=str(recorded), data={"stage": request.stage, "status": state.status.value})
+            await audit.append(
+                session,
+                actor="system",
+                action="stage.recorded",
+                entity="cycle_stage",
+                entity_id=str(recorded),
+                data={"stage": request.stage, "status": state.status.value},
+            )
     else:
         row = await lock_stage(session, request.cycle_id, request.stage)
         state = await stage_state(session, request.cycle_id, request.stage)
         if row is not None and row.status not in KEPT:
-            await set_stage_status(session, cycle_id=request.cycle_id, stage=request.stage, status=state.status,
-                                   now=now, row=row)
+            await set_stage_status(
+                session, cycle_id=request.cycle_id, stage=request.stage, status=state.status, now=now, row=row
+            )
     if state.settled:
-        await enqueue_wake(session, cycle_id=request.cycle_id, stage=request.stage,
-                           reason=WakeReason.stage_settled, now=now)
+        await enqueue_wake(
+            session, cycle_id=request.cycle_id, stage=request.stage, reason=WakeReason.stage_settled, now=now
+        )
     return state
 
 
 async def due_openings(session: AsyncSession, *, now: dt.datetime) -> int:
     """Wake the runs whose scheduled stage's date has come (the sweep calls this)."""
-    due = list((await session.execute(select(CycleStage.cycle_id, CycleStage.stage).where(
-        CycleStage.status == StageStatus.scheduled.value, CycleStage.opens_at <= now))).all())
+    due = list(
+        (
+            await session.execute(
+                select(CycleStage.cycle_id, CycleStage.stage).where(
+                    CycleStage.status == StageStatus.scheduled.value, CycleStage.opens_at <= now
+                )
+            )
+        ).all()
+    )
     for cycle_id, stage in due:
         await enqueue_wake(session, cycle_id=cycle_id, stage=stage, reason=WakeReason.stage_opens, now=now)
     return len(due)
@@ -181,12 +232,24 @@ async def due_openings(session: AsyncSession, *, now: dt.datetime) -> int:
 async def due_goings_on(session: AsyncSession, *, now: dt.datetime) -> int:
     """Wake the runs waiting at a stage they leave at its due time, settled or not (the sweep
     calls this): once per stage, however many passes of the sweep come after."""
-    woken = select(Wake.id).where(Wake.cycle_id == CycleStage.cycle_id, Wake.stage == CycleStage.stage,
-                                  Wake.reason == WakeReason.stage_due).exists()
-    due = list((await session.execute(select(CycleStage.cycle_id, CycleStage.stage).where(
-        CycleStage.goes_on_at <= now, CycleStage.status.in_([StageStatus.waiting.value,
-                                                             StageStatus.changes_requested.value]),
-        ~woken))).all())
+    woken = (
+        select(Wake.id)
+        .where(
+            Wake.cycle_id == CycleStage.cycle_id, Wake.stage == CycleStage.stage, Wake.reason == WakeReason.stage_due
+        )
+        .exists()
+    )
+    due = list(
+        (
+            await session.execute(
+                select(CycleStage.cycle_id, CycleStage.stage).where(
+                    CycleStage.goes_on_at <= now,
+                    CycleStage.status.in_([StageStatus.waiting.value, StageStatus.changes_requested.value]),
+                    ~woken,
+                )
+            )
+        ).all()
+    )
     for cycle_id, stage in due:
         await enqueue_wake(session, cycle_id=cycle_id, stage=stage, reason=WakeReason.stage_due, now=now)
     return len(due)

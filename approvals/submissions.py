@@ -74,73 +74,136 @@ def submitter_for(plan: Plan, request: ApprovalRequest, cycle: Cycle, now: dt.da
     if request.requested_by and plan.official(request.requested_by):
         return plan.official(request.requested_by)
     stage = stage_of(plan, cycle.kind, request.stage)
-    holders = plan.holders(stage.requester, local_day(plan, now), unit=request.subject or None) \
-        if stage.requester else []
+    holders = (
+        plan.holders(stage.requester, local_day(plan, now), unit=request.subject or None) if stage.requester else []
+    )
     return holders[0] if holders else None
 
 
-async def _ask(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest, now: dt.datetime,
-               expires_at: dt.datetime, kind: str) -> SubmissionAsked | SubmissionUnrouted | None:
+async def _ask(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    secret: bytes,
+    request: ApprovalRequest,
+    now: dt.datetime,
+    expires_at: dt.datetime,
+    kind: str,
+) -> SubmissionAsked | SubmissionUnrouted | None:
     """One link per request and kind: a re-run finds it and asks nothing new (None). A step
     that began with a first submission keeps its used `first` link; it never stands in for the
     resubmission link a request for changes needs."""
-    existing = (await session.execute(select(SubmissionLink.id).where(
-        SubmissionLink.request_id == request.id, SubmissionLink.kind == kind).limit(1))).first()
+    existing = (
+        await session.execute(
+            select(SubmissionLink.id)
+            .where(SubmissionLink.request_id == request.id, SubmissionLink.kind == kind)
+            .limit(1)
+        )
+    ).first()
     if existing is not None:
         return None
     cycle = await session.get(Cycle, request.cycle_id)
     official = submitter_for(plan, request, cycle, now)
     action = "submission" if kind == "first" else "resubmission"
     if official is None:
-        recorded = (await session.execute(select(AuditEvent.id).where(
-            AuditEvent.entity == "approval_request", AuditEvent.entity_id == str(request.id),
-            AuditEvent.action == f"{action}.unrouted").limit(1))).first()
+        recorded = (
+            await session.execute(
+                select(AuditEvent.id)
+                .where(
+                    AuditEvent.entity == "approval_request",
+                    AuditEvent.entity_id == str(request.id),
+                    AuditEvent.action == f"{action}.unrouted",
+                )
+                .limit(1)
+            )
+        ).first()
         if recorded is not None:
             return None  # a re-run: recorded and told once
-        await audit.append(session, actor="system", action=f"{action}.unrouted", entity="approval_request",
-                           entity_id=str(request.id), data={"reason": "no submitter and no requester role holder"})
+        await audit.append(
+            session,
+            actor="system",
+            action=f"{action}.unrouted",
+            entity="approval_request",
+            entity_id=str(request.id),
+            data={"reason": "no submitter and no requester role holder"},
+        )
         return SubmissionUnrouted(request, action)
-    link = SubmissionLink(id=uuid.uuid4(), request_id=request.id, official_id=official.id, token_generation=1,
-                          expires_at=expires_at, created_at=now, kind=kind)
+    link = SubmissionLink(
+        id=uuid.uuid4(),
+        request_id=request.id,
+        official_id=official.id,
+        token_generation=1,
+        expires_at=expires_at,
+        created_at=now,
+        kind=kind,
+    )
     link.token_hash = hash_token(derive_token(secret, link.id, 1))
     session.add(link)
     await session.flush()
-    await audit.append(session, actor="system", action=f"{action}.asked", entity="approval_request",
-                       entity_id=str(request.id), data={"official": official.id})
+    await audit.append(
+        session,
+        actor="system",
+        action=f"{action}.asked",
+        entity="approval_request",
+        entity_id=str(request.id),
+        data={"official": official.id},
+    )
     return SubmissionAsked(link, official)
 
 
-async def ask_resubmission(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID,
-                           now: dt.datetime, link_ttl: dt.timedelta) -> SubmissionAsked | SubmissionUnrouted | None:
+async def ask_resubmission(
+    session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID, now: dt.datetime, link_ttl: dt.timedelta
+) -> SubmissionAsked | SubmissionUnrouted | None:
     """Create the resubmission link once (a re-run finds it and asks nothing new: None);
     SubmissionUnrouted, once, when nobody can be asked."""
     request = await lock_request(session, request_id)
     if request is None or request.status != RequestStatus.changes_requested.value:
         return None
-    return await _ask(session, plan=plan, secret=secret, request=request, now=now, expires_at=now + link_ttl,
-                      kind="resubmission")
+    return await _ask(
+        session, plan=plan, secret=secret, request=request, now=now, expires_at=now + link_ttl, kind="resubmission"
+    )
 
 
-async def ask_unasked(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest,
-                      now: dt.datetime, link_ttl: dt.timedelta) -> SubmissionAsked | None:
+async def ask_unasked(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    secret: bytes,
+    request: ApprovalRequest,
+    now: dt.datetime,
+    link_ttl: dt.timedelta,
+) -> SubmissionAsked | None:
     """A step nobody could be asked to (re)submit (`*.unrouted`): ask now, once someone holds the
     role (a coordinator's "remind"). None when still nobody can be asked, or it was asked."""
     first = request.status == RequestStatus.awaiting_submission.value
-    asked = await _ask(session, plan=plan, secret=secret, request=request, now=now,
-                       expires_at=(max(now, request.due_at) if first else now) + link_ttl,
-                       kind="first" if first else "resubmission")
+    asked = await _ask(
+        session,
+        plan=plan,
+        secret=secret,
+        request=request,
+        now=now,
+        expires_at=(max(now, request.due_at) if first else now) + link_ttl,
+        kind="first" if first else "resubmission",
+    )
     return asked if isinstance(asked, SubmissionAsked) else None
 
 
 async def pending_link(session: AsyncSession, request_id: uuid.UUID, now: dt.datetime) -> SubmissionLink | None:
     """The request's form link that can still be used, if any."""
-    return (await session.execute(select(SubmissionLink).where(
-        SubmissionLink.request_id == request_id, SubmissionLink.status == "pending",
-        SubmissionLink.expires_at > now))).scalar()
+    return (
+        await session.execute(
+            select(SubmissionLink).where(
+                SubmissionLink.request_id == request_id,
+                SubmissionLink.status == "pending",
+                SubmissionLink.expires_at > now,
+            )
+        )
+    ).scalar()
 
 
-async def remind_submitter(session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest,
-                           now: dt.datetime) -> SubmissionAsked | None:
+async def remind_submitter(
+    session: AsyncSession, *, plan: Plan, secret: bytes, request: ApprovalRequest, now: dt.datetime
+) -> SubmissionAsked | None:
     """A reminder carries a fresh link: the form link's next generation replaces the last one,
     which stops working (a forwarded or leaked old email opens nothing). None when nobody can be
     reminded: no pending link, its official gone from the directory, or the link used meanwhile."""
@@ -151,10 +214,14 @@ async def remind_submitter(session: AsyncSession, *, plan: Plan, secret: bytes, 
     generation = link.token_generation + 1
     moved = await session.execute(
         update(SubmissionLink)
-        .where(SubmissionLink.id == link.id, SubmissionLink.status == "pending",
-               SubmissionLink.token_generation == link.token_generation)  # compare-and-set: a submit may race
+        .where(
+            SubmissionLink.id == link.id,
+            SubmissionLink.status == "pending",
+            SubmissionLink.token_generation == link.token_generation,
+        )  # compare-and-set: a submit may race
         .values(token_generation=generation, token_hash=hash_token(derive_token(secret, link.id, generation)))
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
     if moved.rowcount != 1:
         return None
     await session.refresh(link)
@@ -167,20 +234,47 @@ class SubmissionOpened:
     asked: SubmissionAsked | SubmissionUnrouted | None  # None when already asked (a re-run)
 
 
-async def open_submission(session: AsyncSession, *, plan: Plan, secret: bytes, cycle: Cycle, stage_id: str,
-                          subject: str, waiter_ref: str | None, now: dt.datetime,
-                          link_ttl: dt.timedelta, data: dict | None = None) -> SubmissionOpened:
+async def open_submission(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    secret: bytes,
+    cycle: Cycle,
+    stage_id: str,
+    subject: str,
+    waiter_ref: str | None,
+    now: dt.datetime,
+    link_ttl: dt.timedelta,
+    data: dict | None = None,
+) -> SubmissionOpened:
     """Open a step that starts with a submission: the request waits for it, and the holder of
     the stage's requester role (the branch's own, for a per-unit role) gets a link to the form.
     The link stays valid until the due time plus the usual link lifetime."""
-    opened = await open_request(session, plan=plan, secret=secret, cycle=cycle, stage_id=stage_id, subject=subject,
-                                waiter_ref=waiter_ref, link_ttl=link_ttl, now=now, awaiting_submission=True,
-                                data=data)
+    opened = await open_request(
+        session,
+        plan=plan,
+        secret=secret,
+        cycle=cycle,
+        stage_id=stage_id,
+        subject=subject,
+        waiter_ref=waiter_ref,
+        link_ttl=link_ttl,
+        now=now,
+        awaiting_submission=True,
+        data=data,
+    )
     request = opened.request
     if request.status != RequestStatus.awaiting_submission.value:
         return SubmissionOpened(opened, None)
-    asked = await _ask(session, plan=plan, secret=secret, request=request, now=now,
-                       expires_at=max(now, request.due_at) + link_ttl, kind="first")
+    asked = await _ask(
+        session,
+        plan=plan,
+        secret=secret,
+        request=request,
+        now=now,
+        expires_at=max(now, request.due_at) + link_ttl,
+        kind="first",
+    )
     return SubmissionOpened(opened, asked)
 
 
@@ -196,7 +290,9 @@ async def view_submission(session: AsyncSession, token: str, *, now: dt.datetime
     """What the resubmission page shows (the reviewers' comments). Changes nothing."""
     if not well_formed(token):
         raise InvalidLink()
-    link = (await session.execute(select(SubmissionLink).where(SubmissionLink.token_hash == hash_token(token)))).scalar()
+    link = (
+        await session.execute(select(SubmissionLink).where(SubmissionLink.token_hash == hash_token(token)))
+    ).scalar()
     if link is None or link.status != "pending" or link.expires_at <= now:
         raise InvalidLink()
     request = await session.get(ApprovalRequest, link.request_id, populate_existing=True)
@@ -204,8 +300,13 @@ async def view_submission(session: AsyncSession, token: str, *, now: dt.datetime
     if request.status != expected.value:
         raise InvalidLink()  # the step expired or its cycle was cancelled
     cycle = await session.get(Cycle, request.cycle_id)
-    comments = list((await session.execute(select(Decision).where(Decision.request_id == request.id)
-                                           .order_by(Decision.decided_at))).scalars())
+    comments = list(
+        (
+            await session.execute(
+                select(Decision).where(Decision.request_id == request.id).order_by(Decision.decided_at)
+            )
+        ).scalars()
+    )
     return SubmissionView(link, request, cycle, comments)
 
 
@@ -218,9 +319,16 @@ class SubmissionInvalid(InvalidInput):
 MAX_LINKS = 10
 
 
-def parse_submission(*, stage_kind: StageKind, text: str, links: str = "", amount: str = "",
-                     fields: dict[str, str] | None = None, specs: Sequence[FieldSpec] = (),
-                     language: str = "vi") -> dict:
+def parse_submission(
+    *,
+    stage_kind: StageKind,
+    text: str,
+    links: str = "",
+    amount: str = "",
+    fields: dict[str, str] | None = None,
+    specs: Sequence[FieldSpec] = (),
+    language: str = "vi",
+) -> dict:
     """What was submitted, typed by the stage's kind: text always, the stage's named fields
     (`specs`, their values in `fields`; a required one must be filled), links, and an amount
     in VND for a budget (digits, dots or commas as thousands separators)."""
@@ -236,8 +344,9 @@ def parse_submission(*, stage_kind: StageKind, text: str, links: str = "", amoun
         if spec.required and not value:
             raise SubmissionInvalid("field", f"'{spec.id}' is required", name=spec.name.get(language))
         if len(value) > MAX_TEXT:
-            raise SubmissionInvalid("field", f"'{spec.id}' is longer than {MAX_TEXT} characters",
-                                    name=spec.name.get(language))
+            raise SubmissionInvalid(
+                "field", f"'{spec.id}' is longer than {MAX_TEXT} characters", name=spec.name.get(language)
+            )
         if value:
             named[spec.id] = value
     if named:
@@ -271,8 +380,17 @@ def _give_notice(plan: Plan, cycle: Cycle, request: ApprovalRequest, now: dt.dat
     request.reminders_sent = reminders_passed(stage, request, now)
 
 
-async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str, data: dict, now: dt.datetime,
-                 link_ttl: dt.timedelta, files: list[tuple[str, str, bytes]] = ()) -> OpenedRequest:
+async def submit(
+    session: AsyncSession,
+    *,
+    plan: Plan,
+    secret: bytes,
+    token: str,
+    data: dict,
+    now: dt.datetime,
+    link_ttl: dt.timedelta,
+    files: list[tuple[str, str, bytes]] = (),
+) -> OpenedRequest:
     """Use the link once. A first submission fills the waiting request and asks its approvers
     (routed by what was submitted, e.g. the amount); a resubmission opens the next round. Either
     way the same flow run waits on it, and the files are kept with the round they belong to."""
@@ -281,8 +399,11 @@ async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str
     if "shown" in (request.data or {}):  # what earlier stages sent travels with every round
         data = {**data, "shown": request.data["shown"]}
     used = await session.execute(
-        update(SubmissionLink).where(SubmissionLink.id == view.link.id, SubmissionLink.status == "pending")
-        .values(status="used", used_at=now).execution_options(synchronize_session=False))
+        update(SubmissionLink)
+        .where(SubmissionLink.id == view.link.id, SubmissionLink.status == "pending")
+        .values(status="used", used_at=now)
+        .execution_options(synchronize_session=False)
+    )
     if used.rowcount != 1:
         raise InvalidLink()
     if view.link.kind == "first":
@@ -295,23 +416,39 @@ async def submit(session: AsyncSession, *, plan: Plan, secret: bytes, token: str
             _give_notice(plan, view.cycle, request, now)
         await session.flush()
         new = await route(session, plan=plan, request=request, secret=secret, link_ttl=link_ttl, now=now)
-        await audit.append(session, actor=f"official:{view.link.official_id}", action="request.submitted",
-                           entity="approval_request", entity_id=str(request.id),
-                           data={"policy": request.policy, "assignees": [n.official.id for n in new],
-                                 "fields": sorted(data),
-                                 **({"late": True, "due_at": request.due_at.isoformat()} if late else {})})
+        await audit.append(
+            session,
+            actor=f"official:{view.link.official_id}",
+            action="request.submitted",
+            entity="approval_request",
+            entity_id=str(request.id),
+            data={
+                "policy": request.policy,
+                "assignees": [n.official.id for n in new],
+                "fields": sorted(data),
+                **({"late": True, "due_at": request.due_at.isoformat()} if late else {}),
+            },
+        )
         opened = OpenedRequest(request, view.cycle, new)
     else:
         opened = await reopen_after_changes(
-            session, plan=plan, secret=secret, previous_id=view.request.id, data=data,
-            requested_by=view.link.official_id, waiter_ref=view.request.waiter_ref, link_ttl=link_ttl, now=now)
+            session,
+            plan=plan,
+            secret=secret,
+            previous_id=view.request.id,
+            data=data,
+            requested_by=view.link.official_id,
+            waiter_ref=view.request.waiter_ref,
+            link_ttl=link_ttl,
+            now=now,
+        )
     if files:
         await store_files(session, request_id=opened.request.id, files=list(files), now=now)
     return opened
 
 
-
 # What earlier stages sent, carried to a later one ------------------------------------------
+
 
 class Carried:
     given = "given"  # approved or acknowledged
@@ -327,19 +464,43 @@ async def carried(session: AsyncSession, *, plan: Plan, cycle: Cycle, stage_ids:
     pages show it as it was when the stage opened."""
     shown = []
     for stage_id in stage_ids:
-        rows = (await session.execute(select(ApprovalRequest).where(
-            ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.stage == stage_id)
-            .order_by(ApprovalRequest.round.desc()))).scalars().all()
-        latest = next((r for r in rows if (r.data or {}).get("text") and r.status in (
-            RequestStatus.approved.value, RequestStatus.pending.value, RequestStatus.expired.value)), None)
+        rows = (
+            (
+                await session.execute(
+                    select(ApprovalRequest)
+                    .where(ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.stage == stage_id)
+                    .order_by(ApprovalRequest.round.desc())
+                )
+            )
+            .scalars()
+            .all()
+        )
+        latest = next(
+            (
+                r
+                for r in rows
+                if (r.data or {}).get("text")
+                and r.status in (RequestStatus.approved.value, RequestStatus.pending.value, RequestStatus.expired.value)
+            ),
+            None,
+        )
         entry = {"stage": stage_id, "status": Carried.absent}
         if latest is not None:
             data = latest.data or {}
-            files = (await session.execute(select(SubmissionFile.id, SubmissionFile.filename).where(
-                SubmissionFile.request_id == latest.id).order_by(SubmissionFile.created_at))).all()
-            entry = {"stage": stage_id,
-                     "status": Carried.given if latest.status == RequestStatus.approved.value else Carried.pending,
-                     "text": data["text"], "fields": dict(data.get("fields", {})), "links": list(data.get("links", [])),
-                     "files": [{"id": str(file_id), "name": name} for file_id, name in files]}
+            files = (
+                await session.execute(
+                    select(SubmissionFile.id, SubmissionFile.filename)
+                    .where(SubmissionFile.request_id == latest.id)
+                    .order_by(SubmissionFile.created_at)
+                )
+            ).all()
+            entry = {
+                "stage": stage_id,
+                "status": Carried.given if latest.status == RequestStatus.approved.value else Carried.pending,
+                "text": data["text"],
+                "fields": dict(data.get("fields", {})),
+                "links": list(data.get("links", [])),
+                "files": [{"id": str(file_id), "name": name} for file_id, name in files],
+            }
         shown.append(entry)
     return shown

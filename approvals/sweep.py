@@ -70,14 +70,17 @@ async def _cas_request(session: AsyncSession, request: ApprovalRequest, conditio
     moved = await session.execute(
         update(ApprovalRequest)
         .where(ApprovalRequest.id == request.id, ApprovalRequest.status.in_(OPEN), condition)
-        .values(**values).execution_options(synchronize_session=False))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
     if moved.rowcount != 1:
         raise AlreadyDecided()
     await session.refresh(request)
 
 
-async def sweep_request(session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID,
-                        now: dt.datetime, link_ttl: dt.timedelta) -> SweepEvent | None:
+async def sweep_request(
+    session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID, now: dt.datetime, link_ttl: dt.timedelta
+) -> SweepEvent | None:
     """At most one step for one request: expire, escalate (or time out), or remind."""
     request = await lock_request(session, request_id)
     if request is None or request.status not in OPEN:
@@ -108,10 +111,21 @@ async def _overdue(session, request, cycle, stage, now, policy: TimeoutPolicy) -
     """Past its due time, the step stays open (nobody decides in its place). The stage's superior
     (escalate_to) hears of it in the digest after the pass (`overdue_notices`); with no superior
     it is told at once: the coordinators see it on the dashboard."""
-    await _cas_request(session, request, ApprovalRequest.escalated_at.is_(None), escalated_at=now,
-                       told_at=None if stage.escalate_to else now)
-    await audit.append(session, actor="system", action="request.overdue", entity="approval_request",
-                       entity_id=str(request.id), data={"policy": policy.value, "status": request.status})
+    await _cas_request(
+        session,
+        request,
+        ApprovalRequest.escalated_at.is_(None),
+        escalated_at=now,
+        told_at=None if stage.escalate_to else now,
+    )
+    await audit.append(
+        session,
+        actor="system",
+        action="request.overdue",
+        entity="approval_request",
+        entity_id=str(request.id),
+        data={"policy": policy.value, "status": request.status},
+    )
     return SweepEvent(EventKind.overdue, request, cycle, stage)
 
 
@@ -138,11 +152,20 @@ async def overdue_notices(session: AsyncSession, *, plan: Plan, now: dt.datetime
     superior, each marked as told and audited (`submission.missing`, `request.overdue_told`) in
     the caller's transaction, which queues the emails: told exactly once. Rows another sweep is
     telling are skipped (SKIP LOCKED on PostgreSQL; SQLite runs one writer at a time)."""
-    rows = list((await session.execute(
-        select(ApprovalRequest).where(ApprovalRequest.escalated_at.is_not(None), ApprovalRequest.told_at.is_(None),
-                                      ApprovalRequest.status.in_(OPEN))
-        .order_by(ApprovalRequest.cycle_id, ApprovalRequest.stage, ApprovalRequest.subject)
-        .with_for_update(skip_locked=True))).scalars())
+    rows = list(
+        (
+            await session.execute(
+                select(ApprovalRequest)
+                .where(
+                    ApprovalRequest.escalated_at.is_not(None),
+                    ApprovalRequest.told_at.is_(None),
+                    ApprovalRequest.status.in_(OPEN),
+                )
+                .order_by(ApprovalRequest.cycle_id, ApprovalRequest.stage, ApprovalRequest.subject)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars()
+    )
     day = local_day(plan, now)
     cycles: dict[uuid.UUID, Cycle] = {}
     notices: dict[tuple, OverdueNotice] = {}
@@ -161,12 +184,24 @@ async def overdue_notices(session: AsyncSession, *, plan: Plan, now: dt.datetime
             action, waiting = "submission.missing", [link.official_id] if link else []
         else:
             action = "request.overdue_told"
-            waiting = list((await session.execute(select(Assignment.official_id).where(
-                Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
-                .order_by(Assignment.position))).scalars())
+            waiting = list(
+                (
+                    await session.execute(
+                        select(Assignment.official_id)
+                        .where(Assignment.request_id == request.id, Assignment.status == AssignmentStatus.pending.value)
+                        .order_by(Assignment.position)
+                    )
+                ).scalars()
+            )
         request.told_at = now
-        await audit.append(session, actor="system", action=action, entity="approval_request",
-                           entity_id=str(request.id), data={"told": [o.id for o in told]})
+        await audit.append(
+            session,
+            actor="system",
+            action=action,
+            entity="approval_request",
+            entity_id=str(request.id),
+            data={"told": [o.id for o in told]},
+        )
         for official in told:
             key = (submission, cycle.id, stage.id, official.id)
             notice = notices.setdefault(key, OverdueNotice(submission, cycle, stage, official, []))
@@ -198,11 +233,18 @@ async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, 
     passed = reminders_passed(stage, request, now)
     if now >= request.due_at or passed <= request.reminders_sent:
         return None
-    await _cas_request(session, request, ApprovalRequest.reminders_sent == request.reminders_sent,
-                       reminders_sent=passed)
+    await _cas_request(
+        session, request, ApprovalRequest.reminders_sent == request.reminders_sent, reminders_sent=passed
+    )
     asked = await remind_submitter(session, plan=plan, secret=secret, request=request, now=now)
-    await audit.append(session, actor="system", action="submission.reminded", entity="approval_request",
-                       entity_id=str(request.id), data={"reminder": passed, "to": asked.official.id if asked else None})
+    await audit.append(
+        session,
+        actor="system",
+        action="submission.reminded",
+        entity="approval_request",
+        entity_id=str(request.id),
+        data={"reminder": passed, "to": asked.official.id if asked else None},
+    )
     if asked is None:
         return None
     return SweepEvent(EventKind.reminder, request, cycle, stage, submission=asked)
@@ -210,38 +252,65 @@ async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, 
 
 async def _expire(session, request, cycle, stage, now, *, reason: str) -> SweepEvent:
     closed = await settle_request(session, request=request, outcome=RequestStatus.expired, now=now)
-    await audit.append(session, actor="system", action="request.expired", entity="approval_request",
-                       entity_id=str(request.id), data={"reason": reason})
+    await audit.append(
+        session,
+        actor="system",
+        action="request.expired",
+        entity="approval_request",
+        entity_id=str(request.id),
+        data={"reason": reason},
+    )
     return SweepEvent(EventKind.expired, request, cycle, stage, closed=closed)
 
 
 async def _escalate(session, plan, secret, request, cycle, stage, now, link_ttl) -> SweepEvent:
-    notify = await escalate(session, plan=plan, secret=secret, request=request, stage=stage, actor="system",
-                            now=now, link_ttl=link_ttl)
+    notify = await escalate(
+        session, plan=plan, secret=secret, request=request, stage=stage, actor="system", now=now, link_ttl=link_ttl
+    )
     return SweepEvent(EventKind.escalation, request, cycle, stage, notify)
 
 
 async def _remind(session, secret, request, cycle, stage, now, passed: int, plan: Plan) -> SweepEvent:
-    await _cas_request(session, request, ApprovalRequest.reminders_sent == request.reminders_sent,
-                       reminders_sent=passed)
+    await _cas_request(
+        session, request, ApprovalRequest.reminders_sent == request.reminders_sent, reminders_sent=passed
+    )
     notify = await rotate_links(session, plan=plan, secret=secret, request=request, now=now)  # old links stop working
-    await audit.append(session, actor="system", action="request.reminded", entity="approval_request",
-                       entity_id=str(request.id), data={"reminder": passed, "to": [n.official.id for n in notify]})
+    await audit.append(
+        session,
+        actor="system",
+        action="request.reminded",
+        entity="approval_request",
+        entity_id=str(request.id),
+        data={"reminder": passed, "to": [n.official.id for n in notify]},
+    )
     return SweepEvent(EventKind.reminder, request, cycle, stage, notify)
 
 
-async def sweep(db: Database, *, plan: Plan, secret: bytes, now: dt.datetime, link_ttl: dt.timedelta,
-                on_event: OnEvent | None = None) -> list[SweepEvent]:
+async def sweep(
+    db: Database,
+    *,
+    plan: Plan,
+    secret: bytes,
+    now: dt.datetime,
+    link_ttl: dt.timedelta,
+    on_event: OnEvent | None = None,
+) -> list[SweepEvent]:
     """One pass over open requests, each in its own transaction with its emails (`on_event`)."""
     async with db.sessions() as session:
-        ids = list((await session.execute(select(ApprovalRequest.id).where(
-            ApprovalRequest.status.in_(OPEN)).order_by(ApprovalRequest.due_at))).scalars())
+        ids = list(
+            (
+                await session.execute(
+                    select(ApprovalRequest.id).where(ApprovalRequest.status.in_(OPEN)).order_by(ApprovalRequest.due_at)
+                )
+            ).scalars()
+        )
     events = []
     for request_id in ids:
         try:
             async with db.transaction() as session:
-                event = await sweep_request(session, plan=plan, secret=secret, request_id=request_id, now=now,
-                                            link_ttl=link_ttl)
+                event = await sweep_request(
+                    session, plan=plan, secret=secret, request_id=request_id, now=now, link_ttl=link_ttl
+                )
                 if event is not None and on_event is not None:
                     await on_event(session, event)
         except AlreadyDecided:

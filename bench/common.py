@@ -28,8 +28,11 @@ class Database:
             self.conninfo = make_url(postgres).set(drivername="postgresql").render_as_string(hide_password=False)
             with psycopg.connect(self.conninfo, autocommit=True) as connection:
                 connection.execute(f'CREATE SCHEMA "{self.schema}"')
-            self.url = make_url(postgres).update_query_dict(
-                {"options": f"-csearch_path={self.schema}"}).render_as_string(hide_password=False)
+            self.url = (
+                make_url(postgres)
+                .update_query_dict({"options": f"-csearch_path={self.schema}"})
+                .render_as_string(hide_password=False)
+            )
         else:
             self.url = f"sqlite:///{folder / 'bench.db'}"
         upgrade(self.url)
@@ -48,7 +51,7 @@ def cpu_seconds(pid: int | str, *, children: bool = False) -> float:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
-        return sum(int(f) for f in fields[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
+        return sum(int(f) for f in fields[11 : 15 if children else 13]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
 
@@ -94,6 +97,10 @@ class CpuMeter:
 
 def add_prefect_template(parser) -> None:
     """The option of the benches that start a Prefect server on SQLite."""
-    parser.add_argument("--prefect-template", metavar="FILE", type=Path,
-                        help="a migrated Prefect SQLite database to start the server from (as `prefect server "
-                             "database upgrade` leaves it): saves its migrations; the tests pass one")
+    parser.add_argument(
+        "--prefect-template",
+        metavar="FILE",
+        type=Path,
+        help="a migrated Prefect SQLite database to start the server from (as `prefect server "
+        "database upgrade` leaves it): saves its migrations; the tests pass one",
+    )

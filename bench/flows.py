@@ -66,8 +66,13 @@ def _child(steps: int, rounds: int) -> None:
     @flow(name="bench-kehoach")
     async def kehoach(count: int, tag: str) -> None:
         for index in range(count):
-            await open_stage(cycle_kind="problem_escalation", period=f"bench-{tag}-{index}",
-                             starts_on=dt.date(2031, 1, 1), stage_id="ppc_resolution", waiter_ref=str(uuid.uuid4()))
+            await open_stage(
+                cycle_kind="problem_escalation",
+                period=f"bench-{tag}-{index}",
+                starts_on=dt.date(2031, 1, 1),
+                stage_id="ppc_resolution",
+                waiter_ref=str(uuid.uuid4()),
+            )
 
     async def counts(tag: str) -> tuple[int, int, int]:
         """(requests, assignments) opened for the round's cycles, and every email queued so far."""
@@ -97,8 +102,18 @@ def _child(steps: int, rounds: int) -> None:
             await kehoach(steps, tag)
             kehoach_rate = steps / (time.perf_counter() - started)
             requests, assignments, emails = await counts(tag)
-            print(json.dumps({"bare": bare_rate, "kehoach": kehoach_rate, "requests": requests,
-                              "assignments": assignments, "emails": emails - emails_before}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "bare": bare_rate,
+                        "kehoach": kehoach_rate,
+                        "requests": requests,
+                        "assignments": assignments,
+                        "emails": emails - emails_before,
+                    }
+                ),
+                flush=True,
+            )
 
     asyncio.run(main())
 
@@ -128,21 +143,37 @@ def main(argv: list[str] | None = None) -> None:
         print("starting a Prefect server ...", flush=True)
         server.start()
         env = prefect_env(server.home, server.api_url)
-        env.update(KEHOACH_DATABASE_URL=database.url, KEHOACH_LINK_SECRET=secrets.token_urlsafe(48),
-                   KEHOACH_DATA_DIR=str(folder / "data"), PREFECT_LOGGING_LEVEL="ERROR")
-        print(f"Prefect server at {server.api_url}; database: {'PostgreSQL' if args.postgres else 'SQLite file'}; "
-              f"{args.rounds} round(s) of {args.steps} steps", flush=True)
-        child = subprocess.Popen([sys.executable, __file__, "--child", "--steps", str(args.steps),
-                                  "--rounds", str(args.rounds)], env=env, stdout=subprocess.PIPE, text=True)
+        env.update(
+            KEHOACH_DATABASE_URL=database.url,
+            KEHOACH_LINK_SECRET=secrets.token_urlsafe(48),
+            KEHOACH_DATA_DIR=str(folder / "data"),
+            PREFECT_LOGGING_LEVEL="ERROR",
+        )
+        print(
+            f"Prefect server at {server.api_url}; database: {'PostgreSQL' if args.postgres else 'SQLite file'}; "
+            f"{args.rounds} round(s) of {args.steps} steps",
+            flush=True,
+        )
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--child", "--steps", str(args.steps), "--rounds", str(args.rounds)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for line in child.stdout:
             if not line.startswith("{"):
                 continue
             result = json.loads(line)
-            print(f"  round {len(results) + 1}: bare {result['bare']:.1f}, kehoach {result['kehoach']:.1f} steps/s; "
-                  f"{result['emails'] / args.steps:.1f} emails queued per step", flush=True)
+            print(
+                f"  round {len(results) + 1}: bare {result['bare']:.1f}, kehoach {result['kehoach']:.1f} steps/s; "
+                f"{result['emails'] / args.steps:.1f} emails queued per step",
+                flush=True,
+            )
             if (result["requests"], result["assignments"]) != (args.steps, args.steps):  # stage E: one approver
-                raise SystemExit(f"kehoach opened {result['requests']} requests with {result['assignments']} "
-                                 f"assignments for {args.steps} steps")
+                raise SystemExit(
+                    f"kehoach opened {result['requests']} requests with {result['assignments']} "
+                    f"assignments for {args.steps} steps"
+                )
             results.append(result)
         if child.wait() != 0 or len(results) != args.rounds:
             raise SystemExit(f"the flows process failed (exit code {child.returncode})")
@@ -155,8 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"  median of {len(results)} round(s); ratio against bare Prefect in the same round (min-max)")
     print(f"  {'':52} {'steps/s':>8} {'ms/step':>8} {'x bare':>17}")
-    for key, name in (("bare", "bare Prefect: a task that does nothing"),
-                      ("kehoach", "kehoach: open-stage (a request, 2 approvers, emails)")):
+    for key, name in (
+        ("bare", "bare Prefect: a task that does nothing"),
+        ("kehoach", "kehoach: open-stage (a request, 2 approvers, emails)"),
+    ):
         rate = median([r[key] for r in results])
         values = [r[key] / r["bare"] for r in results]
         spread = f"{median(values):5.2f} ({min(values):.2f}-{max(values):.2f})"

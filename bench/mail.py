@@ -126,18 +126,24 @@ def email_context(index: int) -> dict:
     from notifications.dispatcher import placeholder
 
     return dict(
-        title="Giám đốc", name="Nông Thị Hạnh", cycle="Năm 2027",
-        stage=f"{index % 9 + 1}. Phê duyệt kế hoạch truyền thông năm", agency="Sở Khoa học và Công nghệ tỉnh Lạng Sơn",
-        due="17:00 ngày 29/11/2026 (giờ Việt Nam)", summary="Kế hoạch truyền thông về phát triển bền vững.",
-        link=placeholder("approval_link", f"{uuid.uuid4()}:1"), problem="",
+        title="Giám đốc",
+        name="Nông Thị Hạnh",
+        cycle="Năm 2027",
+        stage=f"{index % 9 + 1}. Phê duyệt kế hoạch truyền thông năm",
+        agency="Sở Khoa học và Công nghệ tỉnh Lạng Sơn",
+        due="17:00 ngày 29/11/2026 (giờ Việt Nam)",
+        summary="Kế hoạch truyền thông về phát triển bền vững.",
+        link=placeholder("approval_link", f"{uuid.uuid4()}:1"),
+        problem="",
     )
 
 
 def smtp_config(port: int):
     from notifications.dispatcher import SmtpConfig
 
-    return SmtpConfig(host=HOST, port=port, sender=SENDER, sender_name="Hệ thống kehoach",
-                      local_hostname=DOMAIN, timeout=30)
+    return SmtpConfig(
+        host=HOST, port=port, sender=SENDER, sender_name="Hệ thống kehoach", local_hostname=DOMAIN, timeout=30
+    )
 
 
 def resolvers() -> dict:
@@ -152,9 +158,16 @@ def raw_messages(count: int, port: int) -> list[bytes]:
 
     email = Renderer().render("approval_request", "vi", **email_context(0))
     dispatcher = Dispatcher(None, smtp_config(port), resolvers=resolvers())
-    template = dispatcher.serialize(OutboxMessage(
-        message_id="<MESSAGE-ID>", recipients=[{"name": "Nông Thị Hạnh", "email": RECIPIENT}],
-        subject=email.subject, text_body=email.text, html_body=email.html, attachments=[]))
+    template = dispatcher.serialize(
+        OutboxMessage(
+            message_id="<MESSAGE-ID>",
+            recipients=[{"name": "Nông Thị Hạnh", "email": RECIPIENT}],
+            subject=email.subject,
+            text_body=email.text,
+            html_body=email.html,
+            attachments=[],
+        )
+    )
     return [template.replace(b"<MESSAGE-ID>", f"<{uuid.uuid4()}@{DOMAIN}>".encode()) for _ in range(count)]
 
 
@@ -191,10 +204,19 @@ async def produce(db, count: int, per_transaction: int, offset: int = 0) -> None
     renderer = Renderer()
     for start in range(0, count, per_transaction):
         async with db.transaction() as session:  # as a fan-out queues its emails: one statement per transaction
-            await enqueue_many(session, [
-                Outgoing(f"bench:{offset + index}", "approval_request", [Recipient("Nông Thị Hạnh", RECIPIENT)],
-                         renderer.render("approval_request", "vi", **email_context(index)))
-                for index in range(start, min(count, start + per_transaction))], domain=DOMAIN)
+            await enqueue_many(
+                session,
+                [
+                    Outgoing(
+                        f"bench:{offset + index}",
+                        "approval_request",
+                        [Recipient("Nông Thị Hạnh", RECIPIENT)],
+                        renderer.render("approval_request", "vi", **email_context(index)),
+                    )
+                    for index in range(start, min(count, start + per_transaction))
+                ],
+                domain=DOMAIN,
+            )
         if start % 200 == 0:
             await asyncio.sleep(0)  # let the dispatcher in
 
@@ -225,8 +247,9 @@ class ProducerProcess:
     def __init__(self, url: str, count: int, per_transaction: int, offset: int):
         context = multiprocessing.get_context("spawn")
         self.ready, self.go_event, self.cpu = context.Event(), context.Event(), context.Value("d", 0.0)
-        self.process = context.Process(target=_produce_main, args=(url, count, per_transaction, offset, self.ready,
-                                                                   self.go_event, self.cpu))
+        self.process = context.Process(
+            target=_produce_main, args=(url, count, per_transaction, offset, self.ready, self.go_event, self.cpu)
+        )
         self.process.start()
         if not self.ready.wait(60):
             raise SystemExit("the producer process did not start")
@@ -244,8 +267,9 @@ async def unsent(db) -> int:
     from notifications.models import MessageStatus, OutboxMessage
 
     async with db.transaction() as session:
-        return (await session.execute(select(func.count()).where(
-            OutboxMessage.status != MessageStatus.sent.value))).scalar()
+        return (
+            await session.execute(select(func.count()).where(OutboxMessage.status != MessageStatus.sent.value))
+        ).scalar()
 
 
 async def dispatch(db, port: int, pool: int, *, until, producer=None):
@@ -270,8 +294,10 @@ async def dispatch(db, port: int, pool: int, *, until, producer=None):
 def check(sink: Sink, expected: int, what: str) -> None:
     total, distinct, doubled = sink.stats()
     if (total, distinct, doubled) != (expected, expected, 0):
-        raise SystemExit(f"{what}: the sink accepted {total} messages, {distinct} distinct, {doubled} twice; "
-                         f"expected {expected} once each")
+        raise SystemExit(
+            f"{what}: the sink accepted {total} messages, {distinct} distinct, {doubled} twice; "
+            f"expected {expected} once each"
+        )
     sink.reset()
 
 
@@ -370,9 +396,13 @@ def report(rounds: list[list[tuple[str, float, dict]]], pool: int) -> None:
     for key in keys:
         row = table[key]
         name = ROWS[key.split(":")[0]].format(pool=pool, n=key.partition(":")[2])
-        cpu = {part: median([c.get(part, 0.0) for c in row["cpu"]]) for part in ("sink", "sender", "producer", "postgres")}
-        print(f"  {name:57} {median(row['rate']):6.0f} {spread(row['pooled']):>17} {spread(row['naive']):>17}"
-              f"   {cpu['sink']:4.0f} {cpu['sender']:6.0f} {cpu['producer']:8.0f} {cpu['postgres']:8.0f}")
+        cpu = {
+            part: median([c.get(part, 0.0) for c in row["cpu"]]) for part in ("sink", "sender", "producer", "postgres")
+        }
+        print(
+            f"  {name:57} {median(row['rate']):6.0f} {spread(row['pooled']):>17} {spread(row['naive']):>17}"
+            f"   {cpu['sink']:4.0f} {cpu['sender']:6.0f} {cpu['producer']:8.0f} {cpu['postgres']:8.0f}"
+        )
     print()
     print("  targets (issue 5): dispatcher >= 0.8 x pooled and >= 3.5 x naive.")
     print("  'sending only': the outbox was filled before the clock started (the emails rendered and queued);")
@@ -392,14 +422,21 @@ async def run(args) -> None:
     rounds = []
     try:
         size = len(raw_messages(1, sink.port)[0])
-        print(f"{args.messages} messages of {size} bytes per row to an aiosmtpd sink on {HOST}:{sink.port} "
-              f"(own process); database: {'PostgreSQL' if args.postgres else 'SQLite file'}; "
-              f"{args.rounds} round(s) of every row", flush=True)
+        print(
+            f"{args.messages} messages of {size} bytes per row to an aiosmtpd sink on {HOST}:{sink.port} "
+            f"(own process); database: {'PostgreSQL' if args.postgres else 'SQLite file'}; "
+            f"{args.rounds} round(s) of every row",
+            flush=True,
+        )
         for number in range(args.rounds):
             results = await one_round(args, sink, db, database, offset=number * 10 * args.messages)
             rates = {key: rate for key, rate, _cpu in results}
-            print(f"  round {number + 1}: " + ", ".join(f"{key} {rate:.0f}" for key, rate in rates.items())
-                  + f" msg/s; sending only {rates['sending'] / rates['pooled']:.2f} x pooled", flush=True)
+            print(
+                f"  round {number + 1}: "
+                + ", ".join(f"{key} {rate:.0f}" for key, rate in rates.items())
+                + f" msg/s; sending only {rates['sending'] / rates['pooled']:.2f} x pooled",
+                flush=True,
+            )
             rounds.append(results)
     finally:
         await db.dispose()
@@ -412,13 +449,17 @@ async def run(args) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000, help="messages per row and round (default 2000)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of every row; the medians are printed (default 3)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of every row; the medians are printed (default 3)"
+    )
     parser.add_argument("--postgres", metavar="URL", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--pool", type=int, default=4, help="SMTP connections (pooled sender and dispatcher)")
-    parser.add_argument("--per-transaction", type=lambda v: [int(x) for x in v.split(",") if x], default=[50],
-                        help="emails enqueued per transaction by the in-process producer, one row each "
-                             "(default 50; e.g. 1,50)")
+    parser.add_argument(
+        "--per-transaction",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[50],
+        help="emails enqueued per transaction by the in-process producer, one row each (default 50; e.g. 1,50)",
+    )
     args = parser.parse_args(argv)
     asyncio.run(run(args))
 

@@ -104,9 +104,15 @@ class Mailbox:
                 message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
                 body = message.get_body(preferencelist=("plain",))
                 with box.lock:
-                    box.mails.append(Mail(list(envelope.rcpt_tos), str(message["Subject"] or ""),
-                                          body.get_content() if body else "", str(message["Message-ID"]),
-                                          time.monotonic()))
+                    box.mails.append(
+                        Mail(
+                            list(envelope.rcpt_tos),
+                            str(message["Subject"] or ""),
+                            body.get_content() if body else "",
+                            str(message["Message-ID"]),
+                            time.monotonic(),
+                        )
+                    )
                 return "250 OK"
 
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, server_hostname="bench-smtp")
@@ -130,9 +136,15 @@ class Mailbox:
 
     def link(self, address: str, subject: str, stage: str, year: int) -> str:
         """A link of a fresh email to `address`, taken once."""
+
         def fresh(mail: Mail) -> bool:
-            return (address in mail.to and subject in mail.subject and stage in mail.subject
-                    and str(year) in mail.subject and any(x not in self.used for x in LINK.findall(mail.text)))
+            return (
+                address in mail.to
+                and subject in mail.subject
+                and stage in mail.subject
+                and str(year) in mail.subject
+                and any(x not in self.used for x in LINK.findall(mail.text))
+            )
 
         while True:
             mail = self.find(fresh)
@@ -189,27 +201,44 @@ def make_plan(folder: Path, size: str) -> Size:
         stage = stage_of(plan, "annual", "annual_report")
         have = plan.branches(stage, local_day(plan, dt.datetime.now(dt.UTC)))
         for i in range(max(int(size) - len(have), 0)):
-            data["agencies"].append({"id": f"pc_bench_{i:04d}", "kind": "local_government",
-                                     "name": {"vi": f"UBND xã Thử nghiệm {i}", "en": f"Bench Commune {i}"}})
+            data["agencies"].append(
+                {
+                    "id": f"pc_bench_{i:04d}",
+                    "kind": "local_government",
+                    "name": {"vi": f"UBND xã Thử nghiệm {i}", "en": f"Bench Commune {i}"},
+                }
+            )
         if int(size) < len(have):  # fewer than the province has: the first units of the real stage
-            (report,) = [s for c in data["cycles"] if c["id"] == "annual" for s in c["stages"]
-                         if s["id"] == "annual_report"]
-            report["acting_kinds"], report["acting_agencies"] = [], have[:int(size)]
+            (report,) = [
+                s for c in data["cycles"] if c["id"] == "annual" for s in c["stages"] if s["id"] == "annual_report"
+            ]
+            report["acting_kinds"], report["acting_agencies"] = [], have[: int(size)]
         plan_file = folder / f"plan-{size}.yaml"
         plan_file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     plan = load_plan(plan_file)
     stage = stage_of(plan, "annual", "annual_report")
     today = local_day(plan, dt.datetime.now(dt.UTC))
-    units = {unit: str(plan.holders(stage.requester, today, unit=unit)[0].email)
-             for unit in plan.branches(stage, today)}
+    units = {
+        unit: str(plan.holders(stage.requester, today, unit=unit)[0].email) for unit in plan.branches(stage, today)
+    }
     return Size(size, plan_file, units)
 
 
 # ---------------------------------------------------------------------- one size
 
 
-def run_size(size: Size, year: int, *, env: dict, server_pid: int, database_url: str, mailbox: Mailbox,
-             changes: float, concurrency: int, workdir: Path) -> dict:
+def run_size(
+    size: Size,
+    year: int,
+    *,
+    env: dict,
+    server_pid: int,
+    database_url: str,
+    mailbox: Mailbox,
+    changes: float,
+    concurrency: int,
+    workdir: Path,
+) -> dict:
     import httpx
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from sqlalchemy import create_engine, text
@@ -219,13 +248,18 @@ def run_size(size: Size, year: int, *, env: dict, server_pid: int, database_url:
 
     web_port = free_port()
     base = f"http://127.0.0.1:{web_port}"
-    env = {**env, "KEHOACH_PLAN_FILE": str(size.plan_file), "KEHOACH_WEB_PORT": str(web_port),
-           "KEHOACH_PUBLIC_BASE_URL": base}
+    env = {
+        **env,
+        "KEHOACH_PLAN_FILE": str(size.plan_file),
+        "KEHOACH_WEB_PORT": str(web_port),
+        "KEHOACH_PUBLIC_BASE_URL": base,
+    }
     processes = {}
     for role in ("worker", "web", "dispatch"):
         log = open(workdir / f"{size.name}-{role}.log", "ab")
-        processes[role] = subprocess.Popen([KEHOACH, role], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True, cwd=workdir)
+        processes[role] = subprocess.Popen(
+            [KEHOACH, role], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=workdir
+        )
     engine = create_engine(sync_url(database_url))
     try:
         deadline = time.monotonic() + 90
@@ -246,24 +280,36 @@ def run_size(size: Size, year: int, *, env: dict, server_pid: int, database_url:
         director = "giamdoc.skhcn@lang-son.example"
 
         # Stages 1-5, everything approved (not measured).
-        _submit(client, mailbox.link("baochi.svhttdl@lang-son.example", SUBMIT, "1. ", year), text="Định hướng",
-                field_themes="Kinh tế xanh", field_channels="Báo, đài", field_calendar="Quý I–IV")
+        _submit(
+            client,
+            mailbox.link("baochi.svhttdl@lang-son.example", SUBMIT, "1. ", year),
+            text="Định hướng",
+            field_themes="Kinh tế xanh",
+            field_channels="Báo, đài",
+            field_calendar="Quý I–IV",
+        )
         _approve(client, mailbox.link("giamdoc.svhttdl@lang-son.example", ASK, "1. ", year))
         _submit(client, mailbox.link("truongban.tgdv@lang-son.example", SUBMIT, "2. ", year), text="Định hướng của Ban")
         _approve(client, mailbox.link(director, ASK, "2. ", year))  # acknowledged
         _submit(client, mailbox.link("tonghop.stc@lang-son.example", SUBMIT, "3. ", year), text="Tài liệu")
         _approve(client, mailbox.link("giamdoc.stc@lang-son.example", ASK, "3. ", year))
-        outlets = {"bientap.baodai@lang-son.example": "tonggiamdoc.baodai@lang-son.example",
-                   "bientap.hoivhnt@lang-son.example": "chutich.hoivhnt@lang-son.example",
-                   "bientap.ttdt@lang-son.example": "cong.ttdt@lang-son.example"}
+        outlets = {
+            "bientap.baodai@lang-son.example": "tonggiamdoc.baodai@lang-son.example",
+            "bientap.hoivhnt@lang-son.example": "chutich.hoivhnt@lang-son.example",
+            "bientap.ttdt@lang-son.example": "cong.ttdt@lang-son.example",
+        }
         for editor in outlets:
             _submit(client, mailbox.link(editor, SUBMIT, "4. ", year), text="Kế hoạch sản xuất")
         for head in outlets.values():
             _approve(client, mailbox.link(head, ASK, "4. ", year))
         for _ in outlets:
             _approve(client, mailbox.link(director, ASK, "4. ", year))
-        _submit(client, mailbox.link("ngansach.stc@lang-son.example", SUBMIT, "5. ", year), text="Kinh phí",
-                amount="900.000.000")
+        _submit(
+            client,
+            mailbox.link("ngansach.stc@lang-son.example", SUBMIT, "5. ", year),
+            text="Kinh phí",
+            amount="900.000.000",
+        )
 
         # The last decision before the report: from here on is measured.
         meter = {"prefect": server_pid, **{role: p.pid for role, p in processes.items()}}
@@ -286,16 +332,26 @@ def run_size(size: Size, year: int, *, env: dict, server_pid: int, database_url:
                 page = own.get(link).text
                 (unit,) = [u for u in units if f"({u})" in page]
                 back = first_round and unit in returned
-                data = {"outcome": "request_changes", "comment": "Bổ sung số liệu"} if back \
+                data = (
+                    {"outcome": "request_changes", "comment": "Bổ sung số liệu"}
+                    if back
                     else {"outcome": "approve", "comment": ""}
+                )
                 posted = time.monotonic()
                 answered = own.post(link, data=data)
                 done = time.monotonic()
                 if answered.status_code != 200:
                     raise SystemExit(f"a decision was refused: {answered.status_code}")
             word = RESUBMIT if back else "[Đã phê duyệt]"
-            effect = mailbox.find(lambda m: units[unit] in m.to and word in m.subject and str(year) in m.subject
-                                  and "7. " in m.subject and m.at >= posted)
+            effect = mailbox.find(
+                lambda m: (
+                    units[unit] in m.to
+                    and word in m.subject
+                    and str(year) in m.subject
+                    and "7. " in m.subject
+                    and m.at >= posted
+                )
+            )
             with lock:
                 effects.append(max(effect.at - done, 0.0))
                 decided_at.append(done)
@@ -316,39 +372,61 @@ def run_size(size: Size, year: int, *, env: dict, server_pid: int, database_url:
         # coordinator asked for the consolidated report (stage 8).
         coordinator = "dieuphoi.skhcn@lang-son.example"
         consolidate = mailbox.link(coordinator, "Submission needed", "8. ", year)
-        asked_at = next(m.at for m in mailbox.mails if coordinator in m.to and "8. " in m.subject
-                        and str(year) in m.subject)
+        asked_at = next(
+            m.at for m in mailbox.mails if coordinator in m.to and "8. " in m.subject and str(year) in m.subject
+        )
         settle_effect = asked_at - max(decided_at)
         wall = asked_at - started
         after = {name: tree_seconds(pid) for name, pid in meter.items()}
         # Stage 8 (not measured): the coordinator submits the draft, the director approves, the chain ends.
         _submit(client, consolidate, text="Đánh giá chung.")
         _approve(client, mailbox.link(director, ASK, "8. ", year))
-        mailbox.find(lambda m: coordinator in m.to and str(year) in m.subject
-                     and ("finished" in m.subject.lower() or "Kết thúc" in m.subject), timeout=300)
+        mailbox.find(
+            lambda m: (
+                coordinator in m.to
+                and str(year) in m.subject
+                and ("finished" in m.subject.lower() or "Kết thúc" in m.subject)
+            ),
+            timeout=300,
+        )
 
         # Checks: each unit asked once, the stage done, the chain finished, no Message-ID twice.
-        asked = sorted(a for m in mailbox.mails if SUBMIT in m.subject and "7. " in m.subject
-                       and str(year) in m.subject for a in m.to)
+        asked = sorted(
+            a
+            for m in mailbox.mails
+            if SUBMIT in m.subject and "7. " in m.subject and str(year) in m.subject
+            for a in m.to
+        )
         if asked != sorted(units.values()):
             raise SystemExit(f"{len(asked)} submission emails for {len(units)} units")
         ids = [m.message_id for m in mailbox.mails if str(year) in m.subject]
         if len(ids) != len(set(ids)):
             raise SystemExit("an email was sent twice")
         with engine.connect() as conn:
-            cycle_id, finished = conn.execute(text("SELECT id, finished_at FROM cycle WHERE kind = 'annual' "
-                                                   "AND period = :p"), {"p": str(year)}).one()
-            stage = conn.execute(text("SELECT status FROM cycle_stage WHERE cycle_id = :c AND stage = "
-                                      "'annual_report'"), {"c": cycle_id}).scalar()
+            cycle_id, finished = conn.execute(
+                text("SELECT id, finished_at FROM cycle WHERE kind = 'annual' AND period = :p"), {"p": str(year)}
+            ).one()
+            stage = conn.execute(
+                text("SELECT status FROM cycle_stage WHERE cycle_id = :c AND stage = 'annual_report'"), {"c": cycle_id}
+            ).scalar()
             wakes = conn.execute(text("SELECT COUNT(*) FROM wake WHERE cycle_id = :c"), {"c": cycle_id}).scalar()
         if finished is None or stage != "done" or sorted(decided) != sorted(units):
             raise SystemExit(f"the chain did not finish (stage 7 {stage}, {len(decided)} of {len(units)} decided)")
         n = len(units)
         own = sum(after[r] - before[r] for r in ("worker", "web", "dispatch"))
-        return {"size": size.name, "branches": n, "wall": wall, "prefect": (after["prefect"] - before["prefect"]) / n,
-                "own": own / n, "roles": {r: (after[r] - before[r]) / n for r in ("worker", "web", "dispatch")},
-                "p50": percentile(effects, 0.5), "p99": percentile(effects, 0.99), "settle": settle_effect,
-                "wakes": wakes, "returned": len(returned)}
+        return {
+            "size": size.name,
+            "branches": n,
+            "wall": wall,
+            "prefect": (after["prefect"] - before["prefect"]) / n,
+            "own": own / n,
+            "roles": {r: (after[r] - before[r]) / n for r in ("worker", "web", "dispatch")},
+            "p50": percentile(effects, 0.5),
+            "p99": percentile(effects, 0.99),
+            "settle": settle_effect,
+            "wakes": wakes,
+            "returned": len(returned),
+        }
     finally:
         for process in processes.values():
             stop_process(process)
@@ -383,8 +461,14 @@ def run_baseline(count: int, *, env: dict, server_pid: int, concurrency: int, wo
     from service.prefect_server import stop_process
 
     log = open(workdir / "baseline-serve.log", "ab")
-    serve = subprocess.Popen([sys.executable, __file__, "--serve-baseline", "--concurrency", str(concurrency)],
-                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    serve = subprocess.Popen(
+        [sys.executable, __file__, "--serve-baseline", "--concurrency", str(concurrency)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=ROOT,
+    )
 
     async def drive() -> dict:
         async with get_client() as client:
@@ -395,16 +479,19 @@ def run_baseline(count: int, *, env: dict, server_pid: int, concurrency: int, wo
                     break
                 except Exception:
                     if time.monotonic() > deadline:
-                        raise SystemExit("the baseline's deployment did not appear")
+                        raise SystemExit("the baseline's deployment did not appear") from None
                     await asyncio.sleep(0.5)
             before = {"prefect": tree_seconds(server_pid), "serve": tree_seconds(serve.pid)}
             started = time.monotonic()
-            runs = [(await client.create_flow_run_from_deployment(deployment.id, parameters={"index": i})).id
-                    for i in range(count)]
+            runs = [
+                (await client.create_flow_run_from_deployment(deployment.id, parameters={"index": i})).id
+                for i in range(count)
+            ]
 
             async def states() -> dict:
-                found = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs)),
-                                                    limit=len(runs))
+                found = await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs)), limit=len(runs)
+                )
                 return {run.id: run.state for run in found}
 
             while True:
@@ -430,10 +517,15 @@ def run_baseline(count: int, *, env: dict, server_pid: int, concurrency: int, wo
             wall = time.monotonic() - started
             after = {"prefect": tree_seconds(server_pid), "serve": tree_seconds(serve.pid)}
             latencies = [completed_at[r] - resumed_at[r] for r in runs]
-            return {"size": f"bare Prefect, {count}", "branches": count, "wall": wall,
-                    "prefect": (after["prefect"] - before["prefect"]) / count,
-                    "own": (after["serve"] - before["serve"]) / count, "p50": percentile(latencies, 0.5),
-                    "p99": percentile(latencies, 0.99)}
+            return {
+                "size": f"bare Prefect, {count}",
+                "branches": count,
+                "wall": wall,
+                "prefect": (after["prefect"] - before["prefect"]) / count,
+                "own": (after["serve"] - before["serve"]) / count,
+                "p50": percentile(latencies, 0.5),
+                "p99": percentile(latencies, 0.99),
+            }
 
     try:
         with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
@@ -448,8 +540,11 @@ def run_baseline(count: int, *, env: dict, server_pid: int, concurrency: int, wo
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_prefect_template(parser)
-    parser.add_argument("--postgres", metavar="URL", help="e.g. postgresql://postgres@127.0.0.1:5432/test: "
-                                                           "kehoach and the Prefect server on PostgreSQL")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="e.g. postgresql://postgres@127.0.0.1:5432/test: kehoach and the Prefect server on PostgreSQL",
+    )
     parser.add_argument("--sizes", default="real,200,500", help="comma-separated: real, or a number of branches")
     parser.add_argument("--changes", type=float, default=0.05, help="share of reports sent back (default 0.05)")
     parser.add_argument("--baseline", type=int, default=50, help="bare-Prefect branches (default 50; 0: none)")
@@ -477,34 +572,58 @@ def main(argv: list[str] | None = None) -> None:
             prefect_db = f"kh_bench_prefect_{uuid.uuid4().hex[:8]}"
             with psycopg.connect(database.conninfo, autocommit=True) as connection:
                 connection.execute(f'CREATE DATABASE "{prefect_db}"')
-            server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = make_url(args.postgres).set(
-                drivername="postgresql+asyncpg", database=prefect_db).render_as_string(hide_password=False)
+            server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+                make_url(args.postgres)
+                .set(drivername="postgresql+asyncpg", database=prefect_db)
+                .render_as_string(hide_password=False)
+            )
         print("starting a Prefect server ...", flush=True)
         server = LocalPrefectServer(folder / "prefect", env=server_env, template=args.prefect_template)
         server.start()
         mailbox.start()
         env = prefect_env(server.home, server.api_url)
-        env.update(KEHOACH_DATABASE_URL=database.url, KEHOACH_LINK_SECRET=secrets.token_urlsafe(48),
-                   KEHOACH_DATA_DIR=str(folder / "data"), KEHOACH_SMTP_HOST="127.0.0.1",
-                   KEHOACH_SMTP_PORT=str(mailbox.port), KEHOACH_DISPATCH_INTERVAL="0.2",
-                   KEHOACH_RESUME_RETRY_INTERVAL="0.5", KEHOACH_LINK_FAILURE_LIMIT="0",
-                   PREFECT_RUNNER_POLL_FREQUENCY="1", PREFECT_LOGGING_LEVEL="ERROR",
-                   KEHOACH_EVENT_CYCLE_DEPLOYMENT="", KEHOACH_PROBLEM_CYCLE_DEPLOYMENT="")
-        print(f"Prefect server at {server.api_url} ({'PostgreSQL' if args.postgres else 'SQLite'}); kehoach on "
-              f"{'PostgreSQL' if args.postgres else 'a SQLite file'}; {args.concurrency} officials at once; "
-              f"{args.changes:.0%} of reports sent back", flush=True)
+        env.update(
+            KEHOACH_DATABASE_URL=database.url,
+            KEHOACH_LINK_SECRET=secrets.token_urlsafe(48),
+            KEHOACH_DATA_DIR=str(folder / "data"),
+            KEHOACH_SMTP_HOST="127.0.0.1",
+            KEHOACH_SMTP_PORT=str(mailbox.port),
+            KEHOACH_DISPATCH_INTERVAL="0.2",
+            KEHOACH_RESUME_RETRY_INTERVAL="0.5",
+            KEHOACH_LINK_FAILURE_LIMIT="0",
+            PREFECT_RUNNER_POLL_FREQUENCY="1",
+            PREFECT_LOGGING_LEVEL="ERROR",
+            KEHOACH_EVENT_CYCLE_DEPLOYMENT="",
+            KEHOACH_PROBLEM_CYCLE_DEPLOYMENT="",
+        )
+        print(
+            f"Prefect server at {server.api_url} ({'PostgreSQL' if args.postgres else 'SQLite'}); kehoach on "
+            f"{'PostgreSQL' if args.postgres else 'a SQLite file'}; {args.concurrency} officials at once; "
+            f"{args.changes:.0%} of reports sent back",
+            flush=True,
+        )
         if args.baseline:
-            result = run_baseline(args.baseline, env=env, server_pid=server.process.pid,
-                                  concurrency=args.concurrency, workdir=folder)
+            result = run_baseline(
+                args.baseline, env=env, server_pid=server.process.pid, concurrency=args.concurrency, workdir=folder
+            )
             print(f"  {result['size']}: {result['wall']:.1f} s", flush=True)
             results.append(result)
         for number, name in enumerate(args.sizes.split(",")):
             size = make_plan(folder, name.strip())
-            result = run_size(size, 2000 + number + 1, env=env, server_pid=server.process.pid,
-                              database_url=database.url, mailbox=mailbox, changes=args.changes,
-                              concurrency=args.concurrency, workdir=folder)
-            print(f"  {name} ({result['branches']} branches): {result['wall']:.1f} s, {result['wakes']} wakes",
-                  flush=True)
+            result = run_size(
+                size,
+                2000 + number + 1,
+                env=env,
+                server_pid=server.process.pid,
+                database_url=database.url,
+                mailbox=mailbox,
+                changes=args.changes,
+                concurrency=args.concurrency,
+                workdir=folder,
+            )
+            print(
+                f"  {name} ({result['branches']} branches): {result['wall']:.1f} s, {result['wakes']} wakes", flush=True
+            )
             results.append(result)
     finally:
         mailbox.stop()
@@ -520,23 +639,29 @@ def main(argv: list[str] | None = None) -> None:
 
     print()
     print("  stage 7 (kehoach) or the whole fan-out (bare Prefect); CPU seconds per branch; effect in seconds")
-    print(f"  {'':24} {'branches':>8} {'wall s':>8} {'Prefect':>8} {'own':>8} {'total':>8} {'x bare':>7} "
-          f"{'x first':>7} {'p50':>6} {'p99':>6} {'wakes':>6}")
+    print(
+        f"  {'':24} {'branches':>8} {'wall s':>8} {'Prefect':>8} {'own':>8} {'total':>8} {'x bare':>7} "
+        f"{'x first':>7} {'p50':>6} {'p99':>6} {'wakes':>6}"
+    )
     bare = next((r for r in results if r["size"].startswith("bare")), None)
     first = next((r for r in results if not r["size"].startswith("bare")), None)
     for r in results:
         total = r["prefect"] + r["own"]
         x_bare = f"{total / (bare['prefect'] + bare['own']):7.2f}" if bare and r is not bare else f"{'':>7}"
         x_first = f"{total / (first['prefect'] + first['own']):7.2f}" if first and "wakes" in r else f"{'':>7}"
-        print(f"  {r['size']:24} {r['branches']:8d} {r['wall']:8.1f} {r['prefect']:8.3f} {r['own']:8.3f} "
-              f"{total:8.3f} {x_bare} {x_first} {r['p50']:6.2f} {r['p99']:6.2f} {r.get('wakes', ''):>6}")
+        print(
+            f"  {r['size']:24} {r['branches']:8d} {r['wall']:8.1f} {r['prefect']:8.3f} {r['own']:8.3f} "
+            f"{total:8.3f} {x_bare} {x_first} {r['p50']:6.2f} {r['p99']:6.2f} {r.get('wakes', ''):>6}"
+        )
     print()
     for r in results:
         if "roles" in r:
-            print(f"  {r['size']}: own CPU per branch by role: "
-                  + ", ".join(f"{role} {seconds * 1000:.0f} ms" for role, seconds in r["roles"].items())
-                  + f"; the stage settled -> stage 8 asked in {r['settle']:.1f} s; {r['returned']} reports "
-                    "sent back and resubmitted")
+            print(
+                f"  {r['size']}: own CPU per branch by role: "
+                + ", ".join(f"{role} {seconds * 1000:.0f} ms" for role, seconds in r["roles"].items())
+                + f"; the stage settled -> stage 8 asked in {r['settle']:.1f} s; {r['returned']} reports "
+                "sent back and resubmitted"
+            )
     print(json.dumps({"results": results}))
 
 

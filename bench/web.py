@@ -94,19 +94,45 @@ def _bare_app(url: str):
         form = await request.form()
         now = utcnow()
         async with state["db"].transaction() as session:
-            found = (await session.execute(select(Assignment.id, Assignment.request_id, Assignment.official_id).where(
-                Assignment.token_hash == hash_token(token), Assignment.status == "pending"))).first()
+            found = (
+                await session.execute(
+                    select(Assignment.id, Assignment.request_id, Assignment.official_id).where(
+                        Assignment.token_hash == hash_token(token), Assignment.status == "pending"
+                    )
+                )
+            ).first()
             if found is None:
                 return HTMLResponse("<p>Liên kết không còn hiệu lực</p>", status_code=404)
-            await session.execute(update(Assignment).where(Assignment.id == found.id, Assignment.status == "pending")
-                                  .values(status="decided").execution_options(synchronize_session=False))
-            await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == found.request_id,
-                                                                 ApprovalRequest.status == "pending")
-                                  .values(status="approved", decided_at=now).execution_options(synchronize_session=False))
-            session.add(Decision(request_id=found.request_id, assignment_id=found.id, official_id=found.official_id,
-                                 outcome=str(form.get("outcome")), comment="", decided_at=now))
-            await audit.append(session, actor=f"official:{found.official_id}", action="decision.recorded",
-                               entity="approval_request", entity_id=str(found.request_id), data={"outcome": "approve"})
+            await session.execute(
+                update(Assignment)
+                .where(Assignment.id == found.id, Assignment.status == "pending")
+                .values(status="decided")
+                .execution_options(synchronize_session=False)
+            )
+            await session.execute(
+                update(ApprovalRequest)
+                .where(ApprovalRequest.id == found.request_id, ApprovalRequest.status == "pending")
+                .values(status="approved", decided_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            session.add(
+                Decision(
+                    request_id=found.request_id,
+                    assignment_id=found.id,
+                    official_id=found.official_id,
+                    outcome=str(form.get("outcome")),
+                    comment="",
+                    decided_at=now,
+                )
+            )
+            await audit.append(
+                session,
+                actor=f"official:{found.official_id}",
+                action="decision.recorded",
+                entity="approval_request",
+                entity_id=str(found.request_id),
+                data={"outcome": "approve"},
+            )
         return HTMLResponse("<!doctype html><html lang=vi><title>Đã ghi nhận</title></html>")
 
     return app
@@ -123,9 +149,16 @@ def _serve(kind: str, port: int, url: str, secret: str, folder: str) -> None:
         from approvals.config import Settings
         from service.app import create_app
 
-        app = create_app(Settings(database_url=url, link_secret=secret, data_dir=Path(folder),
-                                  public_base_url=f"http://{HOST}:{port}", event_cycle_deployment="",
-                                  problem_cycle_deployment=""))
+        app = create_app(
+            Settings(
+                database_url=url,
+                link_secret=secret,
+                data_dir=Path(folder),
+                public_base_url=f"http://{HOST}:{port}",
+                event_cycle_deployment="",
+                problem_cycle_deployment="",
+            )
+        )
     uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False)).run()
 
 
@@ -182,8 +215,9 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
-async def _load(port: int, work: list[tuple[str, str, bytes, str]], concurrency: int, expect: bytes,
-                rate: float | None = None):
+async def _load(
+    port: int, work: list[tuple[str, str, bytes, str]], concurrency: int, expect: bytes, rate: float | None = None
+):
     """Send `work` on `concurrency` keep-alive connections, each sending its next request when its
     answer came (closed loop); with `rate`, request i is sent no sooner than i/rate seconds after
     the start (open loop: the load a server gets from people, not from a loop waiting on it), and
@@ -204,8 +238,10 @@ async def _load(port: int, work: list[tuple[str, str, bytes, str]], concurrency:
                 await asyncio.sleep(wait)
             head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
             if body:
-                head += (f"Origin: {origin}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                         f"Content-Length: {len(body)}\r\n")
+                head += (
+                    f"Origin: {origin}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                    f"Content-Length: {len(body)}\r\n"
+                )
             sent = time.perf_counter()
             writer.write(head.encode() + b"\r\n" + body)
             status, answer = await _read_answer(reader)
@@ -224,7 +260,8 @@ def _load_main(port, work, concurrency, expect, rate, answer) -> None:
 
 
 def load(port: int, work: list, concurrency: int, expect: bytes, rate: float | None = None):
-    """Runs in a process of its own (spawned before its clock starts); returns (seconds, statuses, latencies, unexpected)."""
+    """Runs in a process of its own (spawned before its clock starts); returns (seconds, statuses,
+    latencies, unexpected)."""
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     process = context.Process(target=_load_main, args=(port, work, concurrency, expect, rate, child))
@@ -258,11 +295,20 @@ async def open_links(url: str, secret: str, count: int, tag: str) -> list[str]:
         for start in range(0, count, 100):
             async with db.transaction() as session:
                 for index in range(start, min(count, start + 100)):
-                    cycle = await requests.get_or_create_cycle(session, kind="problem_escalation",
-                                                               period=f"bench-{tag}-{index}", starts_on=now.date())
+                    cycle = await requests.get_or_create_cycle(
+                        session, kind="problem_escalation", period=f"bench-{tag}-{index}", starts_on=now.date()
+                    )
                     opened = await requests.open_request(
-                        session, plan=plan, secret=key, cycle=cycle, stage_id="ppc_resolution", subject="",
-                        waiter_ref=None, link_ttl=dt.timedelta(days=30), now=now)
+                        session,
+                        plan=plan,
+                        secret=key,
+                        cycle=cycle,
+                        stage_id="ppc_resolution",
+                        subject="",
+                        waiter_ref=None,
+                        link_ttl=dt.timedelta(days=30),
+                        now=now,
+                    )
                     first = opened.new_assignments[0].assignment
                     tokens.append(derive_token(key, first.id, first.token_generation))
     finally:
@@ -279,7 +325,9 @@ async def decisions(url: str) -> Counter:
     db = Db(url)
     try:
         async with db.sessions() as session:
-            rows = (await session.execute(select(Decision.assignment_id, func.count()).group_by(Decision.assignment_id))).all()
+            rows = (
+                await session.execute(select(Decision.assignment_id, func.count()).group_by(Decision.assignment_id))
+            ).all()
     finally:
         await db.dispose()
     return Counter(dict(rows))
@@ -297,8 +345,14 @@ def one_round(args, servers: dict[str, Server], database: Database, secret: str,
     pages = asyncio.run(open_links(database.url, secret, 50, f"{number}-pages"))
     to_decide = asyncio.run(open_links(database.url, secret, args.decisions, f"{number}-decisions"))
     for_bare = asyncio.run(open_links(database.url, secret, args.decisions, f"{number}-bare"))
-    paced = {kind: asyncio.run(open_links(database.url, secret, args.paced, f"{number}-paced-{kind}"))
-             for kind in ("bare", "kehoach")} if args.paced else {}
+    paced = (
+        {
+            kind: asyncio.run(open_links(database.url, secret, args.paced, f"{number}-paced-{kind}"))
+            for kind in ("bare", "kehoach")
+        }
+        if args.paced
+        else {}
+    )
     already = sum(asyncio.run(decisions(database.url)).values())
     rows = []
     for key, server, method, tokens, expect, rate in (
@@ -336,8 +390,13 @@ PACED = {
     "paced:bare": "bare decision, {rate:g}/s offered",
     "paced:kehoach": "kehoach decision, {rate:g}/s offered",
 }
-BASELINE = {"get:minimal": "get:minimal", "get:kehoach": "get:minimal", "post:minimal": "post:minimal",
-            "post:bare": "post:minimal", "post:kehoach": "post:bare"}
+BASELINE = {
+    "get:minimal": "get:minimal",
+    "get:kehoach": "get:minimal",
+    "post:minimal": "post:minimal",
+    "post:bare": "post:minimal",
+    "post:kehoach": "post:bare",
+}
 
 
 def _percentile(latencies: list[float], share: float) -> float:
@@ -346,8 +405,10 @@ def _percentile(latencies: list[float], share: float) -> float:
 
 def report(rounds: list[list], rate: float) -> None:
     print()
-    print(f"  median of {len(rounds)} round(s); ratio against its baseline of the same round (min-max): a page "
-          "and the bare decision against the minimal endpoint, the kehoach decision against the bare one")
+    print(
+        f"  median of {len(rounds)} round(s); ratio against its baseline of the same round (min-max): a page "
+        "and the bare decision against the minimal endpoint, the kehoach decision against the bare one"
+    )
     print(f"  {'':48} {'req/s':>7} {'x baseline':>18} {'p50 ms':>7} {'p99 ms':>7} {'server CPU %':>13}")
     keys = [row[0] for row in rounds[0]]
     for index, key in enumerate(keys):
@@ -378,9 +439,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decisions", type=int, default=500, help="POSTed decisions per row and round (default 500)")
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections of the load (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every row; medians printed (default 3)")
-    parser.add_argument("--paced", type=int, default=0, metavar="N",
-                        help="also send N decisions at --rate a second (open loop) to the bare and the kehoach "
-                             "endpoints: the latency at a given load, not at saturation (default 0: not run)")
+    parser.add_argument(
+        "--paced",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also send N decisions at --rate a second (open loop) to the bare and the kehoach "
+        "endpoints: the latency at a given load, not at saturation (default 0: not run)",
+    )
     parser.add_argument("--rate", type=float, default=25.0, help="decisions a second for --paced (default 25)")
     parser.add_argument("--postgres", metavar="URL", help="e.g. postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args(argv)
@@ -393,12 +459,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for server in servers.values():
             server.start()
-        print(f"uvicorn, one worker each; {args.concurrency} connections; database: "
-              f"{'PostgreSQL' if args.postgres else 'SQLite file'}; {args.rounds} round(s)", flush=True)
+        print(
+            f"uvicorn, one worker each; {args.concurrency} connections; database: "
+            f"{'PostgreSQL' if args.postgres else 'SQLite file'}; {args.rounds} round(s)",
+            flush=True,
+        )
         for number in range(args.rounds):
             rows = one_round(args, servers, database, secret, number)
-            print(f"  round {number + 1}: " + ", ".join(f"{key} {rate:.0f}" for key, rate, _l, _c in rows) + " req/s",
-                  flush=True)
+            print(
+                f"  round {number + 1}: " + ", ".join(f"{key} {rate:.0f}" for key, rate, _l, _c in rows) + " req/s",
+                flush=True,
+            )
             rounds.append(rows)
     finally:
         for server in servers.values():

@@ -50,13 +50,18 @@ def event_period(event: EconomicEvent) -> str:
     return f"{event.starts_on:%Y-%m-%d}-{event.id.hex[:8]}"
 
 
-async def _link_cycle(session, record: EconomicEvent | ProblemReport, *, kind: str, period: str,
-                      starts_on: dt.date) -> None:
+async def _link_cycle(
+    session, record: EconomicEvent | ProblemReport, *, kind: str, period: str, starts_on: dt.date
+) -> None:
     """The record's cycle, created once; the record points at it (a re-run finds both)."""
     cycle = await requests.get_or_create_cycle(session, kind=kind, period=period, starts_on=starts_on)
     if record.cycle_id != cycle.id:
-        await session.execute(update(type(record)).where(type(record).id == record.id)
-                              .values(cycle_id=cycle.id).execution_options(synchronize_session=False))
+        await session.execute(
+            update(type(record))
+            .where(type(record).id == record.id)
+            .values(cycle_id=cycle.id)
+            .execution_options(synchronize_session=False)
+        )
 
 
 @task(name="open-event-cycle", **STEP)

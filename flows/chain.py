@@ -42,8 +42,9 @@ def depends_on(stages: list[Stage], index: int) -> list[str]:
     return [stages[index - 1].id] if index else []
 
 
-async def run_chain(*, cycle_kind: str, period: str, starts_on: dt.date,
-                    data: dict[str, dict] | None = None) -> dict[str, str]:
+async def run_chain(
+    *, cycle_kind: str, period: str, starts_on: dt.date, data: dict[str, dict] | None = None
+) -> dict[str, str]:
     """Run a cycle's stages in order and return each stage's status (or, for a run that found
     the cycle carried by another, {"joined": that run's id}).
 
@@ -74,8 +75,9 @@ async def run_chain(*, cycle_kind: str, period: str, starts_on: dt.date,
     return statuses
 
 
-async def _stages(heartbeat: Heartbeat, *, cycle_kind: str, period: str, starts_on: dt.date,
-                  data: dict[str, dict] | None) -> dict[str, str]:
+async def _stages(
+    heartbeat: Heartbeat, *, cycle_kind: str, period: str, starts_on: dt.date, data: dict[str, dict] | None
+) -> dict[str, str]:
     plan = load_plan(get_settings().plan_file)
     stages = list(plan.cycle(cycle_kind).stages)
     key = dict(cycle_kind=cycle_kind, period=period)
@@ -97,8 +99,9 @@ async def _stages(heartbeat: Heartbeat, *, cycle_kind: str, period: str, starts_
             statuses[stage.id] = await record_stage(**key, stage_id=stage.id, status=StageStatus.waiting.value)
             passed[stage.id] = True
             continue
-        await open_stage(**key, starts_on=starts_on, stage_id=stage.id, waiter_ref=str(flow_run.id),
-                         data=(data or {}).get(stage.id))
+        await open_stage(
+            **key, starts_on=starts_on, stage_id=stage.id, waiter_ref=str(flow_run.id), data=(data or {}).get(stage.id)
+        )
         if not started:
             await send_cycle_digest(**key, event="started")
             started = True

@@ -33,11 +33,23 @@ async def issue_report(*, cycle_kind: str, period: str, stage_id: str) -> dict:
     async with database(settings) as db:
         async with db.reads() as session:
             cycle = await _cycle(session, cycle_kind, period)
-        issued = await issue(db, plan=load_plan(settings.plan_file), settings=settings, renderer=shared_renderer(),
-                             cycle_id=cycle.id, stage_id=stage_id)
+        issued = await issue(
+            db,
+            plan=load_plan(settings.plan_file),
+            settings=settings,
+            renderer=shared_renderer(),
+            cycle_id=cycle.id,
+            stage_id=stage_id,
+        )
     if issued.new:
-        get_run_logger().info("Report %s/%s of %s/%s issued to %d recipient(s)", issued.number, issued.symbol,
-                              cycle_kind, period, len(issued.recipients))
+        get_run_logger().info(
+            "Report %s/%s of %s/%s issued to %d recipient(s)",
+            issued.number,
+            issued.symbol,
+            cycle_kind,
+            period,
+            len(issued.recipients),
+        )
     return {"number": issued.number, "symbol": issued.symbol, "new": issued.new}
 
 
@@ -49,8 +61,9 @@ class Issued:
     new: bool  # issued by this call (else found issued)
 
 
-async def issue(db: Database, *, plan: Plan, settings: Settings, renderer: Renderer, cycle_id: uuid.UUID,
-                stage_id: str) -> Issued:
+async def issue(
+    db: Database, *, plan: Plan, settings: Settings, renderer: Renderer, cycle_id: uuid.UUID, stage_id: str
+) -> Issued:
     """The cycle's consolidated report as issued: numbered, written, queued to every recipient
     and recorded in one transaction, the first time; what was issued, every time after."""
     async with db.reads() as session:
@@ -69,22 +82,45 @@ async def issue(db: Database, *, plan: Plan, settings: Settings, renderer: Rende
         if issued is not None:  # another run issued it meanwhile
             return Issued(issued.number, issued.symbol, issued.recipients, new=False)
         number = await consolidated.next_number(session, symbol=symbol, year=report.year)
-        document = consolidated.document(plan, report, summary=str(request.data.get("text", "")),
-                                         issued_on=issued_on, number=number)
+        document = consolidated.document(
+            plan, report, summary=str(request.data.get("text", "")), issued_on=issued_on, number=number
+        )
         files = await asyncio.to_thread(report_files, document, year=report.year)
         (docx_name, _, docx), (pdf_name, _, pdf) = files
         to = [{"agency": a.id, "email": str(a.email)} for a in report.recipients if a.email]
-        session.add(IssuedReport(cycle_id=cycle_id, request_id=request.id, year=report.year, symbol=symbol,
-                                 number=number, issued_on=issued_on, issued_at=utcnow(), recipients=to,
-                                 docx=docx, pdf=pdf))
+        session.add(
+            IssuedReport(
+                cycle_id=cycle_id,
+                request_id=request.id,
+                year=report.year,
+                symbol=symbol,
+                number=number,
+                issued_on=issued_on,
+                issued_at=utcnow(),
+                recipients=to,
+                docx=docx,
+                pdf=pdf,
+            )
+        )
         await session.flush()
-        await Emails.of(plan, settings, renderer).report_issued(session, cycle_id=cycle_id, report=report,
-                                                                document=document, files=files)
-        await audit.append(session, actor="system", action="report.issued", entity="approval_request",
-                           entity_id=str(request.id),
-                           data={"number": f"{number}/{symbol}", "year": report.year, "recipients": to,
-                                 "units": len(report.units), "reported": len(report.reported),
-                                 "files": [docx_name, pdf_name]})
+        await Emails.of(plan, settings, renderer).report_issued(
+            session, cycle_id=cycle_id, report=report, document=document, files=files
+        )
+        await audit.append(
+            session,
+            actor="system",
+            action="report.issued",
+            entity="approval_request",
+            entity_id=str(request.id),
+            data={
+                "number": f"{number}/{symbol}",
+                "year": report.year,
+                "recipients": to,
+                "units": len(report.units),
+                "reported": len(report.reported),
+                "files": [docx_name, pdf_name],
+            },
+        )
     return Issued(number, symbol, to, new=True)
 
 
@@ -95,13 +131,26 @@ async def _issued(session: AsyncSession, cycle_id) -> IssuedReport | None:
 async def _approved(session: AsyncSession, cycle_id, stage_id: str) -> tuple[ApprovalRequest | None, str | None]:
     """The approved round of the consolidation step (a round sent back is not), and the official
     whose approval settled it (who signs)."""
-    request = (await session.execute(select(ApprovalRequest).where(
-        ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == stage_id,
-        ApprovalRequest.status == RequestStatus.approved.value).order_by(ApprovalRequest.round.desc())
-        .limit(1))).scalar()
+    request = (
+        await session.execute(
+            select(ApprovalRequest)
+            .where(
+                ApprovalRequest.cycle_id == cycle_id,
+                ApprovalRequest.stage == stage_id,
+                ApprovalRequest.status == RequestStatus.approved.value,
+            )
+            .order_by(ApprovalRequest.round.desc())
+            .limit(1)
+        )
+    ).scalar()
     if request is None:
         return None, None
-    signer = (await session.execute(select(Decision.official_id).where(
-        Decision.request_id == request.id, Decision.outcome == Outcome.approve.value)
-        .order_by(Decision.decided_at.desc()).limit(1))).scalar()
+    signer = (
+        await session.execute(
+            select(Decision.official_id)
+            .where(Decision.request_id == request.id, Decision.outcome == Outcome.approve.value)
+            .order_by(Decision.decided_at.desc())
+            .limit(1)
+        )
+    ).scalar()
     return request, signer

@@ -53,10 +53,13 @@ def serve_all(limit: int | None = None) -> None:
     settings = get_settings()
     plan = load_plan(settings.plan_file)
     deployments = [
-        flow.to_deployment(name=name, entrypoint_type=EntrypointType.MODULE_PATH,
-                           schedules=schedules(plan, kind, settings.sweep_cron),
-                           description=flow.__doc__,
-                           tags=["kehoach"])
+        flow.to_deployment(
+            name=name,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+            schedules=schedules(plan, kind, settings.sweep_cron),
+            description=flow.__doc__,
+            tags=["kehoach"],
+        )
         for name, (flow, kind) in DEPLOYMENTS.items()
     ]
     # Keep schedules running when this process stops: a restart must not pause the plan.

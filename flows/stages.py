@@ -59,6 +59,7 @@ async def _cycle(session, cycle_kind: str, period: str) -> Cycle:
 
 # Carrying the cycle ---------------------------------------------------------------------------
 
+
 @task(name="take-cycle", **STEP)
 async def take_cycle(*, cycle_kind: str, period: str, starts_on: dt.date, run_id: str) -> dict:
     """Carry the cycle, or join the run that does. A run that carried it and is over (failed,
@@ -101,8 +102,9 @@ class Heartbeat:
         while True:
             try:
                 async with database(settings) as db, db.transaction() as session:
-                    await cycles.beat(session, self.cycle_id, run_id=self.run_id, state=cycles.RunState.running,
-                                      now=utcnow())
+                    await cycles.beat(
+                        session, self.cycle_id, run_id=self.run_id, state=cycles.RunState.running, now=utcnow()
+                    )
             except Exception:  # a missed beat is only late: the next one tries again
                 log.warning("heartbeat of cycle %s failed", self.cycle_id, exc_info=True)
             await asyncio.sleep(self.every)
@@ -132,8 +134,14 @@ async def report_failure(cycle_id: uuid.UUID, run_id: str, error: BaseException)
     """The run is failing: the cycle needs a coordinator, who is told once."""
     settings = get_settings()
     async with database(settings) as db, db.transaction() as session:
-        marked = await cycles.needs_attention(session, cycle_id, reason=cycles.Attention.run_failed,
-                                              detail=f"{type(error).__name__}: {error}", run_id=run_id, now=utcnow())
+        marked = await cycles.needs_attention(
+            session,
+            cycle_id,
+            reason=cycles.Attention.run_failed,
+            detail=f"{type(error).__name__}: {error}",
+            run_id=run_id,
+            now=utcnow(),
+        )
         if marked is not None:
             await Emails.of(load_plan(settings.plan_file), settings, shared_renderer()).cycle_attention(session, marked)
 
@@ -147,6 +155,7 @@ async def finish_cycle(*, cycle_kind: str, period: str, run_id: str) -> bool:
 
 
 # Stages ---------------------------------------------------------------------------------------
+
 
 def opens_at(stage: Stage, cycle: Cycle, tz) -> dt.datetime | None:
     """When a stage that opens on its own date may open: the start of that local day in the
@@ -169,8 +178,9 @@ async def schedule_stage(*, cycle_kind: str, period: str, stage_id: str) -> bool
         at = opens_at(stage, cycle, plan.tz)
         if at is None or utcnow() >= at:
             return True
-        await requests.set_stage_status(session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.scheduled,
-                                        now=utcnow())
+        await requests.set_stage_status(
+            session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.scheduled, now=utcnow()
+        )
         row = await stages.lock_stage(session, cycle.id, stage_id)
         row.opens_at = at
     get_run_logger().info("Stage %s of %s/%s opens on %s", stage_id, cycle_kind, period, at.astimezone(plan.tz))
@@ -178,8 +188,9 @@ async def schedule_stage(*, cycle_kind: str, period: str, stage_id: str) -> bool
 
 
 @task(name="open-stage", **STEP)
-async def open_stage(*, cycle_kind: str, period: str, starts_on: dt.date, stage_id: str, waiter_ref: str,
-                     data: dict | None = None) -> int:
+async def open_stage(
+    *, cycle_kind: str, period: str, starts_on: dt.date, stage_id: str, waiter_ref: str, data: dict | None = None
+) -> int:
     """Open every branch of a stage (one per unit for a fan-out or a report, else one), a few
     branches per transaction, each with its emails and audit rows; return how many branches.
 
@@ -191,23 +202,47 @@ async def open_stage(*, cycle_kind: str, period: str, starts_on: dt.date, stage_
     """
     settings = get_settings()
     async with database(settings) as db:
-        opened = await open_branches(db, plan=load_plan(settings.plan_file), settings=settings,
-                                     renderer=shared_renderer(), cycle_kind=cycle_kind, period=period,
-                                     starts_on=starts_on, stage_id=stage_id, waiter_ref=waiter_ref, data=data)
+        opened = await open_branches(
+            db,
+            plan=load_plan(settings.plan_file),
+            settings=settings,
+            renderer=shared_renderer(),
+            cycle_kind=cycle_kind,
+            period=period,
+            starts_on=starts_on,
+            stage_id=stage_id,
+            waiter_ref=waiter_ref,
+            data=data,
+        )
     get_run_logger().info("Stage %s of %s/%s waits on %d branch(es)", stage_id, cycle_kind, period, opened)
     return opened
 
 
-async def open_branches(db: Database, *, plan, settings: Settings, renderer, cycle_kind: str, period: str,
-                        starts_on: dt.date, stage_id: str, waiter_ref: str | None, data: dict | None = None) -> int:
+async def open_branches(
+    db: Database,
+    *,
+    plan,
+    settings: Settings,
+    renderer,
+    cycle_kind: str,
+    period: str,
+    starts_on: dt.date,
+    stage_id: str,
+    waiter_ref: str | None,
+    data: dict | None = None,
+) -> int:
     """What `open-stage` does, outside a flow run (see it)."""
     stage = requests.stage_of(plan, cycle_kind, stage_id)
     link_ttl = dt.timedelta(days=settings.link_ttl_days)
     async with db.transaction() as session:
         cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
-        done = (await session.execute(select(CycleStage.branches).where(
-            CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id,
-            CycleStage.opened_at.is_not(None)))).scalar()
+        done = (
+            await session.execute(
+                select(CycleStage.branches).where(
+                    CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id, CycleStage.opened_at.is_not(None)
+                )
+            )
+        ).scalar()
     if done is not None:
         return done
     if stage.shows:  # what the earlier stages received travels with every branch (the outlets see it)
@@ -218,10 +253,19 @@ async def open_branches(db: Database, *, plan, settings: Settings, renderer, cyc
     for start in range(0, len(subjects), BRANCHES_PER_TRANSACTION):
         async with db.transaction() as session:
             cycle = await session.get(Cycle, cycle.id)
-            for subject in subjects[start:start + BRANCHES_PER_TRANSACTION]:
-                await _open_branch(session, plan=plan, settings=settings, renderer=renderer, cycle=cycle,
-                                   stage=stage, subject=subject, waiter_ref=waiter_ref, link_ttl=link_ttl,
-                                   data=data)
+            for subject in subjects[start : start + BRANCHES_PER_TRANSACTION]:
+                await _open_branch(
+                    session,
+                    plan=plan,
+                    settings=settings,
+                    renderer=renderer,
+                    cycle=cycle,
+                    stage=stage,
+                    subject=subject,
+                    waiter_ref=waiter_ref,
+                    link_ttl=link_ttl,
+                    data=data,
+                )
     async with db.transaction() as session:
         row = await stages.lock_stage(session, cycle.id, stage_id)
         row.opened_at, row.branches = utcnow(), len(subjects)
@@ -234,18 +278,35 @@ async def _open_branch(session, *, plan, settings, renderer, cycle, stage, subje
     now = utcnow()
     if stage.kind.submitted:
         opened = await submissions.open_submission(
-            session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage.id,
-            subject=subject, waiter_ref=waiter_ref, now=now, link_ttl=link_ttl, data=data)
+            session,
+            plan=plan,
+            secret=settings.link_secret_bytes(),
+            cycle=cycle,
+            stage_id=stage.id,
+            subject=subject,
+            waiter_ref=waiter_ref,
+            now=now,
+            link_ttl=link_ttl,
+            data=data,
+        )
         await Emails.of(plan, settings, renderer).asked(session, opened.opened.request, cycle, opened.asked)
         return
     day = requests.local_day(plan, now)
     submitter = plan.holders(stage.requester, day, unit=subject or None) if stage.requester else []
     approval = await requests.open_request(
-        session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage.id, subject=subject,
-        waiter_ref=waiter_ref, link_ttl=link_ttl, now=now, requested_by=submitter[0].id if submitter else None,
-        data=data)
-    await Emails.of(plan, settings, renderer).approval_links(session, approval.request, cycle,
-                                                             approval.new_assignments)
+        session,
+        plan=plan,
+        secret=settings.link_secret_bytes(),
+        cycle=cycle,
+        stage_id=stage.id,
+        subject=subject,
+        waiter_ref=waiter_ref,
+        link_ttl=link_ttl,
+        now=now,
+        requested_by=submitter[0].id if submitter else None,
+        data=data,
+    )
+    await Emails.of(plan, settings, renderer).approval_links(session, approval.request, cycle, approval.new_assignments)
 
 
 @dataclass(frozen=True)
@@ -268,8 +329,11 @@ async def stage_now(*, cycle_kind: str, period: str, stage_id: str) -> StageNow:
         cycle = await _cycle(session, cycle_kind, period)
         state = await stages.stage_state(session, cycle.id, stage_id)
         cancelled = await coordination.cycle_cancelled(session, cycle.id)
-        goes_on_at = (await session.execute(select(CycleStage.goes_on_at).where(
-            CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id))).scalar()
+        goes_on_at = (
+            await session.execute(
+                select(CycleStage.goes_on_at).where(CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id)
+            )
+        ).scalar()
     return StageNow(state, cancelled, goes_on_at is not None and utcnow() >= goes_on_at)
 
 
@@ -287,8 +351,9 @@ async def record_stage(*, cycle_kind: str, period: str, stage_id: str, status: s
     settings = get_settings()
     async with database(settings) as db, db.transaction() as session:
         cycle = await _cycle(session, cycle_kind, period)
-        await requests.set_stage_status(session, cycle_id=cycle.id, stage=stage_id, status=StageStatus(status),
-                                        now=utcnow())
+        await requests.set_stage_status(
+            session, cycle_id=cycle.id, stage=stage_id, status=StageStatus(status), now=utcnow()
+        )
     return status
 
 
@@ -299,8 +364,10 @@ async def send_cycle_digest(*, cycle_kind: str, period: str, event: str) -> int:
     plan = load_plan(settings.plan_file)
     async with database(settings) as db, db.transaction() as session:
         cycle = await _cycle(session, cycle_kind, period)
-        statuses = {row.stage: row.status for row in (await session.execute(
-            select(CycleStage).where(CycleStage.cycle_id == cycle.id))).scalars()}
+        statuses = {
+            row.stage: row.status
+            for row in (await session.execute(select(CycleStage).where(CycleStage.cycle_id == cycle.id))).scalars()
+        }
         return await Emails.of(plan, settings, shared_renderer()).cycle_digest(session, cycle, statuses, event=event)
 
 
@@ -309,6 +376,9 @@ async def lapsed(*, cycle_kind: str, period: str, stage_id: str) -> bool:
     settings = get_settings()
     async with database(settings) as db, db.reads() as session:
         cycle = await _cycle(session, cycle_kind, period)
-        status = (await session.execute(select(CycleStage.status).where(
-            CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id))).scalar()
+        status = (
+            await session.execute(
+                select(CycleStage.status).where(CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id)
+            )
+        ).scalar()
     return status == StageStatus.lapsed.value

@@ -21,23 +21,31 @@ from notifications.render import Renderer, shared_renderer
 LINK_EMAIL_FOR = {EventKind.reminder: "reminder", EventKind.escalation: "escalation"}
 
 
-async def sweep_with_emails(db: Database, *, plan: Plan, settings: Settings, renderer: Renderer,
-                            now: dt.datetime | None = None) -> list[SweepEvent]:
+async def sweep_with_emails(
+    db: Database, *, plan: Plan, settings: Settings, renderer: Renderer, now: dt.datetime | None = None
+) -> list[SweepEvent]:
     """One pass; each request's change and its emails commit together."""
     emails = Emails.of(plan, settings, renderer)
 
     async def on_event(session: AsyncSession, event: SweepEvent) -> None:
         kind = LINK_EMAIL_FOR.get(event.kind)
         if event.submission is not None:
-            await emails.submission_link(session, event.request, event.cycle, event.submission,
-                                         reminder=event.request.reminders_sent)
+            await emails.submission_link(
+                session, event.request, event.cycle, event.submission, reminder=event.request.reminders_sent
+            )
         if kind and event.notify:
             await emails.approval_links(session, event.request, event.cycle, event.notify, kind=kind)
         if event.kind is EventKind.expired:
             await emails.expired(session, event.request, event.cycle, event.closed)
 
-    events = await sweep(db, plan=plan, secret=settings.link_secret_bytes(), now=now or utcnow(),
-                         link_ttl=dt.timedelta(days=settings.link_ttl_days), on_event=on_event)
+    events = await sweep(
+        db,
+        plan=plan,
+        secret=settings.link_secret_bytes(),
+        now=now or utcnow(),
+        link_ttl=dt.timedelta(days=settings.link_ttl_days),
+        on_event=on_event,
+    )
     async with db.transaction() as session:  # open steps past their due time: each stage's superior hears once
         notices = await overdue_notices(session, plan=plan, now=now or utcnow())
         await emails.overdue(session, notices)
@@ -54,8 +62,9 @@ async def sweep_flow() -> dict[str, int]:
     """Send reminders, escalate overdue steps and apply timeout policies (never approving anything)."""
     settings = get_settings()
     async with database(settings) as db:
-        events = await sweep_with_emails(db, plan=load_plan(settings.plan_file), settings=settings,
-                                         renderer=shared_renderer())
+        events = await sweep_with_emails(
+            db, plan=load_plan(settings.plan_file), settings=settings, renderer=shared_renderer()
+        )
     counts = {kind.value: sum(1 for e in events if e.kind is kind) for kind in EventKind}
     get_run_logger().info("sweep: %s", counts)
     return counts

@@ -105,8 +105,14 @@ def invite(
         _line("DTSTAMP", f"{stamp:%Y%m%dT%H%M%S}Z"),
         _line("UID", _text(event_uid(request_id, assignee_id, domain))),
         _line("SEQUENCE", str(sequence)),
-        _line("ATTENDEE", f"mailto:{attendee[1]}", CN=_nfc(attendee[0]), PARTSTAT="NEEDS-ACTION",
-              ROLE="REQ-PARTICIPANT", RSVP="FALSE"),  # no replies: the decision is made on the web page
+        _line(
+            "ATTENDEE",
+            f"mailto:{attendee[1]}",
+            CN=_nfc(attendee[0]),
+            PARTSTAT="NEEDS-ACTION",
+            ROLE="REQ-PARTICIPANT",
+            RSVP="FALSE",
+        ),  # no replies: the decision is made on the web page
         _line("CLASS", "PRIVATE"),
         *([_line("DESCRIPTION", _text(description), LANGUAGE=language)] if description else []),
         _line("ORGANIZER", f"mailto:{organizer[1]}", CN=_nfc(organizer[0])),
@@ -114,8 +120,13 @@ def invite(
         _line("TRANSP", "TRANSPARENT"),  # a deadline, not a meeting: it does not make anyone busy
     ]
     if reminder is not None and not cancelled:
-        lines += ["BEGIN:VALARM", _line("ACTION", "DISPLAY"), _line("DESCRIPTION", _text(summary)),
-                  _line("TRIGGER", vDuration(-reminder).to_ical().decode()), "END:VALARM"]
+        lines += [
+            "BEGIN:VALARM",
+            _line("ACTION", "DISPLAY"),
+            _line("DESCRIPTION", _text(summary)),
+            _line("TRIGGER", vDuration(-reminder).to_ical().decode()),
+            "END:VALARM",
+        ]
     event = "\r\n".join(["BEGIN:VEVENT", *lines, "END:VEVENT", ""]).encode()
     # The calendar's own lines and its VTIMEZONE (before the event that refers to it) are the same
     # for every invite: serialised once per process, only the event is serialised here.
@@ -138,10 +149,18 @@ def _nfc(text: str) -> str:
 # cost. The output is what icalendar writes for the same event, byte for byte (its properties
 # in its canonical order, parameters sorted, the same escaping and folding): tests compare the two.
 
+
 def _text(value: str) -> str:
     """A TEXT value, escaped (RFC 5545 3.3.11); line breaks of any kind become \\n."""
-    return (_nfc(value).replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-            .replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n"))
+    return (
+        _nfc(value)
+        .replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+        .replace("\r", "\\n")
+    )
 
 
 _QUOTABLE = re.compile("[,;:\u2019]")

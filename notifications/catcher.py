@@ -26,8 +26,9 @@ class MaildirHandler:
 class MailCatcher:
     def __init__(self, maildir: Path, host: str = "127.0.0.1", port: int = 8025):
         self.maildir = maildir
-        self.controller = Controller(MaildirHandler(maildir), hostname=host, port=port,
-                                     server_hostname="kehoach-mail-catcher", ready_timeout=10)
+        self.controller = Controller(
+            MaildirHandler(maildir), hostname=host, port=port, server_hostname="kehoach-mail-catcher", ready_timeout=10
+        )
 
     def start(self) -> None:
         self.controller.start()
@@ -55,8 +56,10 @@ class CaughtMessage:
     @property
     def attachments(self) -> list[tuple[str | None, str, bytes]]:
         """(file name, content type, data) of each attachment, e.g. a calendar invite."""
-        return [(part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
-                for part in self.message.iter_attachments()]
+        return [
+            (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+            for part in self.message.iter_attachments()
+        ]
 
 
 def read_inbox(maildir: Path) -> list[CaughtMessage]:
@@ -67,6 +70,5 @@ def read_inbox(maildir: Path) -> list[CaughtMessage]:
     caught = []
     for key in box.iterkeys():
         entry = box.get_message(key)
-        caught.append(CaughtMessage(key, entry.get_date(),
-                                    message_from_bytes(entry.as_bytes(), policy=policy.default)))
+        caught.append(CaughtMessage(key, entry.get_date(), message_from_bytes(entry.as_bytes(), policy=policy.default)))
     return sorted(caught, key=lambda m: m.received, reverse=True)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -64,8 +65,21 @@ from notifications.smtp import _NETWORK_ERRORS, SmtpConfig, SmtpPool, SmtpUnavai
 log = logging.getLogger("kehoach.dispatcher")
 _TABLE = OutboxMessage.__table__
 # What sending needs of a claimed row (not the idempotency key, the kind, the last error...).
-_CLAIMED = [_TABLE.c[name] for name in ("id", "message_id", "recipients", "subject", "text_body", "html_body",
-                                       "attachments", "attempts", "next_attempt_at", "lease_until")]
+_CLAIMED = [
+    _TABLE.c[name]
+    for name in (
+        "id",
+        "message_id",
+        "recipients",
+        "subject",
+        "text_body",
+        "html_body",
+        "attachments",
+        "attempts",
+        "next_attempt_at",
+        "lease_until",
+    )
+]
 
 PLACEHOLDER = re.compile(r"\[\[secret:([a-z_]+):([A-Za-z0-9:_-]+)\]\]")
 Resolver = Callable[[str], str]
@@ -79,6 +93,7 @@ def placeholder(name: str, argument: str) -> str:
     """Text the dispatcher replaces when it sends, so secrets (link tokens) never sit in the outbox."""
     return f"[[secret:{name}:{argument}]]"
 
+
 @dataclass(frozen=True)
 class RetryPolicy:
     base_seconds: float = 5.0
@@ -91,8 +106,10 @@ class RetryPolicy:
         """Exponential backoff with full jitter."""
         return random.uniform(0.5, 1.0) * min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
 
+
 class PermanentFailure(Refused):
     pass
+
 
 @dataclass(frozen=True)
 class _Outcome:
@@ -100,18 +117,22 @@ class _Outcome:
     error: str | None = None
     outage: bool = False  # the server was unreachable: not the message's fault
 
+
 SENT = _Outcome("sent")
 RELEASE = _Outcome("release")
+
 
 @dataclass(frozen=True, eq=False)
 class _Batch:
     lease_until: dt.datetime  # as written by the claim: the fence of every later write
     deadline: float  # loop time after which none of its sends may still run
 
+
 @dataclass(eq=False)
 class _Job:
     message: OutboxMessage
     batch: _Batch
+
 
 class _Stream:
     """Batch after batch: claims ahead of the senders, records behind them.
@@ -284,6 +305,7 @@ class _Stream:
                 log.warning("recording outcomes failed, trying again", exc_info=True)
                 await asyncio.sleep(0.5 * (attempt + 1))
 
+
 class Dispatcher:
     def __init__(
         self,
@@ -333,8 +355,13 @@ class Dispatcher:
         email.add_alternative(self._personalise(message.html_body, html=True), subtype="html")
         for attachment in message.attachments or ():
             maintype, subtype, params = _split_content_type(attachment["content_type"])
-            email.add_attachment(base64.b64decode(attachment["data"], validate=True), maintype=maintype,
-                                 subtype=subtype, filename=attachment["filename"], params=params)
+            email.add_attachment(
+                base64.b64decode(attachment["data"], validate=True),
+                maintype=maintype,
+                subtype=subtype,
+                filename=attachment["filename"],
+                params=params,
+            )
         return email
 
     @functools.cached_property
@@ -345,8 +372,7 @@ class Dispatcher:
         """'Date: ...' for this second, written once per second (a batch goes out within a few)."""
         second = int(time.time())
         if self._date[0] != second:
-            self._date = (second, mime.header("Date", format_datetime(
-                dt.datetime.fromtimestamp(second, dt.UTC))))
+            self._date = (second, mime.header("Date", format_datetime(dt.datetime.fromtimestamp(second, dt.UTC))))
         return self._date[1]
 
     def serialize(self, message: OutboxMessage) -> bytes:
@@ -357,8 +383,9 @@ class Dispatcher:
         attachments = []
         for attachment in message.attachments or ():
             maintype, subtype, params = _split_content_type(attachment["content_type"])
-            attachments.append((attachment["filename"], maintype, subtype, params,
-                                base64.b64decode(attachment["data"], validate=True)))
+            attachments.append(
+                (attachment["filename"], maintype, subtype, params, base64.b64decode(attachment["data"], validate=True))
+            )
         return mime.compose(
             headers=[
                 mime.header("Message-ID", message.message_id),
@@ -386,9 +413,14 @@ class Dispatcher:
             # One statement, one round trip: the due rows are picked and leased at once.
             # Core, not ORM: rows with the same attribute names, without the ORM's per-object cost.
             claimed = await claim(
-                session, _TABLE, due=due, order_by=_TABLE.c.next_attempt_at, limit=limit or self.batch_size,
+                session,
+                _TABLE,
+                due=due,
+                order_by=_TABLE.c.next_attempt_at,
+                limit=limit or self.batch_size,
                 values=dict(status=MessageStatus.sending.value, lease_until=lease, attempts=_TABLE.c.attempts + 1),
-                returning=list(_CLAIMED))
+                returning=list(_CLAIMED),
+            )
         return sorted(claimed, key=lambda message: message.next_attempt_at), lease
 
     def _values(self, message: OutboxMessage, outcome: _Outcome, now: dt.datetime) -> dict:
@@ -399,8 +431,9 @@ class Dispatcher:
         if outcome.status == "failed" or (not outcome.outage and message.attempts >= self.retry.max_attempts):
             return dict(status=MessageStatus.failed.value, lease_until=None, last_error=outcome.error)
         next_at = now + dt.timedelta(seconds=self.retry.delay(message.attempts))
-        return dict(status=MessageStatus.queued.value, next_attempt_at=next_at, lease_until=None,
-                    last_error=outcome.error)
+        return dict(
+            status=MessageStatus.queued.value, next_attempt_at=next_at, lease_until=None, last_error=outcome.error
+        )
 
     async def _record(self, results: list[tuple[OutboxMessage, _Outcome]], lease: dt.datetime) -> None:
         await self._record_all([(message, outcome, lease) for message, outcome in results])
@@ -417,14 +450,19 @@ class Dispatcher:
             for lease, ids in sent.items():
                 # On PostgreSQL one array parameter: the same SQL whatever the count, so it is
                 # prepared once (an IN list is new SQL for every length).
-                chosen = _TABLE.c.id == any_(bindparam("ids", ids, type_=_ID_ARRAY)) if postgres else _TABLE.c.id.in_(ids)
+                chosen = (
+                    _TABLE.c.id == any_(bindparam("ids", ids, type_=_ID_ARRAY)) if postgres else _TABLE.c.id.in_(ids)
+                )
                 await session.execute(
-                    update(_TABLE).where(chosen, *_fence(lease)).values(**self._values(None, SENT, now)))
+                    update(_TABLE).where(chosen, *_fence(lease)).values(**self._values(None, SENT, now))
+                )
             for message, outcome, lease in results:
                 if outcome is not SENT:
                     await session.execute(
-                        update(_TABLE).where(_TABLE.c.id == message.id, *_fence(lease))
-                        .values(**self._values(message, outcome, now)))
+                        update(_TABLE)
+                        .where(_TABLE.c.id == message.id, *_fence(lease))
+                        .values(**self._values(message, outcome, now))
+                    )
         for _message, outcome, _lease in results:
             self.stats[outcome.status] += 1
 
@@ -453,8 +491,10 @@ class Dispatcher:
                 if len(refused) == len(recipients):
                     await client.rset()
                     self.pool.release(connection)
-                    return _Outcome("failed" if all(500 <= r.code < 600 for r in refused) else "retry",
-                                    "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refused))
+                    return _Outcome(
+                        "failed" if all(500 <= r.code < 600 for r in refused) else "retry",
+                        "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refused),
+                    )
                 data_started = True
                 await client.data(data)
             except aiosmtplib.SMTPResponseException as exc:
@@ -472,8 +512,12 @@ class Dispatcher:
                             connection = None
                     if connection is not None:
                         self.pool.release(connection)
-                log.warning("SMTP answered %s for %s (%s)", exc.code, job.message.message_id,
-                            "permanent" if permanent else "will retry")
+                log.warning(
+                    "SMTP answered %s for %s (%s)",
+                    exc.code,
+                    job.message.message_id,
+                    "permanent" if permanent else "will retry",
+                )
                 return _Outcome("failed" if permanent else "retry", f"{exc.code} {exc.message}")
             except (aiosmtplib.SMTPException, *_NETWORK_ERRORS, asyncio.CancelledError) as exc:
                 self.pool.discard(connection)
@@ -486,8 +530,9 @@ class Dispatcher:
             else:
                 self.pool.release(connection)
                 if refused:
-                    return _Outcome("sent", "refused: " + "; ".join(f"{r.recipient}: {r.code} {r.message}"
-                                                                   for r in refused))
+                    return _Outcome(
+                        "sent", "refused: " + "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in refused)
+                    )
                 return SENT
         raise AssertionError("unreachable")
 
@@ -520,10 +565,8 @@ class Dispatcher:
                     idle = True
                 if idle:
                     await self.pool.prune()
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=interval)
-                    except TimeoutError:
-                        pass
         finally:
             await self.pool.close()
 
@@ -536,10 +579,13 @@ class Dispatcher:
     async def __aexit__(self, *exc_info) -> None:
         await self.aclose()
 
+
 _ID_ARRAY = ARRAY(_TABLE.c.id.type)
+
 
 def _fence(lease: dt.datetime) -> tuple:
     return _TABLE.c.status == MessageStatus.sending.value, _TABLE.c.lease_until == lease
+
 
 def _split_content_type(content_type: str) -> tuple[str, str, dict[str, str]]:
     """'text/calendar; method=REQUEST; charset=UTF-8' -> ('text', 'calendar', {'method': 'REQUEST', ...})."""

@@ -59,37 +59,74 @@ class Emails:
 
     @classmethod
     def of(cls, plan: Plan, settings: Settings, renderer: Renderer) -> Emails:
-        return cls(plan=plan, renderer=renderer, domain=settings.mail_domain, organizer=settings.organizer,
-                   base_url=settings.public_base_url)
+        return cls(
+            plan=plan,
+            renderer=renderer,
+            domain=settings.mail_domain,
+            organizer=settings.organizer,
+            base_url=settings.public_base_url,
+        )
 
     # Asking someone to act ---------------------------------------------------------------------
 
-    async def approval_links(self, session: AsyncSession, request: ApprovalRequest, cycle: Cycle,
-                             notify: Sequence[NewAssignment], *, kind: str = "approval_request") -> int:
+    async def approval_links(
+        self,
+        session: AsyncSession,
+        request: ApprovalRequest,
+        cycle: Cycle,
+        notify: Sequence[NewAssignment],
+        *,
+        kind: str = "approval_request",
+    ) -> int:
         """Each approver newly asked gets their personal link, with the deadline in their calendar;
         `kind` "reminder" or "escalation" for the sweep's and a coordinator's."""
-        return await queue_link_messages(session, renderer=self.renderer, link_name=APPROVAL_LINK,
-                                         organizer=self.organizer, domain=self.domain,
-                                         messages=link_messages(self.plan, request, cycle, notify, kind=kind))
+        return await queue_link_messages(
+            session,
+            renderer=self.renderer,
+            link_name=APPROVAL_LINK,
+            organizer=self.organizer,
+            domain=self.domain,
+            messages=link_messages(self.plan, request, cycle, notify, kind=kind),
+        )
 
-    async def submission_link(self, session: AsyncSession, request: ApprovalRequest, cycle: Cycle,
-                              asked: SubmissionAsked, *, reminder: int | str = 0) -> int:
+    async def submission_link(
+        self,
+        session: AsyncSession,
+        request: ApprovalRequest,
+        cycle: Cycle,
+        asked: SubmissionAsked,
+        *,
+        reminder: int | str = 0,
+    ) -> int:
         """The acting agency's submitter gets the step's form link: first, again after changes,
         or (with `reminder`: the sweep's n-th, or a coordinator's) the same form again."""
         message = submission_message(self.plan, request, cycle, asked, reminder=reminder)
-        return await queue_link_messages(session, renderer=self.renderer, link_name=SUBMISSION_LINK,
-                                         organizer=self.organizer, domain=self.domain, messages=[message])
+        return await queue_link_messages(
+            session,
+            renderer=self.renderer,
+            link_name=SUBMISSION_LINK,
+            organizer=self.organizer,
+            domain=self.domain,
+            messages=[message],
+        )
 
-    async def asked(self, session: AsyncSession, request: ApprovalRequest, cycle: Cycle,
-                    asked: SubmissionAsked | SubmissionUnrouted | None) -> int:
+    async def asked(
+        self,
+        session: AsyncSession,
+        request: ApprovalRequest,
+        cycle: Cycle,
+        asked: SubmissionAsked | SubmissionUnrouted | None,
+    ) -> int:
         """What asking for a (re)submission produced: the form link to the officer asked, or,
         when nobody could be asked, an alert to the coordinators (a step never waits on an email
         that was never sent)."""
         if isinstance(asked, SubmissionAsked):
             return await self.submission_link(session, request, cycle, asked)
         if isinstance(asked, SubmissionUnrouted):
-            return await self._plain(session, unrouted_messages(self.plan, request, cycle, action=asked.action,
-                                                                at=utcnow(), base_url=self.base_url))
+            return await self._plain(
+                session,
+                unrouted_messages(self.plan, request, cycle, action=asked.action, at=utcnow(), base_url=self.base_url),
+            )
         return 0
 
     async def coordinated(self, session: AsyncSession, acted: Acted, *, kind: str) -> int:
@@ -97,8 +134,9 @@ class Emails:
         gets the same form link again (a reminder of its own, however many); approvers newly
         asked or reminded get their links."""
         if acted.submission is not None:
-            return await self.submission_link(session, acted.request, acted.cycle, acted.submission,
-                                              reminder=f"manual-{uuid.uuid4().hex[:12]}")
+            return await self.submission_link(
+                session, acted.request, acted.cycle, acted.submission, reminder=f"manual-{uuid.uuid4().hex[:12]}"
+            )
         if not acted.notify:
             return 0
         return await self.approval_links(session, acted.request, acted.cycle, acted.notify, kind=kind)
@@ -112,86 +150,151 @@ class Emails:
         sequence is asked."""
         request, cycle = result.request, result.cycle
         decided_by = official_name(self.plan, result.decision.official_id)
-        queued = await self._closing(session, [
-            receipt_message(self.plan, request, cycle, result.decision, at=at),
-            *closed_messages(self.plan, request, cycle, result.closed, decided_by=decided_by, at=at)])
+        queued = await self._closing(
+            session,
+            [
+                receipt_message(self.plan, request, cycle, result.decision, at=at),
+                *closed_messages(self.plan, request, cycle, result.closed, decided_by=decided_by, at=at),
+            ],
+        )
         if result.settled is not None and result.settled is not Outcome.request_changes:
-            queued += await self._plain(session, [outcome_message(
-                self.plan, request, cycle, decided_by=decided_by, comment=result.decision.comment, at=at,
-                base_url=self.base_url)])
+            queued += await self._plain(
+                session,
+                [
+                    outcome_message(
+                        self.plan,
+                        request,
+                        cycle,
+                        decided_by=decided_by,
+                        comment=result.decision.comment,
+                        at=at,
+                        base_url=self.base_url,
+                    )
+                ],
+            )
         if result.asked is not None:
             queued += await self.asked(session, request, cycle, result.asked)
         if result.activated:
             queued += await self.approval_links(session, request, cycle, result.activated)
         return queued
 
-    async def expired(self, session: AsyncSession, request: ApprovalRequest, cycle: Cycle,
-                      closed: Sequence[str]) -> int:
+    async def expired(
+        self, session: AsyncSession, request: ApprovalRequest, cycle: Cycle, closed: Sequence[str]
+    ) -> int:
         """A step that lapsed (its policy on the due time): its submitter hears how it ended, and
         the officials it had asked lose the deadline from their calendar."""
         at = request.decided_at or utcnow()
-        return (await self._plain(session, [outcome_message(self.plan, request, cycle, decided_by="", comment="",
-                                                            at=at, base_url=self.base_url)])
-                + await self._closing(session, closed_messages(self.plan, request, cycle, closed, decided_by="",
-                                                               at=at)))
+        return await self._plain(
+            session,
+            [outcome_message(self.plan, request, cycle, decided_by="", comment="", at=at, base_url=self.base_url)],
+        ) + await self._closing(session, closed_messages(self.plan, request, cycle, closed, decided_by="", at=at))
 
-    async def cancelled(self, session: AsyncSession, cycle: Cycle, expired: Iterable[ApprovalRequest],
-                        closed: dict[uuid.UUID, list[str]], *, at: dt.datetime) -> int:
+    async def cancelled(
+        self,
+        session: AsyncSession,
+        cycle: Cycle,
+        expired: Iterable[ApprovalRequest],
+        closed: dict[uuid.UUID, list[str]],
+        *,
+        at: dt.datetime,
+    ) -> int:
         """A cycle cancelled: everyone it had asked loses the deadline from their calendar."""
         queued = 0
         for request in expired:
-            queued += await self._closing(session, closed_messages(self.plan, request, cycle, closed.get(request.id, []),
-                                                                   decided_by="", at=at))
+            queued += await self._closing(
+                session, closed_messages(self.plan, request, cycle, closed.get(request.id, []), decided_by="", at=at)
+            )
         return queued
 
     # Coordinators and superiors ----------------------------------------------------------------
 
     async def overdue(self, session: AsyncSession, notices: Iterable) -> int:
         """Each stage's superior hears once of its steps past their due time."""
-        return await self._plain(session, [message for notice in notices
-                                           for message in overdue_messages(self.plan, notice)])
+        return await self._plain(
+            session, [message for notice in notices for message in overdue_messages(self.plan, notice)]
+        )
 
-    async def cycle_attention(self, session: AsyncSession, cycle: Cycle, *, reason: str | None = None,
-                              detail: str | None = None) -> int:
+    async def cycle_attention(
+        self, session: AsyncSession, cycle: Cycle, *, reason: str | None = None, detail: str | None = None
+    ) -> int:
         """The coordinators' alert for a cycle that stopped and needs them (`Cycle.attention`)."""
-        return await self._plain(session, cycle_attention_messages(
-            self.plan, cycle, reason=reason or cycle.attention, detail=detail if detail is not None
-            else cycle.attention_detail, at=utcnow(), base_url=self.base_url))
+        return await self._plain(
+            session,
+            cycle_attention_messages(
+                self.plan,
+                cycle,
+                reason=reason or cycle.attention,
+                detail=detail if detail is not None else cycle.attention_detail,
+                at=utcnow(),
+                base_url=self.base_url,
+            ),
+        )
 
-    async def cycle_digest(self, session: AsyncSession, cycle: Cycle, statuses: dict[str, str], *,
-                           event: str) -> int:
+    async def cycle_digest(self, session: AsyncSession, cycle: Cycle, statuses: dict[str, str], *, event: str) -> int:
         """The coordinators' digest when a cycle starts or finishes: every stage and its status."""
-        return await self._plain(session, cycle_digest_messages(self.plan, cycle, statuses, event=event, at=utcnow(),
-                                                                base_url=self.base_url))
+        return await self._plain(
+            session, cycle_digest_messages(self.plan, cycle, statuses, event=event, at=utcnow(), base_url=self.base_url)
+        )
 
-    async def delivery_failures(self, session: AsyncSession, failed: Sequence[OutboxMessage], *,
-                                at: dt.datetime) -> int:
+    async def delivery_failures(
+        self, session: AsyncSession, failed: Sequence[OutboxMessage], *, at: dt.datetime
+    ) -> int:
         """The coordinators hear of every email that could not be delivered, once per set."""
         return await self._plain(session, delivery_failure_messages(self.plan, failed, at=at, base_url=self.base_url))
 
     # The issued report -------------------------------------------------------------------------
 
-    async def report_issued(self, session: AsyncSession, *, cycle_id: uuid.UUID | str,
-                            report: consolidated.AnnualReport, document: consolidated.ReportDocument,
-                            files: Sequence[tuple[str, str, bytes]]) -> int:
+    async def report_issued(
+        self,
+        session: AsyncSession,
+        *,
+        cycle_id: uuid.UUID | str,
+        report: consolidated.AnnualReport,
+        document: consolidated.ReportDocument,
+        files: Sequence[tuple[str, str, bytes]],
+    ) -> int:
         """One email to each recipient agency's mailbox, in Vietnamese (the province's official
         language), with the issued report's files attached; keyed by cycle and agency."""
-        context = {"issuer": report.issuer.name.vi, "number": document.number.removeprefix("Số: "),
-                   "report": document.subject[0].lower() + document.subject[1:], "year": str(report.year),
-                   "signer": document.signer_name or document.signer_title, "at": document.place_date}
-        messages = [PlainMessage(kind="report_issued", key=f"report_issued:{cycle_id}:{agency.id}", language="vi",
-                                 name=agency.name.vi, email=str(agency.email),
-                                 context={**context, "name": agency.name.vi})
-                    for agency in report.recipients if agency.email]  # `plan check` refuses one without a mailbox
-        return await queue_plain_messages(session, renderer=self.renderer, messages=messages, domain=self.domain,
-                                          attachments=[Attachment(*file) for file in files])
+        context = {
+            "issuer": report.issuer.name.vi,
+            "number": document.number.removeprefix("Số: "),
+            "report": document.subject[0].lower() + document.subject[1:],
+            "year": str(report.year),
+            "signer": document.signer_name or document.signer_title,
+            "at": document.place_date,
+        }
+        messages = [
+            PlainMessage(
+                kind="report_issued",
+                key=f"report_issued:{cycle_id}:{agency.id}",
+                language="vi",
+                name=agency.name.vi,
+                email=str(agency.email),
+                context={**context, "name": agency.name.vi},
+            )
+            for agency in report.recipients
+            if agency.email
+        ]  # `plan check` refuses one without a mailbox
+        return await queue_plain_messages(
+            session,
+            renderer=self.renderer,
+            messages=messages,
+            domain=self.domain,
+            attachments=[Attachment(*file) for file in files],
+        )
 
     # ---------------------------------------------------------------------------------------------
 
     async def _plain(self, session: AsyncSession, messages: Iterable[PlainMessage | None]) -> int:
-        return await queue_plain_messages(session, renderer=self.renderer, domain=self.domain,
-                                          messages=[m for m in messages if m is not None])
+        return await queue_plain_messages(
+            session, renderer=self.renderer, domain=self.domain, messages=[m for m in messages if m is not None]
+        )
 
     async def _closing(self, session: AsyncSession, messages: Iterable) -> int:
-        return await queue_closing_messages(session, renderer=self.renderer, domain=self.domain,
-                                            organizer=self.organizer, messages=[m for m in messages if m is not None])
+        return await queue_closing_messages(
+            session,
+            renderer=self.renderer,
+            domain=self.domain,
+            organizer=self.organizer,
+            messages=[m for m in messages if m is not None],
+        )

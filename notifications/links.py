@@ -39,50 +39,106 @@ class LinkMessageLike(CalendarMessageLike, Protocol):
     problem_argument: str  # "" for none
 
 
-def _deadline(message: CalendarMessageLike, *, domain: str, organizer: tuple[str, str] | None,
-              cancelled: bool = False) -> list:
+def _deadline(
+    message: CalendarMessageLike, *, domain: str, organizer: tuple[str, str] | None, cancelled: bool = False
+) -> list:
     """The .ics for the message's deadline event, when it has one (a cancel carries a later SEQUENCE)."""
     if organizer is None or message.due is None or not message.request_id:
         return []
     sequence = sequence_at(dt.datetime.now(dt.UTC)) + (1 if cancelled else 0)
-    return [invite(
-        request_id=message.request_id, assignee_id=message.official_id, domain=domain, due=message.due,
-        summary=f"{message.context.get('stage', '')} – {message.context.get('cycle', '')}", organizer=organizer,
-        attendee=(message.name, message.email), sequence=sequence, language=message.language, cancelled=cancelled)]
+    return [
+        invite(
+            request_id=message.request_id,
+            assignee_id=message.official_id,
+            domain=domain,
+            due=message.due,
+            summary=f"{message.context.get('stage', '')} – {message.context.get('cycle', '')}",
+            organizer=organizer,
+            attendee=(message.name, message.email),
+            sequence=sequence,
+            language=message.language,
+            cancelled=cancelled,
+        )
+    ]
 
 
-def _outgoing(renderer: Renderer, message: PlainMessageLike, *, attachments: list | None = None,
-              **extra: str) -> Outgoing:
+def _outgoing(
+    renderer: Renderer, message: PlainMessageLike, *, attachments: list | None = None, **extra: str
+) -> Outgoing:
     email = renderer.render(message.kind, message.language, **message.context, **extra)
     return Outgoing(message.key, message.kind, [Recipient(message.name, message.email)], email, attachments or [])
 
 
-async def queue_link_messages(session: AsyncSession, *, renderer: Renderer, messages: Iterable[LinkMessageLike],
-                              link_name: str, domain: str, organizer: tuple[str, str] | None = None) -> int:
+async def queue_link_messages(
+    session: AsyncSession,
+    *,
+    renderer: Renderer,
+    messages: Iterable[LinkMessageLike],
+    link_name: str,
+    domain: str,
+    organizer: tuple[str, str] | None = None,
+) -> int:
     """Render and queue each message (one statement for all); with an organizer (name,
     address) and a due time, the email carries a calendar invite for the deadline (a later
     email updates the same event)."""
-    return len(await enqueue_many(session, [
-        _outgoing(renderer, message, attachments=_deadline(message, domain=domain, organizer=organizer),
-                  link=placeholder(link_name, message.link_argument),
-                  problem=placeholder(PROBLEM_LINK, message.problem_argument) if message.problem_argument else "")
-        for message in messages], domain=domain))
+    return len(
+        await enqueue_many(
+            session,
+            [
+                _outgoing(
+                    renderer,
+                    message,
+                    attachments=_deadline(message, domain=domain, organizer=organizer),
+                    link=placeholder(link_name, message.link_argument),
+                    problem=placeholder(PROBLEM_LINK, message.problem_argument) if message.problem_argument else "",
+                )
+                for message in messages
+            ],
+            domain=domain,
+        )
+    )
 
 
-async def queue_closing_messages(session: AsyncSession, *, renderer: Renderer,
-                                 messages: Iterable[CalendarMessageLike], domain: str,
-                                 organizer: tuple[str, str] | None) -> int:
+async def queue_closing_messages(
+    session: AsyncSession,
+    *,
+    renderer: Renderer,
+    messages: Iterable[CalendarMessageLike],
+    domain: str,
+    organizer: tuple[str, str] | None,
+) -> int:
     """Render and queue emails that end a step for their recipient (a receipt, a step decided
     by someone else): each cancels the deadline event its request email put in their calendar."""
-    return len(await enqueue_many(session, [
-        _outgoing(renderer, message, attachments=_deadline(message, domain=domain, organizer=organizer,
-                                                           cancelled=True))
-        for message in messages], domain=domain))
+    return len(
+        await enqueue_many(
+            session,
+            [
+                _outgoing(
+                    renderer,
+                    message,
+                    attachments=_deadline(message, domain=domain, organizer=organizer, cancelled=True),
+                )
+                for message in messages
+            ],
+            domain=domain,
+        )
+    )
 
 
-async def queue_plain_messages(session: AsyncSession, *, renderer: Renderer, messages: Iterable[PlainMessageLike],
-                               domain: str, attachments: Sequence[Attachment] = ()) -> int:
+async def queue_plain_messages(
+    session: AsyncSession,
+    *,
+    renderer: Renderer,
+    messages: Iterable[PlainMessageLike],
+    domain: str,
+    attachments: Sequence[Attachment] = (),
+) -> int:
     """Render and queue emails that carry no personal link (outcomes, digests, alerts, the
     issued report), each with `attachments`."""
-    return len(await enqueue_many(session, [_outgoing(renderer, message, attachments=list(attachments))
-                                            for message in messages], domain=domain))
+    return len(
+        await enqueue_many(
+            session,
+            [_outgoing(renderer, message, attachments=list(attachments)) for message in messages],
+            domain=domain,
+        )
+    )

@@ -82,7 +82,7 @@ def _base64_lines(data: bytes) -> str:
     encoded = binascii.b2a_base64(data, newline=False).decode("ascii")
     if not encoded:
         return ""
-    return CRLF.join([encoded[i:i + 76] for i in range(0, len(encoded), 76)]) + CRLF
+    return CRLF.join([encoded[i : i + 76] for i in range(0, len(encoded), 76)]) + CRLF
 
 
 def _text_part(subtype: str, body: str) -> str:
@@ -110,12 +110,14 @@ def _parameter(name: str, value: str) -> str:
 
 
 def _attachment_part(filename: str, maintype: str, subtype: str, params: dict[str, str], data: bytes) -> str:
-    content_type = "; ".join([f"{maintype}/{subtype}"] + [_parameter(k, v) for k, v in params.items()]
-                             + [_parameter("name", filename)])
-    return (f"Content-Type: {content_type}{CRLF}"
-            f"Content-Transfer-Encoding: base64{CRLF}"
-            f"Content-Disposition: attachment; {_parameter('filename', filename)}{CRLF}{CRLF}"
-            + _base64_lines(data))
+    content_type = "; ".join(
+        [f"{maintype}/{subtype}"] + [_parameter(k, v) for k, v in params.items()] + [_parameter("name", filename)]
+    )
+    return (
+        f"Content-Type: {content_type}{CRLF}"
+        f"Content-Transfer-Encoding: base64{CRLF}"
+        f"Content-Disposition: attachment; {_parameter('filename', filename)}{CRLF}{CRLF}" + _base64_lines(data)
+    )
 
 
 def _multipart(subtype: str, parts: Sequence[str]) -> tuple[str, str]:

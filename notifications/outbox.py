@@ -22,14 +22,19 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 _CONTENT_TYPE = re.compile(
     r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*"
-    r"(\s*;\s*[a-z0-9!#$&^_.+-]+=(\"[^\"\\\\]*\"|[a-z0-9!#$&^_.+-]+))*$", re.IGNORECASE)
+    r"(\s*;\s*[a-z0-9!#$&^_.+-]+=(\"[^\"\\\\]*\"|[a-z0-9!#$&^_.+-]+))*$",
+    re.IGNORECASE,
+)
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # in all, per message
 
 
 # Built once: a Core INSERT with bound parameters skips the ORM's per-call statement building.
 _INSERT = {
-    name: (insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
-           .execution_options(preserve_rowcount=True))  # else psycopg (async) reports rowcount -1 for INSERT
+    name: (
+        insert(OutboxMessage.__table__)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .execution_options(preserve_rowcount=True)
+    )  # else psycopg (async) reports rowcount -1 for INSERT
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
 
@@ -75,8 +80,13 @@ def _stored_attachments(attachments: Sequence[Attachment]) -> list[dict]:
         total += len(attachment.data)
         if total > MAX_ATTACHMENT_BYTES:
             raise MessageRefused(f"attachments larger than {MAX_ATTACHMENT_BYTES} bytes")
-        stored.append({"filename": filename, "content_type": content_type,
-                       "data": base64.b64encode(bytes(attachment.data)).decode("ascii")})
+        stored.append(
+            {
+                "filename": filename,
+                "content_type": content_type,
+                "data": base64.b64encode(bytes(attachment.data)).decode("ascii"),
+            }
+        )
     return stored
 
 
@@ -109,10 +119,18 @@ def _row(message: Outgoing, domain: str, now) -> dict:
         recipients.append({"name": name, "email": address})
     message_uuid = uuid.uuid4()
     return dict(
-        id=message_uuid, idempotency_key=message.idempotency_key, message_id=f"<{message_uuid}@{domain}>",
-        kind=message.kind, recipients=recipients, subject=_clean_header(message.email.subject, "subject"),
-        text_body=message.email.text, html_body=message.email.html,
-        attachments=_stored_attachments(message.attachments), status="queued", attempts=0, next_attempt_at=now,
+        id=message_uuid,
+        idempotency_key=message.idempotency_key,
+        message_id=f"<{message_uuid}@{domain}>",
+        kind=message.kind,
+        recipients=recipients,
+        subject=_clean_header(message.email.subject, "subject"),
+        text_body=message.email.text,
+        html_body=message.email.html,
+        attachments=_stored_attachments(message.attachments),
+        status="queued",
+        attempts=0,
+        next_attempt_at=now,
         created_at=now,
     )
 
@@ -148,11 +166,20 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing], *, d
 
 
 async def find(session: AsyncSession, idempotency_key: str) -> OutboxMessage | None:
-    return (await session.execute(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key))).scalar()
+    return (
+        await session.execute(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key))
+    ).scalar()
 
 
 async def failed_messages(session: AsyncSession, *, limit: int = 50) -> list[OutboxMessage]:
     """Messages that failed for good (5xx, or out of retries), newest first; alerts themselves excluded."""
-    return list((await session.execute(
-        select(OutboxMessage).where(OutboxMessage.status == "failed", OutboxMessage.kind != "delivery_failure")
-        .order_by(OutboxMessage.created_at.desc()).limit(limit))).scalars())
+    return list(
+        (
+            await session.execute(
+                select(OutboxMessage)
+                .where(OutboxMessage.status == "failed", OutboxMessage.kind != "delivery_failure")
+                .order_by(OutboxMessage.created_at.desc())
+                .limit(limit)
+            )
+        ).scalars()
+    )

@@ -127,8 +127,10 @@ class Renderer:
         if subject_key not in self.catalogue.messages:
             raise UndefinedError(f"no subject {subject_key!r} in the catalogue")
         try:
-            subject = _(subject_key, **{k: v for k, v in values.items()
-                                        if isinstance(v, (str, int)) and not isinstance(v, bool)})
+            subject = _(
+                subject_key,
+                **{k: v for k, v in values.items() if isinstance(v, (str, int)) and not isinstance(v, bool)},
+            )
         except KeyError as exc:
             raise UndefinedError(f"the subject of '{kind}' needs {exc.args[0]!r}") from None
         common = {"_": _, "language": language, "subject": subject, **values}

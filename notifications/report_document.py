@@ -22,6 +22,7 @@ PDF_TYPE = "application/pdf"
 
 # DOCX -----------------------------------------------------------------------------------------
 
+
 def to_docx(doc: ReportDocument) -> bytes:
     from docx import Document
     from docx.enum.table import WD_TABLE_ALIGNMENT
@@ -46,8 +47,17 @@ def to_docx(doc: ReportDocument) -> bytes:
     normal.element.rPr.rFonts.set(qn("w:eastAsia"), "Times New Roman")
     normal.paragraph_format.space_after = Pt(0)
 
-    def line(container, text: str, *, size=14, bold=False, italic=False, align=WD_ALIGN_PARAGRAPH.CENTER,
-             indent=False, after=0):
+    def line(
+        container,
+        text: str,
+        *,
+        size=14,
+        bold=False,
+        italic=False,
+        align=WD_ALIGN_PARAGRAPH.CENTER,
+        indent=False,
+        after=0,
+    ):
         paragraph = container.add_paragraph()
         paragraph.alignment = align
         paragraph.paragraph_format.space_after = Pt(after)
@@ -64,10 +74,28 @@ def to_docx(doc: ReportDocument) -> bytes:
     left, right = top.cell(0, 0), top.cell(0, 1)
     left.width, right.width = Mm(70), Mm(95)
     left.paragraphs[0].text = ""
-    _fill(left, [(doc.governing_body, 12, False, False), (doc.issuing_body, 12, True, False), ("———", 12, False, False),
-                 (doc.number, 13, False, False)], Pt, WD_ALIGN_PARAGRAPH)
-    _fill(right, [("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", 12, True, False), ("Độc lập - Tự do - Hạnh phúc", 13, True, False),
-                  ("———————", 12, False, False), (doc.place_date, 13, False, True)], Pt, WD_ALIGN_PARAGRAPH)
+    _fill(
+        left,
+        [
+            (doc.governing_body, 12, False, False),
+            (doc.issuing_body, 12, True, False),
+            ("———", 12, False, False),
+            (doc.number, 13, False, False),
+        ],
+        Pt,
+        WD_ALIGN_PARAGRAPH,
+    )
+    _fill(
+        right,
+        [
+            ("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", 12, True, False),
+            ("Độc lập - Tự do - Hạnh phúc", 13, True, False),
+            ("———————", 12, False, False),
+            (doc.place_date, 13, False, True),
+        ],
+        Pt,
+        WD_ALIGN_PARAGRAPH,
+    )
 
     line(out, "", after=6)
     if doc.draft:
@@ -81,14 +109,14 @@ def to_docx(doc: ReportDocument) -> bytes:
     line(out, doc.missing, align=WD_ALIGN_PARAGRAPH.JUSTIFY, indent=True, after=6)
     table = out.add_table(rows=1 + len(doc.table), cols=len(doc.table_header))
     table.style = "Table Grid"
-    for row, values in zip(table.rows, [doc.table_header, *doc.table]):
-        for cell, value in zip(row.cells, values):
+    for row, values in zip(table.rows, [doc.table_header, *doc.table], strict=True):
+        for cell, value in zip(row.cells, values, strict=True):
             cell.paragraphs[0].text = ""
             run = cell.paragraphs[0].add_run(value)
             run.font.size = Pt(12)
             run.bold = values is doc.table_header
     for row in table.rows:
-        for cell, width in zip(row.cells, (Mm(12), Mm(73), Mm(52), Mm(28))):
+        for cell, width in zip(row.cells, (Mm(12), Mm(73), Mm(52), Mm(28)), strict=True):
             cell.width = width
 
     line(out, "", after=6)
@@ -100,8 +128,7 @@ def to_docx(doc: ReportDocument) -> bytes:
         if part.links:
             line(out, "Liên kết: " + "; ".join(part.links), size=13, align=WD_ALIGN_PARAGRAPH.LEFT, indent=True)
         if part.files:
-            line(out, "Tệp đính kèm: " + "; ".join(part.files), size=13, align=WD_ALIGN_PARAGRAPH.LEFT,
-                 indent=True)
+            line(out, "Tệp đính kèm: " + "; ".join(part.files), size=13, align=WD_ALIGN_PARAGRAPH.LEFT, indent=True)
         line(out, "", after=3)
 
     line(out, doc.summary_heading, bold=True, align=WD_ALIGN_PARAGRAPH.LEFT, after=6)
@@ -113,10 +140,25 @@ def to_docx(doc: ReportDocument) -> bytes:
     end = out.add_table(rows=1, cols=2)
     left, right = end.cell(0, 0), end.cell(0, 1)
     left.width, right.width = Mm(85), Mm(80)
-    _fill(left, [("Nơi nhận:", 12, True, True), *((r, 11, False, False) for r in doc.recipients)], Pt,
-          WD_ALIGN_PARAGRAPH, align=WD_ALIGN_PARAGRAPH.LEFT)
-    _fill(right, [(doc.signer_title, 14, True, False), ("", 14, False, False), ("", 14, False, False),
-                  ("", 14, False, False), (doc.signer_name, 14, True, False)], Pt, WD_ALIGN_PARAGRAPH)
+    _fill(
+        left,
+        [("Nơi nhận:", 12, True, True), *((r, 11, False, False) for r in doc.recipients)],
+        Pt,
+        WD_ALIGN_PARAGRAPH,
+        align=WD_ALIGN_PARAGRAPH.LEFT,
+    )
+    _fill(
+        right,
+        [
+            (doc.signer_title, 14, True, False),
+            ("", 14, False, False),
+            ("", 14, False, False),
+            ("", 14, False, False),
+            (doc.signer_name, 14, True, False),
+        ],
+        Pt,
+        WD_ALIGN_PARAGRAPH,
+    )
     data = io.BytesIO()
     out.save(data)
     return data.getvalue()
@@ -149,6 +191,7 @@ def _page_field(paragraph, OxmlElement, qn, size) -> None:
 
 # PDF ------------------------------------------------------------------------------------------
 
+
 def to_pdf(doc: ReportDocument) -> bytes:
     from fpdf import FPDF
     from fpdf.enums import XPos, YPos
@@ -164,8 +207,12 @@ def to_pdf(doc: ReportDocument) -> bytes:
     pdf = Report(format="A4", unit="mm")
     pdf.set_margins(30, 20, 15)
     pdf.set_auto_page_break(True, margin=20)
-    for style, name in (("", "DejaVuSerif.ttf"), ("B", "DejaVuSerif-Bold.ttf"), ("I", "DejaVuSerif-Italic.ttf"),
-                        ("BI", "DejaVuSerif-BoldItalic.ttf")):
+    for style, name in (
+        ("", "DejaVuSerif.ttf"),
+        ("B", "DejaVuSerif-Bold.ttf"),
+        ("I", "DejaVuSerif-Italic.ttf"),
+        ("BI", "DejaVuSerif-BoldItalic.ttf"),
+    ):
         pdf.add_font("serif", style, str(FONTS / name))
     pdf.set_title(f"{doc.kind} {doc.subject}")
     pdf.set_lang("vi")
@@ -186,11 +233,20 @@ def to_pdf(doc: ReportDocument) -> bytes:
         return pdf.get_y()
 
     left_w, right_w = 68, width - 68
-    end_left = column(pdf.l_margin - 8, left_w + 8, [(doc.governing_body, 11, "", 0), (doc.issuing_body, 11, "B", 25),
-                                                     (doc.number, 12, "", 0)])
-    end_right = column(pdf.l_margin + left_w, right_w, [
-        ("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", 11, "B", 0), ("Độc lập - Tự do - Hạnh phúc", 12, "B", 50),
-        (doc.place_date, 12, "I", 0)])
+    end_left = column(
+        pdf.l_margin - 8,
+        left_w + 8,
+        [(doc.governing_body, 11, "", 0), (doc.issuing_body, 11, "B", 25), (doc.number, 12, "", 0)],
+    )
+    end_right = column(
+        pdf.l_margin + left_w,
+        right_w,
+        [
+            ("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", 11, "B", 0),
+            ("Độc lập - Tự do - Hạnh phúc", 12, "B", 50),
+            (doc.place_date, 12, "I", 0),
+        ],
+    )
     pdf.set_y(max(end_left, end_right) + 6)
 
     def para(text: str, *, size=13, style="", align="J", indent=True, after=2.0, height=6.2) -> None:
@@ -207,8 +263,9 @@ def to_pdf(doc: ReportDocument) -> bytes:
     para(doc.table_heading, style="B", align="L", indent=False)
     para(doc.missing)
     pdf.set_font("serif", "", 10.5)
-    with pdf.table(col_widths=(10, 70, 55, 25), text_align=("C", "L", "L", "C"), line_height=5.2,
-                   first_row_as_headings=True) as table:
+    with pdf.table(
+        col_widths=(10, 70, 55, 25), text_align=("C", "L", "L", "C"), line_height=5.2, first_row_as_headings=True
+    ) as table:
         for values in [doc.table_header, *doc.table]:
             row = table.row()
             for value in values:

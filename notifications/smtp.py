@@ -15,8 +15,15 @@ from approvals.errors import Unavailable
 
 log = logging.getLogger("kehoach.dispatcher")
 
-_NETWORK_ERRORS = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, ConnectionError, OSError,
-                   asyncio.TimeoutError, TimeoutError)
+_NETWORK_ERRORS = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPTimeoutError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+    TimeoutError,
+)
+
 
 @dataclass(frozen=True)
 class SmtpConfig:
@@ -54,8 +61,7 @@ class SmtpPool:
     `max_idle_seconds`, or one that has carried `max_messages`, is replaced.
     """
 
-    def __init__(self, config: SmtpConfig, size: int = 4, *, max_idle_seconds: float = 30.0,
-                 max_messages: int = 1000):
+    def __init__(self, config: SmtpConfig, size: int = 4, *, max_idle_seconds: float = 30.0, max_messages: int = 1000):
         if size < 1:
             raise ValueError("the SMTP pool needs at least one connection")
         self.config = config
@@ -71,8 +77,11 @@ class SmtpPool:
         try:
             while self._idle:
                 connection = self._idle.pop()
-                if (connection.client.is_connected and connection.uses < self.max_messages
-                        and time.monotonic() - connection.last_used < self.max_idle_seconds):
+                if (
+                    connection.client.is_connected
+                    and connection.uses < self.max_messages
+                    and time.monotonic() - connection.last_used < self.max_idle_seconds
+                ):
                     return connection
                 await _quit(connection.client)
             return _Connection(await self._open(), last_used=time.monotonic())
@@ -111,9 +120,14 @@ class SmtpPool:
     async def _open(self) -> aiosmtplib.SMTP:
         config = self.config
         client = aiosmtplib.SMTP(
-            hostname=config.host, port=config.port, local_hostname=config.local_hostname,
-            use_tls=config.tls == "tls", start_tls=config.tls == "starttls",
-            validate_certs=config.validate_certs, cert_bundle=config.ca_file, timeout=config.timeout,
+            hostname=config.host,
+            port=config.port,
+            local_hostname=config.local_hostname,
+            use_tls=config.tls == "tls",
+            start_tls=config.tls == "starttls",
+            validate_certs=config.validate_certs,
+            cert_bundle=config.ca_file,
+            timeout=config.timeout,
         )
         try:
             await client.connect()

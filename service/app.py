@@ -27,13 +27,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_log_redaction()
         db = Database(settings.effective_database_url)
         renderer = Renderer()
-        resumer = Resumer(db, plan=plan, settings=settings, renderer=renderer,
-                          event_deployment=settings.event_cycle_deployment,
-                          problem_deployment=settings.problem_cycle_deployment)
+        resumer = Resumer(
+            db,
+            plan=plan,
+            settings=settings,
+            renderer=renderer,
+            event_deployment=settings.event_cycle_deployment,
+            problem_deployment=settings.problem_cycle_deployment,
+        )
         app.state.kehoach = AppState(settings=settings, plan=plan, db=db, renderer=renderer, resumer=resumer)
         stop = asyncio.Event()
-        reconciler = asyncio.create_task(resumer.run_forever(settings.resume_retry_interval, stop)) \
-            if settings.reconcile else None
+        reconciler = (
+            asyncio.create_task(resumer.run_forever(settings.resume_retry_interval, stop))
+            if settings.reconcile
+            else None
+        )
         try:
             yield
         finally:
@@ -43,15 +51,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await reconciler
             await db.dispose()
 
-    app = FastAPI(title="kehoach", version="0.1.0", lifespan=lifespan,
-                  description="Approval links and the coordinators' views of Lạng Sơn's communication plan.")
+    app = FastAPI(
+        title="kehoach",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Approval links and the coordinators' views of Lạng Sơn's communication plan.",
+    )
     limits = WebLimits.from_settings(settings)
     app.state.web_limits = limits
     # The last one added runs first: security headers on every answer, then the failed-link
     # limit (429 before anything else), then the body limit (413 before the body is read).
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, default_language=settings.default_language)
-    app.add_middleware(LinkFailureLimit, limit=limits.failure_limit, window=limits.failure_window,
-                       default_language=settings.default_language, trusted_proxies=settings.trusted_proxies)
+    app.add_middleware(
+        LinkFailureLimit,
+        limit=limits.failure_limit,
+        window=limits.failure_window,
+        default_language=settings.default_language,
+        trusted_proxies=settings.trusted_proxies,
+    )
     app.add_middleware(SecurityHeaders)
     errors.install(app)  # every error's answer, API and pages
     app.include_router(links.router)

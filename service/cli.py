@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections import Counter
 from pathlib import Path
@@ -29,13 +30,17 @@ def plan_check(
     file: Path = typer.Argument(..., help="The plan file, e.g. plans/lang-son.yaml."),
     on: str = typer.Option(None, help="Show who holds each approver role on this date (YYYY-MM-DD); default today."),
     year: list[int] = typer.Option(
-        None, "--year", min=2000, max=2100,
+        None,
+        "--year",
+        min=2000,
+        max=2100,
         help="Check that every branch of every stage can be routed in this cycle year, and show how many "
-             "branches each stage has then (repeat for several years); default: this year."),
+        "branches each stage has then (repeat for several years); default: this year.",
+    ),
 ) -> None:
     """Validate a plan file; print a summary, or every problem with its file, line and path, and exit 1.
 
-    Besides the file's own rules, every branch (unit) of every fan-out and report stage must have someone holding the stage's requester role, and someone who can decide, on the stage's dates in each year checked."""
+    Besides the file's own rules, every branch (unit) of every fan-out and report stage must have someone holding the stage's requester role, and someone who can decide, on the stage's dates in each year checked."""  # noqa: E501 (typer keeps a paragraph's line breaks in --help)
     day = dt.date.fromisoformat(on) if on else dt.date.today()
     years = tuple(year) if year else (day.year,)
     try:
@@ -48,11 +53,17 @@ def plan_check(
     current = [a for a in plan.agencies if a.valid_on(day)]
     kinds = Counter(a.kind.value for a in current)
     typer.echo(f"{file}: OK: {plan.plan.title.en}")
-    typer.echo(f"  agencies: {len(plan.agencies)} ({len(current)} in force on {day}: "
-               + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) + ")")
+    typer.echo(
+        f"  agencies: {len(plan.agencies)} ({len(current)} in force on {day}: "
+        + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        + ")"
+    )
     made = len(plan.officials) - len({o.id for o in plan.officials} & named_officials(file))
-    typer.echo(f"  roles: {len(plan.roles)}, officials: {len(plan.officials)}"
-               + (f" ({made} made by unit_officials)" if made else "") + f", time zone: {plan.plan.timezone}")
+    typer.echo(
+        f"  roles: {len(plan.roles)}, officials: {len(plan.officials)}"
+        + (f" ({made} made by unit_officials)" if made else "")
+        + f", time zone: {plan.plan.timezone}"
+    )
     for agency in plan.agencies:
         for entry in agency.succession:
             word = "verified" if entry.verified else "ASSUMED (not verified)"
@@ -65,10 +76,16 @@ def plan_check(
             holders = sorted({o.name for role in stage.approvers for o in plan.holders(role, day)})
             if len(holders) > 4:
                 holders = holders[:3] + [f"and {len(holders) - 3} more"]
-            who = ", ".join(holders) if holders else ("-" if not stage.approvers else "NOBODY holds the role on this date")
+            who = (
+                ", ".join(holders)
+                if holders
+                else ("-" if not stage.approvers else "NOBODY holds the role on this date")
+            )
             branches = "  ".join(f"{y}: {counts[y][(cycle.id, stage.id)]} branch(es)" for y in years)
-            typer.echo(f"    {stage.number:>2} {stage.id:<22} {stage.kind.value:<14} {stage.policy.value:<8} "
-                       f"{branches}  approvers: {who}")
+            typer.echo(
+                f"    {stage.number:>2} {stage.id:<22} {stage.kind.value:<14} {stage.policy.value:<8} "
+                f"{branches}  approvers: {who}"
+            )
 
 
 def named_officials(file: Path) -> set[str]:
@@ -145,10 +162,8 @@ def dispatch(
         finally:
             await db.dispose()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command()
@@ -182,14 +197,17 @@ def start(
     year: int = typer.Option(None, help="The annual cycle's year; default: this year in the plan's time zone."),
     month: str = typer.Option(None, help="Start the culture-society cycle of a month instead (YYYY-MM)."),
     late: str = typer.Option(
-        None, "--late", metavar="shift|keep",
+        None,
+        "--late",
+        metavar="shift|keep",
         help="When some of the cycle's dates have passed: 'shift' moves every date by the days the start is late "
-             "(all lie ahead), 'keep' keeps the plan's dates (a step is still due no sooner than the plan's minimum "
-             "notice after it opens). Without it you are asked, or, with no terminal, the start is refused."),
+        "(all lie ahead), 'keep' keeps the plan's dates (a step is still due no sooner than the plan's minimum "
+        "notice after it opens). Without it you are asked, or, with no terminal, the start is refused.",
+    ),
 ) -> None:
     """Start a cycle on the Prefect server (PREFECT_API_URL): a year's annual cycle, or with --month a month's culture-society cycle. Starting the same one twice returns the same run.
 
-    A cycle started after some of its dates have passed lists them and asks whether to shift them from today or keep them; the choice goes in the audit log."""
+    A cycle started after some of its dates have passed lists them and asks whether to shift them from today or keep them; the choice goes in the audit log."""  # noqa: E501 (typer keeps a paragraph's line breaks in --help)
     import asyncio
 
     from approvals.cycles import Schedule
@@ -245,33 +263,43 @@ def _choose_schedule(settings, *, kind: str, period: str, starts_on: dt.date, ch
     today = now.astimezone(plan.tz).date()
     days = late_by(starts_on, today)
     if choice is None:
-        typer.echo(f"{kind}/{period} should have started on {starts_on:%d/%m/%Y}; "
-                   f"{len(passed)} of its dates have passed:")
+        typer.echo(
+            f"{kind}/{period} should have started on {starts_on:%d/%m/%Y}; {len(passed)} of its dates have passed:"
+        )
         for d in passed:
             typer.echo(f"  {d.label}: {'opens' if d.what == 'opens' else 'due'} {d.at.astimezone(plan.tz):%d/%m/%Y}")
         if not sys.stdin.isatty():
-            typer.echo(f"error: choose --late shift (move every date {days} days, so all lie ahead) or --late keep "
-                       "(keep the plan's dates; each step still gets the plan's minimum notice)", err=True)
+            typer.echo(
+                f"error: choose --late shift (move every date {days} days, so all lie ahead) or --late keep "
+                "(keep the plan's dates; each step still gets the plan's minimum notice)",
+                err=True,
+            )
             raise typer.Exit(2)
         answer = ""
         while answer not in ("s", "k"):
-            answer = typer.prompt(f"Shift every date {days} days from today (s), or keep the plan's dates (k)?",
-                                  default="s").strip().lower()
+            answer = (
+                typer.prompt(f"Shift every date {days} days from today (s), or keep the plan's dates (k)?", default="s")
+                .strip()
+                .lower()
+            )
         choice = Schedule.shift if answer == "s" else Schedule.keep
 
     async def record():
         db = Database(settings.effective_database_url)
         try:
             async with db.transaction() as session:
-                return await schedule(session, plan, kind=kind, period=period, starts_on=starts_on, choice=choice,
-                                      by="cli", now=now)
+                return await schedule(
+                    session, plan, kind=kind, period=period, starts_on=starts_on, choice=choice, by="cli", now=now
+                )
         finally:
             await db.dispose()
 
     cycle, changed = asyncio.run(record())
     if not changed:
-        typer.echo(f"{kind}/{period} is already under way (its dates were {'shifted' if cycle.shift_days else 'kept'}): "
-                   "nothing changed")
+        typer.echo(
+            f"{kind}/{period} is already under way (its dates were {'shifted' if cycle.shift_days else 'kept'}): "
+            "nothing changed"
+        )
     elif cycle.shift_days:
         typer.echo(f"Dates of {kind}/{period} shifted by {cycle.shift_days} days (recorded in the audit log).")
     else:
@@ -312,7 +340,9 @@ def audit_verify() -> None:
 
     count, broken = asyncio.run(main())
     if broken:
-        typer.echo(f"audit log BROKEN at row {broken.row_id}: {broken.reason} ({count} rows before it verified)", err=True)
+        typer.echo(
+            f"audit log BROKEN at row {broken.row_id}: {broken.reason} ({count} rows before it verified)", err=True
+        )
         raise typer.Exit(1)
     typer.echo(f"audit log OK: {count} rows verified")
 
@@ -402,14 +432,18 @@ def cycle_list(
         return
     for cycle in found:
         flag = f"  NEEDS ATTENTION: {cycle.attention} ({cycle.attention_detail})" if cycle.attention else ""
-        typer.echo(f"{cycle.id}  {cycle.kind}/{cycle.period}  run {cycle.run_id or '-'} "
-                   f"({cycle.run_state or 'not started'}){flag}")
+        typer.echo(
+            f"{cycle.id}  {cycle.kind}/{cycle.period}  run {cycle.run_id or '-'} "
+            f"({cycle.run_state or 'not started'}){flag}"
+        )
 
 
 @cycle_app.command("resume")
 def cycle_resume(
     cycle: str = typer.Argument(..., help="The cycle: its id, or KIND/PERIOD such as annual/2026."),
-    force: bool = typer.Option(False, "--force", help="Replace its run even if it looks alive (it is cancelled first)."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace its run even if it looks alive (it is cancelled first)."
+    ),
 ) -> None:
     """Restart a cycle whose run died, failed or ended before the cycle did. The new run goes on
     from where the cycle is in the database: it asks nobody again and sends no email twice."""
@@ -428,8 +462,11 @@ def cycle_resume(
             if found is None:
                 typer.echo(f"error: no cycle {cycle!r} (give its id, or KIND/PERIOD such as annual/2026)", err=True)
                 raise typer.Exit(2)
-            typer.echo(f"Restarting {found.kind}/{found.period}"
-                       + (f" (needs attention: {found.attention})" if found.attention else "") + " ...")
+            typer.echo(
+                f"Restarting {found.kind}/{found.period}"
+                + (f" (needs attention: {found.attention})" if found.attention else "")
+                + " ..."
+            )
             return found, await restart_cycle(db, settings, found.id, by="cli", force=force)
         finally:
             await db.dispose()
@@ -442,20 +479,25 @@ def cycle_resume(
     except (PrefectNotConfigured, PrefectUnavailable) as exc:
         typer.echo(f"error: Prefect cannot be reached; try again: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{found.kind}/{found.period}: flow run {run.id} carries it now (restart {restart}; "
-               f"it replaces {previous or 'no run'})")
+    typer.echo(
+        f"{found.kind}/{found.period}: flow run {run.id} carries it now (restart {restart}; "
+        f"it replaces {previous or 'no run'})"
+    )
 
 
 @app.command()
 def status(
     check: list[str] = typer.Option(
-        None, "--check", metavar="NAME",
+        None,
+        "--check",
+        metavar="NAME",
         help="Only these checks (database, migrations, outbox, wakes, prefect): a health check for one role, "
-             "e.g. the dispatcher's `--check database --check outbox`."),
+        "e.g. the dispatcher's `--check database --check outbox`.",
+    ),
 ) -> None:
     """What is running, waiting, overdue and failing, in a terminal: the database, Prefect, the outbox, the runs to resume, the cycles (and which need attention) and the open steps.
 
-    Exit 1 when something needs ops (as /readyz would answer 503)."""
+    Exit 1 when something needs ops (as /readyz would answer 503)."""  # noqa: E501 (typer keeps a paragraph's line breaks in --help)
     import asyncio
     from types import SimpleNamespace
 
@@ -488,16 +530,23 @@ def status(
         from approvals.plan import load_plan
 
         now, tz = dt.datetime.now(dt.UTC), load_plan(settings.plan_file).tz
-        oldest = f", the oldest due since {facts.outbox_oldest.astimezone(tz):%d/%m %H:%M}" \
-            if facts.outbox_queued and facts.outbox_oldest else ""
+        oldest = (
+            f", the oldest due since {facts.outbox_oldest.astimezone(tz):%d/%m %H:%M}"
+            if facts.outbox_queued and facts.outbox_oldest
+            else ""
+        )
         typer.echo(f"\noutbox           {facts.outbox_queued} queued{oldest}; {facts.outbox_failed} undeliverable")
-        typer.echo(f"runs to resume   {facts.wakes_queued} queued; {facts.wakes_parked} parked (their cycle needs "
-                   "a coordinator)")
+        typer.echo(
+            f"runs to resume   {facts.wakes_queued} queued; {facts.wakes_parked} parked (their cycle needs "
+            "a coordinator)"
+        )
         typer.echo(f"cycles           {len(under_way)} under way; {facts.cycles_attention} need attention")
         for cycle in under_way:
             flag = f"  NEEDS ATTENTION: {cycle.attention}" if cycle.attention else ""
-            typer.echo(f"  {cycle.kind}/{cycle.period:<22} run {(cycle.run_id or '-')[:8]} "
-                       f"{cycle.run_state or 'not started'}{flag}")
+            typer.echo(
+                f"  {cycle.kind}/{cycle.period:<22} run {(cycle.run_id or '-')[:8]} "
+                f"{cycle.run_state or 'not started'}{flag}"
+            )
         open_total = sum(facts.open_requests.values())
         overdue_total = sum(facts.overdue_requests.values())
         typer.echo(f"open steps       {open_total}, of which {overdue_total} overdue")
@@ -507,9 +556,15 @@ def status(
         for (kind, stage), count in sorted(by_stage.items()):
             late = facts.overdue_requests.get((kind, stage), 0)
             typer.echo(f"  {kind}/{stage:<24} {count:>4} open" + (f", {late} overdue" if late else ""))
-        typer.echo(f"decisions        {sum(facts.decisions.values())} recorded"
-                   + (" (" + ", ".join(f"{n} {o}" for o, n in sorted(facts.decisions.items())) + ")"
-                      if facts.decisions else "") + f"; as of {now.astimezone(tz):%d/%m/%Y %H:%M}")
+        typer.echo(
+            f"decisions        {sum(facts.decisions.values())} recorded"
+            + (
+                " (" + ", ".join(f"{n} {o}" for o, n in sorted(facts.decisions.items())) + ")"
+                if facts.decisions
+                else ""
+            )
+            + f"; as of {now.astimezone(tz):%d/%m/%Y %H:%M}"
+        )
     if any(answer != "ok" for answer in found.values()):
         raise typer.Exit(1)
 
@@ -520,5 +575,10 @@ async def _cycles_under_way(db):
     from approvals.models import Cycle
 
     async with db.reads() as session:
-        return list((await session.execute(select(Cycle).where(Cycle.finished_at.is_(None))
-                                           .order_by(Cycle.created_at.desc()).limit(50))).scalars())
+        return list(
+            (
+                await session.execute(
+                    select(Cycle).where(Cycle.finished_at.is_(None)).order_by(Cycle.created_at.desc()).limit(50)
+                )
+            ).scalars()
+        )

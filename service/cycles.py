@@ -27,8 +27,10 @@ def require_prefect_api() -> str:
     for deployments that cannot appear."""
     url = PREFECT_API_URL.value()
     if not url:
-        raise PrefectNotConfigured("PREFECT_API_URL is not set: point it at the Prefect server "
-                                   "(e.g. http://127.0.0.1:4200/api); `kehoach demo` starts one and sets it")
+        raise PrefectNotConfigured(
+            "PREFECT_API_URL is not set: point it at the Prefect server "
+            "(e.g. http://127.0.0.1:4200/api); `kehoach demo` starts one and sets it"
+        )
     return url
 
 
@@ -43,7 +45,9 @@ async def wait_for_deployment(name: str, timeout: float = 120) -> None:
                 return
             except ObjectNotFound:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"deployment {name!r} did not appear within {timeout:.0f} s: is the worker running?")
+                    raise TimeoutError(
+                        f"deployment {name!r} did not appear within {timeout:.0f} s: is the worker running?"
+                    ) from None
                 await asyncio.sleep(0.5)
 
 
@@ -51,7 +55,10 @@ async def start_monthly_cycle(month: str, deployment: str, *, wait: float = 120)
     """Create a month's culture-society run (what the monthly schedule does); idempotent per month."""
     await wait_for_deployment(deployment, wait)
     return await arun_deployment(
-        deployment, parameters={"month": month}, timeout=0, idempotency_key=f"culture-society-{month}",
+        deployment,
+        parameters={"month": month},
+        timeout=0,
+        idempotency_key=f"culture-society-{month}",
         as_subflow=False,
     )
 
@@ -59,15 +66,17 @@ async def start_monthly_cycle(month: str, deployment: str, *, wait: float = 120)
 async def start_recorded_cycle(deployment: str, parameters: dict, key: str) -> FlowRun:
     """Create the run of a recorded event's or problem's cycle; the same key twice returns the existing run."""
     require_prefect_api()
-    return await arun_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key,
-                                 as_subflow=False)
+    return await arun_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key, as_subflow=False)
 
 
 async def start_annual_cycle(year: int, deployment: str, *, wait: float = 120) -> FlowRun:
     """Create the year's run; starting the same year twice returns the existing run."""
     await wait_for_deployment(deployment, wait)
     return await arun_deployment(
-        deployment, parameters={"year": year}, timeout=0, idempotency_key=f"annual-cycle-{year}",
+        deployment,
+        parameters={"year": year},
+        timeout=0,
+        idempotency_key=f"annual-cycle-{year}",
         as_subflow=False,
     )
 
@@ -84,8 +93,11 @@ def deployment_of(settings, cycle, record_id: str | None) -> tuple[str, dict, st
     if cycle.kind == "annual" and cycle.period.isdigit():
         return settings.prefect_deployment, {"year": int(cycle.period)}, f"annual-cycle-{cycle.period}"
     if cycle.kind == "culture_society_monthly" and re.fullmatch(r"[0-9]{4}-[0-9]{2}", cycle.period):
-        return ("culture-society-cycle/culture-society-cycle", {"month": cycle.period},
-                f"culture-society-{cycle.period}")
+        return (
+            "culture-society-cycle/culture-society-cycle",
+            {"month": cycle.period},
+            f"culture-society-{cycle.period}",
+        )
     if cycle.kind == "economy_event" and record_id:
         return settings.event_cycle_deployment, {"event_id": record_id}, f"economy-event-{record_id}"
     if cycle.kind == "problem_escalation" and record_id:
@@ -93,8 +105,9 @@ def deployment_of(settings, cycle, record_id: str | None) -> tuple[str, dict, st
     raise NotRestartable(f"no deployment runs the cycle {cycle.kind}/{cycle.period}")
 
 
-async def restart_cycle(db, settings, cycle_id, *, by: str, force: bool = False,
-                        deployment_wait: float = 30) -> tuple[FlowRun, str | None, int]:
+async def restart_cycle(
+    db, settings, cycle_id, *, by: str, force: bool = False, deployment_wait: float = 30
+) -> tuple[FlowRun, str | None, int]:
     """Start a new run for a cycle whose run died, failed or ended early (the cycle needs
     attention). The new run takes the cycle's place from the old one and goes on from the
     database: it opens what was not opened and asks nobody again. A run that is alive is not
@@ -108,16 +121,16 @@ async def restart_cycle(db, settings, cycle_id, *, by: str, force: bool = False,
         if cycle is None:
             raise NotFound(f"no cycle {cycle_id}")
         model = {"economy_event": EconomicEvent, "problem_escalation": ProblemReport}.get(cycle.kind)
-        record = (await session.execute(select(model.id).where(model.cycle_id == cycle.id))).scalar() \
-            if model else None
+        record = (await session.execute(select(model.id).where(model.cycle_id == cycle.id))).scalar() if model else None
     if cycle.finished_at is not None:
         raise NotRestartable("this cycle has finished")
     require_prefect_api()
     deployment, parameters, key = deployment_of(settings, cycle, str(record) if record else None)
     previous = cycle.run_id
     try:
-        return await _restart(db, cycle, previous, deployment, parameters, key, by=by, force=force,
-                              deployment_wait=deployment_wait)
+        return await _restart(
+            db, cycle, previous, deployment, parameters, key, by=by, force=force, deployment_wait=deployment_wait
+        )
     except (NotRestartable, NotFound):
         raise
     except Exception as exc:  # Prefect unreachable, slow or refusing: nothing was changed in Prefect's stead
@@ -145,15 +158,14 @@ async def _restart(db, cycle, previous, deployment, parameters, key, *, by, forc
                 state = None
             if state is not None and state.type.value in ALIVE:
                 if not force and cycle.attention is None:
-                    raise NotRestartable(f"its run {previous} is {state.name}: it is alive (use force to "
-                                              "replace it)")
+                    raise NotRestartable(f"its run {previous} is {state.name}: it is alive (use force to replace it)")
                 # Never two runs for one cycle: the old one ends before the new one starts.
-                await client.set_flow_run_state(_uuid.UUID(previous), Cancelled(message=f"replaced: {by}"),
-                                                force=True)
+                await client.set_flow_run_state(_uuid.UUID(previous), Cancelled(message=f"replaced: {by}"), force=True)
     restart = cycle.restarts + 1
     await wait_for_deployment(deployment, deployment_wait)
-    run = await arun_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False,
-                                idempotency_key=f"{key}-restart-{restart}")
+    run = await arun_deployment(
+        deployment, parameters=parameters, timeout=0, as_subflow=False, idempotency_key=f"{key}-restart-{restart}"
+    )
     async with db.transaction() as session:
         released = await cycles.release(session, cycle.id, by=by, now=utcnow(), restart=restart)
     return run, previous, released.restarts

@@ -44,6 +44,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 # Login ---------------------------------------------------------------------------------
 
+
 def _lang_query(language: str, app: AppState) -> str:
     return "" if language == app.settings.default_language else f"?lang={language}"
 
@@ -52,10 +53,18 @@ def _to_login(language: str, app: AppState) -> RedirectResponse:
     return RedirectResponse("/login" + _lang_query(language, app), status_code=303, headers=NO_STORE)
 
 
-def _page(request: Request, app: AppState, name: str, language: str, caller: Caller | None, status_code: int = 200,
-          **context):
-    response = render(request, name, language, status_code=status_code, caller=caller,
-                      lang_query=_lang_query(language, app), **context)
+def _page(
+    request: Request, app: AppState, name: str, language: str, caller: Caller | None, status_code: int = 200, **context
+):
+    response = render(
+        request,
+        name,
+        language,
+        status_code=status_code,
+        caller=caller,
+        lang_query=_lang_query(language, app),
+        **context,
+    )
     response.headers.update(NO_STORE)
     return response
 
@@ -102,6 +111,7 @@ async def logout(request: Request, app: App):
 
 # The overview ----------------------------------------------------------------------------
 
+
 def prefect_ui_url() -> str | None:
     """PREFECT_UI_URL, else the API's address without its /api suffix."""
     ui = os.environ.get("PREFECT_UI_URL", "").strip()
@@ -133,16 +143,31 @@ def _cycles_by_year(plan: Plan, views: list[coordination.CycleView], language: s
     for view in views:
         stages = []
         for stage in stages_read(plan, view, language):
-            percent = 100 if stage.status == "done" else (
-                round(100 * stage.requests_settled / stage.requests_total) if stage.requests_total else 0)
-            stages.append({"number": stage.number, "name": stage.name, "status": stage.status, "percent": percent,
-                           "settled": stage.requests_settled, "total": stage.requests_total,
-                           "overdue": stage.requests_overdue})
+            percent = (
+                100
+                if stage.status == "done"
+                else (round(100 * stage.requests_settled / stage.requests_total) if stage.requests_total else 0)
+            )
+            stages.append(
+                {
+                    "number": stage.number,
+                    "name": stage.name,
+                    "status": stage.status,
+                    "percent": percent,
+                    "settled": stage.requests_settled,
+                    "total": stage.requests_total,
+                    "overdue": stage.requests_overdue,
+                }
+            )
         year = view.cycle.period[:4] if view.cycle.period[:4].isdigit() else ""  # "": other periods
-        years[year].append({"name": cycle_name(plan, view.cycle.kind, view.cycle.period, language),
-                            "stages": stages, "runs": flow_run_links(view.flow_runs),
-                            "cancelled": local_time(view.cancelled_at, plan.tz, language)
-                            if view.cancelled_at else ""})
+        years[year].append(
+            {
+                "name": cycle_name(plan, view.cycle.kind, view.cycle.period, language),
+                "stages": stages,
+                "runs": flow_run_links(view.flow_runs),
+                "cancelled": local_time(view.cancelled_at, plan.tz, language) if view.cancelled_at else "",
+            }
+        )
     return sorted(years.items(), key=lambda item: item[0], reverse=True)
 
 
@@ -158,30 +183,37 @@ def days_left(due: dt.datetime, now: dt.datetime, tz) -> int:
 
 def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime, language: str) -> list[dict]:
     tz = plan.tz
-    return [{
-        "id": str(v.request.id),
-        "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
-        "stage": _stage_name(plan, v.cycle, v.request.stage, language),
-        "subject": agency_name(plan, v.request.subject, language) if v.request.subject else "",
-        "agency": agency_name(plan, v.request.acting_agency, language),
-        "due": local_time(v.request.due_at, tz, language),
-        "days_late": days_late(v.request.due_at, now, tz),
-        "waiting_on": [official_name(plan, o) for o in v.waiting_on],
-        "escalated": v.request.escalated_at is not None,
-    } for v in sorted(views, key=lambda v: v.request.due_at)]
+    return [
+        {
+            "id": str(v.request.id),
+            "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
+            "stage": _stage_name(plan, v.cycle, v.request.stage, language),
+            "subject": agency_name(plan, v.request.subject, language) if v.request.subject else "",
+            "agency": agency_name(plan, v.request.acting_agency, language),
+            "due": local_time(v.request.due_at, tz, language),
+            "days_late": days_late(v.request.due_at, now, tz),
+            "waiting_on": [official_name(plan, o) for o in v.waiting_on],
+            "escalated": v.request.escalated_at is not None,
+        }
+        for v in sorted(views, key=lambda v: v.request.due_at)
+    ]
 
 
 def _unrouted(plan: Plan, views: list[coordination.RequestView], language: str) -> list[dict]:
     tz = plan.tz
-    return [{
-        "id": str(v.request.id),
-        "reason": "submission_unrouted" if v.request.status == RequestStatus.awaiting_submission.value
-        else "resubmission_unrouted",
-        "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
-        "stage": _stage_name(plan, v.cycle, v.request.stage, language),
-        "subject": agency_name(plan, v.request.subject or v.request.acting_agency, language),
-        "due": local_time(v.request.due_at, tz, language),
-    } for v in views]
+    return [
+        {
+            "id": str(v.request.id),
+            "reason": "submission_unrouted"
+            if v.request.status == RequestStatus.awaiting_submission.value
+            else "resubmission_unrouted",
+            "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
+            "stage": _stage_name(plan, v.cycle, v.request.stage, language),
+            "subject": agency_name(plan, v.request.subject or v.request.acting_agency, language),
+            "due": local_time(v.request.due_at, tz, language),
+        }
+        for v in views
+    ]
 
 
 @dataclass(frozen=True)
@@ -207,8 +239,11 @@ async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, langu
         if request is None:
             status = NOT_STARTED
         elif RequestStatus(request.status).open:
-            status = "overdue" if request.due_at < now else (
-                "waiting" if request.status == RequestStatus.pending.value else request.status)
+            status = (
+                "overdue"
+                if request.due_at < now
+                else ("waiting" if request.status == RequestStatus.pending.value else request.status)
+            )
         elif request.status == RequestStatus.approved.value:
             status = "done"
         else:
@@ -216,9 +251,14 @@ async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, langu
         due = request.due_at if request else deadline
         days = days_late(due, now, tz) if now > due else days_left(due, now, tz)
         shown.append(ReportRow(agency_name(plan, unit, language), status, str(request.id) if request else "", days))
-    return {"year": year, "stage": f"{stage.number}. {stage.name.get(language)}",
-            "deadline": local_time(deadline, tz, language), "passed": now > deadline, "units": shown,
-            "document": plan.report is not None}
+    return {
+        "year": year,
+        "stage": f"{stage.number}. {stage.name.get(language)}",
+        "deadline": local_time(deadline, tz, language),
+        "passed": now > deadline,
+        "units": shown,
+        "document": plan.report is not None,
+    }
 
 
 @router.get("/")
@@ -241,14 +281,30 @@ async def overview(request: Request, app: App):
         restarts = await cycles.latest_restarts(session, [c.id for c in stopped])
         report = await _annual_report(session, app.plan, year, now, language)
     notice = request.query_params.get("notice", "")
-    return _page(request, app, "dashboard.html", language, caller, years=_cycles_by_year(app.plan, views, language),
-                 overdue=_overdue(app.plan, overdue, now, language), attention=_unrouted(app.plan, unrouted, language),
-                 stopped=[{"id": str(c.id), "name": cycle_name(app.plan, c.kind, c.period, language),
-                           "reason": c.attention, "detail": c.attention_detail,
-                           "since": local_time(c.attention_at, app.plan.tz, language) if c.attention_at else "",
-                           "restart": _restart_line(restarts.get(c.id), c, app, language)}
-                          for c in stopped],
-                 notice=notice if notice in NOTICES else "", report=report, year=year)
+    return _page(
+        request,
+        app,
+        "dashboard.html",
+        language,
+        caller,
+        years=_cycles_by_year(app.plan, views, language),
+        overdue=_overdue(app.plan, overdue, now, language),
+        attention=_unrouted(app.plan, unrouted, language),
+        stopped=[
+            {
+                "id": str(c.id),
+                "name": cycle_name(app.plan, c.kind, c.period, language),
+                "reason": c.attention,
+                "detail": c.attention_detail,
+                "since": local_time(c.attention_at, app.plan.tz, language) if c.attention_at else "",
+                "restart": _restart_line(restarts.get(c.id), c, app, language),
+            }
+            for c in stopped
+        ],
+        notice=notice if notice in NOTICES else "",
+        report=report,
+        year=year,
+    )
 
 
 NOTICES = ("resume_asked", "resume_refused")
@@ -259,8 +315,11 @@ def _restart_line(wake, cycle, app, language: str) -> dict | None:
     refused and why; None when none was asked since."""
     if wake is None or (cycle.attention_at and wake.created_at < cycle.attention_at) or wake.status == "done":
         return None
-    return {"status": "parked" if wake.status == "parked" else "queued",
-            "at": local_time(wake.created_at, app.plan.tz, language), "detail": wake.last_error}
+    return {
+        "status": "parked" if wake.status == "parked" else "queued",
+        "at": local_time(wake.created_at, app.plan.tz, language),
+        "detail": wake.last_error,
+    }
 
 
 @router.post("/cycles/{cycle_id}/resume")
@@ -274,8 +333,16 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
         return caller
     _ = catalogue(MESSAGES).gettext_for(language)
     if cross_site(request, app.settings.public_base_url) or not caller.can_act:
-        return _page(request, app, "message.html", language, caller, status_code=403,
-                     title=_("dash.forbidden.title"), body=_("dash.forbidden.body"))
+        return _page(
+            request,
+            app,
+            "message.html",
+            language,
+            caller,
+            status_code=403,
+            title=_("dash.forbidden.title"),
+            body=_("dash.forbidden.body"),
+        )
     try:
         async with app.db.transaction() as session:
             await cycles.ask_restart(session, uuid.UUID(cycle_id), by=caller.actor, force=False, now=utcnow())
@@ -285,11 +352,13 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
     except cycles.NotRestartable:
         notice = "resume_refused"
     query = _lang_query(language, app)
-    return RedirectResponse("/" + (query + "&" if query else "?") + f"notice={notice}", status_code=303,
-                            headers=NO_STORE)
+    return RedirectResponse(
+        "/" + (query + "&" if query else "?") + f"notice={notice}", status_code=303, headers=NO_STORE
+    )
 
 
 # A request's timeline ----------------------------------------------------------------------
+
 
 def _details(data: dict) -> str:
     """The audit row's data, shortly: scalars and lists of scalars."""
@@ -314,8 +383,16 @@ def _action_label(action: str, language: str) -> str:
 
 def _not_found(request: Request, app: AppState, language: str, caller: Caller):
     _ = catalogue(MESSAGES).gettext_for(language)
-    return _page(request, app, "message.html", language, caller, status_code=404,
-                 title=_("dash.not_found.title"), body=_("dash.not_found.body"))
+    return _page(
+        request,
+        app,
+        "message.html",
+        language,
+        caller,
+        status_code=404,
+        title=_("dash.not_found.title"),
+        body=_("dash.not_found.body"),
+    )
 
 
 @router.get("/reports/annual/{year}")
@@ -348,27 +425,50 @@ async def timeline(request: Request, request_id: str, app: App):
     now = utcnow()
     status = "overdue" if r.status == RequestStatus.pending.value and r.due_at < now else r.status
     return _page(
-        request, app, "dashboard_request.html", language, caller,
+        request,
+        app,
+        "dashboard_request.html",
+        language,
+        caller,
         cycle=cycle_name(plan, found.cycle.kind, found.cycle.period, language),
         stage=_stage_name(plan, found.cycle, r.stage, language),
         subject=agency_name(plan, r.subject, language) if r.subject else "",
         agency=agency_name(plan, r.acting_agency, language),
-        status=status, round=r.round, policy=r.policy,
+        status=status,
+        round=r.round,
+        policy=r.policy,
         due=local_time(r.due_at, tz, language),
         days_late=days_late(r.due_at, now, tz) if status == "overdue" else 0,
         escalated=local_time(r.escalated_at, tz, language) if r.escalated_at else "",
         decided=local_time(r.decided_at, tz, language) if r.decided_at else "",
         runs=flow_run_links([r.waiter_ref] if r.waiter_ref else []),
-        assignments=[{"name": official_name(plan, a.official_id),
-                      "on_behalf_of": official_name(plan, a.on_behalf_of) if a.on_behalf_of else "",
-                      "role": role_name(plan, a.role, language), "status": a.status,
-                      "since": local_time(a.created_at, tz, language)}
-                     for a in found.assignments],
-        decisions=[{"name": official_name(plan, d.official_id),
-                    "on_behalf_of": official_name(plan, d.on_behalf_of) if d.on_behalf_of else "",
-                    "outcome": d.outcome, "comment": d.comment, "at": local_time(d.decided_at, tz, language)}
-                   for d in found.decisions],
-        events=[{"at": local_time(e.at, tz, language), "actor": e.actor,
-                 "action": _action_label(e.action, language),
-                 "details": _details(e.data)} for e in found.audit],
+        assignments=[
+            {
+                "name": official_name(plan, a.official_id),
+                "on_behalf_of": official_name(plan, a.on_behalf_of) if a.on_behalf_of else "",
+                "role": role_name(plan, a.role, language),
+                "status": a.status,
+                "since": local_time(a.created_at, tz, language),
+            }
+            for a in found.assignments
+        ],
+        decisions=[
+            {
+                "name": official_name(plan, d.official_id),
+                "on_behalf_of": official_name(plan, d.on_behalf_of) if d.on_behalf_of else "",
+                "outcome": d.outcome,
+                "comment": d.comment,
+                "at": local_time(d.decided_at, tz, language),
+            }
+            for d in found.decisions
+        ],
+        events=[
+            {
+                "at": local_time(e.at, tz, language),
+                "actor": e.actor,
+                "action": _action_label(e.action, language),
+                "details": _details(e.data),
+            }
+            for e in found.audit
+        ],
     )

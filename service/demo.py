@@ -30,11 +30,16 @@ def step(message: str) -> None:
 
 
 def run_demo(settings: Settings, year: int) -> None:
-    for port, what in ((settings.smtp_port, "the mail catcher (KEHOACH_SMTP_PORT)"),
-                       (settings.web_port, "the web service (KEHOACH_WEB_PORT)")):
+    for port, what in (
+        (settings.smtp_port, "the mail catcher (KEHOACH_SMTP_PORT)"),
+        (settings.web_port, "the web service (KEHOACH_WEB_PORT)"),
+    ):
         if not _port_free(port):
-            typer.secho(f"Port {port} for {what} is already in use: is another kehoach demo running?",
-                        fg=typer.colors.RED, err=True)
+            typer.secho(
+                f"Port {port} for {what} is already in use: is another kehoach demo running?",
+                fg=typer.colors.RED,
+                err=True,
+            )
             raise typer.Exit(1)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     step(f"Database: {settings.effective_database_url} (running migrations)")
@@ -65,8 +70,13 @@ def run_demo(settings: Settings, year: int) -> None:
         env = prefect_env(settings.data_dir / "prefect", api_url)
         env.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")
         env["KEHOACH_DATA_DIR"] = str(settings.data_dir.resolve())
-        worker = subprocess.Popen([sys.executable, "-m", "flows"], env=env, start_new_session=True,
-                                  stdout=open(settings.data_dir / "worker.log", "ab"), stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "flows"],
+            env=env,
+            start_new_session=True,
+            stdout=open(settings.data_dir / "worker.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
         with temporary_settings(updates={PREFECT_API_URL: api_url}):  # prefect read its settings at import
             asyncio.run(_serve(settings, year, ui_url))
     except KeyboardInterrupt:
@@ -90,8 +100,9 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
     catcher.start()
     db = Database(settings.effective_database_url)
     dispatcher = make_dispatcher(settings, db)
-    web = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.web_host, port=settings.web_port,
-                                        log_level="warning"))
+    web = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=settings.web_host, port=settings.web_port, log_level="warning")
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -99,14 +110,15 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
     web.install_signal_handlers = lambda: None
     tasks = []
     try:
-        tasks = [asyncio.create_task(web.serve()),
-                 asyncio.create_task(dispatcher.run_forever(interval=1.0, stop=stop))]
+        tasks = [asyncio.create_task(web.serve()), asyncio.create_task(dispatcher.run_forever(interval=1.0, stop=stop))]
         token = await _coordinator_token(db)
         step(f"Starting the annual cycle {year}")
         shifted = await _dates_ahead(db, settings, year)
         if shifted:
-            step(f"Its dates had passed: every deadline moved {shifted} days, so that all lie ahead "
-                 "(`kehoach start` asks; the demo shifts)")
+            step(
+                f"Its dates had passed: every deadline moved {shifted} days, so that all lie ahead "
+                "(`kehoach start` asks; the demo shifts)"
+            )
         run = await start_annual_cycle(year, settings.prefect_deployment)
         base = settings.public_base_url
         typer.echo("")
@@ -140,8 +152,16 @@ async def _dates_ahead(db: Database, settings: Settings, year: int) -> int:
     if not any(d.at <= now for d in calendar(plan, CYCLE_KIND, starts_on)):
         return 0
     async with db.transaction() as session:
-        cycle, _ = await schedule(session, plan, kind=CYCLE_KIND, period=str(year), starts_on=starts_on,
-                                  choice=Schedule.shift, by="demo", now=now)
+        cycle, _ = await schedule(
+            session,
+            plan,
+            kind=CYCLE_KIND,
+            period=str(year),
+            starts_on=starts_on,
+            choice=Schedule.shift,
+            by="demo",
+            now=now,
+        )
     return cycle.shift_days
 
 

@@ -34,17 +34,33 @@ log = logging.getLogger("kehoach.errors")
 
 LINK_PAGES = ("/a/", "/s/", "/p/")
 PROBLEM = "application/problem+json"
-TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-          409: "Conflict", 413: "Content too large", 422: "Unprocessable content", 429: "Too many requests",
-          500: "Internal server error", 503: "Service unavailable"}
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
 
 
 def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def problem(status: int, detail: str, *, title: str | None = None, errors: list | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"type": "about:blank", "title": title or TITLES.get(status, "Error"), "status": status, "detail": detail}
     if errors is not None:
         body["errors"] = jsonable_encoder(errors)
@@ -60,8 +76,9 @@ async def kehoach_error(request: Request, exc: KehoachError):
     if _is_api(request):
         if exc.status >= 500:
             log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
-        errors = [{"loc": list(exc.loc or ("body",)), "msg": str(exc), "type": "refused"}] if exc.status == 422 \
-            else None
+        errors = (
+            [{"loc": list(exc.loc or ("body",)), "msg": str(exc), "type": "refused"}] if exc.status == 422 else None
+        )
         return problem(exc.status, detail_of(exc), title=catalogue(MESSAGES).text(exc.key, "en"), errors=errors)
     language = language_of(request, request.app.state.kehoach.settings.default_language)
     if request.url.path.startswith(LINK_PAGES) and isinstance(exc, (InvalidLink, Refused)):
@@ -69,15 +86,29 @@ async def kehoach_error(request: Request, exc: KehoachError):
             log.warning("%s refused: %s", request.url.path.split("/")[1], exc)
         return invalid_link_page(request, language)
     _ = catalogue(MESSAGES).gettext_for(language)
-    return render(request, "message.html", language, status_code=exc.status, switch_url=None,
-                  title=_(exc.key), body=_("error.body"))
+    return render(
+        request,
+        "message.html",
+        language,
+        status_code=exc.status,
+        switch_url=None,
+        title=_(exc.key),
+        body=_("error.body"),
+    )
 
 
 def invalid_link_page(request: Request, language: str):
     """The one answer for every bad, expired, used, revoked or unknown link, and a refused one."""
     _ = catalogue(MESSAGES).gettext_for(language)
-    return render(request, "message.html", language, status_code=404,
-                  title=_("invalid.title"), body=_("invalid.body"), switch_url=None)
+    return render(
+        request,
+        "message.html",
+        language,
+        status_code=404,
+        title=_("invalid.title"),
+        body=_("invalid.body"),
+        switch_url=None,
+    )
 
 
 async def http_error(request: Request, exc: HTTPException):
@@ -90,8 +121,7 @@ async def http_error(request: Request, exc: HTTPException):
 async def validation_error(request: Request, exc: RequestValidationError):
     if not _is_api(request):
         return await request_validation_exception_handler(request, exc)
-    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-              for e in exc.errors()]
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
     return problem(422, "The request is not valid; nothing was changed.", errors=errors)
 
 

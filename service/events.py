@@ -25,9 +25,19 @@ BATCH = 200
 LEASE = dt.timedelta(seconds=60)
 NAMESPACE = uuid.UUID("5a1e7c3e-7f0b-4c1e-9d62-6b6568686f61")
 RELAYED = {
-    "decision.recorded", "request.escalated", "request.expired", "request.overdue", "request.reminded",
-    "submission.missing", "stage.recorded", "cycle.cancelled", "cycle.finished", "cycle.attention",
-    "cycle.restarted", "cycle.scheduled", "cycle.run_claimed",
+    "decision.recorded",
+    "request.escalated",
+    "request.expired",
+    "request.overdue",
+    "request.reminded",
+    "submission.missing",
+    "stage.recorded",
+    "cycle.cancelled",
+    "cycle.finished",
+    "cycle.attention",
+    "cycle.restarted",
+    "cycle.scheduled",
+    "cycle.run_claimed",
 }
 
 
@@ -38,8 +48,11 @@ def prefect_event(row: AuditEvent) -> dict:
         "id": str(uuid.uuid5(NAMESPACE, row.hash)),
         "occurred": row.at.isoformat(),
         "event": f"kehoach.{row.action}",
-        "resource": {"prefect.resource.id": resource_id, "prefect.resource.name": row.entity,
-                     "kehoach.actor": row.actor},
+        "resource": {
+            "prefect.resource.id": resource_id,
+            "prefect.resource.name": row.entity,
+            "kehoach.actor": row.actor,
+        },
         "payload": {**(row.data or {}), "audit_row": row.id},
     }
 
@@ -54,9 +67,11 @@ async def _lease(db: Database, now: dt.datetime) -> tuple[int, dt.datetime] | No
             session.add(RelayCursor(name=CURSOR, last_id=last or 0, lease_until=lease, updated_at=now))
             return last or 0, lease
         taken = await session.execute(
-            update(RelayCursor).where(RelayCursor.name == CURSOR, (RelayCursor.lease_until.is_(None))
-                                      | (RelayCursor.lease_until < now))
-            .values(lease_until=lease).execution_options(synchronize_session=False))
+            update(RelayCursor)
+            .where(RelayCursor.name == CURSOR, (RelayCursor.lease_until.is_(None)) | (RelayCursor.lease_until < now))
+            .values(lease_until=lease)
+            .execution_options(synchronize_session=False)
+        )
         if taken.rowcount != 1:
             return None
         return cursor.last_id, lease
@@ -71,8 +86,13 @@ async def relay_once(db: Database, send, *, now: dt.datetime | None = None) -> i
         return 0
     last_id, lease = taken
     async with db.reads() as session:
-        rows = list((await session.execute(
-            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(BATCH))).scalars())
+        rows = list(
+            (
+                await session.execute(
+                    select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(BATCH)
+                )
+            ).scalars()
+        )
     events = [prefect_event(row) for row in rows if row.action in RELAYED]
     try:
         if events:
@@ -89,8 +109,12 @@ async def _release(db: Database, lease: dt.datetime, *, moved_to: int | None) ->
     if moved_to is not None:
         values["last_id"] = moved_to
     async with db.transaction() as session:
-        await session.execute(update(RelayCursor).where(RelayCursor.name == CURSOR, RelayCursor.lease_until == lease)
-                              .values(**values).execution_options(synchronize_session=False))
+        await session.execute(
+            update(RelayCursor)
+            .where(RelayCursor.name == CURSOR, RelayCursor.lease_until == lease)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def send_to_prefect(events: list[dict]) -> None:

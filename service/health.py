@@ -59,32 +59,48 @@ class Facts:
 async def read_facts(app: AppState, now: dt.datetime) -> Facts:
     async with app.db.reads() as session:
         revision = (await session.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        queued, oldest = (await session.execute(
-            select(func.count(), func.min(OutboxMessage.next_attempt_at))
-            .where(OutboxMessage.status == MessageStatus.queued.value))).one()
-        failed = (await session.execute(select(func.count()).where(
-            OutboxMessage.status == MessageStatus.failed.value))).scalar()
-        waking, wake_oldest = (await session.execute(
-            select(func.count(), func.min(Wake.next_attempt_at)).where(Wake.status == WakeStatus.queued.value))).one()
+        queued, oldest = (
+            await session.execute(
+                select(func.count(), func.min(OutboxMessage.next_attempt_at)).where(
+                    OutboxMessage.status == MessageStatus.queued.value
+                )
+            )
+        ).one()
+        failed = (
+            await session.execute(select(func.count()).where(OutboxMessage.status == MessageStatus.failed.value))
+        ).scalar()
+        waking, wake_oldest = (
+            await session.execute(
+                select(func.count(), func.min(Wake.next_attempt_at)).where(Wake.status == WakeStatus.queued.value)
+            )
+        ).one()
         parked = (await session.execute(select(func.count()).where(Wake.status == WakeStatus.parked.value))).scalar()
-        attention = (await session.execute(select(func.count()).where(
-            Cycle.attention.is_not(None), Cycle.finished_at.is_(None)))).scalar()
+        attention = (
+            await session.execute(select(func.count()).where(Cycle.attention.is_not(None), Cycle.finished_at.is_(None)))
+        ).scalar()
         open_statuses = [s.value for s in RequestStatus if s.open]
         rows = await session.execute(
             select(Cycle.kind, ApprovalRequest.stage, ApprovalRequest.status, func.count())
             .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
             .where(ApprovalRequest.status.in_(open_statuses))
-            .group_by(Cycle.kind, ApprovalRequest.stage, ApprovalRequest.status))
+            .group_by(Cycle.kind, ApprovalRequest.stage, ApprovalRequest.status)
+        )
         open_requests = {(kind, stage, status): count for kind, stage, status, count in rows}
-        overdue = dict(((kind, stage), count) for kind, stage, count in await session.execute(
-            select(Cycle.kind, ApprovalRequest.stage, func.count())
-            .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
-            .where(ApprovalRequest.status.in_(open_statuses), ApprovalRequest.due_at < now)
-            .group_by(Cycle.kind, ApprovalRequest.stage)))
-        decisions = dict((await session.execute(
-            select(Decision.outcome, func.count()).group_by(Decision.outcome))).all())
-    return Facts(revision, queued, oldest, failed, waking, wake_oldest, parked, attention, open_requests, overdue,
-                 decisions)
+        overdue = dict(
+            ((kind, stage), count)
+            for kind, stage, count in await session.execute(
+                select(Cycle.kind, ApprovalRequest.stage, func.count())
+                .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+                .where(ApprovalRequest.status.in_(open_statuses), ApprovalRequest.due_at < now)
+                .group_by(Cycle.kind, ApprovalRequest.stage)
+            )
+        )
+        decisions = dict(
+            (await session.execute(select(Decision.outcome, func.count()).group_by(Decision.outcome))).all()
+        )
+    return Facts(
+        revision, queued, oldest, failed, waking, wake_oldest, parked, attention, open_requests, overdue, decisions
+    )
 
 
 async def prefect_reachable() -> str | None:
@@ -113,12 +129,21 @@ async def checks(app: AppState) -> dict[str, str]:
         facts = None
     else:
         found["database"] = "ok"
-        found["migrations"] = "ok" if facts.revision == head_revision() else \
-            f"at {facts.revision}, the code needs {head_revision()}: run `kehoach db upgrade`"
-        found["outbox"] = "ok" if facts.outbox_oldest is None or now - facts.outbox_oldest < STUCK else \
-            f"{facts.outbox_queued} email(s) due, the oldest since {facts.outbox_oldest:%Y-%m-%d %H:%M} UTC"
-        found["wakes"] = "ok" if facts.wakes_oldest is None or now - facts.wakes_oldest < STUCK else \
-            f"{facts.wakes_queued} run(s) to resume, the oldest due since {facts.wakes_oldest:%Y-%m-%d %H:%M} UTC"
+        found["migrations"] = (
+            "ok"
+            if facts.revision == head_revision()
+            else f"at {facts.revision}, the code needs {head_revision()}: run `kehoach db upgrade`"
+        )
+        found["outbox"] = (
+            "ok"
+            if facts.outbox_oldest is None or now - facts.outbox_oldest < STUCK
+            else f"{facts.outbox_queued} email(s) due, the oldest since {facts.outbox_oldest:%Y-%m-%d %H:%M} UTC"
+        )
+        found["wakes"] = (
+            "ok"
+            if facts.wakes_oldest is None or now - facts.wakes_oldest < STUCK
+            else f"{facts.wakes_queued} run(s) to resume, the oldest due since {facts.wakes_oldest:%Y-%m-%d %H:%M} UTC"
+        )
     problem = await prefect_reachable()
     found["prefect"] = problem or "ok"
     return found
@@ -134,13 +159,22 @@ async def health():
 async def ready(app: App):
     found = await checks(app)
     healthy = all(value == "ok" for value in found.values())
-    return JSONResponse({"status": "ok" if healthy else "unavailable", "checks": found},
-                        status_code=200 if healthy else 503, headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": found},
+        status_code=200 if healthy else 503,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _labels(**values: str) -> str:
-    return "{" + ",".join(f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-                          for k, v in values.items()) + "}"
+    return (
+        "{"
+        + ",".join(
+            f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+            for k, v in values.items()
+        )
+        + "}"
+    )
 
 
 def exposition(facts: Facts, now: dt.datetime) -> str:
@@ -154,24 +188,53 @@ def exposition(facts: Facts, now: dt.datetime) -> str:
 
     age = (now - facts.outbox_oldest).total_seconds() if facts.outbox_oldest and facts.outbox_oldest < now else 0
     metric("kehoach_outbox_queued", "gauge", "Emails queued and not sent yet.", [("", facts.outbox_queued)])
-    metric("kehoach_outbox_oldest_due_seconds", "gauge", "How long the oldest due email has waited (0: none).",
-           [("", age)])
-    metric("kehoach_outbox_failed", "gauge", "Emails that could not be delivered (coordinators were told).",
-           [("", facts.outbox_failed)])
+    metric(
+        "kehoach_outbox_oldest_due_seconds", "gauge", "How long the oldest due email has waited (0: none).", [("", age)]
+    )
+    metric(
+        "kehoach_outbox_failed",
+        "gauge",
+        "Emails that could not be delivered (coordinators were told).",
+        [("", facts.outbox_failed)],
+    )
     wake_age = (now - facts.wakes_oldest).total_seconds() if facts.wakes_oldest and facts.wakes_oldest < now else 0
     metric("kehoach_resumes_pending", "gauge", "Runs to resume (wakes queued).", [("", facts.wakes_queued)])
-    metric("kehoach_resumes_oldest_due_seconds", "gauge", "How long the oldest due wake has waited (0: none).",
-           [("", wake_age)])
-    metric("kehoach_resumes_parked", "gauge", "Wakes that can never be delivered (their cycle needs a coordinator).",
-           [("", facts.wakes_parked)])
-    metric("kehoach_cycles_needing_attention", "gauge", "Cycles whose run stopped: a coordinator must restart them.",
-           [("", facts.cycles_attention)])
-    metric("kehoach_requests_open", "gauge", "Open steps (waiting for a submission or a decision).",
-           [(_labels(cycle=k, stage=s, status=st), n) for (k, s, st), n in sorted(facts.open_requests.items())])
-    metric("kehoach_requests_overdue", "gauge", "Open steps past their due time.",
-           [(_labels(cycle=k, stage=s), n) for (k, s), n in sorted(facts.overdue_requests.items())])
-    metric("kehoach_decisions_total", "counter", "Decisions recorded.",
-           [(_labels(outcome=o), n) for o, n in sorted(facts.decisions.items())])
+    metric(
+        "kehoach_resumes_oldest_due_seconds",
+        "gauge",
+        "How long the oldest due wake has waited (0: none).",
+        [("", wake_age)],
+    )
+    metric(
+        "kehoach_resumes_parked",
+        "gauge",
+        "Wakes that can never be delivered (their cycle needs a coordinator).",
+        [("", facts.wakes_parked)],
+    )
+    metric(
+        "kehoach_cycles_needing_attention",
+        "gauge",
+        "Cycles whose run stopped: a coordinator must restart them.",
+        [("", facts.cycles_attention)],
+    )
+    metric(
+        "kehoach_requests_open",
+        "gauge",
+        "Open steps (waiting for a submission or a decision).",
+        [(_labels(cycle=k, stage=s, status=st), n) for (k, s, st), n in sorted(facts.open_requests.items())],
+    )
+    metric(
+        "kehoach_requests_overdue",
+        "gauge",
+        "Open steps past their due time.",
+        [(_labels(cycle=k, stage=s), n) for (k, s), n in sorted(facts.overdue_requests.items())],
+    )
+    metric(
+        "kehoach_decisions_total",
+        "counter",
+        "Decisions recorded.",
+        [(_labels(outcome=o), n) for o, n in sorted(facts.decisions.items())],
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -51,8 +51,18 @@ def problem_url(app, official_id: str | None, *, relative: bool = True) -> str:
     return path if relative else f"{app.settings.public_base_url.rstrip('/')}{path}"
 
 
-async def _page(request: Request, app: App, token: str, *, language: str | None, status_code: int = 200,
-                error: str = "", error_key: str = "", chosen: str = "", comment: str = ""):
+async def _page(
+    request: Request,
+    app: App,
+    token: str,
+    *,
+    language: str | None,
+    status_code: int = 200,
+    error: str = "",
+    error_key: str = "",
+    chosen: str = "",
+    comment: str = "",
+):
     """The approval page of a live link (the official's language unless one is asked for),
     or the invalid-link page. Reads only."""
     async with app.db.reads() as session:
@@ -60,37 +70,68 @@ async def _page(request: Request, app: App, token: str, *, language: str | None,
             view = await requests.view_link(session, token, now=utcnow())
         except requests.InvalidLink:
             return invalid_link_page(request, language or app.settings.default_language)
-        attached = [{"name": f.filename, "size_kb": max(1, f.size // 1024), "url": f"{token}/files/{f.id}"}
-                    for f in await files_of(session, view.request.id)]
+        attached = [
+            {"name": f.filename, "size_kb": max(1, f.size // 1024), "url": f"{token}/files/{f.id}"}
+            for f in await files_of(session, view.request.id)
+        ]
     official = app.plan.official(view.assignment.official_id)
     language = language or (official.language.value if official else app.settings.default_language)
     _ = catalogue(MESSAGES).gettext_for(language)
     others = []
     for other in view.others:
         person = app.plan.official(other.official_id)
-        others.append({"name": person.name if person else other.official_id,
-                       "role": role_name(app.plan, other.role, language), "status": other.status})
+        others.append(
+            {
+                "name": person.name if person else other.official_id,
+                "role": role_name(app.plan, other.role, language),
+                "status": other.status,
+            }
+        )
     data = view.request.data or {}
     amount = data.get("amount")
     stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
-    named = [{"name": spec.name.get(language), "value": data.get("fields", {}).get(spec.id, "")}
-             for spec in app.plan.fields_of(view.cycle.kind, stage)]
-    earlier = [{"round": previous.round,
-                "decisions": [{"name": official_name(app.plan, d.official_id), "outcome": d.outcome,
-                               "comment": d.comment, "at": local_time(d.decided_at, app.plan.tz, language)}
-                              for d in decisions]}
-               for previous, decisions in view.earlier]
+    named = [
+        {"name": spec.name.get(language), "value": data.get("fields", {}).get(spec.id, "")}
+        for spec in app.plan.fields_of(view.cycle.kind, stage)
+    ]
+    earlier = [
+        {
+            "round": previous.round,
+            "decisions": [
+                {
+                    "name": official_name(app.plan, d.official_id),
+                    "outcome": d.outcome,
+                    "comment": d.comment,
+                    "at": local_time(d.decided_at, app.plan.tz, language),
+                }
+                for d in decisions
+            ],
+        }
+        for previous, decisions in view.earlier
+    ]
     return render(
-        request, "approval.html", language, status_code=status_code,
-        submitted_text=str(data.get("text", "")), submitted_links=[str(u) for u in data.get("links", [])][:20],
-        amount=vnd(amount, language) if isinstance(amount, int) else "", earlier=earlier, round=view.request.round,
-        attached=attached, named=[f for f in named if f["value"]], acknowledge=stage.acknowledge,
+        request,
+        "approval.html",
+        language,
+        status_code=status_code,
+        submitted_text=str(data.get("text", "")),
+        submitted_links=[str(u) for u in data.get("links", [])][:20],
+        amount=vnd(amount, language) if isinstance(amount, int) else "",
+        earlier=earlier,
+        round=view.request.round,
+        attached=attached,
+        named=[f for f in named if f["value"]],
+        acknowledge=stage.acknowledge,
         problem_url=problem_url(app, view.assignment.official_id),
         shown=shown_context(app.plan, view.request, view.cycle, language=language, base=f"{token}/shown"),
         official_name=official.name if official else view.assignment.official_id,
         role_name=role_name(app.plan, view.assignment.role, language),
-        policy=view.request.policy, others=others, error=_(error_key) if error_key else error,
-        chosen=chosen, comment=comment, max_comment=requests.MAX_COMMENT,
+        policy=view.request.policy,
+        others=others,
+        error=_(error_key) if error_key else error,
+        chosen=chosen,
+        comment=comment,
+        max_comment=requests.MAX_COMMENT,
         **step_context(app.plan, view.request, view.cycle, language=language),
     )
 
@@ -137,10 +178,18 @@ async def decide(request: Request, token: str, app: App):
             raise  # the body limit answers this one
         if "maximum size" in str(exc.detail):  # only the comment can be that long: say so, keep nothing
             await _skip_rest_of_stream(request)  # a streamed body past the body limit gets 413 instead
-            return await _page(request, app, token, language=query_language, status_code=422,
-                               error_key="error.comment_too_long")
-        return render(request, "message.html", language, status_code=400,
-                      title=_("bad_request.title"), body=_("bad_request.body"), switch_url=None)
+            return await _page(
+                request, app, token, language=query_language, status_code=422, error_key="error.comment_too_long"
+            )
+        return render(
+            request,
+            "message.html",
+            language,
+            status_code=400,
+            title=_("bad_request.title"),
+            body=_("bad_request.body"),
+            switch_url=None,
+        )
 
     language = known_language(_field(form, "lang")) or language
     _ = catalogue(MESSAGES).gettext_for(language)
@@ -149,34 +198,71 @@ async def decide(request: Request, token: str, app: App):
     try:
         choice = Outcome(outcome)
     except ValueError:
-        return await _page(request, app, token, language=language, status_code=422,
-                           error_key="error.choose_outcome", comment=comment[:requests.MAX_COMMENT])
+        return await _page(
+            request,
+            app,
+            token,
+            language=language,
+            status_code=422,
+            error_key="error.choose_outcome",
+            comment=comment[: requests.MAX_COMMENT],
+        )
     if len(comment.strip()) > requests.MAX_COMMENT:
-        return await _page(request, app, token, language=language, status_code=422,
-                           error_key="error.comment_too_long", chosen=outcome)
+        return await _page(
+            request, app, token, language=language, status_code=422, error_key="error.comment_too_long", chosen=outcome
+        )
     now = utcnow()
     try:
         async with app.db.transaction() as session:
-            result = await record_decision(session, token=token, outcome=choice, comment=comment, now=now,
-                                           plan=app.plan, secret=app.settings.link_secret_bytes(),
-                                           link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
+            result = await record_decision(
+                session,
+                token=token,
+                outcome=choice,
+                comment=comment,
+                now=now,
+                plan=app.plan,
+                secret=app.settings.link_secret_bytes(),
+                link_ttl=dt.timedelta(days=app.settings.link_ttl_days),
+            )
             await app.emails.decided(session, result, at=now)
     except requests.CommentRequired:
-        return await _page(request, app, token, language=language, status_code=422,
-                           error_key="error.comment_required", chosen=outcome, comment=comment)
+        return await _page(
+            request,
+            app,
+            token,
+            language=language,
+            status_code=422,
+            error_key="error.comment_required",
+            chosen=outcome,
+            comment=comment,
+        )
     except requests.AcknowledgeOnly:
-        return await _page(request, app, token, language=language, status_code=422,
-                           error_key="error.acknowledge_only", comment=comment)
+        return await _page(
+            request, app, token, language=language, status_code=422, error_key="error.acknowledge_only", comment=comment
+        )
     # A dead link, or a refused decision (separation of duties, an official no longer in the
     # directory), answers the invalid-link page: service/errors.py, the link rule.
     except requests.AlreadyDecided:
-        return render(request, "message.html", language, status_code=409,
-                      title=_("already.title"), body=_("already.body"), switch_url=None)
+        return render(
+            request,
+            "message.html",
+            language,
+            status_code=409,
+            title=_("already.title"),
+            body=_("already.body"),
+            switch_url=None,
+        )
     # No call to Prefect here: a settled stage queued its run's wake in the same transaction.
     at = local_time(now, app.plan.tz, language)
-    return render(request, "message.html", language, switch_url=None, title=_("done.title"),
-                  body=_("done.body", outcome=_(f"outcome.{choice.value}"), at=at),
-                  problem_url=problem_url(app, result.decision.official_id))
+    return render(
+        request,
+        "message.html",
+        language,
+        switch_url=None,
+        title=_("done.title"),
+        body=_("done.body", outcome=_(f"outcome.{choice.value}"), at=at),
+        problem_url=problem_url(app, result.decision.official_id),
+    )
 
 
 @router.api_route("/a/{token}/files/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
@@ -197,14 +283,23 @@ async def download(request: Request, token: str, file_id: str, app: App):
 def file_response(row: SubmissionFile) -> Response:
     """A file for download from a link page: never rendered in the page's origin."""
     disposition = f"attachment; filename*=UTF-8''{quote(row.filename)}"
-    return Response(row.data, media_type=row.content_type, headers={
-        "Content-Disposition": disposition, "Content-Security-Policy": "sandbox; default-src 'none'",
-        "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+    return Response(
+        row.data,
+        media_type=row.content_type,
+        headers={
+            "Content-Disposition": disposition,
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def carries_file(request_data: dict | None, file_id: str) -> bool:
     """Whether a file is among those of the earlier stages this step shows."""
-    return any(f.get("id") == file_id for entry in (request_data or {}).get("shown", []) for f in entry.get("files", []))
+    return any(
+        f.get("id") == file_id for entry in (request_data or {}).get("shown", []) for f in entry.get("files", [])
+    )
 
 
 async def shown_file(request: Request, app, file_id: str, live_view):
@@ -215,8 +310,11 @@ async def shown_file(request: Request, app, file_id: str, live_view):
     async with app.db.reads() as session:
         try:
             view = await live_view(session)
-            row = await session.get(SubmissionFile, uuid.UUID(file_id)) if carries_file(view.request.data, file_id) \
+            row = (
+                await session.get(SubmissionFile, uuid.UUID(file_id))
+                if carries_file(view.request.data, file_id)
                 else None
+            )
         except (requests.InvalidLink, ValueError):
             return invalid_link_page(request, language)
     return invalid_link_page(request, language) if row is None else file_response(row)

@@ -23,9 +23,12 @@ async def inbox(request: Request, app: App):
         raise HTTPException(404)
     language = language_of(request, app.settings.default_language)
     messages = [
-        {"subject": m.message["Subject"], "to": m.message["To"], "text": m.text,
-         "date": local_time(dt.datetime.fromtimestamp(m.received, dt.UTC), app.plan.tz, language)}
+        {
+            "subject": m.message["Subject"],
+            "to": m.message["To"],
+            "text": m.text,
+            "date": local_time(dt.datetime.fromtimestamp(m.received, dt.UTC), app.plan.tz, language),
+        }
         for m in read_inbox(app.settings.mail_dir)[:200]
     ]
     return render(request, "inbox.html", language, messages=messages)
-

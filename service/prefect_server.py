@@ -31,14 +31,16 @@ def healthy(api_url: str) -> bool:
 
 def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-        "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "WARNING"),
-        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-        "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+            "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "WARNING"),
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+            "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
+        }
+    )
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
@@ -52,8 +54,13 @@ def migrate_database(home: Path, timeout: float = 300) -> Path:
     starting a server (`prefect server database upgrade`): a template that new local servers
     copy instead of running every migration again (about 8 s of CPU each)."""
     home.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
-                          env=prefect_env(home), capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+        env=prefect_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"prefect server database upgrade exited with {done.returncode}: {done.stderr[-2000:]}")
     return home / DATABASE_FILE
@@ -63,8 +70,14 @@ class LocalPrefectServer:
     """`template`: a migrated database (`migrate_database`) copied into a home that has none, so
     the server starts without migrating; ignored for a server on another database."""
 
-    def __init__(self, home: Path, port: int | None = None, log_file: Path | None = None,
-                 env: dict[str, str] | None = None, template: Path | None = None):
+    def __init__(
+        self,
+        home: Path,
+        port: int | None = None,
+        log_file: Path | None = None,
+        env: dict[str, str] | None = None,
+        template: Path | None = None,
+    ):
         self.home = home
         self.extra_env = env or {}  # e.g. PREFECT_API_DATABASE_CONNECTION_URL for a PostgreSQL-backed server
         self.template = template
@@ -88,7 +101,9 @@ class LocalPrefectServer:
         log = open(self.log_file, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env={**prefect_env(self.home), **self.extra_env}, stdout=log, stderr=subprocess.STDOUT,
+            env={**prefect_env(self.home), **self.extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         started = time.monotonic()

@@ -52,32 +52,61 @@ def _gone(plan: Plan, official: Official, today: dt.date, language: str) -> tupl
     heirs = [a.name.get(language) for a in plan.in_force(agency.id, today)]
     successors = _("problem.successors", names="; ".join(heirs)) if heirs else ""
     since = (agency.valid_to + dt.timedelta(days=1)).strftime("%d/%m/%Y") if agency.valid_to else ""
-    return agency.name.get(language), _("problem.not_in_force.body", unit=agency.name.get(language), since=since,
-                                        successors=successors)
+    return agency.name.get(language), _(
+        "problem.not_in_force.body", unit=agency.name.get(language), since=since, successors=successors
+    )
 
 
-def _page(request: Request, app, official: Official, language: str, *, status_code: int = 200, error: str = "",
-          title: str = "", description: str = ""):
+def _page(
+    request: Request,
+    app,
+    official: Official,
+    language: str,
+    *,
+    status_code: int = 200,
+    error: str = "",
+    title: str = "",
+    description: str = "",
+):
     today = local_day(app.plan, utcnow())
     gone = _gone(app.plan, official, today, language)
     _ = catalogue(MESSAGES).gettext_for(language)
     if gone is not None:
-        return render(request, "message.html", language, status_code=409, switch_url=None,
-                      title=_("problem.not_in_force.title"), body=gone[1])
-    stage = app.plan.cycle("problem_escalation").stages[0] if any(
-        c.id == "problem_escalation" for c in app.plan.cycles) else None
+        return render(
+            request,
+            "message.html",
+            language,
+            status_code=409,
+            switch_url=None,
+            title=_("problem.not_in_force.title"),
+            body=gone[1],
+        )
+    stage = (
+        app.plan.cycle("problem_escalation").stages[0]
+        if any(c.id == "problem_escalation" for c in app.plan.cycles)
+        else None
+    )
     deciders = [o.name for role in (stage.approvers if stage else []) for o in app.plan.holders(role, today)]
-    return render(request, "problem.html", language, status_code=status_code, error=error, title=title,
-                  description=description, official_name=official.name,
-                  unit=app.plan.agency(official.agency).name.get(language),
-                  to=", ".join([app.plan.agency(app.plan.plan.issuer).name.get(language), *deciders]))
+    return render(
+        request,
+        "problem.html",
+        language,
+        status_code=status_code,
+        error=error,
+        title=title,
+        description=description,
+        official_name=official.name,
+        unit=app.plan.agency(official.agency).name.get(language),
+        to=", ".join([app.plan.agency(app.plan.plan.issuer).name.get(language), *deciders]),
+    )
 
 
 @router.api_route("/p/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 async def show(request: Request, token: str, app: App):
     official = _official(app, token)
     language = known_language(request.query_params.get("lang")) or (
-        official.language.value if official else app.settings.default_language)
+        official.language.value if official else app.settings.default_language
+    )
     if official is None:
         return invalid_link_page(request, language)
     return _page(request, app, official, language)
@@ -92,25 +121,45 @@ async def raise_problem(request: Request, token: str, app: App):
     official = _official(app, token)
     if official is None:
         return invalid_link_page(request, language)
-    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS,
-                              max_part_size=web_limits(request).max_field_bytes)
+    form = await request.form(
+        max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=web_limits(request).max_field_bytes
+    )
     language = known_language(_field(form, "lang")) or language
     _ = catalogue(MESSAGES).gettext_for(language)
     title = " ".join(_clean_comment(_field(form, "title")).split())
     description = _clean_comment(_field(form, "description")).strip()
     if not title or len(title) > MAX_TITLE or not description or len(description) > MAX_DESCRIPTION:
-        return _page(request, app, official, language, status_code=422, error=_("error.problem"),
-                     title=title[:MAX_TITLE], description=description[:MAX_DESCRIPTION])
+        return _page(
+            request,
+            app,
+            official,
+            language,
+            status_code=422,
+            error=_("error.problem"),
+            title=title[:MAX_TITLE],
+            description=description[:MAX_DESCRIPTION],
+        )
     now = utcnow()
     try:
         async with app.db.transaction() as session:
-            problem = await coordination.record_problem(session, plan=app.plan, title=title,
-                                                        description=description, unit=official.agency,
-                                                        by=f"official:{official.id}", now=now)
+            problem = await coordination.record_problem(
+                session,
+                plan=app.plan,
+                title=title,
+                description=description,
+                unit=official.agency,
+                by=f"official:{official.id}",
+                now=now,
+            )
     except Refused as exc:  # the unit ended between the page and the form (or a stale link)
         log.info("problem refused: %s", exc)
         return _page(request, app, official, language)
     unit = app.plan.agency(official.agency).name.get(language)
-    return render(request, "message.html", language, switch_url=None, title=_("problem.done.title"),
-                  body=_("problem.done.body", title=problem.title, unit=unit, at=local_time(now, app.plan.tz,
-                                                                                            language)))
+    return render(
+        request,
+        "message.html",
+        language,
+        switch_url=None,
+        title=_("problem.done.title"),
+        body=_("problem.done.body", title=problem.title, unit=unit, at=local_time(now, app.plan.tz, language)),
+    )

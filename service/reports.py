@@ -28,8 +28,13 @@ class ReportFile:
 
 def draft_document(app, report: consolidated.AnnualReport, *, now, summary: str = "") -> consolidated.ReportDocument:
     """The report as a draft dated today, without a number; the summary suggested unless given."""
-    return consolidated.document(app.plan, report, summary=summary or consolidated.default_summary(report),
-                                 issued_on=now.astimezone(app.plan.tz).date(), number=None)
+    return consolidated.document(
+        app.plan,
+        report,
+        summary=summary or consolidated.default_summary(report),
+        issued_on=now.astimezone(app.plan.tz).date(),
+        number=None,
+    )
 
 
 async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -> ReportFile:
@@ -38,13 +43,24 @@ async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -
     has none)."""
     now = utcnow()
     async with app.db.reads() as session:
-        issued = None if draft else (await session.execute(
-            select(IssuedReport).join(Cycle, Cycle.id == IssuedReport.cycle_id)
-            .where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year)))).scalar()
+        issued = (
+            None
+            if draft
+            else (
+                await session.execute(
+                    select(IssuedReport)
+                    .join(Cycle, Cycle.id == IssuedReport.cycle_id)
+                    .where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year))
+                )
+            ).scalar()
+        )
         if issued is not None:
             media_type = FORMATS[fmt][0]
-            return ReportFile(issued.docx if fmt == "docx" else issued.pdf, media_type,
-                              f"bao-cao-tong-hop-{year}-so-{issued.number}.{fmt}")
+            return ReportFile(
+                issued.docx if fmt == "docx" else issued.pdf,
+                media_type,
+                f"bao-cao-tong-hop-{year}-so-{issued.number}.{fmt}",
+            )
         report = await consolidated.gather(session, app.plan, year, now=now)
     document = draft_document(app, report, now=now)
     media_type, write = FORMATS[fmt]

@@ -17,6 +17,7 @@ its own transaction and answers. This loop, in every `kehoach web` process, deli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -79,8 +80,16 @@ class Delivery:
 
 
 class Resumer:
-    def __init__(self, db: Database, *, plan: Plan | None = None, settings: Settings | None = None,
-                 renderer: Renderer | None = None, event_deployment: str = "", problem_deployment: str = ""):
+    def __init__(
+        self,
+        db: Database,
+        *,
+        plan: Plan | None = None,
+        settings: Settings | None = None,
+        renderer: Renderer | None = None,
+        event_deployment: str = "",
+        problem_deployment: str = "",
+    ):
         self.db = db
         self.plan = plan
         self.settings = settings
@@ -95,16 +104,37 @@ class Resumer:
 
     async def _claim(self, now: dt.datetime) -> list[Claimed]:
         table = Wake.__table__
-        due = (table.c.status == WakeStatus.queued.value) & (table.c.next_attempt_at <= now) & or_(
-            table.c.lease_until.is_(None), table.c.lease_until < now)
+        due = (
+            (table.c.status == WakeStatus.queued.value)
+            & (table.c.next_attempt_at <= now)
+            & or_(table.c.lease_until.is_(None), table.c.lease_until < now)
+        )
         lease = now + LEASE
         async with self.db.transaction() as session:
-            rows = await claim(session, table, due=due, order_by=table.c.id, limit=BATCH,
-                               values={"lease_until": lease, "attempts": table.c.attempts + 1},
-                               returning=[table.c.id, table.c.cycle_id, table.c.stage, table.c.attempts,
-                                          table.c.created_at, table.c.reason, table.c.requested_by])
-        return sorted((Claimed(r.id, r.cycle_id, r.stage, r.attempts, r.created_at, lease, r.reason, r.requested_by)
-                       for r in rows), key=lambda c: c.id)
+            rows = await claim(
+                session,
+                table,
+                due=due,
+                order_by=table.c.id,
+                limit=BATCH,
+                values={"lease_until": lease, "attempts": table.c.attempts + 1},
+                returning=[
+                    table.c.id,
+                    table.c.cycle_id,
+                    table.c.stage,
+                    table.c.attempts,
+                    table.c.created_at,
+                    table.c.reason,
+                    table.c.requested_by,
+                ],
+            )
+        return sorted(
+            (
+                Claimed(r.id, r.cycle_id, r.stage, r.attempts, r.created_at, lease, r.reason, r.requested_by)
+                for r in rows
+            ),
+            key=lambda c: c.id,
+        )
 
     async def deliver_once(self) -> int:
         """Deliver what is due now; the number of wakes that reached an end (done or parked)."""
@@ -126,16 +156,18 @@ class Resumer:
         fence = (Wake.id == wake.id, Wake.lease_until == wake.lease_until)  # still ours
         if outcome.status == "retry":
             delay = backoff(wake.attempts, base=0.5 if outcome.soon else 2.0)
-            values = dict(lease_until=None, next_attempt_at=now + dt.timedelta(seconds=delay),
-                          last_error=outcome.detail[:1000])
+            values = dict(
+                lease_until=None, next_attempt_at=now + dt.timedelta(seconds=delay), last_error=outcome.detail[:1000]
+            )
         else:
             status = WakeStatus.done if outcome.status == "done" else WakeStatus.parked
             values = dict(status=status.value, lease_until=None, done_at=now, last_error=outcome.detail[:1000])
             if outcome.run_id is not None:  # else the run it found before, if any, stays
                 values["run_id"] = outcome.run_id
         async with self.db.transaction() as session:
-            await session.execute(update(Wake).where(*fence).values(**values)
-                                  .execution_options(synchronize_session=False))
+            await session.execute(
+                update(Wake).where(*fence).values(**values).execution_options(synchronize_session=False)
+            )
 
     async def _deliver(self, wake: Claimed) -> Delivery:
         if wake.stage == RESTART:
@@ -172,9 +204,17 @@ class Resumer:
         if self.settings is None:
             return Delivery("retry", "this process cannot start runs (no settings)")
         try:
-            run, _previous, restart = await asyncio.wait_for(restart_cycle(
-                self.db, self.settings, wake.cycle_id, by=wake.requested_by or "system",
-                force=wake.reason == WakeReason.restart_forced, deployment_wait=self.timeout), self.timeout * 3)
+            run, _previous, restart = await asyncio.wait_for(
+                restart_cycle(
+                    self.db,
+                    self.settings,
+                    wake.cycle_id,
+                    by=wake.requested_by or "system",
+                    force=wake.reason == WakeReason.restart_forced,
+                    deployment_wait=self.timeout,
+                ),
+                self.timeout * 3,
+            )
         except NotFound:
             return Delivery("done", "the cycle is gone")
         except cycles.NotRestartable as exc:
@@ -212,11 +252,13 @@ class Resumer:
 
     async def _attention(self, cycle_id: uuid.UUID, run_id: str | None, reason: str, detail: str) -> None:
         async with self.db.transaction() as session:
-            marked = await cycles.needs_attention(session, cycle_id, reason=reason, detail=detail, run_id=run_id,
-                                                  now=utcnow())
+            marked = await cycles.needs_attention(
+                session, cycle_id, reason=reason, detail=detail, run_id=run_id, now=utcnow()
+            )
             if marked is not None and self.plan is not None and self.settings is not None:
                 await Emails.of(self.plan, self.settings, self.renderer or Renderer()).cycle_attention(
-                    session, marked, reason=reason, detail=detail)
+                    session, marked, reason=reason, detail=detail
+                )
         if marked is not None:
             log.warning("cycle %s needs attention: %s (%s)", cycle_id, reason, detail)
 
@@ -251,13 +293,17 @@ class Resumer:
             if state is not None and (state.is_paused() or state.is_scheduled()):
                 return None  # waiting, or about to start again: not dead
             if state is not None and state.is_final():
-                reason = cycles.Attention.run_failed if state.is_failed() else (
-                    cycles.Attention.run_crashed if state.is_crashed() else cycles.Attention.run_finished_open)
+                reason = (
+                    cycles.Attention.run_failed
+                    if state.is_failed()
+                    else (cycles.Attention.run_crashed if state.is_crashed() else cycles.Attention.run_finished_open)
+                )
                 return reason, f"flow run {cycle.run_id} is {state.name}"
             # Prefect still thinks it runs, but it has been silent: its process is gone.
             silent_for = (utcnow() - cycle.heartbeat_at).total_seconds() if cycle.heartbeat_at else 0
             await client.set_flow_run_state(
-                uuid.UUID(cycle.run_id), Crashed(message=f"kehoach: no heartbeat for {silent_for:.0f} s"), force=True)
+                uuid.UUID(cycle.run_id), Crashed(message=f"kehoach: no heartbeat for {silent_for:.0f} s"), force=True
+            )
             return cycles.Attention.run_crashed, f"flow run {cycle.run_id}: no heartbeat for {silent_for:.0f} s"
 
     # Cycles of recorded events and problems --------------------------------------------------
@@ -270,11 +316,15 @@ class Resumer:
         async with self.db.reads() as session:
             waiting = []
             if self.event_deployment:
-                waiting += [(e.id, "economic event", self.event_deployment, "event_id", "economy-event")
-                            for e in await coordination.events_without_cycle(session, since=since)]
+                waiting += [
+                    (e.id, "economic event", self.event_deployment, "event_id", "economy-event")
+                    for e in await coordination.events_without_cycle(session, since=since)
+                ]
             if self.problem_deployment:
-                waiting += [(p.id, "problem", self.problem_deployment, "problem_id", "problem")
-                            for p in await coordination.problems_without_cycle(session, since=since)]
+                waiting += [
+                    (p.id, "problem", self.problem_deployment, "problem_id", "problem")
+                    for p in await coordination.problems_without_cycle(session, since=since)
+                ]
         started = 0
         for record_id, what, deployment, parameter, key in waiting:
             if record_id in self.started:
@@ -282,7 +332,8 @@ class Resumer:
             try:
                 run = await asyncio.wait_for(
                     start_recorded_cycle(deployment, {parameter: str(record_id)}, f"{key}-{record_id}"),
-                    timeout=self.timeout)
+                    timeout=self.timeout,
+                )
             except Exception as exc:  # Prefect unreachable or the worker not up yet: next round
                 log.warning("could not start the cycle of %s %s: %s", what, record_id, exc)
                 continue
@@ -321,7 +372,5 @@ class Resumer:
                 log.exception("resume reconciliation failed")
             if busy:
                 continue  # more may be due: look again at once
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass

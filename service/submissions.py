@@ -41,8 +41,17 @@ log = logging.getLogger("kehoach.submissions")
 router = APIRouter()
 
 
-async def _page(request: Request, app: App, token: str, language: str | None, *, status_code: int = 200,
-                error: str = "", text: str = "", typed: dict[str, str] | None = None):
+async def _page(
+    request: Request,
+    app: App,
+    token: str,
+    language: str | None,
+    *,
+    status_code: int = 200,
+    error: str = "",
+    text: str = "",
+    typed: dict[str, str] | None = None,
+):
     async with app.db.reads() as session:
         try:
             view = await submissions.view_submission(session, token, now=utcnow())
@@ -50,9 +59,15 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
             return invalid_link_page(request, language or app.settings.default_language)
     official = app.plan.official(view.link.official_id)
     language = language or (official.language.value if official else app.settings.default_language)
-    comments = [{"name": (app.plan.official(d.official_id).name if app.plan.official(d.official_id) else d.official_id),
-                 "comment": d.comment, "at": local_time(d.decided_at, app.plan.tz, language)}
-                for d in view.comments if d.comment]
+    comments = [
+        {
+            "name": (app.plan.official(d.official_id).name if app.plan.official(d.official_id) else d.official_id),
+            "comment": d.comment,
+            "at": local_time(d.decided_at, app.plan.tz, language),
+        }
+        for d in view.comments
+        if d.comment
+    ]
     stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
     compiled = None
     if stage.kind is StageKind.consolidation:
@@ -62,27 +77,53 @@ async def _page(request: Request, app: App, token: str, language: str | None, *,
         if not (text or (view.request.data or {}).get("text")):
             text = consolidated.default_summary(report)
     previous = (view.request.data or {}).get("fields", {})
-    named = [{"id": spec.id, "name": spec.name.get(language), "required": spec.required,
-              "value": (typed or {}).get(spec.id, previous.get(spec.id, ""))}
-             for spec in app.plan.fields_of(view.cycle.kind, stage)]
-    return render(request, "resubmit.html", language, status_code=status_code, comments=comments,
-                  first=view.link.kind == "first", compiled=compiled, named=named,
-                  problem_url=problem_url(app, view.link.official_id),
-                  shown=shown_context(app.plan, view.request, view.cycle, language=language, base=f"{token}/shown"),
-                  needs_amount=stage.kind.value == "budget", max_files=MAX_FILES,
-                  max_kb=web_limits(request).max_attachment_bytes // 1024,
-                  official_name=official.name if official else view.link.official_id, error=error, text=text,
-                  previous_text=(view.request.data or {}).get("text", ""),
-                  **step_context(app.plan, view.request, view.cycle, language=language))
+    named = [
+        {
+            "id": spec.id,
+            "name": spec.name.get(language),
+            "required": spec.required,
+            "value": (typed or {}).get(spec.id, previous.get(spec.id, "")),
+        }
+        for spec in app.plan.fields_of(view.cycle.kind, stage)
+    ]
+    return render(
+        request,
+        "resubmit.html",
+        language,
+        status_code=status_code,
+        comments=comments,
+        first=view.link.kind == "first",
+        compiled=compiled,
+        named=named,
+        problem_url=problem_url(app, view.link.official_id),
+        shown=shown_context(app.plan, view.request, view.cycle, language=language, base=f"{token}/shown"),
+        needs_amount=stage.kind.value == "budget",
+        max_files=MAX_FILES,
+        max_kb=web_limits(request).max_attachment_bytes // 1024,
+        official_name=official.name if official else view.link.official_id,
+        error=error,
+        text=text,
+        previous_text=(view.request.data or {}).get("text", ""),
+        **step_context(app.plan, view.request, view.cycle, language=language),
+    )
 
 
 def _compiled(report: consolidated.AnnualReport, language: str, tz) -> dict:
     """What the consolidation form shows of the draft: every unit asked, its status and date."""
-    return {"reported": len(report.reported), "total": len(report.units),
-            "missing": [u.name for u in report.missing],
-            "units": [{"name": u.name, "status": u.status, "reported": u.reported,
-                       "at": u.submitted_at.astimezone(tz).strftime("%d/%m/%Y") if u.submitted_at else ""}
-                      for u in report.units]}
+    return {
+        "reported": len(report.reported),
+        "total": len(report.units),
+        "missing": [u.name for u in report.missing],
+        "units": [
+            {
+                "name": u.name,
+                "status": u.status,
+                "reported": u.reported,
+                "at": u.submitted_at.astimezone(tz).strftime("%d/%m/%Y") if u.submitted_at else "",
+            }
+            for u in report.units
+        ],
+    }
 
 
 async def _draft(app: App, token: str, summary: str) -> tuple[dict, list[tuple[str, str, bytes]]]:
@@ -128,16 +169,24 @@ async def draft(request: Request, token: str, fmt: str, app: App):
     if stage.kind is not StageKind.consolidation or fmt not in FORMATS:
         return invalid_link_page(request, language)
     file = await annual_report_file(app, int(view.cycle.period), fmt, draft=True)
-    return Response(file.data, media_type=file.media_type, headers={
-        "Content-Disposition": file.disposition, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
+    return Response(
+        file.data,
+        media_type=file.media_type,
+        headers={
+            "Content-Disposition": file.disposition,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 @router.api_route("/s/{token}/shown/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
 async def download_shown(request: Request, token: str, file_id: str, app: App):
     """A file an earlier stage received, from the form link (an outlet's editor opens the
     orientation's files). Changes nothing."""
-    return await shown_file(request, app, file_id,
-                            lambda session: submissions.view_submission(session, token, now=utcnow()))
+    return await shown_file(
+        request, app, file_id, lambda session: submissions.view_submission(session, token, now=utcnow())
+    )
 
 
 @router.post("/s/{token}", include_in_schema=False)
@@ -148,8 +197,7 @@ async def resubmit(request: Request, token: str, app: App):
         return refused
     limits = web_limits(request)
     try:
-        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FORM_FIELDS,
-                                  max_part_size=limits.max_field_bytes)
+        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FORM_FIELDS, max_part_size=limits.max_field_bytes)
     except HTTPException as exc:
         if exc.status_code == 413:
             raise
@@ -163,18 +211,43 @@ async def resubmit(request: Request, token: str, app: App):
     text = _clean_comment(_field(form, "text"))
     typed = {spec.id: _clean_comment(_field(form, f"field_{spec.id}")) for spec in stage_fields}
     try:
-        data = submissions.parse_submission(stage_kind=kind, text=text, links=_field(form, "links"),
-                                            amount=_field(form, "amount"), fields=typed, specs=stage_fields,
-                                            language=language)
-        uploads = [UploadedFile(f.filename or "", await f.read(limits.max_attachment_bytes + 1))
-                   for f in form.getlist("files") if isinstance(f, UploadFile) and (f.filename or f.size)]
+        data = submissions.parse_submission(
+            stage_kind=kind,
+            text=text,
+            links=_field(form, "links"),
+            amount=_field(form, "amount"),
+            fields=typed,
+            specs=stage_fields,
+            language=language,
+        )
+        uploads = [
+            UploadedFile(f.filename or "", await f.read(limits.max_attachment_bytes + 1))
+            for f in form.getlist("files")
+            if isinstance(f, UploadFile) and (f.filename or f.size)
+        ]
         files = check_files(uploads, max_bytes=limits.max_attachment_bytes)
     except submissions.SubmissionInvalid as exc:
-        return await _page(request, app, token, language, status_code=422, text=text, typed=typed,
-                           error=_(f"error.submission.{exc.field}", name=exc.name))
+        return await _page(
+            request,
+            app,
+            token,
+            language,
+            status_code=422,
+            text=text,
+            typed=typed,
+            error=_(f"error.submission.{exc.field}", name=exc.name),
+        )
     except FileRefused as exc:
-        return await _page(request, app, token, language, status_code=422, text=text, typed=typed,
-                           error=_("error.file_refused", detail=str(exc), kb=limits.max_attachment_bytes // 1024))
+        return await _page(
+            request,
+            app,
+            token,
+            language,
+            status_code=422,
+            text=text,
+            typed=typed,
+            error=_("error.file_refused", detail=str(exc), kb=limits.max_attachment_bytes // 1024),
+        )
     if kind is StageKind.consolidation:  # written before the transaction: no lock held while it renders
         try:
             data["report"], drafted = await _draft(app, token, data["text"])
@@ -184,18 +257,38 @@ async def resubmit(request: Request, token: str, app: App):
     now = utcnow()
     try:
         async with app.db.transaction() as session:
-            opened = await submissions.submit(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
-                                              token=token, data=data, files=files, now=now,
-                                              link_ttl=dt.timedelta(days=app.settings.link_ttl_days))
+            opened = await submissions.submit(
+                session,
+                plan=app.plan,
+                secret=app.settings.link_secret_bytes(),
+                token=token,
+                data=data,
+                files=files,
+                now=now,
+                link_ttl=dt.timedelta(days=app.settings.link_ttl_days),
+            )
             await app.emails.approval_links(session, opened.request, opened.cycle, opened.new_assignments)
     except requests.InvalidLink:
         return invalid_link_page(request, language)
     except (requests.NoApprover, requests.Refused) as exc:
         log.warning("submission could not be routed: %s", exc)
-        return render(request, "message.html", language, status_code=409, switch_url=None,
-                      title=_("resubmit.unrouted.title"), body=_("resubmit.unrouted.body"))
+        return render(
+            request,
+            "message.html",
+            language,
+            status_code=409,
+            switch_url=None,
+            title=_("resubmit.unrouted.title"),
+            body=_("resubmit.unrouted.body"),
+        )
     first = opened.request.previous_id is None  # a resubmission opens a round linked to the one sent back
     done = "submit.done" if first else "resubmit.done"
-    return render(request, "message.html", language, switch_url=None, title=_(f"{done}.title"),
-                  body=_(f"{done}.body", at=local_time(now, app.plan.tz, language)),
-                  problem_url=problem_url(app, opened.request.requested_by))
+    return render(
+        request,
+        "message.html",
+        language,
+        switch_url=None,
+        title=_(f"{done}.title"),
+        body=_(f"{done}.body", at=local_time(now, app.plan.tz, language)),
+        problem_url=problem_url(app, opened.request.requested_by),
+    )

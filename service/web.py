@@ -62,7 +62,9 @@ def render(request: Request, name: str, language: str, status_code: int = 200, *
     other = "en" if language == "vi" else "vi"
     context.setdefault("switch_url", f"?lang={other}")
     return templates.TemplateResponse(
-        request, name, {"language": language, "_": catalogue(MESSAGES).gettext_for(language), **context},
+        request,
+        name,
+        {"language": language, "_": catalogue(MESSAGES).gettext_for(language), **context},
         status_code=status_code,
     )
 
@@ -71,7 +73,8 @@ def message_page(language: str, title_key: str, body_key: str, **values: object)
     """A plain message page (message.html) rendered without a request, for the middlewares."""
     _ = catalogue(MESSAGES).gettext_for(language)
     html = templates.get_template("message.html").render(
-        language=language, _=_, title=_(title_key), body=_(body_key, **values), switch_url=None)
+        language=language, _=_, title=_(title_key), body=_(body_key, **values), switch_url=None
+    )
     return html.encode("utf-8")
 
 
@@ -129,6 +132,7 @@ class SecurityHeaders:
 
 # Limits -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class WebLimits:
     """Request limits of the web process.
@@ -150,9 +154,13 @@ class WebLimits:
 
     @classmethod
     def from_settings(cls, settings) -> WebLimits:
-        return cls(max_body_bytes=settings.max_body_bytes, max_field_bytes=settings.max_field_bytes,
-                   max_attachment_bytes=settings.max_attachment_bytes,
-                   failure_limit=settings.link_failure_limit, failure_window=settings.link_failure_window)
+        return cls(
+            max_body_bytes=settings.max_body_bytes,
+            max_field_bytes=settings.max_field_bytes,
+            max_attachment_bytes=settings.max_attachment_bytes,
+            failure_limit=settings.link_failure_limit,
+            failure_window=settings.link_failure_window,
+        )
 
 
 class BodyTooLarge(InvalidInput, HTTPException):
@@ -176,8 +184,9 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         language = _query_language(scope, self.default_language)
-        await send_page(scope, send, 413, message_page(language, "too_large.title", "too_large.body"),
-                        {"Connection": "close"})
+        await send_page(
+            scope, send, 413, message_page(language, "too_large.title", "too_large.body"), {"Connection": "close"}
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -237,8 +246,9 @@ def client_key(host: str | None) -> str:
 class FailureWindow:
     """A sliding window of failure times per client, in memory, bounded in size."""
 
-    def __init__(self, limit: int, window: float, *, max_clients: int = 50_000,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, limit: int, window: float, *, max_clients: int = 50_000, clock: Callable[[], float] = time.monotonic
+    ):
         self.limit = limit
         self.window = window
         self.max_clients = max_clients
@@ -295,7 +305,8 @@ def _failures_since():
     from approvals.models import LinkFailure
 
     return select(func.count(), func.min(LinkFailure.at)).where(
-        LinkFailure.client_key == bindparam("key"), LinkFailure.at > bindparam("since"))
+        LinkFailure.client_key == bindparam("key"), LinkFailure.at > bindparam("since")
+    )
 
 
 class SharedFailures:
@@ -334,8 +345,9 @@ class SharedFailures:
         async with db.transaction() as session:
             session.add(LinkFailure(client_key=key[:64], at=now))
             # Keep the table small: what has left every window goes (cheap, by the time index).
-            await session.execute(delete(LinkFailure).where(
-                LinkFailure.at < now - dt.timedelta(seconds=max(self.window, 60) * 10)))
+            await session.execute(
+                delete(LinkFailure).where(LinkFailure.at < now - dt.timedelta(seconds=max(self.window, 60) * 10))
+            )
 
 
 def trusted_networks(spec: str) -> list:
@@ -381,8 +393,9 @@ class LinkFailureLimit:
     across every web process (in memory when the app has no database yet).
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, window: float, default_language: str = "vi",
-                 trusted_proxies: str = ""):
+    def __init__(
+        self, app: ASGIApp, *, limit: int, window: float, default_language: str = "vi", trusted_proxies: str = ""
+    ):
         self.app = app
         self.failures = FailureWindow(limit, window)
         self.shared = SharedFailures(limit, window)
@@ -416,8 +429,12 @@ class LinkFailureLimit:
                     self.failures.record(key)
                     blocked = self.failures.retry_after(key) is not None
                 if blocked:
-                    log.warning("client %s reached %d invalid link requests in %gs: slowed down",
-                                key, self.failures.limit, self.failures.window)
+                    log.warning(
+                        "client %s reached %d invalid link requests in %gs: slowed down",
+                        key,
+                        self.failures.limit,
+                        self.failures.window,
+                    )
             await send(message)
 
         await self.app(scope, receive, counting_send)
@@ -467,8 +484,15 @@ def refuse_cross_site(request, base_url: str, language: str):
     if not cross_site(request, base_url):
         return None
     _ = catalogue(MESSAGES).gettext_for(language)
-    return render(request, "message.html", language, status_code=403,
-                  title=_("forbidden.title"), body=_("forbidden.body"), switch_url=None)
+    return render(
+        request,
+        "message.html",
+        language,
+        status_code=403,
+        title=_("forbidden.title"),
+        body=_("forbidden.body"),
+        switch_url=None,
+    )
 
 
 def web_limits(request) -> WebLimits:

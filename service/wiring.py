@@ -11,21 +11,34 @@ from notifications.dispatcher import Dispatcher, RetryPolicy, SmtpConfig
 
 def smtp_config(settings: Settings) -> SmtpConfig:
     return SmtpConfig(
-        host=settings.smtp_host, port=settings.smtp_port, sender=settings.mail_from,
-        sender_name=settings.mail_from_name, local_hostname=settings.local_hostname,
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.mail_from,
+        sender_name=settings.mail_from_name,
+        local_hostname=settings.local_hostname,
         username=settings.smtp_user,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-        tls=settings.smtp_tls.value, timeout=settings.smtp_timeout,
+        tls=settings.smtp_tls.value,
+        timeout=settings.smtp_timeout,
     )
 
 
 def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
     """The dispatcher turns link placeholders into real links only as it sends."""
     secret = settings.link_secret_bytes()
-    resolvers = {APPROVAL_LINK: approval_link_resolver(secret, settings.public_base_url),
-                 SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s"),
-                 PROBLEM_LINK: problem_link_resolver(secret, settings.public_base_url)}
-    return Dispatcher(db, smtp_config(settings), resolvers=resolvers, pool_size=settings.smtp_pool_size,
-                      retry=RetryPolicy(lease_seconds=settings.dispatch_lease_seconds,
-                                        # a short lease keeps most of itself for sending
-                                        lease_margin=min(10.0, settings.dispatch_lease_seconds / 4)))
+    resolvers = {
+        APPROVAL_LINK: approval_link_resolver(secret, settings.public_base_url),
+        SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s"),
+        PROBLEM_LINK: problem_link_resolver(secret, settings.public_base_url),
+    }
+    return Dispatcher(
+        db,
+        smtp_config(settings),
+        resolvers=resolvers,
+        pool_size=settings.smtp_pool_size,
+        retry=RetryPolicy(
+            lease_seconds=settings.dispatch_lease_seconds,
+            # a short lease keeps most of itself for sending
+            lease_margin=min(10.0, settings.dispatch_lease_seconds / 4),
+        ),
+    )

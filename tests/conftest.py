@@ -64,33 +64,48 @@ class DatabaseSandbox:
 
 
 # The fixtures that start processes: a test that asks for one is outside the fast tier.
-PROCESS_FIXTURES = frozenset({"prefect_template", "prefect_server", "stack", "stacks", "cluster", "live_api",
-                               "private_postgres"})
+PROCESS_FIXTURES = frozenset(
+    {"prefect_template", "prefect_server", "stack", "stacks", "cluster", "live_api", "private_postgres"}
+)
 # What starting a process raises as an audit event (asyncio's subprocesses and Playwright's
 # driver go through subprocess.Popen).
-PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.exec", "os.spawn",
-                            "os.system", "pty.spawn"})
+PROCESS_EVENTS = frozenset(
+    {"subprocess.Popen", "os.posix_spawn", "os.fork", "os.forkpty", "os.exec", "os.spawn", "os.system", "pty.spawn"}
+)
 
 
 def pytest_addoption(parser):
-    parser.addoption("--fast", action="store_true",
-                     help="the fast tier: only the tests that start no process (no Prefect server, no kehoach "
-                          "process, no browser, no initdb), on SQLite and PostgreSQL; a test that starts one "
-                          "anyway fails")
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="the fast tier: only the tests that start no process (no Prefect server, no kehoach "
+        "process, no browser, no initdb), on SQLite and PostgreSQL; a test that starts one "
+        "anyway fails",
+    )
 
 
 def _refuse_processes(event: str, args) -> None:
     if event in PROCESS_EVENTS:
-        raise RuntimeError(f"the fast tier starts no process, but this test did ({event} {args[:2]!r}): "
-                           "mark it `processes` or ask for one of the process fixtures")
+        raise RuntimeError(
+            f"the fast tier starts no process, but this test did ({event} {args[:2]!r}): "
+            "mark it `processes` or ask for one of the process fixtures"
+        )
 
 
 # The modules that take longest (tests/README.md): run first, while the other worker has work
 # to run beside them, and never left for the end, when one worker would run them alone.
-LONGEST_FIRST = ("tests/test_e2e_restart.py", "tests/test_bench.py", "tests/test_e2e_send_back.py",
-                 "tests/test_e2e_chain.py", "tests/faults/test_faults.py", "tests/api/test_schemathesis.py",
-                 "tests/test_e2e_approval.py", "tests/test_e2e_cadences.py", "tests/service/test_scanners.py",
-                 "tests/approvals/test_concurrency.py")
+LONGEST_FIRST = (
+    "tests/test_e2e_restart.py",
+    "tests/test_bench.py",
+    "tests/test_e2e_send_back.py",
+    "tests/test_e2e_chain.py",
+    "tests/faults/test_faults.py",
+    "tests/api/test_schemathesis.py",
+    "tests/test_e2e_approval.py",
+    "tests/test_e2e_cadences.py",
+    "tests/service/test_scanners.py",
+    "tests/approvals/test_concurrency.py",
+)
 
 
 def _module(item) -> str:
@@ -104,8 +119,13 @@ def pytest_collection_modifyitems(config, items):
 
     A test that starts processes is marked `processes`: one of the process fixtures, an `e2e`
     module, or its module's own mark. `--fast` leaves those out."""
-    dropped = [item for item in items if item.get_closest_marker("postgres_only")
-               and getattr(item, "callspec", None) and item.callspec.params.get("sandbox") == "sqlite"]
+    dropped = [
+        item
+        for item in items
+        if item.get_closest_marker("postgres_only")
+        and getattr(item, "callspec", None)
+        and item.callspec.params.get("sandbox") == "sqlite"
+    ]
     for item in items:
         if PROCESS_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.processes)
@@ -144,8 +164,9 @@ class Order:
     @pytest.hookimpl(trylast=True)  # after pytest's own ordering, which keeps a module's tests of one backend together
     def pytest_collection_modifyitems(self, items):
         rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
-        items.sort(key=lambda item: (item.get_closest_marker("processes") is None,
-                                     rank.get(_module(item), len(rank))))  # stable: the rest keep their order
+        items.sort(
+            key=lambda item: (item.get_closest_marker("processes") is None, rank.get(_module(item), len(rank)))
+        )  # stable: the rest keep their order
         self.index = {item.nodeid: n for n, item in enumerate(items)}
         for n, item in enumerate(items):
             backend = _stack_backend(item)
@@ -272,8 +293,9 @@ def prefect_server(request, tmp_path_factory, prefect_template):
     from service.prefect_server import LocalPrefectServer
     from tests.support.stack import UNUSED_PREFECT_SERVICES_OFF
 
-    server = LocalPrefectServer(tmp_path_factory.mktemp("prefect-home"), template=prefect_template,
-                                env=UNUSED_PREFECT_SERVICES_OFF)
+    server = LocalPrefectServer(
+        tmp_path_factory.mktemp("prefect-home"), template=prefect_template, env=UNUSED_PREFECT_SERVICES_OFF
+    )
     server.start(timeout=240)
     request.config.stash[SESSION_PREFECT] = server
     yield server
@@ -298,8 +320,11 @@ class Stacks:
         from service.prefect_server import LocalPrefectServer
         from tests.support.stack import UNUSED_PREFECT_SERVICES_OFF
 
-        server = LocalPrefectServer(self.tmp_path_factory.mktemp("prefect-home-stack"), template=self.prefect.template,
-                                    env=UNUSED_PREFECT_SERVICES_OFF)
+        server = LocalPrefectServer(
+            self.tmp_path_factory.mktemp("prefect-home-stack"),
+            template=self.prefect.template,
+            env=UNUSED_PREFECT_SERVICES_OFF,
+        )
         server.start(timeout=240)
         return server
 
@@ -312,8 +337,13 @@ class Stacks:
             # A database of their own: their dispatcher must not claim messages that other tests
             # put in the shared sandbox's outbox.
             own = DatabaseSandbox(backend, self.tmp_path_factory.mktemp(f"stack-db-{backend}"))
-            running = Stack(sandbox=own, prefect=own_server or self.prefect, smtp=self.smtp,
-                            link_secret=self.link_secret, workdir=self.tmp_path_factory.mktemp(f"stack-{backend}"))
+            running = Stack(
+                sandbox=own,
+                prefect=own_server or self.prefect,
+                smtp=self.smtp,
+                link_secret=self.link_secret,
+                workdir=self.tmp_path_factory.mktemp(f"stack-{backend}"),
+            )
             self.running[backend] = (running, own_server)
             running.start()
         return self.running[backend][0]
@@ -333,8 +363,13 @@ class Stacks:
 
 @pytest.fixture(scope="session")
 def stacks(request, sandboxes, prefect_server, smtp_server, link_secret, tmp_path_factory) -> Stacks:
-    made = Stacks(sandboxes=sandboxes, prefect=prefect_server, smtp=smtp_server, link_secret=link_secret,
-                  tmp_path_factory=tmp_path_factory)
+    made = Stacks(
+        sandboxes=sandboxes,
+        prefect=prefect_server,
+        smtp=smtp_server,
+        link_secret=link_secret,
+        tmp_path_factory=tmp_path_factory,
+    )
     request.config.stash[RUNNING_STACKS] = made
     yield made
     made.stop()

@@ -20,8 +20,14 @@ pytestmark = pytest.mark.processes  # lint-imports, on a copy of the tree
 
 def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache", str(tree / "pyproject.toml")], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", str(tree / "pyproject.toml")],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -39,15 +45,18 @@ def test_the_contracts_hold(tree):
     assert "4 kept, 0 broken" in result.stdout
 
 
-@pytest.mark.parametrize(("module", "line", "broken"), [
-    ("approvals/tokens.py", "from service import links", "The layers"),
-    ("notifications/outbox.py", "import flows.chain", "The layers"),
-    ("approvals/db.py", "import fastapi", "import no framework"),
-    ("notifications/render.py", "import prefect", "import no framework"),
-    ("approvals/tokens.py", "from approvals import requests", "No import cycles"),
-    ("service/api/cycles.py", "from notifications.links import queue_closing_messages", "in one place"),
-    ("flows/sweep.py", "import notifications.links", "in one place"),
-])
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        ("approvals/tokens.py", "from service import links", "The layers"),
+        ("notifications/outbox.py", "import flows.chain", "The layers"),
+        ("approvals/db.py", "import fastapi", "import no framework"),
+        ("notifications/render.py", "import prefect", "import no framework"),
+        ("approvals/tokens.py", "from approvals import requests", "No import cycles"),
+        ("service/api/cycles.py", "from notifications.links import queue_closing_messages", "in one place"),
+        ("flows/sweep.py", "import notifications.links", "in one place"),
+    ],
+)
 def test_a_violation_breaks_its_contract(tree, module, line, broken):
     path = tree / module
     path.write_text(path.read_text(encoding="utf-8") + f"\n{line}  # a deliberate violation\n", encoding="utf-8")
@@ -55,4 +64,4 @@ def test_a_violation_breaks_its_contract(tree, module, line, broken):
     assert result.returncode == 1, result.stdout
     verdicts = [line for line in result.stdout.splitlines() if line.endswith((" KEPT", " BROKEN"))]
     assert len(verdicts) == 4, result.stdout
-    assert [v for v in verdicts if broken in v][0].endswith(" BROKEN"), result.stdout
+    assert next(v for v in verdicts if broken in v).endswith(" BROKEN"), result.stdout

@@ -42,17 +42,42 @@ def test_mail_bench_runs_every_row_on_a_small_outbox(backend):
     output = run_bench("mail.py", backend, "--messages", "40", "--rounds", "2", "--per-transaction", "10")
     assert "round 2:" in output
     table = output.split("median of 2 round(s)")[1]
-    for row in ("naive:", "pooled:", "dispatcher, sending only", "producer in its own process",
-                "one process, 10 per transaction"):
+    for row in (
+        "naive:",
+        "pooled:",
+        "dispatcher, sending only",
+        "producer in its own process",
+        "one process, 10 per transaction",
+    ):
         assert row in table, output
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_web_bench_runs_every_row(backend):
-    output = run_bench("web.py", backend, "--requests", "40", "--decisions", "10", "--rounds", "1",
-                       "--concurrency", "4", "--paced", "6", "--rate", "30")
-    for row in ("minimal FastAPI endpoint, GET", "kehoach approval page", "bare FastAPI + SQLAlchemy decision",
-                "kehoach decision, POST", "bare decision, 30/s offered", "kehoach decision, 30/s offered"):
+    output = run_bench(
+        "web.py",
+        backend,
+        "--requests",
+        "40",
+        "--decisions",
+        "10",
+        "--rounds",
+        "1",
+        "--concurrency",
+        "4",
+        "--paced",
+        "6",
+        "--rate",
+        "30",
+    )
+    for row in (
+        "minimal FastAPI endpoint, GET",
+        "kehoach approval page",
+        "bare FastAPI + SQLAlchemy decision",
+        "kehoach decision, POST",
+        "bare decision, 30/s offered",
+        "kehoach decision, 30/s offered",
+    ):
         assert row in output, output
     assert "recorded exactly once" in output
 
@@ -69,7 +94,8 @@ def test_scale_bench_carries_a_synthetic_stage_and_the_baseline(backend, templat
     """A small run of bench/scale.py: the annual report with 12 branches, some sent back, next to
     3 bare-Prefect branches; it exits non-zero unless each unit was asked once, the stage done,
     the chain finished and no Message-ID repeated."""
-    output = run_bench("scale.py", backend, "--sizes", "12", "--baseline", "3", "--changes", "0.25",
-                       "--concurrency", "4", *template)
+    output = run_bench(
+        "scale.py", backend, "--sizes", "12", "--baseline", "3", "--changes", "0.25", "--concurrency", "4", *template
+    )
     assert "bare Prefect, 3" in output and "12 (12 branches)" in output
     assert "3 reports sent back and resubmitted" in output

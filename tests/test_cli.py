@@ -41,11 +41,19 @@ async def _fill(url: str) -> None:
     try:
         for year in ("2040", "2041", "2042"):
             async with db.transaction() as session:
-                cycle = await requests.get_or_create_cycle(session, kind="annual", period=year,
-                                                           starts_on=dt.date(2026, 1, 15))
-                await requests.open_request(session, plan=plan, secret=b"k" * 32, cycle=cycle,
-                                            stage_id="dic_direction", waiter_ref=None,
-                                            link_ttl=dt.timedelta(days=30), now=dt.datetime.now(dt.UTC))
+                cycle = await requests.get_or_create_cycle(
+                    session, kind="annual", period=year, starts_on=dt.date(2026, 1, 15)
+                )
+                await requests.open_request(
+                    session,
+                    plan=plan,
+                    secret=b"k" * 32,
+                    cycle=cycle,
+                    stage_id="dic_direction",
+                    waiter_ref=None,
+                    link_ttl=dt.timedelta(days=30),
+                    now=dt.datetime.now(dt.UTC),
+                )
     finally:
         await db.dispose()
 
@@ -86,10 +94,16 @@ def test_production_refuses_a_missing_link_secret(tmp_path):
 
 
 def test_start_refuses_a_month_that_is_not_one_before_asking_prefect(tmp_path):
-    env = {**os.environ, "KEHOACH_DATA_DIR": str(tmp_path), "NO_COLOR": "1", "COLUMNS": "120",
-           "PREFECT_API_URL": "http://127.0.0.1:9/api"}  # nothing listens there: it must not be asked
-    result = subprocess.run([KEHOACH, "start", "--month", "2027-13"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    env = {
+        **os.environ,
+        "KEHOACH_DATA_DIR": str(tmp_path),
+        "NO_COLOR": "1",
+        "COLUMNS": "120",
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",
+    }  # nothing listens there: it must not be asked
+    result = subprocess.run(
+        [KEHOACH, "start", "--month", "2027-13"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "month '2027-13' must be YYYY-MM" in result.stderr
 

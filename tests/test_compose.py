@@ -35,8 +35,11 @@ def _words(command) -> list[str]:
 def test_every_kehoach_command_exists():
     assert set(OURS) == {"migrate", *ROLES}
     commands = [_words(service["command"]) for service in OURS.values()]
-    commands += [service["healthcheck"]["test"][1:] for service in OURS.values()
-                 if service["healthcheck"].get("test", ["", ""])[1:2] == ["kehoach"]]
+    commands += [
+        service["healthcheck"]["test"][1:]
+        for service in OURS.values()
+        if service["healthcheck"].get("test", ["", ""])[1:2] == ["kehoach"]
+    ]
     for words in commands:
         assert words[0] == "kehoach", words
         subcommand = [w for w in words[1:] if not w.startswith("-")][:2]
@@ -97,6 +100,7 @@ def test_docker_compose_accepts_the_file_where_it_is_installed():
     if plugin is None or plugin.returncode != 0:
         return  # no compose plugin on this machine: the checks above are what can be checked here
     env = {**os.environ, "POSTGRES_PASSWORD": "x" * 24, "KEHOACH_LINK_SECRET": "k" * 48}
-    checked = subprocess.run(["docker", "compose", "config", "--quiet"], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=60)
+    checked = subprocess.run(
+        ["docker", "compose", "config", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stderr

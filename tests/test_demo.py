@@ -49,12 +49,24 @@ def _wait_for_line(process: subprocess.Popen, pattern: str, log: Path, timeout: 
 def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
     web_port, smtp_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "KEHOACH_"))}
-    env.update({"KEHOACH_DATA_DIR": str(tmp_path / "data"), "KEHOACH_WEB_PORT": str(web_port),
-                "KEHOACH_SMTP_PORT": str(smtp_port), "KEHOACH_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
-                "PREFECT_RUNNER_POLL_FREQUENCY": "1"})
+    env.update(
+        {
+            "KEHOACH_DATA_DIR": str(tmp_path / "data"),
+            "KEHOACH_WEB_PORT": str(web_port),
+            "KEHOACH_SMTP_PORT": str(smtp_port),
+            "KEHOACH_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        }
+    )
     log = tmp_path / "demo.log"
-    demo = subprocess.Popen([KEHOACH, "demo"], env=env, cwd=tmp_path, stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    demo = subprocess.Popen(
+        [KEHOACH, "demo"],
+        env=env,
+        cwd=tmp_path,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_for_line(demo, r"Open the email in the inbox", log, timeout=240)
         base = f"http://127.0.0.1:{web_port}"
@@ -66,8 +78,15 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
         # Stage 1: the press officer's form link, then the director's approval link.
         form = _link_in_inbox(base, web_port, "s")
         assert "Cần gửi nội dung" in local_http.get(f"{base}/mail").text
-        sent = local_http.post(form, data={"text": "Định hướng năm", "field_themes": "Kinh tế xanh",
-                                      "field_channels": "Báo, đài", "field_calendar": "Quý I–IV"})
+        sent = local_http.post(
+            form,
+            data={
+                "text": "Định hướng năm",
+                "field_themes": "Kinh tế xanh",
+                "field_channels": "Báo, đài",
+                "field_calendar": "Quý I–IV",
+            },
+        )
         assert sent.status_code == 200 and "Đã nộp" in sent.text
         link = _link_in_inbox(base, web_port, "a")
         assert "Cần phê duyệt" in local_http.get(f"{base}/mail").text
@@ -86,7 +105,9 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert local_http.get(f"http://127.0.0.1:{web_port}/").status_code == 303  # the dashboard needs a login
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            overview = local_http.get(f"http://127.0.0.1:{web_port}/", headers={"Authorization": f"Bearer {token}"}).text
+            overview = local_http.get(
+                f"http://127.0.0.1:{web_port}/", headers={"Authorization": f"Bearer {token}"}
+            ).text
             if "Đã phê duyệt" in overview:
                 break
             time.sleep(1)

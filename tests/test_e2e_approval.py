@@ -40,17 +40,22 @@ def _snapshot(stack, year: int) -> dict:
     """Everything a link could change, for one year's stage 1."""
     with stack.reading() as conn:
         cycle_id = conn.execute(select(Cycle.id).where(Cycle.kind == "annual", Cycle.period == str(year))).scalar_one()
-        request = conn.execute(select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle_id,
-                                                             ApprovalRequest.stage == STAGE_1)).one()
+        request = conn.execute(
+            select(ApprovalRequest).where(ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == STAGE_1)
+        ).one()
         return {
             "request_status": request.status,
-            "assignments": sorted((a.status, a.token_hash) for a in conn.execute(
-                select(Assignment).where(Assignment.request_id == request.id))),
-            "decisions": conn.execute(select(func.count()).select_from(Decision)
-                                      .where(Decision.request_id == request.id)).scalar_one(),
+            "assignments": sorted(
+                (a.status, a.token_hash)
+                for a in conn.execute(select(Assignment).where(Assignment.request_id == request.id))
+            ),
+            "decisions": conn.execute(
+                select(func.count()).select_from(Decision).where(Decision.request_id == request.id)
+            ).scalar_one(),
             "audit_rows": conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one(),
-            "stage": conn.execute(select(CycleStage.status).where(CycleStage.cycle_id == cycle_id,
-                                                                  CycleStage.stage == STAGE_1)).scalar_one(),
+            "stage": conn.execute(
+                select(CycleStage.status).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == STAGE_1)
+            ).scalar_one(),
         }
 
 
@@ -60,8 +65,11 @@ def _open_cycle(stack, year: int):
     state = stack.wait_for_state(run_id, {"Suspended"})
     assert state.type.value == "PAUSED" and state.name == "Suspended"  # not an in-process pause
     submit_orientation(Inbox(stack, year))  # the press officer submits it: the director is asked
-    email = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"]
-                                and "Cần phê duyệt" in r.message["Subject"])
+    email = stack.smtp.wait_for(
+        lambda r: (
+            DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"] and "Cần phê duyệt" in r.message["Subject"]
+        )
+    )
     links = set(LINK.findall(email.text))
     assert len(links) == 1, email.text
     link = links.pop()
@@ -71,9 +79,14 @@ def _open_cycle(stack, year: int):
 
 def _decision_row(stack, year: int):
     with stack.reading() as conn:
-        return conn.execute(text(
-            "SELECT d.outcome, d.comment, d.official_id FROM decision d JOIN approval_request r ON r.id = d.request_id "
-            "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p"), {"p": str(year)}).one()
+        return conn.execute(
+            text(
+                "SELECT d.outcome, d.comment, d.official_id FROM decision d "
+                "JOIN approval_request r ON r.id = d.request_id "
+                "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p"
+            ),
+            {"p": str(year)},
+        ).one()
 
 
 def test_approve_from_the_emailed_link(stack):
@@ -105,11 +118,17 @@ def test_approve_from_the_emailed_link(stack):
     assert after["decisions"] == 1
     assert [a[0] for a in after["assignments"]] == ["decided"]
     assert _decision_row(stack, year) == ("approve", "Nhất trí với định hướng.", "dcst_director")
-    receipt = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and "Đã ghi nhận" in r.message["Subject"]
-                                  and f"{year}" in r.text)
+    receipt = stack.smtp.wait_for(
+        lambda r: DIRECTOR in r.envelope_to and "Đã ghi nhận" in r.message["Subject"] and f"{year}" in r.text
+    )
     assert "Đồng ý" in receipt.text
-    told = stack.smtp.wait_for(lambda r: PRESS_OFFICER in r.envelope_to and "Đã phê duyệt" in r.message["Subject"]
-                               and f"{year}" in r.message["Subject"])  # the submitter learns the outcome
+    told = stack.smtp.wait_for(
+        lambda r: (
+            PRESS_OFFICER in r.envelope_to
+            and "Đã phê duyệt" in r.message["Subject"]
+            and f"{year}" in r.message["Subject"]
+        )
+    )  # the submitter learns the outcome
     assert "Hoàng Văn Minh" not in told.text and "Đoàn Thị Bích" in told.text  # today's director
 
     # The used link now gets the same plain page as any bad link, and changes nothing.
@@ -133,8 +152,9 @@ def test_reject_ends_the_stage_as_rejected_and_bad_tokens_change_nothing(stack):
     answers = set()
     for candidate in bad:
         for method in ("get", "post"):
-            response = local_http.request(method.upper(), f"{base}/{candidate}",
-                                     data={"outcome": "approve"} if method == "post" else None)
+            response = local_http.request(
+                method.upper(), f"{base}/{candidate}", data={"outcome": "approve"} if method == "post" else None
+            )
             answers.add((response.status_code, response.text))
     assert len(answers) == 1, "every bad token must get the same status and page"
     status, body = answers.pop()
@@ -167,14 +187,20 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
     assert _snapshot(stack, year) == before
 
     comment = "Đề nghị bổ sung kênh phát thanh cơ sở và lịch cụ thể theo quý."
-    response = local_http.post(link, data={"outcome": "request_changes", "comment": comment},
-                          headers={"Origin": stack.base_url})
+    response = local_http.post(
+        link, data={"outcome": "request_changes", "comment": comment}, headers={"Origin": stack.base_url}
+    )
     assert response.status_code == 200
     assert _decision_row(stack, year) == ("request_changes", comment, "dcst_director")
 
     # The step goes back to its submitter, with the comment; the run keeps waiting, holding no process.
-    back = stack.smtp.wait_for(lambda r: PRESS_OFFICER in r.envelope_to and "Cần chỉnh sửa" in r.message["Subject"]
-                               and str(year) in r.message["Subject"])
+    back = stack.smtp.wait_for(
+        lambda r: (
+            PRESS_OFFICER in r.envelope_to
+            and "Cần chỉnh sửa" in r.message["Subject"]
+            and str(year) in r.message["Subject"]
+        )
+    )
     (resubmit_link,) = set(RESUBMIT.findall(back.text))
     stack.wait_for_state(run_id, {"Suspended"})
     after = _snapshot(stack, year)
@@ -185,31 +211,51 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
 
     revised = "Định hướng năm: bổ sung kênh phát thanh cơ sở, lịch theo quý."
     assert ORIENTATION["field_themes"] in page.text  # the form offers what was sent before
-    sent = local_http.post(resubmit_link, data={**ORIENTATION, "text": revised,
-                                           "field_channels": "Thêm truyền thanh cơ sở"})
+    sent = local_http.post(
+        resubmit_link, data={**ORIENTATION, "text": revised, "field_channels": "Thêm truyền thanh cơ sở"}
+    )
     assert sent.status_code == 200 and "Đã gửi lại" in sent.text
     assert local_http.post(resubmit_link, data={"text": "lần hai"}).status_code == 404  # the link works once
 
     # Round 2 reaches the director as a new request; approving it moves the chain to stage 2.
-    second = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and "Cần phê duyệt" in r.message["Subject"]
-                                 and str(year) in r.message["Subject"] and link not in r.text)
+    second = stack.smtp.wait_for(
+        lambda r: (
+            DIRECTOR in r.envelope_to
+            and "Cần phê duyệt" in r.message["Subject"]
+            and str(year) in r.message["Subject"]
+            and link not in r.text
+        )
+    )
     (link2,) = set(LINK.findall(second.text))
     page2 = local_http.get(link2)
     assert revised in page2.text and comment in page2.text  # the new text, and the earlier round's comment
     assert local_http.post(link2, data={"outcome": "approve", "comment": ""}).status_code == 200
     stack.wait_for_stage_2(run_id, year)
     with stack.reading() as conn:
-        rounds = conn.execute(text(
-            "SELECT r.round, r.status, r.previous_id IS NOT NULL, r.data FROM approval_request r "
-            "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p AND r.stage = :s ORDER BY r.round"),
-            {"p": str(year), "s": STAGE_1}).all()
-        stage = conn.execute(text("SELECT s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
-                                  "WHERE c.period = :p AND s.stage = :s"), {"p": str(year), "s": STAGE_1}).scalar_one()
+        rounds = conn.execute(
+            text(
+                "SELECT r.round, r.status, r.previous_id IS NOT NULL, r.data FROM approval_request r "
+                "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p AND r.stage = :s ORDER BY r.round"
+            ),
+            {"p": str(year), "s": STAGE_1},
+        ).all()
+        stage = conn.execute(
+            text(
+                "SELECT s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+                "WHERE c.period = :p AND s.stage = :s"
+            ),
+            {"p": str(year), "s": STAGE_1},
+        ).scalar_one()
     assert [(r[0], r[1], r[2]) for r in rounds] == [(1, "changes_requested", False), (2, "approved", True)]
     data = rounds[1][3] if isinstance(rounds[1][3], dict) else json.loads(rounds[1][3])  # SQLite gives JSON text
-    assert data == {"text": revised, "fields": {"themes": ORIENTATION["field_themes"],
-                                                "channels": "Thêm truyền thanh cơ sở",
-                                                "calendar": ORIENTATION["field_calendar"]}}
+    assert data == {
+        "text": revised,
+        "fields": {
+            "themes": ORIENTATION["field_themes"],
+            "channels": "Thêm truyền thanh cơ sở",
+            "calendar": ORIENTATION["field_calendar"],
+        },
+    }
     assert stage == "done"
 
 
@@ -218,8 +264,11 @@ def test_no_token_reaches_the_logs_or_the_database(stack):
     tokens = {m.group(1).rsplit("/", 1)[1] for r in stack.smtp.received for m in LINK.finditer(r.text)}
     assert tokens, "the earlier tests of this backend sent links"
     with stack.reading() as conn:
-        dumped = " ".join(str(row) for table in ("outbox_message", "assignment", "audit_event", "decision")
-                          for row in conn.execute(text(f"SELECT * FROM {table}")))
+        dumped = " ".join(
+            str(row)
+            for table in ("outbox_message", "assignment", "audit_event", "decision")
+            for row in conn.execute(text(f"SELECT * FROM {table}"))
+        )
     logs = " ".join(stack.log(name) for name in ("web", "worker", "dispatch"))
     for token in tokens:
         assert token not in dumped

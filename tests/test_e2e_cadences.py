@@ -43,15 +43,21 @@ def test_an_event_recorded_through_the_api_gets_its_economy_cycle(stack):
     year = stack.year(5)
     token = stack.api_token()
     name = f"Hội chợ thương mại quốc tế Việt – Trung {year} ({uuid.uuid4().hex[:6]})"
-    created = local_http.post(f"{stack.base_url}/api/v1/events", headers={"Authorization": f"Bearer {token}"},
-                         json={"name": name, "starts_on": f"{year}-10-20", "description": "Đồng Đăng, Lạng Sơn"})
+    created = local_http.post(
+        f"{stack.base_url}/api/v1/events",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"name": name, "starts_on": f"{year}-10-20", "description": "Đồng Đăng, Lạng Sơn"},
+    )
     assert created.status_code == 201, created.text
     event_id = created.json()["id"]
 
     # The service starts the event's run; the outlets are asked for their coverage plans.
-    run_id = _wait_for_run(stack, "SELECT r.waiter_ref FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
-                                  "JOIN economic_event e ON e.cycle_id = c.id WHERE e.id = :e",
-                           {"e": uuid.UUID(event_id).hex if stack.sandbox.backend == "sqlite" else event_id})
+    run_id = _wait_for_run(
+        stack,
+        "SELECT r.waiter_ref FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
+        "JOIN economic_event e ON e.cycle_id = c.id WHERE e.id = :e",
+        {"e": uuid.UUID(event_id).hex if stack.sandbox.backend == "sqlite" else event_id},
+    )
     inbox = Inbox(stack, year)
     _each_outlet_submits_and_its_head_approves(inbox, "1. Kế hoạch đưa tin", "Kế hoạch đưa tin hội chợ")
     stack.wait_for_state(uuid.UUID(run_id), {"Completed"}, timeout=120)
@@ -60,9 +66,14 @@ def test_an_event_recorded_through_the_api_gets_its_economy_cycle(stack):
     (event,) = [e for e in listed if e["id"] == event_id]
     assert event["cycle_id"] is not None
     with stack.reading() as conn:
-        rows = conn.execute(text("SELECT r.subject, r.status FROM approval_request r JOIN cycle c "
-                                 "ON c.id = r.cycle_id WHERE c.kind = 'economy_event' AND c.period = :p "
-                                 "ORDER BY r.subject"), {"p": f"{year}-10-20-{uuid.UUID(event_id).hex[:8]}"}).all()
+        rows = conn.execute(
+            text(
+                "SELECT r.subject, r.status FROM approval_request r JOIN cycle c "
+                "ON c.id = r.cycle_id WHERE c.kind = 'economy_event' AND c.period = :p "
+                "ORDER BY r.subject"
+            ),
+            {"p": f"{year}-10-20-{uuid.UUID(event_id).hex[:8]}"},
+        ).all()
     assert rows == [("lang_son_newspaper_radio_tv", "approved"), ("provincial_web_portal", "approved")]
 
 
@@ -74,50 +85,76 @@ def test_a_month_of_culture_society_content(stack):
     state = stack.wait_for_state(run_id, {"Completed"}, timeout=120)
     assert state.name == "Completed"
     with stack.reading() as conn:
-        stages = conn.execute(text("SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
-                                   "WHERE c.kind = 'culture_society_monthly' AND c.period = :p"), {"p": month}).all()
+        stages = conn.execute(
+            text(
+                "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+                "WHERE c.kind = 'culture_society_monthly' AND c.period = :p"
+            ),
+            {"p": month},
+        ).all()
     assert stages == [("monthly_production", "done")]
 
 
 def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
     token = stack.api_token()
     title = f"Vướng mắc kinh phí in ấn {uuid.uuid4().hex[:6]}"
-    created = local_http.post(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"},
-                         json={"title": title, "description": "Chưa được phân bổ kinh phí quý IV.", "unit": "dost"})
+    created = local_http.post(
+        f"{stack.base_url}/api/v1/problems",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"title": title, "description": "Chưa được phân bổ kinh phí quý IV.", "unit": "dost"},
+    )
     assert created.status_code == 201, created.text
     problem_id = created.json()["id"]
 
     # The PPC's vice-chair in charge is asked; the page shows the problem.
-    ask = stack.smtp.wait_for(lambda r: "phochutich@lang-son.example" in r.envelope_to
-                              and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
-                              and uuid.UUID(problem_id).hex[:8] in r.message["Subject"], timeout=120)
+    ask = stack.smtp.wait_for(
+        lambda r: (
+            "phochutich@lang-son.example" in r.envelope_to
+            and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
+            and uuid.UUID(problem_id).hex[:8] in r.message["Subject"]
+        ),
+        timeout=120,
+    )
     (link,) = set(re.findall(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)", ask.text))
     page = local_http.get(link)
     assert title in page.text and "Chưa được phân bổ kinh phí quý IV." in page.text
     listed = local_http.get(f"{stack.base_url}/api/v1/problems", headers={"Authorization": f"Bearer {token}"}).json()
     (problem,) = [p for p in listed if p["id"] == problem_id]
     assert problem["cycle_id"] is not None
-    (step,) = local_http.get(f"{stack.base_url}/api/v1/requests?cycle_id={problem['cycle_id']}",
-                        headers={"Authorization": f"Bearer {token}"}).json()
+    (step,) = local_http.get(
+        f"{stack.base_url}/api/v1/requests?cycle_id={problem['cycle_id']}", headers={"Authorization": f"Bearer {token}"}
+    ).json()
     assert step["stage"] == "ppc_resolution" and step["waiting_on"] == ["ppc_vice_chair"]  # the chair is not asked
 
     # A coordinator escalates it: the chair, the stage's superior, is asked too (either may decide).
-    escalated = local_http.post(f"{stack.base_url}/api/v1/requests/{step['id']}/escalate",
-                           headers={"Authorization": f"Bearer {token}"})
+    escalated = local_http.post(
+        f"{stack.base_url}/api/v1/requests/{step['id']}/escalate", headers={"Authorization": f"Bearer {token}"}
+    )
     assert escalated.status_code == 200 and escalated.json()["notified"] == ["ppc_chair"], escalated.text
-    stack.smtp.wait_for(lambda r: "chutich@lang-son.example" in r.envelope_to
-                        and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
-                        and "[Chuyển đến đồng chí" in r.message["Subject"]
-                        and uuid.UUID(problem_id).hex[:8] in r.message["Subject"])
+    stack.smtp.wait_for(
+        lambda r: (
+            "chutich@lang-son.example" in r.envelope_to
+            and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
+            and "[Chuyển đến đồng chí" in r.message["Subject"]
+            and uuid.UUID(problem_id).hex[:8] in r.message["Subject"]
+        )
+    )
 
     # The vice-chair's decision settles it: the chair is told the step is closed.
-    assert local_http.post(link, data={"outcome": "approve", "comment": "Giao Sở Tài chính bổ sung."}).status_code == 200
-    closed = stack.smtp.wait_for(lambda r: "chutich@lang-son.example" in r.envelope_to
-                                 and "[Đã xong]" in r.message["Subject"]
-                                 and uuid.UUID(problem_id).hex[:8] in r.message["Subject"])
+    assert (
+        local_http.post(link, data={"outcome": "approve", "comment": "Giao Sở Tài chính bổ sung."}).status_code == 200
+    )
+    closed = stack.smtp.wait_for(
+        lambda r: (
+            "chutich@lang-son.example" in r.envelope_to
+            and "[Đã xong]" in r.message["Subject"]
+            and uuid.UUID(problem_id).hex[:8] in r.message["Subject"]
+        )
+    )
     assert "không cần thao tác thêm" in closed.text
     with stack.reading() as conn:
-        run_id = conn.execute(text("SELECT r.waiter_ref FROM approval_request r WHERE r.cycle_id = :c"),
-                              {"c": uuid.UUID(problem["cycle_id"]).hex if stack.sandbox.backend == "sqlite"
-                               else problem["cycle_id"]}).scalar_one()
+        run_id = conn.execute(
+            text("SELECT r.waiter_ref FROM approval_request r WHERE r.cycle_id = :c"),
+            {"c": uuid.UUID(problem["cycle_id"]).hex if stack.sandbox.backend == "sqlite" else problem["cycle_id"]},
+        ).scalar_one()
     stack.wait_for_state(uuid.UUID(run_id), {"Completed"}, timeout=120)

@@ -3,8 +3,8 @@
 email they received, as a person would, and the one suspended run carries the year from the
 lead agency's orientation to the annual reports of every unit in force (about 90: the
 departments, the press, the mass organisations, the 65 communes and wards) and the lead
-agency's consolidated report to the PPC, waking once per stage. The year's dates have passed, so the report opens at once; the units and officials are
-today's."""
+agency's consolidated report to the PPC, waking once per stage. The year's dates have passed,
+so the report opens at once; the units and officials are today's."""
 
 from __future__ import annotations
 
@@ -41,8 +41,10 @@ from tests.support.officials import (
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 SILENT = frozenset({"pc_commune_that_khe", "veterans_association"})  # send nothing by 30 November
-SUMMARY = ("Năm nay các cơ quan báo chí đã tuyên truyền đầy đủ về phát triển bền vững.\n"
-           "Đề nghị UBND tỉnh đôn đốc UBND xã Thất Khê và Hội Cựu chiến binh tỉnh báo cáo bổ sung.")
+SUMMARY = (
+    "Năm nay các cơ quan báo chí đã tuyên truyền đầy đủ về phát triển bền vững.\n"
+    "Đề nghị UBND tỉnh đôn đốc UBND xã Thất Khê và Hội Cựu chiến binh tỉnh báo cáo bổ sung."
+)
 NAMES = {a.id: a.name.vi for a in load_plan(PACKAGED_PLAN).agencies}
 GUIDANCE = "Đề nghị nhấn mạnh nông nghiệp xanh và kinh tế cửa khẩu."
 
@@ -59,12 +61,19 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
 
     # 3. Materials: nobody decides before the compiling department submits them.
     materials = inbox.link("dof_planning_officer", SUBMIT, "3. ")
-    waiting = rows(stack, year, "SELECT r.status, COUNT(a.id) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
-                    "LEFT JOIN assignment a ON a.request_id = r.id WHERE c.period = :p AND r.stage = 'materials' "
-                    "GROUP BY r.status")
+    waiting = rows(
+        stack,
+        year,
+        "SELECT r.status, COUNT(a.id) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
+        "LEFT JOIN assignment a ON a.request_id = r.id WHERE c.period = :p AND r.stage = 'materials' "
+        "GROUP BY r.status",
+    )
     assert waiting == [("awaiting_submission", 0)]
-    submit(materials, text="Bộ tài liệu về phát triển bền vững và năng lực cạnh tranh",
-            links="https://langson.gov.vn/tai-lieu-ptbv")
+    submit(
+        materials,
+        text="Bộ tài liệu về phát triển bền vững và năng lực cạnh tranh",
+        links="https://langson.gov.vn/tai-lieu-ptbv",
+    )
     decide = inbox.link("dof_director", ASK, "3. ")
     assert "Bộ tài liệu về phát triển bền vững" in local_http.get(decide).text
     approve(decide)
@@ -79,87 +88,151 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
         for shown in (GUIDANCE, ORIENTATION["field_themes"], ORIENTATION["field_calendar"]):
             assert shown in asked.text and shown in form, (editor, shown)
         assert "Chủ trương, chính sách" in form and "Môi trường" in form  # a box per yearly content area
-        submit(link, text=f"Kế hoạch sản xuất {year} của {editor}",
-               field_area_environment=f"Chuyên mục môi trường của {editor}")
+        submit(
+            link,
+            text=f"Kế hoạch sản xuất {year} của {editor}",
+            field_area_environment=f"Chuyên mục môi trường của {editor}",
+        )
     approve(inbox.link("newspaper_radio_tv_head", ASK, "4. "))
     approve(inbox.link("portal_head", ASK, "4. "))
-    rejected = local_http.post(inbox.link("literature_arts_chair", ASK, "4. "),
-                          data={"outcome": "reject", "comment": "Hội không đủ kinh phí năm nay."})
+    rejected = local_http.post(
+        inbox.link("literature_arts_chair", ASK, "4. "),
+        data={"outcome": "reject", "comment": "Hội không đủ kinh phí năm nay."},
+    )
     assert rejected.status_code == 200
     for _ in range(2):  # only the two branches their heads approved reach the director
         approve(inbox.link("dost_director", ASK, "4. "))
 
     # 5. The finance allocation, above 2 billion VND: the PPC vice-chair approves too.
-    submit(inbox.link("dof_budget_officer", SUBMIT, "5. "), text="Phân bổ kinh phí truyền thông",
-            amount="2.400.000.000")
+    submit(
+        inbox.link("dof_budget_officer", SUBMIT, "5. "), text="Phân bổ kinh phí truyền thông", amount="2.400.000.000"
+    )
     approve(inbox.link("dof_director", ASK, "5. "))
     approve(inbox.link("ppc_vice_chair", ASK, "5. "))
 
     # 7. Every unit in force reports through the lead agency (the departments, the press, the
     # mass organisations, the 65 communes and wards...), whose director accepts each report;
     # two reports go back for changes and come again; two units send nothing.
-    returned = {"pc_ward_tam_thanh": "Bổ sung số buổi tuyên truyền ở khu dân cư.",
-                "womens_union": "Bổ sung số hội viên được tuyên truyền."}
+    returned = {
+        "pc_ward_tam_thanh": "Bổ sung số buổi tuyên truyền ở khu dân cư.",
+        "womens_union": "Bổ sung số hội viên được tuyên truyền.",
+    }
     units = report_every_unit(inbox, returned=returned, silent=SILENT)
     assert len(units) >= 85  # the province's size: 15 departments, 6 mass organisations, 65 communes...
 
     # 30 November passes with two units silent: the sweep wakes the run, which goes on to stage 8.
     with stack.sandbox.engine.begin() as conn:
-        conn.execute(text("UPDATE cycle_stage SET goes_on_at = :past WHERE stage = 'annual_report' AND "
-                          "cycle_id = (SELECT id FROM cycle WHERE kind = 'annual' AND period = :p)"),
-                     {"past": "2000-01-01 00:00:00+00:00", "p": str(year)})
+        conn.execute(
+            text(
+                "UPDATE cycle_stage SET goes_on_at = :past WHERE stage = 'annual_report' AND "
+                "cycle_id = (SELECT id FROM cycle WHERE kind = 'annual' AND period = :p)"
+            ),
+            {"past": "2000-01-01 00:00:00+00:00", "p": str(year)},
+        )
     stack.wait_for_state(stack.start_run("sweep/sweep", {}), {"Completed"})
 
     # 8. The lead agency's coordinator submits the consolidated report, its director approves it,
     # and the numbered report goes to the PPC and the ministries with both files attached.
     form = consolidate(inbox, summary=unicodedata.normalize("NFD", SUMMARY))  # typed on a phone: decomposed
-    assert f"{len(units)} of {len(units) + len(SILENT)} agencies and units have reported" in form, form[form.find("<main>"):][:1500]
+    assert f"{len(units)} of {len(units) + len(SILENT)} agencies and units have reported" in form, form[
+        form.find("<main>") :
+    ][:1500]
     assert all(NAMES[unit] in form for unit in SILENT)  # named as not reported
 
     stack.wait_for_state(run_id, {"Completed"}, timeout=180)
-    stages = dict(rows(stack, year, "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
-                                    "WHERE c.period = :p AND c.kind = 'annual'"))
-    assert stages == {"dic_direction": "done", "propaganda_guidance": "done", "materials": "done",
-                      "outlet_plans": "rejected",  # one branch was rejected; the chain went on with the others
-                      "finance_allocation": "done", "implementation": "done",
-                      "annual_report": "waiting",  # the silent units may still report late
-                      "consolidated_report": "done"}
+    stages = dict(
+        rows(
+            stack,
+            year,
+            "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+            "WHERE c.period = :p AND c.kind = 'annual'",
+        )
+    )
+    assert stages == {
+        "dic_direction": "done",
+        "propaganda_guidance": "done",
+        "materials": "done",
+        "outlet_plans": "rejected",  # one branch was rejected; the chain went on with the others
+        "finance_allocation": "done",
+        "implementation": "done",
+        "annual_report": "waiting",  # the silent units may still report late
+        "consolidated_report": "done",
+    }
     _the_issued_report(stack, year, units)
-    outlets = rows(stack, year, "SELECT r.subject, r.status FROM approval_request r JOIN cycle c "
-                                "ON c.id = r.cycle_id WHERE c.period = :p AND c.kind = 'annual' "
-                                "AND r.stage = 'outlet_plans' ORDER BY r.subject")
-    assert outlets == [("lang_son_newspaper_radio_tv", "approved"), ("literature_arts_association", "rejected"),
-                       ("provincial_web_portal", "approved")]
+    outlets = rows(
+        stack,
+        year,
+        "SELECT r.subject, r.status FROM approval_request r JOIN cycle c "
+        "ON c.id = r.cycle_id WHERE c.period = :p AND c.kind = 'annual' "
+        "AND r.stage = 'outlet_plans' ORDER BY r.subject",
+    )
+    assert outlets == [
+        ("lang_son_newspaper_radio_tv", "approved"),
+        ("literature_arts_association", "rejected"),
+        ("provincial_web_portal", "approved"),
+    ]
     # Every unit asked once, its latest round approved (the silent ones still asked); two went a
     # second round.
-    reports = rows(stack, year, "SELECT r.subject, r.round, r.status FROM approval_request r JOIN cycle c "
-                                "ON c.id = r.cycle_id WHERE c.period = :p AND c.kind = 'annual' "
-                                "AND r.stage = 'annual_report'")
+    reports = rows(
+        stack,
+        year,
+        "SELECT r.subject, r.round, r.status FROM approval_request r JOIN cycle c "
+        "ON c.id = r.cycle_id WHERE c.period = :p AND c.kind = 'annual' "
+        "AND r.stage = 'annual_report'",
+    )
     latest = {subject: (n, status) for subject, n, status in sorted(reports)}
     assert set(latest) == set(units) | SILENT
     assert {s for s, (n, status) in latest.items() if n == 2} == set(returned)
     assert {s: status for s, (_, status) in latest.items() if status != "approved"} == {
-        unit: "awaiting_submission" for unit in SILENT}
-    asked = [r.envelope_to for r in stack.smtp.received
-             if str(year) in (r.message["Subject"] or "") and SUBMIT in r.message["Subject"]
-             and "7. " in r.message["Subject"]]
+        unit: "awaiting_submission" for unit in SILENT
+    }
+    asked = [
+        r.envelope_to
+        for r in stack.smtp.received
+        if str(year) in (r.message["Subject"] or "")
+        and SUBMIT in r.message["Subject"]
+        and "7. " in r.message["Subject"]
+    ]
     everyone = {**reporters(), **units}
     assert sorted(a for to in asked for a in to) == sorted(address(officer) for officer in everyone.values())
-    budget = rows(stack, year, "SELECT r.policy, COUNT(d.id) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
-                               "JOIN decision d ON d.request_id = r.id WHERE c.period = :p AND c.kind = 'annual' "
-                               "AND r.stage = 'finance_allocation' GROUP BY r.policy")
+    budget = rows(
+        stack,
+        year,
+        "SELECT r.policy, COUNT(d.id) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
+        "JOIN decision d ON d.request_id = r.id WHERE c.period = :p AND c.kind = 'annual' "
+        "AND r.stage = 'finance_allocation' GROUP BY r.policy",
+    )
     assert budget == [("all", 2)]
     # Each decision and each submission once; no email sent twice (by Message-ID at the server).
     ids = [r.message["Message-ID"] for r in stack.smtp.received if str(year) in (r.message["Subject"] or "")]
     assert len(ids) == len(set(ids))
-    digest = stack.smtp.wait_for(lambda r: "dieuphoi.skhcn@lang-son.example" in r.envelope_to
-                                 and str(year) in r.message["Subject"] and "finished" in r.message["Subject"].lower())
+    digest = stack.smtp.wait_for(
+        lambda r: (
+            "dieuphoi.skhcn@lang-son.example" in r.envelope_to
+            and str(year) in r.message["Subject"]
+            and "finished" in r.message["Subject"].lower()
+        )
+    )
     assert "Annual implementation report" in digest.text
     # The run was woken once per stage, not once per branch: a handful of resumes for ~90 units.
-    woken = rows(stack, year, "SELECT w.stage, COUNT(*) FROM wake w JOIN cycle c ON c.id = w.cycle_id "
-                              "WHERE c.period = :p AND c.kind = 'annual' GROUP BY w.stage")
-    assert dict(woken) == {stage: 1 for stage in ("dic_direction", "propaganda_guidance", "materials", "outlet_plans",
-                                                  "finance_allocation", "annual_report", "consolidated_report")}
+    woken = rows(
+        stack,
+        year,
+        "SELECT w.stage, COUNT(*) FROM wake w JOIN cycle c ON c.id = w.cycle_id "
+        "WHERE c.period = :p AND c.kind = 'annual' GROUP BY w.stage",
+    )
+    assert dict(woken) == {
+        stage: 1
+        for stage in (
+            "dic_direction",
+            "propaganda_guidance",
+            "materials",
+            "outlet_plans",
+            "finance_allocation",
+            "annual_report",
+            "consolidated_report",
+        )
+    }
 
 
 def _the_issued_report(stack, year: int, units: dict[str, str]) -> None:
@@ -167,16 +240,36 @@ def _the_issued_report(stack, year: int, units: dict[str, str]) -> None:
     table, the silent ones named, the summary as the coordinator wrote it (NFC), the units'
     names with their diacritics in the PDF's text; page 1 is saved under test-artifacts/."""
     plan = load_plan(PACKAGED_PLAN)
-    email = stack.smtp.wait_for(lambda r: address_of(plan, "ppc") in r.envelope_to and "[Báo cáo]" in
-                                (r.message["Subject"] or "") and str(year) in r.message["Subject"])
+    email = stack.smtp.wait_for(
+        lambda r: (
+            address_of(plan, "ppc") in r.envelope_to
+            and "[Báo cáo]" in (r.message["Subject"] or "")
+            and str(year) in r.message["Subject"]
+        )
+    )
     files = {part.get_filename(): part.get_payload(decode=True) for part in email.message.iter_attachments()}
     assert set(files) == {f"bao-cao-tong-hop-{year}.docx", f"bao-cao-tong-hop-{year}.pdf"}
     assert "1/BC-SKHCN" in email.message["Subject"]
     for ministry in ("most", "mcst"):  # the MIC merged away: both successors get it, each once
-        stack.smtp.wait_for(lambda r: address_of(plan, ministry) in r.envelope_to and "[Báo cáo]" in
-                            (r.message["Subject"] or "") and str(year) in r.message["Subject"])
-        assert len([r for r in stack.smtp.received if address_of(plan, ministry) in r.envelope_to
-                    and "[Báo cáo]" in (r.message["Subject"] or "") and str(year) in r.message["Subject"]]) == 1
+        stack.smtp.wait_for(
+            lambda r, ministry=ministry: (
+                address_of(plan, ministry) in r.envelope_to
+                and "[Báo cáo]" in (r.message["Subject"] or "")
+                and str(year) in r.message["Subject"]
+            )
+        )
+        assert (
+            len(
+                [
+                    r
+                    for r in stack.smtp.received
+                    if address_of(plan, ministry) in r.envelope_to
+                    and "[Báo cáo]" in (r.message["Subject"] or "")
+                    and str(year) in r.message["Subject"]
+                ]
+            )
+            == 1
+        )
 
     document = docx.Document(io.BytesIO(files[f"bao-cao-tong-hop-{year}.docx"]))
     table = document.tables[1]  # the first is the heading (issuing body | national motto)
@@ -194,7 +287,9 @@ def _the_issued_report(stack, year: int, units: dict[str, str]) -> None:
     assert "DỰ THẢO" not in body  # issued, not a draft
 
     pdf = files[f"bao-cao-tong-hop-{year}.pdf"]
-    text_of_pdf = unicodedata.normalize("NFC", "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+    text_of_pdf = unicodedata.normalize(
+        "NFC", "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    )
     flat = " ".join(text_of_pdf.split())
     for unit in ("pc_commune_that_khe", "pc_ward_ky_lua", "dof", "womens_union"):
         assert NAMES[unit] in flat, NAMES[unit]
@@ -204,11 +299,19 @@ def _the_issued_report(stack, year: int, units: dict[str, str]) -> None:
     assert page.size[0] > 800  # A4 at 108 dpi
 
     with stack.reading() as conn:
-        issued = conn.execute(text("SELECT i.number, i.symbol, i.recipients FROM issued_report i JOIN cycle c "
-                                   "ON c.id = i.cycle_id WHERE c.period = :p"), {"p": str(year)}).all()
+        issued = conn.execute(
+            text(
+                "SELECT i.number, i.symbol, i.recipients FROM issued_report i JOIN cycle c "
+                "ON c.id = i.cycle_id WHERE c.period = :p"
+            ),
+            {"p": str(year)},
+        ).all()
     assert len(issued) == 1 and (issued[0][0], issued[0][1]) == (1, "BC-SKHCN")
-    dashboard = local_http.get(f"{stack.base_url}/api/v1/reports/annual/{year}", params={"format": "pdf"},
-                          headers={"Authorization": f"Bearer {stack.api_token()}"})
+    dashboard = local_http.get(
+        f"{stack.base_url}/api/v1/reports/annual/{year}",
+        params={"format": "pdf"},
+        headers={"Authorization": f"Bearer {stack.api_token()}"},
+    )
     assert dashboard.status_code == 200 and dashboard.content == pdf  # the API serves the report as issued
 
 
@@ -225,15 +328,27 @@ def test_a_cancelled_cycle_stops_where_it_is(stack):
     stack.wait_for_state(run_id, {"Suspended"})
 
     token = stack.api_token()
-    (cycle_id,) = [c["id"] for c in local_http.get(f"{stack.base_url}/api/v1/cycles", params={"year": year},
-                                              headers={"Authorization": f"Bearer {token}"}).json()
-                   if c["kind"] == "annual" and c["period"] == str(year)]
-    cancelled = local_http.post(f"{stack.base_url}/api/v1/cycles/{cycle_id}/cancel",
-                           headers={"Authorization": f"Bearer {token}"}, json={"reason": "Điều chỉnh kế hoạch"})
+    (cycle_id,) = [
+        c["id"]
+        for c in local_http.get(
+            f"{stack.base_url}/api/v1/cycles", params={"year": year}, headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        if c["kind"] == "annual" and c["period"] == str(year)
+    ]
+    cancelled = local_http.post(
+        f"{stack.base_url}/api/v1/cycles/{cycle_id}/cancel",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"reason": "Điều chỉnh kế hoạch"},
+    )
     assert cancelled.status_code == 200, cancelled.text
 
     stack.wait_for_state(run_id, {"Completed"})  # the run learns it on resume and opens nothing more
     assert local_http.get(guidance).status_code == 404  # the open link closed with the cycle
-    stages = dict(rows(stack, year, "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
-                                     "WHERE c.period = :p"))
+    stages = dict(
+        rows(
+            stack,
+            year,
+            "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id WHERE c.period = :p",
+        )
+    )
     assert stages == {"dic_direction": "done", "propaganda_guidance": "expired"}

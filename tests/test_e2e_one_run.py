@@ -22,6 +22,7 @@ def _scheduled_run(stack, year: int):
     """What the deployment's cron does on the plan's date: a run with the schedule's parameters,
     no idempotency key. (The cron passes no year: the run takes this year; here the year is given,
     so that each backend's stack works in a year of its own.)"""
+
     async def create():
         async with get_client() as client:
             deployment = await client.read_deployment_by_name("annual-cycle/annual-cycle")
@@ -43,8 +44,9 @@ def test_a_scheduled_run_and_a_started_one_for_the_same_year_carry_it_once(stack
     deadline = time.monotonic() + 120
     while True:
         with stack.reading() as conn:
-            owner = conn.execute(text("SELECT run_id FROM cycle WHERE kind = 'annual' AND period = :p"),
-                                 {"p": str(year)}).scalar()
+            owner = conn.execute(
+                text("SELECT run_id FROM cycle WHERE kind = 'annual' AND period = :p"), {"p": str(year)}
+            ).scalar()
         states = {run: stack.run_state(uuid.UUID(run)).name for run in (str(scheduled), by_hand)}
         if (owner and "Completed" in states.values()) or time.monotonic() > deadline:
             break
@@ -58,12 +60,20 @@ def test_a_scheduled_run_and_a_started_one_for_the_same_year_carry_it_once(stack
     submit_orientation(inbox)  # one request, one form link: the stage opened once
     approve(inbox.link("dcst_director", ASK, "1. "))
     with stack.reading() as conn:
-        opened = conn.execute(text("SELECT r.stage, r.waiter_ref FROM approval_request r JOIN cycle c "
-                                   "ON c.id = r.cycle_id WHERE c.kind = 'annual' AND c.period = :p"),
-                              {"p": str(year)}).all()
-    assert {(stage, waiter) for stage, waiter in opened} <= {("dic_direction", owner),
-                                                               ("propaganda_guidance", owner)}
+        opened = conn.execute(
+            text(
+                "SELECT r.stage, r.waiter_ref FROM approval_request r JOIN cycle c "
+                "ON c.id = r.cycle_id WHERE c.kind = 'annual' AND c.period = :p"
+            ),
+            {"p": str(year)},
+        ).all()
+    assert {(stage, waiter) for stage, waiter in opened} <= {("dic_direction", owner), ("propaganda_guidance", owner)}
     for asked in (SUBMIT, ASK):  # the press officer asked to submit once, the director to decide once
-        emails = [r for r in stack.smtp.received if f"{year}" in (r.message["Subject"] or "")
-                  and asked in r.message["Subject"] and "1. " in r.message["Subject"]]
+        emails = [
+            r
+            for r in stack.smtp.received
+            if f"{year}" in (r.message["Subject"] or "")
+            and asked in r.message["Subject"]
+            and "1. " in r.message["Subject"]
+        ]
         assert len(emails) == 1, asked

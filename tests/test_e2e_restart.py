@@ -37,14 +37,21 @@ pytestmark = pytest.mark.e2e
 
 def _opened(stack, year: int) -> int:
     with stack.reading() as conn:
-        return conn.execute(text(
-            "SELECT COUNT(*) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id WHERE c.kind = 'annual' "
-            "AND c.period = :p AND r.stage = 'annual_report'"), {"p": str(year)}).scalar_one()
+        return conn.execute(
+            text(
+                "SELECT COUNT(*) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id WHERE c.kind = 'annual' "
+                "AND c.period = :p AND r.stage = 'annual_report'"
+            ),
+            {"p": str(year)},
+        ).scalar_one()
 
 
 def _alerts(stack, year: int) -> list:
-    return [r for r in stack.smtp.received if "[Needs attention]" in (r.message["Subject"] or "")
-            and str(year) in r.message["Subject"]]
+    return [
+        r
+        for r in stack.smtp.received
+        if "[Needs attention]" in (r.message["Subject"] or "") and str(year) in r.message["Subject"]
+    ]
 
 
 def test_a_run_killed_mid_stage_is_shown_alerted_and_resumed_with_nothing_asked_twice(stack):
@@ -65,8 +72,12 @@ def test_a_run_killed_mid_stage_is_shown_alerted_and_resumed_with_nothing_asked_
         os.kill(engine or stack.flow_run_process(), signal.SIGKILL)
     stack.kill("worker")
     opened = _opened(stack, year)
-    (marked,) = rows(stack, year, "SELECT s.opened_at FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
-                                  "WHERE c.period = :p AND c.kind = 'annual' AND s.stage = 'annual_report'")
+    (marked,) = rows(
+        stack,
+        year,
+        "SELECT s.opened_at FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+        "WHERE c.period = :p AND c.kind = 'annual' AND s.stage = 'annual_report'",
+    )
     assert 0 < opened <= len(units) and marked[0] is None  # killed before the stage was fully opened
 
     try:
@@ -76,9 +87,13 @@ def test_a_run_killed_mid_stage_is_shown_alerted_and_resumed_with_nothing_asked_
             assert time.monotonic() < deadline, "no alert for the dead run"
             time.sleep(0.5)
         token = stack.api_token()
-        (cycle,) = [c for c in local_http.get(f"{stack.base_url}/api/v1/cycles", params={"year": year},
-                                         headers={"Authorization": f"Bearer {token}"}).json()
-                    if c["kind"] == "annual"]
+        (cycle,) = [
+            c
+            for c in local_http.get(
+                f"{stack.base_url}/api/v1/cycles", params={"year": year}, headers={"Authorization": f"Bearer {token}"}
+            ).json()
+            if c["kind"] == "annual"
+        ]
         assert (cycle["attention"], cycle["run_id"]) == ("run_crashed", str(run_id))
         assert stack.run_state(run_id).name == "Crashed"  # Prefect agrees
         dashboard = local_http.get(f"{stack.base_url}/?lang=en", headers={"Authorization": f"Bearer {token}"}).text
@@ -96,16 +111,27 @@ def test_a_run_killed_mid_stage_is_shown_alerted_and_resumed_with_nothing_asked_
     consolidate(inbox)
     deadline = time.monotonic() + 180
     while True:
-        (status,) = rows(stack, year, "SELECT status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
-                                      "WHERE c.period = :p AND c.kind = 'annual' AND s.stage = 'annual_report'")[0]
-        finished = rows(stack, year, "SELECT finished_at, attention, restarts FROM cycle "
-                                     "WHERE period = :p AND kind = 'annual'")[0]
+        (status,) = rows(
+            stack,
+            year,
+            "SELECT status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+            "WHERE c.period = :p AND c.kind = 'annual' AND s.stage = 'annual_report'",
+        )[0]
+        finished = rows(
+            stack, year, "SELECT finished_at, attention, restarts FROM cycle WHERE period = :p AND kind = 'annual'"
+        )[0]
         if finished[0] is not None or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert status == "done" and finished[0] is not None and finished[1:] == (None, 1)
-    asked = sorted(a for r in stack.smtp.received if str(year) in (r.message["Subject"] or "")
-                   and SUBMIT in r.message["Subject"] and "7. " in r.message["Subject"] for a in r.envelope_to)
+    asked = sorted(
+        a
+        for r in stack.smtp.received
+        if str(year) in (r.message["Subject"] or "")
+        and SUBMIT in r.message["Subject"]
+        and "7. " in r.message["Subject"]
+        for a in r.envelope_to
+    )
     assert asked == sorted(address(officer) for officer in units.values())  # nobody asked twice
     ids = [r.message["Message-ID"] for r in stack.smtp.received if str(year) in (r.message["Subject"] or "")]
     assert len(ids) == len(set(ids))
@@ -123,21 +149,41 @@ def test_a_board_that_gives_nothing_by_its_due_time_does_not_hold_the_year(stack
     inbox.link("propaganda_head", SUBMIT, "2. ")  # requested; the Board says nothing
     stack.wait_for_state(run_id, {"Suspended"})
     with stack.sandbox.engine.begin() as conn:  # its due time passes
-        conn.execute(text("UPDATE approval_request SET due_at = :past WHERE stage = 'propaganda_guidance' AND "
-                          "cycle_id = (SELECT id FROM cycle WHERE kind = 'annual' AND period = :p)"),
-                     {"past": "2000-01-01 00:00:00+00:00", "p": str(year)})
+        conn.execute(
+            text(
+                "UPDATE approval_request SET due_at = :past WHERE stage = 'propaganda_guidance' AND "
+                "cycle_id = (SELECT id FROM cycle WHERE kind = 'annual' AND period = :p)"
+            ),
+            {"past": "2000-01-01 00:00:00+00:00", "p": str(year)},
+        )
     sweep = stack.start_run("sweep/sweep", {})
     stack.wait_for_state(sweep, {"Completed"})
 
     materials = inbox.link("dof_planning_officer", SUBMIT, "3. ")  # the chain went on: materials are asked for
-    stages = dict(rows(stack, year, "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
-                                    "WHERE c.period = :p AND c.kind = 'annual'"))
+    stages = dict(
+        rows(
+            stack,
+            year,
+            "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+            "WHERE c.period = :p AND c.kind = 'annual'",
+        )
+    )
     assert stages["propaganda_guidance"] == "lapsed" and stages["dic_direction"] == "done"
     with stack.reading() as conn:
-        request_id = conn.execute(select(ApprovalRequest.id).join(Cycle, Cycle.id == ApprovalRequest.cycle_id).where(
-            Cycle.kind == "annual", Cycle.period == str(year), ApprovalRequest.stage == "propaganda_guidance")).scalar_one()
-        why = conn.execute(select(AuditEvent.data).where(AuditEvent.entity_id == str(request_id),
-                                                         AuditEvent.action == "request.expired")).scalars().all()
+        request_id = conn.execute(
+            select(ApprovalRequest.id)
+            .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+            .where(Cycle.kind == "annual", Cycle.period == str(year), ApprovalRequest.stage == "propaganda_guidance")
+        ).scalar_one()
+        why = (
+            conn.execute(
+                select(AuditEvent.data).where(
+                    AuditEvent.entity_id == str(request_id), AuditEvent.action == "request.expired"
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert len(why) == 1 and "the chain goes on" in why[0]["reason"]
 
     # The outlets get the orientation alone, and are told the Board gave nothing in time.

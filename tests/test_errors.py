@@ -23,8 +23,11 @@ def _defined_exceptions() -> list[type[BaseException]]:
             if ".migrations" in info.name or info.name.endswith("__main__"):
                 continue
             module = importlib.import_module(info.name)
-            found += [obj for _, obj in inspect.getmembers(module, inspect.isclass)
-                      if issubclass(obj, BaseException) and obj.__module__ == module.__name__]
+            found += [
+                obj
+                for _, obj in inspect.getmembers(module, inspect.isclass)
+                if issubclass(obj, BaseException) and obj.__module__ == module.__name__
+            ]
     return found
 
 

@@ -36,11 +36,15 @@ BROKEN: dict[str, tuple[int, str, str]] = {
     "unknown-successor-agency.yaml": (14, "agencies[0].successors[0]", "unknown agency 'ppc_new'"),
     "duplicate-agency-id.yaml": (17, "agencies[2].id", "duplicate agency id 'dost' (first used at agencies[1])"),
     "duplicate-stage-id.yaml": (
-        43, "cycles[0].stages[1].id", "duplicate stage id 'direction' (first used at cycles[0].stages[0])"
+        43,
+        "cycles[0].stages[1].id",
+        "duplicate stage id 'direction' (first used at cycles[0].stages[0])",
     ),
     "duplicate-key.yaml": (29, "officials[0].agency", "duplicate key 'agency' (first at line 26)"),
     "validity-ends-before-start.yaml": (
-        17, "agencies[1].valid_to", "valid_to 2025-06-30 is before valid_from 2025-07-01"
+        17,
+        "agencies[1].valid_to",
+        "valid_to 2025-06-30 is before valid_from 2025-07-01",
     ),
     "official-without-email.yaml": (23, "officials[0].email", "required field is missing"),
     "bad-timezone.yaml": (8, "plan.timezone", "unknown time zone 'Asia/Ha_Noi'"),
@@ -55,48 +59,102 @@ BROKEN: dict[str, tuple[int, str, str]] = {
     "due-day-not-in-month.yaml": (41, "cycles[0].stages[0].due.day", "month 2 has no day 31"),
     "due-both-forms.yaml": (41, "cycles[0].stages[0].due", "give either offset_days, or month and day"),
     "unknown-policy.yaml": (
-        41, "cycles[0].stages[0].policy", "unknown policy 'majority' (use any, all, quorum or sequence)"
+        41,
+        "cycles[0].stages[0].policy",
+        "unknown policy 'majority' (use any, all, quorum or sequence)",
     ),
-    "quorum-exceeds-approvers.yaml": (42, "cycles[0].stages[0].quorum", "quorum 2 is more than the 1 official holding the approver roles"),
+    "quorum-exceeds-approvers.yaml": (
+        42,
+        "cycles[0].stages[0].quorum",
+        "quorum 2 is more than the 1 official holding the approver roles",
+    ),
     "submission-without-requester.yaml": (
-        35, "cycles[0].stages[0]", "a stage of kind 'budget' needs a 'requester' role (who submits it)"
+        35,
+        "cycles[0].stages[0]",
+        "a stage of kind 'budget' needs a 'requester' role (who submits it)",
     ),
     "empty.yaml": (1, "(top level)", "the plan must be a YAML mapping"),
     "fan-out-unit-without-officer.yaml": (
-        51, "cycles[0].stages[0].acting_kinds",
-        "nobody holds 'unit.reporter' for unit 'dof' (Department of Finance): stage 'direction' could not ask it"),
+        51,
+        "cycles[0].stages[0].acting_kinds",
+        "nobody holds 'unit.reporter' for unit 'dof' (Department of Finance): stage 'direction' could not ask it",
+    ),
     "official-name-with-line-break.yaml": (
-        24, "officials[0].name", "contains a control character (U+000D), such as a line break"),
+        24,
+        "officials[0].name",
+        "contains a control character (U+000D), such as a line break",
+    ),
     "address-with-a-quote.yaml": (25, "officials[0].email", "has a character email headers refuse"),
     "report-recipient-without-email.yaml": (
-        31, "report.recipients[0]", "'ppc' (or an agency that succeeded it) has no email"),
+        31,
+        "report.recipients[0]",
+        "'ppc' (or an agency that succeeded it) has no email",
+    ),
     "consolidation-without-report-stage.yaml": (
-        49, "cycles[0].stages[1].kind", "a consolidation stage compiles the units' reports: it needs a stage of kind"),
+        49,
+        "cycles[0].stages[1].kind",
+        "a consolidation stage compiles the units' reports: it needs a stage of kind",
+    ),
     "content-area-no-cycle-carries.yaml": (
-        31, "content_areas[0].cadences", "no cycle carries content area 'environment' at its yearly cadence"),
+        31,
+        "content_areas[0].cadences",
+        "no cycle carries content area 'environment' at its yearly cadence",
+    ),
     "shows-a-later-stage.yaml": (
-        43, "cycles[0].stages[0].shows[0]", "'guidance' is a later stage of this cycle: a stage can only show"),
+        43,
+        "cycles[0].stages[0].shows[0]",
+        "'guidance' is a later stage of this cycle: a stage can only show",
+    ),
     "acknowledged-approval.yaml": (
-        43, "cycles[0].stages[0].acknowledge", "only a stage that receives a submission is acknowledged"),
+        43,
+        "cycles[0].stages[0].acknowledge",
+        "only a stage that receives a submission is acknowledged",
+    ),
     "content-area-at-a-cadence-it-lacks.yaml": (
-        36, "cycles[0].content_areas[0]", "content area 'culture_society' runs monthly, not yearly"),
+        36,
+        "cycles[0].content_areas[0]",
+        "content area 'culture_society' runs monthly, not yearly",
+    ),
     "split-agency-without-a-duty.yaml": (
-        47, "cycles[0].stages[0].acting_agencies[0]",
-        "'dic' split: its duties went to dost and dcst, and the plan does not say which takes this one"),
+        47,
+        "cycles[0].stages[0].acting_agencies[0]",
+        "'dic' split: its duties went to dost and dcst, and the plan does not say which takes this one",
+    ),
     "per-content-area-without-areas.yaml": (
-        43, "cycles[0].stages[0].per_content_area", "cycle 'annual' carries no content areas"),
+        43,
+        "cycles[0].stages[0].per_content_area",
+        "cycle 'annual' carries no content areas",
+    ),
     "succession-to-a-non-successor.yaml": (
-        22, "agencies[2].succession[0].to", "'ppc' is not among the successors of 'dic'"),
+        22,
+        "agencies[2].succession[0].to",
+        "'ppc' is not among the successors of 'dic'",
+    ),
     "role-follows-a-split-without-its-duty.yaml": (
-        30, "roles[0].carried_by.duty", "'dic' split: its duties went to dost and dcst, and the plan does not say"),
+        30,
+        "roles[0].carried_by.duty",
+        "'dic' split: its duties went to dost and dcst, and the plan does not say",
+    ),
     "consolidation-without-report-section.yaml": (
-        46, "cycles[0].stages[1].kind", "a consolidation stage needs the plan's 'report' section"),
+        46,
+        "cycles[0].stages[1].kind",
+        "a consolidation stage needs the plan's 'report' section",
+    ),
     "duplicate-field-id.yaml": (
-        45, "cycles[0].stages[0].fields[1].id", "duplicate field id 'themes' (first used at cycles[0].stages[0].fields[0])"),
+        45,
+        "cycles[0].stages[0].fields[1].id",
+        "duplicate field id 'themes' (first used at cycles[0].stages[0].fields[0])",
+    ),
     "escalate-to-an-approver.yaml": (
-        42, "cycles[0].stages[0].escalate_to", "'lead_agency.director' already decides this step"),
+        42,
+        "cycles[0].stages[0].escalate_to",
+        "'lead_agency.director' already decides this step",
+    ),
     "keep-waiting-with-nobody-to-tell.yaml": (
-        42, "cycles[0].stages[0].on_timeout", "keep_waiting with nobody to tell: the step could wait forever"),
+        42,
+        "cycles[0].stages[0].on_timeout",
+        "keep_waiting with nobody to tell: the step could wait forever",
+    ),
     "non-ascii-agency-id.yaml": (
         17,
         "agencies[2].id",
@@ -134,8 +192,9 @@ def test_the_installed_script_lists_the_plan_command_and_fails_a_broken_plan():
     env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}} | OUTPUT_ENV
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(KEHOACH), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              encoding="utf-8", timeout=120)
+        return subprocess.run(
+            [str(KEHOACH), *args], cwd=ROOT, env=env, capture_output=True, text=True, encoding="utf-8", timeout=120
+        )
 
     shown = run("--help")
     assert shown.returncode == 0, shown.stderr
@@ -157,7 +216,9 @@ def test_lang_son_plan_passes_with_summary():
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.startswith("plans/lang-son.yaml: OK: ")
-    assert re.search(rf"^\s+agencies: {len(agencies)} \(\d+ in force on 2025-07-01: ", result.stdout, re.M), result.stdout
+    assert re.search(rf"^\s+agencies: {len(agencies)} \(\d+ in force on 2025-07-01: ", result.stdout, re.M), (
+        result.stdout
+    )
 
 
 def test_minimal_valid_plan_passes():
@@ -236,11 +297,19 @@ def test_the_shipped_plan_carries_every_content_area_at_each_of_its_cadences():
     monthly, the economy also per event: as the plan gives them (its section II)."""
     plan = load_plan(ROOT / "plans/lang-son.yaml")
     carried = {(area, cycle.cadence.value) for cycle in plan.cycles for area in cycle.content_areas}
-    assert carried == {("policy", "yearly"), ("economy", "yearly"), ("environment", "yearly"),
-                       ("culture_society", "monthly"), ("economy", "per_event")}
+    assert carried == {
+        ("policy", "yearly"),
+        ("economy", "yearly"),
+        ("environment", "yearly"),
+        ("culture_society", "monthly"),
+        ("economy", "per_event"),
+    }
     assert {a.id: sorted(c.value for c in a.cadences) for a in plan.content_areas} == {
-        "policy": ["yearly"], "economy": ["per_event", "yearly"], "culture_society": ["monthly"],
-        "environment": ["yearly"]}
+        "policy": ["yearly"],
+        "economy": ["per_event", "yearly"],
+        "culture_society": ["monthly"],
+        "environment": ["yearly"],
+    }
 
 
 def test_plan_check_says_which_successions_are_assumed():

@@ -29,8 +29,15 @@ PLAN = load_plan(PACKAGED_PLAN)
 def _in_a_terminal(stack, *args: str, answer: str) -> str:
     """Run `kehoach ARGS` on a pseudo-terminal, answer its question, return all it printed."""
     master, slave = pty.openpty()
-    process = subprocess.Popen([KEHOACH, *args], stdin=slave, stdout=slave, stderr=slave, env=stack.env,
-                               cwd=stack.workdir, start_new_session=True)
+    process = subprocess.Popen(
+        [KEHOACH, *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=stack.env,
+        cwd=stack.workdir,
+        start_new_session=True,
+    )
     os.close(slave)
     out, answered, deadline = b"", False, time.monotonic() + 120
     try:
@@ -55,27 +62,42 @@ def _in_a_terminal(stack, *args: str, answer: str) -> str:
 
 def _cycle(stack, year: int):
     with stack.reading() as conn:
-        return conn.execute(text("SELECT id, shift_days FROM cycle WHERE kind = 'annual' AND period = :p"),
-                            {"p": str(year)}).first()
+        return conn.execute(
+            text("SELECT id, shift_days FROM cycle WHERE kind = 'annual' AND period = :p"), {"p": str(year)}
+        ).first()
 
 
 def _scheduled(stack, cycle_id) -> list:
     with stack.reading() as conn:
-        return [row[0] for row in conn.execute(text(
-            "SELECT data FROM audit_event WHERE entity = 'cycle' AND entity_id = :c AND action = 'cycle.scheduled'"),
-            {"c": str(uuid.UUID(str(cycle_id)))})]  # SQLite gives the id without its dashes
+        return [
+            row[0]
+            for row in conn.execute(
+                text(
+                    "SELECT data FROM audit_event WHERE entity = 'cycle' AND entity_id = :c "
+                    "AND action = 'cycle.scheduled'"
+                ),
+                {"c": str(uuid.UUID(str(cycle_id)))},
+            )
+        ]  # SQLite gives the id without its dashes
 
 
 def _first_due(stack, year: int) -> dt.datetime:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         with stack.reading() as conn:
-            due = conn.execute(text("SELECT r.due_at FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
-                                    "WHERE c.kind = 'annual' AND c.period = :p AND r.stage = 'dic_direction'"),
-                               {"p": str(year)}).scalar()
+            due = conn.execute(
+                text(
+                    "SELECT r.due_at FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
+                    "WHERE c.kind = 'annual' AND c.period = :p AND r.stage = 'dic_direction'"
+                ),
+                {"p": str(year)},
+            ).scalar()
         if due is not None:
-            return due if isinstance(due, dt.datetime) and due.tzinfo else dt.datetime.fromisoformat(str(due)).replace(
-                tzinfo=dt.UTC)
+            return (
+                due
+                if isinstance(due, dt.datetime) and due.tzinfo
+                else dt.datetime.fromisoformat(str(due)).replace(tzinfo=dt.UTC)
+            )
         time.sleep(0.5)
     raise AssertionError("stage 1 never opened")
 
@@ -107,14 +129,18 @@ def test_the_operator_shifts_a_late_year_from_today_and_every_deadline_lies_ahea
 
 def test_the_operator_keeps_a_late_years_dates_and_steps_still_get_their_notice(stack):
     year = stack.past_year(6)
-    assert "Dates of annual/" in (kept := stack.kehoach("start", "--year", str(year), "--late", "keep")).stdout, \
+    assert "Dates of annual/" in (kept := stack.kehoach("start", "--year", str(year), "--late", "keep")).stdout, (
         kept.stderr
+    )
     cycle_id, shift = _cycle(stack, year)
     assert shift == 0 and _scheduled(stack, cycle_id)
     due = _first_due(stack, year)
     now = dt.datetime.now(dt.UTC)
-    assert now + dt.timedelta(days=PLAN.plan.min_notice_days - 1) < due <= now + dt.timedelta(
-        days=PLAN.plan.min_notice_days + 1)  # not escalated the moment it opens
+    assert (
+        now + dt.timedelta(days=PLAN.plan.min_notice_days - 1)
+        < due
+        <= now + dt.timedelta(days=PLAN.plan.min_notice_days + 1)
+    )  # not escalated the moment it opens
 
 
 def stack_tz():
@@ -138,8 +164,13 @@ async def test_on_1_december_the_demo_shifts_its_year_so_that_every_deadline_lie
     assert [d for d in calendar(PLAN, "annual", starts_on) if d.at <= now]  # as planned, the year is over
     assert await _dates_ahead(database, settings, 2026) == 320
     async with database.sessions() as session:
-        cycle = (await session.execute(select(Cycle).where(Cycle.kind == "annual", Cycle.period == "2026"))).scalar_one()
-        actions = (await session.execute(select(AuditEvent.action).where(AuditEvent.entity_id == str(cycle.id))))\
-            .scalars().all()
+        cycle = (
+            await session.execute(select(Cycle).where(Cycle.kind == "annual", Cycle.period == "2026"))
+        ).scalar_one()
+        actions = (
+            (await session.execute(select(AuditEvent.action).where(AuditEvent.entity_id == str(cycle.id))))
+            .scalars()
+            .all()
+        )
     assert cycle.shift_days == 320 and "cycle.scheduled" in actions
     assert all(d.at > now for d in calendar(PLAN, "annual", starts_on, shift_days=cycle.shift_days))

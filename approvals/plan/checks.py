@@ -55,7 +55,12 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
     try:
         ZoneInfo(plan.plan.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        problems.append((("plan", "timezone"), f"unknown time zone '{plan.plan.timezone}' (use an IANA name such as Asia/Ho_Chi_Minh)"))
+        problems.append(
+            (
+                ("plan", "timezone"),
+                f"unknown time zone '{plan.plan.timezone}' (use an IANA name such as Asia/Ho_Chi_Minh)",
+            )
+        )
     if plan.plan.issuer not in agencies:
         problems.append((("plan", "issuer"), f"unknown agency '{plan.plan.issuer}'"))
 
@@ -66,14 +71,20 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
             elif successor == agency.id:
                 problems.append((("agencies", i, "successors", j), "an agency cannot succeed itself"))
         if agency.successors and agency.valid_to is None:
-            problems.append((("agencies", i, "valid_to"), "an agency with successors needs the date it ended (valid_to)"))
+            problems.append(
+                (("agencies", i, "valid_to"), "an agency with successors needs the date it ended (valid_to)")
+            )
 
     for i, agency in enumerate(plan.agencies):
         problems += _duplicates(agency.succession, ("agencies", i, "succession"), "succession", key="duty")
         for j, entry in enumerate(agency.succession):
             if entry.to not in agency.successors:
-                problems.append((("agencies", i, "succession", j, "to"),
-                                 f"'{entry.to}' is not among the successors of '{agency.id}'"))
+                problems.append(
+                    (
+                        ("agencies", i, "succession", j, "to"),
+                        f"'{entry.to}' is not among the successors of '{agency.id}'",
+                    )
+                )
     for i, role in enumerate(plan.roles):
         if role.carried_by is None:
             continue
@@ -121,54 +132,98 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
             for j, needed in enumerate(stage.depends_on or []):
                 if needed not in earlier:
                     what = "a later stage" if any(st.id == needed for st in cycle.stages) else "no stage"
-                    problems.append((at + ("depends_on", j), f"'{needed}' is {what} of this cycle: a stage can "
-                                                             "only depend on stages before it"))
-            if (stage.kind is not StageKind.implementation and stage.timeout_policy is TimeoutPolicy.keep_waiting
-                    and stage.escalate_to is None and not any(COORDINATOR in o.roles for o in plan.officials)):
-                problems.append((at + ("on_timeout",), "keep_waiting with nobody to tell: the step could wait "
-                                                       f"forever unnoticed; give escalate_to, or an official holding "
-                                                       f"'{COORDINATOR}', or on_timeout expire or proceed"))
+                    problems.append(
+                        (
+                            at + ("depends_on", j),
+                            f"'{needed}' is {what} of this cycle: a stage can only depend on stages before it",
+                        )
+                    )
+            if (
+                stage.kind is not StageKind.implementation
+                and stage.timeout_policy is TimeoutPolicy.keep_waiting
+                and stage.escalate_to is None
+                and not any(COORDINATOR in o.roles for o in plan.officials)
+            ):
+                problems.append(
+                    (
+                        at + ("on_timeout",),
+                        "keep_waiting with nobody to tell: the step could wait "
+                        f"forever unnoticed; give escalate_to, or an official holding "
+                        f"'{COORDINATOR}', or on_timeout expire or proceed",
+                    )
+                )
             deciding = set(stage.approvers) | {role for rule in stage.routing for role in rule.add_approvers}
             if stage.escalate_to is not None and stage.escalate_to in deciding:
-                problems.append((at + ("escalate_to",), f"'{stage.escalate_to}' already decides this step: an "
-                                                        "escalation would bring in nobody new; name a superior "
-                                                        "who is not among the approvers"))
+                problems.append(
+                    (
+                        at + ("escalate_to",),
+                        f"'{stage.escalate_to}' already decides this step: an "
+                        "escalation would bring in nobody new; name a superior "
+                        "who is not among the approvers",
+                    )
+                )
             problems += _duplicates(stage.fields, at + ("fields",), "field")
             for j, shown in enumerate(stage.shows):
                 earlier_stage = next((st for st in cycle.stages[:s] if st.id == shown), None)
                 if earlier_stage is None:
                     what = "a later stage" if any(st.id == shown for st in cycle.stages) else "no stage"
-                    problems.append((at + ("shows", j), f"'{shown}' is {what} of this cycle: a stage can only "
-                                                        "show what earlier stages received"))
+                    problems.append(
+                        (
+                            at + ("shows", j),
+                            f"'{shown}' is {what} of this cycle: a stage can only show what earlier stages received",
+                        )
+                    )
                 elif not earlier_stage.kind.submitted or earlier_stage.kind in SEVERAL:
-                    problems.append((at + ("shows", j), f"'{shown}' is a stage of kind '{earlier_stage.kind.value}': "
-                                                        "only a single-branch stage that receives a submission can "
-                                                        "be shown"))
+                    problems.append(
+                        (
+                            at + ("shows", j),
+                            f"'{shown}' is a stage of kind '{earlier_stage.kind.value}': "
+                            "only a single-branch stage that receives a submission can "
+                            "be shown",
+                        )
+                    )
             if stage.acknowledge and not stage.kind.submitted:
                 problems.append((at + ("acknowledge",), "only a stage that receives a submission is acknowledged"))
             if stage.per_content_area and not cycle.content_areas:
-                problems.append((at + ("per_content_area",), f"cycle '{cycle.id}' carries no content areas: "
-                                                              "give its content_areas"))
+                problems.append(
+                    (at + ("per_content_area",), f"cycle '{cycle.id}' carries no content areas: give its content_areas")
+                )
             if stage.kind is StageKind.consolidation:
                 if plan.report is None:
-                    problems.append((at + ("kind",), "a consolidation stage needs the plan's 'report' section "
-                                                     "(its recipients, signer and place)"))
+                    problems.append(
+                        (
+                            at + ("kind",),
+                            "a consolidation stage needs the plan's 'report' section "
+                            "(its recipients, signer and place)",
+                        )
+                    )
                 if not any(st.kind is StageKind.report for st in cycle.stages[:s]):
-                    problems.append((at + ("kind",), "a consolidation stage compiles the units' reports: it needs a "
-                                                     "stage of kind 'report' before it in the same cycle"))
+                    problems.append(
+                        (
+                            at + ("kind",),
+                            "a consolidation stage compiles the units' reports: it needs a "
+                            "stage of kind 'report' before it in the same cycle",
+                        )
+                    )
             holders = {o.id for o in plan.officials if set(o.roles) & set(stage.approvers)}
             if stage.quorum is not None and stage.quorum > len(holders):
                 has = _plural(len(holders), "official")
-                problems.append((at + ("quorum",), f"quorum {stage.quorum} is more than the {has} holding "
-                                                   f"the approver roles"))
+                problems.append(
+                    (at + ("quorum",), f"quorum {stage.quorum} is more than the {has} holding the approver roles")
+                )
     problems += _content_area_problems(plan)
     if plan.report is not None:
         for j, recipient in enumerate(plan.report.recipients):
             if recipient not in agencies:
                 problems.append((("report", "recipients", j), f"unknown agency '{recipient}'"))
             elif not all(a.email for a in _every_successor(plan, recipient)):
-                problems.append((("report", "recipients", j), f"'{recipient}' (or an agency that succeeded it) "
-                                                               "has no email: the report could not be sent to it"))
+                problems.append(
+                    (
+                        ("report", "recipients", j),
+                        f"'{recipient}' (or an agency that succeeded it) "
+                        "has no email: the report could not be sent to it",
+                    )
+                )
         if plan.report.signer not in roles:
             problems.append((("report", "signer"), f"unknown role '{plan.report.signer}'"))
     problems += _delegation_problems(plan, roles)
@@ -193,9 +248,11 @@ def _unsaid_split(plan: Plan, agency_id: str, duty: str | None) -> str | None:
         if named is None:
             went = " and ".join(current.successors)
             duties = ", ".join(e.duty for e in current.succession) or "none yet"
-            return (f"'{current.id}' split: its duties went to {went}, and the plan does not say which takes this "
-                    f"one; name a duty from its succession ({duties})"
-                    + ("" if current.succession else ", or add a succession to it"))
+            return (
+                f"'{current.id}' split: its duties went to {went}, and the plan does not say which takes this "
+                f"one; name a duty from its succession ({duties})"
+                + ("" if current.succession else ", or add a succession to it")
+            )
         current = by_id.get(named)
     return None
 
@@ -212,17 +269,25 @@ def _content_area_problems(plan: Plan) -> list[Problem]:
                 problems.append((("cycles", c, "content_areas", j), f"unknown content area '{area}'"))
             elif cycle.cadence not in areas[area].cadences:
                 allowed = ", ".join(c.value for c in areas[area].cadences)
-                problems.append((("cycles", c, "content_areas", j),
-                                 f"content area '{area}' runs {allowed}, not {cycle.cadence.value}"))
+                problems.append(
+                    (
+                        ("cycles", c, "content_areas", j),
+                        f"content area '{area}' runs {allowed}, not {cycle.cadence.value}",
+                    )
+                )
             else:
                 carried.add((area, cycle.cadence.value))
     for i, area in enumerate(plan.content_areas):
         missing = [c.value for c in area.cadences if (area.id, c.value) not in carried]
         if missing:
-            problems.append((("content_areas", i, "cadences"),
-                             f"no cycle carries content area '{area.id}' at its {' and '.join(missing)} "
-                             f"cadence{'s' if len(missing) > 1 else ''}: "
-                             "name it in the content_areas of a cycle with that cadence"))
+            problems.append(
+                (
+                    ("content_areas", i, "cadences"),
+                    f"no cycle carries content area '{area.id}' at its {' and '.join(missing)} "
+                    f"cadence{'s' if len(missing) > 1 else ''}: "
+                    "name it in the content_areas of a cycle with that cadence",
+                )
+            )
     return problems
 
 
@@ -281,8 +346,11 @@ def stage_days(plan: Plan, cycle_index: int, stage_index: int, year: int) -> lis
 
 def branch_counts(plan: Plan, year: int) -> dict[tuple[str, str], int]:
     """How many branches each stage has in a year (the most on any of its days)."""
-    return {(cycle.id, stage.id): max(len(plan.branches(stage, day)) for day in stage_days(plan, c, s, year))
-            for c, cycle in enumerate(plan.cycles) for s, stage in enumerate(cycle.stages)}
+    return {
+        (cycle.id, stage.id): max(len(plan.branches(stage, day)) for day in stage_days(plan, c, s, year))
+        for c, cycle in enumerate(plan.cycles)
+        for s, stage in enumerate(cycle.stages)
+    }
 
 
 def branch_problems(plan: Plan, year: int) -> list[Problem]:
@@ -302,11 +370,21 @@ def branch_problems(plan: Plan, year: int) -> list[Problem]:
                     name = plan.agency(unit).name.en
                     if stage.requester and not plan.holders(stage.requester, day, unit=unit):
                         seen.add(unit)
-                        problems.append((at, f"in {year} (on {day}) nobody holds '{stage.requester}' for unit "
-                                             f"'{unit}' ({name}): stage '{stage.id}' could not ask it to submit"))
+                        problems.append(
+                            (
+                                at,
+                                f"in {year} (on {day}) nobody holds '{stage.requester}' for unit "
+                                f"'{unit}' ({name}): stage '{stage.id}' could not ask it to submit",
+                            )
+                        )
                     elif not any(plan.holders(role, day, unit=unit) for role in stage.approvers):
                         seen.add(unit)
-                        problems.append((at, f"in {year} (on {day}) nobody holds any of {', '.join(stage.approvers)} "
-                                             f"for unit '{unit}' ({name}): nobody could decide its branch of "
-                                             f"stage '{stage.id}'"))
+                        problems.append(
+                            (
+                                at,
+                                f"in {year} (on {day}) nobody holds any of {', '.join(stage.approvers)} "
+                                f"for unit '{unit}' ({name}): nobody could decide its branch of "
+                                f"stage '{stage.id}'",
+                            )
+                        )
     return problems

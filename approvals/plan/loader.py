@@ -201,7 +201,9 @@ def parse_plan(text: str, file: str, *, years: tuple[int, ...] = ()) -> Plan:
     except yaml.YAMLError as exc:
         raise PlanError([_syntax_problem(text, file, exc)]) from exc
     if node is None or not isinstance(data, dict):
-        raise PlanError([PlanProblem(file, "", "the plan must be a YAML mapping with plan, agencies, roles, cycles", 1)])
+        raise PlanError(
+            [PlanProblem(file, "", "the plan must be a YAML mapping with plan, agencies, roles, cycles", 1)]
+        )
     lines = _line_index(node)
     try:
         plan = Plan.model_validate(_nfc(data))

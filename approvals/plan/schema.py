@@ -93,8 +93,10 @@ _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 def _one_line(value: str) -> str:
     found = _CONTROL.search(value)
     if found:
-        raise ValueError(f"contains a control character (U+{ord(found.group()):04X}), such as a line break: a name "
-                         "or title reaches email headers, which refuse it")
+        raise ValueError(
+            f"contains a control character (U+{ord(found.group()):04X}), such as a line break: a name "
+            "or title reaches email headers, which refuse it"
+        )
     if value != value.strip():
         raise ValueError("starts or ends with a space")
     return value
@@ -178,13 +180,17 @@ class Agency(Validity):
     kind: Annotated[AgencyKind, _one_of(AgencyKind, "agency kind")]
     successors: list[AsciiId] = []
     succession: list[Succession] = Field(
-        [], description="For an agency whose duties were split: which successor took each duty.")
+        [], description="For an agency whose duties were split: which successor took each duty."
+    )
     authority: str = "assigned"
     abbreviation: str | None = Field(
-        None, pattern=r"^[A-ZĐ0-9]{2,16}$",
-        description="Its short form in a document's symbol, upper case (Số: 12/BC-SKHCN).")
+        None,
+        pattern=r"^[A-ZĐ0-9]{2,16}$",
+        description="Its short form in a document's symbol, upper case (Số: 12/BC-SKHCN).",
+    )
     email: Annotated[EmailStr, AfterValidator(_outbox_address)] | None = Field(
-        None, description="Its official mailbox, for documents addressed to it (the consolidated report).")
+        None, description="Its official mailbox, for documents addressed to it (the consolidated report)."
+    )
 
     @field_validator("authority")
     @classmethod
@@ -205,10 +211,14 @@ class Role(Strict):
     id: RoleId
     name: Text
     per_unit: bool = Field(
-        False, description="Held in each unit (an outlet's head): in a branch for one unit, only that unit's holder acts.")
+        False,
+        description="Held in each unit (an outlet's head): in a branch for one unit, only that unit's holder acts.",
+    )
     carried_by: Duty | None = Field(
-        None, description="Held only in the agency that carries this duty on the day (the plan's lead, the press "
-                          "orientation, the collection of reports each follow their own successor).")
+        None,
+        description="Held only in the agency that carries this duty on the day (the plan's lead, the press "
+        "orientation, the collection of reports each follow their own successor).",
+    )
 
 
 class Language(str, Enum):
@@ -218,8 +228,9 @@ class Language(str, Enum):
 
 def _outbox_address(value: str) -> str:
     if not _ADDRESS.match(value):
-        raise ValueError(f"the address {value!r} has a character email headers refuse (a quote, comma, "
-                         "semicolon, bracket or space)")
+        raise ValueError(
+            f"the address {value!r} has a character email headers refuse (a quote, comma, semicolon, bracket or space)"
+        )
     return value
 
 
@@ -256,10 +267,17 @@ class UnitOfficials(Strict):
 
     def made_for(self, agency: Agency) -> Official:
         fill = {"agency": agency.id, "agency_vi": agency.name.vi, "agency_en": agency.name.en}
-        return Official(id=self.id.format(**fill), name=self.name.format(**fill),
-                        email=self.email.format(**fill).replace("_", "-"), agency=agency.id,
-                        title=self.title, roles=list(self.roles), language=self.language,
-                        valid_from=agency.valid_from, valid_to=agency.valid_to)
+        return Official(
+            id=self.id.format(**fill),
+            name=self.name.format(**fill),
+            email=self.email.format(**fill).replace("_", "-"),
+            agency=agency.id,
+            title=self.title,
+            roles=list(self.roles),
+            language=self.language,
+            valid_from=agency.valid_from,
+            valid_to=agency.valid_to,
+        )
 
 
 class Cadence(str, Enum):
@@ -283,8 +301,13 @@ class StageKind(str, Enum):
     @property
     def submitted(self) -> bool:
         """Someone must submit something (a form behind a link) before the approvers decide."""
-        return self in (StageKind.submission, StageKind.fan_out, StageKind.budget, StageKind.report,
-                        StageKind.consolidation)
+        return self in (
+            StageKind.submission,
+            StageKind.fan_out,
+            StageKind.budget,
+            StageKind.report,
+            StageKind.consolidation,
+        )
 
 
 class Policy(str, Enum):
@@ -374,9 +397,11 @@ class Stage(Strict):
     kind: Annotated[StageKind, _one_of(StageKind, "stage kind")]
     acting_agencies: list[AsciiId] = []
     acting_kinds: list[Annotated[AgencyKind, _one_of(AgencyKind, "agency kind")]] = Field(
-        [], description="Also every agency of these kinds in force on the day (one branch each).")
+        [], description="Also every agency of these kinds in force on the day (one branch each)."
+    )
     depends_on: list[AsciiId] | None = Field(
-        None, description="Stages whose outcome this one needs; default the one before it; [] for none.")
+        None, description="Stages whose outcome this one needs; default the one before it; [] for none."
+    )
     opens_on: DayOfYear | None = Field(None, description="Opens on this day of the cycle's year, not before.")
     approvers: list[RoleId] = []
     policy: Annotated[Policy, _one_of(Policy, "policy")] = Policy.any
@@ -386,30 +411,42 @@ class Stage(Strict):
     escalate_to: RoleId | None = None
     escalation: Annotated[EscalationMode, _one_of(EscalationMode, "escalation mode")] = EscalationMode.add
     escalation_days: int | None = Field(
-        7, ge=1, le=366, description="Days after an escalation before the request expires; null keeps waiting.")
+        7, ge=1, le=366, description="Days after an escalation before the request expires; null keeps waiting."
+    )
     on_timeout: Annotated[TimeoutPolicy, _one_of(TimeoutPolicy, "timeout policy")] | None = Field(
-        None, description="At the due time: escalate, expire or keep_waiting; default escalate when escalate_to is set.")
+        None, description="At the due time: escalate, expire or keep_waiting; default escalate when escalate_to is set."
+    )
     requester: RoleId | None = Field(None, description="The role that submits the step (it may not approve it).")
     routing: list[RoutingRule] = []
     summary: Paragraphs | None = None
     fields: list[FieldSpec] = Field(
-        [], description="Named parts of the submission, each with its own box on the form, besides the text.")
+        [], description="Named parts of the submission, each with its own box on the form, besides the text."
+    )
     per_content_area: bool = Field(
-        False, description="One box per content area the cycle carries (what the unit plans, or did, for each).")
+        False, description="One box per content area the cycle carries (what the unit plans, or did, for each)."
+    )
     shows: list[AsciiId] = Field(
-        [], description="Earlier single-branch stages of the cycle whose submissions travel with this one: "
-                        "shown on its form, its approval page and in its emails (the orientation and the "
-                        "Board's guidance, to the outlets).")
+        [],
+        description="Earlier single-branch stages of the cycle whose submissions travel with this one: "
+        "shown on its form, its approval page and in its emails (the orientation and the "
+        "Board's guidance, to the outlets).",
+    )
     acknowledge: bool = Field(
-        False, description="The approvers acknowledge what was submitted (or ask for it to be made clearer); "
-                           "they do not reject it: the Propaganda Board's guidance is requested, not ordered.")
+        False,
+        description="The approvers acknowledge what was submitted (or ask for it to be made clearer); "
+        "they do not reject it: the Propaganda Board's guidance is requested, not ordered.",
+    )
     duty: AsciiId | None = Field(
-        None, description="Which duty of its acting agencies the stage is: after a split, the successor that took "
-                          "that duty acts (the agency's succession).")
+        None,
+        description="Which duty of its acting agencies the stage is: after a split, the successor that took "
+        "that duty acts (the agency's succession).",
+    )
     go_on_at_due: bool = Field(
-        False, description="At its due time the chain goes on to the next stage without waiting for every "
-                           "branch to settle (the open ones stay open): the annual reports, which the "
-                           "consolidated report then compiles as they stand.")
+        False,
+        description="At its due time the chain goes on to the next stage without waiting for every "
+        "branch to settle (the open ones stay open): the annual reports, which the "
+        "consolidated report then compiles as they stand.",
+    )
 
     @field_validator("number")
     @classmethod
@@ -463,7 +500,8 @@ class CycleKind(Strict):
     name: Text
     cadence: Annotated[Cadence, _one_of(Cadence, "cadence")]
     content_areas: list[AsciiId] = Field(
-        [], description="The content areas this cycle carries (each at a cadence the area has).")
+        [], description="The content areas this cycle carries (each at a cadence the area has)."
+    )
     starts_on: str | None = Field(None, description="MM-DD the yearly cycle starts.")
     stages: list[Stage] = Field(min_length=1)
 
@@ -488,17 +526,24 @@ class PlanInfo(Strict):
     timezone: str = "Asia/Ho_Chi_Minh"
     languages: list[Annotated[Language, _one_of(Language, "language")]] = [Language.vi, Language.en]
     min_notice_days: int = Field(
-        7, ge=0, le=60, description="A step is never due sooner than this many days after it opens (a late start).")
+        7, ge=0, le=60, description="A step is never due sooner than this many days after it opens (a late start)."
+    )
 
 
 class ReportSpec(Strict):
     """The lead agency's consolidated annual report (Decree 30/2020/NĐ-CP layout)."""
 
     recipients: list[AsciiId] = Field(
-        min_length=1, description="Agencies it goes to: listed under Nơi nhận and emailed (an agency merged "
-                                  "away sends it to every successor in force).")
-    governing_body: str = Field("UBND TỈNH LẠNG SƠN", min_length=1, max_length=60,
-                                description="The issuing body's governing body, top left (upper case).")
+        min_length=1,
+        description="Agencies it goes to: listed under Nơi nhận and emailed (an agency merged "
+        "away sends it to every successor in force).",
+    )
+    governing_body: str = Field(
+        "UBND TỈNH LẠNG SƠN",
+        min_length=1,
+        max_length=60,
+        description="The issuing body's governing body, top left (upper case).",
+    )
     signer: RoleId = Field("lead_agency.director", description="The role that approves and signs it.")
     signer_title: Text = Field(Text(vi="Giám đốc", en="Director"), description="Its capacity above the signature.")
     place: str = Field("Lạng Sơn", min_length=1, max_length=60, description="The place before its date.")
@@ -521,7 +566,8 @@ class Plan(Strict):
     roles: list[Role] = Field(min_length=1)
     officials: list[Official] = []
     unit_officials: list[UnitOfficials] = Field(
-        [], description="Officials made for each unit of some kinds that names nobody in the roles.")
+        [], description="Officials made for each unit of some kinds that names nobody in the roles."
+    )
     content_areas: list[ContentArea] = []
     cycles: list[CycleKind] = Field(min_length=1)
     delegations: list[DelegationSpec] = []
@@ -606,8 +652,11 @@ class Plan(Strict):
         fields = list(stage.fields)
         if stage.per_content_area:
             areas = {a.id: a for a in self.content_areas}
-            fields += [FieldSpec(id=f"area_{area}", name=areas[area].name, required=False)
-                       for area in self.cycle(cycle_id).content_areas if area in areas]
+            fields += [
+                FieldSpec(id=f"area_{area}", name=areas[area].name, required=False)
+                for area in self.cycle(cycle_id).content_areas
+                if area in areas
+            ]
         return fields
 
     def role(self, role_id: str) -> Role:
@@ -631,7 +680,9 @@ class Plan(Strict):
         return [
             o
             for o in self.officials
-            if role_id in o.roles and o.valid_on(on) and self.agency(o.agency).valid_on(on)
+            if role_id in o.roles
+            and o.valid_on(on)
+            and self.agency(o.agency).valid_on(on)
             and (carrier is None or o.agency == carrier)
         ]
 

@@ -27,8 +27,11 @@ SESSION_COOKIE = "kehoach_session"
 SESSION_TTL = dt.timedelta(hours=8)
 _SESSION_VERSION = "1"
 
-bearer = HTTPBearer(auto_error=False, scheme_name="ApiToken",
-                    description="An API account's token, as printed once by `kehoach account add`.")
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiToken",
+    description="An API account's token, as printed once by `kehoach account add`.",
+)
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,14 @@ async def caller_from_id(app: AppState, account_id: uuid.UUID) -> Caller | None:
 
 
 def _unauthenticated() -> HTTPException:
-    return HTTPException(401, "A valid API token is required (Authorization: Bearer <token>).",
-                         headers={"WWW-Authenticate": "Bearer"})
+    return HTTPException(
+        401, "A valid API token is required (Authorization: Bearer <token>).", headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
-async def require_caller(app: App, response: Response,
-                         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+async def require_caller(
+    app: App, response: Response, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Caller:
     if credentials is None:
         raise _unauthenticated()
     caller = await caller_from_token(app, credentials.credentials)
@@ -96,6 +101,7 @@ Coordinator = Annotated[Caller, Depends(require_coordinator)]
 
 
 # The dashboard's session cookie --------------------------------------------------------
+
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -148,12 +154,21 @@ async def dashboard_caller(request: Request, app: AppState, now: dt.datetime) ->
 
 def set_session_cookie(response: Response, app: AppState, caller: Caller, now: dt.datetime) -> None:
     response.set_cookie(
-        SESSION_COOKIE, sign_session(app.settings.link_secret_bytes(), caller.account_id, now),
-        max_age=int(SESSION_TTL.total_seconds()), path="/", httponly=True, samesite="strict",
+        SESSION_COOKIE,
+        sign_session(app.settings.link_secret_bytes(), caller.account_id, now),
+        max_age=int(SESSION_TTL.total_seconds()),
+        path="/",
+        httponly=True,
+        samesite="strict",
         secure=app.settings.public_base_url.startswith("https://"),
     )
 
 
 def clear_session_cookie(response: Response, app: AppState) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
-                           secure=app.settings.public_base_url.startswith("https://"))
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=app.settings.public_base_url.startswith("https://"),
+    )

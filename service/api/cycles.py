@@ -30,8 +30,12 @@ router = APIRouter(tags=["cycles"])
 @router.get("/cycles", response_model=list[CycleRead])
 async def list_cycles(
     app: App,
-    year: Annotated[int | None, Query(ge=2000, le=2100, description="Cycles whose period starts with this year.")] = None,
-    kind: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=64, description="A cycle kind of the plan.")] = None,
+    year: Annotated[
+        int | None, Query(ge=2000, le=2100, description="Cycles whose period starts with this year.")
+    ] = None,
+    kind: Annotated[
+        str | None, Query(pattern=ID_PATTERN, max_length=64, description="A cycle kind of the plan.")
+    ] = None,
 ) -> list[CycleRead]:
     """Cycles, newest period first, each with the plan's stages and their progress."""
     async with app.db.reads() as session:
@@ -64,16 +68,19 @@ async def cancel_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID, body:
     the flow runs waiting on them are resumed by the service's reconciler."""
     with at("body", "reason"):
         async with app.db.transaction() as session:
-            cancelled = await coordination.cancel_cycle(session, cycle_id=cycle_id, reason=body.reason,
-                                                        by=caller.actor, now=utcnow())
+            cancelled = await coordination.cancel_cycle(
+                session, cycle_id=cycle_id, reason=body.reason, by=caller.actor, now=utcnow()
+            )
             await app.emails.cancelled(session, cancelled.cycle, cancelled.expired, cancelled.closed, at=cancelled.at)
-    return CycleCancelRead(cycle_id=cancelled.cycle.id, cancelled_at=cancelled.at,
-                           expired_requests=[r.id for r in cancelled.expired])
+    return CycleCancelRead(
+        cycle_id=cancelled.cycle.id, cancelled_at=cancelled.at, expired_requests=[r.id for r in cancelled.expired]
+    )
 
 
 @router.post("/cycles/{cycle_id}/resume", response_model=CycleResumeRead, status_code=202, responses=ACTION)
-async def resume_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID,
-                       body: CycleResumeCreate | None = None) -> CycleResumeRead:
+async def resume_cycle(
+    app: App, caller: Coordinator, cycle_id: uuid.UUID, body: CycleResumeCreate | None = None
+) -> CycleResumeRead:
     """Restart a cycle whose run died, failed or ended before the cycle did (its `attention`):
     a new run takes its place and goes on from where the cycle is, asking nobody again and
     sending no email twice. The restart is queued and this answers at once (202), whether
@@ -83,8 +90,9 @@ async def resume_cycle(app: App, caller: Coordinator, cycle_id: uuid.UUID,
     `force` (the old run is then cancelled first): the restart is then parked, with why."""
     try:
         async with app.db.transaction() as session:
-            asked = await cycles.ask_restart(session, cycle_id, by=caller.actor, force=bool(body and body.force),
-                                             now=utcnow())
+            asked = await cycles.ask_restart(
+                session, cycle_id, by=caller.actor, force=bool(body and body.force), now=utcnow()
+            )
             wake = await session.get(Wake, asked.wake_id)
     except cycles.NotRestartable as exc:  # the message says why
         raise HTTPException(409, str(exc)) from None

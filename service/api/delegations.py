@@ -32,9 +32,17 @@ async def create_delegation(app: App, caller: Coordinator, body: DelegationCreat
     with at("body"):
         async with app.db.transaction() as session:
             row = await delegations.create_delegation(
-                session, plan=app.plan, delegator=body.delegator, delegate=body.delegate, role=body.role,
-                valid_from=body.valid_from, valid_to=body.valid_to, reason=body.reason, by=caller.actor,
-                now=utcnow())
+                session,
+                plan=app.plan,
+                delegator=body.delegator,
+                delegate=body.delegate,
+                role=body.role,
+                valid_from=body.valid_from,
+                valid_to=body.valid_to,
+                reason=body.reason,
+                by=caller.actor,
+                now=utcnow(),
+            )
     return DelegationRead.model_validate(row)
 
 
@@ -42,6 +50,7 @@ async def create_delegation(app: App, caller: Coordinator, body: DelegationCreat
 async def revoke_delegation(app: App, caller: Coordinator, delegation_id: uuid.UUID) -> DelegationRead:
     with at("path", "delegation_id"):
         async with app.db.transaction() as session:
-            row = await coordination.revoke_delegation(session, delegation_id=delegation_id, by=caller.actor,
-                                                       now=utcnow())
+            row = await coordination.revoke_delegation(
+                session, delegation_id=delegation_id, by=caller.actor, now=utcnow()
+            )
     return DelegationRead.model_validate(row)

@@ -9,8 +9,12 @@ from contextlib import contextmanager
 from approvals.errors import KehoachError
 from service.api.schemas import ProblemDetails
 
-INVALID = {422: {"model": ProblemDetails, "description": "Not valid, or refused by a rule: `errors` says where and why; "
-                                                      "nothing was changed."}}
+INVALID = {
+    422: {
+        "model": ProblemDetails,
+        "description": "Not valid, or refused by a rule: `errors` says where and why; nothing was changed.",
+    }
+}
 READ = {401: {"model": ProblemDetails, "description": "No valid API token."}, **INVALID}
 ONE = {**READ, 404: {"model": ProblemDetails, "description": "No such id."}}
 ACTION = {

@@ -21,9 +21,16 @@ async def waiting_on(app: App) -> list[WaitingOnRead]:
     shown = []
     for w in found:
         official = app.plan.official(w.official_id)
-        shown.append(WaitingOnRead(official_id=w.official_id, name=official.name if official else None,
-                                   agency=official.agency if official else None, pending=w.pending,
-                                   overdue=w.overdue, oldest_due_at=w.oldest_due_at))
+        shown.append(
+            WaitingOnRead(
+                official_id=w.official_id,
+                name=official.name if official else None,
+                agency=official.agency if official else None,
+                pending=w.pending,
+                overdue=w.overdue,
+                oldest_due_at=w.oldest_due_at,
+            )
+        )
     return shown
 
 

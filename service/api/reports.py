@@ -16,10 +16,18 @@ router = APIRouter(tags=["reports"])
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
-@router.get("/reports/annual/{year}", response_class=Response, responses={
-    **ONE, 200: {"content": {DOCX_TYPE: BINARY, PDF_TYPE: BINARY},
-                 "description": "The report laid out under Decree 30/2020/NĐ-CP: as issued "
-                                                                     "(numbered), else marked as a draft."}})
+@router.get(
+    "/reports/annual/{year}",
+    response_class=Response,
+    responses={
+        **ONE,
+        200: {
+            "content": {DOCX_TYPE: BINARY, PDF_TYPE: BINARY},
+            "description": "The report laid out under Decree 30/2020/NĐ-CP: as issued "
+            "(numbered), else marked as a draft.",
+        },
+    },
+)
 async def annual_report(
     app: App,
     year: Annotated[int, Path(ge=2000, le=2100, description="The plan year.")],

@@ -35,8 +35,7 @@ def _ttl(app: AppState) -> dt.timedelta:
 
 def _action(acted: coordination.Acted, action: str, queued: int) -> ActionRead:
     notified = [n.official.id for n in acted.notify] + ([acted.submission.official.id] if acted.submission else [])
-    return ActionRead(request_id=acted.request.id, action=action, notified=notified,
-                      emails_queued=queued)
+    return ActionRead(request_id=acted.request.id, action=action, notified=notified, emails_queued=queued)
 
 
 @router.get("/attention", response_model=list[AttentionRead], tags=["attention"])
@@ -45,11 +44,20 @@ async def list_attention(app: App) -> list[AttentionRead]:
     nobody in the role that day). The same list heads the dashboard."""
     async with app.db.reads() as session:
         unrouted = await coordination.unrouted_steps(session)
-    return [AttentionRead(kind="submission_unrouted" if v.request.status == RequestStatus.awaiting_submission.value
-                          else "resubmission_unrouted", cycle_id=v.cycle.id,
-                          cycle=f"{v.cycle.kind}/{v.cycle.period}", request_id=v.request.id, stage=v.request.stage,
-                          subject=v.request.subject, since=v.request.decided_at or v.request.created_at)
-            for v in unrouted]
+    return [
+        AttentionRead(
+            kind="submission_unrouted"
+            if v.request.status == RequestStatus.awaiting_submission.value
+            else "resubmission_unrouted",
+            cycle_id=v.cycle.id,
+            cycle=f"{v.cycle.kind}/{v.cycle.period}",
+            request_id=v.request.id,
+            stage=v.request.stage,
+            subject=v.request.subject,
+            since=v.request.decided_at or v.request.created_at,
+        )
+        for v in unrouted
+    ]
 
 
 @router.get("/requests", response_model=list[RequestRead])
@@ -66,8 +74,17 @@ async def list_requests(
     """Requests (pending by default), the one due longest ago first."""
     now = utcnow()
     async with app.db.reads() as session:
-        views = await coordination.find_requests(session, now=now, status=status, agency=agency, stage=stage,
-                                                 cycle_id=cycle_id, overdue=overdue, limit=limit, offset=offset)
+        views = await coordination.find_requests(
+            session,
+            now=now,
+            status=status,
+            agency=agency,
+            stage=stage,
+            cycle_id=cycle_id,
+            overdue=overdue,
+            limit=limit,
+            offset=offset,
+        )
     return [request_read(v, now) for v in views]
 
 
@@ -86,11 +103,19 @@ async def remind_many(app: App, caller: Coordinator, body: RemindManyCreate) -> 
     request and nobody is reminded."""
     with at("body", "request_ids"):
         async with app.db.transaction() as session:
-            done = await coordination.remind_many(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
-                                                  request_ids=body.request_ids, by=caller.actor, now=utcnow(),
-                                                  link_ttl=_ttl(app))
-            reminded = [_action(acted, "remind", await app.emails.coordinated(session, acted, kind="reminder"))
-                        for acted in done]
+            done = await coordination.remind_many(
+                session,
+                plan=app.plan,
+                secret=app.settings.link_secret_bytes(),
+                request_ids=body.request_ids,
+                by=caller.actor,
+                now=utcnow(),
+                link_ttl=_ttl(app),
+            )
+            reminded = [
+                _action(acted, "remind", await app.emails.coordinated(session, acted, kind="reminder"))
+                for acted in done
+            ]
     return RemindManyRead(reminded=reminded)
 
 
@@ -99,9 +124,15 @@ async def remind(app: App, caller: Coordinator, request_id: uuid.UUID) -> Action
     """Send the officials still waited on a reminder now, each with a new link (the old one stops working)."""
     with at("path", "request_id"):
         async with app.db.transaction() as session:
-            acted = await coordination.remind(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
-                                              request_id=request_id, by=caller.actor, now=utcnow(),
-                                              link_ttl=_ttl(app))
+            acted = await coordination.remind(
+                session,
+                plan=app.plan,
+                secret=app.settings.link_secret_bytes(),
+                request_id=request_id,
+                by=caller.actor,
+                now=utcnow(),
+                link_ttl=_ttl(app),
+            )
             queued = await app.emails.coordinated(session, acted, kind="reminder")
     return _action(acted, "remind", queued)
 
@@ -111,9 +142,15 @@ async def escalate(app: App, caller: Coordinator, request_id: uuid.UUID) -> Acti
     """Escalate now to the stage's superior, as the sweep does at the due time."""
     with at("path", "request_id"):
         async with app.db.transaction() as session:
-            acted = await coordination.escalate(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
-                                                request_id=request_id, by=caller.actor, now=utcnow(),
-                                                link_ttl=_ttl(app))
+            acted = await coordination.escalate(
+                session,
+                plan=app.plan,
+                secret=app.settings.link_secret_bytes(),
+                request_id=request_id,
+                by=caller.actor,
+                now=utcnow(),
+                link_ttl=_ttl(app),
+            )
             queued = await app.emails.coordinated(session, acted, kind="escalation")
     return _action(acted, "escalate", queued)
 
@@ -124,8 +161,15 @@ async def reassign(app: App, caller: Coordinator, assignment_id: uuid.UUID, body
     is emailed a link (at once, or when their turn in a sequence comes)."""
     with at("body", "to_official"):
         async with app.db.transaction() as session:
-            acted = await coordination.reassign(session, plan=app.plan, secret=app.settings.link_secret_bytes(),
-                                                assignment_id=assignment_id, to_official=body.to_official,
-                                                by=caller.actor, now=utcnow(), link_ttl=_ttl(app))
+            acted = await coordination.reassign(
+                session,
+                plan=app.plan,
+                secret=app.settings.link_secret_bytes(),
+                assignment_id=assignment_id,
+                to_official=body.to_official,
+                by=caller.actor,
+                now=utcnow(),
+                link_ttl=_ttl(app),
+            )
             queued = await app.emails.coordinated(session, acted, kind="approval_request")
     return _action(acted, "reassign", queued)

@@ -51,8 +51,9 @@ OfficialId = Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)
 RoleId = Annotated[str, StringConstraints(pattern=ROLE_PATTERN, max_length=96)]
 Line = Annotated[str, StringConstraints(min_length=1, max_length=300), AfterValidator(_line)]
 Reason = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_text)]
-RequiredReason = Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_text),
-                           AfterValidator(_not_blank)]
+RequiredReason = Annotated[
+    str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_text), AfterValidator(_not_blank)
+]
 Description = Annotated[str, StringConstraints(max_length=MAX_COMMENT), AfterValidator(_text)]
 Day = Annotated[dt.date, Field(ge=EARLIEST, le=LATEST)]
 
@@ -66,7 +67,7 @@ class Create(BaseModel):
 
 
 class ErrorItem(BaseModel):
-    loc: list[str | int] = Field(description="Where: the part of the request and the field, e.g. [\"body\", \"unit\"].")
+    loc: list[str | int] = Field(description='Where: the part of the request and the field, e.g. ["body", "unit"].')
     msg: str
     type: str = Field(description="Why: `refused` (a rule), or the kind of validation error.")
 
@@ -98,9 +99,11 @@ class CycleStageRead(Read):
 
 
 class CycleRestartRead(Read):
-    status: str = Field(description="queued (the service starts the new run as soon as Prefect lets it), done, or "
-                                    "parked (not restarted: `detail` says why, e.g. its run is alive and the "
-                                    "restart was not forced).")
+    status: str = Field(
+        description="queued (the service starts the new run as soon as Prefect lets it), done, or "
+        "parked (not restarted: `detail` says why, e.g. its run is alive and the "
+        "restart was not forced)."
+    )
     asked_at: dt.datetime
     asked_by: str | None
     forced: bool
@@ -121,8 +124,11 @@ class CycleRead(Read):
     flow_runs: list[str] = Field(description="Prefect flow runs that wait on this cycle's requests.")
     run_id: str | None = Field(None, description="The flow run carrying the cycle now.")
     run_state: str | None = Field(None, description="running, waiting or finished, as the run last wrote.")
-    attention: str | None = Field(None, description="Why a coordinator must act (run_failed, run_crashed, "
-                                                    "run_finished_open, run_missing); restart it with .../resume.")
+    attention: str | None = Field(
+        None,
+        description="Why a coordinator must act (run_failed, run_crashed, "
+        "run_finished_open, run_missing); restart it with .../resume.",
+    )
     attention_at: dt.datetime | None = None
     attention_detail: str = ""
     restart: CycleRestartRead | None = Field(None, description="The latest restart asked for the cycle, if any.")
@@ -169,8 +175,9 @@ class RequestRead(Read):
 class AttentionRead(Read):
     """Something only a person can move on, for the coordinators."""
 
-    kind: str = Field(description="submission_unrouted or resubmission_unrouted: nobody could be asked to "
-                                  "(re)submit the step.")
+    kind: str = Field(
+        description="submission_unrouted or resubmission_unrouted: nobody could be asked to (re)submit the step."
+    )
     cycle_id: uuid.UUID
     cycle: str
     request_id: uuid.UUID | None = None
@@ -300,7 +307,8 @@ class ProblemCreate(Create):
     title: Line
     description: Annotated[str, StringConstraints(min_length=1, max_length=MAX_COMMENT), AfterValidator(_text)]
     unit: Annotated[str, StringConstraints(pattern=ID_PATTERN, max_length=64)] = Field(
-        description="The agency that raises it (an agency id of the plan).")
+        description="The agency that raises it (an agency id of the plan)."
+    )
 
 
 class ProblemRead(Read):

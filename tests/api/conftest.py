@@ -36,8 +36,11 @@ async def leave_the_sandbox_as_found(database):
         queued = set((await session.execute(select(OutboxMessage.id))).scalars()) - before
         if queued:
             await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(queued)))
-        await session.execute(update(Delegation).where(Delegation.created_at >= started,
-                                                       Delegation.revoked_at.is_(None)).values(revoked_at=utcnow()))
+        await session.execute(
+            update(Delegation)
+            .where(Delegation.created_at >= started, Delegation.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
         await session.execute(delete(LinkFailure).where(LinkFailure.at >= started))
 
 
@@ -46,9 +49,15 @@ def settings(sandbox, link_secret, tmp_path) -> Settings:
     # No Prefect server here: the service starts no event cycle (the end-to-end tests do), and
     # no reconciler works the shared sandbox behind a test's back (the wakes other tests left
     # would be parked and alert the coordinators while a test compares the outbox before and after).
-    return Settings(database_url=sandbox.url, link_secret=link_secret, data_dir=tmp_path,
-                    public_base_url="http://kehoach.test", event_cycle_deployment="",
-                    problem_cycle_deployment="", reconcile=False)
+    return Settings(
+        database_url=sandbox.url,
+        link_secret=link_secret,
+        data_dir=tmp_path,
+        public_base_url="http://kehoach.test",
+        event_cycle_deployment="",
+        problem_cycle_deployment="",
+        reconcile=False,
+    )
 
 
 @pytest.fixture
@@ -86,12 +95,15 @@ class Accounts:
 async def make_accounts(database) -> Accounts:
     suffix = uuid.uuid4().hex[:8]
     async with database.transaction() as session:
-        _, coordinator = await create_account(session, name=f"lan.vt-{suffix}", role=AccountRole.coordinator,
-                                              by="test", now=utcnow())
-        _, viewer = await create_account(session, name=f"viewer-{suffix}", role=AccountRole.viewer, by="test",
-                                         now=utcnow())
-        gone, disabled = await create_account(session, name=f"gone-{suffix}", role=AccountRole.coordinator,
-                                              by="test", now=utcnow())
+        _, coordinator = await create_account(
+            session, name=f"lan.vt-{suffix}", role=AccountRole.coordinator, by="test", now=utcnow()
+        )
+        _, viewer = await create_account(
+            session, name=f"viewer-{suffix}", role=AccountRole.viewer, by="test", now=utcnow()
+        )
+        gone, disabled = await create_account(
+            session, name=f"gone-{suffix}", role=AccountRole.coordinator, by="test", now=utcnow()
+        )
         await session.execute(update(ApiAccount).where(ApiAccount.id == gone.id).values(disabled_at=utcnow()))
     return Accounts(coordinator, f"lan.vt-{suffix}", viewer, disabled)
 
@@ -108,22 +120,42 @@ class Opened:
     assignments: dict[str, uuid.UUID]  # official id -> assignment id
 
 
-async def open_request(database, settings, *, cycle_kind: str = "problem_escalation",
-                       stage_id: str = "ppc_resolution", period: str | None = None, days_late: int = 0,
-                       starts_on: dt.date | None = None, subject: str = "", now: dt.datetime | None = None) -> Opened:
+async def open_request(
+    database,
+    settings,
+    *,
+    cycle_kind: str = "problem_escalation",
+    stage_id: str = "ppc_resolution",
+    period: str | None = None,
+    days_late: int = 0,
+    starts_on: dt.date | None = None,
+    subject: str = "",
+    now: dt.datetime | None = None,
+) -> Opened:
     """A stage's request opened as the flow's task opens it (no flow waits on it); with
     `days_late`, its due time has passed that many days ago."""
     now = now or utcnow()
     async with database.transaction() as session:
         cycle = await requests.get_or_create_cycle(
-            session, kind=cycle_kind, period=period or f"t-{uuid.uuid4().hex[:12]}",
-            starts_on=starts_on or now.date())
+            session, kind=cycle_kind, period=period or f"t-{uuid.uuid4().hex[:12]}", starts_on=starts_on or now.date()
+        )
         opened = await requests.open_request(
-            session, plan=load_plan(settings.plan_file), secret=settings.link_secret_bytes(), cycle=cycle,
-            stage_id=stage_id, subject=subject, waiter_ref=None, link_ttl=dt.timedelta(days=30), now=now)
+            session,
+            plan=load_plan(settings.plan_file),
+            secret=settings.link_secret_bytes(),
+            cycle=cycle,
+            stage_id=stage_id,
+            subject=subject,
+            waiter_ref=None,
+            link_ttl=dt.timedelta(days=30),
+            now=now,
+        )
         if days_late:
-            await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == opened.request.id)
-                                  .values(due_at=now - dt.timedelta(days=days_late)))
+            await session.execute(
+                update(ApprovalRequest)
+                .where(ApprovalRequest.id == opened.request.id)
+                .values(due_at=now - dt.timedelta(days=days_late))
+            )
     return Opened(opened.request.id, cycle.id, {n.official.id: n.assignment.id for n in opened.new_assignments})
 
 
@@ -135,14 +167,20 @@ async def escalate(client, accounts, database, opened: Opened) -> Opened:
     response = await client.post(f"/api/v1/requests/{opened.request_id}/escalate", headers=accounts.as_coordinator)
     assert response.status_code == 200, response.text
     async with database.sessions() as session:
-        assignments = dict((await session.execute(select(Assignment.official_id, Assignment.id).where(
-            Assignment.request_id == opened.request_id))).all())
+        assignments = dict(
+            (
+                await session.execute(
+                    select(Assignment.official_id, Assignment.id).where(Assignment.request_id == opened.request_id)
+                )
+            ).all()
+        )
     assert set(assignments) == set(opened.assignments) | set(response.json()["notified"]), assignments
     return Opened(opened.request_id, opened.cycle_id, assignments)
 
 
 async def live_token(database, settings, assignment_id: uuid.UUID) -> str:
     async with database.sessions() as session:
-        generation = (await session.execute(
-            select(Assignment.token_generation).where(Assignment.id == assignment_id))).scalar_one()
+        generation = (
+            await session.execute(select(Assignment.token_generation).where(Assignment.id == assignment_id))
+        ).scalar_one()
     return derive_token(settings.link_secret_bytes(), assignment_id, generation)

@@ -35,8 +35,9 @@ async def _all(database, query) -> list:
 
 
 async def _assignments(database, request_id) -> dict[str, Assignment]:
-    return {a.official_id: a for a in await _all(database, select(Assignment).where(
-        Assignment.request_id == request_id))}
+    return {
+        a.official_id: a for a in await _all(database, select(Assignment).where(Assignment.request_id == request_id))
+    }
 
 
 async def _emails(database, assignment_ids) -> list[OutboxMessage]:
@@ -46,8 +47,9 @@ async def _emails(database, assignment_ids) -> list[OutboxMessage]:
 
 
 async def _audit(database, entity_id) -> list[AuditEvent]:
-    return await _all(database, select(AuditEvent).where(AuditEvent.entity_id == str(entity_id))
-                      .order_by(AuditEvent.id))
+    return await _all(
+        database, select(AuditEvent).where(AuditEvent.entity_id == str(entity_id)).order_by(AuditEvent.id)
+    )
 
 
 async def _settle(database, settings, opened, official="ppc_vice_chair"):
@@ -64,6 +66,7 @@ async def _snapshot(database) -> tuple[int, int, list]:
 
 
 # Remind --------------------------------------------------------------------------------
+
 
 async def test_remind_rotates_the_links_and_queues_reminders(client, accounts, database, settings):
     # Escalated, the PPC resolution step waits on two approvers: the vice-chair and the chair.
@@ -85,15 +88,22 @@ async def test_remind_rotates_the_links_and_queues_reminders(client, accounts, d
     kind = "reminder"
     emails = [m for m in await _emails(database, [a.id for a in after.values()]) if m.id not in queued_before]
     assert sorted((m.kind, m.recipients[0]["email"]) for m in emails) == [
-        (kind, "chutich@lang-son.example"), (kind, "phochutich@lang-son.example")]
+        (kind, "chutich@lang-son.example"),
+        (kind, "phochutich@lang-son.example"),
+    ]
     assert all(m.idempotency_key.endswith(":2") for m in emails)
     audit = await _audit(database, opened.request_id)
     assert audit[-1].action == "request.reminded"
     assert audit[-1].actor == f"api:{accounts.coordinator_name}"
     # the old link is dead, the new one decides
     async with database.transaction() as session:
-        result = await decide(session, token=await live_token(database, settings, after["ppc_chair"].id),
-                              outcome=Outcome.approve, comment="", now=utcnow())
+        result = await decide(
+            session,
+            token=await live_token(database, settings, after["ppc_chair"].id),
+            outcome=Outcome.approve,
+            comment="",
+            now=utcnow(),
+        )
     assert result.settled is Outcome.approve
     assert old_tokens["ppc_chair"] != await live_token(database, settings, after["ppc_chair"].id)
 
@@ -110,10 +120,13 @@ async def test_remind_on_a_decided_request_is_409_and_changes_nothing(client, ac
 
 async def test_unknown_ids_are_404(client, accounts):
     unknown = uuid.uuid4()
-    for path, body in [(f"/api/v1/requests/{unknown}/remind", None), (f"/api/v1/requests/{unknown}/escalate", None),
-                       (f"/api/v1/assignments/{unknown}/reassign", {"to_official": "ppc_chair"}),
-                       (f"/api/v1/cycles/{unknown}/cancel", {"reason": "x"}),
-                       (f"/api/v1/delegations/{unknown}/revoke", None)]:
+    for path, body in [
+        (f"/api/v1/requests/{unknown}/remind", None),
+        (f"/api/v1/requests/{unknown}/escalate", None),
+        (f"/api/v1/assignments/{unknown}/reassign", {"to_official": "ppc_chair"}),
+        (f"/api/v1/cycles/{unknown}/cancel", {"reason": "x"}),
+        (f"/api/v1/delegations/{unknown}/revoke", None),
+    ]:
         response = await client.post(path, headers=accounts.as_coordinator, json=body)
         assert response.status_code == 404, (path, response.text)
     for path in (f"/api/v1/requests/{unknown}", f"/api/v1/cycles/{unknown}", f"/api/v1/cycles/{unknown}/stages"):
@@ -125,24 +138,32 @@ async def test_bulk_remind_is_all_or_nothing(client, accounts, database, setting
     first = await escalate(client, accounts, database, first)  # two approvers (vice-chair, chair); second has one
     await _settle(database, settings, decided)
     before = await _snapshot(database)
-    response = await client.post("/api/v1/requests/remind", headers=accounts.as_coordinator,
-                                 json={"request_ids": [str(first.request_id), str(decided.request_id),
-                                                       str(second.request_id)]})
+    response = await client.post(
+        "/api/v1/requests/remind",
+        headers=accounts.as_coordinator,
+        json={"request_ids": [str(first.request_id), str(decided.request_id), str(second.request_id)]},
+    )
     assert response.status_code == 409
     assert await _snapshot(database) == before  # nobody reminded, no audit row, no email
 
-    response = await client.post("/api/v1/requests/remind", headers=accounts.as_coordinator,
-                                 json={"request_ids": [str(first.request_id), str(second.request_id)]})
+    response = await client.post(
+        "/api/v1/requests/remind",
+        headers=accounts.as_coordinator,
+        json={"request_ids": [str(first.request_id), str(second.request_id)]},
+    )
     assert response.status_code == 200, response.text
     reminded = response.json()["reminded"]
     assert {r["request_id"]: sorted(r["notified"]) for r in reminded} == {
-        str(first.request_id): ["ppc_chair", "ppc_vice_chair"], str(second.request_id): ["ppc_vice_chair"]}
+        str(first.request_id): ["ppc_chair", "ppc_vice_chair"],
+        str(second.request_id): ["ppc_vice_chair"],
+    }
     assert sum(r["emails_queued"] for r in reminded) == 3
     audit, outbox, _ = await _snapshot(database)
     assert (audit, outbox) == (before[0] + 2, before[1] + 3)  # an audit row per request, an email per approver
 
 
 # Escalate --------------------------------------------------------------------------------
+
 
 async def test_escalate_now_adds_the_superior_and_emails_them(client, accounts, database, settings):
     opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction")
@@ -154,10 +175,11 @@ async def test_escalate_now_adds_the_superior_and_emails_them(client, accounts, 
     assert {o: a.status for o, a in assignments.items()} == {"dcst_director": "pending", "ppc_vice_chair": "pending"}
     request = await _one(database, select(ApprovalRequest).where(ApprovalRequest.id == opened.request_id))
     assert request.escalated_at is not None
-    assert request.expires_at == request.due_at + dt.timedelta(days=7)  # escalated early: the grace runs from the due time
+    assert request.expires_at == request.due_at + dt.timedelta(
+        days=7
+    )  # escalated early: the grace runs from the due time
     emails = await _emails(database, [assignments["ppc_vice_chair"].id])
-    assert [(m.kind, m.recipients[0]["email"]) for m in emails] == [
-        ("escalation", "phochutich@lang-son.example")]
+    assert [(m.kind, m.recipients[0]["email"]) for m in emails] == [("escalation", "phochutich@lang-son.example")]
     audit = await _audit(database, opened.request_id)
     assert (audit[-1].action, audit[-1].actor) == ("request.escalated", f"api:{accounts.coordinator_name}")
 
@@ -167,8 +189,11 @@ async def test_escalate_now_adds_the_superior_and_emails_them(client, accounts, 
 
 async def test_escalate_is_refused_when_the_superior_is_already_asked(client, accounts, database, settings):
     opened = await open_request(database, settings)  # PPC resolution: the vice-chair decides, the chair is its superior
-    moved = await client.post(f"/api/v1/assignments/{opened.assignments['ppc_vice_chair']}/reassign",
-                              headers=accounts.as_coordinator, json={"to_official": "ppc_chair"})
+    moved = await client.post(
+        f"/api/v1/assignments/{opened.assignments['ppc_vice_chair']}/reassign",
+        headers=accounts.as_coordinator,
+        json={"to_official": "ppc_chair"},
+    )
     assert moved.status_code == 200, moved.text  # the step is now the chair's: escalating would bring in nobody new
     before = await _snapshot(database)
     response = await client.post(f"/api/v1/requests/{opened.request_id}/escalate", headers=accounts.as_coordinator)
@@ -180,11 +205,13 @@ async def test_escalate_is_refused_when_the_superior_is_already_asked(client, ac
 
 # Reassign --------------------------------------------------------------------------------
 
+
 async def test_reassign_moves_the_link_and_emails_the_new_official(client, accounts, database, settings):
     opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction")
     old = opened.assignments["dcst_director"]  # stage 1: the press orientation, the DCST's since 2025
-    response = await client.post(f"/api/v1/assignments/{old}/reassign", headers=accounts.as_coordinator,
-                                 json={"to_official": "ppc_vice_chair"})
+    response = await client.post(
+        f"/api/v1/assignments/{old}/reassign", headers=accounts.as_coordinator, json={"to_official": "ppc_vice_chair"}
+    )
     assert response.status_code == 200, response.text
     assert response.json()["notified"] == ["ppc_vice_chair"] and response.json()["emails_queued"] == 1
 
@@ -192,49 +219,63 @@ async def test_reassign_moves_the_link_and_emails_the_new_official(client, accou
     assert assignments["dcst_director"].status == "reassigned"
     assert assignments["dcst_director"].replaced_by == assignments["ppc_vice_chair"].id
     emails = await _emails(database, [assignments["ppc_vice_chair"].id])
-    assert [(m.kind, m.recipients[0]["email"]) for m in emails] == [
-        ("approval_request", "phochutich@lang-son.example")]
+    assert [(m.kind, m.recipients[0]["email"]) for m in emails] == [("approval_request", "phochutich@lang-son.example")]
     audit = await _audit(database, opened.request_id)
     assert (audit[-1].action, audit[-1].actor) == ("assignment.reassigned", f"api:{accounts.coordinator_name}")
 
 
 async def test_reassign_refusals_are_422_with_the_field(client, accounts, database, settings):
-    opened = await escalate(client, accounts, database, await open_request(database, settings))  # the chair is asked too
+    opened = await escalate(
+        client, accounts, database, await open_request(database, settings)
+    )  # the chair is asked too
     assignment = opened.assignments["ppc_vice_chair"]
     for to, words in [("nobody_here", "cannot be resolved"), ("ppc_chair", "already asked")]:
-        response = await client.post(f"/api/v1/assignments/{assignment}/reassign",
-                                     headers=accounts.as_coordinator, json={"to_official": to})
+        response = await client.post(
+            f"/api/v1/assignments/{assignment}/reassign", headers=accounts.as_coordinator, json={"to_official": to}
+        )
         assert response.status_code == 422, response.text
         error = response.json()["errors"][0]
         assert error["loc"] == ["body", "to_official"] and words in error["msg"]
 
 
 async def test_reassign_after_the_decision_is_409(client, accounts, database, settings):
-    opened = await escalate(client, accounts, database, await open_request(database, settings))  # the chair is asked too
+    opened = await escalate(
+        client, accounts, database, await open_request(database, settings)
+    )  # the chair is asked too
     await _settle(database, settings, opened, official="ppc_chair")  # the chair decides: the vice-chair's link closes
-    response = await client.post(f"/api/v1/assignments/{opened.assignments['ppc_vice_chair']}/reassign",
-                                 headers=accounts.as_coordinator, json={"to_official": "dost_director"})
+    response = await client.post(
+        f"/api/v1/assignments/{opened.assignments['ppc_vice_chair']}/reassign",
+        headers=accounts.as_coordinator,
+        json={"to_official": "dost_director"},
+    )
     assert response.status_code == 409
 
 
 # Cancel a cycle --------------------------------------------------------------------------
+
 
 async def test_cancel_cycle_expires_its_pending_requests(client, accounts, database, settings):
     period = f"c-{uuid.uuid4().hex[:10]}"
     first = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction", period=period)
     second = await open_request(database, settings, cycle_kind="annual", stage_id="materials", period=period)
     await _settle(database, settings, second, official=next(iter(second.assignments)))
-    response = await client.post(f"/api/v1/cycles/{first.cycle_id}/cancel", headers=accounts.as_coordinator,
-                                 json={"reason": "Kế hoạch được thay thế"})
+    response = await client.post(
+        f"/api/v1/cycles/{first.cycle_id}/cancel",
+        headers=accounts.as_coordinator,
+        json={"reason": "Kế hoạch được thay thế"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["expired_requests"] == [str(first.request_id)]
 
-    statuses = {r.id: r.status for r in await _all(database, select(ApprovalRequest).where(
-        ApprovalRequest.cycle_id == first.cycle_id))}
+    statuses = {
+        r.id: r.status
+        for r in await _all(database, select(ApprovalRequest).where(ApprovalRequest.cycle_id == first.cycle_id))
+    }
     assert statuses == {first.request_id: "expired", second.request_id: "approved"}
     assert {a.status for a in (await _assignments(database, first.request_id)).values()} == {"closed"}
-    stages = {s.stage: s.status for s in await _all(database, select(CycleStage).where(
-        CycleStage.cycle_id == first.cycle_id))}
+    stages = {
+        s.stage: s.status for s in await _all(database, select(CycleStage).where(CycleStage.cycle_id == first.cycle_id))
+    }
     assert stages["dic_direction"] == "expired"
     cancelled = await _audit(database, first.cycle_id)
     assert [(e.action, e.actor) for e in cancelled] == [("cycle.cancelled", f"api:{accounts.coordinator_name}")]
@@ -243,18 +284,25 @@ async def test_cancel_cycle_expires_its_pending_requests(client, accounts, datab
 
     cycle = (await client.get(f"/api/v1/cycles/{first.cycle_id}", headers=accounts.as_viewer)).json()
     assert cycle["cancelled_at"] is not None
-    again = await client.post(f"/api/v1/cycles/{first.cycle_id}/cancel", headers=accounts.as_coordinator,
-                              json={"reason": "again"})
+    again = await client.post(
+        f"/api/v1/cycles/{first.cycle_id}/cancel", headers=accounts.as_coordinator, json={"reason": "again"}
+    )
     assert again.status_code == 409
 
 
 # Delegations ---------------------------------------------------------------------------------
 
+
 async def test_delegations_are_created_listed_and_revoked(client, accounts, database):
     start = dt.date(2091, 3, 1)
-    body = {"delegator": "ppc_chair", "delegate": "ppc_vice_chair", "role": "ppc.chair",
-            "valid_from": start.isoformat(), "valid_to": (start + dt.timedelta(days=10)).isoformat(),
-            "reason": "Đi công tác"}
+    body = {
+        "delegator": "ppc_chair",
+        "delegate": "ppc_vice_chair",
+        "role": "ppc.chair",
+        "valid_from": start.isoformat(),
+        "valid_to": (start + dt.timedelta(days=10)).isoformat(),
+        "reason": "Đi công tác",
+    }
     created = await client.post("/api/v1/delegations", headers=accounts.as_coordinator, json=body)
     assert created.status_code == 201, created.text
     delegation = created.json()
@@ -278,23 +326,36 @@ async def test_delegations_are_created_listed_and_revoked(client, accounts, data
 
 
 async def test_delegation_refusals_say_why(client, accounts):
-    base = {"delegator": "ppc_chair", "delegate": "ppc_vice_chair", "valid_from": "2092-01-01",
-            "valid_to": "2092-01-05"}
-    for change, words in [({"delegate": "ppc_chair"}, "themselves"), ({"delegator": "no_such_person"}, "unknown"),
-                          ({"role": "finance.director"}, "does not hold"),
-                          ({"valid_to": "2091-12-01"}, "before")]:
-        response = await client.post("/api/v1/delegations", headers=accounts.as_coordinator,
-                                     json={**base, **change})
+    base = {
+        "delegator": "ppc_chair",
+        "delegate": "ppc_vice_chair",
+        "valid_from": "2092-01-01",
+        "valid_to": "2092-01-05",
+    }
+    for change, words in [
+        ({"delegate": "ppc_chair"}, "themselves"),
+        ({"delegator": "no_such_person"}, "unknown"),
+        ({"role": "finance.director"}, "does not hold"),
+        ({"valid_to": "2091-12-01"}, "before"),
+    ]:
+        response = await client.post("/api/v1/delegations", headers=accounts.as_coordinator, json={**base, **change})
         assert response.status_code == 422, (change, response.text)
         assert words in response.json()["errors"][0]["msg"]
 
 
 # Events --------------------------------------------------------------------------------------
 
+
 async def test_an_economic_event_is_recorded_and_audited(client, accounts, database):
-    response = await client.post("/api/v1/events", headers=accounts.as_coordinator,
-                                 json={"name": "Hội chợ thương mại Việt - Trung", "starts_on": "2091-10-05",
-                                       "description": "Tại cửa khẩu Hữu Nghị"})
+    response = await client.post(
+        "/api/v1/events",
+        headers=accounts.as_coordinator,
+        json={
+            "name": "Hội chợ thương mại Việt - Trung",
+            "starts_on": "2091-10-05",
+            "description": "Tại cửa khẩu Hữu Nghị",
+        },
+    )
     assert response.status_code == 201, response.text
     event = response.json()
     assert event["recorded_by"] == f"api:{accounts.coordinator_name}"
@@ -307,6 +368,7 @@ async def test_an_economic_event_is_recorded_and_audited(client, accounts, datab
 
 # Validation ----------------------------------------------------------------------------------
 
+
 async def test_bad_input_is_422_with_the_field_path(client, accounts, database):
     before = await _snapshot(database)
     cases = [
@@ -314,12 +376,24 @@ async def test_bad_input_is_422_with_the_field_path(client, accounts, database):
         ("post", "/api/v1/events", {"name": "Hội chợ\r\nBcc: x@y", "starts_on": "2091-01-01"}, ["body", "name"]),
         ("post", "/api/v1/events", {"name": "   ", "starts_on": "2091-01-01"}, ["body", "name"]),
         ("post", "/api/v1/events", {"name": "ok", "starts_on": "2091-02-30"}, ["body", "starts_on"]),
-        ("post", "/api/v1/events", {"name": "ok", "starts_on": "2091-01-01", "description": "d" * 4001},
-         ["body", "description"]),
+        (
+            "post",
+            "/api/v1/events",
+            {"name": "ok", "starts_on": "2091-01-01", "description": "d" * 4001},
+            ["body", "description"],
+        ),
         ("post", "/api/v1/events", {"name": "ok", "starts_on": "2091-01-01", "extra": 1}, ["body", "extra"]),
-        ("post", "/api/v1/delegations", {"delegator": "PPC Chair", "delegate": "ppc_vice_chair",
-                                         "valid_from": "2091-01-01", "valid_to": "2091-01-02"},
-         ["body", "delegator"]),
+        (
+            "post",
+            "/api/v1/delegations",
+            {
+                "delegator": "PPC Chair",
+                "delegate": "ppc_vice_chair",
+                "valid_from": "2091-01-01",
+                "valid_to": "2091-01-02",
+            },
+            ["body", "delegator"],
+        ),
         ("post", f"/api/v1/cycles/{uuid.uuid4()}/cancel", {"reason": " \n "}, ["body", "reason"]),
         ("post", f"/api/v1/cycles/{uuid.uuid4()}/cancel", {"reason": "a\x00b"}, ["body", "reason"]),
         ("post", "/api/v1/requests/remind", {"request_ids": []}, ["body", "request_ids"]),
@@ -335,8 +409,7 @@ async def test_bad_input_is_422_with_the_field_path(client, accounts, database):
     assert await _snapshot(database) == before
 
 
-async def test_an_action_whose_email_cannot_be_queued_changes_nothing(app, accounts, database, settings,
-                                                                       monkeypatch):
+async def test_an_action_whose_email_cannot_be_queued_changes_nothing(app, accounts, database, settings, monkeypatch):
     opened = await open_request(database, settings)
     before = await _snapshot(database)
 
@@ -346,7 +419,6 @@ async def test_an_action_whose_email_cannot_be_queued_changes_nothing(app, accou
     monkeypatch.setattr(app.state.kehoach.renderer, "render", broken)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://kehoach.test") as client:
-        response = await client.post(f"/api/v1/requests/{opened.request_id}/remind",
-                                     headers=accounts.as_coordinator)
+        response = await client.post(f"/api/v1/requests/{opened.request_id}/remind", headers=accounts.as_coordinator)
     assert response.status_code == 500
     assert await _snapshot(database) == before  # no new link, no audit row, no email

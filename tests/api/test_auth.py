@@ -32,24 +32,38 @@ def api_calls(app) -> list[tuple[str, str]]:
 async def test_the_api_has_the_endpoints_of_the_issue(app):
     calls = {(m, re.sub(r"[0-9a-f-]{36}", "{id}", p)) for m, p in api_calls(app)}
     expected = {
-        ("GET", "/api/v1/cycles"), ("GET", "/api/v1/cycles/{id}"), ("GET", "/api/v1/cycles/{id}/stages"),
-        ("POST", "/api/v1/cycles/{id}/cancel"), ("GET", "/api/v1/requests"), ("GET", "/api/v1/requests/{id}"),
-        ("POST", "/api/v1/requests/remind"), ("POST", "/api/v1/requests/{id}/remind"),
-        ("POST", "/api/v1/requests/{id}/escalate"), ("POST", "/api/v1/assignments/{id}/reassign"),
-        ("GET", "/api/v1/waiting-on"), ("GET", "/api/v1/me"), ("GET", "/api/v1/delegations"),
-        ("POST", "/api/v1/delegations"), ("POST", "/api/v1/delegations/{id}/revoke"),
-        ("GET", "/api/v1/events"), ("POST", "/api/v1/events"),
+        ("GET", "/api/v1/cycles"),
+        ("GET", "/api/v1/cycles/{id}"),
+        ("GET", "/api/v1/cycles/{id}/stages"),
+        ("POST", "/api/v1/cycles/{id}/cancel"),
+        ("GET", "/api/v1/requests"),
+        ("GET", "/api/v1/requests/{id}"),
+        ("POST", "/api/v1/requests/remind"),
+        ("POST", "/api/v1/requests/{id}/remind"),
+        ("POST", "/api/v1/requests/{id}/escalate"),
+        ("POST", "/api/v1/assignments/{id}/reassign"),
+        ("GET", "/api/v1/waiting-on"),
+        ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/delegations"),
+        ("POST", "/api/v1/delegations"),
+        ("POST", "/api/v1/delegations/{id}/revoke"),
+        ("GET", "/api/v1/events"),
+        ("POST", "/api/v1/events"),
     }
     assert expected <= calls
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer kh_not-a-real-token"},
-    {"Authorization": "Bearer "},
-    {"Authorization": "Basic dXNlcjpwYXNz"},
-    {"Authorization": "kh_token-without-scheme"},
-], ids=["none", "unknown", "empty", "basic", "no-scheme"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer kh_not-a-real-token"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "kh_token-without-scheme"},
+    ],
+    ids=["none", "unknown", "empty", "basic", "no-scheme"],
+)
 async def test_every_endpoint_refuses_an_anonymous_caller(app, client, headers):
     for method, path in api_calls(app):
         response = await client.request(method, path, headers=headers, json={})
@@ -87,8 +101,17 @@ async def test_the_openapi_schema_documents_models_and_the_token(app, client):
     spec = (await client.get("/openapi.json")).json()
     assert set(spec["components"]["securitySchemes"]) == {"ApiToken"}
     schemas = spec["components"]["schemas"]
-    for name in ("CycleRead", "RequestRead", "RequestHistoryRead", "WaitingOnRead", "DelegationCreate",
-                 "DelegationRead", "EconomicEventCreate", "EconomicEventRead", "ActionRead"):
+    for name in (
+        "CycleRead",
+        "RequestRead",
+        "RequestHistoryRead",
+        "WaitingOnRead",
+        "DelegationCreate",
+        "DelegationRead",
+        "EconomicEventCreate",
+        "EconomicEventRead",
+        "ActionRead",
+    ):
         assert name in schemas
     assert all(p.startswith(PREFIX) for p in spec["paths"]), "only the API is in the schema"
     assert schemas["EconomicEventCreate"]["properties"]["name"]["maxLength"] == 300

@@ -23,7 +23,6 @@ def _ics(message: OutboxMessage):
     return calendar, event
 
 
-
 async def test_a_decision_cancels_the_deadline_for_the_decider_and_the_others(client, database, settings, accounts):
     # PPC resolution, escalated: the vice-chair, and now her superior the chair, are asked; either decides.
     opened = await escalate(client, accounts, database, await open_request(database, settings))
@@ -33,14 +32,24 @@ async def test_a_decision_cancels_the_deadline_for_the_decider_and_the_others(cl
     assert answer.status_code == 200
 
     async with database.sessions() as session:
-        statuses = dict((await session.execute(select(Assignment.official_id, Assignment.status).where(
-            Assignment.request_id == opened.request_id))).all())
+        statuses = dict(
+            (
+                await session.execute(
+                    select(Assignment.official_id, Assignment.status).where(Assignment.request_id == opened.request_id)
+                )
+            ).all()
+        )
         rows = list((await session.execute(select(OutboxMessage))).scalars())
     assert statuses == {"ppc_vice_chair": "decided", "ppc_chair": "closed"}
-    domain = settings.mail_from.rsplit("@", 1)[-1]
+    domain = settings.mail_domain
 
-    receipt = next(m for m in rows if m.kind == "receipt" and m.recipients[0]["email"] == "phochutich@lang-son.example"
-                   and "Đồng ý xử lý." in m.text_body)
+    receipt = next(
+        m
+        for m in rows
+        if m.kind == "receipt"
+        and m.recipients[0]["email"] == "phochutich@lang-son.example"
+        and "Đồng ý xử lý." in m.text_body
+    )
     calendar, event = _ics(receipt)
     assert str(calendar["method"]) == "CANCEL" and str(event["status"]) == "CANCELLED"
     assert str(event["uid"]) == event_uid(opened.request_id, "ppc_vice_chair", domain)
@@ -56,16 +65,26 @@ async def test_a_decision_cancels_the_deadline_for_the_decider_and_the_others(cl
 
 async def test_cancelling_a_cycle_takes_the_deadline_off_every_waiting_approver(client, database, settings, accounts):
     opened = await escalate(client, accounts, database, await open_request(database, settings))  # two approvers wait
-    answer = await client.post(f"/api/v1/cycles/{opened.cycle_id}/cancel", json={"reason": "Trùng kế hoạch"},
-                               headers=accounts.as_coordinator)
+    answer = await client.post(
+        f"/api/v1/cycles/{opened.cycle_id}/cancel", json={"reason": "Trùng kế hoạch"}, headers=accounts.as_coordinator
+    )
     assert answer.status_code == 200, answer.text
     async with database.sessions() as session:
-        rows = list((await session.execute(select(OutboxMessage).where(
-            OutboxMessage.kind == "step_closed",
-            OutboxMessage.idempotency_key.contains(str(opened.request_id))))).scalars())
+        rows = list(
+            (
+                await session.execute(
+                    select(OutboxMessage).where(
+                        OutboxMessage.kind == "step_closed",
+                        OutboxMessage.idempotency_key.contains(str(opened.request_id)),
+                    )
+                )
+            ).scalars()
+        )
     assert sorted(m.recipients[0]["email"] for m in rows) == ["chutich@lang-son.example", "phochutich@lang-son.example"]
-    domain = settings.mail_from.rsplit("@", 1)[-1]
-    for message, official in zip(sorted(rows, key=lambda m: m.recipients[0]["email"]), ["ppc_chair", "ppc_vice_chair"]):
+    domain = settings.mail_domain
+    for message, official in zip(
+        sorted(rows, key=lambda m: m.recipients[0]["email"]), ["ppc_chair", "ppc_vice_chair"], strict=True
+    ):
         calendar, event = _ics(message)
         assert str(calendar["method"]) == "CANCEL"
         assert str(event["uid"]) == event_uid(opened.request_id, official, domain)

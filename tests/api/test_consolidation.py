@@ -44,17 +44,28 @@ async def _year_with_reports(database, settings, client, year: int) -> tuple[int
     sent nothing."""
     plan = load_plan(settings.plan_file)
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period=str(year),
-                                                   starts_on=dt.date(year, 1, 15))
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period=str(year), starts_on=dt.date(year, 1, 15)
+        )
         tokens = {}
         for unit in ("dof", "womens_union"):
-            opened = await open_submission(session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle,
-                                           stage_id="annual_report", subject=unit, waiter_ref=None, now=utcnow(),
-                                           link_ttl=dt.timedelta(days=30))
+            opened = await open_submission(
+                session,
+                plan=plan,
+                secret=settings.link_secret_bytes(),
+                cycle=cycle,
+                stage_id="annual_report",
+                subject=unit,
+                waiter_ref=None,
+                now=utcnow(),
+                link_ttl=dt.timedelta(days=30),
+            )
             tokens[unit] = derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
-    sent = await client.post(f"/s/{tokens['dof']}", data={"text": "Báo cáo của Sở Tài chính năm nay.",
-                                                          "field_area_policy": "Phổ biến Luật Ngân sách."},
-                             files={"files": ("so-lieu.txt", "Số liệu".encode(), "text/plain")})
+    sent = await client.post(
+        f"/s/{tokens['dof']}",
+        data={"text": "Báo cáo của Sở Tài chính năm nay.", "field_area_policy": "Phổ biến Luật Ngân sách."},
+        files={"files": ("so-lieu.txt", "Số liệu".encode(), "text/plain")},
+    )
     assert sent.status_code == 200, sent.text
     return year, cycle.id
 
@@ -62,10 +73,17 @@ async def _year_with_reports(database, settings, client, year: int) -> tuple[int
 async def _consolidation(database, settings, cycle_id) -> tuple[uuid.UUID, str, str]:
     async with database.transaction() as session:
         cycle = await session.get(Cycle, cycle_id)
-        opened = await open_submission(session, plan=load_plan(settings.plan_file),
-                                       secret=settings.link_secret_bytes(), cycle=cycle,
-                                       stage_id="consolidated_report", subject="", waiter_ref=None, now=utcnow(),
-                                       link_ttl=dt.timedelta(days=30))
+        opened = await open_submission(
+            session,
+            plan=load_plan(settings.plan_file),
+            secret=settings.link_secret_bytes(),
+            cycle=cycle,
+            stage_id="consolidated_report",
+            subject="",
+            waiter_ref=None,
+            now=utcnow(),
+            link_ttl=dt.timedelta(days=30),
+        )
     token = derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
     return opened.opened.request.id, token, opened.asked.official.id
 
@@ -109,14 +127,23 @@ async def test_the_coordinator_sees_the_draft_and_submits_it_with_both_files(cli
     assert sent.status_code == 200 and "Submitted" in sent.text
     async with database.sessions() as session:
         request = await session.get(ApprovalRequest, request_id, populate_existing=True)
-        files = (await session.execute(select(SubmissionFile.filename, SubmissionFile.data).where(
-            SubmissionFile.request_id == request_id).order_by(SubmissionFile.filename))).all()
+        files = (
+            await session.execute(
+                select(SubmissionFile.filename, SubmissionFile.data)
+                .where(SubmissionFile.request_id == request_id)
+                .order_by(SubmissionFile.filename)
+            )
+        ).all()
     assert request.status == "pending" and request.data["text"] == SUMMARY  # NFC
     assert [(u["unit"], u["status"]) for u in request.data["report"]["units"]] == [
-        ("dof", "submitted"), ("womens_union", "not_submitted")]
+        ("dof", "submitted"),
+        ("womens_union", "not_submitted"),
+    ]
     assert request.data["report"]["units"][0]["files"] == ["so-lieu.txt"]
-    assert [name for name, _ in files] == [f"bao-cao-tong-hop-du-thao-{year}.docx",
-                                           f"bao-cao-tong-hop-du-thao-{year}.pdf"]
+    assert [name for name, _ in files] == [
+        f"bao-cao-tong-hop-du-thao-{year}.docx",
+        f"bao-cao-tong-hop-du-thao-{year}.pdf",
+    ]
     written = "\n".join(p.text for p in docx.Document(io.BytesIO(files[0][1])).paragraphs)
     assert "Đề nghị UBND tỉnh đôn đốc Hội Liên hiệp Phụ nữ tỉnh." in written and "so-lieu.txt" in written
     assert "Chủ trương, chính sách: Phổ biến Luật Ngân sách." in written  # what the unit did for each area
@@ -125,70 +152,116 @@ async def test_the_coordinator_sees_the_draft_and_submits_it_with_both_files(cli
     page = await client.get(f"/a/{director}")
     assert f"bao-cao-tong-hop-du-thao-{year}.docx" in page.text and f"bao-cao-tong-hop-du-thao-{year}.pdf" in page.text
     async with database.sessions() as session:
-        pdf_id = (await session.execute(select(SubmissionFile.id).where(
-            SubmissionFile.request_id == request_id, SubmissionFile.filename.like("%.pdf")))).scalar_one()
+        pdf_id = (
+            await session.execute(
+                select(SubmissionFile.id).where(
+                    SubmissionFile.request_id == request_id, SubmissionFile.filename.like("%.pdf")
+                )
+            )
+        ).scalar_one()
     assert (await client.get(f"/a/{director}/files/{pdf_id}")).content.startswith(b"%PDF-")
     assert (await client.get(f"/s/{token}")).status_code == 404  # the form link was used
 
 
 async def test_a_rejected_draft_returns_to_the_coordinator_and_issues_nothing(client, database, settings):
-    year, cycle_id, request_id, director = await _submitted(client, database, settings, 2087)
+    _year, cycle_id, request_id, director = await _submitted(client, database, settings, 2087)
     decided = await client.post(f"/a/{director}", data={"outcome": "reject", "comment": "Viết lại phần đánh giá."})
     assert decided.status_code == 200
     async with database.sessions() as session:
-        status = (await session.execute(select(CycleStage.status).where(
-            CycleStage.cycle_id == cycle_id, CycleStage.stage == "consolidated_report"))).scalar_one()
-        told = (await session.execute(select(OutboxMessage.kind, OutboxMessage.recipients).where(
-            OutboxMessage.kind == "outcome", OutboxMessage.idempotency_key.contains(str(request_id))))).all()
+        status = (
+            await session.execute(
+                select(CycleStage.status).where(
+                    CycleStage.cycle_id == cycle_id, CycleStage.stage == "consolidated_report"
+                )
+            )
+        ).scalar_one()
+        told = (
+            await session.execute(
+                select(OutboxMessage.kind, OutboxMessage.recipients).where(
+                    OutboxMessage.kind == "outcome", OutboxMessage.idempotency_key.contains(str(request_id))
+                )
+            )
+        ).all()
         issued = (await session.execute(select(IssuedReport).where(IssuedReport.cycle_id == cycle_id))).all()
     assert status == "rejected"
     assert [r[0]["email"] for _, r in told] == ["dieuphoi.skhcn@lang-son.example"]
     assert issued == []
     with pytest.raises(NotFound, match="no approved consolidated report"):  # a rejected report is never issued
-        await issue(database, plan=load_plan(settings.plan_file), settings=settings, renderer=Renderer(),
-                    cycle_id=cycle_id, stage_id="consolidated_report")
+        await issue(
+            database,
+            plan=load_plan(settings.plan_file),
+            settings=settings,
+            renderer=Renderer(),
+            cycle_id=cycle_id,
+            stage_id="consolidated_report",
+        )
 
 
-async def test_an_approved_report_is_numbered_sent_with_both_files_and_recorded_once(client, database, settings,
-                                                                                       accounts):
+async def test_an_approved_report_is_numbered_sent_with_both_files_and_recorded_once(
+    client, database, settings, accounts
+):
     year, cycle_id, request_id, director = await _submitted(client, database, settings, 2088)
     assert (await client.post(f"/a/{director}", data={"outcome": "approve", "comment": ""})).status_code == 200
     plan = load_plan(settings.plan_file)
-    first = await issue(database, plan=plan, settings=settings, renderer=Renderer(), cycle_id=cycle_id,
-                        stage_id="consolidated_report")
-    again = await issue(database, plan=plan, settings=settings, renderer=Renderer(), cycle_id=cycle_id,
-                        stage_id="consolidated_report")  # a replayed run, or a second worker
+    first = await issue(
+        database, plan=plan, settings=settings, renderer=Renderer(), cycle_id=cycle_id, stage_id="consolidated_report"
+    )
+    again = await issue(
+        database, plan=plan, settings=settings, renderer=Renderer(), cycle_id=cycle_id, stage_id="consolidated_report"
+    )  # a replayed run, or a second worker
     assert (first.number, first.symbol, first.new) == (1, "BC-SKHCN", True)
     assert (again.number, again.new) == (1, False)
     # The MIC merged into the MOST and the MCST: both get it, with the PPC.
     assert sorted(r["agency"] for r in first.recipients) == ["mcst", "most", "ppc"]
 
     async with database.sessions() as session:
-        sent = (await session.execute(select(OutboxMessage).where(
-            OutboxMessage.kind == "report_issued",
-            OutboxMessage.idempotency_key.contains(str(cycle_id))))).scalars().all()
+        sent = (
+            (
+                await session.execute(
+                    select(OutboxMessage).where(
+                        OutboxMessage.kind == "report_issued", OutboxMessage.idempotency_key.contains(str(cycle_id))
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
         (issued,) = (await session.execute(select(IssuedReport).where(IssuedReport.cycle_id == cycle_id))).scalars()
-        audited = (await session.execute(select(AuditEvent.data).where(
-            AuditEvent.entity_id == str(request_id), AuditEvent.action == "report.issued"))).scalars().all()
+        audited = (
+            (
+                await session.execute(
+                    select(AuditEvent.data).where(
+                        AuditEvent.entity_id == str(request_id), AuditEvent.action == "report.issued"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert sorted(m.recipients[0]["email"] for m in sent) == sorted(
-        str(plan.agency(a).email) for a in ("ppc", "most", "mcst"))
-    assert all([a["filename"] for a in m.attachments] == [f"bao-cao-tong-hop-{year}.docx",
-                                                         f"bao-cao-tong-hop-{year}.pdf"] for m in sent)
+        str(plan.agency(a).email) for a in ("ppc", "most", "mcst")
+    )
+    assert all(
+        [a["filename"] for a in m.attachments] == [f"bao-cao-tong-hop-{year}.docx", f"bao-cao-tong-hop-{year}.pdf"]
+        for m in sent
+    )
     assert all("1/BC-SKHCN" in m.subject for m in sent)
     assert len(audited) == 1 and audited[0]["number"] == "1/BC-SKHCN"
     numbered = docx.Document(io.BytesIO(issued.docx))
     assert "Số: 1/BC-SKHCN" in numbered.tables[0].rows[0].cells[0].text
     body = "\n".join(p.text for p in numbered.paragraphs)
     assert "DỰ THẢO" not in body and "Nông Thị Hạnh" in "\n".join(
-        c.text for row in numbered.tables[-1].rows for c in row.cells)  # signed by the director who approved
+        c.text for row in numbered.tables[-1].rows for c in row.cells
+    )  # signed by the director who approved
 
-    served = await client.get(f"/api/v1/reports/annual/{year}", params={"format": "pdf"},
-                              headers=accounts.as_coordinator)
+    served = await client.get(
+        f"/api/v1/reports/annual/{year}", params={"format": "pdf"}, headers=accounts.as_coordinator
+    )
     assert served.status_code == 200 and served.content == issued.pdf  # as issued, not a new draft
 
 
 async def test_cancelling_the_cycle_closes_the_consolidation_form_and_its_draft(client, database, settings):
-    year, cycle_id = await _year_with_reports(database, settings, client, 2089)
+    _year, cycle_id = await _year_with_reports(database, settings, client, 2089)
     request_id, token, _ = await _consolidation(database, settings, cycle_id)
     async with database.transaction() as session:
         await coordination.cancel_cycle(session, cycle_id=cycle_id, reason="Điều chỉnh", by="test", now=utcnow())

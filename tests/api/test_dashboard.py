@@ -69,7 +69,8 @@ async def test_tampered_expired_or_disabled_sessions_are_not_accepted(app, clien
         f"{version}.{account}.{expires}.{signature[:-2]}",
         sign_session(secret, uuid.UUID(hex=account), utcnow() - dt.timedelta(hours=9)),  # expired
         sign_session(b"another key", uuid.UUID(hex=account), utcnow()),
-        "garbage", "",
+        "garbage",
+        "",
     ]
     for value in bad:
         client.cookies.set(SESSION_COOKIE, value, domain="kehoach.test")
@@ -102,32 +103,42 @@ async def test_the_overview_shows_an_overdue_request_sorted_by_lateness(client, 
 
 async def test_the_annual_report_of_every_unit_against_30_november(client, accounts, database, settings):
     empty = (await client.get("/?year=2096", headers=accounts.as_viewer)).text
-    report = empty[empty.index("Báo cáo năm 2096"):]
-    report = report[:report.index("</table>")]
+    report = empty[empty.index("Báo cáo năm 2096") :]
+    report = report[: report.index("</table>")]
     units = re.findall(r"<tr><td>([^<]+)</td>", report)
     assert len(units) >= 6 and "Sở Khoa học và Công nghệ" in html.unescape(report)
     assert report.count("Chưa bắt đầu") == len(units)
     assert "29/11/2096" in report or "29/11/2096" in empty  # due at the end of 29/11: "before 30 November"
 
-    opened = await open_request(database, settings, cycle_kind="annual", stage_id="annual_report", period="2095",
-                                starts_on=dt.date(2095, 1, 15), subject="dost")
+    opened = await open_request(
+        database,
+        settings,
+        cycle_kind="annual",
+        stage_id="annual_report",
+        period="2095",
+        starts_on=dt.date(2095, 1, 15),
+        subject="dost",
+    )
     page = (await client.get("/?year=2095", headers=accounts.as_viewer)).text
-    report = page[page.index("Báo cáo năm 2095"):]
-    report = report[:report.index("</table>")]
+    report = page[page.index("Báo cáo năm 2095") :]
+    report = report[: report.index("</table>")]
     assert f'href="/requests/{opened.request_id}"' in report
     assert "Đang chờ phê duyệt" in report
     assert report.count("Chưa bắt đầu") == len(units) - 1
 
 
-async def test_a_cycles_stages_have_progress_bars_and_its_prefect_run_a_link(client, accounts, database, settings,
-                                                                              monkeypatch):
+async def test_a_cycles_stages_have_progress_bars_and_its_prefect_run_a_link(
+    client, accounts, database, settings, monkeypatch
+):
     monkeypatch.setenv("PREFECT_UI_URL", "http://prefect.test:4200/")
-    opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction", period="2097",
-                                starts_on=dt.date(2097, 1, 15))
+    opened = await open_request(
+        database, settings, cycle_kind="annual", stage_id="dic_direction", period="2097", starts_on=dt.date(2097, 1, 15)
+    )
     run_id = uuid.uuid4()
     async with database.transaction() as session:
-        await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == opened.request_id)
-                              .values(waiter_ref=str(run_id)))
+        await session.execute(
+            update(ApprovalRequest).where(ApprovalRequest.id == opened.request_id).values(waiter_ref=str(run_id))
+        )
     page = (await client.get("/?year=2097", headers=accounts.as_viewer)).text
     assert f'href="http://prefect.test:4200/runs/flow-run/{run_id}"' in page
     assert 'role="progressbar"' in page and "Năm 2097" in page
@@ -171,18 +182,28 @@ async def test_the_annual_report_shows_who_has_not_submitted_yet(client, account
     plan = load_plan(settings.plan_file)
     tokens = {}
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period="2083", starts_on=dt.date(2083, 1, 15))
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period="2083", starts_on=dt.date(2083, 1, 15)
+        )
         for unit in ("dof", "provincial_web_portal"):
-            opened = await open_submission(session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle,
-                                           stage_id="annual_report", subject=unit, waiter_ref=None, now=utcnow(),
-                                           link_ttl=dt.timedelta(days=30))
+            opened = await open_submission(
+                session,
+                plan=plan,
+                secret=settings.link_secret_bytes(),
+                cycle=cycle,
+                stage_id="annual_report",
+                subject=unit,
+                waiter_ref=None,
+                now=utcnow(),
+                link_ttl=dt.timedelta(days=30),
+            )
             tokens[unit] = derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
     sent = await client.post(f"/s/{tokens['provincial_web_portal']}", data={"text": "Báo cáo năm của Cổng"})
     assert sent.status_code == 200
 
     page = (await client.get("/?year=2083", headers=accounts.as_viewer)).text
-    report = html.unescape(page[page.index("Báo cáo năm 2083"):])
-    report = report[:report.index("</table>")]
+    report = html.unescape(page[page.index("Báo cáo năm 2083") :])
+    report = report[: report.index("</table>")]
     rows = dict(re.findall(r"<tr><td>([^<]+)</td>.*?<span[^>]*>([^<]+)</span>", report, re.S))
     assert rows["Sở Tài chính"] == "Chưa nộp"
     assert rows["Cổng thông tin điện tử tỉnh"] == "Đang chờ phê duyệt"

@@ -25,12 +25,20 @@ async def _open(database, settings, stage_id: str, subject: str = "", *, cycle_k
     async with database.transaction() as session:
         from approvals import requests
 
-        cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=f"t-{uuid.uuid4().hex[:12]}",
-                                                   starts_on=STARTS)
-        opened = await open_submission(session, plan=load_plan(settings.plan_file),
-                                       secret=settings.link_secret_bytes(), cycle=cycle, stage_id=stage_id,
-                                       subject=subject, waiter_ref=None, now=utcnow(),
-                                       link_ttl=dt.timedelta(days=30))
+        cycle = await requests.get_or_create_cycle(
+            session, kind=cycle_kind, period=f"t-{uuid.uuid4().hex[:12]}", starts_on=STARTS
+        )
+        opened = await open_submission(
+            session,
+            plan=load_plan(settings.plan_file),
+            secret=settings.link_secret_bytes(),
+            cycle=cycle,
+            stage_id=stage_id,
+            subject=subject,
+            waiter_ref=None,
+            now=utcnow(),
+            link_ttl=dt.timedelta(days=30),
+        )
     link = opened.asked.link
     return opened.opened.request.id, derive_token(settings.link_secret_bytes(), link.id, 1), opened.asked.official.id
 
@@ -39,14 +47,27 @@ async def _state(database, request_id) -> dict:
     async with database.sessions() as session:
         request = await session.get(ApprovalRequest, request_id, populate_existing=True)
         return {
-            "status": request.status, "data": request.data, "requested_by": request.requested_by,
+            "status": request.status,
+            "data": request.data,
+            "requested_by": request.requested_by,
             "policy": request.policy,
-            "assignments": sorted((a.official_id, a.status) for a in (await session.execute(
-                select(Assignment).where(Assignment.request_id == request_id))).scalars()),
-            "links": sorted(link.status for link in (await session.execute(
-                select(SubmissionLink).where(SubmissionLink.request_id == request_id))).scalars()),
-            "audit": (await session.execute(select(func.count()).select_from(AuditEvent).where(
-                AuditEvent.entity_id == str(request_id)))).scalar_one(),
+            "assignments": sorted(
+                (a.official_id, a.status)
+                for a in (
+                    await session.execute(select(Assignment).where(Assignment.request_id == request_id))
+                ).scalars()
+            ),
+            "links": sorted(
+                link.status
+                for link in (
+                    await session.execute(select(SubmissionLink).where(SubmissionLink.request_id == request_id))
+                ).scalars()
+            ),
+            "audit": (
+                await session.execute(
+                    select(func.count()).select_from(AuditEvent).where(AuditEvent.entity_id == str(request_id))
+                )
+            ).scalar_one(),
         }
 
 
@@ -67,8 +88,9 @@ async def test_a_budget_waits_for_its_submission_then_goes_to_the_finance_direct
     assert missing.status_code == 422 and "số tiền" in missing.text.lower()
     assert await _state(database, request_id) == before  # a refused form changes nothing
 
-    sent = await client.post(f"/s/{token}", data={"text": "Dự toán kinh phí truyền thông năm",
-                                                  "amount": "1.500.000.000"})
+    sent = await client.post(
+        f"/s/{token}", data={"text": "Dự toán kinh phí truyền thông năm", "amount": "1.500.000.000"}
+    )
     assert sent.status_code == 200 and "Đã nộp" in sent.text
     after = await _state(database, request_id)
     assert after["status"] == "pending" and after["requested_by"] == "dof_budget_officer"
@@ -95,10 +117,17 @@ async def test_each_outlet_branch_reaches_its_own_editor_and_head(client, databa
     # After the 1 July 2025 merger the newspaper and the radio-TV station are one branch, and the
     # district culture centres (until 30 June 2025) are gone.
     assert plan.branches(stage, dt.date(2026, 3, 1)) == [
-        "lang_son_newspaper_radio_tv", "literature_arts_association", "provincial_web_portal"]
+        "lang_son_newspaper_radio_tv",
+        "literature_arts_association",
+        "provincial_web_portal",
+    ]
     before = plan.branches(stage, dt.date(2025, 3, 1))
-    assert before[:4] == ["lang_son_newspaper", "provincial_radio_tv", "literature_arts_association",
-                          "provincial_web_portal"]
+    assert before[:4] == [
+        "lang_son_newspaper",
+        "provincial_radio_tv",
+        "literature_arts_association",
+        "provincial_web_portal",
+    ]
     assert len(before) == 15 and all(unit.startswith("ccsc_") for unit in before[4:])  # the city and 10 districts
 
     request_id, token, official = await _open(database, settings, "outlet_plans", "provincial_web_portal")
@@ -109,8 +138,11 @@ async def test_each_outlet_branch_reaches_its_own_editor_and_head(client, databa
     # In sequence: the portal's own head first (not the other outlets' heads), then the lead agency.
     assert after["assignments"] == [("dost_director", "waiting"), ("portal_head", "pending")]
     async with database.sessions() as session:
-        head = (await session.execute(select(Assignment).where(
-            Assignment.request_id == request_id, Assignment.official_id == "portal_head"))).scalar_one()
+        head = (
+            await session.execute(
+                select(Assignment).where(Assignment.request_id == request_id, Assignment.official_id == "portal_head")
+            )
+        ).scalar_one()
     page = await client.get(f"/a/{await live_token(database, settings, head.id)}")
     assert page.status_code == 200 and "Kế hoạch sản xuất của Cổng thông tin" in page.text
     assert "Chờ đến lượt" in page.text  # the lead agency's director decides after the head
@@ -125,14 +157,25 @@ async def test_each_unit_reports_through_the_lead_agency(database, settings):
     # Every unit in force reports: after the 2025 mergers, the DOST (not the DIC), the DoF (not the
     # DPI), the merged newspaper and radio-TV, and the 65 communes and wards (not the districts).
     units = plan.branches(stage, dt.date(2026, 3, 1))
-    assert {"dost", "dof", "lang_son_newspaper_radio_tv", "literature_arts_association",
-            "provincial_web_portal", "fatherland_front", "pc_ward_tam_thanh"} <= set(units)
+    assert {
+        "dost",
+        "dof",
+        "lang_son_newspaper_radio_tv",
+        "literature_arts_association",
+        "provincial_web_portal",
+        "fatherland_front",
+        "pc_ward_tam_thanh",
+    } <= set(units)
     assert not {"dic", "dpi", "lang_son_newspaper", "pc_trang_dinh", "ccsc_trang_dinh"} & set(units)
     assert sum(unit.startswith(("pc_ward_", "pc_commune_")) for unit in units) == 65
     assert sum(unit.startswith(("pc_", "ccsc_")) for unit in plan.branches(stage, dt.date(2024, 10, 1))) == 22
-    for unit, reporter in [("dost", "dost_press_officer"), ("dof", "dof_budget_officer"),
-                           ("provincial_web_portal", "portal_editor"), ("pc_ward_tam_thanh", "pc_ward_tam_thanh_reporter"),
-                           ("womens_union", "womens_union_reporter")]:
+    for unit, reporter in [
+        ("dost", "dost_press_officer"),
+        ("dof", "dof_budget_officer"),
+        ("provincial_web_portal", "portal_editor"),
+        ("pc_ward_tam_thanh", "pc_ward_tam_thanh_reporter"),
+        ("womens_union", "womens_union_reporter"),
+    ]:
         _, _, official = await _open(database, settings, "annual_report", unit)
         assert official == reporter
 
@@ -146,11 +189,19 @@ async def test_opening_twice_asks_once(database, settings):
     async with database.transaction() as session:
         from approvals import requests
 
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}",
-                                                   starts_on=STARTS)
-        kwargs = dict(plan=load_plan(settings.plan_file), secret=settings.link_secret_bytes(), cycle=cycle,
-                      stage_id="materials", subject="", waiter_ref=None, now=utcnow(),
-                      link_ttl=dt.timedelta(days=30))
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=STARTS
+        )
+        kwargs = dict(
+            plan=load_plan(settings.plan_file),
+            secret=settings.link_secret_bytes(),
+            cycle=cycle,
+            stage_id="materials",
+            subject="",
+            waiter_ref=None,
+            now=utcnow(),
+            link_ttl=dt.timedelta(days=30),
+        )
         first = await open_submission(session, **kwargs)
         second = await open_submission(session, **kwargs)
     assert first.asked is not None and second.asked is None
@@ -174,11 +225,15 @@ async def test_cancelling_the_cycle_closes_a_waiting_submission(client, database
 
 async def test_a_submitted_step_is_decided_from_the_approvers_link(client, database, settings):
     request_id, token, _ = await _open(database, settings, "materials")
-    await client.post(f"/s/{token}", data={"text": "Bộ tài liệu phát triển bền vững",
-                                           "links": "https://langson.gov.vn/tai-lieu"})
+    await client.post(
+        f"/s/{token}", data={"text": "Bộ tài liệu phát triển bền vững", "links": "https://langson.gov.vn/tai-lieu"}
+    )
     async with database.sessions() as session:
-        assignment = (await session.execute(select(Assignment).where(
-            Assignment.request_id == request_id, Assignment.official_id == "dof_director"))).scalar_one()
+        assignment = (
+            await session.execute(
+                select(Assignment).where(Assignment.request_id == request_id, Assignment.official_id == "dof_director")
+            )
+        ).scalar_one()
     approver = await live_token(database, settings, assignment.id)
     page = await client.get(f"/a/{approver}")
     assert "Bộ tài liệu phát triển bền vững" in page.text and "https://langson.gov.vn/tai-lieu" in page.text
@@ -189,8 +244,11 @@ async def test_a_submitted_step_is_decided_from_the_approvers_link(client, datab
 
 async def test_a_coordinator_sees_who_must_submit_and_reminds_them(client, database, settings, accounts):
     request_id, token, official = await _open(database, settings, "finance_allocation")
-    listed = await client.get("/api/v1/requests", params={"status": "awaiting_submission", "stage": "finance_allocation"},
-                              headers=accounts.as_viewer)
+    listed = await client.get(
+        "/api/v1/requests",
+        params={"status": "awaiting_submission", "stage": "finance_allocation"},
+        headers=accounts.as_viewer,
+    )
     assert listed.status_code == 200
     (row,) = [r for r in listed.json() if r["id"] == str(request_id)]
     assert row["waiting_on"] == [official] == ["dof_budget_officer"]
@@ -202,13 +260,22 @@ async def test_a_coordinator_sees_who_must_submit_and_reminds_them(client, datab
     async with database.sessions() as session:
         from notifications.models import OutboxMessage
 
-        (email,) = (await session.execute(select(OutboxMessage).where(
-            OutboxMessage.idempotency_key.contains(":reminder-manual-"),
-            OutboxMessage.recipients.is_not(None)).order_by(OutboxMessage.created_at.desc()).limit(1))).scalars()
+        (email,) = (
+            await session.execute(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.idempotency_key.contains(":reminder-manual-"), OutboxMessage.recipients.is_not(None)
+                )
+                .order_by(OutboxMessage.created_at.desc())
+                .limit(1)
+            )
+        ).scalars()
     assert email.kind == "submission_request" and email.recipients[0]["email"] == "ngansach.stc@lang-son.example"
     # The reminder carries a fresh link; the one before stops working (a plain page, nothing changed).
     async with database.sessions() as session:
-        link = (await session.execute(select(SubmissionLink).where(SubmissionLink.request_id == request_id))).scalar_one()
+        link = (
+            await session.execute(select(SubmissionLink).where(SubmissionLink.request_id == request_id))
+        ).scalar_one()
     assert link.token_generation == 2 and f"{link.id}:2" in email.text_body
     old = await client.get(f"/s/{token}")
     assert old.status_code == 404 and "không còn hiệu lực" in old.text
@@ -227,10 +294,13 @@ async def test_cancelling_wakes_a_run_that_waits_on_a_resubmission(client, datab
     assert sent_back.status_code == 200
     async with database.sessions() as session:  # sent back: nothing for the run yet (its unit is asked)
         assert (await session.execute(select(Wake).where(Wake.cycle_id == opened.cycle_id))).first() is None
-    cancelled = await client.post(f"/api/v1/cycles/{opened.cycle_id}/cancel", json={"reason": "Dừng"},
-                                  headers=accounts.as_coordinator)
+    cancelled = await client.post(
+        f"/api/v1/cycles/{opened.cycle_id}/cancel", json={"reason": "Dừng"}, headers=accounts.as_coordinator
+    )
     assert cancelled.status_code == 200
     async with database.sessions() as session:
-        wakes = [(w.stage, w.reason, w.status) for w in (await session.execute(
-            select(Wake).where(Wake.cycle_id == opened.cycle_id))).scalars()]
+        wakes = [
+            (w.stage, w.reason, w.status)
+            for w in (await session.execute(select(Wake).where(Wake.cycle_id == opened.cycle_id))).scalars()
+        ]
     assert wakes == [("", "cycle_cancelled", "queued")]  # the run, wherever it waits, learns of it

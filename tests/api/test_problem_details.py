@@ -37,8 +37,11 @@ async def test_an_unknown_id_and_a_conflict_answer_problem_details(client, accou
 
 
 async def test_a_refusal_and_a_malformed_body_share_the_422_shape(client, accounts):
-    refused = await client.post("/api/v1/problems", headers=accounts.as_coordinator,
-                                json={"unit": "so_khong_co", "title": "Vướng mắc", "description": "Chi tiết"})
+    refused = await client.post(
+        "/api/v1/problems",
+        headers=accounts.as_coordinator,
+        json={"unit": "so_khong_co", "title": "Vướng mắc", "description": "Chi tiết"},
+    )
     body = assert_problem(refused, 422, "Refused")
     assert body["errors"] == [{"loc": ["body", "unit"], "msg": body["errors"][0]["msg"], "type": "refused"}]
     malformed = await client.post("/api/v1/problems", headers=accounts.as_coordinator, json={"unit": 5})

@@ -45,23 +45,41 @@ def _today(settings) -> str:
 
 async def _problems(database, unit: str) -> int:
     async with database.sessions() as session:
-        return (await session.execute(select(func.count()).select_from(ProblemReport).where(
-            ProblemReport.unit == unit))).scalar_one()
+        return (
+            await session.execute(select(func.count()).select_from(ProblemReport).where(ProblemReport.unit == unit))
+        ).scalar_one()
 
 
 async def test_a_unit_raises_a_problem_from_the_link_in_its_email(client, database, settings):
     plan = load_plan(settings.plan_file)
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2094, 1, 15))
-        opened = await open_submission(session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle,
-                                       stage_id="annual_report", subject="pc_ward_ky_lua", waiter_ref=None,
-                                       now=utcnow(), link_ttl=dt.timedelta(days=30))
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2094, 1, 15)
+        )
+        opened = await open_submission(
+            session,
+            plan=plan,
+            secret=settings.link_secret_bytes(),
+            cycle=cycle,
+            stage_id="annual_report",
+            subject="pc_ward_ky_lua",
+            waiter_ref=None,
+            now=utcnow(),
+            link_ttl=dt.timedelta(days=30),
+        )
         await Emails.of(plan, settings, Renderer()).submission_link(session, opened.opened.request, cycle, opened.asked)
     officer = opened.asked.official
     assert officer.agency == "pc_ward_ky_lua"
     async with database.sessions() as session:
-        (email,) = (await session.execute(select(OutboxMessage).where(
-            OutboxMessage.idempotency_key.contains(str(opened.asked.link.id))))).scalars().all()
+        (email,) = (
+            (
+                await session.execute(
+                    select(OutboxMessage).where(OutboxMessage.idempotency_key.contains(str(opened.asked.link.id)))
+                )
+            )
+            .scalars()
+            .all()
+        )
     # The outbox keeps a placeholder, never a token; the dispatcher signs it as it sends.
     argument = f"{officer.id}:{_today(settings)}"
     assert f"[[secret:{PROBLEM_LINK}:{argument}]]" in email.text_body and "/p/" not in email.text_body
@@ -80,16 +98,36 @@ async def test_a_unit_raises_a_problem_from_the_link_in_its_email(client, databa
     empty = await client.post(path, data={"title": "  ", "description": "Chi tiết"})
     assert empty.status_code == 422 and await _problems(database, "pc_ward_ky_lua") == before
 
-    sent = await client.post(path, data={"title": "Thiếu loa truyền thanh ở thôn",
-                                         "description": "Ba thôn chưa có loa; đề nghị hỗ trợ kinh phí."})
+    sent = await client.post(
+        path,
+        data={"title": "Thiếu loa truyền thanh ở thôn", "description": "Ba thôn chưa có loa; đề nghị hỗ trợ kinh phí."},
+    )
     assert sent.status_code == 200 and "Đã gửi vướng mắc" in sent.text
     async with database.sessions() as session:
-        problem = (await session.execute(select(ProblemReport).where(
-            ProblemReport.unit == "pc_ward_ky_lua").order_by(ProblemReport.created_at.desc()).limit(1))).scalar_one()
-        audited = (await session.execute(select(AuditEvent.actor).where(
-            AuditEvent.entity_id == str(problem.id), AuditEvent.action == "problem.recorded"))).scalars().all()
+        problem = (
+            await session.execute(
+                select(ProblemReport)
+                .where(ProblemReport.unit == "pc_ward_ky_lua")
+                .order_by(ProblemReport.created_at.desc())
+                .limit(1)
+            )
+        ).scalar_one()
+        audited = (
+            (
+                await session.execute(
+                    select(AuditEvent.actor).where(
+                        AuditEvent.entity_id == str(problem.id), AuditEvent.action == "problem.recorded"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert (problem.title, problem.recorded_by, problem.cycle_id) == (
-        "Thiếu loa truyền thanh ở thôn", f"official:{officer.id}", None)  # the service starts its cycle
+        "Thiếu loa truyền thanh ở thôn",
+        f"official:{officer.id}",
+        None,
+    )  # the service starts its cycle
     assert audited == [f"official:{officer.id}"]
     again = await client.post(path, data={"title": "Vướng mắc thứ hai", "description": "Chi tiết"})
     assert again.status_code == 200  # one link, as many problems as the unit has
@@ -106,15 +144,20 @@ async def test_an_abolished_unit_is_refused_and_pointed_to_its_successors(client
     assert "Sở Khoa học và Công nghệ" in page.text and "Sở Văn hóa, Thể thao và Du lịch" in page.text
     posted = await client.post(path, data={"title": "Vướng mắc", "description": "Chi tiết"})
     assert posted.status_code == 409
-    district = await client.post(f"/p/{problem_token(settings.link_secret_bytes(), 'pc_trang_dinh_reporter', _today(settings))}",
-                                 data={"title": "Vướng mắc", "description": "Chi tiết"})
+    district = await client.post(
+        f"/p/{problem_token(settings.link_secret_bytes(), 'pc_trang_dinh_reporter', _today(settings))}",
+        data={"title": "Vướng mắc", "description": "Chi tiết"},
+    )
     assert district.status_code == 409 and "UBND huyện Tràng Định" in district.text
     assert await _problems(database, "dic") == before and await _problems(database, "pc_trang_dinh") == 0
 
 
 async def test_the_api_refuses_a_unit_not_in_force(client, accounts):
-    refused = await client.post("/api/v1/problems", headers=accounts.as_coordinator,
-                                json={"title": "Vướng mắc", "description": "Mô tả", "unit": "pc_trang_dinh"})
+    refused = await client.post(
+        "/api/v1/problems",
+        headers=accounts.as_coordinator,
+        json={"title": "Vướng mắc", "description": "Mô tả", "unit": "pc_trang_dinh"},
+    )
     assert refused.status_code == 422 and "not in force" in refused.json()["errors"][0]["msg"]
 
 
@@ -124,16 +167,20 @@ async def test_a_bad_tampered_or_expired_problem_link_gets_the_invalid_page(clie
     old = f"{dt.datetime.now(load_plan(settings.plan_file).tz) - dt.timedelta(days=settings.link_ttl_days + 1):%Y%m%d}"
     future = f"{dt.datetime.now(load_plan(settings.plan_file).tz) + dt.timedelta(days=2):%Y%m%d}"
     name, issued, mac = good.split(".")
-    bad = [f"{name}.{issued}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",  # tampered
-           f"{name}.{old}.{problem_token(secret, 'dost_press_officer', old).split('.')[2]}",  # expired
-           problem_token(secret, "dost_press_officer", future),  # not issued yet
-           problem_token(b"another secret" * 4, "dost_press_officer", issued),  # not ours
-           problem_token(secret, "nobody_here", issued),  # not in the directory
-           "x" * 43]
+    bad = [
+        f"{name}.{issued}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",  # tampered
+        f"{name}.{old}.{problem_token(secret, 'dost_press_officer', old).split('.')[2]}",  # expired
+        problem_token(secret, "dost_press_officer", future),  # not issued yet
+        problem_token(b"another secret" * 4, "dost_press_officer", issued),  # not ours
+        problem_token(secret, "nobody_here", issued),  # not in the directory
+        "x" * 43,
+    ]
     before = await _problems(database, "dost")
     for token in bad:
-        for answer in (await client.get(f"/p/{token}"), await client.post(f"/p/{token}", data={
-                "title": "Vướng mắc", "description": "Chi tiết"})):
+        for answer in (
+            await client.get(f"/p/{token}"),
+            await client.post(f"/p/{token}", data={"title": "Vướng mắc", "description": "Chi tiết"}),
+        ):
             assert answer.status_code == 404 and "Liên kết không còn hiệu lực" in answer.text, token
     assert (await client.get(f"/p/{good}")).status_code == 200
     assert await _problems(database, "dost") == before
@@ -142,18 +189,32 @@ async def test_a_bad_tampered_or_expired_problem_link_gets_the_invalid_page(clie
 async def test_the_approval_page_and_its_answer_carry_the_deciders_own_link(client, database, settings):
     plan = load_plan(settings.plan_file)
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2094, 1, 15))
-        opened = await open_submission(session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle,
-                                       stage_id="materials", subject="", waiter_ref=None, now=utcnow(),
-                                       link_ttl=dt.timedelta(days=30))
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2094, 1, 15)
+        )
+        opened = await open_submission(
+            session,
+            plan=plan,
+            secret=settings.link_secret_bytes(),
+            cycle=cycle,
+            stage_id="materials",
+            subject="",
+            waiter_ref=None,
+            now=utcnow(),
+            link_ttl=dt.timedelta(days=30),
+        )
     token = derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
     done = await client.post(f"/s/{token}", data={"text": "Tài liệu"})
     expected = f"/p/{problem_token(settings.link_secret_bytes(), opened.asked.official.id, _today(settings))}"
     assert PROBLEM.search(done.text).group(1) == expected  # the answer page of the form
     async with database.sessions() as session:
-        assignment = (await session.execute(select(Assignment).join(
-            ApprovalRequest, ApprovalRequest.id == Assignment.request_id).where(
-            ApprovalRequest.cycle_id == cycle.id))).scalar_one()
+        assignment = (
+            await session.execute(
+                select(Assignment)
+                .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
+                .where(ApprovalRequest.cycle_id == cycle.id)
+            )
+        ).scalar_one()
     approver = await live_token(database, settings, assignment.id)
     mine = f"/p/{problem_token(settings.link_secret_bytes(), assignment.official_id, _today(settings))}"
     assert PROBLEM.search((await client.get(f"/a/{approver}")).text).group(1) == mine

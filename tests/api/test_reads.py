@@ -14,8 +14,9 @@ from tests.api.conftest import live_token, open_request
 
 
 async def test_a_cycle_lists_the_plans_stages_with_their_progress(client, accounts, database, settings):
-    opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction", period="2094",
-                                starts_on=dt.date(2094, 1, 15))
+    opened = await open_request(
+        database, settings, cycle_kind="annual", stage_id="dic_direction", period="2094", starts_on=dt.date(2094, 1, 15)
+    )
     listed = await client.get("/api/v1/cycles?kind=annual&year=2094", headers=accounts.as_viewer)
     assert listed.status_code == 200
     [cycle] = listed.json()
@@ -63,24 +64,39 @@ async def test_waiting_on_counts_each_officials_pending_and_overdue_steps(client
 
 async def test_a_requests_history_has_assignments_decisions_and_audit(client, accounts, database, settings):
     day = dt.datetime(2093, 5, 2, 3, 0, tzinfo=dt.UTC)
-    delegation = await client.post("/api/v1/delegations", headers=accounts.as_coordinator, json={
-        "delegator": "ppc_chair", "delegate": "dost_press_officer", "role": "ppc.chair",
-        "valid_from": "2093-05-01", "valid_to": "2093-05-10", "reason": "Nghỉ phép"})
+    delegation = await client.post(
+        "/api/v1/delegations",
+        headers=accounts.as_coordinator,
+        json={
+            "delegator": "ppc_chair",
+            "delegate": "dost_press_officer",
+            "role": "ppc.chair",
+            "valid_from": "2093-05-01",
+            "valid_to": "2093-05-10",
+            "reason": "Nghỉ phép",
+        },
+    )
     assert delegation.status_code == 201, delegation.text
     opened = await open_request(database, settings, now=day, starts_on=day.date())
     assert set(opened.assignments) == {"ppc_vice_chair"}  # the vice-chair decides; the chair is the superior
     # Escalated that day (the coordinator's action, as the sweep does at the due time), the step
     # goes to the chair's role too: her delegate is asked, on her behalf.
     async with database.transaction() as session:
-        acted = await coordination.escalate(session, plan=load_plan(settings.plan_file),
-                                            secret=settings.link_secret_bytes(), request_id=opened.request_id,
-                                            by=f"api:{accounts.coordinator_name}", now=day,
-                                            link_ttl=dt.timedelta(days=30))
+        acted = await coordination.escalate(
+            session,
+            plan=load_plan(settings.plan_file),
+            secret=settings.link_secret_bytes(),
+            request_id=opened.request_id,
+            by=f"api:{accounts.coordinator_name}",
+            now=day,
+            link_ttl=dt.timedelta(days=30),
+        )
     assert [(n.official.id, n.assignment.on_behalf_of) for n in acted.notify] == [("dost_press_officer", "ppc_chair")]
     token = await live_token(database, settings, acted.notify[0].assignment.id)
     async with database.transaction() as session:
-        await decide(session, token=token, outcome=Outcome.reject, comment="Đề nghị bổ sung số liệu", now=day,
-                     plan=None)
+        await decide(
+            session, token=token, outcome=Outcome.reject, comment="Đề nghị bổ sung số liệu", now=day, plan=None
+        )
 
     response = await client.get(f"/api/v1/requests/{opened.request_id}", headers=accounts.as_viewer)
     assert response.status_code == 200, response.text
@@ -93,10 +109,15 @@ async def test_a_requests_history_has_assignments_decisions_and_audit(client, ac
     assert assignments["ppc_vice_chair"]["official_name"] == "Dương Xuân Huyên"
     [decision] = history["decisions"]
     assert (decision["official_id"], decision["on_behalf_of"], decision["outcome"], decision["comment"]) == (
-        "dost_press_officer", "ppc_chair", "reject", "Đề nghị bổ sung số liệu")
+        "dost_press_officer",
+        "ppc_chair",
+        "reject",
+        "Đề nghị bổ sung số liệu",
+    )
     assert [e["action"] for e in history["audit"]] == ["request.opened", "request.escalated", "decision.recorded"]
     assert history["audit"][1]["data"]["to"] == ["dost_press_officer"]
     assert history["audit"][2]["data"]["on_behalf_of"] == "ppc_chair"
-    revoked = await client.post(f"/api/v1/delegations/{delegation.json()['id']}/revoke",
-                                headers=accounts.as_coordinator)
+    revoked = await client.post(
+        f"/api/v1/delegations/{delegation.json()['id']}/revoke", headers=accounts.as_coordinator
+    )
     assert revoked.status_code == 200

@@ -22,8 +22,9 @@ async def test_a_wake_without_a_prefect_api_stays_queued_and_starts_no_server(pr
     opened = await open_request(database, settings, cycle_kind="annual", stage_id="dic_direction")
     async with database.transaction() as session:
         await session.execute(update(Cycle).where(Cycle.id == opened.cycle_id).values(run_id=str(uuid.uuid4())))
-        await enqueue_wake(session, cycle_id=opened.cycle_id, stage="dic_direction", reason=WakeReason.stage_settled,
-                           now=utcnow())
+        await enqueue_wake(
+            session, cycle_id=opened.cycle_id, stage="dic_direction", reason=WakeReason.stage_settled, now=utcnow()
+        )
     servers_before = {port: server.running for port, server in SubprocessASGIServer._instances.items()}
 
     with temporary_settings(restore_defaults={PREFECT_API_URL}):

@@ -27,8 +27,12 @@ from notifications.render import Renderer
 from tests.api.conftest import live_token
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
-ORIENTATION = {"text": "Định hướng tuyên truyền năm.", "field_themes": "Kinh tế xanh; chuyển đổi số",
-               "field_channels": "Báo và Đài, Cổng thông tin", "field_calendar": "Mỗi quý một chuyên đề"}
+ORIENTATION = {
+    "text": "Định hướng tuyên truyền năm.",
+    "field_themes": "Kinh tế xanh; chuyển đổi số",
+    "field_channels": "Báo và Đài, Cổng thông tin",
+    "field_calendar": "Mỗi quý một chuyên đề",
+}
 GUIDANCE = "Đề nghị tập trung nông nghiệp xanh và kinh tế cửa khẩu."
 
 
@@ -36,31 +40,49 @@ async def _open(database, settings, cycle_id, stage_id: str) -> str:
     """Open a single-branch stage that starts with a submission; the form link's token."""
     async with database.transaction() as session:
         cycle = await session.get(Cycle, cycle_id)
-        opened = await open_submission(session, plan=load_plan(settings.plan_file), secret=settings.link_secret_bytes(),
-                                       cycle=cycle, stage_id=stage_id, subject="", waiter_ref=None, now=utcnow(),
-                                       link_ttl=dt.timedelta(days=30))
+        opened = await open_submission(
+            session,
+            plan=load_plan(settings.plan_file),
+            secret=settings.link_secret_bytes(),
+            cycle=cycle,
+            stage_id=stage_id,
+            subject="",
+            waiter_ref=None,
+            now=utcnow(),
+            link_ttl=dt.timedelta(days=30),
+        )
     return derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
 
 
 async def _approver(database, settings, cycle_id, stage_id: str, subject: str = "") -> str:
     async with database.sessions() as session:
-        assignment = (await session.execute(select(Assignment).join(
-            ApprovalRequest, ApprovalRequest.id == Assignment.request_id).where(
-            ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == stage_id,
-            ApprovalRequest.subject == subject, Assignment.status == "pending"))).scalar_one()
+        assignment = (
+            await session.execute(
+                select(Assignment)
+                .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
+                .where(
+                    ApprovalRequest.cycle_id == cycle_id,
+                    ApprovalRequest.stage == stage_id,
+                    ApprovalRequest.subject == subject,
+                    Assignment.status == "pending",
+                )
+            )
+        ).scalar_one()
     return await live_token(database, settings, assignment.id)
 
 
 async def _oriented(client, database, settings, year: int) -> uuid.UUID:
     """Stage 1: the press officer submits the orientation with a file, the director approves it."""
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period=str(year),
-                                                   starts_on=dt.date(year, 1, 15))
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period=str(year), starts_on=dt.date(year, 1, 15)
+        )
     token = await _open(database, settings, cycle.id, "dic_direction")
     form = await client.get(f"/s/{token}")
     assert all(f'name="field_{name}"' in form.text for name in ("themes", "channels", "calendar"))
-    sent = await client.post(f"/s/{token}", data=ORIENTATION,
-                             files=[("files", ("Định hướng.pdf", PDF, "application/pdf"))])
+    sent = await client.post(
+        f"/s/{token}", data=ORIENTATION, files=[("files", ("Định hướng.pdf", PDF, "application/pdf"))]
+    )
     assert sent.status_code == 200, sent.text
     director = await _approver(database, settings, cycle.id, "dic_direction")
     page = await client.get(f"/a/{director}")
@@ -71,34 +93,53 @@ async def _oriented(client, database, settings, year: int) -> uuid.UUID:
 
 async def _outlets(database, settings, cycle_id, year: int) -> dict[str, str]:
     """Stage 4 opened as the run opens it; each outlet's form link token."""
-    await open_branches(database, plan=load_plan(settings.plan_file), settings=settings, renderer=Renderer(),
-                        cycle_kind="annual", period=str(year), starts_on=dt.date(year, 1, 15),
-                        stage_id="outlet_plans", waiter_ref=None)
+    await open_branches(
+        database,
+        plan=load_plan(settings.plan_file),
+        settings=settings,
+        renderer=Renderer(),
+        cycle_kind="annual",
+        period=str(year),
+        starts_on=dt.date(year, 1, 15),
+        stage_id="outlet_plans",
+        waiter_ref=None,
+    )
     async with database.sessions() as session:
-        links = (await session.execute(select(ApprovalRequest.subject, SubmissionLink.id).join(
-            SubmissionLink, SubmissionLink.request_id == ApprovalRequest.id).where(
-            ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "outlet_plans"))).all()
+        links = (
+            await session.execute(
+                select(ApprovalRequest.subject, SubmissionLink.id)
+                .join(SubmissionLink, SubmissionLink.request_id == ApprovalRequest.id)
+                .where(ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "outlet_plans")
+            )
+        ).all()
     return {subject: derive_token(settings.link_secret_bytes(), link_id, 1) for subject, link_id in links}
 
 
 async def _email_to(database, address: str, year: int) -> str:
     """The stage 4 form email of one year to one address."""
     async with database.sessions() as session:
-        rows = (await session.execute(select(OutboxMessage).where(
-            OutboxMessage.kind == "submission_request"))).scalars().all()
-    (message,) = [m for m in rows if m.recipients[0]["email"] == address and "4. " in m.subject
-                  and str(year) in m.subject]
+        rows = (
+            (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "submission_request")))
+            .scalars()
+            .all()
+        )
+    (message,) = [
+        m for m in rows if m.recipients[0]["email"] == address and "4. " in m.subject and str(year) in m.subject
+    ]
     return message.text_body
 
 
-async def test_the_boards_guidance_is_acknowledged_never_rejected_and_reaches_every_outlet(client, database,
-                                                                                           settings):
+async def test_the_boards_guidance_is_acknowledged_never_rejected_and_reaches_every_outlet(client, database, settings):
     cycle_id = await _oriented(client, database, settings, 2091)
     board = await _open(database, settings, cycle_id, "propaganda_guidance")
     async with database.sessions() as session:
-        asked = (await session.execute(select(SubmissionLink.official_id).join(
-            ApprovalRequest, ApprovalRequest.id == SubmissionLink.request_id).where(
-            ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "propaganda_guidance"))).scalar_one()
+        asked = (
+            await session.execute(
+                select(SubmissionLink.official_id)
+                .join(ApprovalRequest, ApprovalRequest.id == SubmissionLink.request_id)
+                .where(ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "propaganda_guidance")
+            )
+        ).scalar_one()
     assert asked == "propaganda_head"  # the Board is asked to give guidance, not to approve
     request_page = await client.get(f"/s/{board}")
     assert "Đề nghị Ban Tuyên giáo" in request_page.text  # the request says it is requested
@@ -110,8 +151,13 @@ async def test_the_boards_guidance_is_acknowledged_never_rejected_and_reaches_ev
     refused = await client.post(f"/a/{director}", data={"outcome": "reject", "comment": "Không đồng ý."})
     assert refused.status_code == 422 and "chỉ có thể tiếp nhận" in refused.text
     async with database.sessions() as session:
-        status = (await session.execute(select(ApprovalRequest.status).where(
-            ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "propaganda_guidance"))).scalar_one()
+        status = (
+            await session.execute(
+                select(ApprovalRequest.status).where(
+                    ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "propaganda_guidance"
+                )
+            )
+        ).scalar_one()
     assert status == "pending"  # the refused choice changed nothing
     assert (await client.post(f"/a/{director}", data={"outcome": "approve", "comment": ""})).status_code == 200
 
@@ -130,26 +176,41 @@ async def test_the_boards_guidance_is_acknowledged_never_rejected_and_reaches_ev
 
     portal = forms["provincial_web_portal"]
     async with database.sessions() as session:
-        (pdf_id,) = (await session.execute(select(SubmissionFile.id).where(
-            SubmissionFile.filename == "Định hướng.pdf").join(
-            ApprovalRequest, ApprovalRequest.id == SubmissionFile.request_id).where(
-            ApprovalRequest.cycle_id == cycle_id))).scalars().all()
+        (pdf_id,) = (
+            (
+                await session.execute(
+                    select(SubmissionFile.id)
+                    .where(SubmissionFile.filename == "Định hướng.pdf")
+                    .join(ApprovalRequest, ApprovalRequest.id == SubmissionFile.request_id)
+                    .where(ApprovalRequest.cycle_id == cycle_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     download = await client.get(f"/s/{portal}/shown/{pdf_id}")
     assert download.status_code == 200 and download.content == PDF
     assert (await client.get(f"/s/{portal}/shown/{uuid.uuid4()}")).status_code == 404  # only what it carries
     assert (await client.get(f"/s/{'x' * 43}/shown/{pdf_id}")).status_code == 404  # only with a live link
 
-    sent = await client.post(f"/s/{portal}", data={"text": "Kế hoạch của Cổng.",
-                                                  "field_area_environment": "Chuyên mục Lạng Sơn xanh"})
+    sent = await client.post(
+        f"/s/{portal}", data={"text": "Kế hoạch của Cổng.", "field_area_environment": "Chuyên mục Lạng Sơn xanh"}
+    )
     assert sent.status_code == 200
     head = await _approver(database, settings, cycle_id, "outlet_plans", "provincial_web_portal")
     page = html.unescape((await client.get(f"/a/{head}")).text)
     assert GUIDANCE in page and "Môi trường:" in page and "Chuyên mục Lạng Sơn xanh" in page
     assert (await client.get(f"/a/{head}/shown/{pdf_id}")).content == PDF
     async with database.sessions() as session:
-        data = (await session.execute(select(ApprovalRequest.data).where(
-            ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "outlet_plans",
-            ApprovalRequest.subject == "provincial_web_portal"))).scalar_one()
+        data = (
+            await session.execute(
+                select(ApprovalRequest.data).where(
+                    ApprovalRequest.cycle_id == cycle_id,
+                    ApprovalRequest.stage == "outlet_plans",
+                    ApprovalRequest.subject == "provincial_web_portal",
+                )
+            )
+        ).scalar_one()
     assert data["fields"] == {"area_environment": "Chuyên mục Lạng Sơn xanh"} and len(data["shown"]) == 2
 
 
@@ -163,13 +224,31 @@ async def test_a_board_that_gave_nothing_by_its_due_time_is_shown_as_such(client
     if gave:
         assert (await client.post(f"/s/{board}", data={"text": GUIDANCE})).status_code == 200
     async with database.transaction() as session:
-        (request_id,) = (await session.execute(select(ApprovalRequest.id).where(
-            ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "propaganda_guidance"))).scalars().all()
-        await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == request_id)
-                              .values(due_at=utcnow() - dt.timedelta(hours=1)))
+        (request_id,) = (
+            (
+                await session.execute(
+                    select(ApprovalRequest.id).where(
+                        ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "propaganda_guidance"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await session.execute(
+            update(ApprovalRequest)
+            .where(ApprovalRequest.id == request_id)
+            .values(due_at=utcnow() - dt.timedelta(hours=1))
+        )
     async with database.transaction() as session:
-        event = await sweep_request(session, plan=load_plan(settings.plan_file), secret=settings.link_secret_bytes(),
-                                    request_id=request_id, now=utcnow(), link_ttl=dt.timedelta(days=30))
+        event = await sweep_request(
+            session,
+            plan=load_plan(settings.plan_file),
+            secret=settings.link_secret_bytes(),
+            request_id=request_id,
+            now=utcnow(),
+            link_ttl=dt.timedelta(days=30),
+        )
     assert event is not None and event.kind.value == "expired"
 
     forms = await _outlets(database, settings, cycle_id, year)

@@ -20,8 +20,14 @@ from tests.approvals.test_routing import PLAN, SECRET, TTL, token_of
 TRIALS = 200
 PARALLEL = 50
 DEPUTIES = [
-    Official(id=f"deputy_x{i}", name=f"Phó giám đốc {i}", email=f"pgd{i}@t.example", agency="dept",
-             title=Text(vi="PGĐ", en="Deputy"), roles=["deputy"])
+    Official(
+        id=f"deputy_x{i}",
+        name=f"Phó giám đốc {i}",
+        email=f"pgd{i}@t.example",
+        agency="dept",
+        title=Text(vi="PGĐ", en="Deputy"),
+        roles=["deputy"],
+    )
     for i in range(PARALLEL)
 ]
 CROWDED = PLAN.model_copy(update={"officials": [*PLAN.officials, *DEPUTIES]})
@@ -30,18 +36,21 @@ NOW = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
 
 async def _open(db, stage: str, plan=CROWDED, now=NOW):
     async with db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="test", period=f"c-{uuid.uuid4().hex[:12]}",
-                                                   starts_on=dt.date(2026, 7, 1))
-        opened = await requests.open_request(session, plan=plan, secret=SECRET, cycle=cycle, stage_id=stage,
-                                             waiter_ref=None, link_ttl=TTL, now=now)
+        cycle = await requests.get_or_create_cycle(
+            session, kind="test", period=f"c-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 7, 1)
+        )
+        opened = await requests.open_request(
+            session, plan=plan, secret=SECRET, cycle=cycle, stage_id=stage, waiter_ref=None, link_ttl=TTL, now=now
+        )
     return opened
 
 
 async def _try_decide(db, token: str, outcome: Outcome, now=NOW) -> bool:
     try:
         async with db.transaction() as session:
-            await decide(session, token=token, outcome=outcome, comment="đồng thời", now=now, plan=CROWDED,
-                         secret=SECRET)
+            await decide(
+                session, token=token, outcome=outcome, comment="đồng thời", now=now, plan=CROWDED, secret=SECRET
+            )
         return True
     except (requests.InvalidLink, requests.AlreadyDecided):
         return False
@@ -49,10 +58,16 @@ async def _try_decide(db, token: str, outcome: Outcome, now=NOW) -> bool:
 
 async def _counts(db, request_id) -> tuple[int, int, str]:
     async with db.sessions() as session:
-        decisions = (await session.execute(select(func.count()).select_from(Decision)
-                                           .where(Decision.request_id == request_id))).scalar_one()
-        audited = (await session.execute(select(func.count()).select_from(AuditEvent).where(
-            AuditEvent.entity_id == str(request_id), AuditEvent.action == "decision.recorded"))).scalar_one()
+        decisions = (
+            await session.execute(select(func.count()).select_from(Decision).where(Decision.request_id == request_id))
+        ).scalar_one()
+        audited = (
+            await session.execute(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.entity_id == str(request_id), AuditEvent.action == "decision.recorded")
+            )
+        ).scalar_one()
         status = (await session.get(ApprovalRequest, request_id)).status
     return decisions, audited, status
 
@@ -61,10 +76,10 @@ async def _counts(db, request_id) -> tuple[int, int, str]:
 async def test_fifty_parallel_decisions_on_one_request_give_one_outcome(database):
     for trial in range(TRIALS):
         opened = await _open(database, "s_any")
-        tokens = [token_of(n.assignment) for n in opened.new_assignments][:PARALLEL // 2]
+        tokens = [token_of(n.assignment) for n in opened.new_assignments][: PARALLEL // 2]
         tokens += tokens  # and every link double-clicked
         outcomes = [Outcome.approve if i % 3 else Outcome.reject for i in range(len(tokens))]
-        won = await asyncio.gather(*(_try_decide(database, t, o) for t, o in zip(tokens, outcomes)))
+        won = await asyncio.gather(*(_try_decide(database, t, o) for t, o in zip(tokens, outcomes, strict=True)))
         decisions, audited, status = await _counts(database, opened.request.id)
         assert sum(won) == 1, f"trial {trial}: {sum(won)} winners"
         assert (decisions, audited) == (1, 1), f"trial {trial}"
@@ -79,16 +94,18 @@ async def test_a_decision_racing_the_sweep_never_gives_two_outcomes(database):
         opened = await _open(database, "s_expire", plan=PLAN, now=dt.datetime(2026, 7, 2, tzinfo=dt.UTC))
         token = token_of(opened.new_assignments[0].assignment)
 
-        async def run_sweep():
+        async def run_sweep(opened=opened):
             try:
                 async with database.transaction() as session:
-                    return await sweep_request(session, plan=PLAN, secret=SECRET, request_id=opened.request.id,
-                                               now=due_passed, link_ttl=TTL)
+                    return await sweep_request(
+                        session, plan=PLAN, secret=SECRET, request_id=opened.request.id, now=due_passed, link_ttl=TTL
+                    )
             except requests.AlreadyDecided:
                 return None
 
-        decided, event = await asyncio.gather(_try_decide(database, token, Outcome.approve, now=due_passed),
-                                              run_sweep())
+        decided, event = await asyncio.gather(
+            _try_decide(database, token, Outcome.approve, now=due_passed), run_sweep()
+        )
         decisions, _, status = await _counts(database, opened.request.id)
         assert decided != (event is not None), f"trial {trial}: both or neither won"
         assert (status, decisions) == (("approved", 1) if decided else ("expired", 0)), f"trial {trial}"

@@ -44,40 +44,80 @@ async def _year_2026(db) -> dict:
     stage = requests.stage_of(PLAN, "annual", "annual_report")
     with time_machine.travel(at(10, 1), tick=False):
         async with db.transaction() as session:
-            cycle = await requests.get_or_create_cycle(session, kind="annual", period="2026",
-                                                       starts_on=dt.date(2026, 1, 15))
+            cycle = await requests.get_or_create_cycle(
+                session, kind="annual", period="2026", starts_on=dt.date(2026, 1, 15)
+            )
             for subject in PLAN.branches(stage, dt.date(2026, 10, 1)):
-                await _open_branch(session, plan=PLAN, settings=SETTINGS, renderer=Renderer(), cycle=cycle,
-                                   stage=stage, subject=subject, waiter_ref=None, link_ttl=TTL, data=None)
+                await _open_branch(
+                    session,
+                    plan=PLAN,
+                    settings=SETTINGS,
+                    renderer=Renderer(),
+                    cycle=cycle,
+                    stage=stage,
+                    subject=subject,
+                    waiter_ref=None,
+                    link_ttl=TTL,
+                    data=None,
+                )
     async with db.sessions() as session:
-        rows = (await session.execute(select(requests.ApprovalRequest.subject, requests.ApprovalRequest.id).where(
-            requests.ApprovalRequest.cycle_id == cycle.id))).all()
+        rows = (
+            await session.execute(
+                select(requests.ApprovalRequest.subject, requests.ApprovalRequest.id).where(
+                    requests.ApprovalRequest.cycle_id == cycle.id
+                )
+            )
+        ).all()
     ids = dict(rows)
 
     async def send(unit: str, when: dt.datetime, text: str, links: str = "", files=()):
         with time_machine.travel(when, tick=False):
             async with db.transaction() as session:
-                link = (await session.execute(select(SubmissionLink).where(
-                    SubmissionLink.request_id == ids[unit]))).scalar_one()
+                link = (
+                    await session.execute(select(SubmissionLink).where(SubmissionLink.request_id == ids[unit]))
+                ).scalar_one()
                 data = parse_submission(stage_kind=stage.kind, text=text, links=links)
-                await submit(session, plan=PLAN, secret=KEY, token=derive_token(KEY, link.id, 1), data=data,
-                             now=utcnow(), link_ttl=TTL, files=list(files))
+                await submit(
+                    session,
+                    plan=PLAN,
+                    secret=KEY,
+                    token=derive_token(KEY, link.id, 1),
+                    data=data,
+                    now=utcnow(),
+                    link_ttl=TTL,
+                    files=list(files),
+                )
 
     async def decides(unit: str, when: dt.datetime, outcome: Outcome, comment: str = ""):
         with time_machine.travel(when, tick=False):
             async with db.transaction() as session:
-                assignment = (await session.execute(select(Assignment).where(
-                    Assignment.request_id == ids[unit]))).scalar_one()
-                await decide(session, token=derive_token(KEY, assignment.id, assignment.token_generation),
-                             outcome=outcome, comment=comment, now=utcnow(), plan=PLAN, secret=KEY, link_ttl=TTL)
+                assignment = (
+                    await session.execute(select(Assignment).where(Assignment.request_id == ids[unit]))
+                ).scalar_one()
+                await decide(
+                    session,
+                    token=derive_token(KEY, assignment.id, assignment.token_generation),
+                    outcome=outcome,
+                    comment=comment,
+                    now=utcnow(),
+                    plan=PLAN,
+                    secret=KEY,
+                    link_ttl=TTL,
+                )
 
     # Typed on a phone: decomposed diacritics (NFD) come in, NFC goes out.
-    await send("dost", at(11, 12), unicodedata.normalize("NFD", "Đã đăng 124 tin, bài về phát triển bền vững.\n"
-                                                                 "Tổ chức 3 hội nghị đối thoại doanh nghiệp."),
-               links="https://skhcn.langson.gov.vn/tin-1\nhttps://skhcn.langson.gov.vn/tin-2",
-               files=[("Báo cáo năm 2026.pdf", "application/pdf", b"%PDF-1.4 demo"),
-                      ("Phụ lục số liệu.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                       b"PK demo")])
+    await send(
+        "dost",
+        at(11, 12),
+        unicodedata.normalize(
+            "NFD", "Đã đăng 124 tin, bài về phát triển bền vững.\nTổ chức 3 hội nghị đối thoại doanh nghiệp."
+        ),
+        links="https://skhcn.langson.gov.vn/tin-1\nhttps://skhcn.langson.gov.vn/tin-2",
+        files=[
+            ("Báo cáo năm 2026.pdf", "application/pdf", b"%PDF-1.4 demo"),
+            ("Phụ lục số liệu.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", b"PK demo"),
+        ],
+    )
     await decides("dost", at(11, 14), Outcome.approve)
     await send("dcst", at(11, 20), "Phát sóng 40 chương trình về văn hóa, du lịch bền vững.")
     await send("dof", at(11, 21), "Bố trí 1,2 tỷ đồng cho công tác truyền thông.")
@@ -103,8 +143,12 @@ async def test_the_consolidated_report_names_every_unit_and_what_it_sent(private
     by_unit = {u.unit: u for u in report.units}
     acted = ("dost", "dcst", "dof", "literature_arts_association", "provincial_web_portal")
     assert {u: by_unit[u].status for u in acted} == {
-        "dost": UnitStatus.approved, "dcst": UnitStatus.submitted, "dof": UnitStatus.changes_requested,
-        "literature_arts_association": UnitStatus.undecided, "provincial_web_portal": UnitStatus.expired}
+        "dost": UnitStatus.approved,
+        "dcst": UnitStatus.submitted,
+        "dof": UnitStatus.changes_requested,
+        "literature_arts_association": UnitStatus.undecided,
+        "provincial_web_portal": UnitStatus.expired,
+    }
     assert {u.status for u in report.units if u.unit not in acted} == {UnitStatus.not_submitted}
     assert [u.unit for u in report.reported] == ["dost", "dcst", "dof", "literature_arts_association"]
     assert len(report.missing) == 85 and "provincial_web_portal" in [u.unit for u in report.missing]
@@ -121,16 +165,22 @@ async def test_the_consolidated_report_names_every_unit_and_what_it_sent(private
     assert report.issuer.id == "dost" and report.signer.id == "dost_director"
     assert [a.id for a in report.recipients] == ["ppc", "most", "mcst"]
 
-    document = consolidated.document(PLAN, report, summary=consolidated.default_summary(report),
-                                     issued_on=dt.date(2026, 12, 5), number=None)
+    document = consolidated.document(
+        PLAN, report, summary=consolidated.default_summary(report), issued_on=dt.date(2026, 12, 5), number=None
+    )
     assert document.draft and document.number == "Số:        /BC-SKHCN"
     assert document.place_date == "Lạng Sơn, ngày 05 tháng 12 năm 2026"
-    assert document.recipients == ["- Ủy ban nhân dân tỉnh Lạng Sơn;", "- Bộ Khoa học và Công nghệ;",
-                                   "- Bộ Văn hóa, Thể thao và Du lịch;", "- Lưu: VT."]
+    assert document.recipients == [
+        "- Ủy ban nhân dân tỉnh Lạng Sơn;",
+        "- Bộ Khoa học và Công nghệ;",
+        "- Bộ Văn hóa, Thể thao và Du lịch;",
+        "- Lưu: VT.",
+    ]
     missing_names = [u.name for u in report.missing]
     assert all(name in document.missing for name in missing_names) and "4/89" in document.missing
-    numbered = consolidated.document(PLAN, report, summary="Đánh giá chung.", issued_on=dt.date(2026, 12, 5),
-                                     number=117)
+    numbered = consolidated.document(
+        PLAN, report, summary="Đánh giá chung.", issued_on=dt.date(2026, 12, 5), number=117
+    )
     assert not numbered.draft and numbered.number == "Số: 117/BC-SKHCN" and numbered.summary == ["Đánh giá chung."]
 
     _check_docx(to_docx(document), missing_names)
@@ -140,31 +190,53 @@ async def test_the_consolidated_report_names_every_unit_and_what_it_sent(private
 def _check_docx(data: bytes, missing_names: list[str]) -> None:
     docx = Document(io.BytesIO(data))
     section = docx.sections[0]
-    mm = [round(length.mm) for length in (section.page_width, section.page_height, section.left_margin,
-                                          section.right_margin, section.top_margin, section.bottom_margin)]
+    mm = [
+        round(length.mm)
+        for length in (
+            section.page_width,
+            section.page_height,
+            section.left_margin,
+            section.right_margin,
+            section.top_margin,
+            section.bottom_margin,
+        )
+    ]
     assert mm == [210, 297, 30, 15, 20, 20]  # A4 portrait, Decree 30's margins (stored in twips)
     assert section.different_first_page_header_footer  # page 1 carries no number
     assert "PAGE" in section.header.paragraphs[0]._p.xml
     top, units, end = docx.tables
     assert [p.text for p in top.cell(0, 0).paragraphs] == [
-        "UBND TỈNH LẠNG SƠN", "SỞ KHOA HỌC VÀ CÔNG NGHỆ", "———", "Số:        /BC-SKHCN"]
-    assert [p.text for p in top.cell(0, 1).paragraphs][:2] == ["CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
-                                                               "Độc lập - Tự do - Hạnh phúc"]
+        "UBND TỈNH LẠNG SƠN",
+        "SỞ KHOA HỌC VÀ CÔNG NGHỆ",
+        "———",
+        "Số:        /BC-SKHCN",
+    ]
+    assert [p.text for p in top.cell(0, 1).paragraphs][:2] == [
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
+        "Độc lập - Tự do - Hạnh phúc",
+    ]
     assert top.cell(0, 1).paragraphs[-1].runs[0].italic  # place and date
     rows = [[c.text for c in row.cells] for row in units.rows]
     assert rows[0] == ["STT", "Cơ quan, đơn vị", "Tình trạng", "Ngày gửi"] and len(rows) == 90
     assert rows[1] == ["1", "Sở Khoa học và Công nghệ", "Đã báo cáo, đã được chấp thuận", "12/11/2026"]
     assert sum(1 for row in rows if row[2] == "Chưa báo cáo" and row[3] == "—") == 84
     assert ["Hội Văn học và Nghệ thuật tỉnh", "Đã báo cáo, chưa được xem xét trong hạn", "22/11/2026"] in [
-        row[1:] for row in rows]
+        row[1:] for row in rows
+    ]
     assert ["Cổng thông tin điện tử tỉnh", "Chưa báo cáo (quá hạn)", "—"] in [row[1:] for row in rows]
     texts = [p.text for p in docx.paragraphs]
-    for expected in ("DỰ THẢO", "BÁO CÁO", "I. TÌNH HÌNH BÁO CÁO CỦA CÁC CƠ QUAN, ĐƠN VỊ", "1. Sở Khoa học và Công nghệ",
-                     "Tổ chức 3 hội nghị đối thoại doanh nghiệp.",
-                     "Liên kết: https://skhcn.langson.gov.vn/tin-1; https://skhcn.langson.gov.vn/tin-2"):
+    for expected in (
+        "DỰ THẢO",
+        "BÁO CÁO",
+        "I. TÌNH HÌNH BÁO CÁO CỦA CÁC CƠ QUAN, ĐƠN VỊ",
+        "1. Sở Khoa học và Công nghệ",
+        "Tổ chức 3 hội nghị đối thoại doanh nghiệp.",
+        "Liên kết: https://skhcn.langson.gov.vn/tin-1; https://skhcn.langson.gov.vn/tin-2",
+    ):
         assert expected in texts, expected
-    assert any(t.startswith("Tệp đính kèm: ") and "Báo cáo năm 2026.pdf" in t and "Phụ lục số liệu.xlsx" in t
-               for t in texts)
+    assert any(
+        t.startswith("Tệp đính kèm: ") and "Báo cáo năm 2026.pdf" in t and "Phụ lục số liệu.xlsx" in t for t in texts
+    )
     assert all(unicodedata.is_normalized("NFC", t) for t in texts + [c for row in rows for c in row])
     assert [p.text for p in end.cell(0, 0).paragraphs][:2] == ["Nơi nhận:", "- Ủy ban nhân dân tỉnh Lạng Sơn;"]
     assert [p.text for p in end.cell(0, 1).paragraphs if p.text] == ["GIÁM ĐỐC", "Nông Thị Hạnh"]
@@ -180,10 +252,21 @@ def _check_pdf(data: bytes, missing_names: list[str]) -> None:
     fonts = {str(f["/BaseFont"]) for p in pdf.pages for f in p["/Resources"]["/Font"].values()}
     assert all("DejaVuSerif" in f for f in fonts)  # embedded subsets of the shipped font
     text = "\n".join(unicodedata.normalize("NFC", p.extract_text()) for p in pdf.pages)
-    for expected in ("UBND TỈNH LẠNG SƠN", "SỞ KHOA HỌC VÀ CÔNG NGHỆ", "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
-                     "Độc lập - Tự do - Hạnh phúc", "Lạng Sơn, ngày 05 tháng 12 năm 2026", "BÁO CÁO", "DỰ THẢO",
-                     "Nơi nhận:", "Bộ Văn hóa, Thể thao và Du lịch;", "GIÁM ĐỐC", "Nông Thị Hạnh",
-                     "Phụ lục số liệu.xlsx", "Đã báo cáo, đang xem xét"):
+    for expected in (
+        "UBND TỈNH LẠNG SƠN",
+        "SỞ KHOA HỌC VÀ CÔNG NGHỆ",
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
+        "Độc lập - Tự do - Hạnh phúc",
+        "Lạng Sơn, ngày 05 tháng 12 năm 2026",
+        "BÁO CÁO",
+        "DỰ THẢO",
+        "Nơi nhận:",
+        "Bộ Văn hóa, Thể thao và Du lịch;",
+        "GIÁM ĐỐC",
+        "Nông Thị Hạnh",
+        "Phụ lục số liệu.xlsx",
+        "Đã báo cáo, đang xem xét",
+    ):
         assert expected in text, expected
     flat = " ".join(text.split())
     assert all(name in flat for name in missing_names)
@@ -200,9 +283,11 @@ async def test_a_year_nobody_reported_names_every_unit_as_missing(private_databa
         cycles = (await session.execute(select(Cycle))).scalars().all()
     assert len(cycles) == 1
     # 2025's deadline fell after the 1 July reform: the communes and wards owe it, not the districts.
-    assert len(report.units) == len(PLAN.branches(requests.stage_of(PLAN, "annual", "annual_report"),
-                                                  dt.date(2025, 11, 29)))
+    assert len(report.units) == len(
+        PLAN.branches(requests.stage_of(PLAN, "annual", "annual_report"), dt.date(2025, 11, 29))
+    )
     assert not report.reported and all(u.status == UnitStatus.not_submitted for u in report.units)
-    document = consolidated.document(PLAN, report, summary=consolidated.default_summary(report),
-                                     issued_on=dt.date(2025, 12, 3), number=None)
+    document = consolidated.document(
+        PLAN, report, summary=consolidated.default_summary(report), issued_on=dt.date(2025, 12, 3), number=None
+    )
     assert document.sections == [] and document.missing.startswith(f"Có 0/{len(report.units)} ")

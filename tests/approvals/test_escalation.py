@@ -42,8 +42,12 @@ WHEN = {  # who escalates, and the due time relative to the moment of escalating
 
 
 def test_every_kind_that_escalates_is_here():
-    kinds = {stage.kind.value for cycle in PLAN.cycles for stage in cycle.stages if stage.escalate_to
-             and stage.timeout_policy.value == "escalate"}
+    kinds = {
+        stage.kind.value
+        for cycle in PLAN.cycles
+        for stage in cycle.stages
+        if stage.escalate_to and stage.timeout_policy.value == "escalate"
+    }
     assert kinds == {kind for _, _, kind, _ in ESCALATING}
 
 
@@ -57,21 +61,33 @@ def test_the_expiry_runs_from_the_due_time_or_from_a_later_escalation():
 
 async def _pending(database, cycle_kind: str, stage_id: str, due_at: dt.datetime) -> uuid.UUID:
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=f"e-{uuid.uuid4().hex[:12]}",
-                                                   starts_on=dt.date(2026, 1, 1))
-        opened = await requests.open_request(session, plan=PLAN, secret=SECRET, cycle=cycle, stage_id=stage_id,
-                                             subject="dpi", waiter_ref=None, link_ttl=TTL,
-                                             now=NOW - dt.timedelta(days=10))
-        await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == opened.request.id)
-                              .values(due_at=due_at))
+        cycle = await requests.get_or_create_cycle(
+            session, kind=cycle_kind, period=f"e-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 1, 1)
+        )
+        opened = await requests.open_request(
+            session,
+            plan=PLAN,
+            secret=SECRET,
+            cycle=cycle,
+            stage_id=stage_id,
+            subject="dpi",
+            waiter_ref=None,
+            link_ttl=TTL,
+            now=NOW - dt.timedelta(days=10),
+        )
+        await session.execute(
+            update(ApprovalRequest).where(ApprovalRequest.id == opened.request.id).values(due_at=due_at)
+        )
     return opened.request.id
 
 
 @pytest.mark.parametrize("when", list(WHEN))
-@pytest.mark.parametrize(("cycle_kind", "stage_id", "kind", "superior"), ESCALATING,
-                         ids=[kind for _, _, kind, _ in ESCALATING])
-async def test_an_escalation_brings_in_the_superior_once_with_one_expiry_rule(database, cycle_kind, stage_id, kind,
-                                                                            superior, when):
+@pytest.mark.parametrize(
+    ("cycle_kind", "stage_id", "kind", "superior"), ESCALATING, ids=[kind for _, _, kind, _ in ESCALATING]
+)
+async def test_an_escalation_brings_in_the_superior_once_with_one_expiry_rule(
+    database, cycle_kind, stage_id, kind, superior, when
+):
     actor, due_in = WHEN[when]
     due_at = NOW + due_in
     request_id = await _pending(database, cycle_kind, stage_id, due_at)
@@ -79,20 +95,32 @@ async def test_an_escalation_brings_in_the_superior_once_with_one_expiry_rule(da
 
     async with database.transaction() as session:
         if actor == "system":
-            event = await sweep_request(session, plan=PLAN, secret=SECRET, request_id=request_id, now=NOW,
-                                        link_ttl=TTL)
+            event = await sweep_request(session, plan=PLAN, secret=SECRET, request_id=request_id, now=NOW, link_ttl=TTL)
             notified = [n.official.id for n in event.notify]
         else:
-            acted = await escalate_now(session, plan=PLAN, secret=SECRET, request_id=request_id, by=actor, now=NOW,
-                                       link_ttl=TTL)
+            acted = await escalate_now(
+                session, plan=PLAN, secret=SECRET, request_id=request_id, by=actor, now=NOW, link_ttl=TTL
+            )
             notified = [n.official.id for n in acted.notify]
 
     async with database.sessions() as session:
         request = await session.get(ApprovalRequest, request_id)
-        superiors = list((await session.execute(select(Assignment.official_id).where(
-            Assignment.request_id == request_id, Assignment.official_id == superior))).scalars())
-        (audit,) = (await session.execute(select(AuditEvent).where(
-            AuditEvent.entity_id == str(request_id), AuditEvent.action == "request.escalated"))).scalars()
+        superiors = list(
+            (
+                await session.execute(
+                    select(Assignment.official_id).where(
+                        Assignment.request_id == request_id, Assignment.official_id == superior
+                    )
+                )
+            ).scalars()
+        )
+        (audit,) = (
+            await session.execute(
+                select(AuditEvent).where(
+                    AuditEvent.entity_id == str(request_id), AuditEvent.action == "request.escalated"
+                )
+            )
+        ).scalars()
     grace = dt.timedelta(days=stage.escalation_days)
     assert notified == superiors == [superior]
     assert (request.escalated_at, request.told_at) == (NOW, NOW)
@@ -104,7 +132,15 @@ async def test_an_escalation_brings_in_the_superior_once_with_one_expiry_rule(da
     async with database.transaction() as session:  # a second escalation is refused and changes nothing
         locked = await requests.lock_request(session, request_id)
         with pytest.raises(AlreadyDecided):
-            await escalate(session, plan=PLAN, secret=SECRET, request=locked, stage=stage, actor=actor,
-                           now=NOW + dt.timedelta(days=1), link_ttl=TTL)
+            await escalate(
+                session,
+                plan=PLAN,
+                secret=SECRET,
+                request=locked,
+                stage=stage,
+                actor=actor,
+                now=NOW + dt.timedelta(days=1),
+                link_ttl=TTL,
+            )
     async with database.sessions() as session:
         assert (await session.get(ApprovalRequest, request_id)).expires_at == max(NOW, due_at) + grace

@@ -17,22 +17,25 @@ from approvals.policy import settle
 A, R, C = Outcome.approve, Outcome.reject, Outcome.request_changes
 
 
-@pytest.mark.parametrize(("policy", "decisions", "assignees", "quorum", "expected"), [
-    (Policy.any, [], 3, None, None),
-    (Policy.any, [R], 3, None, R),
-    (Policy.any, [A, R], 3, None, A),
-    (Policy.all, [A, A], 3, None, None),
-    (Policy.all, [A, A, A], 3, None, A),
-    (Policy.all, [A, R], 3, None, R),  # one rejection ends it early
-    (Policy.quorum, [A], 3, 2, None),
-    (Policy.quorum, [A, A], 3, 2, A),
-    (Policy.quorum, [R, R], 3, 2, R),  # 2 of 3 can no longer be reached
-    (Policy.quorum, [R, A], 3, 2, None),
-    (Policy.sequence, [A], 2, None, None),
-    (Policy.sequence, [A, A], 2, None, A),
-    (Policy.any, [C], 1, None, C),
-    (Policy.all, [A, C], 3, None, C),
-])
+@pytest.mark.parametrize(
+    ("policy", "decisions", "assignees", "quorum", "expected"),
+    [
+        (Policy.any, [], 3, None, None),
+        (Policy.any, [R], 3, None, R),
+        (Policy.any, [A, R], 3, None, A),
+        (Policy.all, [A, A], 3, None, None),
+        (Policy.all, [A, A, A], 3, None, A),
+        (Policy.all, [A, R], 3, None, R),  # one rejection ends it early
+        (Policy.quorum, [A], 3, 2, None),
+        (Policy.quorum, [A, A], 3, 2, A),
+        (Policy.quorum, [R, R], 3, 2, R),  # 2 of 3 can no longer be reached
+        (Policy.quorum, [R, A], 3, 2, None),
+        (Policy.sequence, [A], 2, None, None),
+        (Policy.sequence, [A, A], 2, None, A),
+        (Policy.any, [C], 1, None, C),
+        (Policy.all, [A, C], 3, None, C),
+    ],
+)
 def test_settle(policy, decisions, assignees, quorum, expected):
     assert settle(policy, decisions, assignees, quorum) == expected
 
@@ -65,7 +68,9 @@ def test_before_30_november_means_the_end_of_29_november_local():
 
 
 def test_inclusive_fixed_day_and_offsets():
-    assert due_at(Due(month=11, day=30, inclusive=True), cycle_start=dt.date(2026, 1, 15), tz=TZ).astimezone(TZ).date() \
-        == dt.date(2026, 11, 30)
-    assert due_at(Due(offset_days=14), cycle_start=dt.date(2026, 1, 15), tz=TZ).astimezone(TZ).date() \
-        == dt.date(2026, 1, 29)
+    assert due_at(Due(month=11, day=30, inclusive=True), cycle_start=dt.date(2026, 1, 15), tz=TZ).astimezone(
+        TZ
+    ).date() == dt.date(2026, 11, 30)
+    assert due_at(Due(offset_days=14), cycle_start=dt.date(2026, 1, 15), tz=TZ).astimezone(TZ).date() == dt.date(
+        2026, 1, 29
+    )

@@ -24,8 +24,16 @@ def org_charts(draw) -> Plan:
     officials = []
     for i in range(size):
         roles = draw(st.lists(st.sampled_from(ROLES), min_size=1, max_size=3, unique=True))
-        officials.append(Official(id=f"p{i}", name=f"Người {i}", email=f"p{i}@t.example", agency="dept",
-                                  title=Text(vi="CB", en="Officer"), roles=roles))
+        officials.append(
+            Official(
+                id=f"p{i}",
+                name=f"Người {i}",
+                email=f"p{i}@t.example",
+                agency="dept",
+                title=Text(vi="CB", en="Officer"),
+                roles=roles,
+            )
+        )
     return PLAN.model_copy(update={"officials": officials, "delegations": []})
 
 
@@ -34,10 +42,15 @@ def delegation_sets(draw, people: int) -> list[Grant]:
     grants = []
     for _ in range(draw(st.integers(min_value=0, max_value=10))):
         start = DAY0 + dt.timedelta(days=draw(st.integers(0, 20)))
-        grants.append(Grant(
-            delegator=f"p{draw(st.integers(0, people - 1))}", delegate=f"p{draw(st.integers(0, people - 1))}",
-            role=draw(st.sampled_from([None, *ROLES])), valid_from=start,
-            valid_to=start + dt.timedelta(days=draw(st.integers(0, 15)))))
+        grants.append(
+            Grant(
+                delegator=f"p{draw(st.integers(0, people - 1))}",
+                delegate=f"p{draw(st.integers(0, people - 1))}",
+                role=draw(st.sampled_from([None, *ROLES])),
+                valid_from=start,
+                valid_to=start + dt.timedelta(days=draw(st.integers(0, 15))),
+            )
+        )
     return grants
 
 
@@ -93,6 +106,5 @@ def test_any_is_decided_by_the_first_decision(decisions):
 @given(st.lists(st.sampled_from([Outcome.approve, Outcome.reject]), min_size=1, max_size=6))
 def test_all_and_sequence_need_every_approval(decisions):
     for policy in (Policy.all, Policy.sequence):
-        expected = (Outcome.reject if Outcome.reject in decisions
-                    else Outcome.approve if len(decisions) == 6 else None)
+        expected = Outcome.reject if Outcome.reject in decisions else Outcome.approve if len(decisions) == 6 else None
         assert settle(policy, decisions, 6) is expected

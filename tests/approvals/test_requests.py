@@ -30,15 +30,25 @@ def _without(role: str):
     return PLAN.model_copy(update={"officials": officials})
 
 
-async def _open(db, period: str | None = None, now: dt.datetime = NOW, stage: str = "dic_direction", plan=PLAN,
-                subject: str = ""):
+async def _open(
+    db, period: str | None = None, now: dt.datetime = NOW, stage: str = "dic_direction", plan=PLAN, subject: str = ""
+):
     period = period or f"t-{uuid.uuid4().hex[:10]}"
     async with db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period=period,
-                                                   starts_on=dt.date(2026, 1, 15))
-        opened = await requests.open_request(session, plan=plan, secret=SECRET, cycle=cycle, stage_id=stage,
-                                             subject=subject, waiter_ref=None, link_ttl=dt.timedelta(days=30),
-                                             now=now)
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period=period, starts_on=dt.date(2026, 1, 15)
+        )
+        opened = await requests.open_request(
+            session,
+            plan=plan,
+            secret=SECRET,
+            cycle=cycle,
+            stage_id=stage,
+            subject=subject,
+            waiter_ref=None,
+            link_ttl=dt.timedelta(days=30),
+            now=now,
+        )
     return opened
 
 
@@ -85,14 +95,21 @@ async def test_each_of_the_dics_duties_follows_its_own_successor(database):
     assert [o.id for o in PLAN.holders("press_agency.press_officer", on)] == ["dcst_press_officer"]
     assert [o.id for o in PLAN.holders("report_collector.director", on)] == ["dost_director"]
     before = dt.date(2024, 6, 1)
-    assert {role: [o.id for o in PLAN.holders(role, before)] for role in (
-        "lead_agency.director", "press_agency.director", "report_collector.director")} == {
-        "lead_agency.director": ["dic_director"], "press_agency.director": ["dic_director"],
-        "report_collector.director": ["dic_director"]}
+    assert {
+        role: [o.id for o in PLAN.holders(role, before)]
+        for role in ("lead_agency.director", "press_agency.director", "report_collector.director")
+    } == {
+        "lead_agency.director": ["dic_director"],
+        "press_agency.director": ["dic_director"],
+        "report_collector.director": ["dic_director"],
+    }
     assert [o.id for o in PLAN.holders("press_agency.press_officer", before)] == ["dic_press_officer"]
     assert PLAN.agency_on("dic", on, "press").id == "dcst" and PLAN.agency_on("dic", on, "reports").id == "dost"
     assert {e.duty: e.verified for e in PLAN.agency("dic").succession} == {
-        "lead": True, "reports": True, "press": False}  # the press orientation's successor is assumed
+        "lead": True,
+        "reports": True,
+        "press": False,
+    }  # the press orientation's successor is assumed
 
 
 async def test_annual_report_due_at_the_end_of_29_november_local_time(database):
@@ -159,14 +176,20 @@ async def test_expired_tampered_and_revoked_links_are_refused_alike(database):
     token = _token(opened)
     later = NOW + dt.timedelta(days=31)
     tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
-    for candidate, now in [(token, later), (tampered, NOW), (token[:20], NOW), ("", NOW),
-                           (derive_token(b"another key", opened.new_assignments[0].assignment.id, 1), NOW)]:
+    for candidate, now in [
+        (token, later),
+        (tampered, NOW),
+        (token[:20], NOW),
+        ("", NOW),
+        (derive_token(b"another key", opened.new_assignments[0].assignment.id, 1), NOW),
+    ]:
         with pytest.raises(requests.InvalidLink):
             async with database.sessions() as session:
                 await requests.view_link(session, candidate, now=now)
     async with database.transaction() as session:
-        await session.execute(update(Assignment).where(Assignment.request_id == opened.request.id)
-                              .values(status="revoked"))
+        await session.execute(
+            update(Assignment).where(Assignment.request_id == opened.request.id).values(status="revoked")
+        )
     with pytest.raises(requests.InvalidLink):
         async with database.transaction() as session:
             await decide(session, token=token, outcome=Outcome.approve, comment="", now=NOW)
@@ -174,7 +197,12 @@ async def test_expired_tampered_and_revoked_links_are_refused_alike(database):
 
 async def test_nobody_holding_the_role_fails_closed(database):
     with pytest.raises(requests.NoApprover):
-        await _open(database, stage="materials", now=dt.datetime(2026, 1, 20, tzinfo=dt.UTC), plan=_without("materials.director"))
+        await _open(
+            database,
+            stage="materials",
+            now=dt.datetime(2026, 1, 20, tzinfo=dt.UTC),
+            plan=_without("materials.director"),
+        )
 
 
 async def test_audit_chain_verifies_and_names_the_first_edited_or_deleted_row(database, sandbox):

@@ -36,11 +36,21 @@ A, R, C = Outcome.approve, Outcome.reject, Outcome.request_changes
 
 async def open_stage(db, stage: str, *, now=NOW, requested_by=None, data=None, plan=PLAN):
     async with db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="test", period=f"r-{uuid.uuid4().hex[:12]}",
-                                                   starts_on=dt.date(2026, 7, 1))
-        return await requests.open_request(session, plan=plan, secret=SECRET, cycle=cycle, stage_id=stage,
-                                           waiter_ref=None, link_ttl=TTL, now=now, requested_by=requested_by,
-                                           data=data)
+        cycle = await requests.get_or_create_cycle(
+            session, kind="test", period=f"r-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 7, 1)
+        )
+        return await requests.open_request(
+            session,
+            plan=plan,
+            secret=SECRET,
+            cycle=cycle,
+            stage_id=stage,
+            waiter_ref=None,
+            link_ttl=TTL,
+            now=now,
+            requested_by=requested_by,
+            data=data,
+        )
 
 
 def token_of(assignment: Assignment) -> str:
@@ -49,14 +59,20 @@ def token_of(assignment: Assignment) -> str:
 
 async def assignments(db, request_id) -> list[Assignment]:
     async with db.sessions() as session:
-        return list((await session.execute(select(Assignment).where(Assignment.request_id == request_id)
-                                           .order_by(Assignment.position))).scalars())
+        return list(
+            (
+                await session.execute(
+                    select(Assignment).where(Assignment.request_id == request_id).order_by(Assignment.position)
+                )
+            ).scalars()
+        )
 
 
 async def decide_as(db, assignment: Assignment, outcome: Outcome, comment: str = "ý kiến", now=NOW):
     async with db.transaction() as session:
-        return await decide(session, token=token_of(assignment), outcome=outcome, comment=comment, now=now,
-                            plan=PLAN, secret=SECRET)
+        return await decide(
+            session, token=token_of(assignment), outcome=outcome, comment=comment, now=now, plan=PLAN, secret=SECRET
+        )
 
 
 def by_official(rows: list[Assignment]) -> dict[str, Assignment]:
@@ -105,8 +121,16 @@ async def test_sequence_after_a_reassign_keeps_its_order(database):
     opened = await open_stage(database, "s_sequence", now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC))
     first, second = await assignments(database, opened.request.id)
     async with database.transaction() as session:
-        moved = await requests.reassign(session, plan=PLAN, secret=SECRET, assignment_id=second.id,
-                                        to_official="chair1", by="coordinator:test", now=NOW, link_ttl=TTL)
+        moved = await requests.reassign(
+            session,
+            plan=PLAN,
+            secret=SECRET,
+            assignment_id=second.id,
+            to_official="chair1",
+            by="coordinator:test",
+            now=NOW,
+            link_ttl=TTL,
+        )
     assert moved.assignment.status == "waiting"  # still not asked: the head decides first
     result = await decide_as(database, first, A)
     assert [n.official.id for n in result.activated] == ["chair1"]
@@ -119,22 +143,38 @@ async def test_reassign_kills_the_old_link_and_audits_it(database):
     opened = await open_stage(database, "s_budget", now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC))
     (old,) = await assignments(database, opened.request.id)
     async with database.transaction() as session:
-        new = await requests.reassign(session, plan=PLAN, secret=SECRET, assignment_id=old.id,
-                                      to_official="deputy2", by="coordinator:lan", now=NOW, link_ttl=TTL)
+        new = await requests.reassign(
+            session,
+            plan=PLAN,
+            secret=SECRET,
+            assignment_id=old.id,
+            to_official="deputy2",
+            by="coordinator:lan",
+            now=NOW,
+            link_ttl=TTL,
+        )
     with pytest.raises(requests.InvalidLink):
         await decide_as(database, old, A)
     assert (await decide_as(database, new.assignment, A)).settled is A
     async with database.sessions() as session:
-        actions = [e.action for e in (await session.execute(select(AuditEvent).where(
-            AuditEvent.entity_id == str(opened.request.id)).order_by(AuditEvent.id))).scalars()]
+        actions = [
+            e.action
+            for e in (
+                await session.execute(
+                    select(AuditEvent).where(AuditEvent.entity_id == str(opened.request.id)).order_by(AuditEvent.id)
+                )
+            ).scalars()
+        ]
     assert actions == ["request.opened", "assignment.reassigned", "decision.recorded"]
 
 
 async def test_a_budget_above_the_threshold_also_needs_the_vice_chair(database):
-    small = await open_stage(database, "s_budget", data={"amount": 120_000_000},
-                             now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC))
-    big = await open_stage(database, "s_budget", data={"amount": 1_250_000_000},
-                           now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC))
+    small = await open_stage(
+        database, "s_budget", data={"amount": 120_000_000}, now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
+    )
+    big = await open_stage(
+        database, "s_budget", data={"amount": 1_250_000_000}, now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
+    )
     assert small.request.policy == "any" and [n.official.id for n in small.new_assignments] == ["head1"]
     assert big.request.policy == "all"
     assert sorted(n.official.id for n in big.new_assignments) == ["head1", "vice_chair1"]
@@ -147,8 +187,13 @@ async def test_a_delegate_decides_and_both_names_are_recorded(database):
     result = await decide_as(database, only, A)
     assert (result.decision.official_id, result.decision.on_behalf_of) == ("deputy1", "head1")
     async with database.sessions() as session:
-        audit_row = (await session.execute(select(AuditEvent).where(
-            AuditEvent.entity_id == str(opened.request.id), AuditEvent.action == "decision.recorded"))).scalar_one()
+        audit_row = (
+            await session.execute(
+                select(AuditEvent).where(
+                    AuditEvent.entity_id == str(opened.request.id), AuditEvent.action == "decision.recorded"
+                )
+            )
+        ).scalar_one()
     assert audit_row.data["official"] == "deputy1" and audit_row.data["on_behalf_of"] == "head1"
 
 
@@ -157,12 +202,22 @@ async def test_the_requester_never_approves_their_own_step(database):
     assert sorted(n.official.id for n in opened.new_assignments) == ["deputy1", "deputy2"]
     # A delegation to the requester does not hand the step back to them: the holder keeps it.
     async with database.transaction() as session:
-        session.add(Delegation(delegator="deputy1", delegate="deputy3", role="deputy", valid_from=dt.date(2026, 7, 1),
-                               valid_to=dt.date(2026, 7, 31), created_by="test"))
+        session.add(
+            Delegation(
+                delegator="deputy1",
+                delegate="deputy3",
+                role="deputy",
+                valid_from=dt.date(2026, 7, 1),
+                valid_to=dt.date(2026, 7, 31),
+                created_by="test",
+            )
+        )
     try:
         again = await open_stage(database, "s_any", requested_by="deputy3")
         assert sorted((n.official.id, n.assignment.on_behalf_of) for n in again.new_assignments) == [
-            ("deputy1", None), ("deputy2", None)]
+            ("deputy1", None),
+            ("deputy2", None),
+        ]
     finally:
         async with database.transaction() as session:
             for row in (await session.execute(select(Delegation).where(Delegation.created_by == "test"))).scalars():
@@ -175,8 +230,16 @@ async def test_reassigning_to_the_requester_or_an_unknown_official_is_refused(da
     for target in ("deputy3", "nobody", "old_head"):  # old_head's agency ended in February 2025
         with pytest.raises(requests.Refused):
             async with database.transaction() as session:
-                await requests.reassign(session, plan=PLAN, secret=SECRET, assignment_id=first.id,
-                                        to_official=target, by="coordinator:test", now=NOW, link_ttl=TTL)
+                await requests.reassign(
+                    session,
+                    plan=PLAN,
+                    secret=SECRET,
+                    assignment_id=first.id,
+                    to_official=target,
+                    by="coordinator:test",
+                    now=NOW,
+                    link_ttl=TTL,
+                )
 
 
 async def test_an_approver_who_left_the_directory_is_refused(database):
@@ -195,16 +258,32 @@ async def test_request_changes_then_resubmission_opens_a_linked_round(database):
     assert result.settled is C
     async with database.transaction() as session:
         reopened = await requests.reopen_after_changes(
-            session, plan=PLAN, secret=SECRET, previous_id=opened.request.id, data={"text": "Đã bổ sung"},
-            requested_by="clerk1", waiter_ref=None, link_ttl=TTL, now=NOW)
+            session,
+            plan=PLAN,
+            secret=SECRET,
+            previous_id=opened.request.id,
+            data={"text": "Đã bổ sung"},
+            requested_by="clerk1",
+            waiter_ref=None,
+            link_ttl=TTL,
+            now=NOW,
+        )
     assert reopened.request.round == 2 and reopened.request.previous_id == opened.request.id
     assert reopened.request.due_at == opened.request.due_at
     assert reopened.new_assignments
     with pytest.raises(requests.Refused):  # round 2 is not sent back: it cannot be re-opened
         async with database.transaction() as session:
             await requests.reopen_after_changes(
-                session, plan=PLAN, secret=SECRET, previous_id=reopened.request.id, data={},
-                requested_by="clerk1", waiter_ref=None, link_ttl=TTL, now=NOW)
+                session,
+                plan=PLAN,
+                secret=SECRET,
+                previous_id=reopened.request.id,
+                data={},
+                requested_by="clerk1",
+                waiter_ref=None,
+                link_ttl=TTL,
+                now=NOW,
+            )
 
 
 def test_delegation_cycles_and_self_delegation_are_refused():
@@ -252,18 +331,44 @@ async def test_delegations_through_the_api_are_checked_and_audited(database):
 
     july = dict(valid_from=dt.date(2026, 9, 1), valid_to=dt.date(2026, 9, 10))
     async with database.transaction() as session:
-        row = await create_delegation(session, plan=PLAN, delegator="deputy2", delegate="board1", role="deputy",
-                                      reason=unicodedata.normalize("NFD", "Đi công tác"), by="coordinator:lan",
-                                      now=NOW, **july)
+        row = await create_delegation(
+            session,
+            plan=PLAN,
+            delegator="deputy2",
+            delegate="board1",
+            role="deputy",
+            reason=unicodedata.normalize("NFD", "Đi công tác"),
+            by="coordinator:lan",
+            now=NOW,
+            **july,
+        )
     assert row.reason == "Đi công tác"
     with pytest.raises(DelegationRefused, match="cycle"):
         async with database.transaction() as session:
-            await create_delegation(session, plan=PLAN, delegator="board1", delegate="deputy2", role=None,
-                                    reason="", by="coordinator:lan", now=NOW, **july)
+            await create_delegation(
+                session,
+                plan=PLAN,
+                delegator="board1",
+                delegate="deputy2",
+                role=None,
+                reason="",
+                by="coordinator:lan",
+                now=NOW,
+                **july,
+            )
     with pytest.raises(DelegationRefused, match="does not hold"):
         async with database.transaction() as session:
-            await create_delegation(session, plan=PLAN, delegator="board1", delegate="deputy1", role="chair",
-                                    reason="", by="coordinator:lan", now=NOW, **july)
+            await create_delegation(
+                session,
+                plan=PLAN,
+                delegator="board1",
+                delegate="deputy1",
+                role="chair",
+                reason="",
+                by="coordinator:lan",
+                now=NOW,
+                **july,
+            )
     async with database.transaction() as session:
         assert await revoke_delegation(session, delegation_id=row.id, by="coordinator:lan", now=NOW)
         assert not await revoke_delegation(session, delegation_id=row.id, by="coordinator:lan", now=NOW)

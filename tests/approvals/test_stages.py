@@ -25,18 +25,32 @@ BRANCHES = ["dept", "ppc", "old_dept"]  # any agency ids: a stage's branches are
 
 async def _open_branches(db, n: int = 3, stage: str = "s_any", subjects: list[str] = BRANCHES):
     async with db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="test", period=f"w-{uuid.uuid4().hex[:12]}",
-                                                   starts_on=dt.date(2026, 7, 1))
-        opened = [await requests.open_request(session, plan=PLAN, secret=SECRET, cycle=cycle, stage_id=stage,
-                                              subject=subject, waiter_ref=None, link_ttl=TTL, now=NOW)
-                  for subject in subjects[:n]]
+        cycle = await requests.get_or_create_cycle(
+            session, kind="test", period=f"w-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 7, 1)
+        )
+        opened = [
+            await requests.open_request(
+                session,
+                plan=PLAN,
+                secret=SECRET,
+                cycle=cycle,
+                stage_id=stage,
+                subject=subject,
+                waiter_ref=None,
+                link_ttl=TTL,
+                now=NOW,
+            )
+            for subject in subjects[:n]
+        ]
     return cycle, opened
 
 
 async def _wakes(db, cycle_id) -> list[tuple[str, str, str]]:
     async with db.sessions() as session:
-        return [(w.stage, w.reason, w.status) for w in (await session.execute(
-            select(Wake).where(Wake.cycle_id == cycle_id).order_by(Wake.id))).scalars()]
+        return [
+            (w.stage, w.reason, w.status)
+            for w in (await session.execute(select(Wake).where(Wake.cycle_id == cycle_id).order_by(Wake.id))).scalars()
+        ]
 
 
 async def _settle(db, request_id, outcome: Outcome) -> None:
@@ -58,8 +72,11 @@ async def test_the_run_is_woken_once_when_the_last_branch_settles(database):
     assert await _wakes(database, cycle.id) == [("s_any", "stage_settled", "queued")]
     async with database.sessions() as session:
         state = await stage_state(session, cycle.id, "s_any")
-        recorded = (await session.execute(select(CycleStage.status).where(
-            CycleStage.cycle_id == cycle.id, CycleStage.stage == "s_any"))).scalar_one()
+        recorded = (
+            await session.execute(
+                select(CycleStage.status).where(CycleStage.cycle_id == cycle.id, CycleStage.stage == "s_any")
+            )
+        ).scalar_one()
     assert (state.settled, state.any_approved, state.status.value) == (True, True, "rejected")
     assert recorded == "rejected"  # written in the same transaction as the last settlement
 
@@ -69,8 +86,9 @@ async def test_a_branch_sent_back_wakes_nobody_and_its_next_round_counts(databas
     await _settle(database, opened[0].request.id, Outcome.approve)
     token = token_of(opened[1].new_assignments[0].assignment)
     async with database.transaction() as session:
-        result = await decide(session, token=token, outcome=Outcome.request_changes, comment="Bổ sung",
-                              now=NOW, plan=PLAN, secret=SECRET)
+        result = await decide(
+            session, token=token, outcome=Outcome.request_changes, comment="Bổ sung", now=NOW, plan=PLAN, secret=SECRET
+        )
     assert result.asked is not None and result.asked.official.id == "clerk1"  # asked in the same transaction
     assert await _wakes(database, cycle.id) == []
     async with database.sessions() as session:
@@ -78,8 +96,16 @@ async def test_a_branch_sent_back_wakes_nobody_and_its_next_round_counts(databas
 
     async with database.transaction() as session:  # the unit resubmits: the next round is the branch now
         second = await requests.reopen_after_changes(
-            session, plan=PLAN, secret=SECRET, previous_id=opened[1].request.id, data={"text": "Đã bổ sung"},
-            requested_by="clerk1", waiter_ref=None, link_ttl=TTL, now=NOW)
+            session,
+            plan=PLAN,
+            secret=SECRET,
+            previous_id=opened[1].request.id,
+            data={"text": "Đã bổ sung"},
+            requested_by="clerk1",
+            waiter_ref=None,
+            link_ttl=TTL,
+            now=NOW,
+        )
     async with database.sessions() as session:
         state = await stage_state(session, cycle.id, "s_any")
     assert (state.branches, state.settled) == (2, False)
@@ -102,8 +128,13 @@ async def test_a_second_settlement_reason_while_one_wake_waits_adds_nothing(data
 
 async def _waiting_for_a_lock(schema_hint: str) -> bool:
     with psycopg.connect(_pg_conninfo(postgres_base_url()), autocommit=True) as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                            "AND query LIKE %s", (f"%{schema_hint}%",)).fetchone()[0] > 0
+        return (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                (f"%{schema_hint}%",),
+            ).fetchone()[0]
+            > 0
+        )
 
 
 @pytest.mark.postgres_only
@@ -124,8 +155,11 @@ async def test_the_last_two_branches_settling_at_once_wake_the_run_exactly_once(
         await second
         assert await _wakes(database, cycle.id) == [("s_any", "stage_settled", "queued")]
         async with database.sessions() as session:
-            statuses = sorted((await session.execute(select(ApprovalRequest.status).where(
-                ApprovalRequest.cycle_id == cycle.id))).scalars())
+            statuses = sorted(
+                (
+                    await session.execute(select(ApprovalRequest.status).where(ApprovalRequest.cycle_id == cycle.id))
+                ).scalars()
+            )
         assert statuses == [RequestStatus.approved.value] * 2
 
 
@@ -140,15 +174,20 @@ async def test_one_connection_queues_wake_after_wake(database):
     async with database.transaction() as session:
         for round_ in range(12):  # past psycopg's prepare threshold and PostgreSQL's five custom plans
             for cycle in cycles:
-                await enqueue_wake(session, cycle_id=cycle.id, stage=f"s{round_ % 4}", reason="stage_settled",
-                                   now=NOW)
+                await enqueue_wake(session, cycle_id=cycle.id, stage=f"s{round_ % 4}", reason="stage_settled", now=NOW)
     for cycle in cycles:  # one queued wake per stage, however often it was asked for
         assert sorted(await _wakes(database, cycle.id)) == [(f"s{i}", "stage_settled", "queued") for i in range(4)]
 
 
-@pytest.mark.parametrize("outcome, status, woken", [
-    (Outcome.approve, "done", True), (Outcome.reject, "rejected", True), (RequestStatus.expired, "expired", True),
-    (Outcome.request_changes, "changes_requested", False)])
+@pytest.mark.parametrize(
+    "outcome, status, woken",
+    [
+        (Outcome.approve, "done", True),
+        (Outcome.reject, "rejected", True),
+        (RequestStatus.expired, "expired", True),
+        (Outcome.request_changes, "changes_requested", False),
+    ],
+)
 async def test_a_stage_of_one_branch_records_its_status_in_the_settlement(database, outcome, status, woken):
     """A stage with one branch (not a fan-out, not a report: subject '') records its status with
     one statement, without locking the stage and counting its rounds: the same status, the same
@@ -158,10 +197,20 @@ async def test_a_stage_of_one_branch_records_its_status_in_the_settlement(databa
     cycle, (opened,) = await _open_branches(database, n=1, subjects=[""])
     await _settle(database, opened.request.id, outcome)
     async with database.sessions() as session:
-        recorded = (await session.execute(select(CycleStage).where(
-            CycleStage.cycle_id == cycle.id, CycleStage.stage == "s_any"))).scalar_one()
-        audited = list((await session.execute(select(AuditEvent.data).where(
-            AuditEvent.action == "stage.recorded", AuditEvent.entity_id == str(recorded.id)))).scalars())
+        recorded = (
+            await session.execute(
+                select(CycleStage).where(CycleStage.cycle_id == cycle.id, CycleStage.stage == "s_any")
+            )
+        ).scalar_one()
+        audited = list(
+            (
+                await session.execute(
+                    select(AuditEvent.data).where(
+                        AuditEvent.action == "stage.recorded", AuditEvent.entity_id == str(recorded.id)
+                    )
+                )
+            ).scalars()
+        )
         state = await stage_state(session, cycle.id, "s_any")
     assert recorded.status == status == state.status.value  # what counting the rounds gives too
     assert audited == [{"stage": "s_any", "status": status}]
@@ -175,9 +224,9 @@ async def test_a_stage_of_one_branch_kept_by_the_chain_is_not_overwritten(databa
 
     cycle, (opened,) = await _open_branches(database, n=1, subjects=[""])
     async with database.transaction() as session:
-        await session.execute(update(CycleStage).where(CycleStage.cycle_id == cycle.id)
-                              .values(status="lapsed"))
+        await session.execute(update(CycleStage).where(CycleStage.cycle_id == cycle.id).values(status="lapsed"))
     await _settle(database, opened.request.id, Outcome.approve)
     async with database.sessions() as session:
-        assert (await session.execute(select(CycleStage.status).where(
-            CycleStage.cycle_id == cycle.id))).scalar_one() == "lapsed"
+        assert (
+            await session.execute(select(CycleStage.status).where(CycleStage.cycle_id == cycle.id))
+        ).scalar_one() == "lapsed"

@@ -4,6 +4,7 @@ restart the database) without touching what other tests use."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,15 +43,28 @@ class Cluster(Stack):
         self.postgres = PrivatePostgres()
         self.postgres.create()
         upgrade(self.postgres.url)
-        self.own_prefect = LocalPrefectServer(folder / "prefect", template=prefect_template,
-                                              env=UNUSED_PREFECT_SERVICES_OFF)
+        self.own_prefect = LocalPrefectServer(
+            folder / "prefect", template=prefect_template, env=UNUSED_PREFECT_SERVICES_OFF
+        )
         self.own_prefect.start(timeout=240)
-        super().__init__(sandbox=Sandbox(self.postgres.url, make_engine(self.postgres.url)), prefect=self.own_prefect,
-                         smtp=smtp, link_secret=link_secret, workdir=folder)
+        super().__init__(
+            sandbox=Sandbox(self.postgres.url, make_engine(self.postgres.url)),
+            prefect=self.own_prefect,
+            smtp=smtp,
+            link_secret=link_secret,
+            workdir=folder,
+        )
         self.ports = {"a": self.web_port, "b": free_port()}
-        self.env.update({"KEHOACH_DISPATCH_LEASE_SECONDS": "10", "KEHOACH_RESUME_TIMEOUT": "3",
-                         "KEHOACH_RUN_SILENCE_SECONDS": "12", "KEHOACH_RUN_HEARTBEAT_SECONDS": "2",
-                         "KEHOACH_EVENT_CYCLE_DEPLOYMENT": "", "KEHOACH_PROBLEM_CYCLE_DEPLOYMENT": ""})
+        self.env.update(
+            {
+                "KEHOACH_DISPATCH_LEASE_SECONDS": "10",
+                "KEHOACH_RESUME_TIMEOUT": "3",
+                "KEHOACH_RUN_SILENCE_SECONDS": "12",
+                "KEHOACH_RUN_HEARTBEAT_SECONDS": "2",
+                "KEHOACH_EVENT_CYCLE_DEPLOYMENT": "",
+                "KEHOACH_PROBLEM_CYCLE_DEPLOYMENT": "",
+            }
+        )
 
     def _spawn(self, name: str, *args: str) -> None:
         env = dict(self.env)
@@ -58,8 +72,9 @@ class Cluster(Stack):
         if role == "web":
             env["KEHOACH_WEB_PORT"] = str(self.ports[copy])
         log = open(self.workdir / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([KEHOACH, role], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                start_new_session=True, cwd=self.workdir)
+        self.processes[name] = subprocess.Popen(
+            [KEHOACH, role], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.workdir
+        )
 
     def start(self) -> None:
         for role in ROLES:
@@ -126,10 +141,8 @@ class Cluster(Stack):
     def stop(self) -> None:
         super().stop()
         if self.own_prefect.process is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.unhang_prefect()
-            except ProcessLookupError:
-                pass
         self.own_prefect.stop()
         self.sandbox.engine.dispose()
         self.postgres.destroy()

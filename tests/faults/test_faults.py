@@ -19,6 +19,7 @@ the fault needs a server to restart)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -57,8 +58,9 @@ def cluster(tmp_path_factory, link_secret, prefect_template):
         pytest.skip("KEHOACH_TEST_POSTGRES_URL is not set: the fault tests run with PostgreSQL (CI sets it)")
     smtp = RecordingSmtpServer()
     smtp.start()
-    running = Cluster(folder=tmp_path_factory.mktemp("faults"), smtp=smtp, link_secret=link_secret,
-                      prefect_template=prefect_template)
+    running = Cluster(
+        folder=tmp_path_factory.mktemp("faults"), smtp=smtp, link_secret=link_secret, prefect_template=prefect_template
+    )
     try:
         running.start()
         yield running
@@ -73,8 +75,12 @@ def _rows(cluster, sql: str, **params) -> list:
 
 
 def _stage(cluster, stage: str) -> str | None:
-    found = _rows(cluster, "SELECT s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id WHERE c.kind = "
-                           "'annual' AND c.period = :p AND s.stage = :s", s=stage)
+    found = _rows(
+        cluster,
+        "SELECT s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id WHERE c.kind = "
+        "'annual' AND c.period = :p AND s.stage = :s",
+        s=stage,
+    )
     return found[0][0] if found else None
 
 
@@ -87,13 +93,18 @@ def _until(condition, what: str, timeout: float = 120):
 
 
 def _decide(link: str, outcome: str = "approve") -> httpx.Response:
-    return local_http.post(link, data={"outcome": outcome, "comment": "" if outcome == "approve" else "Bổ sung"},
-                      timeout=30)
+    return local_http.post(
+        link, data={"outcome": outcome, "comment": "" if outcome == "approve" else "Bổ sung"}, timeout=30
+    )
 
 
 def _opened(cluster, stage: str) -> int:
-    return _rows(cluster, "SELECT COUNT(*) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
-                          "WHERE c.kind = 'annual' AND c.period = :p AND r.stage = :s", s=stage)[0][0]
+    return _rows(
+        cluster,
+        "SELECT COUNT(*) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
+        "WHERE c.kind = 'annual' AND c.period = :p AND r.stage = :s",
+        s=stage,
+    )[0][0]
 
 
 def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(cluster):
@@ -109,14 +120,25 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     down_since = time.monotonic()
     answered = _decide(cluster.via(link, "b"))
     assert answered.status_code == 200
-    _until(lambda: _rows(cluster, "SELECT attempts FROM wake w JOIN cycle c ON c.id = w.cycle_id WHERE c.period = :p "
-                                  "AND w.stage = 'dic_direction' AND w.attempts >= 3"), "the wake was retried twice")
+    _until(
+        lambda: _rows(
+            cluster,
+            "SELECT attempts FROM wake w JOIN cycle c ON c.id = w.cycle_id WHERE c.period = :p "
+            "AND w.stage = 'dic_direction' AND w.attempts >= 3",
+        ),
+        "the wake was retried twice",
+    )
     assert _stage(cluster, "propaganda_guidance") is None  # nothing moved while Prefect was down
     cluster.start_prefect()
     down_for = time.monotonic() - down_since
     guide(inbox)  # stage 2 opened: the run resumed
-    CHECKED.append(("stage 1", f"Prefect server stopped {down_for:.0f} s (the wake failed 3 times)",
-                    "decision answered without Prefect; its wake retried, delivered once Prefect was back"))
+    CHECKED.append(
+        (
+            "stage 1",
+            f"Prefect server stopped {down_for:.0f} s (the wake failed 3 times)",
+            "decision answered without Prefect; its wake retried, delivered once Prefect was back",
+        )
+    )
 
     # Stage 3: PostgreSQL restarted between the submission and the decision.
     submit(inbox.link("dof_planning_officer", SUBMIT, "3. "), text="Tài liệu năm 2011")
@@ -125,8 +147,13 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     cluster.postgres.wait_until_accepting()
     decide = inbox.link("dof_director", ASK, "3. ")
     _until(lambda: _decide_with_retry(decide), "a decision after the database restart", timeout=60)
-    CHECKED.append(("stage 3", "PostgreSQL restarted under every process",
-                    "processes reconnected; the submission and the decision recorded once"))
+    CHECKED.append(
+        (
+            "stage 3",
+            "PostgreSQL restarted under every process",
+            "processes reconnected; the submission and the decision recorded once",
+        )
+    )
 
     # Stage 4: a web process SIGKILLed during a decision POST; the official retries on the other.
     for editor in ("newspaper_radio_tv_editor", "literature_arts_editor", "portal_editor"):
@@ -141,14 +168,22 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     retried = local_http.post(cluster.via(killed_link, "b"), data={"outcome": "approve", "comment": ""}, timeout=30)
     assert retried.status_code in (200, 404, 409)  # recorded now, or the killed POST had committed it
     cluster.respawn("web-a")
-    (portal,) = _rows(cluster, "SELECT COUNT(d.id) FROM decision d JOIN approval_request r ON r.id = d.request_id "
-                               "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p AND r.stage = 'outlet_plans' "
-                               "AND r.subject = 'provincial_web_portal' AND d.official_id = 'portal_head'")
+    (portal,) = _rows(
+        cluster,
+        "SELECT COUNT(d.id) FROM decision d JOIN approval_request r ON r.id = d.request_id "
+        "JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p AND r.stage = 'outlet_plans' "
+        "AND r.subject = 'provincial_web_portal' AND d.official_id = 'portal_head'",
+    )
     assert portal[0] == 1
     for _ in range(3):
         approve(cluster.via(inbox.link("dost_director", ASK, "4. "), "b"))
-    CHECKED.append(("stage 4", "a web process SIGKILLed during a decision POST",
-                    "the official retried on the other web process: one decision"))
+    CHECKED.append(
+        (
+            "stage 4",
+            "a web process SIGKILLed during a decision POST",
+            "the official retried on the other web process: one decision",
+        )
+    )
 
     # Stage 5, then stage 7 opens at once (the year's dates have passed): kill the worker that
     # carries the run while it opens the branches.
@@ -164,24 +199,43 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
         cluster.kill(carrier)
     opened = _opened(cluster, "annual_report")
     assert 0 < opened <= len(units)
-    _until(lambda: _rows(cluster, "SELECT attention FROM cycle WHERE kind = 'annual' AND period = :p "
-                                  "AND attention IS NOT NULL"), "the dead run noticed", timeout=90)
+    _until(
+        lambda: _rows(
+            cluster, "SELECT attention FROM cycle WHERE kind = 'annual' AND period = :p AND attention IS NOT NULL"
+        ),
+        "the dead run noticed",
+        timeout=90,
+    )
     cluster.respawn(carrier)
     resumed = cluster.kehoach("cycle", "resume", f"annual/{YEAR}")
     assert resumed.returncode == 0, resumed.stderr + resumed.stdout
-    CHECKED.append(("stage 7 opening", f"the worker carrying the run SIGKILLed ({opened} of {len(units)} open)",
-                    "attention and one alert; `kehoach cycle resume` went on; each unit asked once"))
+    CHECKED.append(
+        (
+            "stage 7 opening",
+            f"the worker carrying the run SIGKILLed ({opened} of {len(units)} open)",
+            "attention and one alert; `kehoach cycle resume` went on; each unit asked once",
+        )
+    )
 
     # Stage 7's first emails: a dispatcher SIGKILLed mid-send.
-    _until(lambda: cluster.smtp.count(lambda r: SUBMIT in (r.message["Subject"] or "") and "7. " in
-                                      r.message["Subject"]) >= 5, "stage 7's emails began to go out")
+    _until(
+        lambda: (
+            cluster.smtp.count(lambda r: SUBMIT in (r.message["Subject"] or "") and "7. " in r.message["Subject"]) >= 5
+        ),
+        "stage 7's emails began to go out",
+    )
     cluster.kill("dispatch-a")
     cluster.smtp.delay = 0.0
     for unit, officer in units.items():
         submit(cluster.via(inbox.link(officer, SUBMIT, "7. "), "ab"[hash(unit) % 2]), text=f"Báo cáo ({unit})")
     cluster.respawn("dispatch-a")
-    CHECKED.append(("stage 7 emails", "a dispatcher SIGKILLed mid-send",
-                    "the other sent the rest; the dead one's were sent again after its lease, same Message-ID"))
+    CHECKED.append(
+        (
+            "stage 7 emails",
+            "a dispatcher SIGKILLed mid-send",
+            "the other sent the rest; the dead one's were sent again after its lease, same Message-ID",
+        )
+    )
 
     # Stage 7's decisions: the last 20 while the Prefect server is hung.
     links = [inbox.link("dost_director", ASK, "7. ") for _ in units]
@@ -200,24 +254,46 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     finally:
         cluster.unhang_prefect()
     consolidate(inbox)  # stage 8 opens once the run resumed: the coordinator submits, the director approves
-    _until(lambda: _rows(cluster, "SELECT finished_at FROM cycle WHERE kind = 'annual' AND period = :p "
-                                  "AND finished_at IS NOT NULL"), "the chain finished", timeout=180)
-    CHECKED.append(("stage 7 decisions", "the Prefect server hung (SIGSTOP) for the last 20 decisions",
-                    f"each answered in under 1 s (slowest {max(took):.2f} s); the run resumed after SIGCONT"))
+    _until(
+        lambda: _rows(
+            cluster, "SELECT finished_at FROM cycle WHERE kind = 'annual' AND period = :p AND finished_at IS NOT NULL"
+        ),
+        "the chain finished",
+        timeout=180,
+    )
+    CHECKED.append(
+        (
+            "stage 7 decisions",
+            "the Prefect server hung (SIGSTOP) for the last 20 decisions",
+            f"each answered in under 1 s (slowest {max(took):.2f} s); the run resumed after SIGCONT",
+        )
+    )
 
     # Nothing lost, nothing done twice (once the dispatchers have sent the last emails: the issued
     # report to the PPC and the ministries, the digest).
-    _until(lambda: _rows(cluster, "SELECT COUNT(*) FROM outbox_message WHERE status IN ('queued', 'sending')")[0][0]
-           == 0, "the outbox drained")
-    twice = _rows(cluster, "SELECT d.assignment_id, COUNT(*) FROM decision d GROUP BY d.assignment_id "
-                           "HAVING COUNT(*) > 1")
+    _until(
+        lambda: _rows(cluster, "SELECT COUNT(*) FROM outbox_message WHERE status IN ('queued', 'sending')")[0][0] == 0,
+        "the outbox drained",
+    )
+    twice = _rows(
+        cluster, "SELECT d.assignment_id, COUNT(*) FROM decision d GROUP BY d.assignment_id HAVING COUNT(*) > 1"
+    )
     assert twice == []
-    per_unit = Counter(subject for (subject,) in _rows(
-        cluster, "SELECT r.subject FROM approval_request r JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p "
-                 "AND r.stage = 'annual_report'"))
+    per_unit = Counter(
+        subject
+        for (subject,) in _rows(
+            cluster,
+            "SELECT r.subject FROM approval_request r JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p "
+            "AND r.stage = 'annual_report'",
+        )
+    )
     assert set(per_unit) == set(units) and set(per_unit.values()) == {1}
-    asked = Counter(a for r in cluster.smtp.received if SUBMIT in (r.message["Subject"] or "")
-                    and "7. " in r.message["Subject"] for a in r.envelope_to)
+    asked = Counter(
+        a
+        for r in cluster.smtp.received
+        if SUBMIT in (r.message["Subject"] or "") and "7. " in r.message["Subject"]
+        for a in r.envelope_to
+    )
     by_id: dict[str, set] = {}
     for r in cluster.smtp.received:
         by_id.setdefault(r.message["Message-ID"], set()).add((tuple(r.envelope_to), r.message["Subject"]))
@@ -225,8 +301,9 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     assert {address(officer) for officer in units.values()} == set(asked)
     queued = {mid for (mid,) in _rows(cluster, "SELECT message_id FROM outbox_message WHERE status = 'sent'")}
     assert queued <= set(by_id)  # every email the outbox sent reached the SMTP server
-    assert _rows(cluster, "SELECT COUNT(*) FROM outbox_message WHERE status IN ('queued', 'sending', 'failed')")[0][0] \
-        == 0
+    assert (
+        _rows(cluster, "SELECT COUNT(*) FROM outbox_message WHERE status IN ('queued', 'sending', 'failed')")[0][0] == 0
+    )
     alerts = [r for r in cluster.smtp.received if "[Needs attention]" in (r.message["Subject"] or "")]
     assert len(alerts) == 1
     width = max(len(fault) for _, fault, _ in CHECKED)
@@ -234,10 +311,8 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
 
 
 def _swallow(call) -> None:
-    try:
-        call()
-    except httpx.HTTPError:
-        pass  # the server died under the request: the official sees an error and tries again
+    with contextlib.suppress(httpx.HTTPError):  # the server died under the request: the official sees
+        call()  # an error and tries again
 
 
 def _decide_with_retry(link: str) -> bool:

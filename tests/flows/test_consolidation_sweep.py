@@ -52,8 +52,17 @@ def email(official_id: str) -> str:
 
 
 async def _open(db: Database, stage_id: str) -> int:
-    return await open_branches(db, plan=PLAN, settings=SETTINGS, renderer=Renderer(), cycle_kind="annual",
-                               period="2026", starts_on=STARTS, stage_id=stage_id, waiter_ref=None)
+    return await open_branches(
+        db,
+        plan=PLAN,
+        settings=SETTINGS,
+        renderer=Renderer(),
+        cycle_kind="annual",
+        period="2026",
+        starts_on=STARTS,
+        stage_id=stage_id,
+        waiter_ref=None,
+    )
 
 
 async def _sweep(db: Database) -> list[tuple[str, str]]:
@@ -76,8 +85,10 @@ class Outbox:
 
 async def _wakes(db: Database, stage: str) -> list[tuple[str, str]]:
     async with db.sessions() as session:
-        return [(w.reason, w.status) for w in (await session.execute(
-            select(Wake).where(Wake.stage == stage).order_by(Wake.id))).scalars()]
+        return [
+            (w.reason, w.status)
+            for w in (await session.execute(select(Wake).where(Wake.stage == stage).order_by(Wake.id))).scalars()
+        ]
 
 
 async def test_the_chain_leaves_the_annual_reports_at_their_due_time_once(private_database):
@@ -121,8 +132,7 @@ async def test_a_settled_annual_report_stage_wakes_nothing_at_its_due_time(priva
 
 
 @pytest.mark.parametrize("submitted", [True, False], ids=["submitted", "never_submitted"])
-async def test_the_consolidated_report_is_reminded_escalated_and_expired_on_its_own_dates(private_database,
-                                                                                          submitted):
+async def test_the_consolidated_report_is_reminded_escalated_and_expired_on_its_own_dates(private_database, submitted):
     """Stage 8 opens when the chain leaves stage 7 (30 November) and falls due on 14 December:
     the coordinator is reminded to submit (or the director to decide) 7 and 2 days before; at
     the due time the PPC's Vice-Chair is brought in (a draft waiting for a decision) or told
@@ -138,17 +148,30 @@ async def test_the_consolidated_report_is_reminded_escalated_and_expired_on_its_
             async with db.transaction() as session:
                 report = await consolidated.gather(session, PLAN, 2026, now=utcnow())
                 link = (await session.execute(select(SubmissionLink))).scalar_one()
-                data = {**parse_submission(stage_kind=stage_of(PLAN, "annual", "consolidated_report").kind, text="Đánh giá chung."),
-                        "report": consolidated.snapshot(report)}
-                opened = await submit(session, plan=PLAN, secret=SETTINGS.link_secret_bytes(), now=utcnow(),
-                                      token=derive_token(SETTINGS.link_secret_bytes(), link.id, 1), data=data,
-                                      link_ttl=TTL)
-                await Emails.of(PLAN, SETTINGS, Renderer()).approval_links(session, opened.request, opened.cycle, opened.new_assignments)
+                data = {
+                    **parse_submission(
+                        stage_kind=stage_of(PLAN, "annual", "consolidated_report").kind, text="Đánh giá chung."
+                    ),
+                    "report": consolidated.snapshot(report),
+                }
+                opened = await submit(
+                    session,
+                    plan=PLAN,
+                    secret=SETTINGS.link_secret_bytes(),
+                    now=utcnow(),
+                    token=derive_token(SETTINGS.link_secret_bytes(), link.id, 1),
+                    data=data,
+                    link_ttl=TTL,
+                )
+                await Emails.of(PLAN, SETTINGS, Renderer()).approval_links(
+                    session, opened.request, opened.cycle, opened.new_assignments
+                )
             assert await outbox.new() == [("approval_request", email("dost_director"))]
         assert await _sweep(db) == []
 
-    waited_on = ("reminder", email("dost_director")) if submitted else \
-        ("submission_request", email("dost_coordinator"))  # the reminder to submit carries a fresh link
+    waited_on = (
+        ("reminder", email("dost_director")) if submitted else ("submission_request", email("dost_coordinator"))
+    )  # the reminder to submit carries a fresh link
     for day in (dt.date(2026, 12, 8), dt.date(2026, 12, 13)):
         with time_machine.travel(at(day, 8), tick=False):
             assert await _sweep(db) == [("consolidated_report", "reminder")], day
@@ -166,9 +189,13 @@ async def test_the_consolidated_report_is_reminded_escalated_and_expired_on_its_
     with time_machine.travel(at(dt.date(2026, 12, 22), 8), tick=False):
         if submitted:
             assert await _sweep(db) == [("consolidated_report", "expired")]
-            assert await outbox.new() == sorted([("outcome", email("dost_coordinator")),
-                                                 ("step_closed", email("dost_director")),
-                                                 ("step_closed", email("ppc_vice_chair"))])
+            assert await outbox.new() == sorted(
+                [
+                    ("outcome", email("dost_coordinator")),
+                    ("step_closed", email("dost_director")),
+                    ("step_closed", email("ppc_vice_chair")),
+                ]
+            )
         else:  # nothing to decide: it keeps waiting for the coordinator, its superior told once
             assert await _sweep(db) == [] and await outbox.new() == []
     async with db.sessions() as session:

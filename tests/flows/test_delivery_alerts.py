@@ -22,23 +22,33 @@ PLAN = load_plan(PACKAGED_PLAN)
 async def _fail(db, subject: str) -> None:
     key = f"test-failed:{uuid.uuid4()}"
     async with db.transaction() as session:
-        await enqueue(session, idempotency_key=key, kind="approval_request",
-                      to=[Recipient("Hà Thị Thu", "giamdoc.stc@lang-son.example")],
-                      email=RenderedEmail(subject=subject, text="x", html="<p>x</p>"), domain="lang-son.example")
-        await session.execute(update(OutboxMessage).where(OutboxMessage.idempotency_key == key)
-                              .values(status="failed", last_error="550 mailbox unavailable"))
+        await enqueue(
+            session,
+            idempotency_key=key,
+            kind="approval_request",
+            to=[Recipient("Hà Thị Thu", "giamdoc.stc@lang-son.example")],
+            email=RenderedEmail(subject=subject, text="x", html="<p>x</p>"),
+            domain="lang-son.example",
+        )
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.idempotency_key == key)
+            .values(status="failed", last_error="550 mailbox unavailable")
+        )
 
 
 async def _alerts(db) -> list[OutboxMessage]:
     async with db.sessions() as session:
-        return list((await session.execute(select(OutboxMessage).where(
-            OutboxMessage.kind == "delivery_failure"))).scalars())
+        return list(
+            (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "delivery_failure"))).scalars()
+        )
 
 
 async def _alert(db) -> int:
     async with db.transaction() as session:
-        return await Emails.of(PLAN, SETTINGS, Renderer()).delivery_failures(session, await failed_messages(session),
-                                                                             at=utcnow())
+        return await Emails.of(PLAN, SETTINGS, Renderer()).delivery_failures(
+            session, await failed_messages(session), at=utcnow()
+        )
 
 
 async def test_a_failed_email_is_reported_to_the_coordinators_once(database):  # noqa: F811
@@ -61,12 +71,17 @@ async def test_coordinators_get_a_digest_when_a_cycle_starts(database):  # noqa:
     from notifications.links import queue_plain_messages
 
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period="2027", starts_on=dt.date(2027, 1, 15))
-        messages = cycle_digest_messages(PLAN, cycle, {"dic_direction": "waiting"}, event="started", at=utcnow(),
-                                         base_url="http://127.0.0.1:8765")
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period="2027", starts_on=dt.date(2027, 1, 15)
+        )
+        messages = cycle_digest_messages(
+            PLAN, cycle, {"dic_direction": "waiting"}, event="started", at=utcnow(), base_url="http://127.0.0.1:8765"
+        )
         assert await queue_plain_messages(session, renderer=Renderer(), messages=messages, domain="x.example") == 1
         assert await queue_plain_messages(session, renderer=Renderer(), messages=messages, domain="x.example") == 0
     async with database.sessions() as session:
         (digest,) = (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "cycle_digest"))).scalars()
     assert digest.recipients[0]["email"] == "dieuphoi.skhcn@lang-son.example"
-    assert "2027" in digest.subject and "Annual implementation report" in digest.text_body  # the coordinator reads English
+    assert (
+        "2027" in digest.subject and "Annual implementation report" in digest.text_body
+    )  # the coordinator reads English

@@ -25,7 +25,11 @@ def test_each_deployment_is_scheduled_as_the_plan_says():
 
 def test_a_plan_that_starts_its_year_elsewhere_moves_the_schedule():
     annual = PLAN.cycle("annual").model_copy(update={"starts_on": "03-01"})
-    moved = PLAN.model_copy(update={"cycles": [annual, *[c for c in PLAN.cycles if c.id != "annual"]],
-                                    "plan": PLAN.plan.model_copy(update={"timezone": "Asia/Bangkok"})})
+    moved = PLAN.model_copy(
+        update={
+            "cycles": [annual, *[c for c in PLAN.cycles if c.id != "annual"]],
+            "plan": PLAN.plan.model_copy(update={"timezone": "Asia/Bangkok"}),
+        }
+    )
     assert _crons(moved, "annual") == [("0 8 1 3 *", "Asia/Bangkok")]
     assert _crons(moved, None) == [("*/15 * * * *", "Asia/Bangkok")]

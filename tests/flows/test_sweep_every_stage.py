@@ -91,8 +91,11 @@ class Scenario:
         return max(REPORT_OPENS + dt.timedelta(days=self.shift), self.opened)
 
 
-SCENARIOS = [Scenario("on_time", 0, STARTS, True), Scenario("kept_late", 0, LATE, False),
-             Scenario("shifted", SHIFT, LATE, True)]
+SCENARIOS = [
+    Scenario("on_time", 0, STARTS, True),
+    Scenario("kept_late", 0, LATE, False),
+    Scenario("shifted", SHIFT, LATE, True),
+]
 
 
 def at(day: dt.date, hour: int) -> dt.datetime:
@@ -107,8 +110,13 @@ def test_the_scenarios_dates_are_what_the_calendar_says():
     """The expected dates are worked out by hand here, not by the code under test."""
     late, shifted = SCENARIOS[1], SCENARIOS[2]
     assert [shifted.due(k) for k in STAGES] == [
-        dt.date(2026, 12, 15), dt.date(2026, 12, 29), dt.date(2027, 1, 30), dt.date(2027, 2, 14),
-        dt.date(2027, 3, 1), dt.date(2027, 10, 15)]
+        dt.date(2026, 12, 15),
+        dt.date(2026, 12, 29),
+        dt.date(2027, 1, 30),
+        dt.date(2027, 2, 14),
+        dt.date(2027, 3, 1),
+        dt.date(2027, 10, 15),
+    ]
     assert {late.due(k) for k in STAGES} == {dt.date(2026, 12, 8)}
     assert shifted.report_opens() == dt.date(2027, 8, 17) and late.report_opens() == LATE
     assert [requests.stage_of(PLAN, "annual", k.stage).kind.value for k in STAGES] == [k.kind for k in STAGES]
@@ -149,11 +157,29 @@ class Walk:
         async with self.db.transaction() as session:
             cycle = await session.get(Cycle, self.cycle.id)
             for subject in subjects:
-                await _open_branch(session, plan=PLAN, settings=SETTINGS, renderer=self.renderer, cycle=cycle,
-                                   stage=stage, subject=subject, waiter_ref=None, link_ttl=TTL, data=None)
+                await _open_branch(
+                    session,
+                    plan=PLAN,
+                    settings=SETTINGS,
+                    renderer=self.renderer,
+                    cycle=cycle,
+                    stage=stage,
+                    subject=subject,
+                    waiter_ref=None,
+                    link_ttl=TTL,
+                    data=None,
+                )
         async with self.db.sessions() as session:
-            rows = {r.subject: r for r in (await session.execute(select(ApprovalRequest).where(
-                ApprovalRequest.cycle_id == self.cycle.id, ApprovalRequest.stage == kind.stage))).scalars()}
+            rows = {
+                r.subject: r
+                for r in (
+                    await session.execute(
+                        select(ApprovalRequest).where(
+                            ApprovalRequest.cycle_id == self.cycle.id, ApprovalRequest.stage == kind.stage
+                        )
+                    )
+                ).scalars()
+            }
         assert sorted(rows) == sorted(subjects)
         for subject in subjects:
             officer = PLAN.holders(stage.requester, day, unit=subject or None)[0].id
@@ -172,14 +198,26 @@ class Walk:
     async def submit(self, branch: Branch) -> None:
         stage = requests.stage_of(PLAN, "annual", branch.kind.stage)
         async with self.db.transaction() as session:
-            link = (await session.execute(select(SubmissionLink).where(
-                SubmissionLink.request_id == branch.request_id))).scalar_one()
-            data = parse_submission(stage_kind=stage.kind, text="Kế hoạch đã xây dựng xong.",
-                                    amount="900.000.000" if stage.kind.value == "budget" else "")
-            opened = await submit(session, plan=PLAN, secret=SETTINGS.link_secret_bytes(),
-                                  token=derive_token(SETTINGS.link_secret_bytes(), link.id, 1), data=data,
-                                  now=utcnow(), link_ttl=TTL)
-            await Emails.of(PLAN, SETTINGS, self.renderer).approval_links(session, opened.request, opened.cycle, opened.new_assignments)
+            link = (
+                await session.execute(select(SubmissionLink).where(SubmissionLink.request_id == branch.request_id))
+            ).scalar_one()
+            data = parse_submission(
+                stage_kind=stage.kind,
+                text="Kế hoạch đã xây dựng xong.",
+                amount="900.000.000" if stage.kind.value == "budget" else "",
+            )
+            opened = await submit(
+                session,
+                plan=PLAN,
+                secret=SETTINGS.link_secret_bytes(),
+                token=derive_token(SETTINGS.link_secret_bytes(), link.id, 1),
+                data=data,
+                now=utcnow(),
+                link_ttl=TTL,
+            )
+            await Emails.of(PLAN, SETTINGS, self.renderer).approval_links(
+                session, opened.request, opened.cycle, opened.new_assignments
+            )
         branch.submitted = True
         assert await self.emails() == [("approval_request", email(branch.approver))]
 
@@ -206,20 +244,27 @@ class Walk:
 
     async def wakes(self) -> dict[str, str]:
         async with self.db.sessions() as session:
-            return {w.stage: w.reason for w in (await session.execute(
-                select(Wake).where(Wake.cycle_id == self.cycle.id))).scalars()}
+            return {
+                w.stage: w.reason
+                for w in (await session.execute(select(Wake).where(Wake.cycle_id == self.cycle.id))).scalars()
+            }
 
 
 def reminder_sweeps(kind: Kind, scenario: Scenario, opened: dt.datetime) -> list[dt.date]:
     """The mornings after each reminder falls; reminders that fell before the step opened never do."""
     due = scenario.due(kind)
-    return sorted(due - dt.timedelta(days=d) + dt.timedelta(days=1) for d in kind.reminders
-                  if at(due - dt.timedelta(days=d), 0) + dt.timedelta(days=1) > opened)
+    return sorted(
+        due - dt.timedelta(days=d) + dt.timedelta(days=1)
+        for d in kind.reminders
+        if at(due - dt.timedelta(days=d), 0) + dt.timedelta(days=1) > opened
+    )
 
 
 def expected_reminders(walk: Walk, kind: Kind) -> list[tuple[str, str]]:
-    return [("reminder", email(b.approver)) if b.submitted else ("submission_request", email(b.officer))
-            for b in walk.of(kind)]
+    return [
+        ("reminder", email(b.approver)) if b.submitted else ("submission_request", email(b.officer))
+        for b in walk.of(kind)
+    ]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
@@ -235,8 +280,9 @@ async def test_every_stage_kind_is_reminded_escalated_told_and_expired_on_its_ow
         if not report_now:  # the report waits for its own date, as the run's schedule-stage records it
             async with private_database.transaction() as session:
                 cycle = await session.get(Cycle, walk.cycle.id)
-                await requests.set_stage_status(session, cycle_id=cycle.id, stage=report.stage,
-                                                status=StageStatus.scheduled, now=utcnow())
+                await requests.set_stage_status(
+                    session, cycle_id=cycle.id, stage=report.stage, status=StageStatus.scheduled, now=utcnow()
+                )
                 row = await stages.lock_stage(session, cycle.id, report.stage)
                 row.opens_at = opens_at(requests.stage_of(PLAN, "annual", report.stage), cycle, TZ)
             assert row.opens_at == at(scenario.report_opens(), 0)
@@ -255,8 +301,10 @@ async def test_every_stage_kind_is_reminded_escalated_told_and_expired_on_its_ow
         timeline.append((scenario.report_opens() - dt.timedelta(days=1), 20, "eve", report))
         timeline.append((scenario.report_opens(), 9, "opens", report))
     timeline.sort(key=lambda item: (item[0], item[1]))
-    assert sum(1 for *_, what, _ in timeline if what == "reminder") == {
-        "on_time": 13, "kept_late": 10, "shifted": 13}[scenario.name]  # kept late: reminders before opening skip
+    assert (
+        sum(1 for *_, what, _ in timeline if what == "reminder")
+        == {"on_time": 13, "kept_late": 10, "shifted": 13}[scenario.name]
+    )  # kept late: reminders before opening skip
 
     for day, hour in sorted({(d, h) for d, h, *_ in timeline}):
         now = at(day, hour)
@@ -295,12 +343,16 @@ async def test_every_stage_kind_is_reminded_escalated_told_and_expired_on_its_ow
         settled = kind.at_due == "proceed" or all(b.submitted for b in walk.of(kind))
         assert wakes.get(kind.stage) == ("stage_settled" if settled else None), kind.stage
     assert {k.stage for k in STAGES[:-1] if k.stage not in wakes} == (
-        {"dic_direction", "materials", "outlet_plans", "finance_allocation"} if scenario.name == "kept_late"
-        else {"outlet_plans"})
+        {"dic_direction", "materials", "outlet_plans", "finance_allocation"}
+        if scenario.name == "kept_late"
+        else {"outlet_plans"}
+    )
     assert wakes.get(report.stage) == (None if report_now else "stage_opens")
     async with private_database.sessions() as session:
-        statuses = {row.stage: row.status for row in (await session.execute(
-            select(CycleStage).where(CycleStage.cycle_id == walk.cycle.id))).scalars()}
+        statuses = {
+            row.stage: row.status
+            for row in (await session.execute(select(CycleStage).where(CycleStage.cycle_id == walk.cycle.id))).scalars()
+        }
     assert statuses["propaganda_guidance"] == "lapsed"
     assert statuses["dic_direction"] == ("waiting" if scenario.name == "kept_late" else "expired")
     for kind in [STAGES[0], *STAGES[2:]]:
@@ -337,8 +389,11 @@ async def grace_expectations(walk: Walk, kind: Kind, events: Counter) -> list[tu
     for branch in walk.of(kind):
         if branch.submitted:  # escalated 7 days ago and still undecided: it expires, never approved
             events[(kind.stage, "expired")] += 1
-            emails += [("outcome", email(branch.officer)), ("step_closed", email(branch.approver)),
-                       ("step_closed", email(kind.superior))]
+            emails += [
+                ("outcome", email(branch.officer)),
+                ("step_closed", email(branch.approver)),
+                ("step_closed", email(kind.superior)),
+            ]
     return emails
 
 
@@ -348,8 +403,13 @@ async def check_digests(walk: Walk, queued: list[OutboxMessage], happening) -> N
         if what != "due" or kind.at_due == "proceed":
             continue
         waiting = [b for b in walk.of(kind) if not b.submitted]
-        digests = [m for m in queued if m.kind == "submission_overdue" and m.recipients[0]["email"] == email(
-            kind.superior) and f":{kind.stage}:" in m.idempotency_key]
+        digests = [
+            m
+            for m in queued
+            if m.kind == "submission_overdue"
+            and m.recipients[0]["email"] == email(kind.superior)
+            and f":{kind.stage}:" in m.idempotency_key
+        ]
         assert len(digests) == (1 if waiting else 0), kind.stage
         if not waiting:
             continue
@@ -364,7 +424,8 @@ async def check_digests(walk: Walk, queued: list[OutboxMessage], happening) -> N
 
 @pytest.mark.parametrize("kind", STAGES[2:], ids=[k.kind for k in STAGES[2:]])
 async def test_a_unit_that_submits_after_being_reported_overdue_gives_its_approvers_the_plans_notice(
-        private_database, kind):
+    private_database, kind
+):
     """Every stage that starts with a submission, at its real size: nothing came by the due time
     (8 December, kept late) and the superior was told of every branch. One unit submits two days
     later: its approver is asked with 7 days' notice (due 17 December), reminded on the reminders
@@ -381,8 +442,11 @@ async def test_a_unit_that_submits_after_being_reported_overdue_gives_its_approv
         assert await walk.emails() == [("submission_overdue", email(kind.superior))]
     submitted_at = at(dt.date(2026, 12, 10), 10)
     new_due = dt.date(2026, 12, 17)
-    ahead = sorted(new_due - dt.timedelta(days=d) for d in kind.reminders
-                   if at(new_due - dt.timedelta(days=d), 0) + dt.timedelta(days=1) > submitted_at)
+    ahead = sorted(
+        new_due - dt.timedelta(days=d)
+        for d in kind.reminders
+        if at(new_due - dt.timedelta(days=d), 0) + dt.timedelta(days=1) > submitted_at
+    )
     with time_machine.travel(submitted_at, tick=False):
         await walk.submit(branch)
         request = await walk.request(branch)
@@ -400,13 +464,22 @@ async def test_a_unit_that_submits_after_being_reported_overdue_gives_its_approv
         assert await walk.emails() == [("escalation", email(kind.superior))]
     with time_machine.travel(at(dt.date(2026, 12, 25), 8), tick=False):
         assert await walk.sweep() == Counter({(kind.stage, "expired"): 1})
-        assert await walk.emails() == sorted([("outcome", email(branch.officer)),
-                                              ("step_closed", email(branch.approver)),
-                                              ("step_closed", email(kind.superior))])
+        assert await walk.emails() == sorted(
+            [
+                ("outcome", email(branch.officer)),
+                ("step_closed", email(branch.approver)),
+                ("step_closed", email(kind.superior)),
+            ]
+        )
         for other in branches[1:]:  # still waiting for their units, told once, nothing more
             request = await walk.request(other)
             assert request.status == "awaiting_submission" and request.told_at is not None
     async with private_database.sessions() as session:
-        submitted = (await session.execute(select(AuditEvent.data).where(
-            AuditEvent.entity_id == str(branch.request_id), AuditEvent.action == "request.submitted"))).scalar_one()
+        submitted = (
+            await session.execute(
+                select(AuditEvent.data).where(
+                    AuditEvent.entity_id == str(branch.request_id), AuditEvent.action == "request.submitted"
+                )
+            )
+        ).scalar_one()
     assert submitted["late"] is True and submitted["due_at"].startswith("2026-12-17T16:59:59")

@@ -36,8 +36,10 @@ def at(day: int, hour: int) -> dt.datetime:
 async def _queued(db, request_id) -> list[tuple[str, str]]:
     """(kind, recipient) of every email about this request, in order."""
     async with db.sessions() as session:
-        ids = {str(a) for a in (await session.execute(
-            select(Assignment.id).where(Assignment.request_id == request_id))).scalars()}
+        ids = {
+            str(a)
+            for a in (await session.execute(select(Assignment.id).where(Assignment.request_id == request_id))).scalars()
+        }
         rows = (await session.execute(select(OutboxMessage).order_by(OutboxMessage.created_at))).scalars()
         return [(m.kind, m.recipients[0]["email"]) for m in rows if m.idempotency_key.split(":")[1] in ids]
 
@@ -56,12 +58,23 @@ async def test_two_reminders_then_escalation_then_timeout(database):
     renderer = Renderer()
     with time_machine.travel(at(2, 9), tick=False):
         async with database.transaction() as session:
-            cycle = await requests.get_or_create_cycle(session, kind="test", period=f"tt-{uuid.uuid4().hex[:10]}",
-                                                       starts_on=dt.date(2026, 7, 1))
+            cycle = await requests.get_or_create_cycle(
+                session, kind="test", period=f"tt-{uuid.uuid4().hex[:10]}", starts_on=dt.date(2026, 7, 1)
+            )
             opened = await requests.open_request(
-                session, plan=PLAN, secret=SETTINGS.link_secret_bytes(), cycle=cycle, stage_id="s_timeout",
-                waiter_ref=None, link_ttl=dt.timedelta(days=60), now=utcnow(), requested_by="clerk1")
-            await Emails.of(PLAN, SETTINGS, renderer).approval_links(session, opened.request, opened.cycle, opened.new_assignments)
+                session,
+                plan=PLAN,
+                secret=SETTINGS.link_secret_bytes(),
+                cycle=cycle,
+                stage_id="s_timeout",
+                waiter_ref=None,
+                link_ttl=dt.timedelta(days=60),
+                now=utcnow(),
+                requested_by="clerk1",
+            )
+            await Emails.of(PLAN, SETTINGS, renderer).approval_links(
+                session, opened.request, opened.cycle, opened.new_assignments
+            )
         request_id = opened.request.id
         first = opened.new_assignments[0].assignment
         first_token = derive_token(SETTINGS.link_secret_bytes(), first.id, first.token_generation)
@@ -99,16 +112,33 @@ async def test_two_reminders_then_escalation_then_timeout(database):
         async with database.sessions() as session:
             request = await session.get(ApprovalRequest, request_id)
             decisions = (await session.execute(select(Decision).where(Decision.request_id == request_id))).all()
-            actions = list((await session.execute(select(AuditEvent.action).where(
-                AuditEvent.entity_id == str(request_id)).order_by(AuditEvent.id))).scalars())
+            actions = list(
+                (
+                    await session.execute(
+                        select(AuditEvent.action).where(AuditEvent.entity_id == str(request_id)).order_by(AuditEvent.id)
+                    )
+                ).scalars()
+            )
         assert request.status == "expired" and decisions == []
-        assert actions == ["request.opened", "request.reminded", "request.reminded", "request.escalated",
-                           "request.expired"]
+        assert actions == [
+            "request.opened",
+            "request.reminded",
+            "request.reminded",
+            "request.escalated",
+            "request.expired",
+        ]
         assert [kind for kind, _ in await _queued(database, request_id)] == [
-            "approval_request", "reminder", "reminder", "escalation"]
+            "approval_request",
+            "reminder",
+            "reminder",
+            "escalation",
+        ]
         async with database.sessions() as session:  # the submitter is told it expired
-            told = (await session.execute(select(OutboxMessage).where(
-                OutboxMessage.idempotency_key == f"outcome:{request_id}"))).scalar_one()
+            told = (
+                await session.execute(
+                    select(OutboxMessage).where(OutboxMessage.idempotency_key == f"outcome:{request_id}")
+                )
+            ).scalar_one()
         assert told.recipients[0]["email"] == "clerk1@t.example" and "Hết hạn" in told.subject
 
     # Each email carries the deadline as a calendar event: the reminders update the first
@@ -126,8 +156,10 @@ async def test_two_reminders_then_escalation_then_timeout(database):
 async def _invites(db, request_id):
     """The VEVENTs of the .ics attached to this request's emails, in order."""
     async with db.sessions() as session:
-        ids = {str(a) for a in (await session.execute(
-            select(Assignment.id).where(Assignment.request_id == request_id))).scalars()}
+        ids = {
+            str(a)
+            for a in (await session.execute(select(Assignment.id).where(Assignment.request_id == request_id))).scalars()
+        }
         rows = list((await session.execute(select(OutboxMessage).order_by(OutboxMessage.created_at))).scalars())
     events = []
     for row in rows:
@@ -151,23 +183,41 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_e
     plan = load_plan(SETTINGS.plan_file)
 
     async def sweep_lang_son():
-        return [e.kind.value for e in await sweep_with_emails(database, plan=plan, settings=SETTINGS,
-                                                                renderer=Renderer())]
+        return [
+            e.kind.value for e in await sweep_with_emails(database, plan=plan, settings=SETTINGS, renderer=Renderer())
+        ]
 
     async def emails() -> list[OutboxMessage]:
         async with database.sessions() as session:
-            return list((await session.execute(select(OutboxMessage).where(
-                OutboxMessage.idempotency_key.startswith(f"submission_request:{link.id}"))
-                .order_by(OutboxMessage.created_at))).scalars())
+            return list(
+                (
+                    await session.execute(
+                        select(OutboxMessage)
+                        .where(OutboxMessage.idempotency_key.startswith(f"submission_request:{link.id}"))
+                        .order_by(OutboxMessage.created_at)
+                    )
+                ).scalars()
+            )
 
     with time_machine.travel(at(2, 9), tick=False):
         async with database.transaction() as session:
-            cycle = await requests.get_or_create_cycle(session, kind="annual", period=f"tt-{uuid.uuid4().hex[:10]}",
-                                                       starts_on=dt.date(2026, 7, 1))
-            opened = await open_submission(session, plan=plan, secret=SETTINGS.link_secret_bytes(), cycle=cycle,
-                                           stage_id="finance_allocation", subject="", waiter_ref=None, now=utcnow(),
-                                           link_ttl=dt.timedelta(days=30))
-            await Emails.of(plan, SETTINGS, Renderer()).submission_link(session, opened.opened.request, cycle, opened.asked)
+            cycle = await requests.get_or_create_cycle(
+                session, kind="annual", period=f"tt-{uuid.uuid4().hex[:10]}", starts_on=dt.date(2026, 7, 1)
+            )
+            opened = await open_submission(
+                session,
+                plan=plan,
+                secret=SETTINGS.link_secret_bytes(),
+                cycle=cycle,
+                stage_id="finance_allocation",
+                subject="",
+                waiter_ref=None,
+                now=utcnow(),
+                link_ttl=dt.timedelta(days=30),
+            )
+            await Emails.of(plan, SETTINGS, Renderer()).submission_link(
+                session, opened.opened.request, cycle, opened.asked
+            )
         request_id, link = opened.opened.request.id, opened.asked.link
         token = derive_token(SETTINGS.link_secret_bytes(), link.id, 1)
         # Due 90 days after 1 July, at the end of 29 September; reminders 14 and 3 days before.
@@ -198,15 +248,33 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_e
             assert request.status == "awaiting_submission" and request.escalated_at is not None
             view = await view_submission(session, token, now=utcnow())  # the unit can still submit, with the last link
             assert view.request.id == request_id
-            actions = list((await session.execute(select(AuditEvent.action).where(
-                AuditEvent.entity_id == str(request_id)).order_by(AuditEvent.id))).scalars())
-    assert actions == ["request.opened", "submission.asked", "submission.reminded", "submission.reminded",
-                       "request.overdue", "submission.missing"]
+            actions = list(
+                (
+                    await session.execute(
+                        select(AuditEvent.action).where(AuditEvent.entity_id == str(request_id)).order_by(AuditEvent.id)
+                    )
+                ).scalars()
+            )
+    assert actions == [
+        "request.opened",
+        "submission.asked",
+        "submission.reminded",
+        "submission.reminded",
+        "request.overdue",
+        "submission.missing",
+    ]
     # The stage's superior (finance_allocation escalates to the PPC chair) is told, once,
     # which unit has not submitted and who was asked; nobody gets a link to decide for it.
     async with database.sessions() as session:
-        told = list((await session.execute(select(OutboxMessage).where(
-            OutboxMessage.idempotency_key.startswith(f"submission_overdue:{cycle.id}:finance_allocation:")))).scalars())
+        told = list(
+            (
+                await session.execute(
+                    select(OutboxMessage).where(
+                        OutboxMessage.idempotency_key.startswith(f"submission_overdue:{cycle.id}:finance_allocation:")
+                    )
+                )
+            ).scalars()
+        )
     assert [(m.kind, m.recipients[0]["email"]) for m in told] == [("submission_overdue", "chutich@lang-son.example")]
     (email,) = told
     assert email.subject.startswith("[Chưa nộp] ") and "Sở Tài chính" in email.text_body

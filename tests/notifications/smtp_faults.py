@@ -10,8 +10,8 @@ Faults, each scripted for the next N times a stage is reached:
 - `HANG` at `data`: never answer (until the server stops).
 Also `down()` / `up()`: stop listening (connections are refused) and close every open
 connection, then listen again on the same port. `down()` is a clean stop: a message is
-kept only if its acceptance is answered (keeping one unanswered is the `DROP` fault). It records every accepted message with
-its Message-ID, the EHLO name, TLS and login of the session, and counts connections.
+kept only if its acceptance is answered (keeping one unanswered is the `DROP` fault). It
+records every accepted message with its Message-ID, the EHLO name, TLS and login of the session, and counts connections.
 """
 
 from __future__ import annotations
@@ -127,9 +127,13 @@ class _Handler:
         raw = envelope.original_content or envelope.content
         found = _MESSAGE_ID.search(raw.split(b"\r\n\r\n", 1)[0])
         accepted = Accepted(
-            envelope_from=envelope.mail_from, envelope_to=list(envelope.rcpt_tos), raw=raw,
-            message_id=found.group(1).decode("ascii") if found else None, helo=session.host_name,
-            tls=session.ssl is not None or smtp.transport.get_extra_info("ssl_object") is not None, login=session.auth_data if session.authenticated else None,
+            envelope_from=envelope.mail_from,
+            envelope_to=list(envelope.rcpt_tos),
+            raw=raw,
+            message_id=found.group(1).decode("ascii") if found else None,
+            helo=session.host_name,
+            tls=session.ssl is not None or smtp.transport.get_extra_info("ssl_object") is not None,
+            login=session.auth_data if session.authenticated else None,
         )
         with self.server.lock:
             self.server.accepted.append(accepted)
@@ -140,9 +144,15 @@ class _Handler:
 
 
 class FaultySmtpServer:
-    def __init__(self, *, hostname: str = "fault-smtp", tls_context: ssl.SSLContext | None = None,
-                 implicit_tls: bool = False, require_starttls: bool = False,
-                 logins: dict[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        hostname: str = "fault-smtp",
+        tls_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        require_starttls: bool = False,
+        logins: dict[str, str] | None = None,
+    ):
         self.host = "127.0.0.1"
         self.port = free_port()
         self.hostname = hostname
@@ -189,8 +199,12 @@ class FaultySmtpServer:
     async def _listen(self) -> None:
         if self._listener is None:
             self._listener = await self._loop.create_server(
-                self._factory, self.host, self.port, reuse_address=True,
-                ssl=self.tls_context if self.implicit_tls else None)
+                self._factory,
+                self.host,
+                self.port,
+                reuse_address=True,
+                ssl=self.tls_context if self.implicit_tls else None,
+            )
 
     async def _close(self) -> None:
         if self._listener is not None:
@@ -216,8 +230,11 @@ class FaultySmtpServer:
 
     def _session(self) -> _Session:
         return _Session(
-            self, hostname=self.hostname, tls_context=None if self.implicit_tls else self.tls_context,
-            require_starttls=self.require_starttls, auth_required=self.logins is not None,
+            self,
+            hostname=self.hostname,
+            tls_context=None if self.implicit_tls else self.tls_context,
+            require_starttls=self.require_starttls,
+            auth_required=self.logins is not None,
             authenticator=self._authenticate if self.logins is not None else None,
             auth_require_tls=self.tls_context is not None and not self.implicit_tls,  # aiosmtpd sees STARTTLS only
             timeout=60,

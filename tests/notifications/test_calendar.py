@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import unicodedata
 import uuid
 from zoneinfo import ZoneInfo
@@ -35,10 +36,17 @@ ORGANIZER = ("Hệ thống kehoach", "kehoach@lang-son.example")
 
 
 def make(**overrides):
-    values = dict(request_id=REQUEST, assignee_id=ASSIGNEE, domain=DOMAIN, due=DUE,
-                  summary=unicodedata.normalize("NFD", SUMMARY), organizer=ORGANIZER,
-                  attendee=(unicodedata.normalize("NFD", NAME), ADDRESS), sequence=1,
-                  description="Mở thư để xem liên kết phê duyệt.")
+    values = dict(
+        request_id=REQUEST,
+        assignee_id=ASSIGNEE,
+        domain=DOMAIN,
+        due=DUE,
+        summary=unicodedata.normalize("NFD", SUMMARY),
+        organizer=ORGANIZER,
+        attendee=(unicodedata.normalize("NFD", NAME), ADDRESS),
+        sequence=1,
+        description="Mở thư để xem liên kết phê duyệt.",
+    )
     values.update(overrides)
     return invite(**values)
 
@@ -96,7 +104,11 @@ def test_the_event_is_shown_in_the_zone_its_due_time_carries():
     end = event["dtend"].dt
     assert end == DUE and end.tzinfo.key == "Asia/Bangkok" and end.hour == 17
     assert [str(z["tzid"]) for z in calendar.walk("VTIMEZONE")] == ["Asia/Bangkok"]
-    for unzoned in (DUE.replace(tzinfo=None), DUE.astimezone(dt.UTC), DUE.astimezone(dt.timezone(dt.timedelta(hours=7)))):
+    for unzoned in (
+        DUE.replace(tzinfo=None),
+        DUE.astimezone(dt.UTC),
+        DUE.astimezone(dt.timezone(dt.timedelta(hours=7))),
+    ):
         with pytest.raises(ValueError):
             make(due=unzoned)
 
@@ -124,14 +136,26 @@ def test_a_decided_request_cancels_the_event():
     assert not event.walk("VALARM")
 
 
-import functools
-
 _tz = functools.cache(lambda key: Timezone.from_tzid(key))
 
 
-def _icalendar_invite(*, request_id, assignee_id, domain, due, summary, organizer, attendee, sequence,
-                      description="", cancelled=False, duration=dt.timedelta(minutes=30),
-                      reminder=dt.timedelta(days=1), now, language="vi") -> bytes:
+def _icalendar_invite(
+    *,
+    request_id,
+    assignee_id,
+    domain,
+    due,
+    summary,
+    organizer,
+    attendee,
+    sequence,
+    description="",
+    cancelled=False,
+    duration=dt.timedelta(minutes=30),
+    reminder=dt.timedelta(days=1),
+    now,
+    language="vi",
+) -> bytes:
     """The oracle: the same invite built with icalendar's own components and serialiser (what
     notifications.calendar did before it wrote the event's lines itself)."""
     nfc = lambda text: unicodedata.normalize("NFC", text)  # noqa: E731
@@ -140,14 +164,21 @@ def _icalendar_invite(*, request_id, assignee_id, domain, due, summary, organize
         value = vCalAddress(f"mailto:{email}")
         value.params["cn"] = nfc(name)
         if attendee:
-            value.params["role"], value.params["partstat"], value.params["rsvp"] = \
-                "REQ-PARTICIPANT", "NEEDS-ACTION", "FALSE"
+            value.params["role"], value.params["partstat"], value.params["rsvp"] = (
+                "REQ-PARTICIPANT",
+                "NEEDS-ACTION",
+                "FALSE",
+            )
         return value
 
     end = due
     calendar = Calendar()
-    for name, value in (("prodid", PRODID), ("version", "2.0"), ("calscale", "GREGORIAN"),
-                        ("method", "CANCEL" if cancelled else "REQUEST")):
+    for name, value in (
+        ("prodid", PRODID),
+        ("version", "2.0"),
+        ("calscale", "GREGORIAN"),
+        ("method", "CANCEL" if cancelled else "REQUEST"),
+    ):
         calendar.add(name, value)
     event = Event()
     event.add("uid", event_uid(request_id, assignee_id, domain))
@@ -174,25 +205,43 @@ def _icalendar_invite(*, request_id, assignee_id, domain, due, summary, organize
     return calendar.to_ical()
 
 
-_TEXT = st.text(alphabet=st.sampled_from(list("aăâbđêôơưyz ÀÁẠẢÃàáạảãệữỹ,;:\\^\"'’\n\r\t–&<>")),
-                max_size=120)
+_TEXT = st.text(alphabet=st.sampled_from(list("aăâbđêôơưyz ÀÁẠẢÃàáạảãệữỹ,;:\\^\"'’\n\r\t–&<>")), max_size=120)
 
 
 @settings(max_examples=300, deadline=None)
-@given(summary=_TEXT.filter(str.strip), description=_TEXT, name=_TEXT.filter(str.strip),
-       organizer=_TEXT.filter(str.strip), cancelled=st.booleans(), language=st.sampled_from(["vi", "en"]),
-       sequence=st.integers(0, 2**31 - 1), minutes=st.integers(0, 60 * 24 * 400),
-       reminder=st.sampled_from([None, dt.timedelta(days=1), dt.timedelta(hours=2), dt.timedelta(minutes=90)]))
-def test_the_invite_is_what_icalendar_writes_for_the_same_event(summary, description, name, organizer, cancelled,
-                                                                 language, sequence, minutes, reminder):
+@given(
+    summary=_TEXT.filter(str.strip),
+    description=_TEXT,
+    name=_TEXT.filter(str.strip),
+    organizer=_TEXT.filter(str.strip),
+    cancelled=st.booleans(),
+    language=st.sampled_from(["vi", "en"]),
+    sequence=st.integers(0, 2**31 - 1),
+    minutes=st.integers(0, 60 * 24 * 400),
+    reminder=st.sampled_from([None, dt.timedelta(days=1), dt.timedelta(hours=2), dt.timedelta(minutes=90)]),
+)
+def test_the_invite_is_what_icalendar_writes_for_the_same_event(
+    summary, description, name, organizer, cancelled, language, sequence, minutes, reminder
+):
     """The event's lines are written by hand (icalendar's serialiser cost most of a decision's
     calendar file): byte for byte what icalendar writes, escaping and folding included, for any
     text (Vietnamese, separators, quotes, carets, line breaks), both methods and both languages."""
     now = dt.datetime(2026, 12, 2, 3, 4, 5, 678, tzinfo=dt.UTC)
-    values = dict(request_id=REQUEST, assignee_id=ASSIGNEE, domain=DOMAIN,
-                  due=DUE + dt.timedelta(minutes=minutes, seconds=17), summary=summary, organizer=(organizer, "o@x.vn"),
-                  attendee=(name, ADDRESS), sequence=sequence, description=description, cancelled=cancelled,
-                  reminder=reminder, now=now, language=language)
+    values = dict(
+        request_id=REQUEST,
+        assignee_id=ASSIGNEE,
+        domain=DOMAIN,
+        due=DUE + dt.timedelta(minutes=minutes, seconds=17),
+        summary=summary,
+        organizer=(organizer, "o@x.vn"),
+        attendee=(name, ADDRESS),
+        sequence=sequence,
+        description=description,
+        cancelled=cancelled,
+        reminder=reminder,
+        now=now,
+        language=language,
+    )
     assert invite(**values).data == _icalendar_invite(**values)
     Calendar.from_ical(invite(**values).data)  # and icalendar reads it back
 
@@ -209,8 +258,13 @@ async def test_the_invite_is_stored_and_sent_as_an_attachment(database, keys, fa
     key = keys()
     attachment = make()
     queued = await queue(database, key, attachments=[attachment])
-    assert queued.attachments == [{"filename": "invite.ics", "content_type": attachment.content_type,
-                                   "data": base64.b64encode(attachment.data).decode()}]
+    assert queued.attachments == [
+        {
+            "filename": "invite.ics",
+            "content_type": attachment.content_type,
+            "data": base64.b64encode(attachment.data).decode(),
+        }
+    ]
 
     assert await dispatcher(database, faulty_smtp.port).run_once() == 1
     assert (await row(database, key)).status == MessageStatus.sent.value
@@ -227,18 +281,28 @@ async def test_the_invite_is_stored_and_sent_as_an_attachment(database, keys, fa
     assert str(event["uid"]) == event_uid(REQUEST, ASSIGNEE, DOMAIN)
 
 
-@pytest.mark.parametrize("attachment, error", [
-    (Attachment("invite.ics\r\nBcc: x@evil.example", "text/calendar", b"x"), HeaderInjection),
-    (Attachment("invite.ics", "text/calendar;\r\n method=REQUEST", b"x"), HeaderInjection),
-    (Attachment("invite.ics", "text/calendar; method=REQUEST, x", b"x"), MessageRefused),
-    (Attachment("invite.ics", "calendar", b"x"), MessageRefused),
-    (Attachment("../etc/passwd", "text/plain", b"x"), MessageRefused),
-    (Attachment("big.bin", "application/octet-stream", b"\0" * (5 * 1024 * 1024 + 1)), MessageRefused),
-])
+@pytest.mark.parametrize(
+    "attachment, error",
+    [
+        (Attachment("invite.ics\r\nBcc: x@evil.example", "text/calendar", b"x"), HeaderInjection),
+        (Attachment("invite.ics", "text/calendar;\r\n method=REQUEST", b"x"), HeaderInjection),
+        (Attachment("invite.ics", "text/calendar; method=REQUEST, x", b"x"), MessageRefused),
+        (Attachment("invite.ics", "calendar", b"x"), MessageRefused),
+        (Attachment("../etc/passwd", "text/plain", b"x"), MessageRefused),
+        (Attachment("big.bin", "application/octet-stream", b"\0" * (5 * 1024 * 1024 + 1)), MessageRefused),
+    ],
+)
 async def test_a_bad_attachment_is_refused_and_nothing_is_queued(database, keys, attachment, error):
     key = keys()
     with pytest.raises(error):
         async with database.transaction() as session:
-            await enqueue(session, idempotency_key=key, kind="approval_request", to=[Recipient(NAME, ADDRESS)],
-                          email=simple_email(), domain=DOMAIN, attachments=[attachment])
+            await enqueue(
+                session,
+                idempotency_key=key,
+                kind="approval_request",
+                to=[Recipient(NAME, ADDRESS)],
+                email=simple_email(),
+                domain=DOMAIN,
+                attachments=[attachment],
+            )
     assert await row(database, key) is None

@@ -28,13 +28,28 @@ async def test_the_catcher_files_what_the_dispatcher_sends(database, keys, nothi
     catcher.start()
     try:
         email = Renderer().render(
-            "reminder", "vi", title="Giám đốc", name=NAME, cycle="Năm 2027", stage="2. Phê duyệt kế hoạch",
-            agency="Sở Khoa học và Công nghệ", due="17:00 ngày 29/11/2026 (giờ Việt Nam)", summary="",
-            link=placeholder("approval_link", "abc"), problem="")
-        attachment = invite(request_id=uuid.uuid4(), assignee_id=uuid.uuid4(), domain=DOMAIN,
-                            due=dt.datetime(2026, 11, 29, 17, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")), summary="Hạn phê duyệt",
-                            organizer=("Hệ thống kehoach", "kehoach@lang-son.example"), attendee=(NAME, ADDRESS),
-                            sequence=1)
+            "reminder",
+            "vi",
+            title="Giám đốc",
+            name=NAME,
+            cycle="Năm 2027",
+            stage="2. Phê duyệt kế hoạch",
+            agency="Sở Khoa học và Công nghệ",
+            due="17:00 ngày 29/11/2026 (giờ Việt Nam)",
+            summary="",
+            link=placeholder("approval_link", "abc"),
+            problem="",
+        )
+        attachment = invite(
+            request_id=uuid.uuid4(),
+            assignee_id=uuid.uuid4(),
+            domain=DOMAIN,
+            due=dt.datetime(2026, 11, 29, 17, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh")),
+            summary="Hạn phê duyệt",
+            organizer=("Hệ thống kehoach", "kehoach@lang-son.example"),
+            attendee=(NAME, ADDRESS),
+            sequence=1,
+        )
         queued = await queue(database, keys(), email, attachments=[attachment])
         assert await dispatcher(database, port).run_once() == 1
     finally:

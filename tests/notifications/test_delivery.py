@@ -39,8 +39,9 @@ async def settle() -> None:
 
 async def test_a_batch_goes_out_at_once_over_a_few_reused_connections(database, keys, faulty_smtp):
     message_ids = await queue_many(database, [keys() for _ in range(60)])
-    sender = Dispatcher(database, smtp_config(faulty_smtp.port), resolvers={"approval_link": link_for},
-                        pool_size=4, batch_size=30)
+    sender = Dispatcher(
+        database, smtp_config(faulty_smtp.port), resolvers={"approval_link": link_for}, pool_size=4, batch_size=30
+    )
     try:
         assert await sender.run_once(keep_connections=True) == 30
         assert await sender.run_once(keep_connections=True) == 30
@@ -54,8 +55,10 @@ async def test_a_batch_goes_out_at_once_over_a_few_reused_connections(database, 
     assert faulty_smtp.connections == 4 and sender.pool.opened == 4  # 60 messages, 4 connections, 2 rounds
     assert faulty_smtp.max_concurrent == 4  # all four at once
     assert {accepted.helo for accepted in faulty_smtp.accepted} == {DOMAIN}  # local_hostname, no getfqdn()
-    assert all(stored.status == MessageStatus.sent.value and stored.attempts == 1
-               for stored in await rows(database, keys.prefix))
+    assert all(
+        stored.status == MessageStatus.sent.value and stored.attempts == 1
+        for stored in await rows(database, keys.prefix)
+    )
 
 
 @pytest.fixture
@@ -66,8 +69,12 @@ def certificates(tmp_path):
 @pytest.mark.parametrize("mode", ["starttls", "tls"])
 async def test_tls_and_login_as_configured(database, keys, nothing_due, certificates, mode):
     ca, cert, key = certificates
-    server = FaultySmtpServer(tls_context=server_context(cert, key), implicit_tls=mode == "tls",
-                              require_starttls=mode == "starttls", logins={"kehoach": "s3cret-pass"})
+    server = FaultySmtpServer(
+        tls_context=server_context(cert, key),
+        implicit_tls=mode == "tls",
+        require_starttls=mode == "starttls",
+        logins={"kehoach": "s3cret-pass"},
+    )
     server.start()
     try:
         good = await queue(database, keys())
@@ -114,14 +121,17 @@ async def test_421_at_the_greeting_is_retried_and_delivered_once(database, keys,
     assert faulty_smtp.count(queued.message_id) == 1
 
 
-@pytest.mark.parametrize("stage, reply", [
-    ("mail", "451 4.3.0 try again later"),
-    ("rcpt", "450 4.2.1 mailbox busy"),
-    ("data", "451 4.3.0 try again later"),
-    ("data", "421 4.3.2 shutting down"),
-    ("mail", DROP),
-    ("rcpt", DROP),
-])
+@pytest.mark.parametrize(
+    "stage, reply",
+    [
+        ("mail", "451 4.3.0 try again later"),
+        ("rcpt", "450 4.2.1 mailbox busy"),
+        ("data", "451 4.3.0 try again later"),
+        ("data", "421 4.3.2 shutting down"),
+        ("mail", DROP),
+        ("rcpt", DROP),
+    ],
+)
 async def test_a_temporary_failure_is_retried_and_delivered_once(database, keys, faulty_smtp, stage, reply):
     key = keys()
     queued = await queue(database, key)
@@ -142,11 +152,14 @@ async def test_a_temporary_failure_is_retried_and_delivered_once(database, keys,
     assert faulty_smtp.count(queued.message_id) == 1
 
 
-@pytest.mark.parametrize("stage, reply", [
-    ("mail", "553 5.7.1 sender not allowed"),
-    ("rcpt", "550 5.1.1 mailbox unavailable"),
-    ("data", "554 5.6.0 message rejected"),
-])
+@pytest.mark.parametrize(
+    "stage, reply",
+    [
+        ("mail", "553 5.7.1 sender not allowed"),
+        ("rcpt", "550 5.1.1 mailbox unavailable"),
+        ("data", "554 5.6.0 message rejected"),
+    ],
+)
 async def test_a_permanent_failure_is_not_retried(database, keys, faulty_smtp, stage, reply):
     key = keys()
     queued = await queue(database, key)
@@ -258,8 +271,15 @@ async def test_stopping_gives_unstarted_messages_back(database, keys, faulty_smt
     later = [keys() for _ in range(4)]
     await queue_many(database, later)
     faulty_smtp.fail_next("data", HANG)
-    sender = dispatcher(database, faulty_smtp.port, pool_size=1, smtp=dict(timeout=30),
-                        lease_seconds=2.0, lease_margin=0.5, **FAST_RETRY)
+    sender = dispatcher(
+        database,
+        faulty_smtp.port,
+        pool_size=1,
+        smtp=dict(timeout=30),
+        lease_seconds=2.0,
+        lease_margin=0.5,
+        **FAST_RETRY,
+    )
     stop = asyncio.Event()
     running = asyncio.create_task(sender.run_forever(interval=0.05, stop=stop))
     await asyncio.sleep(0.5)  # the first send hangs
@@ -293,17 +313,23 @@ async def test_a_late_result_cannot_overwrite_a_newer_claim(database, keys, faul
 # ---------------------------------------------------------------- outages and concurrency
 
 
-async def _run_until_all_sent(database, prefix: str, dispatchers: list[Dispatcher], total: int, *,
-                              timeout: float, during=None) -> None:
+async def _run_until_all_sent(
+    database, prefix: str, dispatchers: list[Dispatcher], total: int, *, timeout: float, during=None
+) -> None:
     stop = asyncio.Event()
 
     async def watch() -> None:
         try:
             while True:
                 async with database.transaction() as session:
-                    done = (await session.execute(select(func.count()).where(
-                        OutboxMessage.idempotency_key.like(f"{prefix}%"),
-                        OutboxMessage.status.in_([MessageStatus.sent.value, MessageStatus.failed.value])))).scalar()
+                    done = (
+                        await session.execute(
+                            select(func.count()).where(
+                                OutboxMessage.idempotency_key.like(f"{prefix}%"),
+                                OutboxMessage.status.in_([MessageStatus.sent.value, MessageStatus.failed.value]),
+                            )
+                        )
+                    ).scalar()
                 if done >= total:
                     return
                 await asyncio.sleep(0.2)
@@ -319,8 +345,7 @@ async def test_smtp_down_for_a_while_then_back_loses_and_duplicates_nothing(data
     total = 400
     message_ids = await queue_many(database, [keys() for _ in range(total)])
     retry = RetryPolicy(base_seconds=0.05, max_seconds=0.3)
-    dispatchers = [Dispatcher(database, smtp_config(faulty_smtp.port), retry=retry, batch_size=20)
-                   for _ in range(2)]
+    dispatchers = [Dispatcher(database, smtp_config(faulty_smtp.port), retry=retry, batch_size=20) for _ in range(2)]
 
     async def outage() -> None:
         while len(faulty_smtp.message_ids) < 50:  # down in the middle of the stream
@@ -344,8 +369,10 @@ async def test_three_dispatchers_send_10000_messages_each_exactly_once(sandbox, 
     message_ids = await queue_many(database, [keys() for _ in range(total)])
     assert len(message_ids) == total
     databases = [Database(sandbox.url) for _ in range(3)]  # three processes' worth of connections
-    dispatchers = [Dispatcher(db, smtp_config(faulty_smtp.port), resolvers={"approval_link": link_for}, pool_size=4)
-                   for db in databases]
+    dispatchers = [
+        Dispatcher(db, smtp_config(faulty_smtp.port), resolvers={"approval_link": link_for}, pool_size=4)
+        for db in databases
+    ]
     started = time.monotonic()
     try:
         await _run_until_all_sent(database, keys.prefix, dispatchers, total, timeout=120)
@@ -353,8 +380,10 @@ async def test_three_dispatchers_send_10000_messages_each_exactly_once(sandbox, 
         for db in databases:
             await db.dispose()
     took = time.monotonic() - started
-    print(f"\n3 dispatchers, {total} messages: {took:.1f} s ({total / took:.0f}/s), "
-          f"each sent {[d.stats['sent'] for d in dispatchers]}")
+    print(
+        f"\n3 dispatchers, {total} messages: {took:.1f} s ({total / took:.0f}/s), "
+        f"each sent {[d.stats['sent'] for d in dispatchers]}"
+    )
 
     assert len(faulty_smtp.accepted) == total
     assert sorted(faulty_smtp.message_ids) == sorted(message_ids)
@@ -372,8 +401,9 @@ async def test_the_shortest_lease_ops_may_configure_still_sends(database, keys, 
     from approvals.config import Settings
     from service.wiring import make_dispatcher
 
-    settings = Settings(link_secret="s" * 48, smtp_host="127.0.0.1", smtp_port=faulty_smtp.port,
-                        dispatch_lease_seconds=10)
+    settings = Settings(
+        link_secret="s" * 48, smtp_host="127.0.0.1", smtp_port=faulty_smtp.port, dispatch_lease_seconds=10
+    )
     message = await queue(database, keys())
     sender = make_dispatcher(settings, database)
     try:

@@ -16,8 +16,11 @@ from notifications.dispatcher import Dispatcher, placeholder
 from notifications.models import OutboxMessage
 from tests.notifications.helpers import link_for, smtp_config
 
-LONG_VI = unicodedata.normalize("NFC", "Phê duyệt kế hoạch truyền thông về phát triển bền vững và nâng cao năng lực "
-                                       "cạnh tranh tỉnh Lạng Sơn giai đoạn 2026–2030 – Sở Khoa học và Công nghệ")
+LONG_VI = unicodedata.normalize(
+    "NFC",
+    "Phê duyệt kế hoạch truyền thông về phát triển bền vững và nâng cao năng lực "
+    "cạnh tranh tỉnh Lạng Sơn giai đoạn 2026–2030 – Sở Khoa học và Công nghệ",
+)
 CASES = {
     "vietnamese": dict(subject="[Cần phê duyệt] Bước 1 – Năm 2027", names=["Nông Thị Hạnh"]),
     "long subject and name": dict(subject=LONG_VI * 2, names=[LONG_VI]),
@@ -30,16 +33,30 @@ CASES = {
     "emoji and symbols": dict(subject="Hạn chót ⏰ 17:00 – «quan trọng» €", names=["Lê 😀"]),
 }
 BODIES = {
-    "text": "Kính gửi đồng chí,\n\nLiên kết: " + placeholder("approval_link", "abc") + "\n"
-            + ".\n" + "From the start\n" + "x" * 1500 + "\n" + "Dòng cuối không xuống dòng",
+    "text": "Kính gửi đồng chí,\n\nLiên kết: "
+    + placeholder("approval_link", "abc")
+    + "\n"
+    + ".\n"
+    + "From the start\n"
+    + "x" * 1500
+    + "\n"
+    + "Dòng cuối không xuống dòng",
     "html": f'<p>Xin chào</p><a href="{placeholder("approval_link", "abc")}">Mở</a>\r\n<p>{"ạ" * 800}</p>',
 }
 
 
-def outbox_message(subject: str, names: list[str], attachments: list | None = None,
-                   text: str = BODIES["text"], html: str = BODIES["html"]) -> OutboxMessage:
+def outbox_message(
+    subject: str,
+    names: list[str],
+    attachments: list | None = None,
+    text: str = BODIES["text"],
+    html: str = BODIES["html"],
+) -> OutboxMessage:
     return OutboxMessage(
-        message_id=f"<{uuid.uuid4()}@kehoach.test>", subject=subject, text_body=text, html_body=html,
+        message_id=f"<{uuid.uuid4()}@kehoach.test>",
+        subject=subject,
+        text_body=text,
+        html_body=html,
         recipients=[{"name": name, "email": f"user{i}@lang-son.example"} for i, name in enumerate(names)],
         attachments=attachments or [],
     )
@@ -91,12 +108,20 @@ def compare(dispatcher: Dispatcher, message: OutboxMessage) -> None:
     assert [p.get_content_type() for p in ours.walk()] == [p.get_content_type() for p in reference.walk()]
     for kind in ("plain", "html"):
         assert ours.get_body((kind,)).get_content() == reference.get_body((kind,)).get_content(), kind
-    ours_files = [(p.get_filename(), p.get_content_type(),
-                   {k: v for k, v in p.get_params() if k != "name"},  # ours also names it for older clients
-                   p.get_payload(decode=True)) for p in ours.iter_attachments()]
+    ours_files = [
+        (
+            p.get_filename(),
+            p.get_content_type(),
+            {k: v for k, v in p.get_params() if k != "name"},  # ours also names it for older clients
+            p.get_payload(decode=True),
+        )
+        for p in ours.iter_attachments()
+    ]
     assert all(p.get_param("name") == p.get_filename() for p in ours.iter_attachments())
-    reference_files = [(p.get_filename(), p.get_content_type(), dict(p.get_params()), p.get_payload(decode=True))
-                       for p in reference.iter_attachments()]
+    reference_files = [
+        (p.get_filename(), p.get_content_type(), dict(p.get_params()), p.get_payload(decode=True))
+        for p in reference.iter_attachments()
+    ]
     assert ours_files == reference_files
 
 
@@ -112,10 +137,16 @@ def test_ascii_and_short_bodies(dispatcher):
 
 def test_attachments_with_vietnamese_names_and_binary_data(dispatcher):
     attachments = [
-        {"filename": "Lịch hạn chót.ics", "content_type": "text/calendar; method=REQUEST; charset=UTF-8",
-         "data": base64.b64encode("BEGIN:VCALENDAR\r\nSUMMARY:Hạn\r\nEND:VCALENDAR\r\n".encode()).decode()},
-        {"filename": "bao-cao.bin", "content_type": "application/octet-stream",
-         "data": base64.b64encode(bytes(range(256)) * 4).decode()},
+        {
+            "filename": "Lịch hạn chót.ics",
+            "content_type": "text/calendar; method=REQUEST; charset=UTF-8",
+            "data": base64.b64encode("BEGIN:VCALENDAR\r\nSUMMARY:Hạn\r\nEND:VCALENDAR\r\n".encode()).decode(),
+        },
+        {
+            "filename": "bao-cao.bin",
+            "content_type": "application/octet-stream",
+            "data": base64.b64encode(bytes(range(256)) * 4).decode(),
+        },
     ]
     message = outbox_message("Có tệp đính kèm", ["Nông Thị Hạnh"], attachments=attachments)
     compare(dispatcher, message)

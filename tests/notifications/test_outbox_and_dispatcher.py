@@ -46,14 +46,19 @@ async def test_enqueue_stores_one_queued_row(database, keys):
     subject = unicodedata.normalize("NFD", f"[Cần phê duyệt] Bước 1 – {key}")
     async with database.transaction() as session:
         message_uuid = await enqueue(
-            session, idempotency_key=key, kind="approval_request",
+            session,
+            idempotency_key=key,
+            kind="approval_request",
             to=[Recipient(unicodedata.normalize("NFD", NAME), ADDRESS)],
-            email=simple_email(subject), domain=DOMAIN,
+            email=simple_email(subject),
+            domain=DOMAIN,
         )
     assert isinstance(message_uuid, uuid.UUID)
 
     async with database.transaction() as session:
-        rows = (await session.execute(select(OutboxMessage).where(OutboxMessage.idempotency_key == key))).scalars().all()
+        rows = (
+            (await session.execute(select(OutboxMessage).where(OutboxMessage.idempotency_key == key))).scalars().all()
+        )
     assert len(rows) == 1
     stored = rows[0]
     assert stored.id == message_uuid
@@ -72,21 +77,51 @@ async def test_the_same_idempotency_key_twice_stores_one_message(database, keys)
     first = await queue(database, key, simple_email("first"))
 
     async with database.transaction() as session:  # a later transaction
-        again = await enqueue(session, idempotency_key=key, kind="approval_request", to=[Recipient(NAME, ADDRESS)],
-                              email=simple_email("second"), domain=DOMAIN)
+        again = await enqueue(
+            session,
+            idempotency_key=key,
+            kind="approval_request",
+            to=[Recipient(NAME, ADDRESS)],
+            email=simple_email("second"),
+            domain=DOMAIN,
+        )
     assert again is None
 
     other = keys()
     async with database.transaction() as session:  # twice in one transaction
-        assert await enqueue(session, idempotency_key=other, kind="receipt", to=[Recipient(NAME, ADDRESS)],
-                             email=simple_email("one"), domain=DOMAIN) is not None
-        assert await enqueue(session, idempotency_key=other, kind="receipt", to=[Recipient(NAME, ADDRESS)],
-                             email=simple_email("two"), domain=DOMAIN) is None
+        assert (
+            await enqueue(
+                session,
+                idempotency_key=other,
+                kind="receipt",
+                to=[Recipient(NAME, ADDRESS)],
+                email=simple_email("one"),
+                domain=DOMAIN,
+            )
+            is not None
+        )
+        assert (
+            await enqueue(
+                session,
+                idempotency_key=other,
+                kind="receipt",
+                to=[Recipient(NAME, ADDRESS)],
+                email=simple_email("two"),
+                domain=DOMAIN,
+            )
+            is None
+        )
 
     async with database.transaction() as session:
-        counts = dict((await session.execute(
-            select(OutboxMessage.idempotency_key, func.count()).where(OutboxMessage.idempotency_key.in_([key, other]))
-            .group_by(OutboxMessage.idempotency_key))).all())
+        counts = dict(
+            (
+                await session.execute(
+                    select(OutboxMessage.idempotency_key, func.count())
+                    .where(OutboxMessage.idempotency_key.in_([key, other]))
+                    .group_by(OutboxMessage.idempotency_key)
+                )
+            ).all()
+        )
     assert counts == {key: 1, other: 1}
     stored = await row(database, key)
     assert stored.id == first.id and stored.subject == "first"  # the second call changed nothing
@@ -101,8 +136,17 @@ async def test_a_transaction_that_fails_after_enqueue_leaves_no_message(database
 
     with pytest.raises(Boom):
         async with database.transaction() as session:
-            assert await enqueue(session, idempotency_key=key, kind="approval_request", to=[Recipient(NAME, ADDRESS)],
-                                 email=simple_email(), domain=DOMAIN) is not None
+            assert (
+                await enqueue(
+                    session,
+                    idempotency_key=key,
+                    kind="approval_request",
+                    to=[Recipient(NAME, ADDRESS)],
+                    email=simple_email(),
+                    domain=DOMAIN,
+                )
+                is not None
+            )
             await session.flush()
             raise Boom()
     assert await row(database, key) is None
@@ -134,11 +178,22 @@ async def test_a_control_character_in_an_address_is_rejected(database, keys, bad
     await _assert_rejected(database, keys(), to=[Recipient(NAME, f"hanh{bad}@lang-son.example")], email=simple_email())
 
 
-@pytest.mark.parametrize("address", [
-    "not-an-address", "hanh@localhost", "@lang-son.example", "hanh@", "hanh@@lang-son.example",
-    "hanh nt@lang-son.example", "<hanh@lang-son.example>", "hanh@lang-son.example, evil@evil.example",
-    "hanh@lang-son.example;evil@evil.example", '"hanh"@lang-son.example', "",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "not-an-address",
+        "hanh@localhost",
+        "@lang-son.example",
+        "hanh@",
+        "hanh@@lang-son.example",
+        "hanh nt@lang-son.example",
+        "<hanh@lang-son.example>",
+        "hanh@lang-son.example, evil@evil.example",
+        "hanh@lang-son.example;evil@evil.example",
+        '"hanh"@lang-son.example',
+        "",
+    ],
+)
 async def test_an_invalid_address_is_rejected(database, keys, address):
     await _assert_rejected(database, keys(), to=[Recipient(NAME, address)], email=simple_email(), error=MessageRefused)
 
@@ -149,9 +204,17 @@ async def test_an_invalid_address_is_rejected(database, keys, address):
 async def test_the_dispatcher_sends_a_queued_message(database, keys, quiet_outbox, smtp_server):
     key = keys()
     rendered = Renderer().render(
-        "approval_request", "vi", title="Giám đốc", name=unicodedata.normalize("NFD", NAME),
-        cycle=f"Năm 2027 {key}", stage="Phê duyệt kế hoạch", agency="Sở Khoa học và Công nghệ", due="29/11/2026",
-        summary="", link=placeholder("approval_link", "abc"), problem="",
+        "approval_request",
+        "vi",
+        title="Giám đốc",
+        name=unicodedata.normalize("NFD", NAME),
+        cycle=f"Năm 2027 {key}",
+        stage="Phê duyệt kế hoạch",
+        agency="Sở Khoa học và Công nghệ",
+        due="29/11/2026",
+        summary="",
+        link=placeholder("approval_link", "abc"),
+        problem="",
     )
     assert not rendered.subject.isascii()
     queued = await queue(database, key, rendered)
@@ -263,15 +326,19 @@ async def test_smtp_down_then_up_delivers_once(database, keys, quiet_outbox, smt
     assert stored.attempts == 2 and stored.last_error is None
 
 
-async def test_a_message_left_by_a_dead_dispatcher_is_picked_up_after_its_lease(database, keys, quiet_outbox, smtp_server):
+async def test_a_message_left_by_a_dead_dispatcher_is_picked_up_after_its_lease(
+    database, keys, quiet_outbox, smtp_server
+):
     expired, held = keys(), keys()
     expired_msg = await queue(database, expired)
     held_msg = await queue(database, held)
     now = utcnow()
-    await set_row(database, expired, status=MessageStatus.sending.value, attempts=1,
-                  lease_until=now - dt.timedelta(seconds=5))
-    await set_row(database, held, status=MessageStatus.sending.value, attempts=1,
-                  lease_until=now + dt.timedelta(hours=1))
+    await set_row(
+        database, expired, status=MessageStatus.sending.value, attempts=1, lease_until=now - dt.timedelta(seconds=5)
+    )
+    await set_row(
+        database, held, status=MessageStatus.sending.value, attempts=1, lease_until=now + dt.timedelta(hours=1)
+    )
 
     assert await dispatcher(database, smtp_server.port).run_once() == 1
 
@@ -285,8 +352,9 @@ async def test_a_message_left_by_a_dead_dispatcher_is_picked_up_after_its_lease(
     assert stored.lease_until > utcnow()
 
 
-async def test_a_message_that_cannot_be_built_fails_alone_and_the_batch_goes_on(database, keys, quiet_outbox,
-                                                                                 smtp_server):
+async def test_a_message_that_cannot_be_built_fails_alone_and_the_batch_goes_on(
+    database, keys, quiet_outbox, smtp_server
+):
     broken, fine = keys(), keys()
     await queue(database, broken, simple_email(text=f"Link: {placeholder('no_such_resolver', 'x')}\n"))
     await queue(database, fine)
@@ -301,8 +369,11 @@ async def test_a_message_that_cannot_be_built_fails_alone_and_the_batch_goes_on(
 async def test_a_resolved_link_is_escaped_in_the_html_part(database, keys, quiet_outbox, smtp_server):
     key = keys()
     await queue(database, key, simple_email(html=f'<a href="{placeholder("approval_link", "q")}">x</a>'))
-    d = Dispatcher(database, smtp_config(smtp_server.port),
-                   resolvers={"approval_link": lambda arg: f'https://kehoach.example/a/{arg}?x=1&y="2"'})
+    d = Dispatcher(
+        database,
+        smtp_config(smtp_server.port),
+        resolvers={"approval_link": lambda arg: f'https://kehoach.example/a/{arg}?x=1&y="2"'},
+    )
     await d.run_once()
     sent = await row(database, key)
     received = smtp_server.wait_for(by_message_id(sent.message_id), timeout=10)

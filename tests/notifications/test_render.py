@@ -21,10 +21,15 @@ assert NAME_NFD != NAME  # the input really is decomposed
 
 def approval_context(**overrides) -> dict:
     context = dict(
-        title="Giám đốc", name=NAME_NFD, cycle=unicodedata.normalize("NFD", CYCLE),
-        stage=unicodedata.normalize("NFD", STAGE), agency=unicodedata.normalize("NFD", AGENCY),
-        due="17:00 ngày 29/11/2026 (giờ Việt Nam)", summary=unicodedata.normalize("NFD", "Tóm tắt nội dung"),
-        link=LINK, problem="",
+        title="Giám đốc",
+        name=NAME_NFD,
+        cycle=unicodedata.normalize("NFD", CYCLE),
+        stage=unicodedata.normalize("NFD", STAGE),
+        agency=unicodedata.normalize("NFD", AGENCY),
+        due="17:00 ngày 29/11/2026 (giờ Việt Nam)",
+        summary=unicodedata.normalize("NFD", "Tóm tắt nội dung"),
+        link=LINK,
+        problem="",
     )
     context.update(overrides)
     return context
@@ -32,8 +37,11 @@ def approval_context(**overrides) -> dict:
 
 def receipt_context(**overrides) -> dict:
     context = dict(
-        outcome="approve", at="17:00 ngày 29/11/2026", stage=unicodedata.normalize("NFD", STAGE),
-        cycle=unicodedata.normalize("NFD", CYCLE), comment=unicodedata.normalize("NFD", f"Đồng ý – {NAME}"),
+        outcome="approve",
+        at="17:00 ngày 29/11/2026",
+        stage=unicodedata.normalize("NFD", STAGE),
+        cycle=unicodedata.normalize("NFD", CYCLE),
+        comment=unicodedata.normalize("NFD", f"Đồng ý – {NAME}"),
     )
     context.update(overrides)
     return context
@@ -90,8 +98,15 @@ def test_every_kind_and_language_renders_nfc(renderer, kind, language):
 
 @pytest.mark.parametrize(
     "kind, missing",
-    [("approval_request", "link"), ("approval_request", "name"), ("approval_request", "agency"),
-     ("approval_request", "summary"), ("receipt", "comment"), ("receipt", "outcome"), ("receipt", "at")],
+    [
+        ("approval_request", "link"),
+        ("approval_request", "name"),
+        ("approval_request", "agency"),
+        ("approval_request", "summary"),
+        ("receipt", "comment"),
+        ("receipt", "outcome"),
+        ("receipt", "at"),
+    ],
 )
 def test_a_missing_context_variable_raises_undefined_error(renderer, kind, missing):
     context = CONTEXTS[kind]()

@@ -34,10 +34,17 @@ def nfd(text: str) -> str:
 
 
 def contexts() -> dict[str, dict]:
-    link_email = dict(title=nfd("Giám đốc"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
-                      agency=nfd(AGENCY), due=nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
-                      summary=nfd("Tóm tắt: kế hoạch truyền thông về phát triển bền vững."), link=LINK,
-                      problem="https://kehoach.example/p/bmd1eWVu.20261202.Tok")
+    link_email = dict(
+        title=nfd("Giám đốc"),
+        name=nfd(NAME),
+        cycle=nfd(CYCLE),
+        stage=nfd(STAGE),
+        agency=nfd(AGENCY),
+        due=nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
+        summary=nfd("Tóm tắt: kế hoạch truyền thông về phát triển bền vững."),
+        link=LINK,
+        problem="https://kehoach.example/p/bmd1eWVu.20261202.Tok",
+    )
     coordinator = dict(title=nfd("Chuyên viên điều phối"), name=nfd(NAME))
     return {
         "approval_request": link_email,
@@ -45,41 +52,116 @@ def contexts() -> dict[str, dict]:
         "resubmission_request": link_email,
         "reminder": link_email,
         "escalation": link_email,
-        "outcome": dict(title=nfd("Trưởng phòng"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
-                        result="approved", decided_by=nfd("Giám đốc Hoàng Văn Lộc"),
-                        at=nfd("09:30 ngày 02/12/2026"), comment=nfd(COMMENT), link=LINK),
-        "submission_overdue": dict(title=nfd("Phó Chủ tịch"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
-                                   count="2", units=[
-                                       {"unit": nfd(AGENCY), "officer": nfd("Lương Thị Mai"),
-                                        "due": nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)")},
-                                       {"unit": nfd("UBND phường Lương Văn Tri"), "officer": nfd("Hoàng Thị Thu"),
-                                        "due": nfd("23:59 ngày 29/11/2026 (giờ Việt Nam)")}]),
-        "step_overdue": dict(title=nfd("Giám đốc"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
-                             count="1", units=[{"unit": nfd(AGENCY), "officer": nfd("Chu Văn Hải, Triệu Thị Mai"),
-                                                "due": nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)")}]),
-        "attention": dict(**coordinator, cycle=nfd(CYCLE), stage=nfd(STAGE), agency=nfd(AGENCY),
-                          due=nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"), reason="resubmission_unrouted",
-                          note="unrouted", detail=nfd("Không có cán bộ giữ vai trò nộp hồ sơ"), link=LINK),
-        "step_closed": dict(title=nfd("Phó Chủ tịch"), name=nfd(NAME), cycle=nfd(CYCLE), stage=nfd(STAGE),
-                            result="approved", decided_by=nfd("Chủ tịch Nguyễn Cảnh Toàn"),
-                            at=nfd("09:30 ngày 02/12/2026")),
-        "receipt": dict(outcome="approve", at=nfd("17:00 ngày 29/11/2026"), stage=nfd(STAGE), cycle=nfd(CYCLE),
-                        comment=nfd(f"Đồng ý – {NAME}")),
-        "cycle_digest": dict(**coordinator, cycle=nfd(CYCLE), event="started", at=nfd("08:00 ngày 01/01/2027"),
-                             stages=[{"stage": nfd(STAGE), "status": "waiting", "due": nfd("15/01/2027")},
-                                     {"stage": nfd("3. Báo cáo kết quả"), "status": "not_started",
-                                      "due": nfd("30/11/2027")}],
-                             link=LINK),
-        "delivery_failure": dict(**coordinator, count=2, link=LINK, failures=[
-            {"recipient": nfd(f"{NAME} <hanh.nt@lang-son.example>"), "subject": nfd(f"[Cần phê duyệt] {STAGE}"),
-             "error": "550 5.1.1 mailbox unavailable", "at": nfd("10:00 ngày 29/11/2026")},
-            {"recipient": "a.nv@lang-son.example", "subject": nfd("[Nhắc việc] Bước 3"),
-             "error": "451 4.3.0 try again later (12 attempts)", "at": nfd("11:00 ngày 29/11/2026")},
-        ]),
-        "report_issued": dict(name=nfd("Ủy ban nhân dân tỉnh Lạng Sơn"), issuer=nfd(AGENCY),
-                              number=nfd("Số: 3/BC-SKHCN"), year="2026",
-                              report=nfd("kết quả thực hiện kế hoạch truyền thông năm 2026"), signer=nfd(NAME),
-                              at=nfd("ngày 05 tháng 12 năm 2026")),
+        "outcome": dict(
+            title=nfd("Trưởng phòng"),
+            name=nfd(NAME),
+            cycle=nfd(CYCLE),
+            stage=nfd(STAGE),
+            result="approved",
+            decided_by=nfd("Giám đốc Hoàng Văn Lộc"),
+            at=nfd("09:30 ngày 02/12/2026"),
+            comment=nfd(COMMENT),
+            link=LINK,
+        ),
+        "submission_overdue": dict(
+            title=nfd("Phó Chủ tịch"),
+            name=nfd(NAME),
+            cycle=nfd(CYCLE),
+            stage=nfd(STAGE),
+            count="2",
+            units=[
+                {
+                    "unit": nfd(AGENCY),
+                    "officer": nfd("Lương Thị Mai"),
+                    "due": nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
+                },
+                {
+                    "unit": nfd("UBND phường Lương Văn Tri"),
+                    "officer": nfd("Hoàng Thị Thu"),
+                    "due": nfd("23:59 ngày 29/11/2026 (giờ Việt Nam)"),
+                },
+            ],
+        ),
+        "step_overdue": dict(
+            title=nfd("Giám đốc"),
+            name=nfd(NAME),
+            cycle=nfd(CYCLE),
+            stage=nfd(STAGE),
+            count="1",
+            units=[
+                {
+                    "unit": nfd(AGENCY),
+                    "officer": nfd("Chu Văn Hải, Triệu Thị Mai"),
+                    "due": nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
+                }
+            ],
+        ),
+        "attention": dict(
+            **coordinator,
+            cycle=nfd(CYCLE),
+            stage=nfd(STAGE),
+            agency=nfd(AGENCY),
+            due=nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
+            reason="resubmission_unrouted",
+            note="unrouted",
+            detail=nfd("Không có cán bộ giữ vai trò nộp hồ sơ"),
+            link=LINK,
+        ),
+        "step_closed": dict(
+            title=nfd("Phó Chủ tịch"),
+            name=nfd(NAME),
+            cycle=nfd(CYCLE),
+            stage=nfd(STAGE),
+            result="approved",
+            decided_by=nfd("Chủ tịch Nguyễn Cảnh Toàn"),
+            at=nfd("09:30 ngày 02/12/2026"),
+        ),
+        "receipt": dict(
+            outcome="approve",
+            at=nfd("17:00 ngày 29/11/2026"),
+            stage=nfd(STAGE),
+            cycle=nfd(CYCLE),
+            comment=nfd(f"Đồng ý – {NAME}"),
+        ),
+        "cycle_digest": dict(
+            **coordinator,
+            cycle=nfd(CYCLE),
+            event="started",
+            at=nfd("08:00 ngày 01/01/2027"),
+            stages=[
+                {"stage": nfd(STAGE), "status": "waiting", "due": nfd("15/01/2027")},
+                {"stage": nfd("3. Báo cáo kết quả"), "status": "not_started", "due": nfd("30/11/2027")},
+            ],
+            link=LINK,
+        ),
+        "delivery_failure": dict(
+            **coordinator,
+            count=2,
+            link=LINK,
+            failures=[
+                {
+                    "recipient": nfd(f"{NAME} <hanh.nt@lang-son.example>"),
+                    "subject": nfd(f"[Cần phê duyệt] {STAGE}"),
+                    "error": "550 5.1.1 mailbox unavailable",
+                    "at": nfd("10:00 ngày 29/11/2026"),
+                },
+                {
+                    "recipient": "a.nv@lang-son.example",
+                    "subject": nfd("[Nhắc việc] Bước 3"),
+                    "error": "451 4.3.0 try again later (12 attempts)",
+                    "at": nfd("11:00 ngày 29/11/2026"),
+                },
+            ],
+        ),
+        "report_issued": dict(
+            name=nfd("Ủy ban nhân dân tỉnh Lạng Sơn"),
+            issuer=nfd(AGENCY),
+            number=nfd("Số: 3/BC-SKHCN"),
+            year="2026",
+            report=nfd("kết quả thực hiện kế hoạch truyền thông năm 2026"),
+            signer=nfd(NAME),
+            at=nfd("ngày 05 tháng 12 năm 2026"),
+        ),
     }
 
 
@@ -123,8 +205,10 @@ def test_every_kind_renders_nfc_in_both_languages(renderer, kind, language):
 UNUSED = {"resubmission_request": {"agency", "summary"}}
 
 
-@pytest.mark.parametrize("kind, variable", [(kind, variable) for kind in KINDS for variable in KINDS[kind]
-                                            if variable not in UNUSED.get(kind, ())])
+@pytest.mark.parametrize(
+    "kind, variable",
+    [(kind, variable) for kind in KINDS for variable in KINDS[kind] if variable not in UNUSED.get(kind, ())],
+)
 def test_every_variable_is_needed(renderer, kind, variable):
     context = contexts()[kind]
     del context[variable]
@@ -135,12 +219,15 @@ def test_every_variable_is_needed(renderer, kind, variable):
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("result", ["approved", "rejected", "changes_requested", "expired"])
 def test_each_outcome_has_its_own_subject_and_words(renderer, language, result):
-    email = renderer.render("outcome", language, **{**contexts()["outcome"], "result": result,
-                                                    "decided_by": "", "comment": ""})
+    email = renderer.render(
+        "outcome", language, **{**contexts()["outcome"], "result": result, "decided_by": "", "comment": ""}
+    )
     label = renderer.catalogue.text(f"result.{result}", language)
     assert label in email.text and label in email.html
-    subjects = {renderer.render("outcome", language, **{**contexts()["outcome"], "result": other}).subject
-                for other in ("approved", "rejected", "changes_requested", "expired")}
+    subjects = {
+        renderer.render("outcome", language, **{**contexts()["outcome"], "result": other}).subject
+        for other in ("approved", "rejected", "changes_requested", "expired")
+    }
     assert len(subjects) == 4
     decided_by = renderer.catalogue.text("label.decided_by", language)
     assert decided_by not in email.text and decided_by not in email.html  # left out when empty
@@ -151,10 +238,13 @@ def test_each_outcome_has_its_own_subject_and_words(renderer, language, result):
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_a_digest_for_a_finished_cycle_shows_every_status(renderer, language):
     statuses = ["waiting", "done", "rejected", "changes_requested", "expired", "not_started"]
-    stages = [{"stage": f"{number}. Bước {number}", "status": status, "due": "01/01/2027"}
-              for number, status in enumerate(statuses, 1)]
-    email = renderer.render("cycle_digest", language, **{**contexts()["cycle_digest"], "event": "finished",
-                                                         "stages": stages})
+    stages = [
+        {"stage": f"{number}. Bước {number}", "status": status, "due": "01/01/2027"}
+        for number, status in enumerate(statuses, 1)
+    ]
+    email = renderer.render(
+        "cycle_digest", language, **{**contexts()["cycle_digest"], "event": "finished", "stages": stages}
+    )
     started = renderer.render("cycle_digest", language, **contexts()["cycle_digest"])
     assert email.subject != started.subject
     for status in statuses:
@@ -178,9 +268,14 @@ def test_text_from_outside_is_escaped_in_html_only(renderer):
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_every_kind_goes_out_as_a_multipart_email(renderer, kind):
     email = renderer.render(kind, "vi", **contexts()[kind])
-    message = OutboxMessage(message_id=f"<{uuid.uuid4()}@kehoach.test>", subject=email.subject, text_body=email.text,
-                            html_body=email.html, recipients=[{"name": NAME, "email": "hanh@lang-son.example"}],
-                            attachments=[])
+    message = OutboxMessage(
+        message_id=f"<{uuid.uuid4()}@kehoach.test>",
+        subject=email.subject,
+        text_body=email.text,
+        html_body=email.html,
+        recipients=[{"name": NAME, "email": "hanh@lang-son.example"}],
+        attachments=[],
+    )
     parsed = message_from_bytes(Dispatcher(None, smtp_config(25)).serialize(message), policy=policy.default)
     assert parsed.get_content_type() == "multipart/alternative"
     assert parsed["Subject"] == email.subject
@@ -190,20 +285,25 @@ def test_every_kind_goes_out_as_a_multipart_email(renderer, kind):
 
 def test_a_deployment_override_folder_replaces_templates_and_texts(tmp_path: Path, renderer):
     (tmp_path / "reminder.txt.j2").write_text(
-        "{{ _('reminder.intro') }}\n{{ name }}: {{ link }}\n-- {{ _('local.signature') }}\n", encoding="utf-8")
+        "{{ _('reminder.intro') }}\n{{ name }}: {{ link }}\n-- {{ _('local.signature') }}\n", encoding="utf-8"
+    )
     (tmp_path / "base.html.j2").write_text(
         '<html lang="{{ language }}"><body>{% block body %}{% endblock %}<p>{{ _("local.signature") }}</p>'
-        "</body></html>\n", encoding="utf-8")
+        "</body></html>\n",
+        encoding="utf-8",
+    )
     (tmp_path / "messages.yaml").write_text(
         'reminder.subject:\n  vi: "[Nhắc lần nữa] {stage}"\n  en: "[Reminder again] {stage}"\n'
         'local.signature:\n  vi: "Văn phòng UBND tỉnh Lạng Sơn"\n  en: "Office of the Lạng Sơn People\'s Committee"\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     own = Renderer(override_dir=tmp_path)
 
     email = own.render("reminder", "vi", **contexts()["reminder"])
     assert email.subject == f"[Nhắc lần nữa] {STAGE}"
-    assert email.text == (f"{renderer.catalogue.text('reminder.intro', 'vi')}\n{NAME}: {LINK}\n"
-                          "-- Văn phòng UBND tỉnh Lạng Sơn\n")
+    assert email.text == (
+        f"{renderer.catalogue.text('reminder.intro', 'vi')}\n{NAME}: {LINK}\n-- Văn phòng UBND tỉnh Lạng Sơn\n"
+    )
     assert "Văn phòng UBND tỉnh Lạng Sơn" in email.html  # the package's reminder.html.j2 on the deployment's base
     assert f'href="{LINK.replace("&", "&amp;")}"' in email.html
     assert own.render("reminder", "en", **contexts()["reminder"]).subject == f"[Reminder again] {STAGE}"
@@ -211,12 +311,20 @@ def test_a_deployment_override_folder_replaces_templates_and_texts(tmp_path: Pat
 
     untouched = renderer.render("reminder", "vi", **contexts()["reminder"])  # the package's own are unchanged
     assert untouched.subject.startswith("[Nhắc việc]") and "Văn phòng UBND" not in untouched.html
-    assert Renderer().render("approval_request", "vi", **contexts()["approval_request"]).subject == \
-        own.render("approval_request", "vi", **contexts()["approval_request"]).subject
+    assert (
+        Renderer().render("approval_request", "vi", **contexts()["approval_request"]).subject
+        == own.render("approval_request", "vi", **contexts()["approval_request"]).subject
+    )
 
 
-ATTENTION = {"submission_unrouted": "unrouted", "resubmission_unrouted": "unrouted", "run_failed": "restart",
-             "run_crashed": "restart", "run_finished_open": "restart", "run_missing": "restart"}
+ATTENTION = {
+    "submission_unrouted": "unrouted",
+    "resubmission_unrouted": "unrouted",
+    "run_failed": "restart",
+    "run_crashed": "restart",
+    "run_finished_open": "restart",
+    "run_missing": "restart",
+}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -224,8 +332,12 @@ def test_every_reason_for_attention_has_its_own_subject_and_words(renderer, lang
     subjects = set()
     for reason, note in ATTENTION.items():
         cycle_level = note == "restart"  # a cycle's alert names no step, unit or due time
-        context = {**contexts()["attention"], "reason": reason, "note": note,
-                   **({"stage": "", "agency": "", "due": ""} if cycle_level else {})}
+        context = {
+            **contexts()["attention"],
+            "reason": reason,
+            "note": note,
+            **({"stage": "", "agency": "", "due": ""} if cycle_level else {}),
+        }
         email = renderer.render("attention", language, **context)
         subjects.add(email.subject)
         body = renderer.catalogue.text(f"attention.body.{reason}", language).split("{")[0]
@@ -236,8 +348,9 @@ def test_every_reason_for_attention_has_its_own_subject_and_words(renderer, lang
     assert len(subjects) == len(ATTENTION)
 
 
-@pytest.mark.parametrize("kind", ["approval_request", "submission_request", "resubmission_request", "reminder",
-                                  "escalation"])
+@pytest.mark.parametrize(
+    "kind", ["approval_request", "submission_request", "resubmission_request", "reminder", "escalation"]
+)
 def test_every_link_email_offers_its_official_the_problem_link(renderer, kind):
     """A unit's officials can raise a problem with the PPC from any email that asks them to act;
     an email given no problem link says nothing of it."""

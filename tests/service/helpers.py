@@ -33,11 +33,18 @@ LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 # Cycles run by the real flow ---------------------------------------------------------
+
 
 def open_cycle(stack, year: int) -> tuple[uuid.UUID, str]:
     """Start the year's annual cycle, the press officer submits the orientation (stage 1); return
@@ -48,8 +55,11 @@ def open_cycle(stack, year: int) -> tuple[uuid.UUID, str]:
     state = stack.wait_for_state(run_id, {"Suspended"})
     assert state.type.value == "PAUSED" and state.name == "Suspended"
     submit_orientation(Inbox(stack, year))
-    email = stack.smtp.wait_for(lambda r: DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"]
-                                and "Cần phê duyệt" in r.message["Subject"])
+    email = stack.smtp.wait_for(
+        lambda r: (
+            DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"] and "Cần phê duyệt" in r.message["Subject"]
+        )
+    )
     links = set(LINK.findall(email.text))
     assert len(links) == 1, email.text
     return run_id, links.pop()
@@ -59,12 +69,16 @@ def cycle_snapshot(stack, year: int) -> dict:
     """Everything a link could change, for one year's annual cycle at its stage 1."""
     with stack.reading() as conn:
         cycle_id = conn.execute(select(Cycle.id).where(Cycle.kind == "annual", Cycle.period == str(year))).scalar_one()
-        request_id = conn.execute(select(ApprovalRequest.id).where(
-            ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "dic_direction")).scalar_one()
+        request_id = conn.execute(
+            select(ApprovalRequest.id).where(
+                ApprovalRequest.cycle_id == cycle_id, ApprovalRequest.stage == "dic_direction"
+            )
+        ).scalar_one()
     snap = request_snapshot(stack, request_id)
     with stack.reading() as conn:
-        snap["stage"] = conn.execute(select(CycleStage.status).where(
-            CycleStage.cycle_id == cycle_id, CycleStage.stage == "dic_direction")).scalar_one()
+        snap["stage"] = conn.execute(
+            select(CycleStage.status).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == "dic_direction")
+        ).scalar_one()
     return snap
 
 
@@ -76,10 +90,13 @@ def request_snapshot(stack, request_id) -> dict:
         return {
             "request_status": request.status,
             "decided_at": request.decided_at,
-            "assignments": sorted((str(a.id), a.status, a.token_hash, a.token_generation) for a in conn.execute(
-                select(Assignment).where(Assignment.request_id == request_id))),
-            "decisions": conn.execute(select(func.count()).select_from(Decision)
-                                      .where(Decision.request_id == request_id)).scalar_one(),
+            "assignments": sorted(
+                (str(a.id), a.status, a.token_hash, a.token_generation)
+                for a in conn.execute(select(Assignment).where(Assignment.request_id == request_id))
+            ),
+            "decisions": conn.execute(
+                select(func.count()).select_from(Decision).where(Decision.request_id == request_id)
+            ).scalar_one(),
             "audit_rows": conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one(),
             "outbox_rows": conn.execute(text("SELECT count(*) FROM outbox_message")).scalar_one(),
         }
@@ -87,11 +104,18 @@ def request_snapshot(stack, request_id) -> dict:
 
 def decisions_of(stack, request_id) -> list[tuple[str, str, str]]:
     with stack.reading() as conn:
-        return [tuple(row) for row in conn.execute(
-            select(Decision.official_id, Decision.outcome, Decision.comment).where(Decision.request_id == request_id))]
+        return [
+            tuple(row)
+            for row in conn.execute(
+                select(Decision.official_id, Decision.outcome, Decision.comment).where(
+                    Decision.request_id == request_id
+                )
+            )
+        ]
 
 
 # Requests opened straight in the database (no flow waits on them) --------------------
+
 
 @dataclass
 class DirectRequest:
@@ -104,9 +128,16 @@ class DirectRequest:
         return f"{self.base_url}/a/{self.tokens[official_id]}"
 
 
-def open_direct_request(stack, period: str, *, extra: tuple[tuple[str, str], ...] = (), policy: str | None = None,
-                        cycle_kind: str = "problem_escalation", stage_id: str = "ppc_resolution",
-                        escalated: bool = False) -> DirectRequest:
+def open_direct_request(
+    stack,
+    period: str,
+    *,
+    extra: tuple[tuple[str, str], ...] = (),
+    policy: str | None = None,
+    cycle_kind: str = "problem_escalation",
+    stage_id: str = "ppc_resolution",
+    escalated: bool = False,
+) -> DirectRequest:
     """Open a stage's request the way the flow's task does (assignments, token hashes, audit
     row), without a flow run waiting on it; `extra` adds assignments (official id, role).
     With `escalated`, a coordinator escalates it at once (as the sweep does at the due time):
@@ -120,30 +151,56 @@ def open_direct_request(stack, period: str, *, extra: tuple[tuple[str, str], ...
         try:
             async with db.transaction() as session:
                 now = utcnow()
-                cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period,
-                                                           starts_on=now.date())
-                opened = await requests.open_request(session, plan=plan, secret=secret, cycle=cycle,
-                                                     stage_id=stage_id, waiter_ref=None,
-                                                     link_ttl=dt.timedelta(days=30), now=now)
+                cycle = await requests.get_or_create_cycle(
+                    session, kind=cycle_kind, period=period, starts_on=now.date()
+                )
+                opened = await requests.open_request(
+                    session,
+                    plan=plan,
+                    secret=secret,
+                    cycle=cycle,
+                    stage_id=stage_id,
+                    waiter_ref=None,
+                    link_ttl=dt.timedelta(days=30),
+                    now=now,
+                )
                 assert opened.new_assignments, f"period {period} was used before"
                 tokens = {new.official.id: derive_token(secret, new.assignment.id, 1) for new in opened.new_assignments}
                 if escalated:
-                    acted = await coordination.escalate(session, plan=plan, secret=secret,
-                                                        request_id=opened.request.id, by="api:test", now=now,
-                                                        link_ttl=dt.timedelta(days=30))
+                    acted = await coordination.escalate(
+                        session,
+                        plan=plan,
+                        secret=secret,
+                        request_id=opened.request.id,
+                        by="api:test",
+                        now=now,
+                        link_ttl=dt.timedelta(days=30),
+                    )
                     assert acted.notify, "nobody to escalate to"
-                    tokens |= {new.official.id: derive_token(secret, new.assignment.id, new.assignment.token_generation)
-                               for new in acted.notify}
+                    tokens |= {
+                        new.official.id: derive_token(secret, new.assignment.id, new.assignment.token_generation)
+                        for new in acted.notify
+                    }
                 for official_id, role in extra:
                     assignment_id = uuid.uuid4()
                     token = derive_token(secret, assignment_id, 1)
-                    session.add(Assignment(id=assignment_id, request_id=opened.request.id, official_id=official_id,
-                                           role=role, token_hash=hash_token(token), token_generation=1,
-                                           expires_at=now + dt.timedelta(days=30), created_at=now))
+                    session.add(
+                        Assignment(
+                            id=assignment_id,
+                            request_id=opened.request.id,
+                            official_id=official_id,
+                            role=role,
+                            token_hash=hash_token(token),
+                            token_generation=1,
+                            expires_at=now + dt.timedelta(days=30),
+                            created_at=now,
+                        )
+                    )
                     tokens[official_id] = token
                 if policy:
-                    await session.execute(update(ApprovalRequest).where(ApprovalRequest.id == opened.request.id)
-                                          .values(policy=policy))
+                    await session.execute(
+                        update(ApprovalRequest).where(ApprovalRequest.id == opened.request.id).values(policy=policy)
+                    )
                 return DirectRequest(opened.request.id, period, tokens, stack.base_url)
         finally:
             await db.dispose()
@@ -153,6 +210,7 @@ def open_direct_request(stack, period: str, *, extra: tuple[tuple[str, str], ...
 
 # Clients ---------------------------------------------------------------------------------
 
+
 def client_from(address: str, **kwargs) -> httpx.Client:
     """A client whose requests come from another loopback address (127.0.0.0/8), so the web
     process sees another client: failed-link limits are per client address."""
@@ -160,6 +218,7 @@ def client_from(address: str, **kwargs) -> httpx.Client:
 
 
 # Browser ------------------------------------------------------------------------------------
+
 
 @contextmanager
 def chromium():

@@ -11,8 +11,13 @@ from tests.support.officials import after_a_rejected_orientation
 
 pytestmark = pytest.mark.e2e
 
-PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True,
-         "locale": "vi-VN"}
+PHONE = {
+    "viewport": {"width": 360, "height": 740},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+    "locale": "vi-VN",
+}
 COMMENT = "Đề nghị bổ sung kênh phát thanh cơ sở và lịch cụ thể theo quý."
 
 
@@ -70,7 +75,12 @@ def test_official_decides_on_a_phone(stack):
     assert after["request_status"] == "rejected" and after["stage"] == "rejected"
     assert after["decisions"] == 1
     with stack.reading() as conn:
-        row = conn.execute(text(
-            "SELECT d.outcome, d.comment, d.official_id FROM decision d JOIN approval_request r ON r.id = d.request_id "
-            "JOIN cycle c ON c.id = r.cycle_id WHERE c.kind = 'annual' AND c.period = :p"), {"p": str(year)}).one()
+        row = conn.execute(
+            text(
+                "SELECT d.outcome, d.comment, d.official_id FROM decision d "
+                "JOIN approval_request r ON r.id = d.request_id "
+                "JOIN cycle c ON c.id = r.cycle_id WHERE c.kind = 'annual' AND c.period = :p"
+            ),
+            {"p": str(year)},
+        ).one()
     assert tuple(row) == ("reject", COMMENT, "dcst_director")

@@ -32,20 +32,32 @@ def _ask_for_the_budget(stack, period: str) -> None:
     from notifications.emails import Emails
     from notifications.render import Renderer
 
-    settings = Settings(database_url=stack.sandbox.url, link_secret=stack.env["KEHOACH_LINK_SECRET"],
-                        public_base_url=stack.base_url)
+    settings = Settings(
+        database_url=stack.sandbox.url, link_secret=stack.env["KEHOACH_LINK_SECRET"], public_base_url=stack.base_url
+    )
     plan = load_plan(settings.plan_file)
 
     async def ask() -> None:
         db = Database(stack.sandbox.url)
         try:
             async with db.transaction() as session:
-                cycle = await requests.get_or_create_cycle(session, kind="annual", period=period,
-                                                           starts_on=dt.date(2026, 1, 15))
-                opened = await open_submission(session, plan=plan, secret=settings.link_secret_bytes(), cycle=cycle,
-                                               stage_id="finance_allocation", subject="", waiter_ref=None,
-                                               now=utcnow(), link_ttl=dt.timedelta(days=30))
-                await Emails.of(plan, settings, Renderer()).submission_link(session, opened.opened.request, cycle, opened.asked)
+                cycle = await requests.get_or_create_cycle(
+                    session, kind="annual", period=period, starts_on=dt.date(2026, 1, 15)
+                )
+                opened = await open_submission(
+                    session,
+                    plan=plan,
+                    secret=settings.link_secret_bytes(),
+                    cycle=cycle,
+                    stage_id="finance_allocation",
+                    subject="",
+                    waiter_ref=None,
+                    now=utcnow(),
+                    link_ttl=dt.timedelta(days=30),
+                )
+                await Emails.of(plan, settings, Renderer()).submission_link(
+                    session, opened.opened.request, cycle, opened.asked
+                )
         finally:
             await db.dispose()
 
@@ -55,8 +67,13 @@ def _ask_for_the_budget(stack, period: str) -> None:
 def test_a_budget_is_submitted_on_a_phone(stack, tmp_path):
     period = f"{stack.year(16)}-ngan-sach"
     _ask_for_the_budget(stack, period)
-    email = stack.smtp.wait_for(lambda r: "ngansach.stc@lang-son.example" in r.envelope_to
-                                and "Cần gửi nội dung" in r.message["Subject"] and period in r.message["Subject"])
+    email = stack.smtp.wait_for(
+        lambda r: (
+            "ngansach.stc@lang-son.example" in r.envelope_to
+            and "Cần gửi nội dung" in r.message["Subject"]
+            and period in r.message["Subject"]
+        )
+    )
     (form,) = set(FORM.findall(email.text))
     pdf = tmp_path / "Dự toán 2026.pdf"
     pdf.write_bytes(PDF)
@@ -79,15 +96,26 @@ def test_a_budget_is_submitted_on_a_phone(stack, tmp_path):
         context.close()
 
     with stack.reading() as conn:
-        status, = conn.execute(text("SELECT r.status FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
-                                    "WHERE c.period = :p"), {"p": period}).one()
-        files = conn.execute(text("SELECT f.filename, f.size FROM submission_file f JOIN approval_request r "
-                                  "ON r.id = f.request_id JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p"),
-                             {"p": period}).all()
+        (status,) = conn.execute(
+            text("SELECT r.status FROM approval_request r JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p"),
+            {"p": period},
+        ).one()
+        files = conn.execute(
+            text(
+                "SELECT f.filename, f.size FROM submission_file f JOIN approval_request r "
+                "ON r.id = f.request_id JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p"
+            ),
+            {"p": period},
+        ).all()
     assert status == "pending" and files == [("Dự toán 2026.pdf", len(PDF))]
 
-    asked = stack.smtp.wait_for(lambda r: "giamdoc.stc@lang-son.example" in r.envelope_to
-                                and "Cần phê duyệt" in r.message["Subject"] and period in r.message["Subject"])
+    asked = stack.smtp.wait_for(
+        lambda r: (
+            "giamdoc.stc@lang-son.example" in r.envelope_to
+            and "Cần phê duyệt" in r.message["Subject"]
+            and period in r.message["Subject"]
+        )
+    )
     (link,) = set(LINK.findall(asked.text))
     page = local_http.get(link).text
     assert "1.500.000.000" in page and "Dự toán 2026.pdf" in page

@@ -36,14 +36,21 @@ def private_postgres():
 
 @pytest.fixture
 async def web(private_postgres, link_secret, tmp_path, prefect_server):
-    settings = Settings(database_url=private_postgres.url, link_secret=link_secret, data_dir=tmp_path,
-                        public_base_url="http://kehoach.test", event_cycle_deployment="",
-                        problem_cycle_deployment="")
+    settings = Settings(
+        database_url=private_postgres.url,
+        link_secret=link_secret,
+        data_dir=tmp_path,
+        public_base_url="http://kehoach.test",
+        event_cycle_deployment="",
+        problem_cycle_deployment="",
+    )
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kehoach.test") as c:
-                yield c
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://kehoach.test") as c,
+        ):
+            yield c
 
 
 def _metric(text: str, name: str) -> float:
@@ -55,8 +62,13 @@ def _metric(text: str, name: str) -> float:
 async def test_readyz_follows_the_database_down_and_back(web, private_postgres):
     ready = await web.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "migrations": "ok", "outbox": "ok", "wakes": "ok",
-                                      "prefect": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "migrations": "ok",
+        "outbox": "ok",
+        "wakes": "ok",
+        "prefect": "ok",
+    }
     private_postgres.stop()
     try:
         down = await web.get("/readyz")
@@ -99,8 +111,11 @@ async def test_metrics_show_the_outbox_rising_while_smtp_is_down_and_falling_aft
         server.start()
         try:
             async with db.transaction() as session:  # their retry is due now (not waited for)
-                await session.execute(update(OutboxMessage).where(OutboxMessage.idempotency_key.like("metrics-%"))
-                                      .values(next_attempt_at=utcnow()))
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.idempotency_key.like("metrics-%"))
+                    .values(next_attempt_at=utcnow())
+                )
             up = dispatcher(db, port)
             await up.run_once()
             await up.aclose()
@@ -111,14 +126,22 @@ async def test_metrics_show_the_outbox_rising_while_smtp_is_down_and_falling_aft
         assert _metric(after, "kehoach_outbox_queued") == before
     finally:
         async with db.transaction() as session:
-            await session.execute(update(OutboxMessage).where(OutboxMessage.idempotency_key.like("metrics-%"))
-                                  .values(status=MessageStatus.sent.value))
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.idempotency_key.like("metrics-%"))
+                .values(status=MessageStatus.sent.value)
+            )
         await db.dispose()
 
 
 def test_kehoach_status_prints_what_runs_waits_and_fails(private_postgres, link_secret, tmp_path):
-    env = {"KEHOACH_DATABASE_URL": private_postgres.url, "KEHOACH_LINK_SECRET": link_secret,
-           "KEHOACH_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    env = {
+        "KEHOACH_DATABASE_URL": private_postgres.url,
+        "KEHOACH_LINK_SECRET": link_secret,
+        "KEHOACH_DATA_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "PREFECT_API_URL": "http://127.0.0.1:9/api",
+    }
     shown = subprocess.run([KEHOACH, "status"], env=env, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 1, shown.stdout + shown.stderr  # Prefect cannot be reached: not ready
     for line in ("database", "migrations", "prefect", "outbox", "runs to resume", "cycles", "open steps"):

@@ -40,8 +40,11 @@ def test_failed_links_from_one_client_get_429(stack):
     with client_from("127.0.0.31") as guesser, client_from("127.0.0.32") as neighbour, httpx.Client() as official:
         for n in range(limit):
             method = "GET" if n % 2 else "POST"
-            response = guesser.request(method, f"{stack.base_url}/a/{BAD[:-4]}{n:04d}", data={"outcome": "approve"}
-                                       if method == "POST" else None)
+            response = guesser.request(
+                method,
+                f"{stack.base_url}/a/{BAD[:-4]}{n:04d}",
+                data={"outcome": "approve"} if method == "POST" else None,
+            )
             assert response.status_code == 404, n
         blocked = guesser.get(f"{stack.base_url}/a/{BAD}")
         assert blocked.status_code == 429
@@ -51,7 +54,8 @@ def test_failed_links_from_one_client_get_429(stack):
         # While blocked, the client's good links get the same 429: the answer says nothing about the token.
         blocked_good = guesser.get(good)
         assert blocked_good.status_code == 429 and blocked_good.text.replace(
-            blocked_good.headers["retry-after"], "N") == blocked.text.replace(blocked.headers["retry-after"], "N")
+            blocked_good.headers["retry-after"], "N"
+        ) == blocked.text.replace(blocked.headers["retry-after"], "N")
         assert guesser.post(good, data={"outcome": "approve"}).status_code == 429
         assert guesser.head(good).status_code == 429
         assert guesser.get(f"{stack.base_url}/a/{BAD}?lang=en").text.count("Too many attempts") == 2  # title, h1
@@ -78,12 +82,17 @@ def test_the_limit_is_configurable_and_slides(stack):
     """A second web process on the same database with a limit of 3 failures per 2 seconds."""
     opened = open_direct_request(stack, f"{stack.year(12)}-ratelimit-config")
     port = free_port()
-    env = {**stack.env, "KEHOACH_WEB_PORT": str(port), "KEHOACH_LINK_FAILURE_LIMIT": "3",
-           "KEHOACH_LINK_FAILURE_WINDOW": "2"}
+    env = {
+        **stack.env,
+        "KEHOACH_WEB_PORT": str(port),
+        "KEHOACH_LINK_FAILURE_LIMIT": "3",
+        "KEHOACH_LINK_FAILURE_WINDOW": "2",
+    }
     base = f"http://127.0.0.1:{port}"
     with open(stack.workdir / "web-limited.log", "ab") as log:
-        process = subprocess.Popen([KEHOACH, "web"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, cwd=stack.workdir)
+        process = subprocess.Popen(
+            [KEHOACH, "web"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=stack.workdir
+        )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -148,17 +157,25 @@ def test_oversized_comment_and_bodies(stack):
     assert request_snapshot(stack, opened.request_id) == before
 
     # A 10 MB body with its Content-Length: 413, a Vietnamese page.
-    big = local_http.post(link, content=b"outcome=approve&comment=" + b"x" * 10_000_000,
-                     headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=60)
+    big = local_http.post(
+        link,
+        content=b"outcome=approve&comment=" + b"x" * 10_000_000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=60,
+    )
     assert big.status_code == 413 and "Nội dung gửi quá lớn" in big.text
     assert big.headers["cache-control"] == "no-store"
     # ... answered from the headers alone: 1 KB of the 10 MB is sent, and the 413 comes back.
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.web_port}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10485760\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.web_port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10485760\r\n\r\n"
+    ).encode()
     assert _raw(stack.web_port, head, [b"outcome=approve&comment=" + b"x" * 1000]).startswith(b"HTTP/1.1 413")
     # ... and a streamed body without a length is cut off at the limit: 5 MB sent of an endless stream.
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.web_port}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.web_port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
     chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
     answer = _raw(stack.web_port, head, [b"18\r\noutcome=approve&comment=\r\n"] + [chunk] * 80)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -171,8 +188,9 @@ def test_oversized_comment_and_bodies(stack):
         for _ in range(160):  # 10 MB
             yield b"x" * 65536
 
-    streamed = local_http.post(link, content=endless(), headers={"Content-Type": "application/x-www-form-urlencoded"},
-                          timeout=60)
+    streamed = local_http.post(
+        link, content=endless(), headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=60
+    )
     assert streamed.status_code == 413 and "Nội dung gửi quá lớn" in streamed.text
     assert request_snapshot(stack, opened.request_id) == before
 

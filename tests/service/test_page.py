@@ -17,20 +17,40 @@ from tests.support import local_http
 pytestmark = pytest.mark.e2e
 
 MAX_PAGE_BYTES = 30 * 1024
-ATTRIBUTE_URL = re.compile(r"""\b(?:src|href|action|srcset|poster|data|formaction|xlink:href)\s*=\s*["']?([^"'\s>]*)""",
-                           re.IGNORECASE)
-PAGE_KEYS = ["app.name", "approval.heading", "label.summary", "label.agency", "label.due", "label.policy",
-             "label.other_approvers", "policy.all", "status.pending", "label.comment", "choose",
-             "outcome.approve", "outcome.reject", "outcome.request_changes", "confirm", "confirm.approve",
-             "confirm.reject", "confirm.request_changes", "confirm.note", "language.switch"]
+ATTRIBUTE_URL = re.compile(
+    r"""\b(?:src|href|action|srcset|poster|data|formaction|xlink:href)\s*=\s*["']?([^"'\s>]*)""", re.IGNORECASE
+)
+PAGE_KEYS = [
+    "app.name",
+    "approval.heading",
+    "label.summary",
+    "label.agency",
+    "label.due",
+    "label.policy",
+    "label.other_approvers",
+    "policy.all",
+    "status.pending",
+    "label.comment",
+    "choose",
+    "outcome.approve",
+    "outcome.reject",
+    "outcome.request_changes",
+    "confirm",
+    "confirm.approve",
+    "confirm.reject",
+    "confirm.request_changes",
+    "confirm.note",
+    "language.switch",
+]
 
 
 def _no_external_references(page: str) -> None:
     for value in ATTRIBUTE_URL.findall(page):
         assert not re.match(r"^(?:[a-z][a-z0-9+.-]*:|//)", value, re.IGNORECASE), f"external reference {value!r}"
         # The one link away is the official's own problem form on this site ("Báo cáo vướng mắc").
-        assert value == "" or value.startswith(("?", "#")) or re.fullmatch(r"/p/[A-Za-z0-9_.-]+", value), \
+        assert value == "" or value.startswith(("?", "#")) or re.fullmatch(r"/p/[A-Za-z0-9_.-]+", value), (
             f"reference away from the page: {value!r}"
+        )
     assert not re.search(r"https?:|//[a-z0-9]", re.sub(r"<style>.*?</style>", "", page, flags=re.DOTALL), re.IGNORECASE)
     style = re.search(r"<style>(.*?)</style>", page, re.DOTALL).group(1)
     assert "url(" not in style and "@import" not in style and "@font-face" not in style
@@ -54,8 +74,13 @@ def _check_language(page: str, language: str) -> None:
 
 def test_page_weight_others_summary_and_english(stack):
     opened = open_direct_request(
-        stack, f"{stack.year(14)}-page", cycle_kind="annual", stage_id="dic_direction", policy="all",
-        extra=(("ppc_vice_chair", "ppc.vice_chair"), ("dost_coordinator", "lead_agency.coordinator")))
+        stack,
+        f"{stack.year(14)}-page",
+        cycle_kind="annual",
+        stage_id="dic_direction",
+        policy="all",
+        extra=(("ppc_vice_chair", "ppc.vice_chair"), ("dost_coordinator", "lead_agency.coordinator")),
+    )
     director = opened.link("dcst_director")
     coordinator = opened.link("dost_coordinator")
 
@@ -68,8 +93,11 @@ def test_page_weight_others_summary_and_english(stack):
     assert "Cơ quan định hướng báo chí trình định hướng tuyên truyền năm" in text
     assert "Tất cả phải đồng ý" in text
     others = re.search(r'<ul class="people">(.*?)</ul>', body, re.DOTALL).group(1)
-    assert re.search(r"Dương Xuân Huyên<small>Phó Chủ tịch UBND tỉnh[^<]*</small></span><span class=\"pill pending\">"
-                     r"Chưa có ý kiến", others)
+    assert re.search(
+        r"Dương Xuân Huyên<small>Phó Chủ tịch UBND tỉnh[^<]*</small></span><span class=\"pill pending\">"
+        r"Chưa có ý kiến",
+        others,
+    )
     assert "Vi Thị Lan" in others and "Đoàn Thị Bích" not in others  # the reader is not among the others
 
     # Page weight: the whole page, inline CSS included, and no reference to anywhere else.

@@ -34,16 +34,27 @@ def test_the_client_is_read_from_behind_trusted_proxies_only():
 
 @pytest.fixture
 async def two_web_processes(sandbox, link_secret, tmp_path):
-    settings = Settings(database_url=sandbox.url, link_secret=link_secret, data_dir=tmp_path,
-                        public_base_url="http://kehoach.test", event_cycle_deployment="",
-                        problem_cycle_deployment="", link_failure_limit=3, link_failure_window=600,
-                        trusted_proxies=PROXIES)
+    settings = Settings(
+        database_url=sandbox.url,
+        link_secret=link_secret,
+        data_dir=tmp_path,
+        public_base_url="http://kehoach.test",
+        event_cycle_deployment="",
+        problem_cycle_deployment="",
+        link_failure_limit=3,
+        link_failure_window=600,
+        trusted_proxies=PROXIES,
+    )
     apps = [create_app(settings), create_app(settings)]
     contexts = [app.router.lifespan_context(app) for app in apps]
     for context in contexts:
         await context.__aenter__()
-    clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("10.0.0.2", 5000)),
-                                 base_url="http://kehoach.test") for app in apps]
+    clients = [
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=("10.0.0.2", 5000)), base_url="http://kehoach.test"
+        )
+        for app in apps
+    ]
     yield clients
     for client in clients:
         await client.aclose()

@@ -47,24 +47,35 @@ async def _failed_cycle(database) -> tuple[uuid.UUID, int]:
         cycle = await get_or_create_cycle(session, kind="annual", period=str(year), starts_on=dt.date(year, 1, 15))
         cycle.run_id = str(run.id)
         await session.flush()
-        assert await cycles.needs_attention(session, cycle.id, reason=cycles.Attention.run_failed, detail="boom",
-                                            run_id=str(run.id), now=utcnow())
+        assert await cycles.needs_attention(
+            session, cycle.id, reason=cycles.Attention.run_failed, detail="boom", run_id=str(run.id), now=utcnow()
+        )
     return cycle.id, year
 
 
 async def _restarted(database, cycle_id) -> tuple[Cycle, list[str]]:
     async with database.sessions() as session:
         cycle = await session.get(Cycle, cycle_id)
-        actions = list((await session.execute(select(AuditEvent.action).where(
-            AuditEvent.entity_id == str(cycle_id)).order_by(AuditEvent.id))).scalars())
+        actions = list(
+            (
+                await session.execute(
+                    select(AuditEvent.action).where(AuditEvent.entity_id == str(cycle_id)).order_by(AuditEvent.id)
+                )
+            ).scalars()
+        )
     return cycle, actions
 
 
 async def test_a_restart_prefect_cannot_start_changes_nothing_and_the_next_try_starts_one_run(
-        database, sandbox, prefect_api, tmp_path):
+    database, sandbox, prefect_api, tmp_path
+):
     name = f"r{uuid.uuid4().hex[:10]}"
-    settings = Settings(database_url=sandbox.url, link_secret="r" * 48, data_dir=tmp_path,
-                        prefect_deployment=f"{_cycle_run.name}/{name}")
+    settings = Settings(
+        database_url=sandbox.url,
+        link_secret="r" * 48,
+        data_dir=tmp_path,
+        prefect_deployment=f"{_cycle_run.name}/{name}",
+    )
     cycle_id, year = await _failed_cycle(database)
 
     with pytest.raises(PrefectUnavailable, match="did not appear"):
@@ -89,21 +100,30 @@ async def test_a_restart_prefect_cannot_start_changes_nothing_and_the_next_try_s
 # A restart asked by a coordinator (the API and the dashboard queue it) is delivered by the
 # service: the resumer works on every due wake, so these use a database of their own.
 
+
 async def _restart_wake(database, cycle_id) -> Wake:
     async with database.sessions() as session:
-        return (await session.execute(select(Wake).where(Wake.cycle_id == cycle_id, Wake.stage == RESTART))).scalar_one()
+        return (
+            await session.execute(select(Wake).where(Wake.cycle_id == cycle_id, Wake.stage == RESTART))
+        ).scalar_one()
 
 
 async def _make_due(database, cycle_id) -> None:
     """The back-off's wait, skipped (the next attempt is due now)."""
     async with database.transaction() as session:
-        await session.execute(update(Wake).where(Wake.cycle_id == cycle_id, Wake.stage == RESTART)
-                              .values(next_attempt_at=utcnow()))
+        await session.execute(
+            update(Wake).where(Wake.cycle_id == cycle_id, Wake.stage == RESTART).values(next_attempt_at=utcnow())
+        )
 
 
 def _settings(database, tmp_path, deployment: str) -> Settings:
-    return Settings(database_url=database.url, link_secret="r" * 48, data_dir=tmp_path, prefect_deployment=deployment,
-                    resume_timeout=1.0)
+    return Settings(
+        database_url=database.url,
+        link_secret="r" * 48,
+        data_dir=tmp_path,
+        prefect_deployment=deployment,
+        resume_timeout=1.0,
+    )
 
 
 async def test_a_queued_restart_waits_for_prefect_then_starts_one_run(private_database, prefect_api, tmp_path):
@@ -127,8 +147,11 @@ async def test_a_queued_restart_waits_for_prefect_then_starts_one_run(private_da
         assert await resumer.deliver_once() == 1
         # The same ask delivered again (a delivery that died before it recorded the outcome): nothing more.
         async with database.transaction() as session:
-            await session.execute(update(Wake).where(Wake.id == wake.id).values(status="queued", lease_until=None,
-                                                                               next_attempt_at=utcnow()))
+            await session.execute(
+                update(Wake)
+                .where(Wake.id == wake.id)
+                .values(status="queued", lease_until=None, next_attempt_at=utcnow())
+            )
         assert await resumer.deliver_once() == 1
         wake = await _restart_wake(database, cycle_id)
         async with get_client() as client:  # (deleting the deployment deletes its runs)
@@ -141,15 +164,21 @@ async def test_a_queued_restart_waits_for_prefect_then_starts_one_run(private_da
     assert wake.status == "done" and wake.last_error == "the cycle was restarted"
     assert (cycle.attention, cycle.restarts) == (None, 1) and actions.count("cycle.restarted") == 1
     async with database.sessions() as session:
-        actor = (await session.execute(select(AuditEvent.actor).where(
-            AuditEvent.entity_id == str(cycle_id), AuditEvent.action == "cycle.restarted"))).scalar_one()
+        actor = (
+            await session.execute(
+                select(AuditEvent.actor).where(
+                    AuditEvent.entity_id == str(cycle_id), AuditEvent.action == "cycle.restarted"
+                )
+            )
+        ).scalar_one()
     assert actor == "api:lan.vt"
     assert run.idempotency_key == f"annual-cycle-{year}-restart-1" and run.parameters == {"year": year}
     assert sum(r.idempotency_key == f"annual-cycle-{year}-restart-1" for r in runs) == 1
 
 
-async def test_a_restart_of_a_run_that_is_alive_is_parked_with_why_unless_forced(private_database, prefect_api,
-                                                                               tmp_path):
+async def test_a_restart_of_a_run_that_is_alive_is_parked_with_why_unless_forced(
+    private_database, prefect_api, tmp_path
+):
     database, name = private_database, f"a{uuid.uuid4().hex[:10]}"
     settings = _settings(database, tmp_path, f"{_cycle_run.name}/{name}")
     async with get_client() as client:
@@ -178,8 +207,11 @@ async def test_a_restart_of_a_run_that_is_alive_is_parked_with_why_unless_forced
         async with get_client() as client:
             await client.delete_deployment(deployment_id)
     async with database.sessions() as session:
-        forced = (await session.execute(select(Wake).where(Wake.cycle_id == cycle_id, Wake.stage == RESTART)
-                                        .order_by(Wake.id.desc()).limit(1))).scalar_one()
+        forced = (
+            await session.execute(
+                select(Wake).where(Wake.cycle_id == cycle_id, Wake.stage == RESTART).order_by(Wake.id.desc()).limit(1)
+            )
+        ).scalar_one()
     assert (forced.status, forced.reason) == ("done", "restart_forced") and forced.run_id
     async with get_client() as client:
         assert (await client.read_flow_run(alive.id)).state.type.value == "CANCELLED"

@@ -33,6 +33,7 @@ async def _fetch_all(link: str) -> dict[tuple[str, int], int]:
     gate = asyncio.Semaphore(PARALLEL)
     limits = httpx.Limits(max_connections=PARALLEL, max_keepalive_connections=PARALLEL)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
         async def one(method, headers, query):
             async with gate:
                 response = await client.request(method, link + query, headers=headers)

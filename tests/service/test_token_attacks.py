@@ -30,8 +30,9 @@ def _answers(stack, paths: list[str]) -> set[tuple[int, str]]:
     for n, path in enumerate(paths):
         with client_from(f"127.0.1.{n + 1}", base_url=stack.base_url) as client:
             for method in ("GET", "POST"):
-                response = client.request(method, path, data={"outcome": "approve", "comment": "ok"}
-                                          if method == "POST" else None)
+                response = client.request(
+                    method, path, data={"outcome": "approve", "comment": "ok"} if method == "POST" else None
+                )
                 answers.add((response.status_code, response.text))
             head = client.head(path)
             assert head.status_code == 404 and head.content == b"", path
@@ -57,12 +58,21 @@ def test_tokens_are_bound_to_their_assignment(stack):
 
     ten_kb = (theirs * 240)[:10_240]
     paths = [
-        f"/a/{theirs}/{first.request_id}", f"/a/{first.request_id}/{theirs}", f"/a/{mine}/{theirs}",
-        f"/a/{theirs}%2F{mine}", f"/a/{first.request_id}", f"/a/{theirs}{mine}", f"/a/{mine}/",
-        f"/a/{ten_kb}", f"/a/{theirs[:-1]}{'A' if theirs[-1] != 'A' else 'B'}", f"/a/{theirs[:-5]}",
-        "/a/", f"/a/{'x' * 43}",
+        f"/a/{theirs}/{first.request_id}",
+        f"/a/{first.request_id}/{theirs}",
+        f"/a/{mine}/{theirs}",
+        f"/a/{theirs}%2F{mine}",
+        f"/a/{first.request_id}",
+        f"/a/{theirs}{mine}",
+        f"/a/{mine}/",
+        f"/a/{ten_kb}",
+        f"/a/{theirs[:-1]}{'A' if theirs[-1] != 'A' else 'B'}",
+        f"/a/{theirs[:-5]}",
+        "/a/",
+        f"/a/{'x' * 43}",
         # tokens that were never issued: another generation of a real assignment, another key
-        f"/a/{derive_token(secret, uuid.uuid4(), 1)}", f"/a/{derive_token(b'another key', uuid.uuid4(), 1)}",
+        f"/a/{derive_token(secret, uuid.uuid4(), 1)}",
+        f"/a/{derive_token(b'another key', uuid.uuid4(), 1)}",
     ]
     answers = _answers(stack, paths)
     assert len(answers) == 1, "every bad link must get the same status and page"
@@ -74,8 +84,15 @@ def test_tokens_are_bound_to_their_assignment(stack):
     # request's token decides the second request, as its own official, and nothing else.
     response = local_http.post(
         f"{second.link('ppc_chair')}?request_id={first.request_id}",
-        data={"outcome": "approve", "comment": "", "request_id": str(first.request_id), "token": mine,
-              "official_id": "ppc_vice_chair", "assignment_id": str(uuid.uuid4())})
+        data={
+            "outcome": "approve",
+            "comment": "",
+            "request_id": str(first.request_id),
+            "token": mine,
+            "official_id": "ppc_vice_chair",
+            "assignment_id": str(uuid.uuid4()),
+        },
+    )
     assert response.status_code == 200 and "Đã ghi nhận" in response.text
     assert decisions_of(stack, second.request_id) == [("ppc_chair", "approve", "")]
     assert _own(request_snapshot(stack, first.request_id)) == _own(before[first.request_id])

@@ -32,6 +32,7 @@ from service.resume import Resumer
 def _cycle_run() -> None:  # never run: only its flow runs' states are set
     pass
 
+
 # The runs here have no deployment, so they are paused in place (a cycle's run is suspended,
 # which Prefect would reschedule on its deployment); the pause key is what the delivery reads.
 
@@ -44,8 +45,13 @@ def prefect_api(prefect_server):
 
 @pytest.fixture
 def settings(sandbox, link_secret, tmp_path) -> Settings:
-    return Settings(database_url=sandbox.url, link_secret=link_secret, data_dir=tmp_path,
-                    public_base_url="http://kehoach.test", resume_timeout=20)
+    return Settings(
+        database_url=sandbox.url,
+        link_secret=link_secret,
+        data_dir=tmp_path,
+        public_base_url="http://kehoach.test",
+        resume_timeout=20,
+    )
 
 
 @pytest.fixture
@@ -68,8 +74,9 @@ async def _state(run_id: uuid.UUID):
 
 async def _cycle_with_wake(database, run_id: uuid.UUID | None, stage: str = "dic_direction") -> uuid.UUID:
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period=f"w-{uuid.uuid4().hex[:12]}",
-                                                   starts_on=dt.date(2026, 1, 15))
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period=f"w-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 1, 15)
+        )
         cycle.run_id, cycle.run_state = (str(run_id) if run_id else None), "waiting"
         await session.flush()
         await enqueue_wake(session, cycle_id=cycle.id, stage=stage, reason=WakeReason.stage_settled, now=utcnow())
@@ -95,8 +102,11 @@ async def _deliver(database, resumer, cycle_id) -> Wake:
 
 async def _alerts(database, cycle_id) -> list[OutboxMessage]:
     async with database.sessions() as session:
-        return [m for m in (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "attention")))
-                .scalars() if str(cycle_id) in m.idempotency_key]
+        return [
+            m
+            for m in (await session.execute(select(OutboxMessage).where(OutboxMessage.kind == "attention"))).scalars()
+            if str(cycle_id) in m.idempotency_key
+        ]
 
 
 async def test_a_run_waiting_at_the_stage_is_resumed(database, resumer, prefect_api):
@@ -132,7 +142,8 @@ async def test_a_run_on_its_way_to_its_wait_is_tried_again_soon(database, resume
 
 
 async def test_a_run_that_is_over_while_its_cycle_is_not_parks_the_wake_and_tells_the_coordinators(
-        database, resumer, prefect_api):
+    database, resumer, prefect_api
+):
     run_id = await _run_in(Completed())
     cycle_id = await _cycle_with_wake(database, run_id)
     wake = await _deliver(database, resumer, cycle_id)
@@ -146,8 +157,7 @@ async def test_a_run_that_is_over_while_its_cycle_is_not_parks_the_wake_and_tell
 
     async with database.transaction() as session:  # another wake of the same cycle: told once
         await session.execute(delete(Wake).where(Wake.cycle_id == cycle_id))
-        await enqueue_wake(session, cycle_id=cycle_id, stage="materials", reason=WakeReason.stage_settled,
-                           now=utcnow())
+        await enqueue_wake(session, cycle_id=cycle_id, stage="materials", reason=WakeReason.stage_settled, now=utcnow())
     assert (await _deliver(database, resumer, cycle_id)).status == "parked"
     assert len(await _alerts(database, cycle_id)) == 1
 
@@ -181,8 +191,9 @@ async def test_prefect_out_of_reach_keeps_the_wake_queued_with_back_off(database
 async def test_a_run_silent_while_working_is_marked_crashed_once(database, resumer, prefect_api):
     run_id = await _run_in(Running())
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period=f"h-{uuid.uuid4().hex[:12]}",
-                                                   starts_on=dt.date(2026, 1, 15))
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period=f"h-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 1, 15)
+        )
         cycle.run_id, cycle.run_state, cycle.heartbeat_at = str(run_id), "running", utcnow() - dt.timedelta(hours=1)
     cycle_id = cycle.id
     assert await resumer.watch_runs() >= 1
@@ -198,8 +209,9 @@ async def test_a_run_silent_while_working_is_marked_crashed_once(database, resum
 async def test_a_run_waiting_suspended_is_not_taken_for_dead(database, resumer, prefect_api):
     run_id = await _run_in(Paused(pause_key="stage:materials:aa11"))
     async with database.transaction() as session:  # it said "running" last (it died? no: it suspended)
-        cycle = await requests.get_or_create_cycle(session, kind="annual", period=f"h-{uuid.uuid4().hex[:12]}",
-                                                   starts_on=dt.date(2026, 1, 15))
+        cycle = await requests.get_or_create_cycle(
+            session, kind="annual", period=f"h-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 1, 15)
+        )
         cycle.run_id, cycle.run_state, cycle.heartbeat_at = str(run_id), "running", utcnow() - dt.timedelta(hours=1)
     await resumer.watch_runs()
     async with database.sessions() as session:

@@ -154,8 +154,12 @@ async def test_failed_links_earn_429_and_successes_do_not_count():
     # Each ASGITransport wraps its own middleware stack; the same stack serves two clients here:
     shared_seen: dict = {}
     wrapped = SecurityHeaders(LinkFailureLimit(BodyLimit(_app(shared_seen), max_bytes=1000), limit=2, window=60))
-    first = httpx.AsyncClient(transport=httpx.ASGITransport(app=wrapped, client=("203.0.113.9", 1)), base_url="http://t")
-    second = httpx.AsyncClient(transport=httpx.ASGITransport(app=wrapped, client=("198.51.100.9", 1)), base_url="http://t")
+    first = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=wrapped, client=("203.0.113.9", 1)), base_url="http://t"
+    )
+    second = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=wrapped, client=("198.51.100.9", 1)), base_url="http://t"
+    )
     async with first, second:
         for _ in range(2):
             await first.get("/a/bad")
@@ -166,8 +170,15 @@ async def test_failed_links_earn_429_and_successes_do_not_count():
 
 def test_redaction_removes_everything_after_the_link_prefix():
     token = TOKEN
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-                               ("127.0.0.1:5", "GET", f"/a/{token}/extra/{token}?lang=en&t={token}", "1.1", 200), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", f"/a/{token}/extra/{token}?lang=en&t={token}", "1.1", 200),
+        None,
+    )
     RedactTokens().filter(record)
     assert token not in record.getMessage() and "/a/[redacted]" in record.getMessage()
     record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, f"failed on /a/{token}", None, None)

@@ -1,6 +1,6 @@
 """Line coverage per package, from the combined data of `coverage run` (tests/README.md):
 
-    .venv/bin/python -m tests.support.coverage_by_package
+.venv/bin/python -m tests.support.coverage_by_package
 """
 
 from __future__ import annotations

@@ -57,9 +57,13 @@ class Inbox:
 
     def link(self, official: str, subject: str, stage: str) -> str:
         def fresh(r) -> bool:
-            return (address(official) in r.envelope_to and subject in r.message["Subject"]
-                    and stage in r.message["Subject"] and str(self.year) in r.message["Subject"]
-                    and any(link not in self.used for link in LINK.findall(r.text)))
+            return (
+                address(official) in r.envelope_to
+                and subject in r.message["Subject"]
+                and stage in r.message["Subject"]
+                and str(self.year) in r.message["Subject"]
+                and any(link not in self.used for link in LINK.findall(r.text))
+            )
 
         while True:
             email = self.stack.smtp.wait_for(fresh, timeout=120)
@@ -85,10 +89,12 @@ def submit(link: str, **fields: str) -> None:
     assert answer.status_code == 200 and "Đã nộp" in answer.text, answer.text
 
 
-ORIENTATION = {"text": "Định hướng tuyên truyền năm về phát triển bền vững và năng lực cạnh tranh.",
-               "field_themes": "Kinh tế xanh; chuyển đổi số; cải thiện môi trường đầu tư",
-               "field_channels": "Báo và Đài Lạng Sơn, Cổng thông tin điện tử, truyền thanh cơ sở",
-               "field_calendar": "Quý I: ra mắt chuyên mục; quý II–IV: mỗi tháng hai tin bài"}
+ORIENTATION = {
+    "text": "Định hướng tuyên truyền năm về phát triển bền vững và năng lực cạnh tranh.",
+    "field_themes": "Kinh tế xanh; chuyển đổi số; cải thiện môi trường đầu tư",
+    "field_channels": "Báo và Đài Lạng Sơn, Cổng thông tin điện tử, truyền thanh cơ sở",
+    "field_calendar": "Quý I: ra mắt chuyên mục; quý II–IV: mỗi tháng hai tin bài",
+}
 
 
 def submit_orientation(inbox: Inbox, **fields: str) -> None:
@@ -150,8 +156,9 @@ def send_back(link: str, comment: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def report_every_unit(inbox: Inbox, *, returned: dict[str, str] | None = None,
-                      silent: frozenset[str] = frozenset()) -> dict[str, str]:
+def report_every_unit(
+    inbox: Inbox, *, returned: dict[str, str] | None = None, silent: frozenset[str] = frozenset()
+) -> dict[str, str]:
     """Stage 7 through the emailed links: every unit's officer submits its report (but the units
     in `silent`, which send nothing), the lead agency's director decides each one (sending back
     those in `returned`, unit -> comment), the units sent back resubmit (their page shows the
@@ -194,7 +201,9 @@ def consolidate(inbox: Inbox, summary: str = "") -> str:
     shown = html.unescape(page.text)
     assert page.status_code == 200 and "The consolidated report's draft" in shown, shown[:300]
     suggested = re.search(r'<textarea id="text"[^>]*>([^<]*)</textarea>', page.text).group(1)
-    answer = local_http.post(link, data={"text": summary or html.unescape(suggested), "lang": "en"})  # as the form sends it
+    answer = local_http.post(
+        link, data={"text": summary or html.unescape(suggested), "lang": "en"}
+    )  # as the form sends it
     assert answer.status_code == 200 and "Submitted" in answer.text, answer.text
     approve(inbox.link("dost_director", ASK, "8. "))
     return shown
@@ -209,8 +218,11 @@ def through_the_budget(inbox: Inbox) -> None:
     guide(inbox)
     submit(inbox.link("dof_planning_officer", SUBMIT, "3. "), text=f"Tài liệu {year}")
     approve(inbox.link("dof_director", ASK, "3. "))
-    outlets = {"newspaper_radio_tv_editor": "newspaper_radio_tv_head", "literature_arts_editor": "literature_arts_chair",
-               "portal_editor": "portal_head"}
+    outlets = {
+        "newspaper_radio_tv_editor": "newspaper_radio_tv_head",
+        "literature_arts_editor": "literature_arts_chair",
+        "portal_editor": "portal_head",
+    }
     for editor in outlets:
         submit(inbox.link(editor, SUBMIT, "4. "), text=f"Kế hoạch sản xuất {year} của {editor}")
     for head in outlets.values():
@@ -224,9 +236,23 @@ def through_the_budget(inbox: Inbox) -> None:
 def after_a_rejected_orientation(stack, year: int, run_id) -> None:
     """Stage 1 rejected: what needs it is skipped, and the annual report, which stands on its own
     date (1 October of that year), is scheduled; the run waits for it, suspended."""
-    stages = stack.wait_for_stages(year, {"dic_direction": "rejected", "propaganda_guidance": "skipped",
-                                          "finance_allocation": "skipped", "implementation": "skipped",
-                                          "annual_report": "scheduled"})
-    assert set(stages) == {"dic_direction", "propaganda_guidance", "materials", "outlet_plans", "finance_allocation",
-                           "implementation", "annual_report"}
+    stages = stack.wait_for_stages(
+        year,
+        {
+            "dic_direction": "rejected",
+            "propaganda_guidance": "skipped",
+            "finance_allocation": "skipped",
+            "implementation": "skipped",
+            "annual_report": "scheduled",
+        },
+    )
+    assert set(stages) == {
+        "dic_direction",
+        "propaganda_guidance",
+        "materials",
+        "outlet_plans",
+        "finance_allocation",
+        "implementation",
+        "annual_report",
+    }
     assert stack.wait_for_state(run_id, {"Suspended"}).name == "Suspended"

@@ -54,8 +54,9 @@ class RecordingSmtpServer:
         self.arrived = threading.Condition(self.lock)  # waiters wake as a message arrives, not on a poll
         self.replies: list[str] = []
         self.delay = 0.0
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
-                                     server_hostname="test-smtp", ready_timeout=10)
+        self.controller = Controller(
+            _Handler(self), hostname="127.0.0.1", port=self.port, server_hostname="test-smtp", ready_timeout=10
+        )
 
     def start(self) -> None:
         self.controller.start()
@@ -86,9 +87,10 @@ class RecordingSmtpServer:
                     return item
             seen += len(new)
             with self.arrived:
-                if not self.arrived.wait_for(lambda: len(self.received) > seen, deadline - time.monotonic()):
-                    raise AssertionError(f"no matching email within {timeout:.0f} s; "
-                                         f"got {[r.message['Subject'] for r in self.received]}")
+                if not self.arrived.wait_for(lambda seen=seen: len(self.received) > seen, deadline - time.monotonic()):
+                    raise AssertionError(
+                        f"no matching email within {timeout:.0f} s; got {[r.message['Subject'] for r in self.received]}"
+                    )
 
     def count(self, predicate) -> int:
         with self.lock:

@@ -27,8 +27,15 @@ KEHOACH = str(Path(sys.executable).parent / "kehoach")
 # relay's tests read events back) and the task-run recorder (the UI's and the restart test's runs).
 UNUSED_PREFECT_SERVICES_OFF = {
     f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
-    for name in ("SCHEDULER", "LATE_RUNS", "FOREMAN", "CANCELLATION_CLEANUP", "PAUSE_EXPIRATIONS", "TRIGGERS",
-                 "REPOSSESSOR")
+    for name in (
+        "SCHEDULER",
+        "LATE_RUNS",
+        "FOREMAN",
+        "CANCELLATION_CLEANUP",
+        "PAUSE_EXPIRATIONS",
+        "TRIGGERS",
+        "REPOSSESSOR",
+    )
 }
 
 
@@ -41,29 +48,37 @@ class Stack:
         self.web_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.web_port}"
         self.env = prefect_env(prefect.home, prefect.api_url)
-        self.env.update({
-            "KEHOACH_DATABASE_URL": sandbox.url,
-            "KEHOACH_DATA_DIR": str(workdir),
-            "KEHOACH_SMTP_HOST": "127.0.0.1",
-            "KEHOACH_SMTP_PORT": str(smtp.port),
-            "KEHOACH_WEB_PORT": str(self.web_port),
-            "KEHOACH_PUBLIC_BASE_URL": self.base_url,
-            "KEHOACH_LINK_SECRET": link_secret,
-            "KEHOACH_DISPATCH_INTERVAL": "0.3",
-            "KEHOACH_RESUME_RETRY_INTERVAL": "1",
-            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-            "KEHOACH_RUN_HEARTBEAT_SECONDS": "2",  # a run that dies is noticed within seconds
-            "KEHOACH_SWEEP_CRON": "",  # the tests run the sweep when they mean to (its links rotate)
-            "KEHOACH_RUN_SILENCE_SECONDS": "12",
-            "KEHOACH_LINK_FAILURE_LIMIT": "200",  # tests send bad links on purpose; tests/service checks the limit
-            "KEHOACH_MAX_BODY_BYTES": str(4 * 1024 * 1024),  # tests/service/test_limits.py streams past 4 MiB
-        })
+        self.env.update(
+            {
+                "KEHOACH_DATABASE_URL": sandbox.url,
+                "KEHOACH_DATA_DIR": str(workdir),
+                "KEHOACH_SMTP_HOST": "127.0.0.1",
+                "KEHOACH_SMTP_PORT": str(smtp.port),
+                "KEHOACH_WEB_PORT": str(self.web_port),
+                "KEHOACH_PUBLIC_BASE_URL": self.base_url,
+                "KEHOACH_LINK_SECRET": link_secret,
+                "KEHOACH_DISPATCH_INTERVAL": "0.3",
+                "KEHOACH_RESUME_RETRY_INTERVAL": "1",
+                "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+                "KEHOACH_RUN_HEARTBEAT_SECONDS": "2",  # a run that dies is noticed within seconds
+                "KEHOACH_SWEEP_CRON": "",  # the tests run the sweep when they mean to (its links rotate)
+                "KEHOACH_RUN_SILENCE_SECONDS": "12",
+                "KEHOACH_LINK_FAILURE_LIMIT": "200",  # tests send bad links on purpose; tests/service checks the limit
+                "KEHOACH_MAX_BODY_BYTES": str(4 * 1024 * 1024),  # tests/service/test_limits.py streams past 4 MiB
+            }
+        )
         self.processes: dict[str, subprocess.Popen] = {}
 
     def _spawn(self, name: str, *args: str) -> None:
         log = open(self.workdir / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([KEHOACH, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                                start_new_session=True, cwd=self.workdir)
+        self.processes[name] = subprocess.Popen(
+            [KEHOACH, *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.workdir,
+        )
 
     def start(self) -> None:
         self._spawn("worker", "worker")
@@ -126,8 +141,9 @@ class Stack:
 
     def flow_run_process(self, name: str = "worker") -> int | None:
         """The pid of the flow-run process a worker runs now (`python -m prefect.engine`), if any."""
-        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.processes[name].pid)], capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(
+            ["ps", "-o", "pid=,args=", "--ppid", str(self.processes[name].pid)], capture_output=True, text=True
+        ).stdout
         return next((int(line.split()[0]) for line in out.splitlines() if "prefect.engine" in line), None)
 
     def respawn(self, name: str) -> None:
@@ -141,8 +157,9 @@ class Stack:
 
     def kehoach(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run a `kehoach` command as ops would, with the stack's settings."""
-        return subprocess.run([KEHOACH, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
-                              cwd=self.workdir)
+        return subprocess.run(
+            [KEHOACH, *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.workdir
+        )
 
     def _web_ok(self) -> bool:
         try:
@@ -205,8 +222,9 @@ class Stack:
             db = Database(self.sandbox.url)
             try:
                 async with db.transaction() as session:
-                    _, token = await create_account(session, name=f"e2e-{uuid.uuid4().hex[:8]}",
-                                                    role=AccountRole(role), by="test", now=utcnow())
+                    _, token = await create_account(
+                        session, name=f"e2e-{uuid.uuid4().hex[:8]}", role=AccountRole(role), by="test", now=utcnow()
+                    )
                 return token
             finally:
                 await db.dispose()
@@ -216,8 +234,13 @@ class Stack:
     def wait_for_stage_2(self, run_id: uuid.UUID, year: int) -> None:
         """The annual chain went on after stage 1: the Propaganda Board's head is requested to give
         guidance, and the run waits again (suspended, holding no process)."""
-        self.smtp.wait_for(lambda r: "truongban.tgdv@lang-son.example" in r.envelope_to
-                           and "Cần gửi nội dung" in r.message["Subject"] and f"{year}" in r.message["Subject"])
+        self.smtp.wait_for(
+            lambda r: (
+                "truongban.tgdv@lang-son.example" in r.envelope_to
+                and "Cần gửi nội dung" in r.message["Subject"]
+                and f"{year}" in r.message["Subject"]
+            )
+        )
         self.wait_for_state(run_id, {"Suspended"})
 
     def run_state(self, run_id: uuid.UUID):
@@ -233,16 +256,24 @@ class Stack:
             if state is not None and state.is_final() and state.name not in names:
                 break
             time.sleep(0.5)
-        raise AssertionError(f"run {run_id} is {state.name if state else None!r}, not in {names}; "
-                             f"worker log:\n{self.log('worker')[-3000:]}")
+        raise AssertionError(
+            f"run {run_id} is {state.name if state else None!r}, not in {names}; "
+            f"worker log:\n{self.log('worker')[-3000:]}"
+        )
 
     def stage_statuses(self, year: int, kind: str = "annual") -> dict[str, str]:
         from sqlalchemy import text
 
         with self.reading() as conn:
-            return dict(conn.execute(text(
-                "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
-                "WHERE c.kind = :k AND c.period = :p"), {"k": kind, "p": str(year)}).all())
+            return dict(
+                conn.execute(
+                    text(
+                        "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id "
+                        "WHERE c.kind = :k AND c.period = :p"
+                    ),
+                    {"k": kind, "p": str(year)},
+                ).all()
+            )
 
     def wait_for_stages(self, year: int, expected: dict[str, str], timeout: float = 90) -> dict[str, str]:
         """Until the year's stages have these statuses (others may have any); all of them."""
