@@ -10,15 +10,18 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.deadlines import local_day
 from approvals.directory import (
     Approver,
     delegations_in_force,
     resolvable,
     resolve_approvers,
 )
-from approvals.models import ApprovalRequest, Assignment, AssignmentStatus, RequestStatus
-from approvals.plan.schema import EscalationMode, Plan, Policy, Stage
-from approvals.requests import AlreadyDecided, NewAssignment, add_assignments, issue_token, local_day
+from approvals.models import ApprovalRequest, Assignment
+from approvals.plan.schema import Plan
+from approvals.plan.stages import EscalationMode, Policy, Stage
+from approvals.statuses import AssignmentStatus, RequestStatus
+from approvals.steps import AlreadyDecided, NewAssignment, add_assignments, issue_token
 
 LIVE = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
 

@@ -17,9 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.deadlines import due_at
 from approvals.errors import NotFound
-from approvals.models import ApprovalRequest, Cycle, IssuedReport, RequestStatus, SubmissionFile, SubmissionLink
-from approvals.plan.schema import Agency, Official, Plan, Stage
+from approvals.models import ApprovalRequest, Cycle, IssuedReport, SubmissionFile, SubmissionLink
+from approvals.plan.people import Agency, Official
+from approvals.plan.schema import Plan
+from approvals.plan.stages import Stage
 from approvals.presentation import agency_name
+from approvals.statuses import RequestStatus
 
 ANNUAL = "annual"
 REPORT_STAGE = "annual_report"

@@ -25,8 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals import audit
 from approvals.deadlines import due_at
 from approvals.errors import Conflict, NotFound
-from approvals.models import Cycle, Wake, WakeStatus
+from approvals.models import Cycle, Wake
 from approvals.plan.schema import Plan
+from approvals.statuses import WakeStatus
 
 
 class RunState:
@@ -341,7 +342,8 @@ async def schedule(
 ) -> tuple[Cycle, bool]:
     """Record how a cycle whose dates have passed is run: its dates shifted from today, or kept.
     Once a run has taken the cycle the choice stands: (cycle, False) then, nothing changed."""
-    from approvals.requests import get_or_create_cycle, local_day
+    from approvals.deadlines import local_day
+    from approvals.steps import get_or_create_cycle
 
     cycle = await get_or_create_cycle(session, kind=kind, period=period, starts_on=starts_on)
     cycle = (

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from approvals.plan.schema import Due
+from approvals.models import Cycle
+from approvals.plan.schema import Plan
+from approvals.plan.stages import Due, Stage
 
 
 def end_of_local_day(day: dt.date, tz: ZoneInfo) -> dt.datetime:
@@ -40,3 +42,20 @@ def reminder_times(stage, request) -> list[dt.datetime]:
 def reminders_passed(stage, request, now: dt.datetime) -> int:
     """How many of the step's reminders have fallen by `now`."""
     return sum(1 for moment in reminder_times(stage, request) if moment <= now)
+
+
+def local_day(plan: Plan, now: dt.datetime) -> dt.date:
+    return now.astimezone(plan.tz).date()
+
+
+def planned_due(plan: Plan, stage: Stage, cycle: Cycle) -> dt.datetime:
+    """The stage's due time in the cycle's calendar, moved as the cycle's deadlines were (a late start)."""
+    return due_at(stage.due, cycle_start=cycle.starts_on, tz=plan.tz) + dt.timedelta(days=cycle.shift_days)
+
+
+def step_due(plan: Plan, stage: Stage, cycle: Cycle, now: dt.datetime) -> dt.datetime:
+    """When a step opened now falls due: as planned, but never sooner than the plan's minimum
+    notice after it opens (a cycle started late, or a stage reached late, is not escalated or
+    expired by the sweep just because its planned date has passed)."""
+    earliest = end_of_local_day(local_day(plan, now) + dt.timedelta(days=plan.plan.min_notice_days), plan.tz)
+    return max(planned_due(plan, stage, cycle), earliest)

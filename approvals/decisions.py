@@ -17,37 +17,34 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from approvals import audit
 from approvals.db import core
+from approvals.deadlines import local_day
 from approvals.directory import resolvable
-from approvals.models import (
-    OUTCOME_TO_STATUS,
-    ApprovalRequest,
-    Assignment,
-    AssignmentStatus,
-    Cycle,
-    Decision,
-    Outcome,
-    RequestStatus,
-    SubmissionLink,
-)
-from approvals.plan.schema import Plan, Policy
+from approvals.errors import InvalidInput
+from approvals.link_views import LINK_VIEW, open_link
+from approvals.models import ApprovalRequest, Assignment, Cycle, Decision, SubmissionLink
+from approvals.plan.schema import Plan
+from approvals.plan.stages import Policy
 from approvals.policy import settle
-from approvals.requests import (
-    LINK_VIEW,
-    MAX_COMMENT,
-    AcknowledgeOnly,
-    AlreadyDecided,
-    CommentRequired,
-    CommentTooLong,
-    InvalidLink,
-    NewAssignment,
-    Refused,
-    issue_token,
-    local_day,
-    open_link,
-    stage_of,
-)
 from approvals.stages import after_settled
+from approvals.statuses import OUTCOME_TO_STATUS, AssignmentStatus, Outcome, RequestStatus
+from approvals.steps import AlreadyDecided, InvalidLink, NewAssignment, Refused, issue_token, stage_of
 from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
+
+MAX_COMMENT = 4000  # characters of a decision's comment
+
+
+class CommentRequired(InvalidInput):
+    """Rejecting or sending back needs a comment."""
+
+
+class CommentTooLong(InvalidInput):
+    """A comment past MAX_COMMENT characters."""
+
+
+class AcknowledgeOnly(InvalidInput):
+    """A step that is acknowledged (what was requested, not ordered: the Board's guidance) is not
+    rejected: it is acknowledged, or sent back to be made clearer."""
+
 
 COUNTED = (
     AssignmentStatus.waiting.value,

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.delegation import DelegationLike, Grant, chain
 from approvals.models import Delegation
-from approvals.plan.schema import Official, Plan
+from approvals.plan.people import Official
+from approvals.plan.schema import Plan
 
 
 @dataclass(frozen=True)

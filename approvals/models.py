@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from enum import Enum
 
 from sqlalchemy import (
     JSON,
@@ -21,59 +20,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from approvals.db import Base, UtcDateTime, utcnow
+from approvals.statuses import AssignmentStatus, RequestStatus, StageStatus, WakeStatus
 
 _big_id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER keys
-
-
-class StageStatus(str, Enum):
-    waiting = "waiting"
-    done = "done"
-    rejected = "rejected"
-    changes_requested = "changes_requested"
-    expired = "expired"
-    scheduled = "scheduled"  # reached, but opens on its own date (the annual report: 1 October)
-    skipped = "skipped"  # a stage it depends on ended without an approval: never opened
-    lapsed = "lapsed"  # nothing came by the due time and the plan says the chain goes on without it
-
-    @property
-    def passes(self) -> bool:
-        """Whether what depends on this stage may go on."""
-        return self in (StageStatus.done, StageStatus.lapsed)
-
-
-class RequestStatus(str, Enum):
-    awaiting_submission = "awaiting_submission"  # the acting agency has not submitted yet: nobody decides
-    pending = "pending"
-    approved = "approved"
-    rejected = "rejected"
-    changes_requested = "changes_requested"
-    expired = "expired"  # the timeout policy ended it: never an approval
-
-    @property
-    def open(self) -> bool:
-        return self in (RequestStatus.awaiting_submission, RequestStatus.pending)
-
-
-class AssignmentStatus(str, Enum):
-    waiting = "waiting"  # in a sequence, not asked yet
-    pending = "pending"
-    decided = "decided"
-    revoked = "revoked"  # handed over on escalation
-    reassigned = "reassigned"  # a coordinator moved it to someone else
-    closed = "closed"  # the request reached its outcome through someone else
-
-
-class Outcome(str, Enum):
-    approve = "approve"
-    reject = "reject"
-    request_changes = "request_changes"
-
-
-OUTCOME_TO_STATUS = {
-    Outcome.approve: RequestStatus.approved,
-    Outcome.reject: RequestStatus.rejected,
-    Outcome.request_changes: RequestStatus.changes_requested,
-}
 
 
 class Cycle(Base):
@@ -306,13 +255,6 @@ class AuditEvent(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
-
-
-class WakeStatus(str, Enum):
-    queued = "queued"
-    delivering = "delivering"
-    done = "done"
-    parked = "parked"  # can never be delivered: shown to coordinators, not retried
 
 
 class Wake(Base):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from approvals.models import Outcome
-from approvals.plan.schema import Policy
+from approvals.plan.stages import Policy
+from approvals.statuses import Outcome
 
 
 def settle(policy: Policy, decisions: Sequence[Outcome], assignees: int, quorum: int | None = None) -> Outcome | None:

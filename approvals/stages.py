@@ -23,18 +23,12 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from approvals import audit
 from approvals.db import core
-from approvals.models import (
-    ApprovalRequest,
-    CycleStage,
-    RequestStatus,
-    StageStatus,
-    Wake,
-    WakeStatus,
-)
-from approvals.requests import set_stage_status
+from approvals.models import ApprovalRequest, CycleStage, Wake
+from approvals.statuses import RequestStatus, StageStatus, WakeStatus
 
 OPEN = frozenset(s for s in RequestStatus if s.open)
 # Recorded by the chain itself, not by its branches' outcomes.
@@ -253,3 +247,49 @@ async def due_goings_on(session: AsyncSession, *, now: dt.datetime) -> int:
     for cycle_id, stage in due:
         await enqueue_wake(session, cycle_id=cycle_id, stage=stage, reason=WakeReason.stage_due, now=now)
     return len(due)
+
+
+_STAGE_STATUS = (
+    update(CycleStage)
+    .where(CycleStage.id == bindparam("row_id"))
+    .values(status=bindparam("new_status"), updated_at=bindparam("at"))
+    .execution_options(synchronize_session=False)
+)
+
+
+async def set_stage_status(
+    session: AsyncSession,
+    *,
+    cycle_id: uuid.UUID,
+    stage: str,
+    status: StageStatus,
+    now: dt.datetime,
+    audited: bool = True,
+    row: CycleStage | None = None,
+) -> None:
+    """Record a stage's status (audited when it changes); `row` is the stage's row when the
+    caller already holds it."""
+    if row is None:
+        row = (
+            await session.execute(select(CycleStage).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage))
+        ).scalar()
+    if row is None:
+        row = CycleStage(cycle_id=cycle_id, stage=stage, status=status.value, updated_at=now)
+        session.add(row)
+        await session.flush()
+    elif row.status != status.value:
+        await core(session, _STAGE_STATUS, {"row_id": row.id, "new_status": status.value, "at": now})
+        set_committed_value(row, "status", status.value)
+        set_committed_value(row, "updated_at", now)
+    else:
+        return
+    if audited:
+        await audit.append(
+            session,
+            actor="system",
+            action="stage.recorded",
+            entity="cycle_stage",
+            entity_id=str(row.id),
+            data={"stage": stage, "status": status.value},
+        )
+    await session.flush()

@@ -19,26 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals import audit
 from approvals.chasing import escalate, rotate_links
 from approvals.db import Database
-from approvals.deadlines import reminders_passed
+from approvals.deadlines import local_day, reminders_passed
 from approvals.decisions import settle_request
-from approvals.models import (
-    ApprovalRequest,
-    Assignment,
-    AssignmentStatus,
-    Cycle,
-    RequestStatus,
-    StageStatus,
-)
-from approvals.plan.schema import Official, Plan, Stage, TimeoutPolicy
-from approvals.requests import (
-    AlreadyDecided,
-    NewAssignment,
-    StageNotInPlan,
-    local_day,
-    lock_request,
-    set_stage_status,
-    stage_of,
-)
+from approvals.models import ApprovalRequest, Assignment, Cycle
+from approvals.plan.people import Official
+from approvals.plan.schema import Plan
+from approvals.plan.stages import Stage, TimeoutPolicy
+from approvals.stages import set_stage_status
+from approvals.statuses import AssignmentStatus, RequestStatus, StageStatus
+from approvals.steps import AlreadyDecided, NewAssignment, StageNotInPlan, lock_request, stage_of
 from approvals.submissions import SubmissionAsked, pending_link, remind_submitter
 
 log = logging.getLogger("kehoach.sweep")

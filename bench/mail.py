@@ -123,7 +123,7 @@ class Sink:
 
 
 def email_context(index: int) -> dict:
-    from notifications.dispatcher import placeholder
+    from notifications.composing import placeholder
 
     return dict(
         title="Giám đốc",

@@ -189,8 +189,9 @@ def make_plan(folder: Path, size: str) -> Size:
 
     import yaml
 
+    from approvals.deadlines import local_day
     from approvals.plan import load_plan
-    from approvals.requests import local_day, stage_of
+    from approvals.steps import stage_of
 
     shipped = ROOT / "plans" / "lang-son.yaml"
     if size == "real":

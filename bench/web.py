@@ -279,7 +279,7 @@ async def open_links(url: str, secret: str, count: int, tag: str) -> list[str]:
     first approver's link of each."""
     import datetime as dt
 
-    from approvals import requests
+    from approvals import steps
     from approvals.config import Settings
     from approvals.db import Database as Db
     from approvals.db import utcnow
@@ -295,10 +295,10 @@ async def open_links(url: str, secret: str, count: int, tag: str) -> list[str]:
         for start in range(0, count, 100):
             async with db.transaction() as session:
                 for index in range(start, min(count, start + 100)):
-                    cycle = await requests.get_or_create_cycle(
+                    cycle = await steps.get_or_create_cycle(
                         session, kind="problem_escalation", period=f"bench-{tag}-{index}", starts_on=now.date()
                     )
-                    opened = await requests.open_request(
+                    opened = await steps.open_request(
                         session,
                         plan=plan,
                         secret=key,

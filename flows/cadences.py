@@ -12,7 +12,7 @@ import uuid
 from prefect import flow, task
 from sqlalchemy import update
 
-from approvals import requests
+from approvals import steps
 from approvals.config import get_settings
 from approvals.errors import InvalidInput, NotFound
 from approvals.models import EconomicEvent, ProblemReport
@@ -54,7 +54,7 @@ async def _link_cycle(
     session, record: EconomicEvent | ProblemReport, *, kind: str, period: str, starts_on: dt.date
 ) -> None:
     """The record's cycle, created once; the record points at it (a re-run finds both)."""
-    cycle = await requests.get_or_create_cycle(session, kind=kind, period=period, starts_on=starts_on)
+    cycle = await steps.get_or_create_cycle(session, kind=kind, period=period, starts_on=starts_on)
     if record.cycle_id != cycle.id:
         await session.execute(
             update(type(record))

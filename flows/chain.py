@@ -15,9 +15,9 @@ import uuid
 from prefect.runtime import flow_run
 
 from approvals.config import get_settings
-from approvals.models import StageStatus
 from approvals.plan import load_plan
-from approvals.plan.schema import Stage, StageKind
+from approvals.plan.stages import Stage, StageKind
+from approvals.statuses import StageStatus
 from flows.reports import issue_report
 from flows.stages import (
     Heartbeat,

@@ -18,8 +18,9 @@ from approvals import audit, consolidated
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
 from approvals.errors import NotFound
-from approvals.models import ApprovalRequest, Decision, IssuedReport, Outcome, RequestStatus
+from approvals.models import ApprovalRequest, Decision, IssuedReport
 from approvals.plan import Plan, load_plan
+from approvals.statuses import Outcome, RequestStatus
 from flows.stages import STEP, _cycle, database
 from notifications.emails import Emails
 from notifications.render import Renderer, shared_renderer

@@ -8,7 +8,7 @@ from prefect.types.entrypoint import EntrypointType
 
 from approvals.config import get_settings
 from approvals.plan import Plan, load_plan
-from approvals.plan.schema import Cadence
+from approvals.plan.stages import Cadence
 from flows.annual_cycle import CYCLE_KIND as ANNUAL_KIND
 from flows.annual_cycle import annual_cycle
 from flows.cadences import (

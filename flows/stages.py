@@ -22,12 +22,13 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.logging import get_run_logger
 from sqlalchemy import select
 
-from approvals import coordination, cycles, requests, stages, submissions
+from approvals import coordination, cycles, deadlines, stages, steps, submissions, submitting
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
-from approvals.models import Cycle, CycleStage, StageStatus
+from approvals.models import Cycle, CycleStage
 from approvals.plan import load_plan
-from approvals.plan.schema import Stage
+from approvals.plan.stages import Stage
+from approvals.statuses import StageStatus
 from notifications.emails import Emails
 from notifications.render import shared_renderer
 
@@ -66,7 +67,7 @@ async def take_cycle(*, cycle_kind: str, period: str, starts_on: dt.date, run_id
     crashed, cancelled) is replaced; a live one (running, waiting, scheduled) is joined."""
     settings = get_settings()
     async with database(settings) as db, db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
+        cycle = await steps.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
         taken = await cycles.claim(session, cycle, run_id=run_id, now=utcnow())
     if taken.taken or not taken.owner:
         return {"cycle_id": str(cycle.id), "owner": run_id, "taken": True}
@@ -172,13 +173,13 @@ async def schedule_stage(*, cycle_kind: str, period: str, stage_id: str) -> bool
     is recorded as scheduled and the sweep wakes the run on the day."""
     settings = get_settings()
     plan = load_plan(settings.plan_file)
-    stage = requests.stage_of(plan, cycle_kind, stage_id)
+    stage = steps.stage_of(plan, cycle_kind, stage_id)
     async with database(settings) as db, db.transaction() as session:
         cycle = await _cycle(session, cycle_kind, period)
         at = opens_at(stage, cycle, plan.tz)
         if at is None or utcnow() >= at:
             return True
-        await requests.set_stage_status(
+        await stages.set_stage_status(
             session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.scheduled, now=utcnow()
         )
         row = await stages.lock_stage(session, cycle.id, stage_id)
@@ -232,10 +233,10 @@ async def open_branches(
     data: dict | None = None,
 ) -> int:
     """What `open-stage` does, outside a flow run (see it)."""
-    stage = requests.stage_of(plan, cycle_kind, stage_id)
+    stage = steps.stage_of(plan, cycle_kind, stage_id)
     link_ttl = dt.timedelta(days=settings.link_ttl_days)
     async with db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
+        cycle = await steps.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=starts_on)
         done = (
             await session.execute(
                 select(CycleStage.branches).where(
@@ -247,9 +248,9 @@ async def open_branches(
         return done
     if stage.shows:  # what the earlier stages received travels with every branch (the outlets see it)
         async with db.reads() as session:
-            shown = await submissions.carried(session, plan=plan, cycle=cycle, stage_ids=stage.shows)
+            shown = await submitting.carried(session, plan=plan, cycle=cycle, stage_ids=stage.shows)
         data = {**(data or {}), "shown": shown}
-    subjects = plan.branches(stage, requests.local_day(plan, utcnow()))
+    subjects = plan.branches(stage, deadlines.local_day(plan, utcnow()))
     for start in range(0, len(subjects), BRANCHES_PER_TRANSACTION):
         async with db.transaction() as session:
             cycle = await session.get(Cycle, cycle.id)
@@ -270,7 +271,7 @@ async def open_branches(
         row = await stages.lock_stage(session, cycle.id, stage_id)
         row.opened_at, row.branches = utcnow(), len(subjects)
         if stage.go_on_at_due:  # the sweep wakes the run then, settled or not
-            row.goes_on_at = requests.step_due(plan, stage, await session.get(Cycle, cycle.id), row.opened_at)
+            row.goes_on_at = deadlines.step_due(plan, stage, await session.get(Cycle, cycle.id), row.opened_at)
     return len(subjects)
 
 
@@ -291,9 +292,9 @@ async def _open_branch(session, *, plan, settings, renderer, cycle, stage, subje
         )
         await Emails.of(plan, settings, renderer).asked(session, opened.opened.request, cycle, opened.asked)
         return
-    day = requests.local_day(plan, now)
+    day = deadlines.local_day(plan, now)
     submitter = plan.holders(stage.requester, day, unit=subject or None) if stage.requester else []
-    approval = await requests.open_request(
+    approval = await steps.open_request(
         session,
         plan=plan,
         secret=settings.link_secret_bytes(),
@@ -351,7 +352,7 @@ async def record_stage(*, cycle_kind: str, period: str, stage_id: str, status: s
     settings = get_settings()
     async with database(settings) as db, db.transaction() as session:
         cycle = await _cycle(session, cycle_kind, period)
-        await requests.set_stage_status(
+        await stages.set_stage_status(
             session, cycle_id=cycle.id, stage=stage_id, status=StageStatus(status), now=utcnow()
         )
     return status

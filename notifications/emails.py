@@ -21,23 +21,24 @@ from approvals.config import Settings
 from approvals.coordination import Acted
 from approvals.db import utcnow
 from approvals.decisions import DecisionResult
-from approvals.models import ApprovalRequest, Cycle, Outcome
-from approvals.plan import Plan
-from approvals.presentation import (
+from approvals.messages import (
     PlainMessage,
     closed_messages,
     cycle_attention_messages,
     cycle_digest_messages,
     delivery_failure_messages,
     link_messages,
-    official_name,
     outcome_message,
     overdue_messages,
     receipt_message,
     submission_message,
     unrouted_messages,
 )
-from approvals.requests import NewAssignment
+from approvals.models import ApprovalRequest, Cycle
+from approvals.plan import Plan
+from approvals.presentation import official_name
+from approvals.statuses import Outcome
+from approvals.steps import NewAssignment
 from approvals.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
 from approvals.tokens import APPROVAL_LINK
 from notifications.links import queue_closing_messages, queue_link_messages, queue_plain_messages

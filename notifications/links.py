@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.tokens import PROBLEM_LINK
 from notifications.calendar import invite, sequence_at
-from notifications.dispatcher import placeholder
+from notifications.composing import placeholder
 from notifications.outbox import Attachment, Outgoing, Recipient, enqueue_many
 from notifications.render import Renderer
 

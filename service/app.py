@@ -12,10 +12,11 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database
 from approvals.plan import load_plan
 from notifications.render import Renderer
-from service import api, dashboard, errors, health, links, pages, problems, submissions
+from service import api, dashboard, errors, health, links, login, pages, problems, submissions, timeline
 from service.deps import AppState
+from service.limits import BodyLimit, LinkFailureLimit, WebLimits
 from service.resume import Resumer
-from service.web import BodyLimit, LinkFailureLimit, SecurityHeaders, WebLimits, install_log_redaction
+from service.security import SecurityHeaders, install_log_redaction
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -77,5 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(health.router)  # /healthz, /readyz, /metrics
     app.include_router(api.router)  # the coordinators' API, /api/v1
-    app.include_router(dashboard.router)  # the coordinators' pages: /, /requests/..., /login
+    app.include_router(login.router)  # the coordinators' pages: /login, /logout
+    app.include_router(dashboard.router)  # /, /cycles/.../resume, /reports/annual/...
+    app.include_router(timeline.router)  # /requests/...
     return app

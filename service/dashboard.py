@@ -1,5 +1,6 @@
 """The coordinators' dashboard: cycles by year with each stage's progress, the overdue list,
-the annual report of every unit against its deadline, and each request's timeline.
+and the annual report of every unit against its deadline. The login is `service.login`; a
+request's timeline is `service.timeline`.
 
 Every page needs a login: an API token as a bearer header, or the session cookie set
 by the login form. Pages read only; actions go through the API.
@@ -15,101 +16,25 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
-from starlette.exceptions import HTTPException
 
 from approvals import consolidated, coordination, cycles
 from approvals.db import utcnow
 from approvals.deadlines import due_at
 from approvals.i18n import catalogue, local_time
-from approvals.models import Cycle, RequestStatus
+from approvals.models import Cycle
 from approvals.plan import Plan
-from approvals.presentation import agency_name, official_name, role_name
+from approvals.presentation import agency_name, official_name
+from approvals.statuses import RequestStatus
 from service import reports
 from service.api.auth import (
     Caller,
-    caller_from_token,
-    clear_session_cookie,
-    dashboard_caller,
-    set_session_cookie,
 )
 from service.api.present import NOT_STARTED, cycle_name, stages_read
-from service.deps import App, AppState
-from service.web import MESSAGES, cross_site, language_of, render
+from service.deps import App
+from service.login import NO_STORE, caller_or_login, coordinator_page, lang_query, not_found_page
+from service.web import MESSAGES, cross_site, language_of
 
 router = APIRouter(include_in_schema=False)
-
-MAX_LOGIN_FIELD = 1024
-NO_STORE = {"Cache-Control": "no-store"}
-
-
-# Login ---------------------------------------------------------------------------------
-
-
-def _lang_query(language: str, app: AppState) -> str:
-    return "" if language == app.settings.default_language else f"?lang={language}"
-
-
-def _to_login(language: str, app: AppState) -> RedirectResponse:
-    return RedirectResponse("/login" + _lang_query(language, app), status_code=303, headers=NO_STORE)
-
-
-def _page(
-    request: Request, app: AppState, name: str, language: str, caller: Caller | None, status_code: int = 200, **context
-):
-    response = render(
-        request,
-        name,
-        language,
-        status_code=status_code,
-        caller=caller,
-        lang_query=_lang_query(language, app),
-        **context,
-    )
-    response.headers.update(NO_STORE)
-    return response
-
-
-async def _caller_or_login(request: Request, app: AppState, language: str) -> Caller | RedirectResponse:
-    caller = await dashboard_caller(request, app, utcnow())
-    return caller if caller is not None else _to_login(language, app)
-
-
-@router.get("/login")
-async def login_form(request: Request, app: App):
-    language = language_of(request, app.settings.default_language)
-    return _page(request, app, "login.html", language, None, error="")
-
-
-@router.post("/login")
-async def login(request: Request, app: App):
-    language = language_of(request, app.settings.default_language)
-    _ = catalogue(MESSAGES).gettext_for(language)
-    if cross_site(request, app.settings.public_base_url):
-        return _page(request, app, "login.html", language, None, status_code=403, error=_("dash.login.cross_site"))
-    try:
-        form = await request.form(max_files=0, max_fields=4, max_part_size=MAX_LOGIN_FIELD)
-    except HTTPException as exc:
-        if exc.status_code == 413:
-            raise
-        return _page(request, app, "login.html", language, None, status_code=400, error=_("dash.login.failed"))
-    token = form.get("token")
-    caller = await caller_from_token(app, token.strip()) if isinstance(token, str) else None
-    if caller is None:
-        return _page(request, app, "login.html", language, None, status_code=401, error=_("dash.login.failed"))
-    response = RedirectResponse("/" + _lang_query(language, app), status_code=303, headers=NO_STORE)
-    set_session_cookie(response, app, caller, utcnow())
-    return response
-
-
-@router.post("/logout")
-async def logout(request: Request, app: App):
-    language = language_of(request, app.settings.default_language)
-    response = _to_login(language, app)
-    clear_session_cookie(response, app)
-    return response
-
-
-# The overview ----------------------------------------------------------------------------
 
 
 def prefect_ui_url() -> str | None:
@@ -133,7 +58,7 @@ def flow_run_links(refs: list[str]) -> list[dict[str, str]]:
     return links
 
 
-def _stage_name(plan: Plan, cycle: Cycle, stage_id: str, language: str) -> str:
+def stage_name(plan: Plan, cycle: Cycle, stage_id: str, language: str) -> str:
     stage = coordination.plan_stage(plan, cycle, stage_id)
     return f"{stage.number}. {stage.name.get(language)}" if stage else stage_id
 
@@ -187,7 +112,7 @@ def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime
         {
             "id": str(v.request.id),
             "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
-            "stage": _stage_name(plan, v.cycle, v.request.stage, language),
+            "stage": stage_name(plan, v.cycle, v.request.stage, language),
             "subject": agency_name(plan, v.request.subject, language) if v.request.subject else "",
             "agency": agency_name(plan, v.request.acting_agency, language),
             "due": local_time(v.request.due_at, tz, language),
@@ -208,7 +133,7 @@ def _unrouted(plan: Plan, views: list[coordination.RequestView], language: str) 
             if v.request.status == RequestStatus.awaiting_submission.value
             else "resubmission_unrouted",
             "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
-            "stage": _stage_name(plan, v.cycle, v.request.stage, language),
+            "stage": stage_name(plan, v.cycle, v.request.stage, language),
             "subject": agency_name(plan, v.request.subject or v.request.acting_agency, language),
             "due": local_time(v.request.due_at, tz, language),
         }
@@ -264,7 +189,7 @@ async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, langu
 @router.get("/")
 async def overview(request: Request, app: App):
     language = language_of(request, app.settings.default_language)
-    caller = await _caller_or_login(request, app, language)
+    caller = await caller_or_login(request, app, language)
     if not isinstance(caller, Caller):
         return caller
     now = utcnow()
@@ -281,7 +206,7 @@ async def overview(request: Request, app: App):
         restarts = await cycles.latest_restarts(session, [c.id for c in stopped])
         report = await _annual_report(session, app.plan, year, now, language)
     notice = request.query_params.get("notice", "")
-    return _page(
+    return coordinator_page(
         request,
         app,
         "dashboard.html",
@@ -328,12 +253,12 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
     for a coordinator signed in (a viewer is refused): the restart is queued and the page comes
     back at once, whether Prefect answers or not; the list says how it went."""
     language = language_of(request, app.settings.default_language)
-    caller = await _caller_or_login(request, app, language)
+    caller = await caller_or_login(request, app, language)
     if not isinstance(caller, Caller):
         return caller
     _ = catalogue(MESSAGES).gettext_for(language)
     if cross_site(request, app.settings.public_base_url) or not caller.can_act:
-        return _page(
+        return coordinator_page(
             request,
             app,
             "message.html",
@@ -348,10 +273,10 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
             await cycles.ask_restart(session, uuid.UUID(cycle_id), by=caller.actor, force=False, now=utcnow())
         notice = "resume_asked"
     except (ValueError, cycles.NotFound):  # not a UUID, or no such cycle
-        return _not_found(request, app, language, caller)
+        return not_found_page(request, app, language, caller)
     except cycles.NotRestartable:
         notice = "resume_refused"
-    query = _lang_query(language, app)
+    query = lang_query(language, app)
     return RedirectResponse(
         "/" + (query + "&" if query else "?") + f"notice={notice}", status_code=303, headers=NO_STORE
     )
@@ -360,115 +285,15 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
 # A request's timeline ----------------------------------------------------------------------
 
 
-def _details(data: dict) -> str:
-    """The audit row's data, shortly: scalars and lists of scalars."""
-    parts = []
-    for key, value in data.items():
-        if value in (None, "", []):
-            continue
-        if isinstance(value, list):
-            value = ", ".join(str(v.get("official", v)) if isinstance(v, dict) else str(v) for v in value)
-        elif isinstance(value, dict):
-            continue
-        parts.append(f"{key}: {value}")
-    return "; ".join(parts)
-
-
-def _action_label(action: str, language: str) -> str:
-    """The audit action in words, when the catalogue has them; else as recorded."""
-    key = "dash.audit." + action
-    texts = catalogue(MESSAGES)
-    return texts.text(key, language) if key in texts.messages else action
-
-
-def _not_found(request: Request, app: AppState, language: str, caller: Caller):
-    _ = catalogue(MESSAGES).gettext_for(language)
-    return _page(
-        request,
-        app,
-        "message.html",
-        language,
-        caller,
-        status_code=404,
-        title=_("dash.not_found.title"),
-        body=_("dash.not_found.body"),
-    )
-
-
 @router.get("/reports/annual/{year}")
 async def annual_report_file(request: Request, year: str, app: App):
     """The year's consolidated report as it stands (a draft), DOCX or PDF, for a signed-in coordinator."""
     language = language_of(request, app.settings.default_language)
-    caller = await _caller_or_login(request, app, language)
+    caller = await caller_or_login(request, app, language)
     if not isinstance(caller, Caller):
         return caller
     fmt = request.query_params.get("format", "pdf")
     if not year.isdigit() or not 2000 <= int(year) <= 2100 or fmt not in reports.FORMATS:
-        return _not_found(request, app, language, caller)
+        return not_found_page(request, app, language, caller)
     file = await reports.annual_report_file(app, int(year), fmt)
     return Response(file.data, media_type=file.media_type, headers={"Content-Disposition": file.disposition})
-
-
-@router.get("/requests/{request_id}")
-async def timeline(request: Request, request_id: str, app: App):
-    language = language_of(request, app.settings.default_language)
-    caller = await _caller_or_login(request, app, language)
-    if not isinstance(caller, Caller):
-        return caller
-    _ = catalogue(MESSAGES).gettext_for(language)
-    try:
-        async with app.db.reads() as session:
-            found = await coordination.history(session, uuid.UUID(request_id))
-    except (ValueError, coordination.NotFound):
-        return _not_found(request, app, language, caller)
-    plan, tz, r = app.plan, app.plan.tz, found.request
-    now = utcnow()
-    status = "overdue" if r.status == RequestStatus.pending.value and r.due_at < now else r.status
-    return _page(
-        request,
-        app,
-        "dashboard_request.html",
-        language,
-        caller,
-        cycle=cycle_name(plan, found.cycle.kind, found.cycle.period, language),
-        stage=_stage_name(plan, found.cycle, r.stage, language),
-        subject=agency_name(plan, r.subject, language) if r.subject else "",
-        agency=agency_name(plan, r.acting_agency, language),
-        status=status,
-        round=r.round,
-        policy=r.policy,
-        due=local_time(r.due_at, tz, language),
-        days_late=days_late(r.due_at, now, tz) if status == "overdue" else 0,
-        escalated=local_time(r.escalated_at, tz, language) if r.escalated_at else "",
-        decided=local_time(r.decided_at, tz, language) if r.decided_at else "",
-        runs=flow_run_links([r.waiter_ref] if r.waiter_ref else []),
-        assignments=[
-            {
-                "name": official_name(plan, a.official_id),
-                "on_behalf_of": official_name(plan, a.on_behalf_of) if a.on_behalf_of else "",
-                "role": role_name(plan, a.role, language),
-                "status": a.status,
-                "since": local_time(a.created_at, tz, language),
-            }
-            for a in found.assignments
-        ],
-        decisions=[
-            {
-                "name": official_name(plan, d.official_id),
-                "on_behalf_of": official_name(plan, d.on_behalf_of) if d.on_behalf_of else "",
-                "outcome": d.outcome,
-                "comment": d.comment,
-                "at": local_time(d.decided_at, tz, language),
-            }
-            for d in found.decisions
-        ],
-        events=[
-            {
-                "at": local_time(e.at, tz, language),
-                "actor": e.actor,
-                "action": _action_label(e.action, language),
-                "details": _details(e.data),
-            }
-            for e in found.audit
-        ],
-    )

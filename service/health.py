@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select, text
 
 from approvals.db import utcnow
-from approvals.models import ApprovalRequest, Cycle, Decision, RequestStatus, Wake, WakeStatus
+from approvals.models import ApprovalRequest, Cycle, Decision, Wake
+from approvals.statuses import RequestStatus, WakeStatus
 from notifications.models import MessageStatus, OutboxMessage
 from service.deps import App, AppState
 

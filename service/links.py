@@ -12,28 +12,19 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 from starlette.exceptions import HTTPException
 
-from approvals import requests
+from approvals import decisions, link_views, steps
 from approvals.db import utcnow
 from approvals.decisions import decide as record_decision
 from approvals.files import files_of
 from approvals.i18n import catalogue, local_time, vnd
-from approvals.models import Outcome, SubmissionFile
-from approvals.presentation import (
-    official_name,
-    role_name,
-    shown_context,
-    step_context,
-)
+from approvals.models import SubmissionFile
+from approvals.presentation import official_name, role_name, shown_context, step_context
+from approvals.statuses import Outcome
 from approvals.tokens import problem_token
 from service.deps import App
 from service.errors import invalid_link_page
-from service.web import (
-    MESSAGES,
-    known_language,
-    refuse_cross_site,
-    render,
-    web_limits,
-)
+from service.limits import web_limits
+from service.web import MESSAGES, known_language, refuse_cross_site, render
 
 log = logging.getLogger("kehoach.links")
 router = APIRouter()
@@ -67,8 +58,8 @@ async def _page(
     or the invalid-link page. Reads only."""
     async with app.db.reads() as session:
         try:
-            view = await requests.view_link(session, token, now=utcnow())
-        except requests.InvalidLink:
+            view = await link_views.view_link(session, token, now=utcnow())
+        except steps.InvalidLink:
             return invalid_link_page(request, language or app.settings.default_language)
         attached = [
             {"name": f.filename, "size_kb": max(1, f.size // 1024), "url": f"{token}/files/{f.id}"}
@@ -89,7 +80,7 @@ async def _page(
         )
     data = view.request.data or {}
     amount = data.get("amount")
-    stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
+    stage = steps.stage_of(app.plan, view.cycle.kind, view.request.stage)
     named = [
         {"name": spec.name.get(language), "value": data.get("fields", {}).get(spec.id, "")}
         for spec in app.plan.fields_of(view.cycle.kind, stage)
@@ -131,7 +122,7 @@ async def _page(
         error=_(error_key) if error_key else error,
         chosen=chosen,
         comment=comment,
-        max_comment=requests.MAX_COMMENT,
+        max_comment=decisions.MAX_COMMENT,
         **step_context(app.plan, view.request, view.cycle, language=language),
     )
 
@@ -205,9 +196,9 @@ async def decide(request: Request, token: str, app: App):
             language=language,
             status_code=422,
             error_key="error.choose_outcome",
-            comment=comment[: requests.MAX_COMMENT],
+            comment=comment[: decisions.MAX_COMMENT],
         )
-    if len(comment.strip()) > requests.MAX_COMMENT:
+    if len(comment.strip()) > decisions.MAX_COMMENT:
         return await _page(
             request, app, token, language=language, status_code=422, error_key="error.comment_too_long", chosen=outcome
         )
@@ -225,7 +216,7 @@ async def decide(request: Request, token: str, app: App):
                 link_ttl=dt.timedelta(days=app.settings.link_ttl_days),
             )
             await app.emails.decided(session, result, at=now)
-    except requests.CommentRequired:
+    except decisions.CommentRequired:
         return await _page(
             request,
             app,
@@ -236,13 +227,13 @@ async def decide(request: Request, token: str, app: App):
             chosen=outcome,
             comment=comment,
         )
-    except requests.AcknowledgeOnly:
+    except decisions.AcknowledgeOnly:
         return await _page(
             request, app, token, language=language, status_code=422, error_key="error.acknowledge_only", comment=comment
         )
     # A dead link, or a refused decision (separation of duties, an official no longer in the
     # directory), answers the invalid-link page: service/errors.py, the link rule.
-    except requests.AlreadyDecided:
+    except steps.AlreadyDecided:
         return render(
             request,
             "message.html",
@@ -271,9 +262,9 @@ async def download(request: Request, token: str, file_id: str, app: App):
     language = known_language(request.query_params.get("lang")) or app.settings.default_language
     async with app.db.reads() as session:
         try:
-            view = await requests.view_link(session, token, now=utcnow())
+            view = await link_views.view_link(session, token, now=utcnow())
             row = await session.get(SubmissionFile, uuid.UUID(file_id))
-        except (requests.InvalidLink, ValueError):
+        except (steps.InvalidLink, ValueError):
             return invalid_link_page(request, language)
         if row is None or row.request_id != view.request.id:
             return invalid_link_page(request, language)
@@ -315,7 +306,7 @@ async def shown_file(request: Request, app, file_id: str, live_view):
                 if carries_file(view.request.data, file_id)
                 else None
             )
-        except (requests.InvalidLink, ValueError):
+        except (steps.InvalidLink, ValueError):
             return invalid_link_page(request, language)
     return invalid_link_page(request, language) if row is None else file_response(row)
 
@@ -323,7 +314,7 @@ async def shown_file(request: Request, app, file_id: str, live_view):
 @router.api_route("/a/{token}/shown/{file_id}", methods=["GET", "HEAD"], include_in_schema=False)
 async def download_shown(request: Request, token: str, file_id: str, app: App):
     """A file an earlier stage received, from an approval link. Changes nothing."""
-    return await shown_file(request, app, file_id, lambda session: requests.view_link(session, token, now=utcnow()))
+    return await shown_file(request, app, file_id, lambda session: link_views.view_link(session, token, now=utcnow()))
 
 
 @router.api_route("/a/{rest:path}", methods=["GET", "HEAD", "POST"], include_in_schema=False)

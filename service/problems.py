@@ -13,14 +13,17 @@ from fastapi import APIRouter, Request
 
 from approvals import coordination
 from approvals.db import utcnow
+from approvals.deadlines import local_day
 from approvals.i18n import catalogue, local_time
-from approvals.plan.schema import Official, Plan
-from approvals.requests import Refused, local_day
+from approvals.plan.people import Official
+from approvals.plan.schema import Plan
+from approvals.steps import Refused
 from approvals.tokens import read_problem_token
 from service.deps import App
 from service.errors import invalid_link_page
+from service.limits import web_limits
 from service.links import MAX_FORM_FIELDS, _clean_comment, _field
-from service.web import MESSAGES, known_language, refuse_cross_site, render, web_limits
+from service.web import MESSAGES, known_language, refuse_cross_site, render
 
 log = logging.getLogger("kehoach.problems")
 router = APIRouter()

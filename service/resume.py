@@ -33,9 +33,10 @@ from approvals import coordination, cycles
 from approvals.config import Settings
 from approvals.db import Database, claim, utcnow
 from approvals.errors import NotFound
-from approvals.models import Cycle, Wake, WakeStatus
+from approvals.models import Cycle, Wake
 from approvals.plan import Plan
 from approvals.stages import ANY_STAGE, RESTART, WakeReason
+from approvals.statuses import WakeStatus
 from notifications.emails import Emails
 from notifications.render import Renderer
 from service.cycles import (

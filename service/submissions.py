@@ -12,15 +12,16 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from approvals import consolidated, requests, submissions
+from approvals import consolidated, steps, submitting
 from approvals.db import utcnow
 from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
-from approvals.plan.schema import StageKind
+from approvals.plan.stages import StageKind
 from approvals.presentation import shown_context, step_context
 from notifications.report_document import report_files
 from service.deps import App
 from service.errors import invalid_link_page
+from service.limits import web_limits
 from service.links import (
     MAX_FORM_FIELDS,
     _clean_comment,
@@ -29,13 +30,7 @@ from service.links import (
     shown_file,
 )
 from service.reports import FORMATS, annual_report_file, draft_document
-from service.web import (
-    MESSAGES,
-    known_language,
-    refuse_cross_site,
-    render,
-    web_limits,
-)
+from service.web import MESSAGES, known_language, refuse_cross_site, render
 
 log = logging.getLogger("kehoach.submissions")
 router = APIRouter()
@@ -54,8 +49,8 @@ async def _page(
 ):
     async with app.db.reads() as session:
         try:
-            view = await submissions.view_submission(session, token, now=utcnow())
-        except requests.InvalidLink:
+            view = await submitting.view_submission(session, token, now=utcnow())
+        except steps.InvalidLink:
             return invalid_link_page(request, language or app.settings.default_language)
     official = app.plan.official(view.link.official_id)
     language = language or (official.language.value if official else app.settings.default_language)
@@ -68,7 +63,7 @@ async def _page(
         for d in view.comments
         if d.comment
     ]
-    stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
+    stage = steps.stage_of(app.plan, view.cycle.kind, view.request.stage)
     compiled = None
     if stage.kind is StageKind.consolidation:
         async with app.db.reads() as session:
@@ -132,7 +127,7 @@ async def _draft(app: App, token: str, summary: str) -> tuple[dict, list[tuple[s
     draft DOCX and PDF, without a number until it is approved."""
     now = utcnow()
     async with app.db.reads() as session:
-        view = await submissions.view_submission(session, token, now=now)
+        view = await submitting.view_submission(session, token, now=now)
         year = int(view.cycle.period)
         report = await consolidated.gather(session, app.plan, year, now=now)
     files = await asyncio.to_thread(report_files, draft_document(app, report, now=now, summary=summary), year=year)
@@ -143,10 +138,10 @@ async def _stage(app: App, token: str):
     """The kind and named fields of the stage a live form link submits (None for a dead link)."""
     async with app.db.reads() as session:
         try:
-            view = await submissions.view_submission(session, token, now=utcnow())
-        except requests.InvalidLink:
+            view = await submitting.view_submission(session, token, now=utcnow())
+        except steps.InvalidLink:
             return None
-    stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
+    stage = steps.stage_of(app.plan, view.cycle.kind, view.request.stage)
     return stage.kind, app.plan.fields_of(view.cycle.kind, stage)
 
 
@@ -162,10 +157,10 @@ async def draft(request: Request, token: str, fmt: str, app: App):
     language = known_language(request.query_params.get("lang")) or app.settings.default_language
     async with app.db.reads() as session:
         try:
-            view = await submissions.view_submission(session, token, now=utcnow())
-        except requests.InvalidLink:
+            view = await submitting.view_submission(session, token, now=utcnow())
+        except steps.InvalidLink:
             return invalid_link_page(request, language)
-    stage = requests.stage_of(app.plan, view.cycle.kind, view.request.stage)
+    stage = steps.stage_of(app.plan, view.cycle.kind, view.request.stage)
     if stage.kind is not StageKind.consolidation or fmt not in FORMATS:
         return invalid_link_page(request, language)
     file = await annual_report_file(app, int(view.cycle.period), fmt, draft=True)
@@ -185,7 +180,7 @@ async def download_shown(request: Request, token: str, file_id: str, app: App):
     """A file an earlier stage received, from the form link (an outlet's editor opens the
     orientation's files). Changes nothing."""
     return await shown_file(
-        request, app, file_id, lambda session: submissions.view_submission(session, token, now=utcnow())
+        request, app, file_id, lambda session: submitting.view_submission(session, token, now=utcnow())
     )
 
 
@@ -211,7 +206,7 @@ async def resubmit(request: Request, token: str, app: App):
     text = _clean_comment(_field(form, "text"))
     typed = {spec.id: _clean_comment(_field(form, f"field_{spec.id}")) for spec in stage_fields}
     try:
-        data = submissions.parse_submission(
+        data = submitting.parse_submission(
             stage_kind=kind,
             text=text,
             links=_field(form, "links"),
@@ -226,7 +221,7 @@ async def resubmit(request: Request, token: str, app: App):
             if isinstance(f, UploadFile) and (f.filename or f.size)
         ]
         files = check_files(uploads, max_bytes=limits.max_attachment_bytes)
-    except submissions.SubmissionInvalid as exc:
+    except submitting.SubmissionInvalid as exc:
         return await _page(
             request,
             app,
@@ -251,13 +246,13 @@ async def resubmit(request: Request, token: str, app: App):
     if kind is StageKind.consolidation:  # written before the transaction: no lock held while it renders
         try:
             data["report"], drafted = await _draft(app, token, data["text"])
-        except requests.InvalidLink:
+        except steps.InvalidLink:
             return invalid_link_page(request, language)
         files = drafted + list(files)
     now = utcnow()
     try:
         async with app.db.transaction() as session:
-            opened = await submissions.submit(
+            opened = await submitting.submit(
                 session,
                 plan=app.plan,
                 secret=app.settings.link_secret_bytes(),
@@ -268,9 +263,9 @@ async def resubmit(request: Request, token: str, app: App):
                 link_ttl=dt.timedelta(days=app.settings.link_ttl_days),
             )
             await app.emails.approval_links(session, opened.request, opened.cycle, opened.new_assignments)
-    except requests.InvalidLink:
+    except steps.InvalidLink:
         return invalid_link_page(request, language)
-    except (requests.NoApprover, requests.Refused) as exc:
+    except (steps.NoApprover, steps.Refused) as exc:
         log.warning("submission could not be routed: %s", exc)
         return render(
             request,

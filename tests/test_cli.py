@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from approvals import requests
+from approvals import steps
 from approvals.config import PACKAGED_PLAN
 from approvals.db import Database
 from approvals.plan import load_plan
@@ -41,10 +41,10 @@ async def _fill(url: str) -> None:
     try:
         for year in ("2040", "2041", "2042"):
             async with db.transaction() as session:
-                cycle = await requests.get_or_create_cycle(
+                cycle = await steps.get_or_create_cycle(
                     session, kind="annual", period=year, starts_on=dt.date(2026, 1, 15)
                 )
-                await requests.open_request(
+                await steps.open_request(
                     session,
                     plan=plan,
                     secret=b"k" * 32,

@@ -9,14 +9,7 @@ import re
 import pytest
 from sqlalchemy import func, select, text
 
-from approvals.models import (
-    ApprovalRequest,
-    Assignment,
-    AuditEvent,
-    Cycle,
-    CycleStage,
-    Decision,
-)
+from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision
 from tests.support import local_http
 from tests.support.officials import (
     ORIENTATION,

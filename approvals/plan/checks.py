@@ -8,7 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from approvals.delegation import DelegationRefused, check_new
-from approvals.plan.schema import Cadence, Plan, StageKind, TimeoutPolicy
+from approvals.plan.schema import Plan
+from approvals.plan.stages import Cadence, StageKind, TimeoutPolicy
 
 COORDINATOR = "lead_agency.coordinator"  # told of what needs a person when nobody else is
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from approvals import coordination
 from approvals.db import utcnow
-from approvals.models import RequestStatus
+from approvals.statuses import RequestStatus
 from service.api.auth import Coordinator
 from service.api.errors import ACTION, ONE, at
 from service.api.present import history_read, request_read

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import delete, select, update
 
-from approvals import requests
+from approvals import steps
 from approvals.accounts import AccountRole, create_account
 from approvals.config import Settings
 from approvals.db import utcnow
@@ -136,10 +136,10 @@ async def open_request(
     `days_late`, its due time has passed that many days ago."""
     now = now or utcnow()
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind=cycle_kind, period=period or f"t-{uuid.uuid4().hex[:12]}", starts_on=starts_on or now.date()
         )
-        opened = await requests.open_request(
+        opened = await steps.open_request(
             session,
             plan=load_plan(settings.plan_file),
             secret=settings.link_secret_bytes(),

@@ -11,15 +11,8 @@ from sqlalchemy import func, select
 
 from approvals.db import utcnow
 from approvals.decisions import decide
-from approvals.models import (
-    ApprovalRequest,
-    Assignment,
-    AuditEvent,
-    CycleStage,
-    Delegation,
-    EconomicEvent,
-    Outcome,
-)
+from approvals.models import ApprovalRequest, Assignment, AuditEvent, CycleStage, Delegation, EconomicEvent
+from approvals.statuses import Outcome
 from notifications.models import OutboxMessage
 from tests.api.conftest import escalate, live_token, open_request
 

@@ -15,18 +15,10 @@ import docx
 import pytest
 from sqlalchemy import select
 
-from approvals import coordination, requests
+from approvals import coordination, steps
 from approvals.db import utcnow
 from approvals.errors import NotFound
-from approvals.models import (
-    ApprovalRequest,
-    Assignment,
-    AuditEvent,
-    Cycle,
-    CycleStage,
-    IssuedReport,
-    SubmissionFile,
-)
+from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, IssuedReport, SubmissionFile
 from approvals.plan import load_plan
 from approvals.submissions import open_submission
 from approvals.tokens import derive_token
@@ -44,7 +36,7 @@ async def _year_with_reports(database, settings, client, year: int) -> tuple[int
     sent nothing."""
     plan = load_plan(settings.plan_file)
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=str(year), starts_on=dt.date(year, 1, 15)
         )
         tokens = {}

@@ -173,7 +173,7 @@ async def test_the_link_pages_and_the_inbox_need_no_login(client):
 
 
 async def test_the_annual_report_shows_who_has_not_submitted_yet(client, accounts, database, settings):
-    from approvals import requests
+    from approvals import steps
     from approvals.db import utcnow
     from approvals.plan import load_plan
     from approvals.submissions import open_submission
@@ -182,9 +182,7 @@ async def test_the_annual_report_shows_who_has_not_submitted_yet(client, account
     plan = load_plan(settings.plan_file)
     tokens = {}
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
-            session, kind="annual", period="2083", starts_on=dt.date(2083, 1, 15)
-        )
+        cycle = await steps.get_or_create_cycle(session, kind="annual", period="2083", starts_on=dt.date(2083, 1, 15))
         for unit in ("dof", "provincial_web_portal"):
             opened = await open_submission(
                 session,

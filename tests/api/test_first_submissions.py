@@ -23,9 +23,9 @@ STARTS = dt.date(2026, 1, 15)
 async def _open(database, settings, stage_id: str, subject: str = "", *, cycle_kind: str = "annual"):
     """The stage's branch opened as the flow's task opens it; returns (request id, link token, official)."""
     async with database.transaction() as session:
-        from approvals import requests
+        from approvals import steps
 
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind=cycle_kind, period=f"t-{uuid.uuid4().hex[:12]}", starts_on=STARTS
         )
         opened = await open_submission(
@@ -187,9 +187,9 @@ async def test_the_materials_come_from_the_department_that_compiles_them_on_the_
 
 async def test_opening_twice_asks_once(database, settings):
     async with database.transaction() as session:
-        from approvals import requests
+        from approvals import steps
 
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=STARTS
         )
         kwargs = dict(

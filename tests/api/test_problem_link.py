@@ -13,7 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from approvals import requests
+from approvals import steps
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, ProblemReport
 from approvals.plan import load_plan
@@ -53,7 +53,7 @@ async def _problems(database, unit: str) -> int:
 async def test_a_unit_raises_a_problem_from_the_link_in_its_email(client, database, settings):
     plan = load_plan(settings.plan_file)
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2094, 1, 15)
         )
         opened = await open_submission(
@@ -189,7 +189,7 @@ async def test_a_bad_tampered_or_expired_problem_link_gets_the_invalid_page(clie
 async def test_the_approval_page_and_its_answer_carry_the_deciders_own_link(client, database, settings):
     plan = load_plan(settings.plan_file)
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2094, 1, 15)
         )
         opened = await open_submission(

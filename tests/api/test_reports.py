@@ -10,13 +10,13 @@ import io
 from docx import Document
 from pypdf import PdfReader
 
-from approvals import requests
+from approvals import steps
 from approvals.plan import load_plan
 
 
 async def test_a_viewer_downloads_the_years_report_as_docx_and_pdf(client, accounts, settings):
     plan = load_plan(settings.plan_file)
-    owed = len(plan.branches(requests.stage_of(plan, "annual", "annual_report"), dt.date(2024, 11, 29)))
+    owed = len(plan.branches(steps.stage_of(plan, "annual", "annual_report"), dt.date(2024, 11, 29)))
     response = await client.get("/api/v1/reports/annual/2024?format=docx", headers=accounts.as_viewer)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/vnd.openxmlformats-officedocument")

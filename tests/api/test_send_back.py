@@ -10,16 +10,11 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-from approvals import requests
+from approvals import steps
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, SubmissionLink
 from approvals.plan import load_plan
-from approvals.submissions import (
-    SubmissionAsked,
-    SubmissionUnrouted,
-    ask_resubmission,
-    open_submission,
-)
+from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission, open_submission
 from approvals.tokens import derive_token
 from notifications.emails import Emails
 from notifications.models import OutboxMessage
@@ -39,7 +34,7 @@ KINDS = [
 
 async def _open(database, settings, plan, stage_id: str, subject: str):
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=STARTS
         )
         opened = await open_submission(
@@ -74,7 +69,7 @@ async def _ask_again(database, settings, plan, request_id):
             session, plan=plan, secret=settings.link_secret_bytes(), request_id=request_id, now=utcnow(), link_ttl=TTL
         )
         request = await session.get(ApprovalRequest, request_id)
-        cycle = await session.get(requests.Cycle, request.cycle_id)
+        cycle = await session.get(steps.Cycle, request.cycle_id)
         await Emails.of(plan, settings, Renderer()).asked(session, request, cycle, asked)
     return asked
 
@@ -95,7 +90,7 @@ async def test_a_submitted_step_sent_back_gets_a_resubmission_link(
     client, database, settings, stage_id, kind, subject, officer, approver, fields
 ):
     plan = load_plan(settings.plan_file)
-    assert requests.stage_of(plan, "annual", stage_id).kind.value == kind
+    assert steps.stage_of(plan, "annual", stage_id).kind.value == kind
     opened = await _open(database, settings, plan, stage_id, subject)
     request_id = opened.opened.request.id
     assert isinstance(opened.asked, SubmissionAsked) and opened.asked.official.id == officer
@@ -189,7 +184,7 @@ async def test_a_step_nobody_can_be_asked_to_submit_alerts_the_coordinators(clie
 
     # Opening again (a replay) records and tells nothing twice.
     async with database.transaction() as session:
-        cycle = await session.get(requests.Cycle, opened.opened.request.cycle_id)
+        cycle = await session.get(steps.Cycle, opened.opened.request.cycle_id)
         again = await open_submission(
             session,
             plan=plan,

@@ -14,7 +14,7 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-from approvals import requests
+from approvals import steps
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, Cycle, SubmissionFile, SubmissionLink
 from approvals.plan import load_plan
@@ -74,7 +74,7 @@ async def _approver(database, settings, cycle_id, stage_id: str, subject: str = 
 async def _oriented(client, database, settings, year: int) -> uuid.UUID:
     """Stage 1: the press officer submits the orientation with a file, the director approves it."""
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=str(year), starts_on=dt.date(year, 1, 15)
         )
     token = await _open(database, settings, cycle.id, "dic_direction")

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from approvals.models import ApprovalRequest, Assignment, SubmissionFile, SubmissionLink
-from approvals.plan.schema import FieldSpec, StageKind, Text
-from approvals.submissions import SubmissionInvalid, parse_submission
+from approvals.plan.stages import FieldSpec, StageKind
+from approvals.plan.values import Text
+from approvals.submitting import SubmissionInvalid, parse_submission
 from approvals.tokens import derive_token
 from tests.api.conftest import live_token, open_request
 

@@ -10,10 +10,12 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from approvals import requests
+from approvals import steps
 from approvals.decisions import decide
-from approvals.models import ApprovalRequest, AuditEvent, Decision, Outcome
-from approvals.plan.schema import Official, Text
+from approvals.models import ApprovalRequest, AuditEvent, Decision
+from approvals.plan.people import Official
+from approvals.plan.values import Text
+from approvals.statuses import Outcome
 from approvals.sweep import sweep_request
 from tests.approvals.test_routing import PLAN, SECRET, TTL, token_of
 
@@ -36,10 +38,10 @@ NOW = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)
 
 async def _open(db, stage: str, plan=CROWDED, now=NOW):
     async with db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="test", period=f"c-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 7, 1)
         )
-        opened = await requests.open_request(
+        opened = await steps.open_request(
             session, plan=plan, secret=SECRET, cycle=cycle, stage_id=stage, waiter_ref=None, link_ttl=TTL, now=now
         )
     return opened
@@ -52,7 +54,7 @@ async def _try_decide(db, token: str, outcome: Outcome, now=NOW) -> bool:
                 session, token=token, outcome=outcome, comment="đồng thời", now=now, plan=CROWDED, secret=SECRET
             )
         return True
-    except (requests.InvalidLink, requests.AlreadyDecided):
+    except (steps.InvalidLink, steps.AlreadyDecided):
         return False
 
 
@@ -100,7 +102,7 @@ async def test_a_decision_racing_the_sweep_never_gives_two_outcomes(database):
                     return await sweep_request(
                         session, plan=PLAN, secret=SECRET, request_id=opened.request.id, now=due_passed, link_ttl=TTL
                     )
-            except requests.AlreadyDecided:
+            except steps.AlreadyDecided:
                 return None
 
         decided, event = await asyncio.gather(

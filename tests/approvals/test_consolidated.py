@@ -15,14 +15,15 @@ from docx import Document
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from approvals import consolidated, requests
+from approvals import consolidated, steps
 from approvals.config import PACKAGED_PLAN, Settings
 from approvals.consolidated import UnitStatus
 from approvals.db import utcnow
 from approvals.decisions import decide, settle_request
-from approvals.models import Assignment, Cycle, Outcome, RequestStatus, SubmissionLink
+from approvals.models import Assignment, Cycle, SubmissionLink
 from approvals.plan import load_plan
-from approvals.submissions import parse_submission, submit
+from approvals.statuses import Outcome, RequestStatus
+from approvals.submitting import parse_submission, submit
 from approvals.tokens import derive_token
 from flows.stages import _open_branch
 from notifications.render import Renderer
@@ -41,10 +42,10 @@ def at(month: int, day: int, hour: int = 9) -> dt.datetime:
 
 async def _year_2026(db) -> dict:
     """Stage 7 of 2026 opened on 1 October for every unit, as the run opens it; three units act."""
-    stage = requests.stage_of(PLAN, "annual", "annual_report")
+    stage = steps.stage_of(PLAN, "annual", "annual_report")
     with time_machine.travel(at(10, 1), tick=False):
         async with db.transaction() as session:
-            cycle = await requests.get_or_create_cycle(
+            cycle = await steps.get_or_create_cycle(
                 session, kind="annual", period="2026", starts_on=dt.date(2026, 1, 15)
             )
             for subject in PLAN.branches(stage, dt.date(2026, 10, 1)):
@@ -63,8 +64,8 @@ async def _year_2026(db) -> dict:
     async with db.sessions() as session:
         rows = (
             await session.execute(
-                select(requests.ApprovalRequest.subject, requests.ApprovalRequest.id).where(
-                    requests.ApprovalRequest.cycle_id == cycle.id
+                select(steps.ApprovalRequest.subject, steps.ApprovalRequest.id).where(
+                    steps.ApprovalRequest.cycle_id == cycle.id
                 )
             )
         ).all()
@@ -128,7 +129,7 @@ async def _year_2026(db) -> dict:
     for unit in ("literature_arts_association", "provincial_web_portal"):
         with time_machine.travel(at(12, 7), tick=False):
             async with db.transaction() as session:
-                request = await requests.lock_request(session, ids[unit])
+                request = await steps.lock_request(session, ids[unit])
                 await settle_request(session, request=request, outcome=RequestStatus.expired, now=utcnow())
     return ids
 
@@ -138,7 +139,7 @@ async def test_the_consolidated_report_names_every_unit_and_what_it_sent(private
     async with private_database.sessions() as session:
         report = await consolidated.gather(session, PLAN, 2026, now=at(12, 5))
 
-    owed = PLAN.branches(requests.stage_of(PLAN, "annual", "annual_report"), dt.date(2026, 11, 29))
+    owed = PLAN.branches(steps.stage_of(PLAN, "annual", "annual_report"), dt.date(2026, 11, 29))
     assert [u.unit for u in report.units] == owed and len(owed) == 89
     by_unit = {u.unit: u for u in report.units}
     acted = ("dost", "dcst", "dof", "literature_arts_association", "provincial_web_portal")
@@ -277,14 +278,14 @@ def _check_pdf(data: bytes, missing_names: list[str]) -> None:
 
 async def test_a_year_nobody_reported_names_every_unit_as_missing(private_database):
     async with private_database.transaction() as session:
-        await requests.get_or_create_cycle(session, kind="annual", period="2025", starts_on=dt.date(2025, 1, 15))
+        await steps.get_or_create_cycle(session, kind="annual", period="2025", starts_on=dt.date(2025, 1, 15))
     async with private_database.sessions() as session:
         report = await consolidated.gather(session, PLAN, 2025, now=at(12, 5))
         cycles = (await session.execute(select(Cycle))).scalars().all()
     assert len(cycles) == 1
     # 2025's deadline fell after the 1 July reform: the communes and wards owe it, not the districts.
     assert len(report.units) == len(
-        PLAN.branches(requests.stage_of(PLAN, "annual", "annual_report"), dt.date(2025, 11, 29))
+        PLAN.branches(steps.stage_of(PLAN, "annual", "annual_report"), dt.date(2025, 11, 29))
     )
     assert not report.reported and all(u.status == UnitStatus.not_submitted for u in report.units)
     document = consolidated.document(

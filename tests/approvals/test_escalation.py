@@ -12,13 +12,13 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-from approvals import requests
+from approvals import steps
 from approvals.chasing import escalate, escalation_expiry
 from approvals.config import PACKAGED_PLAN
 from approvals.coordination import escalate as escalate_now
 from approvals.models import ApprovalRequest, Assignment, AuditEvent
 from approvals.plan import load_plan
-from approvals.requests import AlreadyDecided
+from approvals.steps import AlreadyDecided
 from approvals.sweep import sweep_request
 
 PLAN = load_plan(PACKAGED_PLAN)
@@ -61,10 +61,10 @@ def test_the_expiry_runs_from_the_due_time_or_from_a_later_escalation():
 
 async def _pending(database, cycle_kind: str, stage_id: str, due_at: dt.datetime) -> uuid.UUID:
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind=cycle_kind, period=f"e-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 1, 1)
         )
-        opened = await requests.open_request(
+        opened = await steps.open_request(
             session,
             plan=PLAN,
             secret=SECRET,
@@ -130,7 +130,7 @@ async def test_an_escalation_brings_in_the_superior_once_with_one_expiry_rule(
     assert audit.data.get("manual", False) is (actor != "system")
 
     async with database.transaction() as session:  # a second escalation is refused and changes nothing
-        locked = await requests.lock_request(session, request_id)
+        locked = await steps.lock_request(session, request_id)
         with pytest.raises(AlreadyDecided):
             await escalate(
                 session,

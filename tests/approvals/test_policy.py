@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from approvals.deadlines import due_at
-from approvals.models import Outcome
-from approvals.plan.schema import Due, Policy
+from approvals.plan.stages import Due, Policy
 from approvals.policy import settle
+from approvals.statuses import Outcome
 
 A, R, C = Outcome.approve, Outcome.reject, Outcome.request_changes
 

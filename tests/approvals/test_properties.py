@@ -9,9 +9,12 @@ from hypothesis import strategies as st
 
 from approvals.delegation import DelegationRefused, Grant, active, check_new
 from approvals.directory import resolve_approvers
-from approvals.models import Outcome
-from approvals.plan.schema import Official, Plan, Policy, Text
+from approvals.plan.people import Official
+from approvals.plan.schema import Plan
+from approvals.plan.stages import Policy
+from approvals.plan.values import Text
 from approvals.policy import settle
+from approvals.statuses import Outcome
 from tests.approvals.test_routing import PLAN
 
 ROLES = ["head", "deputy", "board"]

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select, text, update
 
-from approvals import audit, requests
+from approvals import audit, decisions, link_views, steps
 from approvals.config import PACKAGED_PLAN
 from approvals.decisions import decide
-from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision, Outcome
+from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision
 from approvals.plan import load_plan
+from approvals.statuses import Outcome
 from approvals.tokens import derive_token
 
 SECRET = secrets.token_bytes(32)
@@ -35,10 +36,8 @@ async def _open(
 ):
     period = period or f"t-{uuid.uuid4().hex[:10]}"
     async with db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
-            session, kind="annual", period=period, starts_on=dt.date(2026, 1, 15)
-        )
-        opened = await requests.open_request(
+        cycle = await steps.get_or_create_cycle(session, kind="annual", period=period, starts_on=dt.date(2026, 1, 15))
+        opened = await steps.open_request(
             session,
             plan=plan,
             secret=SECRET,
@@ -124,7 +123,7 @@ async def test_viewing_a_link_changes_nothing(database):
     audit_before = await _count(database, AuditEvent)
     for _ in range(5):
         async with database.sessions() as session:
-            view = await requests.view_link(session, _token(opened), now=NOW)
+            view = await link_views.view_link(session, _token(opened), now=NOW)
     assert view.request.id == opened.request.id
     assert await _count(database, AuditEvent) == audit_before
     assert await _count(database, Decision, request_id=opened.request.id) == 0
@@ -136,7 +135,7 @@ async def test_a_decision_is_recorded_once_and_the_token_dies(database):
     async with database.transaction() as session:
         result = await decide(session, token=token, outcome=Outcome.approve, comment="", now=NOW)
     assert result.settled is Outcome.approve
-    with pytest.raises(requests.InvalidLink):
+    with pytest.raises(steps.InvalidLink):
         async with database.transaction() as session:
             await decide(session, token=token, outcome=Outcome.reject, comment="again", now=NOW)
     assert await _count(database, Decision, request_id=opened.request.id) == 1
@@ -152,7 +151,7 @@ async def test_concurrent_decisions_on_one_link_end_with_one_outcome(database):
             async with database.transaction() as session:
                 await decide(session, token=token, outcome=outcome, comment="x", now=NOW)
             return "won"
-        except (requests.InvalidLink, requests.AlreadyDecided):
+        except (steps.InvalidLink, steps.AlreadyDecided):
             return "lost"
 
     results = await asyncio.gather(*(attempt(o) for o in [Outcome.approve, Outcome.reject] * 5))
@@ -165,7 +164,7 @@ async def test_concurrent_decisions_on_one_link_end_with_one_outcome(database):
 @pytest.mark.parametrize("outcome", [Outcome.reject, Outcome.request_changes])
 async def test_reject_and_request_changes_need_a_comment(database, outcome):
     opened = await _open(database)
-    with pytest.raises(requests.CommentRequired):
+    with pytest.raises(decisions.CommentRequired):
         async with database.transaction() as session:
             await decide(session, token=_token(opened), outcome=outcome, comment="   ", now=NOW)
     assert await _count(database, Decision, request_id=opened.request.id) == 0
@@ -183,20 +182,20 @@ async def test_expired_tampered_and_revoked_links_are_refused_alike(database):
         ("", NOW),
         (derive_token(b"another key", opened.new_assignments[0].assignment.id, 1), NOW),
     ]:
-        with pytest.raises(requests.InvalidLink):
+        with pytest.raises(steps.InvalidLink):
             async with database.sessions() as session:
-                await requests.view_link(session, candidate, now=now)
+                await link_views.view_link(session, candidate, now=now)
     async with database.transaction() as session:
         await session.execute(
             update(Assignment).where(Assignment.request_id == opened.request.id).values(status="revoked")
         )
-    with pytest.raises(requests.InvalidLink):
+    with pytest.raises(steps.InvalidLink):
         async with database.transaction() as session:
             await decide(session, token=token, outcome=Outcome.approve, comment="", now=NOW)
 
 
 async def test_nobody_holding_the_role_fails_closed(database):
-    with pytest.raises(requests.NoApprover):
+    with pytest.raises(steps.NoApprover):
         await _open(
             database,
             stage="materials",

@@ -12,19 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from approvals import requests
+from approvals import steps
 from approvals.decisions import decide
 from approvals.delegation import DelegationRefused, Grant, check_new
 from approvals.directory import resolve_approvers, same_name
-from approvals.models import (
-    ApprovalRequest,
-    Assignment,
-    AuditEvent,
-    Decision,
-    Delegation,
-    Outcome,
-)
+from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision, Delegation
 from approvals.plan import load_plan
+from approvals.statuses import Outcome
 from approvals.tokens import derive_token
 
 SECRET = secrets.token_bytes(32)
@@ -36,10 +30,10 @@ A, R, C = Outcome.approve, Outcome.reject, Outcome.request_changes
 
 async def open_stage(db, stage: str, *, now=NOW, requested_by=None, data=None, plan=PLAN):
     async with db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="test", period=f"r-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 7, 1)
         )
-        return await requests.open_request(
+        return await steps.open_request(
             session,
             plan=plan,
             secret=SECRET,
@@ -86,7 +80,7 @@ async def test_all_of_ends_at_the_first_rejection(database):
     assert (await decide_as(database, people["deputy1"], A)).settled is None
     result = await decide_as(database, people["deputy2"], R, "Chưa đạt")
     assert result.settled is R
-    with pytest.raises(requests.InvalidLink):  # the third link is closed with the request
+    with pytest.raises(steps.InvalidLink):  # the third link is closed with the request
         await decide_as(database, people["deputy3"], A)
 
 
@@ -109,7 +103,7 @@ async def test_sequence_asks_the_next_only_after_an_approval(database):
     rows = await assignments(database, opened.request.id)
     assert [(a.official_id, a.status) for a in rows] == [("head1", "pending"), ("vice_chair1", "waiting")]
     assert [n.official.id for n in opened.new_assignments] == ["head1"]  # only the first is emailed
-    with pytest.raises(requests.InvalidLink):
+    with pytest.raises(steps.InvalidLink):
         await decide_as(database, rows[1], A)  # not asked yet: no live link
     result = await decide_as(database, rows[0], A)
     assert result.settled is None and [n.official.id for n in result.activated] == ["vice_chair1"]
@@ -121,7 +115,7 @@ async def test_sequence_after_a_reassign_keeps_its_order(database):
     opened = await open_stage(database, "s_sequence", now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC))
     first, second = await assignments(database, opened.request.id)
     async with database.transaction() as session:
-        moved = await requests.reassign(
+        moved = await steps.reassign(
             session,
             plan=PLAN,
             secret=SECRET,
@@ -143,7 +137,7 @@ async def test_reassign_kills_the_old_link_and_audits_it(database):
     opened = await open_stage(database, "s_budget", now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC))
     (old,) = await assignments(database, opened.request.id)
     async with database.transaction() as session:
-        new = await requests.reassign(
+        new = await steps.reassign(
             session,
             plan=PLAN,
             secret=SECRET,
@@ -153,7 +147,7 @@ async def test_reassign_kills_the_old_link_and_audits_it(database):
             now=NOW,
             link_ttl=TTL,
         )
-    with pytest.raises(requests.InvalidLink):
+    with pytest.raises(steps.InvalidLink):
         await decide_as(database, old, A)
     assert (await decide_as(database, new.assignment, A)).settled is A
     async with database.sessions() as session:
@@ -228,9 +222,9 @@ async def test_reassigning_to_the_requester_or_an_unknown_official_is_refused(da
     opened = await open_stage(database, "s_any", requested_by="deputy3")
     first = opened.new_assignments[0].assignment
     for target in ("deputy3", "nobody", "old_head"):  # old_head's agency ended in February 2025
-        with pytest.raises(requests.Refused):
+        with pytest.raises(steps.Refused):
             async with database.transaction() as session:
-                await requests.reassign(
+                await steps.reassign(
                     session,
                     plan=PLAN,
                     secret=SECRET,
@@ -246,7 +240,7 @@ async def test_an_approver_who_left_the_directory_is_refused(database):
     opened = await open_stage(database, "s_budget", now=dt.datetime(2025, 2, 20, tzinfo=dt.UTC))
     people = by_official(await assignments(database, opened.request.id))
     assert set(people) == {"head1", "old_head"}
-    with pytest.raises(requests.Refused):  # old_dept merged away on 28 February: fail closed
+    with pytest.raises(steps.Refused):  # old_dept merged away on 28 February: fail closed
         await decide_as(database, people["old_head"], A, now=dt.datetime(2025, 3, 2, tzinfo=dt.UTC))
     assert (await decide_as(database, people["head1"], A, now=dt.datetime(2025, 3, 2, tzinfo=dt.UTC))).settled is A
 
@@ -257,7 +251,7 @@ async def test_request_changes_then_resubmission_opens_a_linked_round(database):
     result = await decide_as(database, first, C, "Bổ sung số liệu quý III")
     assert result.settled is C
     async with database.transaction() as session:
-        reopened = await requests.reopen_after_changes(
+        reopened = await steps.reopen_after_changes(
             session,
             plan=PLAN,
             secret=SECRET,
@@ -271,9 +265,9 @@ async def test_request_changes_then_resubmission_opens_a_linked_round(database):
     assert reopened.request.round == 2 and reopened.request.previous_id == opened.request.id
     assert reopened.request.due_at == opened.request.due_at
     assert reopened.new_assignments
-    with pytest.raises(requests.Refused):  # round 2 is not sent back: it cannot be re-opened
+    with pytest.raises(steps.Refused):  # round 2 is not sent back: it cannot be re-opened
         async with database.transaction() as session:
-            await requests.reopen_after_changes(
+            await steps.reopen_after_changes(
                 session,
                 plan=PLAN,
                 secret=SECRET,
@@ -314,7 +308,7 @@ async def test_decisions_counted_once_per_assignment(database):
     opened = await open_stage(database, "s_all")
     people = by_official(await assignments(database, opened.request.id))
     await decide_as(database, people["deputy1"], A)
-    with pytest.raises(requests.InvalidLink):
+    with pytest.raises(steps.InvalidLink):
         await decide_as(database, people["deputy1"], A)
     async with database.sessions() as session:
         count = len((await session.execute(select(Decision).where(Decision.request_id == opened.request.id))).all())

@@ -12,10 +12,11 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from approvals import requests
+from approvals import steps
 from approvals.decisions import decide, settle_request
-from approvals.models import ApprovalRequest, CycleStage, Outcome, RequestStatus, Wake
+from approvals.models import ApprovalRequest, CycleStage, Wake
 from approvals.stages import enqueue_wake, stage_state
+from approvals.statuses import Outcome, RequestStatus
 from tests.approvals.test_routing import PLAN, SECRET, TTL, token_of
 from tests.conftest import _pg_conninfo, postgres_base_url
 
@@ -25,11 +26,11 @@ BRANCHES = ["dept", "ppc", "old_dept"]  # any agency ids: a stage's branches are
 
 async def _open_branches(db, n: int = 3, stage: str = "s_any", subjects: list[str] = BRANCHES):
     async with db.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="test", period=f"w-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 7, 1)
         )
         opened = [
-            await requests.open_request(
+            await steps.open_request(
                 session,
                 plan=PLAN,
                 secret=SECRET,
@@ -55,7 +56,7 @@ async def _wakes(db, cycle_id) -> list[tuple[str, str, str]]:
 
 async def _settle(db, request_id, outcome: Outcome) -> None:
     async with db.transaction() as session:
-        request = await requests.lock_request(session, request_id)
+        request = await steps.lock_request(session, request_id)
         await settle_request(session, request=request, outcome=outcome, now=NOW)
 
 
@@ -95,7 +96,7 @@ async def test_a_branch_sent_back_wakes_nobody_and_its_next_round_counts(databas
         assert (await stage_state(session, cycle.id, "s_any")).status.value == "changes_requested"
 
     async with database.transaction() as session:  # the unit resubmits: the next round is the branch now
-        second = await requests.reopen_after_changes(
+        second = await steps.reopen_after_changes(
             session,
             plan=PLAN,
             secret=SECRET,
@@ -145,7 +146,7 @@ async def test_the_last_two_branches_settling_at_once_wake_the_run_exactly_once(
     for _trial in range(5):
         cycle, opened = await _open_branches(database, n=2)
         async with database.transaction() as first:
-            request = await requests.lock_request(first, opened[0].request.id)
+            request = await steps.lock_request(first, opened[0].request.id)
             await settle_request(first, request=request, outcome=Outcome.approve, now=NOW)
             second = asyncio.create_task(_settle(database, opened[1].request.id, Outcome.approve))
             deadline = asyncio.get_running_loop().time() + 30

@@ -15,16 +15,11 @@ from sqlalchemy import select, update
 from approvals import consolidated
 from approvals.config import PACKAGED_PLAN, Settings
 from approvals.db import Database, utcnow
-from approvals.models import (
-    ApprovalRequest,
-    CycleStage,
-    SubmissionLink,
-    Wake,
-    WakeStatus,
-)
+from approvals.models import ApprovalRequest, CycleStage, SubmissionLink, Wake
 from approvals.plan import load_plan
-from approvals.requests import stage_of
-from approvals.submissions import parse_submission, submit
+from approvals.statuses import WakeStatus
+from approvals.steps import stage_of
+from approvals.submitting import parse_submission, submit
 from approvals.tokens import derive_token
 from flows.stages import open_branches
 from flows.sweep import sweep_with_emails

@@ -66,14 +66,12 @@ async def test_a_failed_email_is_reported_to_the_coordinators_once(database):  #
 async def test_coordinators_get_a_digest_when_a_cycle_starts(database):  # noqa: F811
     import datetime as dt
 
-    from approvals import requests
-    from approvals.presentation import cycle_digest_messages
+    from approvals import steps
+    from approvals.messages import cycle_digest_messages
     from notifications.links import queue_plain_messages
 
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
-            session, kind="annual", period="2027", starts_on=dt.date(2027, 1, 15)
-        )
+        cycle = await steps.get_or_create_cycle(session, kind="annual", period="2027", starts_on=dt.date(2027, 1, 15))
         messages = cycle_digest_messages(
             PLAN, cycle, {"dic_direction": "waiting"}, event="started", at=utcnow(), base_url="http://127.0.0.1:8765"
         )

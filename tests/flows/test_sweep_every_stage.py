@@ -23,20 +23,13 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from approvals import requests, stages
+from approvals import deadlines, stages, steps
 from approvals.config import PACKAGED_PLAN, Settings
 from approvals.db import Database, utcnow
-from approvals.models import (
-    ApprovalRequest,
-    AuditEvent,
-    Cycle,
-    CycleStage,
-    StageStatus,
-    SubmissionLink,
-    Wake,
-)
+from approvals.models import ApprovalRequest, AuditEvent, Cycle, CycleStage, SubmissionLink, Wake
 from approvals.plan import load_plan
-from approvals.submissions import parse_submission, submit
+from approvals.statuses import StageStatus
+from approvals.submitting import parse_submission, submit
 from approvals.tokens import derive_token
 from flows.stages import _open_branch, opens_at
 from flows.sweep import sweep_with_emails
@@ -119,7 +112,7 @@ def test_the_scenarios_dates_are_what_the_calendar_says():
     ]
     assert {late.due(k) for k in STAGES} == {dt.date(2026, 12, 8)}
     assert shifted.report_opens() == dt.date(2027, 8, 17) and late.report_opens() == LATE
-    assert [requests.stage_of(PLAN, "annual", k.stage).kind.value for k in STAGES] == [k.kind for k in STAGES]
+    assert [steps.stage_of(PLAN, "annual", k.stage).kind.value for k in STAGES] == [k.kind for k in STAGES]
 
 
 @dataclass
@@ -144,15 +137,15 @@ class Walk:
 
     async def start(self) -> None:
         async with self.db.transaction() as session:
-            self.cycle = await requests.get_or_create_cycle(session, kind="annual", period="2026", starts_on=STARTS)
+            self.cycle = await steps.get_or_create_cycle(session, kind="annual", period="2026", starts_on=STARTS)
             self.cycle.shift_days = self.scenario.shift
         await self.emails()
 
     async def open(self, kind: Kind, *, submit_first: bool = True) -> None:
         """Open every branch of the stage as the run does, and submit the first branch at once
         (unless `submit_first` is False, or the scenario leaves single-branch stages unsubmitted)."""
-        stage = requests.stage_of(PLAN, "annual", kind.stage)
-        day = requests.local_day(PLAN, utcnow())
+        stage = steps.stage_of(PLAN, "annual", kind.stage)
+        day = deadlines.local_day(PLAN, utcnow())
         subjects = PLAN.branches(stage, day)
         async with self.db.transaction() as session:
             cycle = await session.get(Cycle, self.cycle.id)
@@ -196,7 +189,7 @@ class Walk:
             self.of(kind)[0].submitted = True
 
     async def submit(self, branch: Branch) -> None:
-        stage = requests.stage_of(PLAN, "annual", branch.kind.stage)
+        stage = steps.stage_of(PLAN, "annual", branch.kind.stage)
         async with self.db.transaction() as session:
             link = (
                 await session.execute(select(SubmissionLink).where(SubmissionLink.request_id == branch.request_id))
@@ -280,11 +273,11 @@ async def test_every_stage_kind_is_reminded_escalated_told_and_expired_on_its_ow
         if not report_now:  # the report waits for its own date, as the run's schedule-stage records it
             async with private_database.transaction() as session:
                 cycle = await session.get(Cycle, walk.cycle.id)
-                await requests.set_stage_status(
+                await stages.set_stage_status(
                     session, cycle_id=cycle.id, stage=report.stage, status=StageStatus.scheduled, now=utcnow()
                 )
                 row = await stages.lock_stage(session, cycle.id, report.stage)
-                row.opens_at = opens_at(requests.stage_of(PLAN, "annual", report.stage), cycle, TZ)
+                row.opens_at = opens_at(steps.stage_of(PLAN, "annual", report.stage), cycle, TZ)
             assert row.opens_at == at(scenario.report_opens(), 0)
         else:
             await walk.open(report)
@@ -414,7 +407,7 @@ async def check_digests(walk: Walk, queued: list[OutboxMessage], happening) -> N
         if not waiting:
             continue
         (digest,) = digests
-        stage = requests.stage_of(PLAN, "annual", kind.stage)
+        stage = steps.stage_of(PLAN, "annual", kind.stage)
         assert f"{stage.number}. " in digest.subject and f": {len(waiting)} đơn vị" in digest.subject
         for branch in waiting:
             unit = PLAN.agency((await walk.request(branch)).acting_agency).name.vi

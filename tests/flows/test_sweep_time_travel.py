@@ -12,7 +12,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from approvals import requests
+from approvals import link_views, steps
 from approvals.config import Settings
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision
@@ -58,10 +58,10 @@ async def test_two_reminders_then_escalation_then_timeout(database):
     renderer = Renderer()
     with time_machine.travel(at(2, 9), tick=False):
         async with database.transaction() as session:
-            cycle = await requests.get_or_create_cycle(
+            cycle = await steps.get_or_create_cycle(
                 session, kind="test", period=f"tt-{uuid.uuid4().hex[:10]}", starts_on=dt.date(2026, 7, 1)
             )
-            opened = await requests.open_request(
+            opened = await steps.open_request(
                 session,
                 plan=PLAN,
                 secret=SETTINGS.link_secret_bytes(),
@@ -90,9 +90,9 @@ async def test_two_reminders_then_escalation_then_timeout(database):
         assert (await _queued(database, request_id))[-1] == ("reminder", "deputy1@t.example")
         async with database.sessions() as session:  # the reminder's link replaces the first one
             try:
-                await requests.view_link(session, first_token, now=utcnow())
+                await link_views.view_link(session, first_token, now=utcnow())
                 raise AssertionError("the first link still works after a reminder")
-            except requests.InvalidLink:
+            except steps.InvalidLink:
                 pass
 
     with time_machine.travel(at(14, 1), tick=False):  # after due - 2 days
@@ -177,8 +177,9 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_e
     overdue, the stage's superior is told which unit has not submitted, the step stays open
     and the last link works."""
     from approvals.plan import load_plan
-    from approvals.submissions import SUBMISSION_LINK, open_submission, view_submission
-    from notifications.dispatcher import placeholder
+    from approvals.submissions import SUBMISSION_LINK, open_submission
+    from approvals.submitting import view_submission
+    from notifications.composing import placeholder
 
     plan = load_plan(SETTINGS.plan_file)
 
@@ -201,7 +202,7 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_e
 
     with time_machine.travel(at(2, 9), tick=False):
         async with database.transaction() as session:
-            cycle = await requests.get_or_create_cycle(
+            cycle = await steps.get_or_create_cycle(
                 session, kind="annual", period=f"tt-{uuid.uuid4().hex[:10]}", starts_on=dt.date(2026, 7, 1)
             )
             opened = await open_submission(
@@ -236,7 +237,7 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_e
         assert placeholder(SUBMISSION_LINK, f"{link.id}:{generation}") in message.html_body
     async with database.sessions() as session:
         for old in (1, 2):
-            with pytest.raises(requests.InvalidLink):
+            with pytest.raises(steps.InvalidLink):
                 await view_submission(session, derive_token(SETTINGS.link_secret_bytes(), link.id, old), now=utcnow())
     token = derive_token(SETTINGS.link_secret_bytes(), link.id, 3)
 

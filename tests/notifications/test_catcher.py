@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from notifications.calendar import invite
 from notifications.catcher import MailCatcher, read_inbox
-from notifications.dispatcher import placeholder
+from notifications.composing import placeholder
 from notifications.render import Renderer
 from service.prefect_server import free_port
 from tests.notifications.helpers import (

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from approvals.db import Database
-from notifications.dispatcher import SENT, Dispatcher, RetryPolicy, _Outcome
+from notifications.dispatcher import Dispatcher, RetryPolicy
 from notifications.models import MessageStatus, OutboxMessage
+from notifications.send_round import SENT, Outcome
 from tests.notifications.helpers import (
     DOMAIN,
     dispatcher,
@@ -299,12 +300,12 @@ async def test_a_late_result_cannot_overwrite_a_newer_claim(database, keys, faul
     key = keys()
     queued = await queue(database, key)
     slow = dispatcher(database, faulty_smtp.port)
-    [claimed], lease = await slow._claim()
+    [claimed], lease = await slow.claim()
     await set_row(database, key, lease_until=lease.replace(year=2000))  # its lease ran out
     assert await dispatcher(database, faulty_smtp.port).run_once() == 1  # another dispatcher sends it
     assert faulty_smtp.count(queued.message_id) == 1
 
-    await slow._record([(claimed, _Outcome("retry", "451 late"))], lease)  # fenced: changes nothing
+    await slow._record([(claimed, Outcome("retry", "451 late"))], lease)  # fenced: changes nothing
     await slow._record([(claimed, SENT)], lease)
     stored = await row(database, key)
     assert stored.status == MessageStatus.sent.value and stored.attempts == 2 and stored.last_error is None

@@ -12,7 +12,8 @@ from email.header import decode_header, make_header
 
 import pytest
 
-from notifications.dispatcher import Dispatcher, placeholder
+from notifications.composing import placeholder
+from notifications.dispatcher import Dispatcher
 from notifications.models import OutboxMessage
 from tests.notifications.helpers import link_for, smtp_config
 

@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import func, select
 
 from approvals.db import utcnow
-from notifications.dispatcher import Dispatcher, placeholder
+from notifications.composing import placeholder
+from notifications.dispatcher import Dispatcher
 from notifications.models import MessageStatus, OutboxMessage
 from notifications.outbox import HeaderInjection, MessageRefused, Recipient, enqueue
 from notifications.render import RenderedEmail, Renderer

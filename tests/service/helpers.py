@@ -14,17 +14,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select, text, update
 
-from approvals import coordination, requests
+from approvals import coordination, steps
 from approvals.config import PACKAGED_PLAN
 from approvals.db import Database, utcnow
-from approvals.models import (
-    ApprovalRequest,
-    Assignment,
-    AuditEvent,
-    Cycle,
-    CycleStage,
-    Decision,
-)
+from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision
 from approvals.plan import load_plan
 from approvals.tokens import derive_token, hash_token
 
@@ -151,10 +144,8 @@ def open_direct_request(
         try:
             async with db.transaction() as session:
                 now = utcnow()
-                cycle = await requests.get_or_create_cycle(
-                    session, kind=cycle_kind, period=period, starts_on=now.date()
-                )
-                opened = await requests.open_request(
+                cycle = await steps.get_or_create_cycle(session, kind=cycle_kind, period=period, starts_on=now.date())
+                opened = await steps.open_request(
                     session,
                     plan=plan,
                     secret=secret,

@@ -24,7 +24,7 @@ LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
 
 def _ask_for_the_budget(stack, period: str) -> None:
     """What the annual flow's stage 5 does: the step waits for the DoF, whose officer is emailed a form link."""
-    from approvals import requests
+    from approvals import steps
     from approvals.config import Settings
     from approvals.db import Database, utcnow
     from approvals.plan import load_plan
@@ -41,7 +41,7 @@ def _ask_for_the_budget(stack, period: str) -> None:
         db = Database(stack.sandbox.url)
         try:
             async with db.transaction() as session:
-                cycle = await requests.get_or_create_cycle(
+                cycle = await steps.get_or_create_cycle(
                     session, kind="annual", period=period, starts_on=dt.date(2026, 1, 15)
                 )
                 opened = await open_submission(

@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
+from service.limits import WebLimits
 from service.prefect_server import free_port, stop_process
-from service.web import WebLimits
 from tests.service.helpers import (
     client_from,
     decisions_of,

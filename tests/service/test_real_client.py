@@ -8,7 +8,7 @@ import pytest
 
 from approvals.config import Settings
 from service.app import create_app
-from service.web import real_client, trusted_networks
+from service.limits import real_client, trusted_networks
 
 BAD = "x" * 43
 PROXIES = "10.0.0.0/8, 127.0.0.1"

@@ -20,8 +20,8 @@ from approvals import cycles
 from approvals.config import Settings
 from approvals.db import utcnow
 from approvals.models import AuditEvent, Cycle, Wake
-from approvals.requests import get_or_create_cycle
 from approvals.stages import RESTART
+from approvals.steps import get_or_create_cycle
 from service.cycles import PrefectUnavailable, restart_cycle
 from service.resume import Resumer
 

@@ -17,7 +17,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Completed, Paused, Running
 from sqlalchemy import delete, select, update
 
-from approvals import requests
+from approvals import steps
 from approvals.config import Settings
 from approvals.db import utcnow
 from approvals.models import Cycle, Wake
@@ -74,7 +74,7 @@ async def _state(run_id: uuid.UUID):
 
 async def _cycle_with_wake(database, run_id: uuid.UUID | None, stage: str = "dic_direction") -> uuid.UUID:
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=f"w-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 1, 15)
         )
         cycle.run_id, cycle.run_state = (str(run_id) if run_id else None), "waiting"
@@ -191,7 +191,7 @@ async def test_prefect_out_of_reach_keeps_the_wake_queued_with_back_off(database
 async def test_a_run_silent_while_working_is_marked_crashed_once(database, resumer, prefect_api):
     run_id = await _run_in(Running())
     async with database.transaction() as session:
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=f"h-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 1, 15)
         )
         cycle.run_id, cycle.run_state, cycle.heartbeat_at = str(run_id), "running", utcnow() - dt.timedelta(hours=1)
@@ -209,7 +209,7 @@ async def test_a_run_silent_while_working_is_marked_crashed_once(database, resum
 async def test_a_run_waiting_suspended_is_not_taken_for_dead(database, resumer, prefect_api):
     run_id = await _run_in(Paused(pause_key="stage:materials:aa11"))
     async with database.transaction() as session:  # it said "running" last (it died? no: it suspended)
-        cycle = await requests.get_or_create_cycle(
+        cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=f"h-{uuid.uuid4().hex[:12]}", starts_on=dt.date(2026, 1, 15)
         )
         cycle.run_id, cycle.run_state, cycle.heartbeat_at = str(run_id), "running", utcnow() - dt.timedelta(hours=1)

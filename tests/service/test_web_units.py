@@ -13,15 +13,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
 from approvals.config import Settings
-from service.web import (
-    BodyLimit,
-    FailureWindow,
-    LinkFailureLimit,
-    RedactTokens,
-    SecurityHeaders,
-    WebLimits,
-    client_key,
-)
+from service.limits import BodyLimit, FailureWindow, LinkFailureLimit, WebLimits, client_key
+from service.security import RedactTokens, SecurityHeaders
 
 TOKEN = "Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6"
 

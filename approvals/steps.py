@@ -11,34 +11,25 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from approvals import audit
-from approvals.db import core
-from approvals.deadlines import due_at, end_of_local_day
+from approvals.deadlines import local_day, planned_due, step_due
 from approvals.directory import (
     Approver,
     delegations_in_force,
     resolvable,
     resolve_approvers,
 )
-from approvals.errors import Conflict, InvalidInput, InvalidLink, Refused
-from approvals.models import (
-    ApprovalRequest,
-    Assignment,
-    AssignmentStatus,
-    Cycle,
-    CycleStage,
-    Decision,
-    RequestStatus,
-    StageStatus,
-)
-from approvals.plan.schema import Official, Plan, Policy, Stage
-from approvals.tokens import derive_token, hash_token, well_formed
-
-MAX_COMMENT = 4000
+from approvals.errors import Conflict, InvalidLink, Refused
+from approvals.models import ApprovalRequest, Assignment, Cycle
+from approvals.plan.people import Official
+from approvals.plan.schema import Plan
+from approvals.plan.stages import Policy, Stage
+from approvals.stages import set_stage_status
+from approvals.statuses import AssignmentStatus, RequestStatus, StageStatus
+from approvals.tokens import derive_token, hash_token
 
 
 class NoApprover(Refused):
@@ -58,19 +49,6 @@ class AlreadyDecided(Conflict):
         super().__init__(message)
 
 
-class CommentRequired(InvalidInput):
-    """Rejecting or sending back needs a comment."""
-
-
-class CommentTooLong(InvalidInput):
-    """A comment past MAX_COMMENT characters."""
-
-
-class AcknowledgeOnly(InvalidInput):
-    """A step that is acknowledged (what was requested, not ordered: the Board's guidance) is not
-    rejected: it is acknowledged, or sent back to be made clearer."""
-
-
 @dataclass(frozen=True)
 class NewAssignment:
     """An official who must now be emailed a (new) link."""
@@ -84,10 +62,6 @@ class OpenedRequest:
     request: ApprovalRequest
     cycle: Cycle
     new_assignments: list[NewAssignment]
-
-
-def local_day(plan: Plan, now: dt.datetime) -> dt.date:
-    return now.astimezone(plan.tz).date()
 
 
 def stage_of(plan: Plan, cycle_kind: str, stage_id: str) -> Stage:
@@ -176,19 +150,6 @@ async def add_assignments(
             new.append(NewAssignment(assignment, approver.official))
     await session.flush()
     return new
-
-
-def planned_due(plan: Plan, stage: Stage, cycle: Cycle) -> dt.datetime:
-    """The stage's due time in the cycle's calendar, moved as the cycle's deadlines were (a late start)."""
-    return due_at(stage.due, cycle_start=cycle.starts_on, tz=plan.tz) + dt.timedelta(days=cycle.shift_days)
-
-
-def step_due(plan: Plan, stage: Stage, cycle: Cycle, now: dt.datetime) -> dt.datetime:
-    """When a step opened now falls due: as planned, but never sooner than the plan's minimum
-    notice after it opens (a cycle started late, or a stage reached late, is not escalated or
-    expired by the sweep just because its planned date has passed)."""
-    earliest = end_of_local_day(local_day(plan, now) + dt.timedelta(days=plan.plan.min_notice_days), plan.tz)
-    return max(planned_due(plan, stage, cycle), earliest)
 
 
 async def open_request(
@@ -426,124 +387,3 @@ async def reassign(
         data={"from": old.official_id, "to": to_official, "assignment": str(replacement.id)},
     )
     return NewAssignment(replacement, official)
-
-
-@dataclass(frozen=True)
-class LinkView:
-    assignment: Assignment
-    request: ApprovalRequest
-    cycle: Cycle
-    others: list[Assignment]
-    earlier: list[tuple[ApprovalRequest, list[Decision]]] = ()  # previous rounds, newest first
-
-
-async def earlier_rounds(session: AsyncSession, request: ApprovalRequest) -> list[tuple[ApprovalRequest, list]]:
-    """The rounds this one re-opens (after requests for changes), with their decisions."""
-    rounds, previous_id = [], request.previous_id
-    while previous_id is not None and len(rounds) < 20:
-        previous = await session.get(ApprovalRequest, previous_id)
-        decisions = list(
-            (
-                await session.execute(
-                    select(Decision).where(Decision.request_id == previous.id).order_by(Decision.decided_at)
-                )
-            ).scalars()
-        )
-        rounds.append((previous, decisions))
-        previous_id = previous.previous_id
-    return rounds
-
-
-def live(assignment: Assignment, now: dt.datetime) -> Assignment:
-    """The assignment if its link may still be used (pending, unexpired), else InvalidLink."""
-    if assignment.status != AssignmentStatus.pending.value or assignment.expires_at <= now:
-        raise InvalidLink()
-    return assignment
-
-
-# Built once: every page an official opens from an email runs them.
-LINK_VIEW = (
-    select(Assignment, ApprovalRequest, Cycle)
-    .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
-    .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
-    .where(Assignment.token_hash == bindparam("digest"))
-)
-_OTHERS = (
-    select(Assignment)
-    .where(
-        Assignment.request_id == bindparam("request_id"),
-        Assignment.id != bindparam("assignment_id"),
-        Assignment.status.not_in([AssignmentStatus.reassigned.value]),
-    )
-    .order_by(Assignment.position)
-)
-
-
-async def open_link(session: AsyncSession, token: str, *, now: dt.datetime, statement=LINK_VIEW):
-    """The live assignment a token opens, with its request and its cycle, in one query
-    (`statement`: LINK_VIEW, or a variant of it that locks the request); else InvalidLink."""
-    if not well_formed(token):
-        raise InvalidLink()
-    found = (await session.execute(statement, {"digest": hash_token(token)})).first()
-    if found is None:
-        raise InvalidLink()
-    assignment, request, cycle = found
-    return live(assignment, now), request, cycle
-
-
-async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> LinkView:
-    """What the link page shows. Changes nothing. The assignment, its request and its cycle
-    come in one query: the page is what an official opens from every email."""
-    assignment, request, cycle = await open_link(session, token, now=now)
-    if request.status != RequestStatus.pending.value:
-        raise InvalidLink()
-    others = list(
-        (await session.execute(_OTHERS, {"request_id": request.id, "assignment_id": assignment.id})).scalars()
-    )
-    return LinkView(assignment, request, cycle, others, await earlier_rounds(session, request))
-
-
-_STAGE_STATUS = (
-    update(CycleStage)
-    .where(CycleStage.id == bindparam("row_id"))
-    .values(status=bindparam("new_status"), updated_at=bindparam("at"))
-    .execution_options(synchronize_session=False)
-)
-
-
-async def set_stage_status(
-    session: AsyncSession,
-    *,
-    cycle_id: uuid.UUID,
-    stage: str,
-    status: StageStatus,
-    now: dt.datetime,
-    audited: bool = True,
-    row: CycleStage | None = None,
-) -> None:
-    """Record a stage's status (audited when it changes); `row` is the stage's row when the
-    caller already holds it."""
-    if row is None:
-        row = (
-            await session.execute(select(CycleStage).where(CycleStage.cycle_id == cycle_id, CycleStage.stage == stage))
-        ).scalar()
-    if row is None:
-        row = CycleStage(cycle_id=cycle_id, stage=stage, status=status.value, updated_at=now)
-        session.add(row)
-        await session.flush()
-    elif row.status != status.value:
-        await core(session, _STAGE_STATUS, {"row_id": row.id, "new_status": status.value, "at": now})
-        set_committed_value(row, "status", status.value)
-        set_committed_value(row, "updated_at", now)
-    else:
-        return
-    if audited:
-        await audit.append(
-            session,
-            actor="system",
-            action="stage.recorded",
-            entity="cycle_stage",
-            entity_id=str(row.id),
-            data={"stage": stage, "status": status.value},
-        )
-    await session.flush()

@@ -1,0 +1,91 @@
+"""An official's link, opened: the assignment its token names (live, or refused as an invalid
+link), its request and cycle locked or read, the other assignees and the earlier rounds a page
+shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from approvals.errors import InvalidLink
+from approvals.models import ApprovalRequest, Assignment, Cycle, Decision
+from approvals.statuses import AssignmentStatus, RequestStatus
+from approvals.tokens import hash_token, well_formed
+
+
+@dataclass(frozen=True)
+class LinkView:
+    assignment: Assignment
+    request: ApprovalRequest
+    cycle: Cycle
+    others: list[Assignment]
+    earlier: list[tuple[ApprovalRequest, list[Decision]]] = ()  # previous rounds, newest first
+
+
+async def earlier_rounds(session: AsyncSession, request: ApprovalRequest) -> list[tuple[ApprovalRequest, list]]:
+    """The rounds this one re-opens (after requests for changes), with their decisions."""
+    rounds, previous_id = [], request.previous_id
+    while previous_id is not None and len(rounds) < 20:
+        previous = await session.get(ApprovalRequest, previous_id)
+        decisions = list(
+            (
+                await session.execute(
+                    select(Decision).where(Decision.request_id == previous.id).order_by(Decision.decided_at)
+                )
+            ).scalars()
+        )
+        rounds.append((previous, decisions))
+        previous_id = previous.previous_id
+    return rounds
+
+
+def live(assignment: Assignment, now: dt.datetime) -> Assignment:
+    """The assignment if its link may still be used (pending, unexpired), else InvalidLink."""
+    if assignment.status != AssignmentStatus.pending.value or assignment.expires_at <= now:
+        raise InvalidLink()
+    return assignment
+
+
+# Built once: every page an official opens from an email runs them.
+LINK_VIEW = (
+    select(Assignment, ApprovalRequest, Cycle)
+    .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
+    .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+    .where(Assignment.token_hash == bindparam("digest"))
+)
+OTHER_ASSIGNEES = (
+    select(Assignment)
+    .where(
+        Assignment.request_id == bindparam("request_id"),
+        Assignment.id != bindparam("assignment_id"),
+        Assignment.status.not_in([AssignmentStatus.reassigned.value]),
+    )
+    .order_by(Assignment.position)
+)
+
+
+async def open_link(session: AsyncSession, token: str, *, now: dt.datetime, statement=LINK_VIEW):
+    """The live assignment a token opens, with its request and its cycle, in one query
+    (`statement`: LINK_VIEW, or a variant of it that locks the request); else InvalidLink."""
+    if not well_formed(token):
+        raise InvalidLink()
+    found = (await session.execute(statement, {"digest": hash_token(token)})).first()
+    if found is None:
+        raise InvalidLink()
+    assignment, request, cycle = found
+    return live(assignment, now), request, cycle
+
+
+async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> LinkView:
+    """What the link page shows. Changes nothing. The assignment, its request and its cycle
+    come in one query: the page is what an official opens from every email."""
+    assignment, request, cycle = await open_link(session, token, now=now)
+    if request.status != RequestStatus.pending.value:
+        raise InvalidLink()
+    others = list(
+        (await session.execute(OTHER_ASSIGNEES, {"request_id": request.id, "assignment_id": assignment.id})).scalars()
+    )
+    return LinkView(assignment, request, cycle, others, await earlier_rounds(session, request))

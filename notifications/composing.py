@@ -1,0 +1,129 @@
+"""What is sent, from an outbox row: the email's bytes (notifications.mime: 7-bit, RFC 2047
+headers), with the placeholders for secrets (link tokens) replaced as it is written, so no
+secret ever sits in the outbox. `build()` is the same email as the standard library's
+EmailMessage, which the tests compare byte for byte with `serialize()`."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import re
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, formataddr
+from html import escape
+
+from approvals.db import utcnow
+from approvals.errors import Refused
+from notifications import mime
+from notifications.models import OutboxMessage
+
+PLACEHOLDER = re.compile(r"\[\[secret:([a-z_]+):([A-Za-z0-9:_-]+)\]\]")
+Resolver = Callable[[str], str]
+
+# 7-bit output (quoted-printable or base64 bodies, RFC 2047 headers): any relay accepts
+# it, with or without 8BITMIME.
+MIME_POLICY = SMTP_POLICY.clone(cte_type="7bit")
+
+
+def placeholder(name: str, argument: str) -> str:
+    """Text the dispatcher replaces when it sends, so secrets (link tokens) never sit in the outbox."""
+    return f"[[secret:{name}:{argument}]]"
+
+
+class PermanentFailure(Refused):
+    """A message that can never be sent as it is (no resolver for its placeholder, a non-ASCII
+    address, a bad attachment type): failed at once, never retried."""
+
+
+class Composer:
+    """Writes the emails of one sender, resolving placeholders with `resolvers` (name -> function)."""
+
+    def __init__(self, sender_name: str, sender: str, resolvers: dict[str, Resolver] | None = None):
+        self.sender_name, self.sender = sender_name, sender
+        self.resolvers = resolvers or {}
+        self._date: tuple[int, str] = (0, "")
+
+    def _personalise(self, body: str, *, html: bool = False) -> str:
+        def replace(match: re.Match) -> str:
+            resolver = self.resolvers.get(match.group(1))
+            if resolver is None:
+                raise PermanentFailure(f"no resolver for placeholder '{match.group(1)}'")
+            value = resolver(match.group(2))
+            return escape(value, quote=True) if html else value
+
+        return PLACEHOLDER.sub(replace, body)
+
+    def build(self, message: OutboxMessage) -> EmailMessage:
+        email = EmailMessage(policy=MIME_POLICY)
+        email["Message-ID"] = message.message_id
+        email["Date"] = format_datetime(utcnow())
+        email["From"] = formataddr((self.sender_name, self.sender))
+        email["To"] = ", ".join(formataddr((r["name"], r["email"])) for r in message.recipients)
+        email["Subject"] = message.subject
+        email["Auto-Submitted"] = "auto-generated"
+        email.set_content(self._personalise(message.text_body))
+        email.add_alternative(self._personalise(message.html_body, html=True), subtype="html")
+        for attachment in message.attachments or ():
+            maintype, subtype, params = split_content_type(attachment["content_type"])
+            email.add_attachment(
+                base64.b64decode(attachment["data"], validate=True),
+                maintype=maintype,
+                subtype=subtype,
+                filename=attachment["filename"],
+                params=params,
+            )
+        return email
+
+    @functools.cached_property
+    def _from_header(self) -> str:
+        return mime.addresses("From", [(self.sender_name, self.sender)])
+
+    def _date_header(self) -> str:
+        """'Date: ...' for this second, written once per second (a batch goes out within a few)."""
+        second = int(time.time())
+        if self._date[0] != second:
+            self._date = (second, mime.header("Date", format_datetime(dt.datetime.fromtimestamp(second, dt.UTC))))
+        return self._date[1]
+
+    def serialize(self, message: OutboxMessage) -> bytes:
+        """The bytes `build()` stands for, written directly (notifications.mime): what is sent."""
+        for recipient in message.recipients:
+            if not recipient["email"].isascii():
+                raise PermanentFailure(f"{recipient['email']!r}: addresses must be ASCII (SMTPUTF8 is not used)")
+        attachments = []
+        for attachment in message.attachments or ():
+            maintype, subtype, params = split_content_type(attachment["content_type"])
+            attachments.append(
+                (attachment["filename"], maintype, subtype, params, base64.b64decode(attachment["data"], validate=True))
+            )
+        return mime.compose(
+            headers=[
+                mime.header("Message-ID", message.message_id),
+                self._date_header(),
+                self._from_header,
+                mime.addresses("To", [(r["name"], r["email"]) for r in message.recipients]),
+                mime.header("Subject", message.subject),
+                "Auto-Submitted: auto-generated",
+            ],
+            text=self._personalise(message.text_body),
+            html=self._personalise(message.html_body, html=True),
+            attachments=attachments,
+        )
+
+
+def split_content_type(content_type: str) -> tuple[str, str, dict[str, str]]:
+    """'text/calendar; method=REQUEST; charset=UTF-8' -> ('text', 'calendar', {'method': 'REQUEST', ...})."""
+    kind, *parameters = [part.strip() for part in content_type.split(";")]
+    maintype, _, subtype = kind.partition("/")
+    params = {}
+    for parameter in parameters:
+        if parameter:
+            name, _, value = parameter.partition("=")
+            params[name.strip().lower()] = value.strip().strip('"')
+    if not maintype or not subtype:
+        raise PermanentFailure(f"not a content type: {content_type!r}")
+    return maintype.lower(), subtype.lower(), params
