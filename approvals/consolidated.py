@@ -22,7 +22,7 @@ from approvals.plan.people import Agency, Official
 from approvals.plan.schema import Plan
 from approvals.plan.stages import Stage
 from approvals.presentation import agency_name
-from approvals.statuses import RequestStatus
+from approvals.statuses import LinkKind, LinkStatus, RequestStatus
 
 ANNUAL = "annual"
 REPORT_STAGE = "annual_report"
@@ -79,8 +79,7 @@ class AnnualReport:
 
 
 def report_stage(plan: Plan) -> Stage | None:
-    kind = next((c for c in plan.cycles if c.id == ANNUAL), None)
-    return next((s for s in kind.stages if s.id == REPORT_STAGE), None) if kind else None
+    return plan.stage(ANNUAL, REPORT_STAGE)
 
 
 def report_units(plan: Plan, on: dt.date) -> list[str]:
@@ -131,7 +130,9 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
         for request_id, used_at in (
             await session.execute(
                 select(SubmissionLink.request_id, SubmissionLink.used_at).where(
-                    SubmissionLink.request_id.in_(ids), SubmissionLink.kind == "first", SubmissionLink.status == "used"
+                    SubmissionLink.request_id.in_(ids),
+                    SubmissionLink.kind == LinkKind.first.value,
+                    SubmissionLink.status == LinkStatus.used.value,
                 )
             )
         ).all():

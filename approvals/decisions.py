@@ -26,7 +26,7 @@ from approvals.plan.schema import Plan
 from approvals.plan.stages import Policy
 from approvals.policy import settle
 from approvals.stages import after_settled
-from approvals.statuses import OUTCOME_TO_STATUS, AssignmentStatus, Outcome, RequestStatus
+from approvals.statuses import OUTCOME_TO_STATUS, AssignmentStatus, LinkStatus, Outcome, RequestStatus
 from approvals.steps import AlreadyDecided, InvalidLink, NewAssignment, Refused, issue_token, stage_of
 from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
 
@@ -264,8 +264,8 @@ async def settle_request(
     if not (was_pending and left):
         await session.execute(
             update(SubmissionLink)
-            .where(SubmissionLink.request_id == request.id, SubmissionLink.status == "pending")
-            .values(status="closed")
+            .where(SubmissionLink.request_id == request.id, SubmissionLink.status == LinkStatus.pending.value)
+            .values(status=LinkStatus.closed.value)
             .execution_options(synchronize_session=False)
         )
     # The row now holds what the update wrote: no need to read it back.

@@ -10,7 +10,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.delegation import DelegationRefused, Grant, check_new
+from approvals.delegation_rules import DelegationRefused, Grant, check_new
 from approvals.directory import delegations_in_force
 from approvals.models import Delegation
 from approvals.plan.schema import Plan

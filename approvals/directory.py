@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.delegation import DelegationLike, Grant, chain
+from approvals.delegation_rules import DelegationLike, Grant, chain
 from approvals.models import Delegation
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan

@@ -15,6 +15,7 @@ from approvals.i18n import local_time
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
+from approvals.statuses import LinkKind
 from approvals.steps import NewAssignment
 from approvals.tokens import approval_link_argument
 
@@ -162,7 +163,7 @@ def submission_message(
     sweep's n-th (or a coordinator's) reminder, whose link is the fresh one the reminder issued."""
     official, link = asked.official, asked.link
     language = official.language.value
-    kind = "submission_request" if link.kind == "first" else "resubmission_request"
+    kind = "submission_request" if link.kind == LinkKind.first.value else "resubmission_request"
     return LinkMessage(
         kind=kind,
         key=f"{kind}:{link.id}:{link.token_generation}" + (f":reminder-{reminder}" if reminder else ""),

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from approvals.db import Base, UtcDateTime, utcnow
-from approvals.statuses import AssignmentStatus, RequestStatus, StageStatus, WakeStatus
+from approvals.statuses import AssignmentStatus, LinkKind, LinkStatus, RequestStatus, StageStatus, WakeStatus
 
 _big_id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER keys
 
@@ -214,12 +214,12 @@ class SubmissionLink(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     token_generation: Mapped[int] = mapped_column(default=1)
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    status: Mapped[str] = mapped_column(String(16), default="pending", doc="pending, used or closed")
+    status: Mapped[str] = mapped_column(String(16), default=LinkStatus.pending.value, doc="a LinkStatus")
     kind: Mapped[str] = mapped_column(
         String(16),
-        default="resubmission",
-        server_default="resubmission",
-        doc="first (the step's submission) or resubmission (after changes)",
+        default=LinkKind.resubmission.value,
+        server_default=LinkKind.resubmission.value,
+        doc="a LinkKind: the step's submission, or one after changes",
     )
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

@@ -63,3 +63,18 @@ class WakeStatus(str, Enum):
     delivering = "delivering"
     done = "done"
     parked = "parked"  # can never be delivered: shown to coordinators, not retried
+
+
+class LinkStatus(str, Enum):
+    """A submission link's state."""
+
+    pending = "pending"  # waiting for the (re)submission
+    used = "used"  # the step was submitted through it
+    closed = "closed"  # the step ended another way (decided, cancelled, reassigned)
+
+
+class LinkKind(str, Enum):
+    """What a submission link asks for."""
+
+    first = "first"  # the step's submission
+    resubmission = "resubmission"  # again, after a request for changes

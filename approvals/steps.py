@@ -65,13 +65,11 @@ class OpenedRequest:
 
 
 def stage_of(plan: Plan, cycle_kind: str, stage_id: str) -> Stage:
-    """The plan's stage; `StageNotInPlan` where the plan no longer has it (nor its cycle)."""
-    for kind in plan.cycles:
-        if kind.id == cycle_kind:
-            for stage in kind.stages:
-                if stage.id == stage_id:
-                    return stage
-    raise StageNotInPlan(f"the plan has no stage {stage_id!r} in cycle {cycle_kind!r}")
+    """The plan's stage (`Plan.stage`); `StageNotInPlan` where the plan no longer has it (nor its cycle)."""
+    stage = plan.stage(cycle_kind, stage_id)
+    if stage is None:
+        raise StageNotInPlan(f"the plan has no stage {stage_id!r} in cycle {cycle_kind!r}")
+    return stage
 
 
 async def lock_request(session: AsyncSession, request_id: uuid.UUID) -> ApprovalRequest | None:

@@ -16,7 +16,7 @@ from approvals.deadlines import local_day
 from approvals.models import ApprovalRequest, AuditEvent, Cycle, SubmissionLink
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
-from approvals.statuses import RequestStatus
+from approvals.statuses import LinkKind, LinkStatus, RequestStatus
 from approvals.steps import OpenedRequest, lock_request, open_request, stage_of
 from approvals.tokens import derive_token, hash_token
 
@@ -32,7 +32,7 @@ class SubmissionAsked:
 
     @property
     def first(self) -> bool:
-        return self.link.kind == "first"
+        return self.link.kind == LinkKind.first.value
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ async def _ask(
         return None
     cycle = await session.get(Cycle, request.cycle_id)
     official = submitter_for(plan, request, cycle, now)
-    action = "submission" if kind == "first" else "resubmission"
+    action = "submission" if kind == LinkKind.first.value else "resubmission"
     if official is None:
         recorded = (
             await session.execute(
@@ -138,7 +138,13 @@ async def ask_resubmission(
     if request is None or request.status != RequestStatus.changes_requested.value:
         return None
     return await _ask(
-        session, plan=plan, secret=secret, request=request, now=now, expires_at=now + link_ttl, kind="resubmission"
+        session,
+        plan=plan,
+        secret=secret,
+        request=request,
+        now=now,
+        expires_at=now + link_ttl,
+        kind=LinkKind.resubmission.value,
     )
 
 
@@ -161,7 +167,7 @@ async def ask_unasked(
         request=request,
         now=now,
         expires_at=(max(now, request.due_at) if first else now) + link_ttl,
-        kind="first" if first else "resubmission",
+        kind=LinkKind.first.value if first else LinkKind.resubmission.value,
     )
     return asked if isinstance(asked, SubmissionAsked) else None
 
@@ -172,7 +178,7 @@ async def pending_link(session: AsyncSession, request_id: uuid.UUID, now: dt.dat
         await session.execute(
             select(SubmissionLink).where(
                 SubmissionLink.request_id == request_id,
-                SubmissionLink.status == "pending",
+                SubmissionLink.status == LinkStatus.pending.value,
                 SubmissionLink.expires_at > now,
             )
         )
@@ -194,7 +200,7 @@ async def remind_submitter(
         update(SubmissionLink)
         .where(
             SubmissionLink.id == link.id,
-            SubmissionLink.status == "pending",
+            SubmissionLink.status == LinkStatus.pending.value,
             SubmissionLink.token_generation == link.token_generation,
         )  # compare-and-set: a submit may race
         .values(token_generation=generation, token_hash=hash_token(derive_token(secret, link.id, generation)))
@@ -251,6 +257,6 @@ async def open_submission(
         request=request,
         now=now,
         expires_at=max(now, request.due_at) + link_ttl,
-        kind="first",
+        kind=LinkKind.first.value,
     )
     return SubmissionOpened(opened, asked)

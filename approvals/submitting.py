@@ -19,7 +19,7 @@ from approvals.files import store_files
 from approvals.models import ApprovalRequest, Cycle, Decision, SubmissionFile, SubmissionLink
 from approvals.plan.schema import Plan
 from approvals.plan.stages import FieldSpec, StageKind
-from approvals.statuses import RequestStatus
+from approvals.statuses import LinkKind, LinkStatus, RequestStatus
 from approvals.steps import InvalidLink, OpenedRequest, lock_request, reopen_after_changes, route, stage_of
 from approvals.tokens import hash_token, well_formed
 
@@ -41,10 +41,12 @@ async def view_submission(session: AsyncSession, token: str, *, now: dt.datetime
     link = (
         await session.execute(select(SubmissionLink).where(SubmissionLink.token_hash == hash_token(token)))
     ).scalar()
-    if link is None or link.status != "pending" or link.expires_at <= now:
+    if link is None or link.status != LinkStatus.pending.value or link.expires_at <= now:
         raise InvalidLink()
     request = await session.get(ApprovalRequest, link.request_id, populate_existing=True)
-    expected = RequestStatus.awaiting_submission if link.kind == "first" else RequestStatus.changes_requested
+    expected = (
+        RequestStatus.awaiting_submission if link.kind == LinkKind.first.value else RequestStatus.changes_requested
+    )
     if request.status != expected.value:
         raise InvalidLink()  # the step expired or its cycle was cancelled
     cycle = await session.get(Cycle, request.cycle_id)
@@ -148,13 +150,13 @@ async def submit(
         data = {**data, "shown": request.data["shown"]}
     used = await session.execute(
         update(SubmissionLink)
-        .where(SubmissionLink.id == view.link.id, SubmissionLink.status == "pending")
-        .values(status="used", used_at=now)
+        .where(SubmissionLink.id == view.link.id, SubmissionLink.status == LinkStatus.pending.value)
+        .values(status=LinkStatus.used.value, used_at=now)
         .execution_options(synchronize_session=False)
     )
     if used.rowcount != 1:
         raise InvalidLink()
-    if view.link.kind == "first":
+    if view.link.kind == LinkKind.first.value:
         if request.status != RequestStatus.awaiting_submission.value:
             raise InvalidLink()
         request.data, request.requested_by = data, view.link.official_id

@@ -21,7 +21,7 @@ from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Decision, IssuedReport
 from approvals.plan import Plan, load_plan
 from approvals.statuses import Outcome, RequestStatus
-from flows.stages import STEP, _cycle, database
+from flows.stages import STEP, cycle_of, database
 from notifications.emails import Emails
 from notifications.render import Renderer, shared_renderer
 from notifications.report_document import report_files
@@ -33,7 +33,7 @@ async def issue_report(*, cycle_kind: str, period: str, stage_id: str) -> dict:
     settings = get_settings()
     async with database(settings) as db:
         async with db.reads() as session:
-            cycle = await _cycle(session, cycle_kind, period)
+            cycle = await cycle_of(session, cycle_kind, period)
         issued = await issue(
             db,
             plan=load_plan(settings.plan_file),

@@ -54,7 +54,7 @@ async def database(settings: Settings):
     yield per_loop[url]
 
 
-async def _cycle(session, cycle_kind: str, period: str) -> Cycle:
+async def cycle_of(session, cycle_kind: str, period: str) -> Cycle:
     return (await session.execute(select(Cycle).where(Cycle.kind == cycle_kind, Cycle.period == period))).scalar_one()
 
 
@@ -151,7 +151,7 @@ async def report_failure(cycle_id: uuid.UUID, run_id: str, error: BaseException)
 async def finish_cycle(*, cycle_kind: str, period: str, run_id: str) -> bool:
     settings = get_settings()
     async with database(settings) as db, db.transaction() as session:
-        cycle = await _cycle(session, cycle_kind, period)
+        cycle = await cycle_of(session, cycle_kind, period)
         return await cycles.finish(session, cycle.id, run_id=run_id, now=utcnow())
 
 
@@ -175,7 +175,7 @@ async def schedule_stage(*, cycle_kind: str, period: str, stage_id: str) -> bool
     plan = load_plan(settings.plan_file)
     stage = steps.stage_of(plan, cycle_kind, stage_id)
     async with database(settings) as db, db.transaction() as session:
-        cycle = await _cycle(session, cycle_kind, period)
+        cycle = await cycle_of(session, cycle_kind, period)
         at = opens_at(stage, cycle, plan.tz)
         if at is None or utcnow() >= at:
             return True
@@ -255,7 +255,7 @@ async def open_branches(
         async with db.transaction() as session:
             cycle = await session.get(Cycle, cycle.id)
             for subject in subjects[start : start + BRANCHES_PER_TRANSACTION]:
-                await _open_branch(
+                await open_branch(
                     session,
                     plan=plan,
                     settings=settings,
@@ -275,7 +275,7 @@ async def open_branches(
     return len(subjects)
 
 
-async def _open_branch(session, *, plan, settings, renderer, cycle, stage, subject, waiter_ref, link_ttl, data):
+async def open_branch(session, *, plan, settings, renderer, cycle, stage, subject, waiter_ref, link_ttl, data):
     now = utcnow()
     if stage.kind.submitted:
         opened = await submissions.open_submission(
@@ -327,7 +327,7 @@ async def stage_now(*, cycle_kind: str, period: str, stage_id: str) -> StageNow:
     stage's due time has come for a stage the chain leaves then (one read)."""
     settings = get_settings()
     async with database(settings) as db, db.reads() as session:
-        cycle = await _cycle(session, cycle_kind, period)
+        cycle = await cycle_of(session, cycle_kind, period)
         state = await stages.stage_state(session, cycle.id, stage_id)
         cancelled = await coordination.cycle_cancelled(session, cycle.id)
         goes_on_at = (
@@ -341,7 +341,7 @@ async def stage_now(*, cycle_kind: str, period: str, stage_id: str) -> StageNow:
 async def cycle_cancelled(*, cycle_kind: str, period: str) -> bool:
     settings = get_settings()
     async with database(settings) as db, db.reads() as session:
-        cycle = await _cycle(session, cycle_kind, period)
+        cycle = await cycle_of(session, cycle_kind, period)
         return await coordination.cycle_cancelled(session, cycle.id)
 
 
@@ -351,7 +351,7 @@ async def record_stage(*, cycle_kind: str, period: str, stage_id: str, status: s
     skipped because what it depends on failed, or one the chain went on without)."""
     settings = get_settings()
     async with database(settings) as db, db.transaction() as session:
-        cycle = await _cycle(session, cycle_kind, period)
+        cycle = await cycle_of(session, cycle_kind, period)
         await stages.set_stage_status(
             session, cycle_id=cycle.id, stage=stage_id, status=StageStatus(status), now=utcnow()
         )
@@ -364,7 +364,7 @@ async def send_cycle_digest(*, cycle_kind: str, period: str, event: str) -> int:
     settings = get_settings()
     plan = load_plan(settings.plan_file)
     async with database(settings) as db, db.transaction() as session:
-        cycle = await _cycle(session, cycle_kind, period)
+        cycle = await cycle_of(session, cycle_kind, period)
         statuses = {
             row.stage: row.status
             for row in (await session.execute(select(CycleStage).where(CycleStage.cycle_id == cycle.id))).scalars()
@@ -376,7 +376,7 @@ async def lapsed(*, cycle_kind: str, period: str, stage_id: str) -> bool:
     """Whether the sweep recorded that the chain goes on without this stage."""
     settings = get_settings()
     async with database(settings) as db, db.reads() as session:
-        cycle = await _cycle(session, cycle_kind, period)
+        cycle = await cycle_of(session, cycle_kind, period)
         status = (
             await session.execute(
                 select(CycleStage.status).where(CycleStage.cycle_id == cycle.id, CycleStage.stage == stage_id)

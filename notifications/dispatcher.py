@@ -51,7 +51,7 @@ from approvals.db import Database, claim, utcnow
 from notifications.composing import Composer, Resolver
 from notifications.models import MessageStatus, OutboxMessage
 from notifications.send_round import SENT, Job, Outcome, Stream
-from notifications.smtp import _NETWORK_ERRORS, SmtpConfig, SmtpPool, SmtpUnavailable
+from notifications.smtp import NETWORK_ERRORS, SmtpConfig, SmtpPool, SmtpUnavailable
 
 log = logging.getLogger("kehoach.dispatcher")
 _TABLE = OutboxMessage.__table__
@@ -192,7 +192,7 @@ class Dispatcher:
         for attempt in (1, 2):
             try:
                 connection = await self.pool.acquire()
-            except (aiosmtplib.SMTPException, *_NETWORK_ERRORS) as exc:
+            except (aiosmtplib.SMTPException, *NETWORK_ERRORS) as exc:
                 raise SmtpUnavailable(f"connect: {type(exc).__name__}: {exc}") from exc
             reused = connection.uses > 0  # it has carried a transaction before: it may have gone stale
             connection.uses += 1
@@ -226,7 +226,7 @@ class Dispatcher:
                     if not data_started:
                         try:
                             await client.rset()
-                        except (aiosmtplib.SMTPException, *_NETWORK_ERRORS):
+                        except (aiosmtplib.SMTPException, *NETWORK_ERRORS):
                             self.pool.discard(connection)
                             connection = None
                     if connection is not None:
@@ -238,7 +238,7 @@ class Dispatcher:
                     "permanent" if permanent else "will retry",
                 )
                 return Outcome("failed" if permanent else "retry", f"{exc.code} {exc.message}")
-            except (aiosmtplib.SMTPException, *_NETWORK_ERRORS, asyncio.CancelledError) as exc:
+            except (aiosmtplib.SMTPException, *NETWORK_ERRORS, asyncio.CancelledError) as exc:
                 self.pool.discard(connection)
                 if isinstance(exc, asyncio.CancelledError):
                     raise

@@ -15,7 +15,7 @@ from approvals.errors import Unavailable
 
 log = logging.getLogger("kehoach.dispatcher")
 
-_NETWORK_ERRORS = (
+NETWORK_ERRORS = (
     aiosmtplib.SMTPServerDisconnected,
     aiosmtplib.SMTPTimeoutError,
     ConnectionError,

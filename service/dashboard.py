@@ -59,7 +59,7 @@ def flow_run_links(refs: list[str]) -> list[dict[str, str]]:
 
 
 def stage_name(plan: Plan, cycle: Cycle, stage_id: str, language: str) -> str:
-    stage = coordination.plan_stage(plan, cycle, stage_id)
+    stage = plan.stage(cycle.kind, stage_id)
     return f"{stage.number}. {stage.name.get(language)}" if stage else stage_id
 
 

@@ -113,7 +113,7 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
         tasks = [asyncio.create_task(web.serve()), asyncio.create_task(dispatcher.run_forever(interval=1.0, stop=stop))]
         token = await _coordinator_token(db)
         step(f"Starting the annual cycle {year}")
-        shifted = await _dates_ahead(db, settings, year)
+        shifted = await dates_ahead(db, settings, year)
         if shifted:
             step(
                 f"Its dates had passed: every deadline moved {shifted} days, so that all lie ahead "
@@ -139,7 +139,7 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
         await db.dispose()
 
 
-async def _dates_ahead(db: Database, settings: Settings, year: int) -> int:
+async def dates_ahead(db: Database, settings: Settings, year: int) -> int:
     """A newcomer's cycle has every deadline ahead of today, whatever the day: a year whose dates
     have passed is shifted (recorded in the audit log). The days shifted (0: none passed)."""
     from approvals.cycles import Schedule, calendar, schedule

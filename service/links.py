@@ -132,7 +132,7 @@ async def show(request: Request, token: str, app: App):
     return await _page(request, app, token, language=known_language(request.query_params.get("lang")))
 
 
-def _clean_comment(text: str) -> str:
+def clean_comment(text: str) -> str:
     """NFC (Vietnamese typed on phones is often decomposed), Unix newlines, no control characters."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub("", text)
@@ -149,7 +149,7 @@ async def _skip_rest_of_stream(request: Request) -> None:
             return
 
 
-def _field(form, name: str) -> str:
+def form_field(form, name: str) -> str:
     value = form.get(name, "")
     return value if isinstance(value, str) else ""
 
@@ -182,10 +182,10 @@ async def decide(request: Request, token: str, app: App):
             switch_url=None,
         )
 
-    language = known_language(_field(form, "lang")) or language
+    language = known_language(form_field(form, "lang")) or language
     _ = catalogue(MESSAGES).gettext_for(language)
-    outcome = _field(form, "outcome")
-    comment = _clean_comment(_field(form, "comment"))
+    outcome = form_field(form, "outcome")
+    comment = clean_comment(form_field(form, "comment"))
     try:
         choice = Outcome(outcome)
     except ValueError:

@@ -22,7 +22,7 @@ from approvals.tokens import read_problem_token
 from service.deps import App
 from service.errors import invalid_link_page
 from service.limits import web_limits
-from service.links import MAX_FORM_FIELDS, _clean_comment, _field
+from service.links import MAX_FORM_FIELDS, clean_comment, form_field
 from service.web import MESSAGES, known_language, refuse_cross_site, render
 
 log = logging.getLogger("kehoach.problems")
@@ -127,10 +127,10 @@ async def raise_problem(request: Request, token: str, app: App):
     form = await request.form(
         max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=web_limits(request).max_field_bytes
     )
-    language = known_language(_field(form, "lang")) or language
+    language = known_language(form_field(form, "lang")) or language
     _ = catalogue(MESSAGES).gettext_for(language)
-    title = " ".join(_clean_comment(_field(form, "title")).split())
-    description = _clean_comment(_field(form, "description")).strip()
+    title = " ".join(clean_comment(form_field(form, "title")).split())
+    description = clean_comment(form_field(form, "description")).strip()
     if not title or len(title) > MAX_TITLE or not description or len(description) > MAX_DESCRIPTION:
         return _page(
             request,

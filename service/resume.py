@@ -348,9 +348,9 @@ class Resumer:
     # Events for ops --------------------------------------------------------------------------
 
     async def relay_events(self) -> int:
-        """Send new audit rows to Prefect as events (`service.events`); 0 when Prefect is not set
+        """Send new audit rows to Prefect as events (`service.event_relay`); 0 when Prefect is not set
         up or cannot be reached (the rows wait: the cursor did not move)."""
-        from service.events import relay_once, send_to_prefect
+        from service.event_relay import relay_once, send_to_prefect
 
         try:
             require_prefect_api()

@@ -18,14 +18,15 @@ from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
 from approvals.plan.stages import StageKind
 from approvals.presentation import shown_context, step_context
+from approvals.statuses import LinkKind
 from notifications.report_document import report_files
 from service.deps import App
 from service.errors import invalid_link_page
 from service.limits import web_limits
 from service.links import (
     MAX_FORM_FIELDS,
-    _clean_comment,
-    _field,
+    clean_comment,
+    form_field,
     problem_url,
     shown_file,
 )
@@ -87,7 +88,7 @@ async def _page(
         language,
         status_code=status_code,
         comments=comments,
-        first=view.link.kind == "first",
+        first=view.link.kind == LinkKind.first.value,
         compiled=compiled,
         named=named,
         problem_url=problem_url(app, view.link.official_id),
@@ -197,20 +198,20 @@ async def resubmit(request: Request, token: str, app: App):
         if exc.status_code == 413:
             raise
         return await _page(request, app, token, language, status_code=422, error=_("error.text_too_long"))
-    language = known_language(_field(form, "lang")) or language
+    language = known_language(form_field(form, "lang")) or language
     _ = catalogue(MESSAGES).gettext_for(language)
     stage = await _stage(app, token)
     if stage is None:
         return invalid_link_page(request, language)
     kind, stage_fields = stage
-    text = _clean_comment(_field(form, "text"))
-    typed = {spec.id: _clean_comment(_field(form, f"field_{spec.id}")) for spec in stage_fields}
+    text = clean_comment(form_field(form, "text"))
+    typed = {spec.id: clean_comment(form_field(form, f"field_{spec.id}")) for spec in stage_fields}
     try:
         data = submitting.parse_submission(
             stage_kind=kind,
             text=text,
-            links=_field(form, "links"),
-            amount=_field(form, "amount"),
+            links=form_field(form, "links"),
+            amount=form_field(form, "amount"),
             fields=typed,
             specs=stage_fields,
             language=language,

@@ -147,8 +147,8 @@ def _stack_backend(item) -> str | None:
 class Order:
     """The run's order, and what it lets go. Every test that starts processes comes first, the
     longest modules first of all; the tests that start none follow. pytest-xdist's `worksteal`
-    gives each of the three workers a third of this order; a worker that runs out takes the far end of the
-    other's queue, so the long tests at the front are shared out as the run goes.
+    gives each of the three workers a third of this order; a worker that runs out takes the far
+    end of another's queue, so the long tests at the front are shared out as the run goes.
 
     A worker's stacks and the session's Prefect server idle at about 40 % of a core between them
     once no test needs them: when the next test a worker runs comes after the last one in the

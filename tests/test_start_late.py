@@ -156,13 +156,13 @@ async def test_on_1_december_the_demo_shifts_its_year_so_that_every_deadline_lie
     choice is in the audit log."""
     from approvals.config import Settings
     from approvals.models import AuditEvent, Cycle
-    from service.demo import _dates_ahead
+    from service.demo import dates_ahead
 
     settings = Settings(database_url=sandbox.url, data_dir=tmp_path, link_secret="d" * 48)
     starts_on = dt.date(2026, 1, 15)
     now = dt.datetime.now(dt.UTC)
     assert [d for d in calendar(PLAN, "annual", starts_on) if d.at <= now]  # as planned, the year is over
-    assert await _dates_ahead(database, settings, 2026) == 320
+    assert await dates_ahead(database, settings, 2026) == 320
     async with database.sessions() as session:
         cycle = (
             await session.execute(select(Cycle).where(Cycle.kind == "annual", Cycle.period == "2026"))

@@ -19,9 +19,8 @@ from approvals.decisions import settle_request
 from approvals.errors import Conflict, NotFound
 from approvals.models import ApprovalRequest, Assignment, Cycle, CycleStage, Delegation, SubmissionLink
 from approvals.plan.schema import Plan
-from approvals.plan.stages import Stage
 from approvals.stages import ANY_STAGE, WakeReason, enqueue_wake
-from approvals.statuses import AssignmentStatus, RequestStatus, StageStatus
+from approvals.statuses import AssignmentStatus, LinkStatus, RequestStatus, StageStatus
 from approvals.steps import AlreadyDecided, NewAssignment, Refused, lock_request
 from approvals.steps import reassign as reassign_assignment
 from approvals.submissions import SubmissionAsked, ask_unasked, pending_link, remind_submitter
@@ -35,11 +34,6 @@ class Acted:
     cycle: Cycle
     notify: list[NewAssignment]
     submission: SubmissionAsked | None = None  # a unit that has not submitted: its form link again
-
-
-def plan_stage(plan: Plan, cycle: Cycle, stage_id: str) -> Stage | None:
-    kind = next((c for c in plan.cycles if c.id == cycle.kind), None)
-    return next((s for s in kind.stages if s.id == stage_id), None) if kind else None
 
 
 async def _locked_pending(session: AsyncSession, request_id: uuid.UUID) -> tuple[ApprovalRequest, Cycle]:
@@ -154,7 +148,7 @@ async def escalate(
     request, cycle = await _locked_pending(session, request_id)
     if request.escalated_at is not None:
         raise Conflict("this request has already been escalated")
-    stage = plan_stage(plan, cycle, request.stage)
+    stage = plan.stage(cycle.kind, request.stage)
     if stage is None or stage.escalate_to is None:
         raise Refused(f"stage '{request.stage}' has no superior to escalate to")
     superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
@@ -253,10 +247,10 @@ async def cancel_cycle(
     await session.execute(
         update(SubmissionLink)
         .where(
-            SubmissionLink.status == "pending",
+            SubmissionLink.status == LinkStatus.pending.value,
             SubmissionLink.request_id.in_(select(ApprovalRequest.id).where(ApprovalRequest.cycle_id == cycle.id)),
         )
-        .values(status="closed")
+        .values(status=LinkStatus.closed.value)
         .execution_options(synchronize_session=False)
     )
     await enqueue_wake(session, cycle_id=cycle.id, stage=ANY_STAGE, reason=WakeReason.cycle_cancelled, now=now)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import aliased
 from approvals.cycles import latest_restarts
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision, SubmissionLink, Wake
-from approvals.statuses import AssignmentStatus, RequestStatus
+from approvals.statuses import AssignmentStatus, LinkStatus, RequestStatus
 
 CYCLE_CANCELLED = "cycle.cancelled"
 
@@ -189,7 +189,7 @@ async def _pending_officials(session: AsyncSession, request_ids: list[uuid.UUID]
     # A step waiting for a (re)submission waits on the unit's officer who holds the form link.
     for request_id, official_id in await session.execute(
         select(SubmissionLink.request_id, SubmissionLink.official_id).where(
-            SubmissionLink.request_id.in_(request_ids), SubmissionLink.status == "pending"
+            SubmissionLink.request_id.in_(request_ids), SubmissionLink.status == LinkStatus.pending.value
         )
     ):
         found[request_id].append(official_id)
@@ -206,7 +206,7 @@ async def unrouted_steps(session: AsyncSession) -> list[RequestView]:
     Reads only what is stuck now, never the whole history."""
     live_link = (
         select(SubmissionLink.id)
-        .where(SubmissionLink.request_id == ApprovalRequest.id, SubmissionLink.status == "pending")
+        .where(SubmissionLink.request_id == ApprovalRequest.id, SubmissionLink.status == LinkStatus.pending.value)
         .exists()
     )
     newer = aliased(ApprovalRequest)

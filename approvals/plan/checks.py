@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from approvals.delegation import DelegationRefused, check_new
+from approvals.delegation_rules import DelegationRefused, check_new
 from approvals.plan.schema import Plan
 from approvals.plan.stages import Cadence, StageKind, TimeoutPolicy
 

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from approvals.errors import NotFound
 from approvals.plan.people import Agency, Language, Official, Role, UnitOfficials, Validity
 from approvals.plan.stages import ContentArea, CycleKind, FieldSpec, Stage, StageKind
 from approvals.plan.values import AsciiId, RoleId, Strict, Text, one_of
@@ -165,13 +166,27 @@ class Plan(Strict):
         return fields
 
     def role(self, role_id: str) -> Role:
-        return next(r for r in self.roles if r.id == role_id)
+        """The plan's role; `NotFound` where the plan has none of that id."""
+        role = self._by_id(self.roles).get(role_id)
+        if role is None:
+            raise NotFound(f"the plan has no role {role_id!r}")
+        return role
 
     def official(self, official_id: str) -> Official | None:
         return self._by_id(self.officials).get(official_id)
 
     def cycle(self, cycle_id: str) -> CycleKind:
-        return next(c for c in self.cycles if c.id == cycle_id)
+        """The plan's cycle kind; `NotFound` where the plan has none of that id."""
+        kind = self._by_id(self.cycles).get(cycle_id)
+        if kind is None:
+            raise NotFound(f"the plan has no cycle {cycle_id!r}")
+        return kind
+
+    def stage(self, cycle_id: str, stage_id: str) -> Stage | None:
+        """The one lookup of a stage: the plan's stage of a cycle kind, or None where the plan has
+        no such cycle or stage (it was changed since; `steps.stage_of` makes that a dead link)."""
+        kind = self._by_id(self.cycles).get(cycle_id)
+        return self._by_id(kind.stages).get(stage_id) if kind is not None else None
 
     def holders(self, role_id: str, on: dt.date, *, unit: str | None = None) -> list[Official]:
         """Officials holding a role on a day: both the official and their agency must be valid then.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from approvals.coordination import CycleView, History, RequestView, plan_stage
+from approvals.coordination import CycleView, History, RequestView
 from approvals.plan import Plan
 from approvals.stages import WakeReason
 from service.api.schemas import (
@@ -32,7 +32,7 @@ def stages_read(plan: Plan, view: CycleView, language: str) -> list[CycleStageRe
     planned = list(kind.stages) if kind else []
     shown = []
     for stage_id in [s.id for s in planned] + sorted(set(view.stages) - {s.id for s in planned}):
-        stage = plan_stage(plan, view.cycle, stage_id)
+        stage = plan.stage(view.cycle.kind, stage_id)
         progress = view.stages.get(stage_id)
         shown.append(
             CycleStageRead(

@@ -25,7 +25,7 @@ from approvals.plan import load_plan
 from approvals.statuses import Outcome, RequestStatus
 from approvals.submitting import parse_submission, submit
 from approvals.tokens import derive_token
-from flows.stages import _open_branch
+from flows.stages import open_branch
 from notifications.render import Renderer
 from notifications.report_document import to_docx, to_pdf
 
@@ -49,7 +49,7 @@ async def _year_2026(db) -> dict:
                 session, kind="annual", period="2026", starts_on=dt.date(2026, 1, 15)
             )
             for subject in PLAN.branches(stage, dt.date(2026, 10, 1)):
-                await _open_branch(
+                await open_branch(
                     session,
                     plan=PLAN,
                     settings=SETTINGS,

@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from approvals.delegation import DelegationRefused, Grant, active, check_new
+from approvals.delegation_rules import DelegationRefused, Grant, active, check_new
 from approvals.directory import resolve_approvers
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from approvals import steps
 from approvals.decisions import decide
-from approvals.delegation import DelegationRefused, Grant, check_new
+from approvals.delegation_rules import DelegationRefused, Grant, check_new
 from approvals.directory import resolve_approvers, same_name
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision, Delegation
 from approvals.plan import load_plan

@@ -31,7 +31,7 @@ from approvals.plan import load_plan
 from approvals.statuses import StageStatus
 from approvals.submitting import parse_submission, submit
 from approvals.tokens import derive_token
-from flows.stages import _open_branch, opens_at
+from flows.stages import open_branch, opens_at
 from flows.sweep import sweep_with_emails
 from notifications.emails import Emails
 from notifications.models import OutboxMessage
@@ -150,7 +150,7 @@ class Walk:
         async with self.db.transaction() as session:
             cycle = await session.get(Cycle, self.cycle.id)
             for subject in subjects:
-                await _open_branch(
+                await open_branch(
                     session,
                     plan=PLAN,
                     settings=SETTINGS,

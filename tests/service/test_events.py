@@ -17,7 +17,7 @@ from sqlalchemy import delete, update
 from approvals import audit
 from approvals.db import utcnow
 from approvals.models import RelayCursor
-from service.events import CURSOR, relay_once, send_to_prefect
+from service.event_relay import CURSOR, relay_once, send_to_prefect
 
 
 @pytest.fixture
