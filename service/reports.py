@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from approvals import consolidated
+from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, to_docx, to_pdf
 from approvals.db import utcnow
 from approvals.models import Cycle, IssuedReport
-from notifications.report_document import DOCX_TYPE, PDF_TYPE, to_docx, to_pdf
 
 FORMATS = {"docx": (DOCX_TYPE, to_docx), "pdf": (PDF_TYPE, to_pdf)}
 

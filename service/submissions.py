@@ -13,13 +13,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from approvals import consolidated, steps, submitting
+from approvals.consolidated.files import report_files
 from approvals.db import utcnow
 from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
 from approvals.plan.stages import StageKind
 from approvals.presentation import shown_context, step_context
 from approvals.statuses import LinkKind
-from notifications.report_document import report_files
 from service.deps import App
 from service.errors import invalid_link_page
 from service.limits import web_limits

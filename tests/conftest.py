@@ -92,20 +92,69 @@ def _refuse_processes(event: str, args) -> None:
         )
 
 
-# The modules that take longest (tests/README.md): run first, while the other worker has work
-# to run beside them, and never left for the end, when one worker would run them alone.
-LONGEST_FIRST = (
-    "tests/test_e2e_restart.py",
-    "tests/test_bench.py",
-    "tests/test_e2e_send_back.py",
-    "tests/test_e2e_chain.py",
-    "tests/faults/test_faults.py",
-    "tests/api/test_schemathesis.py",
-    "tests/test_e2e_approval.py",
-    "tests/test_e2e_cadences.py",
-    "tests/service/test_scanners.py",
-    "tests/approvals/test_concurrency.py",
-)
+# The tests that take longest, in seconds beside two other workers (tests/README.md, "Every
+# test over 20 s"): a hint for sharing them out, not a measurement. A test that starts processes
+# and is not named here counts DEFAULT_SECONDS; a test that starts none, nothing.
+EXPECTED_SECONDS = {
+    "tests/faults/test_faults.py::": 150,
+    "tests/test_e2e_restart.py::test_a_run_killed_mid_stage": 100,
+    "tests/test_bench.py::test_scale_bench": 108,
+    "tests/test_e2e_send_back.py::": 66,
+    "tests/approvals/test_concurrency.py::test_fifty_parallel_decisions": 60,
+    "tests/test_e2e_chain.py::test_the_annual_chain": 50,
+    "tests/api/test_schemathesis.py::": 45,
+    "tests/test_e2e_one_run.py::": 30,
+    "tests/test_e2e_chain.py::test_a_cancelled_cycle": 28,
+    "tests/service/test_scanners.py::": 28,
+    "tests/test_demo.py::": 28,
+    "tests/test_e2e_approval.py::": 25,
+    "tests/test_e2e_restart.py::": 21,
+    "tests/test_e2e_cadences.py::": 20,
+}
+DEFAULT_SECONDS = 4
+
+
+def expected_seconds(item) -> float:
+    if item.get_closest_marker("processes") is None:
+        return 0
+    return next((s for prefix, s in EXPECTED_SECONDS.items() if item.nodeid.startswith(prefix)), DEFAULT_SECONDS)
+
+
+def dealt(items: list, workers: int) -> tuple[list, list[int]]:
+    """The order for `workers` workers of pytest-xdist's worksteal, which hands each worker a
+    contiguous share of the order (as many tests each) and lets a worker that runs out take the
+    far end of another's queue. Each share begins with its part of the tests that start
+    processes, dealt longest first to the share with the least expected time, so that no worker
+    is left with every long test to run one after another at the end; the rest of a share is
+    in-process tests, in their order. A long test is dealt alone; the other tests of a module
+    that starts processes stay together (they share its module-scoped processes). Also the
+    index where each share begins."""
+    units: dict[str, list] = {}
+    for item in items:
+        if expected_seconds(item) > 0:
+            alone = any(item.nodeid.startswith(prefix) for prefix in EXPECTED_SECONDS)
+            units.setdefault(item.nodeid if alone else _module(item), []).append(item)
+    light = [i for i in items if expected_seconds(i) == 0]
+    sizes, left = [], len(items)
+    for k in range(workers):  # as worksteal cuts the order
+        sizes.append(left // (workers - k))
+        left -= sizes[-1]
+    shares: list[list] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for unit in sorted(units.values(), key=lambda u: sum(map(expected_seconds, u)), reverse=True):
+        room = [k for k in range(workers) if len(shares[k]) + len(unit) <= sizes[k]] or list(range(workers))
+        k = min(room, key=lambda k: load[k])
+        shares[k] += unit
+        load[k] += sum(map(expected_seconds, unit))
+    order, starts = [], []
+    for k in range(workers):  # the longest tests of a share first
+        shares[k].sort(key=expected_seconds, reverse=True)  # stable: a module's tests stay together
+        starts.append(len(order))
+        fill = max(0, sizes[k] - len(shares[k]))
+        order += shares[k] + light[:fill]
+        light = light[fill:]
+    order += light
+    return order, starts
 
 
 def _module(item) -> str:
@@ -145,35 +194,36 @@ def _stack_backend(item) -> str | None:
 
 
 class Order:
-    """The run's order, and what it lets go. Every test that starts processes comes first, the
-    longest modules first of all; the tests that start none follow. pytest-xdist's `worksteal`
-    gives each of the three workers a third of this order; a worker that runs out takes the far
-    end of another's queue, so the long tests at the front are shared out as the run goes.
+    """The run's order (`dealt`: a share per worker of pytest-xdist, each beginning with its part
+    of the tests that start processes), and what it lets go.
 
     A worker's stacks and the session's Prefect server idle at about 40 % of a core between them
-    once no test needs them: when the next test a worker runs comes after the last one in the
-    order that needs a backend's stack (or the Prefect server), the worker stops it. A test
-    taken from the other worker may need it again: a stack is then started again when asked
-    for (`Stacks`), and the Prefect server before the test is set up (warm: its database kept)."""
+    once no test needs them: when the next test a worker runs comes after the last one in its
+    share that needs a backend's stack (or the Prefect server), the worker stops it. A test
+    taken from another worker may need it again: a stack is then started again when asked for
+    (`Stacks`), and the Prefect server before the test is set up (warm: its database kept)."""
 
     def __init__(self, config):
         self.config = config
-        self.last_use: dict[str, int] = {}
+        self.last_use: dict[tuple[int, str], int] = {}  # (share, what) -> the last index needing it
         self.index: dict[str, int] = {}
+        self.share_of: dict[str, int] = {}
 
     @pytest.hookimpl(trylast=True)  # after pytest's own ordering, which keeps a module's tests of one backend together
     def pytest_collection_modifyitems(self, items):
-        rank = {module: n for n, module in enumerate(LONGEST_FIRST)}
-        items.sort(
-            key=lambda item: (item.get_closest_marker("processes") is None, rank.get(_module(item), len(rank)))
-        )  # stable: the rest keep their order
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        items[:], starts = dealt(items, workers)
         self.index = {item.nodeid: n for n, item in enumerate(items)}
+        self.share_of = {
+            item.nodeid: max(k for k, start in enumerate(starts) if start <= n) for n, item in enumerate(items)
+        }
         for n, item in enumerate(items):
+            share = self.share_of[item.nodeid]
             backend = _stack_backend(item)
             if backend:
-                self.last_use[f"stack-{backend}"] = n
+                self.last_use[(share, f"stack-{backend}")] = n
             if "prefect_server" in item.fixturenames:
-                self.last_use["prefect"] = n
+                self.last_use[(share, "prefect")] = n
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):
@@ -182,13 +232,19 @@ class Order:
             prefect.start(timeout=240)
 
     def pytest_runtest_teardown(self, item, nextitem):
+        """What the rest of the share the next test belongs to no longer needs is stopped."""
         following = self.index[nextitem.nodeid] if nextitem is not None else len(self.index)
+        share = self.share_of[nextitem.nodeid] if nextitem is not None else -1
         stacks = self.config.stash.get(RUNNING_STACKS, None)
         for backend in ("sqlite", "postgresql"):
-            if stacks is not None and following > self.last_use.get(f"stack-{backend}", -1):
+            if stacks is not None and following > self.last_use.get((share, f"stack-{backend}"), -1):
                 stacks.retire(backend)
         prefect = self.config.stash.get(SESSION_PREFECT, None)
-        if prefect is not None and following > self.last_use.get("prefect", -1) and not (stacks and stacks.running):
+        if (
+            prefect is not None
+            and following > self.last_use.get((share, "prefect"), -1)
+            and not (stacks and stacks.running)
+        ):
             prefect.stop()
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from notifications.report_document import DOCX_TYPE, PDF_TYPE
+from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE
 from service.api.errors import ONE
 from service.deps import App
 from service.reports import annual_report_file

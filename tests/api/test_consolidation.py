@@ -16,13 +16,14 @@ import pytest
 from sqlalchemy import select
 
 from approvals import coordination, steps
+from approvals.consolidated.issuing import issue
 from approvals.db import utcnow
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, IssuedReport, SubmissionFile
 from approvals.plan import load_plan
 from approvals.submissions import open_submission
 from approvals.tokens import derive_token
-from flows.reports import issue
+from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from tests.api.conftest import live_token
@@ -179,13 +180,13 @@ async def test_a_rejected_draft_returns_to_the_coordinator_and_issues_nothing(cl
     assert [r[0]["email"] for _, r in told] == ["dieuphoi.skhcn@lang-son.example"]
     assert issued == []
     with pytest.raises(NotFound, match="no approved consolidated report"):  # a rejected report is never issued
+        plan = load_plan(settings.plan_file)
         await issue(
             database,
-            plan=load_plan(settings.plan_file),
-            settings=settings,
-            renderer=Renderer(),
+            plan=plan,
             cycle_id=cycle_id,
             stage_id="consolidated_report",
+            send=Emails.of(plan, settings, Renderer()).report_issued,
         )
 
 
@@ -195,11 +196,10 @@ async def test_an_approved_report_is_numbered_sent_with_both_files_and_recorded_
     year, cycle_id, request_id, director = await _submitted(client, database, settings, 2088)
     assert (await client.post(f"/a/{director}", data={"outcome": "approve", "comment": ""})).status_code == 200
     plan = load_plan(settings.plan_file)
-    first = await issue(
-        database, plan=plan, settings=settings, renderer=Renderer(), cycle_id=cycle_id, stage_id="consolidated_report"
-    )
+    send = Emails.of(plan, settings, Renderer()).report_issued
+    first = await issue(database, plan=plan, cycle_id=cycle_id, stage_id="consolidated_report", send=send)
     again = await issue(
-        database, plan=plan, settings=settings, renderer=Renderer(), cycle_id=cycle_id, stage_id="consolidated_report"
+        database, plan=plan, cycle_id=cycle_id, stage_id="consolidated_report", send=send
     )  # a replayed run, or a second worker
     assert (first.number, first.symbol, first.new) == (1, "BC-SKHCN", True)
     assert (again.number, again.new) == (1, False)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from approvals import consolidated, steps
 from approvals.config import PACKAGED_PLAN, Settings
 from approvals.consolidated import UnitStatus
+from approvals.consolidated.files import to_docx, to_pdf
 from approvals.db import utcnow
 from approvals.decisions import decide, settle_request
 from approvals.models import Assignment, Cycle, SubmissionLink
@@ -27,7 +28,6 @@ from approvals.submitting import parse_submission, submit
 from approvals.tokens import derive_token
 from flows.stages import open_branch
 from notifications.render import Renderer
-from notifications.report_document import to_docx, to_pdf
 
 SETTINGS = Settings(link_secret="c" * 48)
 PLAN = load_plan(PACKAGED_PLAN)

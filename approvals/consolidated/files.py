@@ -1,4 +1,4 @@
-"""The consolidated report written as DOCX (python-docx) and PDF (fpdf2), laid out as Decree
+"""The consolidated report's files: written as DOCX (python-docx) and PDF (fpdf2), laid out as Decree
 30/2020/NĐ-CP asks (`../shared/docs/report-format.md`): A4 portrait, margins 20/20/30/15 mm,
 the issuing body and the national motto side by side at the top, number and symbol, place and
 date, the type and summary centred, a justified body, recipients and signature side by side
@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from approvals.consolidated import ReportDocument
+from approvals.consolidated.document import ReportDocument
 
 FONTS = Path(__file__).resolve().parent / "fonts"
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
