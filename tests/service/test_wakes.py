@@ -54,6 +54,19 @@ def settings(sandbox, link_secret, tmp_path) -> Settings:
     )
 
 
+@pytest.fixture(autouse=True)
+async def forget_alerts(database):
+    """The coordinators' alerts a test here queues are its own leftovers: in the worker's shared
+    outbox they would be due to the next test that runs a dispatcher (tests/notifications)."""
+    async with database.sessions() as session:
+        before = set((await session.execute(select(OutboxMessage.id))).scalars())
+    yield
+    async with database.transaction() as session:
+        queued = set((await session.execute(select(OutboxMessage.id))).scalars()) - before
+        if queued:
+            await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(queued)))
+
+
 @pytest.fixture
 def resumer(database, settings) -> Resumer:
     plan = load_plan(settings.plan_file)
