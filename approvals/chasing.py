@@ -10,14 +10,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.deadlines import local_day
+from approvals.deadlines import CycleClock, clock_of, local_day
 from approvals.directory import (
     Approver,
     delegations_in_force,
     resolvable,
     resolve_approvers,
 )
-from approvals.models import ApprovalRequest, Assignment
+from approvals.models import ApprovalRequest, Assignment, Cycle
 from approvals.plan.schema import Plan
 from approvals.plan.stages import EscalationMode, Policy, Stage
 from approvals.statuses import AssignmentStatus, RequestStatus
@@ -116,13 +116,14 @@ async def bring_in_superiors(
     )
 
 
-def escalation_expiry(stage: Stage, *, due_at: dt.datetime, now: dt.datetime) -> dt.datetime | None:
-    """When an escalated step expires: the stage's grace (`escalation_days`) after its due time, or
-    after the escalation itself when that comes later (a sweep that ran late, a coordinator after
-    the due time). A coordinator's early escalation never shortens the wait. None: no expiry."""
+def escalation_expiry(stage: Stage, *, due_at: dt.datetime, now: dt.datetime, clock: CycleClock) -> dt.datetime | None:
+    """When an escalated step expires: the stage's grace (`escalation_days`, the cycle's own days)
+    after its due time, or after the escalation itself when that comes later (a sweep that ran
+    late, a coordinator after the due time). A coordinator's early escalation never shortens the
+    wait. None: no expiry."""
     if not stage.escalation_days:
         return None
-    return max(now, due_at) + dt.timedelta(days=stage.escalation_days)
+    return max(now, due_at) + clock.days(stage.escalation_days)
 
 
 async def escalate(
@@ -143,6 +144,7 @@ async def escalate(
     settled or escalated meanwhile; returns who gets a link."""
     if superiors is None:
         superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
+    clock = clock_of(plan, await session.get(Cycle, request.cycle_id))
     moved = await session.execute(
         update(ApprovalRequest)
         .where(
@@ -150,7 +152,11 @@ async def escalate(
             ApprovalRequest.status == RequestStatus.pending.value,
             ApprovalRequest.escalated_at.is_(None),
         )
-        .values(escalated_at=now, told_at=now, expires_at=escalation_expiry(stage, due_at=request.due_at, now=now))
+        .values(
+            escalated_at=now,
+            told_at=now,
+            expires_at=escalation_expiry(stage, due_at=request.due_at, now=now, clock=clock),
+        )
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:

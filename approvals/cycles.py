@@ -23,7 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.deadlines import due_at
+from approvals.deadlines import planned_due, planned_opening
 from approvals.errors import Conflict, NotFound
 from approvals.models import Cycle, Wake
 from approvals.plan.schema import Plan
@@ -305,22 +305,13 @@ class Deadline:
 
 def calendar(plan: Plan, cycle_kind: str, starts_on: dt.date, *, shift_days: int = 0) -> list[Deadline]:
     """A cycle's dates as planned (moved by `shift_days`), in stage order."""
-    tz = plan.tz
-    moved = dt.timedelta(days=shift_days)
+    cycle = Cycle(kind=cycle_kind, starts_on=starts_on, shift_days=shift_days)  # not stored: its dates only
     dates = []
     for stage in plan.cycle(cycle_kind).stages:
         label = f"{stage.number}. {stage.name.vi}"
-        if stage.opens_on is not None:
-            day = dt.date(starts_on.year, stage.opens_on.month, stage.opens_on.day)
-            dates.append(
-                Deadline(
-                    stage.id,
-                    label,
-                    "opens",
-                    dt.datetime.combine(day, dt.time.min, tzinfo=tz).astimezone(dt.UTC) + moved,
-                )
-            )
-        dates.append(Deadline(stage.id, label, "due", due_at(stage.due, cycle_start=starts_on, tz=tz) + moved))
+        if (opens := planned_opening(plan, stage, cycle)) is not None:
+            dates.append(Deadline(stage.id, label, "opens", opens))
+        dates.append(Deadline(stage.id, label, "due", planned_due(plan, stage, cycle)))
     return dates
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from approvals.deadlines import due_at
+from approvals.deadlines import planned_due
 from approvals.i18n import local_time
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan.people import Official
@@ -359,12 +359,11 @@ def cycle_digest_messages(
     for person in coordinators(plan, at):
         language = person.language.value
         kind = plan.cycle(cycle.kind)
-        moved = dt.timedelta(days=cycle.shift_days or 0)
         stages = [
             {
                 "stage": f"{s.number}. {s.name.get(language)}",
                 "status": statuses.get(s.id, "not_started"),
-                "due": local_time(due_at(s.due, cycle_start=cycle.starts_on, tz=plan.tz) + moved, plan.tz, language),
+                "due": local_time(planned_due(plan, s, cycle), plan.tz, language),
             }
             for s in kind.stages
         ]

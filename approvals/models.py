@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     ForeignKey,
     Index,
+    Float,
     Integer,
     LargeBinary,
     String,
@@ -53,6 +54,13 @@ class Cycle(Base):
         default=0, server_default="0", doc="Days every deadline was moved by, for a cycle started late."
     )
     restarts: Mapped[int] = mapped_column(default=0, server_default="0")
+    rehearsal_speed: Mapped[float | None] = mapped_column(
+        Float,
+        doc="A rehearsal's pace: planned seconds per wall second (None: a real cycle). approvals.deadlines.CycleClock.",
+    )
+    rehearsal_began: Mapped[dt.datetime | None] = mapped_column(
+        UtcDateTime, doc="The wall instant a rehearsal's first planned day began."
+    )
 
 
 class CycleStage(Base):

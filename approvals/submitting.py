@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.deadlines import reminders_passed, step_due
+from approvals.deadlines import clock_of, reminders_passed, step_due
 from approvals.errors import InvalidInput
 from approvals.files import store_files
 from approvals.models import ApprovalRequest, Cycle, Decision, SubmissionFile, SubmissionLink
@@ -127,7 +127,7 @@ def _give_notice(plan: Plan, cycle: Cycle, request: ApprovalRequest, now: dt.dat
     stage = stage_of(plan, cycle.kind, request.stage)
     request.due_at = max(request.due_at, step_due(plan, stage, cycle, now))
     request.escalated_at = request.told_at = None
-    request.reminders_sent = reminders_passed(stage, request, now)
+    request.reminders_sent = reminders_passed(stage, request, now, clock_of(plan, cycle))
 
 
 async def submit(

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals import audit
 from approvals.chasing import escalate, rotate_links
 from approvals.db import Database
-from approvals.deadlines import local_day, reminders_passed
+from approvals.deadlines import clock_of, local_day, reminders_passed
 from approvals.decisions import settle_request
 from approvals.models import ApprovalRequest, Assignment, Cycle
 from approvals.plan.people import Official
@@ -90,7 +90,7 @@ async def sweep_request(
         if policy is TimeoutPolicy.escalate:
             return await _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
         return await _overdue(session, request, cycle, stage, now, policy)
-    passed = reminders_passed(stage, request, now)
+    passed = reminders_passed(stage, request, now, clock_of(plan, cycle))
     if now < request.due_at and passed > request.reminders_sent:
         return await _remind(session, secret, request, cycle, stage, now, passed, plan)
     return None
@@ -219,7 +219,7 @@ async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, 
         if stage.timeout_policy is TimeoutPolicy.proceed:
             return await _lapse(session, request, cycle, stage, now)
         return await _overdue(session, request, cycle, stage, now, stage.timeout_policy)
-    passed = reminders_passed(stage, request, now)
+    passed = reminders_passed(stage, request, now, clock_of(plan, cycle))
     if now >= request.due_at or passed <= request.reminders_sent:
         return None
     await _cas_request(

@@ -27,7 +27,6 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
 from approvals.models import Cycle, CycleStage
 from approvals.plan import load_plan
-from approvals.plan.stages import Stage
 from approvals.statuses import StageStatus
 from notifications.emails import Emails
 from notifications.render import shared_renderer
@@ -158,15 +157,6 @@ async def finish_cycle(*, cycle_kind: str, period: str, run_id: str) -> bool:
 # Stages ---------------------------------------------------------------------------------------
 
 
-def opens_at(stage: Stage, cycle: Cycle, tz) -> dt.datetime | None:
-    """When a stage that opens on its own date may open: the start of that local day in the
-    cycle's year, moved as the cycle's deadlines were for a late start."""
-    if stage.opens_on is None:
-        return None
-    day = dt.date(cycle.starts_on.year, stage.opens_on.month, stage.opens_on.day)
-    return (dt.datetime.combine(day, dt.time.min, tzinfo=tz) + dt.timedelta(days=cycle.shift_days)).astimezone(dt.UTC)
-
-
 @task(name="schedule-stage", **STEP)
 async def schedule_stage(*, cycle_kind: str, period: str, stage_id: str) -> bool:
     """A stage that opens on its own date: True when the date has come (it opens now), else it
@@ -176,7 +166,7 @@ async def schedule_stage(*, cycle_kind: str, period: str, stage_id: str) -> bool
     stage = steps.stage_of(plan, cycle_kind, stage_id)
     async with database(settings) as db, db.transaction() as session:
         cycle = await cycle_of(session, cycle_kind, period)
-        at = opens_at(stage, cycle, plan.tz)
+        at = deadlines.planned_opening(plan, stage, cycle)
         if at is None or utcnow() >= at:
             return True
         await stages.set_stage_status(

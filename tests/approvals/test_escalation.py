@@ -16,6 +16,7 @@ from approvals import steps
 from approvals.chasing import escalate, escalation_expiry
 from approvals.config import PACKAGED_PLAN
 from approvals.coordination import escalate as escalate_now
+from approvals.deadlines import CycleClock
 from approvals.models import ApprovalRequest, Assignment, AuditEvent
 from approvals.plan import load_plan
 from approvals.steps import AlreadyDecided
@@ -51,12 +52,18 @@ def test_every_kind_that_escalates_is_here():
     assert kinds == {kind for _, _, kind, _ in ESCALATING}
 
 
-def test_the_expiry_runs_from_the_due_time_or_from_a_later_escalation():
+@pytest.mark.parametrize("speed", [1.0, 17_520.0], ids=["as_planned", "rehearsed"])
+def test_the_expiry_runs_from_the_due_time_or_from_a_later_escalation(speed):
+    """The grace counts the cycle's own days: a rehearsal at 17,520 times (a year in 30 minutes)
+    gives 7 planned days as 34.5 wall seconds."""
     stage = next(s for c in PLAN.cycles for s in c.stages if s.id == "materials")
-    grace = dt.timedelta(days=stage.escalation_days)
-    assert escalation_expiry(stage, due_at=NOW + dt.timedelta(days=1), now=NOW) == NOW + dt.timedelta(days=1) + grace
-    assert escalation_expiry(stage, due_at=NOW - dt.timedelta(days=1), now=NOW) == NOW + grace
-    assert escalation_expiry(stage.model_copy(update={"escalation_days": 0}), due_at=NOW, now=NOW) is None
+    clock = CycleClock(speed=speed, start=NOW, began=NOW) if speed != 1.0 else CycleClock()
+    grace = dt.timedelta(seconds=stage.escalation_days * 86_400 / speed)
+    later = NOW + dt.timedelta(seconds=30)
+    assert escalation_expiry(stage, due_at=later, now=NOW, clock=clock) == later + grace
+    assert escalation_expiry(stage, due_at=NOW - dt.timedelta(days=1), now=NOW, clock=clock) == NOW + grace
+    no_grace = stage.model_copy(update={"escalation_days": 0})
+    assert escalation_expiry(no_grace, due_at=NOW, now=NOW, clock=clock) is None
 
 
 async def _pending(database, cycle_kind: str, stage_id: str, due_at: dt.datetime) -> uuid.UUID:

@@ -28,7 +28,7 @@ def test_the_packaged_plan_runs_on_vietnam_time_and_the_settings_have_no_zone():
 
 
 def test_a_due_time_is_the_end_of_the_day_in_the_plans_zone():
-    cycle = SimpleNamespace(starts_on=dt.date(2026, 1, 15), shift_days=0)
+    cycle = SimpleNamespace(starts_on=dt.date(2026, 1, 15), shift_days=0, rehearsal_speed=None, rehearsal_began=None)
     hanoi, tokyo = planned_due(PLAN, _report_stage(PLAN), cycle), planned_due(TOKYO, _report_stage(TOKYO), cycle)
     assert hanoi - tokyo == dt.timedelta(hours=2)  # the same local end of day, two hours apart
     assert hanoi.astimezone(PLAN.tz).date() == tokyo.astimezone(TOKYO.tz).date()

@@ -1,7 +1,8 @@
 """The end of the annual cycle with the sweep, on the shipped plan at its real size, the clock
 moved by time-machine: the annual reports (stage 7), which the chain leaves at their due time
 whether every unit has settled or not, and the consolidated report (stage 8), a step of kind
-consolidation, reminded, escalated and expired on its own dates like every other kind."""
+consolidation, reminded, escalated and expired on its own dates like every other kind. Each
+as planned and rehearsed (the year compressed into 30 minutes: `tests/support/paces.py`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from approvals.db import Database, utcnow
 from approvals.models import ApprovalRequest, CycleStage, SubmissionLink, Wake
 from approvals.plan import load_plan
 from approvals.statuses import WakeStatus
-from approvals.steps import stage_of
+from approvals.steps import get_or_create_cycle, stage_of
 from approvals.submitting import parse_submission, submit
 from approvals.tokens import derive_token
 from flows.stages import open_branches
@@ -26,6 +27,9 @@ from flows.sweep import sweep_with_emails
 from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
+from tests.support.paces import AS_PLANNED, REHEARSED, Pace
+
+PACES = pytest.mark.parametrize("pace", [AS_PLANNED, REHEARSED], ids=lambda p: p.name)
 
 SETTINGS = Settings(link_secret="c" * 48)
 PLAN = load_plan(PACKAGED_PLAN)
@@ -36,6 +40,12 @@ TTL = dt.timedelta(days=SETTINGS.link_ttl_days)
 
 def at(day: dt.date, hour: int) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(hour), tzinfo=TZ)
+
+
+async def _begin(db: Database, pace: Pace) -> None:
+    """The cycle of 2026, at its pace, as a run takes it."""
+    async with db.transaction() as session:
+        pace.mark(await get_or_create_cycle(session, kind="annual", period="2026", starts_on=STARTS), STARTS)
 
 
 def end_of(day: dt.date) -> dt.datetime:
@@ -86,29 +96,31 @@ async def _wakes(db: Database, stage: str) -> list[tuple[str, str]]:
         ]
 
 
-async def test_the_chain_leaves_the_annual_reports_at_their_due_time_once(private_database):
+@PACES
+async def test_the_chain_leaves_the_annual_reports_at_their_due_time_once(private_database, pace):
     """Stage 7 (go_on_at_due) opens on 1 October for every unit in force; with units still
     silent on 30 November, the sweep wakes the run there, once, however many passes follow."""
     db = private_database
-    with time_machine.travel(at(dt.date(2026, 10, 1), 9), tick=False):
+    await _begin(db, pace)
+    with time_machine.travel(pace.wall(at(dt.date(2026, 10, 1), 9), STARTS), tick=False):
         branches = await _open(db, "annual_report")
     assert branches == len(consolidated.report_units(PLAN, dt.date(2026, 10, 1))) >= 85
     async with db.sessions() as session:
         row = (await session.execute(select(CycleStage).where(CycleStage.stage == "annual_report"))).scalar_one()
-    assert row.goes_on_at == end_of(dt.date(2026, 11, 29))  # "before 30 November"
+    assert abs(row.goes_on_at - pace.wall(end_of(dt.date(2026, 11, 29)), STARTS)) <= dt.timedelta(microseconds=1)
 
-    with time_machine.travel(at(dt.date(2026, 11, 29), 20), tick=False):
+    with time_machine.travel(pace.wall(at(dt.date(2026, 11, 29), 20), STARTS), tick=False):
         await _sweep(db)
     assert await _wakes(db, "annual_report") == []  # not before its due time
 
-    with time_machine.travel(at(dt.date(2026, 11, 30), 8), tick=False):
+    with time_machine.travel(pace.sweep_at(at(dt.date(2026, 11, 30), 8), STARTS, 1), tick=False):
         await _sweep(db)
         assert await _wakes(db, "annual_report") == [("stage_due", "queued")]
         await _sweep(db)  # a second pass at the same moment adds nothing
     assert await _wakes(db, "annual_report") == [("stage_due", "queued")]
     async with db.transaction() as session:  # the service delivered it: the run went on to stage 8
         await session.execute(update(Wake).values(status=WakeStatus.done.value))
-    with time_machine.travel(at(dt.date(2026, 12, 2), 8), tick=False):
+    with time_machine.travel(pace.wall(at(dt.date(2026, 12, 2), 8), STARTS), tick=False):
         await _sweep(db)
     assert await _wakes(db, "annual_report") == [("stage_due", "done")]  # never again
 
@@ -126,19 +138,23 @@ async def test_a_settled_annual_report_stage_wakes_nothing_at_its_due_time(priva
     assert await _wakes(db, "annual_report") == []
 
 
+@PACES
 @pytest.mark.parametrize("submitted", [True, False], ids=["submitted", "never_submitted"])
-async def test_the_consolidated_report_is_reminded_escalated_and_expired_on_its_own_dates(private_database, submitted):
+async def test_the_consolidated_report_is_reminded_escalated_and_expired_on_its_own_dates(
+    private_database, submitted, pace
+):
     """Stage 8 opens when the chain leaves stage 7 (30 November) and falls due on 14 December:
     the coordinator is reminded to submit (or the director to decide) 7 and 2 days before; at
     the due time the PPC's Vice-Chair is brought in (a draft waiting for a decision) or told
     (nothing submitted); a week later an undecided draft expires, never approved."""
     db, outbox = private_database, Outbox(private_database)
-    with time_machine.travel(at(dt.date(2026, 11, 30), 9), tick=False):
+    await _begin(db, pace)
+    with time_machine.travel(pace.wall(at(dt.date(2026, 11, 30), 9), STARTS), tick=False):
         assert await _open(db, "consolidated_report") == 1
         assert await outbox.new() == [("submission_request", email("dost_coordinator"))]
         async with db.sessions() as session:
             request = (await session.execute(select(ApprovalRequest))).scalar_one()
-        assert request.due_at == end_of(dt.date(2026, 12, 14))
+        assert abs(request.due_at - pace.wall(end_of(dt.date(2026, 12, 14)), STARTS)) <= dt.timedelta(microseconds=1)
         if submitted:
             async with db.transaction() as session:
                 report = await consolidated.gather(session, PLAN, 2026, now=utcnow())
@@ -167,13 +183,13 @@ async def test_the_consolidated_report_is_reminded_escalated_and_expired_on_its_
     waited_on = (
         ("reminder", email("dost_director")) if submitted else ("submission_request", email("dost_coordinator"))
     )  # the reminder to submit carries a fresh link
-    for day in (dt.date(2026, 12, 8), dt.date(2026, 12, 13)):
-        with time_machine.travel(at(day, 8), tick=False):
+    for index, day in enumerate((dt.date(2026, 12, 8), dt.date(2026, 12, 13)), start=1):
+        with time_machine.travel(pace.sweep_at(at(day, 8), STARTS, index), tick=False):
             assert await _sweep(db) == [("consolidated_report", "reminder")], day
             assert await outbox.new() == [waited_on], day
             assert await _sweep(db) == [] and await outbox.new() == []  # once only
 
-    with time_machine.travel(at(dt.date(2026, 12, 15), 8), tick=False):
+    with time_machine.travel(pace.sweep_at(at(dt.date(2026, 12, 15), 8), STARTS, 3), tick=False):
         if submitted:
             assert await _sweep(db) == [("consolidated_report", "escalation")]
             assert await outbox.new() == [("escalation", email("ppc_vice_chair"))]
@@ -181,7 +197,7 @@ async def test_the_consolidated_report_is_reminded_escalated_and_expired_on_its_
             assert await _sweep(db) == [("consolidated_report", "overdue")]
             assert await outbox.new() == [("submission_overdue", email("ppc_vice_chair"))]
 
-    with time_machine.travel(at(dt.date(2026, 12, 22), 8), tick=False):
+    with time_machine.travel(pace.sweep_at(at(dt.date(2026, 12, 22), 8), STARTS, 4), tick=False):
         if submitted:
             assert await _sweep(db) == [("consolidated_report", "expired")]
             assert await outbox.new() == sorted(
