@@ -6,6 +6,7 @@ date the sweep, the pages and the emails read goes through it: nothing patches t
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -58,21 +59,35 @@ class CycleClock:
     def rehearsal(self) -> bool:
         return self.began is not None
 
-    def wall(self, planned: dt.datetime) -> dt.datetime:
-        """The wall instant of a planned one."""
+    def wall(self, planned: dt.datetime, *, not_before: bool = False) -> dt.datetime:
+        """The wall instant of a planned one. A rehearsal's wall clock is coarser than its
+        calendar (a wall microsecond is `speed` planned ones), so its instants are rounded: down,
+        so that a due time falls no later than planned (and is dated on its own day), or with
+        `not_before` up, so that an opening falls no sooner (and is dated on its own day too)."""
         if self.began is None or self.start is None:
             return planned + self.shift
-        return self.began + (planned - self.start) / self.speed
+        exact = _microseconds(planned - self.start) / self.speed
+        return self.began + dt.timedelta(microseconds=math.ceil(exact) if not_before else math.floor(exact))
 
     def planned(self, wall: dt.datetime) -> dt.datetime:
-        """The planned instant a wall one stands for (what pages, emails and the audit show)."""
+        """The planned instant a wall one stands for."""
         if self.began is None or self.start is None:
             return wall - self.shift
-        return self.start + (wall - self.began) * self.speed
+        return self.start + dt.timedelta(microseconds=round(_microseconds(wall - self.began) * self.speed))
+
+    def dated(self, wall: dt.datetime) -> dt.datetime:
+        """A wall instant as the cycle's own calendar dates it, for pages, emails and the audit
+        log: a rehearsal's compressed year names its own days (15 January to 15 December); any
+        other cycle's are the wall clock's (a shifted cycle's deadlines really moved)."""
+        return self.planned(wall) if self.rehearsal else wall
 
     def days(self, count: float) -> dt.timedelta:
         """A span of planned days on the wall clock (a reminder's lead, an escalation's grace)."""
-        return dt.timedelta(days=count) / self.speed
+        return dt.timedelta(microseconds=math.floor(count * 86_400_000_000 / self.speed))
+
+
+def _microseconds(span: dt.timedelta) -> int:
+    return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
 
 
 def clock_of(plan: Plan, cycle: Cycle) -> CycleClock:
@@ -82,6 +97,16 @@ def clock_of(plan: Plan, cycle: Cycle) -> CycleClock:
     return CycleClock(
         speed=cycle.rehearsal_speed, start=start_of_local_day(cycle.starts_on, plan.tz), began=cycle.rehearsal_began
     )
+
+
+def days_late(due: dt.datetime, now: dt.datetime, tz: ZoneInfo) -> int:
+    """Calendar days since the due day (due times are ends of local days): at least 1 once passed."""
+    return max((now.astimezone(tz).date() - due.astimezone(tz).date()).days, 1)
+
+
+def days_left(due: dt.datetime, now: dt.datetime, tz: ZoneInfo) -> int:
+    """Calendar days until the due day; 0 on the day itself."""
+    return max((due.astimezone(tz).date() - now.astimezone(tz).date()).days, 0)
 
 
 def reminder_times(stage: Stage, request, clock: CycleClock) -> list[dt.datetime]:
@@ -111,7 +136,7 @@ def planned_opening(plan: Plan, stage: Stage, cycle: Cycle) -> dt.datetime | Non
     if stage.opens_on is None:
         return None
     day = dt.date(cycle.starts_on.year, stage.opens_on.month, stage.opens_on.day)
-    return clock_of(plan, cycle).wall(start_of_local_day(day, plan.tz))
+    return clock_of(plan, cycle).wall(start_of_local_day(day, plan.tz), not_before=True)
 
 
 def step_due(plan: Plan, stage: Stage, cycle: Cycle, now: dt.datetime) -> dt.datetime:

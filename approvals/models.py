@@ -8,9 +8,9 @@ import uuid
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Float,
     ForeignKey,
     Index,
-    Float,
     Integer,
     LargeBinary,
     String,

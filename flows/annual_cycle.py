@@ -25,10 +25,7 @@ CYCLE_KIND = "annual"
 
 
 def cycle_start(year: int) -> dt.date:
-    plan = load_plan(get_settings().plan_file)
-    starts_on = plan.cycle(CYCLE_KIND).starts_on or "01-01"
-    month, day = (int(x) for x in starts_on.split("-"))
-    return dt.date(year, month, day)
+    return load_plan(get_settings().plan_file).cycle(CYCLE_KIND).start_in(year)
 
 
 def this_year() -> int:

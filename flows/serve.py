@@ -45,7 +45,7 @@ def schedules(plan: Plan, cycle_kind: str | None, sweep: str = SWEEP_CRON) -> li
         return []
     if kind.cadence is Cadence.monthly:
         return [Cron(f"0 {START_HOUR} 1 * *", timezone=timezone)]
-    month, day = (int(part) for part in (kind.starts_on or "01-01").split("-"))
+    month, day = kind.start_day
     return [Cron(f"0 {START_HOUR} {day} {month} *", timezone=timezone)]
 
 

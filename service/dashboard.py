@@ -12,26 +12,27 @@ import datetime as dt
 import os
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from approvals import consolidated, coordination, cycles
+from approvals import coordination, cycles
 from approvals.db import utcnow
-from approvals.deadlines import due_at
+from approvals.deadlines import clock_of, days_late
 from approvals.i18n import catalogue, local_time
 from approvals.models import Cycle
 from approvals.plan import Plan
+from approvals.plan.stages import Cadence, StageKind
 from approvals.presentation import agency_name, official_name
 from approvals.statuses import RequestStatus
 from service import reports
 from service.api.auth import (
     Caller,
 )
-from service.api.present import NOT_STARTED, cycle_name, stages_read
+from service.api.present import cycle_name, stages_read
 from service.deps import App
 from service.login import NO_STORE, caller_or_login, coordinator_page, lang_query, not_found_page
+from service.report_card import report_card
 from service.web import MESSAGES, cross_site, language_of
 
 router = APIRouter(include_in_schema=False)
@@ -63,11 +64,26 @@ def stage_name(plan: Plan, cycle: Cycle, stage_id: str, language: str) -> str:
     return f"{stage.number}. {stage.name.get(language)}" if stage else stage_id
 
 
+def implementation_cycles(plan: Plan, views: list[coordination.CycleView], language: str) -> list[dict]:
+    """The implementation period's own cycles (the kinds that carry content areas at a monthly
+    or per-event cadence), each kind with how many of its cycles there are and how many are open."""
+    shown = []
+    for kind in plan.cycles:
+        if kind.cadence is Cadence.yearly or not kind.content_areas:
+            continue
+        of_kind = [v for v in views if v.cycle.kind == kind.id]
+        still_open = [v for v in of_kind if v.cycle.finished_at is None and v.cancelled_at is None]
+        shown.append({"kind": kind.name.get(language), "count": len(of_kind), "open": len(still_open)})
+    return shown
+
+
 def _cycles_by_year(plan: Plan, views: list[coordination.CycleView], language: str) -> list[tuple[str, list[dict]]]:
     years: dict[str, list[dict]] = defaultdict(list)
     for view in views:
         stages = []
         for stage in stages_read(plan, view, language):
+            planned = plan.stage(view.cycle.kind, stage.stage)
+            period = planned is not None and planned.kind is StageKind.implementation
             percent = (
                 100
                 if stage.status == "done"
@@ -82,6 +98,7 @@ def _cycles_by_year(plan: Plan, views: list[coordination.CycleView], language: s
                     "settled": stage.requests_settled,
                     "total": stage.requests_total,
                     "overdue": stage.requests_overdue,
+                    "implementation": implementation_cycles(plan, views, language) if period else None,
                 }
             )
         year = view.cycle.period[:4] if view.cycle.period[:4].isdigit() else ""  # "": other periods
@@ -96,32 +113,25 @@ def _cycles_by_year(plan: Plan, views: list[coordination.CycleView], language: s
     return sorted(years.items(), key=lambda item: item[0], reverse=True)
 
 
-def days_late(due: dt.datetime, now: dt.datetime, tz) -> int:
-    """Calendar days since the due day (due times are ends of local days): at least 1 once passed."""
-    return max((now.astimezone(tz).date() - due.astimezone(tz).date()).days, 1)
-
-
-def days_left(due: dt.datetime, now: dt.datetime, tz) -> int:
-    """Calendar days until the due day; 0 on the day itself."""
-    return max((due.astimezone(tz).date() - now.astimezone(tz).date()).days, 0)
-
-
 def _overdue(plan: Plan, views: list[coordination.RequestView], now: dt.datetime, language: str) -> list[dict]:
     tz = plan.tz
-    return [
-        {
-            "id": str(v.request.id),
-            "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
-            "stage": stage_name(plan, v.cycle, v.request.stage, language),
-            "subject": agency_name(plan, v.request.subject, language) if v.request.subject else "",
-            "agency": agency_name(plan, v.request.acting_agency, language),
-            "due": local_time(v.request.due_at, tz, language),
-            "days_late": days_late(v.request.due_at, now, tz),
-            "waiting_on": [official_name(plan, o) for o in v.waiting_on],
-            "escalated": v.request.escalated_at is not None,
-        }
-        for v in sorted(views, key=lambda v: v.request.due_at)
-    ]
+    rows = []
+    for v in sorted(views, key=lambda v: v.request.due_at):
+        clock = clock_of(plan, v.cycle)
+        rows.append(
+            {
+                "id": str(v.request.id),
+                "cycle": cycle_name(plan, v.cycle.kind, v.cycle.period, language),
+                "stage": stage_name(plan, v.cycle, v.request.stage, language),
+                "subject": agency_name(plan, v.request.subject, language) if v.request.subject else "",
+                "agency": agency_name(plan, v.request.acting_agency, language),
+                "due": local_time(clock.dated(v.request.due_at), tz, language),
+                "days_late": days_late(clock.dated(v.request.due_at), clock.dated(now), tz),
+                "waiting_on": [official_name(plan, o) for o in v.waiting_on],
+                "escalated": v.request.escalated_at is not None,
+            }
+        )
+    return rows
 
 
 def _unrouted(plan: Plan, views: list[coordination.RequestView], language: str) -> list[dict]:
@@ -139,51 +149,6 @@ def _unrouted(plan: Plan, views: list[coordination.RequestView], language: str) 
         }
         for v in views
     ]
-
-
-@dataclass(frozen=True)
-class ReportRow:
-    agency: str
-    status: str  # not_started, waiting, overdue, done, rejected, changes_requested, expired
-    request_id: str
-    days: int  # days left, or days late
-
-
-async def _annual_report(session, plan: Plan, year: int, now: dt.datetime, language: str) -> dict | None:
-    stage = consolidated.report_stage(plan)
-    if stage is None:
-        return None
-    tz = plan.tz
-    deadline = due_at(stage.due, cycle_start=dt.date(year, 1, 1), tz=tz)
-    on = min(now.astimezone(tz).date(), deadline.astimezone(tz).date())
-    latest = await consolidated.latest_by_unit(session, plan, year, on)
-    shown = []
-    owed = consolidated.report_units(plan, on)
-    for unit in owed + sorted(set(latest) - set(owed)):
-        request = latest.get(unit)
-        if request is None:
-            status = NOT_STARTED
-        elif RequestStatus(request.status).open:
-            status = (
-                "overdue"
-                if request.due_at < now
-                else ("waiting" if request.status == RequestStatus.pending.value else request.status)
-            )
-        elif request.status == RequestStatus.approved.value:
-            status = "done"
-        else:
-            status = request.status
-        due = request.due_at if request else deadline
-        days = days_late(due, now, tz) if now > due else days_left(due, now, tz)
-        shown.append(ReportRow(agency_name(plan, unit, language), status, str(request.id) if request else "", days))
-    return {
-        "year": year,
-        "stage": f"{stage.number}. {stage.name.get(language)}",
-        "deadline": local_time(deadline, tz, language),
-        "passed": now > deadline,
-        "units": shown,
-        "document": plan.report is not None,
-    }
 
 
 @router.get("/")
@@ -204,7 +169,7 @@ async def overview(request: Request, app: App):
         unrouted = await coordination.unrouted_steps(session)
         stopped = await cycles.needing_attention(session)
         restarts = await cycles.latest_restarts(session, [c.id for c in stopped])
-        report = await _annual_report(session, app.plan, year, now, language)
+        report = await report_card(session, app.plan, year, now, language)
     notice = request.query_params.get("notice", "")
     return coordinator_page(
         request,
@@ -297,3 +262,19 @@ async def annual_report_file(request: Request, year: str, app: App):
         return not_found_page(request, app, language, caller)
     file = await reports.annual_report_file(app, int(year), fmt)
     return Response(file.data, media_type=file.media_type, headers={"Content-Disposition": file.disposition})
+
+
+@router.get("/reports/annual/{year}/units")
+async def annual_report_units(request: Request, year: str, app: App):
+    """Every unit's annual report of a year, against the step's own dates (one click from the overview)."""
+    language = language_of(request, app.settings.default_language)
+    caller = await caller_or_login(request, app, language)
+    if not isinstance(caller, Caller):
+        return caller
+    if not year.isdigit() or not 2000 <= int(year) <= 2100:
+        return not_found_page(request, app, language, caller)
+    async with app.db.reads() as session:
+        card = await report_card(session, app.plan, int(year), utcnow(), language)
+    if card is None:
+        return not_found_page(request, app, language, caller)
+    return coordinator_page(request, app, "report_units.html", language, caller, report=card)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from approvals import coordination
 from approvals.db import utcnow
+from approvals.deadlines import clock_of, days_late
 from approvals.errors import NotFound
 from approvals.i18n import catalogue, local_time
 from approvals.presentation import agency_name, official_name, role_name
@@ -17,7 +18,7 @@ from service.api.auth import (
     Caller,
 )
 from service.api.present import cycle_name
-from service.dashboard import days_late, flow_run_links, stage_name
+from service.dashboard import flow_run_links, stage_name
 from service.deps import App
 from service.login import caller_or_login, coordinator_page, not_found_page
 from service.web import MESSAGES, language_of
@@ -59,6 +60,7 @@ async def timeline(request: Request, request_id: str, app: App):
     except (ValueError, NotFound):
         return not_found_page(request, app, language, caller)
     plan, tz, r = app.plan, app.plan.tz, found.request
+    clock = clock_of(plan, found.cycle)  # a rehearsal's steps are dated on its own calendar
     now = utcnow()
     status = "overdue" if r.status == RequestStatus.pending.value and r.due_at < now else r.status
     return coordinator_page(
@@ -74,10 +76,10 @@ async def timeline(request: Request, request_id: str, app: App):
         status=status,
         round=r.round,
         policy=r.policy,
-        due=local_time(r.due_at, tz, language),
-        days_late=days_late(r.due_at, now, tz) if status == "overdue" else 0,
-        escalated=local_time(r.escalated_at, tz, language) if r.escalated_at else "",
-        decided=local_time(r.decided_at, tz, language) if r.decided_at else "",
+        due=local_time(clock.dated(r.due_at), tz, language),
+        days_late=days_late(clock.dated(r.due_at), clock.dated(now), tz) if status == "overdue" else 0,
+        escalated=local_time(clock.dated(r.escalated_at), tz, language) if r.escalated_at else "",
+        decided=local_time(clock.dated(r.decided_at), tz, language) if r.decided_at else "",
         runs=flow_run_links([r.waiter_ref] if r.waiter_ref else []),
         assignments=[
             {
@@ -85,7 +87,7 @@ async def timeline(request: Request, request_id: str, app: App):
                 "on_behalf_of": official_name(plan, a.on_behalf_of) if a.on_behalf_of else "",
                 "role": role_name(plan, a.role, language),
                 "status": a.status,
-                "since": local_time(a.created_at, tz, language),
+                "since": local_time(clock.dated(a.created_at), tz, language),
             }
             for a in found.assignments
         ],
@@ -95,13 +97,13 @@ async def timeline(request: Request, request_id: str, app: App):
                 "on_behalf_of": official_name(plan, d.on_behalf_of) if d.on_behalf_of else "",
                 "outcome": d.outcome,
                 "comment": d.comment,
-                "at": local_time(d.decided_at, tz, language),
+                "at": local_time(clock.dated(d.decided_at), tz, language),
             }
             for d in found.decisions
         ],
         events=[
             {
-                "at": local_time(e.at, tz, language),
+                "at": local_time(clock.dated(e.at), tz, language),
                 "actor": e.actor,
                 "action": _action_label(e.action, language),
                 "details": _details(e.data),

@@ -341,8 +341,7 @@ def stage_days(plan: Plan, cycle_index: int, stage_index: int, year: int) -> lis
         return [dt.date(year, month, 1) for month in range(1, 13)]
     if stage.opens_on is not None:
         return [dt.date(year, stage.opens_on.month, stage.opens_on.day)]
-    month, day = (int(part) for part in (cycle.starts_on or "01-01").split("-"))
-    return [dt.date(year, month, day)]
+    return [cycle.start_in(year)]
 
 
 def branch_counts(plan: Plan, year: int) -> dict[tuple[str, str], int]:

@@ -3,6 +3,7 @@ requests and who decides, routing, due dates, timeouts and escalation."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from enum import Enum
 from typing import Annotated
@@ -254,3 +255,13 @@ class CycleKind(Strict):
         if not day_of_year(month, day):
             raise ValueError(f"starts_on {quoted(starts_on)} is not a day of the year (MM-DD)")
         return starts_on
+
+    @property
+    def start_day(self) -> tuple[int, int]:
+        """(month, day) a yearly cycle starts on: `starts_on`, or 1 January."""
+        month, day = (int(part) for part in (self.starts_on or "01-01").split("-"))
+        return month, day
+
+    def start_in(self, year: int) -> dt.date:
+        """The day this kind's cycle of a year starts."""
+        return dt.date(year, *self.start_day)

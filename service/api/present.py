@@ -6,7 +6,9 @@ import datetime as dt
 
 from approvals.coordination import CycleView, History, RequestView
 from approvals.plan import Plan
+from approvals.plan.stages import StageKind
 from approvals.stages import WakeReason
+from approvals.statuses import StageStatus
 from service.api.schemas import (
     AssignmentRead,
     AuditEventRead,
@@ -26,6 +28,17 @@ def cycle_name(plan: Plan, kind: str, period: str, language: str) -> str:
     return f"{found.name.get(language)} {period}" if found else f"{kind} {period}"
 
 
+UNDER_WAY = "under_way"
+
+
+def shown_status(stage, recorded: str) -> str:
+    """A stage's status as coordinators read it: the implementation period (stage 6) has no
+    request of its own, so while the chain is in it, it is under way, not waiting for approval."""
+    if stage is not None and stage.kind is StageKind.implementation and recorded == StageStatus.waiting.value:
+        return UNDER_WAY
+    return recorded
+
+
 def stages_read(plan: Plan, view: CycleView, language: str) -> list[CycleStageRead]:
     """The plan's stages in order, started or not; then any the plan no longer names."""
     kind = next((c for c in plan.cycles if c.id == view.cycle.kind), None)
@@ -39,7 +52,7 @@ def stages_read(plan: Plan, view: CycleView, language: str) -> list[CycleStageRe
                 stage=stage_id,
                 number=stage.number if stage else "?",
                 name=stage.name.get(language) if stage else stage_id,
-                status=(progress.status if progress and progress.status else NOT_STARTED),
+                status=shown_status(stage, progress.status if progress and progress.status else NOT_STARTED),
                 updated_at=progress.updated_at if progress else None,
                 requests_total=progress.total if progress else 0,
                 requests_settled=progress.settled if progress else 0,

@@ -91,7 +91,10 @@ class CycleStageRead(Read):
     stage: str = Field(description="The stage's id in the plan.")
     number: str
     name: str
-    status: str = Field(description="waiting, done, rejected, changes_requested, expired, or not_started.")
+    status: str = Field(
+        description="waiting, done, rejected, changes_requested, expired, lapsed, skipped, scheduled, not_started;"
+        " under_way for the implementation period (stage 6), which has no request of its own."
+    )
     updated_at: dt.datetime | None
     requests_total: int = Field(description="Requests of the stage (latest round of each subject).")
     requests_settled: int

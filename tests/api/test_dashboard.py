@@ -102,13 +102,17 @@ async def test_the_overview_shows_an_overdue_request_sorted_by_lateness(client, 
 
 
 async def test_the_annual_report_of_every_unit_against_30_november(client, accounts, database, settings):
-    empty = (await client.get("/?year=2096", headers=accounts.as_viewer)).text
+    """Every unit, one click from the overview: before the step opens (1 October) nobody is
+    late or even due; once it is open, each unit's step is shown with its link."""
+    overview = (await client.get("/?year=2096", headers=accounts.as_viewer)).text
+    assert 'href="/reports/annual/2096/units"' in overview
+    empty = (await client.get("/reports/annual/2096/units", headers=accounts.as_viewer)).text
     report = empty[empty.index("Báo cáo năm 2096") :]
     report = report[: report.index("</table>")]
     units = re.findall(r"<tr><td>([^<]+)</td>", report)
-    assert len(units) >= 6 and "Sở Khoa học và Công nghệ" in html.unescape(report)
-    assert report.count("Chưa bắt đầu") == len(units)
-    assert "29/11/2096" in report or "29/11/2096" in empty  # due at the end of 29/11: "before 30 November"
+    assert len(units) >= 85 and "Sở Khoa học và Công nghệ" in html.unescape(report)
+    assert report.count("Chưa đến ngày mở") == len(units) and "Chưa bắt đầu" not in report
+    assert "Mở ngày 01/10/2096" in report and "29/11/2096" in report  # "before 30 November": due the 29th
 
     opened = await open_request(
         database,
@@ -119,7 +123,7 @@ async def test_the_annual_report_of_every_unit_against_30_november(client, accou
         starts_on=dt.date(2095, 1, 15),
         subject="dost",
     )
-    page = (await client.get("/?year=2095", headers=accounts.as_viewer)).text
+    page = (await client.get("/reports/annual/2095/units", headers=accounts.as_viewer)).text
     report = page[page.index("Báo cáo năm 2095") :]
     report = report[: report.index("</table>")]
     assert f'href="/requests/{opened.request_id}"' in report
@@ -199,7 +203,7 @@ async def test_the_annual_report_shows_who_has_not_submitted_yet(client, account
     sent = await client.post(f"/s/{tokens['provincial_web_portal']}", data={"text": "Báo cáo năm của Cổng"})
     assert sent.status_code == 200
 
-    page = (await client.get("/?year=2083", headers=accounts.as_viewer)).text
+    page = (await client.get("/reports/annual/2083/units", headers=accounts.as_viewer)).text
     report = html.unescape(page[page.index("Báo cáo năm 2083") :])
     report = report[: report.index("</table>")]
     rows = dict(re.findall(r"<tr><td>([^<]+)</td>.*?<span[^>]*>([^<]+)</span>", report, re.S))

@@ -55,10 +55,10 @@ def test_every_kind_that_escalates_is_here():
 @pytest.mark.parametrize("speed", [1.0, 17_520.0], ids=["as_planned", "rehearsed"])
 def test_the_expiry_runs_from_the_due_time_or_from_a_later_escalation(speed):
     """The grace counts the cycle's own days: a rehearsal at 17,520 times (a year in 30 minutes)
-    gives 7 planned days as 34.5 wall seconds."""
+    gives 7 planned days as 34.520547 wall seconds (rounded down to the microsecond)."""
     stage = next(s for c in PLAN.cycles for s in c.stages if s.id == "materials")
     clock = CycleClock(speed=speed, start=NOW, began=NOW) if speed != 1.0 else CycleClock()
-    grace = dt.timedelta(seconds=stage.escalation_days * 86_400 / speed)
+    grace = dt.timedelta(microseconds=stage.escalation_days * 86_400_000_000 // speed)  # rounded down
     later = NOW + dt.timedelta(seconds=30)
     assert escalation_expiry(stage, due_at=later, now=NOW, clock=clock) == later + grace
     assert escalation_expiry(stage, due_at=NOW - dt.timedelta(days=1), now=NOW, clock=clock) == NOW + grace
