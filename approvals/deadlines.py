@@ -73,7 +73,10 @@ class CycleClock:
         """The planned instant a wall one stands for."""
         if self.began is None or self.start is None:
             return wall - self.shift
-        return self.start + dt.timedelta(microseconds=round(_microseconds(wall - self.began) * self.speed))
+        planned = round(_microseconds(wall - self.began) * self.speed)
+        # Long after (or before) a rehearsal its calendar means nothing: held within a century,
+        # so that a page read years later shows a date rather than failing.
+        return self.start + dt.timedelta(microseconds=max(-CENTURY, min(planned, CENTURY)))
 
     def dated(self, wall: dt.datetime) -> dt.datetime:
         """A wall instant as the cycle's own calendar dates it, for pages, emails and the audit
@@ -84,6 +87,9 @@ class CycleClock:
     def days(self, count: float) -> dt.timedelta:
         """A span of planned days on the wall clock (a reminder's lead, an escalation's grace)."""
         return dt.timedelta(microseconds=math.floor(count * 86_400_000_000 / self.speed))
+
+
+CENTURY = 100 * 365 * 86_400_000_000  # microseconds
 
 
 def _microseconds(span: dt.timedelta) -> int:

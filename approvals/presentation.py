@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from approvals.deadlines import clock_of
 from approvals.i18n import local_time
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan.people import Official
@@ -18,12 +19,14 @@ if TYPE_CHECKING:
 def step_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str) -> dict[str, str]:
     stage = stage_of(plan, cycle.kind, request.stage)
     kind = plan.cycle(cycle.kind)
+    clock = clock_of(plan, cycle)  # a rehearsal's step is due on its own calendar's day
     return {
         "cycle": f"{kind.name.get(language)} {cycle.period}",
         "stage": f"{stage.number}. {stage.name.get(language)}",
         "agency": plan.agency(request.acting_agency).name.get(language),
-        "due": local_time(request.due_at, plan.tz, language),
+        "due": local_time(clock.dated(request.due_at), plan.tz, language),
         "summary": stage.summary.get(language) if stage.summary else "",
+        "rehearsal": "yes" if clock.rehearsal else "",  # "[Diễn tập]" in the subject, and a banner
     }
 
 

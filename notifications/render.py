@@ -133,8 +133,13 @@ class Renderer:
             )
         except KeyError as exc:
             raise UndefinedError(f"the subject of '{kind}' needs {exc.args[0]!r}") from None
-        common = {"_": _, "language": language, "subject": subject, **values}
+        rehearsal = bool(values.get("rehearsal"))
+        if rehearsal:  # an email of a rehearsal says so first, in its subject and its text
+            subject = f"{_('rehearsal.subject')} {subject}"
+        common = {"_": _, "language": language, "subject": subject, **values, "rehearsal": rehearsal}
         text = self._template(f"{kind}.txt.j2").render(common)
+        if rehearsal:
+            text = f"{_('rehearsal.banner')}\n\n{text}"
         html = self._template(f"{kind}.html.j2").render(common)
         return RenderedEmail(
             subject=unicodedata.normalize("NFC", subject),

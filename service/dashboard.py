@@ -193,6 +193,7 @@ async def overview(request: Request, app: App):
         ],
         notice=notice if notice in NOTICES else "",
         report=report,
+        rehearsal=any(view.cycle.rehearsal_speed for view in views),
         year=year,
     )
 
@@ -277,4 +278,5 @@ async def annual_report_units(request: Request, year: str, app: App):
         card = await report_card(session, app.plan, int(year), utcnow(), language)
     if card is None:
         return not_found_page(request, app, language, caller)
-    return coordinator_page(request, app, "report_units.html", language, caller, report=card)
+    rehearsal = card["clock"].rehearsal
+    return coordinator_page(request, app, "report_units.html", language, caller, report=card, rehearsal=rehearsal)

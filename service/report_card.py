@@ -79,8 +79,8 @@ async def report_card(session, plan: Plan, year: int, now: dt.datetime, language
         "opens": f"{clock.dated(opens).astimezone(tz):%d/%m/%Y}" if opens is not None else "",  # a day: at 00:00
         "open": step_open,
         "passed": now > deadline,
-        "rehearsal": clock.rehearsal,
         "counts": sorted(Counter(row.status for row in rows).items()),
         "units": rows,
+        "clock": clock,
         "document": plan.report is not None,
     }

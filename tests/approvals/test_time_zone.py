@@ -46,6 +46,13 @@ def test_a_local_day_and_a_shown_time_follow_the_plans_zone():
 def test_a_steps_due_time_is_shown_in_the_plans_zone():
     stage = _report_stage(PLAN)
     request = SimpleNamespace(stage=stage.id, acting_agency="dost", due_at=dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC))
-    cycle = SimpleNamespace(kind="annual", period="2026")
+    cycle = SimpleNamespace(
+        kind="annual",
+        period="2026",
+        starts_on=dt.date(2026, 1, 15),
+        shift_days=0,
+        rehearsal_speed=None,
+        rehearsal_began=None,
+    )
     assert step_context(PLAN, request, cycle, language="vi")["due"] == "17:00 ngày 29/11/2026 (giờ Việt Nam)"
     assert step_context(TOKYO, request, cycle, language="vi")["due"] == "19:00 ngày 29/11/2026 (Asia/Tokyo)"

@@ -18,7 +18,14 @@ import httpx
 _TLS = ssl.create_default_context()
 
 
+# httpx's default 5 s is a bound for the internet. Here a page that builds the consolidated
+# report (89 units, DOCX and PDF) on a loaded 2-core machine, under coverage, took longer: a
+# bound on a hung server, not a measure of speed (tests never assert on time).
+TIMEOUT = httpx.Timeout(60.0)
+
+
 def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    kwargs.setdefault("timeout", TIMEOUT)
     return httpx.request(method, url, verify=_TLS, **kwargs)
 
 

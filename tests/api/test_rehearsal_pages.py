@@ -1,0 +1,128 @@
+"""Every email and page of a rehearsal says it is one (issue 22): "[Diễn tập]" before the
+subject, a banner atop the text and the HTML, and the step's due time on the rehearsal's own
+calendar (29 November for the annual report, though the wall clock says minutes from now). For
+each kind of stage the shipped plan has: its first email (the form link, or for an approval the
+decision link) and the page it opens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+
+import pytest
+from sqlalchemy import select
+
+from approvals import steps
+from approvals.db import utcnow
+from approvals.plan import load_plan
+from approvals.submissions import open_submission
+from approvals.tokens import derive_token
+from notifications.emails import Emails
+from notifications.models import OutboxMessage
+from notifications.render import Renderer
+from tests.support.paces import REHEARSED
+
+# (cycle kind, stage, its kind, the branch's unit, its due day on the rehearsal's calendar)
+STAGES = [
+    ("annual", "dic_direction", "submission", "", "29/01/2081"),
+    ("annual", "outlet_plans", "fan_out", "lang_son_newspaper_radio_tv", "31/03/2081"),
+    ("annual", "finance_allocation", "budget", "", "15/04/2081"),
+    ("annual", "annual_report", "report", "dost", "29/11/2081"),
+    ("annual", "consolidated_report", "consolidation", "", "14/12/2081"),
+    ("problem_escalation", "ppc_resolution", "approval", "", None),
+]
+# In the official's language: the consolidation's coordinator reads English.
+PREFIX = {"vi": "[Diễn tập] ", "en": "[Rehearsal] "}
+BANNER = {"vi": "DIỄN TẬP: thư này thuộc một đợt diễn tập", "en": "REHEARSAL: this email belongs to a rehearsal"}
+PAGE_BANNER = {"vi": "DIỄN TẬP: đây là một đợt diễn tập", "en": "REHEARSAL: this is a rehearsal of the plan"}
+
+
+@pytest.mark.parametrize(("cycle_kind", "stage_id", "kind", "unit", "due"), STAGES, ids=[s[2] for s in STAGES])
+async def test_a_rehearsals_emails_and_pages_say_so(client, database, settings, cycle_kind, stage_id, kind, unit, due):
+    plan = load_plan(settings.plan_file)
+    period = f"2081-{kind}" if cycle_kind != "annual" else "2081"
+    emails = Emails.of(plan, settings, Renderer())
+    async with database.transaction() as session:
+        cycle = (
+            await session.execute(
+                select(steps.Cycle).where(steps.Cycle.kind == cycle_kind, steps.Cycle.period == period)
+            )
+        ).scalar() or await steps.get_or_create_cycle(
+            session, kind=cycle_kind, period=period, starts_on=dt.date(2081, 1, 15)
+        )
+        REHEARSED.mark(cycle, cycle.starts_on)
+        cycle.rehearsal_began = utcnow()
+        before = set((await session.execute(select(OutboxMessage.id))).scalars())
+        if kind == "approval":
+            opened = await steps.open_request(
+                session,
+                plan=plan,
+                secret=settings.link_secret_bytes(),
+                cycle=cycle,
+                stage_id=stage_id,
+                subject=unit,
+                waiter_ref=None,
+                link_ttl=dt.timedelta(days=30),
+                now=utcnow(),
+            )
+            await emails.approval_links(session, opened.request, cycle, opened.new_assignments)
+            path = f"/a/{await _token(database, settings, session, opened)}"
+        else:
+            opened = await open_submission(
+                session,
+                plan=plan,
+                secret=settings.link_secret_bytes(),
+                cycle=cycle,
+                stage_id=stage_id,
+                subject=unit,
+                waiter_ref=None,
+                now=utcnow(),
+                link_ttl=dt.timedelta(days=30),
+            )
+            await emails.asked(session, opened.opened.request, cycle, opened.asked)
+            path = f"/s/{derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)}"
+        (message,) = [m for m in (await session.execute(select(OutboxMessage))).scalars() if m.id not in before]
+    language = "en" if message.subject.startswith(PREFIX["en"]) else "vi"
+    assert message.subject.startswith(PREFIX[language]), message.subject
+    assert message.text_body.startswith(BANNER[language]) and BANNER[language] in html.unescape(message.html_body)
+    page = html.unescape((await client.get(path)).text)
+    assert PAGE_BANNER["vi"] in page or PAGE_BANNER["en"] in page
+    if due is not None:  # on the rehearsal's calendar, not the wall clock's (December 2026)
+        day = dt.datetime.strptime(due, "%d/%m/%Y")
+        shown = f"23:59 ngày {due}" if language == "vi" else f"{day:%d %b %Y}, 23:59"
+        assert shown in message.text_body and shown in page, shown
+
+
+async def _token(database, settings, session, opened) -> str:
+    (assignment,) = [n.assignment for n in opened.new_assignments]
+    await session.flush()
+    return derive_token(settings.link_secret_bytes(), assignment.id, assignment.token_generation)
+
+
+async def test_a_real_cycles_emails_and_pages_carry_no_banner(client, database, settings):
+    """The same email for a cycle that is not a rehearsal: no prefix, no banner (so the checks
+    above could fail)."""
+    plan = load_plan(settings.plan_file)
+    async with database.transaction() as session:
+        cycle = await steps.get_or_create_cycle(
+            session, kind="problem_escalation", period="2081-real", starts_on=dt.date(2081, 1, 15)
+        )
+        before = set((await session.execute(select(OutboxMessage.id))).scalars())
+        opened = await steps.open_request(
+            session,
+            plan=plan,
+            secret=settings.link_secret_bytes(),
+            cycle=cycle,
+            stage_id="ppc_resolution",
+            subject="",
+            waiter_ref=None,
+            link_ttl=dt.timedelta(days=30),
+            now=utcnow(),
+        )
+        await Emails.of(plan, settings, Renderer()).approval_links(
+            session, opened.request, cycle, opened.new_assignments
+        )
+        path = f"/a/{await _token(database, settings, session, opened)}"
+        (message,) = [m for m in (await session.execute(select(OutboxMessage))).scalars() if m.id not in before]
+    assert "Diễn tập" not in message.subject and "DIỄN TẬP" not in message.text_body + message.html_body
+    assert "DIỄN TẬP" not in (await client.get(path)).text
