@@ -54,12 +54,21 @@ def start(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     _choose_schedule(settings, kind=kind, period=period, starts_on=starts_on, choice=late)
-    if month is not None:
-        run = asyncio.run(start_monthly_cycle(period, "culture-society-cycle/culture-society-cycle"))
-        typer.echo(f"culture-society cycle {period}: flow run {run.id} ({run.state.name if run.state else 'created'})")
-        return
-    run = asyncio.run(start_annual_cycle(int(period), settings.prefect_deployment))
-    typer.echo(f"annual cycle {period}: flow run {run.id} ({run.state.name if run.state else 'created'})")
+    try:
+        if month is not None:
+            run = asyncio.run(start_monthly_cycle(period, "culture-society-cycle/culture-society-cycle"))
+        else:
+            run = asyncio.run(start_annual_cycle(int(period), settings.prefect_deployment))
+    except Exception as exc:  # Prefect down, slow or refusing: what was recorded stands, the start can be repeated
+        typer.echo(
+            f"error: the run of {kind}/{period} could not be started: Prefect at {require_prefect_api()} "
+            f"answered {type(exc).__name__}: {exc}. Run the same command again once it is up "
+            "(starting a cycle twice gives one run).",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    name = f"culture-society cycle {period}" if month is not None else f"annual cycle {period}"
+    typer.echo(f"{name}: flow run {run.id} ({run.state.name if run.state else 'created'})")
 
 
 def _choose_schedule(settings, *, kind: str, period: str, starts_on: dt.date, choice: str | None) -> None:
