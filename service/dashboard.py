@@ -248,7 +248,12 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
     )
 
 
-# A request's timeline ----------------------------------------------------------------------
+# The year's annual reports -----------------------------------------------------------------
+
+
+def report_year(year: str) -> int | None:
+    """A year in a report's path, or None (the page answers 404) when it is not one."""
+    return int(year) if year.isdigit() and 2000 <= int(year) <= 2100 else None
 
 
 @router.get("/reports/annual/{year}")
@@ -259,9 +264,9 @@ async def annual_report_file(request: Request, year: str, app: App):
     if not isinstance(caller, Caller):
         return caller
     fmt = request.query_params.get("format", "pdf")
-    if not year.isdigit() or not 2000 <= int(year) <= 2100 or fmt not in reports.FORMATS:
+    if (shown := report_year(year)) is None or fmt not in reports.FORMATS:
         return not_found_page(request, app, language, caller)
-    file = await reports.annual_report_file(app, int(year), fmt)
+    file = await reports.annual_report_file(app, shown, fmt)
     return Response(file.data, media_type=file.media_type, headers={"Content-Disposition": file.disposition})
 
 
@@ -272,10 +277,10 @@ async def annual_report_units(request: Request, year: str, app: App):
     caller = await caller_or_login(request, app, language)
     if not isinstance(caller, Caller):
         return caller
-    if not year.isdigit() or not 2000 <= int(year) <= 2100:
+    if (shown := report_year(year)) is None:
         return not_found_page(request, app, language, caller)
     async with app.db.reads() as session:
-        card = await report_card(session, app.plan, int(year), utcnow(), language)
+        card = await report_card(session, app.plan, shown, utcnow(), language)
     if card is None:
         return not_found_page(request, app, language, caller)
     rehearsal = card["clock"].rehearsal

@@ -18,8 +18,8 @@ from approvals.models import Cycle
 from approvals.plan import Plan
 from approvals.presentation import agency_name
 from approvals.statuses import RequestStatus
+from service.api.present import NOT_STARTED  # the step is open and nothing of the unit's has started
 
-NOT_STARTED = "not_started"  # the step is open and nothing of the unit's has started
 NOT_OPEN = "not_open"  # the step opens on its own date, still ahead
 
 
