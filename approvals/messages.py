@@ -21,7 +21,14 @@ from approvals.tokens import approval_link_argument
 
 if TYPE_CHECKING:
     from approvals.sweep import OverdueNotice
-from approvals.presentation import email_context, official_name, person_context, step_context
+from approvals.presentation import (
+    cycle_context,
+    dated_time,
+    email_context,
+    official_name,
+    person_context,
+    step_context,
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,9 @@ def receipt_message(
         context={
             "stage": step["stage"],
             "cycle": step["cycle"],
+            "rehearsal": step["rehearsal"],
             "outcome": decision.outcome,
-            "at": local_time(at, plan.tz, language),
+            "at": dated_time(plan, cycle, at, language=language),
             "comment": decision.comment,
         },
         request_id=str(request.id),
@@ -109,9 +117,10 @@ def closed_messages(
                     **person_context(official, language),
                     "stage": step["stage"],
                     "cycle": step["cycle"],
+                    "rehearsal": step["rehearsal"],
                     "result": request.status,
                     "decided_by": decided_by,
-                    "at": local_time(at, plan.tz, language),
+                    "at": dated_time(plan, cycle, at, language=language),
                 },
                 request_id=str(request.id),
                 official_id=official.id,
@@ -194,7 +203,7 @@ def overdue_messages(plan: Plan, notice: OverdueNotice) -> list[PlainMessage]:
         {
             "unit": plan.agency(b.request.acting_agency).name.get(language),
             "officer": ", ".join(official_name(plan, o) for o in b.waiting_on) or "—",
-            "due": local_time(b.request.due_at, plan.tz, language),
+            "due": dated_time(plan, notice.cycle, b.request.due_at, language=language),
         }
         for b in notice.branches
     ]
@@ -208,6 +217,7 @@ def overdue_messages(plan: Plan, notice: OverdueNotice) -> list[PlainMessage]:
             context={
                 **person_context(official, language),
                 "cycle": first["cycle"],
+                "rehearsal": first["rehearsal"],
                 "stage": first["stage"],
                 "count": str(len(units)),
                 "units": units,
@@ -241,6 +251,7 @@ def unrouted_messages(
                 context={
                     **person_context(person, language),
                     "cycle": step["cycle"],
+                    "rehearsal": step["rehearsal"],
                     "stage": step["stage"],
                     "agency": step["agency"],
                     "due": step["due"],
@@ -260,10 +271,8 @@ def cycle_attention_messages(
     """Tell the coordinators that a cycle stopped and needs them (once per incident: the key
     carries the cycle's restart count)."""
     messages = []
-    kind = next((c for c in plan.cycles if c.id == cycle.kind), None)  # a kind the plan no longer has: its id
     for person in coordinators(plan, at):
         language = person.language.value
-        name = kind.name.get(language) if kind else cycle.kind
         messages.append(
             PlainMessage(
                 kind="attention",
@@ -273,7 +282,7 @@ def cycle_attention_messages(
                 email=str(person.email),
                 context={
                     **person_context(person, language),
-                    "cycle": f"{name} {cycle.period}",
+                    **cycle_context(plan, cycle, language=language),
                     "stage": "",
                     "agency": "",
                     "due": "",
@@ -305,11 +314,12 @@ def outcome_message(
         context={
             **person_context(submitter, language),
             "cycle": step["cycle"],
+            "rehearsal": step["rehearsal"],
             "stage": step["stage"],
             "result": request.status,
             "decided_by": decided_by,
             "comment": comment,
-            "at": local_time(at, plan.tz, language),
+            "at": dated_time(plan, cycle, at, language=language),
             "link": f"{base_url.rstrip('/')}/requests/{request.id}",
         },
     )
@@ -363,7 +373,7 @@ def cycle_digest_messages(
             {
                 "stage": f"{s.number}. {s.name.get(language)}",
                 "status": statuses.get(s.id, "not_started"),
-                "due": local_time(planned_due(plan, s, cycle), plan.tz, language),
+                "due": dated_time(plan, cycle, planned_due(plan, s, cycle), language=language),
             }
             for s in kind.stages
         ]
@@ -376,9 +386,9 @@ def cycle_digest_messages(
                 email=str(person.email),
                 context={
                     **person_context(person, language),
-                    "cycle": f"{kind.name.get(language)} {cycle.period}",
+                    **cycle_context(plan, cycle, language=language),
                     "event": event,
-                    "at": local_time(at, plan.tz, language),
+                    "at": dated_time(plan, cycle, at, language=language),
                     "stages": stages,
                     "link": f"{base_url.rstrip('/')}/",
                 },

@@ -3,6 +3,7 @@ stages sent with it; used by emails and pages alike."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from approvals.deadlines import clock_of
@@ -16,17 +17,30 @@ if TYPE_CHECKING:
     pass
 
 
+def cycle_context(plan: Plan, cycle: Cycle, *, language: str) -> dict[str, str]:
+    """What every email about a cycle says of it: its name, and whether it is a rehearsal
+    ("[Diễn tập]" in the subject, and a banner)."""
+    kind = next((c for c in plan.cycles if c.id == cycle.kind), None)  # a kind the plan no longer has: its id
+    return {
+        "cycle": f"{kind.name.get(language) if kind else cycle.kind} {cycle.period}",
+        "rehearsal": "yes" if clock_of(plan, cycle).rehearsal else "",
+    }
+
+
+def dated_time(plan: Plan, cycle: Cycle, at: dt.datetime, *, language: str) -> str:
+    """An instant as the cycle's own calendar dates it (a rehearsal's compressed year names its
+    own days), in the plan's time zone."""
+    return local_time(clock_of(plan, cycle).dated(at), plan.tz, language)
+
+
 def step_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str) -> dict[str, str]:
     stage = stage_of(plan, cycle.kind, request.stage)
-    kind = plan.cycle(cycle.kind)
-    clock = clock_of(plan, cycle)  # a rehearsal's step is due on its own calendar's day
     return {
-        "cycle": f"{kind.name.get(language)} {cycle.period}",
+        **cycle_context(plan, cycle, language=language),
         "stage": f"{stage.number}. {stage.name.get(language)}",
         "agency": plan.agency(request.acting_agency).name.get(language),
-        "due": local_time(clock.dated(request.due_at), plan.tz, language),
+        "due": dated_time(plan, cycle, request.due_at, language=language),  # a rehearsal's on its own calendar
         "summary": stage.summary.get(language) if stage.summary else "",
-        "rehearsal": "yes" if clock.rehearsal else "",  # "[Diễn tập]" in the subject, and a banner
     }
 
 

@@ -36,7 +36,7 @@ from approvals.messages import (
 )
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan import Plan
-from approvals.presentation import official_name
+from approvals.presentation import cycle_context, official_name
 from approvals.statuses import Outcome
 from approvals.steps import NewAssignment
 from approvals.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
@@ -256,7 +256,9 @@ class Emails:
     ) -> int:
         """One email to each recipient agency's mailbox, in Vietnamese (the province's official
         language), with the issued report's files attached; keyed by cycle and agency."""
+        cycle = await session.get(Cycle, uuid.UUID(str(cycle_id)))
         context = {
+            "rehearsal": cycle_context(self.plan, cycle, language="vi")["rehearsal"] if cycle else "",
             "issuer": report.issuer.name.vi,
             "number": document.number.removeprefix("Số: "),
             "report": document.subject[0].lower() + document.subject[1:],

@@ -18,8 +18,9 @@ from approvals.consolidated.document import ReportDocument, document, symbol_of
 from approvals.consolidated.files import report_files
 from approvals.consolidated.units import AnnualReport, from_snapshot
 from approvals.db import Database, utcnow
+from approvals.deadlines import CycleClock, clock_of
 from approvals.errors import NotFound
-from approvals.models import ApprovalRequest, Decision, IssuedReport
+from approvals.models import ApprovalRequest, Cycle, Decision, IssuedReport
 from approvals.plan.schema import Plan
 from approvals.statuses import Outcome, RequestStatus
 
@@ -65,11 +66,14 @@ async def issue(db: Database, *, plan: Plan, cycle_id: uuid.UUID, stage_id: str,
         issued = await _issued(session, cycle_id)
         if issued is None:
             request, signer = await _approved(session, cycle_id, stage_id)
+            cycle = await session.get(Cycle, cycle_id)
+            clock = clock_of(plan, cycle) if cycle is not None else CycleClock()
     if issued is not None:
         return Issued(issued.number, issued.symbol, issued.recipients, new=False)
     if request is None:
         raise NotFound(f"no approved consolidated report in cycle {cycle_id}")
-    issued_on = (request.decided_at or utcnow()).astimezone(plan.tz).date()
+    # Dated on the cycle's own calendar: a rehearsal's report carries the rehearsed day.
+    issued_on = clock.dated(request.decided_at or utcnow()).astimezone(plan.tz).date()
     report = from_snapshot(plan, request.data["report"], issued_on=issued_on, signer=signer)
     symbol = symbol_of(report.issuer)
     async with db.transaction() as session:
