@@ -46,6 +46,24 @@ async def real_cycles(session: AsyncSession, limit: int = 3) -> list[Cycle]:
     return list((await session.execute(select(Cycle).where(Cycle.rehearsal_speed.is_(None)).limit(limit))).scalars())
 
 
+def refuse_here(environment: Environment) -> None:
+    """RehearsalRefused in production."""
+    if environment is Environment.production:
+        raise RehearsalRefused(
+            "a rehearsal is refused with KEHOACH_ENVIRONMENT=production: give it its own data folder"
+        )
+
+
+async def refuse_real_cycles(session: AsyncSession) -> None:
+    """RehearsalRefused where this database holds cycles that are not rehearsals."""
+    real = await real_cycles(session)
+    if real:
+        named = ", ".join(f"{c.kind}/{c.period}" for c in real)
+        raise RehearsalRefused(
+            f"this database holds cycles that are not rehearsals ({named}): a rehearsal needs a database of its own"
+        )
+
+
 async def begin(
     session: AsyncSession,
     plan: Plan,
@@ -60,17 +78,9 @@ async def begin(
     """Make the year's cycle of `kind` a rehearsal whose first planned day begins now, or find the
     rehearsal already begun (a second `kehoach rehearse` joins it). Refused in production, and
     in a database that holds real cycles."""
-    if environment is Environment.production:
-        raise RehearsalRefused(
-            "a rehearsal is refused with KEHOACH_ENVIRONMENT=production: give it its own data folder"
-        )
+    refuse_here(environment)
     speed = speed_for(minutes)
-    real = await real_cycles(session)
-    if real:
-        named = ", ".join(f"{c.kind}/{c.period}" for c in real)
-        raise RehearsalRefused(
-            f"this database holds cycles that are not rehearsals ({named}): a rehearsal needs a database of its own"
-        )
+    await refuse_real_cycles(session)
     period = str(year)
     cycle = (
         await session.execute(select(Cycle).where(Cycle.kind == kind, Cycle.period == period).with_for_update())

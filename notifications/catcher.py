@@ -67,8 +67,20 @@ def read_inbox(maildir: Path) -> list[CaughtMessage]:
     if not (maildir / "cur").exists():
         return []
     box = mailbox.Maildir(str(maildir), create=False)
-    caught = []
-    for key in box.iterkeys():
-        entry = box.get_message(key)
-        caught.append(CaughtMessage(key, entry.get_date(), message_from_bytes(entry.as_bytes(), policy=policy.default)))
-    return sorted(caught, key=lambda m: m.received, reverse=True)
+    return sorted((_caught(box, key) for key in box.iterkeys()), key=lambda m: m.received, reverse=True)
+
+
+def _caught(box: mailbox.Maildir, key: str) -> CaughtMessage:
+    entry = box.get_message(key)
+    return CaughtMessage(key, entry.get_date(), message_from_bytes(entry.as_bytes(), policy=policy.default))
+
+
+def read_new(maildir: Path, seen: set[str]) -> list[CaughtMessage]:
+    """Messages filed since the last call (their keys are added to `seen`), oldest first: a
+    reader that polls parses each message once."""
+    if not (maildir / "cur").exists():
+        return []
+    box = mailbox.Maildir(str(maildir), create=False)
+    fresh = [key for key in box.iterkeys() if key not in seen]
+    seen.update(fresh)
+    return sorted((_caught(box, key) for key in fresh), key=lambda m: m.received)

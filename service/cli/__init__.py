@@ -21,6 +21,7 @@ for command in (
     processes.mailcatcher,
     cycles.start,
     processes.demo,
+    processes.rehearse,
 ):
     app.command()(command)
 app.add_typer(ops.audit_app, name="audit")

@@ -1,9 +1,11 @@
-"""The processes ops run: `kehoach web`, `dispatch`, `worker`, `mailcatcher`, and `demo`
-(all of them at once, on this machine)."""
+"""The processes ops run: `kehoach web`, `dispatch`, `worker`, `mailcatcher`, and `demo` and
+`rehearse` (all of them at once, on this machine)."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+from pathlib import Path
 
 import typer
 
@@ -80,3 +82,65 @@ def demo(year: int = typer.Option(None, help="The cycle's year; default: this ye
 
     settings = load_settings()
     run_demo(settings, year or current_year(settings))
+
+
+def rehearse(
+    minutes: float = typer.Option(30.0, help="Wall-clock minutes a planned year lasts (1 to 525600)."),
+    year: int = typer.Option(None, help="The rehearsed cycle's year; default: next year."),
+    play: list[str] = typer.Option(
+        None,
+        "--play",
+        metavar="OFFICIAL_OR_ROLE",
+        help="A role you play yourself (e.g. lead_agency.director) or an official's id (e.g. dost_director); "
+        "repeat for more. Their emails wait in the inbox for you; simulated officials play everyone else.",
+    ),
+    send_back: float = typer.Option(0.1, help="Share of decisions that ask for changes (0 to 1)."),
+    silent: float = typer.Option(
+        0.05, help="Share of reporting units (and the Board, asked for guidance) that never answer (0 to 1)."
+    ),
+    late: float = typer.Option(0.1, help="Share of officials who act only after the due time (0 to 1)."),
+    seed: int = typer.Option(1, help="The same seed plays the same year."),
+    data_dir: Path = typer.Option(
+        Path("kehoach-rehearsal"), help="The rehearsal's own data folder (its database, mail and Prefect)."
+    ),
+    database_url: str = typer.Option(
+        None, help="A database of the rehearsal's own; default: SQLite in its data folder (never KEHOACH_DATABASE_URL)."
+    ),
+    stop_at_end: bool = typer.Option(False, "--stop-at-end", help="Stop once the year's summary is printed."),
+) -> None:
+    """Rehearse a whole annual cycle of the plan on the real stack, its calendar compressed (a year in 30 minutes), with simulated officials acting from their emails; refused in production and against a database holding real cycles. Ends with the issued consolidated report and a summary of the year."""  # noqa: E501
+    from approvals.config import Settings
+    from approvals.plan import load_plan
+    from approvals.rehearsals import RehearsalRefused, speed_for
+    from service.rehearsal.command import Rehearsal, played_officials, run_rehearsal
+    from service.rehearsal.officials import Shares
+
+    load_settings()  # KEHOACH_* as every command reads them; a bad value exits 2
+    own = {
+        "data_dir": data_dir.resolve(),
+        "database_url": database_url,  # None: SQLite in the data folder, never KEHOACH_DATABASE_URL
+        # Simulated officials all open their links from this machine: one client to the
+        # failed-link limit, which would slow them all down for a few stale links.
+        "link_failure_limit": 1000,
+    }
+    try:
+        settings = Settings(**own)
+        shares = Shares(send_back=send_back, silent=silent, late=late)
+        speed_for(minutes)
+    except (ValueError, RehearsalRefused) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    plan = load_plan(settings.plan_file)
+    chosen = year or (current_year_of(plan) + 1)
+    rehearsal = Rehearsal(
+        year=chosen,
+        minutes=minutes,
+        played=played_officials(plan, play or [], plan.cycle("annual").start_in(chosen)),
+        shares=shares,
+        seed=seed,
+        stop_at_end=stop_at_end,
+    )
+    run_rehearsal(settings, rehearsal)
+
+
+def current_year_of(plan) -> int:
+    return dt.datetime.now(plan.tz).year

@@ -26,13 +26,15 @@ NOWHERE = f"http://127.0.0.1:{free_port()}/api"  # nothing listens: Prefect is d
 @pytest.fixture
 def kehoach(private_database, tmp_path):
     """`kehoach ARGS...` in this process, on the test's own database; (exit code, output)."""
-    env = {"KEHOACH_DATABASE_URL": private_database.url, "KEHOACH_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    base = {"KEHOACH_DATABASE_URL": private_database.url, "KEHOACH_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
 
-    def run(*args: str, prefect: str | None = NOWHERE) -> tuple[int, str]:
+    def run(*args: str, prefect: str | None = NOWHERE, env: dict[str, str] | None = None) -> tuple[int, str]:
         get_settings.cache_clear()  # a process reads its settings once; each run here has its own
         try:
             with temporary_settings(updates={PREFECT_API_URL: prefect}):
-                result = CliRunner().invoke(app, list(args), env={**env, "PREFECT_API_URL": prefect or ""})
+                result = CliRunner().invoke(
+                    app, list(args), env={**base, **(env or {}), "PREFECT_API_URL": prefect or ""}
+                )
         finally:
             get_settings.cache_clear()
         return result.exit_code, result.output
@@ -136,3 +138,36 @@ def test_status_names_each_check_and_exits_1_while_prefect_is_down(kehoach):
     assert code == 0 and "prefect" not in out, out
     code, out = kehoach("status", "--check", "nonsense")
     assert code == 2 and "unknown check" in out
+
+
+def test_rehearse_is_refused_in_production_before_anything_is_made(kehoach, tmp_path):
+    folder = tmp_path / "rehearsal"
+    production = {"KEHOACH_ENVIRONMENT": "production", "KEHOACH_LINK_SECRET": "s" * 48}
+    code, out = kehoach("rehearse", "--data-dir", str(folder), env=production)
+    assert code == 2 and "Refused" in out and "KEHOACH_ENVIRONMENT=production" in out, out
+    assert not folder.exists()  # not even its data folder
+
+
+def test_rehearse_is_refused_against_a_database_holding_real_cycles(kehoach, private_database, tmp_path):
+    async def seed(session):
+        session.add(Cycle(kind="annual", period="2031", starts_on=dt.date(2031, 1, 15)))
+
+    _db(private_database.url, seed)
+    before = _counts(private_database.url)
+    code, out = kehoach("rehearse", "--data-dir", str(tmp_path / "r"), "--database-url", private_database.url)
+    assert code == 2 and "not rehearsals (annual/2031)" in out and "a database of its own" in out, out
+    assert _counts(private_database.url) == before  # no rehearsal cycle, no audit row
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--play", "nobody_at_all"), "neither an official nor a role"),
+        (("--silent", "1.5"), "the silent share is a number from 0 to 1"),
+        (("--minutes", "0.5"), "between 1 minute and a real year"),
+    ],
+    ids=["play_unknown", "share_out_of_range", "too_fast"],
+)
+def test_rehearse_refuses_bad_options_before_anything_starts(kehoach, tmp_path, args, said):
+    code, out = kehoach("rehearse", "--data-dir", str(tmp_path / "r"), *args)
+    assert code == 2 and said in " ".join(out.split()), out

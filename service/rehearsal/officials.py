@@ -1,0 +1,243 @@
+"""Simulated officials: each reads the emails that reach their address in the mail catcher,
+and acts through the links in them as a person would (open the page, then send its form).
+Nothing is written to the database.
+
+Each acts after a random delay inside their step's window, on the rehearsal's clock. Some act
+only after the due time (their reminders and the escalation come first); some reporting units,
+and the Propaganda Board when asked, stay silent; some decisions ask for changes. The shares are
+set per rehearsal, and the same seed plays the same year. The roles the person plays are left
+alone: their emails wait in the inbox for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from approvals.db import utcnow
+from approvals.deadlines import clock_of, step_due
+from approvals.models import Cycle
+from approvals.plan import Plan
+from approvals.plan.stages import Stage, StageKind, TimeoutPolicy
+from notifications.catcher import CaughtMessage, read_new
+from service.rehearsal.forms import PageForm, read_form
+
+log = logging.getLogger(__name__)
+LINK = re.compile(r"(https?://[^\s<>\"]+/[as]/[A-Za-z0-9_-]{16,})")
+REMINDER_TAGS = ("[Nhắc việc]", "[Reminder]")
+ESCALATION_TAGS = ("[Chuyển đến đồng chí", "[Escalated to you]")
+RESUBMISSION_TAGS = ("[Cần chỉnh sửa]", "[Changes requested]")
+SEND_BACK_COMMENT = "Đề nghị bổ sung số liệu và kết quả cụ thể rồi gửi lại."
+DUE_VI = re.compile(r"(?:Hạn xử lý|hạn):? (\d{2}):(\d{2}) ngày (\d{2})/(\d{2})/(\d{4})")
+DUE_EN = re.compile(r"(?:Due|due):? (\d{2}) ([A-Z][a-z]{2}) (\d{4}), (\d{2}):(\d{2})")
+TRIES = 6  # a page that answers 429 or 5xx is tried again, waiting longer each time
+AMOUNTS = ("850.000.000", "1.200.000.000", "1.600.000.000", "2.400.000.000")  # the last needs the PPC too
+
+
+@dataclass(frozen=True)
+class Shares:
+    """What share of simulated officials do what (each between 0 and 1)."""
+
+    send_back: float = 0.1  # a decision asks for changes
+    silent: float = 0.05  # a reporting unit (or the Board, asked for guidance) never answers
+    late: float = 0.1  # an official acts only after the due time, once reminded and escalated
+
+    def __post_init__(self) -> None:
+        for name in ("send_back", "silent", "late"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"the {name.replace('_', '-')} share is a number from 0 to 1")
+
+
+@dataclass
+class Link:
+    url: str
+    official: str
+    stage: Stage
+    escalated: bool
+    resubmission: bool
+    received: dt.datetime
+    due: dt.datetime
+    done: bool = False
+
+    @property
+    def form(self) -> bool:
+        """A submission's form link (/s/), rather than a decision's (/a/)."""
+        return "/s/" in self.url
+
+
+@dataclass
+class SimulatedOfficials:
+    plan: Plan
+    cycle: Cycle
+    maildir: Path
+    played: frozenset[str]  # official ids the person plays: left alone
+    shares: Shares = Shares()
+    seed: int = 0
+    at_once: int = 4  # pages open at the same moment
+    tally: Counter = field(default_factory=Counter)
+    seen: set[str] = field(default_factory=set)
+    links: list[Link] = field(default_factory=list)
+    silent: set[tuple[str, str]] = field(default_factory=set)  # (official, stage) that stay silent
+    late: set[tuple[str, str]] = field(default_factory=set)  # (official, stage) that act after the due time
+
+    def __post_init__(self) -> None:
+        self.by_address = {str(o.email).lower(): o for o in self.plan.officials}
+        self.stages = self.plan.cycle(self.cycle.kind).stages
+        self.clock = clock_of(self.plan, self.cycle)
+        self.slots = asyncio.Semaphore(self.at_once)
+        self.tasks: set[asyncio.Task] = set()
+
+    def _luck(self, *key: str) -> random.Random:
+        """The same draw for the same official and step, whatever the order emails arrive in."""
+        return random.Random(":".join((str(self.seed), *key)))
+
+    async def run(self, stop: asyncio.Event, poll: float = 0.5) -> None:
+        async with httpx.AsyncClient(timeout=60, follow_redirects=False) as http:
+            self.http = http
+            while not stop.is_set():
+                for email in read_new(self.maildir, self.seen):
+                    self.read(email)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), poll)
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def read(self, email: CaughtMessage) -> None:
+        """An email reached the catcher: schedule what its reader does with each link in it."""
+        subject = str(email.message["Subject"] or "")
+        stage = next((s for s in self.stages if s.name.vi in subject or s.name.en in subject), None)
+        urls = LINK.findall(email.text)
+        if stage is None or not urls:
+            return
+        for address in re.findall(r"[\w.+-]+@[\w.-]+", str(email.message["To"] or "")):
+            official = self.by_address.get(address.lower())
+            if official is None:
+                continue
+            if official.id in self.played:
+                self.tally["left for you"] += len(urls)
+                continue
+            now = utcnow()
+            reminder = any(t in subject for t in REMINDER_TAGS)
+            escalated = any(t in subject for t in ESCALATION_TAGS)
+            resubmission = any(t in subject for t in RESUBMISSION_TAGS)
+            for url in urls:
+                link = Link(url, official.id, stage, escalated, resubmission, now, self._due(email.text, stage, now))
+                if reminder or link.form:
+                    self._supersede(link)
+                self.links.append(link)
+                self._schedule(link)
+
+    def _supersede(self, new: Link) -> None:
+        """A reminder's link replaces the one before it, whose token it rotated (opening it would
+        only count as a failed link). An official has one form per stage at a time, so a form link
+        replaces any before it; a director asked to decide each unit's report gets a decision
+        link per unit, so only a reminder replaces those."""
+        for link in self.links:
+            if (link.official, link.stage.id, link.form) == (new.official, new.stage.id, new.form) and not link.done:
+                link.done = True
+                self.tally["superseded"] += 1
+
+    def _due(self, email_text: str, stage: Stage, received: dt.datetime) -> dt.datetime:
+        """The step's due time as its email states it (on the rehearsal's calendar), on the wall
+        clock; where the email names none, when a step opened now would fall due."""
+        found = DUE_VI.search(email_text)
+        if found:
+            hour, minute, day, month, year = map(int, found.groups())
+        elif found := DUE_EN.search(email_text):
+            day, name, year, hour, minute = found.groups()
+            day, year, hour, minute = int(day), int(year), int(hour), int(minute)
+            month = dt.datetime.strptime(name, "%b").month
+        else:
+            return step_due(self.plan, stage, self.cycle, received)
+        planned = dt.datetime(year, month, day, hour, minute, 59, tzinfo=self.plan.tz)
+        return self.clock.wall(planned)
+
+    def _schedule(self, link: Link) -> None:
+        luck = self._luck(link.official, link.stage.id, link.url[-12:])
+        steady = self._luck(link.official, link.stage.id)  # silence and lateness belong to the person
+        if self._may_stay_silent(link) and steady.random() < self.shares.silent:
+            self.silent.add((link.official, link.stage.id))
+            self.tally["silent"] = len(self.silent)  # steps, not emails: a reminder finds them silent again
+            log.info("%s %s: stays silent", link.official, link.stage.id)
+            return
+        due = link.due
+        if not link.escalated and steady.random() < self.shares.late:
+            self.late.add((link.official, link.stage.id))
+            self.tally["late"] = len(self.late)
+            grace = link.stage.escalation_days or 7
+            when = max(due, link.received) + self.clock.days(luck.uniform(0.1, 0.3) * grace)  # before it expires
+        else:
+            when = link.received + (due - link.received) * luck.uniform(0.05, 0.6)
+        log.info("%s %s: will act at %s", link.official, link.stage.id, self.clock.dated(when).isoformat())
+        task = asyncio.create_task(self._act_at(link, when, luck))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _may_stay_silent(self, link: Link) -> bool:
+        """Only a step the year can do without: one unit's report, or guidance the Board may let lapse."""
+        return link.stage.kind is StageKind.report or link.stage.on_timeout is TimeoutPolicy.proceed
+
+    async def _act_at(self, link: Link, when: dt.datetime, luck: random.Random) -> None:
+        await asyncio.sleep(max((when - utcnow()).total_seconds(), 0))
+        for attempt in range(TRIES):
+            if link.done:
+                return
+            async with self.slots:
+                try:
+                    if await self._act(link, luck):
+                        return
+                except httpx.HTTPError as exc:  # the web service slow or restarting: a person tries again later
+                    log.info("%s %s: could not open the page (%s)", link.official, link.stage.id, exc)
+            await asyncio.sleep(min(2.0**attempt, 30.0))
+        self.tally["gave up"] += 1
+        log.info("%s %s: gave up after %d tries", link.official, link.stage.id, TRIES)
+
+    async def _act(self, link: Link, luck: random.Random) -> bool:
+        """Open the page and send its form; False when the service asked to come back later."""
+        page = await self.http.get(link.url)
+        if page.status_code == 429 or page.status_code >= 500:
+            return False
+        link.done = True
+        form = read_form(page.text) if page.status_code == 200 else None
+        if form is None:  # decided meanwhile by another, closed, or past its expiry
+            self.tally["found closed"] += 1
+            log.info("%s %s: found closed (%s)", link.official, link.stage.id, page.status_code)
+            return True
+        if form.decides:
+            data, done = self._decision(form, luck)
+        else:
+            data, done = self._submission(form, link, luck)
+        answer = await self.http.post(link.url, data=data)
+        self.tally[done if answer.status_code == 200 else "refused"] += 1
+        log.info("%s %s: %s (%s)", link.official, link.stage.id, done, answer.status_code)
+        return True
+
+    def _decision(self, form: PageForm, luck: random.Random) -> tuple[dict[str, str], str]:
+        data = dict(form.inputs)
+        if "request_changes" in form.choices and luck.random() < self.shares.send_back:
+            return {**data, "outcome": "request_changes", "comment": SEND_BACK_COMMENT}, "sent back"
+        return {**data, "outcome": "approve", "comment": ""}, "approved"
+
+    def _submission(self, form: PageForm, link: Link, luck: random.Random) -> tuple[dict[str, str], str]:
+        official = self.plan.official(link.official)
+        writer = official.name if official else link.official
+        data = dict(form.inputs)
+        for name, held in form.boxes.items():
+            if name != "links":  # held: the consolidation's suggested summary, or what was sent before
+                data[name] = held or f"{link.stage.name.vi}: nội dung diễn tập của {writer}."
+        if "amount" in form.inputs:
+            data["amount"] = luck.choice(AMOUNTS)
+        if link.resubmission:
+            data["text"] = f"{form.boxes.get('text', '')}\nĐã bổ sung theo ý kiến.".strip()
+            return data, "resubmitted"
+        return data, "submitted"

@@ -1,0 +1,119 @@
+"""`kehoach rehearse` end to end (issue 22): the shipped plan's whole year at its real size (89
+reporting units) on the real stack (a Prefect server, the worker, the sweep, the dispatcher,
+the web service and the mail catcher), its calendar compressed into minutes, simulated
+officials acting from their emails, until the consolidated report is issued and emailed.
+
+The person plays the Propaganda Board's head: that email waits in the inbox, nobody answers
+it, and the Board's guidance lapses as the plan allows."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pypdf
+import pytest
+
+from notifications.catcher import read_inbox
+from service.prefect_server import LocalPrefectServer, free_port
+from tests.support.stack import UNUSED_PREFECT_SERVICES_OFF
+
+pytestmark = pytest.mark.e2e
+KEHOACH = str(Path(sys.executable).parent / "kehoach")
+MINUTES = 3.5  # the planned year's wall minutes: the whole test stays within 5
+YEAR = 2027
+UNITS = 89  # every unit that reports in 2027 (the departments, the press, the mass organisations, the 65 communes)
+PREFIX = ("[Diễn tập]", "[Rehearsal]")
+
+
+@pytest.fixture
+def prefect(tmp_path, prefect_template):
+    """A Prefect server of the rehearsal's own: its worker serves the same deployment names as
+    the other tests' workers, and would take their runs on a shared server."""
+    server = LocalPrefectServer(tmp_path / "prefect", template=prefect_template, env=UNUSED_PREFECT_SERVICES_OFF)
+    server.start(timeout=240)
+    yield server
+    server.stop()
+
+
+def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp_path, prefect):
+    folder, web_port = tmp_path / "rehearsal", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "KEHOACH_"))}
+    env.update(
+        {
+            "KEHOACH_WEB_PORT": str(web_port),
+            "KEHOACH_SMTP_PORT": str(free_port()),
+            "KEHOACH_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+            "PREFECT_API_URL": prefect.api_url,
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        }
+    )
+    args = ["--minutes", str(MINUTES), "--year", str(YEAR), "--data-dir", str(folder), "--play", "propaganda_head"]
+    done = subprocess.run(
+        [KEHOACH, "rehearse", *args, "--stop-at-end"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    issued = re.search(r"The consolidated report (\d+/BC-SKHCN) is issued\n.*It is emailed to the PPC", out)
+    assert issued, out[-4000:]
+    assert "You play: propaganda_head" in out and "Stopped cleanly" in out
+
+    db = sqlite3.connect(folder / "kehoach.db")
+    (speed,) = db.execute("SELECT rehearsal_speed FROM cycle WHERE period = ?", (str(YEAR),)).fetchone()
+    assert speed == pytest.approx(365 * 86_400 / (MINUTES * 60))
+    assert db.execute("SELECT COUNT(*) FROM cycle WHERE rehearsal_speed IS NULL").fetchone() == (0,)
+    stages = dict(db.execute("SELECT stage, status FROM cycle_stage"))
+    assert stages["consolidated_report"] == "done" and stages["propaganda_guidance"] == "lapsed", stages
+    units = db.execute("SELECT COUNT(DISTINCT subject) FROM approval_request WHERE stage = 'annual_report'").fetchone()
+    assert units == (UNITS,)
+
+    # The summary says what the database holds.
+    steps, rounds = db.execute(
+        "SELECT COUNT(DISTINCT stage || '/' || subject), COUNT(*) FROM approval_request"
+    ).fetchone()
+    assert f"Steps:                 {steps} ({rounds} rounds with resubmissions)" in out
+    decisions = dict(db.execute("SELECT outcome, COUNT(*) FROM decision GROUP BY outcome"))
+    assert f"sent back {decisions.get('request_changes', 0)}" in out and decisions["approve"] > UNITS
+    reminded = db.execute(
+        "SELECT COUNT(*) FROM audit_event WHERE action IN ('request.reminded', 'submission.reminded')"
+    ).fetchone()[0]
+    escalated = db.execute("SELECT COUNT(*) FROM approval_request WHERE escalated_at IS NOT NULL").fetchone()[0]
+    assert reminded > 0 and escalated > 0  # the sweep followed the compressed clock
+    assert f"Reminders:             {reminded}" in out and f"Escalations:           {escalated}" in out
+
+    # The person played the Board's head: nothing was done in their name; their email waits.
+    assert db.execute("SELECT COUNT(*) FROM decision WHERE official_id = 'propaganda_head'").fetchone() == (0,)
+    assert db.execute("SELECT requested_by FROM approval_request WHERE stage = 'propaganda_guidance'").fetchall() == [
+        (None,)
+    ]
+    inbox = read_inbox(folder / "mail")
+    waiting = [m for m in inbox if "truongban.tgdv@" in str(m.message["To"]) and "/s/" in m.text]
+    assert waiting, "the Board head's form link never reached the inbox"
+
+    # Every email names the rehearsal; the issued report reached the PPC, dated on the rehearsal's calendar.
+    assert [m.message["Subject"] for m in inbox if not str(m.message["Subject"]).startswith(PREFIX)] == []
+    report = [m for m in inbox if "vanthu.ubnd@" in str(m.message["To"]) and issued.group(1) in m.text]
+    assert report, "the issued report was not emailed to the PPC"
+    (pdf,) = [data for name, kind, data in report[0].attachments if kind == "application/pdf"]
+    text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    dated = re.search(r"Lạng Sơn, ngày \d{2} tháng (\d{2}) năm (\d{4})", " ".join(text.split()))
+    assert dated and dated.groups() in (("12", str(YEAR)), ("01", str(YEAR + 1))), text[:600]  # not today's date
+
+    verified = subprocess.run(
+        [KEHOACH, "audit", "verify"],
+        env={**env, "KEHOACH_DATA_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
