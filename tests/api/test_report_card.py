@@ -91,7 +91,13 @@ async def test_a_rehearsal_is_shown_on_its_own_compressed_calendar(client, accou
     assert set(units_table(early, 2062).values()) == {"Chưa đến ngày mở"}
     with time_machine.travel(began + dt.timedelta(minutes=28), tick=False):
         late = (await client.get("/reports/annual/2062/units", headers=accounts.as_viewer)).text
+        overview = (await client.get("/?year=2062", headers=accounts.as_viewer)).text
     assert set(units_table(late, 2062).values()) == {"Chưa bắt đầu"} and "đã quá hạn nộp" in html.unescape(late)
+    # Both pages say it is a rehearsal, first thing; a year of real cycles does not.
+    for page in (early, late, overview):
+        assert "DIỄN TẬP: đây là một đợt diễn tập" in html.unescape(page[: page.index("<h1")])
+    await _cycle(database, 2065)
+    assert "DIỄN TẬP" not in html.unescape((await client.get("/?year=2065", headers=accounts.as_viewer)).text)
 
 
 async def test_stage_6_is_the_implementation_period_with_its_own_cycles(client, accounts, database):
