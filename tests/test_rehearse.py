@@ -67,6 +67,7 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
     issued = re.search(r"The consolidated report (\d+/BC-SKHCN) is issued\n.*It is emailed to the PPC", out)
     assert issued, out[-4000:]
     assert "You play: propaganda_head" in out and "Stopped cleanly" in out
+    assert re.search(r"Audit log: +\d+ rows, the chain verifies", out), out[-2000:]
 
     db = sqlite3.connect(folder / "kehoach.db")
     (speed,) = db.execute("SELECT rehearsal_speed FROM cycle WHERE period = ?", (str(YEAR),)).fetchone()

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 from sqlalchemy import select
 
+from approvals import audit
 from approvals.config import Settings
 from approvals.db import Database, utcnow
 from approvals.deadlines import clock_of
@@ -116,10 +117,16 @@ async def _rehearse(settings: Settings, rehearsal: Rehearsal, ui_url: str) -> No
         began = time.monotonic()
         step(f"Rehearsing the annual cycle {rehearsal.year}: a planned day lasts {clock.days(1).total_seconds():.1f} s")
         run = await start_annual_cycle(rehearsal.year, settings.prefect_deployment)
-        officials = SimulatedOfficials(
-            plan, cycle, settings.mail_dir, rehearsal.played, rehearsal.shares, seed=rehearsal.seed
-        )
         base = settings.public_base_url
+        officials = SimulatedOfficials(
+            plan,
+            cycle,
+            settings.mail_dir,
+            rehearsal.played,
+            rehearsal.shares,
+            seed=rehearsal.seed,
+            for_you=lambda official, subject: step(f"For you ({official}), in the inbox {base}/mail: {subject}"),
+        )
         typer.echo("")
         typer.secho("The rehearsal is running. Open:", bold=True)
         typer.echo(f"  Inbox (caught emails):  {base}/mail")
@@ -140,7 +147,15 @@ async def _rehearse(settings: Settings, rehearsal: Rehearsal, ui_url: str) -> No
             if number is not None:
                 async with stack.db.transaction() as session:
                     summary = await summarise(session, cycle.id)
+                async with stack.db.sessions() as session:
+                    checked, broken = await audit.verify(session)
                 print_summary(summary, officials.tally, time.monotonic() - began)
+                typer.echo(
+                    f"  Audit log:             {checked} rows, "
+                    + (f"BROKEN at row {broken.row_id}: {broken.reason}" if broken else "the chain verifies")
+                )
+                typer.echo("")
+                typer.echo(f"Look again later: KEHOACH_DATA_DIR={settings.data_dir} kehoach status (or audit verify).")
                 if not rehearsal.stop_at_end:
                     typer.echo("The stack keeps running so that you can look around. Press Ctrl-C to stop.")
                     await stack.stop.wait()

@@ -18,6 +18,7 @@ import logging
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,7 @@ class SimulatedOfficials:
     shares: Shares = Shares()
     seed: int = 0
     at_once: int = 4  # pages open at the same moment
+    for_you: Callable[[str, str], None] | None = None  # told (official, subject) when a played role is asked
     tally: Counter = field(default_factory=Counter)
     seen: set[str] = field(default_factory=set)
     links: list[Link] = field(default_factory=list)
@@ -125,6 +127,8 @@ class SimulatedOfficials:
                 continue
             if official.id in self.played:
                 self.tally["left for you"] += len(urls)
+                if self.for_you is not None:
+                    self.for_you(official.id, subject)
                 continue
             now = utcnow()
             reminder = any(t in subject for t in REMINDER_TAGS)
