@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.config import Environment
+from approvals.deadlines import clock_of, start_of_local_day
 from approvals.errors import Refused
 from approvals.models import Cycle
 from approvals.plan.schema import Plan
@@ -102,5 +103,39 @@ async def begin(
         entity="cycle",
         entity_id=str(cycle.id),
         data={"speed": speed, "minutes_per_year": minutes, "began": now.isoformat(), "starts_on": str(cycle.starts_on)},
+    )
+    return cycle
+
+
+async def follow(
+    session: AsyncSession, plan: Plan, *, leading: Cycle, kind: str, period: str, starts_on: dt.date, by: str
+) -> Cycle:
+    """A cycle that runs inside a rehearsal, such as a month's culture-society cycle: on the
+    rehearsal's compressed clock, its first planned day falling where the rehearsal's calendar
+    puts that day. Found, not made again, when it exists (a second start joins it)."""
+    if not leading.rehearsal_speed or leading.rehearsal_began is None:
+        raise RehearsalRefused(f"{leading.kind}/{leading.period} is not a rehearsal: nothing can follow its clock")
+    began = clock_of(plan, leading).wall(start_of_local_day(starts_on, plan.tz), not_before=True)
+    found = select(Cycle).where(Cycle.kind == kind, Cycle.period == period)
+    cycle = (await session.execute(found)).scalar()
+    if cycle is not None:
+        if not cycle.rehearsal_speed:
+            raise RehearsalRefused(f"{kind}/{period} exists and is not a rehearsal")
+        return cycle
+    cycle = Cycle(
+        kind=kind, period=period, starts_on=starts_on, rehearsal_speed=leading.rehearsal_speed, rehearsal_began=began
+    )
+    try:
+        async with session.begin_nested():
+            session.add(cycle)
+    except IntegrityError:
+        return (await session.execute(found)).scalar_one()
+    await audit.append(
+        session,
+        actor=by,
+        action="cycle.rehearsal_began",
+        entity="cycle",
+        entity_id=str(cycle.id),
+        data={"speed": cycle.rehearsal_speed, "began": began.isoformat(), "follows": str(leading.id)},
     )
     return cycle

@@ -15,6 +15,8 @@ from prefect.settings import PREFECT_API_URL
 from approvals.cycles import NotRestartable
 from approvals.errors import NotFound, Unavailable
 
+MONTHLY_DEPLOYMENT = "culture-society-cycle/culture-society-cycle"
+
 
 class PrefectNotConfigured(Unavailable):
     """No PREFECT_API_URL: kehoach never lets Prefect start a temporary server of its own."""
@@ -94,7 +96,7 @@ def deployment_of(settings, cycle, record_id: str | None) -> tuple[str, dict, st
         return settings.prefect_deployment, {"year": int(cycle.period)}, f"annual-cycle-{cycle.period}"
     if cycle.kind == "culture_society_monthly" and re.fullmatch(r"[0-9]{4}-[0-9]{2}", cycle.period):
         return (
-            "culture-society-cycle/culture-society-cycle",
+            MONTHLY_DEPLOYMENT,
             {"month": cycle.period},
             f"culture-society-{cycle.period}",
         )

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from approvals import consolidated
 from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, to_docx, to_pdf
 from approvals.db import utcnow
+from approvals.deadlines import CycleClock, clock_of
 from approvals.models import Cycle, IssuedReport
 
 FORMATS = {"docx": (DOCX_TYPE, to_docx), "pdf": (PDF_TYPE, to_pdf)}
@@ -26,15 +27,27 @@ class ReportFile:
         return f'attachment; filename="{self.filename}"'
 
 
-def draft_document(app, report: consolidated.AnnualReport, *, now, summary: str = "") -> consolidated.ReportDocument:
-    """The report as a draft dated today, without a number; the summary suggested unless given."""
+def draft_document(
+    app, report: consolidated.AnnualReport, *, now, clock: CycleClock, summary: str = ""
+) -> consolidated.ReportDocument:
+    """The report as a draft dated today (on the cycle's calendar), without a number; the summary
+    suggested unless given."""
     return consolidated.document(
         app.plan,
         report,
         summary=summary or consolidated.default_summary(report),
-        issued_on=now.astimezone(app.plan.tz).date(),
+        issued_on=clock.dated(now).astimezone(app.plan.tz).date(),
         number=None,
+        clock=clock,
     )
+
+
+async def year_clock(session, plan, year: int) -> CycleClock:
+    """The clock of the year's annual cycle (shifted or rehearsed), or the plan's own where it has none."""
+    cycle = (
+        await session.execute(select(Cycle).where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year)))
+    ).scalar()
+    return clock_of(plan, cycle) if cycle is not None else CycleClock()
 
 
 async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -> ReportFile:
@@ -62,7 +75,8 @@ async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -
                 f"bao-cao-tong-hop-{year}-so-{issued.number}.{fmt}",
             )
         report = await consolidated.gather(session, app.plan, year, now=now)
-    document = draft_document(app, report, now=now)
+        clock = await year_clock(session, app.plan, year)
+    document = draft_document(app, report, now=now, clock=clock)
     media_type, write = FORMATS[fmt]
     data = await asyncio.to_thread(write, document)  # a few hundred ms of CPU: not on the event loop
     return ReportFile(data, media_type, f"{document.filename_stem}-{year}.{fmt}")

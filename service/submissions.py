@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from approvals import consolidated, steps, submitting
 from approvals.consolidated.files import report_files
 from approvals.db import utcnow
+from approvals.deadlines import clock_of
 from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
 from approvals.plan.stages import StageKind
@@ -131,7 +132,9 @@ async def _draft(app: App, token: str, summary: str) -> tuple[dict, list[tuple[s
         view = await submitting.view_submission(session, token, now=now)
         year = int(view.cycle.period)
         report = await consolidated.gather(session, app.plan, year, now=now)
-    files = await asyncio.to_thread(report_files, draft_document(app, report, now=now, summary=summary), year=year)
+        clock = clock_of(app.plan, view.cycle)
+    draft = draft_document(app, report, now=now, clock=clock, summary=summary)
+    files = await asyncio.to_thread(report_files, draft, year=year)
     return consolidated.snapshot(report), files
 
 

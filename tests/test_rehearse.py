@@ -78,17 +78,35 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
     units = db.execute("SELECT COUNT(DISTINCT subject) FROM approval_request WHERE stage = 'annual_report'").fetchone()
     assert units == (UNITS,)
 
-    # The summary says what the database holds.
-    steps, rounds = db.execute(
-        "SELECT COUNT(DISTINCT stage || '/' || subject), COUNT(*) FROM approval_request"
-    ).fetchone()
+    # Each month's culture-society cycle ran on the rehearsal's clock, its outlets acting too.
+    months = dict(db.execute("SELECT period, rehearsal_speed FROM cycle WHERE kind = 'culture_society_monthly'"))
+    assert sorted(months) == [f"{YEAR}-{m:02d}" for m in range(2, 13)] and set(months.values()) == {speed}
+    monthly = db.execute(
+        "SELECT COUNT(*) FROM decision d JOIN approval_request r ON r.id = d.request_id "
+        "WHERE r.stage = 'monthly_production'"
+    ).fetchone()[0]
+    assert monthly > 0
+    finished = db.execute(
+        "SELECT COUNT(*) FROM cycle WHERE kind = 'culture_society_monthly' AND finished_at IS NOT NULL"
+    ).fetchone()[0]
+    assert f"Monthly cycles:        11 started, {finished} finished" in out
+
+    # The summary says what the database holds of the annual cycle (the months have a line of their own).
+    db.execute(
+        "CREATE TEMP VIEW year_step AS SELECT * FROM approval_request "
+        "WHERE cycle_id = (SELECT id FROM cycle WHERE kind = 'annual')"
+    )
+    steps, rounds = db.execute("SELECT COUNT(DISTINCT stage || '/' || subject), COUNT(*) FROM year_step").fetchone()
     assert f"Steps:                 {steps} ({rounds} rounds with resubmissions)" in out
-    decisions = dict(db.execute("SELECT outcome, COUNT(*) FROM decision GROUP BY outcome"))
+    decisions = dict(
+        db.execute("SELECT outcome, COUNT(*) FROM decision WHERE request_id IN (SELECT id FROM year_step) GROUP BY 1")
+    )
     assert f"sent back {decisions.get('request_changes', 0)}" in out and decisions["approve"] > UNITS
     reminded = db.execute(
-        "SELECT COUNT(*) FROM audit_event WHERE action IN ('request.reminded', 'submission.reminded')"
+        "SELECT COUNT(*) FROM audit_event WHERE action IN ('request.reminded', 'submission.reminded') "
+        "AND replace(entity_id, '-', '') IN (SELECT id FROM year_step)"  # SQLite keeps a uuid's 32 digits
     ).fetchone()[0]
-    escalated = db.execute("SELECT COUNT(*) FROM approval_request WHERE escalated_at IS NOT NULL").fetchone()[0]
+    escalated = db.execute("SELECT COUNT(*) FROM year_step WHERE escalated_at IS NOT NULL").fetchone()[0]
     assert reminded > 0 and escalated > 0  # the sweep followed the compressed clock
     assert f"Reminders:             {reminded}" in out and f"Escalations:           {escalated}" in out
 
@@ -107,6 +125,7 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
     assert report, "the issued report was not emailed to the PPC"
     (pdf,) = [data for name, kind, data in report[0].attachments if kind == "application/pdf"]
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    assert "BẢN DIỄN TẬP - KHÔNG CÓ GIÁ TRỊ THỰC HIỆN" in " ".join(text.split())  # no one takes it for real
     dated = re.search(r"Lạng Sơn, ngày \d{2} tháng (\d{2}) năm (\d{4})", " ".join(text.split()))
     assert dated and dated.groups() in (("12", str(YEAR)), ("01", str(YEAR + 1))), text[:600]  # not today's date
 

@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from approvals.consolidated.units import AnnualReport, UnitStatus
+from approvals.deadlines import CycleClock
 from approvals.plan.people import Agency
 from approvals.plan.schema import Plan
 
@@ -37,6 +38,10 @@ class Section:
     files: list[str] = field(default_factory=list)
 
 
+REHEARSAL_MARK = "BẢN DIỄN TẬP - KHÔNG CÓ GIÁ TRỊ THỰC HIỆN"
+AS_PLANNED = CycleClock()
+
+
 @dataclass(frozen=True)
 class ReportDocument:
     """A report as Decree 30/2020 lays it out, top to bottom; every text NFC."""
@@ -60,6 +65,12 @@ class ReportDocument:
     recipients: list[str]  # "- UBND tỉnh;" ... "- Lưu: VT."
     signer_title: str  # "GIÁM ĐỐC"
     signer_name: str
+    rehearsal: bool = False  # a rehearsal's report says so above its kind, and has no force
+
+    @property
+    def marks(self) -> list[str]:
+        """What stands above the document's kind: a draft's "DỰ THẢO", a rehearsal's notice."""
+        return (["DỰ THẢO"] if self.draft else []) + ([REHEARSAL_MARK] if self.rehearsal else [])
 
     @property
     def filename_stem(self) -> str:
@@ -86,9 +97,16 @@ def default_summary(report: AnnualReport) -> str:
 
 
 def document(
-    plan: Plan, report: AnnualReport, *, summary: str, issued_on: dt.date, number: int | None
+    plan: Plan,
+    report: AnnualReport,
+    *,
+    summary: str,
+    issued_on: dt.date,
+    number: int | None,
+    clock: CycleClock = AS_PLANNED,
 ) -> ReportDocument:
-    """The report's layout and words (Vietnamese, the language of the province's documents)."""
+    """The report's layout and words (Vietnamese, the language of the province's documents).
+    Its dates are the cycle's own (`clock`: a rehearsal's compressed calendar)."""
     tz = plan.tz
     spec = plan.report
     issuer = report.issuer
@@ -98,7 +116,7 @@ def document(
             str(i),
             u.name,
             STATUS_VI.get(u.status, u.status),
-            u.submitted_at.astimezone(tz).strftime("%d/%m/%Y") if u.submitted_at else "—",
+            clock.dated(u.submitted_at).astimezone(tz).strftime("%d/%m/%Y") if u.submitted_at else "—",
         ]
         for i, u in enumerate(report.units, start=1)
     ]
@@ -121,7 +139,7 @@ def document(
         intro=[
             f"Thực hiện {title} ({plan.plan.legal_basis}), {issuer.name.vi} tổng hợp báo cáo kết quả thực hiện "
             f"năm {report.year} của các cơ quan, đơn vị gửi qua {issuer.name.vi} đến ngày "
-            f"{report.deadline.astimezone(tz).strftime('%d/%m/%Y')} như sau:"
+            f"{clock.dated(report.deadline).astimezone(tz).strftime('%d/%m/%Y')} như sau:"
         ],
         table_heading="I. TÌNH HÌNH BÁO CÁO CỦA CÁC CƠ QUAN, ĐƠN VỊ",
         table_header=["STT", "Cơ quan, đơn vị", "Tình trạng", "Ngày gửi"],
@@ -141,6 +159,7 @@ def document(
         recipients=recipients,
         signer_title=spec.signer_title.vi.upper(),
         signer_name=report.signer.name if report.signer else "",
+        rehearsal=clock.rehearsal,
     )
     return ReportDocument(**{k: _deep_nfc(v) for k, v in words.items()})
 

@@ -98,8 +98,8 @@ def to_docx(doc: ReportDocument) -> bytes:
     )
 
     line(out, "", after=6)
-    if doc.draft:
-        line(out, "DỰ THẢO", size=13, bold=True)
+    for mark in doc.marks:
+        line(out, mark, size=13, bold=True)
     line(out, doc.kind, bold=True)
     line(out, doc.subject, bold=True, after=12)
     for text in doc.intro:
@@ -254,8 +254,8 @@ def to_pdf(doc: ReportDocument) -> bytes:
         pdf.multi_cell(0, height, ("\u00a0" * 8 + text) if indent else text, align=align, **below)
         pdf.ln(after)
 
-    if doc.draft:
-        para("DỰ THẢO", size=12, style="B", align="C", indent=False, after=1)
+    for mark in doc.marks:
+        para(mark, size=12, style="B", align="C", indent=False, after=1)
     para(doc.kind, size=13, style="B", align="C", indent=False, after=0)
     para(doc.subject, size=13, style="B", align="C", indent=False, after=5)
     for text in doc.intro:

@@ -81,7 +81,9 @@ async def issue(db: Database, *, plan: Plan, cycle_id: uuid.UUID, stage_id: str,
         if issued is not None:  # another run issued it meanwhile
             return Issued(issued.number, issued.symbol, issued.recipients, new=False)
         number = await next_number(session, symbol=symbol, year=report.year)
-        written = document(plan, report, summary=str(request.data.get("text", "")), issued_on=issued_on, number=number)
+        written = document(
+            plan, report, summary=str(request.data.get("text", "")), issued_on=issued_on, number=number, clock=clock
+        )
         files = await asyncio.to_thread(report_files, written, year=report.year)
         (docx_name, _, docx), (pdf_name, _, pdf) = files
         to = [{"agency": a.id, "email": str(a.email)} for a in report.recipients if a.email]

@@ -22,11 +22,13 @@ from approvals.db import Database, utcnow
 from approvals.deadlines import clock_of
 from approvals.models import Cycle, CycleStage
 from approvals.plan import Plan, load_plan
-from approvals.rehearsals import RehearsalRefused, begin, refuse_here, refuse_real_cycles
+from approvals.rehearsals import RehearsalRefused, begin, follow, refuse_here, refuse_real_cycles
 from flows.annual_cycle import CYCLE_KIND
+from flows.cadences import MONTHLY_KIND
+from flows.serve import START_HOUR
 from flows.sweep import sweep_with_emails
 from notifications.render import shared_renderer
-from service.cycles import start_annual_cycle, wait_for_deployment
+from service.cycles import MONTHLY_DEPLOYMENT, start_annual_cycle, start_monthly_cycle, wait_for_deployment
 from service.demo import coordinator_token
 from service.local_stack import check_ports, migrate, prefect_and_worker, serving, step
 from service.rehearsal.officials import Shares, SimulatedOfficials
@@ -141,6 +143,7 @@ async def _rehearse(settings: Settings, rehearsal: Rehearsal, ui_url: str) -> No
             asyncio.create_task(
                 _sweep_on_the_clock(stack.db, plan, settings, clock.days(0.5).total_seconds(), stack.stop)
             ),
+            asyncio.create_task(_months_on_the_clock(stack.db, plan, cycle, stack.stop)),
         ]
         try:
             number = await _until_issued(stack.db, cycle, plan, stack.stop)
@@ -176,6 +179,30 @@ async def _sweep_on_the_clock(db: Database, plan: Plan, settings: Settings, ever
             log.exception("a sweep of the rehearsal failed; the next one tries again")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
+
+
+async def _months_on_the_clock(db: Database, plan: Plan, annual: Cycle, stop: asyncio.Event) -> None:
+    """Each month's culture-society cycle, started on the 1st at 08:00 of the rehearsal's calendar
+    as the monthly schedule starts it in a real year (February to December: the year begins on
+    15 January), on the rehearsal's clock."""
+    clock = clock_of(plan, annual)
+    year = annual.starts_on.year
+    for number in range(annual.starts_on.month + 1, 13):
+        first = dt.date(year, number, 1)
+        at = clock.wall(dt.datetime.combine(first, dt.time(START_HOUR), tzinfo=plan.tz), not_before=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max((at - utcnow()).total_seconds(), 0))
+        if stop.is_set():
+            return
+        month = f"{first:%Y-%m}"
+        try:
+            async with db.transaction() as session:
+                await follow(
+                    session, plan, leading=annual, kind=MONTHLY_KIND, period=month, starts_on=first, by="rehearse"
+                )
+            await start_monthly_cycle(month, MONTHLY_DEPLOYMENT)
+        except Exception:  # Prefect or the database briefly away: that month is missed, the year goes on
+            log.exception("the rehearsal could not start the culture-society cycle of %s", month)
 
 
 async def _until_issued(db: Database, cycle: Cycle, plan: Plan, stop: asyncio.Event) -> str | None:
@@ -243,6 +270,7 @@ def print_summary(summary: YearSummary, tally, seconds: float) -> None:
     typer.echo(f"  Escalations:           {summary.escalations} (overdue notices {summary.overdue_notices})")
     typer.echo(f"  Expired or lapsed:     {summary.expired}")
     typer.echo(f"  Silent units:          {len(summary.silent_units)} {', '.join(summary.silent_units)}".rstrip())
+    typer.echo(f"  Monthly cycles:        {summary.months[0]} started, {summary.months[1]} finished")
     typer.echo(f"  Emails:                {summary.emails}")
     typer.echo(f"  Simulated officials:   {', '.join(f'{k} {v}' for k, v in sorted(tally.items())) or 'none acted'}")
     typer.echo(f"  Wall time:             {seconds / 60:.1f} min")

@@ -93,7 +93,7 @@ class SimulatedOfficials:
 
     def __post_init__(self) -> None:
         self.by_address = {str(o.email).lower(): o for o in self.plan.officials}
-        self.stages = self.plan.cycle(self.cycle.kind).stages
+        self.stages = [stage for kind in self.plan.cycles for stage in kind.stages]  # the months' cycles too
         self.clock = clock_of(self.plan, self.cycle)
         self.slots = asyncio.Semaphore(self.at_once)
         self.tasks: set[asyncio.Task] = set()

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.models import ApprovalRequest, AuditEvent, Decision
+from approvals.models import ApprovalRequest, AuditEvent, Cycle, Decision
 from approvals.statuses import RequestStatus
+from flows.cadences import MONTHLY_KIND
 from notifications.models import MessageStatus, OutboxMessage
 
 REPORT_STAGE = "annual_report"
@@ -29,6 +30,7 @@ class YearSummary:
     expired: int
     silent_units: list[str]
     emails: int
+    months: tuple[int, int]  # the culture-society cycles started in the rehearsal, and those finished
     report: str | None  # the issued report's number, e.g. "12/BC-SKHCN"
 
     @property
@@ -101,6 +103,13 @@ async def summarise(session: AsyncSession, cycle_id: uuid.UUID) -> YearSummary:
         if stage == REPORT_STAGE and r.requested_by is None and r.status != RequestStatus.approved.value
     )
     emails = (await session.execute(select(func.count()).select_from(OutboxMessage))).scalar_one()
+    months = list(
+        (
+            await session.execute(
+                select(Cycle.finished_at).where(Cycle.kind == MONTHLY_KIND, Cycle.rehearsal_speed > 0)
+            )
+        ).scalars()
+    )
     return YearSummary(
         steps=len(latest),
         rounds=len(requests),
@@ -111,5 +120,6 @@ async def summarise(session: AsyncSession, cycle_id: uuid.UUID) -> YearSummary:
         expired=sum(1 for r in requests if r.status == RequestStatus.expired.value),
         silent_units=silent,
         emails=emails,
+        months=(len(months), sum(1 for f in months if f is not None)),
         report=await issued_report(session, cycle_id),
     )

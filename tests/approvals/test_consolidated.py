@@ -20,6 +20,7 @@ from approvals.config import PACKAGED_PLAN, Settings
 from approvals.consolidated import UnitStatus
 from approvals.consolidated.files import to_docx, to_pdf
 from approvals.db import utcnow
+from approvals.deadlines import CycleClock
 from approvals.decisions import decide, settle_request
 from approvals.models import Assignment, Cycle, SubmissionLink
 from approvals.plan import load_plan
@@ -186,6 +187,20 @@ async def test_the_consolidated_report_names_every_unit_and_what_it_sent(private
 
     _check_docx(to_docx(document), missing_names)
     _check_pdf(to_pdf(document), missing_names)
+
+    # A rehearsal's report says so above its kind, and its dates are the rehearsal's calendar's:
+    # the DoF's report, sent 10 wall minutes after the rehearsal began, is dated 121.7 planned days on.
+    first = dt.datetime(2026, 1, 15, tzinfo=TZ)
+    clock = CycleClock(speed=17_520.0, start=first, began=by_unit["dof"].submitted_at - dt.timedelta(minutes=10))
+    rehearsed = consolidated.document(
+        PLAN, report, summary="Đánh giá chung.", issued_on=dt.date(2026, 12, 14), number=1, clock=clock
+    )
+    assert rehearsed.marks == ["BẢN DIỄN TẬP - KHÔNG CÓ GIÁ TRỊ THỰC HIỆN"] and document.marks == ["DỰ THẢO"]
+    dof_row = next(row for row in rehearsed.table if row[1] == by_unit["dof"].name)
+    assert dof_row[3] == (first + dt.timedelta(seconds=600 * 17_520.0)).strftime("%d/%m/%Y") == "16/05/2026"
+    pdf_text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(to_pdf(rehearsed))).pages)
+    docx_text = " ".join(p.text for p in Document(io.BytesIO(to_docx(rehearsed))).paragraphs)
+    assert "BẢN DIỄN TẬP" in " ".join(pdf_text.split()) and "BẢN DIỄN TẬP" in docx_text
 
 
 def _check_docx(data: bytes, missing_names: list[str]) -> None:

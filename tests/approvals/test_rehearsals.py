@@ -76,3 +76,43 @@ async def test_two_rehearsals_begun_at_once_are_one(private_database):
             await session.execute(select(func.count()).where(AuditEvent.action == "cycle.rehearsal_began"))
         ).scalar_one()
     assert began == 1
+
+
+async def _follow(db, leading, month: str):
+    async with db.transaction() as session:
+        return await rehearsals.follow(
+            session,
+            PLAN,
+            leading=leading,
+            kind="culture_society_monthly",
+            period=month,
+            starts_on=dt.date(int(month[:4]), int(month[5:]), 1),
+            by="test",
+        )
+
+
+async def test_a_months_cycle_follows_the_rehearsals_clock(private_database):
+    """A month's culture-society cycle in a rehearsal falls on the rehearsal's calendar: its
+    first day and its due day (25 days on) stand where the annual cycle's clock puts them."""
+    annual = await _begin(private_database, minutes=30.0, year=2027)
+    march = await _follow(private_database, annual, "2027-03")
+    assert march.rehearsal_speed == annual.rehearsal_speed and march.starts_on == dt.date(2027, 3, 1)
+    first = dt.datetime(2027, 3, 1, tzinfo=PLAN.tz)
+    assert abs(clock_of(PLAN, march).wall(first) - clock_of(PLAN, annual).wall(first)) <= dt.timedelta(microseconds=1)
+    stage = PLAN.stage("culture_society_monthly", "monthly_production")
+    due = clock_of(PLAN, march).dated(planned_due(PLAN, stage, march)).astimezone(PLAN.tz)
+    assert due.date() == dt.date(2027, 3, 26)  # 25 days on, on the rehearsal's calendar
+    assert (await _follow(private_database, annual, "2027-03")).id == march.id  # started twice: joined
+
+
+async def test_only_a_rehearsal_can_be_followed_and_a_real_month_is_never_taken_over(private_database):
+    async with private_database.transaction() as session:
+        real = await steps.get_or_create_cycle(session, kind="annual", period="2031", starts_on=dt.date(2031, 1, 15))
+        await steps.get_or_create_cycle(
+            session, kind="culture_society_monthly", period="2031-04", starts_on=dt.date(2031, 4, 1)
+        )
+    with pytest.raises(rehearsals.RehearsalRefused, match="is not a rehearsal"):
+        await _follow(private_database, real, "2031-03")
+    real.rehearsal_speed, real.rehearsal_began = 17_520.0, utcnow()  # as if it were one (never stored)
+    with pytest.raises(rehearsals.RehearsalRefused, match="2031-04 exists and is not a rehearsal"):
+        await _follow(private_database, real, "2031-04")
