@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         "*/15 * * * *",
         description="When the sweep (reminders, escalations, expiries, scheduled stages) runs; empty: never by itself.",
     )
+    schedules: bool = Field(
+        True,
+        description="Whether the worker gives the cycles their calendar schedules (yearly, monthly) and the sweep "
+        "its cron; off for a rehearsal, which starts its cycles on its own compressed calendar.",
+    )
     run_heartbeat_seconds: float = Field(10.0, gt=0, description="How often a working cycle run writes its heartbeat.")
     run_silence_seconds: float = Field(
         90.0, gt=0, description="A working cycle run silent this long is asked after in Prefect (it may have died)."

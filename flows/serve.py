@@ -6,7 +6,7 @@ from prefect import serve
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
-from approvals.config import get_settings
+from approvals.config import Settings, get_settings
 from approvals.plan import Plan, load_plan
 from approvals.plan.stages import Cadence
 from flows.annual_cycle import CYCLE_KIND as ANNUAL_KIND
@@ -49,18 +49,21 @@ def schedules(plan: Plan, cycle_kind: str | None, sweep: str = SWEEP_CRON) -> li
     return [Cron(f"0 {START_HOUR} {day} {month} *", timezone=timezone)]
 
 
-def serve_all(limit: int | None = None) -> None:
-    settings = get_settings()
-    plan = load_plan(settings.plan_file)
-    deployments = [
+def deployments(settings: Settings, plan: Plan) -> list:
+    """What the worker serves: each flow with its schedules (none where the settings turn them off)."""
+    return [
         flow.to_deployment(
             name=name,
             entrypoint_type=EntrypointType.MODULE_PATH,
-            schedules=schedules(plan, kind, settings.sweep_cron),
+            schedules=schedules(plan, kind, settings.sweep_cron) if settings.schedules else [],
             description=flow.__doc__,
             tags=["kehoach"],
         )
         for name, (flow, kind) in DEPLOYMENTS.items()
     ]
+
+
+def serve_all(limit: int | None = None) -> None:
+    settings = get_settings()
     # Keep schedules running when this process stops: a restart must not pause the plan.
-    serve(*deployments, pause_on_shutdown=False, limit=limit)
+    serve(*deployments(settings, load_plan(settings.plan_file)), pause_on_shutdown=False, limit=limit)

@@ -75,7 +75,8 @@ def run_rehearsal(settings: Settings, rehearsal: Rehearsal) -> None:
         typer.secho(f"Refused: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     try:
-        worker = {"KEHOACH_DATABASE_URL": settings.effective_database_url, "KEHOACH_SWEEP_CRON": ""}
+        # The worker starts nothing by the wall calendar: the rehearsal starts its months and sweeps.
+        worker = {"KEHOACH_DATABASE_URL": settings.effective_database_url, "KEHOACH_SCHEDULES": "false"}
         with prefect_and_worker(settings, worker) as prefect:
             asyncio.run(_rehearse(settings, rehearsal, prefect.ui_url))
     except KeyboardInterrupt:
@@ -117,6 +118,12 @@ async def _rehearse(settings: Settings, rehearsal: Rehearsal, ui_url: str) -> No
             session.expunge(cycle)
         clock = clock_of(plan, cycle)
         began = time.monotonic()
+        if clock.planned(utcnow()) > clock.start + dt.timedelta(days=366):
+            step(
+                f"This folder's rehearsal of {rehearsal.year} began {cycle.rehearsal_began:%d/%m/%Y %H:%M} UTC and its "
+                f"year is over: it is shown as it ended. For a new one, give another --data-dir (or remove "
+                f"{settings.data_dir})."
+            )
         step(f"Rehearsing the annual cycle {rehearsal.year}: a planned day lasts {clock.days(1).total_seconds():.1f} s")
         run = await start_annual_cycle(rehearsal.year, settings.prefect_deployment)
         base = settings.public_base_url

@@ -3,9 +3,9 @@ one on the 1st, none for per-event cycles) in the plan's time zone, not from con
 
 from __future__ import annotations
 
-from approvals.config import PACKAGED_PLAN
+from approvals.config import PACKAGED_PLAN, Settings
 from approvals.plan import load_plan
-from flows.serve import DEPLOYMENTS, schedules
+from flows.serve import DEPLOYMENTS, deployments, schedules
 
 PLAN = load_plan(PACKAGED_PLAN)
 
@@ -33,3 +33,12 @@ def test_a_plan_that_starts_its_year_elsewhere_moves_the_schedule():
     )
     assert _crons(moved, "annual") == [("0 8 1 3 *", "Asia/Bangkok")]
     assert _crons(moved, None) == [("*/15 * * * *", "Asia/Bangkok")]
+
+
+def test_a_worker_with_schedules_off_starts_nothing_by_the_calendar(tmp_path):
+    """A rehearsal's worker: its cycles start on the rehearsal's compressed calendar, never on the
+    wall's (a real month's cycle would mix into the rehearsal's database)."""
+    on = deployments(Settings(data_dir=tmp_path), PLAN)
+    off = deployments(Settings(data_dir=tmp_path, schedules=False), PLAN)
+    assert sum(len(d.schedules) for d in on) == 3  # the year, the month, the sweep
+    assert [d.name for d in off] == [d.name for d in on] and all(d.schedules == [] for d in off)
