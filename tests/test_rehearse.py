@@ -64,7 +64,7 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
-    issued = re.search(r"The consolidated report (\d+/BC-SKHCN) is issued\n.*It is emailed to the PPC", out)
+    issued = re.search(r"The consolidated report (\d+/BC[-A-Z]*) is issued\n.*It is emailed to the PPC", out)
     assert issued, out[-4000:]
     assert "You play: propaganda_head" in out and "Stopped cleanly" in out
     assert re.search(r"Audit log: +\d+ rows, the chain verifies", out), out[-2000:]
@@ -137,3 +137,21 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
         timeout=120,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # Run again on the same folder: it joins the finished rehearsal, and starts nothing twice.
+    counts = (
+        "SELECT (SELECT COUNT(*) FROM cycle), (SELECT COUNT(*) FROM outbox_message), (SELECT COUNT(*) FROM decision)"
+    )
+    before = db.execute(counts).fetchone()
+    again = subprocess.run(
+        [KEHOACH, "rehearse", *args, "--stop-at-end"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    said = again.stdout + again.stderr
+    assert again.returncode == 0, said[-3000:]
+    assert "is over, its report" in said and f"{issued.group(1)} is issued" in said, said[-3000:]
+    assert db.execute(counts).fetchone() == before

@@ -118,11 +118,13 @@ async def _rehearse(settings: Settings, rehearsal: Rehearsal, ui_url: str) -> No
             session.expunge(cycle)
         clock = clock_of(plan, cycle)
         began = time.monotonic()
-        if clock.planned(utcnow()) > clock.start + dt.timedelta(days=366):
+        async with stack.db.reads() as session:
+            ended = await issued_report(session, cycle.id)
+        if ended is not None:
             step(
-                f"This folder's rehearsal of {rehearsal.year} began {cycle.rehearsal_began:%d/%m/%Y %H:%M} UTC and its "
-                f"year is over: it is shown as it ended. For a new one, give another --data-dir (or remove "
-                f"{settings.data_dir})."
+                f"This folder's rehearsal of {rehearsal.year} (begun {cycle.rehearsal_began:%d/%m/%Y %H:%M} UTC) is "
+                f"over, its report {ended} issued: it is shown as it ended. For a new one, give another --data-dir "
+                f"(or remove {settings.data_dir})."
             )
         step(f"Rehearsing the annual cycle {rehearsal.year}: a planned day lasts {clock.days(1).total_seconds():.1f} s")
         run = await start_annual_cycle(rehearsal.year, settings.prefect_deployment)
