@@ -194,6 +194,7 @@ async def overview(request: Request, app: App):
         notice=notice if notice in NOTICES else "",
         report=report,
         rehearsal=any(view.cycle.rehearsal_speed for view in views),
+        rehearsal_day=rehearsal_day(app.plan, [view.cycle for view in views], utcnow()),
         year=year,
     )
 
@@ -283,5 +284,23 @@ async def annual_report_units(request: Request, year: str, app: App):
         card = await report_card(session, app.plan, shown, utcnow(), language)
     if card is None:
         return not_found_page(request, app, language, caller)
-    rehearsal = card["clock"].rehearsal
-    return coordinator_page(request, app, "report_units.html", language, caller, report=card, rehearsal=rehearsal)
+    clock = card["clock"]
+    return coordinator_page(
+        request,
+        app,
+        "report_units.html",
+        language,
+        caller,
+        report=card,
+        rehearsal=clock.rehearsal,
+        rehearsal_day=f"{clock.planned(utcnow()).astimezone(app.plan.tz):%d/%m/%Y}" if clock.rehearsal else "",
+    )
+
+
+def rehearsal_day(plan: Plan, shown: list[Cycle], now: dt.datetime) -> str:
+    """Today on the calendar of the first rehearsal among the cycles shown ("" where none is one)."""
+    for cycle in shown:
+        clock = clock_of(plan, cycle)
+        if clock.rehearsal:
+            return f"{clock.planned(now).astimezone(plan.tz):%d/%m/%Y}"
+    return ""

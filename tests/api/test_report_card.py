@@ -81,7 +81,7 @@ async def test_the_same_cycle_is_due_on_its_shifted_date_once_the_step_opened(cl
 
 async def test_a_rehearsal_is_shown_on_its_own_compressed_calendar(client, accounts, database):
     """A rehearsal's year lasts 30 minutes from when it began: ten minutes in, its calendar
-    stands in May, so the report step (1 October) has not opened; 28 minutes in, 10 December,
+    stands in May, so the report step (1 October) has not opened; 28 minutes in, 21 December,
     its due day (29 November) has passed. The card names the rehearsal's days, not the wall's."""
     await _cycle(database, 2062, pace=REHEARSED)
     began = REHEARSED.wall(dt.datetime(2062, 1, 15, tzinfo=TZ), dt.date(2062, 1, 15))
@@ -96,6 +96,11 @@ async def test_a_rehearsal_is_shown_on_its_own_compressed_calendar(client, accou
     # Both pages say it is a rehearsal, first thing; a year of real cycles does not.
     for page in (early, late, overview):
         assert "DIỄN TẬP: đây là một đợt diễn tập" in html.unescape(page[: page.index("<h1")])
+    # ... and which day of its calendar it is: 21 December, 28 minutes into a year of 30.
+    day = (dt.datetime(2062, 1, 15, tzinfo=TZ) + dt.timedelta(minutes=28) * REHEARSED.speed).strftime("%d/%m/%Y")
+    assert day == "21/12/2062"
+    assert f"Hôm nay trên lịch diễn tập: {day}." in html.unescape(late) and day in html.unescape(overview)
+    assert "lịch diễn tập: 16/05/2062" in html.unescape(early)  # 10 minutes in
     await _cycle(database, 2065)
     assert "DIỄN TẬP" not in html.unescape((await client.get("/?year=2065", headers=accounts.as_viewer)).text)
 
