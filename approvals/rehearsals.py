@@ -139,3 +139,16 @@ async def follow(
         data={"speed": cycle.rehearsal_speed, "began": began.isoformat(), "follows": str(leading.id)},
     )
     return cycle
+
+
+async def under_way(session: AsyncSession, *, kind: str) -> Cycle | None:
+    """The rehearsal this database runs (its latest begun cycle of `kind`, the annual one), or
+    None in a database of real cycles. A cycle made in a rehearsal's database, for an event or a
+    problem recorded during it, follows its clock (`follow`)."""
+    found = (
+        select(Cycle)
+        .where(Cycle.kind == kind, Cycle.rehearsal_speed.is_not(None))
+        .order_by(Cycle.rehearsal_began.desc())
+        .limit(1)
+    )
+    return (await session.execute(found)).scalar()

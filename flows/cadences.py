@@ -12,11 +12,13 @@ import uuid
 from prefect import flow, task
 from sqlalchemy import update
 
-from approvals import steps
+from approvals import rehearsals, steps
 from approvals.config import get_settings
+from approvals.deadlines import clock_of
 from approvals.errors import InvalidInput, NotFound
 from approvals.models import EconomicEvent, ProblemReport
 from approvals.plan import load_plan
+from flows.annual_cycle import CYCLE_KIND as ANNUAL_KIND
 from flows.chain import run_chain
 from flows.stages import STEP, database
 
@@ -53,8 +55,16 @@ def event_period(event: EconomicEvent) -> str:
 async def _link_cycle(
     session, record: EconomicEvent | ProblemReport, *, kind: str, period: str, starts_on: dt.date
 ) -> None:
-    """The record's cycle, created once; the record points at it (a re-run finds both)."""
-    cycle = await steps.get_or_create_cycle(session, kind=kind, period=period, starts_on=starts_on)
+    """The record's cycle, created once; the record points at it (a re-run finds both). In a
+    rehearsal's database it follows the rehearsal's clock."""
+    rehearsal = await rehearsals.under_way(session, kind=ANNUAL_KIND)
+    if rehearsal is not None:
+        plan = load_plan(get_settings().plan_file)
+        cycle = await rehearsals.follow(
+            session, plan, leading=rehearsal, kind=kind, period=period, starts_on=starts_on, by="system"
+        )
+    else:
+        cycle = await steps.get_or_create_cycle(session, kind=kind, period=period, starts_on=starts_on)
     if record.cycle_id != cycle.id:
         await session.execute(
             update(type(record))
@@ -72,7 +82,7 @@ async def open_event_cycle(event_id: str) -> tuple[str, dt.date]:
         event = await session.get(EconomicEvent, uuid.UUID(event_id), with_for_update=True)
         if event is None:
             raise NotFound(f"no economic event {event_id}")
-        period = event_period(event)
+        period = event_period(event)  # its day is the coordinator's: a rehearsal's calendar in a rehearsal
         await _link_cycle(session, event, kind=EVENT_KIND, period=period, starts_on=event.starts_on)
         return period, event.starts_on
 
@@ -94,7 +104,10 @@ async def open_problem_cycle(problem_id: str) -> tuple[str, dt.date, dict]:
         problem = await session.get(ProblemReport, uuid.UUID(problem_id), with_for_update=True)
         if problem is None:
             raise NotFound(f"no problem report {problem_id}")
-        day = problem.created_at.astimezone(load_plan(settings.plan_file).tz).date()
+        plan = load_plan(settings.plan_file)
+        rehearsal = await rehearsals.under_way(session, kind=ANNUAL_KIND)
+        raised = clock_of(plan, rehearsal).dated(problem.created_at) if rehearsal else problem.created_at
+        day = raised.astimezone(plan.tz).date()  # in a rehearsal, the day its calendar stood at
         period = f"{day:%Y-%m-%d}-{problem.id.hex[:8]}"
         await _link_cycle(session, problem, kind=PROBLEM_KIND, period=period, starts_on=day)
         return period, day, {"text": f"{problem.title}\n\n{problem.description}", "unit": problem.unit}

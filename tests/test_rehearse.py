@@ -91,6 +91,15 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
     ).fetchone()[0]
     assert f"Monthly cycles:        11 started, {finished} finished" in out
 
+    # The economic event a coordinator recorded through the API got its coverage cycle on the same clock.
+    events = db.execute("SELECT period, rehearsal_speed, starts_on FROM cycle WHERE kind = 'economy_event'").fetchall()
+    assert [(speed_, starts) for _, speed_, starts in events] == [(speed, f"{YEAR}-06-20")], events
+    covered = db.execute(
+        "SELECT COUNT(*) FROM decision d JOIN approval_request r ON r.id = d.request_id "
+        "WHERE r.stage = 'event_coverage'"
+    ).fetchone()[0]
+    assert covered > 0 and "recorded the economic event" in out
+
     # The summary says what the database holds of the annual cycle (the months have a line of their own).
     db.execute(
         "CREATE TEMP VIEW year_step AS SELECT * FROM approval_request "
@@ -140,7 +149,8 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
 
     # Run again on the same folder: it joins the finished rehearsal, and starts nothing twice.
     counts = (
-        "SELECT (SELECT COUNT(*) FROM cycle), (SELECT COUNT(*) FROM outbox_message), (SELECT COUNT(*) FROM decision)"
+        "SELECT (SELECT COUNT(*) FROM cycle), (SELECT COUNT(*) FROM outbox_message), (SELECT COUNT(*) FROM decision), "
+        "(SELECT COUNT(*) FROM economic_event)"
     )
     before = db.execute(counts).fetchone()
     again = subprocess.run(

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import typer
 from sqlalchemy import select
 
@@ -20,7 +21,7 @@ from approvals import audit
 from approvals.config import Settings
 from approvals.db import Database, utcnow
 from approvals.deadlines import clock_of
-from approvals.models import Cycle, CycleStage
+from approvals.models import Cycle, CycleStage, EconomicEvent
 from approvals.plan import Plan, load_plan
 from approvals.rehearsals import RehearsalRefused, begin, follow, refuse_here, refuse_real_cycles
 from flows.annual_cycle import CYCLE_KIND
@@ -35,6 +36,8 @@ from service.rehearsal.officials import Shares, SimulatedOfficials
 from service.rehearsal.summary import YearSummary, issued_report, report_emails_unsent, summarise
 
 log = logging.getLogger(__name__)
+# (recorded on, starts on, name): what a coordinator records during the rehearsed year
+ECONOMIC_EVENTS = [((6, 10), (6, 20), "Hội chợ Thương mại quốc tế Việt - Trung (Lạng Sơn)")]
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ async def _rehearse(settings: Settings, rehearsal: Rehearsal, ui_url: str) -> No
                 _sweep_on_the_clock(stack.db, plan, settings, clock.days(0.5).total_seconds(), stack.stop)
             ),
             asyncio.create_task(_months_on_the_clock(stack.db, plan, cycle, stack.stop)),
+            asyncio.create_task(_events_on_the_clock(stack.db, plan, cycle, base, token, stack.stop)),
         ]
         try:
             number = await _until_issued(stack.db, cycle, plan, stack.stop)
@@ -212,6 +216,39 @@ async def _months_on_the_clock(db: Database, plan: Plan, annual: Cycle, stop: as
             await start_monthly_cycle(month, MONTHLY_DEPLOYMENT)
         except Exception:  # Prefect or the database briefly away: that month is missed, the year goes on
             log.exception("the rehearsal could not start the culture-society cycle of %s", month)
+
+
+async def _events_on_the_clock(
+    db: Database, plan: Plan, annual: Cycle, base: str, token: str, stop: asyncio.Event
+) -> None:
+    """The economic events a coordinator records during the year, through the API as a
+    coordinator does (the service starts each one's coverage cycle), on the rehearsal's calendar;
+    each once, however often the rehearsal is started."""
+    clock = clock_of(plan, annual)
+    year = annual.starts_on.year
+    for (month, day), (starts_month, starts_day), name in ECONOMIC_EVENTS:
+        at = clock.wall(dt.datetime(year, month, day, 9, tzinfo=plan.tz), not_before=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max((at - utcnow()).total_seconds(), 0))
+        if stop.is_set():
+            return
+        starts_on = dt.date(year, starts_month, starts_day)
+        event = {"name": f"{name} {year}", "starts_on": f"{starts_on}"}
+        async with db.reads() as session:
+            recorded = select(EconomicEvent.id).where(
+                EconomicEvent.name == event["name"], EconomicEvent.starts_on == starts_on
+            )
+            if (await session.execute(recorded)).first() is not None:
+                continue
+        try:
+            async with httpx.AsyncClient(timeout=60) as http:
+                answer = await http.post(
+                    f"{base}/api/v1/events", json=event, headers={"Authorization": f"Bearer {token}"}
+                )
+            answer.raise_for_status()
+            step(f"A coordinator recorded the economic event {event['name']} ({event['starts_on']})")
+        except httpx.HTTPError:
+            log.exception("the rehearsal could not record the economic event %s", event["name"])
 
 
 async def _until_issued(db: Database, cycle: Cycle, plan: Plan, stop: asyncio.Event) -> str | None:

@@ -116,3 +116,14 @@ async def test_only_a_rehearsal_can_be_followed_and_a_real_month_is_never_taken_
     real.rehearsal_speed, real.rehearsal_began = 17_520.0, utcnow()  # as if it were one (never stored)
     with pytest.raises(rehearsals.RehearsalRefused, match="2031-04 exists and is not a rehearsal"):
         await _follow(private_database, real, "2031-04")
+
+
+async def test_a_rehearsals_database_knows_the_rehearsal_under_way(private_database):
+    """What a cycle recorded during a rehearsal (an event's, a problem's) follows; none in a
+    database of real cycles."""
+    async with private_database.sessions() as session:
+        assert await rehearsals.under_way(session, kind="annual") is None
+    annual = await _begin(private_database, year=2028)
+    await _follow(private_database, annual, "2028-02")
+    async with private_database.sessions() as session:
+        assert (await rehearsals.under_way(session, kind="annual")).id == annual.id
