@@ -91,18 +91,21 @@ async def begin(
     cycle = Cycle(
         kind=kind, period=period, starts_on=plan.cycle(kind).start_in(year), rehearsal_speed=speed, rehearsal_began=now
     )
+    data = {"speed": speed, "minutes_per_year": minutes, "began": now.isoformat(), "starts_on": str(cycle.starts_on)}
+    return await _added_once(session, cycle, by=by, data=data)
+
+
+async def _added_once(session: AsyncSession, cycle: Cycle, *, by: str, data: dict) -> Cycle:
+    """The rehearsal's cycle added and audited, or the one another process added meanwhile (two
+    `kehoach rehearse` at once: one begins it, the other joins)."""
     try:
-        async with session.begin_nested():  # two `kehoach rehearse` at once: one begins it, the other joins
+        async with session.begin_nested():
             session.add(cycle)
     except IntegrityError:
-        return (await session.execute(select(Cycle).where(Cycle.kind == kind, Cycle.period == period))).scalar_one()
+        found = select(Cycle).where(Cycle.kind == cycle.kind, Cycle.period == cycle.period)
+        return (await session.execute(found)).scalar_one()
     await audit.append(
-        session,
-        actor=by,
-        action="cycle.rehearsal_began",
-        entity="cycle",
-        entity_id=str(cycle.id),
-        data={"speed": speed, "minutes_per_year": minutes, "began": now.isoformat(), "starts_on": str(cycle.starts_on)},
+        session, actor=by, action="cycle.rehearsal_began", entity="cycle", entity_id=str(cycle.id), data=data
     )
     return cycle
 
@@ -125,20 +128,8 @@ async def follow(
     cycle = Cycle(
         kind=kind, period=period, starts_on=starts_on, rehearsal_speed=leading.rehearsal_speed, rehearsal_began=began
     )
-    try:
-        async with session.begin_nested():
-            session.add(cycle)
-    except IntegrityError:
-        return (await session.execute(found)).scalar_one()
-    await audit.append(
-        session,
-        actor=by,
-        action="cycle.rehearsal_began",
-        entity="cycle",
-        entity_id=str(cycle.id),
-        data={"speed": cycle.rehearsal_speed, "began": began.isoformat(), "follows": str(leading.id)},
-    )
-    return cycle
+    data = {"speed": cycle.rehearsal_speed, "began": began.isoformat(), "follows": str(leading.id)}
+    return await _added_once(session, cycle, by=by, data=data)
 
 
 async def under_way(session: AsyncSession, *, kind: str) -> Cycle | None:

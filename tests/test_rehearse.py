@@ -54,16 +54,8 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
         }
     )
     args = ["--minutes", str(MINUTES), "--year", str(YEAR), "--data-dir", str(folder), "--play", "propaganda_head"]
-    done = subprocess.run(
-        [KEHOACH, "rehearse", *args, "--stop-at-end"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-4000:]
+    code, out = _rehearse(args, env, tmp_path)
+    assert code == 0, out[-4000:]
     issued = re.search(r"The consolidated report (\d+/BC[-A-Z]*) is issued\n.*It is emailed to the PPC", out)
     assert issued, out[-4000:]
     assert "You play: propaganda_head" in out and "Stopped cleanly" in out
@@ -153,15 +145,15 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
         "(SELECT COUNT(*) FROM economic_event)"
     )
     before = db.execute(counts).fetchone()
-    again = subprocess.run(
-        [KEHOACH, "rehearse", *args, "--stop-at-end"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    said = again.stdout + again.stderr
-    assert again.returncode == 0, said[-3000:]
+    code, said = _rehearse(args, env, tmp_path)
+    assert code == 0, said[-3000:]
     assert "is over, its report" in said and f"{issued.group(1)} is issued" in said, said[-3000:]
     assert db.execute(counts).fetchone() == before
+
+
+def _rehearse(args: list[str], env: dict, cwd) -> tuple[int, str]:
+    """`kehoach rehearse ARGS --stop-at-end`: its exit code and everything it printed."""
+    done = subprocess.run(
+        [KEHOACH, "rehearse", *args, "--stop-at-end"], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    return done.returncode, done.stdout + done.stderr

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from pathlib import Path
 
 import typer
@@ -112,6 +111,7 @@ def rehearse(
     from approvals.config import Settings
     from approvals.plan import load_plan
     from approvals.rehearsals import RehearsalRefused, speed_for
+    from service.demo import current_year
     from service.rehearsal.command import Rehearsal, played_officials, run_rehearsal
     from service.rehearsal.officials import Shares
 
@@ -130,7 +130,7 @@ def rehearse(
     except (ValueError, RehearsalRefused) as exc:
         raise typer.BadParameter(str(exc)) from None
     plan = load_plan(settings.plan_file)
-    chosen = year or (current_year_of(plan) + 1)
+    chosen = year or (current_year(settings) + 1)
     rehearsal = Rehearsal(
         year=chosen,
         minutes=minutes,
@@ -140,7 +140,3 @@ def rehearse(
         stop_at_end=stop_at_end,
     )
     run_rehearsal(settings, rehearsal)
-
-
-def current_year_of(plan) -> int:
-    return dt.datetime.now(plan.tz).year

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.models import ApprovalRequest, AuditEvent, Cycle, Decision
+from approvals.models import ApprovalRequest, AuditEvent, Cycle, Decision, IssuedReport
 from approvals.statuses import RequestStatus
 from flows.cadences import MONTHLY_KIND
 from notifications.models import MessageStatus, OutboxMessage
@@ -40,18 +40,8 @@ class YearSummary:
 
 async def issued_report(session: AsyncSession, cycle_id: uuid.UUID) -> str | None:
     """The number of the cycle's issued consolidated report, or None before it is issued."""
-    ids = [
-        str(i)
-        for i in (
-            await session.execute(select(ApprovalRequest.id).where(ApprovalRequest.cycle_id == cycle_id))
-        ).scalars()
-    ]
-    event = (
-        await session.execute(
-            select(AuditEvent).where(AuditEvent.action == "report.issued", AuditEvent.entity_id.in_(ids)).limit(1)
-        )
-    ).scalar()
-    return event.data.get("number") if event else None
+    issued = (await session.execute(select(IssuedReport).where(IssuedReport.cycle_id == cycle_id))).scalar()
+    return f"{issued.number}/{issued.symbol}" if issued else None
 
 
 async def report_emails_unsent(session: AsyncSession) -> int:

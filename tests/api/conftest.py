@@ -184,3 +184,21 @@ async def live_token(database, settings, assignment_id: uuid.UUID) -> str:
             await session.execute(select(Assignment.token_generation).where(Assignment.id == assignment_id))
         ).scalar_one()
     return derive_token(settings.link_secret_bytes(), assignment_id, generation)
+
+
+async def approver_token(database, settings, cycle_id, stage_id: str, subject: str = "") -> str:
+    """The live decision link of the one approver still to decide a branch (`subject`) of a stage."""
+    async with database.sessions() as session:
+        assignment = (
+            await session.execute(
+                select(Assignment)
+                .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
+                .where(
+                    ApprovalRequest.cycle_id == cycle_id,
+                    ApprovalRequest.stage == stage_id,
+                    ApprovalRequest.subject == subject,
+                    Assignment.status == "pending",
+                )
+            )
+        ).scalar_one()
+    return await live_token(database, settings, assignment.id)

@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from approvals import steps
 from approvals.db import utcnow
-from approvals.models import ApprovalRequest, Assignment
 from approvals.plan import load_plan
 from approvals.submissions import open_submission
 from approvals.tokens import derive_token
@@ -22,6 +21,7 @@ from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from service.rehearsal.forms import read_form
+from tests.api.conftest import approver_token
 from tests.support.paces import REHEARSED
 
 # (cycle kind, stage, its kind, the branch's unit, its due day on the rehearsal's calendar)
@@ -100,7 +100,7 @@ async def test_a_rehearsals_emails_and_pages_say_so(client, database, settings, 
         data = {**form.inputs, **{n: held or "Nội dung diễn tập" for n, held in form.boxes.items() if n != "links"}}
         answer = await client.post(path, data={**data, "amount": "900.000.000"} if "amount" in form.inputs else data)
         assert answer.status_code == 200, answer.text[:300]
-        path = f"/a/{await _pending_token(database, settings, cycle.id, stage_id)}"
+        path = f"/a/{await approver_token(database, settings, cycle.id, stage_id, unit)}"
     answer = await client.post(path, data={"outcome": "approve", "comment": ""})
     assert answer.status_code == 200, answer.text[:300]
     async with database.sessions() as session:
@@ -110,28 +110,6 @@ async def test_a_rehearsals_emails_and_pages_say_so(client, database, settings, 
     for m in sent:
         assert m.subject.startswith((PREFIX["vi"], PREFIX["en"])), (m.kind, m.subject)
         assert "/2026" not in m.text_body and " 2026," not in m.text_body, (m.kind, m.text_body)  # no wall date
-
-
-async def _pending_token(database, settings, cycle_id, stage_id: str) -> str:
-    """The decision link of the step's first pending approver, once it was submitted."""
-    async with database.sessions() as session:
-        assignment = (
-            (
-                await session.execute(
-                    select(Assignment)
-                    .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
-                    .where(
-                        ApprovalRequest.cycle_id == cycle_id,
-                        ApprovalRequest.stage == stage_id,
-                        Assignment.status == "pending",
-                    )
-                    .order_by(Assignment.created_at, Assignment.position)
-                )
-            )
-            .scalars()
-            .first()
-        )
-    return derive_token(settings.link_secret_bytes(), assignment.id, assignment.token_generation)
 
 
 async def _token(database, settings, session, opened) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from approvals import steps
 from approvals.db import utcnow
-from approvals.models import ApprovalRequest, Assignment, Cycle, SubmissionFile, SubmissionLink
+from approvals.models import ApprovalRequest, Cycle, SubmissionFile, SubmissionLink
 from approvals.plan import load_plan
 from approvals.submissions import open_submission
 from approvals.sweep import sweep_request
@@ -24,7 +24,7 @@ from approvals.tokens import derive_token
 from flows.stages import open_branches
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
-from tests.api.conftest import live_token
+from tests.api.conftest import approver_token
 
 PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 ORIENTATION = {
@@ -54,23 +54,6 @@ async def _open(database, settings, cycle_id, stage_id: str) -> str:
     return derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
 
 
-async def _approver(database, settings, cycle_id, stage_id: str, subject: str = "") -> str:
-    async with database.sessions() as session:
-        assignment = (
-            await session.execute(
-                select(Assignment)
-                .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
-                .where(
-                    ApprovalRequest.cycle_id == cycle_id,
-                    ApprovalRequest.stage == stage_id,
-                    ApprovalRequest.subject == subject,
-                    Assignment.status == "pending",
-                )
-            )
-        ).scalar_one()
-    return await live_token(database, settings, assignment.id)
-
-
 async def _oriented(client, database, settings, year: int) -> uuid.UUID:
     """Stage 1: the press officer submits the orientation with a file, the director approves it."""
     async with database.transaction() as session:
@@ -84,7 +67,7 @@ async def _oriented(client, database, settings, year: int) -> uuid.UUID:
         f"/s/{token}", data=ORIENTATION, files=[("files", ("Định hướng.pdf", PDF, "application/pdf"))]
     )
     assert sent.status_code == 200, sent.text
-    director = await _approver(database, settings, cycle.id, "dic_direction")
+    director = await approver_token(database, settings, cycle.id, "dic_direction")
     page = await client.get(f"/a/{director}")
     assert "Chủ đề tuyên truyền:" in page.text and "Kinh tế xanh; chuyển đổi số" in page.text
     assert (await client.post(f"/a/{director}", data={"outcome": "approve", "comment": ""})).status_code == 200
@@ -145,7 +128,7 @@ async def test_the_boards_guidance_is_acknowledged_never_rejected_and_reaches_ev
     assert "Đề nghị Ban Tuyên giáo" in request_page.text  # the request says it is requested
     assert (await client.post(f"/s/{board}", data={"text": GUIDANCE})).status_code == 200
 
-    director = await _approver(database, settings, cycle_id, "propaganda_guidance")
+    director = await approver_token(database, settings, cycle_id, "propaganda_guidance")
     page = await client.get(f"/a/{director}")
     assert "Tiếp nhận" in page.text and "Đề nghị làm rõ" in page.text and 'value="reject"' not in page.text
     refused = await client.post(f"/a/{director}", data={"outcome": "reject", "comment": "Không đồng ý."})
@@ -197,7 +180,7 @@ async def test_the_boards_guidance_is_acknowledged_never_rejected_and_reaches_ev
         f"/s/{portal}", data={"text": "Kế hoạch của Cổng.", "field_area_environment": "Chuyên mục Lạng Sơn xanh"}
     )
     assert sent.status_code == 200
-    head = await _approver(database, settings, cycle_id, "outlet_plans", "provincial_web_portal")
+    head = await approver_token(database, settings, cycle_id, "outlet_plans", "provincial_web_portal")
     page = html.unescape((await client.get(f"/a/{head}")).text)
     assert GUIDANCE in page and "Môi trường:" in page and "Chuyên mục Lạng Sơn xanh" in page
     assert (await client.get(f"/a/{head}/shown/{pdf_id}")).content == PDF
