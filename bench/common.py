@@ -17,7 +17,7 @@ class Database:
     """A migrated, empty database for one run: a SQLite file or a PostgreSQL schema."""
 
     def __init__(self, postgres: str | None, folder: Path):
-        from approvals.migrate import upgrade
+        from service.migrate import upgrade
 
         self.postgres, self.schema = postgres, None
         if postgres:

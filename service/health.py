@@ -35,7 +35,7 @@ CHECK_TIMEOUT = 3.0
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    from approvals.migrate import alembic_config
+    from service.migrate import alembic_config
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 

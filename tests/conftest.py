@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from approvals.db import Database, make_engine
-from approvals.migrate import upgrade
+from service.migrate import upgrade
 from tests.support.smtp import RecordingSmtpServer
 
 POSTGRES_ENV = "KEHOACH_TEST_POSTGRES_URL"

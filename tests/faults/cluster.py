@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from approvals.db import make_engine
-from approvals.migrate import upgrade
+from service.migrate import upgrade
 from service.prefect_server import LocalPrefectServer, free_port, stop_process
 from tests.support import local_http
 from tests.support.pg import PrivatePostgres

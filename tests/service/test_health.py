@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from approvals.config import Settings
 from approvals.db import Database, utcnow
-from approvals.migrate import upgrade
+from service.migrate import upgrade
 from notifications.models import MessageStatus, OutboxMessage
 from service.app import create_app
 from service.prefect_server import free_port

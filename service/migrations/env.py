@@ -3,9 +3,9 @@
 from alembic import context
 from sqlalchemy import pool
 
-# The outbox table belongs to notifications but lives in the same database and
-# history; importing its models here (a script, not the approvals package) lets
-# autogenerate see it without approvals depending on notifications.
+# Every package's tables live in one database and one history, so the environment
+# imports every package's models: it sits at the top, in service/, where
+# `kehoach db upgrade` lives, and approvals/ never depends on notifications/.
 import approvals.models  # noqa: F401
 import notifications.models  # noqa: F401
 from approvals.db import Base, make_engine
