@@ -43,6 +43,8 @@ def test_every_exception_kehoach_defines_has_one_meaning():
 def test_each_meaning_has_a_status_and_a_title_in_both_languages():
     messages = catalogue(MESSAGES)
     assert sorted(m.status for m in MEANINGS) == [404, 404, 409, 422, 422, 503]
+    kinds = [m.kind for m in (KehoachError, *MEANINGS)]  # what the API's 422 answers name as `type`
+    assert len(set(kinds)) == len(kinds) and all(k.isidentifier() and k.islower() for k in kinds), kinds
     for meaning in (KehoachError, *MEANINGS):
         vi, en = messages.text(meaning.key, "vi"), messages.text(meaning.key, "en")
         assert vi and en and vi != en, meaning

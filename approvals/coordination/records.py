@@ -13,7 +13,7 @@ from approvals import audit
 from approvals.deadlines import local_day
 from approvals.models import EconomicEvent, ProblemReport
 from approvals.plan.schema import Plan
-from approvals.steps import Refused
+from approvals.errors import InvalidInput, Refused
 
 
 async def record_event(
@@ -46,7 +46,7 @@ async def record_problem(
     """A problem a unit raises with the PPC; its escalation cycle is started from it. Only a unit
     in force on the day may raise one (a district abolished in 2025 may not: its successor does)."""
     if not any(a.id == unit for a in plan.agencies):
-        raise Refused(f"unknown unit '{unit}' (use an agency id of the plan)")
+        raise InvalidInput(f"unknown unit '{unit}' (use an agency id of the plan)")
     agency = plan.agency(unit)
     if not agency.valid_on(local_day(plan, now)):
         successors = ", ".join(a.id for a in plan.in_force(unit, local_day(plan, now)))

@@ -36,14 +36,23 @@ async def test_an_unknown_id_and_a_conflict_answer_problem_details(client, accou
     assert body["detail"].endswith("nothing was changed.") and "errors" not in body
 
 
-async def test_a_refusal_and_a_malformed_body_share_the_422_shape(client, accounts):
+async def test_a_refusal_bad_input_and_a_malformed_body_share_the_422_shape(client, accounts):
+    """Each error's `type` names its meaning: a rule refused (a district abolished in 2025 may not
+    raise a problem), or what was sent names nothing the plan has (an unknown unit)."""
     refused = await client.post(
+        "/api/v1/problems",
+        headers=accounts.as_coordinator,
+        json={"unit": "pc_trang_dinh", "title": "Vướng mắc", "description": "Chi tiết"},
+    )
+    body = assert_problem(refused, 422, "Refused")
+    assert body["errors"] == [{"loc": ["body", "unit"], "msg": body["errors"][0]["msg"], "type": "refused"}]
+    unknown = await client.post(
         "/api/v1/problems",
         headers=accounts.as_coordinator,
         json={"unit": "so_khong_co", "title": "Vướng mắc", "description": "Chi tiết"},
     )
-    body = assert_problem(refused, 422, "Refused")
-    assert body["errors"] == [{"loc": ["body", "unit"], "msg": body["errors"][0]["msg"], "type": "refused"}]
+    body = assert_problem(unknown, 422, "Invalid input")
+    assert body["errors"] == [{"loc": ["body", "unit"], "msg": body["errors"][0]["msg"], "type": "invalid_input"}]
     malformed = await client.post("/api/v1/problems", headers=accounts.as_coordinator, json={"unit": 5})
     body = assert_problem(malformed, 422, "Unprocessable content")
     assert {tuple(e["loc"]) for e in body["errors"]} >= {("body", "title"), ("body", "description")}
