@@ -9,11 +9,11 @@ the service maps each meaning to an answer once (`service/errors.py`):
 | meaning | status | `kind` | raised when |
 |---|---|---|---|
 | `NotFound` | 404 | `not_found` | an id names nothing of that kind |
-| `Conflict` | 409 | `conflict` | the thing is no longer in a state the action applies to (settled, escalated, finished) |
+| `Conflict` | 409 | `conflict` | no longer in a state the action applies to (settled, escalated, finished) |
 | `Refused` | 422 | `refused` | a rule forbids the action (separation of duties, an official not in force) |
-| `InvalidLink` | 404 | `invalid_link` | a link's token is unknown, tampered, expired, used or revoked, or its stage gone |
-| `InvalidInput` | 422 | `invalid_input` | what was sent is malformed (a comment missing, an id the plan lacks, a file of the wrong kind) |
-| `Unavailable` | 503 | `unavailable` | a part kehoach needs (Prefect, the SMTP server) cannot be reached now: try again |
+| `InvalidLink` | 404 | `invalid_link` | a token unknown, tampered, expired, used or revoked, or its stage gone |
+| `InvalidInput` | 422 | `invalid_input` | what was sent is malformed (no comment, an id the plan lacks, a bad file) |
+| `Unavailable` | 503 | `unavailable` | a part kehoach needs (Prefect, SMTP) cannot be reached now: try again |
 
 `kind` is the meaning as a word: the API's 422 answers carry it as each error's `type`.
 """

@@ -76,9 +76,7 @@ async def kehoach_error(request: Request, exc: KehoachError):
     if _is_api(request):
         if exc.status >= 500:
             log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
-        errors = (
-            [{"loc": list(exc.loc or ("body",)), "msg": str(exc), "type": exc.kind}] if exc.status == 422 else None
-        )
+        errors = [{"loc": list(exc.loc or ("body",)), "msg": str(exc), "type": exc.kind}] if exc.status == 422 else None
         return problem(exc.status, detail_of(exc), title=catalogue(MESSAGES).text(exc.key, "en"), errors=errors)
     language = language_of(request, request.app.state.kehoach.settings.default_language)
     if request.url.path.startswith(LINK_PAGES) and isinstance(exc, (InvalidLink, Refused)):

@@ -20,9 +20,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from approvals.config import Settings
 from approvals.db import Database
-from service.migrate import upgrade
 from notifications.catcher import MailCatcher
 from service.app import create_app
+from service.migrate import upgrade
 from service.prefect_server import LocalPrefectServer, healthy, prefect_env, stop_process
 from service.wiring import make_dispatcher
 

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.deadlines import local_day
+from approvals.errors import InvalidInput, Refused
 from approvals.models import EconomicEvent, ProblemReport
 from approvals.plan.schema import Plan
-from approvals.errors import InvalidInput, Refused
 
 
 async def record_event(

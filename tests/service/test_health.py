@@ -15,9 +15,9 @@ from sqlalchemy import update
 
 from approvals.config import Settings
 from approvals.db import Database, utcnow
-from service.migrate import upgrade
 from notifications.models import MessageStatus, OutboxMessage
 from service.app import create_app
+from service.migrate import upgrade
 from service.prefect_server import free_port
 from tests.notifications.helpers import dispatcher, queue_many
 from tests.support.pg import PrivatePostgres
