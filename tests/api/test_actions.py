@@ -6,56 +6,33 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import httpx
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from approvals.db import utcnow
 from approvals.decisions import decide
-from approvals.models import ApprovalRequest, Assignment, AuditEvent, CycleStage, Delegation, EconomicEvent
+from approvals.models import ApprovalRequest, Assignment, CycleStage
 from approvals.statuses import Outcome
 from notifications.models import OutboxMessage
 from tests.api.conftest import escalate, live_token, open_request
-
-
-async def _one(database, query):
-    async with database.sessions() as session:
-        return (await session.execute(query)).scalar_one()
-
-
-async def _all(database, query) -> list:
-    async with database.sessions() as session:
-        return list((await session.execute(query)).scalars())
+from tests.api.db_reads import audit_rows, scalar_one, scalars, snapshot
 
 
 async def _assignments(database, request_id) -> dict[str, Assignment]:
     return {
-        a.official_id: a for a in await _all(database, select(Assignment).where(Assignment.request_id == request_id))
+        a.official_id: a for a in await scalars(database, select(Assignment).where(Assignment.request_id == request_id))
     }
 
 
 async def _emails(database, assignment_ids) -> list[OutboxMessage]:
-    rows = await _all(database, select(OutboxMessage))
+    rows = await scalars(database, select(OutboxMessage))
     ids = {str(i) for i in assignment_ids}
     return [m for m in rows if m.idempotency_key.split(":")[1] in ids]
-
-
-async def _audit(database, entity_id) -> list[AuditEvent]:
-    return await _all(
-        database, select(AuditEvent).where(AuditEvent.entity_id == str(entity_id)).order_by(AuditEvent.id)
-    )
 
 
 async def _settle(database, settings, opened, official="ppc_vice_chair"):
     token = await live_token(database, settings, opened.assignments[official])
     async with database.transaction() as session:
         await decide(session, token=token, outcome=Outcome.approve, comment="", now=utcnow())
-
-
-async def _snapshot(database) -> tuple[int, int, list]:
-    audit = await _one(database, select(func.count()).select_from(AuditEvent))
-    outbox = await _one(database, select(func.count()).select_from(OutboxMessage))
-    tokens = sorted((str(a.id), a.token_hash, a.status) for a in await _all(database, select(Assignment)))
-    return audit, outbox, tokens
 
 
 # Remind --------------------------------------------------------------------------------
@@ -85,7 +62,7 @@ async def test_remind_rotates_the_links_and_queues_reminders(client, accounts, d
         (kind, "phochutich@lang-son.example"),
     ]
     assert all(m.idempotency_key.endswith(":2") for m in emails)
-    audit = await _audit(database, opened.request_id)
+    audit = await audit_rows(database, opened.request_id)
     assert audit[-1].action == "request.reminded"
     assert audit[-1].actor == f"api:{accounts.coordinator_name}"
     # the old link is dead, the new one decides
@@ -104,11 +81,11 @@ async def test_remind_rotates_the_links_and_queues_reminders(client, accounts, d
 async def test_remind_on_a_decided_request_is_409_and_changes_nothing(client, accounts, database, settings):
     opened = await open_request(database, settings)
     await _settle(database, settings, opened)
-    before = await _snapshot(database)
+    before = await snapshot(database)
     response = await client.post(f"/api/v1/requests/{opened.request_id}/remind", headers=accounts.as_coordinator)
     assert response.status_code == 409
     assert "already settled" in response.json()["detail"]
-    assert await _snapshot(database) == before
+    assert await snapshot(database) == before
 
 
 async def test_unknown_ids_are_404(client, accounts):
@@ -130,14 +107,14 @@ async def test_bulk_remind_is_all_or_nothing(client, accounts, database, setting
     first, second, decided = [await open_request(database, settings) for _ in range(3)]
     first = await escalate(client, accounts, database, first)  # two approvers (vice-chair, chair); second has one
     await _settle(database, settings, decided)
-    before = await _snapshot(database)
+    before = await snapshot(database)
     response = await client.post(
         "/api/v1/requests/remind",
         headers=accounts.as_coordinator,
         json={"request_ids": [str(first.request_id), str(decided.request_id), str(second.request_id)]},
     )
     assert response.status_code == 409
-    assert await _snapshot(database) == before  # nobody reminded, no audit row, no email
+    assert await snapshot(database) == before  # nobody reminded, no audit row, no email
 
     response = await client.post(
         "/api/v1/requests/remind",
@@ -151,7 +128,7 @@ async def test_bulk_remind_is_all_or_nothing(client, accounts, database, setting
         str(second.request_id): ["ppc_vice_chair"],
     }
     assert sum(r["emails_queued"] for r in reminded) == 3
-    audit, outbox, _ = await _snapshot(database)
+    audit, outbox, _ = await snapshot(database)
     assert (audit, outbox) == (before[0] + 2, before[1] + 3)  # an audit row per request, an email per approver
 
 
@@ -166,14 +143,14 @@ async def test_escalate_now_adds_the_superior_and_emails_them(client, accounts, 
 
     assignments = await _assignments(database, opened.request_id)
     assert {o: a.status for o, a in assignments.items()} == {"dcst_director": "pending", "ppc_vice_chair": "pending"}
-    request = await _one(database, select(ApprovalRequest).where(ApprovalRequest.id == opened.request_id))
+    request = await scalar_one(database, select(ApprovalRequest).where(ApprovalRequest.id == opened.request_id))
     assert request.escalated_at is not None
     assert request.expires_at == request.due_at + dt.timedelta(
         days=7
     )  # escalated early: the grace runs from the due time
     emails = await _emails(database, [assignments["ppc_vice_chair"].id])
     assert [(m.kind, m.recipients[0]["email"]) for m in emails] == [("escalation", "phochutich@lang-son.example")]
-    audit = await _audit(database, opened.request_id)
+    audit = await audit_rows(database, opened.request_id)
     assert (audit[-1].action, audit[-1].actor) == ("request.escalated", f"api:{accounts.coordinator_name}")
 
     again = await client.post(f"/api/v1/requests/{opened.request_id}/escalate", headers=accounts.as_coordinator)
@@ -188,12 +165,12 @@ async def test_escalate_is_refused_when_the_superior_is_already_asked(client, ac
         json={"to_official": "ppc_chair"},
     )
     assert moved.status_code == 200, moved.text  # the step is now the chair's: escalating would bring in nobody new
-    before = await _snapshot(database)
+    before = await snapshot(database)
     response = await client.post(f"/api/v1/requests/{opened.request_id}/escalate", headers=accounts.as_coordinator)
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["path", "request_id"]
     assert "ppc.chair" in response.json()["errors"][0]["msg"]
-    assert await _snapshot(database) == before
+    assert await snapshot(database) == before
 
 
 # Reassign --------------------------------------------------------------------------------
@@ -213,7 +190,7 @@ async def test_reassign_moves_the_link_and_emails_the_new_official(client, accou
     assert assignments["dcst_director"].replaced_by == assignments["ppc_vice_chair"].id
     emails = await _emails(database, [assignments["ppc_vice_chair"].id])
     assert [(m.kind, m.recipients[0]["email"]) for m in emails] == [("approval_request", "phochutich@lang-son.example")]
-    audit = await _audit(database, opened.request_id)
+    audit = await audit_rows(database, opened.request_id)
     assert (audit[-1].action, audit[-1].actor) == ("assignment.reassigned", f"api:{accounts.coordinator_name}")
 
 
@@ -262,18 +239,19 @@ async def test_cancel_cycle_expires_its_pending_requests(client, accounts, datab
 
     statuses = {
         r.id: r.status
-        for r in await _all(database, select(ApprovalRequest).where(ApprovalRequest.cycle_id == first.cycle_id))
+        for r in await scalars(database, select(ApprovalRequest).where(ApprovalRequest.cycle_id == first.cycle_id))
     }
     assert statuses == {first.request_id: "expired", second.request_id: "approved"}
     assert {a.status for a in (await _assignments(database, first.request_id)).values()} == {"closed"}
     stages = {
-        s.stage: s.status for s in await _all(database, select(CycleStage).where(CycleStage.cycle_id == first.cycle_id))
+        s.stage: s.status
+        for s in await scalars(database, select(CycleStage).where(CycleStage.cycle_id == first.cycle_id))
     }
     assert stages["dic_direction"] == "expired"
-    cancelled = await _audit(database, first.cycle_id)
+    cancelled = await audit_rows(database, first.cycle_id)
     assert [(e.action, e.actor) for e in cancelled] == [("cycle.cancelled", f"api:{accounts.coordinator_name}")]
     assert cancelled[0].data["reason"] == "Kế hoạch được thay thế"
-    assert (await _audit(database, first.request_id))[-1].action == "request.expired"
+    assert (await audit_rows(database, first.request_id))[-1].action == "request.expired"
 
     cycle = (await client.get(f"/api/v1/cycles/{first.cycle_id}", headers=accounts.as_viewer)).json()
     assert cycle["cancelled_at"] is not None
@@ -281,137 +259,3 @@ async def test_cancel_cycle_expires_its_pending_requests(client, accounts, datab
         f"/api/v1/cycles/{first.cycle_id}/cancel", headers=accounts.as_coordinator, json={"reason": "again"}
     )
     assert again.status_code == 409
-
-
-# Delegations ---------------------------------------------------------------------------------
-
-
-async def test_delegations_are_created_listed_and_revoked(client, accounts, database):
-    start = dt.date(2091, 3, 1)
-    body = {
-        "delegator": "ppc_chair",
-        "delegate": "ppc_vice_chair",
-        "role": "ppc.chair",
-        "valid_from": start.isoformat(),
-        "valid_to": (start + dt.timedelta(days=10)).isoformat(),
-        "reason": "Đi công tác",
-    }
-    created = await client.post("/api/v1/delegations", headers=accounts.as_coordinator, json=body)
-    assert created.status_code == 201, created.text
-    delegation = created.json()
-    assert delegation["created_by"] == f"api:{accounts.coordinator_name}"
-
-    listed = await client.get("/api/v1/delegations", headers=accounts.as_viewer)
-    assert delegation["id"] in {d["id"] for d in listed.json()}
-
-    cycle = {**body, "delegator": "ppc_vice_chair", "delegate": "ppc_chair", "role": None}
-    refused = await client.post("/api/v1/delegations", headers=accounts.as_coordinator, json=cycle)
-    assert refused.status_code == 422 and "cycle" in refused.json()["errors"][0]["msg"]
-
-    revoked = await client.post(f"/api/v1/delegations/{delegation['id']}/revoke", headers=accounts.as_coordinator)
-    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
-    again = await client.post(f"/api/v1/delegations/{delegation['id']}/revoke", headers=accounts.as_coordinator)
-    assert again.status_code == 409
-    row = await _one(database, select(Delegation).where(Delegation.id == uuid.UUID(delegation["id"])))
-    assert row.revoked_at is not None
-    actions = [e.action for e in await _audit(database, delegation["id"])]
-    assert actions == ["delegation.created", "delegation.revoked"]
-
-
-async def test_delegation_refusals_say_why(client, accounts):
-    base = {
-        "delegator": "ppc_chair",
-        "delegate": "ppc_vice_chair",
-        "valid_from": "2092-01-01",
-        "valid_to": "2092-01-05",
-    }
-    for change, words in [
-        ({"delegate": "ppc_chair"}, "themselves"),
-        ({"delegator": "no_such_person"}, "unknown"),
-        ({"role": "finance.director"}, "does not hold"),
-        ({"valid_to": "2091-12-01"}, "before"),
-    ]:
-        response = await client.post("/api/v1/delegations", headers=accounts.as_coordinator, json={**base, **change})
-        assert response.status_code == 422, (change, response.text)
-        assert words in response.json()["errors"][0]["msg"]
-
-
-# Events --------------------------------------------------------------------------------------
-
-
-async def test_an_economic_event_is_recorded_and_audited(client, accounts, database):
-    response = await client.post(
-        "/api/v1/events",
-        headers=accounts.as_coordinator,
-        json={
-            "name": "Hội chợ thương mại Việt - Trung",
-            "starts_on": "2091-10-05",
-            "description": "Tại cửa khẩu Hữu Nghị",
-        },
-    )
-    assert response.status_code == 201, response.text
-    event = response.json()
-    assert event["recorded_by"] == f"api:{accounts.coordinator_name}"
-    row = await _one(database, select(EconomicEvent).where(EconomicEvent.id == uuid.UUID(event["id"])))
-    assert row.name == "Hội chợ thương mại Việt - Trung"
-    assert [e.action for e in await _audit(database, event["id"])] == ["event.recorded"]
-    listed = await client.get("/api/v1/events", headers=accounts.as_viewer)
-    assert event["id"] in {e["id"] for e in listed.json()}
-
-
-# Validation ----------------------------------------------------------------------------------
-
-
-async def test_bad_input_is_422_with_the_field_path(client, accounts, database):
-    before = await _snapshot(database)
-    cases = [
-        ("post", "/api/v1/events", {"name": "x" * 301, "starts_on": "2091-01-01"}, ["body", "name"]),
-        ("post", "/api/v1/events", {"name": "Hội chợ\r\nBcc: x@y", "starts_on": "2091-01-01"}, ["body", "name"]),
-        ("post", "/api/v1/events", {"name": "   ", "starts_on": "2091-01-01"}, ["body", "name"]),
-        ("post", "/api/v1/events", {"name": "ok", "starts_on": "2091-02-30"}, ["body", "starts_on"]),
-        (
-            "post",
-            "/api/v1/events",
-            {"name": "ok", "starts_on": "2091-01-01", "description": "d" * 4001},
-            ["body", "description"],
-        ),
-        ("post", "/api/v1/events", {"name": "ok", "starts_on": "2091-01-01", "extra": 1}, ["body", "extra"]),
-        (
-            "post",
-            "/api/v1/delegations",
-            {
-                "delegator": "PPC Chair",
-                "delegate": "ppc_vice_chair",
-                "valid_from": "2091-01-01",
-                "valid_to": "2091-01-02",
-            },
-            ["body", "delegator"],
-        ),
-        ("post", f"/api/v1/cycles/{uuid.uuid4()}/cancel", {"reason": " \n "}, ["body", "reason"]),
-        ("post", f"/api/v1/cycles/{uuid.uuid4()}/cancel", {"reason": "a\x00b"}, ["body", "reason"]),
-        ("post", "/api/v1/requests/remind", {"request_ids": []}, ["body", "request_ids"]),
-        ("post", "/api/v1/requests/not-a-uuid/remind", None, ["path", "request_id"]),
-        ("get", "/api/v1/requests?limit=0", None, ["query", "limit"]),
-        ("get", "/api/v1/requests?agency=DROP%20TABLE", None, ["query", "agency"]),
-        ("get", "/api/v1/requests?status=approved_by_time", None, ["query", "status"]),
-    ]
-    for method, path, body, loc in cases:
-        response = await client.request(method.upper(), path, headers=accounts.as_coordinator, json=body)
-        assert response.status_code == 422, (path, body, response.text)
-        assert [e["loc"] for e in response.json()["errors"]] == [loc], (path, body, response.json())
-    assert await _snapshot(database) == before
-
-
-async def test_an_action_whose_email_cannot_be_queued_changes_nothing(app, accounts, database, settings, monkeypatch):
-    opened = await open_request(database, settings)
-    before = await _snapshot(database)
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("template broken")
-
-    monkeypatch.setattr(app.state.kehoach.renderer, "render", broken)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://kehoach.test") as client:
-        response = await client.post(f"/api/v1/requests/{opened.request_id}/remind", headers=accounts.as_coordinator)
-    assert response.status_code == 500
-    assert await _snapshot(database) == before  # no new link, no audit row, no email
