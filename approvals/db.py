@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeAlias, cast
+from typing import Any, Protocol, TypeAlias, TypeVar, cast
 
 from sqlalchemy import ColumnElement, DateTime, MetaData, Table, create_engine, event, select, update
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine, Result, Row, make_url
@@ -67,6 +67,17 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+_Model = TypeVar("_Model", bound=Base)
+
+
+async def row_of(session: AsyncSession, model: type[_Model], key: Any, *, populate_existing: bool = False) -> _Model:
+    """The row a foreign key names (a request's cycle, an assignment's request): there is one,
+    the database's constraint sees to it."""
+    row = await session.get(model, key, populate_existing=populate_existing)
+    assert row is not None, f"no {model.__name__} {key}, which a foreign key names"
+    return row
 
 
 def utcnow() -> dt.datetime:
