@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from approvals.db import utcnow
+from approvals.db import dialect_name, table_of, utcnow
 from approvals.models import AuditEvent
 
 GENESIS = "0" * 64
@@ -27,7 +28,9 @@ _APPEND_LOCK = 0x6B65686F  # 'keho': serialises appends on PostgreSQL
 _PENDING = "kehoach_audit_pending"
 
 
-def _row_hash(prev_hash: str, at: str, actor: str, action: str, entity: str, entity_id: str, data: dict) -> str:
+def _row_hash(
+    prev_hash: str, at: str, actor: str, action: str, entity: str, entity_id: str, data: dict[str, Any]
+) -> str:
     body = json.dumps(
         [prev_hash, at, actor, action, entity, entity_id, data],
         ensure_ascii=False,
@@ -38,7 +41,7 @@ def _row_hash(prev_hash: str, at: str, actor: str, action: str, entity: str, ent
 
 
 async def append(
-    session: AsyncSession, *, actor: str, action: str, entity: str, entity_id: str, data: dict
+    session: AsyncSession, *, actor: str, action: str, entity: str, entity_id: str, data: dict[str, Any]
 ) -> AuditEvent:
     """Add one row to the caller's transaction; it is chained and written when the transaction
     commits (rolled back with it). The row's time is now; its hashes are set at the commit."""
@@ -51,11 +54,11 @@ async def append(
 # On PostgreSQL the lock and the read of the head are one call (migration 0016).
 _LOCKED_HEAD = text("SELECT kehoach_audit_head(:key)")
 _HEAD = select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-_INSERT = insert(AuditEvent.__table__)
+_INSERT = insert(table_of(AuditEvent.__table__))
 
 
 def _chain(session: Session, rows: list[AuditEvent]) -> None:
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         prev_hash = session.connection().execute(_LOCKED_HEAD, {"key": _APPEND_LOCK}).scalar() or GENESIS
     else:
         prev_hash = session.connection().execute(_HEAD).scalar() or GENESIS

@@ -5,11 +5,13 @@ request's row lock."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.db import row_of, rowcount
 from approvals.deadlines import CycleClock, clock_of, local_day
 from approvals.directory import (
     Approver,
@@ -67,6 +69,8 @@ async def superiors_for(
     session: AsyncSession, *, plan: Plan, request: ApprovalRequest, stage: Stage, now: dt.datetime
 ) -> list[Approver]:
     """Holders of the stage's superior role today who are not already asked (never the requester)."""
+    if stage.escalate_to is None:  # no superior role: nobody holds it (as plan.holders would find)
+        return []
     assigned = set(
         (
             await session.execute(
@@ -144,7 +148,7 @@ async def escalate(
     settled or escalated meanwhile; returns who gets a link."""
     if superiors is None:
         superiors = await superiors_for(session, plan=plan, request=request, stage=stage, now=now)
-    clock = clock_of(plan, await session.get(Cycle, request.cycle_id))
+    clock = clock_of(plan, await row_of(session, Cycle, request.cycle_id))
     moved = await session.execute(
         update(ApprovalRequest)
         .where(
@@ -159,13 +163,13 @@ async def escalate(
         )
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount != 1:
+    if rowcount(moved) != 1:
         raise AlreadyDecided()
     await session.refresh(request)
     notify = await bring_in_superiors(
         session, request=request, stage=stage, superiors=superiors, secret=secret, link_ttl=link_ttl, now=now
     )
-    data = {
+    data: dict[str, Any] = {
         "to": [n.official.id for n in notify],
         "mode": stage.escalation.value,
         "expires_at": request.expires_at.isoformat() if request.expires_at else None,

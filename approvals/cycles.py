@@ -23,6 +23,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.db import rowcount
 from approvals.deadlines import planned_due, planned_opening
 from approvals.errors import Conflict, NotFound
 from approvals.models import Cycle, Wake
@@ -68,7 +69,7 @@ async def claim(
         .execution_options(synchronize_session=False)
     )
     await session.refresh(cycle)
-    taken = moved.rowcount == 1
+    taken = rowcount(moved) == 1
     if taken and before not in (None, run_id):  # a run took another's place (a restart)
         await audit.append(
             session,
@@ -89,7 +90,7 @@ async def beat(session: AsyncSession, cycle_id: uuid.UUID, *, run_id: str, state
         .values(run_state=state, heartbeat_at=now)
         .execution_options(synchronize_session=False)
     )
-    return moved.rowcount == 1
+    return rowcount(moved) == 1
 
 
 async def finish(session: AsyncSession, cycle_id: uuid.UUID, *, run_id: str, now: dt.datetime) -> bool:
@@ -99,7 +100,7 @@ async def finish(session: AsyncSession, cycle_id: uuid.UUID, *, run_id: str, now
         .values(run_state=RunState.finished, heartbeat_at=now, finished_at=now, attention=None)
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount == 1:
+    if rowcount(moved) == 1:
         await audit.append(
             session,
             actor="system",
@@ -108,7 +109,7 @@ async def finish(session: AsyncSession, cycle_id: uuid.UUID, *, run_id: str, now
             entity_id=str(cycle_id),
             data={"run": run_id},
         )
-    return moved.rowcount == 1
+    return rowcount(moved) == 1
 
 
 async def needs_attention(
@@ -126,7 +127,7 @@ async def needs_attention(
         .values(attention=reason, attention_at=now, attention_detail=detail[:2000])
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount != 1:
+    if rowcount(moved) != 1:
         return None
     cycle = await session.get(Cycle, cycle_id, populate_existing=True)
     await audit.append(

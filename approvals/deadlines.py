@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from approvals.models import Cycle
+from approvals.models import ApprovalRequest, Cycle
 from approvals.plan.schema import Plan
 from approvals.plan.stages import Due, Stage
 
@@ -31,6 +31,7 @@ def due_at(due: Due, *, cycle_start: dt.date, tz: ZoneInfo) -> dt.datetime:
     """
     if due.offset_days is not None:
         return end_of_local_day(cycle_start + dt.timedelta(days=due.offset_days), tz)
+    assert due.month is not None and due.day is not None, "a due date is an offset, or a month and day (Due)"
     day = dt.date(cycle_start.year, due.month, due.day)
     if not due.inclusive:
         day -= dt.timedelta(days=1)
@@ -115,7 +116,7 @@ def days_left(due: dt.datetime, now: dt.datetime, tz: ZoneInfo) -> int:
     return max((due.astimezone(tz).date() - now.astimezone(tz).date()).days, 0)
 
 
-def reminder_times(stage: Stage, request, clock: CycleClock) -> list[dt.datetime]:
+def reminder_times(stage: Stage, request: ApprovalRequest, clock: CycleClock) -> list[dt.datetime]:
     """When a step's reminders fall: the stage's days before its due time, those after the step
     opened only (a step opened late, with its minimum notice, is not reminded at once for
     reminders that belonged to days before it existed)."""
@@ -126,7 +127,7 @@ def reminder_times(stage: Stage, request, clock: CycleClock) -> list[dt.datetime
     )
 
 
-def reminders_passed(stage: Stage, request, now: dt.datetime, clock: CycleClock) -> int:
+def reminders_passed(stage: Stage, request: ApprovalRequest, now: dt.datetime, clock: CycleClock) -> int:
     """How many of the step's reminders have fallen by `now`."""
     return sum(1 for moment in reminder_times(stage, request, clock) if moment <= now)
 

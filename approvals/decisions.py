@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from approvals import audit
-from approvals.db import core
+from approvals.db import core, table_of
 from approvals.deadlines import local_day
 from approvals.directory import resolvable
-from approvals.errors import InvalidInput
+from approvals.errors import InvalidInput, InvalidLink, Refused
 from approvals.link_views import LINK_VIEW, open_link
 from approvals.models import ApprovalRequest, Assignment, Cycle, Decision, SubmissionLink
 from approvals.plan.schema import Plan
@@ -27,7 +27,7 @@ from approvals.plan.stages import Policy
 from approvals.policy import settle
 from approvals.stages import after_settled
 from approvals.statuses import OUTCOME_TO_STATUS, AssignmentStatus, LinkStatus, Outcome, RequestStatus
-from approvals.steps import AlreadyDecided, InvalidLink, NewAssignment, Refused, issue_token, stage_of
+from approvals.steps import AlreadyDecided, NewAssignment, issue_token, stage_of
 from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
 
 MAX_COMMENT = 4000  # characters of a decision's comment
@@ -78,7 +78,7 @@ _SETTLE = (
     .values(status=bindparam("new_status"), decided_at=bindparam("at"))
     .execution_options(synchronize_session=False, preserve_rowcount=True)
 )
-_INSERT_DECISION = insert(Decision.__table__)
+_INSERT_DECISION = insert(table_of(Decision.__table__))
 _DECISION_COLUMNS = tuple(c.key for c in Decision.__table__.columns)
 _ASSIGNEES = (
     select(
@@ -216,10 +216,13 @@ async def _activate_next(
     ).scalar()
     if following is None:
         return []
+    official = plan.official(following.official_id)
+    if official is None:  # gone from the plan file: nobody to email the link to
+        raise Refused(f"official '{following.official_id}', next in the sequence, is no longer in the plan")
     issue_token(following, secret, following.token_generation + 1)
     following.status = AssignmentStatus.pending.value
     await session.flush()
-    return [NewAssignment(following, plan.official(following.official_id))]
+    return [NewAssignment(following, official)]
 
 
 async def settle_request(

@@ -15,11 +15,19 @@ from approvals.errors import Refused
 
 
 class DelegationLike(Protocol):
-    delegator: str
-    delegate: str
-    role: str | None
-    valid_from: dt.date
-    valid_to: dt.date
+    """A delegation as the rules read it: the plan file's (DelegationSpec), or one made through
+    the API (a Grant of a Delegation row). Read-only: both are frozen."""
+
+    @property
+    def delegator(self) -> str: ...
+    @property
+    def delegate(self) -> str: ...
+    @property
+    def role(self) -> str | None: ...
+    @property
+    def valid_from(self) -> dt.date: ...
+    @property
+    def valid_to(self) -> dt.date: ...
 
 
 @dataclass(frozen=True)

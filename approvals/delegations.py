@@ -10,6 +10,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.db import dialect_name, rowcount
 from approvals.delegation_rules import DelegationRefused, Grant, check_new
 from approvals.directory import delegations_in_force
 from approvals.models import Delegation
@@ -36,9 +37,11 @@ async def create_delegation(
             raise DelegationRefused(f"unknown official '{official_id}'")
     if role is not None and role not in {r.id for r in plan.roles}:
         raise DelegationRefused(f"unknown role '{role}'")
-    if role is not None and role not in plan.official(delegator).roles:
+    holder = plan.official(delegator)
+    assert holder is not None, "checked above"
+    if role is not None and role not in holder.roles:
         raise DelegationRefused(f"'{delegator}' does not hold the role '{role}'")
-    if session.bind.dialect.name == "postgresql":  # one delegation check at a time: no cycle slips in between
+    if dialect_name(session) == "postgresql":  # one delegation check at a time: no cycle slips in between
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _DELEGATION_LOCK})
     grant = Grant(delegator, delegate, role, valid_from, valid_to)
     check_new(grant, await delegations_in_force(session, plan))
@@ -78,7 +81,7 @@ async def revoke_delegation(session: AsyncSession, *, delegation_id: uuid.UUID, 
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
-    if revoked.rowcount == 1:
+    if rowcount(revoked) == 1:
         await audit.append(
             session, actor=by, action="delegation.revoked", entity="delegation", entity_id=str(delegation_id), data={}
         )

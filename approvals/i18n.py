@@ -10,11 +10,18 @@ import datetime as dt
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import yaml
 
 LANGUAGES = ("vi", "en")
+
+
+class Gettext(Protocol):
+    """A catalogue's texts in one language: `_("key", name=...)`."""
+
+    def __call__(self, key: str, **values: object) -> str: ...
 
 
 class Catalogue:
@@ -33,8 +40,11 @@ class Catalogue:
         template = texts.get(language) or texts["vi"]
         return template.format(**values) if values else template
 
-    def gettext_for(self, language: str):
-        return lambda key, **values: self.text(key, language, **values)
+    def gettext_for(self, language: str) -> Gettext:
+        def gettext(key: str, **values: object) -> str:
+            return self.text(key, language, **values)
+
+        return gettext
 
 
 @lru_cache

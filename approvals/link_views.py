@@ -5,11 +5,13 @@ shows."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from approvals.db import row_of
 from approvals.errors import InvalidLink
 from approvals.models import ApprovalRequest, Assignment, Cycle, Decision
 from approvals.statuses import AssignmentStatus, RequestStatus
@@ -22,14 +24,17 @@ class LinkView:
     request: ApprovalRequest
     cycle: Cycle
     others: list[Assignment]
-    earlier: list[tuple[ApprovalRequest, list[Decision]]] = ()  # previous rounds, newest first
+    earlier: Sequence[tuple[ApprovalRequest, list[Decision]]] = ()  # previous rounds, newest first
 
 
-async def earlier_rounds(session: AsyncSession, request: ApprovalRequest) -> list[tuple[ApprovalRequest, list]]:
+async def earlier_rounds(
+    session: AsyncSession, request: ApprovalRequest
+) -> list[tuple[ApprovalRequest, list[Decision]]]:
     """The rounds this one re-opens (after requests for changes), with their decisions."""
-    rounds, previous_id = [], request.previous_id
+    rounds: list[tuple[ApprovalRequest, list[Decision]]] = []
+    previous_id = request.previous_id
     while previous_id is not None and len(rounds) < 20:
-        previous = await session.get(ApprovalRequest, previous_id)
+        previous = await row_of(session, ApprovalRequest, previous_id)
         decisions = list(
             (
                 await session.execute(
@@ -67,7 +72,13 @@ OTHER_ASSIGNEES = (
 )
 
 
-async def open_link(session: AsyncSession, token: str, *, now: dt.datetime, statement=LINK_VIEW):
+async def open_link(
+    session: AsyncSession,
+    token: str,
+    *,
+    now: dt.datetime,
+    statement: Select[Assignment, ApprovalRequest, Cycle] = LINK_VIEW,
+) -> tuple[Assignment, ApprovalRequest, Cycle]:
     """The live assignment a token opens, with its request and its cycle, in one query
     (`statement`: LINK_VIEW, or a variant of it that locks the request); else InvalidLink."""
     if not well_formed(token):

@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from approvals.deadlines import planned_due
 from approvals.i18n import local_time
-from approvals.models import ApprovalRequest, Cycle
+from approvals.message_types import ClosingMessage, FailedDelivery, LinkMessage
+from approvals.message_types import PlainMessage as PlainMessage  # notifications.emails imports it from here
+from approvals.models import ApprovalRequest, Cycle, Decision
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
 from approvals.statuses import LinkKind
@@ -20,6 +21,7 @@ from approvals.steps import NewAssignment
 from approvals.tokens import approval_link_argument
 
 if TYPE_CHECKING:
+    from approvals.submissions import SubmissionAsked
     from approvals.sweep import OverdueNotice
 from approvals.presentation import (
     cycle_context,
@@ -31,43 +33,8 @@ from approvals.presentation import (
 )
 
 
-@dataclass(frozen=True)
-class PlainMessage:
-    """An email with no personal link (it may be forwarded)."""
-
-    kind: str
-    key: str
-    language: str
-    name: str
-    email: str
-    context: dict[str, str]
-
-
-@dataclass(frozen=True)
-class LinkMessage(PlainMessage):
-    """One personal-link email to write: who, in which language, about what, which link."""
-
-    link_argument: str
-    # The official's "Báo cáo vướng mắc" link (official:YYYYMMDD, signed when it is sent).
-    problem_argument: str = ""
-    # For the calendar invite: one event per request and official, ending at the due time.
-    request_id: str = ""
-    official_id: str = ""
-    due: dt.datetime | None = None  # in the plan's time zone: its calendar invite is shown there
-
-
-@dataclass(frozen=True)
-class ClosingMessage(PlainMessage):
-    """An email that ends a step for someone who had its deadline in their calendar: it
-    carries the cancellation of that event (the same UID as the request's invite)."""
-
-    request_id: str = ""
-    official_id: str = ""
-    due: dt.datetime | None = None  # in the plan's time zone, as the invite it cancels
-
-
 def receipt_message(
-    plan: Plan, request: ApprovalRequest, cycle: Cycle, decision, *, at: dt.datetime
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, decision: Decision, *, at: dt.datetime
 ) -> ClosingMessage | None:
     """The decider's confirmation (so a decision they did not make gets noticed)."""
     official = plan.official(decision.official_id)
@@ -165,7 +132,7 @@ def link_messages(
 
 
 def submission_message(
-    plan: Plan, request: ApprovalRequest, cycle: Cycle, asked, *, reminder: int | str = 0
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, asked: SubmissionAsked, *, reminder: int | str = 0
 ) -> LinkMessage:
     """The email with a submission link: the step's first submission, or a resubmission after
     a request for changes (its page shows the reviewers' comments); `reminder` marks the
@@ -325,7 +292,9 @@ def outcome_message(
     )
 
 
-def delivery_failure_messages(plan: Plan, failed: Sequence, *, at: dt.datetime, base_url: str) -> list[PlainMessage]:
+def delivery_failure_messages(
+    plan: Plan, failed: Sequence[FailedDelivery], *, at: dt.datetime, base_url: str
+) -> list[PlainMessage]:
     """Tell the coordinators which emails could not be delivered (`failed`: outbox rows), once
     per set of failures (the key carries their fingerprint)."""
     if not failed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -110,7 +111,7 @@ class ApprovalRequest(Base):
     previous_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("approval_request.id"), index=True, doc="The round this one re-opens after changes."
     )
-    data: Mapped[dict] = mapped_column(JSON, default=dict, doc="What was submitted (text, links, amount).")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="What was submitted (text, links, amount).")
     reminders_sent: Mapped[int] = mapped_column(default=0)
     escalated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="When the timeout policy ends it.")
@@ -260,7 +261,7 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     entity: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str] = mapped_column(String(64))
-    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
@@ -351,6 +352,6 @@ class IssuedReport(Base):
     number: Mapped[int]
     issued_on: Mapped[dt.date]
     issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
-    recipients: Mapped[list] = mapped_column(JSON, doc="[{agency, email}] it was emailed to.")
+    recipients: Mapped[list[dict[str, str]]] = mapped_column(JSON, doc="[{agency, email}] it was emailed to.")
     docx: Mapped[bytes] = mapped_column(LargeBinary)
     pdf: Mapped[bytes] = mapped_column(LargeBinary)

@@ -4,7 +4,7 @@ stages sent with it; used by emails and pages alike."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from approvals.deadlines import clock_of
 from approvals.i18n import local_time
@@ -53,7 +53,9 @@ SHOWN_NOTE = {
 }
 
 
-def shown_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str, base: str = "") -> list[dict]:
+def shown_context(
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str, base: str = ""
+) -> list[dict[str, Any]]:
     """What earlier stages sent that travels with this step (`Stage.shows`), for its pages:
     each stage's name, its text, named fields, links, and its files with a download address
     under `base` (the page's own live link), or a note that nothing came."""
@@ -97,7 +99,7 @@ def shown_summary(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, languag
     return "\n\n".join(parts)
 
 
-def email_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str) -> dict:
+def email_context(plan: Plan, request: ApprovalRequest, cycle: Cycle, *, language: str) -> dict[str, str]:
     """A step's words for an email: its context, with what earlier stages sent after the summary."""
     step = step_context(plan, request, cycle, language=language)
     carried = shown_summary(plan, request, cycle, language=language)

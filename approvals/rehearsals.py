@@ -12,6 +12,7 @@ not a rehearsal (it belongs in a data folder and database of its own).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -95,7 +96,7 @@ async def begin(
     return await _added_once(session, cycle, by=by, data=data)
 
 
-async def _added_once(session: AsyncSession, cycle: Cycle, *, by: str, data: dict) -> Cycle:
+async def _added_once(session: AsyncSession, cycle: Cycle, *, by: str, data: dict[str, Any]) -> Cycle:
     """The rehearsal's cycle added and audited, or the one another process added meanwhile (two
     `kehoach rehearse` at once: one begins it, the other joins)."""
     try:

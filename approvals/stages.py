@@ -24,9 +24,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql import Executable
 
 from approvals import audit
-from approvals.db import core
+from approvals.db import core, dialect_name, table_of
 from approvals.models import ApprovalRequest, CycleStage, Wake
 from approvals.statuses import RequestStatus, StageStatus, WakeStatus
 
@@ -51,7 +52,7 @@ class WakeReason:
 
 @dataclass(frozen=True)
 class StageState:
-    counts: Counter  # RequestStatus -> branches whose latest round is in it
+    counts: Counter[RequestStatus]  # RequestStatus -> branches whose latest round is in it
     status: StageStatus
 
     @property
@@ -67,7 +68,7 @@ class StageState:
         return self.counts[RequestStatus.approved] > 0
 
 
-def status_of(counts: Counter) -> StageStatus:
+def status_of(counts: Counter[RequestStatus]) -> StageStatus:
     """A stage's status from its branches' latest rounds: done when every branch is approved;
     sent back or still waiting while any is; else rejected, else expired."""
     total = sum(counts.values())
@@ -150,17 +151,19 @@ async def enqueue_wake(
         created_at=now,
         requested_by=requested_by,
     )
-    await core(session, _ENQUEUE_WAKE[session.bind.dialect.name], values)
+    await core(session, _ENQUEUE_WAKE[dialect_name(session)], values)
 
 
-def _enqueue_wake_statements() -> dict:
+def _enqueue_wake_statements() -> dict[str, Executable]:
     """Built once per dialect (a settling decision runs it): insert the wake unless one is queued."""
     # The partial index's predicate as a literal: bound as a parameter, PostgreSQL cannot match it
     # to the index once a connection's prepared statement runs with a generic plan (after a few
     # executions), and every wake then fails with "no unique or exclusion constraint matching".
     where = text(f"status = '{WakeStatus.queued.value}'")
     return {
-        name: insert_(Wake.__table__).on_conflict_do_nothing(index_elements=["cycle_id", "stage"], index_where=where)
+        name: insert_(table_of(Wake.__table__)).on_conflict_do_nothing(
+            index_elements=["cycle_id", "stage"], index_where=where
+        )
         for name, insert_ in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
     }
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.db import row_of, rowcount
 from approvals.deadlines import local_day, planned_due, step_due
 from approvals.directory import (
     Approver,
@@ -127,7 +129,7 @@ def new_assignment(
 
 
 async def add_assignments(
-    session,
+    session: AsyncSession,
     request: ApprovalRequest,
     approvers: list[Approver],
     *,
@@ -162,7 +164,7 @@ async def open_request(
     link_ttl: dt.timedelta,
     now: dt.datetime,
     requested_by: str | None = None,
-    data: dict | None = None,
+    data: dict[str, Any] | None = None,
     previous: ApprovalRequest | None = None,
     awaiting_submission: bool = False,
 ) -> OpenedRequest:
@@ -261,7 +263,7 @@ async def route(
     triggers (an amount above a threshold), resolved on the day with the delegations in force,
     never the submitter, and for a branch only that unit's holders of a per-unit role.
     Fails closed: NoApprover when nobody can decide."""
-    cycle = await session.get(Cycle, request.cycle_id)
+    cycle = await row_of(session, Cycle, request.cycle_id)
     stage = stage_of(plan, cycle.kind, request.stage)
     roles, policy = stage.routed(request.data or {})
     today = local_day(plan, now)
@@ -290,7 +292,7 @@ async def reopen_after_changes(
     plan: Plan,
     secret: bytes,
     previous_id: uuid.UUID,
-    data: dict,
+    data: dict[str, Any],
     requested_by: str | None,
     waiter_ref: str | None,
     link_ttl: dt.timedelta,
@@ -300,7 +302,7 @@ async def reopen_after_changes(
     previous = await session.get(ApprovalRequest, previous_id, populate_existing=True)
     if previous is None or previous.status != RequestStatus.changes_requested.value:
         raise Refused("only a request sent back for changes can be re-opened")
-    cycle = await session.get(Cycle, previous.cycle_id)
+    cycle = await row_of(session, Cycle, previous.cycle_id)
     return await open_request(
         session,
         plan=plan,
@@ -333,6 +335,7 @@ async def reassign(
     if old is None:
         raise Refused("no such assignment")
     request = await lock_request(session, old.request_id)
+    assert request is not None, "an assignment's request exists (a foreign key)"
     await session.refresh(old)
     official = resolvable(plan, to_official, local_day(plan, now))
     if official is None:
@@ -357,7 +360,7 @@ async def reassign(
         .values(status=AssignmentStatus.reassigned.value)
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount != 1 or request.status != RequestStatus.pending.value:
+    if rowcount(moved) != 1 or request.status != RequestStatus.pending.value:
         raise AlreadyDecided()
     replacement = new_assignment(
         request,

@@ -7,11 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.db import row_of, rowcount
 from approvals.deadlines import local_day
 from approvals.models import ApprovalRequest, AuditEvent, Cycle, SubmissionLink
 from approvals.plan.people import Official
@@ -80,7 +82,7 @@ async def _ask(
     ).first()
     if existing is not None:
         return None
-    cycle = await session.get(Cycle, request.cycle_id)
+    cycle = await row_of(session, Cycle, request.cycle_id)
     official = submitter_for(plan, request, cycle, now)
     action = "submission" if kind == LinkKind.first.value else "resubmission"
     if official is None:
@@ -192,7 +194,9 @@ async def remind_submitter(
     which stops working (a forwarded or leaked old email opens nothing). None when nobody can be
     reminded: no pending link, its official gone from the directory, or the link used meanwhile."""
     link = await pending_link(session, request.id, now)
-    official = plan.official(link.official_id) if link else None
+    if link is None:
+        return None
+    official = plan.official(link.official_id)
     if official is None:
         return None
     generation = link.token_generation + 1
@@ -206,7 +210,7 @@ async def remind_submitter(
         .values(token_generation=generation, token_hash=hash_token(derive_token(secret, link.id, generation)))
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount != 1:
+    if rowcount(moved) != 1:
         return None
     await session.refresh(link)
     return SubmissionAsked(link, official)
@@ -229,7 +233,7 @@ async def open_submission(
     waiter_ref: str | None,
     now: dt.datetime,
     link_ttl: dt.timedelta,
-    data: dict | None = None,
+    data: dict[str, Any] | None = None,
 ) -> SubmissionOpened:
     """Open a step that starts with a submission: the request waits for it, and the holder of
     the stage's requester role (the branch's own, for a per-unit role) gets a link to the form.

@@ -8,19 +8,21 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.db import row_of, rowcount
 from approvals.deadlines import clock_of, reminders_passed, step_due
-from approvals.errors import InvalidInput
+from approvals.errors import InvalidInput, InvalidLink
 from approvals.files import store_files
 from approvals.models import ApprovalRequest, Cycle, Decision, SubmissionFile, SubmissionLink
 from approvals.plan.schema import Plan
 from approvals.plan.stages import FieldSpec, StageKind
 from approvals.statuses import LinkKind, LinkStatus, RequestStatus
-from approvals.steps import InvalidLink, OpenedRequest, lock_request, reopen_after_changes, route, stage_of
+from approvals.steps import OpenedRequest, lock_request, reopen_after_changes, route, stage_of
 from approvals.tokens import hash_token, well_formed
 
 MAX_TEXT = 20_000  # characters of a submission's text, and of each of its fields
@@ -43,13 +45,13 @@ async def view_submission(session: AsyncSession, token: str, *, now: dt.datetime
     ).scalar()
     if link is None or link.status != LinkStatus.pending.value or link.expires_at <= now:
         raise InvalidLink()
-    request = await session.get(ApprovalRequest, link.request_id, populate_existing=True)
+    request = await row_of(session, ApprovalRequest, link.request_id, populate_existing=True)
     expected = (
         RequestStatus.awaiting_submission if link.kind == LinkKind.first.value else RequestStatus.changes_requested
     )
     if request.status != expected.value:
         raise InvalidLink()  # the step expired or its cycle was cancelled
-    cycle = await session.get(Cycle, request.cycle_id)
+    cycle = await row_of(session, Cycle, request.cycle_id)
     comments = list(
         (
             await session.execute(
@@ -78,7 +80,7 @@ def parse_submission(
     fields: dict[str, str] | None = None,
     specs: Sequence[FieldSpec] = (),
     language: str = "vi",
-) -> dict:
+) -> dict[str, Any]:
     """What was submitted, typed by the stage's kind: text always, the stage's named fields
     (`specs`, their values in `fields`; a required one must be filled), links, and an amount
     in VND for a budget (digits, dots or commas as thousands separators)."""
@@ -87,8 +89,8 @@ def parse_submission(
         raise SubmissionInvalid("text", "the text is required")
     if len(text) > MAX_TEXT:
         raise SubmissionInvalid("text", f"the text is longer than {MAX_TEXT} characters")
-    data: dict = {"text": text}
-    named = {}
+    data: dict[str, Any] = {"text": text}
+    named: dict[str, str] = {}
     for spec in specs:
         value = unicodedata.normalize("NFC", (fields or {}).get(spec.id, "")).strip()
         if spec.required and not value:
@@ -136,16 +138,17 @@ async def submit(
     plan: Plan,
     secret: bytes,
     token: str,
-    data: dict,
+    data: dict[str, Any],
     now: dt.datetime,
     link_ttl: dt.timedelta,
-    files: list[tuple[str, str, bytes]] = (),
+    files: Sequence[tuple[str, str, bytes]] = (),
 ) -> OpenedRequest:
     """Use the link once. A first submission fills the waiting request and asks its approvers
     (routed by what was submitted, e.g. the amount); a resubmission opens the next round. Either
     way the same flow run waits on it, and the files are kept with the round they belong to."""
     view = await view_submission(session, token, now=now)
     request = await lock_request(session, view.request.id)
+    assert request is not None, "the request its link was just found with exists"
     if "shown" in (request.data or {}):  # what earlier stages sent travels with every round
         data = {**data, "shown": request.data["shown"]}
     used = await session.execute(
@@ -154,7 +157,7 @@ async def submit(
         .values(status=LinkStatus.used.value, used_at=now)
         .execution_options(synchronize_session=False)
     )
-    if used.rowcount != 1:
+    if rowcount(used) != 1:
         raise InvalidLink()
     if view.link.kind == LinkKind.first.value:
         if request.status != RequestStatus.awaiting_submission.value:
@@ -206,13 +209,13 @@ class Carried:
     absent = "absent"  # nothing came: the chain went on without it
 
 
-async def carried(session: AsyncSession, *, plan: Plan, cycle: Cycle, stage_ids: Sequence[str]) -> list[dict]:
+async def carried(session: AsyncSession, *, plan: Plan, cycle: Cycle, stage_ids: Sequence[str]) -> list[dict[str, Any]]:
     """What each of the earlier single-branch stages received, as a later stage opens (the
     orientation and the Board's guidance, for the outlets): its latest round with something
     submitted that was not turned down, its text, named fields, links and the names and ids of
     its files; or that nothing came. Kept with the later stage's requests: its emails and
     pages show it as it was when the stage opened."""
-    shown = []
+    shown: list[dict[str, Any]] = []
     for stage_id in stage_ids:
         rows = (
             (
@@ -234,7 +237,7 @@ async def carried(session: AsyncSession, *, plan: Plan, cycle: Cycle, stage_ids:
             ),
             None,
         )
-        entry = {"stage": stage_id, "status": Carried.absent}
+        entry: dict[str, Any] = {"stage": stage_id, "status": Carried.absent}
         if latest is not None:
             data = latest.data or {}
             files = (

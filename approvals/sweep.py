@@ -12,13 +12,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.chasing import escalate, rotate_links
-from approvals.db import Database
+from approvals.db import Database, row_of, rowcount
 from approvals.deadlines import clock_of, local_day, reminders_passed
 from approvals.decisions import settle_request
 from approvals.models import ApprovalRequest, Assignment, Cycle
@@ -55,14 +56,16 @@ class SweepEvent:
 OnEvent = Callable[[AsyncSession, SweepEvent], Awaitable[None]]
 
 
-async def _cas_request(session: AsyncSession, request: ApprovalRequest, condition, **values) -> None:
+async def _cas_request(
+    session: AsyncSession, request: ApprovalRequest, condition: ColumnElement[bool], **values: Any
+) -> None:
     moved = await session.execute(
         update(ApprovalRequest)
         .where(ApprovalRequest.id == request.id, ApprovalRequest.status.in_(OPEN), condition)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount != 1:
+    if rowcount(moved) != 1:
         raise AlreadyDecided()
     await session.refresh(request)
 
@@ -74,7 +77,7 @@ async def sweep_request(
     request = await lock_request(session, request_id)
     if request is None or request.status not in OPEN:
         return None
-    cycle = await session.get(Cycle, request.cycle_id)
+    cycle = await row_of(session, Cycle, request.cycle_id)
     stage = stage_of(plan, cycle.kind, request.stage)
     if request.status == RequestStatus.awaiting_submission.value:
         return await _sweep_submission(session, plan, secret, request, cycle, stage, now)
@@ -96,7 +99,14 @@ async def sweep_request(
     return None
 
 
-async def _overdue(session, request, cycle, stage, now, policy: TimeoutPolicy) -> SweepEvent:
+async def _overdue(
+    session: AsyncSession,
+    request: ApprovalRequest,
+    cycle: Cycle,
+    stage: Stage,
+    now: dt.datetime,
+    policy: TimeoutPolicy,
+) -> SweepEvent:
     """Past its due time, the step stays open (nobody decides in its place). The stage's superior
     (escalate_to) hears of it in the digest after the pass (`overdue_notices`); with no superior
     it is told at once: the coordinators see it on the dashboard."""
@@ -157,9 +167,9 @@ async def overdue_notices(session: AsyncSession, *, plan: Plan, now: dt.datetime
     )
     day = local_day(plan, now)
     cycles: dict[uuid.UUID, Cycle] = {}
-    notices: dict[tuple, OverdueNotice] = {}
+    notices: dict[tuple[bool, uuid.UUID, str, str], OverdueNotice] = {}
     for request in rows:
-        cycle = cycles.get(request.cycle_id) or await session.get(Cycle, request.cycle_id)
+        cycle = cycles.get(request.cycle_id) or await row_of(session, Cycle, request.cycle_id)
         cycles[cycle.id] = cycle
         try:
             stage = stage_of(plan, cycle.kind, request.stage)
@@ -199,7 +209,9 @@ async def overdue_notices(session: AsyncSession, *, plan: Plan, now: dt.datetime
     return list(notices.values())
 
 
-async def _lapse(session, request, cycle, stage, now) -> SweepEvent:
+async def _lapse(
+    session: AsyncSession, request: ApprovalRequest, cycle: Cycle, stage: Stage, now: dt.datetime
+) -> SweepEvent:
     """Nothing came by the due time, and the plan says the chain goes on without the stage (the
     Propaganda Board is requested, never ordered): the step expires, and the stage is recorded
     as gone on without, with why."""
@@ -208,7 +220,15 @@ async def _lapse(session, request, cycle, stage, now) -> SweepEvent:
     return event
 
 
-async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, stage, now) -> SweepEvent | None:
+async def _sweep_submission(
+    session: AsyncSession,
+    plan: Plan,
+    secret: bytes,
+    request: ApprovalRequest,
+    cycle: Cycle,
+    stage: Stage,
+    now: dt.datetime,
+) -> SweepEvent | None:
     """A step still waiting for its unit's submission: the unit's officer is reminded with a
     fresh form link (the last one stops working); at the due time it expires if the stage says
     so, else it is overdue: coordinators see it, and the stage's superior (escalate_to) is told
@@ -239,7 +259,9 @@ async def _sweep_submission(session, plan: Plan, secret: bytes, request, cycle, 
     return SweepEvent(EventKind.reminder, request, cycle, stage, submission=asked)
 
 
-async def _expire(session, request, cycle, stage, now, *, reason: str) -> SweepEvent:
+async def _expire(
+    session: AsyncSession, request: ApprovalRequest, cycle: Cycle, stage: Stage, now: dt.datetime, *, reason: str
+) -> SweepEvent:
     closed = await settle_request(session, request=request, outcome=RequestStatus.expired, now=now)
     await audit.append(
         session,
@@ -252,14 +274,32 @@ async def _expire(session, request, cycle, stage, now, *, reason: str) -> SweepE
     return SweepEvent(EventKind.expired, request, cycle, stage, closed=closed)
 
 
-async def _escalate(session, plan, secret, request, cycle, stage, now, link_ttl) -> SweepEvent:
+async def _escalate(
+    session: AsyncSession,
+    plan: Plan,
+    secret: bytes,
+    request: ApprovalRequest,
+    cycle: Cycle,
+    stage: Stage,
+    now: dt.datetime,
+    link_ttl: dt.timedelta,
+) -> SweepEvent:
     notify = await escalate(
         session, plan=plan, secret=secret, request=request, stage=stage, actor="system", now=now, link_ttl=link_ttl
     )
     return SweepEvent(EventKind.escalation, request, cycle, stage, notify)
 
 
-async def _remind(session, secret, request, cycle, stage, now, passed: int, plan: Plan) -> SweepEvent:
+async def _remind(
+    session: AsyncSession,
+    secret: bytes,
+    request: ApprovalRequest,
+    cycle: Cycle,
+    stage: Stage,
+    now: dt.datetime,
+    passed: int,
+    plan: Plan,
+) -> SweepEvent:
     await _cas_request(
         session, request, ApprovalRequest.reminders_sent == request.reminders_sent, reminders_sent=passed
     )

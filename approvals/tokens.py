@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import uuid
+from collections.abc import Callable
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
@@ -37,7 +38,7 @@ def approval_link_argument(assignment_id: uuid.UUID, generation: int) -> str:
     return f"{assignment_id}:{generation}"
 
 
-def approval_link_resolver(secret: bytes, base_url: str, path: str = "a"):
+def approval_link_resolver(secret: bytes, base_url: str, path: str = "a") -> Callable[[str], str]:
     """Turns a link placeholder argument ("id:generation") into the real link, at send time:
     /a/ for an approval, /s/ for a (re)submission."""
 
@@ -82,7 +83,7 @@ def read_problem_token(secret: bytes, token: str) -> tuple[str, str] | None:
     return official_id, issued
 
 
-def problem_link_resolver(secret: bytes, base_url: str):
+def problem_link_resolver(secret: bytes, base_url: str) -> Callable[[str], str]:
     """Turns a problem-link placeholder argument ("official:YYYYMMDD") into the link, at send time."""
 
     def resolve(argument: str) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
-from approvals.consolidated.units import AnnualReport, UnitStatus
+from approvals.consolidated.units import AnnualReport, UnitStatus, report_spec
 from approvals.deadlines import CycleClock
 from approvals.plan.people import Agency
 from approvals.plan.schema import Plan
@@ -108,7 +109,7 @@ def document(
     """The report's layout and words (Vietnamese, the language of the province's documents).
     Its dates are the cycle's own (`clock`: a rehearsal's compressed calendar)."""
     tz = plan.tz
-    spec = plan.report
+    spec = report_spec(plan)
     issuer = report.issuer
     symbol = symbol_of(issuer)
     table = [
@@ -121,14 +122,14 @@ def document(
         for i, u in enumerate(report.units, start=1)
     ]
     missing = [u.name for u in report.missing]
-    sections = []
+    sections: list[Section] = []
     for i, unit in enumerate(report.reported, start=1):
         paragraphs = [p.strip() for p in unit.text.split("\n") if p.strip()] or ["(Không có nội dung.)"]
         paragraphs += [f"{name}: {' '.join(text.split())}" for name, text in unit.parts]
         sections.append(Section(f"{i}. {unit.name}", paragraphs, unit.links, unit.files))
     recipients = [f"- {a.name.vi};" for a in report.recipients] + ["- Lưu: VT."]
     title = plan.plan.title.vi
-    words = dict(
+    words = ReportDocument(
         governing_body=spec.governing_body.upper(),
         issuing_body=issuer.name.vi.upper(),
         number=f"Số: {number}/{symbol}" if number is not None else f"Số:        /{symbol}",
@@ -161,10 +162,11 @@ def document(
         signer_name=report.signer.name if report.signer else "",
         rehearsal=clock.rehearsal,
     )
-    return ReportDocument(**{k: _deep_nfc(v) for k, v in words.items()})
+    return replace(words, **{f.name: _deep_nfc(getattr(words, f.name)) for f in fields(words)})
 
 
-def _deep_nfc(value):
+def _deep_nfc(value: Any) -> Any:
+    """`value` in the same shape, with every text in it (in lists, in sections) NFC."""
     if isinstance(value, str):
         return _nfc(value)
     if isinstance(value, list):

@@ -11,13 +11,27 @@ Vietnamese glyph."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from approvals.consolidated.document import ReportDocument
+
+if TYPE_CHECKING:  # python-docx and fpdf2 are imported when a report is written
+    from docx.document import Document as DocxDocument
+    from docx.enum.text import WD_PARAGRAPH_ALIGNMENT
+    from docx.oxml.xmlchemy import BaseOxmlElement
+    from docx.shared import Length, Pt
+    from docx.table import _Cell
+    from docx.text.paragraph import Paragraph
+    from fpdf.enums import XPos, YPos
 
 FONTS = Path(__file__).resolve().parent / "fonts"
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PDF_TYPE = "application/pdf"
+
+Line = tuple[str, float, bool, bool]
+"""A line of a heading cell: text, size (points), bold, italic."""
 
 
 # DOCX -----------------------------------------------------------------------------------------
@@ -48,16 +62,16 @@ def to_docx(doc: ReportDocument) -> bytes:
     normal.paragraph_format.space_after = Pt(0)
 
     def line(
-        container,
+        container: DocxDocument,
         text: str,
         *,
-        size=14,
-        bold=False,
-        italic=False,
-        align=WD_ALIGN_PARAGRAPH.CENTER,
-        indent=False,
-        after=0,
-    ):
+        size: float = 14,
+        bold: bool = False,
+        italic: bool = False,
+        align: WD_PARAGRAPH_ALIGNMENT = WD_ALIGN_PARAGRAPH.CENTER,
+        indent: bool = False,
+        after: float = 0,
+    ) -> Paragraph:
         paragraph = container.add_paragraph()
         paragraph.alignment = align
         paragraph.paragraph_format.space_after = Pt(after)
@@ -164,7 +178,13 @@ def to_docx(doc: ReportDocument) -> bytes:
     return data.getvalue()
 
 
-def _fill(cell, lines, Pt, WD_ALIGN_PARAGRAPH, align=None) -> None:
+def _fill(
+    cell: _Cell,
+    lines: Iterable[Line],
+    Pt: type[Pt],
+    WD_ALIGN_PARAGRAPH: type[WD_PARAGRAPH_ALIGNMENT],
+    align: WD_PARAGRAPH_ALIGNMENT | None = None,
+) -> None:
     first = True
     for text, size, bold, italic in lines:
         paragraph = cell.paragraphs[0] if first else cell.add_paragraph()
@@ -174,7 +194,12 @@ def _fill(cell, lines, Pt, WD_ALIGN_PARAGRAPH, align=None) -> None:
         run.font.size, run.bold, run.italic = Pt(size), bold, italic
 
 
-def _page_field(paragraph, OxmlElement, qn, size) -> None:
+def _page_field(
+    paragraph: Paragraph,
+    OxmlElement: Callable[[str], BaseOxmlElement],
+    qn: Callable[[str], str],
+    size: Length,
+) -> None:
     """A PAGE field: Word fills in each page's number."""
     run = paragraph.add_run()
     run.font.size = size
@@ -190,6 +215,13 @@ def _page_field(paragraph, OxmlElement, qn, size) -> None:
 
 
 # PDF ------------------------------------------------------------------------------------------
+
+
+class _Below(TypedDict):
+    """Where fpdf2 goes on after a cell: to the left margin of the next line."""
+
+    new_x: XPos
+    new_y: YPos
 
 
 def to_pdf(doc: ReportDocument) -> bytes:
@@ -218,9 +250,9 @@ def to_pdf(doc: ReportDocument) -> bytes:
     pdf.set_lang("vi")
     pdf.add_page()
     width = pdf.w - pdf.l_margin - pdf.r_margin
-    below = dict(new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    below = _Below(new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
-    def column(x: float, w: float, lines) -> float:
+    def column(x: float, w: float, lines: Iterable[tuple[str, float, str, float]]) -> float:
         pdf.set_xy(x, 20)
         for text, size, style, rule in lines:
             pdf.set_font("serif", style, size)
@@ -249,7 +281,16 @@ def to_pdf(doc: ReportDocument) -> bytes:
     )
     pdf.set_y(max(end_left, end_right) + 6)
 
-    def para(text: str, *, size=13, style="", align="J", indent=True, after=2.0, height=6.2) -> None:
+    def para(
+        text: str,
+        *,
+        size: float = 13,
+        style: str = "",
+        align: str = "J",
+        indent: bool = True,
+        after: float = 2.0,
+        height: float = 6.2,
+    ) -> None:
         pdf.set_font("serif", style, size)
         pdf.multi_cell(0, height, ("\u00a0" * 8 + text) if indent else text, align=align, **below)
         pdf.ln(after)

@@ -40,7 +40,7 @@ async def next_number(session: AsyncSession, *, symbol: str, year: int) -> int:
 class Issued:
     number: int
     symbol: str
-    recipients: list[dict]
+    recipients: list[dict[str, str]]  # {agency, email} each
     new: bool  # issued by this call (else found issued)
 
 
@@ -121,11 +121,13 @@ async def issue(db: Database, *, plan: Plan, cycle_id: uuid.UUID, stage_id: str,
     return Issued(number, symbol, to, new=True)
 
 
-async def _issued(session: AsyncSession, cycle_id) -> IssuedReport | None:
+async def _issued(session: AsyncSession, cycle_id: uuid.UUID) -> IssuedReport | None:
     return (await session.execute(select(IssuedReport).where(IssuedReport.cycle_id == cycle_id))).scalar()
 
 
-async def _approved(session: AsyncSession, cycle_id, stage_id: str) -> tuple[ApprovalRequest | None, str | None]:
+async def _approved(
+    session: AsyncSession, cycle_id: uuid.UUID, stage_id: str
+) -> tuple[ApprovalRequest | None, str | None]:
     """The approved round of the consolidation step (a round sent back is not), and the official
     whose approval settled it (who signs)."""
     request = (

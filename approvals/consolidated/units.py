@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +16,7 @@ from approvals.deadlines import due_at
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Cycle, SubmissionFile, SubmissionLink
 from approvals.plan.people import Agency, Official
-from approvals.plan.schema import Plan
+from approvals.plan.schema import Plan, ReportSpec
 from approvals.plan.stages import Stage
 from approvals.presentation import agency_name
 from approvals.statuses import LinkKind, LinkStatus, RequestStatus
@@ -101,6 +102,13 @@ async def latest_by_unit(session: AsyncSession, plan: Plan, year: int, on: dt.da
     return latest
 
 
+def report_spec(plan: Plan) -> ReportSpec:
+    """The plan's report section; NotFound without one (as `gather` answers)."""
+    if plan.report is None:
+        raise NotFound("the plan has no report section")
+    return plan.report
+
+
 def status_of(request: ApprovalRequest | None) -> str:
     if request is None or request.status == RequestStatus.awaiting_submission.value:
         return UnitStatus.not_submitted
@@ -120,7 +128,7 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
     on = min(now.astimezone(tz).date(), deadline.astimezone(tz).date())
     latest = await latest_by_unit(session, plan, year, on)
     ids = [r.id for r in latest.values()]
-    sent: dict[uuid.UUID, dt.datetime] = {}
+    sent: dict[uuid.UUID, dt.datetime | None] = {}
     files: dict[uuid.UUID, list[str]] = {}
     if ids:
         for request_id, used_at in (
@@ -172,7 +180,7 @@ async def gather(session: AsyncSession, plan: Plan, year: int, *, now: dt.dateti
     return AnnualReport(year, on, deadline, issuer, signer, recipients, units)
 
 
-def snapshot(report: AnnualReport) -> dict:
+def snapshot(report: AnnualReport) -> dict[str, Any]:
     """The report as JSON, kept with the consolidation step when its draft is submitted: the
     director approves, and the numbered report issues, exactly what the draft showed (a unit
     that reports late reaches next year's figures, not a document already approved)."""
@@ -197,7 +205,7 @@ def snapshot(report: AnnualReport) -> dict:
     }
 
 
-def from_snapshot(plan: Plan, data: dict, *, issued_on: dt.date, signer: str | None = None) -> AnnualReport:
+def from_snapshot(plan: Plan, data: dict[str, Any], *, issued_on: dt.date, signer: str | None = None) -> AnnualReport:
     """The report a snapshot kept, issued on a day: the signer (the official who approved it, else
     the holder of the signer's role that day) and their agency issue it, to the recipients in
     force that day."""
@@ -228,12 +236,13 @@ def from_snapshot(plan: Plan, data: dict, *, issued_on: dt.date, signer: str | N
 def _parties(plan: Plan, on: dt.date) -> tuple[Agency, Official | None, list[Agency]]:
     """Who issues the report on a day (the signer's agency), who signs it, and who it goes to."""
     stage = report_stage(plan)
-    signers = plan.holders(plan.report.signer, on)
+    spec = report_spec(plan)
+    signers = plan.holders(spec.signer, on)
     if signers:
         issuer = plan.agency(signers[0].agency)
     elif stage is not None and stage.acting_agencies:
         issuer = plan.agency_on(stage.acting_agencies[0], on, stage.duty)
     else:
         issuer = plan.agency(plan.plan.issuer)
-    recipients = [a for r in plan.report.recipients for a in plan.in_force(r, on)]
+    recipients = [a for r in spec.recipients for a in plan.in_force(r, on)]
     return issuer, signers[0] if signers else None, recipients

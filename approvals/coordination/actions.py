@@ -15,13 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals import audit, chasing, delegations
 from approvals.chasing import rotate_links, superiors_for
 from approvals.coordination.reads import CYCLE_CANCELLED, cancelled_cycles
+from approvals.db import row_of
 from approvals.decisions import settle_request
-from approvals.errors import Conflict, NotFound
+from approvals.errors import Conflict, NotFound, Refused
 from approvals.models import ApprovalRequest, Assignment, Cycle, CycleStage, Delegation, SubmissionLink
 from approvals.plan.schema import Plan
 from approvals.stages import ANY_STAGE, WakeReason, enqueue_wake
 from approvals.statuses import AssignmentStatus, LinkStatus, RequestStatus, StageStatus
-from approvals.steps import AlreadyDecided, NewAssignment, Refused, lock_request
+from approvals.steps import AlreadyDecided, NewAssignment, lock_request
 from approvals.steps import reassign as reassign_assignment
 from approvals.submissions import SubmissionAsked, ask_unasked, pending_link, remind_submitter
 
@@ -42,7 +43,7 @@ async def _locked_pending(session: AsyncSession, request_id: uuid.UUID) -> tuple
         raise NotFound(f"no request {request_id}")
     if request.status != RequestStatus.pending.value:
         raise AlreadyDecided()
-    return request, await session.get(Cycle, request.cycle_id)
+    return request, await row_of(session, Cycle, request.cycle_id)
 
 
 async def remind(
@@ -109,7 +110,7 @@ async def _remind_submitter(
         entity_id=str(request.id),
         data={"manual": True, "to": asked.official.id},
     )
-    return Acted(request, await session.get(Cycle, request.cycle_id), [], asked)
+    return Acted(request, await row_of(session, Cycle, request.cycle_id), [], asked)
 
 
 async def remind_many(
@@ -192,8 +193,8 @@ async def reassign(
         now=now,
         link_ttl=link_ttl,
     )
-    request = await session.get(ApprovalRequest, new.assignment.request_id)
-    cycle = await session.get(Cycle, request.cycle_id)
+    request = await row_of(session, ApprovalRequest, new.assignment.request_id)
+    cycle = await row_of(session, Cycle, request.cycle_id)
     active = new.assignment.status == AssignmentStatus.pending.value
     return Acted(request, cycle, [new] if active else [])
 
@@ -227,9 +228,11 @@ async def cancel_cycle(
             )
         ).scalars()
     )
-    expired, closed = [], {}
+    expired: list[ApprovalRequest] = []
+    closed: dict[uuid.UUID, list[str]] = {}
     for request_id in pending_ids:
         request = await lock_request(session, request_id)
+        assert request is not None, "a request of the cycle, just listed, exists"
         if request.status not in open_statuses:
             continue  # decided between the list and the lock
         closed[request.id] = await settle_request(session, request=request, outcome=RequestStatus.expired, now=now)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from approvals.cycles import latest_restarts
+from approvals.db import row_of
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision, SubmissionLink, Wake
 from approvals.statuses import AssignmentStatus, LinkStatus, RequestStatus
@@ -94,7 +95,7 @@ async def cycles(
         .distinct()
         .where(ApprovalRequest.cycle_id.in_(ids), ApprovalRequest.waiter_ref.is_not(None))
     ):
-        if ref not in runs[cid]:
+        if ref is not None and ref not in runs[cid]:  # always (the query's condition): for the checker
             runs[cid].append(ref)
     cancelled = await cancelled_cycles(session, ids)
     restarts = await latest_restarts(session, ids)
@@ -293,7 +294,7 @@ async def history(session: AsyncSession, request_id: uuid.UUID, *, audit_limit: 
     request = await session.get(ApprovalRequest, request_id)
     if request is None:
         raise NotFound(f"no request {request_id}")
-    cycle = await session.get(Cycle, request.cycle_id)
+    cycle = await row_of(session, Cycle, request.cycle_id)
     assignments = list(
         (
             await session.execute(

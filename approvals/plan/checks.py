@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from approvals.delegation_rules import DelegationRefused, check_new
-from approvals.plan.schema import Plan
+from approvals.plan.people import Agency
+from approvals.plan.schema import DelegationSpec, Plan
 from approvals.plan.stages import Cadence, StageKind, TimeoutPolicy
 
 COORDINATOR = "lead_agency.coordinator"  # told of what needs a person when nobody else is
@@ -31,7 +32,7 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _duplicates(items: list, loc: tuple, what: str, key: str = "id") -> Iterator[Problem]:
+def _duplicates(items: Sequence[object], loc: tuple[Any, ...], what: str, key: str = "id") -> Iterator[Problem]:
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
         value = getattr(item, key)
@@ -97,38 +98,38 @@ def cross_reference_problems(plan: Plan) -> list[Problem]:
     for i, official in enumerate(plan.officials):
         if official.agency not in agencies:
             problems.append((("officials", i, "agency"), f"unknown agency '{official.agency}'"))
-        for j, role in enumerate(official.roles):
-            if role not in roles:
-                problems.append((("officials", i, "roles", j), f"unknown role '{role}'"))
+        for j, role_id in enumerate(official.roles):
+            if role_id not in roles:
+                problems.append((("officials", i, "roles", j), f"unknown role '{role_id}'"))
 
-    for i, entry in enumerate(plan.unit_officials):
-        for j, role in enumerate(entry.roles):
-            if role not in roles:
-                problems.append((("unit_officials", i, "roles", j), f"unknown role '{role}'"))
-        for j, agency in enumerate(entry.agencies):
-            if agency not in agencies:
-                problems.append((("unit_officials", i, "agencies", j), f"unknown agency '{agency}'"))
+    for i, unit_entry in enumerate(plan.unit_officials):
+        for j, role_id in enumerate(unit_entry.roles):
+            if role_id not in roles:
+                problems.append((("unit_officials", i, "roles", j), f"unknown role '{role_id}'"))
+        for j, agency_id in enumerate(unit_entry.agencies):
+            if agency_id not in agencies:
+                problems.append((("unit_officials", i, "agencies", j), f"unknown agency '{agency_id}'"))
 
     for c, cycle in enumerate(plan.cycles):
         problems += _duplicates(cycle.stages, ("cycles", c, "stages"), "stage")
         for s, stage in enumerate(cycle.stages):
             at = ("cycles", c, "stages", s)
-            for j, agency in enumerate(stage.acting_agencies):
-                if agency not in agencies:
-                    problems.append((at + ("acting_agencies", j), f"unknown agency '{agency}'"))
-                elif (split := _unsaid_split(plan, agency, stage.duty)) is not None:
+            for j, agency_id in enumerate(stage.acting_agencies):
+                if agency_id not in agencies:
+                    problems.append((at + ("acting_agencies", j), f"unknown agency '{agency_id}'"))
+                elif (split := _unsaid_split(plan, agency_id, stage.duty)) is not None:
                     problems.append((at + ("duty",) if stage.duty else at + ("acting_agencies", j), split))
-            for j, role in enumerate(stage.approvers):
-                if role not in roles:
-                    problems.append((at + ("approvers", j), f"unknown role '{role}'"))
+            for j, role_id in enumerate(stage.approvers):
+                if role_id not in roles:
+                    problems.append((at + ("approvers", j), f"unknown role '{role_id}'"))
             if stage.escalate_to is not None and stage.escalate_to not in roles:
                 problems.append((at + ("escalate_to",), f"unknown role '{stage.escalate_to}'"))
             if stage.requester is not None and stage.requester not in roles:
                 problems.append((at + ("requester",), f"unknown role '{stage.requester}'"))
             for r, rule in enumerate(stage.routing):
-                for j, role in enumerate(rule.add_approvers):
-                    if role not in roles:
-                        problems.append((at + ("routing", r, "add_approvers", j), f"unknown role '{role}'"))
+                for j, role_id in enumerate(rule.add_approvers):
+                    if role_id not in roles:
+                        problems.append((at + ("routing", r, "add_approvers", j), f"unknown role '{role_id}'"))
             earlier = {st.id for st in cycle.stages[:s]}
             for j, needed in enumerate(stage.depends_on or []):
                 if needed not in earlier:
@@ -278,13 +279,13 @@ def _content_area_problems(plan: Plan) -> list[Problem]:
                 )
             else:
                 carried.add((area, cycle.cadence.value))
-    for i, area in enumerate(plan.content_areas):
-        missing = [c.value for c in area.cadences if (area.id, c.value) not in carried]
+    for i, declared in enumerate(plan.content_areas):
+        missing = [c.value for c in declared.cadences if (declared.id, c.value) not in carried]
         if missing:
             problems.append(
                 (
                     ("content_areas", i, "cadences"),
-                    f"no cycle carries content area '{area.id}' at its {' and '.join(missing)} "
+                    f"no cycle carries content area '{declared.id}' at its {' and '.join(missing)} "
                     f"cadence{'s' if len(missing) > 1 else ''}: "
                     "name it in the content_areas of a cycle with that cadence",
                 )
@@ -292,7 +293,7 @@ def _content_area_problems(plan: Plan) -> list[Problem]:
     return problems
 
 
-def _every_successor(plan: Plan, agency_id: str) -> list:
+def _every_successor(plan: Plan, agency_id: str) -> list[Agency]:
     """The agency and every agency that succeeded it, at any date (each may be a recipient some day)."""
     by_id = {a.id: a for a in plan.agencies}
     found, todo, seen = [], [agency_id], set()
@@ -309,7 +310,7 @@ def _every_successor(plan: Plan, agency_id: str) -> list:
 def _delegation_problems(plan: Plan, roles: set[str]) -> list[Problem]:
     problems: list[Problem] = []
     officials = {o.id for o in plan.officials}
-    accepted = []
+    accepted: list[DelegationSpec] = []
     for i, spec in enumerate(plan.delegations):
         at = ("delegations", i)
         bad = False

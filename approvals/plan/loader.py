@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from approvals.errors import InvalidInput
 from approvals.plan.checks import branch_problems, cross_reference_problems, format_path
@@ -45,7 +46,9 @@ def _key(node: yaml.Node) -> Any:
     return node.value
 
 
-def _line_index(node: yaml.Node, loc: tuple[Any, ...] = (), index: dict | None = None) -> dict[tuple, int]:
+def _line_index(
+    node: yaml.Node, loc: tuple[Any, ...] = (), index: dict[tuple[Any, ...], int] | None = None
+) -> dict[tuple[Any, ...], int]:
     """Map each path in the document to the 1-based line where its value starts.
 
     A mapping entry maps to the line of its key. When a key is repeated the last
@@ -97,7 +100,7 @@ def _duplicate_keys(node: yaml.Node, loc: tuple[Any, ...] = ()) -> Iterator[tupl
     yield from walk(node, loc)
 
 
-def _line_for(index: dict[tuple, int], loc: tuple[Any, ...]) -> int | None:
+def _line_for(index: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
     while loc:
         if loc in index:
             return index[loc]
@@ -116,7 +119,7 @@ def _nfc(value: Any) -> Any:
     return value
 
 
-def _pydantic_message(error: dict[str, Any]) -> str:
+def _pydantic_message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "missing":
         return "required field is missing"
@@ -221,6 +224,7 @@ def parse_plan(text: str, file: str, *, years: tuple[int, ...] = ()) -> Plan:
         # Stable: problems on one line keep the order they were found in.
         problems.sort(key=lambda p: p.line if p.line is not None else 0)
         raise PlanError(problems)
+    assert plan is not None, "a plan that failed validation has problems"
     return plan
 
 

@@ -9,7 +9,7 @@ reported with its path instead of stopping at the first. The models of its parts
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -66,6 +66,14 @@ class DelegationSpec(Validity):
     reason: str = ""
 
 
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_Item = TypeVar("_Item", bound=_HasId)
+
+
 class Plan(Strict):
     plan: PlanInfo
     agencies: list[Agency] = Field(min_length=1)
@@ -110,17 +118,20 @@ class Plan(Strict):
             object.__setattr__(self, "officials", [*self.officials, *made])
         return self
 
-    _by_id_cache: dict = PrivateAttr(default_factory=dict)
+    # id(list) -> (the list, its index): lists of agencies, roles, officials, cycles and stages
+    _by_id_cache: dict[int, tuple[list[Any], dict[str, Any]]] = PrivateAttr(default_factory=dict)
 
-    def _by_id(self, items: list) -> dict:
+    def _by_id(self, items: list[_Item]) -> dict[str, _Item]:
         """An index of a list of the plan by id (the first of a duplicated id, as a scan finds).
         Kept with the very list it indexes: a copy of the plan with other officials
         (`model_copy(update=...)`) builds its own."""
         cached = self._by_id_cache.get(id(items))
-        if cached is None or cached[0] is not items:
-            cached = (items, {item.id: item for item in reversed(items)})
-            self._by_id_cache[id(items)] = cached
-        return cached[1]
+        if cached is not None and cached[0] is items:
+            index: dict[str, _Item] = cached[1]
+        else:
+            index = {item.id: item for item in reversed(items)}
+            self._by_id_cache[id(items)] = (items, index)
+        return index
 
     def agency(self, agency_id: str) -> Agency:
         return self._by_id(self.agencies)[agency_id]
@@ -194,7 +205,7 @@ class Plan(Strict):
         that unit's duty on the day (itself, or its successor after a merger)."""
         role = next((r for r in self.roles if r.id == role_id), None)
         scoped = unit is not None and role is not None and role.per_unit
-        carrier = self.agency_on(unit, on).id if scoped else None
+        carrier = self.agency_on(unit, on).id if scoped and unit is not None else None
         if carrier is None and role is not None and role.carried_by is not None:
             carrier = self.agency_on(role.carried_by.agency, on, role.carried_by.duty).id
         return [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     Field,
@@ -76,7 +76,7 @@ class RoutingRule(Strict):
     add_approvers: list[RoleId] = []
     policy: Annotated[Policy, one_of(Policy, "policy")] | None = None
 
-    def applies(self, data: dict) -> bool:
+    def applies(self, data: dict[str, Any]) -> bool:
         value = data.get(self.field)
         return isinstance(value, (int, float)) and not isinstance(value, bool) and value > self.above
 
@@ -218,7 +218,7 @@ class Stage(Strict):
             return self.on_timeout
         return TimeoutPolicy.escalate if self.escalate_to else TimeoutPolicy.keep_waiting
 
-    def routed(self, data: dict) -> tuple[list[str], Policy]:
+    def routed(self, data: dict[str, Any]) -> tuple[list[str], Policy]:
         """Approver roles and policy after the routing rules that the request's data triggers."""
         approvers, policy = list(self.approvers), self.policy
         for rule in self.routing:
