@@ -41,4 +41,9 @@ async def annual_cycle(year: int | None = None) -> dict:
     if "joined" in statuses:  # another run carries this year (the schedule's and one started by hand)
         return {"year": str(year), **statuses}
     last = next(reversed(statuses), None)  # none when the cycle was cancelled before it began
-    return {"year": str(year), "stages": statuses, "stage": last, "status": statuses.get(last, "cancelled")}
+    return {
+        "year": str(year),
+        "stages": statuses,
+        "stage": last,
+        "status": statuses[last] if last is not None else "cancelled",
+    }

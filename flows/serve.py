@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from prefect import serve
-from prefect.schedules import Cron
+from typing import Any
+
+from prefect import Flow, serve
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron, Schedule
 from prefect.types.entrypoint import EntrypointType
 
 from approvals.config import Settings, get_settings
@@ -23,7 +26,7 @@ from flows.sweep import sweep_flow
 
 START_HOUR = 8  # a scheduled cycle starts at 08:00 local time
 # deployment name -> (flow, the plan's cycle kind it runs, or None)
-DEPLOYMENTS = {
+DEPLOYMENTS: dict[str, tuple[Flow[..., Any], str | None]] = {
     "annual-cycle": (annual_cycle, ANNUAL_KIND),
     "culture-society-cycle": (culture_society_cycle, MONTHLY_KIND),
     "economy-event-cycle": (economy_event_cycle, EVENT_KIND),
@@ -33,7 +36,7 @@ DEPLOYMENTS = {
 SWEEP_CRON = "*/15 * * * *"
 
 
-def schedules(plan: Plan, cycle_kind: str | None, sweep: str = SWEEP_CRON) -> list[Cron]:
+def schedules(plan: Plan, cycle_kind: str | None, sweep: str = SWEEP_CRON) -> list[Schedule]:
     """A deployment's schedules from the plan, in the plan's time zone: a yearly cycle on its
     starts_on day, a monthly one on the 1st; a per-event cycle is started by the service for each
     record; the sweep as configured (every 15 minutes; empty: never by itself)."""
@@ -49,10 +52,12 @@ def schedules(plan: Plan, cycle_kind: str | None, sweep: str = SWEEP_CRON) -> li
     return [Cron(f"0 {START_HOUR} {day} {month} *", timezone=timezone)]
 
 
-def deployments(settings: Settings, plan: Plan) -> list:
+def deployments(settings: Settings, plan: Plan) -> list[RunnerDeployment]:
     """What the worker serves: each flow with its schedules (none where the settings turn them off)."""
+    # Prefect's async_dispatch types to_deployment as "a deployment or a coroutine"; called outside an
+    # event loop (serve_all, like every caller), it runs the sync implementation and returns the deployment.
     return [
-        flow.to_deployment(
+        flow.to_deployment(  # type: ignore[misc]
             name=name,
             entrypoint_type=EntrypointType.MODULE_PATH,
             schedules=schedules(plan, kind, settings.sweep_cron) if settings.schedules else [],

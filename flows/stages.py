@@ -15,16 +15,19 @@ import uuid
 import weakref
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypedDict
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.flow_runs import suspend_flow_run
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.flow_runs import asuspend_flow_run
 from prefect.logging import get_run_logger
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import coordination, cycles, deadlines, stages, steps, submissions, submitting
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
+from approvals.errors import NotFound
 from approvals.models import Cycle, CycleStage
 from approvals.plan import load_plan
 from approvals.statuses import StageStatus
@@ -34,8 +37,17 @@ from notifications.render import shared_renderer
 log = logging.getLogger("kehoach.flows")
 WAIT_KEY = "stage:{stage}:{nonce}"  # the service resumes a run paused at a key of this form
 BRANCHES_PER_TRANSACTION = 20
+
+
+class StepOptions(TypedDict):
+    retries: int
+    retry_delay_seconds: int
+    cache_policy: CachePolicy
+    persist_result: bool
+
+
 # Nothing is kept between runs: the database is read again (see the module's docstring).
-STEP = dict(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
+STEP = StepOptions(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
 
 # One Database (engine and connection pool) per event loop and URL, kept for the tasks that
 # follow in the same flow run: a new engine per task reconnected and compiled every statement
@@ -127,7 +139,7 @@ class Heartbeat:
         async with database(settings) as db, db.transaction() as session:
             await cycles.beat(session, self.cycle_id, run_id=self.run_id, state=cycles.RunState.waiting, now=utcnow())
         # A fresh key each time: a used key hands back its old answer at once (Prefect).
-        await suspend_flow_run(key=WAIT_KEY.format(stage=stage_id, nonce=uuid.uuid4().hex[:12]), timeout=None)
+        await asuspend_flow_run(key=WAIT_KEY.format(stage=stage_id, nonce=uuid.uuid4().hex[:12]), timeout=None)
 
 
 async def report_failure(cycle_id: uuid.UUID, run_id: str, error: BaseException) -> None:
@@ -172,7 +184,7 @@ async def schedule_stage(*, cycle_kind: str, period: str, stage_id: str) -> bool
         await stages.set_stage_status(
             session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.scheduled, now=utcnow()
         )
-        row = await stages.lock_stage(session, cycle.id, stage_id)
+        row = await _locked_stage(session, cycle.id, stage_id)
         row.opens_at = at
     get_run_logger().info("Stage %s of %s/%s opens on %s", stage_id, cycle_kind, period, at.astimezone(plan.tz))
     return False
@@ -243,7 +255,7 @@ async def open_branches(
     subjects = plan.branches(stage, deadlines.local_day(plan, utcnow()))
     for start in range(0, len(subjects), BRANCHES_PER_TRANSACTION):
         async with db.transaction() as session:
-            cycle = await session.get(Cycle, cycle.id)
+            cycle = await session.get_one(Cycle, cycle.id)
             for subject in subjects[start : start + BRANCHES_PER_TRANSACTION]:
                 await open_branch(
                     session,
@@ -258,11 +270,18 @@ async def open_branches(
                     data=data,
                 )
     async with db.transaction() as session:
-        row = await stages.lock_stage(session, cycle.id, stage_id)
+        row = await _locked_stage(session, cycle.id, stage_id)
         row.opened_at, row.branches = utcnow(), len(subjects)
         if stage.go_on_at_due:  # the sweep wakes the run then, settled or not
-            row.goes_on_at = deadlines.step_due(plan, stage, await session.get(Cycle, cycle.id), row.opened_at)
+            row.goes_on_at = deadlines.step_due(plan, stage, await session.get_one(Cycle, cycle.id), row.opened_at)
     return len(subjects)
+
+
+async def _locked_stage(session: AsyncSession, cycle_id: uuid.UUID, stage_id: str) -> CycleStage:
+    row = await stages.lock_stage(session, cycle_id, stage_id)
+    if row is None:  # no branch opened it (a stage of no unit on the day) and no status was recorded
+        raise NotFound(f"stage {stage_id} of cycle {cycle_id} has no row")
+    return row
 
 
 async def open_branch(session, *, plan, settings, renderer, cycle, stage, subject, waiter_ref, link_ttl, data):

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import cast
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 class MaildirHandler:
@@ -18,8 +20,9 @@ class MaildirHandler:
             (maildir / sub).mkdir(parents=True, exist_ok=True)
         self.box = mailbox.Maildir(str(maildir), create=False)
 
-    async def handle_DATA(self, server, session, envelope):
-        self.box.add(envelope.original_content or envelope.content)
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        # aiosmtpd sets the content before it calls DATA's handler: never None here
+        self.box.add(envelope.original_content or envelope.content or b"")
         return "250 Message accepted for delivery"
 
 
@@ -57,7 +60,8 @@ class CaughtMessage:
     def attachments(self) -> list[tuple[str | None, str, bytes]]:
         """(file name, content type, data) of each attachment, e.g. a calendar invite."""
         return [
-            (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+            # kehoach attaches leaf parts only (notifications.mime): decoded, their payload is bytes
+            (part.get_filename(), part.get_content_type(), cast(bytes, part.get_payload(decode=True)))
             for part in self.message.iter_attachments()
         ]
 

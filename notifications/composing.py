@@ -48,7 +48,7 @@ class Composer:
         self._date: tuple[int, str] = (0, "")
 
     def _personalise(self, body: str, *, html: bool = False) -> str:
-        def replace(match: re.Match) -> str:
+        def replace(match: re.Match[str]) -> str:
             resolver = self.resolvers.get(match.group(1))
             if resolver is None:
                 raise PermanentFailure(f"no resolver for placeholder '{match.group(1)}'")

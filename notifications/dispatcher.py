@@ -44,17 +44,17 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aiosmtplib
-from sqlalchemy import any_, bindparam, or_, update
+from sqlalchemy import ColumnElement, any_, bindparam, or_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from approvals.db import Database, claim, utcnow
 from notifications.composing import Composer, Resolver
-from notifications.models import MessageStatus, OutboxMessage
+from notifications.models import OUTBOX_TABLE, MessageStatus, OutboxMessage
 from notifications.send_round import SENT, Job, Outcome, Stream
 from notifications.smtp import NETWORK_ERRORS, SmtpConfig, SmtpPool, SmtpUnavailable
 
 log = logging.getLogger("kehoach.dispatcher")
-_TABLE = OutboxMessage.__table__
+_TABLE = OUTBOX_TABLE
 # What sending needs of a claimed row (not the idempotency key, the kind, the last error...).
 _CLAIMED = [
     _TABLE.c[name]
@@ -83,7 +83,8 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         """Exponential backoff with full jitter."""
-        return random.uniform(0.5, 1.0) * min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
+        growth: int = 2 ** max(0, attempts - 1)  # typeshed types int ** int as Any (a negative power is a float)
+        return random.uniform(0.5, 1.0) * min(self.max_seconds, self.base_seconds * growth)
 
 
 class Dispatcher:
@@ -142,9 +143,9 @@ class Dispatcher:
             )
         return sorted(claimed, key=lambda message: message.next_attempt_at), lease
 
-    def _values(self, message: OutboxMessage, outcome: Outcome, now: dt.datetime) -> dict:
+    def _values(self, message: OutboxMessage, outcome: Outcome, now: dt.datetime) -> dict[str, object]:
         if outcome.status == "sent":
-            return dict(status=MessageStatus.sent.value, sent_at=now, lease_until=None, last_error=outcome.error)
+            return _sent_values(now, outcome.error)
         if outcome.status == "release":  # never started: as if it had not been claimed
             return dict(status=MessageStatus.queued.value, lease_until=None, attempts=_TABLE.c.attempts - 1)
         if outcome.status == "failed" or (not outcome.outage and message.attempts >= self.retry.max_attempts):
@@ -165,7 +166,7 @@ class Dispatcher:
             if outcome is SENT:
                 sent.setdefault(lease, []).append(message.id)
         async with self.db.transaction() as session:
-            postgres = session.bind.dialect.name == "postgresql"
+            postgres = session.get_bind().dialect.name == "postgresql"
             for lease, ids in sent.items():
                 # On PostgreSQL one array parameter: the same SQL whatever the count, so it is
                 # prepared once (an IN list is new SQL for every length).
@@ -173,7 +174,7 @@ class Dispatcher:
                     _TABLE.c.id == any_(bindparam("ids", ids, type_=_ID_ARRAY)) if postgres else _TABLE.c.id.in_(ids)
                 )
                 await session.execute(
-                    update(_TABLE).where(chosen, *_fence(lease)).values(**self._values(None, SENT, now))
+                    update(_TABLE).where(chosen, *_fence(lease)).values(**_sent_values(now, SENT.error))
                 )
             for message, outcome, lease in results:
                 if outcome is not SENT:
@@ -222,14 +223,14 @@ class Dispatcher:
                     self.pool.discard(connection)
                     if reused and not data_started and attempt == 1:
                         continue
+                elif data_started:
+                    self.pool.release(connection)
                 else:
-                    if not data_started:
-                        try:
-                            await client.rset()
-                        except (aiosmtplib.SMTPException, *NETWORK_ERRORS):
-                            self.pool.discard(connection)
-                            connection = None
-                    if connection is not None:
+                    try:
+                        await client.rset()
+                    except (aiosmtplib.SMTPException, *NETWORK_ERRORS):
+                        self.pool.discard(connection)
+                    else:
                         self.pool.release(connection)
                 log.warning(
                     "SMTP answered %s for %s (%s)",
@@ -295,12 +296,16 @@ class Dispatcher:
     async def __aenter__(self) -> Dispatcher:
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
 _ID_ARRAY = ARRAY(_TABLE.c.id.type)
 
 
-def _fence(lease: dt.datetime) -> tuple:
+def _sent_values(now: dt.datetime, error: str | None) -> dict[str, object]:
+    return dict(status=MessageStatus.sent.value, sent_at=now, lease_until=None, last_error=error)
+
+
+def _fence(lease: dt.datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     return _TABLE.c.status == MessageStatus.sending.value, _TABLE.c.lease_until == lease

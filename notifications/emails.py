@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,7 @@ from approvals.coordination import Acted
 from approvals.db import utcnow
 from approvals.decisions import DecisionResult
 from approvals.messages import (
+    ClosingMessage,
     PlainMessage,
     closed_messages,
     cycle_attention_messages,
@@ -45,6 +47,9 @@ from notifications.links import queue_closing_messages, queue_link_messages, que
 from notifications.models import OutboxMessage
 from notifications.outbox import Attachment
 from notifications.render import Renderer
+
+if TYPE_CHECKING:
+    from approvals.sweep import OverdueNotice
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,7 @@ class Emails:
 
     # Coordinators and superiors ----------------------------------------------------------------
 
-    async def overdue(self, session: AsyncSession, notices: Iterable) -> int:
+    async def overdue(self, session: AsyncSession, notices: Iterable[OverdueNotice]) -> int:
         """Each stage's superior hears once of its steps past their due time."""
         return await self._plain(
             session, [message for notice in notices for message in overdue_messages(self.plan, notice)]
@@ -224,7 +229,7 @@ class Emails:
             cycle_attention_messages(
                 self.plan,
                 cycle,
-                reason=reason or cycle.attention,
+                reason=reason or cycle.attention or "",  # the callers pass a cycle just marked (never neither)
                 detail=detail if detail is not None else cycle.attention_detail,
                 at=utcnow(),
                 base_url=self.base_url,
@@ -293,7 +298,7 @@ class Emails:
             session, renderer=self.renderer, domain=self.domain, messages=[m for m in messages if m is not None]
         )
 
-    async def _closing(self, session: AsyncSession, messages: Iterable) -> int:
+    async def _closing(self, session: AsyncSession, messages: Iterable[ClosingMessage | None]) -> int:
         return await queue_closing_messages(
             session,
             renderer=self.renderer,

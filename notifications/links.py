@@ -19,29 +19,41 @@ from notifications.outbox import Attachment, Outgoing, Recipient, enqueue_many
 from notifications.render import Renderer
 
 
+# Read-only members: the messages are frozen dataclasses (approvals.messages).
 class PlainMessageLike(Protocol):
-    kind: str
-    key: str
-    language: str
-    name: str
-    email: str
-    context: dict[str, str]
+    @property
+    def kind(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def context(self) -> dict[str, str]: ...
 
 
 class CalendarMessageLike(PlainMessageLike, Protocol):
-    request_id: str  # the event is one per request and official
-    official_id: str
-    due: dt.datetime | None
+    @property
+    def request_id(self) -> str: ...  # the event is one per request and official
+    @property
+    def official_id(self) -> str: ...
+    @property
+    def due(self) -> dt.datetime | None: ...
 
 
 class LinkMessageLike(CalendarMessageLike, Protocol):
-    link_argument: str
-    problem_argument: str  # "" for none
+    @property
+    def link_argument(self) -> str: ...
+    @property
+    def problem_argument(self) -> str: ...  # "" for none
 
 
 def _deadline(
     message: CalendarMessageLike, *, domain: str, organizer: tuple[str, str] | None, cancelled: bool = False
-) -> list:
+) -> list[Attachment]:
     """The .ics for the message's deadline event, when it has one (a cancel carries a later SEQUENCE)."""
     if organizer is None or message.due is None or not message.request_id:
         return []
@@ -63,7 +75,7 @@ def _deadline(
 
 
 def _outgoing(
-    renderer: Renderer, message: PlainMessageLike, *, attachments: list | None = None, **extra: str
+    renderer: Renderer, message: PlainMessageLike, *, attachments: list[Attachment] | None = None, **extra: str
 ) -> Outgoing:
     email = renderer.render(message.kind, message.language, **message.context, **extra)
     return Outgoing(message.key, message.kind, [Recipient(message.name, message.email)], email, attachments or [])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import Enum
+from typing import TypedDict
 
-from sqlalchemy import JSON, Index, String, Text, text
+from sqlalchemy import JSON, Index, String, Table, Text, TextClause, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from approvals.db import Base, UtcDateTime, utcnow
@@ -19,9 +20,29 @@ class MessageStatus(str, Enum):
     failed = "failed"
 
 
-def _in_state(status: MessageStatus) -> dict:
+class StoredRecipient(TypedDict):
+    """One of `OutboxMessage.recipients`, as notifications.outbox writes it."""
+
+    name: str
+    email: str
+
+
+class StoredAttachment(TypedDict):
+    """One of `OutboxMessage.attachments`, as notifications.outbox writes it."""
+
+    filename: str
+    content_type: str
+    data: str  # base64
+
+
+class _PartialIndex(TypedDict):
+    postgresql_where: TextClause
+    sqlite_where: TextClause
+
+
+def _in_state(status: MessageStatus) -> _PartialIndex:
     condition = text(f"status = '{status.value}'")
-    return dict(postgresql_where=condition, sqlite_where=condition)
+    return _PartialIndex(postgresql_where=condition, sqlite_where=condition)
 
 
 class OutboxMessage(Base):
@@ -39,11 +60,13 @@ class OutboxMessage(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     message_id: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(64))
-    recipients: Mapped[list] = mapped_column(JSON)
+    recipients: Mapped[list[StoredRecipient]] = mapped_column(JSON)
     subject: Mapped[str] = mapped_column(String(500))
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
-    attachments: Mapped[list] = mapped_column(JSON, default=list, doc="[{filename, content_type, data (base64)}]")
+    attachments: Mapped[list[StoredAttachment]] = mapped_column(
+        JSON, default=list, doc="[{filename, content_type, data (base64)}]"
+    )
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.queued.value)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -51,3 +74,7 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+# The mapped class's Table, for Core statements (`OutboxMessage.__table__` is typed a FromClause).
+OUTBOX_TABLE: Table = OutboxMessage.metadata.tables[OutboxMessage.__tablename__]

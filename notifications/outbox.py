@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import re
 import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.db import core, utcnow
 from approvals.errors import InvalidInput
-from notifications.models import OutboxMessage
+from notifications.models import OUTBOX_TABLE, OutboxMessage, StoredAttachment, StoredRecipient
 from notifications.render import RenderedEmail
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
@@ -31,7 +33,7 @@ MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # in all, per message
 # Built once: a Core INSERT with bound parameters skips the ORM's per-call statement building.
 _INSERT = {
     name: (
-        insert(OutboxMessage.__table__)
+        insert(OUTBOX_TABLE)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .execution_options(preserve_rowcount=True)
     )  # else psycopg (async) reports rowcount -1 for INSERT
@@ -39,7 +41,7 @@ _INSERT = {
 }
 
 
-_INSERT_RETURNING = {name: statement.returning(OutboxMessage.__table__.c.id) for name, statement in _INSERT.items()}
+_INSERT_RETURNING = {name: statement.returning(OUTBOX_TABLE.c.id) for name, statement in _INSERT.items()}
 
 
 class MessageRefused(InvalidInput):
@@ -68,8 +70,9 @@ class Attachment:
     data: bytes
 
 
-def _stored_attachments(attachments: Sequence[Attachment]) -> list[dict]:
-    stored, total = [], 0
+def _stored_attachments(attachments: Sequence[Attachment]) -> list[StoredAttachment]:
+    stored: list[StoredAttachment] = []
+    total = 0
     for attachment in attachments:
         filename = _clean_header(attachment.filename, "attachment filename")
         content_type = _clean_header(attachment.content_type, "attachment content type")
@@ -108,9 +111,25 @@ class Outgoing:
     attachments: Sequence[Attachment] = ()
 
 
-def _row(message: Outgoing, domain: str, now) -> dict:
+class _Row(TypedDict):
+    id: uuid.UUID
+    idempotency_key: str
+    message_id: str
+    kind: str
+    recipients: list[StoredRecipient]
+    subject: str
+    text_body: str
+    html_body: str
+    attachments: list[StoredAttachment]
+    status: str
+    attempts: int
+    next_attempt_at: dt.datetime
+    created_at: dt.datetime
+
+
+def _row(message: Outgoing, domain: str, now: dt.datetime) -> _Row:
     """The outbox row, after every header check (a bad one raises before anything is written)."""
-    recipients = []
+    recipients: list[StoredRecipient] = []
     for person in message.to:
         name = _clean_header(person.name, "recipient name")
         address = _clean_header(person.email, "recipient address")
@@ -118,7 +137,7 @@ def _row(message: Outgoing, domain: str, now) -> dict:
             raise MessageRefused(f"not a valid email address: {address!r}")
         recipients.append({"name": name, "email": address})
     message_uuid = uuid.uuid4()
-    return dict(
+    return _Row(
         id=message_uuid,
         idempotency_key=message.idempotency_key,
         message_id=f"<{message_uuid}@{domain}>",
@@ -159,9 +178,9 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing], *, d
     if not rows:
         return []
     if len(rows) == 1:  # a plain INSERT: one row needs no many-rows machinery
-        result = await core(session, _INSERT[session.bind.dialect.name], rows[0])
+        result = await core(session, _INSERT[session.get_bind().dialect.name], rows[0])
         return [rows[0]["id"]] if result.rowcount else []
-    result = await core(session, _INSERT_RETURNING[session.bind.dialect.name], rows)
+    result = await core(session, _INSERT_RETURNING[session.get_bind().dialect.name], rows)
     return list(result.scalars())
 
 

@@ -18,7 +18,15 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, UndefinedError, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    UndefinedError,
+    select_autoescape,
+)
 
 from approvals.i18n import Catalogue, catalogue
 
@@ -112,7 +120,7 @@ class Renderer:
         self.catalogue = _catalogue(override_dir)
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one renderer per process, templates never change under it
-    def _template(self, name: str):
+    def _template(self, name: str) -> Template:
         return self.env.get_template(name)
 
     def render(self, kind: str, language: str, **context: object) -> RenderedEmail:

@@ -62,11 +62,11 @@ class Stream:
         self.once = once
         self.jobs: deque[Job] = deque()
         self.wake = asyncio.Event()
-        self.claiming: asyncio.Task | None = None
+        self.claiming: asyncio.Task[None] | None = None
         self.exhausted = False
         self.outage: str | None = None
         self.pending: list[tuple[OutboxMessage, Outcome, dt.datetime]] = []
-        self.flushing: asyncio.Task | None = None
+        self.flushing: asyncio.Task[None] | None = None
         self.handled = 0
         self.low_water = max(2 * dispatcher.pool.size, dispatcher.batch_size // 2)
 

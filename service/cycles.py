@@ -122,7 +122,11 @@ async def restart_cycle(
         cycle = await session.get(Cycle, cycle_id)
         if cycle is None:
             raise NotFound(f"no cycle {cycle_id}")
-        model = {"economy_event": EconomicEvent, "problem_escalation": ProblemReport}.get(cycle.kind)
+        models: dict[str, type[EconomicEvent] | type[ProblemReport]] = {
+            "economy_event": EconomicEvent,
+            "problem_escalation": ProblemReport,
+        }
+        model = models.get(cycle.kind)
         record = (await session.execute(select(model.id).where(model.cycle_id == cycle.id))).scalar() if model else None
     if cycle.finished_at is not None:
         raise NotRestartable("this cycle has finished")

@@ -19,6 +19,7 @@ from fastapi.responses import RedirectResponse
 from approvals import coordination, cycles
 from approvals.db import utcnow
 from approvals.deadlines import clock_of, days_late
+from approvals.errors import NotFound
 from approvals.i18n import catalogue, local_time
 from approvals.models import Cycle
 from approvals.plan import Plan
@@ -239,7 +240,7 @@ async def resume_from_dashboard(request: Request, cycle_id: str, app: App):
         async with app.db.transaction() as session:
             await cycles.ask_restart(session, uuid.UUID(cycle_id), by=caller.actor, force=False, now=utcnow())
         notice = "resume_asked"
-    except (ValueError, cycles.NotFound):  # not a UUID, or no such cycle
+    except (ValueError, NotFound):  # not a UUID, or no such cycle
         return not_found_page(request, app, language, caller)
     except cycles.NotRestartable:
         notice = "resume_refused"

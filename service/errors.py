@@ -124,6 +124,7 @@ async def validation_error(request: Request, exc: RequestValidationError):
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(KehoachError, kehoach_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
+    # FastAPI's decorator (it calls add_exception_handler), typed for a handler of one exception class
+    app.exception_handler(KehoachError)(kehoach_error)
+    app.exception_handler(HTTPException)(http_error)
+    app.exception_handler(RequestValidationError)(validation_error)

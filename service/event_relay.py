@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from approvals.db import Database, utcnow
 from approvals.models import AuditEvent, RelayCursor
@@ -72,7 +73,8 @@ async def _lease(db: Database, now: dt.datetime) -> tuple[int, dt.datetime] | No
             .values(lease_until=lease)
             .execution_options(synchronize_session=False)
         )
-        if taken.rowcount != 1:
+        # an UPDATE's result is a CursorResult (Session.execute is typed as returning any Result)
+        if cast(CursorResult[Any], taken).rowcount != 1:
             return None
         return cursor.last_id, lease
 

@@ -32,7 +32,7 @@ CHECK_TIMEOUT = 3.0
 
 
 @functools.lru_cache(maxsize=1)
-def head_revision() -> str:
+def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     from service.migrate import alembic_config
@@ -69,16 +69,18 @@ async def read_facts(app: AppState, now: dt.datetime) -> Facts:
         ).one()
         failed = (
             await session.execute(select(func.count()).where(OutboxMessage.status == MessageStatus.failed.value))
-        ).scalar()
+        ).scalar_one()
         waking, wake_oldest = (
             await session.execute(
                 select(func.count(), func.min(Wake.next_attempt_at)).where(Wake.status == WakeStatus.queued.value)
             )
         ).one()
-        parked = (await session.execute(select(func.count()).where(Wake.status == WakeStatus.parked.value))).scalar()
+        parked = (
+            await session.execute(select(func.count()).where(Wake.status == WakeStatus.parked.value))
+        ).scalar_one()
         attention = (
             await session.execute(select(func.count()).where(Cycle.attention.is_not(None), Cycle.finished_at.is_(None)))
-        ).scalar()
+        ).scalar_one()
         open_statuses = [s.value for s in RequestStatus if s.open]
         rows = await session.execute(
             select(Cycle.kind, ApprovalRequest.stage, ApprovalRequest.status, func.count())
@@ -127,7 +129,6 @@ async def checks(app: AppState) -> dict[str, str]:
         facts = await asyncio.wait_for(read_facts(app, now), timeout=CHECK_TIMEOUT)
     except Exception as exc:
         found["database"] = f"cannot be read: {type(exc).__name__}"
-        facts = None
     else:
         found["database"] = "ok"
         found["migrations"] = (

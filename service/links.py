@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from approvals import decisions, link_views, steps
 from approvals.db import utcnow
 from approvals.decisions import decide as record_decision
+from approvals.errors import InvalidLink
 from approvals.files import files_of
 from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import SubmissionFile
@@ -59,7 +60,7 @@ async def _page(
     async with app.db.reads() as session:
         try:
             view = await link_views.view_link(session, token, now=utcnow())
-        except steps.InvalidLink:
+        except InvalidLink:
             return invalid_link_page(request, language or app.settings.default_language)
         attached = [
             {"name": f.filename, "size_kb": max(1, f.size // 1024), "url": f"{token}/files/{f.id}"}
@@ -264,7 +265,7 @@ async def download(request: Request, token: str, file_id: str, app: App):
         try:
             view = await link_views.view_link(session, token, now=utcnow())
             row = await session.get(SubmissionFile, uuid.UUID(file_id))
-        except (steps.InvalidLink, ValueError):
+        except (InvalidLink, ValueError):
             return invalid_link_page(request, language)
         if row is None or row.request_id != view.request.id:
             return invalid_link_page(request, language)
@@ -306,7 +307,7 @@ async def shown_file(request: Request, app, file_id: str, live_view):
                 if carries_file(view.request.data, file_id)
                 else None
             )
-        except (steps.InvalidLink, ValueError):
+        except (InvalidLink, ValueError):
             return invalid_link_page(request, language)
     return invalid_link_page(request, language) if row is None else file_response(row)
 

@@ -122,6 +122,15 @@ class Serving:
     stop: asyncio.Event  # set by Ctrl-C or SIGTERM
 
 
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside this process's event loop: Ctrl-C and SIGTERM belong to the stack (`Serving.stop`),
+    so the server installs no signal handlers of its own (uvicorn >= 0.29 does so in capture_signals)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[Serving]:
     """The mail catcher, the dispatcher and the web service, in this process, until the block ends."""
@@ -130,14 +139,13 @@ async def serving(settings: Settings) -> AsyncIterator[Serving]:
     catcher.start()
     db = Database(settings.effective_database_url)
     dispatcher = make_dispatcher(settings, db)
-    web = uvicorn.Server(
+    web = EmbeddedServer(
         uvicorn.Config(create_app(settings), host=settings.web_host, port=settings.web_port, log_level="warning")
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    web.install_signal_handlers = lambda: None
     tasks = []
     try:
         tasks = [asyncio.create_task(web.serve()), asyncio.create_task(dispatcher.run_forever(interval=1.0, stop=stop))]

@@ -14,10 +14,10 @@ from fastapi import APIRouter, Request
 from approvals import coordination
 from approvals.db import utcnow
 from approvals.deadlines import local_day
+from approvals.errors import Refused
 from approvals.i18n import catalogue, local_time
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
-from approvals.steps import Refused
 from approvals.tokens import read_problem_token
 from service.deps import App
 from service.errors import invalid_link_page

@@ -16,10 +16,11 @@ from approvals import consolidated, steps, submitting
 from approvals.consolidated.files import report_files
 from approvals.db import utcnow
 from approvals.deadlines import clock_of
+from approvals.errors import InvalidLink, Refused
 from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
 from approvals.plan.stages import StageKind
-from approvals.presentation import shown_context, step_context
+from approvals.presentation import official_name, shown_context, step_context
 from approvals.statuses import LinkKind
 from service.deps import App
 from service.errors import invalid_link_page
@@ -52,13 +53,13 @@ async def _page(
     async with app.db.reads() as session:
         try:
             view = await submitting.view_submission(session, token, now=utcnow())
-        except steps.InvalidLink:
+        except InvalidLink:
             return invalid_link_page(request, language or app.settings.default_language)
     official = app.plan.official(view.link.official_id)
     language = language or (official.language.value if official else app.settings.default_language)
     comments = [
         {
-            "name": (app.plan.official(d.official_id).name if app.plan.official(d.official_id) else d.official_id),
+            "name": official_name(app.plan, d.official_id),
             "comment": d.comment,
             "at": local_time(d.decided_at, app.plan.tz, language),
         }
@@ -143,7 +144,7 @@ async def _stage(app: App, token: str):
     async with app.db.reads() as session:
         try:
             view = await submitting.view_submission(session, token, now=utcnow())
-        except steps.InvalidLink:
+        except InvalidLink:
             return None
     stage = steps.stage_of(app.plan, view.cycle.kind, view.request.stage)
     return stage.kind, app.plan.fields_of(view.cycle.kind, stage)
@@ -162,7 +163,7 @@ async def draft(request: Request, token: str, fmt: str, app: App):
     async with app.db.reads() as session:
         try:
             view = await submitting.view_submission(session, token, now=utcnow())
-        except steps.InvalidLink:
+        except InvalidLink:
             return invalid_link_page(request, language)
     stage = steps.stage_of(app.plan, view.cycle.kind, view.request.stage)
     if stage.kind is not StageKind.consolidation or fmt not in FORMATS:
@@ -250,7 +251,7 @@ async def resubmit(request: Request, token: str, app: App):
     if kind is StageKind.consolidation:  # written before the transaction: no lock held while it renders
         try:
             data["report"], drafted = await _draft(app, token, data["text"])
-        except steps.InvalidLink:
+        except InvalidLink:
             return invalid_link_page(request, language)
         files = drafted + list(files)
     now = utcnow()
@@ -267,9 +268,9 @@ async def resubmit(request: Request, token: str, app: App):
                 link_ttl=dt.timedelta(days=app.settings.link_ttl_days),
             )
             await app.emails.approval_links(session, opened.request, opened.cycle, opened.new_assignments)
-    except steps.InvalidLink:
+    except InvalidLink:
         return invalid_link_page(request, language)
-    except (steps.NoApprover, steps.Refused) as exc:
+    except (steps.NoApprover, Refused) as exc:
         log.warning("submission could not be routed: %s", exc)
         return render(
             request,

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import StrictUndefined
 from markupsafe import Markup, escape
@@ -44,7 +45,7 @@ def language_of(request: Request, default: str) -> str:
     return known_language(request.query_params.get("lang")) or default
 
 
-def render(request: Request, name: str, language: str, status_code: int = 200, **context) -> object:
+def render(request: Request, name: str, language: str, status_code: int = 200, **context) -> HTMLResponse:
     other = "en" if language == "vi" else "vi"
     context.setdefault("switch_url", f"?lang={other}")
     return templates.TemplateResponse(

@@ -6,7 +6,8 @@ from approvals.config import Settings
 from approvals.db import Database
 from approvals.submissions import SUBMISSION_LINK
 from approvals.tokens import APPROVAL_LINK, PROBLEM_LINK, approval_link_resolver, problem_link_resolver
-from notifications.dispatcher import Dispatcher, RetryPolicy, SmtpConfig
+from notifications.dispatcher import Dispatcher, RetryPolicy
+from notifications.smtp import SmtpConfig
 
 
 def smtp_config(settings: Settings) -> SmtpConfig:

@@ -5,25 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from approvals.errors import KehoachError
 from service.api.schemas import ProblemDetails
 
-INVALID = {
+# FastAPI's `responses=`: status -> the OpenAPI response object
+Responses = dict[int | str, dict[str, Any]]
+INVALID: Responses = {
     422: {
         "model": ProblemDetails,
         "description": "Not valid, or refused by a rule: `errors` says where and why; nothing was changed.",
     }
 }
-READ = {401: {"model": ProblemDetails, "description": "No valid API token."}, **INVALID}
-ONE = {**READ, 404: {"model": ProblemDetails, "description": "No such id."}}
-ACTION = {
+READ: Responses = {401: {"model": ProblemDetails, "description": "No valid API token."}, **INVALID}
+ONE: Responses = {**READ, 404: {"model": ProblemDetails, "description": "No such id."}}
+ACTION: Responses = {
     **READ,
     403: {"model": ProblemDetails, "description": "The account is a viewer: it may read only."},
     404: {"model": ProblemDetails, "description": "No such id."},
     409: {"model": ProblemDetails, "description": "Already settled, escalated, cancelled or revoked: nothing changed."},
 }
-CREATE = {k: v for k, v in ACTION.items() if k != 404}
+CREATE: Responses = {k: v for k, v in ACTION.items() if k != 404}
 
 
 @contextmanager

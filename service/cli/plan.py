@@ -84,6 +84,6 @@ def named_officials(file: Path) -> set[str]:
 
     try:
         data = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
-        return {o.get("id") for o in data.get("officials") or [] if isinstance(o, dict)}
+        return {o["id"] for o in data.get("officials") or [] if isinstance(o, dict) and "id" in o}
     except (OSError, yaml.YAMLError, AttributeError):
         return set()

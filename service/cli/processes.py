@@ -116,15 +116,14 @@ def rehearse(
     from service.rehearsal.officials import Shares
 
     load_settings()  # KEHOACH_* as every command reads them; a bad value exits 2
-    own = {
-        "data_dir": data_dir.resolve(),
-        "database_url": database_url,  # None: SQLite in the data folder, never KEHOACH_DATABASE_URL
-        # Simulated officials all open their links from this machine: one client to the
-        # failed-link limit, which would slow them all down for a few stale links.
-        "link_failure_limit": 1000,
-    }
     try:
-        settings = Settings(**own)
+        settings = Settings(
+            data_dir=data_dir.resolve(),
+            database_url=database_url,  # None: SQLite in the data folder, never KEHOACH_DATABASE_URL
+            # Simulated officials all open their links from this machine: one client to the
+            # failed-link limit, which would slow them all down for a few stale links.
+            link_failure_limit=1000,
+        )
         shares = Shares(send_back=send_back, silent=silent, late=late)
         speed_for(minutes)
     except (ValueError, RehearsalRefused) as exc:

@@ -9,6 +9,7 @@ from sqlalchemy import pool
 import approvals.models  # noqa: F401
 import notifications.models  # noqa: F401
 from approvals.db import Base, make_engine
+from approvals.errors import KehoachError
 
 config = context.config
 target_metadata = Base.metadata
@@ -17,7 +18,10 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
-        engine = make_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+        url = config.get_main_option("sqlalchemy.url")
+        if url is None:  # service.migrate.alembic_config always sets it
+            raise KehoachError("the Alembic configuration names no sqlalchemy.url")
+        engine = make_engine(url, poolclass=pool.NullPool)
         with engine.connect() as connection:
             _run(connection)
         engine.dispose()

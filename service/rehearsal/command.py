@@ -256,7 +256,8 @@ async def _until_issued(db: Database, cycle: Cycle, plan: Plan, stop: asyncio.Ev
     issued (its number), or None when stopped first."""
     clock = clock_of(plan, cycle)
     names = {s.id: f"{s.number}. {s.name.en}" for s in plan.cycle(cycle.kind).stages}
-    month, shown = None, {}
+    month: int | None = None
+    shown: dict[str, str] = {}
     while not stop.is_set():
         async with db.transaction() as session:
             number = await issued_report(session, cycle.id)

@@ -158,8 +158,8 @@ class SimulatedOfficials:
         if found:
             hour, minute, day, month, year = map(int, found.groups())
         elif found := DUE_EN.search(email_text):
-            day, name, year, hour, minute = found.groups()
-            day, year, hour, minute = int(day), int(year), int(hour), int(minute)
+            day_text, name, year_text, hour_text, minute_text = found.groups()
+            day, year, hour, minute = int(day_text), int(year_text), int(hour_text), int(minute_text)
             month = dt.datetime.strptime(name, "%b").month
         else:
             return step_due(self.plan, stage, self.cycle, received)
