@@ -99,7 +99,7 @@ class DecisionResult:
     decision: Decision
     request: ApprovalRequest
     settled: Outcome | None
-    cycle: Cycle | None = None
+    cycle: Cycle
     activated: list[NewAssignment] = field(default_factory=list)  # next in a sequence: email them
     closed: list[str] = field(default_factory=list)  # officials whose pending link the outcome closed
     # Sent back for changes: the submitter's resubmission link (or nobody to ask), to email now.

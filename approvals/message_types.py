@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 Context = dict[str, str | list[dict[str, str]]]
 """A template's values: texts, and tables of texts (the units overdue, a cycle's stages)."""
@@ -48,13 +49,20 @@ class ClosingMessage(PlainMessage):
     due: dt.datetime | None = None  # in the plan's time zone, as the invite it cancels
 
 
+class Recipient(TypedDict):
+    """One addressee of an email: the name shown, and the address."""
+
+    name: str
+    email: str
+
+
 class FailedDelivery(Protocol):
     """An email that could not be delivered, as the coordinators hear of it (an outbox row)."""
 
     @property
     def id(self) -> uuid.UUID: ...
     @property
-    def recipients(self) -> list[dict[str, str]]: ...  # [{name, email}]
+    def recipients(self) -> Sequence[Recipient]: ...
     @property
     def subject(self) -> str: ...
     @property

@@ -19,7 +19,7 @@ from html import escape
 from approvals.db import utcnow
 from approvals.errors import Refused
 from notifications import mime
-from notifications.models import OutboxMessage
+from notifications.models import ClaimedMessage
 
 PLACEHOLDER = re.compile(r"\[\[secret:([a-z_]+):([A-Za-z0-9:_-]+)\]\]")
 Resolver = Callable[[str], str]
@@ -57,7 +57,7 @@ class Composer:
 
         return PLACEHOLDER.sub(replace, body)
 
-    def build(self, message: OutboxMessage) -> EmailMessage:
+    def build(self, message: ClaimedMessage) -> EmailMessage:
         email = EmailMessage(policy=MIME_POLICY)
         email["Message-ID"] = message.message_id
         email["Date"] = format_datetime(utcnow())
@@ -89,7 +89,7 @@ class Composer:
             self._date = (second, mime.header("Date", format_datetime(dt.datetime.fromtimestamp(second, dt.UTC))))
         return self._date[1]
 
-    def serialize(self, message: OutboxMessage) -> bytes:
+    def serialize(self, message: ClaimedMessage) -> bytes:
         """The bytes `build()` stands for, written directly (notifications.mime): what is sent."""
         for recipient in message.recipients:
             if not recipient["email"].isascii():

@@ -40,8 +40,10 @@ import datetime as dt
 import logging
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import cast
 
 import aiosmtplib
 from sqlalchemy import ColumnElement, any_, bindparam, or_, update
@@ -49,7 +51,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from approvals.db import Database, claim, utcnow
 from notifications.composing import Composer, Resolver
-from notifications.models import OUTBOX_TABLE, MessageStatus, OutboxMessage
+from notifications.models import OUTBOX_TABLE, ClaimedMessage, MessageStatus
 from notifications.send_round import SENT, Job, Outcome, Stream
 from notifications.smtp import NETWORK_ERRORS, SmtpConfig, SmtpPool, SmtpUnavailable
 
@@ -114,15 +116,15 @@ class Dispatcher:
 
     # -------------------------------------------------------------- building (notifications.composing)
 
-    def build(self, message: OutboxMessage) -> EmailMessage:
+    def build(self, message: ClaimedMessage) -> EmailMessage:
         return self.composer.build(message)
 
-    def serialize(self, message: OutboxMessage) -> bytes:
+    def serialize(self, message: ClaimedMessage) -> bytes:
         return self.composer.serialize(message)
 
     # -------------------------------------------------------------- the database side
 
-    async def claim(self, limit: int | None = None) -> tuple[list[OutboxMessage], dt.datetime]:
+    async def claim(self, limit: int | None = None) -> tuple[list[ClaimedMessage], dt.datetime]:
         now = utcnow()
         lease = now + dt.timedelta(seconds=self.retry.lease_seconds)
         due = or_(
@@ -141,9 +143,11 @@ class Dispatcher:
                 values=dict(status=MessageStatus.sending.value, lease_until=lease, attempts=_TABLE.c.attempts + 1),
                 returning=list(_CLAIMED),
             )
-        return sorted(claimed, key=lambda message: message.next_attempt_at), lease
+        # Rows of the _CLAIMED columns: what a ClaimedMessage declares.
+        rows = cast("Sequence[ClaimedMessage]", claimed)
+        return sorted(rows, key=lambda message: message.next_attempt_at), lease
 
-    def _values(self, message: OutboxMessage, outcome: Outcome, now: dt.datetime) -> dict[str, object]:
+    def _values(self, message: ClaimedMessage, outcome: Outcome, now: dt.datetime) -> dict[str, object]:
         if outcome.status == "sent":
             return _sent_values(now, outcome.error)
         if outcome.status == "release":  # never started: as if it had not been claimed
@@ -155,10 +159,10 @@ class Dispatcher:
             status=MessageStatus.queued.value, next_attempt_at=next_at, lease_until=None, last_error=outcome.error
         )
 
-    async def _record(self, results: list[tuple[OutboxMessage, Outcome]], lease: dt.datetime) -> None:
+    async def _record(self, results: list[tuple[ClaimedMessage, Outcome]], lease: dt.datetime) -> None:
         await self.record_all([(message, outcome, lease) for message, outcome in results])
 
-    async def record_all(self, results: list[tuple[OutboxMessage, Outcome, dt.datetime]]) -> None:
+    async def record_all(self, results: list[tuple[ClaimedMessage, Outcome, dt.datetime]]) -> None:
         """Write outcomes in one transaction, each write fenced on the lease its claim wrote."""
         now = utcnow()
         sent: dict[dt.datetime, list[uuid.UUID]] = {}

@@ -22,9 +22,8 @@ from approvals.config import Settings
 from approvals.coordination import Acted
 from approvals.db import utcnow
 from approvals.decisions import DecisionResult
+from approvals.message_types import ClosingMessage, PlainMessage
 from approvals.messages import (
-    ClosingMessage,
-    PlainMessage,
     closed_messages,
     cycle_attention_messages,
     cycle_digest_messages,

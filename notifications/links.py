@@ -12,6 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from approvals.message_types import Context
 from approvals.tokens import PROBLEM_LINK
 from notifications.calendar import invite, sequence_at
 from notifications.composing import placeholder
@@ -32,7 +33,7 @@ class PlainMessageLike(Protocol):
     @property
     def email(self) -> str: ...
     @property
-    def context(self) -> dict[str, str]: ...
+    def context(self) -> Context: ...
 
 
 class CalendarMessageLike(PlainMessageLike, Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import Enum
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
 from sqlalchemy import JSON, Index, String, Table, Text, TextClause, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -43,6 +43,32 @@ class _PartialIndex(TypedDict):
 def _in_state(status: MessageStatus) -> _PartialIndex:
     condition = text(f"status = '{status.value}'")
     return _PartialIndex(postgresql_where=condition, sqlite_where=condition)
+
+
+class ClaimedMessage(Protocol):
+    """What sending needs of an outbox row: an `OutboxMessage`, or the row the dispatcher claims
+    with just these columns (`notifications.dispatcher`)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def recipients(self) -> list[StoredRecipient]: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def text_body(self) -> str: ...
+    @property
+    def html_body(self) -> str: ...
+    @property
+    def attachments(self) -> list[StoredAttachment]: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def next_attempt_at(self) -> dt.datetime: ...
+    @property
+    def lease_until(self) -> dt.datetime | None: ...
 
 
 class OutboxMessage(Base):

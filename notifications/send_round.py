@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from notifications.models import OutboxMessage
+from notifications.models import ClaimedMessage
 from notifications.smtp import SmtpUnavailable
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Batch:
 
 @dataclass(eq=False)
 class Job:
-    message: OutboxMessage
+    message: ClaimedMessage
     batch: Batch
 
 
@@ -65,7 +65,7 @@ class Stream:
         self.claiming: asyncio.Task[None] | None = None
         self.exhausted = False
         self.outage: str | None = None
-        self.pending: list[tuple[OutboxMessage, Outcome, dt.datetime]] = []
+        self.pending: list[tuple[ClaimedMessage, Outcome, dt.datetime]] = []
         self.flushing: asyncio.Task[None] | None = None
         self.handled = 0
         self.low_water = max(2 * dispatcher.pool.size, dispatcher.batch_size // 2)
