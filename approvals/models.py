@@ -57,7 +57,7 @@ class Cycle(Base):
     restarts: Mapped[int] = mapped_column(default=0, server_default="0")
     rehearsal_speed: Mapped[float | None] = mapped_column(
         Float,
-        doc="A rehearsal's pace: planned seconds per wall second (None: a real cycle). approvals.deadlines.CycleClock.",
+        doc="A rehearsal's pace: planned seconds per wall second (None: a real cycle); clock.deadlines.CycleClock.",
     )
     rehearsal_began: Mapped[dt.datetime | None] = mapped_column(
         UtcDateTime, doc="The wall instant a rehearsal's first planned day began."

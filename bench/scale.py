@@ -189,9 +189,9 @@ def make_plan(folder: Path, size: str) -> Size:
 
     import yaml
 
-    from approvals.deadlines import local_day
+    from approvals.clock.deadlines import local_day
     from approvals.plan import load_plan
-    from approvals.steps import stage_of
+    from approvals.routing.steps import stage_of
 
     shipped = ROOT / "plans" / "lang-son.yaml"
     if size == "real":

@@ -279,11 +279,11 @@ async def open_links(url: str, secret: str, count: int, tag: str) -> list[str]:
     first approver's link of each."""
     import datetime as dt
 
-    from approvals import steps
     from approvals.config import Settings
     from approvals.db import Database as Db
     from approvals.db import utcnow
     from approvals.plan import load_plan
+    from approvals.routing import steps
     from approvals.tokens import derive_token
 
     settings = Settings(database_url=url, link_secret=secret)

@@ -12,12 +12,13 @@ import uuid
 from prefect import flow, task
 from sqlalchemy import update
 
-from approvals import rehearsals, steps
+from approvals.clock import rehearsals
+from approvals.clock.deadlines import clock_of
 from approvals.config import get_settings
-from approvals.deadlines import clock_of
 from approvals.errors import InvalidInput, NotFound
 from approvals.models import EconomicEvent, ProblemReport
 from approvals.plan import load_plan
+from approvals.routing import steps
 from flows.annual_cycle import CYCLE_KIND as ANNUAL_KIND
 from flows.chain import run_chain
 from flows.stages import STEP, database

@@ -24,12 +24,15 @@ from prefect.logging import get_run_logger
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals import coordination, cycles, deadlines, stages, steps, submissions, submitting
+from approvals import coordination
+from approvals.clock import deadlines
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
 from approvals.errors import NotFound
 from approvals.models import Cycle, CycleStage
 from approvals.plan import load_plan
+from approvals.routing import stages, steps, submissions, submitting
+from approvals.running import cycles
 from approvals.statuses import StageStatus
 from notifications.emails import Emails
 from notifications.render import shared_renderer

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
 from approvals.plan import Plan, load_plan
-from approvals.stages import due_goings_on, due_openings
-from approvals.sweep import EventKind, SweepEvent, overdue_notices, sweep
+from approvals.routing.stages import due_goings_on, due_openings
+from approvals.running.sweep import EventKind, SweepEvent, overdue_notices, sweep
 from flows.stages import database
 from notifications.emails import Emails
 from notifications.outbox import failed_messages

@@ -3,7 +3,7 @@ sends and to whom, queued in the caller's transaction (the dispatcher sends them
 commit, each once: every message has a key, and a key is queued once).
 
 The flows, the sweep, the pages and the API all queue through `Emails`; none of them builds
-an outbox row itself. What an email says is `approvals.presentation` (the words and the people)
+an outbox row itself. What an email says is `approvals.wording.presentation` (the words and the people)
 and `notifications/templates` (the layout); how it is queued is `notifications.links`.
 """
 
@@ -21,9 +21,15 @@ from approvals import consolidated
 from approvals.config import Settings
 from approvals.coordination import Acted
 from approvals.db import utcnow
-from approvals.decisions import DecisionResult
-from approvals.message_types import ClosingMessage, PlainMessage
-from approvals.messages import (
+from approvals.models import ApprovalRequest, Cycle
+from approvals.plan import Plan
+from approvals.routing.decisions import DecisionResult
+from approvals.routing.steps import NewAssignment
+from approvals.routing.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
+from approvals.statuses import Outcome
+from approvals.tokens import APPROVAL_LINK
+from approvals.wording.message_types import ClosingMessage, PlainMessage
+from approvals.wording.messages import (
     closed_messages,
     cycle_attention_messages,
     cycle_digest_messages,
@@ -35,20 +41,14 @@ from approvals.messages import (
     submission_message,
     unrouted_messages,
 )
-from approvals.models import ApprovalRequest, Cycle
-from approvals.plan import Plan
-from approvals.presentation import cycle_context, official_name
-from approvals.statuses import Outcome
-from approvals.steps import NewAssignment
-from approvals.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
-from approvals.tokens import APPROVAL_LINK
+from approvals.wording.presentation import cycle_context, official_name
 from notifications.links import queue_closing_messages, queue_link_messages, queue_plain_messages
 from notifications.models import OutboxMessage
 from notifications.outbox import Attachment
 from notifications.render import Renderer
 
 if TYPE_CHECKING:
-    from approvals.sweep import OverdueNotice
+    from approvals.running.sweep import OverdueNotice
 
 
 @dataclass(frozen=True)

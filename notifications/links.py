@@ -12,15 +12,15 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.message_types import Context
 from approvals.tokens import PROBLEM_LINK
+from approvals.wording.message_types import Context
 from notifications.calendar import invite, sequence_at
 from notifications.composing import placeholder
 from notifications.outbox import Attachment, Outgoing, Recipient, enqueue_many
 from notifications.render import Renderer
 
 
-# Read-only members: the messages are frozen dataclasses (approvals.messages).
+# Read-only members: the messages are frozen dataclasses (approvals.wording.messages).
 class PlainMessageLike(Protocol):
     @property
     def kind(self) -> str: ...

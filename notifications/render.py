@@ -36,7 +36,7 @@ MESSAGES = PACKAGE_DIR / "locale" / "messages.yaml"
 # problem: the official's "Báo cáo vướng mắc" link, or "" for none
 _LINK_EMAIL = ("title", "name", "cycle", "stage", "agency", "due", "summary", "link", "problem")
 KINDS: dict[str, tuple[str, ...]] = {
-    # personal-link emails (approvals.presentation.link_messages gives exactly these)
+    # personal-link emails (approvals.wording.presentation.link_messages gives exactly these)
     "approval_request": _LINK_EMAIL,
     "submission_request": _LINK_EMAIL,
     "resubmission_request": _LINK_EMAIL,

@@ -12,8 +12,8 @@ from prefect.deployments.flow_runs import arun_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
-from approvals.cycles import NotRestartable
 from approvals.errors import NotFound, Unavailable
+from approvals.running.cycles import NotRestartable
 
 MONTHLY_DEPLOYMENT = "culture-society-cycle/culture-society-cycle"
 
@@ -152,8 +152,8 @@ async def _restart(db, cycle, previous, deployment, parameters, key, *, by, forc
 
     from prefect.states import Cancelled
 
-    from approvals import cycles
     from approvals.db import utcnow
+    from approvals.running import cycles
 
     async with get_client() as client:
         if previous:

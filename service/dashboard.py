@@ -16,16 +16,17 @@ from collections import defaultdict
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from approvals import coordination, cycles
+from approvals import coordination
+from approvals.clock.deadlines import clock_of, days_late
 from approvals.db import utcnow
-from approvals.deadlines import clock_of, days_late
 from approvals.errors import NotFound
 from approvals.i18n import catalogue, local_time
 from approvals.models import Cycle
 from approvals.plan import Plan
 from approvals.plan.stages import Cadence, StageKind
-from approvals.presentation import agency_name, official_name
+from approvals.running import cycles
 from approvals.statuses import RequestStatus
+from approvals.wording.presentation import agency_name, official_name
 from service import reports
 from service.api.auth import (
     Caller,

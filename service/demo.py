@@ -7,9 +7,9 @@ import datetime as dt
 
 import typer
 
-from approvals.accounts import AccountRole, create_account
 from approvals.config import Settings
 from approvals.db import Database, utcnow
+from approvals.people.accounts import AccountRole, create_account
 from service.cycles import start_annual_cycle
 from service.local_stack import prefect_and_worker, prepare, serving, step
 
@@ -50,8 +50,8 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
 async def dates_ahead(db: Database, settings: Settings, year: int) -> int:
     """A newcomer's cycle has every deadline ahead of today, whatever the day: a year whose dates
     have passed is shifted (recorded in the audit log). The days shifted (0: none passed)."""
-    from approvals.cycles import Schedule, calendar, schedule
     from approvals.plan import load_plan
+    from approvals.running.cycles import Schedule, calendar, schedule
     from flows.annual_cycle import CYCLE_KIND, cycle_start
 
     plan = load_plan(settings.plan_file)

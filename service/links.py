@@ -12,16 +12,16 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 from starlette.exceptions import HTTPException
 
-from approvals import decisions, link_views, steps
 from approvals.db import utcnow
-from approvals.decisions import decide as record_decision
 from approvals.errors import InvalidLink
-from approvals.files import files_of
 from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import SubmissionFile
-from approvals.presentation import official_name, role_name, shown_context, step_context
+from approvals.routing import decisions, link_views, steps
+from approvals.routing.decisions import decide as record_decision
+from approvals.routing.files import files_of
 from approvals.statuses import Outcome
 from approvals.tokens import problem_token
+from approvals.wording.presentation import official_name, role_name, shown_context, step_context
 from service.deps import App
 from service.errors import invalid_link_page
 from service.limits import web_limits

@@ -12,8 +12,8 @@ import logging
 from fastapi import APIRouter, Request
 
 from approvals import coordination
+from approvals.clock.deadlines import local_day
 from approvals.db import utcnow
-from approvals.deadlines import local_day
 from approvals.errors import Refused
 from approvals.i18n import catalogue, local_time
 from approvals.plan.people import Official

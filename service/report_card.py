@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from approvals import consolidated
-from approvals.deadlines import clock_of, days_late, days_left, planned_due, planned_opening
+from approvals.clock.deadlines import clock_of, days_late, days_left, planned_due, planned_opening
 from approvals.i18n import local_time
 from approvals.models import Cycle
 from approvals.plan import Plan
-from approvals.presentation import agency_name
 from approvals.statuses import RequestStatus
+from approvals.wording.presentation import agency_name
 from service.api.present import NOT_STARTED  # the step is open and nothing of the unit's has started
 
 NOT_OPEN = "not_open"  # the step opens on its own date, still ahead

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from approvals import consolidated
+from approvals.clock.deadlines import CycleClock, clock_of
 from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, to_docx, to_pdf
 from approvals.db import utcnow
-from approvals.deadlines import CycleClock, clock_of
 from approvals.models import Cycle, IssuedReport
 
 FORMATS = {"docx": (DOCX_TYPE, to_docx), "pdf": (PDF_TYPE, to_pdf)}

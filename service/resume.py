@@ -29,13 +29,14 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
 from sqlalchemy import or_, update
 
-from approvals import coordination, cycles
+from approvals import coordination
 from approvals.config import Settings
 from approvals.db import Database, claim, utcnow
 from approvals.errors import NotFound
 from approvals.models import Cycle, Wake
 from approvals.plan import Plan
-from approvals.stages import ANY_STAGE, RESTART, WakeReason
+from approvals.routing.stages import ANY_STAGE, RESTART, WakeReason
+from approvals.running import cycles
 from approvals.statuses import WakeStatus
 from notifications.emails import Emails
 from notifications.render import Renderer

@@ -12,16 +12,17 @@ from fastapi import APIRouter, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from approvals import consolidated, steps, submitting
+from approvals import consolidated
+from approvals.clock.deadlines import clock_of
 from approvals.consolidated.files import report_files
 from approvals.db import utcnow
-from approvals.deadlines import clock_of
 from approvals.errors import InvalidLink, Refused
-from approvals.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.i18n import catalogue, local_time
 from approvals.plan.stages import StageKind
-from approvals.presentation import official_name, shown_context, step_context
+from approvals.routing import steps, submitting
+from approvals.routing.files import MAX_FILES, FileRefused, UploadedFile, check_files
 from approvals.statuses import LinkKind
+from approvals.wording.presentation import official_name, shown_context, step_context
 from service.deps import App
 from service.errors import invalid_link_page
 from service.limits import web_limits

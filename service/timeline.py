@@ -8,12 +8,12 @@ import uuid
 from fastapi import APIRouter, Request
 
 from approvals import coordination
+from approvals.clock.deadlines import clock_of, days_late
 from approvals.db import utcnow
-from approvals.deadlines import clock_of, days_late
 from approvals.errors import NotFound
 from approvals.i18n import catalogue, local_time
-from approvals.presentation import agency_name, official_name, role_name
 from approvals.statuses import RequestStatus
+from approvals.wording.presentation import agency_name, official_name, role_name
 from service.api.auth import (
     Caller,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from approvals.config import Settings
 from approvals.db import Database
-from approvals.submissions import SUBMISSION_LINK
+from approvals.routing.submissions import SUBMISSION_LINK
 from approvals.tokens import APPROVAL_LINK, PROBLEM_LINK, approval_link_resolver, problem_link_resolver
 from notifications.dispatcher import Dispatcher, RetryPolicy
 from notifications.smtp import SmtpConfig

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from approvals import steps
 from approvals.config import PACKAGED_PLAN
 from approvals.db import Database
 from approvals.plan import load_plan
+from approvals.routing import steps
 from tests.conftest import BACKENDS, DatabaseSandbox
 
 pytestmark = pytest.mark.processes  # the installed `kehoach` script

@@ -18,8 +18,8 @@ import time_machine
 from sqlalchemy import select, text
 
 from approvals.config import PACKAGED_PLAN
-from approvals.cycles import calendar, late_by
 from approvals.plan import load_plan
+from approvals.running.cycles import calendar, late_by
 from tests.support.stack import KEHOACH
 
 pytestmark = pytest.mark.e2e

@@ -8,8 +8,8 @@ import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from approvals.clock.deadlines import CycleClock
 from approvals.consolidated.units import AnnualReport, UnitStatus, report_spec
-from approvals.deadlines import CycleClock
 from approvals.plan.people import Agency
 from approvals.plan.schema import Plan
 

@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.clock.deadlines import CycleClock, clock_of
 from approvals.consolidated.document import ReportDocument, document, symbol_of
 from approvals.consolidated.files import report_files
 from approvals.consolidated.units import AnnualReport, from_snapshot
 from approvals.db import Database, utcnow
-from approvals.deadlines import CycleClock, clock_of
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Cycle, Decision, IssuedReport
 from approvals.plan.schema import Plan

@@ -12,14 +12,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.deadlines import due_at
+from approvals.clock.deadlines import due_at
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Cycle, SubmissionFile, SubmissionLink
 from approvals.plan.people import Agency, Official
 from approvals.plan.schema import Plan, ReportSpec
 from approvals.plan.stages import Stage
-from approvals.presentation import agency_name
 from approvals.statuses import LinkKind, LinkStatus, RequestStatus
+from approvals.wording.presentation import agency_name
 
 ANNUAL = "annual"
 REPORT_STAGE = "annual_report"

@@ -12,19 +12,21 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals import audit, chasing, delegations
-from approvals.chasing import rotate_links, superiors_for
+from approvals import audit
 from approvals.coordination.reads import CYCLE_CANCELLED, cancelled_cycles
 from approvals.db import row_of
-from approvals.decisions import settle_request
 from approvals.errors import Conflict, NotFound, Refused
 from approvals.models import ApprovalRequest, Assignment, Cycle, CycleStage, Delegation, SubmissionLink
+from approvals.people import delegations
 from approvals.plan.schema import Plan
-from approvals.stages import ANY_STAGE, WakeReason, enqueue_wake
+from approvals.routing.decisions import settle_request
+from approvals.routing.stages import ANY_STAGE, WakeReason, enqueue_wake
+from approvals.routing.steps import AlreadyDecided, NewAssignment, lock_request
+from approvals.routing.steps import reassign as reassign_assignment
+from approvals.routing.submissions import SubmissionAsked, ask_unasked, pending_link, remind_submitter
+from approvals.running import chasing
+from approvals.running.chasing import rotate_links, superiors_for
 from approvals.statuses import AssignmentStatus, LinkStatus, RequestStatus, StageStatus
-from approvals.steps import AlreadyDecided, NewAssignment, lock_request
-from approvals.steps import reassign as reassign_assignment
-from approvals.submissions import SubmissionAsked, ask_unasked, pending_link, remind_submitter
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from approvals.cycles import latest_restarts
 from approvals.db import row_of
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision, SubmissionLink, Wake
+from approvals.running.cycles import latest_restarts
 from approvals.statuses import AssignmentStatus, LinkStatus, RequestStatus
 
 CYCLE_CANCELLED = "cycle.cancelled"

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.deadlines import local_day
+from approvals.clock.deadlines import local_day
 from approvals.errors import InvalidInput, Refused
 from approvals.models import EconomicEvent, ProblemReport
 from approvals.plan.schema import Plan

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from approvals.delegation_rules import DelegationRefused, check_new
+from approvals.plan.delegation_rules import DelegationRefused, check_new
 from approvals.plan.people import Agency
 from approvals.plan.schema import DelegationSpec, Plan
 from approvals.plan.stages import Cadence, StageKind, TimeoutPolicy

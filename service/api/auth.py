@@ -19,8 +19,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from approvals.accounts import AccountRole, authenticate
 from approvals.models import ApiAccount
+from approvals.people.accounts import AccountRole, authenticate
 from service.deps import App, AppState
 
 SESSION_COOKIE = "kehoach_session"

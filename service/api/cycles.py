@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from approvals import coordination, cycles
+from approvals import coordination
 from approvals.db import utcnow
 from approvals.models import Wake
+from approvals.running import cycles
 from service.api.auth import Coordinator
 from service.api.errors import ACTION, ONE, at
 from service.api.present import cycle_read, restart_read

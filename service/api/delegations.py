@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from approvals import coordination, delegations
+from approvals import coordination
 from approvals.db import utcnow
+from approvals.people import delegations
 from service.api.auth import Coordinator
 from service.api.errors import ACTION, CREATE, at
 from service.api.schemas import DelegationCreate, DelegationRead

@@ -7,7 +7,7 @@ import datetime as dt
 from approvals.coordination import CycleView, History, RequestView
 from approvals.plan import Plan
 from approvals.plan.stages import StageKind
-from approvals.stages import WakeReason
+from approvals.routing.stages import WakeReason
 from approvals.statuses import StageStatus
 from service.api.schemas import (
     AssignmentRead,

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from approvals.decisions import MAX_COMMENT
+from approvals.routing.decisions import MAX_COMMENT
 
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 ROLE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"

@@ -28,7 +28,7 @@ def start(
     A cycle started after some of its dates have passed lists them and asks whether to shift them from today or keep them; the choice goes in the audit log."""  # noqa: E501 (typer keeps a paragraph's line breaks in --help)
     import asyncio
 
-    from approvals.cycles import Schedule
+    from approvals.running.cycles import Schedule
     from service.cycles import PrefectNotConfigured, require_prefect_api, start_annual_cycle, start_monthly_cycle
     from service.demo import current_year
 
@@ -78,9 +78,9 @@ def _choose_schedule(settings, *, kind: str, period: str, starts_on: dt.date, ch
     import asyncio
     import sys
 
-    from approvals.cycles import Schedule, calendar, late_by, schedule
     from approvals.db import Database, utcnow
     from approvals.plan import load_plan
+    from approvals.running.cycles import Schedule, calendar, late_by, schedule
 
     plan = load_plan(settings.plan_file)
     now = utcnow()
@@ -200,8 +200,8 @@ def cycle_resume(
     from where the cycle is in the database: it asks nobody again and sends no email twice."""
     import asyncio
 
-    from approvals.cycles import NotRestartable
     from approvals.db import Database
+    from approvals.running.cycles import NotRestartable
     from service.cycles import PrefectNotConfigured, PrefectUnavailable, restart_cycle
 
     settings = load_settings()

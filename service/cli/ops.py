@@ -63,8 +63,8 @@ def account_add(
     """Create an API account and print its token once (keep it: only its hash is stored)."""
     import asyncio
 
-    from approvals.accounts import AccountRole, create_account
     from approvals.db import Database, utcnow
+    from approvals.people.accounts import AccountRole, create_account
 
     settings = load_settings()
     try:

@@ -18,12 +18,12 @@ import typer
 from sqlalchemy import select
 
 from approvals import audit
+from approvals.clock.deadlines import clock_of
+from approvals.clock.rehearsals import RehearsalRefused, begin, follow, refuse_here, refuse_real_cycles
 from approvals.config import Settings
 from approvals.db import Database, utcnow
-from approvals.deadlines import clock_of
 from approvals.models import Cycle, CycleStage, EconomicEvent
 from approvals.plan import Plan, load_plan
-from approvals.rehearsals import RehearsalRefused, begin, follow, refuse_here, refuse_real_cycles
 from flows.annual_cycle import CYCLE_KIND
 from flows.cadences import MONTHLY_KIND
 from flows.serve import START_HOUR

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from approvals.clock.deadlines import clock_of, step_due
 from approvals.db import utcnow
-from approvals.deadlines import clock_of, step_due
 from approvals.models import Cycle
 from approvals.plan import Plan
 from approvals.plan.stages import Stage, StageKind, TimeoutPolicy

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from sqlalchemy import delete, select, update
 
-from approvals import steps
-from approvals.accounts import AccountRole, create_account
 from approvals.config import Settings
 from approvals.db import utcnow
 from approvals.models import ApiAccount, ApprovalRequest, Assignment, Delegation, LinkFailure
+from approvals.people.accounts import AccountRole, create_account
 from approvals.plan import load_plan
+from approvals.routing import steps
 from approvals.tokens import derive_token
 from notifications.models import OutboxMessage
 from service.app import create_app

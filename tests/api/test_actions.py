@@ -9,8 +9,8 @@ import uuid
 from sqlalchemy import select
 
 from approvals.db import utcnow
-from approvals.decisions import decide
 from approvals.models import ApprovalRequest, Assignment, CycleStage
+from approvals.routing.decisions import decide
 from approvals.statuses import Outcome
 from notifications.models import OutboxMessage
 from tests.api.conftest import escalate, live_token, open_request

@@ -15,13 +15,14 @@ import docx
 import pytest
 from sqlalchemy import select
 
-from approvals import coordination, steps
+from approvals import coordination
 from approvals.consolidated.issuing import issue
 from approvals.db import utcnow
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, IssuedReport, SubmissionFile
 from approvals.plan import load_plan
-from approvals.submissions import open_submission
+from approvals.routing import steps
+from approvals.routing.submissions import open_submission
 from approvals.tokens import derive_token
 from notifications.emails import Emails
 from notifications.models import OutboxMessage

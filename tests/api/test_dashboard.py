@@ -177,10 +177,10 @@ async def test_the_link_pages_and_the_inbox_need_no_login(client):
 
 
 async def test_the_annual_report_shows_who_has_not_submitted_yet(client, accounts, database, settings):
-    from approvals import steps
     from approvals.db import utcnow
     from approvals.plan import load_plan
-    from approvals.submissions import open_submission
+    from approvals.routing import steps
+    from approvals.routing.submissions import open_submission
     from approvals.tokens import derive_token
 
     plan = load_plan(settings.plan_file)

@@ -13,7 +13,7 @@ from approvals import coordination
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, SubmissionLink
 from approvals.plan import load_plan
-from approvals.submissions import open_submission
+from approvals.routing.submissions import open_submission
 from approvals.tokens import derive_token
 from tests.api.conftest import live_token
 
@@ -23,7 +23,7 @@ STARTS = dt.date(2026, 1, 15)
 async def _open(database, settings, stage_id: str, subject: str = "", *, cycle_kind: str = "annual"):
     """The stage's branch opened as the flow's task opens it; returns (request id, link token, official)."""
     async with database.transaction() as session:
-        from approvals import steps
+        from approvals.routing import steps
 
         cycle = await steps.get_or_create_cycle(
             session, kind=cycle_kind, period=f"t-{uuid.uuid4().hex[:12]}", starts_on=STARTS
@@ -187,7 +187,7 @@ async def test_the_materials_come_from_the_department_that_compiles_them_on_the_
 
 async def test_opening_twice_asks_once(database, settings):
     async with database.transaction() as session:
-        from approvals import steps
+        from approvals.routing import steps
 
         cycle = await steps.get_or_create_cycle(
             session, kind="annual", period=f"t-{uuid.uuid4().hex[:12]}", starts_on=STARTS

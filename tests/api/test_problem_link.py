@@ -13,11 +13,11 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from approvals import steps
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, ProblemReport
 from approvals.plan import load_plan
-from approvals.submissions import open_submission
+from approvals.routing import steps
+from approvals.routing.submissions import open_submission
 from approvals.tokens import (
     PROBLEM_LINK,
     derive_token,

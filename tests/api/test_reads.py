@@ -7,8 +7,8 @@ import datetime as dt
 
 from approvals import coordination
 from approvals.db import utcnow
-from approvals.decisions import decide
 from approvals.plan import load_plan
+from approvals.routing.decisions import decide
 from approvals.statuses import Outcome
 from tests.api.conftest import live_token, open_request
 

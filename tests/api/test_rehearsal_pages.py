@@ -12,10 +12,10 @@ import html
 import pytest
 from sqlalchemy import select
 
-from approvals import steps
 from approvals.db import utcnow
 from approvals.plan import load_plan
-from approvals.submissions import open_submission
+from approvals.routing import steps
+from approvals.routing.submissions import open_submission
 from approvals.tokens import derive_token
 from notifications.emails import Emails
 from notifications.models import OutboxMessage

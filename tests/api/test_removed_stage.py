@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Cycle, Decision, SubmissionLink
 from approvals.plan import load_plan
-from approvals.sweep import overdue_notices
+from approvals.running.sweep import overdue_notices
 from approvals.tokens import derive_token
 from flows.stages import open_branches
 from notifications.render import Renderer

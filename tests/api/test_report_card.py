@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import time_machine
 
-from approvals import stages, steps
+from approvals.routing import stages, steps
 from approvals.statuses import StageStatus
 from tests.api.conftest import open_request
 from tests.support.paces import REHEARSED

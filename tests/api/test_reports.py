@@ -10,8 +10,8 @@ import io
 from docx import Document
 from pypdf import PdfReader
 
-from approvals import steps
 from approvals.plan import load_plan
+from approvals.routing import steps
 
 
 async def test_a_viewer_downloads_the_years_report_as_docx_and_pdf(client, accounts, settings):

@@ -9,10 +9,10 @@ import uuid
 
 from sqlalchemy import select, update
 
-from approvals import cycles
 from approvals.db import utcnow
 from approvals.models import AuditEvent, Cycle, Wake
-from approvals.stages import RESTART
+from approvals.routing.stages import RESTART
+from approvals.running import cycles
 from tests.api.conftest import open_request
 
 

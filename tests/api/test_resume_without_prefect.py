@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from approvals.db import utcnow
 from approvals.models import Cycle, Wake
-from approvals.stages import WakeReason, enqueue_wake
+from approvals.routing.stages import WakeReason, enqueue_wake
 from service.resume import Resumer
 from tests.api.conftest import open_request
 

@@ -18,10 +18,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from approvals import delegations
 from approvals.config import Settings
 from approvals.db import Database, utcnow
 from approvals.models import AuditEvent
+from approvals.people import delegations
 from approvals.plan import load_plan
 from service.prefect_server import free_port, stop_process
 from tests.api.conftest import Accounts, make_accounts, open_request

@@ -10,11 +10,11 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-from approvals import steps
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, SubmissionLink
 from approvals.plan import load_plan
-from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission, open_submission
+from approvals.routing import steps
+from approvals.routing.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission, open_submission
 from approvals.tokens import derive_token
 from notifications.emails import Emails
 from notifications.models import OutboxMessage

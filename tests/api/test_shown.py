@@ -14,12 +14,12 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-from approvals import steps
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Cycle, SubmissionFile, SubmissionLink
 from approvals.plan import load_plan
-from approvals.submissions import open_submission
-from approvals.sweep import sweep_request
+from approvals.routing import steps
+from approvals.routing.submissions import open_submission
+from approvals.running.sweep import sweep_request
 from approvals.tokens import derive_token
 from flows.stages import open_branches
 from notifications.models import OutboxMessage

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from approvals.models import ApprovalRequest, Assignment, SubmissionFile, SubmissionLink
 from approvals.plan.stages import FieldSpec, StageKind
 from approvals.plan.values import Text
-from approvals.submitting import SubmissionInvalid, parse_submission
+from approvals.routing.submitting import SubmissionInvalid, parse_submission
 from approvals.tokens import derive_token
 from tests.api.conftest import live_token, open_request
 

@@ -10,13 +10,13 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from approvals import steps
-from approvals.decisions import decide
 from approvals.models import ApprovalRequest, AuditEvent, Decision
 from approvals.plan.people import Official
 from approvals.plan.values import Text
+from approvals.routing import steps
+from approvals.routing.decisions import decide
+from approvals.running.sweep import sweep_request
 from approvals.statuses import Outcome
-from approvals.sweep import sweep_request
 from tests.approvals.test_routing import PLAN, SECRET, TTL, token_of
 
 TRIALS = 200

@@ -15,17 +15,18 @@ from docx import Document
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from approvals import consolidated, steps
+from approvals import consolidated
+from approvals.clock.deadlines import CycleClock
 from approvals.config import PACKAGED_PLAN, Settings
 from approvals.consolidated import UnitStatus
 from approvals.consolidated.files import to_docx, to_pdf
 from approvals.db import utcnow
-from approvals.deadlines import CycleClock
-from approvals.decisions import decide, settle_request
 from approvals.models import Assignment, Cycle, SubmissionLink
 from approvals.plan import load_plan
+from approvals.routing import steps
+from approvals.routing.decisions import decide, settle_request
+from approvals.routing.submitting import parse_submission, submit
 from approvals.statuses import Outcome, RequestStatus
-from approvals.submitting import parse_submission, submit
 from approvals.tokens import derive_token
 from flows.stages import open_branch
 from notifications.render import Renderer

@@ -1,4 +1,4 @@
-"""The one escalation (`approvals.chasing.escalate`), on every stage of the shipped plan that
+"""The one escalation (`approvals.running.chasing.escalate`), on every stage of the shipped plan that
 escalates, one of each kind: the sweep at the due time and a coordinator before or after it
 bring in the same superior, write the same audit row, and set the expiry by one rule (the
 stage's grace after the due time, or after the escalation when that comes later)."""
@@ -12,15 +12,15 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-from approvals import steps
-from approvals.chasing import escalate, escalation_expiry
+from approvals.clock.deadlines import CycleClock
 from approvals.config import PACKAGED_PLAN
 from approvals.coordination import escalate as escalate_now
-from approvals.deadlines import CycleClock
 from approvals.models import ApprovalRequest, Assignment, AuditEvent
 from approvals.plan import load_plan
-from approvals.steps import AlreadyDecided
-from approvals.sweep import sweep_request
+from approvals.routing import steps
+from approvals.routing.steps import AlreadyDecided
+from approvals.running.chasing import escalate, escalation_expiry
+from approvals.running.sweep import sweep_request
 
 PLAN = load_plan(PACKAGED_PLAN)
 SECRET = secrets.token_bytes(32)

@@ -9,7 +9,7 @@ import pytest
 from approvals.config import PACKAGED_PLAN
 from approvals.errors import NotFound
 from approvals.plan import load_plan
-from approvals.steps import StageNotInPlan, stage_of
+from approvals.routing.steps import StageNotInPlan, stage_of
 
 PLAN = load_plan(PACKAGED_PLAN)
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from approvals.deadlines import due_at
+from approvals.clock.deadlines import due_at
 from approvals.plan.stages import Due, Policy
-from approvals.policy import settle
+from approvals.routing.policy import settle
 from approvals.statuses import Outcome
 
 A, R, C = Outcome.approve, Outcome.reject, Outcome.request_changes

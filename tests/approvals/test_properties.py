@@ -7,13 +7,13 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from approvals.delegation_rules import DelegationRefused, Grant, active, check_new
-from approvals.directory import resolve_approvers
+from approvals.people.directory import resolve_approvers
+from approvals.plan.delegation_rules import DelegationRefused, Grant, active, check_new
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
 from approvals.plan.stages import Policy
 from approvals.plan.values import Text
-from approvals.policy import settle
+from approvals.routing.policy import settle
 from approvals.statuses import Outcome
 from tests.approvals.test_routing import PLAN
 

@@ -10,12 +10,13 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from approvals import rehearsals, steps
+from approvals.clock import rehearsals
+from approvals.clock.deadlines import clock_of, planned_due
 from approvals.config import PACKAGED_PLAN, Environment
 from approvals.db import utcnow
-from approvals.deadlines import clock_of, planned_due
 from approvals.models import AuditEvent, Cycle
 from approvals.plan import load_plan
+from approvals.routing import steps
 
 PLAN = load_plan(PACKAGED_PLAN)
 

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select, text, update
 
-from approvals import audit, decisions, link_views, steps
+from approvals import audit
 from approvals.config import PACKAGED_PLAN
-from approvals.decisions import decide
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision
 from approvals.plan import load_plan
+from approvals.routing import decisions, link_views, steps
+from approvals.routing.decisions import decide
 from approvals.statuses import Outcome
 from approvals.tokens import derive_token
 

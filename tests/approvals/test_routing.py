@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from approvals import steps
-from approvals.decisions import decide
-from approvals.delegation_rules import DelegationRefused, Grant, check_new
-from approvals.directory import resolve_approvers, same_name
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision, Delegation
+from approvals.people.directory import resolve_approvers, same_name
 from approvals.plan import load_plan
+from approvals.plan.delegation_rules import DelegationRefused, Grant, check_new
+from approvals.routing import steps
+from approvals.routing.decisions import decide
 from approvals.statuses import Outcome
 from approvals.tokens import derive_token
 
@@ -317,7 +317,7 @@ async def test_decisions_counted_once_per_assignment(database):
 
 
 async def test_delegations_through_the_api_are_checked_and_audited(database):
-    from approvals.delegations import (
+    from approvals.people.delegations import (
         create_delegation,
         list_delegations,
         revoke_delegation,

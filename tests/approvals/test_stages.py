@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from sqlalchemy import select
 
-from approvals import steps
-from approvals.decisions import decide, settle_request
 from approvals.models import ApprovalRequest, CycleStage, Wake
-from approvals.stages import enqueue_wake, stage_state
+from approvals.routing import steps
+from approvals.routing.decisions import decide, settle_request
+from approvals.routing.stages import enqueue_wake, stage_state
 from approvals.statuses import Outcome, RequestStatus
 from tests.approvals.test_routing import PLAN, SECRET, TTL, token_of
 from tests.conftest import _pg_conninfo, postgres_base_url
@@ -118,7 +118,7 @@ async def test_a_branch_sent_back_wakes_nobody_and_its_next_round_counts(databas
 
 
 async def test_a_second_settlement_reason_while_one_wake_waits_adds_nothing(database):
-    from approvals.stages import WakeReason, enqueue_wake
+    from approvals.routing.stages import WakeReason, enqueue_wake
 
     cycle, opened = await _open_branches(database, n=1)
     await _settle(database, opened[0].request.id, Outcome.approve)

@@ -8,11 +8,11 @@ import datetime as dt
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
+from approvals.clock.deadlines import local_day, planned_due
 from approvals.config import PACKAGED_PLAN, Settings
-from approvals.deadlines import local_day, planned_due
 from approvals.i18n import local_time
 from approvals.plan import load_plan
-from approvals.presentation import step_context
+from approvals.wording.presentation import step_context
 
 PLAN = load_plan(PACKAGED_PLAN)
 TOKYO = PLAN.model_copy(update={"plan": PLAN.plan.model_copy(update={"timezone": "Asia/Tokyo"})})

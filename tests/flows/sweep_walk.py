@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from approvals import deadlines, steps
+from approvals.clock import deadlines
 from approvals.config import PACKAGED_PLAN, Settings
 from approvals.db import Database, utcnow
 from approvals.models import ApprovalRequest, Cycle, SubmissionLink, Wake
 from approvals.plan import load_plan
-from approvals.submitting import parse_submission, submit
+from approvals.routing import steps
+from approvals.routing.submitting import parse_submission, submit
 from approvals.tokens import derive_token
 from flows.stages import open_branch
 from flows.sweep import sweep_with_emails

@@ -18,9 +18,9 @@ from approvals.config import PACKAGED_PLAN, Settings
 from approvals.db import Database, utcnow
 from approvals.models import ApprovalRequest, CycleStage, SubmissionLink, Wake
 from approvals.plan import load_plan
+from approvals.routing.steps import get_or_create_cycle, stage_of
+from approvals.routing.submitting import parse_submission, submit
 from approvals.statuses import WakeStatus
-from approvals.steps import get_or_create_cycle, stage_of
-from approvals.submitting import parse_submission, submit
 from approvals.tokens import derive_token
 from flows.stages import open_branches
 from flows.sweep import sweep_with_emails

@@ -66,8 +66,8 @@ async def test_a_failed_email_is_reported_to_the_coordinators_once(database):  #
 async def test_coordinators_get_a_digest_when_a_cycle_starts(database):  # noqa: F811
     import datetime as dt
 
-    from approvals import steps
-    from approvals.messages import cycle_digest_messages
+    from approvals.routing import steps
+    from approvals.wording.messages import cycle_digest_messages
     from notifications.links import queue_plain_messages
 
     async with database.transaction() as session:

@@ -22,9 +22,10 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from approvals import deadlines, stages, steps
+from approvals.clock import deadlines
 from approvals.db import utcnow
 from approvals.models import AuditEvent, Cycle, CycleStage
+from approvals.routing import stages, steps
 from approvals.statuses import StageStatus
 from notifications.models import OutboxMessage
 from tests.flows.sweep_walk import (

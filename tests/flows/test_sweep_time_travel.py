@@ -12,10 +12,10 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from approvals import link_views, steps
 from approvals.config import Settings
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision
+from approvals.routing import link_views, steps
 from approvals.tokens import derive_token
 from flows.sweep import sweep_with_emails
 from notifications.emails import Emails
@@ -177,8 +177,8 @@ async def test_a_unit_that_has_not_submitted_is_reminded_with_fresh_links_then_e
     overdue, the stage's superior is told which unit has not submitted, the step stays open
     and the last link works."""
     from approvals.plan import load_plan
-    from approvals.submissions import SUBMISSION_LINK, open_submission
-    from approvals.submitting import view_submission
+    from approvals.routing.submissions import SUBMISSION_LINK, open_submission
+    from approvals.routing.submitting import view_submission
     from notifications.composing import placeholder
 
     plan = load_plan(SETTINGS.plan_file)

@@ -14,11 +14,12 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select, text, update
 
-from approvals import coordination, steps
+from approvals import coordination
 from approvals.config import PACKAGED_PLAN
 from approvals.db import Database, utcnow
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, Decision
 from approvals.plan import load_plan
+from approvals.routing import steps
 from approvals.tokens import derive_token, hash_token
 
 DIRECTOR = "giamdoc.svhttdl@lang-son.example"  # stage 1 (the press orientation): the DCST's since 2025

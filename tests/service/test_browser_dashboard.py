@@ -20,8 +20,8 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 def _shifted_cycle_in_implementation(stack, year: int) -> dt.date:
     """The year's cycle shifted as `kehoach demo` shifts one started late (its start moved to
     today), with stage 6 under way; the report step's shifted opening day."""
-    from approvals import stages, steps
     from approvals.db import Database
+    from approvals.routing import stages, steps
     from approvals.statuses import StageStatus
 
     today = dt.datetime.now(TZ).date()

@@ -24,11 +24,11 @@ LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
 
 def _ask_for_the_budget(stack, period: str) -> None:
     """What the annual flow's stage 5 does: the step waits for the DoF, whose officer is emailed a form link."""
-    from approvals import steps
     from approvals.config import Settings
     from approvals.db import Database, utcnow
     from approvals.plan import load_plan
-    from approvals.submissions import open_submission
+    from approvals.routing import steps
+    from approvals.routing.submissions import open_submission
     from notifications.emails import Emails
     from notifications.render import Renderer
 

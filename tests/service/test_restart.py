@@ -16,12 +16,12 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Failed, Running
 from sqlalchemy import select, update
 
-from approvals import cycles
 from approvals.config import Settings
 from approvals.db import utcnow
 from approvals.models import AuditEvent, Cycle, Wake
-from approvals.stages import RESTART
-from approvals.steps import get_or_create_cycle
+from approvals.routing.stages import RESTART
+from approvals.routing.steps import get_or_create_cycle
+from approvals.running import cycles
 from service.cycles import PrefectUnavailable, restart_cycle
 from service.resume import Resumer
 

@@ -17,12 +17,12 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Completed, Paused, Running
 from sqlalchemy import delete, select, update
 
-from approvals import steps
 from approvals.config import Settings
 from approvals.db import utcnow
 from approvals.models import Cycle, Wake
 from approvals.plan import load_plan
-from approvals.stages import ANY_STAGE, WakeReason, enqueue_wake
+from approvals.routing import steps
+from approvals.routing.stages import ANY_STAGE, WakeReason, enqueue_wake
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from service.resume import Resumer

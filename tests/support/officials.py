@@ -40,8 +40,8 @@ OFFICIALS_AT_ONCE = 4  # officials acting at the same moment, each from their ow
 def reporters() -> dict[str, str]:
     """Each unit that owes the annual report today (every unit in force), with the officer it
     is asked through: the plan's `unit.reporter` of that unit."""
-    from approvals.deadlines import local_day
-    from approvals.steps import stage_of
+    from approvals.clock.deadlines import local_day
+    from approvals.routing.steps import stage_of
 
     plan = _plan()
     today = local_day(plan, dt.datetime.now(dt.UTC))

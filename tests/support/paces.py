@@ -1,6 +1,6 @@
 """The pace a test's cycle runs at: as planned, or rehearsed (its year compressed into 30 minutes
 of wall clock). The wall instants are worked out here, not by the code under test
-(`approvals.deadlines.CycleClock`), so a test that travels to them checks the clock."""
+(`approvals.clock.deadlines.CycleClock`), so a test that travels to them checks the clock."""
 
 from __future__ import annotations
 

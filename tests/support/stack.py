@@ -215,8 +215,8 @@ class Stack:
 
     def api_token(self, role: str = "coordinator") -> str:
         """A new API account on the stack's database; its bearer token."""
-        from approvals.accounts import AccountRole, create_account
         from approvals.db import Database, utcnow
+        from approvals.people.accounts import AccountRole, create_account
 
         async def create() -> str:
             db = Database(self.sandbox.url)

@@ -13,13 +13,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.clock.deadlines import local_day
 from approvals.db import row_of, rowcount
-from approvals.deadlines import local_day
 from approvals.models import ApprovalRequest, AuditEvent, Cycle, SubmissionLink
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
+from approvals.routing.steps import OpenedRequest, lock_request, open_request, stage_of
 from approvals.statuses import LinkKind, LinkStatus, RequestStatus
-from approvals.steps import OpenedRequest, lock_request, open_request, stage_of
 from approvals.tokens import derive_token, hash_token
 
 SUBMISSION_LINK = "submission_link"

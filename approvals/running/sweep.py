@@ -18,18 +18,18 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
-from approvals.chasing import escalate, rotate_links
+from approvals.clock.deadlines import clock_of, local_day, reminders_passed
 from approvals.db import Database, row_of, rowcount
-from approvals.deadlines import clock_of, local_day, reminders_passed
-from approvals.decisions import settle_request
 from approvals.models import ApprovalRequest, Assignment, Cycle
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
 from approvals.plan.stages import Stage, TimeoutPolicy
-from approvals.stages import set_stage_status
+from approvals.routing.decisions import settle_request
+from approvals.routing.stages import set_stage_status
+from approvals.routing.steps import AlreadyDecided, NewAssignment, StageNotInPlan, lock_request, stage_of
+from approvals.routing.submissions import SubmissionAsked, pending_link, remind_submitter
+from approvals.running.chasing import escalate, rotate_links
 from approvals.statuses import AssignmentStatus, RequestStatus, StageStatus
-from approvals.steps import AlreadyDecided, NewAssignment, StageNotInPlan, lock_request, stage_of
-from approvals.submissions import SubmissionAsked, pending_link, remind_submitter
 
 log = logging.getLogger("kehoach.sweep")
 OPEN = [s.value for s in RequestStatus if s.open]

@@ -9,21 +9,21 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from approvals.deadlines import planned_due
+from approvals.clock.deadlines import planned_due
 from approvals.i18n import local_time
-from approvals.message_types import ClosingMessage, FailedDelivery, LinkMessage
-from approvals.message_types import PlainMessage as PlainMessage  # notifications.emails imports it from here
 from approvals.models import ApprovalRequest, Cycle, Decision
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
+from approvals.routing.steps import NewAssignment
 from approvals.statuses import LinkKind
-from approvals.steps import NewAssignment
 from approvals.tokens import approval_link_argument
+from approvals.wording.message_types import ClosingMessage, FailedDelivery, LinkMessage
+from approvals.wording.message_types import PlainMessage as PlainMessage  # notifications.emails imports it from here
 
 if TYPE_CHECKING:
-    from approvals.submissions import SubmissionAsked
-    from approvals.sweep import OverdueNotice
-from approvals.presentation import (
+    from approvals.routing.submissions import SubmissionAsked
+    from approvals.running.sweep import OverdueNotice
+from approvals.wording.presentation import (
     cycle_context,
     dated_time,
     email_context,

@@ -3,7 +3,7 @@ minutes), so that a province's IT team and coordinators can walk a whole year, a
 officials on it, before the real cycle starts.
 
 Its compressed calendar is a schedule of the cycle, like a late start's shift
-(`approvals.deadlines.CycleClock`): the sweep, the pages, the dashboard and the emails all read
+(`approvals.clock.deadlines.CycleClock`): the sweep, the pages, the dashboard and the emails all read
 the same dates, and nothing patches the clock. A rehearsal is kept apart from production: it is
 refused with `KEHOACH_ENVIRONMENT=production`, and in a database that holds any cycle that is
 not a rehearsal (it belongs in a data folder and database of its own).
@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.clock.deadlines import clock_of, start_of_local_day
 from approvals.config import Environment
-from approvals.deadlines import clock_of, start_of_local_day
 from approvals.errors import Refused
 from approvals.models import Cycle
 from approvals.plan.schema import Plan

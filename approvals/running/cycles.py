@@ -23,8 +23,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.clock.deadlines import planned_due, planned_opening
 from approvals.db import rowcount
-from approvals.deadlines import planned_due, planned_opening
 from approvals.errors import Conflict, NotFound
 from approvals.models import Cycle, Wake
 from approvals.plan.schema import Plan
@@ -195,7 +195,7 @@ async def ask_restart(
     service, which starts the run on Prefect), so asking never waits on Prefect. One restart
     is queued per cycle at a time: asking again finds it (forced, if either ask was). A
     finished cycle is refused (NotRestartable), an unknown one is NotFound."""
-    from approvals.stages import RESTART, WakeReason, enqueue_wake
+    from approvals.routing.stages import RESTART, WakeReason, enqueue_wake
 
     cycle = await session.get(Cycle, cycle_id)
     if cycle is None:
@@ -231,7 +231,7 @@ async def ask_restart(
 
 async def latest_restarts(session: AsyncSession, cycle_ids: list[uuid.UUID]) -> dict[uuid.UUID, Wake]:
     """Each cycle's latest restart asked (queued, done or parked), for the coordinators' views."""
-    from approvals.stages import RESTART
+    from approvals.routing.stages import RESTART
 
     latest: dict[uuid.UUID, Wake] = {}
     for wake in (
@@ -334,8 +334,8 @@ async def schedule(
 ) -> tuple[Cycle, bool]:
     """Record how a cycle whose dates have passed is run: its dates shifted from today, or kept.
     Once a run has taken the cycle the choice stands: (cycle, False) then, nothing changed."""
-    from approvals.deadlines import local_day
-    from approvals.steps import get_or_create_cycle
+    from approvals.clock.deadlines import local_day
+    from approvals.routing.steps import get_or_create_cycle
 
     cycle = await get_or_create_cycle(session, kind=kind, period=period, starts_on=starts_on)
     cycle = (

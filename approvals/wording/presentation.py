@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from approvals.deadlines import clock_of
+from approvals.clock.deadlines import clock_of
 from approvals.i18n import local_time
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
-from approvals.steps import StageNotInPlan, stage_of
+from approvals.routing.steps import StageNotInPlan, stage_of
 
 if TYPE_CHECKING:
     pass

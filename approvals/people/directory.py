@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.delegation_rules import DelegationLike, Grant, chain
 from approvals.models import Delegation
+from approvals.plan.delegation_rules import DelegationLike, Grant, chain
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
 

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.db import dialect_name, rowcount
-from approvals.delegation_rules import DelegationRefused, Grant, check_new
-from approvals.directory import delegations_in_force
 from approvals.models import Delegation
+from approvals.people.directory import delegations_in_force
+from approvals.plan.delegation_rules import DelegationRefused, Grant, check_new
 from approvals.plan.schema import Plan
 
 _DELEGATION_LOCK = 0x64656C65  # 'dele'

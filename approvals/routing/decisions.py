@@ -16,19 +16,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from approvals import audit
+from approvals.clock.deadlines import local_day
 from approvals.db import core, table_of
-from approvals.deadlines import local_day
-from approvals.directory import resolvable
 from approvals.errors import InvalidInput, InvalidLink, Refused
-from approvals.link_views import LINK_VIEW, open_link
 from approvals.models import ApprovalRequest, Assignment, Cycle, Decision, SubmissionLink
+from approvals.people.directory import resolvable
 from approvals.plan.schema import Plan
 from approvals.plan.stages import Policy
-from approvals.policy import settle
-from approvals.stages import after_settled
+from approvals.routing.link_views import LINK_VIEW, open_link
+from approvals.routing.policy import settle
+from approvals.routing.stages import after_settled
+from approvals.routing.steps import AlreadyDecided, NewAssignment, issue_token, stage_of
+from approvals.routing.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
 from approvals.statuses import OUTCOME_TO_STATUS, AssignmentStatus, LinkStatus, Outcome, RequestStatus
-from approvals.steps import AlreadyDecided, NewAssignment, issue_token, stage_of
-from approvals.submissions import SubmissionAsked, SubmissionUnrouted, ask_resubmission
 
 MAX_COMMENT = 4000  # characters of a decision's comment
 

@@ -2,7 +2,7 @@
 
 Every function works inside the caller's transaction and only flushes; the caller
 queues the emails for the assignments returned, in that same transaction.
-Decisions are in `approvals.decisions`.
+Decisions are in `approvals.routing.decisions`.
 """
 
 from __future__ import annotations
@@ -16,20 +16,20 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.clock.deadlines import local_day, planned_due, step_due
 from approvals.db import row_of, rowcount
-from approvals.deadlines import local_day, planned_due, step_due
-from approvals.directory import (
+from approvals.errors import Conflict, InvalidLink, Refused
+from approvals.models import ApprovalRequest, Assignment, Cycle
+from approvals.people.directory import (
     Approver,
     delegations_in_force,
     resolvable,
     resolve_approvers,
 )
-from approvals.errors import Conflict, InvalidLink, Refused
-from approvals.models import ApprovalRequest, Assignment, Cycle
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
 from approvals.plan.stages import Policy, Stage
-from approvals.stages import set_stage_status
+from approvals.routing.stages import set_stage_status
 from approvals.statuses import AssignmentStatus, RequestStatus, StageStatus
 from approvals.tokens import derive_token, hash_token
 

@@ -11,19 +11,19 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.clock.deadlines import CycleClock, clock_of, local_day
 from approvals.db import row_of, rowcount
-from approvals.deadlines import CycleClock, clock_of, local_day
-from approvals.directory import (
+from approvals.models import ApprovalRequest, Assignment, Cycle
+from approvals.people.directory import (
     Approver,
     delegations_in_force,
     resolvable,
     resolve_approvers,
 )
-from approvals.models import ApprovalRequest, Assignment, Cycle
 from approvals.plan.schema import Plan
 from approvals.plan.stages import EscalationMode, Policy, Stage
+from approvals.routing.steps import AlreadyDecided, NewAssignment, add_assignments, issue_token
 from approvals.statuses import AssignmentStatus, RequestStatus
-from approvals.steps import AlreadyDecided, NewAssignment, add_assignments, issue_token
 
 LIVE = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
 

@@ -14,15 +14,15 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
+from approvals.clock.deadlines import clock_of, reminders_passed, step_due
 from approvals.db import row_of, rowcount
-from approvals.deadlines import clock_of, reminders_passed, step_due
 from approvals.errors import InvalidInput, InvalidLink
-from approvals.files import store_files
 from approvals.models import ApprovalRequest, Cycle, Decision, SubmissionFile, SubmissionLink
 from approvals.plan.schema import Plan
 from approvals.plan.stages import FieldSpec, StageKind
+from approvals.routing.files import store_files
+from approvals.routing.steps import OpenedRequest, lock_request, reopen_after_changes, route, stage_of
 from approvals.statuses import LinkKind, LinkStatus, RequestStatus
-from approvals.steps import OpenedRequest, lock_request, reopen_after_changes, route, stage_of
 from approvals.tokens import hash_token, well_formed
 
 MAX_TEXT = 20_000  # characters of a submission's text, and of each of its fields

@@ -1,4 +1,4 @@
-"""The emails of the plan as data (`approvals.messages` writes them): a plain email, one with a
+"""The emails of the plan as data (`approvals.wording.messages` writes them): a plain email, one with a
 personal link, one that closes a step, the values their templates are given, and what an
 undelivered email tells the coordinators of."""
 
