@@ -28,7 +28,7 @@ from sqlalchemy.sql import Executable, FromClause
 from sqlalchemy.sql.elements import SQLCoreOperations
 from sqlalchemy.types import TypeDecorator
 
-from approvals.errors import KehoachError
+from approvals.errors import InvalidInput, KehoachError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -56,7 +56,7 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use utcnow()")
+            raise KehoachError("naive datetime given to the database; use utcnow()")
         return value.astimezone(dt.UTC)
 
     def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
@@ -112,7 +112,7 @@ def sync_url(url: str) -> str:
         return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    raise InvalidInput(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
 def async_url(url: str) -> str:

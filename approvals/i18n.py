@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from approvals.errors import KehoachError
+
 LANGUAGES = ("vi", "en")
 
 
@@ -32,7 +34,7 @@ class Catalogue:
         for key, texts in raw.items():
             missing = [lang for lang in LANGUAGES if lang not in texts]
             if missing:
-                raise ValueError(f"{path}: message '{key}' has no {', '.join(missing)} text")
+                raise KehoachError(f"{path}: message '{key}' has no {', '.join(missing)} text")
             self.messages[key] = {lang: unicodedata.normalize("NFC", texts[lang]) for lang in LANGUAGES}
 
     def text(self, key: str, language: str, **values: object) -> str:

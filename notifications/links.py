@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.tokens import PROBLEM_LINK
 from approvals.wording.message_types import Context
-from notifications.calendar import invite, sequence_at
 from notifications.composing import placeholder
+from notifications.invites import invite, sequence_at
 from notifications.outbox import Attachment, Outgoing, Recipient, enqueue_many
 from notifications.render import Renderer
 

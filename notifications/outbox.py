@@ -61,7 +61,7 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file sent with the message (e.g. a calendar invite from notifications.calendar).
+    """A file sent with the message (e.g. a calendar invite from notifications.invites).
 
     It is stored in the outbox as it is: never put a secret (a link token) in one."""
 

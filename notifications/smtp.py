@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from approvals.errors import Unavailable
+from approvals.errors import KehoachError, Unavailable
 
 log = logging.getLogger("kehoach.dispatcher")
 
@@ -63,7 +63,7 @@ class SmtpPool:
 
     def __init__(self, config: SmtpConfig, size: int = 4, *, max_idle_seconds: float = 30.0, max_messages: int = 1000):
         if size < 1:
-            raise ValueError("the SMTP pool needs at least one connection")
+            raise KehoachError("the SMTP pool needs at least one connection")
         self.config = config
         self.size = size
         self.max_idle_seconds = max_idle_seconds

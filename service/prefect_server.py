@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from approvals.errors import Unavailable
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -62,7 +64,7 @@ def migrate_database(home: Path, timeout: float = 300) -> Path:
         timeout=timeout,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"prefect server database upgrade exited with {done.returncode}: {done.stderr[-2000:]}")
+        raise Unavailable(f"prefect server database upgrade exited with {done.returncode}: {done.stderr[-2000:]}")
     return home / DATABASE_FILE
 
 
@@ -109,14 +111,14 @@ class LocalPrefectServer:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited with {self.process.returncode}; see {self.log_file}")
+                raise Unavailable(f"the Prefect server exited with {self.process.returncode}; see {self.log_file}")
             if healthy(self.api_url):
                 return
             if progress:
                 progress(time.monotonic() - started)
             time.sleep(0.5)
         self.stop()
-        raise TimeoutError(f"the Prefect server was not healthy after {timeout:.0f} s; see {self.log_file}")
+        raise Unavailable(f"the Prefect server was not healthy after {timeout:.0f} s; see {self.log_file}")
 
     def stop(self) -> None:
         stop_process(self.process)

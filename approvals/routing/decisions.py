@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from approvals import audit
 from approvals.clock.deadlines import local_day
 from approvals.db import core, table_of
-from approvals.errors import InvalidInput, InvalidLink, Refused
+from approvals.errors import InvalidInput, InvalidLink, KehoachError, Refused
 from approvals.models import ApprovalRequest, Assignment, Cycle, Decision, SubmissionLink
 from approvals.people.directory import resolvable
 from approvals.plan.schema import Plan
@@ -205,7 +205,7 @@ async def _activate_next(
 ) -> list[NewAssignment]:
     """In a sequence, the next assignee is asked only once the previous one approved."""
     if plan is None or secret is None:
-        raise ValueError("a sequence needs the plan and the link key to ask the next approver")
+        raise KehoachError("a sequence needs the plan and the link key to ask the next approver")
     following = (
         await session.execute(
             select(Assignment)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import assert_never
 
 from approvals.plan.stages import Policy
 from approvals.statuses import Outcome
@@ -31,4 +32,4 @@ def settle(policy: Policy, decisions: Sequence[Outcome], assignees: int, quorum:
         if assignees - rejections < needed:  # quorum can no longer be reached
             return Outcome.reject
         return None
-    raise ValueError(f"unknown policy {policy!r}")
+    assert_never(policy)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from service.api import cycles, delegations, economic_events, officials, problems, reports, requests
+from service.api import approval_requests, cycles, delegations, economic_events, officials, problems, reports
 from service.api.auth import require_caller
 from service.api.errors import READ
 
 PREFIX = "/api/v1"
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(require_caller)], responses=READ)
-for module in (cycles, requests, officials, delegations, economic_events, problems, reports):
+for module in (cycles, approval_requests, officials, delegations, economic_events, problems, reports):
     router.include_router(module.router)

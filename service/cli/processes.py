@@ -108,8 +108,9 @@ def rehearse(
     stop_at_end: bool = typer.Option(False, "--stop-at-end", help="Stop once the year's summary is printed."),
 ) -> None:
     """Rehearse a whole annual cycle of the plan on the real stack, its calendar compressed (a year in 30 minutes), with simulated officials acting from their emails; refused in production and against a database holding real cycles. Ends with the issued consolidated report and a summary of the year."""  # noqa: E501
-    from approvals.clock.rehearsals import RehearsalRefused, speed_for
+    from approvals.clock.rehearsals import speed_for
     from approvals.config import Settings
+    from approvals.errors import KehoachError
     from approvals.plan import load_plan
     from service.demo import current_year
     from service.rehearsal.command import Rehearsal, played_officials, run_rehearsal
@@ -126,7 +127,7 @@ def rehearse(
         )
         shares = Shares(send_back=send_back, silent=silent, late=late)
         speed_for(minutes)
-    except (ValueError, RehearsalRefused) as exc:
+    except (ValueError, KehoachError) as exc:  # pydantic's ValidationError is a ValueError
         raise typer.BadParameter(str(exc)) from None
     plan = load_plan(settings.plan_file)
     chosen = year or (current_year(settings) + 1)

@@ -26,6 +26,7 @@ import httpx
 
 from approvals.clock.deadlines import clock_of, step_due
 from approvals.db import utcnow
+from approvals.errors import InvalidInput
 from approvals.models import Cycle
 from approvals.plan import Plan
 from approvals.plan.stages import Stage, StageKind, TimeoutPolicy
@@ -55,7 +56,7 @@ class Shares:
     def __post_init__(self) -> None:
         for name in ("send_back", "silent", "late"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"the {name.replace('_', '-')} share is a number from 0 to 1")
+                raise InvalidInput(f"the {name.replace('_', '-')} share is a number from 0 to 1")
 
 
 @dataclass

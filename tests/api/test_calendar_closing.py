@@ -10,7 +10,7 @@ from icalendar import Calendar
 from sqlalchemy import select
 
 from approvals.models import Assignment
-from notifications.calendar import event_uid
+from notifications.invites import event_uid
 from notifications.models import OutboxMessage
 from tests.api.conftest import escalate, live_token, open_request
 

@@ -7,9 +7,9 @@ import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
 
-from notifications.calendar import invite
 from notifications.catcher import MailCatcher, read_inbox
 from notifications.composing import placeholder
+from notifications.invites import invite
 from notifications.render import Renderer
 from service.prefect_server import free_port
 from tests.notifications.helpers import (

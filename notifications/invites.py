@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Timezone, vDuration
 
+from approvals.errors import KehoachError
 from notifications.outbox import Attachment
 
 PRODID = "-//kehoach//Lang Son communication plan//VI"
@@ -64,7 +65,7 @@ def event_uid(request_id: uuid.UUID | str, assignee_id: uuid.UUID | str, domain:
 def sequence_at(moment: dt.datetime) -> int:
     """A SEQUENCE that grows with time: whole minutes since 2020 (fits a 32-bit integer until 6100)."""
     if moment.tzinfo is None:
-        raise ValueError("an aware datetime is needed")
+        raise KehoachError("an aware datetime is needed")
     return int((moment - _SEQUENCE_EPOCH).total_seconds() // 60)
 
 
@@ -91,9 +92,9 @@ def invite(
     `organizer` and `attendee` are (name, email); `sequence` must grow with every change
     of the same event (see `sequence_at`)."""
     if not isinstance(due.tzinfo, ZoneInfo):
-        raise ValueError("due must carry a zoneinfo time zone (the plan's), to be shown in")
+        raise KehoachError("due must carry a zoneinfo time zone (the plan's), to be shown in")
     if sequence < 0:
-        raise ValueError("sequence must not be negative")
+        raise KehoachError("sequence must not be negative")
     stamp = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     zone = due.tzinfo.key
     end = due

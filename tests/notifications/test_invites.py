@@ -1,4 +1,4 @@
-"""Calendar invites: built with notifications.calendar, read back with icalendar, and sent
+"""Calendar invites: built with notifications.invites, read back with icalendar, and sent
 through the outbox and the dispatcher as an attachment."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from icalendar import Alarm, Calendar, Event, Timezone, vCalAddress
 
-from notifications.calendar import PRODID, event_uid, invite, sequence_at
+from approvals.errors import KehoachError
+from notifications.invites import PRODID, event_uid, invite, sequence_at
 from notifications.models import MessageStatus
 from notifications.outbox import Attachment, HeaderInjection, MessageRefused, Recipient, enqueue
 from tests.notifications.helpers import (
@@ -109,7 +110,7 @@ def test_the_event_is_shown_in_the_zone_its_due_time_carries():
         DUE.astimezone(dt.UTC),
         DUE.astimezone(dt.timezone(dt.timedelta(hours=7))),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(KehoachError):
             make(due=unzoned)
 
 
@@ -157,7 +158,7 @@ def _icalendar_invite(
     language="vi",
 ) -> bytes:
     """The oracle: the same invite built with icalendar's own components and serialiser (what
-    notifications.calendar did before it wrote the event's lines itself)."""
+    notifications.invites did before it wrote the event's lines itself)."""
     nfc = lambda text: unicodedata.normalize("NFC", text)  # noqa: E731
 
     def address(name, email, attendee=False):
@@ -250,7 +251,7 @@ def test_sequence_at_grows_with_time_and_fits_32_bits():
     now = dt.datetime(2026, 11, 28, 8, 0, tzinfo=dt.UTC)
     assert sequence_at(now + dt.timedelta(minutes=1)) == sequence_at(now) + 1
     assert 0 < sequence_at(dt.datetime(2100, 1, 1, tzinfo=dt.UTC)) < 2**31
-    with pytest.raises(ValueError):
+    with pytest.raises(KehoachError):
         sequence_at(now.replace(tzinfo=None))
 
 

@@ -1,4 +1,4 @@
-"""Requests: the pending list, one request's history, and the actions on them."""
+"""Approval requests under /api/v1/requests: the pending list, one request's history, and the actions on them."""
 
 from __future__ import annotations
 
