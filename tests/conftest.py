@@ -32,7 +32,7 @@ def _schema_url(base: str, schema: str) -> str:
     return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
 
 
-def _pg_conninfo(base: str) -> str:
+def pg_conninfo(base: str) -> str:
     url = make_url(base).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
 
@@ -51,7 +51,7 @@ class DatabaseSandbox:
                 pytest.skip(f"{POSTGRES_ENV} is not set: PostgreSQL tests skipped (CI sets it)")
             self.schema = f"kh_test_{uuid.uuid4().hex[:12]}"
             # No skip past this point: with the URL set, a PostgreSQL failure fails the test.
-            with psycopg.connect(_pg_conninfo(base), autocommit=True) as conn:
+            with psycopg.connect(pg_conninfo(base), autocommit=True) as conn:
                 conn.execute(f'CREATE SCHEMA "{self.schema}"')
             self.url = _schema_url(base, self.schema)
         upgrade(self.url)
@@ -60,7 +60,7 @@ class DatabaseSandbox:
     def drop(self) -> None:
         self.engine.dispose()
         if self.schema:
-            with psycopg.connect(_pg_conninfo(postgres_base_url()), autocommit=True) as conn:
+            with psycopg.connect(pg_conninfo(postgres_base_url()), autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
 
 

@@ -18,7 +18,7 @@ from approvals.routing.decisions import decide, settle_request
 from approvals.routing.stages import enqueue_wake, stage_state
 from approvals.statuses import Outcome, RequestStatus
 from tests.approvals.test_routing import PLAN, SECRET, TTL, token_of
-from tests.conftest import _pg_conninfo, postgres_base_url
+from tests.conftest import pg_conninfo, postgres_base_url
 
 NOW = dt.datetime(2026, 8, 1, 3, tzinfo=dt.UTC)
 BRANCHES = ["dept", "ppc", "old_dept"]  # any agency ids: a stage's branches are units
@@ -128,7 +128,7 @@ async def test_a_second_settlement_reason_while_one_wake_waits_adds_nothing(data
 
 
 async def _waiting_for_a_lock(schema_hint: str) -> bool:
-    with psycopg.connect(_pg_conninfo(postgres_base_url()), autocommit=True) as conn:
+    with psycopg.connect(pg_conninfo(postgres_base_url()), autocommit=True) as conn:
         return (
             conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",

@@ -21,7 +21,7 @@ PHONE = {
 COMMENT = "Đề nghị bổ sung kênh phát thanh cơ sở và lịch cụ thể theo quý."
 
 
-def _no_horizontal_overflow(page) -> None:
+def no_horizontal_overflow(page) -> None:
     width = page.evaluate("document.scrollingElement.scrollWidth")
     assert width <= 360, f"the page is {width}px wide on a 360px screen"
 
@@ -44,7 +44,7 @@ def test_official_decides_on_a_phone(stack):
         assert "Định hướng truyền thông của năm" in page.locator("h1").inner_text()
         assert "Đoàn Thị Bích" in page.locator("main").inner_text()  # the page says whom it is for
         assert page.locator("html").get_attribute("lang") == "vi"
-        _no_horizontal_overflow(page)
+        no_horizontal_overflow(page)
         confirm = page.locator("button[type=submit]")
         assert not confirm.is_visible()  # nothing to confirm before a choice
         page.screenshot(path=str(ARTIFACTS / "approval-360-start.png"), full_page=True)
@@ -54,7 +54,7 @@ def test_official_decides_on_a_phone(stack):
         assert confirm.inner_text().strip() == "Xác nhận: Từ chối"
         page.locator("textarea[name=comment]").fill(COMMENT)
         assert len(loads) == 1 and len(seen) == 1
-        _no_horizontal_overflow(page)
+        no_horizontal_overflow(page)
         page.screenshot(path=str(ARTIFACTS / "approval-360.png"), full_page=True)
         assert cycle_snapshot(stack, year) == before  # choosing and typing decided nothing
 
@@ -62,7 +62,7 @@ def test_official_decides_on_a_phone(stack):
             confirm.tap()
         assert "Đã ghi nhận" in page.locator("h1").inner_text()
         assert "Từ chối" in page.locator("main").inner_text()
-        _no_horizontal_overflow(page)
+        no_horizontal_overflow(page)
         page.screenshot(path=str(ARTIFACTS / "approval-360-done.png"), full_page=True)
         context.close()
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.service.helpers import ARTIFACTS, chromium
-from tests.service.test_browser import PHONE, _no_horizontal_overflow
+from tests.service.test_browser import PHONE, no_horizontal_overflow
 from tests.support import local_http
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +84,7 @@ def test_a_budget_is_submitted_on_a_phone(stack, tmp_path):
         page = context.new_page()
         assert page.goto(form).status == 200
         assert "Bố trí kinh phí" in page.locator("h1").inner_text()
-        _no_horizontal_overflow(page)
+        no_horizontal_overflow(page)
         page.locator("textarea[name=text]").fill("Dự toán kinh phí truyền thông năm cho các đơn vị.")
         page.locator("input[name=amount]").fill("1.500.000.000")
         page.locator("input[name=files]").set_input_files(str(pdf))

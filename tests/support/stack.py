@@ -129,9 +129,9 @@ class Stack:
         else:
             import psycopg
 
-            from tests.conftest import _pg_conninfo
+            from tests.conftest import pg_conninfo
 
-            conn = psycopg.connect(_pg_conninfo(self.sandbox.url))
+            conn = psycopg.connect(pg_conninfo(self.sandbox.url))
             conn.execute("LOCK TABLE approval_request, cycle_stage IN SHARE ROW EXCLUSIVE MODE")
         try:
             yield
