@@ -121,8 +121,8 @@ async def _release(db: Database, lease: dt.datetime, *, moved_to: int | None) ->
 
 async def send_to_prefect(events: list[dict]) -> None:
     """POST the events to the Prefect server's events API (it stores an id once)."""
-    from prefect.client.orchestration import get_client
+    from service.cycles import prefect_client
 
-    async with get_client() as client:
+    async with prefect_client() as client:
         answer = await client._client.post("/events", json=events)
         answer.raise_for_status()

@@ -23,7 +23,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Crashed
@@ -43,6 +42,7 @@ from notifications.render import Renderer
 from service.cycles import (
     PrefectNotConfigured,
     PrefectUnavailable,
+    prefect_client,
     require_prefect_api,
     restart_cycle,
     start_recorded_cycle,
@@ -227,7 +227,7 @@ class Resumer:
 
     async def _resume(self, wake: Claimed, cycle: Cycle) -> Delivery:
         run_id = cycle.run_id
-        async with get_client() as client:
+        async with prefect_client() as client:
             try:
                 run = await client.read_flow_run(uuid.UUID(run_id))
             except ObjectNotFound:
@@ -286,7 +286,7 @@ class Resumer:
         return marked
 
     async def _judge(self, cycle: Cycle) -> tuple[str, str] | None:
-        async with get_client() as client:
+        async with prefect_client() as client:
             try:
                 run = await client.read_flow_run(uuid.UUID(cycle.run_id))
             except ObjectNotFound:

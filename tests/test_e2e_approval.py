@@ -59,9 +59,7 @@ def _open_cycle(stack, year: int):
     assert state.type.value == "PAUSED" and state.name == "Suspended"  # not an in-process pause
     submit_orientation(Inbox(stack, year))  # the press officer submits it: the director is asked
     email = stack.smtp.wait_for(
-        lambda r: (
-            DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"] and "Cần phê duyệt" in r.message["Subject"]
-        )
+        lambda r: DIRECTOR in r.envelope_to and f"{year}" in r.subject and "Cần phê duyệt" in r.subject
     )
     links = set(LINK.findall(email.text))
     assert len(links) == 1, email.text
@@ -112,15 +110,11 @@ def test_approve_from_the_emailed_link(stack):
     assert [a[0] for a in after["assignments"]] == ["decided"]
     assert _decision_row(stack, year) == ("approve", "Nhất trí với định hướng.", "dcst_director")
     receipt = stack.smtp.wait_for(
-        lambda r: DIRECTOR in r.envelope_to and "Đã ghi nhận" in r.message["Subject"] and f"{year}" in r.text
+        lambda r: DIRECTOR in r.envelope_to and "Đã ghi nhận" in r.subject and f"{year}" in r.text
     )
     assert "Đồng ý" in receipt.text
     told = stack.smtp.wait_for(
-        lambda r: (
-            PRESS_OFFICER in r.envelope_to
-            and "Đã phê duyệt" in r.message["Subject"]
-            and f"{year}" in r.message["Subject"]
-        )
+        lambda r: PRESS_OFFICER in r.envelope_to and "Đã phê duyệt" in r.subject and f"{year}" in r.subject
     )  # the submitter learns the outcome
     assert "Hoàng Văn Minh" not in told.text and "Đoàn Thị Bích" in told.text  # today's director
 
@@ -188,11 +182,7 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
 
     # The step goes back to its submitter, with the comment; the run keeps waiting, holding no process.
     back = stack.smtp.wait_for(
-        lambda r: (
-            PRESS_OFFICER in r.envelope_to
-            and "Cần chỉnh sửa" in r.message["Subject"]
-            and str(year) in r.message["Subject"]
-        )
+        lambda r: PRESS_OFFICER in r.envelope_to and "Cần chỉnh sửa" in r.subject and str(year) in r.subject
     )
     (resubmit_link,) = set(RESUBMIT.findall(back.text))
     stack.wait_for_state(run_id, {"Suspended"})
@@ -213,10 +203,7 @@ def test_request_changes_goes_back_to_the_submitter_and_the_next_round_goes_on(s
     # Round 2 reaches the director as a new request; approving it moves the chain to stage 2.
     second = stack.smtp.wait_for(
         lambda r: (
-            DIRECTOR in r.envelope_to
-            and "Cần phê duyệt" in r.message["Subject"]
-            and str(year) in r.message["Subject"]
-            and link not in r.text
+            DIRECTOR in r.envelope_to and "Cần phê duyệt" in r.subject and str(year) in r.subject and link not in r.text
         )
     )
     (link2,) = set(LINK.findall(second.text))

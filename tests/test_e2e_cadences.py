@@ -110,8 +110,8 @@ def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
     ask = stack.smtp.wait_for(
         lambda r: (
             "phochutich@lang-son.example" in r.envelope_to
-            and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
-            and uuid.UUID(problem_id).hex[:8] in r.message["Subject"]
+            and "E. UBND tỉnh xử lý vướng mắc" in r.subject
+            and uuid.UUID(problem_id).hex[:8] in r.subject
         ),
         timeout=120,
     )
@@ -134,9 +134,9 @@ def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
     stack.smtp.wait_for(
         lambda r: (
             "chutich@lang-son.example" in r.envelope_to
-            and "E. UBND tỉnh xử lý vướng mắc" in r.message["Subject"]
-            and "[Chuyển đến đồng chí" in r.message["Subject"]
-            and uuid.UUID(problem_id).hex[:8] in r.message["Subject"]
+            and "E. UBND tỉnh xử lý vướng mắc" in r.subject
+            and "[Chuyển đến đồng chí" in r.subject
+            and uuid.UUID(problem_id).hex[:8] in r.subject
         )
     )
 
@@ -147,8 +147,8 @@ def test_a_problem_goes_before_the_ppc_and_one_decision_settles_it(stack):
     closed = stack.smtp.wait_for(
         lambda r: (
             "chutich@lang-son.example" in r.envelope_to
-            and "[Đã xong]" in r.message["Subject"]
-            and uuid.UUID(problem_id).hex[:8] in r.message["Subject"]
+            and "[Đã xong]" in r.subject
+            and uuid.UUID(problem_id).hex[:8] in r.subject
         )
     )
     assert "không cần thao tác thêm" in closed.text

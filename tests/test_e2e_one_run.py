@@ -70,10 +70,6 @@ def test_a_scheduled_run_and_a_started_one_for_the_same_year_carry_it_once(stack
     assert {(stage, waiter) for stage, waiter in opened} <= {("dic_direction", owner), ("propaganda_guidance", owner)}
     for asked in (SUBMIT, ASK):  # the press officer asked to submit once, the director to decide once
         emails = [
-            r
-            for r in stack.smtp.received
-            if f"{year}" in (r.message["Subject"] or "")
-            and asked in r.message["Subject"]
-            and "1. " in r.message["Subject"]
+            r for r in stack.smtp.received if f"{year}" in r.subject and asked in r.subject and "1. " in r.subject
         ]
         assert len(emails) == 1, asked

@@ -47,11 +47,7 @@ def _opened(stack, year: int) -> int:
 
 
 def _alerts(stack, year: int) -> list:
-    return [
-        r
-        for r in stack.smtp.received
-        if "[Needs attention]" in (r.message["Subject"] or "") and str(year) in r.message["Subject"]
-    ]
+    return [r for r in stack.smtp.received if "[Needs attention]" in r.subject and str(year) in r.subject]
 
 
 def test_a_run_killed_mid_stage_is_shown_alerted_and_resumed_with_nothing_asked_twice(stack):
@@ -127,13 +123,11 @@ def test_a_run_killed_mid_stage_is_shown_alerted_and_resumed_with_nothing_asked_
     asked = sorted(
         a
         for r in stack.smtp.received
-        if str(year) in (r.message["Subject"] or "")
-        and SUBMIT in r.message["Subject"]
-        and "7. " in r.message["Subject"]
+        if str(year) in r.subject and SUBMIT in r.subject and "7. " in r.subject
         for a in r.envelope_to
     )
     assert asked == sorted(address(officer) for officer in units.values())  # nobody asked twice
-    ids = [r.message["Message-ID"] for r in stack.smtp.received if str(year) in (r.message["Subject"] or "")]
+    ids = [r.message["Message-ID"] for r in stack.smtp.received if str(year) in r.subject]
     assert len(ids) == len(set(ids))
     assert len(_alerts(stack, year)) == 1
 

@@ -219,9 +219,7 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
 
     # Stage 7's first emails: a dispatcher SIGKILLed mid-send.
     _until(
-        lambda: (
-            cluster.smtp.count(lambda r: SUBMIT in (r.message["Subject"] or "") and "7. " in r.message["Subject"]) >= 5
-        ),
+        lambda: cluster.smtp.count(lambda r: SUBMIT in r.subject and "7. " in r.subject) >= 5,
         "stage 7's emails began to go out",
     )
     cluster.kill("dispatch-a")
@@ -289,14 +287,11 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     )
     assert set(per_unit) == set(units) and set(per_unit.values()) == {1}
     asked = Counter(
-        a
-        for r in cluster.smtp.received
-        if SUBMIT in (r.message["Subject"] or "") and "7. " in r.message["Subject"]
-        for a in r.envelope_to
+        a for r in cluster.smtp.received if SUBMIT in r.subject and "7. " in r.subject for a in r.envelope_to
     )
     by_id: dict[str, set] = {}
     for r in cluster.smtp.received:
-        by_id.setdefault(r.message["Message-ID"], set()).add((tuple(r.envelope_to), r.message["Subject"]))
+        by_id.setdefault(r.message["Message-ID"], set()).add((tuple(r.envelope_to), r.subject))
     assert all(len(variants) == 1 for variants in by_id.values())  # a repeat is the same email, same Message-ID
     assert {address(officer) for officer in units.values()} == set(asked)
     queued = {mid for (mid,) in _rows(cluster, "SELECT message_id FROM outbox_message WHERE status = 'sent'")}
@@ -304,7 +299,7 @@ def test_a_cycle_completes_through_every_fault_with_nothing_lost_or_done_twice(c
     assert (
         _rows(cluster, "SELECT COUNT(*) FROM outbox_message WHERE status IN ('queued', 'sending', 'failed')")[0][0] == 0
     )
-    alerts = [r for r in cluster.smtp.received if "[Needs attention]" in (r.message["Subject"] or "")]
+    alerts = [r for r in cluster.smtp.received if "[Needs attention]" in r.subject]
     assert len(alerts) == 1
     width = max(len(fault) for _, fault, _ in CHECKED)
     print("\n" + "\n".join(f"{where:<18} {fault:<{width}}  {held}" for where, fault, held in CHECKED))

@@ -50,9 +50,7 @@ def open_cycle(stack, year: int) -> tuple[uuid.UUID, str]:
     assert state.type.value == "PAUSED" and state.name == "Suspended"
     submit_orientation(Inbox(stack, year))
     email = stack.smtp.wait_for(
-        lambda r: (
-            DIRECTOR in r.envelope_to and f"{year}" in r.message["Subject"] and "Cần phê duyệt" in r.message["Subject"]
-        )
+        lambda r: DIRECTOR in r.envelope_to and f"{year}" in r.subject and "Cần phê duyệt" in r.subject
     )
     links = set(LINK.findall(email.text))
     assert len(links) == 1, email.text

@@ -60,9 +60,9 @@ class Inbox:
         def fresh(r) -> bool:
             return (
                 address(official) in r.envelope_to
-                and subject in r.message["Subject"]
-                and stage in r.message["Subject"]
-                and str(self.year) in r.message["Subject"]
+                and subject in r.subject
+                and stage in r.subject
+                and str(self.year) in r.subject
                 and any(link not in self.used for link in LINK.findall(r.text))
             )
 

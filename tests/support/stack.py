@@ -237,8 +237,8 @@ class Stack:
         self.smtp.wait_for(
             lambda r: (
                 "truongban.tgdv@lang-son.example" in r.envelope_to
-                and "Cần gửi nội dung" in r.message["Subject"]
-                and f"{year}" in r.message["Subject"]
+                and "Cần gửi nội dung" in r.subject
+                and f"{year}" in r.subject
             )
         )
         self.wait_for_state(run_id, {"Suspended"})
