@@ -64,7 +64,8 @@ class Composer:
         email["From"] = formataddr((self.sender_name, self.sender))
         email["To"] = ", ".join(formataddr((r["name"], r["email"])) for r in message.recipients)
         email["Subject"] = message.subject
-        email["Auto-Submitted"] = "auto-generated"
+        email["Auto-Submitted"] = "auto-generated"  # RFC 3834: an autoresponder must not answer
+        email["X-Auto-Response-Suppress"] = "All"  # Exchange and Outlook: no out-of-office reply either
         email.set_content(self._personalise(message.text_body))
         email.add_alternative(self._personalise(message.html_body, html=True), subtype="html")
         for attachment in message.attachments or ():
@@ -108,6 +109,7 @@ class Composer:
                 mime.addresses("To", [(r["name"], r["email"]) for r in message.recipients]),
                 mime.header("Subject", message.subject),
                 "Auto-Submitted: auto-generated",
+                "X-Auto-Response-Suppress: All",
             ],
             text=self._personalise(message.text_body),
             html=self._personalise(message.html_body, html=True),

@@ -234,7 +234,8 @@ async def test_the_dispatcher_sends_a_queued_message(database, keys, quiet_outbo
     raw_subject = re.search(rb"^Subject:(.*(?:\r?\n[ \t].*)*)", raw, re.MULTILINE).group(1)  # with folded lines
     assert b"=?utf-8?" in raw_subject.lower(), raw_subject
     assert NAME in str(message["To"]) and ADDRESS in str(message["To"])
-    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Auto-Submitted"] == "auto-generated"  # no autoresponder answers it (RFC 3834)
+    assert message["X-Auto-Response-Suppress"] == "All"  # nor Exchange's out-of-office
     assert message.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
 
