@@ -49,26 +49,16 @@ class ClaimedMessage(Protocol):
     """What sending needs of an outbox row: an `OutboxMessage`, or the row the dispatcher claims
     with just these columns (`notifications.dispatcher`)."""
 
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def message_id(self) -> str: ...
-    @property
-    def recipients(self) -> list[StoredRecipient]: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def text_body(self) -> str: ...
-    @property
-    def html_body(self) -> str: ...
-    @property
-    def attachments(self) -> list[StoredAttachment]: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def next_attempt_at(self) -> dt.datetime: ...
-    @property
-    def lease_until(self) -> dt.datetime | None: ...
+    id: uuid.UUID
+    message_id: str
+    recipients: list[StoredRecipient]
+    subject: str
+    text_body: str
+    html_body: str
+    attachments: list[StoredAttachment]
+    attempts: int
+    next_attempt_at: dt.datetime
+    lease_until: dt.datetime | None
 
 
 class OutboxMessage(Base):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypedDict
 
@@ -59,13 +58,8 @@ class Recipient(TypedDict):
 class FailedDelivery(Protocol):
     """An email that could not be delivered, as the coordinators hear of it (an outbox row)."""
 
-    @property
-    def id(self) -> uuid.UUID: ...
-    @property
-    def recipients(self) -> Sequence[Recipient]: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def last_error(self) -> str | None: ...
-    @property
-    def created_at(self) -> dt.datetime: ...
+    id: uuid.UUID
+    recipients: list[Recipient]
+    subject: str
+    last_error: str | None
+    created_at: dt.datetime
