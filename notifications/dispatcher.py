@@ -49,7 +49,7 @@ import aiosmtplib
 from sqlalchemy import ColumnElement, any_, bindparam, or_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from approvals.db import Database, claim, utcnow
+from approvals.db import Database, claim, dialect_name, utcnow
 from notifications.composing import Composer, Resolver
 from notifications.models import OUTBOX_TABLE, ClaimedMessage, MessageStatus
 from notifications.send_round import SENT, Job, Outcome, Stream
@@ -170,7 +170,7 @@ class Dispatcher:
             if outcome is SENT:
                 sent.setdefault(lease, []).append(message.id)
         async with self.db.transaction() as session:
-            postgres = session.get_bind().dialect.name == "postgresql"
+            postgres = dialect_name(session) == "postgresql"
             for lease, ids in sent.items():
                 # On PostgreSQL one array parameter: the same SQL whatever the count, so it is
                 # prepared once (an IN list is new SQL for every length).

@@ -7,10 +7,10 @@ import uuid
 from enum import Enum
 from typing import Protocol, TypedDict
 
-from sqlalchemy import JSON, Index, String, Table, Text, TextClause, text
+from sqlalchemy import JSON, Index, String, Text, TextClause, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from approvals.db import Base, UtcDateTime, utcnow
+from approvals.db import Base, UtcDateTime, table_of, utcnow
 
 
 class MessageStatus(str, Enum):
@@ -92,5 +92,5 @@ class OutboxMessage(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
-# The mapped class's Table, for Core statements (`OutboxMessage.__table__` is typed a FromClause).
-OUTBOX_TABLE: Table = OutboxMessage.metadata.tables[OutboxMessage.__tablename__]
+# The mapped class's Table, for Core statements.
+OUTBOX_TABLE = table_of(OutboxMessage.__table__)

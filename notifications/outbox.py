@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.db import core, utcnow
+from approvals.db import core, dialect_name, utcnow
 from approvals.errors import InvalidInput
 from notifications.models import OUTBOX_TABLE, OutboxMessage, StoredAttachment, StoredRecipient
 from notifications.render import RenderedEmail
@@ -178,9 +178,9 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing], *, d
     if not rows:
         return []
     if len(rows) == 1:  # a plain INSERT: one row needs no many-rows machinery
-        result = await core(session, _INSERT[session.get_bind().dialect.name], rows[0])
+        result = await core(session, _INSERT[dialect_name(session)], rows[0])
         return [rows[0]["id"]] if result.rowcount else []
-    result = await core(session, _INSERT_RETURNING[session.get_bind().dialect.name], rows)
+    result = await core(session, _INSERT_RETURNING[dialect_name(session)], rows)
     return list(result.scalars())
 
 

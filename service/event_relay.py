@@ -13,11 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 
-from approvals.db import Database, utcnow
+from approvals.db import Database, rowcount, utcnow
 from approvals.models import AuditEvent, RelayCursor
 
 log = logging.getLogger("kehoach.events")
@@ -73,8 +72,7 @@ async def _lease(db: Database, now: dt.datetime) -> tuple[int, dt.datetime] | No
             .values(lease_until=lease)
             .execution_options(synchronize_session=False)
         )
-        # an UPDATE's result is a CursorResult (Session.execute is typed as returning any Result)
-        if cast(CursorResult[Any], taken).rowcount != 1:
+        if rowcount(taken) != 1:
             return None
         return cursor.last_id, lease
 
