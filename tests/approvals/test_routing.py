@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from approvals.errors import Refused
 from approvals.models import ApprovalRequest, Assignment, AuditEvent, Decision, Delegation
 from approvals.people.directory import resolve_approvers, same_name
 from approvals.plan import load_plan
@@ -367,3 +368,18 @@ async def test_delegations_through_the_api_are_checked_and_audited(database):
         assert await revoke_delegation(session, delegation_id=row.id, by="coordinator:lan", now=NOW)
         assert not await revoke_delegation(session, delegation_id=row.id, by="coordinator:lan", now=NOW)
         assert row.id not in {d.id for d in await list_delegations(session)}
+
+
+async def test_sequence_whose_next_official_left_the_plan_is_refused_and_changes_nothing(database):
+    """The next in a sequence is no longer in the plan (a merger removed them): the approval is
+    refused with why, and nothing is recorded; a coordinator reassigns the step first."""
+    opened = await open_stage(database, "s_sequence", now=dt.datetime(2026, 8, 1, tzinfo=dt.UTC))
+    first, second = await assignments(database, opened.request.id)
+    async with database.transaction() as session:
+        (await session.get(Assignment, second.id)).official_id = "left_the_plan"
+    with pytest.raises(Refused, match="left_the_plan"):
+        await decide_as(database, first, A)
+    rows = await assignments(database, opened.request.id)
+    assert [(a.official_id, a.status) for a in rows] == [("head1", "pending"), ("left_the_plan", "waiting")]
+    async with database.sessions() as session:
+        assert (await session.execute(select(Decision).where(Decision.request_id == opened.request.id))).all() == []
