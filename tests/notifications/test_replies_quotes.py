@@ -116,7 +116,10 @@ THUNDERBIRD_OLD = f"Reject - the budget is missing.\n\n07/12/2026 09:12, Nguyễ
 IPHONE_EN = (
     f"Đồng ý\n\nSent from my iPhone\n\n> On 7 Dec 2026, at 09:12, Nguyễn Văn A <a@langson.gov.vn> wrote:\n{quoted()}\n"
 )
-IPHONE_VI = f"Đồng ý\n\nGửi từ iPhone của tôi\n\n> Vào 09:12, ngày 7 thg 12, 2026, Kế hoạch <k@langson.gov.vn> đã viết:\n{quoted()}\n"
+IPHONE_VI = (
+    "Đồng ý\n\nGửi từ iPhone của tôi\n\n"
+    f"> Vào 09:12, ngày 7 thg 12, 2026, Kế hoạch <k@langson.gov.vn> đã viết:\n{quoted()}\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -268,4 +271,4 @@ def test_text_that_only_looks_like_a_quote_header_is_kept(text):
 
 
 def test_a_reply_with_only_the_quote_has_no_text():
-    assert reply_text(parse(plain(f"\n\nOn Mon, Dec 7, 2026 at 9:12 AM A <a@x.vn> wrote:\n> Đồng ý\n"))) == ""
+    assert reply_text(parse(plain("\n\nOn Mon, Dec 7, 2026 at 9:12 AM A <a@x.vn> wrote:\n> Đồng ý\n"))) == ""
