@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from enum import Enum
 from functools import lru_cache
@@ -12,6 +13,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from approvals.tokens import valid_local_part
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
 PACKAGED_PLAN = Path(__file__).resolve().parent.parent / "plans" / "lang-son.yaml"
 DEVELOPMENT_SECRET_FILE = "link-secret"
 
@@ -68,10 +72,21 @@ class Settings(BaseSettings):
 
     link_secret: SecretStr | None = Field(
         None,
-        description="Key that derives link tokens. Generated and kept in the data folder in development; "
-        "required in production.",
+        description="Key that derives link tokens and reply-address tokens. Generated and kept in the data folder "
+        "in development; required in production.",
     )
     link_ttl_days: int = Field(60, description="Days an approval link stays valid.")
+    reply_domain: str = Field(
+        "",
+        description="Domain of the reply addresses: each email that asks for a decision gets its own Reply-To, "
+        "<reply_local_part>+<token>@<reply_domain>, valid as long as its link. Empty: replies are off "
+        "(no Reply-To).",
+    )
+    reply_local_part: str = Field(
+        "duyet",
+        description="Local part the reply addresses start with (lowercase letters, digits, '.', '_', '-'; "
+        "at most 31 characters, so that it, a '+' and the token fit the 64 octets of a local part).",
+    )
     default_language: str = Field("vi", description="Language of pages and emails when the reader has no setting.")
 
     link_failure_limit: int = Field(
@@ -127,6 +142,24 @@ class Settings(BaseSettings):
     def _known_language(cls, value: str) -> str:
         if value not in ("vi", "en"):
             raise ValueError("language must be 'vi' or 'en'")
+        return value
+
+    @field_validator("reply_domain")
+    @classmethod
+    def _a_domain(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if value and not _DOMAIN.match(value):
+            raise ValueError(f"not a domain name: {value!r}")
+        return value
+
+    @field_validator("reply_local_part")
+    @classmethod
+    def _a_local_part(cls, value: str) -> str:
+        if not valid_local_part(value):
+            raise ValueError(
+                f"not a local part for reply addresses: {value!r} (lowercase letters, digits, '.', '_', '-', "
+                "at most 31 characters, no '+')"
+            )
         return value
 
     @model_validator(mode="after")

@@ -123,7 +123,8 @@ class ApprovalRequest(Base):
 
 
 class Assignment(Base):
-    """One official asked to decide one request; their link token is bound to this row."""
+    """One official asked to decide one request; their link token and their reply address's token
+    are bound to this row (each kept as a hash, both replaced with each new generation)."""
 
     __tablename__ = "assignment"
 
@@ -135,6 +136,12 @@ class Assignment(Base):
     position: Mapped[int] = mapped_column(default=0, doc="Order in a sequence policy.")
     replaced_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("assignment.id"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reply_token_hash: Mapped[str | None] = mapped_column(
+        String(64),
+        unique=True,
+        index=True,
+        doc="SHA-256 of the reply address's token, issued with the link's (null on rows made before replies).",
+    )
     token_generation: Mapped[int] = mapped_column(default=1)
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(32), default=AssignmentStatus.pending.value)

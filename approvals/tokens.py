@@ -14,6 +14,9 @@ import hmac
 import re
 import uuid
 from collections.abc import Callable
+from email.utils import parseaddr
+
+from approvals.errors import InvalidLink
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
@@ -45,6 +48,84 @@ def approval_link_resolver(secret: bytes, base_url: str, path: str = "a") -> Cal
     def resolve(argument: str) -> str:
         row_id, generation = argument.rsplit(":", 1)
         return f"{base_url.rstrip('/')}/{path}/{derive_token(secret, uuid.UUID(row_id), int(generation))}"
+
+    return resolve
+
+
+# The reply address: every email that asks for a decision has its own Reply-To,
+# `duyet+<token>@<reply domain>`, one per assignment and generation. Its token is derived as the
+# link token is, under its own label (neither opens what the other does), kept only as a SHA-256
+# (`Assignment.reply_token_hash`, set with the link's and dying with it) and written into the email
+# by the dispatcher from a placeholder, so the outbox never holds it either.
+#
+# Mail systems may lowercase or case-fold a local part, so the token is lowercase base32 (RFC 4648,
+# no padding) and read back case-insensitively. It is the MAC's first 20 bytes (160 bits, 32
+# characters): `duyet+` and the token stay far under the 64-octet local part (RFC 5321 4.5.3.1.1).
+# 160 bits is enough: without the key, each guess names one of n live tokens with probability
+# n / 2^160 (a million live tokens and a billion guesses: about 2^-100), and HMAC-SHA-256 cut to
+# 160 bits keeps that strength (RFC 2104 section 5, NIST SP 800-107). The SHA-256 kept of it
+# cannot be searched back to a 160-bit token either.
+
+REPLY_ADDRESS = "reply_address"
+REPLY_TOKEN_BYTES = 20
+_REPLY_TOKEN = re.compile(r"^[a-z2-7]{32}$", re.IGNORECASE | re.ASCII)  # base32 of 20 bytes, no padding
+_LOCAL_PART = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,29}[a-z0-9])?$", re.ASCII)
+
+
+class NotAReplyAddress(InvalidLink):
+    """An address that is not one of kehoach's reply addresses (another local part or domain, no
+    token, or a token of the wrong shape): it is answered as any dead link is."""
+
+
+def derive_reply_token(secret: bytes, assignment_id: uuid.UUID, generation: int) -> str:
+    digest = hmac.new(secret, f"kehoach-reply:{assignment_id}:{generation}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:REPLY_TOKEN_BYTES]).decode().lower()  # 20 bytes: no padding
+
+
+def reply_token_well_formed(token: str) -> bool:
+    """Whether `token` has a reply token's shape (in any case: a mail system may have changed it)."""
+    return bool(_REPLY_TOKEN.match(token))
+
+
+def hash_reply_token(token: str) -> str:
+    """The SHA-256 kept of a reply token, of its one spelling (lowercase), whatever case it came in."""
+    return hash_token(token.lower())
+
+
+def valid_local_part(local_part: str) -> bool:
+    """A local part a reply address can start with: lowercase letters, digits, '.', '_', '-', at
+    most 31 characters (with '+' and the token, 64 octets at most), and no '+' of its own."""
+    return bool(_LOCAL_PART.match(local_part))
+
+
+def reply_address(token: str, *, local_part: str, domain: str) -> str:
+    return f"{local_part}+{token}@{domain}"
+
+
+def reply_token_of(address: str, *, local_part: str, domain: str) -> str:
+    """The token of one of our reply addresses, bare or with a display name (`Duyet+TOKEN@Domain`
+    as well: local parts and domains are read case-insensitively), lowercase; NotAReplyAddress for
+    any other address, and for every address when there is no reply domain (replies are off)."""
+    local, at, host = parseaddr(address)[1].rpartition("@")
+    base, plus, token = local.partition("+")
+    ours = (base.lower(), host.lower().rstrip(".")) == (local_part.lower(), domain.lower())
+    if not (domain and at and plus and ours):
+        raise NotAReplyAddress(f"{address!r} is not a reply address of {local_part}+…@{domain}")
+    if not reply_token_well_formed(token):
+        raise NotAReplyAddress(f"{address!r} does not carry a well-formed reply token")
+    return token.lower()
+
+
+def reply_address_resolver(secret: bytes, *, local_part: str, domain: str) -> Callable[[str], str]:
+    """Turns a reply-address placeholder argument ("id:generation") into the address, at send
+    time; with no reply domain (replies are off) into "", and the email goes without a Reply-To."""
+
+    def resolve(argument: str) -> str:
+        if not domain:
+            return ""
+        row_id, generation = argument.rsplit(":", 1)
+        token = derive_reply_token(secret, uuid.UUID(row_id), int(generation))
+        return reply_address(token, local_part=local_part, domain=domain)
 
     return resolve
 

@@ -1,6 +1,6 @@
 """What is sent, from an outbox row: the email's bytes (notifications.mime: 7-bit, RFC 2047
-headers), with the placeholders for secrets (link tokens) replaced as it is written, so no
-secret ever sits in the outbox. `build()` is the same email as the standard library's
+headers), with the placeholders for secrets (link tokens, reply addresses) replaced as it is
+written, so no secret ever sits in the outbox. `build()` is the same email as the standard library's
 EmailMessage, which the tests compare byte for byte with `serialize()`."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from notifications import mime
 from notifications.models import ClaimedMessage
 
 PLACEHOLDER = re.compile(r"\[\[secret:([a-z_]+):([A-Za-z0-9:_-]+)\]\]")
+_REPLY_TO = re.compile(r"^(?:[!#$%&'*+/=?^_`{|}~.A-Za-z0-9-]+@[A-Za-z0-9.-]+)?$")  # "" or one ASCII address
 Resolver = Callable[[str], str]
 
 # 7-bit output (quoted-printable or base64 bodies, RFC 2047 headers): any relay accepts
@@ -57,11 +58,21 @@ class Composer:
 
         return PLACEHOLDER.sub(replace, body)
 
+    def _reply_to(self, message: ClaimedMessage) -> str:
+        """The Reply-To address, its placeholder resolved; "" for none (also when the resolver
+        gives none: replies were turned off after the email was queued)."""
+        address = self._personalise(message.reply_to) if message.reply_to else ""
+        if not _REPLY_TO.match(address):
+            raise PermanentFailure(f"not a Reply-To address: {address!r}")
+        return address
+
     def build(self, message: ClaimedMessage) -> EmailMessage:
         email = EmailMessage(policy=MIME_POLICY)
         email["Message-ID"] = message.message_id
         email["Date"] = format_datetime(utcnow())
         email["From"] = formataddr((self.sender_name, self.sender))
+        if reply_to := self._reply_to(message):
+            email["Reply-To"] = reply_to
         email["To"] = ", ".join(formataddr((r["name"], r["email"])) for r in message.recipients)
         email["Subject"] = message.subject
         email["Auto-Submitted"] = "auto-generated"  # RFC 3834: an autoresponder must not answer
@@ -101,11 +112,13 @@ class Composer:
             attachments.append(
                 (attachment["filename"], maintype, subtype, params, base64.b64decode(attachment["data"], validate=True))
             )
+        reply_to = self._reply_to(message)
         return mime.compose(
             headers=[
                 mime.header("Message-ID", message.message_id),
                 self._date_header(),
                 self._from_header,
+                *([mime.header("Reply-To", reply_to)] if reply_to else []),
                 mime.addresses("To", [(r["name"], r["email"]) for r in message.recipients]),
                 mime.header("Subject", message.subject),
                 "Auto-Submitted: auto-generated",

@@ -67,6 +67,7 @@ _CLAIMED = [
         "subject",
         "text_body",
         "html_body",
+        "reply_to",
         "attachments",
         "attempts",
         "next_attempt_at",

@@ -27,7 +27,7 @@ from approvals.routing.decisions import DecisionResult
 from approvals.routing.steps import NewAssignment
 from approvals.routing.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
 from approvals.statuses import Outcome
-from approvals.tokens import APPROVAL_LINK
+from approvals.tokens import APPROVAL_LINK, REPLY_ADDRESS
 from approvals.wording.message_types import ClosingMessage, PlainMessage
 from approvals.wording.messages import (
     closed_messages,
@@ -61,6 +61,8 @@ class Emails:
     domain: str  # Message-IDs and calendar UIDs are made in it
     organizer: tuple[str, str]  # (name, address) calendar invites come from
     base_url: str  # of the links to pages that need no token (a request, the dashboard)
+    # Whether an email that asks for a decision gets its reply address as Reply-To (a reply domain is set).
+    replies: bool = False
 
     @classmethod
     def of(cls, plan: Plan, settings: Settings, renderer: Renderer) -> Emails:
@@ -70,6 +72,7 @@ class Emails:
             domain=settings.mail_domain,
             organizer=settings.organizer,
             base_url=settings.public_base_url,
+            replies=bool(settings.reply_domain),
         )
 
     # Asking someone to act ---------------------------------------------------------------------
@@ -83,12 +86,14 @@ class Emails:
         *,
         kind: str = "approval_request",
     ) -> int:
-        """Each approver newly asked gets their personal link, with the deadline in their calendar;
+        """Each approver newly asked gets their personal link, with the deadline in their calendar,
+        and (when replies are on) their reply address as Reply-To, to decide by answering;
         `kind` "reminder" or "escalation" for the sweep's and a coordinator's."""
         return await queue_link_messages(
             session,
             renderer=self.renderer,
             link_name=APPROVAL_LINK,
+            reply_name=REPLY_ADDRESS if self.replies else None,
             organizer=self.organizer,
             domain=self.domain,
             messages=link_messages(self.plan, request, cycle, notify, kind=kind),

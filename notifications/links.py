@@ -76,10 +76,16 @@ def _deadline(
 
 
 def _outgoing(
-    renderer: Renderer, message: PlainMessageLike, *, attachments: list[Attachment] | None = None, **extra: str
+    renderer: Renderer,
+    message: PlainMessageLike,
+    *,
+    attachments: list[Attachment] | None = None,
+    reply_to: str | None = None,
+    **extra: str,
 ) -> Outgoing:
     email = renderer.render(message.kind, message.language, **message.context, **extra)
-    return Outgoing(message.key, message.kind, [Recipient(message.name, message.email)], email, attachments or [])
+    recipients = [Recipient(message.name, message.email)]
+    return Outgoing(message.key, message.kind, recipients, email, attachments or [], reply_to=reply_to)
 
 
 async def queue_link_messages(
@@ -90,10 +96,13 @@ async def queue_link_messages(
     link_name: str,
     domain: str,
     organizer: tuple[str, str] | None = None,
+    reply_name: str | None = None,
 ) -> int:
     """Render and queue each message (one statement for all); with an organizer (name,
     address) and a due time, the email carries a calendar invite for the deadline (a later
-    email updates the same event)."""
+    email updates the same event). With `reply_name`, each email's Reply-To is that
+    placeholder for the message's link argument: the reply address of the same assignment and
+    generation, written by the dispatcher as it sends."""
     return len(
         await enqueue_many(
             session,
@@ -102,6 +111,7 @@ async def queue_link_messages(
                     renderer,
                     message,
                     attachments=_deadline(message, domain=domain, organizer=organizer),
+                    reply_to=placeholder(reply_name, message.link_argument) if reply_name else None,
                     link=placeholder(link_name, message.link_argument),
                     problem=placeholder(PROBLEM_LINK, message.problem_argument) if message.problem_argument else "",
                 )

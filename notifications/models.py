@@ -55,6 +55,7 @@ class ClaimedMessage(Protocol):
     subject: str
     text_body: str
     html_body: str
+    reply_to: str | None
     attachments: list[StoredAttachment]
     attempts: int
     next_attempt_at: dt.datetime
@@ -80,6 +81,9 @@ class OutboxMessage(Base):
     subject: Mapped[str] = mapped_column(String(500))
     text_body: Mapped[str] = mapped_column(Text)
     html_body: Mapped[str] = mapped_column(Text)
+    reply_to: Mapped[str | None] = mapped_column(
+        String(320), doc="The Reply-To address, or a placeholder the dispatcher resolves as it sends."
+    )
     attachments: Mapped[list[StoredAttachment]] = mapped_column(
         JSON, default=list, doc="[{filename, content_type, data (base64)}]"
     )

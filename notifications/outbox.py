@@ -109,6 +109,9 @@ class Outgoing:
     to: list[Recipient]
     email: RenderedEmail
     attachments: Sequence[Attachment] = ()
+    # The Reply-To: an address, or a placeholder the dispatcher resolves (a reply address's token
+    # is a secret, as a link's is).
+    reply_to: str | None = None
 
 
 class _Row(TypedDict):
@@ -120,6 +123,7 @@ class _Row(TypedDict):
     subject: str
     text_body: str
     html_body: str
+    reply_to: str | None
     attachments: list[StoredAttachment]
     status: str
     attempts: int
@@ -146,6 +150,7 @@ def _row(message: Outgoing, domain: str, now: dt.datetime) -> _Row:
         subject=_clean_header(message.email.subject, "subject"),
         text_body=message.email.text,
         html_body=message.email.html,
+        reply_to=_clean_header(message.reply_to, "reply-to") if message.reply_to else None,
         attachments=_stored_attachments(message.attachments),
         status="queued",
         attempts=0,

@@ -5,7 +5,14 @@ from __future__ import annotations
 from approvals.config import Settings
 from approvals.db import Database
 from approvals.routing.submissions import SUBMISSION_LINK
-from approvals.tokens import APPROVAL_LINK, PROBLEM_LINK, approval_link_resolver, problem_link_resolver
+from approvals.tokens import (
+    APPROVAL_LINK,
+    PROBLEM_LINK,
+    REPLY_ADDRESS,
+    approval_link_resolver,
+    problem_link_resolver,
+    reply_address_resolver,
+)
 from notifications.dispatcher import Dispatcher, RetryPolicy
 from notifications.smtp import SmtpConfig
 
@@ -25,12 +32,16 @@ def smtp_config(settings: Settings) -> SmtpConfig:
 
 
 def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
-    """The dispatcher turns link placeholders into real links only as it sends."""
+    """The dispatcher turns link placeholders into real links, and reply-address placeholders into
+    Reply-To addresses (none while `reply_domain` is empty), only as it sends."""
     secret = settings.link_secret_bytes()
     resolvers = {
         APPROVAL_LINK: approval_link_resolver(secret, settings.public_base_url),
         SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s"),
         PROBLEM_LINK: problem_link_resolver(secret, settings.public_base_url),
+        REPLY_ADDRESS: reply_address_resolver(
+            secret, local_part=settings.reply_local_part, domain=settings.reply_domain
+        ),
     }
     return Dispatcher(
         db,

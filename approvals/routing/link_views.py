@@ -1,6 +1,6 @@
 """An official's link, opened: the assignment its token names (live, or refused as an invalid
 link), its request and cycle locked or read, the other assignees and the earlier rounds a page
-shows."""
+shows. A reply address's token opens the same assignment by the same rules (`open_reply`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from approvals.db import row_of
 from approvals.errors import InvalidLink
 from approvals.models import ApprovalRequest, Assignment, Cycle, Decision
 from approvals.statuses import AssignmentStatus, RequestStatus
-from approvals.tokens import hash_token, well_formed
+from approvals.tokens import hash_reply_token, hash_token, reply_token_well_formed, well_formed
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,13 @@ def live(assignment: Assignment, now: dt.datetime) -> Assignment:
 
 
 # Built once: every page an official opens from an email runs them.
-LINK_VIEW = (
+_OPENED = (
     select(Assignment, ApprovalRequest, Cycle)
     .join(ApprovalRequest, ApprovalRequest.id == Assignment.request_id)
     .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
-    .where(Assignment.token_hash == bindparam("digest"))
 )
+LINK_VIEW = _OPENED.where(Assignment.token_hash == bindparam("digest"))
+REPLY_VIEW = _OPENED.where(Assignment.reply_token_hash == bindparam("digest"))
 OTHER_ASSIGNEES = (
     select(Assignment)
     .where(
@@ -83,7 +84,27 @@ async def open_link(
     (`statement`: LINK_VIEW, or a variant of it that locks the request); else InvalidLink."""
     if not well_formed(token):
         raise InvalidLink()
-    found = (await session.execute(statement, {"digest": hash_token(token)})).first()
+    return await _opened(session, statement, hash_token(token), now=now)
+
+
+async def open_reply(
+    session: AsyncSession,
+    token: str,
+    *,
+    now: dt.datetime,
+    statement: Select[Assignment, ApprovalRequest, Cycle] = REPLY_VIEW,
+) -> tuple[Assignment, ApprovalRequest, Cycle]:
+    """`open_link` for a reply address's token (in any case: `approvals.tokens.reply_token_of`
+    reads it from the address): the same live assignment, or InvalidLink."""
+    if not reply_token_well_formed(token):
+        raise InvalidLink()
+    return await _opened(session, statement, hash_reply_token(token), now=now)
+
+
+async def _opened(
+    session: AsyncSession, statement: Select[Assignment, ApprovalRequest, Cycle], digest: str, *, now: dt.datetime
+) -> tuple[Assignment, ApprovalRequest, Cycle]:
+    found = (await session.execute(statement, {"digest": digest})).first()
     if found is None:
         raise InvalidLink()
     assignment, request, cycle = found
@@ -93,7 +114,16 @@ async def open_link(
 async def view_link(session: AsyncSession, token: str, *, now: dt.datetime) -> LinkView:
     """What the link page shows. Changes nothing. The assignment, its request and its cycle
     come in one query: the page is what an official opens from every email."""
-    assignment, request, cycle = await open_link(session, token, now=now)
+    return await _view(session, *await open_link(session, token, now=now))
+
+
+async def view_reply(session: AsyncSession, token: str, *, now: dt.datetime) -> LinkView:
+    """What a reply address's token opens, as `view_link` shows it: the step still open and
+    asked of that official, or InvalidLink. Changes nothing."""
+    return await _view(session, *await open_reply(session, token, now=now))
+
+
+async def _view(session: AsyncSession, assignment: Assignment, request: ApprovalRequest, cycle: Cycle) -> LinkView:
     if request.status != RequestStatus.pending.value:
         raise InvalidLink()
     others = list(

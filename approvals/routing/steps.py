@@ -31,7 +31,7 @@ from approvals.plan.schema import Plan
 from approvals.plan.stages import Policy, Stage
 from approvals.routing.stages import set_stage_status
 from approvals.statuses import AssignmentStatus, RequestStatus, StageStatus
-from approvals.tokens import derive_token, hash_token
+from approvals.tokens import derive_reply_token, derive_token, hash_reply_token, hash_token
 
 
 class NoApprover(Refused):
@@ -97,9 +97,10 @@ async def get_or_create_cycle(session: AsyncSession, *, kind: str, period: str, 
 
 
 def issue_token(assignment: Assignment, secret: bytes, generation: int) -> None:
-    """Give an assignment a new link (the old one, if any, stops working)."""
+    """Give an assignment a new link and a new reply address (the old ones, if any, stop working)."""
     assignment.token_generation = generation
     assignment.token_hash = hash_token(derive_token(secret, assignment.id, generation))
+    assignment.reply_token_hash = hash_reply_token(derive_reply_token(secret, assignment.id, generation))
 
 
 def new_assignment(
