@@ -3,63 +3,90 @@
 email they received, as a person would, and the one suspended run carries the year from the
 lead agency's orientation to the annual reports of every unit in force (about 90: the
 departments, the press, the mass organisations, the 65 communes and wards) and the lead
-agency's consolidated report to the PPC, waking once per stage. The year's dates have passed,
-so the report opens at once; the units and officials are today's."""
+agency's consolidated report to the PPC, waking once per stage. On the way, a step of every
+stage kind is sent back and resubmitted (the orientation and the materials, the Board's
+guidance asked to be clearer, one outlet's plan, the budget, four units' reports, the
+consolidated report): each submitter gets the resubmission email with the reviewer's comment,
+resubmits from its link (the form keeps what was sent), and the next round is approved. The
+year's dates have passed, so the report opens at once; the units and officials are today's.
+
+One walk where there were two (the chain, and every kind sent back: tests/README.md): each walked
+the ~90 units of the year on both backends."""
 
 from __future__ import annotations
 
 import html
-import io
 import unicodedata
-from pathlib import Path
 
-import docx
-import pypdf
-import pypdfium2
 import pytest
 from sqlalchemy import text
 
-from approvals.config import PACKAGED_PLAN
-from approvals.plan import load_plan
 from tests.support import local_http
+from tests.support.issued_report import NAMES, the_issued_report
 from tests.support.officials import (
     ASK,
     ORIENTATION,
+    RESUBMIT,
     SUBMIT,
+    SUBMIT_EN,
     Inbox,
+    acknowledge,
     address,
     approve,
-    consolidate,
-    guide,
-    orient,
+    ask_clarification,
     report_every_unit,
     reporters,
+    resubmit,
     rows,
+    send_back,
     submit,
+    submit_orientation,
 )
 
 pytestmark = pytest.mark.e2e
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 SILENT = frozenset({"pc_commune_that_khe", "veterans_association"})  # send nothing by 30 November
 SUMMARY = (
     "Năm nay các cơ quan báo chí đã tuyên truyền đầy đủ về phát triển bền vững.\n"
     "Đề nghị UBND tỉnh đôn đốc UBND xã Thất Khê và Hội Cựu chiến binh tỉnh báo cáo bổ sung."
 )
-NAMES = {a.id: a.name.vi for a in load_plan(PACKAGED_PLAN).agencies}
 GUIDANCE = "Đề nghị nhấn mạnh nông nghiệp xanh và kinh tế cửa khẩu."
 
 
-def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
+def _back_and_again(inbox: Inbox, *, decider: str, submitter: str, stage: str, comment: str, **fields: str) -> None:
+    """The decider sends the step back; its submitter gets the resubmission link (the page shows
+    the comment and keeps what was sent) and sends it again; the decider approves the next round."""
+    send_back(inbox.link(decider, ASK, stage), comment)
+    page = resubmit(inbox.link(submitter, RESUBMIT, stage), **fields)
+    assert comment in page
+    approve(inbox.link(decider, ASK, stage), "Đã đạt yêu cầu.")
+
+
+def test_the_annual_chain_with_every_stage_kind_sent_back_once_to_the_issued_report(stack):
     year = stack.past_year(1)
     run_id = stack.start_cycle(year)
     inbox = Inbox(stack, year)
 
-    # 1. The lead agency's press officer submits the orientation, its director approves it.
-    orient(inbox, "Nhất trí.")
-    # 2. The Propaganda Board is requested to give guidance; the lead agency acknowledges it.
-    guide(inbox, GUIDANCE)
+    # 1. The lead agency's press officer submits the orientation; its director sends it back; the
+    # form keeps what they wrote; the next round is approved.
+    submit_orientation(inbox)
+    send_back(inbox.link("dcst_director", ASK, "1. "), "Bổ sung chủ đề kinh tế xanh.")
+    page = resubmit(
+        inbox.link("dcst_press_officer", RESUBMIT, "1. "),
+        **{**ORIENTATION, "text": "Định hướng đã bổ sung chủ đề kinh tế xanh"},
+    )
+    assert "Bổ sung chủ đề kinh tế xanh." in page and ORIENTATION["field_channels"] in page
+    approve(inbox.link("dcst_director", ASK, "1. "), "Nhất trí.")
+    # 2. The Propaganda Board is requested to give guidance; the lead agency asks it to be
+    # clearer (an acknowledged step is never rejected); the Board's head sends it again and it
+    # is acknowledged.
+    submit(inbox.link("propaganda_head", SUBMIT, "2. "), text="Định hướng của Ban, bản 1")
+    ask_clarification(inbox.link("dost_director", ASK, "2. "), "Đề nghị Ban nêu rõ chủ đề ưu tiên.")
+    assert "Đề nghị Ban nêu rõ chủ đề ưu tiên." in resubmit(
+        inbox.link("propaganda_head", RESUBMIT, "2. "), text=GUIDANCE
+    )
+    acknowledge(inbox.link("dost_director", ASK, "2. "))
 
-    # 3. Materials: nobody decides before the compiling department submits them.
+    # 3. Materials: nobody decides before the compiling department submits them; sent back once.
     materials = inbox.link("dof_planning_officer", SUBMIT, "3. ")
     waiting = rows(
         stack,
@@ -69,10 +96,11 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
         "GROUP BY r.status",
     )
     assert waiting == [("awaiting_submission", 0)]
-    submit(
-        materials,
-        text="Bộ tài liệu về phát triển bền vững và năng lực cạnh tranh",
-        links="https://langson.gov.vn/tai-lieu-ptbv",
+    submit(materials, text="Bộ tài liệu bản 1", links="https://langson.gov.vn/tai-lieu-ptbv")
+    send_back(inbox.link("dof_director", ASK, "3. "), "Thiếu số liệu PCI 2025.")
+    assert "Thiếu số liệu PCI 2025." in resubmit(
+        inbox.link("dof_planning_officer", RESUBMIT, "3. "),
+        text="Bộ tài liệu về phát triển bền vững và năng lực cạnh tranh, có số liệu PCI 2025",
     )
     decide = inbox.link("dof_director", ASK, "3. ")
     assert "Bộ tài liệu về phát triển bền vững" in local_http.get(decide).text
@@ -81,6 +109,7 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
     # 4. One branch per outlet (the newspaper and the radio-TV station merged in 2025): each
     # editor submits, the outlet's head then the lead agency's director approve in sequence.
     # The orientation and the Board's guidance reach every outlet: in the email and on the form.
+    # The portal's plan goes back to its editor; the association's is rejected by its chair.
     for editor in ("newspaper_radio_tv_editor", "literature_arts_editor", "portal_editor"):
         link = inbox.link(editor, SUBMIT, "4. ")
         asked = next(r for r in stack.smtp.received if link in r.text)
@@ -93,8 +122,15 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
             text=f"Kế hoạch sản xuất {year} của {editor}",
             field_area_environment=f"Chuyên mục môi trường của {editor}",
         )
+    _back_and_again(
+        inbox,
+        decider="portal_head",
+        submitter="portal_editor",
+        stage="4. ",
+        comment="Cần lịch đăng tải theo tháng.",
+        text="Kế hoạch của Cổng, có lịch theo tháng",
+    )
     approve(inbox.link("newspaper_radio_tv_head", ASK, "4. "))
-    approve(inbox.link("portal_head", ASK, "4. "))
     rejected = local_http.post(
         inbox.link("literature_arts_chair", ASK, "4. "),
         data={"outcome": "reject", "comment": "Hội không đủ kinh phí năm nay."},
@@ -103,19 +139,34 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
     for _ in range(2):  # only the two branches their heads approved reach the director
         approve(inbox.link("dost_director", ASK, "4. "))
 
-    # 5. The finance allocation, above 2 billion VND: the PPC vice-chair approves too.
+    # 5. The finance allocation, above 2 billion VND: the department's director and the PPC
+    # vice-chair are asked at once; the director sends it back (the vice-chair's link closes), the
+    # amount comes again with the resubmission, and both approve the next round.
     submit(
         inbox.link("dof_budget_officer", SUBMIT, "5. "), text="Phân bổ kinh phí truyền thông", amount="2.400.000.000"
     )
-    approve(inbox.link("dof_director", ASK, "5. "))
+    spared = inbox.link("ppc_vice_chair", ASK, "5. ")
+    _back_and_again(
+        inbox,
+        decider="dof_director",
+        submitter="dof_budget_officer",
+        stage="5. ",
+        comment="Tách kinh phí cho các xã.",
+        text="Phân bổ kinh phí truyền thông, có phần cho các xã",
+        amount="2.500.000.000",
+    )
+    assert local_http.get(spared).status_code == 404
     approve(inbox.link("ppc_vice_chair", ASK, "5. "))
 
     # 7. Every unit in force reports through the lead agency (the departments, the press, the
     # mass organisations, the 65 communes and wards...), whose director accepts each report;
-    # two reports go back for changes and come again; two units send nothing.
+    # four reports go back for changes, each to its own reporting officer, and come again; two
+    # units send nothing.
     returned = {
         "pc_ward_tam_thanh": "Bổ sung số buổi tuyên truyền ở khu dân cư.",
         "womens_union": "Bổ sung số hội viên được tuyên truyền.",
+        "literature_arts_association": "Bổ sung số tác phẩm.",
+        "provincial_web_portal": "Bổ sung lượt truy cập.",
     }
     units = report_every_unit(inbox, returned=returned, silent=SILENT)
     assert len(units) >= 85  # the province's size: 15 departments, 6 mass organisations, 65 communes...
@@ -131,13 +182,25 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
         )
     stack.wait_for_state(stack.start_run("sweep/sweep", {}), {"Completed"})
 
-    # 8. The lead agency's coordinator submits the consolidated report, its director approves it,
-    # and the numbered report goes to the PPC and the ministries with both files attached.
-    form = consolidate(inbox, summary=unicodedata.normalize("NFD", SUMMARY))  # typed on a phone: decomposed
+    # 8. The lead agency's coordinator (who reads English) submits the consolidated report's
+    # draft; the director sends it back; the coordinator's form shows the comment, the draft and
+    # the summary sent; the next round, typed on a phone (decomposed), is approved, and the
+    # numbered report goes to the PPC and the ministries with both files attached.
+    first = inbox.link("dost_coordinator", SUBMIT_EN, "8. ")
+    form = html.unescape(local_http.get(first).text)
     assert f"{len(units)} of {len(units) + len(SILENT)} agencies and units have reported" in form, form[
         form.find("<main>") :
     ][:1500]
     assert all(NAMES[unit] in form for unit in SILENT)  # named as not reported
+    assert local_http.post(first, data={"text": "Đánh giá lần đầu.", "lang": "en"}).status_code == 200
+    comment = "Bổ sung đề xuất về kinh phí năm sau."
+    send_back(inbox.link("dost_director", ASK, "8. "), comment)
+    again = inbox.link("dost_coordinator", "[Changes requested]", "8. ")
+    page = html.unescape(local_http.get(again).text)
+    assert comment in page and "The consolidated report's draft" in page and "Đánh giá lần đầu." in page
+    answer = local_http.post(again, data={"text": unicodedata.normalize("NFD", SUMMARY), "lang": "en"})
+    assert answer.status_code == 200 and "Sent again" in answer.text
+    approve(inbox.link("dost_director", ASK, "8. "))
 
     stack.wait_for_state(run_id, {"Completed"}, timeout=180)
     stages = dict(
@@ -158,21 +221,38 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
         "annual_report": "waiting",  # the silent units may still report late
         "consolidated_report": "done",
     }
-    _the_issued_report(stack, year, units)
+    the_issued_report(stack, year, units, silent=SILENT, summary=SUMMARY, replaced="Đánh giá lần đầu.")
+    # Every step sent back went a second round, which was approved (acknowledged: the guidance).
+    rounds = rows(
+        stack,
+        year,
+        "SELECT r.stage, r.subject, r.round, r.status FROM approval_request r JOIN cycle c "
+        "ON c.id = r.cycle_id WHERE c.period = :p AND c.kind = 'annual' AND r.round > 1 "
+        "ORDER BY r.stage, r.subject",
+    )
+    assert rounds == [
+        *[("annual_report", unit, 2, "approved") for unit in sorted(returned)],
+        ("consolidated_report", "", 2, "approved"),
+        ("dic_direction", "", 2, "approved"),
+        ("finance_allocation", "", 2, "approved"),
+        ("materials", "", 2, "approved"),
+        ("outlet_plans", "provincial_web_portal", 2, "approved"),
+        ("propaganda_guidance", "", 2, "approved"),
+    ]
     outlets = rows(
         stack,
         year,
-        "SELECT r.subject, r.status FROM approval_request r JOIN cycle c "
+        "SELECT r.subject, r.round, r.status FROM approval_request r JOIN cycle c "
         "ON c.id = r.cycle_id WHERE c.period = :p AND c.kind = 'annual' "
-        "AND r.stage = 'outlet_plans' ORDER BY r.subject",
+        "AND r.stage = 'outlet_plans' ORDER BY r.subject, r.round",
     )
     assert outlets == [
-        ("lang_son_newspaper_radio_tv", "approved"),
-        ("literature_arts_association", "rejected"),
-        ("provincial_web_portal", "approved"),
+        ("lang_son_newspaper_radio_tv", 1, "approved"),
+        ("literature_arts_association", 1, "rejected"),
+        ("provincial_web_portal", 1, "changes_requested"),
+        ("provincial_web_portal", 2, "approved"),
     ]
-    # Every unit asked once, its latest round approved (the silent ones still asked); two went a
-    # second round.
+    # Every unit asked once, its latest round approved (the silent ones still asked).
     reports = rows(
         stack,
         year,
@@ -193,14 +273,30 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
     ]
     everyone = {**reporters(), **units}
     assert sorted(a for to in asked for a in to) == sorted(address(officer) for officer in everyone.values())
+    # The budget: one decision sent it back, both approvers decided the second round.
     budget = rows(
         stack,
         year,
-        "SELECT r.policy, COUNT(d.id) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
+        "SELECT r.round, r.policy, COUNT(d.id) FROM approval_request r JOIN cycle c ON c.id = r.cycle_id "
         "JOIN decision d ON d.request_id = r.id WHERE c.period = :p AND c.kind = 'annual' "
-        "AND r.stage = 'finance_allocation' GROUP BY r.policy",
+        "AND r.stage = 'finance_allocation' GROUP BY r.round, r.policy ORDER BY r.round",
     )
-    assert budget == [("all", 2)]
+    assert budget == [(1, "all", 1), (2, "all", 2)]
+    # First links: the orientation, the guidance, the materials, three outlets, the budget, every
+    # reporting unit's report and the consolidated report; the silent units' still open; a
+    # resubmission for each of the ten steps sent back; all used.
+    links = rows(
+        stack,
+        year,
+        "SELECT l.kind, l.status, COUNT(*) FROM submission_link l JOIN approval_request r "
+        "ON r.id = l.request_id JOIN cycle c ON c.id = r.cycle_id WHERE c.period = :p "
+        "AND c.kind = 'annual' GROUP BY l.kind, l.status ORDER BY l.kind, l.status",
+    )
+    assert links == [
+        ("first", "pending", len(SILENT)),
+        ("first", "used", 8 + len(units)),
+        ("resubmission", "used", 6 + len(returned)),
+    ]
     # Each decision and each submission once; no email sent twice (by Message-ID at the server).
     ids = [r.message["Message-ID"] for r in stack.smtp.received if str(year) in r.subject]
     assert len(ids) == len(set(ids))
@@ -212,7 +308,8 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
         )
     )
     assert "Annual implementation report" in digest.text
-    # The run was woken once per stage, not once per branch: a handful of resumes for ~90 units.
+    # The run was woken once per stage, not once per branch nor per round: a handful of resumes
+    # for ~90 units and ten steps sent back.
     woken = rows(
         stack,
         year,
@@ -231,116 +328,3 @@ def test_the_annual_chain_from_orientation_to_the_units_reports(stack):
             "consolidated_report",
         )
     }
-
-
-def _the_issued_report(stack, year: int, units: dict[str, str]) -> None:
-    """The PPC's email carries the numbered report as DOCX and PDF: every unit of the year in its
-    table, the silent ones named, the summary as the coordinator wrote it (NFC), the units'
-    names with their diacritics in the PDF's text; page 1 is saved under test-artifacts/."""
-    plan = load_plan(PACKAGED_PLAN)
-    email = stack.smtp.wait_for(
-        lambda r: address_of(plan, "ppc") in r.envelope_to and "[Báo cáo]" in r.subject and str(year) in r.subject
-    )
-    files = {part.get_filename(): part.get_payload(decode=True) for part in email.message.iter_attachments()}
-    assert set(files) == {f"bao-cao-tong-hop-{year}.docx", f"bao-cao-tong-hop-{year}.pdf"}
-    assert "1/BC-SKHCN" in email.subject
-    for ministry in ("most", "mcst"):  # the MIC merged away: both successors get it, each once
-        stack.smtp.wait_for(
-            lambda r, ministry=ministry: (
-                address_of(plan, ministry) in r.envelope_to and "[Báo cáo]" in r.subject and str(year) in r.subject
-            )
-        )
-        assert (
-            len(
-                [
-                    r
-                    for r in stack.smtp.received
-                    if address_of(plan, ministry) in r.envelope_to
-                    and "[Báo cáo]" in r.subject
-                    and str(year) in r.subject
-                ]
-            )
-            == 1
-        )
-
-    document = docx.Document(io.BytesIO(files[f"bao-cao-tong-hop-{year}.docx"]))
-    table = document.tables[1]  # the first is the heading (issuing body | national motto)
-    listed = [row.cells[1].text for row in table.rows[1:]]
-    everyone = {**units, **{unit: "" for unit in SILENT}}
-    assert sorted(listed) == sorted(NAMES[unit] for unit in everyone)
-    statuses = {row.cells[1].text: row.cells[2].text for row in table.rows[1:]}
-    assert all(statuses[NAMES[unit]] == "Chưa báo cáo" for unit in SILENT)
-    assert all(statuses[NAMES[unit]] == "Đã báo cáo, đã được chấp thuận" for unit in units)
-    body = "\n".join(p.text for p in document.paragraphs)
-    missing = next(line for line in body.splitlines() if line.startswith("Có "))
-    assert all(NAMES[unit] in missing for unit in SILENT)
-    assert "Số: 1/BC-SKHCN" in "\n".join(c.text for c in document.tables[0].rows[0].cells)
-    assert SUMMARY in body and unicodedata.is_normalized("NFC", body)
-    assert "DỰ THẢO" not in body  # issued, not a draft
-
-    pdf = files[f"bao-cao-tong-hop-{year}.pdf"]
-    text_of_pdf = unicodedata.normalize(
-        "NFC", "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
-    )
-    flat = " ".join(text_of_pdf.split())
-    for unit in ("pc_commune_that_khe", "pc_ward_ky_lua", "dof", "womens_union"):
-        assert NAMES[unit] in flat, NAMES[unit]
-    page = pypdfium2.PdfDocument(pdf)[0].render(scale=1.5).to_pil()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.save(ARTIFACTS / f"consolidated-report-{year}-page-1.png")
-    assert page.size[0] > 800  # A4 at 108 dpi
-
-    with stack.reading() as conn:
-        issued = conn.execute(
-            text(
-                "SELECT i.number, i.symbol, i.recipients FROM issued_report i JOIN cycle c "
-                "ON c.id = i.cycle_id WHERE c.period = :p"
-            ),
-            {"p": str(year)},
-        ).all()
-    assert len(issued) == 1 and (issued[0][0], issued[0][1]) == (1, "BC-SKHCN")
-    dashboard = local_http.get(
-        f"{stack.base_url}/api/v1/reports/annual/{year}",
-        params={"format": "pdf"},
-        headers={"Authorization": f"Bearer {stack.api_token()}"},
-    )
-    assert dashboard.status_code == 200 and dashboard.content == pdf  # the API serves the report as issued
-
-
-def address_of(plan, agency_id: str) -> str:
-    return str(plan.agency(agency_id).email)
-
-
-def test_a_cancelled_cycle_stops_where_it_is(stack):
-    year = stack.year(7)
-    run_id = stack.start_cycle(year)
-    inbox = Inbox(stack, year)
-    orient(inbox)
-    guidance = inbox.link("propaganda_head", SUBMIT, "2. ")
-    stack.wait_for_state(run_id, {"Suspended"})
-
-    token = stack.api_token()
-    (cycle_id,) = [
-        c["id"]
-        for c in local_http.get(
-            f"{stack.base_url}/api/v1/cycles", params={"year": year}, headers={"Authorization": f"Bearer {token}"}
-        ).json()
-        if c["kind"] == "annual" and c["period"] == str(year)
-    ]
-    cancelled = local_http.post(
-        f"{stack.base_url}/api/v1/cycles/{cycle_id}/cancel",
-        headers={"Authorization": f"Bearer {token}"},
-        json={"reason": "Điều chỉnh kế hoạch"},
-    )
-    assert cancelled.status_code == 200, cancelled.text
-
-    stack.wait_for_state(run_id, {"Completed"})  # the run learns it on resume and opens nothing more
-    assert local_http.get(guidance).status_code == 404  # the open link closed with the cycle
-    stages = dict(
-        rows(
-            stack,
-            year,
-            "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id WHERE c.period = :p",
-        )
-    )
-    assert stages == {"dic_direction": "done", "propaganda_guidance": "expired"}

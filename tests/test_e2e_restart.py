@@ -190,3 +190,38 @@ def test_a_board_that_gives_nothing_by_its_due_time_does_not_hold_the_year(stack
         assert ORIENTATION["field_themes"] in shown
         assert "2. Ban Tuyên giáo cho ý kiến định hướng nội dung" in shown
         assert "Không nhận được trong hạn; Kế hoạch tiếp tục mà không có nội dung này." in shown
+
+
+def test_a_cancelled_cycle_stops_where_it_is(stack):
+    year = stack.year(7)
+    run_id = stack.start_cycle(year)
+    inbox = Inbox(stack, year)
+    orient(inbox)
+    guidance = inbox.link("propaganda_head", SUBMIT, "2. ")
+    stack.wait_for_state(run_id, {"Suspended"})
+
+    token = stack.api_token()
+    (cycle_id,) = [
+        c["id"]
+        for c in local_http.get(
+            f"{stack.base_url}/api/v1/cycles", params={"year": year}, headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        if c["kind"] == "annual" and c["period"] == str(year)
+    ]
+    cancelled = local_http.post(
+        f"{stack.base_url}/api/v1/cycles/{cycle_id}/cancel",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"reason": "Điều chỉnh kế hoạch"},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+
+    stack.wait_for_state(run_id, {"Completed"})  # the run learns it on resume and opens nothing more
+    assert local_http.get(guidance).status_code == 404  # the open link closed with the cycle
+    stages = dict(
+        rows(
+            stack,
+            year,
+            "SELECT s.stage, s.status FROM cycle_stage s JOIN cycle c ON c.id = s.cycle_id WHERE c.period = :p",
+        )
+    )
+    assert stages == {"dic_direction": "done", "propaganda_guidance": "expired"}
