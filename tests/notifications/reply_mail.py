@@ -197,6 +197,7 @@ def reply(
     message["In-Reply-To"] = str(request_email["Message-ID"])
     message["References"] = str(request_email["Message-ID"])
     for header, value in (extra or {}).items():
+        del message[header]
         message[header] = value
     quoted = "\n".join(f"> {line}" for line in request_email.get_body(("plain",)).get_content().splitlines())
     ours = request_email["From"].addresses[0].addr_spec
