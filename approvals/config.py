@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         description="Local part the reply addresses start with (lowercase letters, digits, '.', '_', '-'; "
         "at most 31 characters, so that it, a '+' and the token fit the 64 octets of a local part).",
     )
+    reply_trusted_authserv_ids: str = Field(
+        "",
+        description="Comma-separated authserv-ids of the receiving hosts (the province's MX) whose "
+        "Authentication-Results header a reply's DKIM or DMARC pass is read from. Empty: no reply passes.",
+    )
     default_language: str = Field("vi", description="Language of pages and emails when the reader has no setting.")
 
     link_failure_limit: int = Field(
@@ -184,6 +189,11 @@ class Settings(BaseSettings):
     def mail_domain(self) -> str:
         """The domain of the sender's address: Message-IDs and calendar UIDs are made in it."""
         return self.mail_from.rsplit("@", 1)[-1]
+
+    @property
+    def trusted_authserv_ids(self) -> tuple[str, ...]:
+        """`reply_trusted_authserv_ids` as a list, lowercase (as RFC 8601 compares them)."""
+        return tuple(i.strip().lower() for i in self.reply_trusted_authserv_ids.split(",") if i.strip())
 
     @property
     def organizer(self) -> tuple[str, str]:

@@ -23,12 +23,12 @@ from approvals.coordination import Acted
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Cycle
 from approvals.plan import Plan
-from approvals.routing.decisions import DecisionResult
+from approvals.routing.decisions import Channel, DecisionResult
 from approvals.routing.steps import NewAssignment
 from approvals.routing.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
 from approvals.statuses import Outcome
 from approvals.tokens import APPROVAL_LINK, REPLY_ADDRESS
-from approvals.wording.message_types import ClosingMessage, PlainMessage
+from approvals.wording.message_types import ClosingMessage, LinkMessage, PlainMessage
 from approvals.wording.messages import (
     closed_messages,
     cycle_attention_messages,
@@ -42,6 +42,7 @@ from approvals.wording.messages import (
     unrouted_messages,
 )
 from approvals.wording.presentation import cycle_context, official_name
+from approvals.wording.reply_answers import Step, reply_answer_message
 from notifications.links import queue_closing_messages, queue_link_messages, queue_plain_messages
 from notifications.models import OutboxMessage
 from notifications.outbox import Attachment
@@ -49,6 +50,19 @@ from notifications.render import Renderer
 
 if TYPE_CHECKING:
     from approvals.running.sweep import OverdueNotice
+
+
+@dataclass(frozen=True)
+class ReplyAnswer:
+    """An answer to one reply (`key` names the reply: one answer per reply, however often it comes)."""
+
+    key: str
+    name: str
+    email: str
+    language: str
+    reason: str  # the catalogue key that says why (reply.<handling>, reply.unrecognised, …)
+    step: Step | None = None  # the step the reply's token named, if any
+    with_link: bool = False  # the sender may decide it: the answer carries the page's link
 
 
 @dataclass(frozen=True)
@@ -163,7 +177,9 @@ class Emails:
         queued = await self._closing(
             session,
             [
-                receipt_message(self.plan, request, cycle, result.decision, at=at),
+                receipt_message(
+                    self.plan, request, cycle, result.decision, at=at, by_reply=result.channel is Channel.email_reply
+                ),
                 *closed_messages(self.plan, request, cycle, result.closed, decided_by=decided_by, at=at),
             ],
         )
@@ -251,6 +267,28 @@ class Emails:
     ) -> int:
         """The coordinators hear of every email that could not be delivered, once per set."""
         return await self._plain(session, delivery_failure_messages(self.plan, failed, at=at, base_url=self.base_url))
+
+    # Replies -----------------------------------------------------------------------------------
+
+    async def reply_answer(self, session: AsyncSession, answer: ReplyAnswer) -> int:
+        """The one answer to an emailed reply that was not applied: why, and, only for a sender who
+        may decide the step, the link to decide on the page (a placeholder, resolved as it is sent).
+        It carries no Reply-To: nothing answers an answer."""
+        message = reply_answer_message(
+            self.plan,
+            key=answer.key,
+            name=answer.name,
+            email=answer.email,
+            language=answer.language,
+            reason=answer.reason,
+            step=answer.step,
+            with_link=answer.with_link,
+        )
+        if isinstance(message, LinkMessage):
+            return await queue_link_messages(
+                session, renderer=self.renderer, link_name=APPROVAL_LINK, domain=self.domain, messages=[message]
+            )
+        return await self._plain(session, [message])
 
     # The issued report -------------------------------------------------------------------------
 

@@ -98,3 +98,39 @@ class OutboxMessage(Base):
 
 # The mapped class's Table, for Core statements.
 OUTBOX_TABLE = table_of(OutboxMessage.__table__)
+
+
+class ReplyHandling(str, Enum):
+    """What became of an inbound reply: applied, or the first gate it failed (in the gates' order)."""
+
+    applied = "applied"
+    bad_token = "bad_token"  # not one of our reply addresses, or its token names no assignment
+    closed_step = "closed_step"  # the step is settled, or no longer asked of that official
+    already_decided = "already_decided"  # that official's decision was made before this reply
+    not_the_approver = "not_the_approver"  # From is not the approver's own, nor a live delegate's
+    not_authenticated = "not_authenticated"  # no DMARC or aligned DKIM pass from a trusted host
+    automatic = "automatic"  # an out-of-office, a bounce, a list
+    unreadable = "unreadable"  # no decision keyword on the first line, or a rejection without a comment
+    refused = "refused"  # the decision's own rules refused it (acknowledge-only, separation of duties)
+    # A Message-ID seen before: never stored (the first delivery's row stays as it was), only returned.
+    duplicate = "duplicate"
+
+
+class InboundReply(Base):
+    """Every inbound reply, once: the unique Message-ID is what makes a second delivery (or a
+    second receiver at once) apply nothing and answer nothing. Written in the transaction of the
+    decision and its emails (`notifications.replies.applying`). The reply token is kept only as
+    its hash, as on the assignment."""
+
+    __tablename__ = "inbound_reply"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    message_id: Mapped[str] = mapped_column(
+        String(255), unique=True, doc="The Message-ID, or 'sha256:<hex>' of the raw message when it has none."
+    )
+    reply_token_hash: Mapped[str | None] = mapped_column(String(64), doc="The reply address's token, hashed.")
+    from_address: Mapped[str] = mapped_column(String(320), doc="The From address, lowercase ('' for none).")
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    outcome: Mapped[str] = mapped_column(String(32), doc="A ReplyHandling.")
+    detail: Mapped[str] = mapped_column(Text, default="", doc="Why, for the log.")
+    answered: Mapped[bool] = mapped_column(default=False, doc="Whether an answer to the sender was queued.")

@@ -45,7 +45,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     # to the requester; result: approved | rejected | changes_requested | expired; decided_by, comment may be ""
     "outcome": ("title", "name", "cycle", "stage", "result", "decided_by", "at", "comment", "link"),
     # to the approver after a decision; outcome: approve | reject | request_changes
-    "receipt": ("outcome", "at", "stage", "cycle", "comment"),
+    # by_reply: "yes" when decided by replying to the email (the receipt says what was understood), else ""
+    "receipt": ("outcome", "at", "stage", "cycle", "comment", "by_reply"),
     # to a stage's superior (escalate_to), one per stage: the units that have not submitted by the due
     # time; units: [{unit, officer (asked to submit), due}]
     "submission_overdue": ("title", "name", "cycle", "stage", "count", "units"),
@@ -61,6 +62,10 @@ KINDS: dict[str, tuple[str, ...]] = {
     "attention": ("title", "name", "cycle", "stage", "agency", "due", "reason", "note", "detail", "link"),
     # to coordinators; failures: [{recipient, subject, error, at}]
     "delivery_failure": ("title", "name", "count", "failures", "link"),
+    # to the sender of an emailed reply that was not applied: reason is the catalogue key that says why
+    # (reply.<handling>, reply.unrecognised, reply.comment_required); stage and cycle "" when the reply
+    # named no step; link the approval page, only to the approver's own (or a live delegate's) address, else ""
+    "reply_answer": ("name", "stage", "cycle", "reason", "link"),
     # to each recipient of the lead agency's consolidated report (an agency's mailbox), with the DOCX
     # and PDF attached: name is the agency, number "Số: 12/BC-SKHCN", report its summary of contents
     "report_issued": ("name", "issuer", "number", "report", "year", "signer", "at"),

@@ -69,6 +69,28 @@ def resolve_approvers(
     return list(chosen.values())
 
 
+def acting_for(
+    plan: Plan,
+    official_id: str,
+    *,
+    role: str,
+    on: dt.date,
+    delegations: Sequence[DelegationLike],
+    requester: str | None,
+) -> list[Official]:
+    """Who may act on an official's step on a day: the official, when the directory knows them,
+    then each delegate down the chain of delegations in force for the role, as `resolve_approvers`
+    follows it (it stops before the step's requester, or anyone the directory cannot resolve)."""
+    own = resolvable(plan, official_id, on)
+    acting = [own] if own is not None and official_id != requester else []
+    for delegate_id in chain(official_id, delegations, role=role, on=on)[1:]:
+        delegate = resolvable(plan, delegate_id, on)
+        if delegate_id == requester or delegate is None:
+            break
+        acting.append(delegate)
+    return acting
+
+
 async def delegations_in_force(session: AsyncSession, plan: Plan) -> list[DelegationLike]:
     """The plan file's delegations and the unrevoked ones made through the API."""
     rows = (await session.execute(select(Delegation).where(Delegation.revoked_at.is_(None)))).scalars()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
+from enum import Enum
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +24,7 @@ from approvals.models import ApprovalRequest, Assignment, Cycle, Decision, Submi
 from approvals.people.directory import resolvable
 from approvals.plan.schema import Plan
 from approvals.plan.stages import Policy
-from approvals.routing.link_views import LINK_VIEW, open_link
+from approvals.routing.link_views import LINK_VIEW, REPLY_VIEW, open_link, open_reply
 from approvals.routing.policy import settle
 from approvals.routing.stages import after_settled
 from approvals.routing.steps import AlreadyDecided, NewAssignment, issue_token, stage_of
@@ -59,6 +60,7 @@ _STILL_ASKED = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
 # Built once (every decision runs them): the link's assignment with its request, locked, and its
 # cycle; and the request's assignees, each with the decision they made.
 _LINK = LINK_VIEW.with_for_update(of=ApprovalRequest).execution_options(populate_existing=True)
+_REPLY = REPLY_VIEW.with_for_update(of=ApprovalRequest).execution_options(populate_existing=True)
 _CLAIM = (
     update(Assignment)
     .where(
@@ -94,6 +96,13 @@ _ASSIGNEES = (
 )
 
 
+class Channel(str, Enum):
+    """How the decision came, as the audit row records it."""
+
+    link = "link"  # the page's form, from the emailed link
+    email_reply = "email reply"  # a reply to the email, to its reply address
+
+
 @dataclass(frozen=True)
 class DecisionResult:
     decision: Decision
@@ -104,12 +113,15 @@ class DecisionResult:
     closed: list[str] = field(default_factory=list)  # officials whose pending link the outcome closed
     # Sent back for changes: the submitter's resubmission link (or nobody to ask), to email now.
     asked: SubmissionAsked | SubmissionUnrouted | None = None
+    channel: Channel = Channel.link
 
 
 async def decide(
     session: AsyncSession,
     *,
-    token: str,
+    token: str | None = None,
+    reply_token: str | None = None,
+    message_id: str | None = None,
     outcome: Outcome,
     comment: str,
     now: dt.datetime,
@@ -117,14 +129,23 @@ async def decide(
     secret: bytes | None = None,
     link_ttl: dt.timedelta = dt.timedelta(days=60),
 ) -> DecisionResult:
-    """Record one official's decision and settle the request if its policy says so."""
+    """Record one official's decision and settle the request if its policy says so: from the page
+    (the link's `token`) or from a reply (its address's `reply_token`, and the reply's `message_id`
+    for the audit row), exactly one of them, by the same rules."""
+    if (token is None) == (reply_token is None):
+        raise KehoachError("a decision is made with a link's token or a reply's token, exactly one")
+    channel = Channel.link if token is not None else Channel.email_reply
     comment = comment.strip()
     if outcome in (Outcome.reject, Outcome.request_changes) and not comment:
         raise CommentRequired("a comment is required to reject or to request changes")
     if len(comment) > MAX_COMMENT:
         raise CommentTooLong(f"comment longer than {MAX_COMMENT} characters")
     # The request is locked: every change to a request and its assignments takes this lock first.
-    assignment, request, cycle = await open_link(session, token, now=now, statement=_LINK)
+    if token is not None:
+        assignment, request, cycle = await open_link(session, token, now=now, statement=_LINK)
+    else:
+        assert reply_token is not None  # one of the two, checked above
+        assignment, request, cycle = await open_reply(session, reply_token, now=now, statement=_REPLY)
     if request.status != RequestStatus.pending.value:
         raise AlreadyDecided()
     # Fail closed: the decider must still be in the directory, and must not be the requester
@@ -195,9 +216,11 @@ async def decide(
             "official": assignment.official_id,
             "on_behalf_of": assignment.on_behalf_of,
             "settled": settled.value if settled else None,
+            "channel": channel.value,
+            **({"message_id": message_id} if channel is Channel.email_reply else {}),
         },
     )
-    return DecisionResult(decision, request, settled, cycle, activated, closed, asked)
+    return DecisionResult(decision, request, settled, cycle, activated, closed, asked, channel)
 
 
 async def _activate_next(
@@ -278,4 +301,4 @@ async def settle_request(
     return closed
 
 
-__all__ = ["DecisionResult", "InvalidLink", "decide", "settle_request"]
+__all__ = ["Channel", "DecisionResult", "InvalidLink", "decide", "settle_request"]

@@ -3,5 +3,6 @@
 
 - `presentation`: a step's names, due time and what earlier stages sent, in a person's language;
 - `message_types`: an email as data (its kind, recipient, language, context);
-- `messages`: who gets which email, in which language, with what in it.
+- `messages`: who gets which email, in which language, with what in it;
+- `reply_answers`: the answer to an emailed reply that was not applied.
 """

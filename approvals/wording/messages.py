@@ -34,9 +34,10 @@ from approvals.wording.presentation import (
 
 
 def receipt_message(
-    plan: Plan, request: ApprovalRequest, cycle: Cycle, decision: Decision, *, at: dt.datetime
+    plan: Plan, request: ApprovalRequest, cycle: Cycle, decision: Decision, *, at: dt.datetime, by_reply: bool = False
 ) -> ClosingMessage | None:
-    """The decider's confirmation (so a decision they did not make gets noticed)."""
+    """The decider's confirmation (so a decision they did not make gets noticed); for a decision
+    made by replying, it says first what was understood ("Đã ghi nhận: Đồng ý") and the comment."""
     official = plan.official(decision.official_id)
     if official is None:
         return None
@@ -55,6 +56,7 @@ def receipt_message(
             "outcome": decision.outcome,
             "at": dated_time(plan, cycle, at, language=language),
             "comment": decision.comment,
+            "by_reply": "yes" if by_reply else "",
         },
         request_id=str(request.id),
         official_id=official.id,

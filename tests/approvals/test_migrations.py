@@ -64,3 +64,27 @@ def test_the_reply_address_revisions_go_down_and_up_again(sandbox, tmp_path):
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     finally:
         own.drop()
+
+
+def test_the_inbound_reply_revision_goes_down_and_up_again(sandbox, tmp_path):
+    """0021 (inbound_reply), on a database of its own: gone at 0020, back with its unique Message-ID."""
+    own = DatabaseSandbox(sandbox.backend, tmp_path)
+    try:
+
+        def unique_message_id() -> bool | None:
+            inspector = inspect(own.engine)
+            if "inbound_reply" not in inspector.get_table_names():
+                return None
+            return any(c["column_names"] == ["message_id"] for c in inspector.get_unique_constraints("inbound_reply"))
+
+        assert unique_message_id() is True
+        command.downgrade(alembic_config(own.url), "0020")
+        own.engine.dispose()
+        assert unique_message_id() is None
+        upgrade(own.url)
+        own.engine.dispose()
+        assert unique_message_id() is True
+        with own.engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        own.drop()

@@ -8,8 +8,11 @@ import uuid
 import pytest
 from sqlalchemy import delete
 
+from approvals.db import Database
 from notifications.models import OutboxMessage
+from tests.conftest import DatabaseSandbox
 from tests.notifications.helpers import due_keys
+from tests.notifications.reply_mail import Mailroom, settings_for
 from tests.notifications.smtp_faults import FaultySmtpServer
 
 
@@ -67,3 +70,22 @@ async def faulty_smtp(database, keys, faulty_smtp_server) -> FaultySmtpServer:
     yield faulty_smtp_server
     faulty_smtp_server.up()
     faulty_smtp_server.reset()
+
+
+@pytest.fixture(scope="module")
+async def reply_database(sandbox, tmp_path_factory):
+    """A database of the sandbox's backend for one module of reply tests: the dispatcher they run
+    sends every due email, which other tests' rows in the shared sandbox would add to."""
+    own = DatabaseSandbox(sandbox.backend, tmp_path_factory.mktemp(f"replies-{sandbox.backend}"))
+    db = Database(own.url)
+    yield db
+    await db.dispose()
+    own.drop()
+
+
+@pytest.fixture
+def mailroom(reply_database, smtp_server):
+    """The reply tests' database, the recording SMTP server (no scripted failure left) and settings."""
+    with smtp_server.lock:
+        smtp_server.replies.clear()
+    return Mailroom(reply_database, smtp_server, settings_for(smtp_server))

@@ -42,6 +42,7 @@ def receipt_context(**overrides) -> dict:
         stage=unicodedata.normalize("NFD", STAGE),
         cycle=unicodedata.normalize("NFD", CYCLE),
         comment=unicodedata.normalize("NFD", f"Đồng ý – {NAME}"),
+        by_reply="",
     )
     context.update(overrides)
     return context
@@ -120,6 +121,23 @@ def test_optional_summary_and_comment_may_be_empty(renderer):
     assert "Tóm tắt" not in email.text
     email = renderer.render("receipt", "en", **receipt_context(comment=""))
     assert "Comment" not in email.text and "Comment" not in email.html
+
+
+@pytest.mark.parametrize(
+    "language, outcome, understood",
+    [
+        ("vi", "approve", "Đã ghi nhận: Đồng ý"),
+        ("vi", "reject", "Đã ghi nhận: Từ chối"),
+        ("vi", "request_changes", "Đã ghi nhận: Yêu cầu chỉnh sửa"),
+        ("en", "reject", "Recorded: Reject"),
+    ],
+)
+def test_a_receipt_for_a_reply_says_first_what_was_understood(renderer, language, outcome, understood):
+    by_reply = renderer.render("receipt", language, **receipt_context(outcome=outcome, by_reply="yes"))
+    assert by_reply.text.startswith(understood) and f"<strong>{understood}</strong>" in by_reply.html
+    assert f"Đồng ý – {NAME}" in by_reply.text  # and the comment, as on every receipt
+    by_page = renderer.render("receipt", language, **receipt_context(outcome=outcome))
+    assert understood not in by_page.text and understood not in by_page.html
 
 
 @pytest.mark.parametrize("language", ["vi", "en"])

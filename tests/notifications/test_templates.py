@@ -122,6 +122,14 @@ def contexts() -> dict[str, dict]:
             stage=nfd(STAGE),
             cycle=nfd(CYCLE),
             comment=nfd(f"Đồng ý – {NAME}"),
+            by_reply="yes",
+        ),
+        "reply_answer": dict(
+            name=nfd(NAME),
+            stage=nfd(STAGE),
+            cycle=nfd(CYCLE),
+            reason="reply.comment_required",
+            link=LINK,
         ),
         "cycle_digest": dict(
             **coordinator,
