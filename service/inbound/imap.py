@@ -68,7 +68,7 @@ class ImapReader:
     def __init__(self, config: ImapConfig, handle: Handler):
         self.config = config
         self.handle = handle
-        self.stats = {"handled": 0, "failed": 0, "too_large": 0, "released": 0, "connects": 0}
+        self.stats = {"handled": 0, "failed": 0, "too_large": 0, "released": 0, "connects": 0, "passes": 0}
         self._seen_since: dict[tuple[int, int | None], float] = {}  # (UID, mod-sequence) seen in the folder since
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -125,13 +125,13 @@ class ImapReader:
 
     async def _serve(self, imap: ImapConnection, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            failed = self.stats["failed"]
+            before = self.stats["failed"] + self.stats["released"]
             await self.read_once(imap, stop)
             if stop.is_set():
                 return
             if imap.offers("IDLE"):
-                # A reply that failed is tried again after the poll interval, not the next arrival.
-                retry = self.stats["failed"] > failed
+                # A reply that failed, or a claim released, is tried after the poll interval, not the next arrival.
+                retry = self.stats["failed"] + self.stats["released"] > before
                 await imap.idle(self.config.poll_interval if retry else self.config.idle_seconds, stop)
             else:
                 await _wait(stop, self.config.poll_interval)
@@ -158,6 +158,7 @@ class ImapReader:
                 self.stats["released"] += 1
                 log.warning("uid %s was claimed and left in %s: made unseen, handled anew", uid, self.config.folder)
         self._seen_since = {key: at for key, at in self._seen_since.items() if key in present}
+        self.stats["passes"] += 1
         return handled
 
     async def _handle(self, imap: ImapConnection, uid: int) -> int:
