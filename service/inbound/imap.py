@@ -126,13 +126,20 @@ class ImapReader:
     async def _serve(self, imap: ImapConnection, stop: asyncio.Event) -> None:
         while not stop.is_set():
             before = self.stats["failed"] + self.stats["released"]
+            imap.arrived = False
             await self.read_once(imap, stop)
             if stop.is_set():
                 return
+            if imap.arrived:
+                continue  # a message announced during the pass: the server will not announce it again
             if imap.offers("IDLE"):
-                # A reply that failed, or a claim released, is tried after the poll interval, not the next arrival.
+                # A reply that failed, or a claim released, is tried after the poll interval, not at the
+                # next arrival; a claim being watched is looked at again once it may have lapsed.
                 retry = self.stats["failed"] + self.stats["released"] > before
-                await imap.idle(self.config.poll_interval if retry else self.config.idle_seconds, stop)
+                seconds = self.config.poll_interval if retry else self.config.idle_seconds
+                if self._seen_since:
+                    seconds = min(seconds, self.config.claim_seconds)
+                await imap.idle(seconds, stop)
             else:
                 await _wait(stop, self.config.poll_interval)
                 await imap.command("NOOP")  # new messages show up in the folder's state

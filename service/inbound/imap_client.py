@@ -104,6 +104,7 @@ class ImapConnection:
         self.reader, self.writer, self.timeout = reader, writer, timeout
         self.capabilities: set[str] = set()
         self.last_code = ""  # the response code of the last command's tagged OK
+        self.arrived = False  # an EXISTS came with a command's answer (reset by the reader)
         self._tag = 0
 
     # ------------------------------------------------------------------ the wire
@@ -175,6 +176,8 @@ class ImapConnection:
                 said = response.text.decode(errors="replace")
                 raise ImapUnavailable(f"the IMAP server closed the connection: {said}")
             untagged.append(response)
+            if response.text.upper().endswith(b" EXISTS"):
+                self.arrived = True
             if response.text.upper().startswith(b"* CAPABILITY "):
                 self._absorb(response.text[2:])
 

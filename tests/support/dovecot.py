@@ -19,6 +19,7 @@ import imaplib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -118,7 +119,11 @@ class Dovecot:
 
     def start(self, timeout: float = 30.0) -> None:
         log = open(self.home / "dovecot.stdout", "ab")
-        self.process = subprocess.Popen([DOVECOT, "-F", "-c", str(self.conf)], stdout=log, stderr=log)
+        # A process group of its own: stopping it ends its sessions too (Dovecot's imap processes
+        # outlive their master), as a real outage of the server would.
+        self.process = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(self.conf)], stdout=log, stderr=log, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -140,12 +145,16 @@ class Dovecot:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
+        group = self.process.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)  # the sessions and helpers that outlived their master
         self.process = None
         # Its child processes (imap, imap-login) end with their master; wait until the port is free.
         deadline = time.monotonic() + 10
@@ -173,7 +182,7 @@ class Dovecot:
     def append(self, raw: bytes, folder: str = "INBOX") -> None:
         imap = self.client()
         try:
-            status, answer = imap.append(folder, "", None, raw)
+            status, answer = imap.append(_quoted(folder), "", None, raw)
             assert status == "OK", answer
         finally:
             imap.logout()
@@ -200,7 +209,8 @@ class Dovecot:
     def capabilities(self) -> set[str]:
         imap = self.client()
         try:
-            return {c.decode() if isinstance(c, bytes) else c for c in imap.capabilities}
+            _, data = imap.capability()  # after login: the session's, not the greeting's
+            return set(data[0].decode().upper().split())
         finally:
             imap.logout()
 
