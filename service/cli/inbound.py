@@ -62,6 +62,7 @@ def inbound(
     from service.security import install_log_redaction
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every LMTP command at INFO
     install_log_redaction()
     plan = load_plan(settings.plan_file)
 
