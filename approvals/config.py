@@ -31,6 +31,12 @@ class SmtpTls(str, Enum):
     tls = "tls"
 
 
+class ImapTls(str, Enum):
+    none = "none"  # plaintext: a server on this machine only (the tests' Dovecot)
+    starttls = "starttls"
+    tls = "tls"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KEHOACH_", extra="ignore")
 
@@ -91,6 +97,48 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated authserv-ids of the receiving hosts (the province's MX) whose "
         "Authentication-Results header a reply's DKIM or DMARC pass is read from. Empty: no reply passes.",
+    )
+    imap_host: str = Field(
+        "",
+        description="IMAP server of the mailbox the reply addresses deliver to; `kehoach inbound` reads it "
+        "(empty: it reads no mailbox unless told to with --imap).",
+    )
+    imap_port: int = Field(993, description="IMAP port (993 for implicit TLS, 143 for STARTTLS).")
+    imap_tls: ImapTls = Field(ImapTls.tls, description="`tls` (implicit TLS), `starttls`, or `none` (local only).")
+    imap_user: str = Field("", description="IMAP user name.")
+    imap_password: SecretStr | None = Field(None, description="IMAP password (environment only).")
+    imap_folder: str = Field("INBOX", description="Folder the replies arrive in.")
+    imap_done_folder: str = Field(
+        "Đã xử lý", description="Folder each reply is moved to once handled (created if missing)."
+    )
+    imap_timeout: float = Field(
+        30.0, gt=0, description="Seconds connecting and each IMAP command may take before the reader reconnects."
+    )
+    imap_poll_interval: float = Field(
+        60.0, gt=0, description="Seconds between looks at the folder when the server offers no IDLE."
+    )
+    imap_idle_seconds: float = Field(
+        20 * 60.0,
+        gt=0,
+        le=28 * 60.0,
+        description="IDLE is renewed after this long (servers may drop it after 29 minutes, RFC 2177).",
+    )
+    imap_claim_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="A reply claimed (\\Seen) but still in the folder after this long was left by a reader that "
+        "stopped: it is made unseen again and handled anew.",
+    )
+    inbound_handle_timeout: float = Field(
+        120.0, gt=0, description="Seconds applying one reply may take before it is left for a later try."
+    )
+    lmtp_enabled: bool = Field(
+        False, description="Whether `kehoach inbound` also takes replies from the local mail relay over LMTP."
+    )
+    lmtp_host: str = Field("127.0.0.1", description="Address the LMTP server listens on (this machine only).")
+    lmtp_port: int = Field(8024, description="Port the LMTP server listens on (Postfix: `lmtp:inet:127.0.0.1:8024`).")
+    inbound_max_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest reply accepted (LMTP answers 552 above; IMAP leaves it)."
     )
     default_language: str = Field("vi", description="Language of pages and emails when the reader has no setting.")
 

@@ -66,7 +66,7 @@ class DatabaseSandbox:
 
 # The fixtures that start processes: a test that asks for one is outside the fast tier.
 PROCESS_FIXTURES = frozenset(
-    {"prefect_template", "prefect_server", "stack", "stacks", "cluster", "live_api", "private_postgres"}
+    {"prefect_template", "prefect_server", "stack", "stacks", "cluster", "live_api", "private_postgres", "dovecot"}
 )
 # What starting a process raises as an audit event (asyncio's subprocesses and Playwright's
 # driver go through subprocess.Popen).
@@ -186,6 +186,17 @@ def smtp_server() -> RecordingSmtpServer:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot():
+    """A real IMAP server (Debian's Dovecot) for the session; tests keep to folders of their own."""
+    from tests.support.dovecot import Dovecot
+
+    server = Dovecot()
+    server.start()
+    yield server
+    server.remove()
 
 
 @pytest.fixture(scope="session")

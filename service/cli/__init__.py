@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import cycles, ops, plan, processes
+from service.cli import cycles, inbound, ops, plan, processes
 
 app = typer.Typer(
     help="kehoach: runs Lạng Sơn's communication plan (Decision 1045/QĐ-TTg) as Prefect flows with email approvals.",
@@ -17,6 +17,7 @@ app.add_typer(ops.db_app, name="db")
 for command in (
     processes.web,
     processes.dispatch,
+    inbound.inbound,
     processes.worker,
     processes.mailcatcher,
     cycles.start,
