@@ -12,14 +12,17 @@ and servers, on any number of machines, may run at once.
 
 from __future__ import annotations
 
+import email.policy
 import logging
 from collections.abc import Awaitable, Callable
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from typing import TYPE_CHECKING
 
+from approvals.db import utcnow
 from approvals.errors import InvalidLink
 from approvals.tokens import reply_token_of
+from notifications.replies import applying
 
 if TYPE_CHECKING:
     from approvals.config import Settings
@@ -39,9 +42,9 @@ RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "To", "Cc")
 
 
 def message_id_of(raw: bytes) -> str:
-    """The message's Message-ID, for the log ("(no Message-ID)" when it has none)."""
-    headers = BytesHeaderParser().parsebytes(raw)
-    return str(headers.get("Message-ID", "")).strip() or "(no Message-ID)"
+    """The message's Message-ID as the replies' table keeps it (a digest of it when it has none),
+    for the log."""
+    return applying.message_id_of(BytesHeaderParser(policy=email.policy.default).parsebytes(raw), raw)
 
 
 def reply_recipient(raw: bytes, *, local_part: str, domain: str) -> str:
@@ -58,11 +61,23 @@ def reply_recipient(raw: bytes, *, local_part: str, domain: str) -> str:
 
 
 def make_handler(settings: Settings, db: Database, plan: Plan, emails: Emails) -> Handler:
-    """The one handler `kehoach inbound` gives its readers: this is where applying a reply (its
-    gates, its decision through the page's own path, its answers) joins the receiving side. As
-    it stands it logs each message and records nothing, so every message is acknowledged."""
+    """The one handler `kehoach inbound` gives its readers: each reply applied once
+    (`notifications.replies.applying`: its gates, its decision through the page's own path, its
+    answer or receipt), and a line in the log saying what became of it. A reply the gates refuse
+    has been handled (its row and its answer are written), so it is acknowledged too; only a
+    failure to reach the database raises, and the message is offered again."""
 
     async def handle(raw: bytes, recipient: str) -> None:
-        log.info("received %s for %s (%d bytes): not applied", message_id_of(raw), recipient or "-", len(raw))
+        outcome = await applying.apply_reply(
+            db, raw, now=utcnow(), plan=plan, settings=settings, emails=emails, recipient_address=recipient
+        )
+        log.info(
+            "reply %s to %s: %s%s%s",
+            outcome.message_id,
+            recipient or "-",
+            outcome.handling.value,
+            f" ({outcome.detail})" if outcome.detail else "",
+            ", answered" if outcome.answered else "",
+        )
 
     return handle

@@ -26,6 +26,7 @@ EXPECTED_SECONDS = {
     "tests/test_e2e_approval.py::": 25,
     "tests/test_e2e_restart.py::": 21,
     "tests/test_e2e_cadences.py::": 20,
+    "tests/test_e2e_reply.py::": 15,
 }
 DEFAULT_SECONDS = 4
 

@@ -38,6 +38,9 @@ UNUSED_PREFECT_SERVICES_OFF = {
     )
 }
 
+REPLY_DOMAIN = "phanhoi.lang-son.example"
+TRUSTED_MX = "mx.lang-son.example"  # whose Authentication-Results a reply's DKIM pass is read from
+
 
 class Stack:
     def __init__(self, *, sandbox, prefect, smtp, link_secret: str, workdir: Path):
@@ -57,6 +60,9 @@ class Stack:
                 "KEHOACH_WEB_PORT": str(self.web_port),
                 "KEHOACH_PUBLIC_BASE_URL": self.base_url,
                 "KEHOACH_LINK_SECRET": link_secret,
+                # Emails that ask for a decision carry a reply address (tests/test_e2e_reply.py).
+                "KEHOACH_REPLY_DOMAIN": REPLY_DOMAIN,
+                "KEHOACH_REPLY_TRUSTED_AUTHSERV_IDS": TRUSTED_MX,
                 "KEHOACH_DISPATCH_INTERVAL": "0.3",
                 "KEHOACH_RESUME_RETRY_INTERVAL": "1",
                 "PREFECT_RUNNER_POLL_FREQUENCY": "1",
