@@ -24,7 +24,7 @@ KEHOACH = str(Path(sys.executable).parent / "kehoach")
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES = COMPOSE["services"]
 OURS = {name: service for name, service in SERVICES.items() if service.get("build") == "."}
-ROLES = ("worker", "web", "dispatch")
+ROLES = ("worker", "web", "dispatch", "inbound")
 
 
 def _words(command) -> list[str]:
