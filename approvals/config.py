@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         description="A reply claimed (\\Seen) but still in the folder after this long was left by a reader that "
         "stopped: it is made unseen again and handled anew.",
     )
+    inbound_alert_after: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds the mailbox may stay unreachable before the coordinators are told (once a day per "
+        "mailbox): the officials' replies wait unread meanwhile.",
+    )
     inbound_handle_timeout: float = Field(
         120.0, gt=0, description="Seconds applying one reply may take before it is left for a later try."
     )

@@ -38,6 +38,7 @@ from approvals.wording.messages import (
     outcome_message,
     overdue_messages,
     receipt_message,
+    replies_unread_messages,
     submission_message,
     unrouted_messages,
 )
@@ -269,6 +270,12 @@ class Emails:
         return await self._plain(session, delivery_failure_messages(self.plan, failed, at=at, base_url=self.base_url))
 
     # Replies -----------------------------------------------------------------------------------
+
+    async def replies_unread(self, session: AsyncSession, *, mailbox: str, detail: str, at: dt.datetime) -> int:
+        """The coordinators' alert that the replies' mailbox is unreachable (once a day per mailbox)."""
+        return await self._plain(
+            session, replies_unread_messages(self.plan, mailbox=mailbox, detail=detail, at=at, base_url=self.base_url)
+        )
 
     async def reply_answer(self, session: AsyncSession, answer: ReplyAnswer) -> int:
         """The one answer to an emailed reply that was not applied: why, and, only for a sender who

@@ -234,6 +234,32 @@ def unrouted_messages(
     return messages
 
 
+def replies_unread_messages(
+    plan: Plan, *, mailbox: str, detail: str, at: dt.datetime, base_url: str
+) -> list[PlainMessage]:
+    """Tell the coordinators that the officials' emailed replies are not being read (the mailbox
+    `kehoach inbound` reads has been unreachable for a while): once a day per mailbox."""
+    day = at.astimezone(plan.tz).date().isoformat()
+    return [
+        PlainMessage(
+            kind="attention",
+            key=f"attention:replies_unread:{mailbox}:{day}:{person.id}",
+            language=person.language.value,
+            name=person.name,
+            email=str(person.email),
+            context={
+                **person_context(person, person.language.value),
+                **{"cycle": "", "stage": "", "agency": "", "due": ""},
+                "reason": "replies_unread",
+                "note": "replies",
+                "detail": detail,
+                "link": f"{base_url.rstrip('/')}/",
+            },
+        )
+        for person in coordinators(plan, at)
+    ]
+
+
 def cycle_attention_messages(
     plan: Plan, cycle: Cycle, *, reason: str, detail: str, at: dt.datetime, base_url: str
 ) -> list[PlainMessage]:

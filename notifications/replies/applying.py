@@ -177,7 +177,15 @@ async def apply_reply(
         request_id=handled.step.request.id if handled.step else None,
         outcome=handled.outcome,
     )
-    log.info("reply %s from %s: %s (%s)", message_id, from_address or "-", outcome.handling.value, outcome.detail)
+    log.info(
+        "reply %s from %s to %s: %s (%s)%s",
+        message_id,
+        from_address or "-",
+        recipient_address or "-",
+        outcome.handling.value,
+        outcome.detail,
+        ", answered" if answered else "",
+    )
     return outcome
 
 

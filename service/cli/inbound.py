@@ -57,7 +57,7 @@ def inbound(
     from approvals.plan import load_plan
     from notifications.emails import Emails
     from notifications.render import shared_renderer
-    from service.inbound import make_handler
+    from service.inbound import make_handler, make_outage_alert
     from service.inbound.role import serve
     from service.security import install_log_redaction
 
@@ -73,7 +73,8 @@ def inbound(
             loop.add_signal_handler(signum, stop.set)
         db = Database(settings.effective_database_url)
         try:
-            handle = make_handler(settings, db, plan, Emails.of(plan, settings, shared_renderer()))
+            emails = Emails.of(plan, settings, shared_renderer())
+            handle = make_handler(settings, db, plan, emails)
             parts = " and ".join(
                 part
                 for part, on in (
@@ -83,7 +84,8 @@ def inbound(
                 if on
             )
             typer.echo(f"Receiving replies to {settings.reply_local_part}+…@{settings.reply_domain} from {parts}")
-            await serve(settings, handle, imap=use_imap, lmtp=use_lmtp, stop=stop)
+            alert = make_outage_alert(settings, db, emails)
+            await serve(settings, handle, imap=use_imap, lmtp=use_lmtp, stop=stop, on_outage=alert)
         finally:
             await db.dispose()
         typer.echo("Stopped.")

@@ -63,21 +63,28 @@ def reply_recipient(raw: bytes, *, local_part: str, domain: str) -> str:
 def make_handler(settings: Settings, db: Database, plan: Plan, emails: Emails) -> Handler:
     """The one handler `kehoach inbound` gives its readers: each reply applied once
     (`notifications.replies.applying`: its gates, its decision through the page's own path, its
-    answer or receipt), and a line in the log saying what became of it. A reply the gates refuse
+    answer or receipt), with a line in the log saying what became of it. A reply the gates refuse
     has been handled (its row and its answer are written), so it is acknowledged too; only a
     failure to reach the database raises, and the message is offered again."""
 
     async def handle(raw: bytes, recipient: str) -> None:
-        outcome = await applying.apply_reply(
+        # apply_reply logs what became of the reply (applied, or which gate refused it, answered or not).
+        await applying.apply_reply(
             db, raw, now=utcnow(), plan=plan, settings=settings, emails=emails, recipient_address=recipient
-        )
-        log.info(
-            "reply %s to %s: %s%s%s",
-            outcome.message_id,
-            recipient or "-",
-            outcome.handling.value,
-            f" ({outcome.detail})" if outcome.detail else "",
-            ", answered" if outcome.answered else "",
         )
 
     return handle
+
+
+def make_outage_alert(settings: Settings, db: Database, emails: Emails) -> Callable[[str], Awaitable[None]]:
+    """What the IMAP reader calls when the mailbox has been unreachable for a while: the
+    coordinators' alert, queued once a day per mailbox (its outbox key), however many readers
+    notice the same outage."""
+
+    async def tell(why: str) -> None:
+        mailbox = f"{settings.imap_user}@{settings.imap_host}/{settings.imap_folder}"
+        async with db.transaction() as session:
+            queued = await emails.replies_unread(session, mailbox=mailbox, detail=why, at=utcnow())
+        log.warning("the mailbox is unreachable (%s): %d alert(s) to the coordinators queued", why, queued)
+
+    return tell

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from service.inbound import Handler, message_id_of, reply_recipient
@@ -62,12 +63,20 @@ class ImapConfig:
     reply_domain: str = ""
     backoff_base: float = 1.0
     backoff_max: float = 60.0
+    alert_after: float = 900.0  # seconds unreachable before `on_outage` is called (once per outage)
+
+
+Outage = Callable[[str], Awaitable[None]]
+"""Told, once per outage, that the mailbox has been unreachable for `alert_after` seconds: `why`."""
 
 
 class ImapReader:
-    def __init__(self, config: ImapConfig, handle: Handler):
+    def __init__(self, config: ImapConfig, handle: Handler, on_outage: Outage | None = None):
         self.config = config
         self.handle = handle
+        self.on_outage = on_outage
+        self._down_since: float | None = None  # monotonic time of the first failure of this outage
+        self._told = False
         self.stats = {"handled": 0, "failed": 0, "too_large": 0, "released": 0, "connects": 0, "passes": 0}
         self._seen_since: dict[tuple[int, int | None], float] = {}  # (UID, mod-sequence) seen in the folder since
 
@@ -81,9 +90,10 @@ class ImapReader:
                 failures += 1
                 delay = self._backoff(failures)
                 log.warning("IMAP %s:%s unavailable (%s): trying again in %.0f s", *self._where(), exc, delay)
+                await self._still_down(str(exc))
                 await _wait(stop, delay)
                 continue
-            failures = 0
+            failures, self._down_since, self._told = 0, None, False
             try:
                 await self._serve(imap, stop)
             except ImapUnavailable as exc:
@@ -94,6 +104,20 @@ class ImapReader:
                 await _wait(stop, delay)
             else:
                 await imap.logout()
+
+    async def _still_down(self, why: str) -> None:
+        """Once the mailbox has been unreachable for `alert_after`, tell `on_outage` (once per
+        outage; its failure is logged, never raised: the reader keeps trying)."""
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        if self._told or self.on_outage is None or now - self._down_since < self.config.alert_after:
+            return
+        self._told = True
+        try:
+            await self.on_outage(f"{self.config.host}:{self.config.port}: {why}")
+        except Exception:
+            log.exception("could not tell the coordinators that the mailbox is unreachable")
 
     def _where(self) -> tuple[str, int]:
         return self.config.host, self.config.port

@@ -15,7 +15,7 @@ import logging
 
 from approvals.config import Settings
 from service.inbound import Handler
-from service.inbound.imap import ImapConfig, ImapReader
+from service.inbound.imap import ImapConfig, ImapReader, Outage
 from service.inbound.imap_client import ImapUnavailable, connect
 from service.inbound.lmtp import LmtpServer
 
@@ -39,6 +39,7 @@ def imap_config(settings: Settings) -> ImapConfig:
         max_bytes=settings.inbound_max_bytes,
         reply_local_part=settings.reply_local_part,
         reply_domain=settings.reply_domain,
+        alert_after=settings.inbound_alert_after,
     )
 
 
@@ -55,11 +56,20 @@ def lmtp_server(settings: Settings, handle: Handler) -> LmtpServer:
     )
 
 
-async def serve(settings: Settings, handle: Handler, *, imap: bool, lmtp: bool, stop: asyncio.Event) -> None:
-    """Run the parts asked for until `stop` is set; a reply being handled finishes first."""
+async def serve(
+    settings: Settings,
+    handle: Handler,
+    *,
+    imap: bool,
+    lmtp: bool,
+    stop: asyncio.Event,
+    on_outage: Outage | None = None,
+) -> None:
+    """Run the parts asked for until `stop` is set; a reply being handled finishes first.
+    `on_outage` is told when the mailbox has been unreachable for a while."""
     async with asyncio.TaskGroup() as group:
         if imap:
-            group.create_task(ImapReader(imap_config(settings), handle).run(stop))
+            group.create_task(ImapReader(imap_config(settings), handle, on_outage).run(stop))
         if lmtp:
             group.create_task(lmtp_server(settings, handle).serve(stop))
 

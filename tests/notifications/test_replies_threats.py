@@ -9,14 +9,14 @@ import asyncio
 import datetime as dt
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from approvals.db import utcnow
 from approvals.models import Delegation
 from approvals.routing.decisions import decide
 from approvals.statuses import Outcome
 from approvals.tokens import derive_token
-from notifications.models import ReplyHandling
+from notifications.models import OutboxMessage, ReplyHandling
 from tests.notifications.reply_mail import PLAN, Mailroom, message_id_of, reply
 
 APPROVER = "dcst_director"  # asked to decide dic_direction (press_agency.director)
@@ -257,3 +257,26 @@ async def test_two_receivers_applying_the_same_reply_at_once_decide_once(mailroo
     assert len(await mailroom.inbound_of(message_id_of(raw))) == 1
     sent = [kind for kind, _ in await mailroom.deliver()]
     assert sent.count("receipt") == 1 and "reply_answer" not in sent
+
+
+async def test_the_coordinators_hear_once_a_day_that_the_replies_mailbox_is_unreachable(mailroom):
+    """`kehoach inbound`'s alert (service.inbound.make_outage_alert): each coordinator of the day is
+    told once; a second reader noticing the same outage the same day queues nothing more."""
+    now = utcnow()
+    told = []
+    for later in (dt.timedelta(0), dt.timedelta(minutes=20)):
+        async with mailroom.db.transaction() as session:
+            told.append(
+                await mailroom.emails.replies_unread(
+                    session, mailbox="duyet@mx.lang-son.example/INBOX", detail="mx:993: timed out", at=now + later
+                )
+            )
+    coordinators = {str(p.email) for p in PLAN.holders("lead_agency.coordinator", now.astimezone(PLAN.tz).date())}
+    async with mailroom.db.reads() as session:
+        queued = (
+            await session.execute(
+                select(OutboxMessage).where(OutboxMessage.idempotency_key.like("attention:replies_unread:%"))
+            )
+        ).scalars()
+        to = {r["email"] for m in queued for r in m.recipients if "mx:993: timed out" in m.text_body}
+    assert told == [len(coordinators), 0] and coordinators and to == coordinators

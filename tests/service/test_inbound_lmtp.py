@@ -186,3 +186,40 @@ def test_inbound_refuses_to_start_with_nothing_to_receive(tmp_path):
     assert result.exit_code == 2 and "Nothing to receive" in result.output
     result = _kehoach("inbound", "--lmtp", env={"KEHOACH_DATA_DIR": str(tmp_path), "KEHOACH_REPLY_DOMAIN": ""})
     assert result.exit_code == 2 and "replies are off" in result.output
+
+
+async def test_a_mailbox_unreachable_for_a_while_is_told_once_per_outage():
+    """The coordinators' alert is asked for once however long the outage lasts (the reader keeps
+    trying), naming the mailbox and why."""
+    silent = SilentServer()
+    told: list[str] = []
+
+    async def outage(why: str) -> None:
+        told.append(why)
+
+    reader = ImapReader(
+        ImapConfig(
+            host="127.0.0.1",
+            port=silent.port,
+            tls="none",
+            user="duyet",
+            password="x",
+            timeout=0.2,
+            backoff_base=0.05,
+            backoff_max=0.1,
+            alert_after=0.5,
+        ),
+        Recorder(),
+        outage,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(reader.run(stop))
+    try:
+        await until(lambda: told, timeout=10, what="the outage told")
+        attempts = len(silent.accepted)
+        await until(lambda: len(silent.accepted) >= attempts + 3, timeout=10, what="three more attempts")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        silent.close()
+    assert len(told) == 1 and f"127.0.0.1:{silent.port}" in told[0], told
