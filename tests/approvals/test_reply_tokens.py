@@ -87,6 +87,7 @@ def test_an_address_round_trips_to_its_token():
         f"DUYET+{TOKEN}@{DOMAIN.upper()}.",
         f"duyet+{TOKEN[:10].upper()}{TOKEN[10:]}@{DOMAIN}",
     ],
+    ids=["capitalised", "shouted, with the root's dot", "half upper-case"],  # the token is random: not in an id
 )
 def test_a_case_folded_address_still_gives_the_token_in_lowercase(address):
     assert reply_token_of(address, local_part="duyet", domain=DOMAIN) == TOKEN
