@@ -82,6 +82,23 @@ class Settings(BaseSettings):
         "in development; required in production.",
     )
     link_ttl_days: int = Field(60, description="Days an approval link stays valid.")
+    queue_session_minutes: int = Field(
+        30,
+        gt=0,
+        le=24 * 60,
+        description="Minutes an official's queue session (made from a live link, no password) lasts.",
+    )
+    queue_link_hours: int = Field(
+        24, gt=0, le=24 * 7, description="Hours the queue link of the daily digest stays valid after it is sent."
+    )
+    digest_hour: int = Field(
+        7,
+        ge=0,
+        le=23,
+        description="From which hour of the plan's day the sweep sends each official's daily digest of open "
+        "steps (once a day).",
+    )
+    digest: bool = Field(True, description="Whether the sweep sends the officials' daily digest of open steps.")
     reply_domain: str = Field(
         "",
         description="Domain of the reply addresses: each email that asks for a decision gets its own Reply-To, "

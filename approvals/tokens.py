@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import re
+import time
 import uuid
 from collections.abc import Callable
 from email.utils import parseaddr
@@ -170,5 +171,74 @@ def problem_link_resolver(secret: bytes, base_url: str) -> Callable[[str], str]:
     def resolve(argument: str) -> str:
         official_id, issued = argument.rsplit(":", 1)
         return f"{base_url.rstrip('/')}/p/{problem_token(secret, official_id, issued)}"
+
+    return resolve
+
+
+# The official's queue ("Việc chờ đồng chí"): every open step of theirs on one page. Two signed
+# tokens reach it, neither stored: the queue link of the daily digest (valid `queue_link_hours`
+# after it is sent, its GET shows a button) and the queue session made from it, or from any live
+# approval link, by a POST (valid `queue_session_minutes`). Each names the official and its expiry
+# (Unix seconds) under its own label, so one never opens what the other does; a session is
+# never a password: whoever holds a live link of the official may see their queue anyway.
+
+QUEUE_LINK = "queue_link"
+_QUEUE = re.compile(r"^([A-Za-z0-9_-]{1,120})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
+
+
+def _queue_mac(secret: bytes, label: str, official_id: str, expires: int) -> str:
+    digest = hmac.new(secret, f"kehoach-{label}:{official_id}:{expires}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _queue_token(secret: bytes, label: str, official_id: str, expires: int) -> str:
+    name = base64.urlsafe_b64encode(official_id.encode()).rstrip(b"=").decode()
+    return f"{name}.{expires}.{_queue_mac(secret, label, official_id, expires)}"
+
+
+def _read_queue_token(secret: bytes, label: str, token: str, now: float) -> str | None:
+    found = _QUEUE.match(token)
+    if not found:
+        return None
+    name, expires, mac = found.groups()
+    try:
+        official_id = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not hmac.compare_digest(mac, _queue_mac(secret, label, official_id, int(expires))):
+        return None
+    return official_id if now < int(expires) else None
+
+
+def queue_session_token(secret: bytes, official_id: str, expires: int) -> str:
+    """An official's queue session, until `expires` (Unix seconds)."""
+    return _queue_token(secret, "queue-session", official_id, expires)
+
+
+def read_queue_session(secret: bytes, token: str, *, now: float) -> str | None:
+    """The official of a genuine, unexpired queue session, else None (checked in constant time)."""
+    return _read_queue_token(secret, "queue-session", token, now)
+
+
+def queue_link_token(secret: bytes, official_id: str, expires: int) -> str:
+    """The digest's queue link of an official, until `expires` (Unix seconds)."""
+    return _queue_token(secret, "queue-link", official_id, expires)
+
+
+def read_queue_link(secret: bytes, token: str, *, now: float) -> str | None:
+    """The official of a genuine, unexpired queue link, else None (checked in constant time)."""
+    return _read_queue_token(secret, "queue-link", token, now)
+
+
+def queue_link_resolver(
+    secret: bytes, base_url: str, *, ttl_seconds: int, clock: Callable[[], float] = time.time
+) -> Callable[[str], str]:
+    """Turns a queue-link placeholder argument ("official:YYYYMMDD", the digest's day) into the
+    link, at send time: valid `ttl_seconds` from then."""
+
+    def resolve(argument: str) -> str:
+        official_id = argument.rsplit(":", 1)[0]
+        token = queue_link_token(secret, official_id, int(clock()) + ttl_seconds)
+        return f"{base_url.rstrip('/')}/q/{token}"
 
     return resolve

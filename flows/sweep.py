@@ -12,6 +12,7 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database, utcnow
 from approvals.plan import Plan, load_plan
 from approvals.routing.stages import due_goings_on, due_openings
+from approvals.running.digests import daily_digests
 from approvals.running.sweep import EventKind, SweepEvent, overdue_notices, sweep
 from flows.stages import database
 from notifications.emails import Emails
@@ -49,6 +50,10 @@ async def sweep_with_emails(
     async with db.transaction() as session:  # open steps past their due time: each stage's superior hears once
         notices = await overdue_notices(session, plan=plan, now=now or utcnow())
         await emails.overdue(session, notices)
+    if settings.digest:  # each official's open steps, once a day from the morning (the key: official and day)
+        async with db.transaction() as session:
+            digests = await daily_digests(session, plan=plan, now=now or utcnow(), hour=settings.digest_hour)
+            await emails.daily_digests(session, digests, now=now or utcnow())
     async with db.transaction() as session:
         await due_openings(session, now=now or utcnow())  # stages whose own date has come: wake their runs
         await due_goings_on(session, now=now or utcnow())  # stages the chain leaves at their due time

@@ -28,6 +28,7 @@ from approvals.routing.steps import NewAssignment
 from approvals.routing.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
 from approvals.statuses import Outcome
 from approvals.tokens import APPROVAL_LINK, REPLY_ADDRESS
+from approvals.wording.digests import daily_digest_message
 from approvals.wording.message_types import ClosingMessage, LinkMessage, PlainMessage
 from approvals.wording.messages import (
     closed_messages,
@@ -44,12 +45,18 @@ from approvals.wording.messages import (
 )
 from approvals.wording.presentation import cycle_context, official_name
 from approvals.wording.reply_answers import Step, reply_answer_message
-from notifications.links import queue_closing_messages, queue_link_messages, queue_plain_messages
+from notifications.links import (
+    queue_closing_messages,
+    queue_digest_messages,
+    queue_link_messages,
+    queue_plain_messages,
+)
 from notifications.models import OutboxMessage
-from notifications.outbox import Attachment
+from notifications.outbox import Attachment, queued_keys
 from notifications.render import Renderer
 
 if TYPE_CHECKING:
+    from approvals.running.digests import DailyDigest
     from approvals.running.sweep import OverdueNotice
 
 
@@ -268,6 +275,16 @@ class Emails:
     ) -> int:
         """The coordinators hear of every email that could not be delivered, once per set."""
         return await self._plain(session, delivery_failure_messages(self.plan, failed, at=at, base_url=self.base_url))
+
+    async def daily_digests(self, session: AsyncSession, digests: Iterable[DailyDigest], *, now: dt.datetime) -> int:
+        """Each official with open steps hears of them once a day: every step with its link, and
+        one link that opens their queue (its GET shows a button; nothing is decided from a GET).
+        A digest already queued that day is neither written nor queued again."""
+        messages = [daily_digest_message(self.plan, digest, now=now) for digest in digests]
+        sent = await queued_keys(session, [m.key for m in messages])
+        return await queue_digest_messages(
+            session, renderer=self.renderer, domain=self.domain, messages=[m for m in messages if m.key not in sent]
+        )
 
     # Replies -----------------------------------------------------------------------------------
 

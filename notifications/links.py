@@ -12,7 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.tokens import PROBLEM_LINK
+from approvals.tokens import APPROVAL_LINK, PROBLEM_LINK, QUEUE_LINK
 from approvals.wording.message_types import Context
 from notifications.composing import placeholder
 from notifications.invites import invite, sequence_at
@@ -165,3 +165,31 @@ async def queue_plain_messages(
             domain=domain,
         )
     )
+
+
+class DigestMessageLike(PlainMessageLike, Protocol):
+    @property
+    def links(self) -> list[str]: ...  # each step's link argument, in the order of context["steps"]
+    @property
+    def queue_argument(self) -> str: ...
+
+
+async def queue_digest_messages(
+    session: AsyncSession, *, renderer: Renderer, messages: Iterable[DigestMessageLike], domain: str
+) -> int:
+    """Render and queue daily digests: each step's row gets its approval link and the email its
+    queue link, both as placeholders the dispatcher writes as it sends."""
+    outgoing = []
+    for message in messages:
+        steps = message.context["steps"]
+        assert isinstance(steps, list)
+        links = [placeholder(APPROVAL_LINK, link) for link in message.links]
+        rows = [{**row, "link": link} for row, link in zip(steps, links, strict=True)]
+        email = renderer.render(
+            message.kind,
+            message.language,
+            **{**message.context, "steps": rows},
+            link=placeholder(QUEUE_LINK, message.queue_argument),
+        )
+        outgoing.append(Outgoing(message.key, message.kind, [Recipient(message.name, message.email)], email, []))
+    return len(await enqueue_many(session, outgoing, domain=domain))

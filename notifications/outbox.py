@@ -189,6 +189,14 @@ async def enqueue_many(session: AsyncSession, messages: Sequence[Outgoing], *, d
     return list(result.scalars())
 
 
+async def queued_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
+    """Which of these keys are queued already (in whatever state)."""
+    if not keys:
+        return set()
+    rows = await session.execute(select(OutboxMessage.idempotency_key).where(OutboxMessage.idempotency_key.in_(keys)))
+    return set(rows.scalars())
+
+
 async def find(session: AsyncSession, idempotency_key: str) -> OutboxMessage | None:
     return (
         await session.execute(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key))

@@ -69,6 +69,10 @@ KINDS: dict[str, tuple[str, ...]] = {
     # to each recipient of the lead agency's consolidated report (an agency's mailbox), with the DOCX
     # and PDF attached: name is the agency, number "Số: 12/BC-SKHCN", report its summary of contents
     "report_issued": ("name", "issuer", "number", "report", "year", "signer", "at"),
+    # to an official, once a day, their open steps: count and overdue (numbers as text), day the plan's
+    # local day; steps: [{stage, unit, cycle, due, overdue ("yes" or ""), link (its approval page)}];
+    # link the queue link, which opens every one of them on one page
+    "daily_digest": ("title", "name", "count", "overdue", "day", "steps", "link"),
 }
 # Kinds whose subject depends on a value: the subject key is "<kind>.subject.<value>".
 SUBJECT_VARIANT = {"outcome": "result", "cycle_digest": "event", "attention": "reason"}

@@ -12,7 +12,20 @@ from approvals.config import Settings, get_settings
 from approvals.db import Database
 from approvals.plan import load_plan
 from notifications.render import Renderer
-from service import api, dashboard, errors, health, links, login, pages, problems, submissions, timeline
+from service import (
+    api,
+    dashboard,
+    errors,
+    health,
+    links,
+    login,
+    pages,
+    problems,
+    queue,
+    queue_session,
+    submissions,
+    timeline,
+)
 from service.deps import AppState
 from service.limits import BodyLimit, LinkFailureLimit, WebLimits
 from service.resume import Resumer
@@ -72,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(SecurityHeaders)
     errors.install(app)  # every error's answer, API and pages
+    app.include_router(queue_session.router)  # /a/{token}/queue and /q/: before /a/'s catch-all
+    app.include_router(queue.router)  # /hang-doi: the official's queue
     app.include_router(links.router)
     app.include_router(submissions.router)
     app.include_router(problems.router)  # /p/: the "Báo cáo vướng mắc" form

@@ -32,7 +32,7 @@ from service.web import MESSAGES, language_of, render
 
 log = logging.getLogger("kehoach.errors")
 
-LINK_PAGES = ("/a/", "/s/", "/p/")
+LINK_PAGES = ("/a/", "/s/", "/p/", "/q/")
 PROBLEM = "application/problem+json"
 TITLES = {
     400: "Bad request",

@@ -67,7 +67,8 @@ async def _page(
             for f in await files_of(session, view.request.id)
         ]
     official = app.plan.official(view.assignment.official_id)
-    language = language or (official.language.value if official else app.settings.default_language)
+    official_language = official.language.value if official else app.settings.default_language
+    language = language or official_language
     _ = catalogue(MESSAGES).gettext_for(language)
     others = []
     for other in view.others:
@@ -115,6 +116,7 @@ async def _page(
         named=[f for f in named if f["value"]],
         acknowledge=stage.acknowledge,
         problem_url=problem_url(app, view.assignment.official_id),
+        queue_url=f"{token}/queue" + (f"?lang={language}" if language != official_language else ""),
         shown=shown_context(app.plan, view.request, view.cycle, language=language, base=f"{token}/shown"),
         official_name=official.name if official else view.assignment.official_id,
         role_name=role_name(app.plan, view.assignment.role, language),

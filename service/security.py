@@ -31,7 +31,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        no_store = scope["path"].startswith((*LINK_PREFIX, "/mail"))
+        no_store = scope["path"].startswith((*LINK_PREFIX, "/mail", "/hang-doi"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -46,7 +46,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-_TOKEN_PATH = re.compile(r"/([asp])/[^\s\"']*")
+_TOKEN_PATH = re.compile(r"/([aspq])/[^\s\"']*")
 
 
 def redact(text: str) -> str:

@@ -21,7 +21,7 @@ from approvals.i18n import LANGUAGES, catalogue
 PACKAGE_DIR = Path(__file__).resolve().parent
 MESSAGES = PACKAGE_DIR / "locale" / "messages.yaml"
 _URL = re.compile(r"https?://[^\s<>\"]+")
-LINK_PREFIX = ("/a/", "/s/", "/p/")  # approval, (re)submission and problem links: tokens in the path
+LINK_PREFIX = ("/a/", "/s/", "/p/", "/q/")  # approval, (re)submission, problem and queue links: tokens in the path
 
 log = logging.getLogger("kehoach.web")
 

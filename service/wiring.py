@@ -8,9 +8,11 @@ from approvals.routing.submissions import SUBMISSION_LINK
 from approvals.tokens import (
     APPROVAL_LINK,
     PROBLEM_LINK,
+    QUEUE_LINK,
     REPLY_ADDRESS,
     approval_link_resolver,
     problem_link_resolver,
+    queue_link_resolver,
     reply_address_resolver,
 )
 from notifications.dispatcher import Dispatcher, RetryPolicy
@@ -39,6 +41,7 @@ def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
         APPROVAL_LINK: approval_link_resolver(secret, settings.public_base_url),
         SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s"),
         PROBLEM_LINK: problem_link_resolver(secret, settings.public_base_url),
+        QUEUE_LINK: queue_link_resolver(secret, settings.public_base_url, ttl_seconds=settings.queue_link_hours * 3600),
         REPLY_ADDRESS: reply_address_resolver(
             secret, local_part=settings.reply_local_part, domain=settings.reply_domain
         ),

@@ -24,7 +24,7 @@ from approvals.models import ApprovalRequest, Assignment, Cycle, Decision, Submi
 from approvals.people.directory import resolvable
 from approvals.plan.schema import Plan
 from approvals.plan.stages import Policy
-from approvals.routing.link_views import LINK_VIEW, REPLY_VIEW, open_link, open_reply
+from approvals.routing.link_views import ASSIGNMENT_VIEW, LINK_VIEW, REPLY_VIEW, open_link, open_reply
 from approvals.routing.policy import settle
 from approvals.routing.stages import after_settled
 from approvals.routing.steps import AlreadyDecided, NewAssignment, issue_token, stage_of
@@ -40,6 +40,10 @@ class CommentRequired(InvalidInput):
 
 class CommentTooLong(InvalidInput):
     """A comment past MAX_COMMENT characters."""
+
+
+class NotYours(Refused):
+    """A step chosen in an official's queue that was never asked of that official."""
 
 
 class AcknowledgeOnly(InvalidInput):
@@ -61,6 +65,7 @@ _STILL_ASKED = (AssignmentStatus.pending.value, AssignmentStatus.waiting.value)
 # cycle; and the request's assignees, each with the decision they made.
 _LINK = LINK_VIEW.with_for_update(of=ApprovalRequest).execution_options(populate_existing=True)
 _REPLY = REPLY_VIEW.with_for_update(of=ApprovalRequest).execution_options(populate_existing=True)
+_QUEUED = ASSIGNMENT_VIEW.with_for_update(of=ApprovalRequest).execution_options(populate_existing=True)
 _CLAIM = (
     update(Assignment)
     .where(
@@ -101,6 +106,7 @@ class Channel(str, Enum):
 
     link = "link"  # the page's form, from the emailed link
     email_reply = "email reply"  # a reply to the email, to its reply address
+    queue = "queue"  # the official's queue (a bulk decision), its session made from a live link
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,7 @@ async def decide(
     token: str | None = None,
     reply_token: str | None = None,
     message_id: str | None = None,
+    queued: Queued | None = None,
     outcome: Outcome,
     comment: str,
     now: dt.datetime,
@@ -130,11 +137,12 @@ async def decide(
     link_ttl: dt.timedelta = dt.timedelta(days=60),
 ) -> DecisionResult:
     """Record one official's decision and settle the request if its policy says so: from the page
-    (the link's `token`) or from a reply (its address's `reply_token`, and the reply's `message_id`
-    for the audit row), exactly one of them, by the same rules."""
-    if (token is None) == (reply_token is None):
-        raise KehoachError("a decision is made with a link's token or a reply's token, exactly one")
-    channel = Channel.link if token is not None else Channel.email_reply
+    (the link's `token`), from a reply (its address's `reply_token`, and the reply's `message_id`
+    for the audit row) or from the official's queue (`queued`: an assignment and the official the
+    queue's session names), exactly one of them, by the same rules."""
+    if sum(way is not None for way in (token, reply_token, queued)) != 1:
+        raise KehoachError("a decision is made with a link's token, a reply's token or from a queue, exactly one")
+    channel = Channel.link if token is not None else Channel.email_reply if reply_token is not None else Channel.queue
     comment = comment.strip()
     if outcome in (Outcome.reject, Outcome.request_changes) and not comment:
         raise CommentRequired("a comment is required to reject or to request changes")
@@ -143,9 +151,11 @@ async def decide(
     # The request is locked: every change to a request and its assignments takes this lock first.
     if token is not None:
         assignment, request, cycle = await open_link(session, token, now=now, statement=_LINK)
-    else:
-        assert reply_token is not None  # one of the two, checked above
+    elif reply_token is not None:
         assignment, request, cycle = await open_reply(session, reply_token, now=now, statement=_REPLY)
+    else:
+        assert queued is not None  # one of the three, checked above
+        assignment, request, cycle = await _open_queued(session, queued, now=now)
     if request.status != RequestStatus.pending.value:
         raise AlreadyDecided()
     # Fail closed: the decider must still be in the directory, and must not be the requester
@@ -221,6 +231,31 @@ async def decide(
         },
     )
     return DecisionResult(decision, request, settled, cycle, activated, closed, asked, channel)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A step decided from an official's queue: its assignment, and the official whose queue it is."""
+
+    assignment_id: uuid.UUID
+    official_id: str
+
+
+async def _open_queued(
+    session: AsyncSession, queued: Queued, *, now: dt.datetime
+) -> tuple[Assignment, ApprovalRequest, Cycle]:
+    """The assignment a queue names, its request locked as a link's is: NotYours when it was
+    never asked of the queue's official, AlreadyDecided when they decided it already (a second
+    submit), InvalidLink when it is no longer theirs to decide (closed, reassigned, expired)."""
+    found = (await session.execute(_QUEUED, {"assignment_id": queued.assignment_id})).first()
+    if found is None or found[0].official_id != queued.official_id:
+        raise NotYours(f"assignment {queued.assignment_id} is not asked of '{queued.official_id}'")
+    assignment, request, cycle = found
+    if assignment.status == AssignmentStatus.decided.value:
+        raise AlreadyDecided()
+    if assignment.status != AssignmentStatus.pending.value or assignment.expires_at <= now:
+        raise InvalidLink()
+    return assignment, request, cycle
 
 
 async def _activate_next(
@@ -301,4 +336,4 @@ async def settle_request(
     return closed
 
 
-__all__ = ["Channel", "DecisionResult", "InvalidLink", "decide", "settle_request"]
+__all__ = ["Channel", "DecisionResult", "InvalidLink", "NotYours", "Queued", "decide", "settle_request"]

@@ -62,6 +62,7 @@ _OPENED = (
 )
 LINK_VIEW = _OPENED.where(Assignment.token_hash == bindparam("digest"))
 REPLY_VIEW = _OPENED.where(Assignment.reply_token_hash == bindparam("digest"))
+ASSIGNMENT_VIEW = _OPENED.where(Assignment.id == bindparam("assignment_id"))  # from an official's queue
 OTHER_ASSIGNEES = (
     select(Assignment)
     .where(

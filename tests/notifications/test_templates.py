@@ -82,6 +82,32 @@ def contexts() -> dict[str, dict]:
                 },
             ],
         ),
+        "daily_digest": dict(
+            title=nfd("Giám đốc"),
+            name=nfd(NAME),
+            count="2",
+            overdue="1",
+            day="02/12/2026",
+            steps=[
+                {
+                    "stage": nfd(STAGE),
+                    "unit": nfd(AGENCY),
+                    "cycle": nfd(CYCLE),
+                    "due": nfd("17:00 ngày 29/11/2026 (giờ Việt Nam)"),
+                    "overdue": "yes",
+                    "link": "https://kehoach.example/a/Step_one",
+                },
+                {
+                    "stage": nfd(STAGE),
+                    "unit": nfd("Sở Tài chính"),
+                    "cycle": nfd(CYCLE),
+                    "due": nfd("17:00 ngày 09/12/2026 (giờ Việt Nam)"),
+                    "overdue": "",
+                    "link": "https://kehoach.example/a/Step_two",
+                },
+            ],
+            link=LINK,
+        ),
         "step_overdue": dict(
             title=nfd("Giám đốc"),
             name=nfd(NAME),

@@ -45,7 +45,7 @@ def test_official_decides_on_a_phone(stack):
         assert "Đoàn Thị Bích" in page.locator("main").inner_text()  # the page says whom it is for
         assert page.locator("html").get_attribute("lang") == "vi"
         no_horizontal_overflow(page)
-        confirm = page.locator("button[type=submit]")
+        confirm = page.locator("form.card button[type=submit]")  # the decision's, not the queue's
         assert not confirm.is_visible()  # nothing to confirm before a choice
         page.screenshot(path=str(ARTIFACTS / "approval-360-start.png"), full_page=True)
 

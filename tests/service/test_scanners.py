@@ -61,7 +61,7 @@ def test_scanners_change_nothing(stack):
         assert page.goto(link, wait_until="networkidle").status == 200
         page.wait_for_timeout(2000)
         assert page.evaluate("document.scripts.length") == 0
-        assert not page.locator("button[type=submit]").is_visible()
+        assert not page.locator("form.card button[type=submit]").is_visible()
         page.goto(link + "?lang=en", wait_until="networkidle")
         page.wait_for_timeout(1000)
         page.close()
