@@ -31,13 +31,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import shutil
-import socket
 import sys
 import tempfile
-import time
-from collections import Counter, deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,10 +43,18 @@ if str(ROOT) not in sys.path:
 from fastapi import FastAPI, Request  # noqa: E402 - module level: the minimal app's annotations name them
 from fastapi.responses import HTMLResponse  # noqa: E402
 
-from bench.common import CpuMeter, Database, median  # noqa: E402
-
-HOST = "127.0.0.1"
-
+from bench.common import (  # noqa: E402
+    DONE,
+    HOST,
+    CpuMeter,
+    Database,
+    Server,
+    decisions,
+    load,
+    median,
+    open_links,
+    serve_kehoach,
+)
 
 # ------------------------------------------------------------------------ the servers (child processes)
 
@@ -141,202 +145,16 @@ def _bare_app(url: str):
 def _serve(kind: str, port: int, url: str, secret: str, folder: str) -> None:
     import uvicorn
 
-    if kind == "minimal":
-        app = _minimal_app()
-    elif kind == "bare":
-        app = _bare_app(url)
-    else:
-        from approvals.config import Settings
-        from service.app import create_app
-
-        app = create_app(
-            Settings(
-                database_url=url,
-                link_secret=secret,
-                data_dir=Path(folder),
-                public_base_url=f"http://{HOST}:{port}",
-                event_cycle_deployment="",
-                problem_cycle_deployment="",
-            )
-        )
+    if kind == "kehoach":
+        serve_kehoach(kind, port, url, secret, folder)
+        return
+    app = _minimal_app() if kind == "minimal" else _bare_app(url)
     uvicorn.Server(uvicorn.Config(app, host=HOST, port=port, log_level="warning", access_log=False)).run()
-
-
-class Server:
-    def __init__(self, kind: str, url: str, secret: str, folder: Path):
-        from service.prefect_server import free_port
-
-        self.kind, self.port = kind, free_port()
-        context = multiprocessing.get_context("spawn")
-        self.process = context.Process(target=_serve, args=(kind, self.port, url, secret, str(folder)), daemon=True)
-
-    @property
-    def origin(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def start(self) -> None:
-        self.process.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((HOST, self.port), timeout=1).close()
-                return
-            except OSError:
-                if not self.process.is_alive():
-                    break
-                time.sleep(0.1)
-        raise SystemExit(f"the {self.kind} server did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.join(10)
-
-
-# ------------------------------------------------------------------------ the load (a child process)
-
-
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    status = int((await reader.readline()).split(b" ", 2)[1])
-    length, chunked = 0, False
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding" and b"chunked" in value.lower():
-            chunked = True
-    if not chunked:
-        return status, await reader.readexactly(length)
-    body = b""
-    while size := int((await reader.readline()).strip(), 16):
-        body += await reader.readexactly(size)
-        await reader.readline()
-    await reader.readline()
-    return status, body
-
-
-async def _load(
-    port: int, work: list[tuple[str, str, bytes, str]], concurrency: int, expect: bytes, rate: float | None = None
-):
-    """Send `work` on `concurrency` keep-alive connections, each sending its next request when its
-    answer came (closed loop); with `rate`, request i is sent no sooner than i/rate seconds after
-    the start (open loop: the load a server gets from people, not from a loop waiting on it), and
-    its latency counts from that planned moment, so a backlog shows in the percentiles."""
-    queue = deque(enumerate(work))
-    statuses: Counter[int] = Counter()
-    latencies: list[float] = []
-    unexpected = 0
-    started = time.perf_counter()
-
-    async def connection() -> None:
-        nonlocal unexpected
-        reader, writer = await asyncio.open_connection(HOST, port)
-        while queue:
-            index, (method, path, body, origin) = queue.popleft()
-            planned = started + index / rate if rate else None
-            if planned is not None and (wait := planned - time.perf_counter()) > 0:
-                await asyncio.sleep(wait)
-            head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-            if body:
-                head += (
-                    f"Origin: {origin}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                    f"Content-Length: {len(body)}\r\n"
-                )
-            sent = time.perf_counter()
-            writer.write(head.encode() + b"\r\n" + body)
-            status, answer = await _read_answer(reader)
-            latencies.append(time.perf_counter() - (planned if planned is not None else sent))
-            statuses[status] += 1
-            unexpected += expect not in answer
-        writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return time.perf_counter() - started, dict(statuses), sorted(latencies), unexpected
-
-
-def _load_main(port, work, concurrency, expect, rate, answer) -> None:
-    answer.send(asyncio.run(_load(port, work, concurrency, expect, rate)))
-
-
-def load(port: int, work: list, concurrency: int, expect: bytes, rate: float | None = None):
-    """Runs in a process of its own (spawned before its clock starts); returns (seconds, statuses,
-    latencies, unexpected)."""
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=_load_main, args=(port, work, concurrency, expect, rate, child))
-    process.start()
-    result = parent.recv()
-    process.join()
-    return result
-
-
-# ------------------------------------------------------------------------ the data
-
-
-async def open_links(url: str, secret: str, count: int, tag: str) -> list[str]:
-    """`count` open requests of stage E (the PPC resolves a problem), one cycle each; the
-    first approver's link of each."""
-    import datetime as dt
-
-    from approvals.config import Settings
-    from approvals.db import Database as Db
-    from approvals.db import utcnow
-    from approvals.plan import load_plan
-    from approvals.routing import steps
-    from approvals.tokens import derive_token
-
-    settings = Settings(database_url=url, link_secret=secret)
-    plan, key = load_plan(settings.plan_file), settings.link_secret_bytes()
-    db = Db(url)
-    tokens = []
-    try:
-        now = utcnow()
-        for start in range(0, count, 100):
-            async with db.transaction() as session:
-                for index in range(start, min(count, start + 100)):
-                    cycle = await steps.get_or_create_cycle(
-                        session, kind="problem_escalation", period=f"bench-{tag}-{index}", starts_on=now.date()
-                    )
-                    opened = await steps.open_request(
-                        session,
-                        plan=plan,
-                        secret=key,
-                        cycle=cycle,
-                        stage_id="ppc_resolution",
-                        subject="",
-                        waiter_ref=None,
-                        link_ttl=dt.timedelta(days=30),
-                        now=now,
-                    )
-                    first = opened.new_assignments[0].assignment
-                    tokens.append(derive_token(key, first.id, first.token_generation))
-    finally:
-        await db.dispose()
-    return tokens
-
-
-async def decisions(url: str) -> Counter:
-    from sqlalchemy import func, select
-
-    from approvals.db import Database as Db
-    from approvals.models import Decision
-
-    db = Db(url)
-    try:
-        async with db.sessions() as session:
-            rows = (
-                await session.execute(select(Decision.assignment_id, func.count()).group_by(Decision.assignment_id))
-            ).all()
-    finally:
-        await db.dispose()
-    return Counter(dict(rows))
 
 
 # ------------------------------------------------------------------------ the run
 
 STAGE = "UBND tỉnh xử lý vướng mắc".encode()  # stage E's name, on its approval page
-DONE = "Đã ghi nhận".encode()  # on both servers' answer to a decision
 
 
 def one_round(args, servers: dict[str, Server], database: Database, secret: str, number: int) -> list:
@@ -454,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="kehoach-bench-web-"))
     database = Database(args.postgres, folder)
     secret = secrets.token_urlsafe(48)
-    servers = {kind: Server(kind, database.url, secret, folder) for kind in ("kehoach", "minimal", "bare")}
+    servers = {kind: Server(kind, database.url, secret, folder, _serve) for kind in ("kehoach", "minimal", "bare")}
     rounds = []
     try:
         for server in servers.values():

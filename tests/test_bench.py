@@ -1,6 +1,7 @@
 """The benchmarks still run, on both backends. Each checks its own results and exits non-zero
 otherwise: every message accepted once (mail), every answer the expected page and every
-decision recorded once (web), every step's request opened (flows). Nothing here looks at a time."""
+decision recorded once (web), every step's request opened (flows), every request decided once
+and every reply applied (replies). Nothing here looks at a time."""
 
 from __future__ import annotations
 
@@ -80,6 +81,24 @@ def test_web_bench_runs_every_row(backend):
     ):
         assert row in output, output
     assert "recorded exactly once" in output
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_replies_bench_runs_every_row(backend):
+    """bench/replies.py, small: decisions POSTed to `kehoach web`, replies handed to `kehoach inbound`
+    over LMTP and through a Dovecot mailbox over IMAP (the row says it was skipped where Dovecot is
+    not installed); it exits non-zero unless every request was decided once and every reply applied."""
+    from tests.support.dovecot import Dovecot
+
+    output = run_bench("replies.py", backend, "--requests", "20", "--rounds", "1")
+    table = output.split("median of 1 round(s)")[1]
+    for row in ("POST path: kehoach web", "reply path, LMTP: kehoach inbound --lmtp"):
+        assert row in table, output
+    assert "reply path, IMAP: kehoach inbound --imap" in table, output
+    assert ("skipped: Dovecot is not installed" in table) is not Dovecot.available(), output
+    requests = 60 if Dovecot.available() else 40  # 20 a row
+    assert f"every request was decided exactly once ({requests} requests)" in output, output
+    assert "every reply's inbound_reply row is applied" in output
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

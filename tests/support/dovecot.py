@@ -122,7 +122,10 @@ class Dovecot:
         # A process group of its own: stopping it ends its sessions too (Dovecot's imap processes
         # outlive their master), as a real outage of the server would.
         self.process = subprocess.Popen(
-            [DOVECOT, "-F", "-c", str(self.conf)], stdout=log, stderr=log, start_new_session=True
+            [shutil.which("dovecot") or DOVECOT, "-F", "-c", str(self.conf)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
