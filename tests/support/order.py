@@ -27,6 +27,8 @@ EXPECTED_SECONDS = {
     "tests/test_e2e_restart.py::": 21,
     "tests/test_e2e_cadences.py::": 20,
     "tests/test_e2e_reply.py::": 15,
+    "tests/service/test_browser_queue.py::": 25,
+    "tests/test_bench.py::test_replies_bench": 25,
 }
 DEFAULT_SECONDS = 4
 
