@@ -29,7 +29,9 @@ from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from tests.support.paces import AS_PLANNED, REHEARSED, Pace
 
-SETTINGS = Settings(link_secret="e" * 48)
+# These count each stage's reminders and notices; the daily digest has its own tests
+# (tests/api/test_queue_digest.py).
+SETTINGS = Settings(link_secret="e" * 48, digest=False)
 PLAN = load_plan(PACKAGED_PLAN)
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 STARTS = dt.date(2026, 1, 15)

@@ -31,7 +31,9 @@ from tests.support.paces import AS_PLANNED, REHEARSED, Pace
 
 PACES = pytest.mark.parametrize("pace", [AS_PLANNED, REHEARSED], ids=lambda p: p.name)
 
-SETTINGS = Settings(link_secret="c" * 48)
+# These count each stage's reminders and notices; the daily digest has its own tests
+# (tests/api/test_queue_digest.py).
+SETTINGS = Settings(link_secret="c" * 48, digest=False)
 PLAN = load_plan(PACKAGED_PLAN)
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 STARTS = dt.date(2026, 1, 15)
