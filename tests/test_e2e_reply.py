@@ -4,8 +4,8 @@ as its own process, reading a real IMAP server (Dovecot) and listening for the m
 LMTP. The DCST's director answers "Đồng ý" to the orientation's email from a phone; the reply
 lands in the mailbox; the step is decided through the page's own path (its audit row says
 "email reply"), the director's receipt says what was understood, and the run goes on to the
-Board's guidance, which the lead agency's director acknowledges by a reply the relay hands over
-by LMTP."""
+Board's guidance, which the lead agency's director acknowledges by a reply sent over SMTP to the
+province's relay, which hands it over by LMTP."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from service.inbound.imap_client import encode_folder
 from service.prefect_server import free_port
 from tests.support.dovecot import PASSWORD, USER
 from tests.support.officials import ASK, SUBMIT, Inbox, address, submit, submit_orientation
+from tests.support.relay import LmtpRelay
 from tests.support.stack import TRUSTED_MX as MX
 
 pytestmark = pytest.mark.e2e
@@ -133,16 +134,21 @@ def test_a_step_is_decided_by_replying_to_its_email_through_imap_and_lmtp(stack,
             time.sleep(0.2)  # the move follows the commit: wait on it, bounded
         assert len(moved) == 1 and dovecot.messages(encode_folder(folder)) == []
 
-        # 2. The relay hands the lead agency's acknowledgement over by LMTP.
+        # 2. The lead agency's acknowledgement comes by SMTP through the province's relay, which
+        # hands it to kehoach inbound over LMTP.
         submit(guidance, text="Định hướng của Ban: ưu tiên kinh tế xanh")
         lead = address("dost_director")
         asked = stack.smtp.wait_for(
             lambda r: lead in r.envelope_to and ASK in r.subject and "2. " in r.subject and str(year) in r.subject
         )
-        # A test client: the product never sends with smtplib (aiosmtplib has no LMTP).
         second = _reply(asked, sender=lead, answer="Duyệt")
-        with smtplib.LMTP("127.0.0.1", lmtp_port, timeout=30) as relay:
-            refused = relay.sendmail(lead, [asked.message["Reply-To"]], second)
+        relay = LmtpRelay(lmtp_port)
+        relay.start()
+        try:  # a phone's mail app, as the tests' client (the product sends with aiosmtplib)
+            with smtplib.SMTP("127.0.0.1", relay.port, timeout=60) as phone:
+                refused = phone.sendmail(lead, [asked.message["Reply-To"]], second)
+        finally:
+            relay.stop()
         assert refused == {}
         stack.wait_for_stages(year, {"dic_direction": "done", "propaganda_guidance": "done"}, timeout=90)
         assert len(_decided_by_reply(stack, year, "propaganda_guidance")) == 1
