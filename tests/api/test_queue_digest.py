@@ -20,7 +20,7 @@ from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from tests.api.conftest import live_token
-from tests.api.test_queue import _cycle, _listed, _open, _pending
+from tests.api.queue_steps import asked_of, listed, new_cycle, open_asked
 
 
 def _at_local(plan, hour: int) -> dt.datetime:
@@ -37,9 +37,9 @@ async def _sweep_digests(database, settings, plan, now) -> int:
 
 async def test_the_daily_digest_lists_the_open_steps_with_their_links_and_opens_the_queue(client, database, settings):
     plan = load_plan(settings.plan_file)
-    cycle = await _cycle(database)
-    late = await _open(database, settings, cycle, "annual_report", "dof", days_late=1)
-    on_time = await _open(database, settings, cycle, "annual_report", "doj")
+    cycle = await new_cycle(database)
+    late = await open_asked(database, settings, cycle, "annual_report", "dof", days_late=1)
+    on_time = await open_asked(database, settings, cycle, "annual_report", "doj")
     key = f"daily_digest:dost_director:{utcnow().astimezone(plan.tz).date().isoformat()}"
 
     async with database.sessions() as session:
@@ -65,7 +65,7 @@ async def test_the_daily_digest_lists_the_open_steps_with_their_links_and_opens_
     }
     text = PLACEHOLDER.sub(lambda m: resolvers[m.group(1)](m.group(2)), row.text_body)
     for request in (late, on_time):
-        assignment = await _pending(database, request, "dost_director")
+        assignment = await asked_of(database, request, "dost_director")
         link = f"{settings.public_base_url}/a/{await live_token(database, settings, assignment)}"
         assert link in text
         assert (await client.get(link.removeprefix(settings.public_base_url))).status_code == 200
@@ -77,8 +77,8 @@ async def test_the_daily_digest_lists_the_open_steps_with_their_links_and_opens_
     opened = await client.post(path)
     assert opened.status_code == 303
     page = await client.get(f"/hang-doi?cycle={cycle.id}")
-    assert sorted(_listed(page.text)) == sorted(
-        [str(await _pending(database, r, "dost_director")) for r in (late, on_time)]
+    assert sorted(listed(page.text)) == sorted(
+        [str(await asked_of(database, r, "dost_director")) for r in (late, on_time)]
     )
     async with database.sessions() as session:  # reading the email's links decided nothing
         assert (await session.execute(select(func.count()).select_from(Decision))).scalar_one() == decisions_before
