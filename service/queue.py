@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from starlette.exceptions import HTTPException
 
@@ -146,6 +148,28 @@ async def _form(request: Request):
         return None
 
 
+@dataclass(frozen=True)
+class _Posted:
+    official: Official
+    form: Any
+    language: str
+
+
+async def _posted(request: Request, app) -> _Posted | Response:
+    """A POST of the queue's forms, checked as each one is: from this site, in a live session,
+    its form read; else the answer to give (cross-site, lapsed, bad request)."""
+    official = session_official(request, app)
+    language = _language(request, app, official)
+    if refused := refuse_cross_site(request, app.settings.public_base_url, language):
+        return refused
+    if official is None:
+        return _lapsed(request, language)
+    form = await _form(request)
+    if form is None:
+        return _bad_request(request, language)
+    return _Posted(official, form, _language(request, app, official, form))
+
+
 def _bad_request(request: Request, language: str):
     _ = catalogue(MESSAGES).gettext_for(language)
     title, body = _("bad_request.title"), _("bad_request.body")
@@ -168,16 +192,10 @@ def _ids(form) -> list[uuid.UUID]:
 async def confirm(request: Request, app: App):
     """The one confirmation of a bulk decision: the steps' titles and their count, the outcome,
     the shared comment and a comment per step. Changes nothing."""
-    official = session_official(request, app)
-    language = _language(request, app, official)
-    if refused := refuse_cross_site(request, app.settings.public_base_url, language):
-        return refused
-    if official is None:
-        return _lapsed(request, language)
-    form = await _form(request)
-    if form is None:
-        return _bad_request(request, language)
-    language = _language(request, app, official, form)
+    posted = await _posted(request, app)
+    if not isinstance(posted, _Posted):
+        return posted
+    official, form, language = posted.official, posted.form, posted.language
     _ = catalogue(MESSAGES).gettext_for(language)
     now = utcnow()
     everything = await _open_steps(app, official, now)
@@ -269,16 +287,10 @@ def _comment_of(shared: str, own: str) -> str:
 async def decide_all(request: Request, app: App):
     """Each confirmed step decided in its own transaction, as the approval page's POST decides one;
     the answer is the queue again, each step's result listed and the ones that failed still ticked."""
-    official = session_official(request, app)
-    language = _language(request, app, official)
-    if refused := refuse_cross_site(request, app.settings.public_base_url, language):
-        return refused
-    if official is None:
-        return _lapsed(request, language)
-    form = await _form(request)
-    if form is None:
-        return _bad_request(request, language)
-    language = _language(request, app, official, form)
+    posted = await _posted(request, app)
+    if not isinstance(posted, _Posted):
+        return posted
+    official, form, language = posted.official, posted.form, posted.language
     _ = catalogue(MESSAGES).gettext_for(language)
     ids = _ids(form)[:MAX_BULK]
     shared_filter = views.read_filter(form)
