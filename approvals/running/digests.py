@@ -1,7 +1,11 @@
 """The officials' daily digest: once a day, from the plan's morning hour, each official with open
 steps hears of all of them in one email (with each step's link and one link to their queue). The
 sweep asks who is due one; the email's key (official and local day) makes it once a day however
-many sweeps run."""
+many sweeps run.
+
+A rehearsal's steps are left out: its planned days pass in seconds, so a digest of the wall
+clock's day would list steps long gone by the time it is read (the rehearsal's own emails carry
+each step's link, marked as a rehearsal)."""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ _EVERY_OPEN_STEP = (
         Assignment.status == AssignmentStatus.pending.value,
         Assignment.expires_at > bindparam("now"),
         ApprovalRequest.status == RequestStatus.pending.value,
+        Cycle.rehearsal_speed.is_(None),
     )
     .order_by(Assignment.official_id, ApprovalRequest.due_at, ApprovalRequest.stage, ApprovalRequest.subject)
 )

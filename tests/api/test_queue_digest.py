@@ -82,3 +82,22 @@ async def test_the_daily_digest_lists_the_open_steps_with_their_links_and_opens_
     )
     async with database.sessions() as session:  # reading the email's links decided nothing
         assert (await session.execute(select(func.count()).select_from(Decision))).scalar_one() == decisions_before
+
+
+async def test_a_rehearsals_steps_are_left_out_of_the_daily_digest(private_database, settings):
+    """A rehearsed year passes in minutes: its steps never reach the wall clock's daily digest,
+    while a real cycle's step, open at the same hour for the same official, does."""
+    plan = load_plan(settings.plan_file)
+    real, rehearsed = await new_cycle(private_database), await new_cycle(private_database)
+    async with private_database.transaction() as session:
+        cycle = await session.get(type(rehearsed), rehearsed.id)
+        cycle.rehearsal_speed, cycle.rehearsal_began = 1051.2, utcnow()
+    in_real = await open_asked(private_database, settings, real, "annual_report", "dof")
+    in_rehearsal = await open_asked(private_database, settings, rehearsed, "annual_report", "dof")
+
+    async with private_database.sessions() as session:
+        at = _at_local(plan, settings.digest_hour)
+        digests = await daily_digests(session, plan=plan, now=at, hour=settings.digest_hour)
+    [director] = [d for d in digests if d.official.id == "dost_director"]
+    listed_requests = {step.request.id for step in director.steps}
+    assert in_real in listed_requests and in_rehearsal not in listed_requests
