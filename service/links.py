@@ -17,11 +17,11 @@ from approvals.errors import InvalidLink
 from approvals.i18n import catalogue, local_time, vnd
 from approvals.models import SubmissionFile
 from approvals.routing import decisions, link_views, steps
-from approvals.routing.decisions import decide as record_decision
 from approvals.routing.files import files_of
 from approvals.statuses import Outcome
 from approvals.tokens import problem_token
 from approvals.wording.presentation import official_name, role_name, shown_context, step_context
+from notifications.deciding import decide_and_tell
 from service.deps import App
 from service.errors import invalid_link_page
 from service.limits import web_limits
@@ -208,17 +208,9 @@ async def decide(request: Request, token: str, app: App):
     now = utcnow()
     try:
         async with app.db.transaction() as session:
-            result = await record_decision(
-                session,
-                token=token,
-                outcome=choice,
-                comment=comment,
-                now=now,
-                plan=app.plan,
-                secret=app.settings.link_secret_bytes(),
-                link_ttl=dt.timedelta(days=app.settings.link_ttl_days),
+            result = await decide_and_tell(
+                session, emails=app.emails, settings=app.settings, token=token, outcome=choice, comment=comment, now=now
             )
-            await app.emails.decided(session, result, at=now)
     except decisions.CommentRequired:
         return await _page(
             request,

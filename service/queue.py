@@ -25,6 +25,7 @@ from approvals.routing import decisions, steps
 from approvals.routing.decisions import Queued
 from approvals.routing.queue import OpenStep, QueueFilter, chosen, open_steps
 from approvals.statuses import Outcome
+from notifications.deciding import decide_and_tell
 from service import queue_views as views
 from service.deps import App
 from service.limits import web_limits
@@ -356,17 +357,15 @@ async def _decide_one(app, official: Official, step_id: uuid.UUID, outcome: Outc
     now = utcnow()
     try:
         async with app.db.transaction() as session:
-            result = await decisions.decide(
+            await decide_and_tell(
                 session,
+                emails=app.emails,
+                settings=app.settings,
                 queued=Queued(step_id, official.id),
                 outcome=outcome,
                 comment=comment,
                 now=now,
-                plan=app.plan,
-                secret=app.settings.link_secret_bytes(),
-                link_ttl=dt.timedelta(days=app.settings.link_ttl_days),
             )
-            await app.emails.decided(session, result, at=now)
     except decisions.NotYours:
         return views.NOT_YOURS
     except steps.AlreadyDecided:

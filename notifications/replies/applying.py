@@ -45,12 +45,12 @@ from approvals.models import ApprovalRequest, Assignment
 from approvals.people.directory import acting_for, delegations_in_force
 from approvals.plan.people import Official
 from approvals.plan.schema import Plan
-from approvals.routing.decisions import decide
 from approvals.routing.link_views import REPLY_VIEW
 from approvals.routing.steps import AlreadyDecided
 from approvals.statuses import AssignmentStatus, Outcome, RequestStatus
 from approvals.tokens import NotAReplyAddress, hash_reply_token, reply_token_of
 from approvals.wording.reply_answers import Step
+from notifications.deciding import decide_and_tell
 from notifications.emails import Emails, ReplyAnswer
 from notifications.models import InboundReply, ReplyHandling
 from notifications.replies.answers import UnreadableReply, read_answer
@@ -235,18 +235,16 @@ async def _handle(
 
     try:
         async with session.begin_nested():  # a refusal after the first write leaves nothing of it
-            result = await decide(
+            await decide_and_tell(
                 session,
+                emails=emails,
+                settings=settings,
                 reply_token=token,
                 message_id=message_id,
                 outcome=answer.outcome,
                 comment=answer.comment,
                 now=now,
-                plan=plan,
-                secret=settings.link_secret_bytes(),
-                link_ttl=dt.timedelta(days=settings.link_ttl_days),
             )
-            await emails.decided(session, result, at=now)
     except (AlreadyDecided, InvalidLink, InvalidInput, Refused) as exc:
         for row in (assignment, request, cycle):
             await session.refresh(row)  # as they are after the rollback to the savepoint
