@@ -66,7 +66,17 @@ class DatabaseSandbox:
 
 # The fixtures that start processes: a test that asks for one is outside the fast tier.
 PROCESS_FIXTURES = frozenset(
-    {"prefect_template", "prefect_server", "stack", "stacks", "cluster", "live_api", "private_postgres", "dovecot"}
+    {
+        "prefect_template",
+        "prefect_server",
+        "stack",
+        "stacks",
+        "cluster",
+        "live_api",
+        "private_postgres",
+        "dovecot",
+        "softhsm_token",
+    }
 )
 # What starting a process raises as an audit event (asyncio's subprocesses and Playwright's
 # driver go through subprocess.Popen).
