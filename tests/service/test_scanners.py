@@ -27,6 +27,10 @@ SCANNER_HEADERS = [
 
 
 async def _fetch_all(link: str) -> dict[tuple[str, int], int]:
+    """Each fetch's (method, status) counted. A kept-alive connection the server closes as the
+    client reuses it (uvicorn closes one idle past its keep-alive time, which a loaded machine
+    reaches) is fetched again on a new one, as a scanner would; each connection may go stale at
+    most once, so more retries than connections fail the test."""
     plan = itertools.cycle(itertools.product(["GET", "HEAD"], SCANNER_HEADERS, ["", "?lang=en", "?lang=vi&x=1"]))
     jobs = [next(plan) for _ in range(FETCHES)]
     counts: dict[tuple[str, int], int] = {}
@@ -36,7 +40,11 @@ async def _fetch_all(link: str) -> dict[tuple[str, int], int]:
 
         async def one(method, headers, query):
             async with gate:
-                response = await client.request(method, link + query, headers=headers)
+                try:
+                    response = await client.request(method, link + query, headers=headers)
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    counts[("stale connection", 0)] = counts.get(("stale connection", 0), 0) + 1
+                    response = await client.request(method, link + query, headers=headers)
                 key = (method, response.status_code)
                 counts[key] = counts.get(key, 0) + 1
 
@@ -51,6 +59,7 @@ def test_scanners_change_nothing(stack):
     assert before["request_status"] == "pending" and before["decisions"] == 0
 
     counts = asyncio.run(_fetch_all(link))
+    assert counts.pop(("stale connection", 0), 0) <= PARALLEL, counts
     assert set(counts) == {("GET", 200), ("HEAD", 200)} and sum(counts.values()) == FETCHES, counts
     assert cycle_snapshot(stack, year) == before  # no decision, no audit row, no email, token unchanged
 
