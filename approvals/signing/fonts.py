@@ -21,8 +21,9 @@ from typing import Any
 from pyhanko.pdf_utils.font.opentype import GlyphAccumulator, GlyphAccumulatorFactory
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
 
-from approvals.consolidated.pdf_file import FONTS
-
+# The report's own fonts (approvals/consolidated/fonts), found by path: approvals.consolidated will
+# import this package to sign what it issues, so this package imports nothing of it at run time.
+FONTS = Path(__file__).resolve().parent.parent / "consolidated" / "fonts"
 REGULAR = FONTS / "DejaVuSerif.ttf"
 ITALIC = FONTS / "DejaVuSerif-Italic.ttf"
 PDF_UNITS_PER_EM = 1000

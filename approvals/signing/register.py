@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import io
 import re
+from typing import TYPE_CHECKING
 
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import pdf_name
 from pyhanko.pdf_utils.writer import BasePdfFileWriter
 
-from approvals.consolidated.pdf_file import PdfLayout
 from approvals.signing.appearance import text_appearance
 from approvals.signing.errors import SigningRefused
 from approvals.signing.form import AGENCY, DIRECTOR, NUMBER, PLACE_DATE, READABLE, Rect, fields_of, is_signed, rect_of
 from approvals.signing.form import writer_for as _writer_for
+
+if TYPE_CHECKING:  # a type only: approvals.consolidated imports this package, not the reverse
+    from approvals.consolidated.pdf_file import PdfLayout
 
 READ_ONLY = 1  # field flag: a reader cannot type in it
 PRINT = 4  # annotation flag: printed with the page

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from asn1crypto import x509 as asn1_x509
@@ -30,7 +31,6 @@ from pyhanko.stamp import BaseStampStyle
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 
-from approvals.consolidated.pdf_file import PdfLayout
 from approvals.signing.appearance import (
     director_box,
     director_style,
@@ -43,6 +43,9 @@ from approvals.signing.errors import SignerUnavailable, SigningRefused
 from approvals.signing.form import AGENCY, DIRECTOR, NUMBER, PLACE_DATE, READABLE, fields_of, is_signed, rect_of
 from approvals.signing.form import writer_for as _writer_for
 from approvals.signing.register import add_entry_fields
+
+if TYPE_CHECKING:  # a type only: approvals.consolidated imports this package, not the reverse
+    from approvals.consolidated.pdf_file import PdfLayout
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 TSA_TIMEOUT = 10.0  # seconds for the timestamp authority to answer, each of connecting and reading

@@ -16,7 +16,7 @@ import zlib
 
 from PIL import Image, ImageDraw, ImageFont
 
-from approvals.consolidated.pdf_file import FONTS
+from approvals.signing.fonts import FONTS
 
 SIGNATURE_BLUE = (18, 45, 170, 255)
 SEAL_RED = (210, 24, 32, 255)

@@ -9,7 +9,8 @@ and was valid when it signed. pyHanko validates (`validate_pdf_signature` with a
 - Time: a signature's timestamp, when it has a trusted one, is when it was made; the chain is
   then checked as it stood at that moment, with the revocation information the document carries
   (PAdES-B-LT), so a certificate that expired since still verifies. Without a timestamp, only
-  the signer's own clock says when: the chain is checked as it stands now.
+  the signer's own clock says when: the chain is checked as it stands now, and a certificate
+  expired since reads as not valid at signing time (nothing proves it signed before).
 
 Blocking (pyHanko runs its own event loop): call it off the event loop."""
 
@@ -92,6 +93,17 @@ VERDICTS: dict[Verdict, dict[str, str]] = {
     Verdict.not_trusted: {"vi": "không được tin cậy", "en": "not trusted"},
     Verdict.valid: {"vi": "hợp lệ", "en": "valid"},
 }
+
+
+OUT_OF_VALIDITY = frozenset(
+    {
+        AdESIndeterminate.EXPIRED,
+        AdESIndeterminate.NOT_YET_VALID,
+        AdESIndeterminate.OUT_OF_BOUNDS_NO_POE,  # expired, and no timestamp proves it signed before
+        AdESIndeterminate.OUT_OF_BOUNDS_NOT_REVOKED,
+        AdESFailure.NOT_YET_VALID,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -216,9 +228,7 @@ def _verdict(status: PdfSignatureStatus, *, untouched: bool, allowed: bool) -> V
         return Verdict.modified
     if status.revoked:
         return Verdict.revoked
-    if status.trust_problem_indic in (AdESIndeterminate.EXPIRED, AdESIndeterminate.NOT_YET_VALID):
-        return Verdict.not_valid_at_signing
-    if status.trust_problem_indic is AdESFailure.NOT_YET_VALID:
+    if status.trust_problem_indic in OUT_OF_VALIDITY:
         return Verdict.not_valid_at_signing
     if not status.trusted:
         return Verdict.not_trusted
