@@ -14,6 +14,7 @@ the revocation services): call them off the event loop (`asyncio.to_thread`)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ def sign_as_director(
     director's signature image (a blue PNG on a transparent background) centred between the
     position title and the name. The same revision adds the register's fields, so that the
     number and date can be written after this signature without breaking it."""
+    ensure_off_event_loop("sign_as_director")
     signature = png(image, what="signature")
     ensure_in_force(signer)
     writer = _writer_for(pdf)
@@ -97,6 +99,7 @@ def seal_as_agency(
     transparent background) at its real size (`seal_mm` across, else as the PNG's resolution
     tells, else 38 mm), over the left third of the director's signature image. The signature
     locks the number and the date: changing either afterwards breaks it."""
+    ensure_off_event_loop("seal_as_agency")
     image = png(seal, what="seal")
     ensure_in_force(signer)
     writer = _writer_for(pdf)
@@ -115,6 +118,15 @@ def seal_as_agency(
         field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.INCLUDE, fields=[NUMBER, PLACE_DATE]),
     )
     return _sign(writer, signer, spec, seal_style(image), timestamper=timestamper, trust_roots=trust_roots)
+
+
+def ensure_off_event_loop(what: str) -> None:
+    """pyHanko's calls run an event loop of their own, which cannot start inside a running one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # none running here
+    raise RuntimeError(f"{what} blocks: call it off the event loop (asyncio.to_thread)")
 
 
 def ensure_in_force(signer: signers.Signer, *, now: dt.datetime | None = None) -> None:

@@ -40,12 +40,14 @@ from pyhanko.sign.diff_analysis import (
     SigFieldModificationRule,
     StandardDiffPolicy,
 )
+from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.sign.validation import DocumentSecurityStore, EmbeddedPdfSignature, validate_pdf_signature
 from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko.sign.validation.status import PdfSignatureStatus
 from pyhanko_certvalidator import ValidationContext
 
 from approvals.signing.errors import NotASignedDocument
+from approvals.signing.signatures import ensure_off_event_loop
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -138,14 +140,24 @@ def verify(pdf: bytes, *, trust_roots: Sequence[bytes], fetch: bool = False) -> 
     roots are DER certificates. `fetch` also asks the OCSP and CRL services the certificates name
     for what the document does not carry (only for a signature without a trusted timestamp,
     checked as of now)."""
+    ensure_off_event_loop("verify")
     try:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
-        signatures = list(reader.embedded_regular_signatures)
+        found = list(enumerate_sig_fields(reader, filled_status=True))
+        carried = _carried(reader)
     except (PdfError, ValueError, IndexError, KeyError, TypeError) as error:
         raise NotASignedDocument(f"not a readable PDF: {error}") from error
     roots = [asn1_x509.Certificate.load(root) for root in trust_roots]
-    carried = _carried(reader)
-    return [_check(signature, roots, carried, fetch=fetch) for signature in signatures]
+    checks: list[tuple[int, SignatureCheck]] = []
+    for name, value, field in found:
+        try:
+            signature = EmbeddedPdfSignature(reader, field, name)
+        except Exception as error:  # its signature cannot even be read (a byte changed in it)
+            checks.append((reader.xrefs.get_last_change(value.reference), _unreadable(name, error)))
+            continue
+        if signature.sig_object_type == "/Sig":  # not a document timestamp
+            checks.append((signature.signed_revision, _check(signature, roots, carried, fetch=fetch)))
+    return [check for _, check in sorted(checks, key=lambda pair: pair[0])]
 
 
 @dataclass(frozen=True)
@@ -198,7 +210,7 @@ def _check(
                 signature, _context(roots, carried, moment=checked_at), diff_policy=DIFF_POLICY
             )
     except Exception as error:  # an unreadable signature (a byte changed in it): pyHanko raises many kinds
-        return _unreadable(signature, error, now)
+        return _unreadable(str(signature.field_name), error, signature)
     certificate = status.signing_cert
     stamp = status.timestamp_validity
     level = status.modification_level
@@ -244,15 +256,17 @@ def _problem(status: PdfSignatureStatus) -> str | None:
     return None
 
 
-def _unreadable(signature: EmbeddedPdfSignature, error: Exception, now: dt.datetime) -> SignatureCheck:
+def _unreadable(field: str, error: Exception, signature: EmbeddedPdfSignature | None = None) -> SignatureCheck:
+    now = dt.datetime.now(dt.UTC)
     try:
+        assert signature is not None
         certificate = signature.signer_cert
         who, organisation = _name_part(certificate, "common_name"), _name_part(certificate, "organization_name")
         fingerprint = certificate.sha256.hex()
     except Exception:  # the signature's structure itself is broken
         who, organisation, fingerprint = "?", "", ""
     return SignatureCheck(
-        field=str(signature.field_name),
+        field=field,
         signer=who,
         organisation=organisation or None,
         fingerprint=fingerprint,

@@ -2,13 +2,15 @@
 trust roots is "not trusted" (and the same signature is valid against its own CA's root); a
 certificate that had expired when it signed is "not valid at signing time", while one that
 expired since is checked as it stood at its timestamp, and valid; a file that is not a
-PDF is refused; an unsigned PDF has no signatures; and the digest the audit log records."""
+PDF is refused; an unsigned PDF has no signatures; a signature whose own bytes changed is
+invalid, and the others are still read; and the digest the audit log records."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import io
+import re
 
 import pytest
 import time_machine
@@ -104,3 +106,19 @@ def test_a_certificate_expired_since_is_checked_as_it_stood_at_its_timestamp(
     with time_machine.travel(now + dt.timedelta(days=30)):  # nothing proves it signed in time
         (check,) = verify(unstamped, trust_roots=roots)
     assert check.verdict is Verdict.not_valid_at_signing
+
+
+def test_a_byte_changed_in_a_signature_itself_makes_it_invalid_and_the_others_are_still_read(issued, local_pki):
+    contents = [match.end() for match in re.finditer(rb"/Contents <", issued.sealed)]
+    assert len(contents) == 2
+    broken = bytearray(issued.sealed)
+    broken[contents[1] + 40] = ord("0") if broken[contents[1] + 40] != ord("0") else ord("1")  # the agency's
+    director, agency = verify(bytes(broken), trust_roots=[local_pki.root])
+    assert (director.field, director.verdict) == ("director", Verdict.valid)
+    assert (agency.field, agency.verdict) == ("agency", Verdict.invalid) and not agency.intact
+    assert agency.summary("en") == "?: invalid signature" and agency.problem
+
+
+async def test_verify_refuses_to_block_a_running_event_loop(issued, local_pki):
+    with pytest.raises(RuntimeError, match="off the event loop"):
+        verify(issued.sealed, trust_roots=[local_pki.root])
