@@ -9,6 +9,10 @@ authority is given (PAdES-B-T), and with the chain's revocation information (OCS
 document's security store when trust roots are given and the information can be fetched
 (PAdES-B-LT). A certificate expired or not yet valid is refused before anything is signed.
 
+`prepare_director` and `prepare_agency` make each signature ready (its revision, field and
+appearance) and `pdf_signer` gives pyHanko's signer for it: the signing functions use them at
+once, and a remote signer can use them for pyHanko's interrupted signing.
+
 These calls block (pyHanko runs its own event loop, and may call the timestamp authority and
 the revocation services): call them off the event loop (`asyncio.to_thread`)."""
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -59,6 +64,57 @@ def timestamp_authority(url: str, *, timeout: float = TSA_TIMEOUT) -> TimeStampe
     return RequestsHTTPTimeStamper(url, timeout=timeout)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A signature made ready: the new revision's writer (with what goes in before the signature),
+    the signature's field and its appearance. The PKCS#12 and PKCS#11 signers sign it at once
+    (`sign_as_director`, `seal_as_agency`); a remote signer, confirmed on the phone, signs the
+    same through pyHanko's interrupted signing (`pdf_signer`, then its digest)."""
+
+    writer: IncrementalPdfFileWriter
+    field: fields.SigFieldSpec
+    style: BaseStampStyle
+
+
+def prepare_director(pdf: bytes, *, layout: PdfLayout, image: bytes) -> Prepared:
+    """The director's signature on the approved report, from
+    `pdf_with_layout(awaiting_number(doc), number_and_date_as_fields=True)` and its layout: the
+    director's signature image (a blue PNG on a transparent background) centred between the
+    position title and the name; its revision adds the register's fields, so that the number and
+    date can be written after this signature without breaking it."""
+    signature = png(image, what="signature")
+    writer = _writer_for(pdf)
+    add_entry_fields(writer, layout)
+    space = layout.signature
+    box = director_box((space.x1, space.y1, space.x2, space.y2), signature)
+    field = fields.SigFieldSpec(DIRECTOR, on_page=space.page, box=box, readable_field_name=READABLE[DIRECTOR])
+    return Prepared(writer, field, director_style(signature, box))
+
+
+def prepare_agency(pdf: bytes, *, layout: PdfLayout, seal: bytes, seal_mm: float | None = None) -> Prepared:
+    """The issuing agency's signature on the numbered report, last: the red seal (a PNG on a
+    transparent background) at its real size (`seal_mm` across, else as the PNG's resolution
+    tells, else 38 mm), over the left third of the director's signature image. The signature
+    locks the number and the date: changing either afterwards breaks it."""
+    image = png(seal, what="seal")
+    writer = _writer_for(pdf)
+    found = fields_of(writer.root)
+    if not is_signed(found.get(DIRECTOR)):
+        raise SigningRefused("the director has not signed this PDF: the agency signs after the director")
+    if is_signed(found.get(AGENCY)):
+        raise SigningRefused("the agency has signed this PDF already")
+    if not _numbered(writer):
+        raise SigningRefused("this PDF has no number and date yet: the register gives them before the agency signs")
+    field = fields.SigFieldSpec(
+        AGENCY,
+        on_page=layout.signature.page,
+        box=seal_box(rect_of(found[DIRECTOR]), seal_diameter(image, seal_mm)),
+        readable_field_name=READABLE[AGENCY],
+        field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.INCLUDE, fields=[NUMBER, PLACE_DATE]),
+    )
+    return Prepared(writer, field, seal_style(image))
+
+
 def sign_as_director(
     pdf: bytes,
     signer: signers.Signer,
@@ -68,21 +124,11 @@ def sign_as_director(
     timestamper: TimeStamper | None = None,
     trust_roots: Sequence[bytes] | None = None,
 ) -> bytes:
-    """The approved report signed by its director: the PDF from
-    `pdf_with_layout(awaiting_number(doc), number_and_date_as_fields=True)` and its layout, the
-    director's signature image (a blue PNG on a transparent background) centred between the
-    position title and the name. The same revision adds the register's fields, so that the
-    number and date can be written after this signature without breaking it."""
+    """The approved report signed by its director (`prepare_director`)."""
     ensure_off_event_loop("sign_as_director")
-    signature = png(image, what="signature")
     ensure_in_force(signer)
-    writer = _writer_for(pdf)
-    add_entry_fields(writer, layout)
-    space = layout.signature
-    box = director_box((space.x1, space.y1, space.x2, space.y2), signature)
-    spec = fields.SigFieldSpec(DIRECTOR, on_page=space.page, box=box, readable_field_name=READABLE[DIRECTOR])
-    style = director_style(signature, box)
-    return _sign(writer, signer, spec, style, timestamper=timestamper, trust_roots=trust_roots)
+    prepared = prepare_director(pdf, layout=layout, image=image)
+    return _sign(prepared, signer, timestamper=timestamper, trust_roots=trust_roots)
 
 
 def seal_as_agency(
@@ -95,29 +141,11 @@ def seal_as_agency(
     trust_roots: Sequence[bytes] | None = None,
     seal_mm: float | None = None,
 ) -> bytes:
-    """The numbered report signed by its issuing agency, last: the red seal (a PNG on a
-    transparent background) at its real size (`seal_mm` across, else as the PNG's resolution
-    tells, else 38 mm), over the left third of the director's signature image. The signature
-    locks the number and the date: changing either afterwards breaks it."""
+    """The numbered report signed by its issuing agency, last (`prepare_agency`)."""
     ensure_off_event_loop("seal_as_agency")
-    image = png(seal, what="seal")
     ensure_in_force(signer)
-    writer = _writer_for(pdf)
-    found = fields_of(writer.root)
-    if not is_signed(found.get(DIRECTOR)):
-        raise SigningRefused("the director has not signed this PDF: the agency signs after the director")
-    if is_signed(found.get(AGENCY)):
-        raise SigningRefused("the agency has signed this PDF already")
-    if not _numbered(writer):
-        raise SigningRefused("this PDF has no number and date yet: the register gives them before the agency signs")
-    spec = fields.SigFieldSpec(
-        AGENCY,
-        on_page=layout.signature.page,
-        box=seal_box(rect_of(found[DIRECTOR]), seal_diameter(image, seal_mm)),
-        readable_field_name=READABLE[AGENCY],
-        field_mdp_spec=fields.FieldMDPSpec(fields.FieldMDPAction.INCLUDE, fields=[NUMBER, PLACE_DATE]),
-    )
-    return _sign(writer, signer, spec, seal_style(image), timestamper=timestamper, trust_roots=trust_roots)
+    prepared = prepare_agency(pdf, layout=layout, seal=seal, seal_mm=seal_mm)
+    return _sign(prepared, signer, timestamper=timestamper, trust_roots=trust_roots)
 
 
 def ensure_off_event_loop(what: str) -> None:
@@ -169,15 +197,16 @@ def _numbered(writer: IncrementalPdfFileWriter) -> bool:
     )
 
 
-def _sign(
-    writer: IncrementalPdfFileWriter,
+def pdf_signer(
+    prepared: Prepared,
     signer: signers.Signer,
-    spec: fields.SigFieldSpec,
-    style: BaseStampStyle,
     *,
-    timestamper: TimeStamper | None,
-    trust_roots: Sequence[bytes] | None,
-) -> bytes:
+    timestamper: TimeStamper | None = None,
+    trust_roots: Sequence[bytes] | None = None,
+) -> tuple[signers.PdfSigner, dict[str, str]]:
+    """pyHanko's signer for a prepared signature, and the texts its appearance shows: PAdES,
+    SHA-256, timestamped when a timestamper is given, and with the chain's revocation information
+    (fetched when it can be) when trust roots are given."""
     context = None
     if trust_roots:
         context = ValidationContext(
@@ -185,11 +214,12 @@ def _sign(
             allow_fetching=True,
             revocation_mode="soft-fail",  # embed what can be fetched; a revoked certificate still fails
         )
+    name = prepared.field.sig_field_name
     metadata = signers.PdfSignatureMetadata(
-        field_name=spec.sig_field_name,
+        field_name=name,
         subfilter=fields.SigSeedSubFilter.PADES,
         md_algorithm="sha256",
-        reason=REASONS[spec.sig_field_name],
+        reason=REASONS[name],
         embed_validation_info=context is not None,
         validation_context=context,
         # The revocation information in the signature's own revision (PAdES-B-LT in one revision):
@@ -197,11 +227,27 @@ def _sign(
         # to the fields it locks (see verification.DIFF_POLICY).
         dss_settings=DSSContentSettings(placement=SigDSSPlacementPreference.TOGETHER_WITH_SIGNATURE, include_vri=False),
     )
-    assert signer.signing_cert is not None  # ensure_in_force checked it
-    text = {"name": common_name(signer.signing_cert), "when": _shown(dt.datetime.now(dt.UTC))}
-    pdf_signer = signers.PdfSigner(metadata, signer, timestamper=timestamper, stamp_style=style, new_field_spec=spec)
+    certificate = signer.signing_cert
+    text = {
+        "name": common_name(certificate) if certificate is not None else "",
+        "when": _shown(dt.datetime.now(dt.UTC)),
+    }
+    made = signers.PdfSigner(
+        metadata, signer, timestamper=timestamper, stamp_style=prepared.style, new_field_spec=prepared.field
+    )
+    return made, text
+
+
+def _sign(
+    prepared: Prepared,
+    signer: signers.Signer,
+    *,
+    timestamper: TimeStamper | None,
+    trust_roots: Sequence[bytes] | None,
+) -> bytes:
+    made, text = pdf_signer(prepared, signer, timestamper=timestamper, trust_roots=trust_roots)
     try:
-        out = pdf_signer.sign_pdf(writer, appearance_text_params=text)
+        out = made.sign_pdf(prepared.writer, appearance_text_params=text)
     except TimestampRequestError as error:
         where = getattr(timestamper, "url", "the timestamp authority")
         raise SignerUnavailable(f"the timestamp authority at {where} did not answer: {error}") from error
