@@ -165,6 +165,16 @@ def document(
     return replace(words, **{f.name: _deep_nfc(getattr(words, f.name)) for f in fields(words)})
 
 
+def awaiting_number(words: ReportDocument) -> ReportDocument:
+    """The approved report as its director signs it (Decree 30/2020, Art. 13-15): no longer a
+    draft, its number and its date left blank ("Số:        /BC-SKHCN", "Lạng Sơn, ngày      tháng
+    năm     ") for the register to fill once the director signed (`approvals.signing`)."""
+    symbol = words.number.rpartition("/")[2]
+    place = words.place_date.rpartition(", ngày ")[0] or words.place_date
+    blank_date = f"{place}, ngày      tháng      năm      "
+    return replace(words, draft=False, number=f"Số:        /{symbol}", place_date=blank_date)
+
+
 def _deep_nfc(value: Any) -> Any:
     """`value` in the same shape, with every text in it (in lists, in sections) NFC."""
     if isinstance(value, str):

@@ -5,28 +5,28 @@ date, the type and summary centred, a justified body, recipients and signature s
 at the end, page numbers centred at the top from page 2.
 
 The DOCX names Times New Roman (what Word and LibreOffice show; Liberation Serif stands in for
-it); the PDF embeds DejaVu Serif (shipped in `fonts/`, free to redistribute), which has every
-Vietnamese glyph."""
+it); the PDF (`pdf_file`) embeds DejaVu Serif (shipped in `fonts/`, free to redistribute), which
+has every Vietnamese glyph."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 from approvals.consolidated.document import ReportDocument
+from approvals.consolidated.pdf_file import to_pdf
 
-if TYPE_CHECKING:  # python-docx and fpdf2 are imported when a report is written
+if TYPE_CHECKING:  # python-docx is imported when a report is written
     from docx.document import Document as DocxDocument
     from docx.enum.text import WD_PARAGRAPH_ALIGNMENT
     from docx.oxml.xmlchemy import BaseOxmlElement
     from docx.shared import Length, Pt
     from docx.table import _Cell
     from docx.text.paragraph import Paragraph
-    from fpdf.enums import XPos, YPos
 
-FONTS = Path(__file__).resolve().parent / "fonts"
+__all__ = ["DOCX_TYPE", "PDF_TYPE", "report_files", "to_docx", "to_pdf"]
+
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 PDF_TYPE = "application/pdf"
 
@@ -212,134 +212,6 @@ def _page_field(
             element.set(qn("xml:space"), "preserve")
             element.text = text
         run._r.append(element)
-
-
-# PDF ------------------------------------------------------------------------------------------
-
-
-class _Below(TypedDict):
-    """Where fpdf2 goes on after a cell: to the left margin of the next line."""
-
-    new_x: XPos
-    new_y: YPos
-
-
-def to_pdf(doc: ReportDocument) -> bytes:
-    from fpdf import FPDF
-    from fpdf.enums import XPos, YPos
-
-    class Report(FPDF):
-        def header(self) -> None:
-            if self.page_no() > 1:  # numbered from page 2, centred in the top margin
-                self.set_font("serif", "", 13)
-                self.set_y(8)
-                self.cell(0, 8, str(self.page_no()), align="C")
-                self.set_y(20)
-
-    pdf = Report(format="A4", unit="mm")
-    pdf.set_margins(30, 20, 15)
-    pdf.set_auto_page_break(True, margin=20)
-    for style, name in (
-        ("", "DejaVuSerif.ttf"),
-        ("B", "DejaVuSerif-Bold.ttf"),
-        ("I", "DejaVuSerif-Italic.ttf"),
-        ("BI", "DejaVuSerif-BoldItalic.ttf"),
-    ):
-        pdf.add_font("serif", style, str(FONTS / name))
-    pdf.set_title(f"{doc.kind} {doc.subject}")
-    pdf.set_lang("vi")
-    pdf.add_page()
-    width = pdf.w - pdf.l_margin - pdf.r_margin
-    below = _Below(new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-
-    def column(x: float, w: float, lines: Iterable[tuple[str, float, str, float]]) -> float:
-        pdf.set_xy(x, 20)
-        for text, size, style, rule in lines:
-            pdf.set_font("serif", style, size)
-            pdf.set_x(x)
-            pdf.multi_cell(w, size * 0.45, text, align="C", **below)
-            if rule:
-                y = pdf.get_y() + 0.5
-                pdf.line(x + w / 2 - rule / 2, y, x + w / 2 + rule / 2, y)
-                pdf.set_y(y + 1.5)
-        return pdf.get_y()
-
-    left_w, right_w = 68, width - 68
-    end_left = column(
-        pdf.l_margin - 8,
-        left_w + 8,
-        [(doc.governing_body, 11, "", 0), (doc.issuing_body, 11, "B", 25), (doc.number, 12, "", 0)],
-    )
-    end_right = column(
-        pdf.l_margin + left_w,
-        right_w,
-        [
-            ("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", 11, "B", 0),
-            ("Độc lập - Tự do - Hạnh phúc", 12, "B", 50),
-            (doc.place_date, 12, "I", 0),
-        ],
-    )
-    pdf.set_y(max(end_left, end_right) + 6)
-
-    def para(
-        text: str,
-        *,
-        size: float = 13,
-        style: str = "",
-        align: str = "J",
-        indent: bool = True,
-        after: float = 2.0,
-        height: float = 6.2,
-    ) -> None:
-        pdf.set_font("serif", style, size)
-        pdf.multi_cell(0, height, ("\u00a0" * 8 + text) if indent else text, align=align, **below)
-        pdf.ln(after)
-
-    for mark in doc.marks:
-        para(mark, size=12, style="B", align="C", indent=False, after=1)
-    para(doc.kind, size=13, style="B", align="C", indent=False, after=0)
-    para(doc.subject, size=13, style="B", align="C", indent=False, after=5)
-    for text in doc.intro:
-        para(text)
-    para(doc.table_heading, style="B", align="L", indent=False)
-    para(doc.missing)
-    pdf.set_font("serif", "", 10.5)
-    with pdf.table(
-        col_widths=(10, 70, 55, 25), text_align=("C", "L", "L", "C"), line_height=5.2, first_row_as_headings=True
-    ) as table:
-        for values in [doc.table_header, *doc.table]:
-            row = table.row()
-            for value in values:
-                row.cell(value)
-    pdf.ln(4)
-    para(doc.sections_heading, style="B", align="L", indent=False)
-    for part in doc.sections:
-        para(part.heading, style="B", align="L", indent=False, after=1)
-        for text in part.paragraphs:
-            para(text)
-        if part.links:
-            para("Liên kết: " + "; ".join(part.links), size=12, align="L")
-        if part.files:
-            para("Tệp đính kèm: " + "; ".join(part.files), size=12, align="L")
-    para(doc.summary_heading, style="B", align="L", indent=False)
-    for text in doc.summary:
-        para(text)
-
-    pdf.ln(4)
-    if pdf.get_y() > pdf.h - 70:  # recipients and signature stay together
-        pdf.add_page()
-    top = pdf.get_y()
-    pdf.set_font("serif", "BI", 12)
-    pdf.cell(80, 6, "Nơi nhận:", **below)
-    pdf.set_font("serif", "", 11)
-    for recipient in doc.recipients:
-        pdf.multi_cell(80, 5.2, recipient, **below)
-    pdf.set_xy(pdf.l_margin + 80, top)
-    pdf.set_font("serif", "B", 13)
-    pdf.multi_cell(width - 80, 6.5, doc.signer_title, align="C", **below)
-    pdf.set_xy(pdf.l_margin + 80, pdf.get_y() + 24)
-    pdf.multi_cell(width - 80, 6.5, doc.signer_name, align="C", **below)
-    return bytes(pdf.output())
 
 
 def report_files(doc: ReportDocument, *, year: int) -> list[tuple[str, str, bytes]]:
