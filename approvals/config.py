@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         "steps (once a day).",
     )
     digest: bool = Field(True, description="Whether the sweep sends the officials' daily digest of open steps.")
+    signing_file: Path | None = Field(
+        None,
+        description="The signing file (YAML): how each director and each issuing agency signs the issued report, "
+        "the trust roots and the timestamp authority (approvals/signing/signers.py). Required in production; in "
+        "development, test certificates marked as such are made in the data folder.",
+    )
     reply_domain: str = Field(
         "",
         description="Domain of the reply addresses: each email that asks for a decision gets its own Reply-To, "
@@ -239,12 +245,17 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _production_needs_a_real_secret(self) -> Settings:
+    def _production_needs_a_real_secret_and_signers(self) -> Settings:
         if self.environment is Environment.production:
             secret = self.link_secret.get_secret_value() if self.link_secret else ""
             if len(secret) < 32 or secret in {"changeme", "secret", "development"}:
                 raise ValueError(
                     "KEHOACH_LINK_SECRET must be set to a random value of at least 32 characters in production"
+                )
+            if self.signing_file is None:
+                raise ValueError(
+                    "KEHOACH_SIGNING_FILE must name the signing file in production: the issued report is signed by "
+                    "its director and its agency (Decree 30/2020), never with test certificates"
                 )
         return self
 

@@ -5,25 +5,42 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.logging import get_run_logger
+from prefect.states import State
 
 from approvals.config import get_settings
 from approvals.consolidated.issuing import issue
+from approvals.errors import Refused
 from approvals.plan import load_plan
+from approvals.signing.signers import signers_for
 from flows.stages import STEP, cycle_of, database
 from notifications.emails import Emails
 from notifications.render import shared_renderer
 
 
-@task(name="issue-report", **STEP)
+def worth_retrying(task: object, task_run: object, state: State) -> bool:
+    """Prefect's retry condition: a refused signature (a wrong PIN, an expired certificate, no
+    signer configured) is not tried again, for a token locks after a few wrong PINs and the
+    fault needs a person; what is only unavailable now (a timestamp authority down) is."""
+    return not isinstance(state.data, Refused)
+
+
+@task(name="issue-report", retry_condition_fn=worth_retrying, **STEP)
 async def issue_report(*, cycle_kind: str, period: str, stage_id: str) -> dict:
-    """Number, write, send and record the approved consolidated report of a cycle (once)."""
+    """Sign, number, seal, send and record the approved consolidated report of a cycle (once)."""
     settings = get_settings()
     async with database(settings) as db:
         async with db.reads() as session:
             cycle = await cycle_of(session, cycle_kind, period)
         plan = load_plan(settings.plan_file)
         emails = Emails.of(plan, settings, shared_renderer())
-        issued = await issue(db, plan=plan, cycle_id=cycle.id, stage_id=stage_id, send=emails.report_issued)
+        issued = await issue(
+            db,
+            plan=plan,
+            cycle_id=cycle.id,
+            stage_id=stage_id,
+            send=emails.report_issued,
+            signers=signers_for(settings, plan),
+        )
     if issued.new:
         get_run_logger().info(
             "Report %s/%s of %s/%s issued to %d recipient(s)",

@@ -287,6 +287,10 @@ async def annual_report_units(request: Request, year: str, app: App):
     if card is None:
         return not_found_page(request, app, language, caller)
     clock = card["clock"]
+    try:
+        signed = await reports.issued_signatures(app, shown)
+    except NotFound:
+        signed = None  # not issued yet
     return coordinator_page(
         request,
         app,
@@ -294,6 +298,7 @@ async def annual_report_units(request: Request, year: str, app: App):
         language,
         caller,
         report=card,
+        signed=signed,
         rehearsal=clock.rehearsal,
         rehearsal_day=f"{clock.planned(utcnow()).astimezone(app.plan.tz):%d/%m/%Y}" if clock.rehearsal else "",
     )

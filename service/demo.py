@@ -10,6 +10,8 @@ import typer
 from approvals.config import Settings
 from approvals.db import Database, utcnow
 from approvals.people.accounts import AccountRole, create_account
+from approvals.plan import load_plan
+from approvals.signing.test_signers import TestSigners
 from service.cycles import start_annual_cycle
 from service.local_stack import prefect_and_worker, prepare, serving, step
 
@@ -42,6 +44,10 @@ async def _serve(settings: Settings, year: int, ui_url: str) -> None:
         typer.echo(f"  Coordinator API token:  {token}")
         typer.echo(f"  API documentation:      {base}/docs")
         typer.echo(f"  Prefect UI (the run):   {ui_url}/runs/flow-run/{run.id}")
+        if settings.signing_file is None:  # the demo signs the issued report with a test CA of its own
+            signers = TestSigners(settings.data_dir, load_plan(settings.plan_file))
+            await asyncio.to_thread(signers.trust_roots)  # the test CA, made now
+            typer.echo(f"  Signing:                test certificates in {signers.folder} (marked as tests; no force)")
         typer.echo("Open the email in the inbox: the press officer's link opens the orientation form (stage 1);")
         typer.echo("once submitted, the director's email links to the page where they decide. Press Ctrl-C to stop.")
         await stack.stop.wait()

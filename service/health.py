@@ -2,9 +2,10 @@
 alert rules need (`/metrics`, Prometheus text format); `kehoach status` reads the same facts.
 
 `/readyz` answers 503, naming what failed, when the database cannot be reached, its schema is
-not at the code's migration, Prefect cannot be reached, or the outbox or the wake queue is
-stuck (something due has waited longer than `STUCK`). Every check has a short timeout: a hung
-database or Prefect makes the answer 503, never a hung probe.
+not at the code's migration, Prefect cannot be reached, the signing file cannot be read or
+does not fit the plan, or the outbox or the wake queue is stuck (something due has waited
+longer than `STUCK`). Every check has a short timeout: a hung database or Prefect makes the
+answer 503, never a hung probe.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import func, select, text
 
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Cycle, Decision, Wake
+from approvals.signing.signers import signing_problems
 from approvals.statuses import RequestStatus, WakeStatus
 from notifications.models import MessageStatus, OutboxMessage
 from service.deps import App, AppState
@@ -148,6 +150,8 @@ async def checks(app: AppState) -> dict[str, str]:
         )
     problem = await prefect_reachable()
     found["prefect"] = problem or "ok"
+    signing = signing_problems(app.settings, app.plan, open_keys=False)  # the worker opens the keys at start
+    found["signing"] = "; ".join(signing) or "ok"
     return found
 
 

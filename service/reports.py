@@ -11,7 +11,11 @@ from approvals import consolidated
 from approvals.clock.deadlines import CycleClock, clock_of
 from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, to_docx, to_pdf
 from approvals.db import utcnow
+from approvals.errors import NotFound
 from approvals.models import Cycle, IssuedReport
+from approvals.signing.signers import signers_for
+from approvals.signing.test_pki import TEST_MARK
+from approvals.signing.verification import SignatureCheck, verify
 
 FORMATS = {"docx": (DOCX_TYPE, to_docx), "pdf": (PDF_TYPE, to_pdf)}
 
@@ -80,3 +84,33 @@ async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -
     media_type, write = FORMATS[fmt]
     data = await asyncio.to_thread(write, document)  # a few hundred ms of CPU: not on the event loop
     return ReportFile(data, media_type, f"{document.filename_stem}-{year}.{fmt}")
+
+
+@dataclass(frozen=True)
+class IssuedSignatures:
+    number: str  # "1/BC-SKHCN"
+    test_certificates: bool
+    signatures: list[SignatureCheck]
+
+
+async def issued_signatures(app, year: int) -> IssuedSignatures:
+    """The issued report's signatures checked against the configured trust roots (NotFound: the
+    year's report is not issued)."""
+    async with app.db.reads() as session:
+        issued = (
+            await session.execute(
+                select(IssuedReport)
+                .join(Cycle, Cycle.id == IssuedReport.cycle_id)
+                .where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year))
+            )
+        ).scalar()
+    if issued is None:
+        raise NotFound(f"the consolidated report of {year} is not issued")
+    signers = signers_for(app.settings, app.plan)
+
+    def check() -> list[SignatureCheck]:  # pyHanko's validation blocks: off the event loop
+        return verify(issued.pdf, trust_roots=signers.trust_roots())
+
+    checks = await asyncio.to_thread(check)
+    test = signers.test or any(TEST_MARK in c.signer for c in checks)
+    return IssuedSignatures(f"{issued.number}/{issued.symbol}", test, checks)

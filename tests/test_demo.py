@@ -74,6 +74,9 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert "==> Prefect: starting a local server" in output  # progress while starting
         assert f"http://127.0.0.1:{web_port}/mail" in output
         assert "/runs/flow-run/" in output
+        # The demo signs its report with a test CA of its own, made at start, and says so.
+        assert f"test certificates in {tmp_path / 'data' / 'test-signing'}" in output
+        assert (tmp_path / "data" / "test-signing" / "test-ca.pem").is_file()
 
         # Stage 1: the press officer's form link, then the director's approval link.
         form = _link_in_inbox(base, web_port, "s")

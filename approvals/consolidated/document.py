@@ -40,6 +40,8 @@ class Section:
 
 
 REHEARSAL_MARK = "BẢN DIỄN TẬP - KHÔNG CÓ GIÁ TRỊ THỰC HIỆN"
+# The issued report's DOCX: the signed PDF is the original (Decree 30/2020), this one is for editing.
+EDITABLE_COPY_MARK = "BẢN ĐỂ CHỈNH SỬA, KHÔNG PHẢI BẢN GỐC - BẢN GỐC LÀ TỆP PDF CÓ CHỮ KÝ SỐ"
 AS_PLANNED = CycleClock()
 
 
@@ -67,11 +69,17 @@ class ReportDocument:
     signer_title: str  # "GIÁM ĐỐC"
     signer_name: str
     rehearsal: bool = False  # a rehearsal's report says so above its kind, and has no force
+    editable_copy: bool = False  # the issued report's DOCX beside its signed PDF: says it is not the original
 
     @property
     def marks(self) -> list[str]:
-        """What stands above the document's kind: a draft's "DỰ THẢO", a rehearsal's notice."""
-        return (["DỰ THẢO"] if self.draft else []) + ([REHEARSAL_MARK] if self.rehearsal else [])
+        """What stands above the document's kind: a draft's "DỰ THẢO", a rehearsal's notice, an
+        editable copy's."""
+        return (
+            (["DỰ THẢO"] if self.draft else [])
+            + ([REHEARSAL_MARK] if self.rehearsal else [])
+            + ([EDITABLE_COPY_MARK] if self.editable_copy else [])
+        )
 
     @property
     def filename_stem(self) -> str:

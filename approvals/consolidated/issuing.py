@@ -1,13 +1,20 @@
-"""Issuing the consolidated report once its director approved it: the next number of the
-agency's register, the DOCX and PDF with it, the email to each recipient with both attached
-(`send`), and the record. Once per cycle, however often the run replays or a worker dies
-halfway: one transaction, and the cycle's row in `issued_report` is unique."""
+"""Issuing the consolidated report once its director approved it, in Decree 30/2020's order
+(Art. 13-15): the director who approved it signs the PDF, its number and date left blank; the
+agency's register gives the next number and the date, written in; the issuing agency signs
+last, its seal shown (`approvals.signing.issued_report`). Then the email to each recipient, the
+signed PDF as the original and the DOCX as an editable copy marked as such (`send`), and the
+record, with each signature in the audit log.
+
+Once per cycle, however often the run replays or a worker dies halfway: the number, the seal,
+the emails and the record commit in one transaction, and the cycle's row in `issued_report` is
+unique. A signature that cannot be made (no signer, a wrong PIN, an expired certificate, a
+timestamp authority down) raises before anything is issued, so the run can try again."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from sqlalchemy import func, select
@@ -15,13 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals import audit
 from approvals.clock.deadlines import CycleClock, clock_of
-from approvals.consolidated.document import ReportDocument, document, symbol_of
-from approvals.consolidated.files import report_files
+from approvals.consolidated.document import ReportDocument, awaiting_number, document, symbol_of
+from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, to_docx
+from approvals.consolidated.pdf_file import pdf_with_layout
 from approvals.consolidated.units import AnnualReport, from_snapshot
 from approvals.db import Database, utcnow
 from approvals.errors import NotFound
 from approvals.models import ApprovalRequest, Cycle, Decision, IssuedReport
 from approvals.plan.schema import Plan
+from approvals.signing.issued_report import agency_sealed, director_signed
+from approvals.signing.signers import Signers
 from approvals.statuses import Outcome, RequestStatus
 
 
@@ -59,9 +69,11 @@ class Send(Protocol):
     ) -> int: ...
 
 
-async def issue(db: Database, *, plan: Plan, cycle_id: uuid.UUID, stage_id: str, send: Send) -> Issued:
-    """The cycle's consolidated report as issued: numbered, written, sent (`send`) and recorded in
-    one transaction, the first time; what was issued, every time after."""
+async def issue(
+    db: Database, *, plan: Plan, cycle_id: uuid.UUID, stage_id: str, send: Send, signers: Signers
+) -> Issued:
+    """The cycle's consolidated report as issued: signed by its director, numbered, sealed by its
+    agency, sent (`send`) and recorded, the first time; what was issued, every time after."""
     async with db.reads() as session:
         issued = await _issued(session, cycle_id)
         if issued is None:
@@ -75,17 +87,37 @@ async def issue(db: Database, *, plan: Plan, cycle_id: uuid.UUID, stage_id: str,
     # Dated on the cycle's own calendar: a rehearsal's report carries the rehearsed day.
     issued_on = clock.dated(request.decided_at or utcnow()).astimezone(plan.tz).date()
     report = from_snapshot(plan, request.data["report"], issued_on=issued_on, signer=signer)
+    if signer is None:
+        raise NotFound(f"no approval of the consolidated report in cycle {cycle_id} names who signs it")
     symbol = symbol_of(report.issuer)
+    summary = str(request.data.get("text", ""))
+
+    def words(number: int | None) -> ReportDocument:
+        return document(plan, report, summary=summary, issued_on=issued_on, number=number, clock=clock)
+
+    # The director signs before the register's transaction: a token or a timestamp authority may
+    # take seconds, and two runs racing both sign, harmlessly (one issues).
+    unsigned, layout = await asyncio.to_thread(
+        pdf_with_layout, awaiting_number(words(None)), number_and_date_as_fields=True
+    )
+    by_director, director_signature = await director_signed(unsigned, layout, signers=signers, official_id=signer)
     async with db.transaction() as session:
         issued = await _issued(session, cycle_id)
         if issued is not None:  # another run issued it meanwhile
             return Issued(issued.number, issued.symbol, issued.recipients, new=False)
         number = await next_number(session, symbol=symbol, year=report.year)
-        written = document(
-            plan, report, summary=str(request.data.get("text", "")), issued_on=issued_on, number=number, clock=clock
+        written = words(number)
+        pdf, agency_signature = await agency_sealed(
+            by_director,
+            layout,
+            signers=signers,
+            agency_id=report.issuer.id,
+            number=written.number,
+            place_date=written.place_date,
         )
-        files = await asyncio.to_thread(report_files, written, year=report.year)
-        (docx_name, _, docx), (pdf_name, _, pdf) = files
+        docx = await asyncio.to_thread(to_docx, replace(written, editable_copy=True))
+        stem = f"{written.filename_stem}-{report.year}"
+        files = [(f"{stem}.docx", DOCX_TYPE, docx), (f"{stem}.pdf", PDF_TYPE, pdf)]
         to = [{"agency": a.id, "email": str(a.email)} for a in report.recipients if a.email]
         session.add(
             IssuedReport(
@@ -103,6 +135,15 @@ async def issue(db: Database, *, plan: Plan, cycle_id: uuid.UUID, stage_id: str,
         )
         await session.flush()
         await send(session, cycle_id=cycle_id, report=report, document=written, files=files)
+        for made in (director_signature, agency_signature):
+            await audit.append(
+                session,
+                actor=made.by,
+                action="report.signed",
+                entity="approval_request",
+                entity_id=str(request.id),
+                data={**made.audit(), "number": f"{number}/{symbol}"},
+            )
         await audit.append(
             session,
             actor="system",
@@ -115,7 +156,8 @@ async def issue(db: Database, *, plan: Plan, cycle_id: uuid.UUID, stage_id: str,
                 "recipients": to,
                 "units": len(report.units),
                 "reported": len(report.reported),
-                "files": [docx_name, pdf_name],
+                "files": [name for name, _, _ in files],
+                "signed_pdf_sha256": agency_signature.digest,
             },
         )
     return Issued(number, symbol, to, new=True)

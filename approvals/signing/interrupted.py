@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
-from asn1crypto import algos, cms  # type: ignore[import-untyped]  # (no stubs: pyHanko's ASN.1 types)
+from asn1crypto import algos, cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509 as pyca_x509
 from cryptography.exceptions import InvalidSignature
@@ -62,7 +62,7 @@ def _asn1(certificate: pyca_x509.Certificate) -> Any:
 
 
 def _store(certificates: Sequence[Any]) -> SimpleCertificateStore:
-    store = SimpleCertificateStore()  # type: ignore[no-untyped-call]
+    store = SimpleCertificateStore()
     for certificate in certificates:
         store.register(certificate)
     return store

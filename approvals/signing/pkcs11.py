@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pkcs11
-from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]  # (no stubs: pyHanko's certificate type)
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding

@@ -26,14 +26,27 @@ def _key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=KEY_SIZE)
 
 
+UPPER_BOUND = 64  # characters of a common or organisation name (RFC 5280, ub-common-name)
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= UPPER_BOUND else text[: UPPER_BOUND - 1] + "…"
+
+
 def _name(common_name: str, organisation: str) -> x509.Name:
     return x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, _fit(organisation)),
+            x509.NameAttribute(NameOID.COMMON_NAME, _fit(common_name)),
         ]
     )
+
+
+def _marked(name: str) -> str:
+    """`name (THỬ NGHIỆM - TEST)`, the name shortened where both would pass the upper bound."""
+    room = UPPER_BOUND - len(TEST_MARK) - 3
+    return f"{name if len(name) <= room else name[: room - 1] + '…'} ({TEST_MARK})"
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,7 @@ class TestAuthority:
         key = _key()
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(f"{common_name} ({TEST_MARK})", organisation))
+            .subject_name(_name(_marked(common_name), organisation))
             .issuer_name(self.certificate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Path, Query, Response
 
 from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE
 from service.api.errors import ONE
+from service.api.schemas import ReportSignaturesRead, SignatureRead
 from service.deps import App
-from service.reports import annual_report_file
+from service.reports import annual_report_file, issued_signatures
 
 router = APIRouter(tags=["reports"])
 
@@ -40,3 +41,19 @@ async def annual_report(
     number."""
     file = await annual_report_file(app, year, format)  # NotFound: 404
     return Response(file.data, media_type=file.media_type, headers={"Content-Disposition": file.disposition})
+
+
+@router.get("/reports/annual/{year}/signatures", responses=ONE, response_model=ReportSignaturesRead)
+async def annual_report_signatures(
+    app: App, year: Annotated[int, Path(ge=2000, le=2100, description="The plan year.")]
+) -> ReportSignaturesRead:
+    """Each digital signature of the year's issued report, in the order they were made (the
+    director's, then the agency's), checked with pyHanko against the configured trust roots:
+    who signed and when, whether the file is intact since, whether the certificate chains to the
+    roots and was valid at signing. 404 until the report is issued."""
+    found = await issued_signatures(app, year)
+    return ReportSignaturesRead(
+        number=found.number,
+        test_certificates=found.test_certificates,
+        signatures=[SignatureRead.model_validate({**vars(c), "verdict": c.verdict.value}) for c in found.signatures],
+    )

@@ -322,3 +322,26 @@ class ProblemRead(Read):
     recorded_by: str
     created_at: dt.datetime
     cycle_id: uuid.UUID | None = Field(description="The escalation cycle, once its run has started.")
+
+
+class SignatureRead(Read):
+    """One digital signature of an issued report, as pyHanko's validation found it."""
+
+    field: str = Field(description="`director` (the leader's signature) or `agency` (the issuing body's, its seal).")
+    signer: str = Field(description="The certificate's common name.")
+    organisation: str | None
+    fingerprint: str = Field(description="SHA-256 of the signer's certificate, hex.")
+    signed_at: dt.datetime | None = Field(description="The signer's own time, in Vietnam's time zone.")
+    timestamp: dt.datetime | None = Field(description="The timestamp authority's time, when a trusted one is there.")
+    intact: bool = Field(description="The signed bytes are unchanged, and nothing but what is allowed changed since.")
+    modification_level: str | None = Field(description="What changed since: none, form_filling, annotations, other.")
+    trusted: bool = Field(description="The certificate chains to the trust roots and was valid at signing time.")
+    long_term: bool = Field(description="The document carries the certificate's revocation information (PAdES-B-LT).")
+    verdict: str = Field(description="valid, not_trusted, not_valid_at_signing, revoked, modified or invalid.")
+    problem: str | None
+
+
+class ReportSignaturesRead(BaseModel):
+    number: str = Field(description='The report\'s number in the register, e.g. "1/BC-SKHCN".')
+    test_certificates: bool = Field(description="Signed with test certificates (development, the demo): no force.")
+    signatures: list[SignatureRead]

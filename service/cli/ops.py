@@ -90,7 +90,7 @@ def status(
         None,
         "--check",
         metavar="NAME",
-        help="Only these checks (database, migrations, outbox, wakes, prefect): a health check for one role, "
+        help="Only these checks (database, migrations, outbox, wakes, prefect, signing): a health check for one role, "
         "e.g. the dispatcher's `--check database --check outbox`.",
     ),
 ) -> None:
@@ -101,6 +101,7 @@ def status(
     from types import SimpleNamespace
 
     from approvals.db import Database, utcnow
+    from approvals.plan import load_plan
     from service.health import checks, read_facts
 
     settings = load_settings()
@@ -108,7 +109,7 @@ def status(
     async def main():
         db = Database(settings.effective_database_url)
         try:
-            app = SimpleNamespace(db=db)
+            app = SimpleNamespace(db=db, settings=settings, plan=load_plan(settings.plan_file))
             found = await checks(app)
             facts = await read_facts(app, utcnow()) if found.get("database") == "ok" else None
             return found, facts, await _cycles_under_way(db) if facts else []

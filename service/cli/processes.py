@@ -52,9 +52,18 @@ def dispatch(
 
 
 def worker() -> None:
-    """Serve the Prefect deployments (annual-cycle) so runs can start, suspend and resume."""
+    """Serve the Prefect deployments (annual-cycle) so runs can start, suspend and resume. With a
+    signing file, each of its keys is opened first: a wrong PIN or an expired certificate stops
+    the worker at start (exit 2), not the day a report is issued."""
+    from approvals.plan import load_plan
+    from approvals.signing.signers import signing_problems
     from flows.serve import serve_all
 
+    settings = load_settings()
+    problems = signing_problems(settings, load_plan(settings.plan_file), open_keys=True)
+    if problems:
+        typer.echo("The report's signers cannot sign:\n  " + "\n  ".join(problems), err=True)
+        raise typer.Exit(2)
     serve_all()
 
 

@@ -6,6 +6,7 @@ every recipient with both files and recorded once; a cancelled cycle closes the 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import unicodedata
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from approvals import coordination
+from approvals.consolidated.document import EDITABLE_COPY_MARK
 from approvals.consolidated.issuing import issue
 from approvals.db import utcnow
 from approvals.errors import NotFound
@@ -23,6 +25,8 @@ from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, Cyc
 from approvals.plan import load_plan
 from approvals.routing import steps
 from approvals.routing.submissions import open_submission
+from approvals.signing.test_signers import TestSigners
+from approvals.signing.verification import Verdict, document_digest, verify
 from approvals.tokens import derive_token
 from notifications.emails import Emails
 from notifications.models import OutboxMessage
@@ -157,7 +161,7 @@ async def test_the_coordinator_sees_the_draft_and_submits_it_with_both_files(cli
     assert (await client.get(f"/s/{token}")).status_code == 404  # the form link was used
 
 
-async def test_a_rejected_draft_returns_to_the_coordinator_and_issues_nothing(client, database, settings):
+async def test_a_rejected_draft_returns_to_the_coordinator_and_issues_nothing(client, database, settings, tmp_path):
     _year, cycle_id, request_id, director = await _submitted(client, database, settings, 2087)
     decided = await client.post(f"/a/{director}", data={"outcome": "reject", "comment": "Viết lại phần đánh giá."})
     assert decided.status_code == 200
@@ -188,20 +192,21 @@ async def test_a_rejected_draft_returns_to_the_coordinator_and_issues_nothing(cl
             cycle_id=cycle_id,
             stage_id="consolidated_report",
             send=Emails.of(plan, settings, Renderer()).report_issued,
+            signers=TestSigners(tmp_path, plan),
         )
 
 
-async def test_an_approved_report_is_numbered_sent_with_both_files_and_recorded_once(
+async def test_an_approved_report_is_signed_numbered_sealed_sent_with_both_files_and_recorded_once(
     client, database, settings, accounts
 ):
     year, cycle_id, request_id, director = await _submitted(client, database, settings, 2088)
     assert (await client.post(f"/a/{director}", data={"outcome": "approve", "comment": ""})).status_code == 200
     plan = load_plan(settings.plan_file)
     send = Emails.of(plan, settings, Renderer()).report_issued
-    first = await issue(database, plan=plan, cycle_id=cycle_id, stage_id="consolidated_report", send=send)
-    again = await issue(
-        database, plan=plan, cycle_id=cycle_id, stage_id="consolidated_report", send=send
-    )  # a replayed run, or a second worker
+    signers = TestSigners(settings.data_dir, plan)  # the service's own: its API checks against the same CA
+    key = {"plan": plan, "cycle_id": cycle_id, "stage_id": "consolidated_report", "send": send, "signers": signers}
+    first = await issue(database, **key)
+    again = await issue(database, **key)  # a replayed run, or a second worker
     assert (first.number, first.symbol, first.new) == (1, "BC-SKHCN", True)
     assert (again.number, again.new) == (1, False)
     # The MIC merged into the MOST and the MCST: both get it, with the PPC.
@@ -231,6 +236,17 @@ async def test_an_approved_report_is_numbered_sent_with_both_files_and_recorded_
             .scalars()
             .all()
         )
+        signatures = (
+            (
+                await session.execute(
+                    select(AuditEvent.data)
+                    .where(AuditEvent.entity_id == str(request_id), AuditEvent.action == "report.signed")
+                    .order_by(AuditEvent.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert sorted(m.recipients[0]["email"] for m in sent) == sorted(
         str(plan.agency(a).email) for a in ("ppc", "most", "mcst")
     )
@@ -246,6 +262,34 @@ async def test_an_approved_report_is_numbered_sent_with_both_files_and_recorded_
     assert "DỰ THẢO" not in body and "Nông Thị Hạnh" in "\n".join(
         c.text for row in numbered.tables[-1].rows for c in row.cells
     )  # signed by the director who approved
+    assert EDITABLE_COPY_MARK in body  # the DOCX says it is not the signed original
+
+    # The PDF carries the director's signature, then the agency's, both valid against the roots;
+    # the audit log names each signer, their certificate and the file as signed.
+    checks = await asyncio.to_thread(verify, issued.pdf, trust_roots=signers.trust_roots())
+    assert [(c.field, c.verdict, c.intact, c.trusted) for c in checks] == [
+        ("director", Verdict.valid, True, True),
+        ("agency", Verdict.valid, True, True),
+    ], [c.problem for c in checks]
+    assert checks[0].signer.startswith("Nông Thị Hạnh") and checks[1].signer.startswith("Sở Khoa học")
+    assert [(s["signed_as"], s["fingerprint"], s["test"]) for s in signatures] == [
+        ("director", checks[0].fingerprint, True),
+        ("agency", checks[1].fingerprint, True),
+    ]
+    assert plan.official(signatures[0]["by"]).name == "Nông Thị Hạnh" and signatures[1]["by"] == "dost"
+    assert signatures[1]["digest"] == document_digest(issued.pdf) == audited[0]["signed_pdf_sha256"]
+    assert document_digest(issued.pdf) != signatures[0]["digest"]  # the seal came after the director
+    answer = await client.get(f"/api/v1/reports/annual/{year}/signatures", headers=accounts.as_coordinator)
+    assert answer.status_code == 200, answer.text
+    shown = answer.json()
+    assert shown["number"] == "1/BC-SKHCN" and shown["test_certificates"] is True
+    assert [(s["field"], s["verdict"], s["fingerprint"]) for s in shown["signatures"]] == [
+        ("director", "valid", checks[0].fingerprint),
+        ("agency", "valid", checks[1].fingerprint),
+    ]
+    page = (await client.get(f"/reports/annual/{year}/units", headers=accounts.as_viewer)).text
+    assert "Chữ ký số của báo cáo 1/BC-SKHCN" in page and "CHỨNG THƯ THỬ NGHIỆM" in page
+    assert page.count(": hợp lệ") == 2, page  # each signature's verdict, on the dashboard too
 
     served = await client.get(
         f"/api/v1/reports/annual/{year}", params={"format": "pdf"}, headers=accounts.as_coordinator

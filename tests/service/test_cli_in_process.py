@@ -133,6 +133,7 @@ def test_status_names_each_check_and_exits_1_while_prefect_is_down(kehoach):
     lines = {line.split()[1]: line for line in out.splitlines() if line[:3] in ("ok ", "!! ")}
     assert lines["database"].startswith("ok ") and lines["migrations"].startswith("ok ")
     assert lines["prefect"].startswith("!! ") and "cannot be reached" in lines["prefect"]
+    assert lines["signing"].startswith("ok ")  # development: test signers, made when first needed
     assert "outbox           0 queued" in out and "open steps       0, of which 0 overdue" in out
     code, out = kehoach("status", "--check", "database", "--check", "outbox")
     assert code == 0 and "prefect" not in out, out
@@ -140,9 +141,22 @@ def test_status_names_each_check_and_exits_1_while_prefect_is_down(kehoach):
     assert code == 2 and "unknown check" in out
 
 
+def test_status_names_a_signing_file_that_does_not_fit_the_plan(kehoach, tmp_path):
+    (tmp_path / "signing.yaml").write_text(
+        "trust_roots: [nowhere.pem]\ndirectors:\n  nobody: {kind: pkcs12, file: a.p12, password_env: P}\n"
+    )
+    code, out = kehoach("status", "--check", "signing", env={"KEHOACH_SIGNING_FILE": str(tmp_path / "signing.yaml")})
+    assert code == 1, out
+    assert "directors.nobody: no such official in the plan" in out and "nowhere.pem cannot be read" in out, out
+
+
 def test_rehearse_is_refused_in_production_before_anything_is_made(kehoach, tmp_path):
     folder = tmp_path / "rehearsal"
-    production = {"KEHOACH_ENVIRONMENT": "production", "KEHOACH_LINK_SECRET": "s" * 48}
+    production = {
+        "KEHOACH_ENVIRONMENT": "production",
+        "KEHOACH_LINK_SECRET": "s" * 48,
+        "KEHOACH_SIGNING_FILE": str(tmp_path / "signing.yaml"),
+    }
     code, out = kehoach("rehearse", "--data-dir", str(folder), env=production)
     assert code == 2 and "Refused" in out and "KEHOACH_ENVIRONMENT=production" in out, out
     assert not folder.exists()  # not even its data folder

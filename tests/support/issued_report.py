@@ -14,6 +14,8 @@ from sqlalchemy import text
 
 from approvals.config import PACKAGED_PLAN
 from approvals.plan import load_plan
+from approvals.signing.signers import read_certificate
+from approvals.signing.verification import Verdict, verify
 from tests.support import local_http
 
 ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "test-artifacts"
@@ -76,6 +78,16 @@ def the_issued_report(
     flat = " ".join(text_of_pdf.split())
     for unit in ("pc_commune_that_khe", "pc_ward_ky_lua", "dof", "womens_union"):
         assert NAMES[unit] in flat, NAMES[unit]
+    # The PDF as the PPC received it is the signed original: the director's signature, then the
+    # agency's over the number and date the register wrote in, each valid against the test CA
+    # the stack's worker made in its data folder (approvals/signing/test_signers.py).
+    checks = verify(pdf, trust_roots=[read_certificate(stack.workdir / "test-signing" / "test-ca.pem")])
+    assert [(c.field, c.verdict) for c in checks] == [("director", Verdict.valid), ("agency", Verdict.valid)], [
+        c.problem for c in checks
+    ]
+    entries = {str(f.get("/V", "")) for f in (pypdf.PdfReader(io.BytesIO(pdf)).get_fields() or {}).values()}
+    assert "Số: 1/BC-SKHCN" in entries, entries
+    assert any(e.startswith("Lạng Sơn, ngày ") and unicodedata.is_normalized("NFC", e) for e in entries), entries
     page = pypdfium2.PdfDocument(pdf)[0].render(scale=1.5).to_pil()
     ARTIFACTS.mkdir(exist_ok=True)
     page.save(ARTIFACTS / f"consolidated-report-{year}-page-1.png")
