@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     queue_link_hours: int = Field(
         24, gt=0, le=24 * 7, description="Hours the queue link of the daily digest stays valid after it is sent."
     )
+    report_link_days: int = Field(
+        30,
+        gt=0,
+        le=366,
+        description="Days the download link of an issued report too large to attach stays valid after it is sent.",
+    )
     digest_hour: int = Field(
         7,
         ge=0,

@@ -242,3 +242,38 @@ def queue_link_resolver(
         return f"{base_url.rstrip('/')}/q/{token}"
 
     return resolve
+
+
+# The issued report's download link, for a recipient when the report is too large to attach
+# (`notifications.emails.Emails.report_issued`): it names the cycle and the recipient agency and
+# expires; the page serves that cycle's issued files and nothing else.
+
+REPORT_LINK = "report_link"
+
+
+def report_link_token(secret: bytes, cycle_id: str, agency_id: str, expires: int) -> str:
+    """A recipient agency's link to a cycle's issued report, until `expires` (Unix seconds)."""
+    return _queue_token(secret, "report-link", f"{cycle_id}:{agency_id}", expires)
+
+
+def read_report_link(secret: bytes, token: str, *, now: float) -> tuple[str, str] | None:
+    """(cycle id, agency id) of a genuine, unexpired report link, else None (constant time)."""
+    subject = _read_queue_token(secret, "report-link", token, now)
+    if subject is None or ":" not in subject:
+        return None
+    cycle_id, agency_id = subject.split(":", 1)
+    return cycle_id, agency_id
+
+
+def report_link_resolver(
+    secret: bytes, base_url: str, *, ttl_seconds: int, clock: Callable[[], float] = time.time
+) -> Callable[[str], str]:
+    """Turns a report-link placeholder argument ("cycle_id:agency_id") into the download page's
+    link, at send time: valid `ttl_seconds` from then."""
+
+    def resolve(argument: str) -> str:
+        cycle_id, agency_id = argument.split(":", 1)
+        token = report_link_token(secret, cycle_id, agency_id, int(clock()) + ttl_seconds)
+        return f"{base_url.rstrip('/')}/bao-cao/{token}"
+
+    return resolve

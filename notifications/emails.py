@@ -27,7 +27,7 @@ from approvals.routing.decisions import Channel, DecisionResult
 from approvals.routing.steps import NewAssignment
 from approvals.routing.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
 from approvals.statuses import Outcome
-from approvals.tokens import APPROVAL_LINK, REPLY_ADDRESS
+from approvals.tokens import APPROVAL_LINK, REPLY_ADDRESS, REPORT_LINK
 from approvals.wording.digests import daily_digest_message
 from approvals.wording.message_types import ClosingMessage, LinkMessage, PlainMessage
 from approvals.wording.messages import (
@@ -45,6 +45,7 @@ from approvals.wording.messages import (
 )
 from approvals.wording.presentation import cycle_context, official_name
 from approvals.wording.reply_answers import Step, reply_answer_message
+from notifications.composing import placeholder
 from notifications.links import (
     queue_closing_messages,
     queue_digest_messages,
@@ -52,7 +53,7 @@ from notifications.links import (
     queue_plain_messages,
 )
 from notifications.models import OutboxMessage
-from notifications.outbox import Attachment, queued_keys
+from notifications.outbox import MAX_ATTACHMENT_BYTES, Attachment, queued_keys
 from notifications.render import Renderer
 
 if TYPE_CHECKING:
@@ -326,8 +327,11 @@ class Emails:
         files: Sequence[tuple[str, str, bytes]],
     ) -> int:
         """One email to each recipient agency's mailbox, in Vietnamese (the province's official
-        language), with the issued report's files attached; keyed by cycle and agency."""
+        language), with the issued report's files attached; keyed by cycle and agency. Files
+        larger in all than the outbox takes are not attached: each recipient gets a download
+        link of its own instead (`download`), written as the email is sent."""
         cycle = await session.get(Cycle, uuid.UUID(str(cycle_id)))
+        too_large = sum(len(data) for _, _, data in files) > MAX_ATTACHMENT_BYTES
         context = {
             "rehearsal": cycle_context(self.plan, cycle, language="vi")["rehearsal"] if cycle else "",
             "issuer": report.issuer.name.vi,
@@ -344,7 +348,11 @@ class Emails:
                 language="vi",
                 name=agency.name.vi,
                 email=str(agency.email),
-                context={**context, "name": agency.name.vi},
+                context={
+                    **context,
+                    "name": agency.name.vi,
+                    "download": placeholder(REPORT_LINK, f"{cycle_id}:{agency.id}") if too_large else "",
+                },
             )
             for agency in report.recipients
             if agency.email
@@ -354,7 +362,7 @@ class Emails:
             renderer=self.renderer,
             messages=messages,
             domain=self.domain,
-            attachments=[Attachment(*file) for file in files],
+            attachments=[] if too_large else [Attachment(*file) for file in files],
         )
 
     # ---------------------------------------------------------------------------------------------

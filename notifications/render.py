@@ -68,7 +68,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "reply_answer": ("name", "stage", "cycle", "reason", "link"),
     # to each recipient of the lead agency's consolidated report (an agency's mailbox), with the DOCX
     # and PDF attached: name is the agency, number "Số: 12/BC-SKHCN", report its summary of contents
-    "report_issued": ("name", "issuer", "number", "report", "year", "signer", "at"),
+    # download: the recipient's download link when the files were too large to attach, else ""
+    "report_issued": ("name", "issuer", "number", "report", "year", "signer", "at", "download"),
     # to an official, once a day, their open steps: count and overdue (numbers as text), day the plan's
     # local day; steps: [{stage, unit, cycle, due, overdue ("yes" or ""), link (its approval page)}];
     # link the queue link, which opens every one of them on one page

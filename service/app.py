@@ -23,6 +23,7 @@ from service import (
     problems,
     queue,
     queue_session,
+    report_links,
     submissions,
     timeline,
 )
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)  # every error's answer, API and pages
     app.include_router(queue_session.router)  # /a/{token}/queue and /q/: before /a/'s catch-all
     app.include_router(queue.router)  # /hang-doi: the official's queue
+    app.include_router(report_links.router)  # /bao-cao/: an issued report too large to attach
     app.include_router(links.router)
     app.include_router(submissions.router)
     app.include_router(problems.router)  # /p/: the "Báo cáo vướng mắc" form

@@ -28,11 +28,10 @@ from starlette.exceptions import HTTPException
 
 from approvals.errors import Conflict, InvalidLink, KehoachError, Refused
 from approvals.i18n import catalogue
-from service.web import MESSAGES, language_of, render
+from service.web import LINK_PREFIX, MESSAGES, language_of, render
 
 log = logging.getLogger("kehoach.errors")
 
-LINK_PAGES = ("/a/", "/s/", "/p/", "/q/")
 PROBLEM = "application/problem+json"
 TITLES = {
     400: "Bad request",
@@ -79,7 +78,7 @@ async def kehoach_error(request: Request, exc: KehoachError):
         errors = [{"loc": list(exc.loc or ("body",)), "msg": str(exc), "type": exc.kind}] if exc.status == 422 else None
         return problem(exc.status, detail_of(exc), title=catalogue(MESSAGES).text(exc.key, "en"), errors=errors)
     language = language_of(request, request.app.state.kehoach.settings.default_language)
-    if request.url.path.startswith(LINK_PAGES) and isinstance(exc, (InvalidLink, Refused)):
+    if request.url.path.startswith(LINK_PREFIX) and isinstance(exc, (InvalidLink, Refused)):
         if isinstance(exc, Refused):
             log.warning("%s refused: %s", request.url.path.split("/")[1], exc)
         return invalid_link_page(request, language)

@@ -21,7 +21,9 @@ from approvals.i18n import LANGUAGES, catalogue
 PACKAGE_DIR = Path(__file__).resolve().parent
 MESSAGES = PACKAGE_DIR / "locale" / "messages.yaml"
 _URL = re.compile(r"https?://[^\s<>\"]+")
-LINK_PREFIX = ("/a/", "/s/", "/p/", "/q/")  # approval, (re)submission, problem and queue links: tokens in the path
+# Approval, (re)submission, problem, queue and issued-report links: tokens in the path (no-store,
+# the failed-link limit, a dead one answered with the one invalid-link page).
+LINK_PREFIX = ("/a/", "/s/", "/p/", "/q/", "/bao-cao/")
 
 log = logging.getLogger("kehoach.web")
 

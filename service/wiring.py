@@ -10,10 +10,12 @@ from approvals.tokens import (
     PROBLEM_LINK,
     QUEUE_LINK,
     REPLY_ADDRESS,
+    REPORT_LINK,
     approval_link_resolver,
     problem_link_resolver,
     queue_link_resolver,
     reply_address_resolver,
+    report_link_resolver,
 )
 from notifications.dispatcher import Dispatcher, RetryPolicy
 from notifications.smtp import SmtpConfig
@@ -42,6 +44,9 @@ def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
         SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s"),
         PROBLEM_LINK: problem_link_resolver(secret, settings.public_base_url),
         QUEUE_LINK: queue_link_resolver(secret, settings.public_base_url, ttl_seconds=settings.queue_link_hours * 3600),
+        REPORT_LINK: report_link_resolver(
+            secret, settings.public_base_url, ttl_seconds=settings.report_link_days * 86400
+        ),
         REPLY_ADDRESS: reply_address_resolver(
             secret, local_part=settings.reply_local_part, domain=settings.reply_domain
         ),

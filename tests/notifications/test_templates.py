@@ -195,6 +195,7 @@ def contexts() -> dict[str, dict]:
             report=nfd("kết quả thực hiện kế hoạch truyền thông năm 2026"),
             signer=nfd(NAME),
             at=nfd("ngày 05 tháng 12 năm 2026"),
+            download="",
         ),
     }
 
