@@ -129,10 +129,12 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
     text = " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
     assert "BẢN DIỄN TẬP - KHÔNG CÓ GIÁ TRỊ THỰC HIỆN" in " ".join(text.split())  # no one takes it for real
     # Dated on the rehearsal's calendar, as the register holds it: after the units' 30 November,
-    # never today's date (how far past it depends on how fast this machine ran the year).
-    dated = re.search(r"Lạng Sơn, ngày (\d{2}) tháng (\d{2}) năm (\d{4})", " ".join(text.split()))
+    # never today's date (how far past it depends on how fast this machine ran the year). The
+    # register writes the date into the director's signed PDF, in its field.
+    entries = " ".join(str(f.get("/V", "")) for f in (pypdf.PdfReader(io.BytesIO(pdf)).get_fields() or {}).values())
+    dated = re.search(r"Lạng Sơn, ngày (\d{2}) tháng (\d{2}) năm (\d{4})", entries)
     (issued_on,) = db.execute("SELECT issued_on FROM issued_report").fetchone()
-    assert dated and dt.date(*map(int, reversed(dated.groups()))) == dt.date.fromisoformat(issued_on), text[:600]
+    assert dated and dt.date(*map(int, reversed(dated.groups()))) == dt.date.fromisoformat(issued_on), entries
     assert dt.date.fromisoformat(issued_on) >= dt.date(YEAR, 12, 1), issued_on
 
     verified = subprocess.run(
@@ -143,6 +145,18 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
         timeout=120,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    # Signed by the rehearsal's director and agency with the test CA made in its folder, as
+    # anyone checks it: `kehoach report verify` on the PDF the PPC received.
+    (folder / "received.pdf").write_bytes(pdf)
+    checked = subprocess.run(
+        [KEHOACH, "report", "verify", str(folder / "received.pdf"), "--lang", "en"],
+        env={**env, "KEHOACH_DATA_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 0 and checked.stdout.count("Verdict: valid") == 2, checked.stdout + checked.stderr
+    assert "TEST CERTIFICATES" in checked.stdout
 
     # Run again on the same folder: it joins the finished rehearsal, and starts nothing twice.
     counts = (
