@@ -7,10 +7,8 @@ every recipient with both files and recorded once; a cancelled cycle closes the 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import io
 import unicodedata
-import uuid
 
 import docx
 import pytest
@@ -21,89 +19,25 @@ from approvals.consolidated.document import EDITABLE_COPY_MARK
 from approvals.consolidated.issuing import issue
 from approvals.db import utcnow
 from approvals.errors import NotFound
-from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, CycleStage, IssuedReport, SubmissionFile
+from approvals.models import ApprovalRequest, AuditEvent, CycleStage, IssuedReport, SubmissionFile
 from approvals.plan import load_plan
-from approvals.routing import steps
-from approvals.routing.submissions import open_submission
 from approvals.signing.test_signers import TestSigners
 from approvals.signing.verification import Verdict, document_digest, verify
-from approvals.tokens import derive_token
 from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
-from tests.api.conftest import live_token
-
-SUMMARY = "Các đơn vị đã triển khai đầy đủ.\nĐề nghị UBND tỉnh đôn đốc Hội Liên hiệp Phụ nữ tỉnh."
-
-
-async def _year_with_reports(database, settings, client, year: int) -> tuple[int, uuid.UUID]:
-    """An annual cycle of its own year (each test has one: the sandbox is shared) whose report
-    stage asked two units: the Department of Finance reported (with a file), the Women's Union
-    sent nothing."""
-    plan = load_plan(settings.plan_file)
-    async with database.transaction() as session:
-        cycle = await steps.get_or_create_cycle(
-            session, kind="annual", period=str(year), starts_on=dt.date(year, 1, 15)
-        )
-        tokens = {}
-        for unit in ("dof", "womens_union"):
-            opened = await open_submission(
-                session,
-                plan=plan,
-                secret=settings.link_secret_bytes(),
-                cycle=cycle,
-                stage_id="annual_report",
-                subject=unit,
-                waiter_ref=None,
-                now=utcnow(),
-                link_ttl=dt.timedelta(days=30),
-            )
-            tokens[unit] = derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
-    sent = await client.post(
-        f"/s/{tokens['dof']}",
-        data={"text": "Báo cáo của Sở Tài chính năm nay.", "field_area_policy": "Phổ biến Luật Ngân sách."},
-        files={"files": ("so-lieu.txt", "Số liệu".encode(), "text/plain")},
-    )
-    assert sent.status_code == 200, sent.text
-    return year, cycle.id
-
-
-async def _consolidation(database, settings, cycle_id) -> tuple[uuid.UUID, str, str]:
-    async with database.transaction() as session:
-        cycle = await session.get(Cycle, cycle_id)
-        opened = await open_submission(
-            session,
-            plan=load_plan(settings.plan_file),
-            secret=settings.link_secret_bytes(),
-            cycle=cycle,
-            stage_id="consolidated_report",
-            subject="",
-            waiter_ref=None,
-            now=utcnow(),
-            link_ttl=dt.timedelta(days=30),
-        )
-    token = derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)
-    return opened.opened.request.id, token, opened.asked.official.id
-
-
-async def _director(database, settings, request_id) -> str:
-    async with database.sessions() as session:
-        assignment = (await session.execute(select(Assignment).where(Assignment.request_id == request_id))).scalar_one()
-    assert assignment.official_id == "dost_director"
-    return await live_token(database, settings, assignment.id)
-
-
-async def _submitted(client, database, settings, year: int) -> tuple[int, uuid.UUID, uuid.UUID, str]:
-    year, cycle_id = await _year_with_reports(database, settings, client, year)
-    request_id, token, _ = await _consolidation(database, settings, cycle_id)
-    sent = await client.post(f"/s/{token}", data={"text": unicodedata.normalize("NFD", SUMMARY), "lang": "en"})
-    assert sent.status_code == 200 and "Submitted" in sent.text
-    return year, cycle_id, request_id, await _director(database, settings, request_id)
+from tests.api.consolidation_steps import (
+    SUMMARY,
+    consolidation_opened,
+    director_link,
+    submitted_report,
+    year_with_reports,
+)
 
 
 async def test_the_coordinator_sees_the_draft_and_submits_it_with_both_files(client, database, settings):
-    year, cycle_id = await _year_with_reports(database, settings, client, 2086)
-    request_id, token, official = await _consolidation(database, settings, cycle_id)
+    year, cycle_id = await year_with_reports(database, settings, client, 2086)
+    request_id, token, official = await consolidation_opened(database, settings, cycle_id)
     assert official == "dost_coordinator"  # the lead agency's coordinator (who reads English)
 
     page = await client.get(f"/s/{token}")
@@ -146,7 +80,7 @@ async def test_the_coordinator_sees_the_draft_and_submits_it_with_both_files(cli
     assert "Đề nghị UBND tỉnh đôn đốc Hội Liên hiệp Phụ nữ tỉnh." in written and "so-lieu.txt" in written
     assert "Chủ trương, chính sách: Phổ biến Luật Ngân sách." in written  # what the unit did for each area
 
-    director = await _director(database, settings, request_id)
+    director = await director_link(database, settings, request_id)
     page = await client.get(f"/a/{director}")
     assert f"bao-cao-tong-hop-du-thao-{year}.docx" in page.text and f"bao-cao-tong-hop-du-thao-{year}.pdf" in page.text
     async with database.sessions() as session:
@@ -162,7 +96,7 @@ async def test_the_coordinator_sees_the_draft_and_submits_it_with_both_files(cli
 
 
 async def test_a_rejected_draft_returns_to_the_coordinator_and_issues_nothing(client, database, settings, tmp_path):
-    _year, cycle_id, request_id, director = await _submitted(client, database, settings, 2087)
+    _year, cycle_id, request_id, director = await submitted_report(client, database, settings, 2087)
     decided = await client.post(f"/a/{director}", data={"outcome": "reject", "comment": "Viết lại phần đánh giá."})
     assert decided.status_code == 200
     async with database.sessions() as session:
@@ -199,7 +133,7 @@ async def test_a_rejected_draft_returns_to_the_coordinator_and_issues_nothing(cl
 async def test_an_approved_report_is_signed_numbered_sealed_sent_with_both_files_and_recorded_once(
     client, database, settings, accounts
 ):
-    year, cycle_id, request_id, director = await _submitted(client, database, settings, 2088)
+    year, cycle_id, request_id, director = await submitted_report(client, database, settings, 2088)
     assert (await client.post(f"/a/{director}", data={"outcome": "approve", "comment": ""})).status_code == 200
     plan = load_plan(settings.plan_file)
     send = Emails.of(plan, settings, Renderer()).report_issued
@@ -298,8 +232,8 @@ async def test_an_approved_report_is_signed_numbered_sealed_sent_with_both_files
 
 
 async def test_cancelling_the_cycle_closes_the_consolidation_form_and_its_draft(client, database, settings):
-    _year, cycle_id = await _year_with_reports(database, settings, client, 2089)
-    request_id, token, _ = await _consolidation(database, settings, cycle_id)
+    _year, cycle_id = await year_with_reports(database, settings, client, 2089)
+    request_id, token, _ = await consolidation_opened(database, settings, cycle_id)
     async with database.transaction() as session:
         await coordination.cancel_cycle(session, cycle_id=cycle_id, reason="Điều chỉnh", by="test", now=utcnow())
     assert (await client.get(f"/s/{token}")).status_code == 404
