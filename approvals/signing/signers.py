@@ -182,8 +182,12 @@ def signing_problems(settings: Settings, plan: Plan, *, open_keys: bool) -> list
     if open_keys:
         for part, table in (("directors", signers.config.directors), ("agencies", signers.config.agencies)):
             for key, config in table.items():
-                if isinstance(config, RemoteSigner):
-                    continue  # asked for each signature; its provider is checked then
+                if isinstance(config, RemoteSigner):  # the run cannot yet wait for a phone's confirmation
+                    found.append(
+                        f"{signers.source}: {part}.{key}: remote signing of the issued report is not available yet; "
+                        "use a pkcs12 file or a pkcs11 token for this signer"
+                    )
+                    continue
                 try:
                     with open_signer(config, signers.environ()):
                         pass
