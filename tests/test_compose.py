@@ -75,7 +75,7 @@ def test_health_checks_and_start_order():
 def test_secrets_come_only_from_the_environment():
     for name, service in SERVICES.items():
         for variable, value in (service.get("environment") or {}).items():
-            if re.search(r"PASSWORD|SECRET|KEY", variable):
+            if re.search(r"PASSWORD|SECRET|KEY|PIN", variable):
                 assert str(value).startswith("${"), (name, variable)
             assert not re.search(r"://[^:/@]+:(?!\$\{)[^@]+@", str(value)), (name, variable)  # no password in a URL
 
@@ -89,6 +89,17 @@ def test_the_image_is_the_tested_prefect_and_runs_without_privileges():
     assert user and user[-1] not in ("root", "0")
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", ".env", "kehoach-data"} <= set(ignored)
+    assert {"*.p12", "*.pfx", "*.key", "*.pem", "test-signing"} <= set(ignored)  # no key is built in
+
+
+def test_every_role_reads_the_signing_file_from_a_read_only_mount():
+    for name in ("migrate", "worker", "web", "dispatch", "inbound"):
+        service = OURS[name]
+        assert service["environment"]["KEHOACH_SIGNING_FILE"] == "/etc/kehoach/signing/signing.yaml", name
+        assert any(
+            v.startswith("${KEHOACH_SIGNING_DIR:?") and v.endswith(":/etc/kehoach/signing:ro")
+            for v in service["volumes"]
+        )
 
 
 @pytest.mark.processes  # docker compose, where it is installed
@@ -99,7 +110,7 @@ def test_docker_compose_accepts_the_file_where_it_is_installed():
         plugin = None
     if plugin is None or plugin.returncode != 0:
         return  # no compose plugin on this machine: the checks above are what can be checked here
-    env = {**os.environ, "POSTGRES_PASSWORD": "x" * 24, "KEHOACH_LINK_SECRET": "k" * 48}
+    env = {**os.environ, "POSTGRES_PASSWORD": "x" * 24, "KEHOACH_LINK_SECRET": "k" * 48, "KEHOACH_SIGNING_DIR": "/srv"}
     checked = subprocess.run(
         ["docker", "compose", "config", "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )

@@ -8,13 +8,13 @@ Production reads them from the signing file (`KEHOACH_SIGNING_FILE`, YAML):
         module: /usr/lib/vnpt-ca/libvnptca.so
         token_label: "NGUYEN VAN AN"
         key_label: signing
-        pin_env: KEHOACH_PIN_DOST_DIRECTOR
+        pin_env: SIGNER_PIN_DOST_DIRECTOR
         image: /etc/kehoach/signatures/dost_director.png
     agencies:             # an issuing agency of the plan: its signature, shown as its seal
       dost:
         kind: pkcs12
         file: /etc/kehoach/keys/dost.p12
-        password_env: KEHOACH_PASSWORD_DOST
+        password_env: SIGNER_PASSWORD_DOST
         image: /etc/kehoach/seals/dost.png
     trust_roots: [/etc/kehoach/roots/root-ca.pem]
     timestamp_url: http://tsa.example.vn/tsa
