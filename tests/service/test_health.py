@@ -68,6 +68,7 @@ async def test_readyz_follows_the_database_down_and_back(web, private_postgres):
         "outbox": "ok",
         "wakes": "ok",
         "prefect": "ok",
+        "signing": "ok",  # development: test signers, made when first needed
     }
     private_postgres.stop()
     try:
