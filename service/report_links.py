@@ -15,7 +15,7 @@ from approvals.errors import InvalidLink
 from approvals.models import IssuedReport
 from approvals.tokens import read_report_link
 from service.deps import App
-from service.reports import FORMATS
+from service.reports import FORMATS, issued_file
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,9 +34,5 @@ async def issued_report_download(request: Request, token: str, app: App) -> Resp
         ).scalar()
     if issued is None or agency_id not in {r["agency"] for r in issued.recipients}:
         raise InvalidLink("a report link to a report not issued, or not to this agency")
-    name = f"bao-cao-tong-hop-{issued.year}-so-{issued.number}.{fmt}"
-    return Response(
-        issued.docx if fmt == "docx" else issued.pdf,
-        media_type=FORMATS[fmt][0],
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    file = issued_file(issued, fmt)
+    return Response(file.data, media_type=file.media_type, headers={"Content-Disposition": file.disposition})

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from approvals import consolidated
 from approvals.clock.deadlines import CycleClock, clock_of
-from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, to_docx, to_pdf
+from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, file_stem, to_docx, to_pdf
 from approvals.db import utcnow
 from approvals.errors import NotFound
 from approvals.models import Cycle, IssuedReport
@@ -60,30 +60,35 @@ async def annual_report_file(app, year: int, fmt: str, *, draft: bool = False) -
     has none)."""
     now = utcnow()
     async with app.db.reads() as session:
-        issued = (
-            None
-            if draft
-            else (
-                await session.execute(
-                    select(IssuedReport)
-                    .join(Cycle, Cycle.id == IssuedReport.cycle_id)
-                    .where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year))
-                )
-            ).scalar()
-        )
+        issued = None if draft else await issued_report(session, year)
         if issued is not None:
-            media_type = FORMATS[fmt][0]
-            return ReportFile(
-                issued.docx if fmt == "docx" else issued.pdf,
-                media_type,
-                f"bao-cao-tong-hop-{year}-so-{issued.number}.{fmt}",
-            )
+            return issued_file(issued, fmt)
         report = await consolidated.gather(session, app.plan, year, now=now)
         clock = await year_clock(session, app.plan, year)
     document = draft_document(app, report, now=now, clock=clock)
     media_type, write = FORMATS[fmt]
     data = await asyncio.to_thread(write, document)  # a few hundred ms of CPU: not on the event loop
-    return ReportFile(data, media_type, f"{document.filename_stem}-{year}.{fmt}")
+    return ReportFile(data, media_type, f"{file_stem(document, year=year)}.{fmt}")
+
+
+async def issued_report(session, year: int) -> IssuedReport | None:
+    """The year's annual report as issued, or None before it is."""
+    return (
+        await session.execute(
+            select(IssuedReport)
+            .join(Cycle, Cycle.id == IssuedReport.cycle_id)
+            .where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year))
+        )
+    ).scalar()
+
+
+def issued_file(issued: IssuedReport, fmt: str) -> ReportFile:
+    """The issued report's signed PDF, or its DOCX copy, as it was sent."""
+    return ReportFile(
+        issued.docx if fmt == "docx" else issued.pdf,
+        FORMATS[fmt][0],
+        f"bao-cao-tong-hop-{issued.year}-so-{issued.number}.{fmt}",
+    )
 
 
 @dataclass(frozen=True)
@@ -97,13 +102,7 @@ async def issued_signatures(app, year: int) -> IssuedSignatures:
     """The issued report's signatures checked against the configured trust roots (NotFound: the
     year's report is not issued)."""
     async with app.db.reads() as session:
-        issued = (
-            await session.execute(
-                select(IssuedReport)
-                .join(Cycle, Cycle.id == IssuedReport.cycle_id)
-                .where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year))
-            )
-        ).scalar()
+        issued = await issued_report(session, year)
     if issued is None:
         raise NotFound(f"the consolidated report of {year} is not issued")
     signers = signers_for(app.settings, app.plan)

@@ -214,8 +214,13 @@ def _page_field(
         run._r.append(element)
 
 
+def file_stem(doc: ReportDocument, *, year: int) -> str:
+    """The report's file name without its extension: bao-cao-tong-hop-2026 (-du-thao for a draft)."""
+    return f"{doc.filename_stem}-{year}"
+
+
 def report_files(doc: ReportDocument, *, year: int) -> list[tuple[str, str, bytes]]:
     """The report as both files, (file name, content type, bytes) each: DOCX first, then PDF.
     A few hundred ms of CPU: call it off the event loop (asyncio.to_thread)."""
-    stem = f"{doc.filename_stem}-{year}"
+    stem = file_stem(doc, year=year)
     return [(f"{stem}.docx", DOCX_TYPE, to_docx(doc)), (f"{stem}.pdf", PDF_TYPE, to_pdf(doc))]

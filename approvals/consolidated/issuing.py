@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals import audit
 from approvals.clock.deadlines import CycleClock, clock_of
 from approvals.consolidated.document import ReportDocument, awaiting_number, document, symbol_of
-from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, to_docx
+from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, file_stem, to_docx
 from approvals.consolidated.pdf_file import pdf_with_layout
 from approvals.consolidated.units import AnnualReport, from_snapshot
 from approvals.db import Database, utcnow
@@ -116,7 +116,7 @@ async def issue(
             place_date=written.place_date,
         )
         docx = await asyncio.to_thread(to_docx, replace(written, editable_copy=True))
-        stem = f"{written.filename_stem}-{report.year}"
+        stem = file_stem(written, year=report.year)
         files = [(f"{stem}.docx", DOCX_TYPE, docx), (f"{stem}.pdf", PDF_TYPE, pdf)]
         to = [{"agency": a.id, "email": str(a.email)} for a in report.recipients if a.email]
         session.add(
