@@ -362,3 +362,41 @@ class IssuedReport(Base):
     recipients: Mapped[list[dict[str, str]]] = mapped_column(JSON, doc="[{agency, email}] it was emailed to.")
     docx: Mapped[bytes] = mapped_column(LargeBinary)
     pdf: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RemoteSignature(Base):
+    """The director's signature of an issued report asked of a remote signing provider, which the
+    director confirms on the phone (VNPT SmartCA and the like). The run that issues the report
+    asks, then waits (suspended, holding no process); the sweep polls the provider and, once the
+    signature came back or the request lapsed, wakes the run, which finishes the signature from
+    `state` (pyHanko's interrupted signing). One request at a time per cycle; a lapsed or refused
+    one is told to the coordinators once, and a new one is asked when the issue is tried again."""
+
+    __tablename__ = "remote_signature"
+    __table_args__ = (
+        Index(
+            "uq_remote_signature_awaiting",
+            "cycle_id",
+            unique=True,
+            postgresql_where=text("status = 'awaiting'"),
+            sqlite_where=text("status = 'awaiting'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    cycle_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cycle.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(64), doc="The consolidation stage whose run waits.")
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("approval_request.id"))
+    signer: Mapped[str] = mapped_column(String(64), doc="The official who signs (the plan's id).")
+    transaction_id: Mapped[str] = mapped_column(String(100), unique=True, doc="Ours, sent to the provider.")
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, doc="PendingRemoteSignature.to_json(): the prepared PDF.")
+    status: Mapped[str] = mapped_column(String(16), doc="awaiting, signed, lapsed or refused")
+    requested_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    submitted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="When the provider took the request.")
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    next_poll_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    polls: Mapped[int] = mapped_column(default=0)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary, doc="The raw signature value returned.")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    told_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="When its failure was told.")
