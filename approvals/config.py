@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         "the trust roots and the timestamp authority (approvals/signing/signers.py). Required in production; in "
         "development, test certificates marked as such are made in the data folder.",
     )
+    remote_signature_minutes: int = Field(
+        15,
+        gt=0,
+        le=24 * 60,
+        description="Minutes a director who signs on the phone (remote signing) has to confirm the issued report's "
+        "signature before the request lapses and the coordinators are told.",
+    )
     reply_domain: str = Field(
         "",
         description="Domain of the reply addresses: each email that asks for a decision gets its own Reply-To, "

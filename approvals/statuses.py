@@ -65,6 +65,14 @@ class WakeStatus(str, Enum):
     parked = "parked"  # can never be delivered: shown to coordinators, not retried
 
 
+class RemoteSignatureStatus(str, Enum):
+    """A director's signature asked of a remote signing provider (`approvals.consolidated.remote_director`)."""
+
+    awaiting = "awaiting"  # asked: the director has not confirmed on the phone yet
+    signed = "signed"  # the signature value came back: the run finishes the signature
+    lapsed = "lapsed"  # refused on the phone, expired, or refused by the provider
+
+
 class LinkStatus(str, Enum):
     """A submission link's state."""
 

@@ -112,7 +112,10 @@ async def _stages(
             # chain leaves at its due time, then).
             await heartbeat.wait(stage.id)
         if stage.kind is StageKind.consolidation and state.status is StageStatus.done:
-            await issue_report(**key, stage_id=stage.id)  # numbered, sent to the PPC and recorded, once
+            # Signed, numbered, sealed, sent to the PPC and recorded, once. A director who signs on
+            # the phone is asked first: the run waits until the service wakes it with the answer.
+            while (await issue_report(**key, stage_id=stage.id)).get("awaiting_signature"):
+                await heartbeat.wait(stage.id)
         if await lapsed(**key, stage_id=stage.id):
             statuses[stage.id], passed[stage.id] = StageStatus.lapsed.value, True
         else:

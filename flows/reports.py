@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from prefect import task
 from prefect.logging import get_run_logger
 from prefect.states import State
@@ -11,6 +13,7 @@ from approvals.config import get_settings
 from approvals.consolidated.issuing import issue
 from approvals.errors import Refused
 from approvals.plan import load_plan
+from approvals.signing.errors import RemoteSignatureLapsed
 from approvals.signing.signers import signers_for
 from flows.stages import STEP, cycle_of, database
 from notifications.emails import Emails
@@ -20,13 +23,16 @@ from notifications.render import shared_renderer
 def worth_retrying(task: object, task_run: object, state: State) -> bool:
     """Prefect's retry condition: a refused signature (a wrong PIN, an expired certificate, no
     signer configured) is not tried again, for a token locks after a few wrong PINs and the
-    fault needs a person; what is only unavailable now (a timestamp authority down) is."""
-    return not isinstance(state.data, Refused)
+    fault needs a person, nor a remote signature the director refused or let lapse (trying again
+    asks them again: the coordinators restart the cycle when they should); what is only
+    unavailable now (a timestamp authority down) is."""
+    return not isinstance(state.data, (Refused, RemoteSignatureLapsed))
 
 
 @task(name="issue-report", retry_condition_fn=worth_retrying, **STEP)
 async def issue_report(*, cycle_kind: str, period: str, stage_id: str) -> dict:
-    """Sign, number, seal, send and record the approved consolidated report of a cycle (once)."""
+    """Sign, number, seal, send and record the approved consolidated report of a cycle (once);
+    {"awaiting_signature": True} while its director has not confirmed the signature on the phone."""
     settings = get_settings()
     async with database(settings) as db:
         async with db.reads() as session:
@@ -40,7 +46,11 @@ async def issue_report(*, cycle_kind: str, period: str, stage_id: str) -> dict:
             stage_id=stage_id,
             send=emails.report_issued,
             signers=signers_for(settings, plan),
+            remote_expires_after=dt.timedelta(minutes=settings.remote_signature_minutes),
         )
+    if issued is None:  # the director signs on the phone: asked, not answered yet
+        get_run_logger().info("Report of %s/%s waits for its director's signature on the phone", cycle_kind, period)
+        return {"awaiting_signature": True}
     if issued.new:
         get_run_logger().info(
             "Report %s/%s of %s/%s issued to %d recipient(s)",

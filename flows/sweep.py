@@ -9,11 +9,13 @@ from prefect.logging import get_run_logger
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approvals.config import Settings, get_settings
+from approvals.consolidated.remote_director import poll_remote_signatures
 from approvals.db import Database, utcnow
 from approvals.plan import Plan, load_plan
 from approvals.routing.stages import due_goings_on, due_openings
 from approvals.running.digests import daily_digests
 from approvals.running.sweep import EventKind, SweepEvent, overdue_notices, sweep
+from approvals.signing.signers import signers_for
 from flows.stages import database
 from notifications.emails import Emails
 from notifications.outbox import failed_messages
@@ -57,6 +59,9 @@ async def sweep_with_emails(
     async with db.transaction() as session:
         await due_openings(session, now=now or utcnow())  # stages whose own date has come: wake their runs
         await due_goings_on(session, now=now or utcnow())  # stages the chain leaves at their due time
+    # Directors' signatures asked on the phone (every web process polls them too): answered, wake the run.
+    await poll_remote_signatures(db, signers=lambda: signers_for(settings, plan), now=now)
+    async with db.transaction() as session:
         # Coordinators hear of every email that could not be delivered, once per set of failures.
         await emails.delivery_failures(session, await failed_messages(session), at=now or utcnow())
     return events

@@ -291,6 +291,10 @@ async def annual_report_units(request: Request, year: str, app: App):
         signed = await reports.issued_signatures(app, shown)
     except NotFound:
         signed = None  # not issued yet
+    asked = None
+    if signed is None:  # perhaps waiting on the director's phone
+        async with app.db.reads() as session:
+            asked = await reports.signature_asked(session, shown)
     return coordinator_page(
         request,
         app,
@@ -299,6 +303,13 @@ async def annual_report_units(request: Request, year: str, app: App):
         caller,
         report=card,
         signed=signed,
+        asked=asked and {
+            "status": asked.status,
+            "signer": official_name(app.plan, asked.signer),
+            "requested": local_time(asked.requested_at, app.plan.tz, language),
+            "expires": local_time(asked.expires_at, app.plan.tz, language),
+            "detail": asked.detail,
+        },
         rehearsal=clock.rehearsal,
         rehearsal_day=f"{clock.planned(utcnow()).astimezone(app.plan.tz):%d/%m/%Y}" if clock.rehearsal else "",
     )

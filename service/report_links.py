@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 
 from approvals.errors import InvalidLink
-from approvals.models import IssuedReport
+from approvals.report_models import IssuedReport
 from approvals.tokens import read_report_link
 from service.deps import App
 from service.reports import FORMATS, issued_file

@@ -12,7 +12,8 @@ from approvals.clock.deadlines import CycleClock, clock_of
 from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, file_stem, to_docx, to_pdf
 from approvals.db import utcnow
 from approvals.errors import NotFound
-from approvals.models import Cycle, IssuedReport
+from approvals.models import Cycle
+from approvals.report_models import IssuedReport, RemoteSignature
 from approvals.signing.signers import signers_for
 from approvals.signing.test_pki import TEST_MARK
 from approvals.signing.verification import SignatureCheck, verify
@@ -78,6 +79,21 @@ async def issued_report(session, year: int) -> IssuedReport | None:
             select(IssuedReport)
             .join(Cycle, Cycle.id == IssuedReport.cycle_id)
             .where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year))
+        )
+    ).scalar()
+
+
+async def signature_asked(session, year: int) -> RemoteSignature | None:
+    """The latest signature of the year's report asked of its director on the phone (remote
+    signing), while the report is not issued: what the coordinators see it wait on."""
+    return (
+        await session.execute(
+            select(RemoteSignature)
+            .join(Cycle, Cycle.id == RemoteSignature.cycle_id)
+            .outerjoin(IssuedReport, IssuedReport.cycle_id == Cycle.id)
+            .where(Cycle.kind == consolidated.ANNUAL, Cycle.period == str(year), IssuedReport.id.is_(None))
+            .order_by(RemoteSignature.requested_at.desc())
+            .limit(1)
         )
     ).scalar()
 

@@ -11,7 +11,9 @@ its own transaction and answers. This loop, in every `kehoach web` process, deli
   tried again with back-off, and a wake that can never succeed (the run is over or gone
   while the cycle is not) is parked, and the cycle shown to the coordinators;
 - a run that said it was working and went silent (its process died) is asked after in
-  Prefect, marked crashed there, and its cycle shown to the coordinators, who are told once.
+  Prefect, marked crashed there, and its cycle shown to the coordinators, who are told once;
+- a director's signature asked of a remote signing provider is polled until the director
+  answers on the phone, which queues the wake of the run that issues the report.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from sqlalchemy import or_, update
 
 from approvals import coordination
 from approvals.config import Settings
+from approvals.consolidated.remote_director import poll_remote_signatures
 from approvals.db import Database, claim, utcnow
 from approvals.errors import NotFound
 from approvals.models import Cycle, Wake
 from approvals.plan import Plan
 from approvals.routing.stages import ANY_STAGE, RESTART, WakeReason
 from approvals.running import cycles
+from approvals.signing.signers import signers_for
 from approvals.statuses import WakeStatus
 from notifications.emails import Emails
 from notifications.render import Renderer
@@ -252,6 +256,14 @@ class Resumer:
         log.info("resumed run %s of cycle %s at %s", run_id, cycle.id, wake.stage or "its wait")
         return Delivery("done", run_id=run_id)
 
+    async def poll_signatures(self) -> list[str]:
+        """Ask the remote signing provider about the directors' signatures that wait on a phone;
+        each one answered wakes its run (a wake, delivered as the others)."""
+        plan, settings = self.plan, self.settings
+        if plan is None or settings is None:
+            return []
+        return await poll_remote_signatures(self.db, signers=lambda: signers_for(settings, plan))
+
     async def _attention(self, cycle_id: uuid.UUID, run_id: str | None, reason: str, detail: str) -> None:
         async with self.db.transaction() as session:
             marked = await cycles.needs_attention(
@@ -370,6 +382,7 @@ class Resumer:
                 await self.watch_runs()
                 await self.start_recorded_cycles()
                 busy = await self.relay_events() > 0 or busy
+                busy = bool(await self.poll_signatures()) or busy
             except Exception:
                 log.exception("resume reconciliation failed")
             if busy:

@@ -42,6 +42,7 @@ from tests.support.officials import (
     submit,
     submit_orientation,
 )
+from tests.support.remote_director import asked_on_the_phone
 
 pytestmark = pytest.mark.e2e
 SILENT = frozenset({"pc_commune_that_khe", "veterans_association"})  # send nothing by 30 November
@@ -202,6 +203,13 @@ def test_the_annual_chain_with_every_stage_kind_sent_back_once_to_the_issued_rep
     assert answer.status_code == 200 and "Sent again" in answer.text
     approve(inbox.link("dost_director", ASK, "8. "))
 
+    # The director signs on the phone (VNPT SmartCA's shape): the run asks, then waits suspended,
+    # holding no process, until the web service's poll finds the confirmation and wakes it.
+    asked = asked_on_the_phone(stack.phone, year)
+    stack.wait_for_state(run_id, {"Suspended"})
+    stack.wait_until(lambda: stack.flow_run_process() is None, "the waiting run still holds a process")
+    assert not [r for r in stack.smtp.received if "[Báo cáo]" in r.subject and str(year) in r.subject]
+    stack.phone.confirm(asked.transaction_id)
     stack.wait_for_state(run_id, {"Completed"}, timeout=180)
     stages = dict(
         rows(
@@ -309,14 +317,17 @@ def test_the_annual_chain_with_every_stage_kind_sent_back_once_to_the_issued_rep
     )
     assert "Annual implementation report" in digest.text
     # The run was woken once per stage, not once per branch nor per round: a handful of resumes
-    # for ~90 units and ten steps sent back.
+    # for ~90 units and ten steps sent back; and once more when the director answered on the phone.
     woken = rows(
         stack,
         year,
-        "SELECT w.stage, COUNT(*) FROM wake w JOIN cycle c ON c.id = w.cycle_id "
-        "WHERE c.period = :p AND c.kind = 'annual' GROUP BY w.stage",
+        "SELECT w.stage, w.reason, COUNT(*) FROM wake w JOIN cycle c ON c.id = w.cycle_id "
+        "WHERE c.period = :p AND c.kind = 'annual' GROUP BY w.stage, w.reason",
     )
-    assert dict(woken) == {
+    by_stage: dict[str, int] = {}
+    for stage, _, count in woken:
+        by_stage[stage] = by_stage.get(stage, 0) + count
+    assert by_stage == {
         stage: 1
         for stage in (
             "dic_direction",
@@ -325,6 +336,6 @@ def test_the_annual_chain_with_every_stage_kind_sent_back_once_to_the_issued_rep
             "outlet_plans",
             "finance_allocation",
             "annual_report",
-            "consolidated_report",
         )
-    }
+    } | {"consolidated_report": 2}
+    assert ("consolidated_report", "signature_answered", 1) in [tuple(w) for w in woken]

@@ -13,6 +13,7 @@ timestamp authority down) raises before anything is issued, so the run can try a
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -24,13 +25,15 @@ from approvals import audit
 from approvals.clock.deadlines import CycleClock, clock_of
 from approvals.consolidated.document import ReportDocument, awaiting_number, document, symbol_of
 from approvals.consolidated.files import DOCX_TYPE, PDF_TYPE, file_stem, to_docx
-from approvals.consolidated.pdf_file import pdf_with_layout
+from approvals.consolidated.pdf_file import PdfLayout, pdf_with_layout
+from approvals.consolidated.remote_director import Asking, signed_by_remote_director
 from approvals.consolidated.units import AnnualReport, from_snapshot
 from approvals.db import Database, utcnow
 from approvals.errors import NotFound
-from approvals.models import ApprovalRequest, Cycle, Decision, IssuedReport
+from approvals.models import ApprovalRequest, Cycle, Decision
 from approvals.plan.schema import Plan
-from approvals.signing.issued_report import agency_sealed, director_signed
+from approvals.report_models import IssuedReport
+from approvals.signing.issued_report import agency_sealed, director_signed, remote_director
 from approvals.signing.signers import Signers
 from approvals.statuses import Outcome, RequestStatus
 
@@ -70,10 +73,19 @@ class Send(Protocol):
 
 
 async def issue(
-    db: Database, *, plan: Plan, cycle_id: uuid.UUID, stage_id: str, send: Send, signers: Signers
-) -> Issued:
+    db: Database,
+    *,
+    plan: Plan,
+    cycle_id: uuid.UUID,
+    stage_id: str,
+    send: Send,
+    signers: Signers,
+    remote_expires_after: dt.timedelta = dt.timedelta(minutes=15),
+) -> Issued | None:
     """The cycle's consolidated report as issued: signed by its director, numbered, sealed by its
-    agency, sent (`send`) and recorded, the first time; what was issued, every time after."""
+    agency, sent (`send`) and recorded, the first time; what was issued, every time after. None
+    while a director who signs on the phone has not confirmed yet (`remote_director`): asked,
+    the run waits and is woken once they answered."""
     async with db.reads() as session:
         issued = await _issued(session, cycle_id)
         if issued is None:
@@ -95,12 +107,28 @@ async def issue(
     def words(number: int | None) -> ReportDocument:
         return document(plan, report, summary=summary, issued_on=issued_on, number=number, clock=clock)
 
+    async def unsigned() -> tuple[bytes, PdfLayout]:
+        return await asyncio.to_thread(pdf_with_layout, awaiting_number(words(None)), number_and_date_as_fields=True)
+
     # The director signs before the register's transaction: a token or a timestamp authority may
     # take seconds, and two runs racing both sign, harmlessly (one issues).
-    unsigned, layout = await asyncio.to_thread(
-        pdf_with_layout, awaiting_number(words(None)), number_and_date_as_fields=True
-    )
-    by_director, director_signature = await director_signed(unsigned, layout, signers=signers, official_id=signer)
+    if remote_director(signers, signer) is None:
+        pdf, layout = await unsigned()
+        by_director, director_signature = await director_signed(pdf, layout, signers=signers, official_id=signer)
+    else:
+        asking = Asking(
+            cycle_id=cycle_id,
+            stage=stage_id,
+            request_id=request.id,
+            official_id=signer,
+            description=f"Ký số báo cáo {symbol} năm {report.year}",
+            expires_after=remote_expires_after,
+        )
+        signed = await signed_by_remote_director(db, asking, unsigned=unsigned, signers=signers)
+        if signed is None:
+            return None
+        by_director, director_signature = signed
+        _, layout = await unsigned()  # where the seal goes: the same document's layout
     async with db.transaction() as session:
         issued = await _issued(session, cycle_id)
         if issued is not None:  # another run issued it meanwhile

@@ -48,6 +48,7 @@ class WakeReason:
     stage_due = "stage_due"  # a stage the chain leaves at its due time (go_on_at_due) has reached it
     restart = "restart"  # start a new run for the cycle (stage RESTART)
     restart_forced = "restart_forced"  # the same, even though its run looks alive (cancelled first)
+    signature_answered = "signature_answered"  # the director answered a remote signature request on the phone
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ class RemoteSigner(_Signer):
     user_id: str = Field(min_length=1, description="The signer's account with the provider.")
     client_id: str = Field(min_length=1, description="kehoach's client id with the provider.")
     secret_env: str = Field(pattern=ENV_NAME, description="The name of the environment variable with its secret.")
+    serial_number: str | None = Field(
+        None, description="Which of the signer's certificates at the provider signs, when they hold more than one."
+    )
 
 
 SignerConfig = Annotated[Pkcs12Signer | Pkcs11Signer | RemoteSigner, Field(discriminator="kind")]

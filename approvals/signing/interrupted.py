@@ -159,14 +159,16 @@ class PendingRemoteSignature:
 
 
 async def begin_remote_signature(
-    pdf: bytes,
+    pdf: bytes | IncrementalPdfFileWriter,
     pdf_signer: PdfSignerOrFactory,
     certificate: pyca_x509.Certificate,
     chain: Sequence[pyca_x509.Certificate] = (),
     *,
     now: dt.datetime | None = None,
+    appearance_text_params: dict[str, str] | None = None,
 ) -> PendingRemoteSignature:
-    """Prepare `pdf` for a signature by `certificate`'s key, held elsewhere. SigningRefused if the
+    """Prepare `pdf` (its bytes, or a revision already begun, as `signatures.prepare_director`
+    makes) for a signature by `certificate`'s key, held elsewhere. SigningRefused if the
     certificate is not valid `now`, before anything is prepared or sent."""
     check_validity(certificate, now)
     cert = _asn1(certificate)
@@ -176,7 +178,7 @@ async def begin_remote_signature(
     if signer.signing_cert is None or signer.signing_cert.dump() != cert.dump():
         raise ValueError("the PdfSigner's signer must hold the certificate being signed with (remote_signer)")
 
-    writer = IncrementalPdfFileWriter(BytesIO(pdf))
+    writer = pdf if isinstance(pdf, IncrementalPdfFileWriter) else IncrementalPdfFileWriter(BytesIO(pdf))
     session = pdf_signer.init_signing_session(writer)
     if session.md_algorithm != DIGEST:
         raise ValueError(f"remote signing providers sign {DIGEST} digests, not {session.md_algorithm}")
@@ -184,7 +186,9 @@ async def begin_remote_signature(
     reserved = await session.estimate_signature_container_size(
         validation_info, tight=pdf_signer.signature_meta.tight_size_estimates
     )
-    tbs = session.prepare_tbs_document(validation_info=validation_info, bytes_reserved=reserved)
+    tbs = session.prepare_tbs_document(
+        validation_info=validation_info, bytes_reserved=reserved, appearance_text_params=appearance_text_params
+    )
     prepared, output = tbs.digest_tbs_document()
     attributes = PdfCMSSignedAttributes(
         signing_time=session.system_time,

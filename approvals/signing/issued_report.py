@@ -13,12 +13,22 @@ import enum
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from asn1crypto import x509 as asn1_x509
 from pyhanko.sign.signers import Signer
 
-from approvals.signing.backends import SignerConfig, open_signer
+from approvals.signing.backends import RemoteSigner, SignerConfig, open_signer
 from approvals.signing.errors import SigningRefused
+from approvals.signing.interrupted import PendingRemoteSignature, begin_remote_signature, finish_remote_signature
 from approvals.signing.register import fill_number_and_date
-from approvals.signing.signatures import common_name, seal_as_agency, sign_as_director, timestamp_authority
+from approvals.signing.remote import RemoteSigningClient, remote_signer
+from approvals.signing.signatures import (
+    common_name,
+    pdf_signer,
+    prepare_director,
+    seal_as_agency,
+    sign_as_director,
+    timestamp_authority,
+)
 from approvals.signing.signers import Signers
 from approvals.signing.verification import document_digest
 
@@ -56,9 +66,49 @@ async def director_signed(
             signed = sign_as_director(
                 pdf, signer, layout=layout, image=image, timestamper=_timestamper(signers), trust_roots=_roots(signers)
             )
-            return signed, _made(SignedAs.director, official_id, signer, signed, test=signers.test)
+            return signed, _made(SignedAs.director, official_id, _certificate(signer), signed, test=signers.test)
 
     return await asyncio.to_thread(sign)
+
+
+def remote_director(signers: Signers, official_id: str) -> RemoteSigner | None:
+    """The director's remote signer, when they sign on the phone (else they sign at once)."""
+    config = signers.director(official_id)
+    return config if isinstance(config, RemoteSigner) else None
+
+
+async def director_asked_remotely(
+    pdf: bytes, layout: PdfLayout, *, signers: Signers, official_id: str, client: RemoteSigningClient
+) -> PendingRemoteSignature:
+    """The approved report (its number and date blank) made ready for its director's signature at
+    the remote signing provider: the certificate the provider holds for them, the signature's
+    revision and appearance as `director_signed` makes them, and what the phone signs
+    (`PendingRemoteSignature.to_be_signed`). Nothing is sent to the phone here."""
+    config = remote_director(signers, official_id)
+    if config is None:
+        raise SigningRefused(f"{official_id} does not sign remotely")
+    image = _image(config, f"the signature of {official_id}")
+    remote = await client.certificate(config.user_id, serial_number=config.serial_number)
+    prepared = await asyncio.to_thread(prepare_director, pdf, layout=layout, image=image)
+    made, text = pdf_signer(
+        prepared,
+        remote_signer(remote.certificate, remote.chain),
+        timestamper=_timestamper(signers),
+        trust_roots=_roots(signers),
+    )
+    return await begin_remote_signature(
+        prepared.writer, made, remote.certificate, remote.chain, appearance_text_params=text
+    )
+
+
+async def director_signed_remotely(
+    pending: PendingRemoteSignature, signature: bytes, *, signers: Signers, official_id: str
+) -> tuple[bytes, SignatureMade]:
+    """The report signed by its director with the signature value the provider returned: refused
+    (SigningRefused) if it is not their certificate's signature over this very document."""
+    signed = await finish_remote_signature(pending, signature, timestamper=_timestamper(signers))
+    certificate = asn1_x509.Certificate.load(pending.certificate)
+    return signed, _made(SignedAs.director, official_id, certificate, signed, test=signers.test)
 
 
 async def agency_sealed(
@@ -80,7 +130,7 @@ async def agency_sealed(
                 timestamper=_timestamper(signers),
                 trust_roots=_roots(signers),
             )
-            return signed, _made(SignedAs.agency, agency_id, signer, signed, test=signers.test)
+            return signed, _made(SignedAs.agency, agency_id, _certificate(signer), signed, test=signers.test)
 
     return await asyncio.to_thread(sign)
 
@@ -103,9 +153,13 @@ def _roots(signers: Signers) -> list[bytes] | None:
     return signers.trust_roots() or None
 
 
-def _made(signed_as: SignedAs, by: str, signer: Signer, pdf: bytes, *, test: bool) -> SignatureMade:
+def _certificate(signer: Signer) -> asn1_x509.Certificate:
     certificate = signer.signing_cert
     assert certificate is not None  # open_signer refuses a signer without one
+    return certificate
+
+
+def _made(signed_as: SignedAs, by: str, certificate: asn1_x509.Certificate, pdf: bytes, *, test: bool) -> SignatureMade:
     return SignatureMade(
         signed_as=signed_as,
         by=by,

@@ -51,6 +51,7 @@ import httpx
 from cryptography import x509
 from pyhanko.sign.signers import PdfSigner
 
+from approvals.signing.backends import RemoteSigner
 from approvals.signing.errors import RemoteSignatureLapsed, SignerLocked, SignerUnavailable, SigningRefused
 from approvals.signing.interrupted import (
     PdfSignerOrFactory,
@@ -177,6 +178,17 @@ class RemoteSigningClient:
         if not sp_id or not sp_password:
             raise SignerLocked(f"set {prefix}_SP_ID and {prefix}_SP_PASSWORD for the remote signing provider")
         return cls(base_url, sp_id=sp_id, sp_password=sp_password)
+
+    @classmethod
+    def of(cls, config: RemoteSigner, environ: Mapping[str, str]) -> RemoteSigningClient:
+        """The client of a signer in the signing file: kehoach's account `client_id` with the provider,
+        its secret read from the environment variable the file names, never from the file."""
+        secret = environ.get(config.secret_env)
+        if not secret:
+            raise SignerLocked(
+                f"the remote signing provider's secret is not in the environment: set {config.secret_env}"
+            )
+        return cls(str(config.base_url), sp_id=config.client_id, sp_password=secret)
 
     async def __aenter__(self) -> RemoteSigningClient:
         return self

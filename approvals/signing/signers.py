@@ -182,11 +182,12 @@ def signing_problems(settings: Settings, plan: Plan, *, open_keys: bool) -> list
     if open_keys:
         for part, table in (("directors", signers.config.directors), ("agencies", signers.config.agencies)):
             for key, config in table.items():
-                if isinstance(config, RemoteSigner):  # the run cannot yet wait for a phone's confirmation
-                    found.append(
-                        f"{signers.source}: {part}.{key}: remote signing of the issued report is not available yet; "
-                        "use a pkcs12 file or a pkcs11 token for this signer"
-                    )
+                if isinstance(config, RemoteSigner):  # confirmed on the phone when it signs: its secret now
+                    if not signers.environ().get(config.secret_env):
+                        found.append(
+                            f"{signers.source}: {part}.{key}: the remote signing provider's secret is not in the "
+                            f"environment: set {config.secret_env}"
+                        )
                     continue
                 try:
                     with open_signer(config, signers.environ()):

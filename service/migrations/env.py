@@ -6,7 +6,8 @@ from sqlalchemy import pool
 # Every package's tables live in one database and one history, so the environment
 # imports every package's models: it sits at the top, in service/, where
 # `kehoach db upgrade` lives, and approvals/ never depends on notifications/.
-import approvals.models  # noqa: F401
+import approvals.models
+import approvals.report_models  # noqa: F401
 import notifications.models  # noqa: F401
 from approvals.db import Base, make_engine
 from approvals.errors import KehoachError

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals.models import ApprovalRequest, AuditEvent, Cycle, Decision, IssuedReport
+from approvals.models import ApprovalRequest, AuditEvent, Cycle, Decision
+from approvals.report_models import IssuedReport
 from approvals.statuses import RequestStatus
 from flows.cadences import MONTHLY_KIND
 from notifications.models import MessageStatus, OutboxMessage

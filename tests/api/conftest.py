@@ -20,6 +20,7 @@ from approvals.routing import steps
 from approvals.tokens import derive_token
 from notifications.models import OutboxMessage
 from service.app import create_app
+from tests.support.fake_remote_signer import fake_remote_signer  # noqa: F401  (a fixture: the remote signing provider)
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,9 @@ from approvals.consolidated.document import EDITABLE_COPY_MARK
 from approvals.consolidated.issuing import issue
 from approvals.db import utcnow
 from approvals.errors import NotFound
-from approvals.models import ApprovalRequest, AuditEvent, CycleStage, IssuedReport, SubmissionFile
+from approvals.models import ApprovalRequest, AuditEvent, CycleStage, SubmissionFile
 from approvals.plan import load_plan
+from approvals.report_models import IssuedReport
 from approvals.signing.test_signers import TestSigners
 from approvals.signing.verification import Verdict, document_digest, verify
 from notifications.emails import Emails

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from approvals.consolidated.issuing import issue
-from approvals.models import AuditEvent, IssuedReport
+from approvals.models import AuditEvent
 from approvals.plan import load_plan
+from approvals.report_models import IssuedReport
 from approvals.signing.errors import SignerLocked, SigningRefused
 from approvals.signing.signers import load_signing_file
 from approvals.signing.test_images import draw_test_seal, draw_test_signature

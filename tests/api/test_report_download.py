@@ -12,8 +12,8 @@ import re
 from sqlalchemy import select
 
 from approvals.db import utcnow
-from approvals.models import IssuedReport
 from approvals.plan import load_plan
+from approvals.report_models import IssuedReport
 from approvals.tokens import REPORT_LINK, report_link_resolver, report_link_token
 from notifications.composing import PLACEHOLDER
 from notifications.emails import Emails

@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+import approvals.report_models  # noqa: F401  (its tables too)
 import notifications.models  # noqa: F401  (its tables are in the metadata the migrations build)
 from approvals.models import Base
 from service.migrate import alembic_config, upgrade

@@ -94,14 +94,18 @@ def test_the_worker_start_check_names_a_wrong_password_and_a_missing_one(tmp_pat
     ]
 
 
-def test_a_remote_signer_is_named_at_start_until_the_run_can_wait_for_the_phone(tmp_path):
+def test_a_remote_signers_secret_is_checked_at_start_without_calling_the_provider(tmp_path, monkeypatch):
     path = _file(
         tmp_path,
         "trust_roots: [r.pem]\ndirectors:\n  dost_director:\n    kind: remote\n    base_url: http://127.0.0.1:9/sca\n"
         "    user_id: '0912345678'\n    client_id: kehoach\n    secret_env: SCA_SECRET\n",
     )
-    found = signing_problems(Settings(signing_file=path, data_dir=tmp_path), PLAN, open_keys=True)
-    assert any("directors.dost_director: remote signing of the issued report is not available yet" in p for p in found)
+    monkeypatch.delenv("SCA_SECRET", raising=False)
+    settings = Settings(signing_file=path, data_dir=tmp_path)
+    found = signing_problems(settings, PLAN, open_keys=True)
+    assert any("directors.dost_director" in p and "set SCA_SECRET" in p for p in found), found
+    monkeypatch.setenv("SCA_SECRET", "s")  # nothing listens on port 9: the provider is not called at start
+    assert not any("SCA_SECRET" in p for p in signing_problems(settings, PLAN, open_keys=True))
 
 
 def test_production_will_not_start_without_a_signing_file(tmp_path):

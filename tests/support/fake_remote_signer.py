@@ -15,7 +15,7 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -166,6 +166,19 @@ class FakeRemoteSigner:
             if not self.changed.wait_for(lambda: bool(self.users[user_id].prompts), timeout=timeout):
                 raise AssertionError(f"the phone of {user_id} was never asked within {timeout} s")
             return self.transactions[self.users[user_id].prompts[0]]
+
+    def wait_for(self, predicate: Callable[[Transaction], bool], timeout: float = 30.0) -> Transaction:
+        """The first request the phones showed that `predicate` accepts, once it arrives."""
+
+        def found() -> Transaction | None:
+            return next((t for t in self.transactions.values() if predicate(t)), None)
+
+        with self.changed:
+            if not self.changed.wait_for(lambda: found() is not None, timeout=timeout):
+                raise AssertionError(f"no phone was asked for such a signature within {timeout} s")
+            made = found()
+            assert made is not None
+            return made
 
     def confirm(self, transaction_id: str) -> None:
         """The signer confirms on the phone: the hash is signed with the user's key."""

@@ -79,9 +79,10 @@ def the_issued_report(
     for unit in ("pc_commune_that_khe", "pc_ward_ky_lua", "dof", "womens_union"):
         assert NAMES[unit] in flat, NAMES[unit]
     # The PDF as the PPC received it is the signed original: the director's signature, then the
-    # agency's over the number and date the register wrote in, each valid against the test CA
-    # the stack's worker made in its data folder (approvals/signing/test_signers.py).
-    checks = verify(pdf, trust_roots=[read_certificate(stack.workdir / "test-signing" / "test-ca.pem")])
+    # agency's over the number and date the register wrote in, each valid against the test CA of
+    # the stack's signing folder: the director signed on the phone (the fake provider), the agency
+    # with its PKCS#12 file (tests/support/remote_director.py).
+    checks = verify(pdf, trust_roots=[read_certificate(stack.signing.trust_root)])
     assert [(c.field, c.verdict) for c in checks] == [("director", Verdict.valid), ("agency", Verdict.valid)], [
         c.problem for c in checks
     ]

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import text
 
 from tests.support import local_http
+from tests.support.remote_director import asked_on_the_phone
 
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/[as]/[A-Za-z0-9_-]+)")
 
@@ -207,7 +208,14 @@ def consolidate(inbox: Inbox, summary: str = "") -> str:
     )  # as the form sends it
     assert answer.status_code == 200 and "Submitted" in answer.text, answer.text
     approve(inbox.link("dost_director", ASK, "8. "))
+    confirm_on_the_phone(inbox)
     return shown
+
+
+def confirm_on_the_phone(inbox: Inbox) -> None:
+    """The director, asked on the phone to sign the approved report of the year, confirms."""
+    phone = inbox.stack.phone
+    phone.confirm(asked_on_the_phone(phone, inbox.year).transaction_id)
 
 
 def through_the_budget(inbox: Inbox) -> None:

@@ -18,6 +18,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from service.prefect_server import free_port, prefect_env, stop_process
 from tests.support import local_http
+from tests.support.fake_remote_signer import FakeRemoteSigner
+from tests.support.remote_director import remote_signing_folder
 
 KEHOACH = str(Path(sys.executable).parent / "kehoach")
 
@@ -73,6 +75,12 @@ class Stack:
                 "KEHOACH_MAX_BODY_BYTES": str(4 * 1024 * 1024),  # tests/service/test_limits.py streams past 4 MiB
             }
         )
+        # The director signs the consolidated report on the phone, at a fake SmartCA-shaped
+        # provider (`officials.consolidate` confirms), as a province using VNPT SmartCA would.
+        self.phone = FakeRemoteSigner()
+        self.phone.start()
+        self.signing = remote_signing_folder(workdir / "signing", self.phone)
+        self.env.update({"KEHOACH_SIGNING_FILE": str(self.signing.signing_file), **self.signing.environ})
         self.processes: dict[str, subprocess.Popen] = {}
 
     def _spawn(self, name: str, *args: str) -> None:
@@ -152,6 +160,12 @@ class Stack:
         ).stdout
         return next((int(line.split()[0]) for line in out.splitlines() if "prefect.engine" in line), None)
 
+    def wait_until(self, condition, failure: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, failure
+            time.sleep(0.3)
+
     def respawn(self, name: str) -> None:
         """Start a killed process again, as its supervisor would."""
         self._spawn(name, name)
@@ -176,6 +190,7 @@ class Stack:
     def stop(self) -> None:
         for process in self.processes.values():
             stop_process(process)
+        self.phone.stop()
 
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
