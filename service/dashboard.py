@@ -303,7 +303,8 @@ async def annual_report_units(request: Request, year: str, app: App):
         caller,
         report=card,
         signed=signed,
-        asked=asked and {
+        asked=asked
+        and {
             "status": asked.status,
             "signer": official_name(app.plan, asked.signer),
             "requested": local_time(asked.requested_at, app.plan.tz, language),
