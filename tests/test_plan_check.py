@@ -160,6 +160,28 @@ BROKEN: dict[str, tuple[int, str, str]] = {
         "agencies[2].id",
         "id 'sở_tài_chính' must use lowercase ASCII letters, digits and _, starting with a letter",
     ),
+    # How an official is reached (approvals/plan/reach.py): phone, channels, consent.
+    "zalo-without-phone.yaml": (29, "officials[0].channels", "'zalo' needs a phone: give the official's mobile"),
+    "sms-without-consent.yaml": (
+        30,
+        "officials[0].channels",
+        "'sms' needs the official's consent (Decree 13/2023/NĐ-CP): give the day they agreed (consent: {sms: ",
+    ),
+    "email-not-last.yaml": (30, "officials[0].channels", "email must come last: it is the channel of record"),
+    "channels-without-email.yaml": (30, "officials[0].channels", "email must be among the channels, last"),
+    "duplicate-channel.yaml": (30, "officials[0].channels", "'sms' is listed twice (channels[0] and channels[1])"),
+    "unknown-channel.yaml": (32, "officials[0].channels[1]", "unknown channel 'viber' (use zalo, sms or email)"),
+    "landline-phone.yaml": (
+        29,
+        "officials[0].phone",
+        "phone '0205 3812 345' is a landline (02x): Zalo and SMS reach a mobile number (03x, 05x, 07x, 08x or 09x)",
+    ),
+    "unquoted-phone.yaml": (29, "officials[0].phone", "YAML read it as the number 53070776; put it in quotes"),
+    "phone-on-units-of-a-kind.yaml": (
+        29,
+        "unit_officials[0].phone",
+        "a phone reaches one person, and this entry makes an official for several units",
+    ),
 }
 
 # FILE:LINE: PATH: MESSAGE -- paths never contain ": ", messages may.
@@ -219,6 +241,17 @@ def test_lang_son_plan_passes_with_summary():
     assert re.search(rf"^\s+agencies: {len(agencies)} \(\d+ in force on 2025-07-01: ", result.stdout, re.M), (
         result.stdout
     )
+
+
+def test_plan_check_counts_the_officials_each_channel_reaches_on_the_day():
+    """The DOST and DCST directors agreed to Zalo and SMS on 10 March 2025, the DoF director on
+    12 March, the PPC vice-chair on 1 April: a channel counts from the day of its consent."""
+    everyone = len(load_plan(ROOT / "plans/lang-son.yaml").officials)
+    for day, by_phone in (("2025-03-09", 0), ("2025-03-11", 2), ("2025-07-01", 4)):
+        result = kehoach("plan", "check", "plans/lang-son.yaml", "--on", day)
+        assert result.returncode == 0, result.stderr
+        shown = f"channels on {day}: {by_phone} by Zalo, {by_phone} by SMS (each with a phone and consent), "
+        assert f"  {shown}all {everyone} by email (the channel of record)\n" in result.stdout, result.stdout
 
 
 def test_minimal_valid_plan_passes():

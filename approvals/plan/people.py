@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from approvals.plan.reach import DEFAULT_CHANNELS, Address, Channels, Consent, MobilePhone, addresses
 from approvals.plan.values import ADDRESS, AsciiId, OneLine, RoleId, Strict, Text, one_of, quoted
 
 
@@ -128,13 +129,24 @@ class Official(Validity):
     title: Text
     roles: list[RoleId] = Field(min_length=1)
     language: Annotated[Language, one_of(Language, "language")] = Language.vi
+    # How they are reached (approvals.plan.reach): phone and consent before channels, whose rules read them.
+    phone: MobilePhone | None = Field(None, description="Their mobile phone, for Zalo and SMS (stored +84...).")
+    consent: Consent = Field(Consent(), description="The day they agreed to Zalo and to SMS (Decree 13/2023/NĐ-CP).")
+    channels: Channels = Field(DEFAULT_CHANNELS, description="How they are reached, in order; email last.")
+
+    def reach(self, on: dt.date | None = None) -> list[Address]:
+        """The channels to reach them by, in their order, each with its address: their phone
+        (+84...) for Zalo and SMS, only where they agreed (by `on`, when given), and their email,
+        last. Attachments and calendar invites go by email whatever the order."""
+        return addresses(self.channels, phone=self.phone, email=str(self.email), consent=self.consent, on=on)
 
 
 class UnitOfficials(Strict):
     """Officials made for every unit of some kinds (or named units) that has nobody holding the
     roles: a unit's mailbox rather than a person, e.g. the reporting officer of each of the 65
     communes. `id`, `email` and `name` are templates: {agency} is the unit's id, {agency_vi} and
-    {agency_en} its names. They hold office while their unit exists."""
+    {agency_en} its names. They hold office while their unit exists. Their channels are the
+    entry's (email, by default); a phone belongs to one person, so only an entry for one unit has one."""
 
     roles: list[RoleId] = Field(min_length=1)
     kinds: list[Annotated[AgencyKind, one_of(AgencyKind, "agency kind")]] = []
@@ -144,6 +156,20 @@ class UnitOfficials(Strict):
     name: str = Field(min_length=1, max_length=120)
     title: Text
     language: Annotated[Language, one_of(Language, "language")] = Language.vi
+    phone: MobilePhone | None = Field(None, description="For an entry of one unit: its official's mobile phone.")
+    consent: Consent = Field(Consent(), description="The day that official agreed to Zalo and to SMS.")
+    channels: Channels = Field(DEFAULT_CHANNELS, description="How its officials are reached, in order; email last.")
+
+    @field_validator("phone")
+    @classmethod
+    def _one_person(cls, phone: str | None, info: ValidationInfo) -> str | None:
+        # A field validator, so the problem is reported at phone (kinds and agencies are read first).
+        if phone is not None and (info.data.get("kinds") or len(info.data.get("agencies") or []) != 1):
+            raise ValueError(
+                "a phone reaches one person, and this entry makes an official for several units: give a "
+                "phone only on an entry for one unit (agencies: [its id]), before the entries by kind"
+            )
+        return phone
 
     @model_validator(mode="after")
     def _some_units(self) -> UnitOfficials:
@@ -161,6 +187,9 @@ class UnitOfficials(Strict):
             title=self.title,
             roles=list(self.roles),
             language=self.language,
+            phone=self.phone,
+            consent=self.consent,
+            channels=list(self.channels),
             valid_from=agency.valid_from,
             valid_to=agency.valid_to,
         )

@@ -54,6 +54,11 @@ def plan_check(
         + (f" ({made} made by unit_officials)" if made else "")
         + f", time zone: {plan.plan.timezone}"
     )
+    reached = Counter(a.channel.value for o in plan.officials for a in o.reach(day))
+    typer.echo(
+        f"  channels on {day}: {reached['zalo']} by Zalo, {reached['sms']} by SMS (each with a phone and "
+        f"consent), all {reached['email']} by email (the channel of record)"
+    )
     for agency in plan.agencies:
         for entry in agency.succession:
             word = "verified" if entry.verified else "ASSUMED (not verified)"
