@@ -21,6 +21,8 @@ class SmsGateway(Protocol):
 
     async def submit(self, phone: str, text: str, request_id: str) -> Delivery: ...
 
+    async def aclose(self) -> None: ...
+
 
 class SmsChannel:
     name = "sms"
@@ -28,6 +30,9 @@ class SmsChannel:
     def __init__(self, gateway: SmsGateway, *, templates: Mapping[str, KindTemplates] | None = None) -> None:
         self.gateway = gateway
         self.templates = templates
+
+    async def aclose(self) -> None:
+        await self.gateway.aclose()
 
     async def send(self, message: ChannelMessage) -> Delivery:
         try:

@@ -59,3 +59,34 @@ def channels_check(lang: str = typer.Option("vi", "--lang", help="vi or en.")) -
         typer.echo(_("channels.problems", n=problems), err=True)
         raise typer.Exit(1)
     typer.echo(_("channels.ok"))
+
+
+@channels_app.command("zalo-token")
+def zalo_token(
+    expires_in: float = typer.Option(90000, min=0, help="Seconds the access token has left (Zalo's expires_in)."),
+) -> None:
+    """Store the Zalo OA's tokens after an administrator authorised the app (first, or after a refresh failed). The tokens come from KEHOACH_ZALO_ACCESS_TOKEN and KEHOACH_ZALO_REFRESH_TOKEN, or are asked for without echo: never on the command line."""  # noqa: E501 (typer keeps a paragraph's line breaks in --help)
+    import asyncio
+    import os
+
+    from approvals.db import Database
+    from notifications.channels.zalo_token import store_tokens
+
+    settings = load_settings()
+    if not settings.zalo_app_id:
+        typer.echo("KEHOACH_ZALO_APP_ID is not set", err=True)
+        raise typer.Exit(2)
+    access = os.environ.get("KEHOACH_ZALO_ACCESS_TOKEN") or typer.prompt("Access token", hide_input=True)
+    refresh = os.environ.get("KEHOACH_ZALO_REFRESH_TOKEN") or typer.prompt("Refresh token", hide_input=True)
+
+    async def main() -> None:
+        db = Database(settings.effective_database_url)
+        try:
+            await store_tokens(
+                db, settings.zalo_app_id, access_token=access, refresh_token=refresh, expires_in=expires_in
+            )
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+    typer.echo(f"Zalo tokens of app {settings.zalo_app_id} stored.")

@@ -73,3 +73,44 @@ def test_an_sms_past_two_segments_fails(tmp_path):
     code, output = check(tmp_path, "--lang", "en", KEHOACH_PUBLIC_BASE_URL="https://" + "k" * 40 + ".langson.gov.vn")
     assert code == 1, output
     assert "SMS: 3 segment(s)" in output and "<--" in output
+
+
+def test_zalo_token_stores_the_tokens_from_the_environment(tmp_path, private_database):
+    """`kehoach channels zalo-token` after the OA is authorised: the tokens stored, a failure cleared."""
+    import asyncio
+
+    from approvals.db import Database
+    from notifications.models import ZaloToken
+
+    env = {
+        "KEHOACH_DATABASE_URL": private_database.url,
+        "KEHOACH_DATA_DIR": str(tmp_path),
+        "KEHOACH_ZALO_APP_ID": "app-cli",
+        "KEHOACH_ZALO_ACCESS_TOKEN": "at-from-the-oa",
+        "KEHOACH_ZALO_REFRESH_TOKEN": "rt-from-the-oa",
+    }
+
+    def run() -> str:
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(app, ["channels", "zalo-token"], env=env)
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    async def stored() -> tuple[str, str, int]:
+        db = Database(private_database.url)
+        try:
+            async with db.reads() as session:
+                row = await session.get(ZaloToken, "app-cli")
+                assert row is not None
+                return row.access_token, row.refresh_token, row.generation
+        finally:
+            await db.dispose()
+
+    assert "app-cli stored" in run()
+    assert asyncio.run(stored()) == ("at-from-the-oa", "rt-from-the-oa", 1)
+    env["KEHOACH_ZALO_REFRESH_TOKEN"] = "rt-again"
+    run()
+    assert asyncio.run(stored()) == ("at-from-the-oa", "rt-again", 2)

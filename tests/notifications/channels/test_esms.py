@@ -25,21 +25,31 @@ def message(key: str, **values: str) -> ChannelMessage:
     )
 
 
-def sms(fake, *, sandbox: bool = False, brandname: str = BRANDNAME, timeout: float = 1.0) -> SmsChannel:
-    gateway = EsmsGateway(
-        api_key=API_KEY,
-        secret_key=SECRET_KEY,
-        brandname=brandname,
-        sandbox=sandbox,
-        base_url=fake.base_url,
-        timeout=timeout,
-        callback_url="https://kehoach.example/channels/esms",
-    )
-    return SmsChannel(gateway)
+@pytest.fixture
+async def sms(fake_esms):
+    """`sms(sandbox=..., brandname=...)`: an SMS channel through the fake eSMS, closed afterwards."""
+    made: list[SmsChannel] = []
+
+    def make(*, sandbox: bool = False, brandname: str = BRANDNAME, timeout: float = 1.0) -> SmsChannel:
+        gateway = EsmsGateway(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            brandname=brandname,
+            sandbox=sandbox,
+            base_url=fake_esms.base_url,
+            timeout=timeout,
+            callback_url="https://kehoach.example/channels/esms",
+        )
+        made.append(SmsChannel(gateway))
+        return made[-1]
+
+    yield make
+    for channel in made:
+        await channel.aclose()
 
 
-async def test_an_sms_is_sent_with_its_key_as_request_id(fake_esms):
-    channel = sms(fake_esms)
+async def test_an_sms_is_sent_with_its_key_as_request_id(sms, fake_esms):
+    channel = sms()
     delivery = await channel.send(message("approval_request:a1:1"))
     assert delivery.sent and delivery.provider_id == "esms-1"
     [sent] = fake_esms.delivered
@@ -50,50 +60,50 @@ async def test_an_sms_is_sent_with_its_key_as_request_id(fake_esms):
     assert sent["CallbackUrl"] == "https://kehoach.example/channels/esms"
 
 
-async def test_the_sandbox_sends_nothing(fake_esms):
-    delivery = await sms(fake_esms, sandbox=True).send(message("k-sandbox"))
+async def test_the_sandbox_sends_nothing(sms, fake_esms):
+    delivery = await sms(sandbox=True).send(message("k-sandbox"))
     assert delivery.sent and delivery.detail == "sandbox"
     assert fake_esms.delivered == [] and [s["Sandbox"] for s in fake_esms.sandboxed] == ["1"]
 
 
-async def test_a_duplicate_request_id_is_sent_once(fake_esms):
-    channel = sms(fake_esms)
+async def test_a_duplicate_request_id_is_sent_once(sms, fake_esms):
+    channel = sms()
     first = await channel.send(message("k-dup"))
     again = await channel.send(message("k-dup"))  # a dispatcher that died before recording the first
     assert first.sent and again.sent and "duplicate RequestId" in again.detail
     assert len(fake_esms.sends()) == 2 and len(fake_esms.delivered) == 1
 
 
-async def test_a_provider_that_times_out_is_retried_later(fake_esms):
+async def test_a_provider_that_times_out_is_retried_later(sms, fake_esms):
     fake_esms.hang()
     try:
-        delivery = await sms(fake_esms).send(message("k-timeout"))
+        delivery = await sms().send(message("k-timeout"))
     finally:
         fake_esms.release()
     assert delivery.status is DeliveryStatus.retryable and delivery.error_code == "timeout"
 
 
-async def test_a_5xx_is_retried_later(fake_esms):
+async def test_a_5xx_is_retried_later(sms, fake_esms):
     fake_esms.fail_with(503)
-    delivery = await sms(fake_esms).send(message("k-5xx"))
+    delivery = await sms().send(message("k-5xx"))
     assert delivery.status is DeliveryStatus.retryable and delivery.error_code == "http-503"
 
 
 @pytest.mark.parametrize(
     ("code", "status"), [("146", "permanent"), ("103", "permanent"), ("99", "permanent"), ("777", "retryable")]
 )
-async def test_codes_permanent_and_retryable(fake_esms, code, status):
+async def test_codes_permanent_and_retryable(sms, fake_esms, code, status):
     fake_esms.answer_code(code)
-    delivery = await sms(fake_esms).send(message(f"k-{code}"))
+    delivery = await sms().send(message(f"k-{code}"))
     assert delivery.status is DeliveryStatus(status) and delivery.error_code == code
 
 
-async def test_an_unregistered_brandname_is_permanent(fake_esms):
-    delivery = await sms(fake_esms, brandname="UNKNOWN").send(message("k-brand"))
+async def test_an_unregistered_brandname_is_permanent(sms, fake_esms):
+    delivery = await sms(brandname="UNKNOWN").send(message("k-brand"))
     assert delivery.status is DeliveryStatus.permanent and delivery.error_code == "104"
 
 
-async def test_a_text_past_two_segments_never_reaches_the_provider(fake_esms):
-    delivery = await sms(fake_esms).send(message("k-long", short_link="https://kehoach.example/s/" + "x" * 80))
+async def test_a_text_past_two_segments_never_reaches_the_provider(sms, fake_esms):
+    delivery = await sms().send(message("k-long", short_link="https://kehoach.example/s/" + "x" * 80))
     assert delivery.status is DeliveryStatus.permanent and delivery.error_code == "too-long"
     assert fake_esms.requests == []
