@@ -41,7 +41,7 @@ import httpx
 from sqlalchemy import select, update
 
 from approvals.db import Database, utcnow
-from approvals.errors import Unavailable
+from approvals.errors import KehoachError, Unavailable
 from notifications.models import ZaloToken
 
 log = logging.getLogger("kehoach.channels")
@@ -74,7 +74,7 @@ class ZaloTokenFailed(Unavailable):
         self.failure = failure
 
 
-class _Refused(Exception):
+class _Refused(KehoachError):
     """Zalo answered the refresh with an error: `invalid_grant` when it names the refresh token."""
 
     def __init__(self, detail: str, *, invalid_grant: bool):
