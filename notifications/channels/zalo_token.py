@@ -8,7 +8,9 @@ authorised the OA again. Every process therefore reads the tokens from the `zalo
 and refreshes them only holding that row's lock (SELECT ... FOR UPDATE on PostgreSQL; on
 SQLite, the write lock every transaction takes when it begins, `approvals.db`): whoever gets
 the lock second finds the new token stored and uses it without asking Zalo. The lock is held
-across the call to Zalo (bounded by its timeout): the refresh happens about once a day.
+across the call to Zalo, bounded by its timeout: the refresh happens about once a day, and on
+SQLite every other writer waits for it meanwhile (SQLite has one write lock). A token within
+`margin` of its end is refreshed; if Zalo cannot be reached then, it is used while it lasts.
 
 The refresh (as documented there):
     POST https://oauth.zaloapp.com/v4/oa/access_token
@@ -141,7 +143,12 @@ class ZaloTokens:
         row = await self._row()
         if row is not None and _usable(row, utcnow(), self.margin):
             return row.access_token
-        return await self.refresh(stale=row.access_token if row is not None else None)
+        try:
+            return await self.refresh(stale=row.access_token if row is not None else None)
+        except ZaloTokenUnavailable:
+            if row is not None and row.failed_at is None and row.expires_at > utcnow():
+                return row.access_token  # Zalo's OAuth server is down, but this token has minutes left
+            raise
 
     async def refresh(self, stale: str | None = None) -> str:
         """Refresh under the row's lock, unless the token stored is no longer `stale` (someone

@@ -23,8 +23,8 @@ helpdesk.getfly.vn "Câu hỏi về ZNS", but their numbers there were not seen:
   -116 text invalid, -117 OA has no right to the template, -118 no Zalo account for the
   phone, -119 account cannot receive ZNS, -131 template not approved, -132 parameter invalid:
   permanent; -124 access token invalid: the token is refreshed and the send tried once more,
-  then retryable; -133 a non-transaction message at night, -1xx "too many requests"
-  (-144 daily quota, -1300 rate limit): retryable.
+  then retryable; -133 (a non-transaction message sent at night) and -144 (the OA's daily
+  quota spent): retryable, later.
 - Any other code: permanent (the message goes to the next channel rather than wait on a
   code nobody can read), its code and message kept for the outbox.
 A timeout, a connection error or an HTTP 5xx is retryable; another HTTP status, permanent.
@@ -47,7 +47,7 @@ from notifications.channels.zalo_token import ZaloTokenFailed, ZaloTokens, ZaloT
 
 ZNS_URL = "https://business.openapi.zalo.me"
 SEND_PATH = "/message/template"
-RETRYABLE_CODES = frozenset({-100, -133, -144, -1300})
+RETRYABLE_CODES = frozenset({-100, -133, -144})
 ACCESS_TOKEN_INVALID = -124
 
 

@@ -162,3 +162,14 @@ async def test_no_token_stored_is_a_failure_a_person_must_fix(zalo_app, database
         await tokens.aclose()
     await store_tokens(database, zalo_app.app_id, access_token="at-x", refresh_token="rt-x")
     assert (await zalo_app.row()).generation == 1
+
+
+async def test_a_token_near_its_end_is_used_while_zalo_cannot_refresh_it(zalo_app):
+    await zalo_app.authorise(expires_in=600)  # ten minutes left: within the margin, refreshed first
+    zalo_app.fake.fail_with(503)
+    tokens = zalo_app.tokens()
+    try:
+        assert await tokens.access_token() == zalo_app.access_token
+    finally:
+        await tokens.aclose()
+    assert len(zalo_app.fake.refreshes()) == 1 and (await zalo_app.row()).generation == 1
