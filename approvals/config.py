@@ -232,6 +232,31 @@ class Settings(BaseSettings):
         90.0, gt=0, description="A working cycle run silent this long is asked after in Prefect (it may have died)."
     )
 
+    # Channels besides email (notifications/channels): Zalo's ZNS and SMS. Secrets from the environment only.
+    zalo_enabled: bool = Field(False, description="Whether officials may be reached on Zalo (ZNS).")
+    zns_templates: dict[str, str] = Field(
+        default_factory=dict,
+        description='The approved ZNS template id of each message kind, as JSON: {"approval_request": "231234", ...} '
+        "(`kehoach channels check` lists the kinds).",
+    )
+    zns_base_url: str = Field("https://business.openapi.zalo.me", description="Zalo's ZNS API.")
+    zalo_oauth_url: str = Field("https://oauth.zaloapp.com", description="Zalo's OAuth server (the OA token).")
+    zalo_app_id: str = Field("", description="The Zalo app (Zalo for Developers) linked to the province's OA.")
+    zalo_secret_key: SecretStr | None = Field(None, description="The Zalo app's secret key (environment only).")
+    sms_enabled: bool = Field(False, description="Whether officials may be reached by SMS (eSMS.vn).")
+    esms_base_url: str = Field("https://rest.esms.vn/MainService.svc/json", description="eSMS.vn's API.")
+    esms_api_key: SecretStr | None = Field(None, description="eSMS ApiKey (environment only).")
+    esms_secret_key: SecretStr | None = Field(None, description="eSMS SecretKey (environment only).")
+    esms_brandname: str = Field("", description="The registered brandname the SMS come from.")
+    esms_sms_type: str = Field("2", description="eSMS SmsType: 2, customer care with a brandname.")
+    esms_sandbox: bool = Field(
+        True, description="eSMS sandbox: requests are checked, not sent nor charged. Turn off to send."
+    )
+    esms_callback_url: str = Field("", description="Where eSMS reports each SMS's delivery (empty: none).")
+    channel_timeout: float = Field(
+        15.0, gt=0, description="Seconds a call to Zalo or eSMS may take before it is retried later."
+    )
+
     @field_validator("default_language")
     @classmethod
     def _known_language(cls, value: str) -> str:

@@ -28,6 +28,7 @@ from approvals.routing.steps import NewAssignment
 from approvals.routing.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
 from approvals.statuses import Outcome
 from approvals.tokens import APPROVAL_LINK, REPLY_ADDRESS, REPORT_LINK
+from approvals.wording.channel_alerts import zalo_token_messages
 from approvals.wording.digests import daily_digest_message
 from approvals.wording.message_types import ClosingMessage, LinkMessage, PlainMessage
 from approvals.wording.messages import (
@@ -314,6 +315,20 @@ class Emails:
                 session, renderer=self.renderer, link_name=APPROVAL_LINK, domain=self.domain, messages=[message]
             )
         return await self._plain(session, [message])
+
+    # Channels besides email --------------------------------------------------------------------
+
+    async def zalo_token_failed(
+        self, session: AsyncSession, *, app_id: str, generation: int, detail: str, at: dt.datetime
+    ) -> int:
+        """The coordinators' alert that Zalo refused the OA's token refresh (once per token generation:
+        `notifications.channels.zalo_token` calls it through its `on_failure`)."""
+        return await self._plain(
+            session,
+            zalo_token_messages(
+                self.plan, app_id=app_id, generation=generation, detail=detail, at=at, base_url=self.base_url
+            ),
+        )
 
     # The issued report -------------------------------------------------------------------------
 

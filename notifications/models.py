@@ -134,3 +134,21 @@ class InboundReply(Base):
     outcome: Mapped[str] = mapped_column(String(32), doc="A ReplyHandling.")
     detail: Mapped[str] = mapped_column(Text, default="", doc="Why, for the log.")
     answered: Mapped[bool] = mapped_column(default=False, doc="Whether an answer to the sender was queued.")
+
+
+class ZaloToken(Base):
+    """The Zalo OA's tokens, one row per Zalo app: the access token (about 25 h) and the refresh
+    token (single use, 3 months) that makes the next one. Every process reads it here; one at a
+    time refreshes it, under this row's lock (`notifications.channels.zalo_token`). A refresh that
+    failed for good is kept (`failed_at`, `failure`) until someone authorises the OA again."""
+
+    __tablename__ = "zalo_token"
+
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    access_token: Mapped[str] = mapped_column(Text)
+    refresh_token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, doc="When the access token stops working.")
+    refreshed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    generation: Mapped[int] = mapped_column(default=0, doc="Refreshes so far: a failure is told once per generation.")
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    failure: Mapped[str | None] = mapped_column(Text, doc="Why the last refresh failed for good (Zalo's answer).")

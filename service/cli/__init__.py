@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import cycles, inbound, ops, plan, processes, reports
+from service.cli import channels, cycles, inbound, ops, plan, processes, reports
 
 app = typer.Typer(
     help="kehoach: runs Lạng Sơn's communication plan (Decision 1045/QĐ-TTg) as Prefect flows with email approvals.",
@@ -29,6 +29,7 @@ app.add_typer(ops.audit_app, name="audit")
 app.add_typer(ops.account_app, name="account")
 app.add_typer(cycles.cycle_app, name="cycle")
 app.add_typer(reports.report_app, name="report")
+app.add_typer(channels.channels_app, name="channels")
 app.command()(ops.status)
 
 

@@ -360,6 +360,7 @@ ATTENTION = {
     "run_finished_open": "restart",
     "run_missing": "restart",
     "replies_unread": "replies",
+    "zalo_token_failed": "zalo_token",
 }
 
 
@@ -367,7 +368,7 @@ ATTENTION = {
 def test_every_reason_for_attention_has_its_own_subject_and_words(renderer, language):
     subjects = set()
     for reason, note in ATTENTION.items():
-        cycle_level = note in ("restart", "replies")  # names no step, unit or due time
+        cycle_level = note in ("restart", "replies", "zalo_token")  # names no step, unit or due time
         context = {
             **contexts()["attention"],
             "reason": reason,

@@ -1,0 +1,115 @@
+"""eSMS.vn's SMS API, as an `sms.SmsGateway`.
+
+The call, as eSMS documents it (developers.esms.vn, "Send OTP/Customer care message"):
+    POST https://rest.esms.vn/MainService.svc/json/SendMultipleMessage_V4_post_json/
+    {"ApiKey", "SecretKey", "Phone", "Content", "SmsType" ("2": customer care, with a
+     Brandname), "Brandname", "IsUnicode" ("1" for Vietnamese with diacritics), "Sandbox"
+     ("1": checked, neither sent nor charged), "RequestId" (ours: "to prevent the request
+     from being duplicated"), "CallbackUrl" (delivery reports)}
+    -> {"CodeResult": "100", "SMSID": "...", "ErrorMessage": ""}
+"100" says eSMS accepted the request, not that the phone received it (that is the callback's).
+
+The other CodeResult values (developers.esms.vn "Table of error codes", and the eSMS gitbook
+`esms-api/bang-ma-loi.md`):
+- 124 duplicate RequestId: this message was accepted before, by an earlier try of ours
+  (a dispatcher that died before recording it): sent, not sent again;
+- 99 number blocked, 101 wrong ApiKey/SecretKey, 102 no price list, 103 balance too low,
+  104 brandname not registered, 108 phone format, 118 unsupported message type, 140 our IP not
+  whitelisted, 146 wrong customer-care template, 177 network not registered: permanent (the
+  message goes to the next channel; the configuration ones need a person);
+- anything else: retryable (bounded by the outbox's attempts). A timeout, a connection error or
+  an HTTP 5xx is retryable; another non-200 status, permanent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from notifications.channels.base import Delivery
+from notifications.channels.segments import is_gsm7
+
+ESMS_URL = "https://rest.esms.vn/MainService.svc/json"
+SEND_PATH = "/SendMultipleMessage_V4_post_json/"
+ACCEPTED = "100"
+DUPLICATE = "124"
+PERMANENT_CODES = {
+    "99": "the phone number is blocked",
+    "101": "wrong ApiKey or SecretKey",
+    "102": "no price list",
+    "103": "balance too low",
+    "104": "brandname not registered",
+    "108": "phone number format",
+    "118": "unsupported message type",
+    "140": "our IP address is not whitelisted",
+    "146": "wrong customer-care template",
+    "177": "the phone's network is not registered",
+}
+
+
+class EsmsGateway:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        secret_key: str,
+        brandname: str,
+        sms_type: str = "2",
+        sandbox: bool = True,
+        callback_url: str = "",
+        base_url: str = ESMS_URL,
+        timeout: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._credentials = {"ApiKey": api_key, "SecretKey": secret_key}
+        self.brandname = brandname
+        self.sms_type = sms_type
+        self.sandbox = sandbox
+        self.callback_url = callback_url
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def body(self, phone: str, text: str, request_id: str) -> dict[str, Any]:
+        return {
+            **self._credentials,
+            "Phone": phone,
+            "Content": text,
+            "SmsType": self.sms_type,
+            "Brandname": self.brandname,
+            "IsUnicode": "0" if is_gsm7(text) else "1",
+            "Sandbox": "1" if self.sandbox else "0",
+            "RequestId": request_id,
+            "CallbackUrl": self.callback_url,
+        }
+
+    async def submit(self, phone: str, text: str, request_id: str) -> Delivery:
+        try:
+            response = await self._http.post(SEND_PATH, json=self.body(phone, text, request_id))
+        except httpx.TimeoutException:
+            return Delivery.retry("timeout", f"eSMS did not answer within {self.timeout} s")
+        except httpx.HTTPError as error:
+            return Delivery.retry("connection", f"eSMS: {type(error).__name__}: {error}")
+        if response.status_code >= 500:
+            return Delivery.retry(f"http-{response.status_code}", f"eSMS answered {response.status_code}")
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code != 200 or not isinstance(answer, dict):
+            return Delivery.refused(f"http-{response.status_code}", f"eSMS answered {response.status_code}")
+        code = str(answer.get("CodeResult") or "")
+        message = str(answer.get("ErrorMessage") or "")
+        sandbox = "sandbox" if self.sandbox else ""
+        if code == ACCEPTED:
+            return Delivery.delivered(str(answer.get("SMSID") or ""), sandbox)
+        if code == DUPLICATE:
+            return Delivery.delivered(
+                str(answer.get("SMSID") or ""), f"accepted before (duplicate RequestId {request_id})"
+            )
+        if code in PERMANENT_CODES:
+            return Delivery.refused(code, f"eSMS {code}: {PERMANENT_CODES[code]} {message}".strip())
+        return Delivery.retry(code or "unknown", f"eSMS {code or 'answered no code'}: {message}".strip())

@@ -1,0 +1,70 @@
+"""Fixtures of the channel tests: the fake providers (tests/support/fake_zns.py, fake_esms.py)
+and a Zalo app of each test's own, its tokens stored in the sandbox's database."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import delete
+
+from approvals.db import Database
+from notifications.channels.zalo_token import TokenFailure, ZaloTokens, store_tokens
+from notifications.models import ZaloToken
+from tests.support.fake_esms import fake_esms  # noqa: F401
+from tests.support.fake_zns import SECRET_KEY, FakeZalo, fake_zalo  # noqa: F401
+
+
+@dataclass
+class ZaloApp:
+    """A Zalo app of one test: its id at the fake, its tokens, and the failures told."""
+
+    app_id: str
+    fake: FakeZalo
+    database: Database
+    access_token: str = ""
+    refresh_token: str = ""
+
+    def __post_init__(self) -> None:
+        self.told: list[TokenFailure] = []
+
+    async def authorise(self, *, expires_in: float = 90000) -> None:
+        """Authorise the OA: fresh tokens from the fake, stored (expires_in 0: already due)."""
+        self.access_token, self.refresh_token = self.fake.issue_tokens()
+        await store_tokens(
+            self.database,
+            self.app_id,
+            access_token=self.access_token,
+            refresh_token=self.refresh_token,
+            expires_in=expires_in,
+        )
+
+    def tokens(self, database: Database | None = None, *, grace: float = 5.0) -> ZaloTokens:
+        async def tell(failure: TokenFailure) -> None:
+            self.told.append(failure)
+
+        return ZaloTokens(
+            database or self.database,
+            app_id=self.app_id,
+            secret_key=SECRET_KEY,
+            oauth_url=self.fake.base_url,
+            timeout=10.0,
+            grace=grace,
+            on_failure=tell,
+        )
+
+    async def row(self) -> ZaloToken:
+        async with self.database.reads() as session:
+            row = await session.get(ZaloToken, self.app_id, populate_existing=True)
+        assert row is not None
+        return row
+
+
+@pytest.fixture
+async def zalo_app(database, fake_zalo):  # noqa: F811
+    app = ZaloApp(app_id=f"app-{uuid.uuid4().hex[:12]}", fake=fake_zalo, database=database)
+    fake_zalo.secrets[app.app_id] = SECRET_KEY
+    yield app
+    async with database.transaction() as session:
+        await session.execute(delete(ZaloToken).where(ZaloToken.app_id == app.app_id))
