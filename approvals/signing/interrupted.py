@@ -19,8 +19,10 @@ the returned value, `Signer.async_sign_prescribed_attributes` and
 The caller builds the `PdfSigner` (field, appearance, PAdES metadata, timestamper): pass one whose
 signer is `remote_signer(certificate, chain)`, or a factory taking that signer. A timestamper's
 token covers the signature value, so the same timestamper is given again to finish. pyHanko's
-post-signing steps (B-LT validation data, the LTA document timestamp) hold live objects that do
-not survive a restart: add them to the signed PDF afterwards if configured.
+post-signing steps hold live objects that do not survive a restart, so finishing adds the B-LT
+validation data itself when given trust roots: the chain's OCSP responses and CRLs, fetched
+then, in a revision of their own right after the signature (pyHanko's `async_add_validation_info`;
+a later form filling and signature keep it intact). No LTA document timestamp is added.
 """
 
 from __future__ import annotations
@@ -40,11 +42,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.signers import ExternalSigner, PdfSigner
 from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
 from pyhanko.sign.timestamps import TimeStamper
+from pyhanko.sign.validation.dss import async_add_validation_info
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.errors import PathBuildingError, PathValidationError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
@@ -237,6 +243,7 @@ async def finish_remote_signature(
     *,
     timestamper: TimeStamper | None = None,
     now: dt.datetime | None = None,
+    trust_roots: Sequence[bytes] | None = None,
 ) -> bytes:
     """The signed PDF: `signature` (the raw value the key holder returned for
     `pending.to_be_signed`) packaged as the document's CMS signature. SigningRefused if the
@@ -266,4 +273,23 @@ async def finish_remote_signature(
     output = BytesIO(pending.document)
     prepared = PreparedByteRangeDigest(pending.document_digest, pending.reserved_start, pending.reserved_end)
     await PdfTBSDocument.async_finish_signing(output, prepared, signed_cms)
-    return output.getvalue()
+    if not trust_roots:
+        return output.getvalue()
+    return await with_validation_info(output.getvalue(), trust_roots)
+
+
+async def with_validation_info(pdf: bytes, trust_roots: Sequence[bytes]) -> bytes:
+    """The PDF with its last signature's chain revocation information (OCSP, CRLs) in the
+    document security store, fetched now where it can be (PAdES-B-LT); as it was where none can.
+    SigningRefused if the signer's certificate does not chain to the trust roots."""
+    context = ValidationContext(
+        trust_roots=[asn1_x509.Certificate.load(root) for root in trust_roots],
+        allow_fetching=True,
+        revocation_mode="soft-fail",  # embed what can be fetched; a revoked certificate still fails
+    )
+    last = PdfFileReader(BytesIO(pdf)).embedded_signatures[-1]
+    try:
+        output = await async_add_validation_info(last, context, add_vri_entry=False)
+    except (PathBuildingError, PathValidationError) as error:
+        raise SigningRefused(f"the signer's certificate does not chain to the trust roots: {error}") from error
+    return bytes(output.getvalue())

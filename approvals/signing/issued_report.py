@@ -106,7 +106,9 @@ async def director_signed_remotely(
 ) -> tuple[bytes, SignatureMade]:
     """The report signed by its director with the signature value the provider returned: refused
     (SigningRefused) if it is not their certificate's signature over this very document."""
-    signed = await finish_remote_signature(pending, signature, timestamper=_timestamper(signers))
+    signed = await finish_remote_signature(
+        pending, signature, timestamper=_timestamper(signers), trust_roots=_roots(signers)
+    )
     certificate = asn1_x509.Certificate.load(pending.certificate)
     return signed, _made(SignedAs.director, official_id, certificate, signed, test=signers.test)
 
