@@ -59,7 +59,10 @@ timestamp_url: {local_pki.tsa_url}
 
 
 async def test_a_signature_confirmed_on_the_phone_is_timestamped_and_long_term_like_the_others(
-    signers, report, local_pki, fake_remote_signer  # noqa: F811
+    signers,
+    report,
+    local_pki,
+    fake_remote_signer,  # noqa: F811
 ):
     async with RemoteSigningClient(fake_remote_signer.base_url, sp_id=SP_ID, sp_password=SP_PASSWORD) as client:
         pending = await director_asked_remotely(
