@@ -99,9 +99,12 @@ async def _stages(
             statuses[stage.id] = await record_stage(**key, stage_id=stage.id, status=StageStatus.waiting.value)
             passed[stage.id] = True
             continue
-        await open_stage(
+        opened = await open_stage(
             **key, starts_on=starts_on, stage_id=stage.id, waiter_ref=str(flow_run.id), data=(data or {}).get(stage.id)
         )
+        if not opened:  # no unit carried it on the day: recorded skipped, and what depends on it is too
+            statuses[stage.id], passed[stage.id] = StageStatus.skipped.value, False
+            continue
         if not started:
             await send_cycle_digest(**key, event="started")
             started = True

@@ -256,6 +256,15 @@ async def open_branches(
             shown = await submitting.carried(session, plan=plan, cycle=cycle, stage_ids=stage.shows)
         data = {**(data or {}), "shown": shown}
     subjects = plan.branches(stage, deadlines.local_day(plan, utcnow()))
+    if not subjects:  # no unit carries the stage on the day: nothing to ask, and nobody would settle it
+        async with db.transaction() as session:
+            await stages.set_stage_status(
+                session, cycle_id=cycle.id, stage=stage_id, status=StageStatus.skipped, now=utcnow()
+            )
+            row = await _locked_stage(session, cycle.id, stage_id)
+            row.opened_at, row.branches = utcnow(), 0
+        log.warning("stage %s of %s/%s has no unit in force today: skipped", stage_id, cycle_kind, period)
+        return 0
     for start in range(0, len(subjects), BRANCHES_PER_TRANSACTION):
         async with db.transaction() as session:
             cycle = await session.get_one(Cycle, cycle.id)
