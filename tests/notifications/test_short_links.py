@@ -4,6 +4,7 @@ a row altered in the database, another official's row or an expired row opens no
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 
@@ -59,6 +60,22 @@ async def test_the_same_target_and_official_give_the_same_code_and_one_row(datab
     # Another official, or another target, gets another code.
     assert await make(database, url, "ct_ubnd") != first
     assert await make(database, target()) != first
+
+
+async def test_two_dispatchers_at_once_make_one_link(database):
+    """Two transactions shorten the same link at once (two dispatchers sending the same SMS):
+    both get the same link, and one row holds it."""
+    url = target()
+    first, second = await asyncio.gather(make(database, url), make(database, url))
+    assert first == second
+    assert await follow(database, code_of(first)) == url
+    async with database.sessions() as session:
+        count = (
+            await session.execute(
+                select(ShortLink.code_hash).where(ShortLink.code_hash == short_links.code_hash(SECRET, code_of(first)))
+            )
+        ).all()
+    assert len(count) == 1
 
 
 async def test_neither_the_code_nor_the_target_is_in_the_database(database):
