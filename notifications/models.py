@@ -7,7 +7,7 @@ import uuid
 from enum import Enum
 from typing import Protocol, TypedDict
 
-from sqlalchemy import JSON, Index, String, Text, TextClause, text
+from sqlalchemy import JSON, Index, LargeBinary, String, Text, TextClause, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from approvals.db import Base, UtcDateTime, table_of, utcnow
@@ -152,3 +152,24 @@ class ZaloToken(Base):
     generation: Mapped[int] = mapped_column(default=0, doc="Refreshes so far: a failure is told once per generation.")
     failed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     failure: Mapped[str | None] = mapped_column(Text, doc="Why the last refresh failed for good (Zalo's answer).")
+
+
+class ShortLink(Base):
+    """A short link of an SMS (`notifications.short_links`): `<public host>/l/<code>` redirects to
+    the message's personal link. Made by the channel that sends the SMS, as it sends it (the
+    personal link exists only then: the outbox holds a placeholder), so it lives here with the
+    outbox and not with the tokens, which stay derived and unstored. The code is kept only as its
+    keyed hash, and the target only sealed under a key derived from the code: this table alone
+    opens nothing, as `assignment.token_hash` opens nothing."""
+
+    __tablename__ = "short_link"
+    __table_args__ = (Index("ix_short_link_expires_at", "expires_at"),)
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True, doc="HMAC-SHA-256 of the code (hex).")
+    sealed_target: Mapped[bytes] = mapped_column(LargeBinary, doc="The target link, AES-GCM under the code's key.")
+    official_id: Mapped[str] = mapped_column(String(64), doc="Whom the link was made for (the SMS's recipient).")
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, doc="The target's own expiry.")
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+SHORT_LINK_TABLE = table_of(ShortLink.__table__)

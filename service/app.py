@@ -24,6 +24,7 @@ from service import (
     queue,
     queue_session,
     report_links,
+    short_links,
     submissions,
     timeline,
 )
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(queue.router)  # /hang-doi: the official's queue
     app.include_router(report_links.router)  # /bao-cao/: an issued report too large to attach
     app.include_router(links.router)
+    app.include_router(short_links.router)  # /l/: an SMS's short link
     app.include_router(submissions.router)
     app.include_router(problems.router)  # /p/: the "Báo cáo vướng mắc" form
     app.include_router(pages.router)

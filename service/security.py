@@ -46,7 +46,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-_TOKEN_PATH = re.compile(r"/([aspq])/[^\s\"']*")
+_TOKEN_PATH = re.compile(r"/([aspql])/[^\s\"']*")  # /l/: a short link's code
 
 
 def redact(text: str) -> str:

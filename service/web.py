@@ -21,9 +21,9 @@ from approvals.i18n import LANGUAGES, catalogue
 PACKAGE_DIR = Path(__file__).resolve().parent
 MESSAGES = PACKAGE_DIR / "locale" / "messages.yaml"
 _URL = re.compile(r"https?://[^\s<>\"]+")
-# Approval, (re)submission, problem, queue and issued-report links: tokens in the path (no-store,
-# the failed-link limit, a dead one answered with the one invalid-link page).
-LINK_PREFIX = ("/a/", "/s/", "/p/", "/q/", "/bao-cao/")
+# Approval, (re)submission, problem, queue, issued-report and short (SMS) links: tokens in the
+# path (no-store, the failed-link limit, a dead one answered with the one invalid-link page).
+LINK_PREFIX = ("/a/", "/s/", "/p/", "/q/", "/bao-cao/", "/l/")
 
 log = logging.getLogger("kehoach.web")
 

@@ -23,6 +23,7 @@ from approvals.errors import InvalidInput
 from notifications import render
 from notifications.channels.base import KINDS, UnknownKind
 from notifications.channels.segments import sms_segments
+from notifications.short_links import CODE_LENGTH, SHORT_PATH
 
 TEMPLATES_FILE = render.PACKAGE_DIR / "templates" / "channels.yaml"
 # The SMS placeholders, each with the longest value it takes (for counting segments).
@@ -32,7 +33,6 @@ SMS_FIELDS: dict[str, str] = {
     "number": "999/BC-UBND",  # the email's `number`, without "Số: "
     "link": "",  # the short link: `short_link_sample(public_base_url)`
 }
-SHORT_LINK_CODE = 10  # characters of a short link's code: <public base URL>/s/<code>
 MAX_SMS_SEGMENTS = 2
 
 
@@ -72,7 +72,8 @@ class KindTemplates:
 
 
 def short_link_sample(public_base_url: str) -> str:
-    return f"{public_base_url.rstrip('/')}/s/{'x' * SHORT_LINK_CODE}"
+    """A short link as long as the real ones (`notifications.short_links`): <public base URL>/l/<code>."""
+    return f"{public_base_url.rstrip('/')}{SHORT_PATH}{'x' * CODE_LENGTH}"
 
 
 def _placeholders(text: str) -> set[str]:

@@ -177,3 +177,11 @@ def test_redaction_removes_everything_after_the_link_prefix():
     record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, f"failed on /a/{token}", None, None)
     RedactTokens().filter(record)
     assert token not in record.getMessage()
+
+
+def test_redaction_removes_a_short_links_code():
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '"%s %s"', ("HEAD", "/l/AbCdEfGhJk23?lang=en"), None
+    )
+    RedactTokens().filter(record)
+    assert record.getMessage() == '"HEAD /l/[redacted]"'

@@ -38,7 +38,7 @@ def test_the_shipped_templates_pass_with_every_id(tmp_path):
     for kind, template_id in ALL_TEMPLATES.items():
         assert f"\n{kind} (" in output and f"ZNS template: {template_id}" in output
     assert "ten_can_bo = name" in output and "Button “Xem và duyệt”: duong_dan" in output
-    assert "https://kehoach.ubnd.langson.gov.vn/s/xxxxxxxxxx" in output
+    assert "https://kehoach.ubnd.langson.gov.vn/l/xxxxxxxxxxxx" in output
     assert "Every Zalo and SMS template is in order." in output
 
 

@@ -15,7 +15,7 @@ VALUES = {
     "name": "Nông Thị Hạnh",
     "due": "17:00 ngày 29/11/2026 (giờ Việt Nam)",
     "link": "https://kehoach.example/a/abc.1.sig-a-long-personal-link-that-an-sms-does-not-carry",
-    "short_link": "https://kehoach.example/s/AbCdEfGhIj",
+    "short_link": "https://kehoach.example/l/AbCdEfGhIj",
 }
 
 
@@ -104,6 +104,6 @@ async def test_an_unregistered_brandname_is_permanent(sms, fake_esms):
 
 
 async def test_a_text_past_two_segments_never_reaches_the_provider(sms, fake_esms):
-    delivery = await sms().send(message("k-long", short_link="https://kehoach.example/s/" + "x" * 80))
+    delivery = await sms().send(message("k-long", short_link="https://kehoach.example/l/" + "x" * 80))
     assert delivery.status is DeliveryStatus.permanent and delivery.error_code == "too-long"
     assert fake_esms.requests == []

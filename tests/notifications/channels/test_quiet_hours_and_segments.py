@@ -82,8 +82,8 @@ def test_the_shipped_templates_fit_two_segments_with_a_long_host():
     data = approval.zns_data({"name": "Nông Thị Hạnh", "link": "https://x.example/a/1", "due": "17:00"})
     assert data["duong_dan"] == "https://x.example/a/1"  # the link is the button's
     assert "https://" not in "".join(v for k, v in data.items() if k != "duong_dan")
-    text = approval.sms_text({"due": "17:00", "link": "https://x.example/a/long", "short_link": "https://x/s/1"})
-    assert text.endswith("https://x/s/1")  # the short link when there is one
+    text = approval.sms_text({"due": "17:00", "link": "https://x.example/a/long", "short_link": "https://x/l/1"})
+    assert text.endswith("https://x/l/1")  # the short link when there is one
     assert too_long(approval, "https://" + "x" * 60 + ".example") == 3  # a host that long does not fit
 
 
