@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Protocol
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -62,10 +62,15 @@ def channel_key(email_key: str, channel: str) -> str:
     return f"{email_key}@{channel}"
 
 
-def phone_route(official: Official, on: dt.date) -> list[StoredAddress]:
-    """The official's phone channels on the day, in their order (consent given, a phone known)."""
-    reach: list[Address] = official.reach(on)
-    return [StoredAddress(channel=a.channel.value, address=a.address) for a in reach if a.channel in BY_PHONE]
+def phone_route(official: Official, day: dt.date, on: Collection[str]) -> list[StoredAddress]:
+    """The official's phone channels on the day, in their order (consent given, a phone known),
+    of those the deployment turned `on`."""
+    reach: list[Address] = official.reach(day)
+    return [
+        StoredAddress(channel=a.channel.value, address=a.address)
+        for a in reach
+        if a.channel in BY_PHONE and a.channel.value in on
+    ]
 
 
 def _official(plan: Plan, message: PhoneMessageLike) -> Official | None:
@@ -118,11 +123,13 @@ async def queue_phone_messages(
     plan: Plan,
     messages: Iterable[PhoneMessageLike],
     *,
+    on: Collection[str],
     link: str = "",
     now: dt.datetime | None = None,
 ) -> int:
-    """Queue each message's first phone channel (see the module); `link` is the placeholder's
-    name for a message's `link_argument` (a personal link). Returns how many were queued."""
+    """Queue each message's first phone channel of those `on` (see the module); `link` is the
+    placeholder's name for a message's `link_argument` (a personal link). Returns how many were
+    queued."""
     now = now or utcnow()
     day = now.astimezone(VIETNAM).date()
     queued = 0
@@ -130,7 +137,7 @@ async def queue_phone_messages(
         if message.kind not in KINDS:
             continue
         official = _official(plan, message)
-        route = phone_route(official, day) if official is not None else []
+        route = phone_route(official, day, on) if official is not None else []
         if official is None or not route:
             continue
         params = {name: value for name, value in message.context.items() if isinstance(value, str)}

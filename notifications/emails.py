@@ -78,6 +78,8 @@ class Emails:
     base_url: str  # of the links to pages that need no token (a request, the dashboard)
     # Whether an email that asks for a decision gets its reply address as Reply-To (a reply domain is set).
     replies: bool = False
+    # The phone channels the deployment turned on ("zalo", "sms"): an official's others are skipped.
+    phone_channels: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, plan: Plan, settings: Settings, renderer: Renderer) -> Emails:
@@ -88,6 +90,9 @@ class Emails:
             organizer=settings.organizer,
             base_url=settings.public_base_url,
             replies=bool(settings.reply_domain),
+            phone_channels=frozenset(
+                c for c, on in (("zalo", settings.zalo_enabled), ("sms", settings.sms_enabled)) if on
+            ),
         )
 
     # Asking someone to act ---------------------------------------------------------------------
@@ -105,7 +110,7 @@ class Emails:
         and (when replies are on) their reply address as Reply-To, to decide by answering;
         `kind` "reminder" or "escalation" for the sweep's and a coordinator's."""
         messages = link_messages(self.plan, request, cycle, notify, kind=kind)
-        await queue_phone_messages(session, self.plan, messages, link=APPROVAL_LINK)
+        await queue_phone_messages(session, self.plan, messages, link=APPROVAL_LINK, on=self.phone_channels)
         return await queue_link_messages(
             session,
             renderer=self.renderer,
@@ -128,7 +133,7 @@ class Emails:
         """The acting agency's submitter gets the step's form link: first, again after changes,
         or (with `reminder`: the sweep's n-th, or a coordinator's) the same form again."""
         message = submission_message(self.plan, request, cycle, asked, reminder=reminder)
-        await queue_phone_messages(session, self.plan, [message], link=SUBMISSION_LINK)
+        await queue_phone_messages(session, self.plan, [message], link=SUBMISSION_LINK, on=self.phone_channels)
         return await queue_link_messages(
             session,
             renderer=self.renderer,
@@ -241,7 +246,7 @@ class Emails:
     async def overdue(self, session: AsyncSession, notices: Iterable[OverdueNotice]) -> int:
         """Each stage's superior hears once of its steps past their due time."""
         messages = [message for notice in notices for message in overdue_messages(self.plan, notice)]
-        await queue_phone_messages(session, self.plan, messages)
+        await queue_phone_messages(session, self.plan, messages, on=self.phone_channels)
         return await self._plain(session, messages)
 
     async def cycle_attention(

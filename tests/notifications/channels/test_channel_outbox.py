@@ -65,6 +65,7 @@ CONTEXT = {
     "summary": "Định hướng kế hoạch năm 2027",
 }
 HANH, TU = ("dost_director", "giamdoc@dost.example"), ("dost_deputy", "phogiamdoc@dost.example")
+ON = ("zalo", "sms")  # the channels the deployment turned on
 FAST_RETRY = RetryPolicy(base_seconds=1.0, max_seconds=2.0)
 
 
@@ -86,7 +87,7 @@ def asking(kind: str = "approval_request", *, to: tuple[str, str] = HANH) -> Lin
 async def queue(database: Database, *messages: LinkMessage, now: dt.datetime | None = None) -> tuple[int, int]:
     """Queue the emails and the phone messages as `Emails` does, in one transaction: how many of each."""
     async with database.transaction() as session:
-        phones = await queue_phone_messages(session, PLAN, messages, link=APPROVAL_LINK, now=now)
+        phones = await queue_phone_messages(session, PLAN, messages, on=ON, link=APPROVAL_LINK, now=now)
         emails = await queue_link_messages(
             session, renderer=Renderer(), link_name=APPROVAL_LINK, domain=DOMAIN, messages=messages
         )
@@ -312,4 +313,14 @@ async def test_an_official_who_has_not_agreed_gets_the_email_only(private_databa
         context={**CONTEXT, "count": "2", "units": []},
     )
     async with private_database.transaction() as session:  # an overdue notice names its official by address
-        assert await queue_phone_messages(session, PLAN, [overdue]) == 1
+        assert await queue_phone_messages(session, PLAN, [overdue], on=ON) == 1
+
+
+async def test_only_the_channels_the_deployment_turned_on_are_queued(private_database):
+    sms_only, none = asking(), asking()
+    async with private_database.transaction() as session:
+        assert await queue_phone_messages(session, PLAN, [sms_only], on=("sms",), link=APPROVAL_LINK) == 1
+        assert await queue_phone_messages(session, PLAN, [none], on=(), link=APPROVAL_LINK) == 0
+    [row] = await rows(private_database, sms_only)
+    assert (row.channel, row.idempotency_key, row.fallbacks) == ("sms", f"{sms_only.key}@sms", [])
+    assert await rows(private_database, none) == []
