@@ -199,7 +199,7 @@ class ChannelDispatcher:
             )
             return values, "deferred", None
         failure: dict[str, object] = dict(
-            lease_until=None, error_code=result.error_code or None, last_error=result.detail or None
+            lease_until=None, attempted_at=now, error_code=result.error_code or None, last_error=result.detail or None
         )
         if result.status is DeliveryStatus.sent:
             sent = dict(failure, status=MessageStatus.sent.value, sent_at=now, provider_id=result.provider_id)

@@ -178,6 +178,7 @@ class ChannelOutboxMessage(Base):
         Index("ix_channel_message_due", "next_attempt_at", **_in_state(MessageStatus.queued)),
         Index("ix_channel_message_lease", "lease_until", **_in_state(MessageStatus.sending)),
         Index("ix_channel_message_email_key", "email_key"),
+        Index("ix_channel_message_attempted", "attempted_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -202,6 +203,9 @@ class ChannelOutboxMessage(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), doc="The provider's code of the last failure.")
     last_error: Mapped[str | None] = mapped_column(Text)
     fallback_key: Mapped[str | None] = mapped_column(String(240), doc="The message queued when this one fell back.")
+    attempted_at: Mapped[dt.datetime | None] = mapped_column(
+        UtcDateTime, doc="When the provider last answered (or failed to): what a failing channel is judged on."
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("error_code", sa.String(length=64), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("fallback_key", sa.String(length=240), nullable=True),
+        sa.Column("attempted_at", UtcDateTime(timezone=True), nullable=True),
         sa.Column("created_at", UtcDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", UtcDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_channel_message")),
@@ -60,6 +61,7 @@ def upgrade() -> None:
         sqlite_where=sa.text("status = 'sending'"),
     )
     op.create_index("ix_channel_message_email_key", "channel_message", ["email_key"])
+    op.create_index("ix_channel_message_attempted", "channel_message", ["attempted_at"])
 
 
 def downgrade() -> None:

@@ -16,7 +16,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from approvals.db import Database, utcnow
@@ -26,17 +25,12 @@ from approvals.wording.message_types import LinkMessage, PlainMessage
 from notifications.channel_dispatcher import ChannelDispatcher
 from notifications.channel_outbox import queue_phone_messages
 from notifications.channels.base import VIETNAM
-from notifications.channels.esms import EsmsGateway
-from notifications.channels.sms import SmsChannel
-from notifications.channels.zns import ZnsChannel
 from notifications.dispatcher import RetryPolicy
 from notifications.links import queue_link_messages
 from notifications.models import ChannelOutboxMessage
 from notifications.render import Renderer
-from tests.notifications.channels.conftest import ZaloApp
+from tests.notifications.channels.conftest import TEMPLATES
 from tests.notifications.helpers import DOMAIN, dispatcher, link_for
-from tests.support import fake_esms as esms
-from tests.support.fake_zns import SECRET_KEY
 
 MINIMAL = (Path(__file__).resolve().parents[2] / "plans/minimal-valid.yaml").read_text(encoding="utf-8")
 TITLE = '    title: {vi: "Giám đốc Sở", en: "Director"}\n'
@@ -54,7 +48,6 @@ NOT_YET = """  - id: dost_deputy
     channels: [zalo, email]
 """
 PLAN = parse_plan(MINIMAL.replace(TITLE, TITLE + REACHED + NOT_YET), "reach.yaml")
-TEMPLATES = {"approval_request": "231001", "reminder": "231002"}
 CONTEXT = {
     "title": "Giám đốc Sở",
     "name": "Nông Thị Hạnh",
@@ -102,28 +95,6 @@ async def rows(database: Database, message: LinkMessage | PlainMessage) -> list[
             .order_by(ChannelOutboxMessage.created_at, ChannelOutboxMessage.channel.desc())
         )
         return list(found.scalars())
-
-
-@pytest.fixture
-async def channels(private_database, fake_zalo, fake_esms):
-    app = ZaloApp(app_id=f"app-{uuid.uuid4().hex[:12]}", fake=fake_zalo, database=private_database)
-    fake_zalo.secrets[app.app_id] = SECRET_KEY
-    await app.authorise()
-    tokens = app.tokens()
-    zns = ZnsChannel(tokens, template_ids=TEMPLATES, base_url=fake_zalo.base_url, timeout=1.0)
-    gateway = EsmsGateway(
-        api_key=esms.API_KEY,
-        secret_key=esms.SECRET_KEY,
-        brandname=esms.BRANDNAME,
-        sandbox=False,
-        base_url=fake_esms.base_url,
-        timeout=1.0,
-    )
-    sms = SmsChannel(gateway)
-    yield {"zalo": zns, "sms": sms}
-    await zns.aclose()
-    await sms.aclose()
-    await tokens.aclose()
 
 
 def short_link(argument: str) -> str:
