@@ -40,6 +40,20 @@ class PermanentFailure(Refused):
     address, a bad attachment type): failed at once, never retried."""
 
 
+def personalise(body: str, resolvers: dict[str, Resolver], *, html: bool = False) -> str:
+    """`body` with each placeholder replaced by its resolver's value (HTML-escaped in HTML); a
+    placeholder with no resolver is a PermanentFailure. Emails and channel messages use it."""
+
+    def replace(match: re.Match[str]) -> str:
+        resolver = resolvers.get(match.group(1))
+        if resolver is None:
+            raise PermanentFailure(f"no resolver for placeholder '{match.group(1)}'")
+        value = resolver(match.group(2))
+        return escape(value, quote=True) if html else value
+
+    return PLACEHOLDER.sub(replace, body)
+
+
 class Composer:
     """Writes the emails of one sender, resolving placeholders with `resolvers` (name -> function)."""
 
@@ -49,14 +63,7 @@ class Composer:
         self._date: tuple[int, str] = (0, "")
 
     def _personalise(self, body: str, *, html: bool = False) -> str:
-        def replace(match: re.Match[str]) -> str:
-            resolver = self.resolvers.get(match.group(1))
-            if resolver is None:
-                raise PermanentFailure(f"no resolver for placeholder '{match.group(1)}'")
-            value = resolver(match.group(2))
-            return escape(value, quote=True) if html else value
-
-        return PLACEHOLDER.sub(replace, body)
+        return personalise(body, self.resolvers, html=html)
 
     def _reply_to(self, message: ClaimedMessage) -> str:
         """The Reply-To address, its placeholder resolved; "" for none (also when the resolver

@@ -46,7 +46,7 @@ from email.message import EmailMessage
 from typing import cast
 
 import aiosmtplib
-from sqlalchemy import ColumnElement, any_, bindparam, or_, update
+from sqlalchemy import ColumnElement, Table, any_, bindparam, or_, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from approvals.db import Database, claim, dialect_name, utcnow
@@ -179,13 +179,13 @@ class Dispatcher:
                     _TABLE.c.id == any_(bindparam("ids", ids, type_=_ID_ARRAY)) if postgres else _TABLE.c.id.in_(ids)
                 )
                 await session.execute(
-                    update(_TABLE).where(chosen, *_fence(lease)).values(**_sent_values(now, SENT.error))
+                    update(_TABLE).where(chosen, *fence(lease)).values(**_sent_values(now, SENT.error))
                 )
             for message, outcome, lease in results:
                 if outcome is not SENT:
                     await session.execute(
                         update(_TABLE)
-                        .where(_TABLE.c.id == message.id, *_fence(lease))
+                        .where(_TABLE.c.id == message.id, *fence(lease))
                         .values(**self._values(message, outcome, now))
                     )
         for _message, outcome, _lease in results:
@@ -312,5 +312,7 @@ def _sent_values(now: dt.datetime, error: str | None) -> dict[str, object]:
     return dict(status=MessageStatus.sent.value, sent_at=now, lease_until=None, last_error=error)
 
 
-def _fence(lease: dt.datetime) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    return _TABLE.c.status == MessageStatus.sending.value, _TABLE.c.lease_until == lease
+def fence(lease: dt.datetime, table: Table = _TABLE) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """What every write after a claim is fenced on: the row is still being sent under that lease
+    (the email outbox's rows, or a queue table with the same columns: `channel_message`)."""
+    return table.c.status == MessageStatus.sending.value, table.c.lease_until == lease

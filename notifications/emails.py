@@ -5,6 +5,9 @@ commit, each once: every message has a key, and a key is queued once).
 The flows, the sweep, the pages and the API all queue through `Emails`; none of them builds
 an outbox row itself. What an email says is `approvals.wording.presentation` (the words and the people)
 and `notifications/templates` (the layout); how it is queued is `notifications.links`.
+An email that asks an official to act (a request, a reminder, an overdue notice) is also
+queued, in the same transaction, on the official's first phone channel, Zalo or SMS, when they
+have one (`notifications.channel_outbox`); the email goes as before, the channel of record.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from approvals.wording.messages import (
     unrouted_messages,
 )
 from approvals.wording.presentation import cycle_context, official_name
-from approvals.wording.reply_answers import Step, reply_answer_message
+from approvals.wording.reply_answers import ReplyAnswer, reply_answer_message
+from notifications.channel_outbox import queue_phone_messages
 from notifications.composing import placeholder
 from notifications.links import (
     queue_closing_messages,
@@ -63,19 +67,6 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class ReplyAnswer:
-    """An answer to one reply (`key` names the reply: one answer per reply, however often it comes)."""
-
-    key: str
-    name: str
-    email: str
-    language: str
-    reason: str  # the catalogue key that says why (reply.<handling>, reply.unrecognised, …)
-    step: Step | None = None  # the step the reply's token named, if any
-    with_link: bool = False  # the sender may decide it: the answer carries the page's link
-
-
-@dataclass(frozen=True)
 class Emails:
     """Everything kehoach sends, for one plan and one configuration. Each method queues in the
     session it is given and returns how many emails it queued (0 for ones queued before)."""
@@ -87,6 +78,8 @@ class Emails:
     base_url: str  # of the links to pages that need no token (a request, the dashboard)
     # Whether an email that asks for a decision gets its reply address as Reply-To (a reply domain is set).
     replies: bool = False
+    # The phone channels the deployment turned on ("zalo", "sms"): an official's others are skipped.
+    phone_channels: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, plan: Plan, settings: Settings, renderer: Renderer) -> Emails:
@@ -97,6 +90,9 @@ class Emails:
             organizer=settings.organizer,
             base_url=settings.public_base_url,
             replies=bool(settings.reply_domain),
+            phone_channels=frozenset(
+                c for c, on in (("zalo", settings.zalo_enabled), ("sms", settings.sms_enabled)) if on
+            ),
         )
 
     # Asking someone to act ---------------------------------------------------------------------
@@ -113,6 +109,8 @@ class Emails:
         """Each approver newly asked gets their personal link, with the deadline in their calendar,
         and (when replies are on) their reply address as Reply-To, to decide by answering;
         `kind` "reminder" or "escalation" for the sweep's and a coordinator's."""
+        messages = link_messages(self.plan, request, cycle, notify, kind=kind)
+        await queue_phone_messages(session, self.plan, messages, link=APPROVAL_LINK, on=self.phone_channels)
         return await queue_link_messages(
             session,
             renderer=self.renderer,
@@ -120,7 +118,7 @@ class Emails:
             reply_name=REPLY_ADDRESS if self.replies else None,
             organizer=self.organizer,
             domain=self.domain,
-            messages=link_messages(self.plan, request, cycle, notify, kind=kind),
+            messages=messages,
         )
 
     async def submission_link(
@@ -135,6 +133,7 @@ class Emails:
         """The acting agency's submitter gets the step's form link: first, again after changes,
         or (with `reminder`: the sweep's n-th, or a coordinator's) the same form again."""
         message = submission_message(self.plan, request, cycle, asked, reminder=reminder)
+        await queue_phone_messages(session, self.plan, [message], link=SUBMISSION_LINK, on=self.phone_channels)
         return await queue_link_messages(
             session,
             renderer=self.renderer,
@@ -246,9 +245,9 @@ class Emails:
 
     async def overdue(self, session: AsyncSession, notices: Iterable[OverdueNotice]) -> int:
         """Each stage's superior hears once of its steps past their due time."""
-        return await self._plain(
-            session, [message for notice in notices for message in overdue_messages(self.plan, notice)]
-        )
+        messages = [message for notice in notices for message in overdue_messages(self.plan, notice)]
+        await queue_phone_messages(session, self.plan, messages, on=self.phone_channels)
+        return await self._plain(session, messages)
 
     async def cycle_attention(
         self, session: AsyncSession, cycle: Cycle, *, reason: str | None = None, detail: str | None = None

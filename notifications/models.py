@@ -173,3 +173,62 @@ class ShortLink(Base):
 
 
 SHORT_LINK_TABLE = table_of(ShortLink.__table__)
+
+
+class StoredAddress(TypedDict):
+    """One of `ChannelOutboxMessage.fallbacks`: a channel still to try, and its address."""
+
+    channel: str
+    address: str
+
+
+class ChannelOutboxMessage(Base):
+    """One message to an official on a phone channel (Zalo, SMS), queued beside the email it
+    repeats, in the same transaction (`notifications.channel_outbox`). A sibling of
+    `outbox_message`, not more rows in it: an email row needs a subject, bodies, a Message-ID and
+    attachments, a channel message a phone, a kind and its parameters. The claim, lease, fence
+    and back-off columns are the same, and so is the code that works them (`approvals.db.claim`,
+    `notifications.dispatcher.RetryPolicy`; `notifications.channel_dispatcher`).
+
+    A permanent failure (or retries spent) ends the row `failed` and queues the next of
+    `fallbacks` as a row of its own (`fallback_key` names it); past the last phone channel the
+    email, queued from the start, is what reaches the official."""
+
+    __tablename__ = "channel_message"
+    __table_args__ = (
+        Index("ix_channel_message_due", "next_attempt_at", **_in_state(MessageStatus.queued)),
+        Index("ix_channel_message_lease", "lease_until", **_in_state(MessageStatus.sending)),
+        Index("ix_channel_message_email_key", "email_key"),
+        Index("ix_channel_message_attempted", "attempted_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    idempotency_key: Mapped[str] = mapped_column(
+        String(240), unique=True, doc="<the email's key>@<channel>: the provider's tracking_id / RequestId."
+    )
+    email_key: Mapped[str] = mapped_column(String(200), doc="The key of the email this message repeats.")
+    kind: Mapped[str] = mapped_column(String(64))
+    official_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16), doc="zalo or sms")
+    recipient: Mapped[str] = mapped_column(String(32), doc="The phone, +84...")
+    language: Mapped[str] = mapped_column(String(8), default="vi")
+    params: Mapped[dict[str, str]] = mapped_column(
+        JSON, doc="The email's values for the kind; a link is a placeholder, resolved as it is sent."
+    )
+    fallbacks: Mapped[list[StoredAddress]] = mapped_column(JSON, default=list, doc="The phone channels after this one.")
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.queued.value)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    provider_id: Mapped[str | None] = mapped_column(String(200), doc="The provider's message id (msg_id, SMSID).")
+    error_code: Mapped[str | None] = mapped_column(String(64), doc="The provider's code of the last failure.")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    fallback_key: Mapped[str | None] = mapped_column(String(240), doc="The message queued when this one fell back.")
+    attempted_at: Mapped[dt.datetime | None] = mapped_column(
+        UtcDateTime, doc="When the provider last answered (or failed to): what a failing channel is judged on."
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+CHANNEL_TABLE = table_of(ChannelOutboxMessage.__table__)

@@ -27,6 +27,7 @@ from approvals.plan.stages import Cadence, StageKind
 from approvals.running import cycles
 from approvals.statuses import RequestStatus
 from approvals.wording.presentation import agency_name, official_name
+from notifications.channel_health import ChannelHealth, channel_health
 from service import reports
 from service.api.auth import (
     Caller,
@@ -172,6 +173,7 @@ async def overview(request: Request, app: App):
         stopped = await cycles.needing_attention(session)
         restarts = await cycles.latest_restarts(session, [c.id for c in stopped])
         report = await report_card(session, app.plan, year, now, language)
+        channels = await channel_health(session, now)
     notice = request.query_params.get("notice", "")
     return coordinator_page(
         request,
@@ -195,6 +197,7 @@ async def overview(request: Request, app: App):
         ],
         notice=notice if notice in NOTICES else "",
         report=report,
+        channels=_channels(channels),
         rehearsal=any(view.cycle.rehearsal_speed for view in views),
         rehearsal_day=rehearsal_day(app.plan, [view.cycle for view in views], utcnow()),
         year=year,
@@ -202,6 +205,21 @@ async def overview(request: Request, app: App):
 
 
 NOTICES = ("resume_asked", "resume_refused")
+
+
+def _channels(health: ChannelHealth) -> list[dict]:
+    """Each phone channel that has messages: how many were sent, wait, failed; and whether it is failing."""
+    failing = {f.channel: f for f in health.failing}
+    return [
+        {
+            "name": channel,
+            "sent": health.messages.get((channel, "sent"), 0),
+            "queued": health.messages.get((channel, "queued"), 0) + health.messages.get((channel, "sending"), 0),
+            "failed": health.messages.get((channel, "failed"), 0),
+            "failing": failing.get(channel),
+        }
+        for channel in sorted({channel for channel, _ in health.messages})
+    ]
 
 
 def _restart_line(wake, cycle, app, language: str) -> dict | None:

@@ -5,7 +5,9 @@ alert rules need (`/metrics`, Prometheus text format); `kehoach status` reads th
 not at the code's migration, Prefect cannot be reached, the signing file cannot be read or
 does not fit the plan, or the outbox or the wake queue is stuck (something due has waited
 longer than `STUCK`). Every check has a short timeout: a hung database or Prefect makes the
-answer 503, never a hung probe.
+answer 503, never a hung probe. A Zalo or SMS channel that is failing is not one of them (the
+web still serves, and the email reaches the officials): `/metrics` shows it
+(`kehoach_channel_failing`), and `kehoach status` names it and exits 1.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from approvals.db import utcnow
 from approvals.models import ApprovalRequest, Cycle, Decision, Wake
 from approvals.signing.signers import signing_problems
 from approvals.statuses import RequestStatus, WakeStatus
+from notifications.channel_health import ChannelHealth, channel_health
 from notifications.models import MessageStatus, OutboxMessage
 from service.deps import App, AppState
 
@@ -57,6 +60,7 @@ class Facts:
     open_requests: dict[tuple[str, str, str], int]  # (cycle kind, stage, status) -> requests
     overdue_requests: dict[tuple[str, str], int]  # (cycle kind, stage) -> open and past due
     decisions: dict[str, int]  # outcome -> decisions ever recorded
+    channels: ChannelHealth  # Zalo and SMS: messages per channel and state, the channels failing
 
 
 async def read_facts(app: AppState, now: dt.datetime) -> Facts:
@@ -103,8 +107,20 @@ async def read_facts(app: AppState, now: dt.datetime) -> Facts:
         decisions = dict(
             (await session.execute(select(Decision.outcome, func.count()).group_by(Decision.outcome))).all()
         )
+        channels = await channel_health(session, now)
     return Facts(
-        revision, queued, oldest, failed, waking, wake_oldest, parked, attention, open_requests, overdue, decisions
+        revision,
+        queued,
+        oldest,
+        failed,
+        waking,
+        wake_oldest,
+        parked,
+        attention,
+        open_requests,
+        overdue,
+        decisions,
+        channels,
     )
 
 
@@ -240,6 +256,18 @@ def exposition(facts: Facts, now: dt.datetime) -> str:
         "counter",
         "Decisions recorded.",
         [(_labels(outcome=o), n) for o, n in sorted(facts.decisions.items())],
+    )
+    metric(
+        "kehoach_channel_messages",
+        "gauge",
+        "Zalo and SMS messages by channel and state (sent; failed: refused for good, fell back to the next channel).",
+        [(_labels(channel=c, status=st), n) for (c, st), n in sorted(facts.channels.messages.items())],
+    )
+    metric(
+        "kehoach_channel_failing",
+        "gauge",
+        "1 for a channel whose provider failed every message of the last hour (at least 3).",
+        [(_labels(channel=f.channel), 1) for f in facts.channels.failing],
     )
     return "\n".join(lines) + "\n"
 

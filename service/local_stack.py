@@ -24,7 +24,7 @@ from notifications.catcher import MailCatcher
 from service.app import create_app
 from service.migrate import upgrade
 from service.prefect_server import LocalPrefectServer, healthy, prefect_env, stop_process
-from service.wiring import make_dispatcher
+from service.wiring import make_channel_dispatcher, make_dispatcher
 
 
 def step(message: str) -> None:
@@ -133,12 +133,13 @@ class EmbeddedServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[Serving]:
-    """The mail catcher, the dispatcher and the web service, in this process, until the block ends."""
+    """The mail catcher, the dispatchers (email; Zalo and SMS) and the web service, here, until the block ends."""
     catcher = MailCatcher(settings.mail_dir, host=settings.smtp_host, port=settings.smtp_port)
     step(f"Mail catcher: SMTP on {settings.smtp_host}:{settings.smtp_port}")
     catcher.start()
     db = Database(settings.effective_database_url)
     dispatcher = make_dispatcher(settings, db)
+    phones = make_channel_dispatcher(settings, db)
     web = EmbeddedServer(
         uvicorn.Config(create_app(settings), host=settings.web_host, port=settings.web_port, log_level="warning")
     )
@@ -148,11 +149,16 @@ async def serving(settings: Settings) -> AsyncIterator[Serving]:
         loop.add_signal_handler(sig, stop.set)
     tasks = []
     try:
-        tasks = [asyncio.create_task(web.serve()), asyncio.create_task(dispatcher.run_forever(interval=1.0, stop=stop))]
+        tasks = [
+            asyncio.create_task(web.serve()),
+            asyncio.create_task(dispatcher.run_forever(interval=1.0, stop=stop)),
+            asyncio.create_task(phones.run_forever(interval=1.0, stop=stop)),
+        ]
         yield Serving(db, stop)
     finally:
         web.should_exit = True
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await phones.aclose()
         catcher.stop()
         await db.dispose()

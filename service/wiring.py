@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from approvals.config import Settings
 from approvals.db import Database
+from approvals.plan import load_plan
 from approvals.routing.submissions import SUBMISSION_LINK
 from approvals.tokens import (
     APPROVAL_LINK,
@@ -17,7 +18,14 @@ from approvals.tokens import (
     reply_address_resolver,
     report_link_resolver,
 )
+from notifications.channel_dispatcher import ChannelDispatcher
+from notifications.channels.alerts import coordinators_told
+from notifications.channels.base import Channel
+from notifications.channels.setup import sms_channel, zalo_channel
+from notifications.composing import Resolver
 from notifications.dispatcher import Dispatcher, RetryPolicy
+from notifications.emails import Emails
+from notifications.render import shared_renderer
 from notifications.smtp import SmtpConfig
 
 
@@ -35,11 +43,12 @@ def smtp_config(settings: Settings) -> SmtpConfig:
     )
 
 
-def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
-    """The dispatcher turns link placeholders into real links, and reply-address placeholders into
-    Reply-To addresses (none while `reply_domain` is empty), only as it sends."""
+def link_resolvers(settings: Settings) -> dict[str, Resolver]:
+    """What turns each placeholder into its link or address, only as a message is sent: link
+    placeholders into real links, reply-address placeholders into Reply-To addresses (none while
+    `reply_domain` is empty). The email and the channel dispatchers use the same."""
     secret = settings.link_secret_bytes()
-    resolvers = {
+    return {
         APPROVAL_LINK: approval_link_resolver(secret, settings.public_base_url),
         SUBMISSION_LINK: approval_link_resolver(secret, settings.public_base_url, path="s"),
         PROBLEM_LINK: problem_link_resolver(secret, settings.public_base_url),
@@ -51,14 +60,36 @@ def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
             secret, local_part=settings.reply_local_part, domain=settings.reply_domain
         ),
     }
+
+
+def _retry(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        lease_seconds=settings.dispatch_lease_seconds,
+        # a short lease keeps most of itself for sending
+        lease_margin=min(10.0, settings.dispatch_lease_seconds / 4),
+    )
+
+
+def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
+    """The email dispatcher (`link_resolvers` write the links as it sends)."""
     return Dispatcher(
         db,
         smtp_config(settings),
-        resolvers=resolvers,
+        resolvers=link_resolvers(settings),
         pool_size=settings.smtp_pool_size,
-        retry=RetryPolicy(
-            lease_seconds=settings.dispatch_lease_seconds,
-            # a short lease keeps most of itself for sending
-            lease_margin=min(10.0, settings.dispatch_lease_seconds / 4),
-        ),
+        retry=_retry(settings),
     )
+
+
+def make_channel_dispatcher(settings: Settings, db: Database) -> ChannelDispatcher:
+    """The Zalo and SMS dispatcher, with the channels the settings turn on (none: every queued
+    phone message fails as `channel-off`, and the email, queued beside it, reaches the official).
+    A refused Zalo token refresh tells the coordinators once, by email."""
+    emails = Emails.of(load_plan(settings.plan_file), settings, shared_renderer())
+    told = coordinators_told(db, emails)
+    channels: dict[str, Channel] = {}
+    if (zalo := zalo_channel(settings, db, on_failure=told)) is not None:
+        channels[zalo.name] = zalo
+    if (sms := sms_channel(settings)) is not None:
+        channels[sms.name] = sms
+    return ChannelDispatcher(db, channels, resolvers=link_resolvers(settings), retry=_retry(settings))

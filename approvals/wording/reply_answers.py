@@ -23,6 +23,19 @@ class Step:
     assignment: Assignment
 
 
+@dataclass(frozen=True)
+class ReplyAnswer:
+    """An answer to one reply (`key` names the reply: one answer per reply, however often it comes)."""
+
+    key: str
+    name: str
+    email: str
+    language: str
+    reason: str  # the catalogue key that says why (reply.<handling>, reply.unrecognised, …)
+    step: Step | None = None  # the step the reply's token named, if any
+    with_link: bool = False  # the sender may decide it: the answer carries the page's link
+
+
 def reply_answer_message(
     plan: Plan,
     *,

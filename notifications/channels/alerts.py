@@ -5,10 +5,13 @@ tells them once per token generation that Zalo refused the OA's refresh."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from approvals.db import Database
 from notifications.channels.zalo_token import TokenFailure
-from notifications.emails import Emails
+
+if TYPE_CHECKING:  # emails imports the channels (a phone message beside an email): not back at run time
+    from notifications.emails import Emails
 
 
 def coordinators_told(db: Database, emails: Emails) -> Callable[[TokenFailure], Awaitable[None]]:

@@ -49,9 +49,9 @@ from approvals.routing.link_views import REPLY_VIEW
 from approvals.routing.steps import AlreadyDecided
 from approvals.statuses import AssignmentStatus, Outcome, RequestStatus
 from approvals.tokens import NotAReplyAddress, hash_reply_token, reply_token_of
-from approvals.wording.reply_answers import Step
+from approvals.wording.reply_answers import ReplyAnswer, Step
 from notifications.deciding import decide_and_tell
-from notifications.emails import Emails, ReplyAnswer
+from notifications.emails import Emails
 from notifications.models import InboundReply, ReplyHandling
 from notifications.replies.answers import UnreadableReply, read_answer
 from notifications.replies.authentication import authenticate

@@ -94,9 +94,9 @@ def status(
         "e.g. the dispatcher's `--check database --check outbox`.",
     ),
 ) -> None:
-    """What is running, waiting, overdue and failing, in a terminal: the database, Prefect, the outbox, the runs to resume, the cycles (and which need attention) and the open steps.
+    """What is running, waiting, overdue and failing, in a terminal: the database, Prefect, the outbox, the Zalo and SMS channels (and which is failing), the runs to resume, the cycles (and which need attention) and the open steps.
 
-    Exit 1 when something needs ops (as /readyz would answer 503)."""  # noqa: E501 (typer keeps a paragraph's line breaks in --help)
+    Exit 1 when something needs ops (as /readyz would answer 503, or a channel is failing)."""  # noqa: E501 (typer keeps a paragraph's line breaks in --help)
     import asyncio
     from types import SimpleNamespace
 
@@ -112,13 +112,15 @@ def status(
             app = SimpleNamespace(db=db, settings=settings, plan=load_plan(settings.plan_file))
             found = await checks(app)
             facts = await read_facts(app, utcnow()) if found.get("database") == "ok" else None
+            if facts is not None:  # not a /readyz check: a provider failing does not make the web unready
+                found["channels"] = "; ".join(str(failing) for failing in facts.channels.failing) or "ok"
             return found, facts, await _cycles_under_way(db) if facts else []
         finally:
             await db.dispose()
 
     found, facts, under_way = asyncio.run(main())
     if check:
-        unknown = set(check) - set(found) - {"migrations", "outbox", "wakes"}
+        unknown = set(check) - set(found) - {"migrations", "outbox", "wakes", "channels"}
         if unknown:
             raise typer.BadParameter(f"unknown check(s): {', '.join(sorted(unknown))}", param_hint="--check")
         found = {name: answer for name, answer in found.items() if name in check}
@@ -136,6 +138,12 @@ def status(
             else ""
         )
         typer.echo(f"\noutbox           {facts.outbox_queued} queued{oldest}; {facts.outbox_failed} undeliverable")
+        for channel in sorted({c for c, _ in facts.channels.messages}):
+            counts = {st: n for (c, st), n in facts.channels.messages.items() if c == channel}
+            typer.echo(
+                f"{channel:<16} {counts.get('sent', 0)} sent, {counts.get('queued', 0)} queued, "
+                f"{counts.get('failed', 0)} failed (the email went instead)"
+            )
         typer.echo(
             f"runs to resume   {facts.wakes_queued} queued; {facts.wakes_parked} parked (their cycle needs "
             "a coordinator)"

@@ -26,12 +26,13 @@ def web() -> None:
 def dispatch(
     once: bool = typer.Option(False, "--once", help="Send what is due now and exit."),
 ) -> None:
-    """Send queued emails over SMTP, retrying temporary failures; runs until stopped."""
+    """Send queued emails over SMTP, and Zalo and SMS messages through their providers, retrying
+    temporary failures; runs until stopped."""
     import asyncio
     import logging
 
     from approvals.db import Database
-    from service.wiring import make_dispatcher
+    from service.wiring import make_channel_dispatcher, make_dispatcher
 
     settings = load_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -39,12 +40,18 @@ def dispatch(
     async def main() -> None:
         db = Database(settings.effective_database_url)
         dispatcher = make_dispatcher(settings, db)
+        phones = make_channel_dispatcher(settings, db)
         try:
             if once:
                 typer.echo(f"sent or retried {await dispatcher.run_once()} message(s)")
+                typer.echo(f"sent, retried or held {await phones.run_once()} Zalo or SMS message(s)")
             else:
-                await dispatcher.run_forever(interval=settings.dispatch_interval)
+                await asyncio.gather(
+                    dispatcher.run_forever(interval=settings.dispatch_interval),
+                    phones.run_forever(interval=settings.dispatch_interval),
+                )
         finally:
+            await phones.aclose()
             await db.dispose()
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -10,10 +10,11 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from approvals.db import utcnow
 from approvals.models import ApprovalRequest
+from notifications.models import ChannelOutboxMessage
 from service.api.auth import SESSION_COOKIE, sign_session
 from tests.api.conftest import open_request
 
@@ -223,3 +224,39 @@ async def test_the_annual_report_card_links_the_draft_consolidated_report(client
     docx = await client.get("/reports/annual/2094?format=docx")
     assert docx.status_code == 200 and docx.content.startswith(b"PK")  # a DOCX is a zip
     assert (await client.get("/reports/annual/2094?format=odt")).status_code == 404
+
+
+async def test_the_overview_shows_each_phone_channel_and_names_the_failing_one(client, accounts, database):
+    prefix = f"dash-{uuid.uuid4().hex}"
+    now = utcnow()
+
+    def row(n: int, channel: str, status: str, code: str | None) -> ChannelOutboxMessage:
+        return ChannelOutboxMessage(
+            idempotency_key=f"{prefix}:{n}@{channel}",
+            email_key=f"{prefix}:{n}",
+            kind="approval_request",
+            official_id="dost_director",
+            channel=channel,
+            recipient="+84912345678",
+            params={},
+            fallbacks=[],
+            status=status,
+            attempts=1,
+            error_code=code,
+            last_error=f"ZNS error {code}: Template not approved" if code else None,
+            attempted_at=now,
+        )
+
+    async with database.transaction() as session:
+        session.add_all([row(n, "zalo", "failed", "-131") for n in range(3)] + [row(3, "sms", "sent", None)])
+    try:
+        page = (await client.get("/", headers=accounts.as_viewer)).text
+        english = (await client.get("/?lang=en", headers=accounts.as_viewer)).text
+    finally:
+        async with database.transaction() as session:
+            await session.execute(delete(ChannelOutboxMessage).where(ChannelOutboxMessage.email_key.like(f"{prefix}%")))
+    card = page[page.index('id="channels"') :]
+    assert "Tin nhắn Zalo và SMS" in card and "Đang lỗi: 3 tin lỗi trong 1 giờ qua, mã -131" in card
+    assert "ZNS error -131: Template not approved" in card
+    assert re.search(r"<td>SMS</td>\s*<td class=\"num\">1</td>", card), card
+    assert "Failing: 3 failures in the last hour, code -131" in english

@@ -10,9 +10,17 @@ import pytest
 from sqlalchemy import delete
 
 from approvals.db import Database
+from notifications.channels.esms import EsmsGateway
+from notifications.channels.sms import SmsChannel
 from notifications.channels.zalo_token import TokenFailure, ZaloTokens, store_tokens
+from notifications.channels.zns import ZnsChannel
 from notifications.models import ZaloToken
-from tests.support.fake_esms import fake_esms  # noqa: F401
+from tests.support.fake_esms import API_KEY as ESMS_API_KEY
+from tests.support.fake_esms import (
+    BRANDNAME,
+    fake_esms,  # noqa: F401
+)
+from tests.support.fake_esms import SECRET_KEY as ESMS_SECRET_KEY
 from tests.support.fake_zns import SECRET_KEY, FakeZalo, fake_zalo  # noqa: F401
 
 
@@ -68,3 +76,29 @@ async def zalo_app(database, fake_zalo):  # noqa: F811
     yield app
     async with database.transaction() as session:
         await session.execute(delete(ZaloToken).where(ZaloToken.app_id == app.app_id))
+
+
+TEMPLATES = {"approval_request": "231001", "reminder": "231002"}  # the ZNS templates `channels` knows
+
+
+@pytest.fixture
+async def channels(private_database, fake_zalo, fake_esms):  # noqa: F811
+    """The ZNS and SMS channels on the fakes, the Zalo app's tokens in the test's own database."""
+    app = ZaloApp(app_id=f"app-{uuid.uuid4().hex[:12]}", fake=fake_zalo, database=private_database)
+    fake_zalo.secrets[app.app_id] = SECRET_KEY
+    await app.authorise()
+    tokens = app.tokens()
+    zns = ZnsChannel(tokens, template_ids=TEMPLATES, base_url=fake_zalo.base_url, timeout=1.0)
+    gateway = EsmsGateway(
+        api_key=ESMS_API_KEY,
+        secret_key=ESMS_SECRET_KEY,
+        brandname=BRANDNAME,
+        sandbox=False,
+        base_url=fake_esms.base_url,
+        timeout=1.0,
+    )
+    sms = SmsChannel(gateway)
+    yield {"zalo": zns, "sms": sms}
+    await zns.aclose()
+    await sms.aclose()
+    await tokens.aclose()

@@ -1,0 +1,74 @@
+"""What ops see of the channels (notifications/channel_health.py): `/metrics` counts each
+channel's messages by state and flags a failing channel; `kehoach status` names it and exits 1.
+A channel whose provider refuses every message (Zalo's template withdrawn) is failing; the
+channel the messages fell back to, sending them, is not."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from types import SimpleNamespace
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from typer.testing import CliRunner
+
+from approvals.config import get_settings
+from approvals.db import utcnow
+from service.cli import app
+from service.health import exposition, read_facts
+from tests.notifications.channels.conftest import TEMPLATES
+from tests.notifications.channels.test_channel_outbox import asking, channel_dispatcher, queue
+
+
+def _metric(text: str, name: str, labels: str = "") -> float:
+    match = re.search(rf"^{re.escape(name + labels)} ([0-9.e+-]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def status(database_url: str, data_dir: str, *args: str) -> tuple[int, str]:
+    """`kehoach status ARGS...` in this process, on the test's own database."""
+    env = {"KEHOACH_DATABASE_URL": database_url, "KEHOACH_DATA_DIR": data_dir, "COLUMNS": "200", "PREFECT_API_URL": ""}
+    get_settings.cache_clear()
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: None}):
+            result = CliRunner().invoke(app, ["status", *args], env=env)
+    finally:
+        get_settings.cache_clear()
+    return result.exit_code, result.output
+
+
+async def test_a_channel_refusing_every_message_is_failing_and_named(private_database, channels, fake_zalo, tmp_path):
+    dispatch = channel_dispatcher(private_database, channels)
+    await queue(private_database, asking())
+    await dispatch.run_once()
+    facts = await read_facts(SimpleNamespace(db=private_database), utcnow())
+    assert facts.channels.messages == {("zalo", "sent"): 1} and facts.channels.failing == []
+
+    fake_zalo.refuse_template(TEMPLATES["approval_request"])
+    await queue(private_database, *(asking() for _ in range(3)))
+    await dispatch.run_once()  # zalo refuses the three; they fall back to SMS
+    await dispatch.run_once()  # SMS sends them
+    facts = await read_facts(SimpleNamespace(db=private_database), utcnow())
+    text = exposition(facts, utcnow())
+    assert _metric(text, "kehoach_channel_messages", '{channel="zalo",status="failed"}') == 3
+    assert _metric(text, "kehoach_channel_messages", '{channel="sms",status="sent"}') == 3
+    # zalo sent one earlier this hour: not failing yet (one official's refusal is not an outage)
+    assert facts.channels.failing == []
+
+    await queue(private_database, *(asking() for _ in range(3)))
+    await dispatch.run_once()
+    facts = await read_facts(SimpleNamespace(db=private_database), utcnow())
+    assert facts.channels.failing == [], "a sent message within the hour keeps the channel from failing"
+
+
+async def test_status_names_the_failing_channel(private_database, channels, fake_zalo, tmp_path):
+    fake_zalo.refuse_template(TEMPLATES["approval_request"])
+    await queue(private_database, *(asking() for _ in range(3)))
+    await channel_dispatcher(private_database, channels).run_once()  # refused: each falls back to SMS, queued
+    facts = await read_facts(SimpleNamespace(db=private_database), utcnow())
+    assert _metric(exposition(facts, utcnow()), "kehoach_channel_failing", '{channel="zalo"}') == 1
+    assert [(f.channel, f.failures, f.error_code) for f in facts.channels.failing] == [("zalo", 3, "-131")]
+    code, out = await asyncio.to_thread(status, private_database.url, str(tmp_path), "--check", "channels")
+    assert code == 1, out
+    assert "!! channels" in out and "zalo: 3 failure(s) and no message sent in the last 60 min; latest -131" in out
+    assert "zalo             0 sent, 0 queued, 3 failed" in out and "sms              0 sent, 3 queued" in out
