@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     )
     imap_port: int = Field(993, description="IMAP port (993 for implicit TLS, 143 for STARTTLS).")
     imap_tls: ImapTls = Field(ImapTls.tls, description="`tls` (implicit TLS), `starttls`, or `none` (local only).")
+    imap_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) the IMAP server's certificate is verified against, instead of the "
+        "system's (a province's own CA). Empty: the system's CAs.",
+    )
     imap_user: str = Field("", description="IMAP user name.")
     imap_password: SecretStr | None = Field(None, description="IMAP password (environment only).")
     imap_folder: str = Field("INBOX", description="Folder the replies arrive in.")

@@ -2,9 +2,11 @@
 dir of its own, its configuration, its passwd-file, its maildirs, its runtime sockets and its log.
 
 Started as `dovecot -F -c CONF` (in the foreground: it is our child, stopped with it), waited on
-until it greets on its port. It listens on 127.0.0.1 only, with plaintext logins allowed (no
-TLS: nothing leaves the machine). Mail gets into a mailbox by IMAP APPEND from the test, which
-is a real delivery path (Dovecot writes the maildir and the indexes as for a delivery).
+until it greets on its port. It listens on 127.0.0.1 only: on `port` in plaintext, with
+plaintext logins allowed and STARTTLS offered, and on `tls_port` with implicit TLS (IMAPS, as
+993), both with a server certificate for 127.0.0.1 issued by a CA made for this instance
+(`ca_file`, tests/notifications/tls.py). Mail gets into a mailbox by IMAP APPEND from the test,
+which is a real delivery path (Dovecot writes the maildir and the indexes as for a delivery).
 
 As root (the CI machine) Dovecot's own unprivileged users run its login and internal processes,
 as the package installs them, and the mail user is root (`first_valid_uid = 0`); as anyone else,
@@ -27,13 +29,17 @@ import time
 from pathlib import Path
 
 from service.prefect_server import free_port
+from tests.notifications.tls import make_certificates
 
 DOVECOT = "/usr/sbin/dovecot"
 USER = "duyet"
 PASSWORD = 'pa\\ss "word"'  # a backslash and quotes: LOGIN must quote them
 
 
-def _conf(home: Path, mail: Path, port: int) -> str:
+DH_PARAMETERS = Path("/usr/share/dovecot/dh.pem")  # Debian's, for a client that asks for DHE
+
+
+def _conf(home: Path, mail: Path, port: int, tls_port: int) -> str:
     if os.getuid() == 0:
         users = ""  # the package's defaults: dovenull for logins, dovecot for internal processes
         mail_ids = "mail_uid = dovecot\nmail_gid = dovecot\n"
@@ -49,7 +55,11 @@ log_path = {home}/dovecot.log
 info_log_path = {home}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{home}/server.pem
+ssl_key = <{home}/server.key
+{f"ssl_dh = <{DH_PARAMETERS}" if DH_PARAMETERS.exists() else ""}
+ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 0
@@ -71,7 +81,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
 }}
 service stats {{
@@ -98,6 +110,7 @@ class Dovecot:
         # unprivileged users and must reach it (pytest's temp dirs are root's alone).
         home = self.home = Path(tempfile.mkdtemp(prefix="kehoach-dovecot-"))
         self.port = port or free_port()
+        self.tls_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         for sub in ("run", "state", "mail"):
             (home / sub).mkdir()
@@ -110,8 +123,10 @@ class Dovecot:
         else:
             ids = f"{os.getuid()}:{os.getgid()}"
         (home / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{ids}::{self.mail}/{USER}::\n")
+        # The server's certificate, and the CA that issued it, which a client must be told to trust.
+        self.ca_file, _, _ = make_certificates(home)
         self.conf = home / "dovecot.conf"
-        self.conf.write_text(_conf(home, self.mail, self.port))
+        self.conf.write_text(_conf(home, self.mail, self.port, self.tls_port))
 
     @staticmethod
     def available() -> bool:
