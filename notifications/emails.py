@@ -53,7 +53,7 @@ from notifications.links import (
     queue_plain_messages,
 )
 from notifications.models import OutboxMessage
-from notifications.outbox import MAX_ATTACHMENT_BYTES, Attachment, queued_keys
+from notifications.outbox import MAX_ATTACHMENT_BYTES, Attachment, Thread, queued_keys
 from notifications.render import Renderer
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class ReplyAnswer:
     reason: str  # the catalogue key that says why (reply.<handling>, reply.unrecognised, …)
     step: Step | None = None  # the step the reply's token named, if any
     with_link: bool = False  # the sender may decide it: the answer carries the page's link
+    thread: Thread | None = None  # the reply it answers: threaded under it in the sender's mail client
 
 
 @dataclass(frozen=True)
@@ -176,22 +177,24 @@ class Emails:
 
     # A step ends -------------------------------------------------------------------------------
 
-    async def decided(self, session: AsyncSession, result: DecisionResult, *, at: dt.datetime) -> int:
+    async def decided(
+        self, session: AsyncSession, result: DecisionResult, *, at: dt.datetime, thread: Thread | None = None
+    ) -> int:
         """What a decision causes: the decider's receipt and a note to whoever the outcome spared
         (both take the deadline off their calendar); the submitter hears how the step ended (a
         request for changes reaches them as its resubmission link instead); the next approver of a
-        sequence is asked."""
+        sequence is asked. A decision made by an emailed reply gives its `thread`: the receipt
+        answers that reply, threaded under it."""
         request, cycle = result.request, result.cycle
         decided_by = official_name(self.plan, result.decision.official_id)
-        queued = await self._closing(
-            session,
-            [
-                receipt_message(
-                    self.plan, request, cycle, result.decision, at=at, by_reply=result.channel is Channel.email_reply
-                ),
-                *closed_messages(self.plan, request, cycle, result.closed, decided_by=decided_by, at=at),
-            ],
+        receipt = receipt_message(
+            self.plan, request, cycle, result.decision, at=at, by_reply=result.channel is Channel.email_reply
         )
+        closed = closed_messages(self.plan, request, cycle, result.closed, decided_by=decided_by, at=at)
+        if thread is None:
+            queued = await self._closing(session, [receipt, *closed])
+        else:
+            queued = await self._closing(session, [receipt], thread=thread) + await self._closing(session, closed)
         if result.settled is not None and result.settled is not Outcome.request_changes:
             queued += await self._plain(
                 session,
@@ -298,7 +301,7 @@ class Emails:
     async def reply_answer(self, session: AsyncSession, answer: ReplyAnswer) -> int:
         """The one answer to an emailed reply that was not applied: why, and, only for a sender who
         may decide the step, the link to decide on the page (a placeholder, resolved as it is sent).
-        It carries no Reply-To: nothing answers an answer."""
+        It carries no Reply-To: nothing answers an answer. It is threaded under the reply (`answer.thread`)."""
         message = reply_answer_message(
             self.plan,
             key=answer.key,
@@ -311,9 +314,14 @@ class Emails:
         )
         if isinstance(message, LinkMessage):
             return await queue_link_messages(
-                session, renderer=self.renderer, link_name=APPROVAL_LINK, domain=self.domain, messages=[message]
+                session,
+                renderer=self.renderer,
+                link_name=APPROVAL_LINK,
+                domain=self.domain,
+                messages=[message],
+                thread=answer.thread,
             )
-        return await self._plain(session, [message])
+        return await self._plain(session, [message], thread=answer.thread)
 
     # The issued report -------------------------------------------------------------------------
 
@@ -367,16 +375,21 @@ class Emails:
 
     # ---------------------------------------------------------------------------------------------
 
-    async def _plain(self, session: AsyncSession, messages: Iterable[PlainMessage | None]) -> int:
+    async def _plain(
+        self, session: AsyncSession, messages: Iterable[PlainMessage | None], *, thread: Thread | None = None
+    ) -> int:
         return await queue_plain_messages(
-            session, renderer=self.renderer, domain=self.domain, messages=[m for m in messages if m is not None]
-        )
-
-    async def _closing(self, session: AsyncSession, messages: Iterable[ClosingMessage | None]) -> int:
-        return await queue_closing_messages(
             session,
             renderer=self.renderer,
             domain=self.domain,
-            organizer=self.organizer,
             messages=[m for m in messages if m is not None],
+            thread=thread,
+        )
+
+    async def _closing(
+        self, session: AsyncSession, messages: Iterable[ClosingMessage | None], *, thread: Thread | None = None
+    ) -> int:
+        found = [m for m in messages if m is not None]
+        return await queue_closing_messages(
+            session, renderer=self.renderer, domain=self.domain, organizer=self.organizer, messages=found, thread=thread
         )
