@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         description="Comma-separated authserv-ids of the receiving hosts (the province's MX) whose "
         "Authentication-Results header a reply's DKIM or DMARC pass is read from. Empty: no reply passes.",
     )
+    mail_catcher_imap_port: int = Field(
+        8143,
+        ge=0,
+        description="Port on 127.0.0.1 where `kehoach demo` and `kehoach rehearse` serve the mail catcher's "
+        "Maildir over IMAP with Dovecot, when it is installed (0: not served).",
+    )
     imap_host: str = Field(
         "",
         description="IMAP server of the mailbox the reply addresses deliver to; `kehoach inbound` reads it "
