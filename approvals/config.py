@@ -134,6 +134,12 @@ class Settings(BaseSettings):
         description="Comma-separated authserv-ids of the receiving hosts (the province's MX) whose "
         "Authentication-Results header a reply's DKIM or DMARC pass is read from. Empty: no reply passes.",
     )
+    mail_catcher_imap_port: int = Field(
+        8143,
+        ge=0,
+        description="Port on 127.0.0.1 where `kehoach demo` and `kehoach rehearse` serve the mail catcher's "
+        "Maildir over IMAP with Dovecot, when it is installed (0: not served).",
+    )
     imap_host: str = Field(
         "",
         description="IMAP server of the mailbox the reply addresses deliver to; `kehoach inbound` reads it "
@@ -141,6 +147,11 @@ class Settings(BaseSettings):
     )
     imap_port: int = Field(993, description="IMAP port (993 for implicit TLS, 143 for STARTTLS).")
     imap_tls: ImapTls = Field(ImapTls.tls, description="`tls` (implicit TLS), `starttls`, or `none` (local only).")
+    imap_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) the IMAP server's certificate is verified against, instead of the "
+        "system's (a province's own CA). Empty: the system's CAs.",
+    )
     imap_user: str = Field("", description="IMAP user name.")
     imap_password: SecretStr | None = Field(None, description="IMAP password (environment only).")
     imap_folder: str = Field("INBOX", description="Folder the replies arrive in.")

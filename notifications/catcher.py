@@ -1,5 +1,10 @@
 """The built-in mail catcher for local use: a real SMTP server (aiosmtpd) that files
-every message it receives into a Maildir, which the service's /mail page shows."""
+every message it receives into a Maildir, which the service's /mail page shows.
+
+A message sent to a reply address (any address at the reply domain, when one is set) is also
+filed into the Maildir's folder `Replies` (Maildir++: `.Replies`): the mailbox the reply
+addresses deliver to, which `kehoach inbound` reads over IMAP when the local stack serves the
+Maildir with Dovecot (`service.local_mailbox`)."""
 
 from __future__ import annotations
 
@@ -13,24 +18,37 @@ from typing import cast
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+REPLIES_FOLDER = "Replies"
+
 
 class MaildirHandler:
-    def __init__(self, maildir: Path):
+    def __init__(self, maildir: Path, reply_domain: str = ""):
         for sub in ("cur", "new", "tmp"):  # Maildir(create=True) skips these if the folder exists
             (maildir / sub).mkdir(parents=True, exist_ok=True)
         self.box = mailbox.Maildir(str(maildir), create=False)
+        self.reply_domain = reply_domain.lower()
+        self.replies = self.box.add_folder(REPLIES_FOLDER) if reply_domain else None
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         # aiosmtpd sets the content before it calls DATA's handler: never None here
-        self.box.add(envelope.original_content or envelope.content or b"")
+        content = envelope.original_content or envelope.content or b""
+        self.box.add(content)
+        if self.replies is not None and any(
+            to.lower().rpartition("@")[2] == self.reply_domain for to in envelope.rcpt_tos
+        ):
+            self.replies.add(content)
         return "250 Message accepted for delivery"
 
 
 class MailCatcher:
-    def __init__(self, maildir: Path, host: str = "127.0.0.1", port: int = 8025):
+    def __init__(self, maildir: Path, host: str = "127.0.0.1", port: int = 8025, *, reply_domain: str = ""):
         self.maildir = maildir
         self.controller = Controller(
-            MaildirHandler(maildir), hostname=host, port=port, server_hostname="kehoach-mail-catcher", ready_timeout=10
+            MaildirHandler(maildir, reply_domain),
+            hostname=host,
+            port=port,
+            server_hostname="kehoach-mail-catcher",
+            ready_timeout=10,
         )
 
     def start(self) -> None:

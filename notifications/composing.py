@@ -82,6 +82,9 @@ class Composer:
             email["Reply-To"] = reply_to
         email["To"] = ", ".join(formataddr((r["name"], r["email"])) for r in message.recipients)
         email["Subject"] = message.subject
+        if message.thread_references:
+            email["In-Reply-To"] = message.thread_references.split()[-1]
+            email["References"] = message.thread_references
         email["Auto-Submitted"] = "auto-generated"  # RFC 3834: an autoresponder must not answer
         email["X-Auto-Response-Suppress"] = "All"  # Exchange and Outlook: no out-of-office reply either
         email.set_content(self._personalise(message.text_body))
@@ -128,6 +131,7 @@ class Composer:
                 *([mime.header("Reply-To", reply_to)] if reply_to else []),
                 mime.addresses("To", [(r["name"], r["email"]) for r in message.recipients]),
                 mime.header("Subject", message.subject),
+                *_thread_headers(message),
                 "Auto-Submitted: auto-generated",
                 "X-Auto-Response-Suppress: All",
             ],
@@ -135,6 +139,16 @@ class Composer:
             html=self._personalise(message.html_body, html=True),
             attachments=attachments,
         )
+
+
+def _thread_headers(message: ClaimedMessage) -> list[str]:
+    """In-Reply-To and References of an email that answers one of its recipient's (RFC 5322 3.6.4)."""
+    if not message.thread_references:
+        return []
+    return [
+        mime.header("In-Reply-To", message.thread_references.split()[-1]),
+        mime.header("References", message.thread_references),
+    ]
 
 
 def split_content_type(content_type: str) -> tuple[str, str, dict[str, str]]:

@@ -12,6 +12,7 @@ from approvals.config import Settings
 from approvals.routing.decisions import DecisionResult, Queued, decide
 from approvals.statuses import Outcome
 from notifications.emails import Emails
+from notifications.outbox import Thread
 
 
 async def decide_and_tell(
@@ -26,9 +27,11 @@ async def decide_and_tell(
     reply_token: str | None = None,
     message_id: str | None = None,
     queued: Queued | None = None,
+    thread: Thread | None = None,
 ) -> DecisionResult:
     """`approvals.routing.decisions.decide` by exactly one of `token`, `reply_token` or `queued`,
-    then its receipts, notes and wake-ups queued (`Emails.decided`) in the same session."""
+    then its receipts, notes and wake-ups queued (`Emails.decided`) in the same session; a reply's
+    `thread` threads its receipt under it."""
     result = await decide(
         session,
         token=token,
@@ -42,5 +45,5 @@ async def decide_and_tell(
         secret=settings.link_secret_bytes(),
         link_ttl=dt.timedelta(days=settings.link_ttl_days),
     )
-    await emails.decided(session, result, at=now)
+    await emails.decided(session, result, at=now, thread=thread)
     return result

@@ -68,6 +68,7 @@ _CLAIMED = [
         "text_body",
         "html_body",
         "reply_to",
+        "thread_references",
         "attachments",
         "attempts",
         "next_attempt_at",

@@ -33,6 +33,7 @@ from approvals.statuses import Outcome
 from approvals.tokens import APPROVAL_LINK, REPLY_ADDRESS, REPORT_LINK
 from approvals.wording.channel_alerts import zalo_token_messages
 from approvals.wording.digests import daily_digest_message
+from approvals.wording.issued_report import report_issued_messages
 from approvals.wording.message_types import ClosingMessage, LinkMessage, PlainMessage
 from approvals.wording.messages import (
     closed_messages,
@@ -47,7 +48,7 @@ from approvals.wording.messages import (
     submission_message,
     unrouted_messages,
 )
-from approvals.wording.presentation import cycle_context, official_name
+from approvals.wording.presentation import official_name
 from approvals.wording.reply_answers import ReplyAnswer, reply_answer_message
 from notifications.channel_outbox import queue_phone_messages
 from notifications.composing import placeholder
@@ -58,7 +59,7 @@ from notifications.links import (
     queue_plain_messages,
 )
 from notifications.models import OutboxMessage
-from notifications.outbox import MAX_ATTACHMENT_BYTES, Attachment, queued_keys
+from notifications.outbox import MAX_ATTACHMENT_BYTES, Attachment, Thread, queued_keys
 from notifications.render import Renderer
 
 if TYPE_CHECKING:
@@ -176,22 +177,24 @@ class Emails:
 
     # A step ends -------------------------------------------------------------------------------
 
-    async def decided(self, session: AsyncSession, result: DecisionResult, *, at: dt.datetime) -> int:
+    async def decided(
+        self, session: AsyncSession, result: DecisionResult, *, at: dt.datetime, thread: Thread | None = None
+    ) -> int:
         """What a decision causes: the decider's receipt and a note to whoever the outcome spared
         (both take the deadline off their calendar); the submitter hears how the step ended (a
         request for changes reaches them as its resubmission link instead); the next approver of a
-        sequence is asked."""
+        sequence is asked. A decision made by an emailed reply gives its `thread`: the receipt
+        answers that reply, threaded under it."""
         request, cycle = result.request, result.cycle
         decided_by = official_name(self.plan, result.decision.official_id)
-        queued = await self._closing(
-            session,
-            [
-                receipt_message(
-                    self.plan, request, cycle, result.decision, at=at, by_reply=result.channel is Channel.email_reply
-                ),
-                *closed_messages(self.plan, request, cycle, result.closed, decided_by=decided_by, at=at),
-            ],
+        receipt = receipt_message(
+            self.plan, request, cycle, result.decision, at=at, by_reply=result.channel is Channel.email_reply
         )
+        closed = closed_messages(self.plan, request, cycle, result.closed, decided_by=decided_by, at=at)
+        if thread is None:
+            queued = await self._closing(session, [receipt, *closed])
+        else:
+            queued = await self._closing(session, [receipt], thread=thread) + await self._closing(session, closed)
         if result.settled is not None and result.settled is not Outcome.request_changes:
             queued += await self._plain(
                 session,
@@ -295,10 +298,10 @@ class Emails:
             session, replies_unread_messages(self.plan, mailbox=mailbox, detail=detail, at=at, base_url=self.base_url)
         )
 
-    async def reply_answer(self, session: AsyncSession, answer: ReplyAnswer) -> int:
+    async def reply_answer(self, session: AsyncSession, answer: ReplyAnswer, *, thread: Thread | None = None) -> int:
         """The one answer to an emailed reply that was not applied: why, and, only for a sender who
         may decide the step, the link to decide on the page (a placeholder, resolved as it is sent).
-        It carries no Reply-To: nothing answers an answer."""
+        It carries no Reply-To: nothing answers an answer. It is threaded under the reply (`thread`)."""
         message = reply_answer_message(
             self.plan,
             key=answer.key,
@@ -311,9 +314,14 @@ class Emails:
         )
         if isinstance(message, LinkMessage):
             return await queue_link_messages(
-                session, renderer=self.renderer, link_name=APPROVAL_LINK, domain=self.domain, messages=[message]
+                session,
+                renderer=self.renderer,
+                link_name=APPROVAL_LINK,
+                domain=self.domain,
+                messages=[message],
+                thread=thread,
             )
-        return await self._plain(session, [message])
+        return await self._plain(session, [message], thread=thread)
 
     # Channels besides email --------------------------------------------------------------------
 
@@ -346,31 +354,14 @@ class Emails:
         link of its own instead (`download`), written as the email is sent."""
         cycle = await session.get(Cycle, uuid.UUID(str(cycle_id)))
         too_large = sum(len(data) for _, _, data in files) > MAX_ATTACHMENT_BYTES
-        context = {
-            "rehearsal": cycle_context(self.plan, cycle, language="vi")["rehearsal"] if cycle else "",
-            "issuer": report.issuer.name.vi,
-            "number": document.number.removeprefix("Số: "),
-            "report": document.subject[0].lower() + document.subject[1:],
-            "year": str(report.year),
-            "signer": document.signer_name or document.signer_title,
-            "at": document.place_date,
-        }
-        messages = [
-            PlainMessage(
-                kind="report_issued",
-                key=f"report_issued:{cycle_id}:{agency.id}",
-                language="vi",
-                name=agency.name.vi,
-                email=str(agency.email),
-                context={
-                    **context,
-                    "name": agency.name.vi,
-                    "download": placeholder(REPORT_LINK, f"{cycle_id}:{agency.id}") if too_large else "",
-                },
-            )
-            for agency in report.recipients
-            if agency.email
-        ]  # `plan check` refuses one without a mailbox
+        messages = report_issued_messages(
+            self.plan,
+            cycle,
+            cycle_id=cycle_id,
+            report=report,
+            document=document,
+            download=(lambda agency: placeholder(REPORT_LINK, f"{cycle_id}:{agency}")) if too_large else None,
+        )
         return await queue_plain_messages(
             session,
             renderer=self.renderer,
@@ -381,16 +372,21 @@ class Emails:
 
     # ---------------------------------------------------------------------------------------------
 
-    async def _plain(self, session: AsyncSession, messages: Iterable[PlainMessage | None]) -> int:
+    async def _plain(
+        self, session: AsyncSession, messages: Iterable[PlainMessage | None], *, thread: Thread | None = None
+    ) -> int:
         return await queue_plain_messages(
-            session, renderer=self.renderer, domain=self.domain, messages=[m for m in messages if m is not None]
-        )
-
-    async def _closing(self, session: AsyncSession, messages: Iterable[ClosingMessage | None]) -> int:
-        return await queue_closing_messages(
             session,
             renderer=self.renderer,
             domain=self.domain,
-            organizer=self.organizer,
             messages=[m for m in messages if m is not None],
+            thread=thread,
+        )
+
+    async def _closing(
+        self, session: AsyncSession, messages: Iterable[ClosingMessage | None], *, thread: Thread | None = None
+    ) -> int:
+        found = [m for m in messages if m is not None]
+        return await queue_closing_messages(
+            session, renderer=self.renderer, domain=self.domain, organizer=self.organizer, messages=found, thread=thread
         )

@@ -16,7 +16,7 @@ from approvals.tokens import APPROVAL_LINK, PROBLEM_LINK, QUEUE_LINK
 from approvals.wording.message_types import Context
 from notifications.composing import placeholder
 from notifications.invites import invite, sequence_at
-from notifications.outbox import Attachment, Outgoing, Recipient, enqueue_many
+from notifications.outbox import Attachment, Outgoing, Recipient, Thread, enqueue_many
 from notifications.render import Renderer
 
 
@@ -81,11 +81,12 @@ def _outgoing(
     *,
     attachments: list[Attachment] | None = None,
     reply_to: str | None = None,
+    thread: Thread | None = None,
     **extra: str,
 ) -> Outgoing:
     email = renderer.render(message.kind, message.language, **message.context, **extra)
     recipients = [Recipient(message.name, message.email)]
-    return Outgoing(message.key, message.kind, recipients, email, attachments or [], reply_to=reply_to)
+    return Outgoing(message.key, message.kind, recipients, email, attachments or [], reply_to=reply_to, thread=thread)
 
 
 async def queue_link_messages(
@@ -97,12 +98,14 @@ async def queue_link_messages(
     domain: str,
     organizer: tuple[str, str] | None = None,
     reply_name: str | None = None,
+    thread: Thread | None = None,
 ) -> int:
     """Render and queue each message (one statement for all); with an organizer (name,
     address) and a due time, the email carries a calendar invite for the deadline (a later
     email updates the same event). With `reply_name`, each email's Reply-To is that
     placeholder for the message's link argument: the reply address of the same assignment and
-    generation, written by the dispatcher as it sends."""
+    generation, written by the dispatcher as it sends. With `thread`, each email answers the
+    recipient's own (an answer to their emailed reply)."""
     return len(
         await enqueue_many(
             session,
@@ -114,6 +117,7 @@ async def queue_link_messages(
                     reply_to=placeholder(reply_name, message.link_argument) if reply_name else None,
                     link=placeholder(link_name, message.link_argument),
                     problem=placeholder(PROBLEM_LINK, message.problem_argument) if message.problem_argument else "",
+                    thread=thread,
                 )
                 for message in messages
             ],
@@ -129,9 +133,11 @@ async def queue_closing_messages(
     messages: Iterable[CalendarMessageLike],
     domain: str,
     organizer: tuple[str, str] | None,
+    thread: Thread | None = None,
 ) -> int:
     """Render and queue emails that end a step for their recipient (a receipt, a step decided
-    by someone else): each cancels the deadline event its request email put in their calendar."""
+    by someone else): each cancels the deadline event its request email put in their calendar.
+    With `thread`, each answers the recipient's own email (a receipt of their emailed reply)."""
     return len(
         await enqueue_many(
             session,
@@ -140,6 +146,7 @@ async def queue_closing_messages(
                     renderer,
                     message,
                     attachments=_deadline(message, domain=domain, organizer=organizer, cancelled=True),
+                    thread=thread,
                 )
                 for message in messages
             ],
@@ -155,13 +162,14 @@ async def queue_plain_messages(
     messages: Iterable[PlainMessageLike],
     domain: str,
     attachments: Sequence[Attachment] = (),
+    thread: Thread | None = None,
 ) -> int:
     """Render and queue emails that carry no personal link (outcomes, digests, alerts, the
-    issued report), each with `attachments`."""
+    issued report), each with `attachments` (and answering the recipient's own, with `thread`)."""
     return len(
         await enqueue_many(
             session,
-            [_outgoing(renderer, message, attachments=list(attachments)) for message in messages],
+            [_outgoing(renderer, message, attachments=list(attachments), thread=thread) for message in messages],
             domain=domain,
         )
     )

@@ -56,6 +56,7 @@ class ClaimedMessage(Protocol):
     text_body: str
     html_body: str
     reply_to: str | None
+    thread_references: str | None
     attachments: list[StoredAttachment]
     attempts: int
     next_attempt_at: dt.datetime
@@ -83,6 +84,11 @@ class OutboxMessage(Base):
     html_body: Mapped[str] = mapped_column(Text)
     reply_to: Mapped[str | None] = mapped_column(
         String(320), doc="The Reply-To address, or a placeholder the dispatcher resolves as it sends."
+    )
+    thread_references: Mapped[str | None] = mapped_column(
+        Text,
+        doc="The Message-IDs the email answers, oldest first, space-separated: its References header, the "
+        "last one its In-Reply-To (an answer to an official's emailed reply, threaded under it).",
     )
     attachments: Mapped[list[StoredAttachment]] = mapped_column(
         JSON, default=list, doc="[{filename, content_type, data (base64)}]"

@@ -28,6 +28,8 @@ _CONTENT_TYPE = re.compile(
     re.IGNORECASE,
 )
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # in all, per message
+MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,250}>")  # one msg-id: printable ASCII in angle brackets, no space
+MAX_SUBJECT = 500  # the column's length
 
 
 # Built once: a Core INSERT with bound parameters skips the ORM's per-call statement building.
@@ -101,6 +103,29 @@ def _clean_header(value: str, what: str) -> str:
 
 
 @dataclass(frozen=True)
+class Thread:
+    """Where an email goes in its recipient's conversation, as mail clients thread it: the
+    Message-IDs it answers, oldest first (its References; the last is its In-Reply-To), and the
+    subject it is sent with instead of its template's ("Re: …"), when one is known."""
+
+    references: tuple[str, ...]
+    subject: str | None = None
+
+    @property
+    def in_reply_to(self) -> str:
+        return self.references[-1]
+
+
+def _stored_references(thread: Thread | None) -> str | None:
+    if thread is None or not thread.references:
+        return None
+    for message_id in thread.references:
+        if not MESSAGE_ID.fullmatch(message_id):
+            raise HeaderInjection(f"not a Message-ID: {message_id!r}")
+    return " ".join(thread.references)
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """One message to queue (see `enqueue`)."""
 
@@ -112,6 +137,7 @@ class Outgoing:
     # The Reply-To: an address, or a placeholder the dispatcher resolves (a reply address's token
     # is a secret, as a link's is).
     reply_to: str | None = None
+    thread: Thread | None = None  # the email answers one of the recipient's: threaded under it
 
 
 class _Row(TypedDict):
@@ -124,6 +150,7 @@ class _Row(TypedDict):
     text_body: str
     html_body: str
     reply_to: str | None
+    thread_references: str | None
     attachments: list[StoredAttachment]
     status: str
     attempts: int
@@ -141,16 +168,18 @@ def _row(message: Outgoing, domain: str, now: dt.datetime) -> _Row:
             raise MessageRefused(f"not a valid email address: {address!r}")
         recipients.append({"name": name, "email": address})
     message_uuid = uuid.uuid4()
+    subject = message.thread.subject if message.thread and message.thread.subject else message.email.subject
     return _Row(
         id=message_uuid,
         idempotency_key=message.idempotency_key,
         message_id=f"<{message_uuid}@{domain}>",
         kind=message.kind,
         recipients=recipients,
-        subject=_clean_header(message.email.subject, "subject"),
+        subject=_clean_header(subject, "subject")[:MAX_SUBJECT],
         text_body=message.email.text,
         html_body=message.email.html,
         reply_to=_clean_header(message.reply_to, "reply-to") if message.reply_to else None,
+        thread_references=_stored_references(message.thread),
         attachments=_stored_attachments(message.attachments),
         status="queued",
         attempts=0,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from approvals.config import Settings
 from approvals.db import Database
 from notifications.catcher import MailCatcher
 from service.app import create_app
+from service.local_mailbox import catcher_mailbox
 from service.migrate import upgrade
 from service.prefect_server import LocalPrefectServer, healthy, prefect_env, stop_process
 from service.wiring import make_channel_dispatcher, make_dispatcher
@@ -133,10 +135,15 @@ class EmbeddedServer(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[Serving]:
-    """The mail catcher, the dispatchers (email; Zalo and SMS) and the web service, here, until the block ends."""
-    catcher = MailCatcher(settings.mail_dir, host=settings.smtp_host, port=settings.smtp_port)
+    """The mail catcher (its Maildir also over IMAP, with Dovecot where it is installed), the
+    dispatchers (email; Zalo and SMS) and the web service, in this process, until the block ends."""
+    catcher = MailCatcher(
+        settings.mail_dir, host=settings.smtp_host, port=settings.smtp_port, reply_domain=settings.reply_domain
+    )
     step(f"Mail catcher: SMTP on {settings.smtp_host}:{settings.smtp_port}")
     catcher.start()
+    imap, said = await asyncio.to_thread(catcher_mailbox, settings)
+    step(f"Mail catcher: {said}")
     db = Database(settings.effective_database_url)
     dispatcher = make_dispatcher(settings, db)
     phones = make_channel_dispatcher(settings, db)
@@ -160,5 +167,8 @@ async def serving(settings: Settings) -> AsyncIterator[Serving]:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await phones.aclose()
+        if imap is not None:
+            await asyncio.to_thread(imap.stop)
+            shutil.rmtree(imap.home, ignore_errors=True)
         catcher.stop()
         await db.dispose()

@@ -54,6 +54,7 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
             "KEHOACH_DATA_DIR": str(tmp_path / "data"),
             "KEHOACH_WEB_PORT": str(web_port),
             "KEHOACH_SMTP_PORT": str(smtp_port),
+            "KEHOACH_MAIL_CATCHER_IMAP_PORT": str(free_port()),
             "KEHOACH_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         }
@@ -73,6 +74,9 @@ def test_demo_runs_the_annual_cycle_and_stops_cleanly_on_ctrl_c(tmp_path):
         output = log.read_text()
         assert "==> Prefect: starting a local server" in output  # progress while starting
         assert f"http://127.0.0.1:{web_port}/mail" in output
+        # The catcher's own IMAP (tests/service/test_local_mailbox.py), or why not (as root, Dovecot
+        # cannot reach pytest's folders).
+        assert re.search(r"==> Mail catcher: (IMAP on 127\.0\.0\.1:\d+, user kehoach|no IMAP: )", output), output
         assert "/runs/flow-run/" in output
         # The demo signs its report with a test CA of its own, made at start, and says so.
         assert f"test certificates in {tmp_path / 'data' / 'test-signing'}" in output

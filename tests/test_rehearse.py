@@ -49,6 +49,7 @@ def test_a_rehearsed_year_runs_to_the_issued_report_with_simulated_officials(tmp
         {
             "KEHOACH_WEB_PORT": str(web_port),
             "KEHOACH_SMTP_PORT": str(free_port()),
+            "KEHOACH_MAIL_CATCHER_IMAP_PORT": "0",  # the catcher's IMAP: tests/service/test_local_mailbox.py
             "KEHOACH_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
             "PREFECT_API_URL": prefect.api_url,
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",

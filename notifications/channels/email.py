@@ -38,6 +38,7 @@ class _Email:
     text_body: str
     html_body: str
     reply_to: str | None = None
+    thread_references: str | None = None
     attachments: list[StoredAttachment] = field(default_factory=list)
     attempts: int = 1
     next_attempt_at: dt.datetime = field(default_factory=utcnow)

@@ -11,8 +11,9 @@ address, `duyet+<token>@<reply domain>`), and in ONE transaction:
    read from the reply's own text (quotes, then answers);
 2. on success, decides with `approvals.routing.decisions.decide(reply_token=…)` and queues what the
    decision causes with `Emails.decided`, exactly as the page's POST does (the receipt says what
-   was understood: "Đã ghi nhận: Đồng ý");
-3. on a failed gate, changes nothing but its own row, and answers the sender once, saying why,
+   was understood: "Đã ghi nhận: Đồng ý", threaded under the reply: `notifications.replies.threads`);
+3. on a failed gate, changes nothing but its own row, and answers the sender once (threaded
+   under the reply), saying why,
    with the link to decide on the page only when the sender is the approver (or a live delegate);
    an automatic message is answered with nothing, nor is a reply with no usable From, nor one
    from our own addresses;
@@ -53,10 +54,12 @@ from approvals.wording.reply_answers import ReplyAnswer, Step
 from notifications.deciding import decide_and_tell
 from notifications.emails import Emails
 from notifications.models import InboundReply, ReplyHandling
+from notifications.outbox import Thread
 from notifications.replies.answers import UnreadableReply, read_answer
 from notifications.replies.authentication import authenticate
 from notifications.replies.automatic import automatic_reason
 from notifications.replies.quotes import reply_text
+from notifications.replies.threads import reply_thread
 
 log = logging.getLogger("kehoach.replies")
 
@@ -137,6 +140,7 @@ async def apply_reply(
     from_address = sender.addr_spec.lower() if sender is not None else ""
     try:
         async with db.transaction() as session:
+            thread = await reply_thread(session, message, message_id)
             token_hash, handled = await _handle(
                 session,
                 message,
@@ -146,9 +150,10 @@ async def apply_reply(
                 settings=settings,
                 emails=emails,
                 to=recipient_address,
+                thread=thread,
             )
             answered = await _answer(
-                session, message, message_id, handled, sender=sender, plan=plan, settings=settings, emails=emails
+                session, message, message_id, handled, sender=sender, settings=settings, emails=emails, thread=thread
             )
             await session.execute(
                 _INSERT,
@@ -199,6 +204,7 @@ async def _handle(
     settings: Settings,
     emails: Emails,
     to: str,
+    thread: Thread | None,
 ) -> tuple[str | None, _Handled]:
     """The gates in order, then the decision; (the token's hash, what became of the reply)."""
     try:
@@ -244,6 +250,7 @@ async def _handle(
                 outcome=answer.outcome,
                 comment=answer.comment,
                 now=now,
+                thread=thread,
             )
     except (AlreadyDecided, InvalidLink, InvalidInput, Refused) as exc:
         for row in (assignment, request, cycle):
@@ -302,9 +309,9 @@ async def _answer(
     handled: _Handled,
     *,
     sender: Address | None,
-    plan: Plan,
     settings: Settings,
     emails: Emails,
+    thread: Thread | None,
 ) -> bool:
     """Queue the one answer a reply that was not applied gets; False for none: an applied reply
     (its receipt answers it), an automatic message (whatever gate it failed), a reply with no
@@ -314,7 +321,7 @@ async def _answer(
     address = sender.addr_spec.lower()
     if address == settings.mail_from.lower() or address.rpartition("@")[2] == settings.reply_domain:
         return False
-    known = next((o for o in plan.officials if str(o.email).lower() == address), None)
+    known = next((o for o in emails.plan.officials if str(o.email).lower() == address), None)
     answer = ReplyAnswer(
         key=f"reply_answer:{hashlib.sha256(message_id.encode()).hexdigest()[:40]}",
         name=known.name if known else (sender.display_name or address),
@@ -324,4 +331,4 @@ async def _answer(
         step=handled.step,
         with_link=handled.may_decide,
     )
-    return await emails.reply_answer(session, answer) > 0
+    return await emails.reply_answer(session, answer, thread=thread) > 0

@@ -81,7 +81,9 @@ def mailcatcher() -> None:
     from notifications.catcher import MailCatcher
 
     settings = load_settings()
-    catcher = MailCatcher(settings.mail_dir, host=settings.smtp_host, port=settings.smtp_port)
+    catcher = MailCatcher(
+        settings.mail_dir, host=settings.smtp_host, port=settings.smtp_port, reply_domain=settings.reply_domain
+    )
     catcher.start()
     typer.echo(f"Catching mail on {settings.smtp_host}:{settings.smtp_port} into {settings.mail_dir}")
     try:

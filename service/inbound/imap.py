@@ -61,6 +61,7 @@ class ImapConfig:
     max_bytes: int = 10 * 1024 * 1024
     reply_local_part: str = "duyet"
     reply_domain: str = ""
+    ca_file: str | None = None  # the CA the server's certificate is verified against (else the system's)
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     alert_after: float = 900.0  # seconds unreachable before `on_outage` is called (once per outage)
@@ -128,7 +129,7 @@ class ImapReader:
 
     async def _open(self) -> ImapConnection:
         config = self.config
-        imap = await connect(config.host, config.port, tls=config.tls, timeout=config.timeout)
+        imap = await connect(config.host, config.port, tls=config.tls, timeout=config.timeout, ca_file=config.ca_file)
         try:
             await imap.login(config.user, config.password)
             await imap.ensure_folder(config.done_folder)

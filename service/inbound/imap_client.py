@@ -3,6 +3,11 @@ on connecting and on every command: a server that is down, slow or hangs raises 
 and the reader reconnects. Extensions used where the server's CAPABILITY offers them: IDLE (RFC
 2177), MOVE (RFC 6851), UIDPLUS (RFC 4315, `UID EXPUNGE`), CONDSTORE (RFC 7162, the claim's
 compare-and-set). Folder names go over the wire in modified UTF-7 (RFC 3501 5.1.3).
+
+TLS, implicit (`tls`, port 993) or by STARTTLS (`starttls`, port 143; RFC 3501 6.2.1, RFC 8314),
+verifies the server's certificate and its name (the host as configured, a name or an address)
+against the system's CAs, or against `ca_file` alone when one is given (a province's own CA). A
+certificate that does not verify raises `ImapUntrusted` before a password is sent.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ LINE_LIMIT = 1024 * 1024  # a SEARCH or FETCH answer over a large folder is one 
 class ImapUnavailable(Unavailable):
     """The IMAP server cannot be used now (refused, dropped, timed out, or answered what IMAP does
     not allow): the reader reconnects after a pause."""
+
+
+class ImapUntrusted(ImapUnavailable):
+    """The server's certificate did not verify (an unknown CA, another name, expired): nothing was
+    sent to it. The reader tries again after a pause, as for any outage (a renewed certificate
+    ends it); the coordinators are told if it lasts."""
 
 
 class ImapRefused(ImapUnavailable):
@@ -285,15 +296,40 @@ class ImapConnection:
         self.writer.close()
 
 
-async def connect(host: str, port: int, *, tls: str, timeout: float) -> ImapConnection:
-    """Connected and greeted (STARTTLS done where asked); not yet logged in."""
-    context = ssl.create_default_context() if tls != "none" else None
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The client's TLS context: certificates and host names verified, against `ca_file` alone
+    when given, else the system's CAs."""
+    return ssl.create_default_context(cafile=ca_file or None)
+
+
+def _untrusted(host: str, port: int, exc: ssl.SSLCertVerificationError, ca_file: str | None) -> ImapUntrusted:
+    trusted = f"the CA in {ca_file}" if ca_file else "the system's CAs (KEHOACH_IMAP_CA_FILE names another CA)"
+    why = exc.verify_message or exc.reason or str(exc)
+    return ImapUntrusted(
+        f"the IMAP server {host}:{port} is not trusted: its certificate did not verify against {trusted}: {why}"
+    )
+
+
+async def connect(host: str, port: int, *, tls: str, timeout: float, ca_file: str | None = None) -> ImapConnection:
+    """Connected and greeted (STARTTLS done where asked, the server's certificate verified); not
+    yet logged in."""
+    context = tls_context(ca_file) if tls != "none" else None
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context if tls == "tls" else None, limit=LINE_LIMIT), timeout
+            asyncio.open_connection(
+                host,
+                port,
+                ssl=context if tls == "tls" else None,
+                server_hostname=host if tls == "tls" else None,
+                ssl_handshake_timeout=timeout if tls == "tls" else None,
+                limit=LINE_LIMIT,
+            ),
+            timeout,
         )
     except TimeoutError:
         raise ImapUnavailable(f"connecting to {host}:{port} timed out") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise _untrusted(host, port, exc, ca_file) from exc
     except OSError as exc:
         raise ImapUnavailable(f"cannot connect to {host}:{port}: {type(exc).__name__}: {exc}") from exc
     connection = ImapConnection(reader, writer, timeout)
@@ -303,13 +339,31 @@ async def connect(host: str, port: int, *, tls: str, timeout: float) -> ImapConn
             raise ImapUnavailable(f"the IMAP server greeted with {greeting[:80].decode(errors='replace')!r}")
         connection._absorb(re.sub(rb"^\* OK \[([^\]]*)\].*", rb"\1", greeting, flags=re.IGNORECASE))
         if tls == "starttls":
-            await connection.command("STARTTLS")
             assert context is not None
-            try:
-                await asyncio.wait_for(writer.start_tls(context), timeout)
-            except (TimeoutError, OSError, ssl.SSLError) as exc:
-                raise ImapUnavailable(f"STARTTLS failed: {type(exc).__name__}") from exc
+            await _start_tls(connection, context, host, port, ca_file)
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+async def _start_tls(
+    connection: ImapConnection, context: ssl.SSLContext, host: str, port: int, ca_file: str | None
+) -> None:
+    """STARTTLS, then TLS on the same connection. Nothing the server sent before TLS is believed
+    afterwards: bytes already waiting after its OK (a response injected in plaintext) end the
+    connection, and the capabilities are asked again (RFC 3501 6.2.1)."""
+    await connection.command("STARTTLS")
+    if getattr(connection.reader, "_buffer", b""):
+        raise ImapUnavailable("the IMAP server sent data after its STARTTLS answer, before TLS: refused")
+    try:
+        await asyncio.wait_for(
+            connection.writer.start_tls(context, server_hostname=host, ssl_handshake_timeout=connection.timeout),
+            connection.timeout,
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise _untrusted(host, port, exc, ca_file) from exc
+    except (TimeoutError, OSError, ssl.SSLError) as exc:
+        raise ImapUnavailable(f"STARTTLS with {host}:{port} failed: {type(exc).__name__}: {exc}") from exc
+    connection.capabilities = set()
+    await connection.command("CAPABILITY")

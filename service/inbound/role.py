@@ -27,6 +27,7 @@ def imap_config(settings: Settings) -> ImapConfig:
         host=settings.imap_host,
         port=settings.imap_port,
         tls=settings.imap_tls.value,
+        ca_file=str(settings.imap_ca_file) if settings.imap_ca_file else None,
         user=settings.imap_user,
         password=settings.imap_password.get_secret_value() if settings.imap_password else "",
         folder=settings.imap_folder,
@@ -80,7 +81,9 @@ async def check_imap(settings: Settings) -> tuple[bool, str]:
     if not config.host:
         return False, "no mailbox configured (KEHOACH_IMAP_HOST)"
     try:
-        connection = await connect(config.host, config.port, tls=config.tls, timeout=config.timeout)
+        connection = await connect(
+            config.host, config.port, tls=config.tls, timeout=config.timeout, ca_file=config.ca_file
+        )
     except ImapUnavailable as exc:
         return False, str(exc)
     try:

@@ -89,3 +89,25 @@ def test_the_inbound_reply_revision_goes_down_and_up_again(sandbox, tmp_path):
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     finally:
         own.drop()
+
+
+def test_the_outbox_threading_revision_goes_down_and_up_again(sandbox, tmp_path):
+    """0024 (outbox_message.thread_references), on a database of its own: gone one revision below
+    it, back after, an answer's References kept across neither (the column is new)."""
+    own = DatabaseSandbox(sandbox.backend, tmp_path)
+    try:
+
+        def present() -> bool:
+            return "thread_references" in {c["name"] for c in inspect(own.engine).get_columns("outbox_message")}
+
+        assert present()
+        command.downgrade(alembic_config(own.url), "0024-1")
+        own.engine.dispose()
+        assert not present()
+        upgrade(own.url)
+        own.engine.dispose()
+        assert present()
+        with own.engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        own.drop()

@@ -4,10 +4,14 @@ parts, the resolved link, an invite."""
 from __future__ import annotations
 
 import datetime as dt
+import mailbox
+import smtplib
 import uuid
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
-from notifications.catcher import MailCatcher, read_inbox
+from notifications.catcher import REPLIES_FOLDER, MailCatcher, read_inbox
 from notifications.composing import placeholder
 from notifications.invites import invite
 from notifications.render import Renderer
@@ -62,3 +66,26 @@ async def test_the_catcher_files_what_the_dispatcher_sends(database, keys, nothi
     assert link_for("abc") in caught.html
     assert NAME in caught.text and NAME in caught.html
     assert caught.attachments == [("invite.ics", "text/calendar", attachment.data)]
+
+
+def test_a_message_to_a_reply_address_is_also_filed_into_the_replies_folder(tmp_path):
+    """The mailbox the reply addresses deliver to, which the catcher's own IMAP serves
+    (tests/service/test_local_mailbox.py): the replies only, the inbox everything."""
+    port = free_port()
+    catcher = MailCatcher(tmp_path / "mail", port=port, reply_domain="Reply.Lang-Son.example")
+    catcher.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            for to, subject in (
+                ("chuyenvien@lang-son.example", "thư"),
+                ("duyet+abc@reply.lang-son.example", "Re: trả lời"),
+            ):
+                message = EmailMessage()
+                message["From"], message["To"], message["Subject"] = "giamdoc@lang-son.example", to, subject
+                message.set_content("Đồng ý")
+                client.send_message(message)
+    finally:
+        catcher.stop()
+    assert sorted(m.message["Subject"] for m in read_inbox(tmp_path / "mail")) == ["Re: trả lời", "thư"]
+    replies = mailbox.Maildir(str(tmp_path / "mail"), create=False).get_folder(REPLIES_FOLDER)
+    assert [message_from_bytes(m.as_bytes(), policy=policy.default)["Subject"] for m in replies] == ["Re: trả lời"]

@@ -52,8 +52,10 @@ def outbox_message(
     attachments: list | None = None,
     text: str = BODIES["text"],
     html: str = BODIES["html"],
+    thread_references: str | None = None,
 ) -> OutboxMessage:
     return OutboxMessage(
+        thread_references=thread_references,
         message_id=f"<{uuid.uuid4()}@kehoach.test>",
         subject=subject,
         text_body=text,
@@ -88,7 +90,14 @@ def compare(dispatcher: Dispatcher, message: OutboxMessage) -> None:
         assert len(word) <= 75  # RFC 2047
     ours, reference = parse(raw), parse(dispatcher.build(message).as_bytes())
 
-    for name in ("Message-ID", "Auto-Submitted", "X-Auto-Response-Suppress", "MIME-Version"):
+    for name in (
+        "Message-ID",
+        "In-Reply-To",
+        "References",
+        "Auto-Submitted",
+        "X-Auto-Response-Suppress",
+        "MIME-Version",
+    ):
         assert str(ours[name]) == str(reference[name]), name
     assert ours["Subject"] == message.subject
     # Text that looks like an encoded word is written as is by EmailMessage, and then read
@@ -129,6 +138,18 @@ def compare(dispatcher: Dispatcher, message: OutboxMessage) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_the_written_bytes_say_what_the_email_message_says(dispatcher, case):
     compare(dispatcher, outbox_message(**CASES[case]))
+
+
+def test_an_answer_to_a_reply_names_it_in_in_reply_to_and_references(dispatcher):
+    """Threaded under the reply (notifications.replies.threads): a long References folds, each id whole."""
+    chain = [f"<{uuid.uuid4()}@mail.gmail.com>" for _ in range(10)]
+    message = outbox_message(
+        subject="Re: [Cần phê duyệt] Bước 1", names=["Nông Thị Hạnh"], thread_references=" ".join(chain)
+    )
+    compare(dispatcher, message)
+    parsed = parse(dispatcher.serialize(message))
+    assert str(parsed["In-Reply-To"]) == chain[-1] and str(parsed["References"]).split() == chain
+    assert "In-Reply-To" not in parse(dispatcher.serialize(outbox_message(**CASES["ascii"])))
 
 
 def test_ascii_and_short_bodies(dispatcher):
