@@ -40,6 +40,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 from sqlalchemy import or_, update
@@ -50,6 +51,7 @@ from notifications.channels.base import Channel, ChannelMessage, Delivery, Deliv
 from notifications.composing import PermanentFailure, Resolver, personalise
 from notifications.dispatcher import RetryPolicy, fence
 from notifications.models import CHANNEL_TABLE, MessageStatus, StoredAddress
+from notifications.short_links import short_link
 
 log = logging.getLogger("kehoach.channels")
 _TABLE = CHANNEL_TABLE
@@ -90,6 +92,16 @@ class ClaimedChannelMessage(Protocol):
 
 
 Result = Delivery | dt.datetime  # a delivery, or the 07:00 a kind waits for (quiet hours)
+SHORTENED = frozenset({"sms"})  # a text message has room for a short link only (one or two segments)
+
+
+@dataclass(frozen=True)
+class ShortLinks:
+    """How the SMS's links are shortened (`notifications.short_links`): the link secret, and how
+    long a personal link made as the message goes stays valid (the settings' link lifetime)."""
+
+    secret: bytes
+    valid_for: dt.timedelta
 
 
 class ChannelDispatcher:
@@ -105,10 +117,12 @@ class ChannelDispatcher:
         retry: RetryPolicy = RetryPolicy(),
         batch_size: int = 50,
         concurrency: int = 4,
+        short_links: ShortLinks | None = None,
     ) -> None:
         self.db = db
         self.channels = dict(channels)
         self.resolvers = resolvers or {}
+        self.short_links = short_links
         self.retry = retry
         self.batch_size = batch_size
         self.concurrency = concurrency
@@ -144,6 +158,8 @@ class ChannelDispatcher:
             params = {name: personalise(value, self.resolvers) for name, value in message.params.items()}
         except PermanentFailure as error:
             return Delivery.refused("placeholder", str(error))
+        if message.channel in SHORTENED and params.get("link") and self.short_links is not None:
+            params["short_link"] = await self._shortened(params["link"], message.official_id, now)
         outgoing = ChannelMessage(
             recipient=message.recipient,
             kind=message.kind,
@@ -160,6 +176,20 @@ class ChannelDispatcher:
             return Delivery.retry("lease", "cut off at the end of the lease")
         except UnknownKind as error:
             return Delivery.refused("kind", str(error))
+
+    async def _shortened(self, link: str, official_id: str, now: dt.datetime) -> str:
+        """The SMS's short link to its personal link (written as the SMS goes, the link made then),
+        valid as long as the link is."""
+        assert self.short_links is not None
+        async with self.db.transaction() as session:
+            return await short_link(
+                session,
+                link,
+                official_id,
+                now + self.short_links.valid_for,
+                secret=self.short_links.secret,
+                now=now,
+            )
 
     async def record(
         self, results: Sequence[tuple[ClaimedChannelMessage, Result]], lease: dt.datetime, now: dt.datetime

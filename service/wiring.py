@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from approvals.config import Settings
 from approvals.db import Database
 from approvals.plan import load_plan
@@ -18,7 +20,7 @@ from approvals.tokens import (
     reply_address_resolver,
     report_link_resolver,
 )
-from notifications.channel_dispatcher import ChannelDispatcher
+from notifications.channel_dispatcher import ChannelDispatcher, ShortLinks
 from notifications.channels.alerts import coordinators_told
 from notifications.channels.base import Channel
 from notifications.channels.setup import sms_channel, zalo_channel
@@ -92,4 +94,10 @@ def make_channel_dispatcher(settings: Settings, db: Database) -> ChannelDispatch
         channels[zalo.name] = zalo
     if (sms := sms_channel(settings)) is not None:
         channels[sms.name] = sms
-    return ChannelDispatcher(db, channels, resolvers=link_resolvers(settings), retry=_retry(settings))
+    return ChannelDispatcher(
+        db,
+        channels,
+        resolvers=link_resolvers(settings),
+        retry=_retry(settings),
+        short_links=ShortLinks(settings.link_secret_bytes(), dt.timedelta(days=settings.link_ttl_days)),
+    )

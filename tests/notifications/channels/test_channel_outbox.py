@@ -22,13 +22,16 @@ from approvals.db import Database, utcnow
 from approvals.plan import parse_plan
 from approvals.tokens import APPROVAL_LINK
 from approvals.wording.message_types import LinkMessage, PlainMessage
-from notifications.channel_dispatcher import ChannelDispatcher
+from notifications.channel_dispatcher import ChannelDispatcher, ShortLinks
 from notifications.channel_outbox import queue_phone_messages
 from notifications.channels.base import VIETNAM
+from notifications.channels.segments import sms_segments
+from notifications.channels.templates import MAX_SMS_SEGMENTS
 from notifications.dispatcher import RetryPolicy
 from notifications.links import queue_link_messages
 from notifications.models import ChannelOutboxMessage
 from notifications.render import Renderer
+from notifications.short_links import CODE_LENGTH, SHORT_PATH, short_link_target
 from tests.notifications.channels.conftest import TEMPLATES
 from tests.notifications.helpers import DOMAIN, dispatcher, link_for
 
@@ -295,3 +298,32 @@ async def test_only_the_channels_the_deployment_turned_on_are_queued(private_dat
     [row] = await rows(private_database, sms_only)
     assert (row.channel, row.idempotency_key, row.fallbacks) == ("sms", f"{sms_only.key}@sms", [])
     assert await rows(private_database, none) == []
+
+
+async def test_an_sms_carries_a_short_link_to_the_officials_own_link(private_database, channels, fake_esms):
+    """A real approval link (its 43-character token) would take the SMS past two segments: the
+    SMS carries the official's short link, made as it is sent, which opens that very link."""
+    secret = b"s" * 32
+
+    def real_link(argument: str) -> str:
+        return f"https://kehoach.ubnd.langson.gov.vn/a/{argument.replace(':', '')[:43].ljust(43, 'x')}"
+
+    message = asking()
+    await queue(private_database, message)
+    dispatch = ChannelDispatcher(
+        private_database,
+        {"sms": channels["sms"]},
+        resolvers={APPROVAL_LINK: real_link},
+        retry=FAST_RETRY,
+        short_links=ShortLinks(secret, dt.timedelta(days=7)),
+    )
+    await dispatch.run_once()  # Zalo is off here: it fails as channel-off and falls back to SMS
+    await dispatch.run_once()
+    [delivered] = fake_esms.delivered
+    text = delivered["Content"]
+    code = text.rsplit(SHORT_PATH, 1)[1]
+    assert text.endswith(f"https://kehoach.ubnd.langson.gov.vn{SHORT_PATH}{code}") and len(code) == CODE_LENGTH
+    assert sms_segments(text) <= MAX_SMS_SEGMENTS, text
+    async with private_database.reads() as session:
+        target = await short_link_target(session, code, secret=secret, now=utcnow())
+    assert target == real_link(message.link_argument)
