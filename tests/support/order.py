@@ -28,6 +28,7 @@ EXPECTED_SECONDS = {
     "tests/test_e2e_cadences.py::": 20,
     "tests/test_e2e_reply.py::": 15,
     "tests/service/test_browser_queue.py::": 25,
+    "tests/service/test_browser_short_link.py::": 25,  # Chromium at a phone's size, on the stack
     "tests/test_bench.py::test_replies_bench": 25,
     "tests/signing/test_pkcs11.py::": 1,  # a copied SoftHSM token: under a second each
 }
