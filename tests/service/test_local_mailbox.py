@@ -21,12 +21,11 @@ import pytest
 from approvals.config import Settings
 from notifications.catcher import REPLIES_FOLDER, MailCatcher, read_inbox
 from service.inbound.imap import ImapConfig, ImapReader
-from service.local_mailbox import CATCHER_USER, catcher_mailbox, dovecot_program
+from service.local_mailbox import CATCHER_USER, catcher_mailbox
 from service.prefect_server import free_port
 
 REPLY_DOMAIN = "reply.lang-son.example"
 REPLY_ADDRESS = f"duyet+abcdefghijklmnopqrstuvwxyz234567@{REPLY_DOMAIN}"
-needs_dovecot = pytest.mark.skipif(dovecot_program() is None, reason="Dovecot is not installed")
 
 
 @pytest.fixture
@@ -55,7 +54,6 @@ def email(to: str, subject: str) -> EmailMessage:
 
 
 @pytest.mark.processes
-@needs_dovecot
 async def test_the_catcher_s_maildir_is_served_over_imap_with_the_replies_in_their_folder(settings):
     catcher = MailCatcher(settings.mail_dir, port=settings.smtp_port, reply_domain=settings.reply_domain)
     catcher.start()
@@ -121,7 +119,6 @@ def test_with_its_port_off_it_serves_no_imap(settings):
 
 
 @pytest.mark.processes
-@needs_dovecot
 def test_when_dovecot_cannot_start_the_stack_says_why(settings):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", settings.mail_catcher_imap_port))  # someone else's port
