@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Collection, Iterable, Sequence
-from typing import Protocol
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,9 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approvals.db import core, dialect_name, utcnow
 from approvals.plan import Official, Plan
 from approvals.plan.reach import BY_PHONE, Address
-from approvals.wording.message_types import Context
 from notifications.channels.base import KINDS, VIETNAM, quiet_until
 from notifications.composing import placeholder
+from notifications.links import PlainMessageLike
 from notifications.models import CHANNEL_TABLE, MessageStatus, StoredAddress
 
 _INSERT = {
@@ -41,21 +40,6 @@ _INSERT = {
     )
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
-
-
-class PhoneMessageLike(Protocol):
-    """What a message to an official says of itself (`approvals.wording.message_types`)."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def language(self) -> str: ...
-    @property
-    def email(self) -> str: ...
-    @property
-    def context(self) -> Context: ...
 
 
 def channel_key(email_key: str, channel: str) -> str:
@@ -73,7 +57,7 @@ def phone_route(official: Official, day: dt.date, on: Collection[str]) -> list[S
     ]
 
 
-def _official(plan: Plan, message: PhoneMessageLike) -> Official | None:
+def _official(plan: Plan, message: PlainMessageLike) -> Official | None:
     official_id = getattr(message, "official_id", "")
     if official_id:
         return plan.official(official_id)
@@ -121,7 +105,7 @@ async def insert_channel_row(session: AsyncSession, row: dict[str, object]) -> b
 async def queue_phone_messages(
     session: AsyncSession,
     plan: Plan,
-    messages: Iterable[PhoneMessageLike],
+    messages: Iterable[PlainMessageLike],
     *,
     on: Collection[str],
     link: str = "",
