@@ -43,13 +43,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from sqlalchemy import or_, update
+from sqlalchemy import update
 
 from approvals.db import Database, claim, utcnow
 from notifications.channel_outbox import channel_row, insert_channel_row
 from notifications.channels.base import Channel, ChannelMessage, Delivery, DeliveryStatus, UnknownKind, quiet_until
 from notifications.composing import PermanentFailure, Resolver, personalise
-from notifications.dispatcher import RetryPolicy, fence
+from notifications.dispatcher import RetryPolicy, due_now, fence
 from notifications.models import CHANNEL_TABLE, MessageStatus, StoredAddress
 from notifications.short_links import short_link
 
@@ -131,10 +131,7 @@ class ChannelDispatcher:
 
     async def claim(self, now: dt.datetime) -> tuple[list[ClaimedChannelMessage], dt.datetime]:
         lease = now + dt.timedelta(seconds=self.retry.lease_seconds)
-        due = or_(
-            (_TABLE.c.status == MessageStatus.queued.value) & (_TABLE.c.next_attempt_at <= now),
-            (_TABLE.c.status == MessageStatus.sending.value) & (_TABLE.c.lease_until < now),
-        )
+        due = due_now(now, _TABLE)
         async with self.db.transaction() as session:
             rows = await claim(
                 session,

@@ -129,10 +129,7 @@ class Dispatcher:
     async def claim(self, limit: int | None = None) -> tuple[list[ClaimedMessage], dt.datetime]:
         now = utcnow()
         lease = now + dt.timedelta(seconds=self.retry.lease_seconds)
-        due = or_(
-            (_TABLE.c.status == MessageStatus.queued.value) & (_TABLE.c.next_attempt_at <= now),
-            (_TABLE.c.status == MessageStatus.sending.value) & (_TABLE.c.lease_until < now),
-        )
+        due = due_now(now, _TABLE)
         async with self.db.transaction() as session:
             # One statement, one round trip: the due rows are picked and leased at once.
             # Core, not ORM: rows with the same attribute names, without the ORM's per-object cost.
@@ -317,3 +314,12 @@ def fence(lease: dt.datetime, table: Table = _TABLE) -> tuple[ColumnElement[bool
     """What every write after a claim is fenced on: the row is still being sent under that lease
     (the email outbox's rows, or a queue table with the same columns: `channel_message`)."""
     return table.c.status == MessageStatus.sending.value, table.c.lease_until == lease
+
+
+def due_now(now: dt.datetime, table: Table = _TABLE) -> ColumnElement[bool]:
+    """The rows a claim takes: queued and due, or still being sent under a lease that ran out
+    (the sender died); the email outbox's, or a queue table with the same columns."""
+    return or_(
+        (table.c.status == MessageStatus.queued.value) & (table.c.next_attempt_at <= now),
+        (table.c.status == MessageStatus.sending.value) & (table.c.lease_until < now),
+    )
