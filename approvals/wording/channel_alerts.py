@@ -8,8 +8,7 @@ import datetime as dt
 
 from approvals.plan.schema import Plan
 from approvals.wording.message_types import PlainMessage
-from approvals.wording.messages import coordinators
-from approvals.wording.presentation import person_context
+from approvals.wording.messages import coordinators_alerted
 
 
 def zalo_token_messages(
@@ -17,21 +16,12 @@ def zalo_token_messages(
 ) -> list[PlainMessage]:
     """Tell the coordinators that Zalo refused to refresh the OA's token: messages meant for Zalo
     go to each official's next channel meanwhile."""
-    return [
-        PlainMessage(
-            kind="attention",
-            key=f"attention:zalo_token_failed:{app_id}:{generation}:{person.id}",
-            language=person.language.value,
-            name=person.name,
-            email=str(person.email),
-            context={
-                **person_context(person, person.language.value),
-                **{"cycle": "", "stage": "", "agency": "", "due": ""},
-                "reason": "zalo_token_failed",
-                "note": "zalo_token",
-                "detail": detail,
-                "link": f"{base_url.rstrip('/')}/",
-            },
-        )
-        for person in coordinators(plan, at)
-    ]
+    return coordinators_alerted(
+        plan,
+        reason="zalo_token_failed",
+        note="zalo_token",
+        once_per=f"{app_id}:{generation}",
+        detail=detail,
+        at=at,
+        base_url=base_url,
+    )

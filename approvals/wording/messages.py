@@ -240,18 +240,34 @@ def replies_unread_messages(
     """Tell the coordinators that the officials' emailed replies are not being read (the mailbox
     `kehoach inbound` reads has been unreachable for a while): once a day per mailbox."""
     day = at.astimezone(plan.tz).date().isoformat()
+    return coordinators_alerted(
+        plan,
+        reason="replies_unread",
+        note="replies",
+        once_per=f"{mailbox}:{day}",
+        detail=detail,
+        at=at,
+        base_url=base_url,
+    )
+
+
+def coordinators_alerted(
+    plan: Plan, *, reason: str, note: str, once_per: str, detail: str, at: dt.datetime, base_url: str
+) -> list[PlainMessage]:
+    """An attention email to each coordinator about something outside any cycle (`reason`,
+    `note` name its wording), keyed so that it goes once per `once_per`."""
     return [
         PlainMessage(
             kind="attention",
-            key=f"attention:replies_unread:{mailbox}:{day}:{person.id}",
+            key=f"attention:{reason}:{once_per}:{person.id}",
             language=person.language.value,
             name=person.name,
             email=str(person.email),
             context={
                 **person_context(person, person.language.value),
                 **{"cycle": "", "stage": "", "agency": "", "due": ""},
-                "reason": "replies_unread",
-                "note": "replies",
+                "reason": reason,
+                "note": note,
                 "detail": detail,
                 "link": f"{base_url.rstrip('/')}/",
             },
