@@ -267,7 +267,11 @@ class ChannelDispatcher:
         return len(claimed)
 
     async def run_forever(self, *, interval: float = 2.0, stop: asyncio.Event | None = None) -> None:
-        """Send until `stop` is set: batch after batch while there are due ones, else a look every `interval`."""
+        """Send until `stop` is set: batch after batch while there are due ones, else a look every `interval`.
+        With no channel turned on nothing is queued (`Emails` queues only those), so there is
+        nothing to look for: no claim, a write transaction, every `interval` for nothing."""
+        if not self.channels:
+            return
         stop = stop or asyncio.Event()
         while not stop.is_set():
             try:
