@@ -10,11 +10,9 @@ from prefect.logging import get_run_logger
 from prefect.states import State
 
 from approvals.config import get_settings
-from approvals.consolidated.issuing import issue
 from approvals.errors import Refused
 from approvals.plan import load_plan
 from approvals.signing.errors import RemoteSignatureLapsed
-from approvals.signing.signers import signers_for
 from flows.stages import STEP, cycle_of, database
 from notifications.emails import Emails
 from notifications.render import shared_renderer
@@ -33,6 +31,12 @@ def worth_retrying(task: object, task_run: object, state: State) -> bool:
 async def issue_report(*, cycle_kind: str, period: str, stage_id: str) -> dict:
     """Sign, number, seal, send and record the approved consolidated report of a cycle (once);
     {"awaiting_signature": True} while its director has not confirmed the signature on the phone."""
+    # Imported here, not at the top: the signing stack (pyHanko, the fonts, the layout) is half of
+    # what every flow-run process imports, and only the run that issues a report needs it. Prefect
+    # starts a process per run and per resume (a year's rehearsal starts hundreds).
+    from approvals.consolidated.issuing import issue
+    from approvals.signing.signers import signers_for
+
     settings = get_settings()
     async with database(settings) as db:
         async with db.reads() as session:

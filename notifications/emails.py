@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from approvals import consolidated
 from approvals.config import Settings
 from approvals.coordination import Acted
 from approvals.db import utcnow
@@ -62,7 +61,8 @@ from notifications.models import OutboxMessage
 from notifications.outbox import MAX_ATTACHMENT_BYTES, Attachment, Thread, queued_keys
 from notifications.render import Renderer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the report's stack (pyHanko, the fonts) is imported where a report is issued
+    from approvals import consolidated
     from approvals.running.digests import DailyDigest
     from approvals.running.sweep import OverdueNotice
 

@@ -67,3 +67,17 @@ def test_a_violation_breaks_its_contract(tree, module, line, broken):
     verdicts = [line for line in result.stdout.splitlines() if line.endswith((" KEPT", " BROKEN"))]
     assert len(verdicts) == 5, result.stdout
     assert next(v for v in verdicts if broken in v).endswith(" BROKEN"), result.stdout
+
+
+@pytest.mark.parametrize("module", ["flows.annual_cycle", "flows.cadences"])
+def test_a_cycles_flow_run_loads_no_signing_stack(module):
+    """Prefect starts a process for every flow run and every resume, and each imports its flow's
+    module: the signing stack (pyHanko, fontTools) comes in only when a run issues a report."""
+    probe = (
+        f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'pyhanko', 'fontTools'}}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
