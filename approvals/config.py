@@ -267,6 +267,15 @@ class Settings(BaseSettings):
     channel_timeout: float = Field(
         15.0, gt=0, description="Seconds a call to Zalo or eSMS may take before it is retried later."
     )
+    channel_report_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="Minutes a Zalo or SMS message may go without a delivery report before the official's next "
+        "channel is tried.",
+    )
+    channel_report_poll_seconds: float = Field(
+        60.0, gt=0, description="How often the provider is asked whether a sent Zalo or SMS message was delivered."
+    )
 
     @field_validator("default_language")
     @classmethod

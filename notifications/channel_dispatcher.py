@@ -25,9 +25,9 @@ and eSMS answers "duplicate RequestId" (124), which is recorded as sent, not sen
 does not document refusing a repeated `tracking_id`; for ZNS the lease is what keeps a message
 from going out twice (`channels/zns.py`).
 
-Delivery reports are not read yet: no endpoint receives eSMS's CallbackUrl and ZNS's
-webhook, and nothing polls them, so "no report within a set time" does not fall back; a
-message counts as delivered when the provider accepted it.
+Sent is the provider taking the message. Whether it reached the phone is asked of the provider
+afterwards (`notifications.delivery_reports`, run by the same loop): undelivered, or no report
+within the set time, falls back to the next channel as a refusal does.
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ from typing import Protocol, cast
 from sqlalchemy import update
 
 from approvals.db import Database, claim, utcnow
-from notifications.channel_outbox import channel_row, insert_channel_row
+from notifications.channel_outbox import fallback_row, insert_channel_row
 from notifications.channels.base import Channel, ChannelMessage, Delivery, DeliveryStatus, UnknownKind, quiet_until
 from notifications.composing import PermanentFailure, Resolver, personalise
+from notifications.delivery_reports import DeliveryReports, ReportPolicy
 from notifications.dispatcher import RetryPolicy, due_now, fence
 from notifications.models import CHANNEL_TABLE, MessageStatus, StoredAddress
 from notifications.short_links import short_link
@@ -118,6 +119,7 @@ class ChannelDispatcher:
         batch_size: int = 50,
         concurrency: int = 4,
         short_links: ShortLinks | None = None,
+        reports: ReportPolicy = ReportPolicy(),
     ) -> None:
         self.db = db
         self.channels = dict(channels)
@@ -126,8 +128,10 @@ class ChannelDispatcher:
         self.retry = retry
         self.batch_size = batch_size
         self.concurrency = concurrency
-        # (channel, sent | retry | fell_back | failed | deferred): what /metrics counts.
+        # (channel, sent | retry | fell_back | failed | deferred | delivered | undelivered | unconfirmed):
+        # what /metrics counts.
         self.stats: Counter[tuple[str, str]] = Counter()
+        self.reports = DeliveryReports(db, self.channels, reports, self.stats, batch_size=batch_size)
 
     async def claim(self, now: dt.datetime) -> tuple[list[ClaimedChannelMessage], dt.datetime]:
         lease = now + dt.timedelta(seconds=self.retry.lease_seconds)
@@ -230,21 +234,13 @@ class ChannelDispatcher:
         )
         if result.status is DeliveryStatus.sent:
             sent = dict(failure, status=MessageStatus.sent.value, sent_at=now, provider_id=result.provider_id)
-            return sent, "sent", None
+            return dict(sent, report_due_at=self.reports.first_due(message.channel, result, now)), "sent", None
         if result.status is DeliveryStatus.retryable and message.attempts < self.retry.max_attempts:
             later = now + dt.timedelta(seconds=self.retry.delay(message.attempts))
             return dict(failure, status=MessageStatus.queued.value, next_attempt_at=later), "retry", None
-        if not message.fallbacks:
+        after = fallback_row(message, now)
+        if after is None:
             return dict(failure, status=MessageStatus.failed.value), "failed", None
-        after = channel_row(
-            email_key=message.email_key,
-            kind=message.kind,
-            official_id=message.official_id,
-            language=message.language,
-            params=message.params,
-            route=message.fallbacks,
-            now=now,
-        )
         values = dict(failure, status=MessageStatus.failed.value, fallback_key=after["idempotency_key"])
         return values, "fell_back", after
 
@@ -276,6 +272,7 @@ class ChannelDispatcher:
         while not stop.is_set():
             try:
                 handled = await self.run_once()
+                handled += await self.reports.check_once()
             except Exception:  # the loop must outlive a database hiccup
                 log.exception("channel dispatch round failed")
                 handled = 0

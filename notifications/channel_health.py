@@ -11,7 +11,7 @@ phone message, still reaches the officials meanwhile; what ops must do is in the
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +40,8 @@ class FailingChannel:
 class ChannelHealth:
     messages: dict[tuple[str, str], int]  # (channel, status) -> messages
     failing: list[FailingChannel]
+    # (channel, delivered | undelivered | unconfirmed) -> sent messages, as their providers reported
+    deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 async def channel_health(session: AsyncSession, now: dt.datetime) -> ChannelHealth:
@@ -48,6 +50,12 @@ async def channel_health(session: AsyncSession, now: dt.datetime) -> ChannelHeal
         select(table.channel, table.status, func.count()).group_by(table.channel, table.status)
     )
     messages = {(channel, status): count for channel, status, count in counts}
+    reported = await session.execute(
+        select(table.channel, table.delivery, func.count())
+        .where(table.delivery.is_not(None))
+        .group_by(table.channel, table.delivery)
+    )
+    deliveries = {(channel, str(delivery)): count for channel, delivery, count in reported}
     recent = await session.execute(
         select(table.channel, table.status, table.error_code, table.last_error, table.attempted_at)
         .where(table.attempted_at >= now - WINDOW)
@@ -65,4 +73,4 @@ async def channel_health(session: AsyncSession, now: dt.datetime) -> ChannelHeal
         for channel, found in sorted(failures.items())
         if channel not in sent and len(found) >= FAILING_AFTER
     ]
-    return ChannelHealth(messages, failing)
+    return ChannelHealth(messages, failing, deliveries)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Collection, Iterable, Sequence
+from typing import Protocol
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -93,6 +94,33 @@ def channel_row(
         attempts=0,
         next_attempt_at=quiet_until(kind, now) or now,
         created_at=now,
+    )
+
+
+class FallingBack(Protocol):
+    """What a message that fell back passes on to its next channel (a claimed row)."""
+
+    email_key: str
+    kind: str
+    official_id: str
+    language: str
+    params: dict[str, str]
+    fallbacks: list[StoredAddress]
+
+
+def fallback_row(message: FallingBack, now: dt.datetime) -> dict[str, object] | None:
+    """The row of the message's next phone channel (None past the last: the email, queued with
+    the first, is what remains)."""
+    if not message.fallbacks:
+        return None
+    return channel_row(
+        email_key=message.email_key,
+        kind=message.kind,
+        official_id=message.official_id,
+        language=message.language,
+        params=message.params,
+        route=message.fallbacks,
+        now=now,
     )
 
 

@@ -206,6 +206,7 @@ class ChannelOutboxMessage(Base):
         Index("ix_channel_message_lease", "lease_until", **_in_state(MessageStatus.sending)),
         Index("ix_channel_message_email_key", "email_key"),
         Index("ix_channel_message_attempted", "attempted_at"),
+        Index("ix_channel_message_report", "report_due_at", **_in_state(MessageStatus.sent)),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -235,6 +236,15 @@ class ChannelOutboxMessage(Base):
     )
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    delivery: Mapped[str | None] = mapped_column(
+        String(16),
+        doc="What the provider reported of a sent message: delivered, undelivered, or unconfirmed (no report "
+        "in time); null while none is in (or none will come).",
+    )
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, doc="When it reached the phone.")
+    report_due_at: Mapped[dt.datetime | None] = mapped_column(
+        UtcDateTime, doc="When the provider is next asked for a report (null: nothing more to ask)."
+    )
 
 
 CHANNEL_TABLE = table_of(ChannelOutboxMessage.__table__)

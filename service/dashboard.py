@@ -214,6 +214,7 @@ def _channels(health: ChannelHealth) -> list[dict]:
         {
             "name": channel,
             "sent": health.messages.get((channel, "sent"), 0),
+            "delivered": health.deliveries.get((channel, "delivered"), 0),
             "queued": health.messages.get((channel, "queued"), 0) + health.messages.get((channel, "sending"), 0),
             "failed": health.messages.get((channel, "failed"), 0),
             "failing": failing.get(channel),

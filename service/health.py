@@ -264,6 +264,13 @@ def exposition(facts: Facts, now: dt.datetime) -> str:
         [(_labels(channel=c, status=st), n) for (c, st), n in sorted(facts.channels.messages.items())],
     )
     metric(
+        "kehoach_channel_deliveries",
+        "gauge",
+        "Sent Zalo and SMS messages by what their provider reported: delivered; undelivered, or unconfirmed "
+        "(no report in time): both fell back to the next channel.",
+        [(_labels(channel=c, delivery=d), n) for (c, d), n in sorted(facts.channels.deliveries.items())],
+    )
+    metric(
         "kehoach_channel_failing",
         "gauge",
         "1 for a channel whose provider failed every message of the last hour (at least 3).",

@@ -25,6 +25,7 @@ from notifications.channels.alerts import coordinators_told
 from notifications.channels.base import Channel
 from notifications.channels.setup import sms_channel, zalo_channel
 from notifications.composing import Resolver
+from notifications.delivery_reports import ReportPolicy
 from notifications.dispatcher import Dispatcher, RetryPolicy
 from notifications.emails import Emails
 from notifications.render import shared_renderer
@@ -100,4 +101,8 @@ def make_channel_dispatcher(settings: Settings, db: Database) -> ChannelDispatch
         resolvers=link_resolvers(settings),
         retry=_retry(settings),
         short_links=ShortLinks(settings.link_secret_bytes(), dt.timedelta(days=settings.link_ttl_days)),
+        reports=ReportPolicy(
+            every=dt.timedelta(seconds=settings.channel_report_poll_seconds),
+            within=dt.timedelta(minutes=settings.channel_report_minutes),
+        ),
     )

@@ -13,6 +13,11 @@ or `permanent` (the provider refused this message for good: the next channel). A
 never raise for a provider's answer; they raise only for our own mistakes (a kind with no
 template: `channels.templates.UnknownKind`).
 
+"Sent" is the provider taking the message, not the phone receiving it. A channel that can say
+more answers `report(provider_id, recipient)` with a `DeliveryReport`: delivered (and when),
+undelivered (the next channel), or pending (asked again later; `notifications.delivery_reports`
+falls back when no report comes within the set time).
+
 Quiet hours: ZNS sends transaction messages at any hour, and other kinds only from 07:00
 to 22:00 (Vietnam time); `quiet_until` says when a kind may next be sent. Which kinds are
 transactions is decided here, once: what asks an official to act on a step now (a request,
@@ -93,14 +98,17 @@ class Delivery:
     error_code: str = ""  # the provider's own code ("-118", "103", "550", "timeout", "http-503")
     detail: str = ""  # for a person reading the outbox
     extra: Mapping[str, str] = field(default_factory=dict)  # what else the provider answered (sent_time...)
+    awaits_report: bool = True  # False: the provider will never report on it (eSMS's sandbox)
 
     @property
     def sent(self) -> bool:
         return self.status is DeliveryStatus.sent
 
     @classmethod
-    def delivered(cls, provider_id: str, detail: str = "", **extra: str) -> Delivery:
-        return cls(DeliveryStatus.sent, provider_id=provider_id, detail=detail, extra=extra)
+    def delivered(cls, provider_id: str, detail: str = "", *, awaits_report: bool = True, **extra: str) -> Delivery:
+        return cls(
+            DeliveryStatus.sent, provider_id=provider_id, detail=detail, extra=extra, awaits_report=awaits_report
+        )
 
     @classmethod
     def retry(cls, error_code: str, detail: str) -> Delivery:
@@ -111,9 +119,33 @@ class Delivery:
         return cls(DeliveryStatus.permanent, error_code=error_code, detail=detail)
 
 
+class ReportState(str, Enum):
+    delivered = "delivered"  # on the official's phone
+    undelivered = "undelivered"  # the provider gave up: the next channel
+    pending = "pending"  # not known yet (or the provider could not be asked): ask again later
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    state: ReportState
+    at: dt.datetime | None = None  # when the phone received it, where the provider says
+    error_code: str = ""
+    detail: str = ""
+
+    @classmethod
+    def pending(cls, error_code: str = "", detail: str = "") -> DeliveryReport:
+        return cls(ReportState.pending, error_code=error_code, detail=detail)
+
+
 class Channel(Protocol):
     """A way to reach an official: `name` is one of CHANNELS."""
 
     name: str
 
     async def send(self, message: ChannelMessage) -> Delivery: ...
+
+
+class ReportingChannel(Channel, Protocol):
+    """A channel whose provider reports whether a message it took reached the phone."""
+
+    async def report(self, provider_id: str, recipient: str) -> DeliveryReport: ...

@@ -19,6 +19,16 @@ The other CodeResult values (developers.esms.vn "Table of error codes", and the 
   message goes to the next channel; the configuration ones need a person);
 - anything else: retryable (bounded by the outbox's attempts). A timeout, a connection error or
   an HTTP 5xx is retryable; another non-200 status, permanent.
+
+Delivery reports, asked by polling (`report`; the gitbook's "Hàm kiểm tra chi tiết từng số
+trong tin nhắn", data kept 7 days):
+    GET .../GetSmsReceiverStatus_get?ApiKey=...&SecretKey=...&RefId=<SMSID>
+    -> {"CodeResult": "100", "ReceiverList": [{"Phone": "0901888484", "IsSent": true,
+        "SentResult": true, "NetworkName": "Viettel", "Retry": 0}]}
+IsSent false: not sent to the network yet; IsSent with SentResult true: delivered; with
+SentResult false: undelivered (the next channel). Any other answer is "not yet". A sandboxed
+SMS is never sent, so none is awaited. eSMS can also call a `CallbackUrl` back (GET, retried 5
+times); polling needs no address of ours reachable from the internet.
 """
 
 from __future__ import annotations
@@ -27,11 +37,12 @@ from typing import Any
 
 import httpx
 
-from notifications.channels.base import Delivery
+from notifications.channels.base import Delivery, DeliveryReport, ReportState
 from notifications.channels.segments import is_gsm7
 
 ESMS_URL = "https://rest.esms.vn/MainService.svc/json"
 SEND_PATH = "/SendMultipleMessage_V4_post_json/"
+STATUS_PATH = "/GetSmsReceiverStatus_get"
 ACCEPTED = "100"
 DUPLICATE = "124"
 PERMANENT_CODES = {
@@ -105,7 +116,7 @@ class EsmsGateway:
         message = str(answer.get("ErrorMessage") or "")
         sandbox = "sandbox" if self.sandbox else ""
         if code == ACCEPTED:
-            return Delivery.delivered(str(answer.get("SMSID") or ""), sandbox)
+            return Delivery.delivered(str(answer.get("SMSID") or ""), sandbox, awaits_report=not self.sandbox)
         if code == DUPLICATE:
             return Delivery.delivered(
                 str(answer.get("SMSID") or ""), f"accepted before (duplicate RequestId {request_id})"
@@ -113,3 +124,27 @@ class EsmsGateway:
         if code in PERMANENT_CODES:
             return Delivery.refused(code, f"eSMS {code}: {PERMANENT_CODES[code]} {message}".strip())
         return Delivery.retry(code or "unknown", f"eSMS {code or 'answered no code'}: {message}".strip())
+
+    async def report(self, sms_id: str, phone: str) -> DeliveryReport:
+        """Whether the SMS `sms_id` reached `phone` (84xxxxxxxxx; see the module)."""
+        try:
+            response = await self._http.get(STATUS_PATH, params={**self._credentials, "RefId": sms_id})
+            answer = response.json() if response.status_code == 200 else None
+        except httpx.HTTPError as error:
+            return DeliveryReport.pending("connection", f"eSMS: {type(error).__name__}: {error}")
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            return DeliveryReport.pending(f"http-{response.status_code}", f"eSMS answered {response.status_code}")
+        code = str(answer.get("CodeResult") or "")
+        receivers = answer.get("ReceiverList")
+        if code != ACCEPTED or not isinstance(receivers, list):
+            return DeliveryReport.pending(code, f"eSMS {code}: {answer.get('ErrorMessage') or 'no receiver list'}")
+        local = "0" + phone[2:]  # eSMS lists the phone as the official dials it
+        receiver = next((r for r in receivers if isinstance(r, dict) and str(r.get("Phone")) in (phone, local)), None)
+        if receiver is None or receiver.get("IsSent") is not True:
+            return DeliveryReport.pending(detail="not sent to the network yet")
+        if receiver.get("SentResult") is True:
+            return DeliveryReport(ReportState.delivered)
+        network = receiver.get("NetworkName") or "the network"
+        return DeliveryReport(ReportState.undelivered, error_code="undelivered", detail=f"{network} did not deliver it")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from notifications.channels.base import ChannelMessage, Delivery
+from notifications.channels.base import ChannelMessage, Delivery, DeliveryReport, ReportState
 from notifications.channels.phones import NotAPhone, international
 from notifications.channels.segments import sms_segments
 from notifications.channels.templates import MAX_SMS_SEGMENTS, KindTemplates, templates_of
@@ -20,6 +20,8 @@ class SmsGateway(Protocol):
     """One SMS provider: send `text` to `phone` (84xxxxxxxxx) once per `request_id`."""
 
     async def submit(self, phone: str, text: str, request_id: str) -> Delivery: ...
+
+    async def report(self, sms_id: str, phone: str) -> DeliveryReport: ...
 
     async def aclose(self) -> None: ...
 
@@ -43,3 +45,10 @@ class SmsChannel:
         if sms_segments(text) > MAX_SMS_SEGMENTS:
             return Delivery.refused("too-long", f"the SMS takes {sms_segments(text)} segments: {text!r}")
         return await self.gateway.submit(phone, text, message.idempotency_key)
+
+    async def report(self, provider_id: str, recipient: str) -> DeliveryReport:
+        try:
+            phone = international(recipient)
+        except NotAPhone as error:
+            return DeliveryReport(ReportState.undelivered, error_code="phone", detail=str(error))
+        return await self.gateway.report(provider_id, phone)

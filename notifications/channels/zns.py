@@ -31,22 +31,35 @@ A timeout, a connection error or an HTTP 5xx is retryable; another HTTP status, 
 
 Duplicates: Zalo does not document that a repeated `tracking_id` is refused, so a send is not
 assumed idempotent at the provider; the outbox's leases keep a message from being sent twice.
+
+Delivery reports, asked by polling (`report`; nothing public need reach our servers):
+    GET https://business.openapi.zalo.me/message/status?message_id=<msg_id>&phone=84...
+    header access_token
+    -> {"error": 0, "message": "Success", "data": {"delivery_time": "<ms since 1970>",
+        "message": "The message was delivered to the user's phone", "status": 1}}
+(Zalo's "Lấy thông tin trạng thái ZNS"; eSMS's GetZaloMessageStatus hands back the same data.)
+Status 1 is delivered. The other values are not documented where we could read them: any of
+them is read as "not yet", and the outbox's report window decides (no report in time: the
+next channel). An error code or an unreachable Zalo is "not yet" too, its code kept.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from notifications.channels.base import ChannelMessage, Delivery
+from notifications.channels.base import ChannelMessage, Delivery, DeliveryReport, ReportState
 from notifications.channels.phones import NotAPhone, international
 from notifications.channels.templates import KindTemplates, templates_of
 from notifications.channels.zalo_token import ZaloTokenFailed, ZaloTokens, ZaloTokenUnavailable
 
 ZNS_URL = "https://business.openapi.zalo.me"
 SEND_PATH = "/message/template"
+STATUS_PATH = "/message/status"
+DELIVERED = 1
 RETRYABLE_CODES = frozenset({-100, -133, -144})
 ACCESS_TOKEN_INVALID = -124
 
@@ -100,6 +113,42 @@ class ZnsChannel:
             return Delivery.refused("token", str(error))
         return delivery
 
+    async def report(self, provider_id: str, recipient: str) -> DeliveryReport:
+        """Whether the message `provider_id` reached `recipient`'s Zalo (see the module)."""
+        try:
+            phone = international(recipient)
+        except NotAPhone as error:
+            return DeliveryReport(ReportState.undelivered, error_code="phone", detail=str(error))
+        query = {"message_id": provider_id, "phone": phone}
+        try:
+            token = await self.tokens.access_token()
+            answer = await self._status(token, query)
+            if isinstance(answer, dict) and _code(answer.get("error")) == ACCESS_TOKEN_INVALID:
+                answer = await self._status(await self.tokens.refresh(stale=token), query)
+        except (ZaloTokenUnavailable, ZaloTokenFailed) as error:
+            return DeliveryReport.pending("token", str(error))
+        if isinstance(answer, DeliveryReport):
+            return answer
+        code, data = _code(answer.get("error")), _mapping(answer.get("data"))
+        if code != 0:
+            return DeliveryReport.pending(str(code), f"ZNS error {code}: {answer.get('message') or ''}")
+        if _code(data.get("status")) != DELIVERED:
+            return DeliveryReport.pending(detail=str(data.get("message") or "not delivered yet"))
+        return DeliveryReport(ReportState.delivered, at=_from_millis(data.get("delivery_time")))
+
+    async def _status(self, token: str, query: dict[str, str]) -> dict[str, Any] | DeliveryReport:
+        """ZNS's answer about one message, or a pending report when it gave none."""
+        try:
+            response = await self._http.get(STATUS_PATH, params=query, headers={"access_token": token})
+            answer = response.json() if response.status_code == 200 else None
+        except httpx.HTTPError as error:
+            return DeliveryReport.pending("connection", f"ZNS: {type(error).__name__}: {error}")
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            return DeliveryReport.pending(f"http-{response.status_code}", f"ZNS answered {response.status_code}")
+        return answer
+
     async def _post(self, token: str, body: dict[str, Any]) -> tuple[Delivery, int | None]:
         """The delivery, and ZNS's error code when it answered one."""
         try:
@@ -136,6 +185,14 @@ def _code(value: object) -> int | None:
     try:
         return int(str(value))
     except ValueError:
+        return None
+
+
+def _from_millis(value: object) -> dt.datetime | None:
+    """A time ZNS gives in milliseconds since 1970 (None when it gave none)."""
+    try:
+        return dt.datetime.fromtimestamp(int(str(value)) / 1000, tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):
         return None
 
 

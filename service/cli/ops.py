@@ -140,8 +140,11 @@ def status(
         typer.echo(f"\noutbox           {facts.outbox_queued} queued{oldest}; {facts.outbox_failed} undeliverable")
         for channel in sorted({c for c, _ in facts.channels.messages}):
             counts = {st: n for (c, st), n in facts.channels.messages.items() if c == channel}
+            reported = {d: n for (c, d), n in facts.channels.deliveries.items() if c == channel}
+            unreached = reported.get("undelivered", 0) + reported.get("unconfirmed", 0)
             typer.echo(
-                f"{channel:<16} {counts.get('sent', 0)} sent, {counts.get('queued', 0)} queued, "
+                f"{channel:<16} {counts.get('sent', 0)} sent ({reported.get('delivered', 0)} delivered, "
+                f"{unreached} not in time), {counts.get('queued', 0)} queued, "
                 f"{counts.get('failed', 0)} failed (the email went instead)"
             )
         typer.echo(

@@ -230,8 +230,9 @@ async def test_the_overview_shows_each_phone_channel_and_names_the_failing_one(c
     prefix = f"dash-{uuid.uuid4().hex}"
     now = utcnow()
 
-    def row(n: int, channel: str, status: str, code: str | None) -> ChannelOutboxMessage:
+    def row(n: int, channel: str, status: str, code: str | None, delivery: str | None = None) -> ChannelOutboxMessage:
         return ChannelOutboxMessage(
+            delivery=delivery,
             idempotency_key=f"{prefix}:{n}@{channel}",
             email_key=f"{prefix}:{n}",
             kind="approval_request",
@@ -248,7 +249,8 @@ async def test_the_overview_shows_each_phone_channel_and_names_the_failing_one(c
         )
 
     async with database.transaction() as session:
-        session.add_all([row(n, "zalo", "failed", "-131") for n in range(3)] + [row(3, "sms", "sent", None)])
+        sms = [row(3, "sms", "sent", None), row(4, "sms", "sent", None, delivery="delivered")]
+        session.add_all([row(n, "zalo", "failed", "-131") for n in range(3)] + sms)
     try:
         page = (await client.get("/", headers=accounts.as_viewer)).text
         english = (await client.get("/?lang=en", headers=accounts.as_viewer)).text
@@ -258,5 +260,6 @@ async def test_the_overview_shows_each_phone_channel_and_names_the_failing_one(c
     card = page[page.index('id="channels"') :]
     assert "Tin nhắn Zalo và SMS" in card and "Đang lỗi: 3 tin lỗi trong 1 giờ qua, mã -131" in card
     assert "ZNS error -131: Template not approved" in card
-    assert re.search(r"<td>SMS</td>\s*<td class=\"num\">1</td>", card), card
+    assert "Đã đến máy" in card  # sent is the provider taking it; delivered, the phone receiving it
+    assert re.search(r"<td>SMS</td>\s*<td class=\"num\">2</td><td class=\"num\">1</td>", card), card
     assert "Failing: 3 failures in the last hour, code -131" in english

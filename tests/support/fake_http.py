@@ -1,7 +1,8 @@
 """What the fakes of HTTP providers share (`fake_zns`, `fake_esms`): a real HTTP server in a
-thread on 127.0.0.1 that answers JSON, and the faults a provider shows: it hangs past a client's
-timeout (`hang`, until `release`), answers 5xx (`fail_with`), or is down (`stop`). Every request is
-kept (`requests`); `changed` wakes a waiter when one arrives."""
+thread on 127.0.0.1 that answers JSON (to a POST's JSON or form body, or a GET's query), and the
+faults a provider shows: it hangs past a client's timeout (`hang`, until `release`), answers 5xx
+(`fail_with`), or is down (`stop`). Every request is kept (`requests`); `changed` wakes a waiter
+when one arrives."""
 
 from __future__ import annotations
 
@@ -66,6 +67,11 @@ class FakeHttpProvider:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
 
+            def do_GET(self) -> None:  # a GET's query is its body
+                path, _, query = self.path.partition("?")
+                headers = {key.lower(): value for key, value in self.headers.items()}
+                self._reply(*fake._answer(path, headers, dict(parse_qsl(query))))
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {key.lower(): value for key, value in self.headers.items()}
@@ -76,7 +82,9 @@ class FakeHttpProvider:
                         body = json.loads(raw or b"{}")
                     except ValueError:
                         body = None
-                status, answer = fake._answer(self.path, headers, body if isinstance(body, dict) else None)
+                self._reply(*fake._answer(self.path, headers, body if isinstance(body, dict) else None))
+
+            def _reply(self, status: int, answer: dict[str, Any]) -> None:
                 data = json.dumps(answer).encode()
                 try:
                     self.send_response(status)

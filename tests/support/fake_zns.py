@@ -7,6 +7,9 @@
   code (-131, template not approved, by default); a phone `no_zalo` names is -118. Delivered
   messages are kept in `delivered`. With `deduplicate` a tracking_id seen before is answered with
   the first send's msg_id and not delivered again.
+- `GET /message/status?message_id&phone` (header access_token) -> {error: 0, message, data:
+  {delivery_time, message, status}}: status 1 (delivered) for a message it sent, 0 (not yet)
+  while its phone is in `unreached`; an unknown message id is -107.
 - `POST /v4/oa/access_token` (header secret_key, form refresh_token, app_id, grant_type) ->
   {access_token, refresh_token, expires_in: "90000"}; each refresh token works once: a spent or
   unknown one is invalid_grant ({error: -14014, error_name, error_description}). `before_refresh`
@@ -41,6 +44,8 @@ class FakeZalo(FakeHttpProvider):
         self.deduplicate = False
         self.delivered: list[dict[str, Any]] = []
         self.by_tracking: dict[str, str] = {}
+        self.sent_to: dict[str, str] = {}  # msg_id -> phone
+        self.unreached: set[str] = set()  # phones whose messages are never reported delivered
         self.before_refresh: Callable[[str], None] | None = None
         self._ids = itertools.count(1)
 
@@ -88,6 +93,10 @@ class FakeZalo(FakeHttpProvider):
         with self.lock:
             return [body for path, _, body in self.requests if path == "/message/template"]
 
+    def status_asks(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [query for path, _, query in self.requests if path == "/message/status"]
+
     # -- the provider -------------------------------------------------------------------------
 
     def route(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -96,6 +105,9 @@ class FakeZalo(FakeHttpProvider):
         if path == "/message/template":
             with self.lock:
                 return 200, self._send(headers, body)
+        if path == "/message/status":
+            with self.lock:
+                return 200, self._status(headers, body)
         return 404, {"error": -106, "message": "Method unsupported"}
 
     def _refresh(self, headers: dict[str, str], form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -131,8 +143,20 @@ class FakeZalo(FakeHttpProvider):
             return self._success(self.by_tracking[tracking])
         msg_id = f"zns-{next(self._ids)}"
         self.by_tracking[tracking] = msg_id
+        self.sent_to[msg_id] = phone
         self.delivered.append(body)
         return self._success(msg_id)
+
+    def _status(self, headers: dict[str, str], query: dict[str, Any]) -> dict[str, Any]:
+        if headers.get("access_token") not in self.access_tokens:
+            return {"error": -124, "message": "Access token invalid"}
+        phone = self.sent_to.get(str(query.get("message_id")))
+        if phone is None or phone != query.get("phone"):
+            return {"error": -107, "message": "Message id invalid"}
+        if phone in self.unreached:
+            return {"error": 0, "message": "Success", "data": {"status": 0, "message": "The message is not delivered"}}
+        delivered = {"delivery_time": "1765080060000", "message": "The message was delivered to the user's phone"}
+        return {"error": 0, "message": "Success", "data": {**delivered, "status": 1}}
 
     def _success(self, msg_id: str) -> dict[str, Any]:
         return {

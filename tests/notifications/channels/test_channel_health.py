@@ -18,6 +18,7 @@ from service.cli import app
 from service.health import exposition, read_facts
 from tests.notifications.channels.conftest import TEMPLATES
 from tests.notifications.channels.test_channel_outbox import asking, channel_dispatcher, queue
+from tests.notifications.channels.test_delivery_reports import PHONE, WINDOW
 
 
 def _metric(text: str, name: str, labels: str = "") -> float:
@@ -71,4 +72,25 @@ async def test_status_names_the_failing_channel(private_database, channels, fake
     code, out = await asyncio.to_thread(status, private_database.url, str(tmp_path), "--check", "channels")
     assert code == 1, out
     assert "!! channels" in out and "zalo: 3 failure(s) and no message sent in the last 60 min; latest -131" in out
-    assert "zalo             0 sent, 0 queued, 3 failed" in out and "sms              0 sent, 3 queued" in out
+    assert "zalo             0 sent (0 delivered, 0 not in time), 0 queued, 3 failed" in out
+    assert "sms              0 sent (0 delivered, 0 not in time), 3 queued" in out
+
+
+async def test_what_the_providers_reported_is_counted(private_database, channels, fake_zalo, fake_esms, tmp_path):
+    """One Zalo message reaches the phone, one never does (no report in the window): /metrics,
+    `kehoach status` say so (the dashboard: tests/api/test_dashboard.py), and the second went on by SMS."""
+    dispatch = channel_dispatcher(private_database, channels, reports=WINDOW)
+    await queue(private_database, asking())
+    await dispatch.run_once()
+    await dispatch.reports.check_once(now=utcnow() + WINDOW.every)  # reached the phone
+    fake_zalo.unreached.add(PHONE)
+    await queue(private_database, asking())
+    await dispatch.run_once()
+    await dispatch.reports.check_once(now=utcnow() + WINDOW.within)  # never reported: on to SMS
+    facts = await read_facts(SimpleNamespace(db=private_database), utcnow())
+    text = exposition(facts, utcnow())
+    assert _metric(text, "kehoach_channel_deliveries", '{channel="zalo",delivery="delivered"}') == 1
+    assert _metric(text, "kehoach_channel_deliveries", '{channel="zalo",delivery="unconfirmed"}') == 1
+    assert facts.channels.messages[("sms", "queued")] == 1
+    _, out = await asyncio.to_thread(status, private_database.url, str(tmp_path), "--check", "channels")
+    assert "zalo             2 sent (1 delivered, 1 not in time), 0 queued, 0 failed" in out, out
