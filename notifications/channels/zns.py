@@ -19,7 +19,10 @@ helpdesk.getfly.vn "Câu hỏi về ZNS", but their numbers there were not seen:
   method): permanent (a configuration a person must fix; the message falls back meanwhile);
 - -107 message id, -108 phone number, -109 template id, -110 Zalo version too old,
   -111 template data empty, -112 template data invalid: permanent;
-- ASSUMED numbers: -113 button invalid, -114 user inactive or refusing ZNS, -115 out of quota,
+- -114, seen with its text in the eSMS gitbook's callback example (`esms-api/callback-url.md`:
+  "User is inactive, or reject the message, or using an outdated Zalo version, or other
+  internal errors"): permanent;
+- ASSUMED numbers: -113 button invalid, -115 out of quota,
   -116 text invalid, -117 OA has no right to the template, -118 no Zalo account for the
   phone, -119 account cannot receive ZNS, -131 template not approved, -132 parameter invalid:
   permanent; -124 access token invalid: the token is refreshed and the send tried once more,
