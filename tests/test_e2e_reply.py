@@ -98,7 +98,7 @@ def _decided_by_reply(stack, year: int, stage: str) -> list[dict]:
 
 
 def test_a_step_is_decided_by_replying_to_its_email_through_imap_and_lmtp(stack, dovecot, tmp_path):
-    year = stack.year(23)
+    year = stack.year(19)
     folder, done = f"Phản hồi {year} {stack.sandbox.backend}", f"Đã xử lý {year} {stack.sandbox.backend}"
     imap = dovecot.client()
     try:

@@ -9,7 +9,7 @@ import asyncio
 import datetime as dt
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from approvals.db import utcnow
 from approvals.models import Delegation
@@ -248,15 +248,41 @@ async def test_an_address_that_is_not_a_reply_address_is_a_bad_token(mailroom):
 async def test_two_receivers_applying_the_same_reply_at_once_decide_once(mailroom):
     request, email = await asked(mailroom)
     raw = reply(email, "Đồng ý", sender=email_of(APPROVER))
-    outcomes = await asyncio.gather(*(mailroom.apply(raw, email) for _ in range(4)))
+    # All four read the Message-ID as new before any commits: inbound_reply is held against
+    # writes (reads go on) until each of the four waits on that hold, or on one another.
+    async with mailroom.db.engine.begin() as holder:
+        await holder.execute(text("LOCK TABLE inbound_reply IN SHARE ROW EXCLUSIVE MODE"))
+        held_by = (await holder.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        applying = [asyncio.ensure_future(mailroom.apply(raw, email)) for _ in range(4)]
+        await _until_waiting(mailroom.db, held_by, 4)
+    outcomes = await asyncio.gather(*applying)
     handled = sorted(o.handling.value for o in outcomes)
-    # All four read the Message-ID as new before any committed: the losers rolled back on its unique key.
+    # The losers rolled back on the Message-ID's unique key.
     assert sorted(o.detail for o in outcomes if o.handling is ReplyHandling.duplicate) == ["applied elsewhere"] * 3
     assert handled == ["applied", "duplicate", "duplicate", "duplicate"]
     assert len(await mailroom.decisions(request.id)) == 1 and len(await mailroom.audit(request.id)) == 1
     assert len(await mailroom.inbound_of(message_id_of(raw))) == 1
     sent = [kind for kind, _ in await mailroom.deliver()]
     assert sent.count("receipt") == 1 and "reply_answer" not in sent
+
+
+async def _until_waiting(db, held_by: int, count: int, timeout: float = 60.0) -> None:
+    """Until `count` sessions wait on PostgreSQL session `held_by`'s locks, or on those waiting."""
+    waiting = text(
+        "WITH RECURSIVE blocked(pid) AS ("
+        " SELECT pid FROM pg_stat_activity WHERE CAST(:held_by AS integer) = ANY(pg_blocking_pids(pid))"
+        " UNION SELECT a.pid FROM pg_stat_activity a JOIN blocked b ON b.pid = ANY(pg_blocking_pids(a.pid))"
+        ") SELECT count(*) FROM blocked"
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        async with db.engine.connect() as watcher:
+            now_waiting = (await watcher.execute(waiting, {"held_by": held_by})).scalar_one()
+        if now_waiting >= count:
+            return
+        assert loop.time() < deadline, f"{now_waiting} of {count} receivers came to wait within {timeout} s"
+        await asyncio.sleep(0.05)  # polling the condition, not waiting for time to pass
 
 
 async def test_the_coordinators_hear_once_a_day_that_the_replies_mailbox_is_unreachable(mailroom):

@@ -205,7 +205,10 @@ class Stack:
             return asyncio.run(run())
 
     def year(self, n: int) -> int:
-        """Years are unique per backend: both share one Prefect server, and a year's run is idempotent."""
+        """Years are unique per backend (0 <= n < 20): both share one Prefect server and one mail
+        catcher, and a year's run is idempotent. (SQLite's year 23 was PostgreSQL's year 3: a
+        test took the other backend's emailed link.)"""
+        assert 0 <= n < 20, f"year({n}): the backends' years would meet"
         return 2030 + (0 if self.sandbox.backend == "sqlite" else 20) + n
 
     def past_year(self, n: int) -> int:
