@@ -39,13 +39,14 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
 from sqlalchemy import update
 
 from approvals.db import Database, claim, utcnow
+from notifications.channel_health import FailingChannel, failing_channels
 from notifications.channel_outbox import fallback_row, insert_channel_row
 from notifications.channels.base import Channel, ChannelMessage, Delivery, DeliveryStatus, UnknownKind, quiet_until
 from notifications.composing import PermanentFailure, Resolver, personalise
@@ -120,6 +121,7 @@ class ChannelDispatcher:
         concurrency: int = 4,
         short_links: ShortLinks | None = None,
         reports: ReportPolicy = ReportPolicy(),
+        on_failing: Callable[[FailingChannel], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.channels = dict(channels)
@@ -132,6 +134,7 @@ class ChannelDispatcher:
         # what /metrics counts.
         self.stats: Counter[tuple[str, str]] = Counter()
         self.reports = DeliveryReports(db, self.channels, reports, self.stats, batch_size=batch_size)
+        self.on_failing = on_failing
 
     async def claim(self, now: dt.datetime) -> tuple[list[ClaimedChannelMessage], dt.datetime]:
         lease = now + dt.timedelta(seconds=self.retry.lease_seconds)
@@ -212,10 +215,25 @@ class ChannelDispatcher:
                 if after is not None:
                     await insert_channel_row(session, after)
                 counted.append((message.channel, outcome))
+        failed = set()
         for channel, outcome in counted:
             self.stats[channel, outcome] += 1
             if outcome in ("fell_back", "failed"):
                 log.warning("a %s message could not be sent (%s)", channel, outcome)
+            if outcome in ("fell_back", "failed", "retry"):
+                failed.add(channel)
+        if failed and self.on_failing is not None:
+            await self._tell_failing(failed, now)
+
+    async def _tell_failing(self, channels: set[str], now: dt.datetime) -> None:
+        """After a round in which `channels` failed: tell of each one now failing
+        (`channel_health`); `on_failing` tells once a day, however often it is called."""
+        assert self.on_failing is not None
+        async with self.db.reads() as session:
+            failing = await failing_channels(session, now)
+        for channel in failing:
+            if channel.channel in channels:
+                await self.on_failing(channel)
 
     def _values(
         self, message: ClaimedChannelMessage, result: Result, now: dt.datetime

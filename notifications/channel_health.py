@@ -56,6 +56,12 @@ async def channel_health(session: AsyncSession, now: dt.datetime) -> ChannelHeal
         .group_by(table.channel, table.delivery)
     )
     deliveries = {(channel, str(delivery)): count for channel, delivery, count in reported}
+    return ChannelHealth(messages, await failing_channels(session, now), deliveries)
+
+
+async def failing_channels(session: AsyncSession, now: dt.datetime) -> list[FailingChannel]:
+    """The channels failing at `now` (see the module)."""
+    table = ChannelOutboxMessage
     recent = await session.execute(
         select(table.channel, table.status, table.error_code, table.last_error, table.attempted_at)
         .where(table.attempted_at >= now - WINDOW)
@@ -68,9 +74,8 @@ async def channel_health(session: AsyncSession, now: dt.datetime) -> ChannelHeal
             sent.add(channel)
         elif code:
             failures.setdefault(channel, []).append((code, detail or ""))
-    failing = [
+    return [
         FailingChannel(channel, len(found), found[0][0], found[0][1])
         for channel, found in sorted(failures.items())
         if channel not in sent and len(found) >= FAILING_AFTER
     ]
-    return ChannelHealth(messages, failing, deliveries)

@@ -30,7 +30,7 @@ from approvals.routing.steps import NewAssignment
 from approvals.routing.submissions import SUBMISSION_LINK, SubmissionAsked, SubmissionUnrouted
 from approvals.statuses import Outcome
 from approvals.tokens import APPROVAL_LINK, REPLY_ADDRESS, REPORT_LINK
-from approvals.wording.channel_alerts import zalo_token_messages
+from approvals.wording.channel_alerts import ChannelAlert, channel_alert_messages
 from approvals.wording.digests import daily_digest_message
 from approvals.wording.issued_report import report_issued_messages
 from approvals.wording.message_types import ClosingMessage, LinkMessage, PlainMessage
@@ -325,17 +325,11 @@ class Emails:
 
     # Channels besides email --------------------------------------------------------------------
 
-    async def zalo_token_failed(
-        self, session: AsyncSession, *, app_id: str, generation: int, detail: str, at: dt.datetime
-    ) -> int:
-        """The coordinators' alert that Zalo refused the OA's token refresh (once per token generation:
-        `notifications.channels.zalo_token` calls it through its `on_failure`)."""
-        return await self._plain(
-            session,
-            zalo_token_messages(
-                self.plan, app_id=app_id, generation=generation, detail=detail, at=at, base_url=self.base_url
-            ),
-        )
+    async def channel_alert(self, session: AsyncSession, alert: ChannelAlert) -> int:
+        """The coordinators' alert that a channel besides email stopped (`approvals.wording.channel_alerts`:
+        Zalo refused the OA's token refresh, or a provider failed every message of the last hour),
+        queued once (`notifications.channels.alerts` calls it)."""
+        return await self._plain(session, channel_alert_messages(self.plan, alert, base_url=self.base_url))
 
     # The issued report -------------------------------------------------------------------------
 

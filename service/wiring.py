@@ -21,7 +21,7 @@ from approvals.tokens import (
     report_link_resolver,
 )
 from notifications.channel_dispatcher import ChannelDispatcher, ShortLinks
-from notifications.channels.alerts import coordinators_told
+from notifications.channels.alerts import coordinators_told, coordinators_told_of_failing
 from notifications.channels.base import Channel
 from notifications.channels.setup import sms_channel, zalo_channel
 from notifications.composing import Resolver
@@ -87,7 +87,8 @@ def make_dispatcher(settings: Settings, db: Database) -> Dispatcher:
 def make_channel_dispatcher(settings: Settings, db: Database) -> ChannelDispatcher:
     """The Zalo and SMS dispatcher, with the channels the settings turn on (none: every queued
     phone message fails as `channel-off`, and the email, queued beside it, reaches the official).
-    A refused Zalo token refresh tells the coordinators once, by email."""
+    A refused Zalo token refresh tells the coordinators once, by email; so does a channel whose
+    provider fails every message of the last hour (once a day)."""
     emails = Emails.of(load_plan(settings.plan_file), settings, shared_renderer())
     told = coordinators_told(db, emails)
     channels: dict[str, Channel] = {}
@@ -101,6 +102,7 @@ def make_channel_dispatcher(settings: Settings, db: Database) -> ChannelDispatch
         resolvers=link_resolvers(settings),
         retry=_retry(settings),
         short_links=ShortLinks(settings.link_secret_bytes(), dt.timedelta(days=settings.link_ttl_days)),
+        on_failing=coordinators_told_of_failing(db, emails),
         reports=ReportPolicy(
             every=dt.timedelta(seconds=settings.channel_report_poll_seconds),
             within=dt.timedelta(minutes=settings.channel_report_minutes),

@@ -1,13 +1,20 @@
-"""Who hears when a channel fails for good: the coordinators, by email, queued through
-`notifications.emails` like every other alert. `ZaloTokens(on_failure=coordinators_told(...))`
-tells them once per token generation that Zalo refused the OA's refresh."""
+"""Who hears when a channel besides email stops: the coordinators, by email, queued through
+`notifications.emails` like every other alert (`approvals.wording.channel_alerts` words them).
+
+- `coordinators_told` is `ZaloTokens`' `on_failure`: Zalo refused the OA's token refresh (told
+  once per token generation);
+- `coordinators_told_of_failing` is the dispatcher's `on_failing`: a channel whose provider
+  failed every message of the last hour (`notifications.channel_health`; told once a day per
+  channel, however many dispatchers notice it)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from approvals.db import Database
+from approvals.db import Database, utcnow
+from approvals.wording.channel_alerts import ChannelAlert
+from notifications.channel_health import FailingChannel
 from notifications.channels.zalo_token import TokenFailure
 
 if TYPE_CHECKING:  # emails imports the channels (a phone message beside an email): not back at run time
@@ -18,9 +25,21 @@ def coordinators_told(db: Database, emails: Emails) -> Callable[[TokenFailure], 
     """An `on_failure` for ZaloTokens: the coordinators' alert queued in its own transaction."""
 
     async def tell(failure: TokenFailure) -> None:
+        alert = ChannelAlert.zalo_token_failed(
+            app_id=failure.app_id, generation=failure.generation, detail=failure.detail, at=failure.at
+        )
         async with db.transaction() as session:
-            await emails.zalo_token_failed(
-                session, app_id=failure.app_id, generation=failure.generation, detail=failure.detail, at=failure.at
-            )
+            await emails.channel_alert(session, alert)
+
+    return tell
+
+
+def coordinators_told_of_failing(db: Database, emails: Emails) -> Callable[[FailingChannel], Awaitable[None]]:
+    """An `on_failing` for the channel dispatcher: the coordinators' alert queued in its own transaction."""
+
+    async def tell(failing: FailingChannel) -> None:
+        alert = ChannelAlert.channel_failing(emails.plan, channel=failing.channel, detail=str(failing), at=utcnow())
+        async with db.transaction() as session:
+            await emails.channel_alert(session, alert)
 
     return tell

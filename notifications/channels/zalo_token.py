@@ -25,7 +25,7 @@ After invalid_grant the stored row is read again, for up to `grace` seconds, bef
 gives up: a process that refreshed outside this lock (an older release, a person seeding a new
 token with `store_tokens`) may be about to store its tokens. A refresh that fails for good is
 recorded on the row once per token generation; `on_failure` is called that once, for the caller
-to tell the coordinators (`notifications.emails.Emails.zalo_token_failed`). A timeout, a
+to tell the coordinators (`notifications.channels.alerts.coordinators_told`). A timeout, a
 connection error or a 5xx is `ZaloTokenUnavailable`: the next send tries again.
 """
 

@@ -361,6 +361,7 @@ ATTENTION = {
     "run_missing": "restart",
     "replies_unread": "replies",
     "zalo_token_failed": "zalo_token",
+    "channel_failing": "channel_failing",
 }
 
 

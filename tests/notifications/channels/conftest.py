@@ -79,6 +79,9 @@ async def zalo_app(database, fake_zalo):  # noqa: F811
 
 
 TEMPLATES = {"approval_request": "231001", "reminder": "231002"}  # the ZNS templates `channels` knows
+# Long enough for a fake in this process's threads to answer under a loaded full run, short enough
+# that a test of a provider that hangs waits little.
+PROVIDER_TIMEOUT = 3.0
 
 
 @pytest.fixture
@@ -88,14 +91,14 @@ async def channels(private_database, fake_zalo, fake_esms):  # noqa: F811
     fake_zalo.secrets[app.app_id] = SECRET_KEY
     await app.authorise()
     tokens = app.tokens()
-    zns = ZnsChannel(tokens, template_ids=TEMPLATES, base_url=fake_zalo.base_url, timeout=1.0)
+    zns = ZnsChannel(tokens, template_ids=TEMPLATES, base_url=fake_zalo.base_url, timeout=PROVIDER_TIMEOUT)
     gateway = EsmsGateway(
         api_key=ESMS_API_KEY,
         secret_key=ESMS_SECRET_KEY,
         brandname=BRANDNAME,
         sandbox=False,
         base_url=fake_esms.base_url,
-        timeout=1.0,
+        timeout=PROVIDER_TIMEOUT,
     )
     sms = SmsChannel(gateway)
     yield {"zalo": zns, "sms": sms}

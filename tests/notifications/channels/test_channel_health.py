@@ -6,19 +6,30 @@ channel the messages fell back to, sending them, is not."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 from types import SimpleNamespace
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from sqlalchemy import select
 from typer.testing import CliRunner
 
-from approvals.config import get_settings
+from approvals.config import PACKAGED_PLAN, Settings, get_settings
 from approvals.db import utcnow
+from approvals.plan import load_plan
+from approvals.wording.channel_alerts import ChannelAlert
+from notifications.channels.alerts import coordinators_told_of_failing
+from notifications.channels.base import VIETNAM
+from notifications.emails import Emails
+from notifications.models import OutboxMessage
+from notifications.render import Renderer
 from service.cli import app
 from service.health import exposition, read_facts
 from tests.notifications.channels.conftest import TEMPLATES
 from tests.notifications.channels.test_channel_outbox import asking, channel_dispatcher, queue
 from tests.notifications.channels.test_delivery_reports import PHONE, WINDOW
+
+COORDINATED = load_plan(PACKAGED_PLAN)  # the shipped plan's coordinators hear of a failing channel
 
 
 def _metric(text: str, name: str, labels: str = "") -> float:
@@ -94,3 +105,38 @@ async def test_what_the_providers_reported_is_counted(private_database, channels
     assert facts.channels.messages[("sms", "queued")] == 1
     _, out = await asyncio.to_thread(status, private_database.url, str(tmp_path), "--check", "channels")
     assert "zalo             2 sent (1 delivered, 1 not in time), 0 queued, 0 failed" in out, out
+
+
+async def test_a_failing_channel_tells_the_coordinators_once_a_day(private_database, channels, fake_zalo):
+    """Zalo refuses every message (its template withdrawn): once the channel is failing, each
+    coordinator of the day gets one email; more refusals, seen by another dispatcher, tell nobody again."""
+    emails = Emails.of(COORDINATED, Settings(link_secret="c" * 48), Renderer())
+    told = coordinators_told_of_failing(private_database, emails)
+    dispatch = channel_dispatcher(private_database, channels, on_failing=told)
+    fake_zalo.refuse_template(TEMPLATES["approval_request"])
+    await queue(private_database, asking(), asking())
+    await dispatch.run_once()
+    assert await _alerts(private_database) == []  # two refusals: not failing yet
+    await queue(private_database, asking())
+    await dispatch.run_once()
+    alerts = await _alerts(private_database)
+    now = utcnow()
+    day = now.astimezone(VIETNAM).date()
+    coordinators = {str(p.email) for p in COORDINATED.holders("lead_agency.coordinator", day)}
+    assert coordinators and {r["email"] for m in alerts for r in m.recipients} == coordinators
+    assert len(alerts) == len(coordinators)
+    assert all("Zalo" in m.subject and "zalo: 3 failure(s)" in m.text_body for m in alerts), alerts[0].text_body
+    assert "-131" in alerts[0].text_body
+    await queue(private_database, asking(), asking())
+    await channel_dispatcher(private_database, channels, on_failing=told).run_once()
+    assert len(await _alerts(private_database)) == len(coordinators)  # once a day
+    tomorrow = ChannelAlert.channel_failing(COORDINATED, channel="zalo", detail="", at=now + dt.timedelta(days=1))
+    assert tomorrow.subject != ChannelAlert.channel_failing(COORDINATED, channel="zalo", detail="", at=now).subject
+
+
+async def _alerts(database) -> list[OutboxMessage]:
+    async with database.reads() as session:
+        found = await session.execute(
+            select(OutboxMessage).where(OutboxMessage.idempotency_key.like("attention:channel_failing:%"))
+        )
+        return list(found.scalars())
