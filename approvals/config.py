@@ -263,7 +263,11 @@ class Settings(BaseSettings):
     esms_sandbox: bool = Field(
         True, description="eSMS sandbox: requests are checked, not sent nor charged. Turn off to send."
     )
-    esms_callback_url: str = Field("", description="Where eSMS reports each SMS's delivery (empty: none).")
+    esms_callback_url: str = Field(
+        "",
+        description="A URL of your own for eSMS to call with each SMS's delivery (empty: none). kehoach does not "
+        "need it: it asks eSMS for each SMS's report itself (notifications.delivery_reports).",
+    )
     channel_timeout: float = Field(
         15.0, gt=0, description="Seconds a call to Zalo or eSMS may take before it is retried later."
     )
