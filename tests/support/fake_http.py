@@ -38,6 +38,14 @@ class FakeHttpProvider:
     def route(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         raise NotImplementedError  # pragma: no cover
 
+    def failure_answer(self, status: int) -> dict[str, Any]:
+        """What the provider answers with a 5xx (`fail_with`), in its own shape."""
+        return {"error": -100, "message": "Internal Server Error"}
+
+    def bad_body_answer(self) -> dict[str, Any]:
+        """What the provider answers (400) to a body that is not a JSON object."""
+        return {"error": -100, "message": "Bad request body"}
+
     # -- faults ------------------------------------------------------------------------------
 
     def hang(self) -> None:
@@ -52,6 +60,13 @@ class FakeHttpProvider:
     def fail_with(self, status: int | None = 503) -> None:
         """Answer every request with this status (None: answer normally again)."""
         self.failing = status
+
+    def go_down(self) -> None:
+        """Nothing listens on the port any more: connections are refused."""
+        self.stop()
+
+    def come_back(self) -> None:
+        self.start()
 
     def wait_for_requests(self, count: int, timeout: float = 30.0) -> None:
         with self.changed:
@@ -118,7 +133,7 @@ class FakeHttpProvider:
         if self._hanging.is_set():
             self._released.wait(HANG_BOUND)
         if self.failing is not None:
-            return self.failing, {"error": -100, "message": "Internal Server Error"}
+            return self.failing, self.failure_answer(self.failing)
         if body is None:
-            return 400, {"error": -100, "message": "Bad request body"}
+            return 400, self.bad_body_answer()
         return self.route(path, headers, body)

@@ -6,18 +6,16 @@ test "confirms on the phone" (`confirm`); `refuse` refuses, and a request lapses
 clock passes `lapse_after` (the clock is the fake's own: `advance` moves it, nothing sleeps). Like
 the real service it refuses a duplicate transaction id (400) without asking the phone again. It can
 hang past a client's timeout (`hang`, until `release`), be down (`go_down`, `come_back`), or answer
-5xx (`fail_with`); with `callback_url` set it POSTs the §3.5 callback when the signer answers.
+5xx (`fail_with`), as the other fakes of providers do (tests/support/fake_http.py); with
+`callback_url` set it POSTs the §3.5 callback when the signer answers.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -26,14 +24,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, utils
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from approvals.signing.test_pki import TestIdentity
-from service.prefect_server import free_port
 from tests.support import local_http
+from tests.support.fake_http import FakeHttpProvider
 
 SP_ID = "kehoach-test.apps.smartcaapi.example"
 SP_PASSWORD = "fake-provider-secret"
 PREFIX = "/sca/sp769"
 STATUS_PATH = re.compile(rf"^{PREFIX}/v1/signatures/sign/(?P<tran>[^/]+)/status$")
-HANG_BOUND = 60.0  # a hung request is answered after this at the latest, so no thread outlives a test
 
 
 @dataclass
@@ -59,91 +56,26 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-class FakeRemoteSigner:
+class FakeRemoteSigner(FakeHttpProvider):
+    name = "fake-remote-signer"
+
     def __init__(self, *, lapse_after: float = 300.0) -> None:
-        self.port = free_port()
+        super().__init__()
         self.lapse_after = lapse_after
         self.now = 0.0  # the fake's clock, in seconds: `advance` moves it
         self.users: dict[str, _User] = {}
         self.transactions: dict[str, Transaction] = {}
-        self.requests: list[tuple[str, dict[str, Any]]] = []  # every call received: path and body
         self.callback_url: str | None = None
-        self.failing: int | None = None
-        self._hanging = threading.Event()
-        self._released = threading.Event()
-        self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)  # waiters wake when a request or prompt arrives
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PREFIX}"
+        return f"{self.root}{PREFIX}"
 
-    # -- the server -------------------------------------------------------------------------
+    def failure_answer(self, status: int) -> dict[str, Any]:
+        return {"status_code": 500, "message": "SERVER_INTERNAL_ERROR", "data": None}
 
-    def start(self) -> None:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    body = None
-                status, answer = fake._answer(self.path, body if isinstance(body, dict) else None)
-                data = json.dumps(answer).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
-                    pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, args=(0.05,), name="fake-remote-signer", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.release()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def go_down(self) -> None:
-        """Nothing listens on the port any more: connections are refused."""
-        self.stop()
-
-    def come_back(self) -> None:
-        self.start()
-
-    def hang(self) -> None:
-        """Hold every request unanswered until `release` (a provider that hangs)."""
-        self._released.clear()
-        self._hanging.set()
-
-    def release(self) -> None:
-        self._hanging.clear()
-        self._released.set()
-
-    def fail_with(self, status: int | None = 503) -> None:
-        """Answer every request with this status (None: answer normally again)."""
-        self.failing = status
+    def bad_body_answer(self) -> dict[str, Any]:
+        return {"status_code": 400, "message": "BAD_REQUEST", "data": None}
 
     # -- the people and their phones ---------------------------------------------------------
 
@@ -158,7 +90,7 @@ class FakeRemoteSigner:
 
     def signature_requests(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [body for path, body in self.requests if path == f"{PREFIX}/v1/signatures/sign"]
+            return [body for path, _, body in self.requests if path == f"{PREFIX}/v1/signatures/sign"]
 
     def wait_for_prompt(self, user_id: str, timeout: float = 30.0) -> Transaction:
         """The first request the user's phone shows, once it arrives."""
@@ -224,17 +156,8 @@ class FakeRemoteSigner:
             return "EXPIRED", None
         return "sig_wait_for_user_confirm", None
 
-    def _answer(self, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
-        with self.changed:
-            self.requests.append((path, body or {}))
-            self.changed.notify_all()
-        if self._hanging.is_set():
-            self._released.wait(HANG_BOUND)
-        if self.failing is not None:
-            return self.failing, {"status_code": 500, "message": "SERVER_INTERNAL_ERROR", "data": None}
-        if body is None:
-            return 400, {"status_code": 400, "message": "BAD_REQUEST", "data": None}
-        with self.changed:
+    def route(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self.changed:  # a waiter on a prompt wakes when one is made
             answer = self._route(path, body)
             self.changed.notify_all()
         return answer
