@@ -183,51 +183,56 @@ def problem_link_resolver(secret: bytes, base_url: str) -> Callable[[str], str]:
 # never a password: whoever holds a live link of the official may see their queue anyway.
 
 QUEUE_LINK = "queue_link"
-_QUEUE = re.compile(r"^([A-Za-z0-9_-]{1,120})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
+_SIGNED_SUBJECT = re.compile(r"^([A-Za-z0-9_-]{1,120})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})$")
 
 
-def _queue_mac(secret: bytes, label: str, official_id: str, expires: int) -> str:
-    digest = hmac.new(secret, f"kehoach-{label}:{official_id}:{expires}".encode(), hashlib.sha256).digest()
+# A subject (an official's id, a report's cycle and agency) signed under a label until a time:
+# "<subject, base64url>.<expires>.<HMAC-SHA256>". Nothing is stored; the label keeps a token made
+# for one use (a queue session, a queue link, a report link) from being read as another.
+
+
+def _subject_mac(secret: bytes, label: str, subject: str, expires: int) -> str:
+    digest = hmac.new(secret, f"kehoach-{label}:{subject}:{expires}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def _queue_token(secret: bytes, label: str, official_id: str, expires: int) -> str:
-    name = base64.urlsafe_b64encode(official_id.encode()).rstrip(b"=").decode()
-    return f"{name}.{expires}.{_queue_mac(secret, label, official_id, expires)}"
+def _signed_subject(secret: bytes, label: str, subject: str, expires: int) -> str:
+    name = base64.urlsafe_b64encode(subject.encode()).rstrip(b"=").decode()
+    return f"{name}.{expires}.{_subject_mac(secret, label, subject, expires)}"
 
 
-def _read_queue_token(secret: bytes, label: str, token: str, now: float) -> str | None:
-    found = _QUEUE.match(token)
+def _read_signed_subject(secret: bytes, label: str, token: str, now: float) -> str | None:
+    found = _SIGNED_SUBJECT.match(token)
     if not found:
         return None
     name, expires, mac = found.groups()
     try:
-        official_id = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
+        subject = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         return None
-    if not hmac.compare_digest(mac, _queue_mac(secret, label, official_id, int(expires))):
+    if not hmac.compare_digest(mac, _subject_mac(secret, label, subject, int(expires))):
         return None
-    return official_id if now < int(expires) else None
+    return subject if now < int(expires) else None
 
 
 def queue_session_token(secret: bytes, official_id: str, expires: int) -> str:
     """An official's queue session, until `expires` (Unix seconds)."""
-    return _queue_token(secret, "queue-session", official_id, expires)
+    return _signed_subject(secret, "queue-session", official_id, expires)
 
 
 def read_queue_session(secret: bytes, token: str, *, now: float) -> str | None:
     """The official of a genuine, unexpired queue session, else None (checked in constant time)."""
-    return _read_queue_token(secret, "queue-session", token, now)
+    return _read_signed_subject(secret, "queue-session", token, now)
 
 
 def queue_link_token(secret: bytes, official_id: str, expires: int) -> str:
     """The digest's queue link of an official, until `expires` (Unix seconds)."""
-    return _queue_token(secret, "queue-link", official_id, expires)
+    return _signed_subject(secret, "queue-link", official_id, expires)
 
 
 def read_queue_link(secret: bytes, token: str, *, now: float) -> str | None:
     """The official of a genuine, unexpired queue link, else None (checked in constant time)."""
-    return _read_queue_token(secret, "queue-link", token, now)
+    return _read_signed_subject(secret, "queue-link", token, now)
 
 
 def queue_link_resolver(
@@ -253,12 +258,12 @@ REPORT_LINK = "report_link"
 
 def report_link_token(secret: bytes, cycle_id: str, agency_id: str, expires: int) -> str:
     """A recipient agency's link to a cycle's issued report, until `expires` (Unix seconds)."""
-    return _queue_token(secret, "report-link", f"{cycle_id}:{agency_id}", expires)
+    return _signed_subject(secret, "report-link", f"{cycle_id}:{agency_id}", expires)
 
 
 def read_report_link(secret: bytes, token: str, *, now: float) -> tuple[str, str] | None:
     """(cycle id, agency id) of a genuine, unexpired report link, else None (constant time)."""
-    subject = _read_queue_token(secret, "report-link", token, now)
+    subject = _read_signed_subject(secret, "report-link", token, now)
     if subject is None or ":" not in subject:
         return None
     cycle_id, agency_id = subject.split(":", 1)
