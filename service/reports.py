@@ -15,7 +15,6 @@ from approvals.errors import NotFound
 from approvals.models import Cycle
 from approvals.report_models import IssuedReport, RemoteSignature
 from approvals.signing.signers import signers_for
-from approvals.signing.test_pki import TEST_MARK
 from approvals.signing.verification import SignatureCheck, verify
 
 FORMATS = {"docx": (DOCX_TYPE, to_docx), "pdf": (PDF_TYPE, to_pdf)}
@@ -127,5 +126,5 @@ async def issued_signatures(app, year: int) -> IssuedSignatures:
         return verify(issued.pdf, trust_roots=signers.trust_roots())
 
     checks = await asyncio.to_thread(check)
-    test = signers.test or any(TEST_MARK in c.signer for c in checks)
+    test = signers.test or any(c.by_test_certificate for c in checks)
     return IssuedSignatures(f"{issued.number}/{issued.symbol}", test, checks)

@@ -48,6 +48,7 @@ from pyhanko_certvalidator import ValidationContext
 
 from approvals.signing.errors import NotASignedDocument
 from approvals.signing.signatures import ensure_off_event_loop
+from approvals.signing.test_pki import TEST_MARK
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -123,6 +124,11 @@ class SignatureCheck:
     long_term: bool  # the document carries the signer certificate's revocation information (B-LT)
     verdict: Verdict
     problem: str | None = None  # what pyHanko said went wrong, when something did
+
+    @property
+    def by_test_certificate(self) -> bool:
+        """Whether the signer's certificate is one `kehoach demo` or a rehearsal made (never real)."""
+        return TEST_MARK in self.signer
 
     def summary(self, language: str = "vi") -> str:
         """One line: "Nguyễn Văn An (Sở ...): hợp lệ"."""

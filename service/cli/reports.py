@@ -30,7 +30,6 @@ def verify_report(
     from approvals.i18n import LANGUAGES, catalogue
     from approvals.plan import load_plan
     from approvals.signing.signers import read_certificate, signers_for
-    from approvals.signing.test_pki import TEST_MARK
     from approvals.signing.verification import Verdict, verify
     from service.web import MESSAGES
 
@@ -63,7 +62,7 @@ def verify_report(
 
     for n, check in enumerate(checks, 1):
         typer.echo(f"\n{_('verify.signature')} {n} ({check.field}): {check.summary(lang)}")
-        if TEST_MARK in check.signer:
+        if check.by_test_certificate:
             typer.echo(f"  {_('verify.test')}")
         typer.echo(f"  {_('verify.signed_at')}: {check.signed_at.isoformat() if check.signed_at else _('verify.none')}")
         typer.echo(f"  {_('verify.timestamp')}: {check.timestamp.isoformat() if check.timestamp else _('verify.none')}")
