@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 
 from approvals.config import Settings
 from approvals.db import utcnow
-from approvals.models import ApiAccount, ApprovalRequest, Assignment, Delegation, LinkFailure
+from approvals.models import ApiAccount, ApprovalRequest, Assignment, Cycle, Delegation, LinkFailure
 from approvals.people.accounts import AccountRole, create_account
 from approvals.plan import load_plan
 from approvals.routing import steps
@@ -132,12 +132,13 @@ async def open_request(
     starts_on: dt.date | None = None,
     subject: str = "",
     now: dt.datetime | None = None,
+    cycle: Cycle | None = None,
 ) -> Opened:
-    """A stage's request opened as the flow's task opens it (no flow waits on it); with
-    `days_late`, its due time has passed that many days ago."""
+    """A stage's request opened as the flow's task opens it (no flow waits on it), in `cycle` or
+    a new cycle of its own; with `days_late`, its due time has passed that many days ago."""
     now = now or utcnow()
     async with database.transaction() as session:
-        cycle = await steps.get_or_create_cycle(
+        cycle = cycle or await steps.get_or_create_cycle(
             session, kind=cycle_kind, period=period or f"t-{uuid.uuid4().hex[:12]}", starts_on=starts_on or now.date()
         )
         opened = await steps.open_request(

@@ -17,7 +17,7 @@ from approvals.routing import steps
 from approvals.routing.submissions import open_submission
 from approvals.tokens import derive_token
 from notifications.models import OutboxMessage
-from tests.api.conftest import live_token
+from tests.api.conftest import live_token, open_request
 
 STARTS = dt.date(2026, 1, 15)
 MAX_PAGE_BYTES = 30 * 1024
@@ -31,23 +31,11 @@ async def new_cycle(database, kind: str = "annual"):
 
 
 async def open_asked(database, settings, cycle, stage_id: str, subject: str = "", *, days_late: int = 0) -> uuid.UUID:
-    """A stage's branch opened with its approvers asked (as `route` asks them once it is submitted)."""
-    now = utcnow()
-    async with database.transaction() as session:
-        opened = await steps.open_request(
-            session,
-            plan=load_plan(settings.plan_file),
-            secret=settings.link_secret_bytes(),
-            cycle=cycle,
-            stage_id=stage_id,
-            subject=subject,
-            waiter_ref=None,
-            link_ttl=dt.timedelta(days=30),
-            now=now,
-        )
-        if days_late:
-            opened.request.due_at = now - dt.timedelta(days=days_late)
-    return opened.request.id
+    """A stage's branch opened in `cycle` with its approvers asked (as `route` asks them once it is submitted)."""
+    opened = await open_request(
+        database, settings, cycle=cycle, stage_id=stage_id, subject=subject, days_late=days_late
+    )
+    return opened.request_id
 
 
 async def submitted(client, database, settings, cycle, stage_id: str, form: dict) -> uuid.UUID:
