@@ -36,6 +36,10 @@ EXPECTED_SECONDS = {
     "tests/flows/test_sweep_every_stage.py::test_every_stage_kind": 10,
 }
 DEFAULT_SECONDS = 4
+# Only the tests that start processes are dealt first. An in-process test dealt among them (tried
+# for the fast tier's tail, run 23) left its cycles' wakes in the worker's shared database while a
+# stack's `kehoach web` ran: its resumer found no run for them and queued 150 coordinators' alerts
+# that the notifications tests then found due in their outbox. Nor did it shorten the fast tier.
 
 
 def expected_seconds(item) -> float:
