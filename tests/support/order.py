@@ -1,6 +1,6 @@
-"""The suite's order across pytest-xdist's workers (tests/README.md, "How the full suite is
-run"): the tests that start processes, and the longest of the others, dealt out first, longest
-first, and the stacks and the session's Prefect server a worker no longer needs stopped."""
+"""The full suite's order across pytest-xdist's workers (tests/README.md, "How the full suite is
+run"): the tests that start processes dealt out first, longest first, and the stacks and the
+session's Prefect server a worker no longer needs stopped."""
 
 from __future__ import annotations
 
@@ -31,9 +31,6 @@ EXPECTED_SECONDS = {
     "tests/service/test_browser_short_link.py::": 25,  # Chromium at a phone's size, on the stack
     "tests/test_bench.py::test_replies_bench": 25,
     "tests/signing/test_pkcs11.py::": 1,  # a copied SoftHSM token: under a second each
-    # In process, and long enough to be the fast tier's tail when they come last:
-    "tests/notifications/test_delivery_outages.py::test_three_dispatchers": 20,
-    "tests/flows/test_sweep_every_stage.py::test_every_stage_kind": 10,
 }
 DEFAULT_SECONDS = 4
 # Only the tests that start processes are dealt first. An in-process test dealt among them (tried
@@ -43,19 +40,16 @@ DEFAULT_SECONDS = 4
 
 
 def expected_seconds(item) -> float:
-    """A named test's hint; else DEFAULT_SECONDS for a test that starts processes, 0 for the others."""
-    named = next((s for prefix, s in EXPECTED_SECONDS.items() if item.nodeid.startswith(prefix)), None)
-    if named is not None:
-        return named
-    return DEFAULT_SECONDS if item.get_closest_marker("processes") is not None else 0
+    if item.get_closest_marker("processes") is None:
+        return 0
+    return next((s for prefix, s in EXPECTED_SECONDS.items() if item.nodeid.startswith(prefix)), DEFAULT_SECONDS)
 
 
 def dealt(items: list, workers: int) -> tuple[list, list[int]]:
     """The order for `workers` workers of pytest-xdist's worksteal, which hands each worker a
     contiguous share of the order (as many tests each) and lets a worker that runs out take the
     far end of another's queue. Each share begins with its part of the tests that start
-    processes and of the long in-process ones, dealt longest first to the share with the least
-    expected time, so that no worker
+    processes, dealt longest first to the share with the least expected time, so that no worker
     is left with every long test to run one after another at the end; the rest of a share is
     in-process tests, in their order. A long test is dealt alone; the other tests of a module
     that starts processes stay together (they share its module-scoped processes). Also the
