@@ -1,5 +1,6 @@
 """Exactly one outcome under contention, on PostgreSQL (SQLite serialises writers and
-ignores row locks, so a race there proves nothing: these tests refuse to run on it)."""
+ignores row locks, so a race there proves nothing: these tests refuse to run on it). Each on a
+database of its own: its hundreds of cycles and their wakes are no other test's leftovers."""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ async def _counts(db, request_id) -> tuple[int, int, str]:
 
 
 @pytest.mark.postgres_only
-async def test_fifty_parallel_decisions_on_one_request_give_one_outcome(database):
+async def test_fifty_parallel_decisions_on_one_request_give_one_outcome(private_database):
+    database = private_database
     for trial in range(TRIALS):
         opened = await _open(database, "s_any")
         tokens = [token_of(n.assignment) for n in opened.new_assignments][: PARALLEL // 2]
@@ -89,7 +91,8 @@ async def test_fifty_parallel_decisions_on_one_request_give_one_outcome(database
 
 
 @pytest.mark.postgres_only
-async def test_a_decision_racing_the_sweep_never_gives_two_outcomes(database):
+async def test_a_decision_racing_the_sweep_never_gives_two_outcomes(private_database):
+    database = private_database
     due_passed = dt.datetime(2026, 8, 1, tzinfo=dt.UTC)  # s_expire is due 14 days after 1 July
     results = {"decision": 0, "expired": 0}
     for trial in range(TRIALS):
