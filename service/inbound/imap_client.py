@@ -27,6 +27,7 @@ _ATTRS = {
     "flags": re.compile(rb"\bFLAGS \(([^)]*)\)", re.IGNORECASE),
     "modseq": re.compile(rb"\bMODSEQ \((\d+)\)", re.IGNORECASE),
 }
+_GONE = {"EXPUNGEISSUED", "NONEXISTENT"}  # RFC 5530: the message was expunged by another session
 LINE_LIMIT = 1024 * 1024  # a SEARCH or FETCH answer over a large folder is one long line
 
 
@@ -253,14 +254,26 @@ class ImapConnection:
                 return response.literals[0]
         return None
 
-    async def move(self, uid: int, folder: str) -> None:
+    async def move(self, uid: int, folder: str) -> bool:
+        """File the message into `folder`; False when it was no longer here to file (another
+        session expunged it: NO [EXPUNGEISSUED], or, with UIDPLUS, an OK without COPYUID)."""
         wire = _quoted(encode_folder(folder))
-        if self.offers("MOVE"):
-            await self.command("UID", "MOVE", str(uid), wire)
-            return
-        await self.command("UID", "COPY", str(uid), wire)
-        await self.command("UID", "STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
-        await self.command(*(["UID", "EXPUNGE", str(uid)] if self.offers("UIDPLUS") else ["EXPUNGE"]))
+        verb = "MOVE" if self.offers("MOVE") else "COPY"
+        try:
+            untagged = await self.command("UID", verb, str(uid), wire)
+        except ImapRefused as exc:
+            if exc.code.upper().split(" ")[0] in _GONE:
+                return False
+            raise
+        copied = self.last_code.upper().startswith("COPYUID") or any(
+            r.text.upper().startswith(b"* OK [COPYUID ") for r in untagged
+        )
+        if self.offers("UIDPLUS") and not copied:
+            return False
+        if verb == "COPY":
+            await self.command("UID", "STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+            await self.command(*(["UID", "EXPUNGE", str(uid)] if self.offers("UIDPLUS") else ["EXPUNGE"]))
+        return True
 
     async def idle(self, seconds: float, stop: asyncio.Event) -> None:
         """IDLE until a message arrives (EXISTS), `seconds` pass or `stop` is set; then DONE."""
