@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 
 from notifications.channels.base import Delivery, DeliveryReport, ReportState
+from notifications.channels.provider_http import get_json, post_json
 from notifications.channels.segments import is_gsm7
 
 ESMS_URL = "https://rest.esms.vn/MainService.svc/json"
@@ -98,20 +99,10 @@ class EsmsGateway:
         }
 
     async def submit(self, phone: str, text: str, request_id: str) -> Delivery:
-        try:
-            response = await self._http.post(SEND_PATH, json=self.body(phone, text, request_id))
-        except httpx.TimeoutException:
-            return Delivery.retry("timeout", f"eSMS did not answer within {self.timeout} s")
-        except httpx.HTTPError as error:
-            return Delivery.retry("connection", f"eSMS: {type(error).__name__}: {error}")
-        if response.status_code >= 500:
-            return Delivery.retry(f"http-{response.status_code}", f"eSMS answered {response.status_code}")
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if response.status_code != 200 or not isinstance(answer, dict):
-            return Delivery.refused(f"http-{response.status_code}", f"eSMS answered {response.status_code}")
+        body = self.body(phone, text, request_id)
+        answer = await post_json(self._http, SEND_PATH, provider="eSMS", timeout=self.timeout, json=body)
+        if isinstance(answer, Delivery):
+            return answer
         code = str(answer.get("CodeResult") or "")
         message = str(answer.get("ErrorMessage") or "")
         sandbox = "sandbox" if self.sandbox else ""
@@ -127,15 +118,9 @@ class EsmsGateway:
 
     async def report(self, sms_id: str, phone: str) -> DeliveryReport:
         """Whether the SMS `sms_id` reached `phone` (84xxxxxxxxx; see the module)."""
-        try:
-            response = await self._http.get(STATUS_PATH, params={**self._credentials, "RefId": sms_id})
-            answer = response.json() if response.status_code == 200 else None
-        except httpx.HTTPError as error:
-            return DeliveryReport.pending("connection", f"eSMS: {type(error).__name__}: {error}")
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            return DeliveryReport.pending(f"http-{response.status_code}", f"eSMS answered {response.status_code}")
+        answer = await get_json(self._http, STATUS_PATH, provider="eSMS", params={**self._credentials, "RefId": sms_id})
+        if isinstance(answer, DeliveryReport):
+            return answer
         code = str(answer.get("CodeResult") or "")
         receivers = answer.get("ReceiverList")
         if code != ACCEPTED or not isinstance(receivers, list):

@@ -56,6 +56,7 @@ import httpx
 
 from notifications.channels.base import ChannelMessage, Delivery, DeliveryReport, ReportState
 from notifications.channels.phones import NotAPhone, international
+from notifications.channels.provider_http import get_json, post_json
 from notifications.channels.templates import KindTemplates, templates_of
 from notifications.channels.zalo_token import ZaloTokenFailed, ZaloTokens, ZaloTokenUnavailable
 
@@ -141,33 +142,16 @@ class ZnsChannel:
 
     async def _status(self, token: str, query: dict[str, str]) -> dict[str, Any] | DeliveryReport:
         """ZNS's answer about one message, or a pending report when it gave none."""
-        try:
-            response = await self._http.get(STATUS_PATH, params=query, headers={"access_token": token})
-            answer = response.json() if response.status_code == 200 else None
-        except httpx.HTTPError as error:
-            return DeliveryReport.pending("connection", f"ZNS: {type(error).__name__}: {error}")
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):
-            return DeliveryReport.pending(f"http-{response.status_code}", f"ZNS answered {response.status_code}")
-        return answer
+        return await get_json(self._http, STATUS_PATH, provider="ZNS", params=query, headers={"access_token": token})
 
     async def _post(self, token: str, body: dict[str, Any]) -> tuple[Delivery, int | None]:
         """The delivery, and ZNS's error code when it answered one."""
-        try:
-            response = await self._http.post(SEND_PATH, json=body, headers={"access_token": token})
-        except httpx.TimeoutException:
-            return Delivery.retry("timeout", f"ZNS did not answer within {self.timeout} s"), None
-        except httpx.HTTPError as error:
-            return Delivery.retry("connection", f"ZNS: {type(error).__name__}: {error}"), None
-        if response.status_code >= 500:
-            return Delivery.retry(f"http-{response.status_code}", f"ZNS answered {response.status_code}"), None
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if response.status_code != 200 or not isinstance(answer, dict):
-            return Delivery.refused(f"http-{response.status_code}", f"ZNS answered {response.status_code}"), None
+        headers = {"access_token": token}
+        answer = await post_json(
+            self._http, SEND_PATH, provider="ZNS", timeout=self.timeout, json=body, headers=headers
+        )
+        if isinstance(answer, Delivery):
+            return answer, None
         code = _code(answer.get("error"))
         text = str(answer.get("message") or "")
         if code == 0:
