@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, update
 
 from approvals import coordination
 from approvals.config import PACKAGED_PLAN
@@ -21,6 +21,7 @@ from approvals.models import ApprovalRequest, Assignment, AuditEvent, Cycle, Cyc
 from approvals.plan import load_plan
 from approvals.routing import steps
 from approvals.tokens import derive_token, hash_token
+from notifications.models import OutboxMessage
 
 DIRECTOR = "giamdoc.svhttdl@lang-son.example"  # stage 1 (the press orientation): the DCST's since 2025
 LINK = re.compile(r"(http://127\.0\.0\.1:\d+/a/[A-Za-z0-9_-]+)")
@@ -75,22 +76,32 @@ def cycle_snapshot(stack, year: int) -> dict:
 
 
 def request_snapshot(stack, request_id) -> dict:
-    """A request's status, its assignments (status, token hash), its decisions, and the whole
-    audit log and outbox counts."""
+    """A request's status, its assignments (status, token hash), its decisions, and how many audit
+    rows and emails concern it: an audit row about the request, its cycle, one of the cycle's
+    stages or one of its assignments; an email whose key names one of those or one of its
+    decisions (a receipt). Not the whole audit log and outbox: the stack's roles go on working
+    for the other tests' cycles meanwhile (a reminder come due, an alert), which is not this
+    request's doing (run 27: two audit rows and an email during a scanner's 1,000 fetches)."""
     with stack.reading() as conn:
         request = conn.execute(select(ApprovalRequest).where(ApprovalRequest.id == request_id)).one()
+        assignments = list(conn.execute(select(Assignment).where(Assignment.request_id == request_id)))
+        decisions = list(conn.execute(select(Decision.id).where(Decision.request_id == request_id)).scalars())
+        stages = conn.execute(select(CycleStage.id).where(CycleStage.cycle_id == request.cycle_id)).scalars()
+        about = {str(request_id), str(request.cycle_id), *map(str, stages), *(str(a.id) for a in assignments)}
+        keys = [*about, *map(str, decisions)]
         return {
             "request_status": request.status,
             "decided_at": request.decided_at,
-            "assignments": sorted(
-                (str(a.id), a.status, a.token_hash, a.token_generation)
-                for a in conn.execute(select(Assignment).where(Assignment.request_id == request_id))
-            ),
-            "decisions": conn.execute(
-                select(func.count()).select_from(Decision).where(Decision.request_id == request_id)
+            "assignments": sorted((str(a.id), a.status, a.token_hash, a.token_generation) for a in assignments),
+            "decisions": len(decisions),
+            "audit_rows": conn.execute(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.entity_id.in_(about))
             ).scalar_one(),
-            "audit_rows": conn.execute(select(func.count()).select_from(AuditEvent)).scalar_one(),
-            "outbox_rows": conn.execute(text("SELECT count(*) FROM outbox_message")).scalar_one(),
+            "outbox_rows": conn.execute(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(or_(*(OutboxMessage.idempotency_key.contains(key, autoescape=True) for key in keys)))
+            ).scalar_one(),
         }
 
 

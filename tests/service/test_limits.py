@@ -203,4 +203,5 @@ def test_oversized_comment_and_bodies(stack):
     assert done.status_code == 200 and "Đã ghi nhận" in done.text
     after = request_snapshot(stack, opened.request_id)
     assert after["decisions"] == 1 and after["request_status"] == "rejected"
+    assert after["audit_rows"] > before["audit_rows"] and after["outbox_rows"] > before["outbox_rows"]  # counted
     assert decisions_of(stack, opened.request_id) == [("ppc_vice_chair", "reject", comment.strip())]
