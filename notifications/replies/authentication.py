@@ -9,8 +9,8 @@ does not rely on it as long as the MX adds its own.)
 
 The reply passes when that header says `dmarc=pass` (for the From domain, if it names one), or
 `dkim=pass` with a signing domain (`header.d`, else the domain of `header.i`) aligned with the From
-domain: the same domain, or one a subdomain of the other (DMARC's relaxed alignment, without the
-public suffix list). A `dmarc=fail` fails, whatever DKIM says.
+domain: the same organizational domain, by the public suffix list (DMARC's relaxed alignment). A
+`dmarc=fail` fails, whatever DKIM says.
 
 The header is parsed here (a small RFC 8601 reader: `authserv-id [version]; method=result
 reason=… ptype.property=value …; …`, comments in parentheses), since the `authres` package is not
@@ -19,11 +19,14 @@ installed; signatures are not verified here either (`dkimpy` is not installed).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import getaddresses
+
+from publicsuffixlist import PublicSuffixList
 
 
 @dataclass(frozen=True)
@@ -150,12 +153,24 @@ def from_domain(message: EmailMessage) -> str | None:
     return addresses[0][1].rpartition("@")[2].lower().rstrip(".") or None
 
 
+def organizational_domain(domain: str) -> str | None:
+    """RFC 7489 §3.2: the public suffix (Mozilla's list, as the `publicsuffixlist` package carries
+    it: nothing is fetched) and one label more: `langson.gov.vn` for `sokhcn.langson.gov.vn`. A
+    public suffix itself (`gov.vn`, `com.vn`) has none."""
+    return _suffixes().privatesuffix(domain.lower().strip(".").lstrip("@"))
+
+
 def aligned(signing_domain: str, author_domain: str) -> bool:
-    """Relaxed alignment: the same domain, or one a subdomain of the other (never a bare top-level one)."""
-    d, f = signing_domain.lower().strip(".").lstrip("@"), author_domain.lower().strip(".")
-    if "." not in d or "." not in f:
-        return False
-    return d == f or f.endswith("." + d) or d.endswith("." + f)
+    """DMARC's relaxed alignment: the same organizational domain. A signature by a public suffix
+    (`d=gov.vn`) aligns with no one's address under it, and two agencies under one (`x.gov.vn`,
+    `y.gov.vn`) are two organizations."""
+    own = organizational_domain(signing_domain)
+    return own is not None and own == organizational_domain(author_domain)
+
+
+@functools.cache
+def _suffixes() -> PublicSuffixList:
+    return PublicSuffixList()
 
 
 def _signing_domain(result: MethodResult) -> str:

@@ -128,6 +128,13 @@ def test_a_from_of_several_addresses_fails():
         ("langson.gov.vn.evil.example", "langson.gov.vn", False),
         ("vn", "langson.gov.vn", False),
         ("", "langson.gov.vn", False),
+        # by the public suffix list: a suffix signs for no one under it, two agencies under one stay two
+        ("gov.vn", "langson.gov.vn", False),
+        ("com.vn", "congty.com.vn", False),
+        ("caobang.gov.vn", "langson.gov.vn", False),
+        ("sotc.langson.gov.vn", "sokhcn.langson.gov.vn", True),  # one organization: langson.gov.vn
+        ("mail.baolangson.vn", "toasoan.baolangson.vn", True),
+        ("evil.co.uk", "example.co.uk", False),
     ],
 )
 def test_relaxed_alignment(signing, author, expected):
