@@ -255,8 +255,8 @@ class ImapConnection:
         return None
 
     async def move(self, uid: int, folder: str) -> bool:
-        """File the message into `folder`; False when it was no longer here to file (another
-        session expunged it: NO [EXPUNGEISSUED], or, with UIDPLUS, an OK without COPYUID)."""
+        """File the message into `folder`; False when it was no longer here to file: another
+        session expunged it (NO [EXPUNGEISSUED], or an OK that names no COPYUID, RFC 4315)."""
         wire = _quoted(encode_folder(folder))
         verb = "MOVE" if self.offers("MOVE") else "COPY"
         try:
@@ -268,12 +268,17 @@ class ImapConnection:
         copied = self.last_code.upper().startswith("COPYUID") or any(
             r.text.upper().startswith(b"* OK [COPYUID ") for r in untagged
         )
-        if self.offers("UIDPLUS") and not copied:
-            return False
-        if verb == "COPY":
-            await self.command("UID", "STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
-            await self.command(*(["UID", "EXPUNGE", str(uid)] if self.offers("UIDPLUS") else ["EXPUNGE"]))
+        if verb == "MOVE":
+            return copied or not self.offers("UIDPLUS")
+        if not copied and not await self._present(uid):
+            return False  # nothing was copied (a folder without sticky UIDs names no COPYUID either)
+        await self.command("UID", "STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+        await self.command(*(["UID", "EXPUNGE", str(uid)] if self.offers("UIDPLUS") else ["EXPUNGE"]))
         return True
+
+    async def _present(self, uid: int) -> bool:
+        answers = await self.command("UID", "FETCH", str(uid), "(UID)")
+        return any(response.attr("uid") == str(uid).encode() for response in answers)
 
     async def idle(self, seconds: float, stop: asyncio.Event) -> None:
         """IDLE until a message arrives (EXISTS), `seconds` pass or `stop` is set; then DONE."""

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from service.inbound.imap import ImapConfig, ImapReader
-from service.inbound.imap_client import encode_folder
+from service.inbound.imap_client import connect, encode_folder
 from tests.support.dovecot import PASSWORD, USER
 
 DOMAIN = "reply.lang-son.example"
@@ -228,3 +228,27 @@ async def test_the_reader_reconnects_when_the_server_comes_back(dovecot, folders
         await folder_until(dovecot, folders[1], 1)
     assert handler.calls == [(message_id, f"duyet+{TOKEN}@{DOMAIN}")]
     assert reader.stats["connects"] >= 2
+
+
+async def test_a_server_without_move_gets_copy_delete_expunge_and_a_message_gone_is_told(dovecot, folders):
+    first, second = reply(1), reply(2)
+    for _, raw in (first, second):
+        await asyncio.to_thread(dovecot.append, raw, encode_folder(folders[0]))
+    imap = await connect("127.0.0.1", dovecot.port, tls="none", timeout=5)
+    other = dovecot.client()
+    try:
+        await imap.login(USER, PASSWORD)
+        await imap.ensure_folder(folders[1])
+        await imap.select(folders[0])
+        imap.capabilities.discard("MOVE")  # as a server that offers UIDPLUS but not MOVE
+        [(uid_1, _, _), (uid_2, _, _)] = await imap.flags()
+        assert await imap.move(uid_1, folders[1]) is True
+        assert other.select(f'"{encode_folder(folders[0])}"')[0] == "OK"  # another session files the second
+        assert other.uid("MOVE", str(uid_2), f'"{encode_folder(folders[1])}"')[0] == "OK"
+        assert await imap.move(uid_2, folders[1]) is False
+    finally:
+        other.logout()
+        await imap.logout()
+    assert await asyncio.to_thread(dovecot.messages, encode_folder(folders[0])) == []
+    filed = await asyncio.to_thread(dovecot.messages, encode_folder(folders[1]))
+    assert sorted(_message_id(raw) for _, _, raw in filed) == sorted([first[0], second[0]])  # each once
