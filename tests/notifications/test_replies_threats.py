@@ -287,8 +287,9 @@ async def _until_waiting(db, held_by: int, count: int, timeout: float = 60.0) ->
 
 async def test_the_coordinators_hear_once_a_day_that_the_replies_mailbox_is_unreachable(mailroom):
     """`kehoach inbound`'s alert (service.inbound.make_outage_alert): each coordinator of the day is
-    told once; a second reader noticing the same outage the same day queues nothing more."""
-    now = utcnow()
+    told once; a second reader noticing the same outage the same day queues nothing more. At 09:00
+    in Lạng Sơn: the day is the province's, and 20 minutes after 23:45 is another day (run 31)."""
+    now = dt.datetime.combine(utcnow().astimezone(PLAN.tz).date(), dt.time(9), tzinfo=PLAN.tz).astimezone(dt.UTC)
     told = []
     for later in (dt.timedelta(0), dt.timedelta(minutes=20)):
         async with mailroom.db.transaction() as session:
