@@ -23,6 +23,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The value at share `q` of `values` in order (nearest rank); NaN for none."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
 class Database:
     """A migrated, empty database for one run: a SQLite file or a PostgreSQL schema."""
 

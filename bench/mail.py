@@ -31,92 +31,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import re
 import shutil
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import CpuMeter, Database, median  # noqa: E402
+from bench.common import HOST, CpuMeter, Database, median  # noqa: E402
+from bench.mail_sink import Sink  # noqa: E402
 
-HOST = "127.0.0.1"
 SENDER = "kehoach@lang-son.example"
 RECIPIENT = "hanh.nt@lang-son.example"
 DOMAIN = "kehoach.bench"
-_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
-
-
-# ------------------------------------------------------------------------ the sink (child process)
-
-
-def _sink_main(port: int, control) -> None:
-    from aiosmtpd.smtp import SMTP
-
-    counts: Counter[bytes] = Counter()
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):
-            found = _MESSAGE_ID.search(envelope.content.split(b"\r\n\r\n", 1)[0])
-            counts[found.group(1) if found else b""] += 1
-            return "250 OK"
-
-    async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        handler = Handler()
-        server = await loop.create_server(lambda: SMTP(handler, hostname="bench-sink", timeout=60), HOST, port)
-        done = loop.create_future()
-
-        def on_command() -> None:
-            command = control.recv()
-            if command == "stats":
-                control.send((sum(counts.values()), len(counts), sum(1 for c in counts.values() if c > 1)))
-            elif command == "reset":
-                counts.clear()
-                control.send("ok")
-            elif command == "stop" and not done.done():
-                done.set_result(None)
-
-        loop.add_reader(control.fileno(), on_command)
-        control.send("ready")
-        await done
-        server.close()
-
-    asyncio.run(serve())
-
-
-class Sink:
-    def __init__(self) -> None:
-        from service.prefect_server import free_port
-
-        self.port = free_port()
-        context = multiprocessing.get_context("spawn")
-        self.control, child = context.Pipe()
-        self.process = context.Process(target=_sink_main, args=(self.port, child), daemon=True)
-
-    def start(self) -> None:
-        self.process.start()
-        if not self.control.poll(30) or self.control.recv() != "ready":
-            raise RuntimeError("the SMTP sink did not start")
-
-    def stats(self) -> tuple[int, int, int]:
-        """(messages accepted, distinct Message-IDs, Message-IDs seen more than once)"""
-        self.control.send("stats")
-        return self.control.recv()
-
-    def reset(self) -> None:
-        self.control.send("reset")
-        self.control.recv()
-
-    def stop(self) -> None:
-        self.control.send("stop")
-        self.process.join(10)
 
 
 # ------------------------------------------------------------------------ the three senders
@@ -291,16 +222,6 @@ async def dispatch(db, port: int, pool: int, *, until, producer=None):
     return dispatcher
 
 
-def check(sink: Sink, expected: int, what: str) -> None:
-    total, distinct, doubled = sink.stats()
-    if (total, distinct, doubled) != (expected, expected, 0):
-        raise SystemExit(
-            f"{what}: the sink accepted {total} messages, {distinct} distinct, {doubled} twice; "
-            f"expected {expected} once each"
-        )
-    sink.reset()
-
-
 # ------------------------------------------------------------------------ the run
 
 ROWS = {
@@ -330,13 +251,13 @@ async def one_round(args, sink: Sink, db, database: Database, offset: int) -> li
     started = time.perf_counter()
     await naive(messages[:count], sink.port)
     timed("naive", started)
-    check(sink, count, "naive")
+    sink.expect(count, "naive")
 
     meter.start()
     started = time.perf_counter()
     await pooled(messages[count:], sink.port, pool)
     timed("pooled", started)
-    check(sink, count, "pooled")
+    sink.expect(count, "pooled")
 
     async def all_sent() -> bool:  # asks the sink first: a database poll would compete for its lock
         return (await asyncio.to_thread(sink.stats))[1] >= count and await unsent(db) == 0
@@ -352,7 +273,7 @@ async def one_round(args, sink: Sink, db, database: Database, offset: int) -> li
     started = time.perf_counter()
     await dispatch(db, sink.port, pool, until=all_sent)
     timed("sending", started)
-    check(sink, count, "dispatcher (sending only)")
+    sink.expect(count, "dispatcher (sending only)")
 
     await empty()
     elsewhere = ProducerProcess(database.url, count, 50, offset)
@@ -361,7 +282,7 @@ async def one_round(args, sink: Sink, db, database: Database, offset: int) -> li
     started = time.perf_counter()
     await dispatch(db, sink.port, pool, until=all_sent, producer=asyncio.ensure_future(elsewhere.go()))
     timed("elsewhere", started, producer=elsewhere.cpu.value)
-    check(sink, count, "dispatcher (producer in its own process)")
+    sink.expect(count, "dispatcher (producer in its own process)")
 
     for per_transaction in args.per_transaction:
         await empty()
@@ -371,7 +292,7 @@ async def one_round(args, sink: Sink, db, database: Database, offset: int) -> li
         offset += count
         await dispatch(db, sink.port, pool, until=all_sent, producer=producer)
         timed(f"inline:{per_transaction}", started)
-        check(sink, count, f"dispatcher ({per_transaction} per transaction)")
+        sink.expect(count, f"dispatcher ({per_transaction} per transaction)")
     return results
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import secrets
 import shutil
 import subprocess
@@ -47,182 +46,28 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import Database, add_prefect_template, cpu_seconds  # noqa: E402
+from bench.common import Database, add_prefect_template, cpu_seconds, percentile  # noqa: E402
+from bench.scale_baseline import run_baseline  # noqa: E402
+from bench.scale_officials import (  # noqa: E402
+    ASK,
+    DIRECTOR,
+    RESUBMIT,
+    SUBMIT,
+    Mailbox,
+    Size,
+    approve,
+    make_plan,
+    submit,
+    walk_to_the_budget_decision,
+)
 
 KEHOACH = str(Path(sys.executable).parent / "kehoach")
-LINK = re.compile(r"(http://127\.0\.0\.1:\d+/[as]/[A-Za-z0-9_-]+)")
-ASK, SUBMIT, RESUBMIT = "Cần phê duyệt", "Cần gửi nội dung", "Cần chỉnh sửa"
-
-
-def tree_seconds(pid: int) -> float:
-    return cpu_seconds(pid, children=True)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-# ---------------------------------------------------------------------- the mailbox (SMTP sink)
-
-
-@dataclass
-class Mail:
-    to: list[str]
-    subject: str
-    text: str
-    message_id: str
-    at: float
-
-
-class Mailbox:
-    """An aiosmtpd server that keeps what it accepts, with the time it arrived."""
-
-    def __init__(self):
-        from aiosmtpd.controller import Controller
-
-        from service.prefect_server import free_port
-
-        self.port = free_port()
-        self.mails: list[Mail] = []
-        self.lock = threading.Lock()
-        self.used: set[str] = set()
-        box = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
-                body = message.get_body(preferencelist=("plain",))
-                with box.lock:
-                    box.mails.append(
-                        Mail(
-                            list(envelope.rcpt_tos),
-                            str(message["Subject"] or ""),
-                            body.get_content() if body else "",
-                            str(message["Message-ID"]),
-                            time.monotonic(),
-                        )
-                    )
-                return "250 OK"
-
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, server_hostname="bench-smtp")
-
-    def start(self) -> None:
-        self.controller.start()
-
-    def stop(self) -> None:
-        self.controller.stop()
-
-    def find(self, predicate, timeout: float = 300) -> Mail:
-        deadline = time.monotonic() + timeout
-        while True:
-            with self.lock:
-                for mail in self.mails:
-                    if predicate(mail):
-                        return mail
-            if time.monotonic() > deadline:
-                raise SystemExit(f"an expected email did not come within {timeout:.0f} s")
-            time.sleep(0.05)
-
-    def link(self, address: str, subject: str, stage: str, year: int) -> str:
-        """A link of a fresh email to `address`, taken once."""
-
-        def fresh(mail: Mail) -> bool:
-            return (
-                address in mail.to
-                and subject in mail.subject
-                and stage in mail.subject
-                and str(year) in mail.subject
-                and any(x not in self.used for x in LINK.findall(mail.text))
-            )
-
-        while True:
-            mail = self.find(fresh)
-            with self.lock:
-                links = [x for x in LINK.findall(mail.text) if x not in self.used]
-                if links:
-                    self.used.add(links[0])
-                    return links[0]
-
-    def count(self, predicate) -> int:
-        with self.lock:
-            return sum(1 for mail in self.mails if predicate(mail))
-
-
-# ---------------------------------------------------------------------- officials, over HTTP
-
-
-def _approve(client, link: str) -> None:
-    assert client.get(link).status_code == 200
-    answer = client.post(link, data={"outcome": "approve", "comment": ""})
-    if answer.status_code != 200:
-        raise SystemExit(f"a decision was refused: {answer.status_code}")
-
-
-def _submit(client, link: str, **fields: str) -> None:
-    assert client.get(link).status_code == 200
-    answer = client.post(link, data=fields)
-    if answer.status_code != 200:
-        raise SystemExit(f"a submission was refused: {answer.status_code} {answer.text[:200]}")
-
-
-@dataclass
-class Size:
-    name: str
-    plan_file: Path
-    units: dict[str, str] = field(default_factory=dict)  # unit -> its reporting officer's address
-
-
-def make_plan(folder: Path, size: str) -> Size:
-    """The shipped plan, or it with synthetic communes until stage 7 has `size` branches."""
-    import datetime as dt
-
-    import yaml
-
-    from approvals.clock.deadlines import local_day
-    from approvals.plan import load_plan
-    from approvals.routing.steps import stage_of
-
-    shipped = ROOT / "plans" / "lang-son.yaml"
-    if size == "real":
-        plan_file = shipped
-    else:
-        data = yaml.safe_load(shipped.read_text(encoding="utf-8"))
-        plan = load_plan(shipped)
-        stage = stage_of(plan, "annual", "annual_report")
-        have = plan.branches(stage, local_day(plan, dt.datetime.now(dt.UTC)))
-        for i in range(max(int(size) - len(have), 0)):
-            data["agencies"].append(
-                {
-                    "id": f"pc_bench_{i:04d}",
-                    "kind": "local_government",
-                    "name": {"vi": f"UBND xã Thử nghiệm {i}", "en": f"Bench Commune {i}"},
-                }
-            )
-        if int(size) < len(have):  # fewer than the province has: the first units of the real stage
-            (report,) = [
-                s for c in data["cycles"] if c["id"] == "annual" for s in c["stages"] if s["id"] == "annual_report"
-            ]
-            report["acting_kinds"], report["acting_agencies"] = [], have[: int(size)]
-        plan_file = folder / f"plan-{size}.yaml"
-        plan_file.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    plan = load_plan(plan_file)
-    stage = stage_of(plan, "annual", "annual_report")
-    today = local_day(plan, dt.datetime.now(dt.UTC))
-    units = {
-        unit: str(plan.holders(stage.requester, today, unit=unit)[0].email) for unit in plan.branches(stage, today)
-    }
-    return Size(size, plan_file, units)
 
 
 # ---------------------------------------------------------------------- one size
@@ -278,45 +123,14 @@ def run_size(
 
             asyncio.run(start_annual_cycle(year, "annual-cycle/annual-cycle", wait=120))
         client = httpx.Client(timeout=60)
-        director = "giamdoc.skhcn@lang-son.example"
 
-        # Stages 1-5, everything approved (not measured).
-        _submit(
-            client,
-            mailbox.link("baochi.svhttdl@lang-son.example", SUBMIT, "1. ", year),
-            text="Định hướng",
-            field_themes="Kinh tế xanh",
-            field_channels="Báo, đài",
-            field_calendar="Quý I–IV",
-        )
-        _approve(client, mailbox.link("giamdoc.svhttdl@lang-son.example", ASK, "1. ", year))
-        _submit(client, mailbox.link("truongban.tgdv@lang-son.example", SUBMIT, "2. ", year), text="Định hướng của Ban")
-        _approve(client, mailbox.link(director, ASK, "2. ", year))  # acknowledged
-        _submit(client, mailbox.link("tonghop.stc@lang-son.example", SUBMIT, "3. ", year), text="Tài liệu")
-        _approve(client, mailbox.link("giamdoc.stc@lang-son.example", ASK, "3. ", year))
-        outlets = {
-            "bientap.baodai@lang-son.example": "tonggiamdoc.baodai@lang-son.example",
-            "bientap.hoivhnt@lang-son.example": "chutich.hoivhnt@lang-son.example",
-            "bientap.ttdt@lang-son.example": "cong.ttdt@lang-son.example",
-        }
-        for editor in outlets:
-            _submit(client, mailbox.link(editor, SUBMIT, "4. ", year), text="Kế hoạch sản xuất")
-        for head in outlets.values():
-            _approve(client, mailbox.link(head, ASK, "4. ", year))
-        for _ in outlets:
-            _approve(client, mailbox.link(director, ASK, "4. ", year))
-        _submit(
-            client,
-            mailbox.link("ngansach.stc@lang-son.example", SUBMIT, "5. ", year),
-            text="Kinh phí",
-            amount="900.000.000",
-        )
+        walk_to_the_budget_decision(client, mailbox, year)  # stages 1-5 (not measured)
 
         # The last decision before the report: from here on is measured.
         meter = {"prefect": server_pid, **{role: p.pid for role, p in processes.items()}}
-        before = {name: tree_seconds(pid) for name, pid in meter.items()}
+        before = {name: cpu_seconds(pid, children=True) for name, pid in meter.items()}
         started = time.monotonic()
-        _approve(client, mailbox.link("giamdoc.stc@lang-son.example", ASK, "5. ", year))
+        approve(client, mailbox.link("giamdoc.stc@lang-son.example", ASK, "5. ", year))
         units = size.units
         returned = set(list(units)[:: max(1, round(1 / changes))] if changes > 0 else [])
         effects: list[float] = []
@@ -324,7 +138,7 @@ def run_size(
 
         def submit_report(unit: str) -> None:
             with httpx.Client(timeout=60) as own:
-                _submit(own, mailbox.link(units[unit], SUBMIT, "7. ", year), text=f"Báo cáo {year} ({unit})")
+                submit(own, mailbox.link(units[unit], SUBMIT, "7. ", year), text=f"Báo cáo {year} ({unit})")
 
         decided_at: list[float] = []
 
@@ -360,14 +174,14 @@ def run_size(
 
         def resubmit(unit: str) -> None:
             with httpx.Client(timeout=60) as own:
-                _submit(own, mailbox.link(units[unit], RESUBMIT, "7. ", year), text=f"Báo cáo đã bổ sung ({unit})")
+                submit(own, mailbox.link(units[unit], RESUBMIT, "7. ", year), text=f"Báo cáo đã bổ sung ({unit})")
 
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(submit_report, units))
-            links = [mailbox.link(director, ASK, "7. ", year) for _ in units]
+            links = [mailbox.link(DIRECTOR, ASK, "7. ", year) for _ in units]
             decided = list(pool.map(lambda link: decide(link, True), links))
             list(pool.map(resubmit, returned))
-            links = [mailbox.link(director, ASK, "7. ", year) for _ in returned]
+            links = [mailbox.link(DIRECTOR, ASK, "7. ", year) for _ in returned]
             list(pool.map(lambda link: decide(link, False), links))
         # The last decision settled the stage: its effect is the chain going on, the lead agency's
         # coordinator asked for the consolidated report (stage 8).
@@ -378,10 +192,10 @@ def run_size(
         )
         settle_effect = asked_at - max(decided_at)
         wall = asked_at - started
-        after = {name: tree_seconds(pid) for name, pid in meter.items()}
+        after = {name: cpu_seconds(pid, children=True) for name, pid in meter.items()}
         # Stage 8 (not measured): the coordinator submits the draft, the director approves, the chain ends.
-        _submit(client, consolidate, text="Đánh giá chung.")
-        _approve(client, mailbox.link(director, ASK, "8. ", year))
+        submit(client, consolidate, text="Đánh giá chung.")
+        approve(client, mailbox.link(DIRECTOR, ASK, "8. ", year))
         mailbox.find(
             lambda m: (
                 coordinator in m.to
@@ -434,107 +248,6 @@ def run_size(
         engine.dispose()
 
 
-# ---------------------------------------------------------------------- the bare-Prefect baseline
-
-
-from prefect import flow  # noqa: E402
-from prefect.flow_runs import suspend_flow_run  # noqa: E402
-
-
-@flow(name="bench-bare-branch")
-def bare_branch(index: int) -> int:
-    """A branch of the baseline: it waits once, suspended, and is resumed through the API."""
-    suspend_flow_run(timeout=None, key="wait")
-    return index
-
-
-def _serve_baseline(limit: int) -> None:
-    from prefect import serve
-
-    serve(bare_branch.to_deployment(name="bench-bare-branch"), limit=limit)
-
-
-def run_baseline(count: int, *, env: dict, server_pid: int, concurrency: int, workdir: Path) -> dict:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from service.prefect_server import stop_process
-
-    log = open(workdir / "baseline-serve.log", "ab")
-    serve = subprocess.Popen(
-        [sys.executable, __file__, "--serve-baseline", "--concurrency", str(concurrency)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=ROOT,
-    )
-
-    async def drive() -> dict:
-        async with get_client() as client:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    deployment = await client.read_deployment_by_name("bench-bare-branch/bench-bare-branch")
-                    break
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("the baseline's deployment did not appear") from None
-                    await asyncio.sleep(0.5)
-            before = {"prefect": tree_seconds(server_pid), "serve": tree_seconds(serve.pid)}
-            started = time.monotonic()
-            runs = [
-                (await client.create_flow_run_from_deployment(deployment.id, parameters={"index": i})).id
-                for i in range(count)
-            ]
-
-            async def states() -> dict:
-                found = await client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs)), limit=len(runs)
-                )
-                return {run.id: run.state for run in found}
-
-            while True:
-                found = (await states()).values()
-                if any(s is not None and s.is_final() for s in found):
-                    raise SystemExit(f"a baseline run ended before it waited; see {workdir / 'baseline-serve.log'}")
-                if len(found) == len(runs) and all(s is not None and s.is_paused() for s in found):
-                    break
-                await asyncio.sleep(0.5)
-            resumed_at = {}
-            for run_id in runs:
-                await client.resume_flow_run(run_id)
-                resumed_at[run_id] = time.monotonic()
-            completed_at = {}
-            while len(completed_at) < len(runs):
-                now = time.monotonic()
-                for run_id, state in (await states()).items():
-                    if run_id not in completed_at and state is not None and state.is_completed():
-                        completed_at[run_id] = now
-                    elif state is not None and state.is_final() and not state.is_completed():
-                        raise SystemExit(f"a baseline run ended {state.name}")
-                await asyncio.sleep(0.2)
-            wall = time.monotonic() - started
-            after = {"prefect": tree_seconds(server_pid), "serve": tree_seconds(serve.pid)}
-            latencies = [completed_at[r] - resumed_at[r] for r in runs]
-            return {
-                "size": f"bare Prefect, {count}",
-                "branches": count,
-                "wall": wall,
-                "prefect": (after["prefect"] - before["prefect"]) / count,
-                "own": (after["serve"] - before["serve"]) / count,
-                "p50": percentile(latencies, 0.5),
-                "p99": percentile(latencies, 0.99),
-            }
-
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
-            return asyncio.run(drive())
-    finally:
-        stop_process(serve)
-
-
 # ---------------------------------------------------------------------- the run
 
 
@@ -550,11 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--changes", type=float, default=0.05, help="share of reports sent back (default 0.05)")
     parser.add_argument("--baseline", type=int, default=50, help="bare-Prefect branches (default 50; 0: none)")
     parser.add_argument("--concurrency", type=int, default=8, help="officials acting at once (default 8)")
-    parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_baseline:
-        _serve_baseline(args.concurrency)
-        return
 
     from service.prefect_server import LocalPrefectServer, prefect_env
 

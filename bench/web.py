@@ -53,6 +53,7 @@ from bench.common import (  # noqa: E402
     load,
     median,
     open_links,
+    percentile,
     serve_kehoach,
 )
 
@@ -217,10 +218,6 @@ BASELINE = {
 }
 
 
-def _percentile(latencies: list[float], share: float) -> float:
-    return latencies[min(len(latencies) - 1, int(len(latencies) * share))]
-
-
 def report(rounds: list[list], rate: float) -> None:
     print()
     print(
@@ -231,8 +228,8 @@ def report(rounds: list[list], rate: float) -> None:
     keys = [row[0] for row in rounds[0]]
     for index, key in enumerate(keys):
         rates = [r[index][1] for r in rounds]
-        p50 = median([_percentile(r[index][2], 0.5) for r in rounds]) * 1000
-        p99 = median([_percentile(r[index][2], 0.99) for r in rounds]) * 1000
+        p50 = median([percentile(r[index][2], 0.5) for r in rounds]) * 1000
+        p99 = median([percentile(r[index][2], 0.99) for r in rounds]) * 1000
         cpu = median([r[index][3] for r in rounds])
         if key in BASELINE:
             baseline = keys.index(BASELINE[key])
