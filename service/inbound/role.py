@@ -76,16 +76,22 @@ async def serve(
 
 
 async def check_imap(settings: Settings) -> tuple[bool, str]:
-    """Whether the mailbox can be logged into and its folder opened, and what was found."""
+    """Whether the mailbox can be logged into and its folder opened, and what was found; a
+    failure names the server it was asked of."""
     config = imap_config(settings)
     if not config.host:
         return False, "no mailbox configured (KEHOACH_IMAP_HOST)"
+    where = f"{config.host}:{config.port}"
+
+    def failed(exc: ImapUnavailable) -> tuple[bool, str]:
+        return False, str(exc) if where in str(exc) else f"{where}: {exc}"
+
     try:
         connection = await connect(
             config.host, config.port, tls=config.tls, timeout=config.timeout, ca_file=config.ca_file
         )
     except ImapUnavailable as exc:
-        return False, str(exc)
+        return failed(exc)
     try:
         await connection.login(config.user, config.password)
         await connection.select(config.folder)
@@ -93,10 +99,10 @@ async def check_imap(settings: Settings) -> tuple[bool, str]:
         claim = "claims by CONDSTORE" if connection.offers("CONDSTORE") else "no CONDSTORE: the handler dedupes"
     except ImapUnavailable as exc:
         connection.close()
-        return False, str(exc)
+        return failed(exc)
     with contextlib.suppress(ImapUnavailable):
         await connection.logout()
-    return True, f"{config.folder} on {config.host}:{config.port} ({idle}; {claim})"
+    return True, f"{config.folder} on {where} ({idle}; {claim})"
 
 
 async def check_lmtp(settings: Settings) -> tuple[bool, str]:
