@@ -86,6 +86,7 @@ class SimulatedOfficials:
     seed: int = 0
     at_once: int = 4  # pages open at the same moment
     for_you: Callable[[str, str], None] | None = None  # told (official, subject) when a played role is asked
+    transport: httpx.AsyncBaseTransport | None = None  # how pages are fetched: the network unless given
     tally: Counter = field(default_factory=Counter)
     seen: set[str] = field(default_factory=set)
     links: list[Link] = field(default_factory=list)
@@ -104,7 +105,7 @@ class SimulatedOfficials:
         return random.Random(":".join((str(self.seed), *key)))
 
     async def run(self, stop: asyncio.Event, poll: float = 0.5) -> None:
-        async with httpx.AsyncClient(timeout=60, follow_redirects=False) as http:
+        async with httpx.AsyncClient(timeout=60, follow_redirects=False, transport=self.transport) as http:
             self.http = http
             while not stop.is_set():
                 for email in read_new(self.maildir, self.seen):

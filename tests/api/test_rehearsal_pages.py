@@ -15,24 +15,13 @@ from sqlalchemy import select
 from approvals.db import utcnow
 from approvals.plan import load_plan
 from approvals.routing import steps
-from approvals.routing.submissions import open_submission
-from approvals.tokens import derive_token
 from notifications.emails import Emails
 from notifications.models import OutboxMessage
 from notifications.render import Renderer
 from service.rehearsal.forms import read_form
 from tests.api.conftest import approver_token
-from tests.support.paces import REHEARSED
+from tests.api.rehearsed_steps import STAGES, approval_token, open_rehearsed_step
 
-# (cycle kind, stage, its kind, the branch's unit, its due day on the rehearsal's calendar)
-STAGES = [
-    ("annual", "dic_direction", "submission", "", "29/01/2081"),
-    ("annual", "outlet_plans", "fan_out", "lang_son_newspaper_radio_tv", "31/03/2081"),
-    ("annual", "finance_allocation", "budget", "", "15/04/2081"),
-    ("annual", "annual_report", "report", "dost", "29/11/2081"),
-    ("annual", "consolidated_report", "consolidation", "", "14/12/2081"),
-    ("problem_escalation", "ppc_resolution", "approval", "", None),
-]
 # In the official's language: the consolidation's coordinator reads English.
 PREFIX = {"vi": "[Diễn tập] ", "en": "[Rehearsal] "}
 BANNER = {"vi": "DIỄN TẬP: thư này thuộc một đợt diễn tập", "en": "REHEARSAL: this email belongs to a rehearsal"}
@@ -41,49 +30,7 @@ PAGE_BANNER = {"vi": "DIỄN TẬP: đây là một đợt diễn tập", "en": 
 
 @pytest.mark.parametrize(("cycle_kind", "stage_id", "kind", "unit", "due"), STAGES, ids=[s[2] for s in STAGES])
 async def test_a_rehearsals_emails_and_pages_say_so(client, database, settings, cycle_kind, stage_id, kind, unit, due):
-    plan = load_plan(settings.plan_file)
-    period = f"2081-{kind}" if cycle_kind != "annual" else "2081"
-    emails = Emails.of(plan, settings, Renderer())
-    async with database.transaction() as session:
-        cycle = (
-            await session.execute(
-                select(steps.Cycle).where(steps.Cycle.kind == cycle_kind, steps.Cycle.period == period)
-            )
-        ).scalar() or await steps.get_or_create_cycle(
-            session, kind=cycle_kind, period=period, starts_on=dt.date(2081, 1, 15)
-        )
-        REHEARSED.mark(cycle, cycle.starts_on)
-        cycle.rehearsal_began = utcnow()
-        before = set((await session.execute(select(OutboxMessage.id))).scalars())
-        if kind == "approval":
-            opened = await steps.open_request(
-                session,
-                plan=plan,
-                secret=settings.link_secret_bytes(),
-                cycle=cycle,
-                stage_id=stage_id,
-                subject=unit,
-                waiter_ref=None,
-                link_ttl=dt.timedelta(days=30),
-                now=utcnow(),
-            )
-            await emails.approval_links(session, opened.request, cycle, opened.new_assignments)
-            path = f"/a/{await _token(database, settings, session, opened)}"
-        else:
-            opened = await open_submission(
-                session,
-                plan=plan,
-                secret=settings.link_secret_bytes(),
-                cycle=cycle,
-                stage_id=stage_id,
-                subject=unit,
-                waiter_ref=None,
-                now=utcnow(),
-                link_ttl=dt.timedelta(days=30),
-            )
-            await emails.asked(session, opened.opened.request, cycle, opened.asked)
-            path = f"/s/{derive_token(settings.link_secret_bytes(), opened.asked.link.id, 1)}"
-        (message,) = [m for m in (await session.execute(select(OutboxMessage))).scalars() if m.id not in before]
+    cycle, path, message, before = await open_rehearsed_step(database, settings, cycle_kind, stage_id, kind, unit)
     language = "en" if message.subject.startswith(PREFIX["en"]) else "vi"
     assert message.subject.startswith(PREFIX[language]), message.subject
     assert message.text_body.startswith(BANNER[language]) and BANNER[language] in html.unescape(message.html_body)
@@ -112,12 +59,6 @@ async def test_a_rehearsals_emails_and_pages_say_so(client, database, settings, 
         assert "/2026" not in m.text_body and " 2026," not in m.text_body, (m.kind, m.text_body)  # no wall date
 
 
-async def _token(database, settings, session, opened) -> str:
-    (assignment,) = [n.assignment for n in opened.new_assignments]
-    await session.flush()
-    return derive_token(settings.link_secret_bytes(), assignment.id, assignment.token_generation)
-
-
 async def test_a_real_cycles_emails_and_pages_carry_no_banner(client, database, settings):
     """The same email for a cycle that is not a rehearsal: no prefix, no banner (so the checks
     above could fail)."""
@@ -141,7 +82,7 @@ async def test_a_real_cycles_emails_and_pages_carry_no_banner(client, database, 
         await Emails.of(plan, settings, Renderer()).approval_links(
             session, opened.request, cycle, opened.new_assignments
         )
-        path = f"/a/{await _token(database, settings, session, opened)}"
+        path = f"/a/{await approval_token(settings, session, opened)}"
         (message,) = [m for m in (await session.execute(select(OutboxMessage))).scalars() if m.id not in before]
     assert "Diễn tập" not in message.subject and "DIỄN TẬP" not in message.text_body + message.html_body
     assert "DIỄN TẬP" not in (await client.get(path)).text
