@@ -58,6 +58,18 @@ async def _play(officials: SimulatedOfficials, done) -> None:
         await task
 
 
+def _officials(app, settings, cycle, maildir, *, played: frozenset = frozenset(), **options) -> SimulatedOfficials:
+    """Simulated officials reading `maildir`, who open pages through the app in this process."""
+    return SimulatedOfficials(
+        load_plan(settings.plan_file),
+        cycle,
+        maildir,
+        played=played,
+        transport=httpx.ASGITransport(app=app),
+        **options,
+    )
+
+
 async def _queued_since(database, before: set) -> list[OutboxMessage]:
     async with database.sessions() as session:
         return [m for m in (await session.execute(select(OutboxMessage))).scalars() if m.id not in before]
@@ -66,14 +78,7 @@ async def _queued_since(database, before: set) -> list[OutboxMessage]:
 @pytest.mark.parametrize("stage", STAGES, ids=[s[2] for s in STAGES])
 async def test_each_kind_of_step_is_acted_on_once_from_its_email(app, database, settings, tmp_path, stage):
     cycle, _, before, maildir = await _caught(database, settings, tmp_path, stage)
-    officials = SimulatedOfficials(
-        load_plan(settings.plan_file),
-        cycle,
-        maildir,
-        played=frozenset(),
-        shares=DILIGENT,
-        transport=httpx.ASGITransport(app=app),
-    )
+    officials = _officials(app, settings, cycle, maildir, shares=DILIGENT)
     done = "approved" if stage[2] == "approval" else "submitted"
     await _play(officials, lambda: officials.tally[done] == 1)
     assert dict(officials.tally) == {done: 1}
@@ -85,14 +90,7 @@ async def test_each_kind_of_step_is_acted_on_once_from_its_email(app, database, 
 async def test_a_decision_the_shares_send_back_asks_for_changes(app, database, settings, tmp_path):
     (approval,) = [s for s in STAGES if s[2] == "approval"]
     cycle, _, before, maildir = await _caught(database, settings, tmp_path, approval)
-    officials = SimulatedOfficials(
-        load_plan(settings.plan_file),
-        cycle,
-        maildir,
-        played=frozenset(),
-        shares=Shares(send_back=1, silent=0, late=0),
-        transport=httpx.ASGITransport(app=app),
-    )
+    officials = _officials(app, settings, cycle, maildir, shares=Shares(send_back=1, silent=0, late=0))
     await _play(officials, lambda: officials.tally["sent back"] == 1)
     assert dict(officials.tally) == {"sent back": 1}
     assert "receipt" in [m.kind for m in await _queued_since(database, before)]
@@ -105,26 +103,19 @@ async def test_a_played_role_is_left_for_the_person_and_a_silent_unit_never_answ
     (address,) = [r["email"] for r in message.recipients]
     (official,) = [o.id for o in plan.officials if str(o.email).lower() == address.lower()]
     told: list[tuple[str, str]] = []
-    played = SimulatedOfficials(
-        plan,
+    played = _officials(
+        app,
+        settings,
         cycle,
         maildir,
         played=frozenset({official}),
         shares=DILIGENT,
         for_you=lambda who, subject: told.append((who, subject)),
-        transport=httpx.ASGITransport(app=app),
     )
     await _play(played, lambda: played.tally["left for you"] == 1)
     assert told == [(official, message.subject)]
 
-    silent = SimulatedOfficials(
-        plan,
-        cycle,
-        maildir,
-        played=frozenset(),
-        shares=Shares(send_back=0, silent=1, late=0),
-        transport=httpx.ASGITransport(app=app),
-    )
+    silent = _officials(app, settings, cycle, maildir, shares=Shares(send_back=0, silent=1, late=0))
     await _play(silent, lambda: silent.tally["silent"] == 1)
     assert dict(silent.tally) == {"silent": 1} and not silent.tasks
     queued = await _queued_since(database, before)
