@@ -1,6 +1,7 @@
 """A page's form as a simulated official reads it: what it asks (the outcome choices of a
-decision, the boxes of a submission) and what it already holds (the consolidation's suggested
-summary, the text a resubmission sends again)."""
+decision, the boxes of a submission), what it already holds (the consolidation's suggested
+summary, the text a resubmission sends again), and a queue's steps (the boxes to tick, the ones
+ticked)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ class PageForm:
     boxes: dict[str, str] = field(default_factory=dict)  # textarea name -> what it holds
     required: set[str] = field(default_factory=set)
     inputs: dict[str, str] = field(default_factory=dict)  # text and hidden inputs: name -> value
+    fields: list[tuple[str, str]] = field(default_factory=list)  # the same in order, a repeated name kept
+    steps: list[str] = field(default_factory=list)  # a queue's step boxes ("b"): each step's id
+    ticked: list[str] = field(default_factory=list)  # those ticked
+
+    def sent(self, **more: str) -> dict[str, list[str]]:
+        """What sending the form as it stands posts (its inputs, its boxes, its ticked steps), and `more`."""
+        posted: dict[str, list[str]] = {}
+        for name, value in [*self.fields, *self.boxes.items(), *(("b", s) for s in self.ticked), *more.items()]:
+            posted.setdefault(name, []).append(value)
+        return posted
 
     @property
     def decides(self) -> bool:
@@ -45,8 +56,13 @@ class _Reader(HTMLParser):
                 self.form.required.add(self.box)
         elif tag == "input" and a.get("type") == "radio" and a["name"] == "outcome":
             self.form.choices.append(a.get("value", ""))
+        elif tag == "input" and a.get("type") == "checkbox" and a["name"] == "b":
+            self.form.steps.append(a.get("value", ""))
+            if "checked" in a:
+                self.form.ticked.append(a.get("value", ""))
         elif tag == "input" and a.get("type", "text") in ("text", "hidden"):
             self.form.inputs[a["name"]] = a.get("value", "")
+            self.form.fields.append((a["name"], a.get("value", "")))
             if "required" in a:
                 self.form.required.add(a["name"])
 

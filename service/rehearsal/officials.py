@@ -7,6 +7,11 @@ only after the due time (their reminders and the escalation come first); some re
 and the Propaganda Board when asked, stay silent; some decisions ask for changes. The shares are
 set per rehearsal, and the same seed plays the same year. The roles the person plays are left
 alone: their emails wait in the inbox for them.
+
+An official with several of a stage's decisions waiting (the director who receives each unit's
+report, the lead agency's director with every outlet's plan) decides them from their queue, as
+a person with 89 reports would: the link opens the queue, the stage's steps are ticked, and one
+confirmation sends back the share the seed picks and another approves the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import datetime as dt
 import logging
 import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +36,8 @@ from approvals.models import Cycle
 from approvals.plan import Plan
 from approvals.plan.stages import Stage, StageKind, TimeoutPolicy
 from notifications.catcher import CaughtMessage, read_new
+from service.queue import MAX_BULK
+from service.queue_session import QUEUE_PATH
 from service.rehearsal.forms import PageForm, read_form
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,8 @@ SEND_BACK_COMMENT = "Đề nghị bổ sung số liệu và kết quả cụ th�
 DUE_VI = re.compile(r"(?:Hạn xử lý|hạn):? (\d{2}):(\d{2}) ngày (\d{2})/(\d{2})/(\d{4})")
 DUE_EN = re.compile(r"(?:Due|due):? (\d{2}) ([A-Z][a-z]{2}) (\d{4}), (\d{2}):(\d{2})")
 TRIES = 6  # a page that answers 429 or 5xx is tried again, waiting longer each time
+SENDING_BACK = ("request_changes", SEND_BACK_COMMENT, "sent back")  # a bulk decision: outcome, comment, tally
+APPROVING = ("approve", "", "approved")
 AMOUNTS = ("850.000.000", "1.200.000.000", "1.600.000.000", "2.400.000.000")  # the last needs the PPC too
 
 
@@ -99,6 +108,7 @@ class SimulatedOfficials:
         self.clock = clock_of(self.plan, self.cycle)
         self.slots = asyncio.Semaphore(self.at_once)
         self.tasks: set[asyncio.Task] = set()
+        self.desks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def _luck(self, *key: str) -> random.Random:
         """The same draw for the same official and step, whatever the order emails arrive in."""
@@ -210,6 +220,11 @@ class SimulatedOfficials:
 
     async def _act(self, link: Link, luck: random.Random) -> bool:
         """Open the page and send its form; False when the service asked to come back later."""
+        if not link.form and len(self._waiting(link)) > 1:
+            async with self.desks[(link.official, link.stage.id)]:  # one queue session at a time per stage
+                decided = True if link.done else await self._decide_from_queue(link)
+            if decided is not None:
+                return decided
         page = await self.http.get(link.url)
         if page.status_code == 429 or page.status_code >= 500:
             return False
@@ -226,6 +241,72 @@ class SimulatedOfficials:
         answer = await self.http.post(link.url, data=data)
         self.tally[done if answer.status_code == 200 else "refused"] += 1
         log.info("%s %s: %s (%s)", link.official, link.stage.id, done, answer.status_code)
+        return True
+
+    def _waiting(self, link: Link) -> list[Link]:
+        """The official's decision links of the link's stage not yet acted on (the link among them)."""
+        return [
+            other
+            for other in self.links
+            if not other.done and not other.form and (other.official, other.stage.id) == (link.official, link.stage.id)
+        ]
+
+    async def _decide_from_queue(self, link: Link) -> bool | None:
+        """The stage's waiting steps decided from the official's queue, in a session of its own
+        (one official's cookie never reaches another's requests). False when the service asked
+        to come back later; None when the link no longer opens the queue (its page says why)."""
+        async with httpx.AsyncClient(timeout=60, follow_redirects=False, transport=self.transport) as http:
+            opened = await http.post(f"{link.url}/queue")
+            if opened.status_code == 429 or opened.status_code >= 500:
+                return False
+            if opened.status_code != 303:
+                return None
+            site = link.url.split("/a/")[0]
+            page = await http.get(f"{site}{QUEUE_PATH}", params=self._queue_filter(link))
+            if page.status_code != 200:
+                return False
+            queue = read_form(page.text) or PageForm()
+            back = [s for s in queue.steps if self._sends_back(link.official, s, queue)]
+            approve = [s for s in queue.steps if s not in back]
+            for chosen, decision in ((back, SENDING_BACK), (approve, APPROVING)):
+                for first in range(0, len(chosen), MAX_BULK):  # one confirmation takes so many at most
+                    if not await self._decide_together(http, site, queue, chosen[first : first + MAX_BULK], decision):
+                        return False
+        for other in self._waiting(link):
+            other.done = True
+        if not queue.steps:  # all decided meanwhile by another, closed, or past their expiry
+            self.tally["found closed"] += 1
+        log.info("%s %s: decided %d from the queue", link.official, link.stage.id, len(queue.steps))
+        return True
+
+    def _queue_filter(self, link: Link) -> dict[str, str]:
+        """The link's stage, in the rehearsed cycle where the stage is one of its kind's (a month's
+        stages are decided across the months' cycles)."""
+        in_cycle = link.stage in self.plan.cycle(self.cycle.kind).stages
+        return {"stage": link.stage.id} | ({"cycle": str(self.cycle.id)} if in_cycle else {})
+
+    def _sends_back(self, official: str, step: str, queue: PageForm) -> bool:
+        return "request_changes" in queue.choices and self._luck(official, step).random() < self.shares.send_back
+
+    async def _decide_together(
+        self, http: httpx.AsyncClient, site: str, queue: PageForm, chosen: list[str], decision: tuple[str, str, str]
+    ) -> bool:
+        """One bulk decision: the queue's form sent with the chosen steps ticked, then its
+        confirmation's form as it stands. False when the service asked to come back later."""
+        outcome, comment, done = decision
+        picked = PageForm(fields=queue.fields, boxes={"comment": comment}, ticked=chosen)
+        confirmation = await http.post(f"{site}{QUEUE_PATH}/xac-nhan", data=picked.sent(outcome=outcome))
+        form = read_form(confirmation.text) if confirmation.status_code == 200 else None
+        if form is None:
+            return False
+        answer = await http.post(f"{site}{QUEUE_PATH}/quyet-dinh", data=form.sent())
+        if answer.status_code == 429 or answer.status_code >= 500:
+            return False
+        failed = len((read_form(answer.text) or PageForm()).ticked) if answer.status_code == 200 else len(chosen)
+        self.tally[done] += len(chosen) - failed  # the queue again: a step that failed stays ticked
+        self.tally["queue confirmations"] += 1
+        if failed:
+            self.tally["refused"] += failed
         return True
 
     def _decision(self, form: PageForm, luck: random.Random) -> tuple[dict[str, str], str]:

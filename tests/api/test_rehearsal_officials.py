@@ -8,6 +8,7 @@ unit that stays silent never answers."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import random
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from approvals.models import Cycle
+from approvals.models import ApprovalRequest, AuditEvent, Cycle
 from approvals.plan import load_plan
 from notifications.catcher import MaildirHandler
 from notifications.models import OutboxMessage
@@ -120,3 +121,77 @@ async def test_a_played_role_is_left_for_the_person_and_a_silent_unit_never_answ
     assert dict(silent.tally) == {"silent": 1} and not silent.tasks
     queued = await _queued_since(database, before)
     assert [m.id for m in queued] == [message.id]  # the step's own email only: nobody acted
+
+
+async def _open_for(database, settings, maildir, stage_id: str, subjects: list[str], year: str) -> tuple[Cycle, set]:
+    """The stage's decision opened for each subject in one rehearsed cycle, each email filed; the
+    cycle, and the outbox rows there are now (those emails among them)."""
+    dispatcher = make_dispatcher(settings, database)
+    for subject in subjects:
+        cycle, _, message, _ = await open_rehearsed_step(
+            database, settings, "annual", stage_id, "approval", subject, pace=A_YEAR_IN_3_SECONDS, period=year
+        )
+        MaildirHandler(maildir).box.add(dispatcher.serialize(message))
+    return cycle, {m.id for m in await _queued_since(database, set())}
+
+
+async def _file_new(database, settings, maildir, before: set, kind: str) -> list[OutboxMessage]:
+    """The emails of `kind` queued since `before`, filed by the mail catcher as sent."""
+    dispatcher = make_dispatcher(settings, database)
+    new = [m for m in await _queued_since(database, before) if m.kind == kind]
+    for message in new:
+        MaildirHandler(maildir).box.add(dispatcher.serialize(message))
+    return new
+
+
+async def _decisions(database, cycle: Cycle, stage_id: str) -> list[tuple[str, str, str]]:
+    """(official, outcome, channel) of each decision in the cycle's stage, as its audit row records it."""
+    async with database.sessions() as session:
+        requests = select(ApprovalRequest.id).where(
+            ApprovalRequest.cycle_id == cycle.id, ApprovalRequest.stage == stage_id
+        )
+        ids = {str(i) for i in (await session.execute(requests)).scalars()}
+        rows = (await session.execute(select(AuditEvent).where(AuditEvent.action == "decision.recorded"))).scalars()
+        return sorted((e.data["official"], e.data["outcome"], e.data["channel"]) for e in rows if e.entity_id in ids)
+
+
+@pytest.mark.parametrize(("send_back", "done"), [(0, "approved"), (1, "sent back")])
+async def test_a_director_with_several_reports_waiting_decides_them_in_one_confirmation(
+    app, database, settings, tmp_path, send_back, done
+):
+    """The report stage: the director who receives each unit's report has three waiting and
+    decides them from the queue, not page by page (as with the 89 units of the shipped plan)."""
+    plan = load_plan(settings.plan_file)
+    units = plan.branches(plan.stage("annual", "annual_report"), dt.date(2081, 1, 15))[:3]
+    maildir = tmp_path / "caught"
+    cycle, before = await _open_for(database, settings, maildir, "annual_report", units, await _unused_year(database))
+    officials = _officials(app, settings, cycle, maildir, shares=Shares(send_back=send_back, silent=0, late=0))
+    await _play(officials, lambda: officials.tally[done] == 3)
+    assert dict(officials.tally) == {done: 3, "queue confirmations": 1}
+    decided = await _decisions(database, cycle, "annual_report")
+    (director,) = {who for who, _, _ in decided}
+    outcome = "approve" if done == "approved" else "request_changes"
+    assert decided == [(director, outcome, "queue")] * 3
+    assert len([m for m in await _queued_since(database, before) if m.kind == "receipt"]) == 3
+
+
+async def test_the_outlets_heads_decide_on_their_pages_and_the_lead_director_from_the_queue(
+    app, database, settings, tmp_path
+):
+    """The fan-out stage: each outlet's plan goes to its own head (one step each: the page), then
+    to the lead agency's director, who has them all waiting (the queue)."""
+    plan = load_plan(settings.plan_file)
+    outlets = plan.branches(plan.stage("annual", "outlet_plans"), dt.date(2081, 1, 15))[:3]
+    maildir = tmp_path / "caught"
+    cycle, before = await _open_for(database, settings, maildir, "outlet_plans", outlets, await _unused_year(database))
+    heads = _officials(app, settings, cycle, maildir, shares=DILIGENT)
+    await _play(heads, lambda: heads.tally["approved"] == 3)
+    assert dict(heads.tally) == {"approved": 3}
+    assert len({who for who, _, channel in await _decisions(database, cycle, "outlet_plans") if channel == "link"}) == 3
+
+    asked = await _file_new(database, settings, maildir, before, "approval_request")
+    assert len(asked) == 3 and len({m.recipients[0]["email"] for m in asked}) == 1  # one director, three plans
+    director = _officials(app, settings, cycle, maildir, shares=DILIGENT, seen=set(heads.seen))  # the new emails
+    await _play(director, lambda: director.tally["approved"] == 3)
+    assert dict(director.tally) == {"approved": 3, "queue confirmations": 1}
+    assert [channel for *_, channel in await _decisions(database, cycle, "outlet_plans")].count("queue") == 3
