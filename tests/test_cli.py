@@ -1,21 +1,15 @@
-"""The `kehoach` command as ops run it: schema upgrade and the audit chain check."""
+"""The `kehoach` command as ops run it, the installed script: schema upgrade, and what it refuses
+before it starts (the audit chain check and accounts run in process: tests/service/test_ops_in_process.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
-from approvals.config import PACKAGED_PLAN
-from approvals.db import Database
-from approvals.plan import load_plan
-from approvals.routing import steps
 from tests.conftest import BACKENDS, DatabaseSandbox
 
 pytestmark = pytest.mark.processes  # the installed `kehoach` script
@@ -35,54 +29,10 @@ def own_database(request, tmp_path):
     box.drop()
 
 
-async def _fill(url: str) -> None:
-    plan = load_plan(PACKAGED_PLAN)
-    db = Database(url)
-    try:
-        for year in ("2040", "2041", "2042"):
-            async with db.transaction() as session:
-                cycle = await steps.get_or_create_cycle(
-                    session, kind="annual", period=year, starts_on=dt.date(2026, 1, 15)
-                )
-                await steps.open_request(
-                    session,
-                    plan=plan,
-                    secret=b"k" * 32,
-                    cycle=cycle,
-                    stage_id="dic_direction",
-                    waiter_ref=None,
-                    link_ttl=dt.timedelta(days=30),
-                    now=dt.datetime.now(dt.UTC),
-                )
-    finally:
-        await db.dispose()
-
-
 def test_db_upgrade_is_idempotent(own_database):
     result = run("db", "upgrade", url=own_database.url)
     assert result.returncode == 0, result.stderr
     assert "Database at revision" in result.stdout
-
-
-def test_audit_verify_passes_then_names_the_first_edited_or_deleted_row(own_database):
-    asyncio.run(_fill(own_database.url))
-    ok = run("audit", "verify", url=own_database.url)
-    assert ok.returncode == 0, ok.stderr
-    assert "audit log OK: 3 rows verified" in ok.stdout
-
-    with own_database.engine.begin() as conn:
-        ids = [row[0] for row in conn.execute(text("SELECT id FROM audit_event ORDER BY id"))]
-        conn.execute(text("UPDATE audit_event SET actor = 'someone else' WHERE id = :id"), {"id": ids[1]})
-    edited = run("audit", "verify", url=own_database.url)
-    assert edited.returncode == 1
-    assert f"BROKEN at row {ids[1]}" in edited.stderr and "edited" in edited.stderr
-
-    with own_database.engine.begin() as conn:
-        conn.execute(text("UPDATE audit_event SET actor = 'system' WHERE id = :id"), {"id": ids[1]})
-        conn.execute(text("DELETE FROM audit_event WHERE id = :id"), {"id": ids[1]})
-    deleted = run("audit", "verify", url=own_database.url)
-    assert deleted.returncode == 1
-    assert f"BROKEN at row {ids[2]}" in deleted.stderr and "deleted" in deleted.stderr
 
 
 def test_production_refuses_a_missing_link_secret(tmp_path):
