@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import socket
 import threading
+import time
 
 from service.inbound.lmtp import LmtpServer
 from service.prefect_server import free_port
@@ -99,3 +103,47 @@ def test_both_parts_are_checked_and_one_failing_fails_the_check(tmp_path):
     assert code == 1, out
     assert f"!! imap cannot connect to 127.0.0.1:{nowhere}: ConnectionRefusedError" in out, out
     assert f"ok lmtp LMTP answers on 127.0.0.1:{server.port}" in out, out
+
+
+def test_the_role_serves_lmtp_until_sigterm_and_then_says_it_stopped(tmp_path, sandbox):
+    """`kehoach inbound --lmtp`, the replies' role itself, in this process: it says what it
+    receives and from where, greets on its port, and stops cleanly on SIGTERM (as compose and
+    systemd stop it)."""
+    port = free_port()
+    stopped: list[str] = []
+    returned = threading.Event()
+
+    def stop_once_it_greets() -> None:
+        """SIGTERM once the role greets (its loop holds the signal then); never after the command
+        has returned; and after a minute without a greeting too, so that a hung role fails the test."""
+        deadline = time.monotonic() + 60
+        while not returned.is_set():
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as lmtp:
+                if lmtp.recv(100).startswith(b"220"):
+                    stopped.append("after its greeting")
+                    break
+            if time.monotonic() > deadline:
+                stopped.append("never greeted")
+                break
+            time.sleep(0.05)
+        if stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_once_it_greets, daemon=True)
+    stopper.start()
+    result = _kehoach(
+        "inbound",
+        "--lmtp",
+        "--no-imap",
+        env={
+            "KEHOACH_DATA_DIR": str(tmp_path),
+            "KEHOACH_DATABASE_URL": sandbox.url,
+            "KEHOACH_LMTP_PORT": str(port),
+            "KEHOACH_REPLY_DOMAIN": DOMAIN,
+        },
+    )
+    returned.set()
+    stopper.join(10)
+    out = " ".join(result.output.split())
+    assert stopped == ["after its greeting"] and result.exit_code == 0, out
+    assert f"from LMTP on 127.0.0.1:{port}" in out and f"@{DOMAIN}" in out and out.endswith("Stopped."), out
