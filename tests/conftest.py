@@ -109,7 +109,8 @@ def pytest_collection_modifyitems(config, items):
     there); for PostgreSQL it runs, or fails, like any other.
 
     A test that starts processes is marked `processes`: one of the process fixtures, an `e2e`
-    module, or its module's own mark. `--fast` leaves those out."""
+    module, or its module's own mark. `--fast` leaves those out, and the `stress` tests (many
+    trials of a race, thousands of rows), which the inner loop can wait for."""
     dropped = [
         item
         for item in items
@@ -121,7 +122,8 @@ def pytest_collection_modifyitems(config, items):
         if PROCESS_FIXTURES.intersection(item.fixturenames) or item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.processes)
     if config.getoption("--fast"):
-        dropped += [item for item in items if item.get_closest_marker("processes") and item not in dropped]
+        slow = ("processes", "stress")
+        dropped += [item for item in items if any(map(item.get_closest_marker, slow)) and item not in dropped]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         gone = {id(item) for item in dropped}

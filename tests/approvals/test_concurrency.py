@@ -76,6 +76,7 @@ async def _counts(db, request_id) -> tuple[int, int, str]:
 
 
 @pytest.mark.postgres_only
+@pytest.mark.stress  # 200 trials: the full suite's; the fast tier keeps the race with the sweep below
 async def test_fifty_parallel_decisions_on_one_request_give_one_outcome(private_database):
     database = private_database
     for trial in range(TRIALS):

@@ -76,6 +76,7 @@ async def test_smtp_down_for_a_while_then_back_loses_and_duplicates_nothing(data
 
 
 @pytest.mark.postgres_only  # SQLite ignores FOR UPDATE: its writers simply take turns
+@pytest.mark.stress  # 10,000 messages: the full suite's; the fast tier keeps the outage tests above
 async def test_three_dispatchers_send_10000_messages_each_exactly_once(sandbox, database, keys, faulty_smtp):
     total = 10_000
     message_ids = await queue_many(database, [keys() for _ in range(total)])
