@@ -70,6 +70,30 @@ async def _cas_request(
     await session.refresh(request)
 
 
+class DueStep(str, Enum):
+    """What the sweep owes an open request at a moment."""
+
+    grace_ended = "grace_ended"  # escalated, and the superior's grace has ended: it expires
+    due = "due"  # its due time has passed: the stage's timeout policy
+    reminder = "reminder"  # a reminder has fallen since the last one sent
+
+
+def due_step(plan: Plan, request: ApprovalRequest, cycle: Cycle, stage: Stage, now: dt.datetime) -> DueStep | None:
+    """The step the sweep owes `request` at `now`, if any. A pass reads every open request this
+    way without a lock, and locks only those with a step due; under the lock, `sweep_request`
+    asks again of the row as it is then."""
+    if request.status not in OPEN:
+        return None
+    submission = request.status == RequestStatus.awaiting_submission.value
+    if not submission and request.expires_at is not None and now >= request.expires_at:
+        return DueStep.grace_ended
+    if now >= request.due_at and request.escalated_at is None:
+        return DueStep.due
+    if now < request.due_at and reminders_passed(stage, request, now, clock_of(plan, cycle)) > request.reminders_sent:
+        return DueStep.reminder
+    return None
+
+
 async def sweep_request(
     session: AsyncSession, *, plan: Plan, secret: bytes, request_id: uuid.UUID, now: dt.datetime, link_ttl: dt.timedelta
 ) -> SweepEvent | None:
@@ -79,22 +103,24 @@ async def sweep_request(
         return None
     cycle = await row_of(session, Cycle, request.cycle_id)
     stage = stage_of(plan, cycle.kind, request.stage)
-    if request.status == RequestStatus.awaiting_submission.value:
-        return await _sweep_submission(session, plan, secret, request, cycle, stage, now)
-
-    if request.expires_at is not None and now >= request.expires_at:
+    step = due_step(plan, request, cycle, stage, now)
+    submission = request.status == RequestStatus.awaiting_submission.value
+    if step is DueStep.grace_ended:
         return await _expire(session, request, cycle, stage, now, reason="escalation grace ended")
-    if now >= request.due_at and request.escalated_at is None:
+    if step is DueStep.due:
         policy = stage.timeout_policy
         if policy is TimeoutPolicy.expire:
-            return await _expire(session, request, cycle, stage, now, reason="due time passed")
+            reason = "nothing submitted by the due time" if submission else "due time passed"
+            return await _expire(session, request, cycle, stage, now, reason=reason)
         if policy is TimeoutPolicy.proceed:
             return await _lapse(session, request, cycle, stage, now)
-        if policy is TimeoutPolicy.escalate:
+        if policy is TimeoutPolicy.escalate and not submission:  # a unit that never submitted has nothing to decide
             return await _escalate(session, plan, secret, request, cycle, stage, now, link_ttl)
         return await _overdue(session, request, cycle, stage, now, policy)
-    passed = reminders_passed(stage, request, now, clock_of(plan, cycle))
-    if now < request.due_at and passed > request.reminders_sent:
+    if step is DueStep.reminder:
+        passed = reminders_passed(stage, request, now, clock_of(plan, cycle))
+        if submission:
+            return await _remind_submitter(session, plan, secret, request, cycle, stage, now, passed)
         return await _remind(session, secret, request, cycle, stage, now, passed, plan)
     return None
 
@@ -220,7 +246,7 @@ async def _lapse(
     return event
 
 
-async def _sweep_submission(
+async def _remind_submitter(
     session: AsyncSession,
     plan: Plan,
     secret: bytes,
@@ -228,20 +254,12 @@ async def _sweep_submission(
     cycle: Cycle,
     stage: Stage,
     now: dt.datetime,
+    passed: int,
 ) -> SweepEvent | None:
     """A step still waiting for its unit's submission: the unit's officer is reminded with a
-    fresh form link (the last one stops working); at the due time it expires if the stage says
-    so, else it is overdue: coordinators see it, and the stage's superior (escalate_to) is told
-    which unit has not submitted."""
-    if now >= request.due_at and request.escalated_at is None:
-        if stage.timeout_policy is TimeoutPolicy.expire:
-            return await _expire(session, request, cycle, stage, now, reason="nothing submitted by the due time")
-        if stage.timeout_policy is TimeoutPolicy.proceed:
-            return await _lapse(session, request, cycle, stage, now)
-        return await _overdue(session, request, cycle, stage, now, stage.timeout_policy)
-    passed = reminders_passed(stage, request, now, clock_of(plan, cycle))
-    if now >= request.due_at or passed <= request.reminders_sent:
-        return None
+    fresh form link (the last one stops working). At the due time such a step expires if the
+    stage says so, else it is overdue: coordinators see it, and the stage's superior
+    (escalate_to) is told which unit has not submitted (`overdue_notices`)."""
     await _cas_request(
         session, request, ApprovalRequest.reminders_sent == request.reminders_sent, reminders_sent=passed
     )
@@ -324,15 +342,18 @@ async def sweep(
     link_ttl: dt.timedelta,
     on_event: OnEvent | None = None,
 ) -> list[SweepEvent]:
-    """One pass over open requests, each in its own transaction with its emails (`on_event`)."""
+    """One pass over open requests, each with a step due in its own transaction with its emails
+    (`on_event`); a request with nothing due is read, not locked."""
     async with db.sessions() as session:
-        ids = list(
-            (
-                await session.execute(
-                    select(ApprovalRequest.id).where(ApprovalRequest.status.in_(OPEN)).order_by(ApprovalRequest.due_at)
-                )
-            ).scalars()
-        )
+        rows = (
+            await session.execute(
+                select(ApprovalRequest, Cycle)
+                .join(Cycle, Cycle.id == ApprovalRequest.cycle_id)
+                .where(ApprovalRequest.status.in_(OPEN))
+                .order_by(ApprovalRequest.due_at)
+            )
+        ).all()
+    ids = [request.id for request, cycle in rows if _owes_a_step(plan, request, cycle, now)]
     events = []
     for request_id in ids:
         try:
@@ -350,3 +371,11 @@ async def sweep(
         if event is not None:
             events.append(event)
     return events
+
+
+def _owes_a_step(plan: Plan, request: ApprovalRequest, cycle: Cycle, now: dt.datetime) -> bool:
+    try:
+        stage = stage_of(plan, cycle.kind, request.stage)
+    except StageNotInPlan:  # `sweep_request` says so, for the coordinators' log
+        return True
+    return due_step(plan, request, cycle, stage, now) is not None

@@ -11,12 +11,12 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from approvals.models import ApprovalRequest, AuditEvent, Decision
+from approvals.models import ApprovalRequest, AuditEvent, Cycle, Decision
 from approvals.plan.people import Official
 from approvals.plan.values import Text
 from approvals.routing import steps
 from approvals.routing.decisions import decide
-from approvals.running.sweep import sweep_request
+from approvals.running.sweep import EventKind, due_step, sweep, sweep_request
 from approvals.statuses import Outcome
 from tests.approvals.test_routing import PLAN, SECRET, TTL, token_of
 
@@ -117,3 +117,20 @@ async def test_a_decision_racing_the_sweep_never_gives_two_outcomes(private_data
         assert (status, decisions) == (("approved", 1) if decided else ("expired", 0)), f"trial {trial}"
         results["decision" if decided else "expired"] += 1
     assert sum(results.values()) == TRIALS
+
+
+@pytest.mark.postgres_only
+async def test_a_request_being_decided_does_not_hold_up_the_sweep_of_the_others(private_database):
+    """A pass locks only the requests with a step due: one whose row a decision holds, with
+    nothing due, is read and passed over, and the pass goes on to the step that is due."""
+    database = private_database
+    overdue = await _open(database, "s_expire", plan=PLAN, now=dt.datetime(2026, 7, 2, tzinfo=dt.UTC))
+    being_decided = await _open(database, "s_expire", plan=PLAN, now=NOW)
+    async with database.transaction() as holder:
+        request = await steps.lock_request(holder, being_decided.request.id)  # as a decision being recorded does
+        cycle = await holder.get(Cycle, request.cycle_id)
+        assert due_step(PLAN, request, cycle, steps.stage_of(PLAN, "test", "s_expire"), NOW) is None
+        # Before a pass locked every open request, this one waited on the holder, which waits on it.
+        events = await asyncio.wait_for(sweep(database, plan=PLAN, secret=SECRET, now=NOW, link_ttl=TTL), 60)
+    assert [(e.kind, e.request.id) for e in events] == [(EventKind.expired, overdue.request.id)]
+    assert (await _counts(database, being_decided.request.id))[2] == "pending"
