@@ -41,6 +41,18 @@ class _Thousandths(GlyphAccumulator):
         self.hb_font.scale = (PDF_UNITS_PER_EM, PDF_UNITS_PER_EM)  # HarfBuzz's advances and offsets
         self.units_per_em = PDF_UNITS_PER_EM  # what pyHanko divides them by
 
+    def _extract_subset(self, options: Any = None) -> None:
+        """pyHanko's subset drops the layout tables (HarfBuzz shaped the text from the font's bytes
+        when it was fed). fontTools (4.69) still decompiles them first to look at their versions:
+        most of a signature's CPU. Dropped here before it looks, with the legacy `kern` table that
+        fontTools drops where GPOS is (`legacy_kern`), the subset is byte for byte the same."""
+        if options is None:
+            legacy = ("kern",) if "GPOS" in self.tt else ()
+            for tag in ("GPOS", "GDEF", "GSUB", *legacy):
+                if tag in self.tt:
+                    del self.tt[tag]
+        super()._extract_subset(options)
+
     def _get_cid_and_width(self, glyph_id: int) -> tuple[int, int]:
         if glyph_id in self._glyphs:
             return self._glyphs[glyph_id]

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from fontTools.ttLib import TTFont
+from pyhanko.pdf_utils.font.opentype import GlyphAccumulator
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.writer import PdfFileWriter
 
-from approvals.signing.fonts import ITALIC, REGULAR
+from approvals.signing.fonts import ITALIC, REGULAR, serif
 from approvals.signing.form import fields_of
 
 
@@ -33,3 +36,34 @@ def test_each_glyph_advances_by_its_own_width_in_thousandths_of_an_em(issued):
         assert len(widths) >= 10  # the glyphs of "Số: 117/BC-SKHCN", of the place and date
         for gid, width in widths.items():  # CIDs are the font's glyph ids (Identity)
             assert width == round(metrics[order[gid]][0] * 1000 / 2048), (name, order[gid])
+
+
+TEXT = "Nông Thị Hạnh, Giám đốc Sở Khoa học và Công nghệ — Lạng Sơn, ngày 30 tháng 11 năm 2026"
+
+
+def _embedded(italic: bool, *, stock: bool) -> bytes:
+    """The font file a signature's text embeds: our subset, or pyHanko's own way of making it."""
+    engine = serif(11, italic=italic).create_font_engine(PdfFileWriter())
+    engine.shape(TEXT)
+    if stock:
+        GlyphAccumulator._extract_subset(engine)
+        engine._subset_created = True
+    engine.prepare_write()
+    engine.tt.recalcTimestamp = False
+    out = io.BytesIO()
+    engine.tt.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("italic", [False, True], ids=["regular", "italic"])
+def test_the_subset_skipping_the_layout_tables_is_the_one_pyhanko_makes(italic):
+    """The layout tables are dropped before fontTools subsets (it decompiled them only to drop
+    them): the embedded font is byte for byte what pyHanko's own subset gives, without GSUB,
+    GPOS, GDEF or the legacy kern table, and with every glyph the text needs."""
+    ours = _embedded(italic, stock=False)
+    assert ours == _embedded(italic, stock=True)
+    font = TTFont(io.BytesIO(ours))
+    assert not {"GSUB", "GPOS", "GDEF", "kern"} & set(font.keys())
+    assert {"glyf", "hmtx", "cmap"} <= set(font.keys())
+    glyphs = font.getBestCmap()
+    assert all(ord(c) in glyphs and font["glyf"][glyphs[ord(c)]].numberOfContours for c in set(TEXT) - {" "})
