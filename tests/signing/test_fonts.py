@@ -49,6 +49,7 @@ def _embedded(italic: bool, *, stock: bool) -> bytes:
         GlyphAccumulator._extract_subset(engine)
         engine._subset_created = True
     engine.prepare_write()
+    engine.tt["head"].modified = 0  # fontTools stamped it with the clock when pyHanko wrote it
     engine.tt.recalcTimestamp = False
     out = io.BytesIO()
     engine.tt.save(out)
